@@ -1,0 +1,23 @@
+# mailbridge — the two commands: `make run` (local stack) and `make test` (whole suite).
+.PHONY: bootstrap run test test-fast package lint bench clean
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+run: bootstrap
+	.venv/bin/python -m infra.local_stack
+
+test: bootstrap
+	.venv/bin/python -m pytest -q
+
+test-fast: bootstrap
+	.venv/bin/python -m pytest -q -m "not slow"
+
+package: bootstrap
+	.venv/bin/python -m infra.package --stage $${STAGE:-dev} --out build/
+
+bench: bootstrap
+	.venv/bin/python -m bench
+
+clean:
+	rm -rf .venv build .pytest_cache

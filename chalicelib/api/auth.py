@@ -1,0 +1,86 @@
+"""Authentication of API calls: tenant keys, the operator key, X-User-Id, client address allowlists.
+
+Order of checks (each failure a problem+json): missing/malformed/unknown key → 401; inactive key → 403
+`key-inactive`; client address outside the key's allowlist → 403 `address-not-allowed`; a `require_user` key
+without `X-User-Id` → 403. Nothing in an error reveals another tenant's data.
+"""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.api.context import Principal
+from chalicelib.api.errors import AddressNotAllowed, BadRequest, Forbidden, KeyInactive, Unauthorized
+from chalicelib.config import get_settings
+from chalicelib.models.tenant import ApiKey
+from chalicelib.security import apikeys
+from chalicelib.timeutil import isoformat, now_iso, parse_iso, utcnow
+
+_USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def source_ip(request) -> str | None:
+    """API Gateway's view of the client address; `X-Forwarded-For` is deliberately ignored."""
+    return ((request.context or {}).get("identity") or {}).get("sourceIp")
+
+
+def bearer_token(request) -> str:
+    header = request.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
+    return token.strip()
+
+
+def authenticate_operator(request) -> Principal:
+    token = bearer_token(request)
+    expected = get_settings().operator_key_sha256
+    if not expected or not apikeys.is_operator_key_format(token) or not apikeys.digest_matches(token, expected):
+        raise Unauthorized("Invalid operator key.")
+    return Principal(tenant_id=None, is_operator=True)
+
+
+def authenticate_tenant(request) -> Principal:
+    token = bearer_token(request)
+    key_id = apikeys.parse_key_id(token)
+    if key_id is None:
+        raise Unauthorized("Malformed API key.")
+    try:
+        record = ApiKey.get(key_id)
+    except DoesNotExist:
+        record = None
+    if record is None or not apikeys.digest_matches(token, record.key_sha256):
+        raise Unauthorized("Unknown API key.")
+    if record.status != "active":
+        raise KeyInactive("This API key is inactive.")
+    if not apikeys.address_allowed(source_ip(request), list(record.allowed_ips or [])):
+        raise AddressNotAllowed("This API key may not be used from this client address.")
+    user_id = _user_id(request)
+    if record.require_user and user_id is None:
+        raise Forbidden("This API key requires the X-User-Id header.")
+    _touch_last_used(record)
+    return Principal(tenant_id=record.tenant_id, key_id=record.key_id, user_id=user_id)
+
+
+def _user_id(request) -> str | None:
+    value = request.headers.get("x-user-id")
+    if value is None:
+        return None
+    value = value.strip()
+    if not _USER_ID_RE.match(value):
+        raise BadRequest("X-User-Id must be 1-128 characters of letters, digits and ._:@-")
+    return value
+
+
+def _touch_last_used(record: ApiKey) -> None:
+    """Record last use at one-minute resolution, so a busy key does not cost a write per call."""
+    now = utcnow()
+    if record.last_used_at and now - parse_iso(record.last_used_at) < LAST_USED_RESOLUTION:
+        return
+    record.update(actions=[ApiKey.last_used_at.set(isoformat(now))])
+
+
+__all__ = ["authenticate_operator", "authenticate_tenant", "source_ip", "now_iso"]

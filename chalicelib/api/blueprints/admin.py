@@ -1,0 +1,51 @@
+"""Operator API: tenants and their plans (operator key)."""
+from __future__ import annotations
+
+from chalice import Blueprint
+
+from chalicelib.api.errors import NotFound
+from chalicelib.api.pagination import decode_cursor, encode_cursor
+from chalicelib.api.routing import route
+from chalicelib.api.schemas.common import ListQuery
+from chalicelib.api.schemas.tenancy import CreateTenant, TenantCreated, TenantList, TenantOut, UpdateTenant
+from chalicelib.tenancy import service
+
+bp = Blueprint(__name__)
+TAGS = ("operator",)
+
+
+def tenant_out(tenant) -> dict:
+    return TenantOut(id=tenant.tenant_id, name=tenant.name, plan=tenant.plan, status=tenant.status,
+                     own_domains=list(tenant.own_domains or []), settings=tenant.settings or {},
+                     created_at=tenant.created_at, updated_at=tenant.updated_at).model_dump()
+
+
+@route(bp, "/v1/admin/tenants", methods=["POST"], auth="operator", body=CreateTenant, response=TenantCreated,
+       status=201, summary="Create a tenant (and its first API key)", tags=TAGS)
+def create_tenant(body: CreateTenant):
+    tenant = service.create_tenant(body.name, body.plan, own_domains=body.own_domains,
+                                   settings=body.settings.model_dump(exclude_none=True))
+    out = tenant_out(tenant)
+    out["api_key"] = service.create_key(tenant.tenant_id, "initial").plaintext if body.issue_key else None
+    return out
+
+
+@route(bp, "/v1/admin/tenants", methods=["GET"], auth="operator", query=ListQuery, response=TenantList,
+       summary="List tenants", tags=TAGS)
+def list_tenants(query: ListQuery):
+    items, last = service.list_tenants(query.limit, decode_cursor(query.cursor, None, "tenants"))
+    return {"items": [tenant_out(t) for t in items], "next_cursor": encode_cursor(None, "tenants", last)}
+
+
+@route(bp, "/v1/admin/tenants/{tenant_id}", methods=["PATCH"], auth="operator", body=UpdateTenant,
+       response=TenantOut, summary="Update a tenant (name, plan, status, settings)", tags=TAGS)
+def update_tenant(tenant_id: str, body: UpdateTenant):
+    tenant = service.get_tenant(tenant_id)
+    if tenant is None:
+        raise NotFound(f"No tenant with id {tenant_id!r}.")
+    changes = body.model_dump(exclude_unset=True)
+    if "settings" in changes:
+        changes["settings"] = {**(tenant.settings or {}), **body.settings.model_dump(exclude_none=True)}
+    if "own_domains" in changes:
+        changes["own_domains"] = [d.lower() for d in changes["own_domains"]]
+    return tenant_out(service.update_tenant(tenant, **changes))

@@ -1,0 +1,157 @@
+"""The one way to declare a route: auth mode, request models, response model and OpenAPI entry together.
+
+    @route(bp, "/v1/keys", methods=["POST"], body=CreateKey, response=KeyCreated, status=201,
+           summary="Create an API key")
+    def create_key(body: CreateKey): ...
+
+The wrapper authenticates (`auth="tenant" | "operator" | "none"`), enforces the body size limit and JSON
+content type, validates the body and query string with pydantic (422 with per-field errors), binds the log
+context, renders the result as JSON and turns every `ApiError` into problem+json. Because the OpenAPI
+document is built from the same declarations, a route cannot exist without its documentation.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from chalice import Response
+from pydantic import BaseModel, ValidationError
+
+from chalicelib.api import auth
+from chalicelib.api.context import reset_principal, set_principal
+from chalicelib.api.errors import (ApiError, BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
+                                   problem_response)
+from chalicelib.config import get_settings
+from chalicelib.logs import logger
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    auth: str
+    status: int
+    tags: tuple[str, ...]
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    content_type: str = "application/json"
+    errors: tuple[int, ...] = field(default_factory=tuple)
+
+
+OPERATIONS: list[Operation] = []
+
+
+def validation_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+        errors.append({"field": f"{prefix}{path}" if path else prefix.rstrip(".") or "body",
+                       "message": err.get("msg", "invalid")})
+    return errors
+
+
+def _raise_validation(exc: ValidationError, prefix: str = "") -> None:
+    errors = validation_errors(exc, prefix)
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    raise ValidationFailed(f"Request is invalid — {detail}", errors=errors) from None
+
+
+def parse_body(request, model: type[BaseModel]) -> BaseModel:
+    raw = request.raw_body or b""
+    if len(raw) > get_settings().max_body_bytes:
+        raise PayloadTooLarge(f"Request body exceeds {get_settings().max_body_bytes} bytes.")
+    content_type = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMediaType("Send the request body as application/json.")
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("Request body must be a JSON object.",
+                               errors=[{"field": "body", "message": "must be a JSON object"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        _raise_validation(exc)
+        raise
+
+
+def parse_query(request, model: type[BaseModel]) -> BaseModel:
+    params = dict(request.query_params or {})
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        _raise_validation(exc, prefix="query.")
+        raise
+
+
+def render(result: Any, status: int) -> Response:
+    if isinstance(result, Response):
+        return result
+    if result is None and status == 204:
+        return Response(body="", status_code=204)
+    if isinstance(result, BaseModel):
+        result = result.model_dump(mode="json", by_alias=True)
+    return Response(body=json.dumps(result, default=str), status_code=status,
+                    headers={"Content-Type": "application/json"})
+
+
+def _authenticate(mode: str, request):
+    if mode == "tenant":
+        return auth.authenticate_tenant(request)
+    if mode == "operator":
+        return auth.authenticate_operator(request)
+    return None
+
+
+def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenant", body=None, query=None,
+          response=None, status: int = 200, tags: tuple[str, ...] = (), content_type: str = "application/json",
+          errors: tuple[int, ...] = ()) -> Callable:
+    if auth not in {"tenant", "operator", "none"}:
+        raise ValueError(f"unknown auth mode {auth!r}")
+
+    def decorator(fn: Callable) -> Callable:
+        for method in methods:
+            OPERATIONS.append(Operation(method.upper(), path, summary, auth, status, tuple(tags), body, query,
+                                        response, content_type, tuple(errors)))
+
+        @functools.wraps(fn)
+        def view(**path_args):
+            request = bp.current_request
+            request_id = (request.context or {}).get("requestId")
+            logger.append_keys(request_id=request_id, route=f"{request.method} {path}", function="api")
+            token = None
+            try:
+                principal = _authenticate(auth, request)
+                token = set_principal(principal)
+                if principal is not None:
+                    logger.append_keys(tenant_id=principal.tenant_id, user_id=principal.user_id)
+                kwargs = dict(path_args)
+                if body is not None:
+                    kwargs["body"] = parse_body(request, body)
+                if query is not None:
+                    kwargs["query"] = parse_query(request, query)
+                return render(fn(**kwargs), status)
+            except ApiError as exc:
+                if exc.status >= 500:
+                    logger.warning("request failed", extra={"problem": exc.slug, "detail": exc.detail})
+                return exc.to_response(instance=(request.context or {}).get("path"))
+            except Exception:
+                logger.exception("unhandled error")
+                return problem_response({"type": "https://mailbridge.dev/problems/internal",
+                                         "title": "Internal error", "status": 500,
+                                         "detail": "An unexpected error occurred; it has been logged."}, 500)
+            finally:
+                if token is not None:
+                    reset_principal(token)
+                logger.remove_keys(["tenant_id", "user_id", "request_id", "route"])
+
+        bp.route(path, methods=[m.upper() for m in methods])(view)
+        return fn
+
+    return decorator

@@ -1,0 +1,75 @@
+"""Runtime settings, read once from the environment.
+
+Every resource name (tables, queues, bucket, KMS key) arrives through environment variables set by
+`.chalice/config.json` (cloud) or the local stack, so the same code runs in Lambda, in the local stack and
+in tests. `reset_settings()` exists for tests that change the environment.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = "local"
+    region: str = "us-east-1"
+    table_prefix: str = "mailbridge-local-"
+    sync_queue_url: str = ""
+    events_queue_url: str = ""
+    raw_bucket: str = ""
+    kms_key_id: str = ""
+    operator_key_sha256: str = ""
+    signing_key: str = ""
+    public_base_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = 1_048_576
+    max_message_bytes: int = 50 * 1024 * 1024
+    allow_insecure_mail_transport: bool = False
+    ssrf_allowed_networks: tuple[str, ...] = field(default_factory=tuple)
+    worker_timeout_seconds: int = 300
+    refresh_interval_seconds: int = 300
+
+    def table_name(self, suffix: str) -> str:
+        return f"{self.table_prefix}{suffix}"
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    return Settings(
+        stage=env.get("MAILBRIDGE_STAGE", "local"),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        table_prefix=env.get("MAILBRIDGE_TABLE_PREFIX", "mailbridge-local-"),
+        sync_queue_url=env.get("MAILBRIDGE_SYNC_QUEUE_URL", ""),
+        events_queue_url=env.get("MAILBRIDGE_EVENTS_QUEUE_URL", ""),
+        raw_bucket=env.get("MAILBRIDGE_RAW_BUCKET", ""),
+        kms_key_id=env.get("MAILBRIDGE_KMS_KEY_ID", ""),
+        operator_key_sha256=env.get("MAILBRIDGE_OPERATOR_KEY_SHA256", "").lower(),
+        signing_key=env.get("MAILBRIDGE_SIGNING_KEY", ""),
+        public_base_url=env.get("MAILBRIDGE_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        max_body_bytes=int(env.get("MAILBRIDGE_MAX_BODY_BYTES", "1048576")),
+        max_message_bytes=int(env.get("MAILBRIDGE_MAX_MESSAGE_BYTES", str(50 * 1024 * 1024))),
+        allow_insecure_mail_transport=_bool(env.get("MAILBRIDGE_ALLOW_INSECURE_MAIL_TRANSPORT")),
+        ssrf_allowed_networks=_csv(env.get("MAILBRIDGE_SSRF_ALLOWED_NETWORKS")),
+        worker_timeout_seconds=int(env.get("MAILBRIDGE_WORKER_TIMEOUT_SECONDS", "300")),
+        refresh_interval_seconds=int(env.get("MAILBRIDGE_REFRESH_INTERVAL_SECONDS", "300")),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()

@@ -1,0 +1,25 @@
+"""Shared PynamoDB plumbing: table names and region come from settings (env), endpoints from botocore.
+
+Models are persistence only: no HTTP errors, no scans on request paths (a key or GSI per access pattern).
+Tables are defined in `infra/resources.yaml`; `create_table` is used only by tests and the local stack.
+The endpoint is left to botocore, which honours `AWS_ENDPOINT_URL(_DYNAMODB)` — the local stack sets it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.config import get_settings
+
+
+def table_meta(suffix: str, **extra: Any) -> type:
+    """A PynamoDB `Meta` class for the table `<prefix><suffix>` (names read when the model is imported)."""
+    settings = get_settings()
+    attrs = {"table_name": settings.table_name(suffix), "region": settings.region,
+             "billing_mode": "PAY_PER_REQUEST", **extra}
+    return type("Meta", (), attrs)
+
+
+def all_models() -> list[type]:
+    """Every table model of the service (the infra template must define each of them)."""
+    from chalicelib.models import registry
+    return list(registry.MODELS)

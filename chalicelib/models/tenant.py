@@ -1,0 +1,60 @@
+"""Tenants (CRM vendors' customers) and their API keys."""
+from __future__ import annotations
+
+from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute, UnicodeAttribute)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.models.base import table_meta
+
+
+class TenantsByCreated(GlobalSecondaryIndex):
+    """Operator listing: every tenant item has `kind = "tenant"`; newest last."""
+    class Meta:
+        index_name = "by_created"
+        projection = AllProjection()
+
+    kind = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Tenant(Model):
+    Meta = table_meta("tenants")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute(default="tenant")
+    name = UnicodeAttribute()
+    plan = UnicodeAttribute()
+    status = UnicodeAttribute(default="active")
+    settings = JSONAttribute(default=dict)
+    own_domains = ListAttribute(of=UnicodeAttribute, default=list)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+    by_created = TenantsByCreated()
+
+
+class KeysByTenant(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class ApiKey(Model):
+    """`key_id` is the visible prefix of the key; only the SHA-256 of the whole key is stored."""
+    Meta = table_meta("api_keys")
+
+    key_id = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    key_sha256 = UnicodeAttribute()
+    status = UnicodeAttribute(default="active")
+    allowed_ips = ListAttribute(of=UnicodeAttribute, default=list)
+    require_user = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute()
+    last_used_at = UnicodeAttribute(null=True)
+
+    by_tenant = KeysByTenant()
