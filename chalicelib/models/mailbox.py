@@ -1,0 +1,114 @@
+"""Mail servers (per-tenant presets/OAuth apps), mailboxes with their sync state, and mailbox shares.
+
+Write discipline: after creation, mailbox items change only through `update(actions=...)` on named
+attributes, so the API (settings) and the worker (sync state, lease) never overwrite each other.
+"""
+from __future__ import annotations
+
+from pynamodb.attributes import (BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from chalicelib.models.base import table_meta
+
+
+class MailServer(Model):
+    Meta = table_meta("mail_servers")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    server_id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    type = UnicodeAttribute()                      # imap | gmail | outlook
+    imap = JSONAttribute(null=True)                # {host, port, security, login_method}
+    smtp = JSONAttribute(null=True)
+    oauth = JSONAttribute(null=True)               # {client_id, ms_tenant, ...} (no secrets)
+    secret_ciphertext = UnicodeAttribute(null=True)  # KMS envelope of {"client_secret": ...}
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class MailboxesByStatus(GlobalSecondaryIndex):
+    """Scheduler fan-out: every mailbox in a status, paged, without a scan."""
+    class Meta:
+        index_name = "by_status"
+        projection = KeysOnlyProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    mailbox_id = UnicodeAttribute(range_key=True)
+
+
+class MailboxesByOwner(GlobalSecondaryIndex):
+    """A user's personal mailboxes: `owner_key = "<tenant_id>#<user_id>"`."""
+    class Meta:
+        index_name = "by_owner"
+        projection = AllProjection()
+
+    owner_key = UnicodeAttribute(hash_key=True)
+    mailbox_id = UnicodeAttribute(range_key=True)
+
+
+class Mailbox(Model):
+    Meta = table_meta("mailboxes")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    mailbox_id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    type = UnicodeAttribute()                      # imap | gmail | outlook
+    email = UnicodeAttribute()
+    sender_name = UnicodeAttribute(null=True)
+    import_since = UnicodeAttribute()              # YYYY-MM-DD
+    pairing_mode = UnicodeAttribute(default="auto")  # auto | signal | off
+    show_snippet = BooleanAttribute(default=True)
+    kind = UnicodeAttribute(default="personal")    # personal | shared
+    owner_user_id = UnicodeAttribute(null=True)
+    owner_key = UnicodeAttribute(null=True)
+    signature_html = UnicodeAttribute(null=True)
+    signature_on_replies = BooleanAttribute(default=False)
+    mail_server_id = UnicodeAttribute(null=True)
+    imap = JSONAttribute(null=True)                # {host, port, security, username, login_method}
+    smtp = JSONAttribute(null=True)
+    secret_ciphertext = UnicodeAttribute(null=True)  # KMS envelope of {"password": ...} / token cache
+    status = UnicodeAttribute(default="pending_auth")  # pending_auth|active|auth_error|needs_admin_consent|disabled
+    status_reason = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+    # Sync state (written by the worker only).
+    sync_stage = UnicodeAttribute(default="idle")  # idle | queued | syncing | retrying | error
+    lease_owner = UnicodeAttribute(null=True)
+    lease_expires_at = NumberAttribute(null=True)  # epoch seconds
+    sync_requested = BooleanAttribute(default=False)  # a push/refresh arrived during a sync: one follow-up
+    last_refresh_at = NumberAttribute(null=True)   # epoch seconds of the last manual refresh
+    last_sync_started_at = UnicodeAttribute(null=True)
+    last_success_at = UnicodeAttribute(null=True)
+    last_error = JSONAttribute(null=True)          # {code, detail, at}
+    counts = JSONAttribute(default=dict)           # {imported, skipped, removed}
+    cursors = JSONAttribute(default=dict)          # {folder: {"cursor": str, "updated_at": iso}}
+    resync_count = NumberAttribute(default=0)
+    push_expires_at = UnicodeAttribute(null=True)
+
+    by_status = MailboxesByStatus()
+    by_owner = MailboxesByOwner()
+
+
+class SharesByUser(GlobalSecondaryIndex):
+    """Mailboxes shared with a user: `user_key = "<tenant_id>#<user_id>"`."""
+    class Meta:
+        index_name = "by_user"
+        projection = AllProjection()
+
+    user_key = UnicodeAttribute(hash_key=True)
+    mailbox_id = UnicodeAttribute(range_key=True)
+
+
+class MailboxShare(Model):
+    Meta = table_meta("mailbox_shares")
+
+    mailbox_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+    tenant_id = UnicodeAttribute()
+    user_key = UnicodeAttribute()
+    access = UnicodeAttribute()                    # read | read_write
+    created_at = UnicodeAttribute()
+
+    by_user = SharesByUser()

@@ -1,0 +1,96 @@
+"""Stored messages: metadata in DynamoDB, raw MIME in S3 (one object per message, key in `raw_s3_key`).
+
+`message_id` is derived from the natural key (tenant, mailbox, folder, dedupe key = RFC Message-ID, else the
+SHA-256 of the raw bytes), so a redelivered job, a retried page or a UIDVALIDITY resync writes the same item
+and never a duplicate. `date_key = "<ISO date>#<message_id>"` orders listings newest first.
+"""
+from __future__ import annotations
+
+from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute,
+                                 UnicodeAttribute)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from chalicelib.models.base import table_meta
+
+
+class MessagesByMailbox(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_mailbox"
+        projection = AllProjection()
+
+    mailbox_id = UnicodeAttribute(hash_key=True)
+    date_key = UnicodeAttribute(range_key=True)
+
+
+class MessagesByMailboxFolder(GlobalSecondaryIndex):
+    """`mailbox_folder = "<mailbox_id>#<folder>"`."""
+    class Meta:
+        index_name = "by_mailbox_folder"
+        projection = AllProjection()
+
+    mailbox_folder = UnicodeAttribute(hash_key=True)
+    date_key = UnicodeAttribute(range_key=True)
+
+
+class MessagesByRfcId(GlobalSecondaryIndex):
+    """Thread inheritance: `rfc_key = "<tenant_id>#<Message-ID, lowercased, without <>>"`."""
+    class Meta:
+        index_name = "by_rfc_id"
+        projection = KeysOnlyProjection()
+
+    rfc_key = UnicodeAttribute(hash_key=True)
+    date_key = UnicodeAttribute(range_key=True)
+
+
+class MessagesByProviderRef(GlobalSecondaryIndex):
+    """Removal at the source: `provider_key = "<mailbox_id>#<folder>#<provider_id>"`."""
+    class Meta:
+        index_name = "by_provider_ref"
+        projection = KeysOnlyProjection()
+
+    provider_key = UnicodeAttribute(hash_key=True)
+
+
+class Message(Model):
+    Meta = table_meta("messages")
+
+    message_id = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    mailbox_id = UnicodeAttribute()
+    folder = UnicodeAttribute()                    # inbox | sent
+    mailbox_folder = UnicodeAttribute()
+    date_key = UnicodeAttribute()
+    direction = UnicodeAttribute()                 # inbound | outbound
+    provider_id = UnicodeAttribute(null=True)
+    provider_key = UnicodeAttribute(null=True)
+    thread_id = UnicodeAttribute(null=True)        # provider thread id when the provider has one
+    rfc_message_id = UnicodeAttribute(null=True)
+    rfc_key = UnicodeAttribute(null=True)
+    in_reply_to = UnicodeAttribute(null=True)
+    references = ListAttribute(of=UnicodeAttribute, default=list)
+    subject = UnicodeAttribute(null=True)
+    from_addr = JSONAttribute(null=True)           # {"name", "email"}
+    to = JSONAttribute(default=list)               # [{"name", "email"}]
+    cc = JSONAttribute(default=list)
+    bcc = JSONAttribute(default=list)
+    reply_to = JSONAttribute(default=list)
+    date = UnicodeAttribute()                      # ISO UTC; falls back to the import time when unparsable
+    size = NumberAttribute(default=0)
+    has_attachments = BooleanAttribute(default=False)
+    attachments = JSONAttribute(default=list)      # [{"index", "filename", "content_type", "size", "content_id"}]
+    headers = JSONAttribute(default=dict)          # selected extra headers (auto-submitted, precedence, ...)
+    snippet = UnicodeAttribute(null=True)
+    raw_s3_key = UnicodeAttribute(null=True)
+    raw_sha256 = UnicodeAttribute(null=True)
+    parse_errors = ListAttribute(of=UnicodeAttribute, default=list)
+    skipped_reason = UnicodeAttribute(null=True)   # e.g. over the size limit: recorded, not dropped
+    removed_at_source = UnicodeAttribute(null=True)  # ISO time the provider no longer had it
+    hidden = BooleanAttribute(default=False)       # deleted in the CRM only
+    link_count = NumberAttribute(default=0)
+    imported_at = UnicodeAttribute()
+
+    by_mailbox = MessagesByMailbox()
+    by_mailbox_folder = MessagesByMailboxFolder()
+    by_rfc_id = MessagesByRfcId()
+    by_provider_ref = MessagesByProviderRef()
