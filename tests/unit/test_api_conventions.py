@@ -1,0 +1,83 @@
+"""Guards the API conventions: problem+json errors naming fields, body limits, health, OpenAPI, docs."""
+import json
+
+from chalicelib.api.routing import OPERATIONS
+
+
+def test_health_needs_no_auth(api):
+    result = api("GET", "/v1/health")
+    assert result.status == 200 and result.json == {"status": "ok", "stage": "test"}
+
+
+def test_validation_errors_name_each_field(api, tenant):
+    result = api("POST", "/v1/keys", key=tenant["key"], json_body={"name": "", "colour": "red"})
+    assert result.status == 422
+    assert result.headers["content-type"] == "application/problem+json"
+    fields = {e["field"] for e in result.json["errors"]}
+    assert fields == {"name", "colour"}
+    assert result.json["type"] == "https://mailbridge.dev/problems/validation"
+    assert result.json["status"] == 422 and result.json["title"]
+
+
+def test_malformed_json_is_400(api, tenant):
+    result = api("POST", "/v1/keys", key=tenant["key"], body="{not json")
+    assert result.status == 400 and "JSON" in result.json["detail"]
+    result = api("POST", "/v1/keys", key=tenant["key"], body="[1,2]")
+    assert result.status == 422 and result.json["errors"][0]["field"] == "body"
+
+
+def test_body_size_limit(api, tenant):
+    big = json.dumps({"name": "x" * (1_048_576 + 10)})
+    result = api("POST", "/v1/keys", key=tenant["key"], body=big)
+    assert result.status == 413
+
+
+def test_wrong_content_type_is_415(api, tenant):
+    result = api("POST", "/v1/keys", key=tenant["key"], body="name=x",
+                 headers={"content-type": "application/x-www-form-urlencoded"})
+    assert result.status == 415
+
+
+def test_query_validation_names_the_parameter(api, tenant):
+    result = api("GET", "/v1/keys?limit=5000", key=tenant["key"])
+    assert result.status == 422 and result.json["errors"][0]["field"] == "query.limit"
+
+
+def test_openapi_documents_every_route(api):
+    from app import app
+    document = api("GET", "/v1/openapi.json").json
+    assert document["openapi"].startswith("3.1")
+    documented = {(path, method.upper()) for path, ops in document["paths"].items() for method in ops}
+    served = {(path, method) for path, methods in app.routes.items() for method in methods}
+    assert served - documented == set(), "routes missing from the OpenAPI document"
+    assert documented - served == set(), "documented routes that are not served"
+    assert document["components"]["schemas"]["Problem"]["required"] == ["type", "title", "status", "detail"]
+    for path, ops in document["paths"].items():
+        for method, op in ops.items():
+            assert op["summary"] and op["responses"], (path, method)
+
+
+def test_openapi_is_valid_3_1(api):
+    from openapi_spec_validator import validate
+    validate(api("GET", "/v1/openapi.json").json)
+
+
+def test_a_route_without_declaration_would_be_caught():
+    # The check above compares app.routes with OPERATIONS; make sure OPERATIONS is non-trivial.
+    assert {"/v1/keys", "/v1/health", "/v1/admin/tenants"} <= {op.path for op in OPERATIONS}
+
+
+def test_docs_page_renders_operations(api):
+    result = api("GET", "/docs")
+    assert result.status == 200 and result.headers["content-type"].startswith("text/html")
+    assert "/v1/keys" in result.body and "Create an API key" in result.body
+
+
+def test_unhandled_errors_are_500_problems_without_internals(api, tenant, monkeypatch):
+    from chalicelib.tenancy import service
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+    monkeypatch.setattr(service, "list_keys", boom)
+    result = api("GET", "/v1/keys", key=tenant["key"])
+    assert result.status == 500 and "secret internal detail" not in result.body
