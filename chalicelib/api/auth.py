@@ -1,8 +1,8 @@
 """Authentication of API calls: tenant keys, the operator key, X-User-Id, client address allowlists.
 
 Order of checks (each failure a problem+json): missing/malformed/unknown key → 401; inactive key → 403
-`key-inactive`; client address outside the key's allowlist → 403 `address-not-allowed`; a `require_user` key
-without `X-User-Id` → 403. Nothing in an error reveals another tenant's data.
+`key-inactive`; client address outside the key's allowlist → 403 `address-not-allowed`; suspended tenant →
+403; a `require_user` key without `X-User-Id` → 403. Nothing in an error reveals another tenant's data.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from chalicelib.api.errors import AddressNotAllowed, BadRequest, Forbidden, KeyI
 from chalicelib.config import get_settings
 from chalicelib.models.tenant import ApiKey
 from chalicelib.security import apikeys
-from chalicelib.timeutil import isoformat, now_iso, parse_iso, utcnow
+from chalicelib.tenancy.service import get_tenant
+from chalicelib.timeutil import isoformat, parse_iso, utcnow
 
 _USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -58,6 +59,9 @@ def authenticate_tenant(request) -> Principal:
         raise KeyInactive("This API key is inactive.")
     if not apikeys.address_allowed(source_ip(request), list(record.allowed_ips or [])):
         raise AddressNotAllowed("This API key may not be used from this client address.")
+    tenant = get_tenant(record.tenant_id)
+    if tenant is None or tenant.status != "active":
+        raise Forbidden("This tenant is suspended; contact the operator.")
     user_id = _user_id(request)
     if record.require_user and user_id is None:
         raise Forbidden("This API key requires the X-User-Id header.")
@@ -82,5 +86,3 @@ def _touch_last_used(record: ApiKey) -> None:
         return
     record.update(actions=[ApiKey.last_used_at.set(isoformat(now))])
 
-
-__all__ = ["authenticate_operator", "authenticate_tenant", "source_ip", "now_iso"]

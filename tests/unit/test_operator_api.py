@@ -40,6 +40,10 @@ def test_patch_unknown_tenant_is_404(api, operator_key):
 def test_operator_can_suspend_a_tenant(api, operator_key, tenant):
     api("PATCH", f"/v1/admin/tenants/{tenant['id']}", key=operator_key, json_body={"status": "suspended"})
     assert Tenant.get(tenant["id"]).status == "suspended"
+    refused = api("GET", "/v1/keys", key=tenant["key"])
+    assert refused.status == 403 and "suspended" in refused.json["detail"]
+    api("PATCH", f"/v1/admin/tenants/{tenant['id']}", key=operator_key, json_body={"status": "active"})
+    assert api("GET", "/v1/keys", key=tenant["key"]).status == 200
 
 
 def test_cli_creates_tenant_sets_plan_and_issues_keys(aws, capsys):
