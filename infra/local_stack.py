@@ -1,0 +1,234 @@
+"""`make run`: the whole service on this machine, no AWS account needed.
+
+    python -m infra.local_stack [--port 8000] [--moto-port 0] [--data-dir .local/state] [--no-seed]
+                                [--sync-interval SECONDS] [--snapshot-interval SECONDS]
+
+1. starts moto (AWS emulator) on 127.0.0.1 and deploys `infra/resources.yaml` into it through
+   CloudFormation (`Stage=local`: the cloud's tables, queues, bucket and key);
+2. restores the data of the previous run from the data dir (`infra/local_state.py`);
+3. exports AWS_ENDPOINT_URL, fake credentials and the MAILBRIDGE_* variables (stack outputs + the `local`
+   stage of `.chalice/config.json`), then imports `app.py`;
+4. serves the API on 127.0.0.1:<port> with Chalice's local server, polls the queues into the very SQS
+   handlers Lambda runs and fires the app's schedules (`infra/local_events.py`);
+5. on first start seeds a demo tenant on the `standard` plan and prints its API key and an operator key;
+6. snapshots the data every few seconds and on SIGINT/SIGTERM, so a restart finds everything again.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
+STAGE = "local"
+
+
+def log(message: str) -> None:
+    print(f"local-stack: {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m infra.local_stack", description="mailbridge local stack")
+    parser.add_argument("--port", type=int, default=8000, help="API port on 127.0.0.1 (default 8000)")
+    parser.add_argument("--moto-port", type=int, default=0, help="AWS emulator port (default: a free one)")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".local" / "state",
+                        help="where data survives restarts (default .local/state)")
+    parser.add_argument("--no-seed", action="store_true", help="do not create the demo tenant")
+    parser.add_argument("--sync-interval", type=float, default=None,
+                        help="also run the scheduler every N seconds (besides :00 and :30)")
+    parser.add_argument("--snapshot-interval", type=float, default=10.0, help="seconds between data snapshots")
+    return parser.parse_args(argv)
+
+
+def chalice_stage_config() -> dict:
+    config = json.loads(CHALICE_CONFIG.read_text())
+    stage = config["stages"][STAGE]
+    env = {**config.get("environment_variables", {}), **stage.get("environment_variables", {})}
+    functions = {**config["stages"].get("dev", {}).get("lambda_functions", {}), **stage.get("lambda_functions", {})}
+    return {"env": env, "functions": functions, "raw": config}
+
+
+def load_or_create_secrets(path: Path) -> dict:
+    """Operator key, signing key and demo credentials of this data dir (local stage only; never in git)."""
+    if path.exists():
+        return json.loads(path.read_text())
+    operator_key = "mbo_" + secrets.token_urlsafe(32)[:43]
+    data = {"operator_key": operator_key, "signing_key": secrets.token_hex(32)}
+    save_secrets(path, data)
+    return data
+
+
+def save_secrets(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def seed_demo_tenant(local_secrets: dict, secrets_path: Path) -> None:
+    from chalicelib.tenancy import service
+    tenant = service.create_tenant("Demo tenant", "standard", own_domains=["demo.example"])
+    key = service.create_key(tenant.tenant_id, "demo key")
+    local_secrets.update(demo_tenant_id=tenant.tenant_id, demo_api_key=key.plaintext)
+    save_secrets(secrets_path, local_secrets)
+
+
+def start_event_sources(app_module, session, functions: dict, args, stop: threading.Event) -> list[threading.Thread]:
+    """A poller per `on_sqs_message` handler and a runner per `schedule` handler declared in app.py."""
+    from chalice.app import ScheduledEventConfig, SQSEventConfig
+
+    from infra.local_events import ScheduleRunner, SqsPoller
+    from infra.local_schedule import Schedule
+
+    sqs = session.client("sqs")
+    threads = []
+    for source in app_module.app.event_sources:
+        handler = getattr(app_module, source.handler_string.split(".", 1)[1])
+        settings = functions.get(source.name, {})
+        timeout = int(settings.get("lambda_timeout", 60))
+        if isinstance(source, SQSEventConfig):
+            url = sqs.get_queue_url(QueueName=source.queue)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            runner = SqsPoller(sqs, url, arn, handler, source.name, timeout, batch_size=source.batch_size,
+                               region=session.region_name, log=log)
+            what = f"{source.name} <- {source.queue}"
+        elif isinstance(source, ScheduledEventConfig):
+            expression = source.schedule_expression
+            expression = expression if isinstance(expression, str) else expression.to_string()
+            extra = args.sync_interval if source.name == "scheduler" else None
+            runner = ScheduleRunner(Schedule.parse(expression), handler, source.name, timeout, extra_interval=extra,
+                                    region=session.region_name, log=log)
+            what = f"{source.name} on {expression}" + (f" and every {extra:g}s" if extra else "")
+        else:
+            log(f"event source {source.name} ({type(source).__name__}) is not emulated locally")
+            continue
+        thread = threading.Thread(target=runner.run, args=(stop,), name=source.name, daemon=True)
+        thread.start()
+        threads.append(thread)
+        log(f"running {what}")
+    return threads
+
+
+def banner(port: int, endpoint: str, data_dir: Path, local_secrets: dict) -> str:
+    base = f"http://127.0.0.1:{port}"
+    lines = ["", "=" * 72, "mailbridge local stack is up", f"  API:           {base}   (docs: {base}/docs)",
+             f"  AWS emulator:  {endpoint}   (aws --endpoint-url {endpoint} ...)",
+             f"  data dir:      {data_dir}", f"  operator key:  {local_secrets['operator_key']}"]
+    if local_secrets.get("demo_api_key"):
+        lines += [f"  demo tenant:   {local_secrets['demo_tenant_id']} (plan standard)",
+                  f"  demo API key:  {local_secrets['demo_api_key']}",
+                  "  try:", f"    curl -s {base}/v1/health",
+                  f"    curl -s -H 'Authorization: Bearer {local_secrets['demo_api_key']}' {base}/v1/keys"]
+    lines += ["Stop with Ctrl-C (data is saved; start again to continue).", "=" * 72, ""]
+    return "\n".join(lines)
+
+
+def ensure_port_free(port: int) -> None:
+    """Fail in a second, before the emulator starts, when the API port is taken (e.g. another local stack)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise SystemExit(f"local-stack: 127.0.0.1:{port} is in use ({exc.strerror}); pick another with --port")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    ensure_port_free(args.port)
+    data_dir = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(ROOT))
+
+    from infra import local_aws
+    from infra.local_state import LocalState
+
+    moto_server, endpoint = local_aws.start_moto(args.moto_port)
+    local_aws.point_environment_at(endpoint)
+    import boto3
+    session = boto3.session.Session(region_name=local_aws.REGION)
+    outputs = local_aws.deploy_resources(session, STAGE)
+    state = LocalState(data_dir, session, outputs["TablePrefix"], key_id=outputs["SecretsKeyId"])
+    if state.exists():
+        manifest = state.restore(log=log)
+        log(f"restored {sum(manifest['tables'].values())} items and "
+            f"{sum(len(v) for v in manifest['buckets'].values())} objects from {data_dir}")
+
+    stage = chalice_stage_config()
+    secrets_path = data_dir / "local-secrets.json"
+    local_secrets = load_or_create_secrets(secrets_path)
+    for name, value in stage["env"].items():
+        os.environ.setdefault(name, value)
+    os.environ.update(local_aws.mailbridge_environment(outputs, STAGE))
+    os.environ.update({
+        "MAILBRIDGE_PUBLIC_BASE_URL": f"http://127.0.0.1:{args.port}",
+        "MAILBRIDGE_OPERATOR_KEY_SHA256": hashlib.sha256(local_secrets["operator_key"].encode()).hexdigest(),
+        "MAILBRIDGE_SIGNING_KEY": local_secrets["signing_key"],
+    })
+
+    from chalicelib import aws as aws_clients
+    from chalicelib.config import reset_settings
+    reset_settings()
+    aws_clients.reset_clients()
+    app_module = importlib.import_module("app")
+
+    snapshot_lock = threading.Lock()
+
+    def snapshot() -> None:
+        with snapshot_lock:
+            state.snapshot()
+
+    if not args.no_seed and not local_secrets.get("demo_api_key"):
+        seed_demo_tenant(local_secrets, secrets_path)
+        snapshot()
+        log("seeded the demo tenant")
+
+    from chalice.config import Config
+    from chalice.local import create_local_server
+    server = create_local_server(app_module.app, Config(chalice_stage=STAGE, config_from_disk=stage["raw"]),
+                                 "127.0.0.1", args.port)
+    threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
+
+    stop = threading.Event()
+    workers = start_event_sources(app_module, session, stage["functions"], args, stop)
+
+    def periodic_snapshots() -> None:
+        while not stop.wait(args.snapshot_interval):
+            try:
+                snapshot()
+            except Exception as exc:  # noqa: BLE001 - keep serving; the next snapshot retries
+                log(f"snapshot failed: {type(exc).__name__}: {exc}")
+
+    threading.Thread(target=periodic_snapshots, name="snapshots", daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(banner(args.port, endpoint, data_dir, local_secrets), flush=True)
+
+    stop.wait()
+    log("stopping: finishing in-flight batches, saving data")
+    for thread in workers:
+        thread.join(timeout=30)
+    server.shutdown()
+    snapshot()
+    moto_server.stop()
+    log(f"data saved in {data_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    exit_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is saved and stopped; skip the interpreter's teardown of the emulator's and clients'
+    # leftovers, which takes seconds and can add nothing.
+    os._exit(exit_code)

@@ -1,0 +1,146 @@
+"""Post-processing of the template `chalice package --merge-template infra/resources.yaml` writes.
+
+Chalice emits SAM functions that know nothing about the resources of `infra/resources.yaml`. This module
+(pure: dict in, dict out) does what Chalice cannot:
+
+- SQS event sources get `FunctionResponseTypes: [ReportBatchItemFailures]` (partial batch responses,
+  AWS Lambda developer guide "Handling errors for an SQS event source") and point at the queue resources
+  with `Fn::GetAtt <Queue>.Arn` instead of an ARN Chalice built from a queue name.
+- Environment variables that name resources become `Ref`/`GetAtt`/`Sub` of those resources, so names can
+  never drift between the functions and the stack.
+- Functions get Chalice's deploy-time names (`mailbridge-<stage>` for the REST API,
+  `mailbridge-<stage>-<name>` otherwise) so the alarms in resources.yaml find them.
+- The Lambda role gets least-privilege access to the stage's tables (and their indexes), queues, bucket
+  and KMS key (SAM adds no SQS poller permissions when a function has an explicit `Role`).
+- The `Stage` parameter is pinned to the packaged stage.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+APP_NAME = "mailbridge"
+PLACEHOLDER = "set-by-infra.package"
+SECRET_ENV = ("MAILBRIDGE_OPERATOR_KEY_SHA256", "MAILBRIDGE_SIGNING_KEY")
+
+# env var -> CloudFormation value (resources defined in infra/resources.yaml)
+ENV_WIRING: dict[str, Any] = {
+    "MAILBRIDGE_STAGE": {"Ref": "Stage"},
+    "MAILBRIDGE_TABLE_PREFIX": {"Fn::Sub": "mailbridge-${Stage}-"},
+    "MAILBRIDGE_SYNC_QUEUE_URL": {"Ref": "SyncQueue"},
+    "MAILBRIDGE_SYNC_QUEUE_NAME": {"Fn::GetAtt": ["SyncQueue", "QueueName"]},
+    "MAILBRIDGE_EVENTS_QUEUE_URL": {"Ref": "EventsQueue"},
+    "MAILBRIDGE_EVENTS_QUEUE_NAME": {"Fn::GetAtt": ["EventsQueue", "QueueName"]},
+    "MAILBRIDGE_RAW_BUCKET": {"Ref": "RawMailBucket"},
+    "MAILBRIDGE_KMS_KEY_ID": {"Ref": "SecretsKey"},
+}
+
+# queue name suffix (as Chalice writes it into the event source ARN) -> queue resource
+QUEUES = {"sync": "SyncQueue", "events": "EventsQueue"}
+
+
+class TemplateError(Exception):
+    """The packaged template cannot be wired (a resource or function is missing, a secret is literal)."""
+
+
+def function_name(stage: str, handler: str) -> str:
+    """Chalice's own naming: `app.app` is the REST API (`<app>-<stage>`), `app.<fn>` is `<app>-<stage>-<fn>`."""
+    name = handler.split(".", 1)[1]
+    return f"{APP_NAME}-{stage}" if name == "app" else f"{APP_NAME}-{stage}-{name}"
+
+
+def wire_template(template: dict, stage: str) -> dict:
+    resources = template["Resources"]
+    for required in ("SyncQueue", "EventsQueue", "RawMailBucket", "SecretsKey"):
+        if required not in resources:
+            raise TemplateError(f"{required} missing: was infra/resources.yaml merged?")
+    _pin_stage(template, stage)
+    for logical_id, resource in resources.items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        props["FunctionName"] = function_name(stage, props["Handler"])
+        _wire_environment(logical_id, props, stage)
+        _wire_sqs_events(logical_id, props)
+    _fix_log_group_references(resources)
+    _grant_resource_access(resources)
+    return template
+
+
+def _pin_stage(template: dict, stage: str) -> None:
+    parameter = template.setdefault("Parameters", {}).get("Stage")
+    if parameter is None:
+        raise TemplateError("Stage parameter missing: was infra/resources.yaml merged?")
+    parameter["Default"] = stage
+    parameter["AllowedValues"] = [stage]
+
+
+def _wire_environment(logical_id: str, props: dict, stage: str) -> None:
+    variables = props.setdefault("Environment", {}).setdefault("Variables", {})
+    for name, value in ENV_WIRING.items():
+        variables[name] = value
+    leftovers = [name for name, value in variables.items() if value == PLACEHOLDER]
+    if leftovers:
+        raise TemplateError(f"{logical_id}: no wiring for {', '.join(leftovers)}")
+    if stage != "local":
+        for name in SECRET_ENV:
+            value = variables.get(name, "")
+            if not (isinstance(value, str) and value.startswith("{{resolve:")):
+                raise TemplateError(f"{logical_id}: {name} must be a CloudFormation dynamic reference "
+                                    "({{resolve:secretsmanager:...}}), not a literal, in .chalice/config.json")
+
+
+def _wire_sqs_events(logical_id: str, props: dict) -> None:
+    for event in (props.get("Events") or {}).values():
+        if event.get("Type") != "SQS":
+            continue
+        queue = event["Properties"]["Queue"]
+        arn = queue.get("Fn::Sub", "") if isinstance(queue, dict) else str(queue)
+        suffix = arn.rsplit(":", 1)[-1].rsplit("-", 1)[-1]
+        if suffix not in QUEUES:
+            raise TemplateError(f"{logical_id}: SQS event source {arn!r} is not a queue of resources.yaml")
+        event["Properties"]["Queue"] = {"Fn::GetAtt": [QUEUES[suffix], "Arn"]}
+        event["Properties"]["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
+
+
+def _fix_log_group_references(resources: dict) -> None:
+    """Chalice 1.34 names the REST API's log group after `${ApiHandler}`, but the function is `APIHandler`."""
+    by_lower = {logical_id.lower(): logical_id for logical_id in resources}
+    for resource in resources.values():
+        if resource.get("Type") != "AWS::Logs::LogGroup":
+            continue
+        name = resource["Properties"].get("LogGroupName")
+        if isinstance(name, dict) and "Fn::Sub" in name and name["Fn::Sub"].startswith("/aws/lambda/${"):
+            target = name["Fn::Sub"][len("/aws/lambda/${"):-1]
+            if target not in resources and target.lower() in by_lower:
+                name["Fn::Sub"] = "/aws/lambda/${%s}" % by_lower[target.lower()]
+
+
+def _grant_resource_access(resources: dict) -> None:
+    role = resources.get("DefaultRole")
+    if role is None:
+        return
+    table_arn = "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/mailbridge-${Stage}-*"
+    queue_arns = [{"Fn::GetAtt": [queue, "Arn"]} for queue in QUEUES.values()]
+    statements = [
+        {"Sid": "Tables", "Effect": "Allow",
+         "Action": ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
+                    "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+                    "dynamodb:ConditionCheckItem", "dynamodb:TransactWriteItems", "dynamodb:TransactGetItems",
+                    "dynamodb:DescribeTable", "dynamodb:Scan"],
+         "Resource": [{"Fn::Sub": table_arn}, {"Fn::Sub": table_arn + "/index/*"}]},
+        {"Sid": "Queues", "Effect": "Allow",
+         "Action": ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+         "Resource": queue_arns},
+        {"Sid": "RawMail", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+         "Resource": {"Fn::Sub": "${RawMailBucket.Arn}/*"}},
+        {"Sid": "RawMailList", "Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": {"Fn::GetAtt": ["RawMailBucket", "Arn"]}},
+        {"Sid": "SecretsKey", "Effect": "Allow",
+         "Action": ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "kms:DescribeKey"],
+         "Resource": {"Fn::GetAtt": ["SecretsKey", "Arn"]}},
+    ]
+    policies = role["Properties"].setdefault("Policies", [])
+    policies[:] = [p for p in policies if p.get("PolicyName") != "MailbridgeResources"]
+    policies.append({"PolicyName": "MailbridgeResources",
+                     "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}})

@@ -1,0 +1,241 @@
+"""Guards against the local stack losing data on restart and mis-driving handlers (SQS batches, schedules)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from chalice import Chalice
+from moto import mock_aws
+
+from infra import local_aws
+from infra.local_events import SqsPoller, failed_message_ids
+from infra.local_schedule import Schedule
+from infra.local_state import LocalState
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ---------------------------------------------------------------- SQS event source mapping
+def _queue(session):
+    sqs = session.client("sqs")
+    url = sqs.create_queue(QueueName="loop-test", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for body in ("ok-1", "fail", "ok-2"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    return sqs, url, arn
+
+
+def _remaining(sqs, url) -> dict[str, str]:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return {"visible": attrs["ApproximateNumberOfMessages"],
+            "in_flight": attrs["ApproximateNumberOfMessagesNotVisible"]}
+
+
+def test_poller_deletes_only_records_not_reported_as_failures():
+    app = Chalice(app_name="looptest")
+    seen = []
+
+    @app.on_sqs_message(queue="loop-test", batch_size=10)
+    def tiny_worker(event):
+        records = list(event)
+        seen.extend(r.body for r in records)
+        return {"batchItemFailures": [{"itemIdentifier": r.to_dict()["messageId"]}
+                                      for r in records if r.body == "fail"]}
+
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        sqs, url, arn = _queue(session)
+        poller = SqsPoller(sqs, url, arn, tiny_worker, "tiny_worker", timeout_seconds=30, wait_seconds=0)
+        while poller.poll_once():
+            pass
+        assert sorted(seen) == ["fail", "ok-1", "ok-2"]
+        assert _remaining(sqs, url) == {"visible": "0", "in_flight": "1"}
+
+
+def test_poller_leaves_the_whole_batch_when_the_handler_raises():
+    def exploding(event, context):
+        assert event["Records"][0]["eventSource"] == "aws:sqs"
+        assert context.get_remaining_time_in_millis() > 0
+        raise RuntimeError("boom")
+
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        sqs, url, arn = _queue(session)
+        poller = SqsPoller(sqs, url, arn, exploding, "exploding", 30, wait_seconds=0, log=lambda _m: None)
+        while poller.poll_once():
+            pass
+        assert _remaining(sqs, url) == {"visible": "0", "in_flight": "3"}
+
+
+def test_an_unknown_failure_identifier_fails_the_whole_batch():
+    records = [{"messageId": "a"}, {"messageId": "b"}]
+    assert failed_message_ids({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, records) == {"a", "b"}
+    assert failed_message_ids({"batchItemFailures": []}, records) == set()
+    assert failed_message_ids(None, records) == set()
+
+
+# ---------------------------------------------------------------- schedules
+def test_half_hour_cron_fires_at_00_and_30_only():
+    schedule = Schedule.parse("cron(0,30 * * * ? *)")
+    start = datetime(2026, 11, 23, 18, 47, 12, tzinfo=timezone.utc)
+    assert schedule.next_after(start) == datetime(2026, 11, 23, 19, 0, tzinfo=timezone.utc)
+    assert schedule.next_after(datetime(2026, 11, 23, 19, 0, tzinfo=timezone.utc)).minute == 30
+    assert Schedule.parse("rate(1 hour)").every_seconds == 3600
+    assert Schedule.parse("cron(0 3 ? * MON-FRI *)").next_after(
+        datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)) == datetime(2026, 11, 23, 3, 0, tzinfo=timezone.utc)
+    with pytest.raises(ValueError):
+        Schedule.parse("cron(0 12 L * ? *)")
+
+
+# ---------------------------------------------------------------- persistence
+@pytest.mark.slow
+def test_snapshot_restores_items_objects_and_kms_ciphertexts_into_a_fresh_emulator(tmp_path):
+    item = {"tenant_id": {"S": "tnt_1"}, "kind": {"S": "tenant"}, "blob": {"B": b"\x00\xffraw"},
+            "created_at": {"S": "2026-11-23T18:00:00Z"}}
+    context = {"tenant_id": "tnt_1", "owner_id": "mbx_1"}
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        outputs = local_aws.deploy_resources(session)
+        session.client("dynamodb").put_item(TableName="mailbridge-local-tenants", Item=item)
+        session.client("s3").put_object(Bucket=outputs["RawMailBucketName"], Key="tnt_1/mbx_1/m.eml",
+                                        Body=b"Subject: hi\r\n\r\nbody", ContentType="message/rfc822")
+        data_key = session.client("kms").generate_data_key(KeyId=outputs["SecretsKeyId"], KeySpec="AES_256",
+                                                           EncryptionContext=context)
+        LocalState(tmp_path, session, "mailbridge-local-", key_id=outputs["SecretsKeyId"]).snapshot()
+
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        outputs = local_aws.deploy_resources(session)
+        state = LocalState(tmp_path, session, "mailbridge-local-", key_id=outputs["SecretsKeyId"])
+        assert state.exists()
+        state.restore()
+        restored = session.client("dynamodb").get_item(TableName="mailbridge-local-tenants",
+                                                       Key={"tenant_id": {"S": "tnt_1"}})["Item"]
+        assert restored == item
+        obj = session.client("s3").get_object(Bucket=outputs["RawMailBucketName"], Key="tnt_1/mbx_1/m.eml")
+        assert obj["Body"].read() == b"Subject: hi\r\n\r\nbody" and obj["ContentType"] == "message/rfc822"
+        plaintext = session.client("kms").decrypt(CiphertextBlob=data_key["CiphertextBlob"],
+                                                  EncryptionContext=context)["Plaintext"]
+        assert plaintext == data_key["Plaintext"]
+
+
+# ---------------------------------------------------------------- the real thing, as `make run` starts it
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(data_dir: Path, port: int, log: Path) -> tuple[subprocess.Popen, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILBRIDGE_", "AWS_"))}
+    env["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+    out = log.open("w")
+    process = subprocess.Popen([sys.executable, "-m", "infra.local_stack", "--port", str(port), "--moto-port", "0",
+                                "--data-dir", str(data_dir), "--snapshot-interval", "300"],
+                               cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        for line in log.read_text().splitlines():
+            if line.strip().startswith("demo API key:"):
+                requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=5).raise_for_status()
+                return process, line.split(":", 1)[1].strip()
+        time.sleep(0.3)
+    process.kill()
+    raise AssertionError("local stack did not start:\n" + log.read_text())
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+
+
+@pytest.fixture
+def smtp_port():
+    """aiosmtpd on loopback accepting any AUTH (mailbox creation verifies SMTP too)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):
+            return "250 OK"
+
+    controller = Controller(Sink(), hostname="127.0.0.1", port=_free_port(), auth_require_tls=False,
+                            authenticator=lambda *args: AuthResult(success=True, handled=False))
+    controller.start()
+    try:
+        yield controller.port
+    finally:
+        controller.stop()
+
+
+def _wait_for_messages(base: str, headers: dict, mailbox_id: str) -> list[dict]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        items = requests.get(f"{base}/v1/mailboxes/{mailbox_id}/messages", headers=headers, timeout=10).json()["items"]
+        if items:
+            return items
+        time.sleep(0.5)
+    raise AssertionError("the local worker loop never imported the message")
+
+
+@pytest.mark.slow
+def test_local_stack_syncs_through_the_worker_and_keeps_everything_across_a_restart(tmp_path, dovecot, smtp_port):
+    from tests.mailfactory import make_message
+
+    user, password = dovecot.new_user()
+    dovecot.append(user, "INBOX", make_message(subject="Hello from the local stack"),
+                   date=datetime.now(timezone.utc))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    process, demo_key = _start(tmp_path / "state", port, tmp_path / "run1.log")
+    try:
+        created = requests.post(f"{base}/v1/keys", json={"name": "created before restart"},
+                                headers={"Authorization": f"Bearer {demo_key}"}, timeout=10)
+        assert created.status_code == 201, created.text
+        new_key, new_id = created.json()["key"], created.json()["id"]
+        listed = requests.get(f"{base}/v1/keys", headers={"Authorization": f"Bearer {demo_key}"}, timeout=10)
+        assert new_id in {k["id"] for k in listed.json()["items"]}
+
+        headers = {"Authorization": f"Bearer {demo_key}", "X-User-Id": "u-alice"}
+        endpoint = {"host": "127.0.0.1", "security": "none", "username": user, "login_method": "plain"}
+        mailbox = requests.post(f"{base}/v1/mailboxes", headers=headers, timeout=30, json={
+            "name": "Local", "type": "imap", "email": "alice@example.com",
+            "import_since": datetime.now(timezone.utc).date().isoformat(), "password": password,
+            "imap": {**endpoint, "port": dovecot.port}, "smtp": {**endpoint, "port": smtp_port}})
+        assert mailbox.status_code == 201, mailbox.text
+        mailbox_id = mailbox.json()["id"]
+        assert requests.post(f"{base}/v1/mailboxes/{mailbox_id}/refresh", headers=headers, timeout=10).ok
+        subjects = [m["subject"] for m in _wait_for_messages(base, headers, mailbox_id)]
+        assert subjects == ["Hello from the local stack"]
+    finally:
+        _stop(process)
+
+    process, demo_key_again = _start(tmp_path / "state", port, tmp_path / "run2.log")
+    try:
+        assert demo_key_again == demo_key
+        listed = requests.get(f"{base}/v1/keys", headers={"Authorization": f"Bearer {new_key}"}, timeout=10)
+        assert listed.status_code == 200, listed.text
+        assert new_id in {k["id"] for k in listed.json()["items"]}
+        unauthenticated = requests.get(f"{base}/v1/keys", headers={"Authorization": "Bearer mbk_nope"}, timeout=10)
+        assert unauthenticated.status_code == 401
+
+        messages = requests.get(f"{base}/v1/mailboxes/{mailbox_id}/messages", headers=headers, timeout=10).json()
+        raw = requests.get(f"{base}/v1/messages/{messages['items'][0]['id']}/raw", headers=headers, timeout=10)
+        assert raw.status_code == 200 and b"Hello from the local stack" in raw.content   # S3 object restored
+        check = requests.post(f"{base}/v1/mailboxes/{mailbox_id}/test", headers=headers, timeout=30)
+        assert check.json()["ok"] is True, check.text   # the KMS-sealed password still decrypts
+    finally:
+        _stop(process)
+    secrets = json.loads((tmp_path / "state" / "local-secrets.json").read_text())
+    assert secrets["demo_api_key"] == demo_key
