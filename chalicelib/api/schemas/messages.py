@@ -1,0 +1,75 @@
+"""Request/response models for stored messages (DESIGN §4 "GET /v1/mailboxes/{id}/messages")."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.api.schemas.common import ListQuery
+
+
+class MessageListQuery(ListQuery):
+    folder: Literal["inbox", "sent"] | None = None
+    paired: bool | None = Field(None, description="true: only paired messages; false: only unpaired ones.")
+
+
+class Address(BaseModel):
+    name: str | None = None
+    email: str
+
+
+class Link(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    id: str
+    source: str | None = None
+    reason: str | None = None
+
+
+class MessageSummary(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    mailbox_id: str
+    folder: str
+    direction: Literal["inbound", "outbound"]
+    subject: str | None
+    from_: Address | None = Field(alias="from")
+    to: list[Address]
+    cc: list[Address]
+    date: str
+    snippet: str | None = Field(description="null when the mailbox does not show snippets")
+    has_attachments: bool
+    links: list[Link]
+    removed_at_source: str | None = Field(description="when the provider no longer had it; kept in the CRM")
+    skipped_reason: str | None = Field(description="set when the message was recorded without its content")
+
+
+class MessageList(BaseModel):
+    items: list[MessageSummary]
+    next_cursor: str | None
+
+
+class AttachmentOut(BaseModel):
+    index: int
+    filename: str | None
+    content_type: str
+    size: int
+    content_id: str | None
+    disposition: str | None = None
+    download_url: str
+
+
+class MessageDetail(MessageSummary):
+    bcc: list[Address]
+    reply_to: list[Address]
+    rfc_message_id: str | None
+    in_reply_to: str | None
+    references: list[str]
+    thread_id: str | None
+    size: int
+    headers: dict[str, Any] = Field(description="automation headers (auto-submitted, precedence, list-id, ...)")
+    text: str | None
+    html: str | None = Field(description="sanitized HTML; cid: images point at attachment downloads")
+    attachments: list[AttachmentOut]
+    parse_errors: list[str]

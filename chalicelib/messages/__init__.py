@@ -1,0 +1,1 @@
+"""Stored messages as the API shows them: listing, detail, attachments, raw, hide."""

@@ -1,0 +1,41 @@
+"""Message queries and CRM-side changes. Never touches the provider mailbox or the raw S3 object."""
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.message import Message
+from chalicelib.sync import store
+from chalicelib.sync.mime import AttachmentContent, attachment_content
+
+
+def list_messages(mailbox: Mailbox, *, folder: str | None, paired: bool | None, limit: int,
+                  start_key: dict[str, Any] | None) -> tuple[list[Message], dict[str, Any] | None]:
+    """Newest first (`date_key` descending on `by_mailbox` / `by_mailbox_folder`), hidden ones excluded.
+    Filters run after DynamoDB's page limit, so pynamodb keeps reading pages until `limit` items match."""
+    condition = Message.hidden.does_not_exist() | (Message.hidden == False)  # noqa: E712 — a DynamoDB condition
+    if paired is True:
+        condition &= Message.link_count > 0
+    elif paired is False:
+        condition &= Message.link_count.does_not_exist() | (Message.link_count == 0)
+    if folder:
+        result = Message.by_mailbox_folder.query(f"{mailbox.mailbox_id}#{folder}", scan_index_forward=False,
+                                                 filter_condition=condition, limit=limit, page_size=limit,
+                                                 last_evaluated_key=start_key)
+    else:
+        result = Message.by_mailbox.query(mailbox.mailbox_id, scan_index_forward=False,
+                                          filter_condition=condition, limit=limit, page_size=limit,
+                                          last_evaluated_key=start_key)
+    items = [m for m in result if m.tenant_id == mailbox.tenant_id]
+    return items, result.last_evaluated_key
+
+
+def get_attachment(message: Message, index: int) -> AttachmentContent | None:
+    if not message.raw_s3_key or index < 0:
+        return None
+    return attachment_content(store.load_raw(message), index)
+
+
+def hide(message: Message) -> None:
+    """Delete in the CRM only: the message disappears from listings and reads; provider and S3 keep it."""
+    message.update(actions=[Message.hidden.set(True)])

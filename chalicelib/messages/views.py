@@ -1,0 +1,62 @@
+"""The API shapes of a stored message (DESIGN §4 example), built from the `Message` item."""
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any, Callable, Iterable
+
+from chalicelib.models.message import Message
+from chalicelib.security.sanitize import sanitize_html
+from chalicelib.sync import store
+
+
+@functools.lru_cache(maxsize=1)
+def _links_provider() -> Callable[[Message], Iterable[dict[str, Any]]] | None:
+    try:
+        module = importlib.import_module("chalicelib.pairing.links")
+    except ModuleNotFoundError as exc:
+        if exc.name != "chalicelib.pairing.links":     # a broken pairing package must not pass silently
+            raise
+        return None
+    return getattr(module, "links_for_message", None)
+
+
+def message_links(message: Message) -> list[dict[str, Any]]:
+    """The message's CRM links [{type, id, source, reason}]: `chalicelib.pairing.links.links_for_message`
+    (given the item, so a message with `link_count == 0` costs no read); none without the pairing package."""
+    provider = _links_provider()
+    return list(provider(message)) if provider else []
+
+
+def attachment_url(message_id: str, index: int) -> str:
+    return f"/v1/messages/{message_id}/attachments/{index}"
+
+
+def summary(message: Message, *, show_snippet: bool) -> dict[str, Any]:
+    return {
+        "id": message.message_id, "mailbox_id": message.mailbox_id, "folder": message.folder,
+        "direction": message.direction, "subject": message.subject, "from": message.from_addr,
+        "to": list(message.to or []), "cc": list(message.cc or []), "date": message.date,
+        "snippet": (message.snippet or "") if show_snippet else None,
+        "has_attachments": bool(message.has_attachments), "links": message_links(message),
+        "removed_at_source": message.removed_at_source, "skipped_reason": message.skipped_reason,
+    }
+
+
+def detail(message: Message, *, show_snippet: bool) -> dict[str, Any]:
+    """Summary + headers, text, sanitized HTML (cid: images → attachment URLs), attachments, parse errors.
+    Bodies come from re-parsing the raw object (they are not stored in DynamoDB)."""
+    parsed = store.load_parsed(message) if message.raw_s3_key else None
+    attachments = [{**a, "download_url": attachment_url(message.message_id, a["index"])}
+                   for a in (message.attachments or [])]
+    cid_map = {a["content_id"]: a["download_url"] for a in attachments if a.get("content_id")}
+    html = sanitize_html(parsed.html, cid_map=cid_map) if parsed and parsed.html else None
+    return {
+        **summary(message, show_snippet=show_snippet),
+        "bcc": list(message.bcc or []), "reply_to": list(message.reply_to or []),
+        "rfc_message_id": message.rfc_message_id, "in_reply_to": message.in_reply_to,
+        "references": list(message.references or []), "thread_id": message.thread_id,
+        "size": int(message.size or 0), "headers": dict(message.headers or {}),
+        "text": parsed.text if parsed else None, "html": html, "attachments": attachments,
+        "parse_errors": list(message.parse_errors or []),
+    }

@@ -1,0 +1,168 @@
+"""The message store the sync worker writes through: raw MIME to S3, metadata to the `Message` table.
+
+Idempotency (a redelivered job, a retried page, a UIDVALIDITY resync all re-deliver the same mail):
+
+    1. message_id = stable_id("msg", tenant, mailbox, folder, dedupe_key)   (dedupe_key: normalized
+       Message-ID, else "sha256:<raw digest>"; for a skipped message "provider:<provider id>")
+    2. PUT raw/<tenant>/<mailbox>/<message_id>.eml — same key, same bytes, so a repeat is harmless
+    3. PUT item IF message_id does not exist
+       → exists: UPDATE provider_id/provider_key (the new UID) and clear removed_at_source; created=False
+
+A crash between 2 and 3 leaves an orphan-free state: the retry rewrites the same object and then the item.
+What the CRM has stored is never overwritten (links, hidden, pairing state survive a redelivery).
+Cost per new message: exactly one S3 PUT and one DynamoDB write; bodies are derived on read (`load_parsed`).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Iterable
+
+from pynamodb.exceptions import PutError, UpdateError
+
+from chalicelib import aws, ids
+from chalicelib.config import get_settings
+from chalicelib.logs import logger
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.message import Message
+from chalicelib.providers.base import FetchedMessage
+from chalicelib.sync.mime import ParsedMessage, parse_message
+from chalicelib.timeutil import now_iso
+
+RAW_CONTENT_TYPE = "message/rfc822"
+HEADER_PEEK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class SaveOutcome:
+    message: Message
+    created: bool
+
+
+def raw_key(tenant_id: str, mailbox_id: str, message_id: str) -> str:
+    return f"raw/{tenant_id}/{mailbox_id}/{message_id}.eml"
+
+
+def provider_key(mailbox_id: str, folder: str, provider_id: str) -> str:
+    return f"{mailbox_id}#{folder}#{provider_id}"
+
+
+def direction_of(mailbox: Mailbox, folder: str, from_addr: dict | None) -> str:
+    """Outbound when stored from the Sent folder or sent by the mailbox's own address."""
+    sender = ((from_addr or {}).get("email") or "").strip().lower()
+    if folder == "sent" or (sender and sender == (mailbox.email or "").strip().lower()):
+        return "outbound"
+    return "inbound"
+
+
+def _header_block(raw: bytes) -> bytes:
+    """The header section of an over-size message (parsed for subject/from/date; the body is not kept)."""
+    head = raw[:HEADER_PEEK_BYTES]
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = head.find(separator)
+        if end >= 0:
+            return head[:end + len(separator)]
+    return head
+
+
+def _build_item(mailbox: Mailbox, fetched: FetchedMessage, message_id: str, parsed: ParsedMessage,
+                **extra) -> Message:
+    folder, ref = fetched.ref.folder, fetched.ref
+    imported_at = now_iso()
+    errors = list(parsed.parse_errors)
+    date = parsed.date
+    if date is None:
+        date = imported_at
+        errors.append("date: using import time")
+    rfc_id = parsed.rfc_message_id
+    return Message(
+        message_id, tenant_id=mailbox.tenant_id, mailbox_id=mailbox.mailbox_id, folder=folder,
+        mailbox_folder=f"{mailbox.mailbox_id}#{folder}", date_key=f"{date}#{message_id}",
+        direction=direction_of(mailbox, folder, parsed.from_addr), provider_id=ref.provider_id,
+        provider_key=provider_key(mailbox.mailbox_id, folder, ref.provider_id), thread_id=ref.thread_id,
+        rfc_message_id=rfc_id, rfc_key=f"{mailbox.tenant_id}#{rfc_id.lower()}" if rfc_id else None,
+        in_reply_to=parsed.in_reply_to, references=list(parsed.references), subject=parsed.subject,
+        from_addr=parsed.from_addr, to=parsed.to, cc=parsed.cc, bcc=parsed.bcc, reply_to=parsed.reply_to,
+        date=date, has_attachments=parsed.has_attachments, attachments=parsed.attachments,
+        headers=parsed.headers, snippet=parsed.snippet or None, parse_errors=errors, hidden=False, link_count=0,
+        imported_at=imported_at, **extra)
+
+
+def _insert_or_refresh(item: Message, provider_id: str, provider_ref: str) -> SaveOutcome:
+    try:
+        item.save(condition=Message.message_id.does_not_exist())
+        return SaveOutcome(item, True)
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+    # Already stored (redelivery / retried page / resync): only the provider reference moves.
+    existing = Message(item.message_id)
+    existing.update(actions=[Message.provider_id.set(provider_id), Message.provider_key.set(provider_ref),
+                             Message.removed_at_source.remove()],
+                    condition=Message.message_id.exists())
+    return SaveOutcome(existing, False)
+
+
+def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
+    """Store one fetched message (idempotent; see the module docstring)."""
+    settings = get_settings()
+    ref = fetched.ref
+    raw = fetched.raw
+    skipped_reason = fetched.skipped_reason
+    if raw is not None and len(raw) > settings.max_message_bytes:
+        skipped_reason = f"too_large: {len(raw)} bytes > {settings.max_message_bytes}"
+    if raw is None or skipped_reason:
+        parsed = parse_message(_header_block(raw)) if raw else ParsedMessage()
+        message_id = ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, ref.folder,
+                                   "provider:" + ref.provider_id)
+        item = _build_item(mailbox, fetched, message_id, parsed, skipped_reason=skipped_reason or "no_content",
+                           size=len(raw) if raw else (ref.size or 0))
+        item.has_attachments, item.attachments = False, []
+    else:
+        digest = hashlib.sha256(raw).hexdigest()
+        parsed = parse_message(raw)
+        message_id = ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, ref.folder,
+                                   parsed.rfc_message_id or f"sha256:{digest}")
+        key = raw_key(mailbox.tenant_id, mailbox.mailbox_id, message_id)
+        aws.s3().put_object(Bucket=settings.raw_bucket, Key=key, Body=raw, ContentType=RAW_CONTENT_TYPE,
+                            ServerSideEncryption="AES256")
+        item = _build_item(mailbox, fetched, message_id, parsed, raw_s3_key=key, raw_sha256=digest,
+                           size=len(raw))
+    outcome = _insert_or_refresh(item, ref.provider_id, provider_key(mailbox.mailbox_id, ref.folder,
+                                                                     ref.provider_id))
+    if not outcome.created:
+        logger.info("message already stored", extra={"message_id": message_id, "provider_id": ref.provider_id})
+    return outcome
+
+
+def mark_removed(mailbox: Mailbox, folder: str, provider_ids: Iterable[str]) -> int:
+    """Mark messages the provider no longer has (`removed_at_source`); they stay in the CRM.
+    Returns how many were newly marked. The condition re-checks `provider_key` because the GSI is
+    eventually consistent and a resync may have moved the item to a new provider id."""
+    removed_at = now_iso()
+    count = 0
+    for provider_id in provider_ids:
+        ref = provider_key(mailbox.mailbox_id, folder, provider_id)
+        for hit in Message.by_provider_ref.query(ref):
+            try:
+                Message(hit.message_id).update(
+                    actions=[Message.removed_at_source.set(removed_at)],
+                    condition=(Message.provider_key == ref) & Message.removed_at_source.does_not_exist())
+                count += 1
+            except UpdateError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+    return count
+
+
+def load_raw(message: Message) -> bytes:
+    """The stored raw MIME (b"" for a skipped message, which has no raw object)."""
+    if not message.raw_s3_key:
+        return b""
+    response = aws.s3().get_object(Bucket=get_settings().raw_bucket, Key=message.raw_s3_key)
+    return response["Body"].read()
+
+
+def load_parsed(message: Message) -> ParsedMessage:
+    """Re-parse the raw object: text/html bodies and attachments are derived on read, not stored."""
+    return parse_message(load_raw(message))
