@@ -1,0 +1,136 @@
+"""Mailboxes: create (verified live before stored), list, read, update, delete, connection test, shares.
+
+Access (DESIGN §4): reading needs read access, changing/sharing/testing needs owner access (the personal
+mailbox's owner or the tenant admin); what the caller cannot see answers 404. Connecting, changing the
+connection, testing and sharing need the plan feature `mailbox_connection` (403 `feature-not-in-plan`);
+listing, reading and deleting stay possible after a downgrade.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from chalice import Blueprint
+
+from chalicelib.api import access
+from chalicelib.api.context import current_principal
+from chalicelib.api.errors import Forbidden, NotFound, ValidationFailed, field_error
+from chalicelib.api.guards import require_feature
+from chalicelib.api.pagination import decode_cursor, encode_cursor
+from chalicelib.api.routing import route
+from chalicelib.api.schemas.mailboxes import (ConnectionTest, CreateMailbox, MailboxList, MailboxListQuery,
+                                              MailboxOut, ShareIn, ShareList, ShareOut, UpdateMailbox,
+                                              check_user_id)
+from chalicelib.mailboxes import listing, service
+from chalicelib.mailboxes.errors import InvalidField, Missing, NotPermitted, VerificationFailed
+from chalicelib.mailboxes.serialize import mailbox_out, share_out
+from chalicelib.tenancy.plans import MAILBOX_CONNECTION
+
+bp = Blueprint(__name__)
+TAGS = ("mailboxes",)
+
+
+@contextlib.contextmanager
+def domain_errors() -> Iterator[None]:
+    """Maps the mailbox service's outcomes to problem+json (422 per field, 403, 404)."""
+    try:
+        yield
+    except InvalidField as exc:
+        raise field_error(exc.field, exc.message) from None
+    except VerificationFailed as exc:
+        outcome = exc.outcome
+        message = service.verify.AUTH_MESSAGE if outcome.kind == "auth" else outcome.detail
+        raise ValidationFailed(outcome.detail, errors=[{"field": outcome.field or "imap", "message": message}],
+                               extra={"verification": outcome.kind}) from None
+    except NotPermitted as exc:
+        raise Forbidden(str(exc)) from None
+    except Missing as exc:
+        raise NotFound(str(exc)) from None
+
+
+def _out(mailbox) -> dict:
+    return mailbox_out(mailbox, access.mailbox_access(mailbox, current_principal()) or "read")
+
+
+def _share_user(user_id: str) -> str:
+    try:
+        return check_user_id(user_id)
+    except ValueError as exc:
+        raise field_error("user_id", str(exc)) from None
+
+
+@route(bp, "/v1/mailboxes", methods=["POST"], body=CreateMailbox, response=MailboxOut, status=201,
+       summary="Connect a mailbox (the IMAP/SMTP login is verified before it is saved)", tags=TAGS,
+       errors=(403,))
+def create_mailbox(body: CreateMailbox):
+    tenant = require_feature(MAILBOX_CONNECTION)
+    with domain_errors():
+        mailbox = service.create_mailbox(tenant, current_principal(), body.model_dump())
+    return _out(mailbox)
+
+
+@route(bp, "/v1/mailboxes", methods=["GET"], query=MailboxListQuery, response=MailboxList,
+       summary="Mailboxes the caller can see (tenant: all; user: own and shared with them)", tags=TAGS)
+def list_mailboxes(query: MailboxListQuery):
+    principal = current_principal()
+    scope = f"mailboxes:{principal.user_id or ''}"
+    items, state = listing.list_visible(principal, query.limit,
+                                        decode_cursor(query.cursor, principal.tenant_id, scope))
+    return {"items": [mailbox_out(m, level) for m, level in items],
+            "next_cursor": encode_cursor(principal.tenant_id, scope, state)}
+
+
+@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["GET"], response=MailboxOut, summary="A mailbox", tags=TAGS)
+def get_mailbox(mailbox_id: str):
+    return _out(access.get_mailbox(mailbox_id, need="read"))
+
+
+@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["PATCH"], body=UpdateMailbox, response=MailboxOut,
+       summary="Change a mailbox (connection changes are verified live first)", tags=TAGS)
+def update_mailbox(mailbox_id: str, body: UpdateMailbox):
+    tenant = require_feature(MAILBOX_CONNECTION)
+    mailbox = access.get_mailbox(mailbox_id, need="owner")
+    with domain_errors():
+        mailbox = service.update_mailbox(tenant, mailbox, body.model_dump(exclude_unset=True))
+    return _out(mailbox)
+
+
+@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["DELETE"], status=204,
+       summary="Disconnect a mailbox (its stored credentials and shares are deleted)", tags=TAGS)
+def delete_mailbox(mailbox_id: str):
+    service.delete_mailbox(access.get_mailbox(mailbox_id, need="owner"))
+    return None
+
+
+@route(bp, "/v1/mailboxes/{mailbox_id}/test", methods=["POST"], response=ConnectionTest,
+       summary="Run a live connection test: {ok, detail}; flips status auth_error <-> active", tags=TAGS)
+def test_mailbox(mailbox_id: str):
+    require_feature(MAILBOX_CONNECTION)
+    mailbox = access.get_mailbox(mailbox_id, need="owner")
+    outcome = service.test_mailbox(mailbox)
+    return {"ok": outcome.ok, "detail": outcome.detail, "status": mailbox.status}
+
+
+@route(bp, "/v1/mailboxes/{mailbox_id}/shares", methods=["GET"], response=ShareList,
+       summary="Users the mailbox is shared with", tags=TAGS)
+def list_shares(mailbox_id: str):
+    mailbox = access.get_mailbox(mailbox_id, need="owner")
+    return {"items": [share_out(s) for s in service.list_shares(mailbox)]}
+
+
+@route(bp, "/v1/mailboxes/{mailbox_id}/shares/{user_id}", methods=["PUT"], body=ShareIn, response=ShareOut,
+       summary="Share the mailbox with a user at read or read_write access", tags=TAGS)
+def put_share(mailbox_id: str, user_id: str, body: ShareIn):
+    require_feature(MAILBOX_CONNECTION)
+    mailbox = access.get_mailbox(mailbox_id, need="owner")
+    with domain_errors():
+        return share_out(service.put_share(mailbox, _share_user(user_id), body.access))
+
+
+@route(bp, "/v1/mailboxes/{mailbox_id}/shares/{user_id}", methods=["DELETE"], status=204,
+       summary="Stop sharing the mailbox with a user", tags=TAGS)
+def delete_share(mailbox_id: str, user_id: str):
+    mailbox = access.get_mailbox(mailbox_id, need="owner")
+    with domain_errors():
+        service.delete_share(mailbox, user_id)
+    return None

@@ -1,0 +1,123 @@
+"""Request/response models for mail servers: IMAP/SMTP presets and OAuth applications (secrets write-only)."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+
+from chalicelib.api.schemas.common import Strict
+
+Security = Literal["tls", "starttls", "none"]
+LoginMethod = Literal["plain", "login"]
+ServerType = Literal["imap", "gmail", "outlook"]
+
+# Secrets are taken byte-exact (`Strict` would strip whitespace).
+ClientSecret = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=4096)]
+
+# RFC 1123 host names: dot-separated labels of letters, digits and hyphens, 1-63 chars, ≤253 in all.
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalize_host(value: str) -> str:
+    """A DNS name (lower-cased, no trailing dot) or an IP literal; never a URL, port or path."""
+    host = value.strip().lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not host or len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
+        raise ValueError("must be a host name or IP address (no scheme, port or path)")
+    return host
+
+
+class EndpointPreset(Strict):
+    """Where a mail server listens. Port defaults follow the security mode (IMAP: 993 implicit TLS,
+    RFC 8314; 143 STARTTLS. SMTP submission: 465 implicit TLS, 587 STARTTLS, RFC 6409/8314)."""
+    host: str = Field(min_length=1, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535)
+    security: Security | None = None
+    login_method: LoginMethod = "plain"
+
+    _host = field_validator("host")(normalize_host)
+
+
+class OAuthAppIn(Strict):
+    client_id: str = Field(min_length=1, max_length=512)
+    client_secret: ClientSecret | None = Field(None, description="Write-only; stored encrypted, never returned.")
+    ms_tenant: str | None = Field(None, min_length=1, max_length=200,
+                                  description="Microsoft Entra tenant (id, domain, 'organizations' or 'common').")
+
+
+class OAuthAppPatch(Strict):
+    client_id: str | None = Field(None, min_length=1, max_length=512)
+    client_secret: ClientSecret | None = None
+    ms_tenant: str | None = Field(None, min_length=1, max_length=200)
+
+
+def _check_shape(server_type: str, imap, smtp, oauth) -> None:
+    if server_type == "imap":
+        if imap is None:
+            raise ValueError("an imap preset needs 'imap' settings")
+        if oauth is not None:
+            raise ValueError("'oauth' applies to gmail/outlook servers only")
+    else:
+        if imap is not None or smtp is not None:
+            raise ValueError(f"a {server_type} server takes 'oauth', not imap/smtp settings")
+        if oauth is None:
+            raise ValueError(f"a {server_type} server needs 'oauth' (client_id, client_secret)")
+        if server_type == "gmail" and oauth.ms_tenant is not None:
+            raise ValueError("ms_tenant applies to outlook servers only")
+
+
+class CreateMailServer(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    type: ServerType = "imap"
+    imap: EndpointPreset | None = None
+    smtp: EndpointPreset | None = None
+    oauth: OAuthAppIn | None = None
+
+    @model_validator(mode="after")
+    def _shape(self):
+        _check_shape(self.type, self.imap, self.smtp, self.oauth)
+        return self
+
+
+class UpdateMailServer(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    imap: EndpointPreset | None = None
+    smtp: EndpointPreset | None = None
+    oauth: OAuthAppPatch | None = None
+
+
+class EndpointOut(BaseModel):
+    host: str
+    port: int
+    security: Security
+    login_method: LoginMethod
+
+
+class OAuthAppOut(BaseModel):
+    client_id: str | None
+    ms_tenant: str | None = None
+    has_client_secret: bool
+
+
+class MailServerOut(BaseModel):
+    id: str
+    name: str
+    type: ServerType
+    imap: EndpointOut | None = None
+    smtp: EndpointOut | None = None
+    oauth: OAuthAppOut | None = None
+    redirect_uri: str | None = Field(None, description="Register this at the provider (OAuth servers).")
+    created_at: str
+    updated_at: str
+
+
+class MailServerList(BaseModel):
+    items: list[MailServerOut]
+    next_cursor: str | None

@@ -1,0 +1,173 @@
+"""Request/response models for mailboxes (DESIGN §1, §4) and their shares. Passwords are write-only."""
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from chalicelib.api.schemas.common import ListQuery, Strict
+from chalicelib.api.schemas.mail_servers import LoginMethod, Security, normalize_host
+
+MailboxType = Literal["imap", "gmail", "outlook"]
+PairingMode = Literal["auto", "signal", "off"]
+Kind = Literal["personal", "shared"]
+Access = Literal["read", "read_write"]
+Status = Literal["pending_auth", "active", "auth_error", "needs_admin_consent", "disabled"]
+
+# Secrets are taken byte-exact: `Strict` strips whitespace from strings, which would change a password.
+Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=1024)]
+
+_EMAIL = re.compile(r"^[^@\s\"<>()\[\],;:\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_email(value: str) -> str:
+    """addr-spec `local@domain` (RFC 5322 §3.4.1, without quoted/commented forms); domain lower-cased."""
+    if not _EMAIL.match(value) or len(value) > 254:
+        raise ValueError("must be an email address like name@example.com")
+    local, _, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def check_header_text(value: str | None) -> str | None:
+    """Text that ends up in a mail header (sender name) may not carry CR/LF or other controls (RFC 5322 §2.2)."""
+    if value is not None and _CONTROL.search(value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
+def check_user_id(value: str | None) -> str | None:
+    if value is not None and not _USER_ID.match(value):
+        raise ValueError("must be 1-128 characters of letters, digits and ._:@-")
+    return value
+
+
+class EndpointIn(Strict):
+    """IMAP or SMTP connection settings; omitted fields come from `mail_server_id`'s preset or defaults
+    (IMAP 993/tls, SMTP 587/starttls; username = the mailbox email)."""
+    host: str | None = Field(None, min_length=1, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535)
+    security: Security | None = None
+    username: str | None = Field(None, min_length=1, max_length=320)
+    login_method: LoginMethod | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value):
+        return None if value is None else normalize_host(value)
+
+    _username = field_validator("username")(check_header_text)
+
+
+class CreateMailbox(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    type: MailboxType = "imap"
+    email: str = Field(min_length=3, max_length=254)
+    sender_name: str | None = Field(None, max_length=200)
+    import_since: date | None = Field(None, description="YYYY-MM-DD; default and limit: the plan's import window.")
+    pairing_mode: PairingMode = "auto"
+    show_snippet: bool = True
+    signature_html: str | None = Field(None, max_length=20_000)
+    signature_on_replies: bool = False
+    kind: Kind = "personal"
+    owner_user_id: str | None = Field(None, description="Personal mailbox created by the tenant admin for a user.")
+    mail_server_id: str | None = Field(None, max_length=64)
+    imap: EndpointIn | None = None
+    smtp: EndpointIn | None = None
+    password: Password | None = Field(None, description="Write-only.")
+    smtp_password: Password | None = Field(None, description="Write-only; when SMTP uses another password.")
+
+    _email = field_validator("email")(check_email)
+    _sender = field_validator("sender_name", "name")(check_header_text)
+    _owner = field_validator("owner_user_id")(check_user_id)
+
+
+class UpdateMailbox(Strict):
+    """Only what is sent changes; `null` clears sender_name/signature_html. Changing imap/smtp, the server
+    preset or a password re-verifies the login before anything is stored."""
+    name: str | None = Field(None, min_length=1, max_length=200)
+    email: str | None = Field(None, min_length=3, max_length=254)
+    sender_name: str | None = Field(None, max_length=200)
+    import_since: date | None = None
+    pairing_mode: PairingMode | None = None
+    show_snippet: bool | None = None
+    signature_html: str | None = Field(None, max_length=20_000)
+    signature_on_replies: bool | None = None
+    mail_server_id: str | None = Field(None, max_length=64)
+    imap: EndpointIn | None = None
+    smtp: EndpointIn | None = None
+    password: Password | None = None
+    smtp_password: Password | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value):
+        return None if value is None else check_email(value)
+
+    _sender = field_validator("sender_name", "name")(check_header_text)
+
+
+class EndpointOut(BaseModel):
+    host: str
+    port: int
+    security: Security
+    username: str
+    login_method: LoginMethod
+
+
+class MailboxOut(BaseModel):
+    id: str
+    name: str
+    type: MailboxType
+    email: str
+    sender_name: str | None
+    import_since: str
+    pairing_mode: PairingMode
+    show_snippet: bool
+    signature_html: str | None
+    signature_on_replies: bool
+    kind: Kind
+    owner_user_id: str | None
+    mail_server_id: str | None
+    imap: EndpointOut | None
+    smtp: EndpointOut | None
+    has_password: bool
+    status: Status
+    status_reason: str | None
+    access: Literal["owner", "read_write", "read"] = Field(description="The caller's access to this mailbox.")
+    authorize_url: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class MailboxList(BaseModel):
+    items: list[MailboxOut]
+    next_cursor: str | None
+
+
+class MailboxListQuery(ListQuery):
+    pass
+
+
+class ConnectionTest(BaseModel):
+    ok: bool
+    detail: str
+    status: Status
+
+
+class ShareIn(Strict):
+    access: Access
+
+
+class ShareOut(BaseModel):
+    mailbox_id: str
+    user_id: str
+    access: Access
+    created_at: str
+
+
+class ShareList(BaseModel):
+    items: list[ShareOut]

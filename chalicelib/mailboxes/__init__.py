@@ -1,0 +1,1 @@
+"""Mail servers (presets, OAuth apps), mailboxes, their verification and their shares (service layer)."""

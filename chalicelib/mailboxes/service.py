@@ -1,0 +1,284 @@
+"""Mailbox lifecycle: create (verified before stored), update (re-verified when the connection changes),
+on-demand connection test with status flips, delete, shares.
+
+Invariants:
+- A mailbox item is written only after its IMAP/SMTP login succeeded; a failed verification stores nothing.
+- Secrets ({"password", "smtp_password"}) live only in `secret_ciphertext`, sealed by KMS with the context
+  (tenant_id, mailbox_id); they are never returned, logged or stored elsewhere.
+- After creation the item changes only through `update(actions=...)` on named attributes, conditioned on
+  the item still existing, so the API and the sync worker never overwrite each other's attributes and an
+  update racing a DELETE cannot resurrect a half item.
+- `mailbox.status_changed` is emitted on every status transition made here (auth_error ↔ active).
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from chalicelib.api.context import Principal
+from chalicelib.ids import new_id
+from chalicelib.logs import logger
+from chalicelib.mailboxes import servers, verify
+from chalicelib.mailboxes.endpoints import complete_mailbox_endpoint
+from chalicelib.mailboxes.errors import InvalidField, Missing, NotPermitted, VerificationFailed
+from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer
+from chalicelib.models.tenant import Tenant
+from chalicelib.notify.events import emit
+from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets, encrypt_secrets
+from chalicelib.security.sanitize import sanitize_html
+from chalicelib.tenancy.plans import import_window_days
+from chalicelib.timeutil import now_iso, utcnow
+
+SUPPORTED_TYPES = ("imap",)
+CONNECTION_FIELDS = ("imap", "smtp", "mail_server_id", "password", "smtp_password")
+FUTURE_SLACK = timedelta(days=1)   # a client east of UTC may already be on tomorrow's date
+
+
+def owner_key(tenant_id: str, user_id: str) -> str:
+    return f"{tenant_id}#{user_id}"
+
+
+def check_import_since(tenant: Tenant, value: date | None) -> str:
+    """YYYY-MM-DD within the plan's import window (DESIGN §1: 7 days back by default; a tenant setting may
+    allow more); not in the future. Omitted = the earliest allowed day."""
+    window = import_window_days(tenant.plan, tenant.settings)
+    today = utcnow().date()
+    earliest = today - timedelta(days=window)
+    if value is None:
+        return earliest.isoformat()
+    if value > today + FUTURE_SLACK:
+        raise InvalidField("import_since", "must not be in the future")
+    if value < earliest:
+        raise InvalidField("import_since", f"must be {earliest.isoformat()} or later: this plan imports at most "
+                                           f"{window} days back")
+    return value.isoformat()
+
+
+def _ownership(principal: Principal, kind: str, owner_user_id: str | None) -> str | None:
+    """The owner user of a new mailbox (None for shared ones)."""
+    if kind == "shared":
+        if not principal.is_tenant_admin:
+            raise NotPermitted("Only the tenant admin (a call without X-User-Id) can create a shared mailbox.")
+        if owner_user_id is not None:
+            raise InvalidField("owner_user_id", "a shared mailbox has no owner; share it with users instead")
+        return None
+    if principal.user_id is not None:
+        if owner_user_id is not None and owner_user_id != principal.user_id:
+            raise NotPermitted("Only the tenant admin can create a personal mailbox for another user.")
+        return principal.user_id
+    if owner_user_id is None:
+        raise InvalidField("owner_user_id", "required for a personal mailbox created without X-User-Id")
+    return owner_user_id
+
+
+def _preset(tenant_id: str, server_id: str | None) -> MailServer | None:
+    if server_id is None:
+        return None
+    server = servers.get_server(tenant_id, server_id)
+    if server is None:
+        raise InvalidField("mail_server_id", f"no mail server with id {server_id!r}")
+    if server.type != "imap":
+        raise InvalidField("mail_server_id", f"{server_id!r} is a {server.type} server, not an IMAP/SMTP preset")
+    return server
+
+
+def _signature(value: str | None) -> str | None:
+    return sanitize_html(value) if value else None
+
+
+def _verify_or_raise(tenant_id: str, mailbox_id: str, email: str, imap: dict, smtp: dict,
+                     secrets: dict[str, str]) -> None:
+    outcome = verify.check_connection(tenant_id=tenant_id, mailbox_id=mailbox_id, email=email, imap=imap,
+                                      smtp=smtp, secrets=secrets)
+    if not outcome.ok:
+        raise VerificationFailed(outcome)
+
+
+def _request_first_sync(mailbox: Mailbox, reason: str) -> None:
+    """Best effort: the scheduler picks every active mailbox up at the next :00/:30 anyway."""
+    from chalicelib.sync.enqueue import enqueue_sync
+    try:
+        enqueue_sync(mailbox.tenant_id, mailbox.mailbox_id, reason=reason)
+    except Exception:  # noqa: BLE001 - the mailbox is saved; a lost enqueue only delays the first import
+        logger.exception("first sync enqueue failed", extra={"mailbox_id": mailbox.mailbox_id})
+
+
+def create_mailbox(tenant: Tenant, principal: Principal, data: dict[str, Any]) -> Mailbox:
+    """`data` is the validated request (CreateMailbox.model_dump()). Verifies the login, then stores."""
+    if data["type"] not in SUPPORTED_TYPES:
+        raise InvalidField("type", f"{data['type']} mailboxes are not supported yet; use 'imap'")
+    owner = _ownership(principal, data["kind"], data.get("owner_user_id"))
+    import_since = check_import_since(tenant, data.get("import_since"))
+    preset = _preset(tenant.tenant_id, data.get("mail_server_id"))
+    imap = complete_mailbox_endpoint("imap", preset.imap if preset else None, data.get("imap"),
+                                     default_username=data["email"])
+    smtp = complete_mailbox_endpoint("smtp", preset.smtp if preset else None, data.get("smtp"),
+                                     default_username=imap["username"])
+    if not data.get("password"):
+        raise InvalidField("password", "required for an imap mailbox")
+    secrets = {"password": data["password"]}
+    if data.get("smtp_password"):
+        secrets["smtp_password"] = data["smtp_password"]
+
+    mailbox_id = new_id("mbx")
+    _verify_or_raise(tenant.tenant_id, mailbox_id, data["email"], imap, smtp, secrets)
+    now = now_iso()
+    mailbox = Mailbox(
+        tenant.tenant_id, mailbox_id, name=data["name"], type=data["type"], email=data["email"],
+        sender_name=data.get("sender_name"), import_since=import_since, pairing_mode=data["pairing_mode"],
+        show_snippet=data["show_snippet"], kind=data["kind"], owner_user_id=owner,
+        owner_key=owner_key(tenant.tenant_id, owner) if owner else None,
+        signature_html=_signature(data.get("signature_html")), signature_on_replies=data["signature_on_replies"],
+        mail_server_id=preset.server_id if preset else None, imap=imap, smtp=smtp,
+        secret_ciphertext=encrypt_secrets(tenant.tenant_id, mailbox_id, secrets), status="active",
+        created_at=now, updated_at=now)
+    mailbox.save(condition=Mailbox.mailbox_id.does_not_exist())
+    _request_first_sync(mailbox, "created")
+    return mailbox
+
+
+def stored_secrets(mailbox: Mailbox) -> dict[str, str]:
+    return decrypt_secrets(mailbox.tenant_id, mailbox.mailbox_id, mailbox.secret_ciphertext)
+
+
+def _status_actions(mailbox: Mailbox, status: str, reason: str | None) -> list:
+    return [Mailbox.status.set(status),
+            Mailbox.status_reason.set(reason) if reason else Mailbox.status_reason.remove()]
+
+
+def _emit_status(mailbox: Mailbox, previous: str, reason: str | None) -> None:
+    if previous != mailbox.status:
+        emit(mailbox.tenant_id, "mailbox.status_changed",
+             {"mailbox_id": mailbox.mailbox_id, "status": mailbox.status, "previous_status": previous,
+              "reason": reason})
+
+
+def _apply(mailbox: Mailbox, actions: list, condition=None) -> None:
+    cond = Mailbox.mailbox_id.exists()
+    if condition is not None:
+        cond = cond & condition
+    try:
+        mailbox.update(actions=actions + [Mailbox.updated_at.set(now_iso())], condition=cond)
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            raise Missing(f"No mailbox with id {mailbox.mailbox_id!r}.") from None
+        raise
+
+
+def update_mailbox(tenant: Tenant, mailbox: Mailbox, changes: dict[str, Any]) -> Mailbox:
+    """`changes` holds only the fields sent (UpdateMailbox.model_dump(exclude_unset=True))."""
+    actions = []
+    for name in ("name", "email", "pairing_mode", "show_snippet", "signature_on_replies"):
+        if changes.get(name) is not None:
+            actions.append(getattr(Mailbox, name).set(changes[name]))
+    if "sender_name" in changes:
+        value = changes["sender_name"]
+        actions.append(Mailbox.sender_name.set(value) if value else Mailbox.sender_name.remove())
+    if "signature_html" in changes:
+        value = _signature(changes["signature_html"])
+        actions.append(Mailbox.signature_html.set(value) if value else Mailbox.signature_html.remove())
+    if changes.get("import_since") is not None:
+        actions.append(Mailbox.import_since.set(check_import_since(tenant, changes["import_since"])))
+
+    previous_status = mailbox.status
+    reconnect = any(changes.get(name) is not None for name in CONNECTION_FIELDS)
+    if reconnect:
+        actions += _reconnect_actions(mailbox, changes)
+    if actions:
+        _apply(mailbox, actions)
+        mailbox.refresh()
+    if reconnect:
+        _emit_status(mailbox, previous_status, None)
+        if mailbox.status == "active" and previous_status != "active":
+            _request_first_sync(mailbox, "reconnected")
+    return mailbox
+
+
+def _reconnect_actions(mailbox: Mailbox, changes: dict[str, Any]) -> list:
+    preset = _preset(mailbox.tenant_id, changes.get("mail_server_id"))
+    email = changes.get("email") or mailbox.email
+    imap = complete_mailbox_endpoint("imap", mailbox.imap, preset.imap if preset else None, changes.get("imap"),
+                                     default_username=email)
+    smtp = complete_mailbox_endpoint("smtp", mailbox.smtp, preset.smtp if preset else None, changes.get("smtp"),
+                                     default_username=imap["username"])
+    try:
+        secrets = stored_secrets(mailbox)
+    except SecretDecryptionError:
+        secrets = {}
+    for name in ("password", "smtp_password"):
+        if changes.get(name):
+            secrets[name] = changes[name]
+    if not secrets.get("password"):
+        raise InvalidField("password", "the stored password cannot be used; send it again")
+    _verify_or_raise(mailbox.tenant_id, mailbox.mailbox_id, email, imap, smtp, secrets)
+    actions = [Mailbox.imap.set(imap), Mailbox.smtp.set(smtp),
+               Mailbox.secret_ciphertext.set(encrypt_secrets(mailbox.tenant_id, mailbox.mailbox_id, secrets))]
+    if preset is not None:
+        actions.append(Mailbox.mail_server_id.set(preset.server_id))
+    if mailbox.status in ("active", "auth_error", "pending_auth"):
+        actions += _status_actions(mailbox, "active", None)
+    return actions
+
+
+def test_mailbox(mailbox: Mailbox) -> verify.Outcome:
+    """Run the live check; flip auth_error → active on success and active → auth_error when the login is
+    refused. Unreachable servers change nothing (the sync engine's retry policy owns temporary failures)."""
+    try:
+        secrets = stored_secrets(mailbox)
+    except SecretDecryptionError:
+        outcome = verify.Outcome(False, "auth", "The stored credentials cannot be read; set the password again.",
+                                 "password")
+    else:
+        outcome = verify.check_connection(tenant_id=mailbox.tenant_id, mailbox_id=mailbox.mailbox_id,
+                                          email=mailbox.email, imap=mailbox.imap, smtp=mailbox.smtp, secrets=secrets)
+    previous = mailbox.status
+    target = None
+    if outcome.ok and previous == "auth_error":
+        target, reason = "active", None
+    elif outcome.kind == "auth" and previous == "active":
+        target, reason = "auth_error", outcome.detail
+    if target is not None:
+        try:
+            _apply(mailbox, _status_actions(mailbox, target, reason), condition=Mailbox.status == previous)
+        except Missing:
+            return outcome   # deleted meanwhile, or the worker changed the status first: leave it
+        mailbox.refresh()
+        _emit_status(mailbox, previous, reason)
+        if target == "active":
+            _request_first_sync(mailbox, "reconnected")
+    return outcome
+
+
+def delete_mailbox(mailbox: Mailbox) -> None:
+    """Removes the mailbox item (with its sealed credentials) and its shares. Stored messages stay for a
+    cleanup job; they are invisible to users once the mailbox is gone (no mailbox access)."""
+    mailbox.delete()
+    for share in MailboxShare.query(mailbox.mailbox_id):
+        share.delete()
+
+
+def put_share(mailbox: Mailbox, user_id: str, access: str) -> MailboxShare:
+    if mailbox.kind == "personal" and user_id == mailbox.owner_user_id:
+        raise InvalidField("user_id", "the owner already has full access to this mailbox")
+    try:
+        created_at = MailboxShare.get(mailbox.mailbox_id, user_id).created_at
+    except DoesNotExist:
+        created_at = now_iso()
+    share = MailboxShare(mailbox.mailbox_id, user_id, tenant_id=mailbox.tenant_id,
+                         user_key=owner_key(mailbox.tenant_id, user_id), access=access, created_at=created_at)
+    share.save()
+    return share
+
+
+def delete_share(mailbox: Mailbox, user_id: str) -> None:
+    try:
+        share = MailboxShare.get(mailbox.mailbox_id, user_id)
+    except DoesNotExist:
+        raise Missing(f"Mailbox {mailbox.mailbox_id!r} is not shared with {user_id!r}.") from None
+    share.delete()
+
+
+def list_shares(mailbox: Mailbox) -> list[MailboxShare]:
+    return list(MailboxShare.query(mailbox.mailbox_id))

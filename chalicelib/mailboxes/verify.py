@@ -1,0 +1,96 @@
+"""Live check of a mailbox's IMAP/SMTP settings: SSRF-vet both hosts, then log in through the provider.
+
+Outcomes (one per ProviderError code family, DESIGN §2):
+- `ok`          — the server accepted the login.
+- `auth`        — AUTH_REVOKED: the server refused the credentials (field `password`).
+- `unreachable` — the host is refused by the SSRF guard, does not resolve, or TEMPORARY (timeout, refused
+                  connection, ...). All of these carry the ONE message `ssrf.GENERIC_MESSAGE` and the same
+                  field, so callers cannot tell an internal address from a dead one.
+- `permanent`   — PERMANENT/other codes, e.g. a TLS handshake or certificate failure: the provider's detail,
+                  with any secret value removed.
+The provider dials `ConnectionSettings.address` (the vetted IP) and verifies TLS against `host`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.logs import logger
+from chalicelib.providers.base import ConnectionSettings, ErrorCode, ProviderContext, ProviderError, create_provider
+from chalicelib.security.ssrf import GENERIC_MESSAGE, UnreachableHost, resolve_and_vet
+
+VERIFY_TIMEOUT_SECONDS = 10.0   # two servers must answer well inside API Gateway's 29 s limit
+AUTH_MESSAGE = "the server refused the login"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    kind: str            # ok | auth | unreachable | permanent
+    detail: str
+    field: str | None = None
+
+
+def _vetted(protocol: str, endpoint: dict[str, Any]) -> ConnectionSettings:
+    address = resolve_and_vet(endpoint["host"], int(endpoint["port"]))
+    return ConnectionSettings(host=endpoint["host"], port=int(endpoint["port"]), security=endpoint["security"],
+                              username=endpoint["username"], login_method=endpoint.get("login_method") or "plain",
+                              address=address)
+
+
+def _redact(text: str, secrets: dict[str, str]) -> str:
+    for value in secrets.values():
+        if value:
+            text = text.replace(value, "[redacted]")
+    return text
+
+
+def _protocol_of(exc: ProviderError) -> str:
+    return "smtp" if exc.detail.lower().lstrip().startswith("smtp") else "imap"
+
+
+def from_provider_error(exc: ProviderError, secrets: dict[str, str]) -> Outcome:
+    protocol = _protocol_of(exc)
+    if exc.code is ErrorCode.AUTH_REVOKED:
+        field = "smtp_password" if protocol == "smtp" and secrets.get("smtp_password") else "password"
+        return Outcome(False, "auth", f"{protocol.upper()}: {AUTH_MESSAGE}", field)
+    if exc.code is ErrorCode.TEMPORARY:
+        return Outcome(False, "unreachable", GENERIC_MESSAGE, f"{protocol}.host")
+    return Outcome(False, "permanent", _redact(exc.detail, secrets)[:500], protocol)
+
+
+def check_connection(*, tenant_id: str, mailbox_id: str, email: str, imap: dict[str, Any],
+                     smtp: dict[str, Any] | None, secrets: dict[str, str]) -> Outcome:
+    """Never raises for a server-side failure; the returned Outcome says what happened."""
+    logger.append_keys(mailbox_id=mailbox_id, provider="imap")
+    try:
+        return _check(tenant_id, mailbox_id, email, imap, smtp, secrets)
+    finally:
+        logger.remove_keys(["mailbox_id", "provider"])   # a warm Lambda must not carry them to the next call
+
+
+def _check(tenant_id: str, mailbox_id: str, email: str, imap: dict[str, Any], smtp: dict[str, Any] | None,
+           secrets: dict[str, str]) -> Outcome:
+    settings: dict[str, ConnectionSettings | None] = {"imap": None, "smtp": None}
+    for protocol, endpoint in (("imap", imap), ("smtp", smtp)):
+        if endpoint is None:
+            continue
+        try:
+            settings[protocol] = _vetted(protocol, endpoint)
+        except UnreachableHost as exc:
+            logger.info("mail host refused", extra={"protocol": protocol, "reason": exc.reason})
+            return Outcome(False, "unreachable", GENERIC_MESSAGE, f"{protocol}.host")
+    context = ProviderContext(tenant_id=tenant_id, mailbox_id=mailbox_id, email=email, imap=settings["imap"],
+                              smtp=settings["smtp"], secrets=dict(secrets), timeout=VERIFY_TIMEOUT_SECONDS)
+    try:
+        with create_provider("imap", context) as provider:
+            provider.test_connection()
+    except ProviderError as exc:
+        outcome = from_provider_error(exc, secrets)
+        logger.info("mailbox verification failed", extra={"code": exc.code.value, "outcome": outcome.kind,
+                                                          "detail": _redact(exc.detail, secrets)[:300]})
+        return outcome
+    except Exception as exc:  # noqa: BLE001 - a provider bug must not leak internals; logged for operators
+        logger.exception("mailbox verification crashed", extra={"error": type(exc).__name__})
+        return Outcome(False, "unreachable", GENERIC_MESSAGE, "imap.host")
+    return Outcome(True, "ok", "Logged in successfully.")
