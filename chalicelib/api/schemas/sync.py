@@ -1,0 +1,44 @@
+"""Response models for manual refresh and sync status."""
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class RefreshQueued(BaseModel):
+    queued: bool
+    coalesced: bool = False
+
+
+class SyncError(BaseModel):
+    code: str
+    detail: str
+    at: str
+
+
+class SyncCounts(BaseModel):
+    imported: int
+    skipped: int
+    removed: int
+
+
+class FolderCursor(BaseModel):
+    """A folder's sync position: the cursor itself is opaque provider state and is not shown."""
+    folder: str
+    has_cursor: bool
+    updated_at: str | None
+    age_seconds: int | None
+
+
+class SyncStatus(BaseModel):
+    mailbox_id: str
+    status: str
+    stage: str
+    last_sync_started_at: str | None
+    last_success_at: str | None
+    last_error: SyncError | None
+    counts: SyncCounts
+    cursors: list[FolderCursor]
+    push_expires_at: str | None
+    lease_held: bool
+    follow_up_requested: bool
+    resync_count: int

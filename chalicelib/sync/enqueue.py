@@ -1,0 +1,134 @@
+"""Sync jobs on the SQS sync queue: one job names one mailbox; the body carries only keys, never state.
+
+Body: `{"tenant_id", "mailbox_id", "reason", "requested_at"}` (reason: schedule | refresh | push | continue |
+follow_up | recover). A job is a request to "bring this mailbox up to date", so duplicates are harmless (the
+worker's lease coalesces them and the store dedupes messages). `SendMessageBatch` takes at most 10 entries
+and may fail some of them while succeeding others (SQS API reference, SendMessageBatch "Failed"); failed
+entries are retried a bounded number of times.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+from chalicelib import aws
+from chalicelib.config import get_settings
+from chalicelib.logs import logger
+from chalicelib.timeutil import now_iso
+
+SQS_BATCH_LIMIT = 10
+BATCH_ATTEMPTS = 3
+MAX_DELAY_SECONDS = 900  # SQS DelaySeconds upper bound
+
+
+@dataclass(frozen=True)
+class SyncJob:
+    tenant_id: str
+    mailbox_id: str
+    reason: str
+    delay_seconds: int = 0
+
+    def body(self) -> str:
+        return json.dumps({"tenant_id": self.tenant_id, "mailbox_id": self.mailbox_id, "reason": self.reason,
+                           "requested_at": now_iso()})
+
+
+@dataclass
+class BatchResult:
+    sent: int = 0
+    failed: list[SyncJob] = field(default_factory=list)
+
+
+def parse_job(body: str) -> SyncJob:
+    """The job in a queue message body; ValueError when it is not one (a poison message)."""
+    data = json.loads(body)
+    if not isinstance(data, dict) or not data.get("tenant_id") or not data.get("mailbox_id"):
+        raise ValueError("sync job body lacks tenant_id/mailbox_id")
+    return SyncJob(str(data["tenant_id"]), str(data["mailbox_id"]), str(data.get("reason") or "unknown"))
+
+
+def _queue_url() -> str:
+    url = get_settings().sync_queue_url
+    if not url:
+        raise RuntimeError("MAILBRIDGE_SYNC_QUEUE_URL is not configured")
+    return url
+
+
+def enqueue_sync(tenant_id: str, mailbox_id: str, reason: str, *, delay_seconds: int = 0) -> None:
+    """One job, one `SendMessage`. Raises on failure (callers decide whether that fails their request)."""
+    job = SyncJob(tenant_id, mailbox_id, reason, delay_seconds)
+    params = {"QueueUrl": _queue_url(), "MessageBody": job.body()}
+    if delay_seconds:
+        params["DelaySeconds"] = max(0, min(MAX_DELAY_SECONDS, int(delay_seconds)))
+    aws.sqs().send_message(**params)
+    logger.debug("sync enqueued", extra={"mailbox_id": mailbox_id, "reason": reason})
+
+
+def _send_batch(queue_url: str, jobs: Sequence[SyncJob]) -> list[SyncJob]:
+    """Send ≤10 jobs; returns the jobs SQS reported as failed (entry ids are list positions)."""
+    entries = []
+    for index, job in enumerate(jobs):
+        entry = {"Id": str(index), "MessageBody": job.body()}
+        if job.delay_seconds:
+            entry["DelaySeconds"] = max(0, min(MAX_DELAY_SECONDS, int(job.delay_seconds)))
+        entries.append(entry)
+    response = aws.sqs().send_message_batch(QueueUrl=queue_url, Entries=entries)
+    failed = response.get("Failed") or []
+    for item in failed:
+        logger.warning("sync enqueue entry failed", extra={"code": item.get("Code"),
+                                                           "sender_fault": item.get("SenderFault")})
+    return [jobs[int(item["Id"])] for item in failed]
+
+
+def send_batch(jobs: Sequence[SyncJob], *, attempts: int = BATCH_ATTEMPTS) -> BatchResult:
+    """One `SendMessageBatch` (≤10 jobs), re-sending only the failed entries up to `attempts` times."""
+    if len(jobs) > SQS_BATCH_LIMIT:
+        raise ValueError("an SQS batch holds at most 10 entries")
+    queue_url = _queue_url()
+    pending = list(jobs)
+    for _ in range(attempts):
+        if not pending:
+            break
+        pending = _send_batch(queue_url, pending)
+    return BatchResult(sent=len(jobs) - len(pending), failed=pending)
+
+
+def enqueue_many(jobs: Iterable[SyncJob], *, on_error: Callable[[Sequence[SyncJob], Exception], None] | None = None
+                 ) -> BatchResult:
+    """Every job, in batches of 10. A batch that raises is reported to `on_error` (default: logged) and the
+    remaining batches still go out."""
+    total = BatchResult()
+    batch: list[SyncJob] = []
+
+    def flush() -> None:
+        try:
+            result = send_batch(batch)
+        except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the others
+            total.failed.extend(batch)
+            if on_error:
+                on_error(list(batch), exc)
+            else:
+                logger.exception("sync enqueue batch failed", extra={"jobs": len(batch)})
+        else:
+            total.sent += result.sent
+            total.failed.extend(result.failed)
+        batch.clear()
+
+    for job in jobs:
+        batch.append(job)
+        if len(batch) == SQS_BATCH_LIMIT:
+            flush()
+    if batch:
+        flush()
+    return total
+
+
+def request_sync(tenant_id: str, mailbox_id: str, reason: str) -> str:
+    """Ask for a sync from a push or a manual refresh: while a sync holds the lease this only flags ONE
+    follow-up (coalescing, no queue message); otherwise one job is enqueued. Returns "coalesced" | "queued"."""
+    from chalicelib.sync import lease
+    if lease.flag_follow_up(tenant_id, mailbox_id):
+        return "coalesced"
+    enqueue_sync(tenant_id, mailbox_id, reason)
+    return "queued"

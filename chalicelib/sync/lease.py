@@ -1,0 +1,137 @@
+"""At most one sync per mailbox at a time: a lease with expiry on the mailbox item (DESIGN §2).
+
+All transitions are single conditional `UpdateItem`s on the mailbox, so two workers can never both hold it:
+
+- acquire:  lease absent or expired (and the mailbox exists and is active) → owner token + expiry,
+            `sync_stage = syncing`, `sync_requested = false` (this sync satisfies every earlier request).
+- flag:     a live lease exists → `sync_requested = true` (a push/refresh/job arriving mid-sync).
+- renew:    still the owner → push the expiry out.
+- release:  still the owner → lease removed; reports whether `sync_requested` was set, so the caller enqueues
+            exactly ONE follow-up.
+
+Release timeline (why it takes two conditional writes and loses no request):
+    t0 release clears sync_requested (if set, remember follow_up=True) — lease still held
+    t1 a new request flags sync_requested=true again (lease still held, so its flag write succeeds)
+    t2 release's final write requires sync_requested=false → fails → loop to t0 (follow_up already True)
+    t3 final write succeeds; lease gone. A request after t3 finds no lease and runs a sync itself.
+The expiry outlives the worker's Lambda timeout, so a crashed worker's lease lapses and the next job (or the
+renewer's sweep) takes over from the persisted cursors.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from chalicelib.config import get_settings
+from chalicelib.logs import logger
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.timeutil import now_iso
+
+LEASE_GRACE_SECONDS = 60
+
+
+def lease_seconds() -> int:
+    return get_settings().worker_timeout_seconds + LEASE_GRACE_SECONDS
+
+
+def _condition_failed(exc: UpdateError) -> bool:
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+@dataclass
+class Lease:
+    tenant_id: str
+    mailbox_id: str
+    owner: str
+    expires_at: float
+
+    def _item(self) -> Mailbox:
+        return Mailbox(self.tenant_id, self.mailbox_id)
+
+
+def lease_is_live(mailbox: Mailbox, now: float | None = None) -> bool:
+    now = time.time() if now is None else now
+    return bool(mailbox.lease_owner) and (mailbox.lease_expires_at or 0) >= now
+
+
+def acquire(tenant_id: str, mailbox_id: str, *, now: float | None = None,
+            ttl: float | None = None) -> tuple[Lease, Mailbox] | None:
+    """The lease and the freshly read mailbox, or None when the lease is held by a live owner or the mailbox
+    is gone/not active (re-read to tell which)."""
+    now = time.time() if now is None else now
+    lease = Lease(tenant_id, mailbox_id, f"lease_{secrets.token_hex(8)}", now + (ttl or lease_seconds()))
+    item = lease._item()
+    condition = (Mailbox.mailbox_id.exists() & (Mailbox.status == "active")
+                 & (Mailbox.lease_owner.does_not_exist() | (Mailbox.lease_expires_at < now)))
+    try:
+        item.update(actions=[Mailbox.lease_owner.set(lease.owner), Mailbox.lease_expires_at.set(lease.expires_at),
+                             Mailbox.sync_stage.set("syncing"), Mailbox.last_sync_started_at.set(now_iso()),
+                             Mailbox.sync_requested.set(False)], condition=condition)
+    except UpdateError as exc:
+        if _condition_failed(exc):
+            return None
+        raise
+    return lease, item
+
+
+def flag_follow_up(tenant_id: str, mailbox_id: str, *, now: float | None = None) -> bool:
+    """Set `sync_requested` on a live lease; False when no live lease exists (the caller should sync/enqueue)."""
+    now = time.time() if now is None else now
+    condition = (Mailbox.mailbox_id.exists() & Mailbox.lease_owner.exists() & (Mailbox.lease_expires_at >= now))
+    try:
+        Mailbox(tenant_id, mailbox_id).update(actions=[Mailbox.sync_requested.set(True)], condition=condition)
+    except UpdateError as exc:
+        if _condition_failed(exc):
+            return False
+        raise
+    return True
+
+
+def renew(lease: Lease, *, now: float | None = None, ttl: float | None = None) -> bool:
+    """Extend the lease; False when it is no longer ours (the caller must stop writing sync state)."""
+    now = time.time() if now is None else now
+    expires = now + (ttl or lease_seconds())
+    try:
+        lease._item().update(actions=[Mailbox.lease_expires_at.set(expires)],
+                             condition=Mailbox.lease_owner == lease.owner)
+    except UpdateError as exc:
+        if _condition_failed(exc):
+            return False
+        raise
+    lease.expires_at = expires
+    return True
+
+
+def release(lease: Lease, *, max_rounds: int = 5) -> bool:
+    """Give the lease up; True when a follow-up sync was requested meanwhile (enqueue exactly one)."""
+    follow_up = False
+    item = lease._item()
+    for _ in range(max_rounds):
+        try:
+            item.update(actions=[Mailbox.sync_requested.set(False)],
+                        condition=(Mailbox.lease_owner == lease.owner) & (Mailbox.sync_requested == True))  # noqa: E712
+            follow_up = True
+        except UpdateError as exc:
+            if not _condition_failed(exc):
+                raise
+        try:
+            item.update(actions=[Mailbox.lease_owner.remove(), Mailbox.lease_expires_at.remove()],
+                        condition=(Mailbox.lease_owner == lease.owner)
+                        & (Mailbox.sync_requested.does_not_exist() | (Mailbox.sync_requested == False)))  # noqa: E712
+            return follow_up
+        except UpdateError as exc:
+            if not _condition_failed(exc):
+                raise
+        try:
+            current = Mailbox.get(lease.tenant_id, lease.mailbox_id, consistent_read=True)
+        except DoesNotExist:
+            return False
+        if current.lease_owner != lease.owner:
+            logger.warning("lease lost before release", extra={"mailbox_id": lease.mailbox_id})
+            return follow_up
+    logger.warning("lease release kept racing with follow-up requests; leaving it to expire",
+                   extra={"mailbox_id": lease.mailbox_id})
+    return True

@@ -1,0 +1,58 @@
+"""The :00/:30 tick (EventBridge cron): one sync job per active mailbox.
+
+Active mailboxes come from the `by_status` GSI (keys-only projection: tenant_id, mailbox_id), read page by
+page — never a table scan. Jobs go out with `SendMessageBatch` (10 per call). With
+`MAILBRIDGE_SCHEDULER_JITTER_SECONDS` > 0 each job gets a random `DelaySeconds` inside that window (SQS caps
+it at 900 s) so thousands of mailboxes do not hit their mail servers in the same second. A failing batch is
+logged and counted; the tick carries on with the rest. Mailboxes already syncing are enqueued too — the worker
+coalesces them into at most one follow-up.
+"""
+from __future__ import annotations
+
+import os
+import random
+from datetime import datetime
+from typing import Iterator
+
+from chalicelib.logs import logger
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.sync.enqueue import MAX_DELAY_SECONDS, SyncJob, enqueue_many
+from chalicelib.timeutil import isoformat, utcnow
+
+QUERY_PAGE_SIZE = 100
+
+
+def jitter_window_seconds() -> int:
+    return max(0, min(MAX_DELAY_SECONDS, int(os.environ.get("MAILBRIDGE_SCHEDULER_JITTER_SECONDS", "0") or 0)))
+
+
+def active_mailbox_keys(page_size: int = QUERY_PAGE_SIZE) -> Iterator[tuple[str, str]]:
+    """(tenant_id, mailbox_id) of every active mailbox, paged through the by_status GSI."""
+    for item in Mailbox.by_status.query("active", page_size=page_size):
+        yield item.tenant_id, item.mailbox_id
+
+
+def run_tick(now: datetime | None = None, *, jitter_seconds: int | None = None,
+             rand: random.Random | None = None) -> dict[str, int | str]:
+    now = now or utcnow()
+    window = jitter_window_seconds() if jitter_seconds is None else jitter_seconds
+    rand = rand or random.Random()
+    failed_tenants: set[str] = set()
+
+    def jobs() -> Iterator[SyncJob]:
+        for tenant_id, mailbox_id in active_mailbox_keys():
+            yield SyncJob(tenant_id, mailbox_id, "schedule", rand.randint(0, window) if window else 0)
+
+    def on_error(batch, exc) -> None:
+        tenants = sorted({job.tenant_id for job in batch})
+        failed_tenants.update(tenants)
+        logger.error("scheduler batch failed", extra={"tenants": tenants, "jobs": len(batch),
+                                                       "error": type(exc).__name__})
+
+    result = enqueue_many(jobs(), on_error=on_error)
+    for job in result.failed:
+        failed_tenants.add(job.tenant_id)
+    counts = {"tick": isoformat(now), "enqueued": result.sent, "failed": len(result.failed),
+              "failed_tenants": len(failed_tenants)}
+    logger.info("scheduler tick", extra=counts)
+    return counts

@@ -1,0 +1,180 @@
+"""The sync worker: one SQS batch of sync jobs, each record isolated (Powertools BatchProcessor).
+
+Per record: parse the job → load the mailbox (gone / not active → done, silently) → acquire the lease (held →
+flag ONE follow-up and finish) → build the provider → `engine.sync_mailbox` until done or the deadline →
+release → enqueue the continuation ("continue") or the coalesced follow-up ("follow_up"), after the release so
+the new job can take the lease. Failures go through `errors.py`; a record that must be retried raises, and
+the processor reports its `messageId` in `batchItemFailures` (Lambda ReportBatchItemFailures) while the
+other records of the batch succeed.
+
+Redelivery safety: a redelivered or duplicated job re-runs the engine from the persisted cursors; the store
+dedupes. A worker killed mid-sync leaves its lease to expire (`lease.lease_seconds()` > Lambda timeout); the
+next job — or `renewer.run()` for a mailbox stuck in "syncing" — resumes from the last persisted page.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.config import get_settings
+from chalicelib.logs import logger
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.providers.base import (ConnectionSettings, ErrorCode, MailProvider, ProviderContext, ProviderError,
+                                       create_provider)
+from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets
+from chalicelib.sync import engine, errors, lease
+from chalicelib.sync.enqueue import SyncJob, enqueue_sync, parse_job
+
+ProviderFactory = Callable[[Mailbox], MailProvider]
+
+
+def safety_margin(remaining_seconds: float) -> float:
+    """Time kept back for the last page, storing and releasing: 20 % of what is left, 10-60 s."""
+    return max(10.0, min(60.0, remaining_seconds * 0.2))
+
+
+def _connection(settings: dict | None) -> ConnectionSettings | None:
+    if not settings:
+        return None
+    host, port = settings["host"], int(settings["port"])
+    try:
+        from chalicelib.security.ssrf import UnreachableHost, resolve_and_vet
+    except ImportError:  # pragma: no cover - the guard ships with the service
+        address = None
+    else:
+        try:
+            address = resolve_and_vet(host, port)
+        except UnreachableHost as exc:
+            code = ErrorCode.TEMPORARY if "does not resolve" in exc.reason else ErrorCode.PERMANENT
+            logger.warning("mail server refused by the SSRF guard", extra={"reason": exc.reason})
+            raise ProviderError(code, str(exc)) from None
+    return ConnectionSettings(host=host, port=port, security=settings.get("security", "tls"),
+                              username=settings.get("username") or "",
+                              login_method=settings.get("login_method") or "plain", address=address)
+
+
+def build_provider(mailbox: Mailbox) -> MailProvider:
+    """The mailbox's provider with decrypted secrets and SSRF-vetted addresses; raises ProviderError."""
+    try:
+        secrets = decrypt_secrets(mailbox.tenant_id, mailbox.mailbox_id, mailbox.secret_ciphertext)
+    except SecretDecryptionError:
+        raise ProviderError(ErrorCode.PERMANENT, "stored credentials cannot be decrypted; save them again") from None
+    imap = _connection(mailbox.imap) if mailbox.type == "imap" else None
+    smtp = _connection(mailbox.smtp) if mailbox.type == "imap" and mailbox.smtp else None
+    context = ProviderContext(tenant_id=mailbox.tenant_id, mailbox_id=mailbox.mailbox_id, email=mailbox.email,
+                              imap=imap, smtp=smtp, secrets=secrets)
+    try:
+        return create_provider(mailbox.type, context)
+    except ValueError as exc:
+        raise ProviderError(ErrorCode.PERMANENT, str(exc)) from None
+
+
+def _remaining_seconds(context: Any) -> float:
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        return context.get_remaining_time_in_millis() / 1000.0
+    return float(get_settings().worker_timeout_seconds)
+
+
+def _acquire(job: SyncJob):
+    """(lease, mailbox) | "coalesced" | None (nothing to do)."""
+    for _ in range(3):
+        acquired = lease.acquire(job.tenant_id, job.mailbox_id)
+        if acquired is not None:
+            return acquired
+        try:
+            current = Mailbox.get(job.tenant_id, job.mailbox_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        if current.status != "active":
+            return None
+        if lease.flag_follow_up(job.tenant_id, job.mailbox_id):
+            return "coalesced"
+    raise errors.RetryLater("lease contention", 5)
+
+
+class Worker:
+    def __init__(self, context: Any, provider_factory: ProviderFactory = build_provider,
+                 clock: Callable[[], float] = time.monotonic, **engine_options: Any):
+        self.context, self.provider_factory, self.clock = context, provider_factory, clock
+        self.engine_options = engine_options
+
+    def process(self, record) -> str:
+        try:
+            job = parse_job(record.body)
+        except ValueError:
+            logger.error("discarding a malformed sync job", extra={"message_id": record.message_id})
+            return "malformed"
+        logger.append_keys(tenant_id=job.tenant_id, mailbox_id=job.mailbox_id, reason=job.reason)
+        try:
+            return self._run(job, record)
+        finally:
+            logger.remove_keys(["tenant_id", "mailbox_id", "reason", "provider"])
+
+    def _run(self, job: SyncJob, record) -> str:
+        try:
+            mailbox = Mailbox.get(job.tenant_id, job.mailbox_id)
+        except DoesNotExist:
+            logger.info("sync skipped: mailbox deleted")
+            return "skipped"
+        if mailbox.status != "active":
+            logger.info("sync skipped: mailbox not active", extra={"status": mailbox.status})
+            return "skipped"
+        acquired = _acquire(job)
+        if acquired is None:
+            return "skipped"
+        if acquired == "coalesced":
+            logger.info("sync already running; one follow-up requested")
+            return "coalesced"
+        held, mailbox = acquired
+        logger.append_keys(provider=mailbox.type)
+        info = errors.RecordInfo(record.receipt_handle, int(record.attributes.approximate_receive_count or 1))
+        remaining = _remaining_seconds(self.context)
+        deadline = self.clock() + remaining - safety_margin(remaining)
+        outcome, lease_lost = "continue", False
+        try:
+            if self.clock() < deadline:
+                outcome = self._sync(mailbox, held, deadline, info)
+            else:
+                mailbox.update(actions=[Mailbox.sync_stage.set("queued")], condition=Mailbox.lease_owner == held.owner)
+        except engine.LeaseLost:
+            lease_lost = True
+            logger.warning("lease lost mid-sync; another worker continues")
+            return "lease_lost"
+        finally:
+            follow_up = False if lease_lost else lease.release(held)
+        if outcome == "continue":
+            enqueue_sync(job.tenant_id, job.mailbox_id, "continue")
+        elif follow_up:
+            enqueue_sync(job.tenant_id, job.mailbox_id, "follow_up")
+        return outcome
+
+    def _sync(self, mailbox: Mailbox, held: lease.Lease, deadline: float, info: errors.RecordInfo) -> str:
+        try:
+            with self.provider_factory(mailbox) as provider:
+                result = engine.sync_mailbox(mailbox, provider, deadline, lease=held, clock=self.clock,
+                                             **self.engine_options)
+        except ProviderError as exc:
+            errors.handle_provider_error(mailbox, exc, info)
+            return "failed"
+        except (engine.LeaseLost, errors.RetryLater):
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded, then the record is redelivered
+            logger.exception("sync crashed")
+            errors.handle_internal_error(mailbox, exc, info)
+            raise
+        logger.info("sync pass finished", extra={"outcome": result.outcome, "imported": result.counts.imported,
+                                                  "skipped": result.counts.skipped, "removed": result.counts.removed,
+                                                  "pages": result.counts.pages})
+        return result.outcome
+
+
+def handle_batch(event: dict, context: Any, *, provider_factory: ProviderFactory = build_provider,
+                 clock: Callable[[], float] = time.monotonic, **engine_options: Any) -> dict:
+    """Lambda SQS handler body → `{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}`."""
+    worker = Worker(context, provider_factory, clock, **engine_options)
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=event, record_handler=worker.process, processor=processor,
+                                    context=context)

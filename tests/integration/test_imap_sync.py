@@ -1,0 +1,195 @@
+"""Guards the whole IMAP sync path (worker → lease → IMAP provider → store) against a real Dovecot: wrong import
+window, re-imports, server-side changes (\\Seen, moves), duplicates after UIDVALIDITY changes, redeliveries
+and crashes, and retry storms on a wrong password."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from chalicelib.models.message import Message
+from chalicelib.security.crypto import encrypt_secrets
+from chalicelib.sync import lease, worker
+from tests.mailfactory import make_message
+from tests.sync_helpers import FakeContext, drain, job_event, make_mailbox, reload
+
+UTC = dt.timezone.utc
+OLD = dt.datetime(2026, 11, 10, 9, 0, tzinfo=UTC)       # before import_since
+RECENT = dt.datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+
+
+class Spy:
+    """Wraps the real provider to count what the engine asked of it (and to inject a crash)."""
+
+    def __init__(self, provider, crash_on_changes_call: int | None = None):
+        self.provider, self.crash_on = provider, crash_on_changes_call
+        self.change_sets, self.fetched_refs = [], 0
+
+    def folders(self):
+        return self.provider.folders()
+
+    def changes(self, folder, cursor, **kwargs):
+        if self.crash_on is not None and len(self.change_sets) + 1 == self.crash_on:
+            raise RuntimeError("worker killed between pages")
+        change_set = self.provider.changes(folder, cursor, **kwargs)
+        self.change_sets.append(change_set)
+        return change_set
+
+    def fetch(self, refs, **kwargs):
+        self.fetched_refs += len(refs)
+        return self.provider.fetch(refs, **kwargs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.provider.close()
+
+
+def imap_mailbox(dovecot, user: str, password: str):
+    mailbox = make_mailbox("tnt_imap", import_since="2026-11-20",
+                           imap={"host": "127.0.0.1", "port": dovecot.port, "security": "none", "username": user,
+                                 "login_method": "plain"})
+    mailbox.update(actions=[type(mailbox).secret_ciphertext.set(
+        encrypt_secrets(mailbox.tenant_id, mailbox.mailbox_id, {"password": password}))])
+    return reload(mailbox)
+
+
+def sync(mailbox, *, spy_options: dict | None = None, context=None, **options) -> tuple[dict, list[Spy]]:
+    spies: list[Spy] = []
+
+    def factory(box):
+        spies.append(Spy(worker.build_provider(box), **(spy_options or {})))
+        return spies[-1]
+
+    result = worker.handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), context or FakeContext(),
+                                 provider_factory=factory, **options)
+    return result, spies
+
+
+def stored(mailbox) -> list[Message]:
+    return list(Message.by_mailbox.query(mailbox.mailbox_id))
+
+
+def subjects(mailbox) -> list[str]:
+    return sorted(m.subject for m in stored(mailbox))
+
+
+def test_import_window_new_mail_idle_sync_and_server_untouched(aws, dovecot):
+    user, password = dovecot.new_user()
+    dovecot.append(user, "INBOX", make_message(subject="too old", date=OLD), date=OLD)
+    for n in range(3):
+        dovecot.append(user, "INBOX", make_message(subject=f"in {n}", date=RECENT), date=RECENT)
+    dovecot.append(user, "INBOX", make_message(subject="flagged", date=RECENT), flags=["\\Flagged"], date=RECENT)
+    dovecot.append(user, "Sent", make_message(subject="out", date=RECENT), flags=["\\Seen"], date=RECENT)
+    before = dovecot.snapshot(user)
+    mailbox = imap_mailbox(dovecot, user, password)
+
+    result, _ = sync(mailbox)
+    assert result == {"batchItemFailures": []}
+    assert subjects(mailbox) == ["flagged", "in 0", "in 1", "in 2", "out"]
+    assert {m.folder for m in stored(mailbox) if m.subject == "out"} == {"sent"}
+    assert dovecot.snapshot(user) == before                       # byte-for-byte, flags included
+    assert all("\\Seen" not in flags for flags in dovecot.flags(user, "INBOX").values())
+    fresh = reload(mailbox)
+    assert fresh.sync_stage == "idle" and fresh.counts["imported"] == 5
+
+    _, (idle,) = sync(fresh)                                      # nothing new: no fetch at all
+    assert idle.fetched_refs == 0 and all(not cs.new for cs in idle.change_sets)
+    assert all(cs.round_trips <= 1 for cs in idle.change_sets)    # one STATUS per folder
+
+    dovecot.append(user, "INBOX", make_message(subject="newer", date=RECENT), date=RECENT)
+    _, (second,) = sync(reload(mailbox))
+    assert second.fetched_refs == 1
+    assert subjects(mailbox) == ["flagged", "in 0", "in 1", "in 2", "newer", "out"]
+    assert reload(mailbox).counts["imported"] == 6
+    assert dovecot.flags(user, "INBOX")[max(dovecot.uids(user, "INBOX"))] == ()
+
+
+def test_uidvalidity_change_resyncs_without_duplicates(aws, dovecot):
+    user, password = dovecot.new_user()
+    for n in range(4):
+        dovecot.append(user, "INBOX", make_message(subject=f"m{n}", date=RECENT), date=RECENT)
+    mailbox = imap_mailbox(dovecot, user, password)
+    sync(mailbox)
+    first_ids = sorted(m.message_id for m in stored(mailbox))
+    old_cursor = reload(mailbox).cursors["inbox"]["cursor"]
+    dovecot.recreate_folder(user, "INBOX")
+    dovecot.append(user, "INBOX", make_message(subject="after", date=RECENT), date=RECENT)
+    result, _ = sync(reload(mailbox))
+    assert result == {"batchItemFailures": []}
+    assert len(stored(mailbox)) == 5 and set(first_ids) < {m.message_id for m in stored(mailbox)}
+    fresh = reload(mailbox)
+    assert fresh.resync_count == 1 and fresh.cursors["inbox"]["cursor"] != old_cursor
+    assert fresh.sync_stage == "idle"
+    # the stored items now point at the new UIDVALIDITY
+    validity = dovecot.status(user, "INBOX")["UIDVALIDITY"]
+    assert {m.provider_id.split(":")[0] for m in stored(mailbox) if m.folder == "inbox"} == {str(validity)}
+
+
+def test_redelivery_and_checkpoint_lose_and_duplicate_nothing(aws, dovecot):
+    user, password = dovecot.new_user()
+    for n in range(12):
+        dovecot.append(user, "INBOX", make_message(subject=f"m{n:02d}", date=RECENT), date=RECENT)
+    mailbox = imap_mailbox(dovecot, user, password)
+    clock = {"t": 0.0}
+
+    class Ticking(Spy):
+        def changes(self, folder, cursor, **kwargs):
+            clock["t"] += 50
+            return super().changes(folder, cursor, **kwargs)
+
+    def factory(box):
+        return Ticking(worker.build_provider(box))
+
+    # remaining 100 s → deadline t=80: the second page (t=100) is the last before the checkpoint
+    event = job_event((mailbox.tenant_id, mailbox.mailbox_id))
+    assert worker.handle_batch(event, FakeContext(100), provider_factory=factory, clock=lambda: clock["t"],
+                               page_size=5) == {"batchItemFailures": []}
+    assert len(stored(mailbox)) == 10
+    assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
+    worker.handle_batch(event, FakeContext(), provider_factory=factory, page_size=5)   # same message redelivered
+    assert len(stored(mailbox)) == 12
+    worker.handle_batch(event, FakeContext(), provider_factory=factory, page_size=5)
+    assert len(stored(mailbox)) == 12 and reload(mailbox).counts["imported"] == 12
+
+
+def test_worker_killed_between_pages_resumes_after_the_lease_expires(aws, dovecot, monkeypatch):
+    user, password = dovecot.new_user()
+    for n in range(11):
+        dovecot.append(user, "INBOX", make_message(subject=f"m{n:02d}", date=RECENT), date=RECENT)
+    mailbox = imap_mailbox(dovecot, user, password)
+    # A hard kill runs no cleanup: the lease is never released and simply expires.
+    monkeypatch.setattr(lease, "release", lambda held, **kw: False)
+    result, _ = sync(mailbox, spy_options={"crash_on_changes_call": 2}, page_size=4)
+    assert len(result["batchItemFailures"]) == 1
+    killed = reload(mailbox)
+    assert killed.lease_owner and killed.cursors["inbox"]["cursor"]
+    assert len(stored(mailbox)) == 4
+    monkeypatch.undo()
+    assert sync(reload(mailbox), page_size=4)[0] == {"batchItemFailures": []}   # lease still live → coalesced
+    assert len(stored(mailbox)) == 4 and reload(mailbox).sync_requested is True
+    later = time.time() + lease.lease_seconds() + 1
+    monkeypatch.setattr(lease, "time", SimpleNamespace(time=lambda: later))       # the dead worker's lease lapsed
+    result, (resumed,) = sync(reload(mailbox), page_size=4)
+    assert result == {"batchItemFailures": []}
+    assert resumed.change_sets[0].previous_cursor == killed.cursors["inbox"]["cursor"]
+    assert sorted(m.subject for m in stored(mailbox)) == [f"m{n:02d}" for n in range(11)]
+    assert reload(mailbox).lease_owner is None
+
+
+def test_wrong_password_turns_the_mailbox_auth_error(aws, dovecot):
+    from chalicelib.notify.events import list_events
+    user, _ = dovecot.new_user()
+    mailbox = imap_mailbox(dovecot, user, "not-the-password")
+    result, _ = sync(mailbox)
+    assert result == {"batchItemFailures": []}
+    fresh = reload(mailbox)
+    assert fresh.status == "auth_error" and fresh.status_reason
+    assert "not-the-password" not in (fresh.status_reason + str(fresh.last_error))
+    assert [e.payload["status"] for e in list_events(mailbox.tenant_id, "mailbox.status_changed")] == ["auth_error"]
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
