@@ -98,6 +98,9 @@ class FakeProvider(MailProvider):
             if raw is None:
                 raise ProviderError(ErrorCode.NOT_FOUND, f"uid {uid} vanished")
             self.fetched.append(ref.provider_id)
+            if len(raw) > max_bytes:
+                yield FetchedMessage(ref, None, skipped_reason=f"size {len(raw)} exceeds limit {max_bytes}")
+                continue
             yield FetchedMessage(ref, raw)
 
     def test_connection(self) -> None:

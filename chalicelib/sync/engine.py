@@ -176,12 +176,14 @@ class _Run:
             for fetched in self._fetch(batch):
                 delta.fetched += 1
                 outcome = self.store.save_fetched(self.mailbox, fetched)
-                if outcome.created and fetched.raw is not None:
-                    delta.imported += 1
-                    self._pair(outcome.message)
-                    self._announce(outcome.message)
-                else:
+                if not outcome.created:
+                    continue  # already stored (redelivery, resync): nothing new to count or pair
+                if outcome.message.skipped_reason:
                     delta.skipped += 1
+                    continue
+                delta.imported += 1
+                self._pair(outcome.message)
+                self._announce(outcome.message)
 
     def _pair(self, message) -> None:
         if self.pair is None:

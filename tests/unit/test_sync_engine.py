@@ -71,7 +71,7 @@ def test_cursor_advances_only_after_the_page_is_stored(aws):
     result = engine.sync_mailbox(fresh, provider, FAR, page_size=10, pair=False)
     assert provider.changes_calls[-3][1] == "1:10"              # resumed from the persisted cursor
     assert len(stored(mailbox)) == 25                           # nothing lost, nothing duplicated
-    assert (result.counts.imported, result.counts.skipped) == (11, 4)
+    assert (result.counts.imported, result.counts.skipped) == (11, 0)   # the 4 already stored are not re-counted
 
 
 def test_idle_sync_fetches_nothing_and_new_mail_only_is_imported(aws):
@@ -110,7 +110,7 @@ def test_cursor_invalid_resyncs_without_duplicates_and_is_bounded(aws):
         provider.recreate("inbox")
         result = engine.sync_mailbox(reload(mailbox), provider, FAR, pair=False)
         assert result.resynced_folders == ["inbox"]
-        assert (result.counts.imported, result.counts.skipped) == (0, 6)
+        assert (result.counts.imported, result.counts.skipped, result.counts.fetched) == (0, 0, 6)
         assert reload(mailbox).cursors["inbox"]["cursor"] == f"{round_number + 1}:6"
     assert len(stored(mailbox)) == 6 and reload(mailbox).resync_count == engine.MAX_RESYNCS_PER_DAY
     provider.recreate("inbox")
@@ -458,3 +458,16 @@ def test_sync_status_endpoint(api, tenant, aws):
     assert api("GET", f"/v1/mailboxes/{mailbox.mailbox_id}/sync", key=tenant["key"]).json["lease_held"] is True
     assert api("GET", f"/v1/mailboxes/{mailbox.mailbox_id}/sync", key=tenant["key"],
                user="u-stranger").status == 404
+
+
+def test_oversize_messages_are_counted_as_skipped_and_recorded(aws, monkeypatch):
+    """Guards against oversize mail vanishing silently or being counted as imported."""
+    monkeypatch.setenv("MAILBRIDGE_MAX_MESSAGE_BYTES", "10")
+    from chalicelib.config import reset_settings
+    reset_settings()
+    mailbox = make_mailbox()
+    result = engine.sync_mailbox(mailbox, FakeProvider({"inbox": 3, "sent": 0}), FAR, pair=False)
+    assert (result.counts.imported, result.counts.skipped) == (0, 3)
+    kept = stored(mailbox)
+    assert len(kept) == 3 and all(m.skipped_reason and m.raw_s3_key is None for m in kept)
+    assert reload(mailbox).counts["skipped"] == 3
