@@ -1,7 +1,13 @@
 """mailbridge: Chalice wiring only — routes come from blueprints, events call into chalicelib."""
-from chalice import Chalice
+import os
+
+from chalice import Chalice, Cron, Rate
 
 from chalicelib.api.blueprints import admin, keys, meta
+from chalicelib.api.blueprints import mail_servers, mailboxes
+from chalicelib.api.blueprints import messages as messages_api
+from chalicelib.api.blueprints import sync as sync_api
+from chalicelib.api.blueprints import directory, links, rules, signals
 
 app = Chalice(app_name="mailbridge")
 app.api.binary_types.append("message/rfc822")
@@ -9,3 +15,38 @@ app.api.binary_types.append("message/rfc822")
 app.register_blueprint(meta.bp)
 app.register_blueprint(admin.bp)
 app.register_blueprint(keys.bp)
+app.register_blueprint(mail_servers.bp)
+app.register_blueprint(mailboxes.bp)
+app.register_blueprint(messages_api.bp)
+app.register_blueprint(sync_api.bp)
+app.register_blueprint(directory.bp)
+app.register_blueprint(links.bp)
+app.register_blueprint(signals.bp)
+app.register_blueprint(rules.bp)
+
+
+# --- events (sync engine) -------------------------------------------------------------------------------------
+@app.schedule(Cron("0,30", "*", "*", "*", "?", "*"), name="scheduler")
+def scheduler(event):
+    from chalicelib.sync.scheduler import run_tick
+    return run_tick()
+
+
+@app.on_sqs_message(queue=os.environ.get("MAILBRIDGE_SYNC_QUEUE_NAME", "mailbridge-dev-sync"), batch_size=10,
+                    name="worker")
+def worker(event):
+    from chalicelib.sync.worker import handle_batch
+    return handle_batch(event.to_dict(), event.context)
+
+
+@app.on_sqs_message(queue=os.environ.get("MAILBRIDGE_EVENTS_QUEUE_NAME", "mailbridge-dev-events"), batch_size=10,
+                    name="notifier")
+def notifier(event):
+    from chalicelib.notify.notifier import handle_batch
+    return handle_batch(event.to_dict(), event.context)
+
+
+@app.schedule(Rate(1, unit=Rate.HOURS), name="renewer")
+def renewer(event):
+    from chalicelib.sync.renewer import run
+    return run()

@@ -61,9 +61,9 @@ def can_read_message(message: Message, principal: Principal) -> bool:
 
 
 def readable_through_links(message: Message, user_id: str) -> bool:
-    """True when the message is paired to a record listing `user_id` or "*" among its readers.
-    (Filled in by the pairing package; until records exist nothing is readable this way.)"""
-    return False
+    """True when the message is paired to a record listing `user_id` or "*" among its readers."""
+    from chalicelib.pairing.visibility import readable_through_links as through_links
+    return through_links(message, user_id)
 
 
 def get_message(message_id: str) -> Message:

@@ -1,7 +1,7 @@
 """Event emission: store the event, then enqueue it for the notifier (webhooks, user notifications).
 
 Types: message.created, message.paired, signal.created, record.created, mailbox.status_changed,
-mailbox.credentials_expiring. The stored item is the source of truth; the queue message only carries its
+mailbox.credentials_expiring; internal (drives a background job, not for tenant webhooks): directory.changed. The stored item is the source of truth; the queue message only carries its
 key, so a lost enqueue is recoverable and a duplicate delivery is detectable by `event_id`.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from chalicelib.models.event import Event
 from chalicelib.timeutil import now_iso
 
 RETENTION_SECONDS = 90 * 24 * 3600
+INTERNAL_TYPES = frozenset({"directory.changed"})
 
 
 def emit(tenant_id: str, event_type: str, payload: dict[str, Any]) -> Event:

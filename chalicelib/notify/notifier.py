@@ -1,5 +1,5 @@
-"""Events queue consumer: loads each stored event (the source of truth, see `events.py`) and records it as
-consumed.
+"""Events queue consumer: loads each stored event (the source of truth, see `events.py`), runs the internal
+jobs an event triggers (late pairing for `directory.changed`), and records it as consumed.
 
 Webhook delivery (signed, retried, DLQ) and user notifications are a later issue; this consumer keeps the
 queue drained and proves the event round trip. Each record is isolated (Powertools BatchProcessor): a record
@@ -16,6 +16,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
+from chalicelib.pairing import late as late_pairing
 
 
 def consume(record) -> str:
@@ -30,6 +31,7 @@ def consume(record) -> str:
     except DoesNotExist:
         logger.warning("event not found; dropped", extra={"tenant_id": tenant_id, "event_id": event_id})
         return "missing"
+    late_pairing.on_event(event)  # idempotent and bounded; raises on store errors → redelivered
     logger.info("event consumed", extra={"tenant_id": tenant_id, "event_id": event_id, "event_type": event.type})
     return "consumed"
 

@@ -1,0 +1,79 @@
+"""Manual pairing (pair, unpair, create a record from a message) and the pairing audit with undo."""
+from __future__ import annotations
+
+from chalice import Blueprint
+
+from chalicelib.api import access
+from chalicelib.api.context import current_principal
+from chalicelib.api.errors import Conflict, NotFound
+from chalicelib.api.guards import require_tenant_admin
+from chalicelib.api.pagination import decode_cursor, encode_cursor
+from chalicelib.api.routing import route
+from chalicelib.api.schemas.links import (AuditList, AuditOut, AuditQuery, CreatedRecordOut, CreateRecordIn, LinkIn,
+                                          LinkOut)
+from chalicelib.api.blueprints.directory import record_out
+from chalicelib.models.pairing import AuditEntry
+from chalicelib.pairing import manual
+from chalicelib.pairing.records import record_id_for
+
+bp = Blueprint(__name__)
+TAGS = ("pairing",)
+
+
+def pairing_call(fn, *args):
+    """Run a `manual` operation, turning its `PairingError` into 404/409."""
+    try:
+        return fn(*args)
+    except manual.PairingError as exc:
+        raise (NotFound if exc.kind == "not_found" else Conflict)(exc.detail) from None
+
+
+def audit_out(entry: AuditEntry) -> dict:
+    return AuditOut(id=entry.audit_id, action=entry.action, actor=entry.actor, reason=entry.reason,
+                    message_id=entry.message_id, entity_type=entry.entity_type, entity_id=entry.entity_id,
+                    signal_id=entry.signal_id, undo_of=entry.undo_of, undone_by=entry.undone_by,
+                    details=entry.details or {}, created_at=entry.created_at).model_dump()
+
+
+@route(bp, "/v1/messages/{message_id}/links", methods=["POST"], body=LinkIn, response=LinkOut, status=201,
+       summary="Pair a message with a directory record by hand", tags=TAGS)
+def add_link(message_id: str, body: LinkIn):
+    message = access.get_message(message_id)
+    link = pairing_call(manual.link_manually, message, body.type, body.id, current_principal().user_id)
+    return {"type": link.entity_type, "id": link.entity_id, "source": link.source, "reason": link.reason}
+
+
+@route(bp, "/v1/messages/{message_id}/links/{record_type}/{entity_id}", methods=["DELETE"], status=204,
+       summary="Unpair a message from a record (kept in the audit trail)", tags=TAGS)
+def delete_link(message_id: str, record_type: str, entity_id: str):
+    message = access.get_message(message_id)
+    pairing_call(manual.unlink, message, record_type, entity_id, current_principal().user_id)
+    return None
+
+
+@route(bp, "/v1/messages/{message_id}/create-record", methods=["POST"], body=CreateRecordIn,
+       response=CreatedRecordOut, status=201, summary="Create a directory record from a message and pair it",
+       tags=TAGS)
+def create_record(message_id: str, body: CreateRecordIn):
+    message = access.get_message(message_id)
+    made = manual.create_record(message, body.type, current_principal().user_id, body.name, body.readers)
+    return {"record": record_out(made.record), "created": made.created,
+            "link": {"type": body.type, "id": record_id_for(message, body.type), "source": "created",
+                     "reason": "record created from this message"}}
+
+
+@route(bp, "/v1/audit", methods=["GET"], query=AuditQuery, response=AuditList,
+       summary="The pairing audit trail, newest first", tags=TAGS)
+def list_audit(query: AuditQuery):
+    tenant_id = require_tenant_admin().tenant_id
+    scope = f"audit:{query.message_id or ''}"
+    items, last = manual.list_audit(tenant_id, query.limit, decode_cursor(query.cursor, tenant_id, scope),
+                                    query.message_id)
+    return {"items": [audit_out(e) for e in items], "next_cursor": encode_cursor(tenant_id, scope, last)}
+
+
+@route(bp, "/v1/audit/{audit_id}/undo", methods=["POST"], response=AuditOut,
+       summary="Undo an automatic pairing action (the undo is itself recorded)", tags=TAGS)
+def undo(audit_id: str):
+    tenant_id = require_tenant_admin().tenant_id
+    return audit_out(pairing_call(manual.undo, tenant_id, audit_id, None))

@@ -1,0 +1,58 @@
+"""Request/response models for the CRM directory (records that messages pair with)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from chalicelib.api.schemas.common import Strict
+
+RecordType = Literal["company", "contact", "lead", "project", "task", "ticket"]
+
+
+class RecordIn(Strict):
+    name: str | None = Field(None, max_length=500)
+    emails: list[str] = Field(default_factory=list, max_length=100)
+    domains: list[str] = Field(default_factory=list, max_length=50,
+                               description="Company domains; a domain match never fires on free-mail domains.")
+    number: str | None = Field(None, max_length=64, description="The number used in subject tags (#1234#, [T-1234]).")
+    company_id: str | None = Field(None, max_length=200, description="Contacts only: the contact's company.")
+    status: str | None = Field(None, max_length=50)
+    readers: list[str] = Field(default_factory=list, max_length=1000,
+                               description='User ids who may read the messages paired to it; "*" = everyone.')
+
+
+class BatchRecord(RecordIn):
+    type: RecordType
+    id: str = Field(min_length=1, max_length=200)
+
+
+class RecordBatch(Strict):
+    records: list[dict] = Field(min_length=1, max_length=1000,
+                                description="Up to 1,000 records; each is validated and stored on its own.")
+
+
+class RecordOut(BaseModel):
+    type: str
+    id: str
+    name: str | None
+    emails: list[str]
+    domains: list[str]
+    number: str | None
+    company_id: str | None
+    status: str | None
+    readers: list[str]
+    created_by: str | None
+    created_at: str
+    updated_at: str
+
+
+class BatchItemResult(BaseModel):
+    type: str | None
+    id: str | None
+    status: Literal["created", "updated", "error"]
+    error: str | None = None
+
+
+class BatchResult(BaseModel):
+    results: list[BatchItemResult]

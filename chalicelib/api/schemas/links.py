@@ -1,0 +1,55 @@
+"""Request/response models for manual pairing, records created from messages, and the pairing audit."""
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from chalicelib.api.schemas.common import ListQuery, Strict
+from chalicelib.api.schemas.directory import RecordOut, RecordType
+
+
+class LinkIn(Strict):
+    type: RecordType
+    id: str = Field(min_length=1, max_length=200)
+
+
+class LinkOut(BaseModel):
+    type: str
+    id: str
+    source: str
+    reason: str | None
+
+
+class CreateRecordIn(Strict):
+    type: RecordType = Field(description="company, lead, project, task or ticket (contact needs a company).")
+    name: str | None = Field(None, max_length=500, description="Defaults to the sender's name or the subject.")
+    readers: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class CreatedRecordOut(BaseModel):
+    record: RecordOut
+    created: bool
+    link: LinkOut
+
+
+class AuditOut(BaseModel):
+    id: str
+    action: str
+    actor: str
+    reason: str | None
+    message_id: str | None
+    entity_type: str | None
+    entity_id: str | None
+    signal_id: str | None
+    undo_of: str | None
+    undone_by: str | None
+    details: dict
+    created_at: str
+
+
+class AuditList(BaseModel):
+    items: list[AuditOut]
+    next_cursor: str | None
+
+
+class AuditQuery(ListQuery):
+    message_id: str | None = Field(None, max_length=200)

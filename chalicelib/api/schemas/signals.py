@@ -1,0 +1,32 @@
+"""Request/response models for suggested pairings (signals)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from chalicelib.api.schemas.common import ListQuery
+
+
+class SignalQuery(ListQuery):
+    status: Literal["open", "accepted", "dismissed", "undone"] = "open"
+    mailbox_id: str | None = Field(None, max_length=200)
+
+
+class SignalOut(BaseModel):
+    id: str
+    message_id: str
+    mailbox_id: str
+    record: dict
+    reason: str
+    matcher: str
+    confidence: float
+    status: str
+    created_at: str
+    resolved_at: str | None
+    resolved_by: str | None
+
+
+class SignalList(BaseModel):
+    items: list[SignalOut]
+    next_cursor: str | None

@@ -1,0 +1,169 @@
+"""The CRM directory: records per tenant and the index that makes every matcher lookup a key read.
+
+Index maintenance (see `models/directory.py`): on every write the record's index keys are recomputed; new
+keys get the record key ADDed to their string set, stale keys get it DELETEd. Both operations are
+idempotent, so a retried or interrupted PUT converges on the next PUT of the same record (the record item is
+written first, so a reader never finds an index entry pointing at a record that was never written).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.models.directory import (RECORD_TYPES, DirectoryIndex, DirectoryRecord, company_key, domain_key,
+                                         email_key, number_key, record_key)
+from chalicelib.pairing.addresses import normalize_address, normalize_domain
+from chalicelib.pairing.matchers import Rec
+from chalicelib.timeutil import now_iso
+
+MAX_BATCH = 1000
+FIELDS = ("name", "emails", "domains", "number", "company_id", "status", "readers")
+
+
+class InvalidRecord(ValueError):
+    """A record the directory cannot store; the message names the field."""
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    record: DirectoryRecord
+    created: bool
+    added_keys: tuple[str, ...]      # index keys the record newly matches (late pairing looks at these)
+
+
+def to_rec(item: DirectoryRecord) -> Rec:
+    return Rec(type=item.type, id=item.record_id, name=item.name, emails=tuple(item.emails or ()),
+               domains=tuple(item.domains or ()), number=item.number, company_id=item.company_id,
+               status=item.status, readers=tuple(item.readers or ()))
+
+
+def record_index_keys(tenant_id: str, record_type: str, emails: Iterable[str], domains: Iterable[str],
+                      number: str | None, company_id: str | None) -> set[str]:
+    keys = {email_key(tenant_id, e) for e in emails} | {domain_key(tenant_id, d) for d in domains}
+    if number:
+        keys.add(number_key(tenant_id, record_type, number))
+    if record_type == "contact" and company_id:
+        keys.add(company_key(tenant_id, company_id))
+    return keys
+
+
+def _keys_of(item: DirectoryRecord | None) -> set[str]:
+    if item is None:
+        return set()
+    return record_index_keys(item.tenant_id, item.type, item.emails or [], item.domains or [], item.number,
+                             item.company_id)
+
+
+def clean_fields(record_type: str, record_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    if record_type not in RECORD_TYPES:
+        raise InvalidRecord(f"type: must be one of {', '.join(RECORD_TYPES)}")
+    if not record_id or len(record_id) > 200 or "/" in record_id:
+        raise InvalidRecord("id: must be 1-200 characters without '/'")
+    emails, domains = [], []
+    for raw in data.get("emails") or []:
+        address = normalize_address(raw)
+        if address is None:
+            raise InvalidRecord(f"emails: {raw!r} is not an e-mail address")
+        emails.append(address)
+    for raw in data.get("domains") or []:
+        domain = normalize_domain(raw)
+        if domain is None:
+            raise InvalidRecord(f"domains: {raw!r} is not a domain")
+        domains.append(domain)
+    number = data.get("number")
+    number = str(number).strip() if number not in (None, "") else None
+    company_id = data.get("company_id") or None
+    if company_id and record_type != "contact":
+        raise InvalidRecord("company_id: only contacts belong to a company")
+    return {"name": data.get("name"), "emails": list(dict.fromkeys(emails)),
+            "domains": list(dict.fromkeys(domains)), "number": number, "company_id": company_id,
+            "status": data.get("status"), "readers": list(dict.fromkeys(data.get("readers") or []))}
+
+
+def get_record(tenant_id: str, record_type: str, record_id: str) -> DirectoryRecord | None:
+    try:
+        return DirectoryRecord.get(tenant_id, record_key(record_type, record_id))
+    except DoesNotExist:
+        return None
+
+
+def _apply_index(tenant_id: str, key: str, added: set[str], removed: set[str]) -> None:
+    for index_key in sorted(added):
+        DirectoryIndex(index_key).update(actions=[DirectoryIndex.record_keys.add({key}),
+                                                  DirectoryIndex.tenant_id.set(tenant_id)])
+    for index_key in sorted(removed):
+        DirectoryIndex(index_key).update(actions=[DirectoryIndex.record_keys.delete({key})])
+
+
+def put_record(tenant_id: str, record_type: str, record_id: str, data: dict[str, Any],
+               created_by: str = "api", existing: DirectoryRecord | None = None,
+               known_absent: bool = False) -> WriteOutcome:
+    """Create or replace a record (all fields) and bring the index in line. Raises `InvalidRecord`."""
+    fields = clean_fields(record_type, record_id, data)
+    old = None if known_absent else (existing or get_record(tenant_id, record_type, record_id))
+    now = now_iso()
+    item = DirectoryRecord(tenant_id, record_key(record_type, record_id), type=record_type, record_id=record_id,
+                           created_by=old.created_by if old else created_by,
+                           created_at=old.created_at if old else now, updated_at=now, **fields)
+    item.save()
+    new_keys = _keys_of(item)
+    old_keys = _keys_of(old)
+    _apply_index(tenant_id, item.record_key, new_keys - old_keys, old_keys - new_keys)
+    return WriteOutcome(item, old is None, tuple(sorted(new_keys - old_keys)))
+
+
+def delete_record(tenant_id: str, record_type: str, record_id: str) -> bool:
+    old = get_record(tenant_id, record_type, record_id)
+    if old is None:
+        return False
+    _apply_index(tenant_id, old.record_key, set(), _keys_of(old))
+    old.delete()
+    return True
+
+
+def put_batch(tenant_id: str, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[WriteOutcome]]:
+    """Upsert up to MAX_BATCH records; each fails alone ({"status": "error", "error": ...})."""
+    keys = [(r.get("type"), str(r.get("id") or "")) for r in records]
+    wanted = [(tenant_id, record_key(t, i)) for t, i in keys if t in RECORD_TYPES and i]
+    existing = {item.record_key: item for item in DirectoryRecord.batch_get(list(dict.fromkeys(wanted)))}
+    results, outcomes = [], []
+    for raw, (record_type, record_id) in zip(records, keys):
+        entry = {"type": record_type, "id": record_id}
+        try:
+            key = record_key(str(record_type), record_id)
+            data = {f: raw.get(f) for f in FIELDS}
+            outcome = put_record(tenant_id, str(record_type), record_id, data, existing=existing.get(key),
+                                 known_absent=key not in existing)
+            existing[key] = outcome.record
+            outcomes.append(outcome)
+            results.append({**entry, "status": "created" if outcome.created else "updated"})
+        except InvalidRecord as exc:
+            results.append({**entry, "status": "error", "error": str(exc)})
+    return results, outcomes
+
+
+def read_snapshot_items(index_keys: list[str]) -> dict[str, set[str]]:
+    if not index_keys:
+        return {}
+    return {item.index_key: set(item.record_keys or ()) for item in DirectoryIndex.batch_get(index_keys)}
+
+
+def read_records(tenant_id: str, keys: Iterable[str]) -> dict[str, Rec]:
+    wanted = [(tenant_id, k) for k in dict.fromkeys(keys)]
+    if not wanted:
+        return {}
+    return {item.record_key: to_rec(item) for item in DirectoryRecord.batch_get(wanted)}
+
+
+def contacts_of_company(tenant_id: str, company_id: str) -> list[Rec]:
+    keys = read_snapshot_items([company_key(tenant_id, company_id)]).get(company_key(tenant_id, company_id), set())
+    return list(read_records(tenant_id, keys).values())
+
+
+def next_number(tenant_id: str, record_type: str) -> str:
+    """An atomic per-tenant counter for numbers of records mailbridge creates (tickets)."""
+    item = DirectoryIndex(f"{tenant_id}#counter#{record_type}")
+    item.update(actions=[DirectoryIndex.counter.add(1), DirectoryIndex.tenant_id.set(tenant_id)])
+    return str(int(item.counter))

@@ -1,0 +1,167 @@
+"""What people do by hand: pair and unpair, create a record from a message, accept or dismiss a signal,
+and undo an automatic action. Every step is audited with the acting principal ("user:<id>" or "tenant").
+
+Undo (audit entry → its reversal, itself recorded as an "undo" entry that names the original):
+link.created → the link is removed (tombstoned); signal.created → the signal is closed ("undone");
+record.created → the record is deleted from the directory and the message's link to it removed;
+ticket.reopened → the ticket gets its previous status back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.models.directory import DirectoryRecord
+from chalicelib.models.message import Message
+from chalicelib.models.pairing import AuditEntry, MessageLink, Signal
+from chalicelib.notify.events import emit
+from chalicelib.pairing import directory
+from chalicelib.pairing.records import create_from_message
+from chalicelib.pairing.store import (LinkSpec, audit_entry, get_signal, remove_link, set_signal_status,
+                                      write_link)
+
+
+class PairingError(Exception):
+    """A request the pairing state cannot satisfy; `kind` is "not_found" or "conflict"."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def actor_of(user_id: str | None) -> str:
+    return f"user:{user_id}" if user_id else "tenant"
+
+
+def _announce(message: Message, link: MessageLink) -> None:
+    emit(message.tenant_id, "message.paired", {
+        "message_id": message.message_id, "mailbox_id": message.mailbox_id,
+        "links": [{"type": link.entity_type, "id": link.entity_id, "source": link.source, "reason": link.reason}]})
+
+
+def link_manually(message: Message, record_type: str, record_id: str, user_id: str | None) -> MessageLink:
+    if directory.get_record(message.tenant_id, record_type, record_id) is None:
+        raise PairingError("not_found", f"No {record_type} with id {record_id!r} in the directory.")
+    link = write_link(message, LinkSpec(record_type, record_id, "manual", "paired by hand", actor_of(user_id)),
+                      revive=True)
+    if link is None:
+        raise PairingError("conflict", f"The message is already paired with {record_type} {record_id!r}.")
+    _announce(message, link)
+    return link
+
+
+def unlink(message: Message, record_type: str, record_id: str, user_id: str | None) -> AuditEntry:
+    audit = remove_link(message, record_type, record_id, actor_of(user_id), "unpaired by hand")
+    if audit is None:
+        raise PairingError("not_found", f"The message is not paired with {record_type} {record_id!r}.")
+    return audit
+
+
+@dataclass(frozen=True)
+class CreatedAndLinked:
+    record: DirectoryRecord
+    created: bool
+
+
+def create_record(message: Message, record_type: str, user_id: str | None, name: str | None = None,
+                  readers: list[str] | None = None) -> CreatedAndLinked:
+    actor = actor_of(user_id)
+    created = create_from_message(message, record_type, actor, "created from the message by hand", name, readers)
+    link = write_link(message, LinkSpec(record_type, created.record.record_id, "created",
+                                        "record created from this message", actor), revive=True)
+    if link is not None:
+        _announce(message, link)
+    return CreatedAndLinked(created.record, created.created)
+
+
+def _message(message_id: str) -> Message:
+    try:
+        return Message.get(message_id)
+    except DoesNotExist:
+        raise PairingError("not_found", "The message of this signal no longer exists.") from None
+
+
+def accept_signal(tenant_id: str, signal_id: str, user_id: str | None) -> Signal:
+    signal = get_signal(tenant_id, signal_id)
+    if signal is None:
+        raise PairingError("not_found", f"No signal with id {signal_id!r}.")
+    if not set_signal_status(signal, "accepted", actor_of(user_id)):
+        raise PairingError("conflict", f"The signal is already {signal.status}.")
+    message = _message(signal.message_id)
+    link = write_link(message, LinkSpec(signal.entity_type, signal.entity_id, "signal",
+                                        f"accepted suggestion: {signal.reason}", actor_of(user_id)), revive=True)
+    if link is not None:
+        _announce(message, link)
+    return signal
+
+
+def dismiss_signal(tenant_id: str, signal_id: str, user_id: str | None) -> Signal:
+    signal = get_signal(tenant_id, signal_id)
+    if signal is None:
+        raise PairingError("not_found", f"No signal with id {signal_id!r}.")
+    if not set_signal_status(signal, "dismissed", actor_of(user_id)):
+        raise PairingError("conflict", f"The signal is already {signal.status}.")
+    audit_entry(tenant_id, "signal.dismissed", actor_of(user_id), signal.reason, message_id=signal.message_id,
+                entity_type=signal.entity_type, entity_id=signal.entity_id, signal_id=signal_id).save()
+    return signal
+
+
+def get_audit(tenant_id: str, audit_id: str) -> AuditEntry | None:
+    try:
+        return AuditEntry.get(tenant_id, audit_id)
+    except DoesNotExist:
+        return None
+
+
+def undo(tenant_id: str, audit_id: str, user_id: str | None) -> AuditEntry:
+    entry = get_audit(tenant_id, audit_id)
+    if entry is None:
+        raise PairingError("not_found", f"No audit entry with id {audit_id!r}.")
+    if entry.undone_by:
+        raise PairingError("conflict", "This action has already been undone.")
+    actor = actor_of(user_id)
+    reason = f"undo of {entry.action} by {entry.actor}"
+    if entry.action == "link.created":
+        undo_entry = remove_link(_message(entry.message_id), entry.entity_type, entry.entity_id, actor, reason,
+                                 undo_of=audit_id)
+        if undo_entry is None:
+            raise PairingError("conflict", "The link no longer exists.")
+    elif entry.action == "signal.created":
+        signal = get_signal(tenant_id, entry.signal_id or "")
+        if signal is None or not set_signal_status(signal, "undone", actor):
+            raise PairingError("conflict", "The signal is no longer open.")
+        undo_entry = _undo_entry(entry, actor, reason)
+    elif entry.action == "record.created":
+        try:
+            remove_link(_message(entry.message_id), entry.entity_type, entry.entity_id, actor, reason,
+                        undo_of=audit_id)
+        except PairingError:
+            pass
+        directory.delete_record(tenant_id, entry.entity_type, entry.entity_id)
+        undo_entry = _undo_entry(entry, actor, reason)
+    elif entry.action == "ticket.reopened":
+        record = directory.get_record(tenant_id, "ticket", entry.entity_id)
+        if record is not None:
+            record.update(actions=[DirectoryRecord.status.set((entry.details or {}).get("previous_status"))])
+        undo_entry = _undo_entry(entry, actor, reason)
+    else:
+        raise PairingError("conflict", f"A {entry.action} entry cannot be undone.")
+    entry.update(actions=[AuditEntry.undone_by.set(undo_entry.audit_id)])
+    return undo_entry
+
+
+def _undo_entry(entry: AuditEntry, actor: str, reason: str) -> AuditEntry:
+    undo_entry = audit_entry(entry.tenant_id, "undo", actor, reason, message_id=entry.message_id,
+                             entity_type=entry.entity_type, entity_id=entry.entity_id, signal_id=entry.signal_id,
+                             undo_of=entry.audit_id)
+    undo_entry.save()
+    return undo_entry
+
+
+def list_audit(tenant_id: str, limit: int, last_key: dict | None, message_id: str | None = None):
+    condition = AuditEntry.message_id == message_id if message_id else None
+    result = AuditEntry.query(tenant_id, scan_index_forward=False, limit=limit, last_evaluated_key=last_key,
+                              filter_condition=condition)
+    return list(result), result.last_evaluated_key

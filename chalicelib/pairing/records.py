@@ -1,0 +1,70 @@
+"""Directory records created from a message (by a person or a rule), each audited and announced.
+
+Ids are derived from their natural key so a retried job creates nothing twice: a lead for an unknown sender
+is keyed by (tenant, sender address) — one lead per address however many messages it sends; any other record
+created from a message is keyed by (tenant, type, message). mailbridge-made numbers (tickets) come from a
+per-tenant counter and carry an "M" prefix so they never collide with the CRM's own numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chalicelib.ids import stable_id
+from chalicelib.models.directory import DirectoryRecord
+from chalicelib.models.message import Message
+from chalicelib.notify.events import emit
+from chalicelib.pairing import directory
+from chalicelib.pairing.addresses import normalize_address
+from chalicelib.pairing.store import audit_entry
+
+NUMBERED = ("project", "task", "ticket")
+
+
+@dataclass(frozen=True)
+class CreatedRecord:
+    record: DirectoryRecord
+    created: bool
+    audit_id: str | None
+
+
+def record_id_for(message: Message, record_type: str) -> str:
+    if record_type == "lead":
+        sender = normalize_address((message.from_addr or {}).get("email")) or message.message_id
+        return stable_id("mbl", message.tenant_id, "lead", sender)
+    return stable_id(f"mb{record_type[0]}", message.tenant_id, record_type, message.message_id)
+
+
+def fields_from_message(message: Message, record_type: str, name: str | None = None) -> dict:
+    sender = message.from_addr or {}
+    address = normalize_address(sender.get("email"))
+    if message.direction == "outbound":
+        first = next(iter(message.to or []), {}) or {}
+        address, sender = normalize_address(first.get("email")), first
+    person_name = sender.get("name") or address
+    if record_type in ("company", "lead", "contact"):
+        return {"name": name or person_name, "emails": [address] if address else [], "status": "new"}
+    return {"name": name or message.subject or "(no subject)", "status": "open",
+            "emails": [address] if address and record_type == "ticket" else []}
+
+
+def create_from_message(message: Message, record_type: str, actor: str, reason: str,
+                        name: str | None = None, readers: list[str] | None = None) -> CreatedRecord:
+    """Create (once) a record of `record_type` from `message`; announce `record.created`."""
+    record_id = record_id_for(message, record_type)
+    existing = directory.get_record(message.tenant_id, record_type, record_id)
+    if existing is not None:
+        return CreatedRecord(existing, False, None)
+    data = fields_from_message(message, record_type, name)
+    data["readers"] = readers or []
+    if record_type in NUMBERED:
+        data["number"] = "M" + directory.next_number(message.tenant_id, record_type)
+    outcome = directory.put_record(message.tenant_id, record_type, record_id, data,
+                                   created_by=f"message:{message.message_id}", known_absent=True)
+    audit = audit_entry(message.tenant_id, "record.created", actor, reason, message_id=message.message_id,
+                        entity_type=record_type, entity_id=record_id)
+    audit.save()
+    emit(message.tenant_id, "record.created", {
+        "record": {"type": record_type, "id": record_id, "name": outcome.record.name,
+                   "emails": list(outcome.record.emails or []), "number": outcome.record.number},
+        "message_id": message.message_id, "actor": actor, "reason": reason, "audit_id": audit.audit_id})
+    return CreatedRecord(outcome.record, True, audit.audit_id)

@@ -1,0 +1,77 @@
+"""Scanner rules and pairing settings as stored per tenant (create, list, change, delete).
+
+Every change invalidates the tenant's cached pairing context in this process (`context.invalidate`);
+other processes pick it up within `context.CACHE_SECONDS`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.ids import new_id
+from chalicelib.models.tenant import Tenant
+from chalicelib.models.pairing import Rule
+from chalicelib.pairing import context
+from chalicelib.pairing.rules import InvalidRule, validate
+from chalicelib.pairing.settings import from_tenant
+from chalicelib.timeutil import now_iso
+
+MAX_RULES = 200
+
+
+def list_rules(tenant_id: str, mailbox_id: str | None = None) -> list[Rule]:
+    rules = context.load_rules(tenant_id)
+    return [r for r in rules if mailbox_id is None or r.mailbox_id == mailbox_id]
+
+
+def get_rule(tenant_id: str, rule_id: str) -> Rule | None:
+    try:
+        return Rule.get(tenant_id, rule_id)
+    except DoesNotExist:
+        return None
+
+
+def create_rule(tenant_id: str, name: str, conditions: dict, actions: list[dict], *, mailbox_id: str | None,
+                position: int, enabled: bool) -> Rule:
+    if len(context.load_rules(tenant_id)) >= MAX_RULES:
+        raise InvalidRule(f"rules: at most {MAX_RULES} per tenant")
+    conditions, actions = validate(conditions, actions)
+    now = now_iso()
+    rule = Rule(tenant_id, new_id("rul"), name=name, mailbox_id=mailbox_id, position=position, enabled=enabled,
+                conditions=conditions, actions=actions, created_at=now, updated_at=now)
+    rule.save(condition=Rule.rule_id.does_not_exist())
+    context.invalidate(tenant_id)
+    return rule
+
+
+def update_rule(rule: Rule, changes: dict[str, Any]) -> Rule:
+    conditions = changes.get("conditions", rule.conditions)
+    actions = changes.get("actions", rule.actions)
+    conditions, actions = validate(conditions or {}, actions or [])
+    updates = [Rule.conditions.set(conditions), Rule.actions.set(actions), Rule.updated_at.set(now_iso())]
+    for name in ("name", "position", "enabled"):
+        if changes.get(name) is not None:
+            updates.append(getattr(Rule, name).set(changes[name]))
+    rule.update(actions=updates)
+    context.invalidate(rule.tenant_id)
+    return rule
+
+
+def delete_rule(rule: Rule) -> None:
+    rule.delete()
+    context.invalidate(rule.tenant_id)
+
+
+def get_settings(tenant: Tenant) -> dict:
+    return from_tenant(tenant.settings, list(tenant.own_domains or [])).to_dict()
+
+
+def put_settings(tenant: Tenant, pairing: dict) -> dict:
+    """Replace `settings["pairing"]`, conditional on `updated_at` so a concurrent tenant change is not lost
+    (the caller retries on `UpdateError`)."""
+    settings = {**(tenant.settings or {}), "pairing": pairing}
+    tenant.update(actions=[Tenant.settings.set(settings), Tenant.updated_at.set(now_iso())],
+                  condition=Tenant.updated_at == tenant.updated_at)
+    context.invalidate(tenant.tenant_id)
+    return get_settings(tenant)

@@ -1,0 +1,179 @@
+"""Keyed, audited writes of links and signals; each is one DynamoDB transaction.
+
+A link write puts the link (only if absent — or, for a person's deliberate link, also over a removed
+tombstone), puts its audit entry, adds 1 to `Message.link_count` and adds the link to the message's thread
+markers (directory index "rfc"/"thread" keys) in the same transaction, so a
+redelivered pairing job writes nothing twice and `link_count` always equals the number of active links.
+Timeline of a retry: run 1 commits {link, audit, count+1}; run 2's put fails its condition → the whole
+transaction is cancelled → nothing changes.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.config import get_settings
+from chalicelib.ids import new_id, stable_id
+from chalicelib.models.directory import DirectoryIndex, record_key, rfc_key, thread_key
+from chalicelib.models.message import Message
+from chalicelib.models.pairing import AuditEntry, MessageLink, Signal
+from chalicelib.timeutil import now_iso
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    type: str
+    id: str
+    source: str          # auto | rule | signal | manual | thread | created
+    reason: str
+    actor: str           # "matcher:<name>" | "rule:<id>" | "user:<id>" | "tenant"
+
+
+@functools.lru_cache(maxsize=None)
+def _connection(region: str) -> Connection:
+    """One connection (one botocore client) per process: creating a client costs tens of milliseconds."""
+    return Connection(region=region)
+
+
+def _tx() -> TransactWrite:
+    return TransactWrite(connection=_connection(get_settings().region))
+
+
+def _conflict(exc: TransactWriteError) -> bool:
+    """True when a condition failed (the item exists / is not in the expected state): nothing was written."""
+    return any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons)
+
+
+def thread_marker_keys(message: Message) -> list[str]:
+    """Index keys through which replies inherit this message's links (its Message-ID, its provider thread)."""
+    keys = []
+    if message.rfc_message_id:
+        keys.append(rfc_key(message.tenant_id, message.rfc_message_id))
+    if message.thread_id:
+        keys.append(thread_key(message.tenant_id, message.mailbox_id, message.thread_id))
+    return keys
+
+
+def entity_key(tenant_id: str, entity_type: str, entity_id: str) -> str:
+    return f"{tenant_id}#{entity_type}#{entity_id}"
+
+
+def audit_entry(tenant_id: str, action: str, actor: str, reason: str | None = None, *, message_id=None,
+                entity_type=None, entity_id=None, signal_id=None, undo_of=None, details=None) -> AuditEntry:
+    return AuditEntry(tenant_id, new_id("aud"), action=action, actor=actor, reason=reason, message_id=message_id,
+                      entity_type=entity_type, entity_id=entity_id, signal_id=signal_id, undo_of=undo_of,
+                      details=details or {}, created_at=now_iso())
+
+
+def write_link(message: Message, spec: LinkSpec, *, revive: bool = False) -> MessageLink | None:
+    """The new link, or None when it already existed (or was removed and `revive` is false)."""
+    audit = audit_entry(message.tenant_id, "link.created", spec.actor, spec.reason, message_id=message.message_id,
+                        entity_type=spec.type, entity_id=spec.id, details={"source": spec.source})
+    link = MessageLink(message.message_id, record_key(spec.type, spec.id), tenant_id=message.tenant_id,
+                       mailbox_id=message.mailbox_id, entity_type=spec.type, entity_id=spec.id,
+                       entity_key=entity_key(message.tenant_id, spec.type, spec.id), date_key=message.date_key,
+                       status="active", source=spec.source, reason=spec.reason, actor=spec.actor,
+                       audit_id=audit.audit_id, created_at=audit.created_at)
+    condition = MessageLink.link_key.does_not_exist()
+    if revive:
+        condition = condition | (MessageLink.status == "removed")
+    try:
+        with _tx() as tx:
+            tx.save(link, condition=condition)
+            tx.save(audit)
+            tx.update(message, actions=[Message.link_count.add(1)], condition=Message.message_id.exists())
+            for key in thread_marker_keys(message):
+                tx.update(DirectoryIndex(key), actions=[DirectoryIndex.record_keys.add({link.link_key}),
+                                                        DirectoryIndex.tenant_id.set(message.tenant_id)])
+    except TransactWriteError as exc:
+        if _conflict(exc):
+            return None
+        raise
+    message.link_count = int(message.link_count or 0) + 1
+    return link
+
+
+def remove_link(message: Message, entity_type: str, entity_id: str, actor: str, reason: str,
+                undo_of: str | None = None) -> AuditEntry | None:
+    """Tombstone an active link (kept for the audit trail; automatic pairing will not re-create it)."""
+    link = MessageLink(message.message_id, record_key(entity_type, entity_id))
+    audit = audit_entry(message.tenant_id, "undo" if undo_of else "link.removed", actor, reason,
+                        message_id=message.message_id, entity_type=entity_type, entity_id=entity_id, undo_of=undo_of)
+    try:
+        with _tx() as tx:
+            tx.update(link, actions=[MessageLink.status.set("removed"), MessageLink.entity_key.remove(),
+                                     MessageLink.removed_at.set(audit.created_at)],
+                      condition=MessageLink.status == "active")
+            tx.save(audit)
+            tx.update(message, actions=[Message.link_count.add(-1)], condition=Message.message_id.exists())
+            for key in thread_marker_keys(message):
+                tx.update(DirectoryIndex(key), actions=[DirectoryIndex.record_keys.delete({link.link_key})])
+    except TransactWriteError as exc:
+        if _conflict(exc):
+            return None
+        raise
+    message.link_count = max(0, int(message.link_count or 0) - 1)
+    return audit
+
+
+def active_links(message_id: str) -> list[MessageLink]:
+    return [link for link in MessageLink.query(message_id) if link.status == "active"]
+
+
+def all_links(message_id: str) -> list[MessageLink]:
+    return list(MessageLink.query(message_id))
+
+
+def signal_id_for(tenant_id: str, message_id: str, entity_type: str, entity_id: str) -> str:
+    return stable_id("sig", tenant_id, message_id, entity_type, entity_id)
+
+
+def write_signal(message: Message, entity_type: str, entity_id: str, reason: str, matcher: str,
+                 confidence: float) -> Signal | None:
+    """A new open signal, or None when one for this message and record exists in any status (so a
+    dismissed suggestion is never made again for the same message)."""
+    signal_id = signal_id_for(message.tenant_id, message.message_id, entity_type, entity_id)
+    audit = audit_entry(message.tenant_id, "signal.created", f"matcher:{matcher}", reason,
+                        message_id=message.message_id, entity_type=entity_type, entity_id=entity_id,
+                        signal_id=signal_id, details={"confidence": confidence})
+    now = audit.created_at
+    signal = Signal(message.tenant_id, signal_id, message_id=message.message_id, mailbox_id=message.mailbox_id,
+                    entity_type=entity_type, entity_id=entity_id, reason=reason, matcher=matcher,
+                    confidence=confidence, status="open", tenant_status=f"{message.tenant_id}#open",
+                    mailbox_status=f"{message.mailbox_id}#open", created_key=f"{now}#{signal_id}",
+                    audit_id=audit.audit_id, created_at=now)
+    try:
+        with _tx() as tx:
+            tx.save(signal, condition=Signal.signal_id.does_not_exist())
+            tx.save(audit)
+    except TransactWriteError as exc:
+        if _conflict(exc):
+            return None
+        raise
+    return signal
+
+
+def set_signal_status(signal: Signal, status: str, actor: str) -> bool:
+    """Move an open signal to `status`; False when it was not open any more (a concurrent resolve)."""
+    now = now_iso()
+    try:
+        signal.update(actions=[Signal.status.set(status), Signal.tenant_status.set(f"{signal.tenant_id}#{status}"),
+                               Signal.mailbox_status.set(f"{signal.mailbox_id}#{status}"),
+                               Signal.resolved_at.set(now), Signal.resolved_by.set(actor)],
+                      condition=Signal.status == "open")
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def get_signal(tenant_id: str, signal_id: str) -> Signal | None:
+    try:
+        return Signal.get(tenant_id, signal_id)
+    except DoesNotExist:
+        return None
