@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+pytest_plugins = ["tests.dovecot"]  # session `dovecot` fixture: a real Dovecot IMAP server (tests/dovecot.py)
 
 OPERATOR_KEY = "mbo_" + "o" * 43
 os.environ.update({

@@ -1,0 +1,1 @@
+"""Gmail API provider (planned: the Gmail issue). Not registered in providers/registry.py yet."""
