@@ -1,11 +1,14 @@
 # mailbridge — the two commands: `make run` (local stack) and `make test` (whole suite).
-.PHONY: bootstrap run test test-fast package lint bench clean
+.PHONY: bootstrap run demo-mail test test-fast package bench clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
 
 run: bootstrap
 	.venv/bin/python -m infra.local_stack
+
+demo-mail: bootstrap
+	.venv/bin/python -m devservers
 
 test: bootstrap
 	.venv/bin/python -m pytest -q

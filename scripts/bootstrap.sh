@@ -25,7 +25,7 @@ stamp=.venv/.installed-$(cat requirements.txt requirements-dev.txt | sha256sum |
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: creating .venv and installing requirements-dev.txt"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip<26.3"  # chalice 1.34 requires pip<26.3
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
   rm -f .venv/.installed-*
   touch "$stamp"

@@ -1,6 +1,6 @@
 """pytest plugin (`pytest_plugins = ["tests.dovecot"]`): a session-scoped real Dovecot IMAP server.
 
-The server itself (`DovecotServer`: config, users, IMAP helpers) lives in `bench/dovecot_server.py` so the
+The server itself (`DovecotServer`: config, users, IMAP helpers) lives in `devservers/dovecot.py` so the
 benchmarks run the very same server; see /work/briefs/dovecot-ready.md or that module for the helpers.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from bench.dovecot_server import DovecotServer, free_port, make_self_signed  # noqa: F401  (re-exported)
+from devservers.dovecot import DovecotServer, free_port, make_self_signed  # noqa: F401  (re-exported)
 
 
 # ---- pytest fixtures -----------------------------------------------------------------------------------------

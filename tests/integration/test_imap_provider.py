@@ -8,6 +8,7 @@ import pytest
 
 from chalicelib.providers.base import ConnectionSettings, ErrorCode, ProviderContext, ProviderError
 from chalicelib.providers.imap.adapter import ImapProvider
+from devservers.smtp import SmtpServer
 from tests.dovecot import free_port
 from tests.mailfactory import make_message
 
@@ -254,53 +255,23 @@ def test_tls_with_an_untrusted_certificate_is_permanent(dovecot):
 
 # ---- SMTP submission (send, test_connection) against a local aiosmtpd ---------------------------------------
 
-class _Capture:
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
-        return "250 OK"
-
-
-def _start_smtp(dovecot, *, implicit_tls: bool):
-    """aiosmtpd on loopback with AUTH (smtp-user / smtp-pass); STARTTLS, or implicit TLS, with the Dovecot
-    test certificate."""
-    import ssl
-
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.smtp import AuthResult
-
-    def authenticator(server, session, envelope, mechanism, auth_data):
-        ok = (auth_data.login, auth_data.password) == (b"smtp-user", b"smtp-pass")
-        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
-
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(dovecot.base / "tls" / "cert.pem", dovecot.base / "tls" / "key.pem")
-    handler = _Capture()
-    options = {"ssl_context": tls} if implicit_tls else {"tls_context": tls}
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
-                            auth_require_tls=False, **options)
-    controller.start()
-    return controller, handler
+def _start_smtp(dovecot, *, implicit_tls: bool) -> SmtpServer:
+    """SMTP with AUTH smtp-user / smtp-pass; STARTTLS, or implicit TLS, with the Dovecot test certificate."""
+    tls = dovecot.base / "tls"
+    return SmtpServer(lambda login, password: (login, password) == ("smtp-user", "smtp-pass"),
+                      cert=tls / "cert.pem", key=tls / "key.pem", implicit_tls=implicit_tls)
 
 
 @pytest.fixture
 def smtp_server(dovecot):
-    controller, handler = _start_smtp(dovecot, implicit_tls=False)
-    try:
-        yield controller.port, handler
-    finally:
-        controller.stop()
+    with _start_smtp(dovecot, implicit_tls=False) as server:
+        yield server.port, server
 
 
 @pytest.fixture
 def smtps_server(dovecot):
-    controller, handler = _start_smtp(dovecot, implicit_tls=True)
-    try:
-        yield controller.port, handler
-    finally:
-        controller.stop()
+    with _start_smtp(dovecot, implicit_tls=True) as server:
+        yield server.port, server
 
 
 def _smtp_provider(dovecot, user, port, *, password="smtp-pass", security="none"):

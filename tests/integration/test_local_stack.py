@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import requests
 from chalice import Chalice
 from moto import mock_aws
 
+from devservers.dovecot import free_port
+from devservers.smtp import for_dovecot
 from infra import local_aws
 from infra.local_events import SqsPoller, failed_message_ids
 from infra.local_schedule import Schedule
@@ -130,12 +131,6 @@ def test_snapshot_restores_items_objects_and_kms_ciphertexts_into_a_fresh_emulat
 
 
 # ---------------------------------------------------------------- the real thing, as `make run` starts it
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(data_dir: Path, port: int, log: Path) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILBRIDGE_", "AWS_"))}
     env["POWERTOOLS_LOG_LEVEL"] = "WARNING"
@@ -161,22 +156,10 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def smtp_port():
-    """aiosmtpd on loopback accepting any AUTH (mailbox creation verifies SMTP too)."""
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.smtp import AuthResult
-
-    class Sink:
-        async def handle_DATA(self, server, session, envelope):
-            return "250 OK"
-
-    controller = Controller(Sink(), hostname="127.0.0.1", port=_free_port(), auth_require_tls=False,
-                            authenticator=lambda *args: AuthResult(success=True, handled=False))
-    controller.start()
-    try:
-        yield controller.port
-    finally:
-        controller.stop()
+def smtp_port(dovecot):
+    """SMTP on loopback accepting the Dovecot users' logins (mailbox creation verifies SMTP too)."""
+    with for_dovecot(dovecot) as server:
+        yield server.port
 
 
 def _wait_for_messages(base: str, headers: dict, mailbox_id: str) -> list[dict]:
@@ -196,7 +179,7 @@ def test_local_stack_syncs_through_the_worker_and_keeps_everything_across_a_rest
     user, password = dovecot.new_user()
     dovecot.append(user, "INBOX", make_message(subject="Hello from the local stack"),
                    date=datetime.now(timezone.utc))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     process, demo_key = _start(tmp_path / "state", port, tmp_path / "run1.log")
     try:

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.timeutil import utcnow
+from devservers.smtp import for_dovecot
 from tests.dovecot import free_port
 
 GENERIC = "The mail server could not be reached."
@@ -16,30 +17,9 @@ GENERIC = "The mail server could not be reached."
 
 @pytest.fixture
 def smtp_port(dovecot):
-    """aiosmtpd on loopback that accepts AUTH with the Dovecot users' passwords (and offers STARTTLS)."""
-    import ssl
-
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.smtp import AuthResult
-
-    def authenticator(server, session, envelope, mechanism, auth_data):
-        user = auth_data.login.decode()
-        ok = dovecot.passwords.get(user, "").encode() == auth_data.password and bool(auth_data.password)
-        return AuthResult(success=ok, handled=False)
-
-    class Sink:
-        async def handle_DATA(self, server, session, envelope):
-            return "250 OK"
-
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(dovecot.base / "tls" / "cert.pem", dovecot.base / "tls" / "key.pem")
-    controller = Controller(Sink(), hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
-                            auth_require_tls=False, tls_context=tls)
-    controller.start()
-    try:
-        yield controller.port
-    finally:
-        controller.stop()
+    """SMTP on loopback that accepts AUTH with the Dovecot users' passwords (and offers STARTTLS)."""
+    with for_dovecot(dovecot) as server:
+        yield server.port
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A real Dovecot IMAP server for tests (`tests/dovecot.py` fixtures) and benchmarks (`bench/imap_ingest`).
+"""A real Dovecot IMAP server for tests (`tests/dovecot.py`), benchmarks (`bench/imap_ingest`) and the demo
+(`python -m devservers`).
 
 `DovecotServer` writes its own dovecot.conf into a private temp dir and runs `dovecot -F -c <conf>` on
 127.0.0.1: plaintext IMAP on `port` (STARTTLS offered) and implicit TLS on `tls_port`, with a self-signed CA
@@ -194,7 +195,7 @@ class DovecotServer:
             internal_user=self.internal_user, nonroot="" if os.geteuid() == 0 else _NONROOT))
         self.process = subprocess.Popen([DOVECOT, "-F", "-c", str(self.conf_path)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=_die_with_parent, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

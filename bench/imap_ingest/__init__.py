@@ -1,0 +1,1 @@
+"""IMAP ingest benchmark: `python -m bench.imap_ingest` (see __main__.py)."""

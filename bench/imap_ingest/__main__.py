@@ -1,0 +1,259 @@
+"""`python -m bench.imap_ingest`: IMAP ingest throughput through the real worker, against mbsync.
+
+1. Generates a deterministic corpus (default 5,000 messages, ~20 % in Sent; cached under the temp dir) and loads
+   it into a Dovecot started here (`devservers/dovecot.py`, implicit TLS with a generated CA).
+2. Runs the sync worker (`chalicelib.sync.worker.handle_batch`, the Lambda handler body) against in-process
+   moto until the mailbox is fully imported: messages/s, MB/s, DynamoDB write items and S3 PUTs per message,
+   and the time spent inside the IMAP provider alone (changes + fetch, the part comparable with mbsync).
+3. Runs an idle sync (nothing new): provider round trips and fetches.
+4. Runs `mbsync` (isync) pulling the same folders over the same TLS port into a local Maildir; prints the ratio.
+Results are printed and written to bench/results/imap_ingest.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import pickle
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from devservers.dovecot import DovecotServer  # noqa: E402
+from bench.imap_ingest.corpus import CorpusMessage, generate  # noqa: E402
+from bench.imap_ingest.mbsync import run_mbsync  # noqa: E402
+from bench.imap_ingest.world import moto_world  # noqa: E402
+
+
+class _LambdaContext:
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.seconds * 1000)
+
+
+class _Spy:
+    """Wraps the worker's provider to record change sets and fetched refs."""
+
+    def __init__(self, provider, log: dict):
+        self.provider, self.log = provider, log
+
+    def folders(self):
+        return self.provider.folders()
+
+    def changes(self, folder, cursor, **kw):
+        started = time.perf_counter()
+        change_set = self.provider.changes(folder, cursor, **kw)
+        self.log["provider_seconds"] += time.perf_counter() - started
+        self.log["change_sets"].append(change_set)
+        return change_set
+
+    def fetch(self, refs, **kw):
+        """Times only the provider's own work (the engine stores each message between two yields)."""
+        self.log["fetched"] += len(refs)
+        iterator = iter(self.provider.fetch(refs, **kw))
+        while True:
+            started = time.perf_counter()
+            try:
+                fetched = next(iterator)
+            except StopIteration:
+                self.log["provider_seconds"] += time.perf_counter() - started
+                return
+            self.log["provider_seconds"] += time.perf_counter() - started
+            yield fetched
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.provider.close()
+
+
+def load_corpus(count: int, seed: int, now: dt.datetime) -> list[CorpusMessage]:
+    cache = Path(tempfile.gettempdir()) / f"mailbridge-bench-corpus-{count}-{seed}-{now:%Y%m%d%H}.pickle"
+    if cache.exists():
+        return pickle.loads(cache.read_bytes())
+    corpus = generate(count, now=now, seed=seed)
+    cache.write_bytes(pickle.dumps(corpus))
+    return corpus
+
+
+def job_event(tenant_id: str, mailbox_id: str) -> dict:
+    body = json.dumps({"tenant_id": tenant_id, "mailbox_id": mailbox_id, "reason": "bench",
+                       "requested_at": dt.datetime.now(dt.timezone.utc).isoformat()})
+    return {"Records": [{"messageId": f"bench-{time.time_ns()}", "receiptHandle": "rh", "body": body,
+                         "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                         "md5OfBody": "", "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+                         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:mbbench-sync"}]}
+
+
+def create_mailbox(server: DovecotServer, user: str, password: str, since: dt.date):
+    from chalicelib.ids import new_id
+    from chalicelib.models.mailbox import Mailbox
+    from chalicelib.security.crypto import encrypt_secrets
+    from chalicelib.timeutil import now_iso
+    tenant_id, mailbox_id, now = "tnt_bench", new_id("mbx"), now_iso()
+    mailbox = Mailbox(tenant_id, mailbox_id, name="Bench", type="imap", email="alice@acme-crm.example",
+                      import_since=since.isoformat(), status="active", created_at=now, updated_at=now,
+                      kind="shared", imap={"host": "localhost", "port": server.tls_port, "security": "tls",
+                                           "username": user, "login_method": "plain"},
+                      secret_ciphertext=encrypt_secrets(tenant_id, mailbox_id, {"password": password}))
+    mailbox.save()
+    return mailbox
+
+
+def run_worker(mailbox, log: dict) -> int:
+    """Runs jobs until the mailbox needs no continuation; returns how many worker invocations it took."""
+    import boto3
+
+    from chalicelib.config import get_settings
+    from chalicelib.sync import worker
+
+    def factory(box):
+        return _Spy(worker.build_provider(box), log)
+
+    invocations = 0
+    sqs, queue = boto3.client("sqs"), get_settings().sync_queue_url
+    while True:
+        invocations += 1
+        result = worker.handle_batch(job_event(mailbox.tenant_id, mailbox.mailbox_id), _LambdaContext(900),
+                                     provider_factory=factory)
+        if result["batchItemFailures"]:
+            raise RuntimeError(f"worker failed: {result}")
+        pending = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        for message in pending:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        if not any(json.loads(m["Body"]).get("reason") in ("continue", "follow_up") for m in pending):
+            return invocations
+
+
+def run_through_worker(server: DovecotServer, user: str, password: str, since: dt.date,
+                       total_bytes: int) -> dict:
+    """Full import through the worker into moto, then an idle sync; the figures of both."""
+    from chalicelib.models.mailbox import Mailbox
+    with moto_world() as counter:
+        mailbox = create_mailbox(server, user, password, since)
+        full_log = {"change_sets": [], "fetched": 0, "provider_seconds": 0.0}
+        counter.reset()
+        started = time.perf_counter()
+        invocations = run_worker(mailbox, full_log)
+        full_seconds = time.perf_counter() - started
+        fresh = Mailbox.get(mailbox.tenant_id, mailbox.mailbox_id, consistent_read=True)
+        imported = int((fresh.counts or {}).get("imported", 0))
+        dynamodb_writes, s3_puts = counter.dynamodb_writes(), counter.count("s3", "PutObject")
+        calls = {f"{service}.{operation}": round(n / max(imported, 1), 2)
+                 for (service, operation), n in counter.calls.most_common(8)}
+        idle_log = {"change_sets": [], "fetched": 0, "provider_seconds": 0.0}
+        counter.reset()
+        started = time.perf_counter()
+        run_worker(fresh, idle_log)
+        idle_seconds = time.perf_counter() - started
+        idle_writes = counter.dynamodb_writes()
+    return {
+        "imported": imported, "full_sync_seconds": round(full_seconds, 2), "worker_invocations": invocations,
+        "pages": len(full_log["change_sets"]),
+        "messages_per_second": round(imported / full_seconds, 1),
+        "megabytes_per_second": round(total_bytes / 1e6 / full_seconds, 2),
+        "dynamodb_write_items_per_message": round(dynamodb_writes / max(imported, 1), 2),
+        "s3_puts_per_message": round(s3_puts / max(imported, 1), 2),
+        "aws_calls_per_message": calls,
+        "provider_seconds_within_sync": round(full_log["provider_seconds"], 2),
+        "idle_sync_seconds": round(idle_seconds, 3),
+        "idle_round_trips_per_folder": {cs.folder: cs.round_trips for cs in idle_log["change_sets"]},
+        "idle_fetched": idle_log["fetched"], "idle_dynamodb_write_items": idle_writes,
+    }
+
+
+def pull_with_provider(server: DovecotServer, user: str, password: str, since: dt.date) -> tuple[float, int]:
+    """The IMAP provider alone, paged and batched as the engine does (100 refs a page, 20 a fetch), bodies
+    discarded: the part of a sync comparable with mbsync. Returns (seconds, messages fetched)."""
+    from chalicelib.providers.base import ConnectionSettings, ProviderContext
+    from chalicelib.providers.imap.adapter import ImapProvider
+    settings = ConnectionSettings(host="localhost", port=server.tls_port, security="tls", username=user,
+                                  address="127.0.0.1")
+    context = ProviderContext(tenant_id="t", mailbox_id="m", email="alice@acme-crm.example", imap=settings,
+                              secrets={"password": password})
+    started, count = time.perf_counter(), 0
+    with ImapProvider(context, ssl_context=server.client_ssl_context()) as provider:
+        for folder in provider.folders():
+            cursor = None
+            while True:
+                change_set = provider.changes(folder, cursor, since=since, page_size=100)
+                for start in range(0, len(change_set.new), 20):
+                    count += sum(1 for f in provider.fetch(change_set.new[start:start + 20], max_bytes=50 << 20)
+                                 if f.raw is not None)
+                cursor = change_set.next_cursor
+                if not change_set.has_more:
+                    break
+    return time.perf_counter() - started, count
+
+
+def compare_with_mbsync(server: DovecotServer, user: str, password: str, since: dt.date, rounds: int) -> dict:
+    """Alternates provider-only pulls and mbsync pulls `rounds` times; medians (the machine may be shared)."""
+    provider_runs, mbsync_runs = [], []
+    for _ in range(rounds):
+        provider_runs.append(pull_with_provider(server, user, password, since))
+        mbsync_runs.append(run_mbsync(port=server.tls_port, user=user, password=password, ca_pem=server.ca_pem))
+    provider_s = statistics.median(t for t, _ in provider_runs)
+    mbsync_s = statistics.median(t for t, _ in mbsync_runs)
+    return {"compare_rounds": rounds, "provider_pull_seconds_median": round(provider_s, 2),
+            "provider_pull_messages": provider_runs[0][1],
+            "mbsync_seconds_median": round(mbsync_s, 2), "mbsync_messages": mbsync_runs[0][1],
+            "mbsync_messages_per_second": round(mbsync_runs[0][1] / mbsync_s, 1),
+            "provider_pull_messages_per_second": round(provider_runs[0][1] / provider_s, 1),
+            "ratio_provider_to_mbsync_time": round(provider_s / mbsync_s, 2)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench.imap_ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="provider-vs-mbsync comparison rounds")
+    parser.add_argument("--compare-only", action="store_true", help="skip the worker/moto run")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "imap_ingest.json"))
+    args = parser.parse_args(argv)
+
+    now = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+    started = time.perf_counter()
+    corpus = load_corpus(args.messages, args.seed, now)
+    print(f"corpus: {len(corpus)} messages, {sum(len(m.raw) for m in corpus) / 1e6:.1f} MB "
+          f"({sum(m.folder == 'Sent' for m in corpus)} in Sent), built/loaded in {time.perf_counter() - started:.1f} s")
+    total_bytes = sum(len(m.raw) for m in corpus)
+
+    with DovecotServer() as server:
+        user, password = server.new_user("bench")
+        started = time.perf_counter()
+        for folder in ("INBOX", "Sent"):
+            server.append_many(user, folder, ((m.raw, m.flags, m.date) for m in corpus if m.folder == folder))
+        print(f"dovecot: loaded in {time.perf_counter() - started:.1f} s")
+        os.environ["SSL_CERT_FILE"] = str(server.base / "tls" / "cert.pem")  # trust the bench CA (only)
+        since = (now - dt.timedelta(days=7)).date()
+
+        results = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                   "machine": f"{platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}",
+                   "messages": len(corpus), "megabytes": round(total_bytes / 1e6, 1)}
+        if not args.compare_only:
+            results.update(run_through_worker(server, user, password, since, total_bytes))
+        results.update(compare_with_mbsync(server, user, password, since, args.rounds))
+        if "full_sync_seconds" in results:
+            results["ratio_worker_sync_to_mbsync_time"] = round(
+                results["full_sync_seconds"] / results["mbsync_seconds_median"], 1)
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pairing benchmark: `python -m bench.pairing` (see `__main__.py`)."""

@@ -1,0 +1,71 @@
+"""`python -m devservers` (`make demo-mail`): a demo IMAP (Dovecot) + SMTP account for the local stack.
+
+Starts both servers on loopback, creates one account with a few messages dated today (one in Sent, one
+with an attachment, one tagged `#1234#`), prints the JSON to connect it with `POST /v1/mailboxes`, and keeps
+running until Ctrl-C. On exit it compares the account with the snapshot taken after seeding and says
+whether mailbridge left it byte-for-byte and flag-for-flag unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devservers.dovecot import DovecotServer  # noqa: E402
+from devservers.smtp import for_dovecot  # noqa: E402
+from tests.mailfactory import make_message  # noqa: E402
+
+
+def _seed(server: DovecotServer, user: str) -> None:
+    now = datetime.now(timezone.utc)
+    server.append(user, "INBOX", make_message(subject="Poptávka #1234#", from_="Jan Novák <jan@acme.example>",
+                                              to=f"{user}@example.com", body="Dobrý den,\nposílám poptávku.\n"),
+                  date=now)
+    server.append(user, "INBOX", make_message(subject="Price list", from_="Eva <eva@supplier.example>",
+                                              to=f"{user}@example.com",
+                                              attachments=[("prices.csv", "text/csv", b"item,price\nA,10\n")]),
+                  date=now)
+    server.append(user, "Sent", make_message(subject="Re: Poptávka #1234#", from_=f"{user}@example.com",
+                                             to="Jan Novák <jan@acme.example>", body="Thank you, offer attached.\n"),
+                  flags=["\\Seen"], date=now)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devservers", description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with DovecotServer() as server, for_dovecot(server) as smtp:
+        user, password = server.new_user("demo")
+        _seed(server, user)
+        before = server.snapshot(user)
+        endpoint = {"host": "127.0.0.1", "security": "none", "username": user, "login_method": "plain"}
+        body = {"name": "Demo", "type": "imap", "email": f"{user}@example.com", "kind": "personal",
+                "import_since": datetime.now(timezone.utc).date().isoformat(), "pairing_mode": "auto",
+                "imap": {**endpoint, "port": server.port}, "smtp": {**endpoint, "port": smtp.port},
+                "password": password}
+        print("demo mail account is up (IMAP: Dovecot, SMTP: aiosmtpd, both on 127.0.0.1)", flush=True)
+        print(f"  IMAP 127.0.0.1:{server.port}  SMTP 127.0.0.1:{smtp.port}  user {user}  password {password}")
+        print("  connect it to the local stack (replace $KEY with the demo API key):")
+        print(f"    curl -s -X POST http://127.0.0.1:8000/v1/mailboxes -H \"Authorization: Bearer $KEY\" "
+              f"-H 'X-User-Id: u-demo' -H 'Content-Type: application/json' -d '{json.dumps(body)}'")
+        print("Stop with Ctrl-C; the account is then compared with its state before mailbridge saw it.", flush=True)
+        try:
+            while not stop.wait(0.5):  # a short wait keeps the main thread responsive to Ctrl-C
+                pass
+        except KeyboardInterrupt:
+            pass
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the comparison short
+        unchanged = server.snapshot(user) == before
+        print(f"server mailbox byte-for-byte and flag-for-flag unchanged: {'yes' if unchanged else 'NO'}")
+        return 0 if unchanged else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
