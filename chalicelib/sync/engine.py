@@ -21,8 +21,6 @@ beyond it the CURSOR_INVALID error propagates to `errors.handle_provider_error` 
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -68,18 +66,13 @@ class SyncResult:
 
 
 def _default_store():
-    return importlib.import_module("chalicelib.sync.store")
+    from chalicelib.sync import store  # imported on use: store → pairing → models would cycle at import
+    return store
 
 
-def _pairing_hook() -> Callable[[Any], Any] | None:
-    """`chalicelib.pairing.engine.pair_message`, when the pairing package provides it."""
-    try:
-        if importlib.util.find_spec("chalicelib.pairing.engine") is None:
-            return None
-        return getattr(importlib.import_module("chalicelib.pairing.engine"), "pair_message", None)
-    except Exception:  # noqa: BLE001 - a broken pairing module must not stop mail import
-        logger.exception("pairing module failed to import")
-        return None
+def _pairing_hook() -> Callable[[Any], Any]:
+    from chalicelib.pairing.engine import pair_message
+    return pair_message
 
 
 def _chunks(items: Sequence[MessageRef], size: int) -> Iterable[Sequence[MessageRef]]:
@@ -268,7 +261,7 @@ def sync_mailbox(mailbox: Mailbox, provider: MailProvider, deadline: float, *,
     """Bring `mailbox` up to date from `provider` until done or `deadline` (a `clock()` value) passes.
 
     `store` defaults to `chalicelib.sync.store`; `lease` (from `sync.lease.acquire`) makes every state write
-    conditional on still owning the mailbox; `pair=True` uses the pairing hook when it exists.
+    conditional on still owning the mailbox; `pair=True` pairs each new message with `pairing.engine.pair_message`.
     Raises ProviderError for the caller's error handler (`errors.handle_provider_error`) and LeaseLost.
     """
     hook = _pairing_hook() if pair is True else (pair or None)

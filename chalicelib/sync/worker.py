@@ -25,6 +25,7 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.base import (ConnectionSettings, ErrorCode, MailProvider, ProviderContext, ProviderError,
                                        create_provider)
 from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets
+from chalicelib.security.ssrf import UnreachableHost, resolve_and_vet
 from chalicelib.sync import engine, errors, lease
 from chalicelib.sync.enqueue import SyncJob, enqueue_sync, parse_job
 
@@ -41,16 +42,11 @@ def _connection(settings: dict | None) -> ConnectionSettings | None:
         return None
     host, port = settings["host"], int(settings["port"])
     try:
-        from chalicelib.security.ssrf import UnreachableHost, resolve_and_vet
-    except ImportError:  # pragma: no cover - the guard ships with the service
-        address = None
-    else:
-        try:
-            address = resolve_and_vet(host, port)
-        except UnreachableHost as exc:
-            code = ErrorCode.TEMPORARY if "does not resolve" in exc.reason else ErrorCode.PERMANENT
-            logger.warning("mail server refused by the SSRF guard", extra={"reason": exc.reason})
-            raise ProviderError(code, str(exc)) from None
+        address = resolve_and_vet(host, port)
+    except UnreachableHost as exc:
+        code = ErrorCode.TEMPORARY if "does not resolve" in exc.reason else ErrorCode.PERMANENT
+        logger.warning("mail server refused by the SSRF guard", extra={"reason": exc.reason})
+        raise ProviderError(code, str(exc)) from None
     return ConnectionSettings(host=host, port=port, security=settings.get("security", "tls"),
                               username=settings.get("username") or "",
                               login_method=settings.get("login_method") or "plain", address=address)
