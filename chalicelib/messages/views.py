@@ -1,31 +1,18 @@
 """The API shapes of a stored message (DESIGN §4 example), built from the `Message` item."""
 from __future__ import annotations
 
-import functools
-import importlib
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from chalicelib.models.message import Message
+from chalicelib.pairing.links import links_for_message
 from chalicelib.security.sanitize import sanitize_html
 from chalicelib.sync import store
 
 
-@functools.lru_cache(maxsize=1)
-def _links_provider() -> Callable[[Message], Iterable[dict[str, Any]]] | None:
-    try:
-        module = importlib.import_module("chalicelib.pairing.links")
-    except ModuleNotFoundError as exc:
-        if exc.name != "chalicelib.pairing.links":     # a broken pairing package must not pass silently
-            raise
-        return None
-    return getattr(module, "links_for_message", None)
-
-
 def message_links(message: Message) -> list[dict[str, Any]]:
-    """The message's CRM links [{type, id, source, reason}]: `chalicelib.pairing.links.links_for_message`
-    (given the item, so a message with `link_count == 0` costs no read); none without the pairing package."""
-    provider = _links_provider()
-    return list(provider(message)) if provider else []
+    """The message's CRM links [{type, id, source, reason}] (given the item, so a message with
+    `link_count == 0` costs no read)."""
+    return list(links_for_message(message))
 
 
 def attachment_url(message_id: str, index: int) -> str:
