@@ -83,6 +83,10 @@ class FeatureNotInPlan(Forbidden):
     slug, title = "feature-not-in-plan", "Feature not in plan"
 
 
+class PlanLimitReached(Forbidden):
+    slug, title = "plan-limit", "Plan limit reached"
+
+
 class NotFound(ApiError):
     status, slug, title = 404, "not-found", "Not found"
 

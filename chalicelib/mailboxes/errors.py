@@ -19,6 +19,10 @@ class NotPermitted(MailboxError):
     """The caller may see the thing but not do this (→ 403)."""
 
 
+class LimitReached(MailboxError):
+    """The tenant's plan allows no more of this (→ 403 plan-limit)."""
+
+
 class Missing(MailboxError):
     """A referenced item does not exist for this tenant/caller (→ 404)."""
 

@@ -22,13 +22,13 @@ from chalicelib.ids import new_id
 from chalicelib.logs import logger
 from chalicelib.mailboxes import servers, verify
 from chalicelib.mailboxes.endpoints import complete_mailbox_endpoint
-from chalicelib.mailboxes.errors import InvalidField, Missing, NotPermitted, VerificationFailed
+from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
 from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer
 from chalicelib.models.tenant import Tenant
 from chalicelib.notify.events import emit
 from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets, encrypt_secrets
 from chalicelib.security.sanitize import sanitize_html
-from chalicelib.tenancy.plans import import_window_days
+from chalicelib.tenancy.plans import get_plan, import_window_days
 from chalicelib.timeutil import now_iso, utcnow
 
 SUPPORTED_TYPES = ("imap",)
@@ -105,11 +105,19 @@ def _request_first_sync(mailbox: Mailbox, reason: str) -> None:
         logger.exception("first sync enqueue failed", extra={"mailbox_id": mailbox.mailbox_id})
 
 
+def _check_mailbox_limit(tenant: Tenant) -> None:
+    """The plan's `max_mailboxes` (a COUNT query on the tenant's partition; no items are read)."""
+    limit = get_plan(tenant.plan).max_mailboxes
+    if Mailbox.count(tenant.tenant_id) >= limit:
+        raise LimitReached(f"The '{tenant.plan}' plan allows {limit} mailboxes; delete one or change the plan.")
+
+
 def create_mailbox(tenant: Tenant, principal: Principal, data: dict[str, Any]) -> Mailbox:
     """`data` is the validated request (CreateMailbox.model_dump()). Verifies the login, then stores."""
     if data["type"] not in SUPPORTED_TYPES:
         raise InvalidField("type", f"{data['type']} mailboxes are not supported yet; use 'imap'")
     owner = _ownership(principal, data["kind"], data.get("owner_user_id"))
+    _check_mailbox_limit(tenant)
     import_since = check_import_since(tenant, data.get("import_since"))
     preset = _preset(tenant.tenant_id, data.get("mail_server_id"))
     imap = complete_mailbox_endpoint("imap", preset.imap if preset else None, data.get("imap"),

@@ -201,6 +201,17 @@ def test_free_plan_gets_feature_not_in_plan(api, operator_key, fake):
     assert fake.contexts == []
 
 
+def test_plan_mailbox_limit_is_enforced(api, tenant, fake, monkeypatch):
+    """Guards the plan's max_mailboxes: one more than allowed is a 403 plan-limit and stores nothing."""
+    from chalicelib.tenancy import plans
+    monkeypatch.setitem(plans.PLANS, "standard", plans.Plan("standard", frozenset({plans.MAILBOX_CONNECTION}),
+                                                            import_window_days=7, max_mailboxes=2))
+    assert create(api, tenant).status == 201 and create(api, tenant).status == 201
+    refused = create(api, tenant)
+    assert refused.status == 403 and refused.json["type"].endswith("/plan-limit")
+    assert Mailbox.count(tenant["id"]) == 2
+
+
 def test_verification_failures_store_nothing(api, tenant, fake, dns):
     fake.failures["wrong"] = ProviderError(ErrorCode.AUTH_REVOKED, "LOGIN failed for alice / wrong")
     result = create(api, tenant, password="wrong")

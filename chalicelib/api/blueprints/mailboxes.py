@@ -14,7 +14,7 @@ from chalice import Blueprint
 
 from chalicelib.api import access
 from chalicelib.api.context import current_principal
-from chalicelib.api.errors import Forbidden, NotFound, ValidationFailed, field_error
+from chalicelib.api.errors import Forbidden, NotFound, PlanLimitReached, ValidationFailed, field_error
 from chalicelib.api.guards import require_feature
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
@@ -22,7 +22,7 @@ from chalicelib.api.schemas.mailboxes import (ConnectionTest, CreateMailbox, Mai
                                               MailboxOut, ShareIn, ShareList, ShareOut, UpdateMailbox,
                                               check_user_id)
 from chalicelib.mailboxes import listing, service
-from chalicelib.mailboxes.errors import InvalidField, Missing, NotPermitted, VerificationFailed
+from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
 from chalicelib.mailboxes.serialize import mailbox_out, share_out
 from chalicelib.tenancy.plans import MAILBOX_CONNECTION
 
@@ -44,6 +44,8 @@ def domain_errors() -> Iterator[None]:
                                extra={"verification": outcome.kind}) from None
     except NotPermitted as exc:
         raise Forbidden(str(exc)) from None
+    except LimitReached as exc:
+        raise PlanLimitReached(str(exc)) from None
     except Missing as exc:
         raise NotFound(str(exc)) from None
 
