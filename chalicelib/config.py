@@ -39,6 +39,7 @@ class Settings:
     ssrf_allowed_networks: tuple[str, ...] = field(default_factory=tuple)
     worker_timeout_seconds: int = 300
     refresh_interval_seconds: int = 300
+    scheduler_jitter_seconds: int = 0
 
     def table_name(self, suffix: str) -> str:
         return f"{self.table_prefix}{suffix}"
@@ -63,6 +64,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ssrf_allowed_networks=_csv(env.get("MAILBRIDGE_SSRF_ALLOWED_NETWORKS")),
         worker_timeout_seconds=int(env.get("MAILBRIDGE_WORKER_TIMEOUT_SECONDS", "300")),
         refresh_interval_seconds=int(env.get("MAILBRIDGE_REFRESH_INTERVAL_SECONDS", "300")),
+        scheduler_jitter_seconds=int(env.get("MAILBRIDGE_SCHEDULER_JITTER_SECONDS", "0") or 0),
     )
 
 

@@ -9,11 +9,11 @@ coalesces them into at most one follow-up.
 """
 from __future__ import annotations
 
-import os
 import random
 from datetime import datetime
 from typing import Iterator
 
+from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.sync.enqueue import MAX_DELAY_SECONDS, SyncJob, enqueue_many
@@ -23,7 +23,7 @@ QUERY_PAGE_SIZE = 100
 
 
 def jitter_window_seconds() -> int:
-    return max(0, min(MAX_DELAY_SECONDS, int(os.environ.get("MAILBRIDGE_SCHEDULER_JITTER_SECONDS", "0") or 0)))
+    return max(0, min(MAX_DELAY_SECONDS, get_settings().scheduler_jitter_seconds))
 
 
 def active_mailbox_keys(page_size: int = QUERY_PAGE_SIZE) -> Iterator[tuple[str, str]]:
