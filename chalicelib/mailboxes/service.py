@@ -204,6 +204,10 @@ def update_mailbox(tenant: Tenant, mailbox: Mailbox, changes: dict[str, Any]) ->
     return mailbox
 
 
+def _host_changed(stored: dict | None, new: dict) -> bool:
+    return ((stored or {}).get("host") or "").lower() != (new.get("host") or "").lower()
+
+
 def _reconnect_actions(mailbox: Mailbox, changes: dict[str, Any]) -> list:
     preset = _preset(mailbox.tenant_id, changes.get("mail_server_id"))
     email = changes.get("email") or mailbox.email
@@ -215,11 +219,14 @@ def _reconnect_actions(mailbox: Mailbox, changes: dict[str, Any]) -> list:
         secrets = stored_secrets(mailbox)
     except SecretDecryptionError:
         secrets = {}
+    if _host_changed(mailbox.imap, imap) or _host_changed(mailbox.smtp, smtp):
+        secrets = {}     # stored passwords are never sent to a server they were not given for
     for name in ("password", "smtp_password"):
         if changes.get(name):
             secrets[name] = changes[name]
     if not secrets.get("password"):
-        raise InvalidField("password", "the stored password cannot be used; send it again")
+        raise InvalidField("password", "send the password again (the stored one cannot be used, or the server "
+                                       "changed)")
     _verify_or_raise(mailbox.tenant_id, mailbox.mailbox_id, email, imap, smtp, secrets)
     actions = [Mailbox.imap.set(imap), Mailbox.smtp.set(smtp),
                Mailbox.secret_ciphertext.set(encrypt_secrets(mailbox.tenant_id, mailbox.mailbox_id, secrets))]

@@ -5,6 +5,7 @@ from typing import Any
 
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
+from chalicelib.models.paging import filtered_page
 from chalicelib.sync import store
 from chalicelib.sync.mime import AttachmentContent, attachment_content
 
@@ -12,7 +13,8 @@ from chalicelib.sync.mime import AttachmentContent, attachment_content
 def list_messages(mailbox: Mailbox, *, folder: str | None, paired: bool | None, limit: int,
                   start_key: dict[str, Any] | None) -> tuple[list[Message], dict[str, Any] | None]:
     """Newest first (`date_key` descending on `by_mailbox` / `by_mailbox_folder`), hidden ones excluded.
-    Filters run after DynamoDB's page limit, so pynamodb keeps reading pages until `limit` items match."""
+    Filters run after DynamoDB's page limit, so a page reads at most `paging.MAX_PAGES` pages and may hold
+    fewer than `limit` items while the returned key is not None."""
     condition = Message.hidden.does_not_exist() | (Message.hidden == False)  # noqa: E712 — a DynamoDB condition
     if paired is True:
         condition &= Message.link_count > 0
@@ -20,14 +22,14 @@ def list_messages(mailbox: Mailbox, *, folder: str | None, paired: bool | None, 
         condition &= Message.link_count.does_not_exist() | (Message.link_count == 0)
     if folder:
         result = Message.by_mailbox_folder.query(f"{mailbox.mailbox_id}#{folder}", scan_index_forward=False,
-                                                 filter_condition=condition, limit=limit, page_size=limit,
+                                                 filter_condition=condition, page_size=limit,
                                                  last_evaluated_key=start_key)
     else:
         result = Message.by_mailbox.query(mailbox.mailbox_id, scan_index_forward=False,
-                                          filter_condition=condition, limit=limit, page_size=limit,
+                                          filter_condition=condition, page_size=limit,
                                           last_evaluated_key=start_key)
-    items = [m for m in result if m.tenant_id == mailbox.tenant_id]
-    return items, result.last_evaluated_key
+    items, last = filtered_page(result, Message, limit)
+    return [m for m in items if m.tenant_id == mailbox.tenant_id], last
 
 
 def get_attachment(message: Message, index: int) -> AttachmentContent | None:

@@ -14,6 +14,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.models.directory import DirectoryRecord
 from chalicelib.models.message import Message
+from chalicelib.models.paging import filtered_page
 from chalicelib.models.pairing import AuditEntry, MessageLink, Signal
 from chalicelib.notify.events import emit
 from chalicelib.pairing import directory
@@ -162,6 +163,6 @@ def _undo_entry(entry: AuditEntry, actor: str, reason: str) -> AuditEntry:
 
 def list_audit(tenant_id: str, limit: int, last_key: dict | None, message_id: str | None = None):
     condition = AuditEntry.message_id == message_id if message_id else None
-    result = AuditEntry.query(tenant_id, scan_index_forward=False, limit=limit, last_evaluated_key=last_key,
+    result = AuditEntry.query(tenant_id, scan_index_forward=False, page_size=limit, last_evaluated_key=last_key,
                               filter_condition=condition)
-    return list(result), result.last_evaluated_key
+    return filtered_page(result, AuditEntry, limit)

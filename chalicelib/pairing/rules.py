@@ -3,7 +3,9 @@ lists per tenant or mailbox. Condition evaluation here is pure; actions are carr
 
 Conditions (all given ones must hold): `folder`, `direction`, `from` / `to` (addresses or domains; `to`
 covers To and Cc), `subject_contains` (case-insensitive), `subject_regex` (validated, bounded: at most
-200 characters, no backreferences or nested quantifiers, run on at most 998 characters of subject),
+200 characters, no backreferences or nested quantifiers, run on at most 998 characters of subject with a
+`REGEX_TIMEOUT_SECONDS` budget — the static check cannot catch every catastrophic pattern, e.g. `(a|a)+$`,
+`((a+))+$`, so a pattern that runs out of time counts as "no match"),
 `has_attachment`, `auto_reply` (RFC 3834 auto-reply or bulk mail).
 
 Actions: {"type": "pair", "record": {"type", "id"}}, {"type": "create_lead"}, {"type": "create_ticket"},
@@ -15,6 +17,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import regex
+
+from chalicelib.logs import logger
 from chalicelib.pairing.addresses import domain_of, normalize_address, normalize_domain
 from chalicelib.pairing.facts import MessageFacts
 
@@ -22,6 +27,7 @@ ACTION_TYPES = ("pair", "create_lead", "create_ticket", "reopen_ticket", "bind",
 CONDITION_KEYS = ("folder", "direction", "from", "to", "subject_contains", "subject_regex", "has_attachment",
                   "auto_reply")
 MAX_REGEX = 200
+REGEX_TIMEOUT_SECONDS = 0.01   # per message and rule (200 rules at most); sane patterns need microseconds
 _NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{?]")
 _BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
 
@@ -30,14 +36,15 @@ class InvalidRule(ValueError):
     """A rule that cannot be stored; the message names the field."""
 
 
-def validate_regex(pattern: str) -> re.Pattern:
+def validate_regex(pattern: str) -> regex.Pattern:
+    """The compiled pattern (`regex` module, whose `search` takes a timeout; V0 = `re` syntax)."""
     if len(pattern) > MAX_REGEX:
         raise InvalidRule(f"conditions.subject_regex: at most {MAX_REGEX} characters")
     if _BACKREFERENCE.search(pattern) or _NESTED_QUANTIFIER.search(pattern):
         raise InvalidRule("conditions.subject_regex: backreferences and nested quantifiers are not allowed")
     try:
-        return re.compile(pattern, re.IGNORECASE)
-    except re.error as exc:
+        return regex.compile(pattern, regex.IGNORECASE | regex.VERSION0)
+    except regex.error as exc:
         raise InvalidRule(f"conditions.subject_regex: {exc}") from None
 
 
@@ -99,10 +106,21 @@ def conditions_hold(conditions: dict[str, Any], facts: MessageFacts) -> bool:
         return False
     if c.get("subject_contains") and c["subject_contains"].lower() not in facts.subject.lower():
         return False
-    if c.get("subject_regex") and not validate_regex(c["subject_regex"]).search(facts.subject):
+    if c.get("subject_regex") and not subject_matches(c["subject_regex"], facts.subject):
         return False
     if "has_attachment" in c and bool(c["has_attachment"]) != facts.has_attachments:
         return False
     if "auto_reply" in c and bool(c["auto_reply"]) != facts.is_auto:
         return False
     return True
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """`pattern` found in `subject`; False when it is invalid or runs out of its time budget (logged)."""
+    try:
+        return validate_regex(pattern).search(subject, timeout=REGEX_TIMEOUT_SECONDS) is not None
+    except InvalidRule:
+        return False
+    except TimeoutError:
+        logger.warning("subject_regex ran out of time; treated as no match", extra={"pattern": pattern})
+        return False

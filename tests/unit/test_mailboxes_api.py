@@ -251,6 +251,27 @@ def test_internal_and_dead_hosts_read_exactly_the_same(api, tenant, fake, dns):
     assert len(fake.contexts) == 1  # only the public-looking (allowed) host was ever dialled
 
 
+
+def test_stored_password_is_never_sent_to_a_new_host(api, tenant, fake, dns):
+    """PATCHing only imap/smtp host made the service log in to that new host with the stored password."""
+    dns["imap.elsewhere.example"] = "127.0.0.9"
+    mailbox_id = create(api, tenant).json["id"]
+    path = f"/v1/mailboxes/{mailbox_id}"
+    dialled = len(fake.contexts)
+    for change in ({"imap": {"host": "imap.elsewhere.example"}}, {"smtp": {"host": "imap.elsewhere.example"}},
+                   {"imap": {"host": "imap.elsewhere.example"}, "smtp_password": "only-smtp"}):
+        refused = api("PATCH", path, key=tenant["key"], user="u-alice", json_body=change)
+        assert refused.status == 422 and fields(refused) == {"password"}, (change, refused)
+    assert len(fake.contexts) == dialled
+    assert Mailbox.get(tenant["id"], mailbox_id).imap["host"] == "127.0.0.1"
+    moved = api("PATCH", path, key=tenant["key"], user="u-alice",
+                json_body={"imap": {"host": "imap.elsewhere.example"}, "password": "for-the-new-host"})
+    assert moved.status == 200, moved
+    assert fake.contexts[-1].secrets == {"password": "for-the-new-host"}
+    same_host = api("PATCH", path, key=tenant["key"], user="u-alice", json_body={"imap": {"port": 1993}})
+    assert same_host.status == 200 and fake.contexts[-1].secrets == {"password": "for-the-new-host"}
+
+
 def test_cross_tenant_ids_are_404(api, tenant, other_tenant, fake):
     mailbox_id = create(api, tenant).json["id"]
     key = other_tenant["key"]

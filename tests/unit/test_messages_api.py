@@ -85,6 +85,35 @@ def test_pagination_with_signed_cursor(api, tenant, mailbox):
                key=tenant["key"]).status == 400
 
 
+
+def test_rarely_matching_filter_reads_a_bounded_number_of_pages(api, tenant, mailbox):
+    """?paired=true over a mailbox of unpaired mail read the whole partition in one request."""
+    from chalicelib.models.paging import MAX_PAGES
+    paired = save(mailbox, "0", days=MAX_PAGES + 1, subject="paired")     # just past the first request's reach
+    paired.update(actions=[Message.link_count.set(1)])
+    alone = [i for i in range(1, 2 * MAX_PAGES + 2) if i != MAX_PAGES + 1]
+    for i in alone:
+        save(mailbox, str(i), days=i, subject=f"alone {i}")
+    pages, cursor = [], ""
+    while True:
+        page = listing(api, tenant, f"?paired=true&limit=1{cursor}")
+        pages.append([m["subject"] for m in page["items"]])
+        if page["next_cursor"] is None:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+        assert len(pages) < 10
+    assert pages[0] == [] and [s for page in pages for s in page] == ["paired"]
+    assert len(pages) >= 3
+    seen, cursor = [], ""
+    while True:                          # pages that stop mid-way through a DynamoDB page resume exactly
+        page = listing(api, tenant, f"?paired=false&limit=3{cursor}")
+        seen += [m["subject"] for m in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    assert seen == [f"alone {i}" for i in reversed(alone)]
+
+
 def test_snippet_hidden_when_mailbox_does_not_show_snippets(api, tenant, mailbox):
     message = save(mailbox, "1")
     mailbox.update(actions=[type(mailbox).show_snippet.set(False)])

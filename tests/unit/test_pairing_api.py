@@ -33,6 +33,26 @@ def test_manual_pair_unpair_and_message_views(api, tenant):
                                                           ("link.created", "user:u-alice")]
 
 
+def test_reader_through_a_record_cannot_re_pair_the_message(api, tenant):
+    """A user who saw a message only via a record's readers could pair it to a "*" record, showing it to all."""
+    directory.put_record(tenant["id"], "project", "pr-1", {"name": "Secret", "readers": ["u-dave"]})
+    directory.put_record(tenant["id"], "project", "pr-all", {"name": "Public", "readers": ["*"]})
+    mailbox = make_mailbox(tenant["id"], owner="u-alice")
+    message = make_message(mailbox, sender="c@x.example")
+    links = f"/v1/messages/{message.message_id}/links"
+    paired = api("POST", links, key=tenant["key"], user="u-alice", json_body={"type": "project", "id": "pr-1"})
+    assert paired.status == 201
+    assert api("GET", f"/v1/messages/{message.message_id}", key=tenant["key"], user="u-dave").status == 200
+    attempts = [("POST", links, {"type": "project", "id": "pr-all"}), ("DELETE", f"{links}/project/pr-1", None),
+                ("POST", f"/v1/messages/{message.message_id}/create-record", {"type": "project", "readers": ["*"]})]
+    for method, path, body in attempts:
+        assert api(method, path, key=tenant["key"], user="u-dave", json_body=body).status == 403, (method, path)
+        assert api(method, path, key=tenant["key"], user="u-erin", json_body=body).status == 404, (method, path)
+    assert api("GET", f"/v1/messages/{message.message_id}", key=tenant["key"], user="u-erin").status == 404
+    assert [l["id"] for l in api("GET", f"/v1/messages/{message.message_id}", key=tenant["key"]).json["links"]] \
+        == ["pr-1"]
+
+
 def test_create_record_from_message(api, tenant):
     mailbox = make_mailbox(tenant["id"])
     message = make_message(mailbox, sender="eva@newco.example", subject="Need a quote")

@@ -160,6 +160,25 @@ def test_regex_validation_is_bounded():
             validate_regex(pattern)
 
 
+
+def test_catastrophic_regex_that_passes_validation_cannot_stall_pairing(api, tenant):
+    """A subject_regex with exponential backtracking the static check misses ((a|a)+$) hung the worker."""
+    import time
+    directory.put_record(tenant["id"], "project", "pr-1", {"name": "A"})
+    mailbox = make_mailbox(tenant["id"])
+    for pattern in (r"(a|a)+$", r"((a+))+$"):
+        add_rule(api, tenant, [{"type": "pair", "record": {"type": "project", "id": "pr-1"}}],
+                 {"subject_regex": pattern}, name=pattern)
+    message = make_message(mailbox, subject="a" * 900 + "!")
+    started = time.monotonic()
+    engine.pair_message(message)
+    assert time.monotonic() - started < 3
+    assert ("project", "pr-1") not in linked(message)
+    matching = make_message(mailbox, subject="aaaa")
+    engine.pair_message(matching)
+    assert ("project", "pr-1") in linked(matching)
+
+
 def test_created_record_undo_deletes_it(api, tenant):
     add_rule(api, tenant, [{"type": "create_lead"}])
     mailbox = make_mailbox(tenant["id"])
