@@ -19,7 +19,8 @@ from chalicelib.security import apikeys
 from chalicelib.tenancy.service import get_tenant
 from chalicelib.timeutil import isoformat, parse_iso, utcnow
 
-_USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"  # also published in the OpenAPI document
+_USER_ID_RE = re.compile(USER_ID_PATTERN)
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from chalicelib.api.auth import USER_ID_PATTERN
 from chalicelib.api.routing import OPERATIONS, Operation
 
 PROBLEM_SCHEMA = {
@@ -47,10 +48,11 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
     entry: dict[str, Any] = {"summary": op.summary, "tags": list(op.tags) or ["misc"],
                              "operationId": f"{op.method.lower()}_{re.sub(r'[^a-zA-Z0-9]+', '_', op.path).strip('_')}"}
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-              for name in re.findall(r"{([^}]+)}", op.path)]
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+              for name in re.findall(r"{([^}]+)}", op.path)]  # an empty segment is another route (or none)
     if op.auth == "tenant":
-        params.append({"name": "X-User-Id", "in": "header", "required": False, "schema": {"type": "string"},
+        params.append({"name": "X-User-Id", "in": "header", "required": False,
+                       "schema": {"type": "string", "pattern": USER_ID_PATTERN},
                        "description": "CRM user the call acts for; omitted = the tenant itself."})
     if op.query is not None:
         params.extend(_query_parameters(op.query))
@@ -67,8 +69,12 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
     codes = set(op.errors)
     if op.auth != "none":
         codes |= {401, 403}
+    if op.auth == "tenant":
+        codes.add(400)  # malformed X-User-Id
     if op.body is not None:
         codes |= {400, 413, 415, 422}
+    if op.query is not None:
+        codes |= {400, 422}  # bad pagination cursor; per-field query errors
     if "{" in op.path:
         codes.add(404)
     for code in sorted(codes):

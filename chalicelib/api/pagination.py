@@ -39,7 +39,8 @@ def decode_cursor(cursor: str | None, tenant_id: str | None, scope: str) -> dict
     if not cursor:
         return None
     body, _, signature = cursor.partition(".")
-    if not body or not signature or not hmac.compare_digest(_sign(body.encode()), signature):
+    # compare bytes: hmac.compare_digest raises TypeError on str with non-ASCII characters (client input)
+    if not body or not signature or not hmac.compare_digest(_sign(body.encode()).encode(), signature.encode()):
         raise BadRequest("Invalid pagination cursor.")
     try:
         data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))

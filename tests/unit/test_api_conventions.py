@@ -57,6 +57,22 @@ def test_openapi_documents_every_route(api):
             assert op["summary"] and op["responses"], (path, method)
 
 
+def test_openapi_documents_the_error_statuses_the_routes_return(api):
+    """Undocumented 400/404/409/422 answers (schemathesis status_code_conformance) broke generated clients."""
+    paths = api("GET", "/v1/openapi.json").json["paths"]
+    user_header = next(p for p in paths["/v1/keys"]["get"]["parameters"] if p["name"] == "X-User-Id")
+    assert user_header["schema"]["pattern"].startswith("^")
+    assert {"400", "422"} <= set(paths["/v1/keys"]["get"]["responses"])  # bad cursor / limit
+    assert "400" in paths["/v1/keys/{key_id}"]["delete"]["responses"]  # malformed X-User-Id
+    assert "404" in paths["/v1/signals"]["get"]["responses"] and "404" in paths["/v1/rules"]["post"]["responses"]
+    assert "422" in paths["/v1/directory/{record_type}/{record_id}"]["get"]["responses"]
+    mailbox_id = paths["/v1/mailboxes/{mailbox_id}"]["patch"]["parameters"][0]
+    assert mailbox_id["schema"]["minLength"] == 1  # "/v1/mailboxes/" is another route (405), not this one
+    for path in ("/v1/messages/{message_id}/links", "/v1/audit/{audit_id}/undo",
+                 "/v1/signals/{signal_id}/accept", "/v1/signals/{signal_id}/dismiss"):
+        assert "409" in paths[path]["post"]["responses"], path
+
+
 def test_openapi_is_valid_3_1(api):
     from openapi_spec_validator import validate
     validate(api("GET", "/v1/openapi.json").json)

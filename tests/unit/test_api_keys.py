@@ -104,3 +104,11 @@ def test_pagination_cursor_is_opaque_and_tenant_bound(api, tenant, other_tenant)
     assert stolen.status == 400
     tampered = page1["next_cursor"].replace(".", "x.", 1)
     assert api("GET", f"/v1/keys?cursor={tampered}", key=tenant["key"]).status == 400
+
+
+def test_non_ascii_pagination_cursor_is_400(api, tenant):
+    """A cursor with non-ASCII characters crashed the HMAC comparison (TypeError → 500); found by schemathesis."""
+    for cursor in ("%C3%A9.%C3%A9", "abc.%F0%9F%92%A5", "%C3%A9x.abc"):
+        result = api("GET", f"/v1/keys?cursor={cursor}", key=tenant["key"])
+        assert result.status == 400, result
+        assert result.json["detail"] == "Invalid pagination cursor."

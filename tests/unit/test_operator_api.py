@@ -37,6 +37,24 @@ def test_patch_unknown_tenant_is_404(api, operator_key):
     assert api("PATCH", "/v1/admin/tenants/tnt_nope", key=operator_key, json_body={"plan": "free"}).status == 404
 
 
+def test_patch_tenant_with_explicit_nulls_leaves_those_fields_unchanged(api, operator_key, tenant):
+    """`"settings": null` / `"own_domains": null` crashed the merge (AttributeError/TypeError → 500); schemathesis."""
+    before = Tenant.get(tenant["id"])
+    patched = api("PATCH", f"/v1/admin/tenants/{tenant['id']}", key=operator_key,
+                  json_body={"name": "Renamed", "settings": None, "own_domains": None, "plan": None, "status": None})
+    assert patched.status == 200, patched
+    after = Tenant.get(tenant["id"])
+    assert after.name == "Renamed"
+    assert (after.settings, after.own_domains, after.plan, after.status) == \
+        (before.settings, before.own_domains, before.plan, before.status)
+
+
+def test_non_ascii_tenant_list_cursor_is_400(api, operator_key):
+    """A non-ASCII cursor crashed the HMAC comparison in the operator listing (TypeError → 500); schemathesis."""
+    result = api("GET", "/v1/admin/tenants?cursor=%C3%9C.%26%28%C3%B3L", key=operator_key)
+    assert result.status == 400, result
+
+
 def test_operator_can_suspend_a_tenant(api, operator_key, tenant):
     api("PATCH", f"/v1/admin/tenants/{tenant['id']}", key=operator_key, json_body={"status": "suspended"})
     assert Tenant.get(tenant["id"]).status == "suspended"

@@ -43,7 +43,7 @@ def update_tenant(tenant_id: str, body: UpdateTenant):
     tenant = service.get_tenant(tenant_id)
     if tenant is None:
         raise NotFound(f"No tenant with id {tenant_id!r}.")
-    changes = body.model_dump(exclude_unset=True)
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)  # an explicit null leaves the field as is
     if "settings" in changes:
         changes["settings"] = {**(tenant.settings or {}), **body.settings.model_dump(exclude_none=True)}
     if "own_domains" in changes:

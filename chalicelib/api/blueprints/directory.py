@@ -55,13 +55,14 @@ def put_record(record_type: str, record_id: str, body: RecordIn):
 
 
 @route(bp, "/v1/directory/{record_type}/{record_id}", methods=["GET"], response=RecordOut,
-       summary="A directory record", tags=TAGS)
+       summary="A directory record", tags=TAGS, errors=(422,))  # 422: unknown record_type
 def get_record(record_type: str, record_id: str):
     return record_out(_record(record_type, record_id))
 
 
 @route(bp, "/v1/directory/{record_type}/{record_id}", methods=["DELETE"], status=204,
-       summary="Delete a directory record (its message links stay in the audit trail)", tags=TAGS)
+       summary="Delete a directory record (its message links stay in the audit trail)", tags=TAGS,
+       errors=(422,))  # 422: unknown record_type
 def delete_record(record_type: str, record_id: str):
     tenant_id = require_tenant_admin().tenant_id
     if not directory.delete_record(tenant_id, _type(record_type), record_id):

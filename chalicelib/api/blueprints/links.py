@@ -5,13 +5,14 @@ from chalice import Blueprint
 
 from chalicelib.api import access
 from chalicelib.api.context import current_principal
-from chalicelib.api.errors import Conflict, NotFound
+from chalicelib.api.errors import Conflict, Forbidden, NotFound
 from chalicelib.api.guards import require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.links import (AuditList, AuditOut, AuditQuery, CreatedRecordOut, CreateRecordIn, LinkIn,
                                           LinkOut)
 from chalicelib.api.blueprints.directory import record_out
+from chalicelib.models.message import Message
 from chalicelib.models.pairing import AuditEntry
 from chalicelib.pairing import manual
 from chalicelib.pairing.records import record_id_for
@@ -28,6 +29,20 @@ def pairing_call(fn, *args):
         raise (NotFound if exc.kind == "not_found" else Conflict)(exc.detail) from None
 
 
+def pairable_message(message_id: str) -> Message:
+    """The message, when the caller may change its pairing: the tenant, or a user with access to its mailbox.
+    A user who sees it only through a record's readers may read it but not re-pair it (a link to a record
+    read by "*" would show it to the whole tenant)."""
+    message = access.get_message(message_id)
+    principal = current_principal()
+    if principal.user_id is not None:
+        try:
+            access.get_mailbox(message.mailbox_id, "read")
+        except NotFound:
+            raise Forbidden("Pairing a message needs access to its mailbox.") from None
+    return message
+
+
 def audit_out(entry: AuditEntry) -> dict:
     return AuditOut(id=entry.audit_id, action=entry.action, actor=entry.actor, reason=entry.reason,
                     message_id=entry.message_id, entity_type=entry.entity_type, entity_id=entry.entity_id,
@@ -36,9 +51,9 @@ def audit_out(entry: AuditEntry) -> dict:
 
 
 @route(bp, "/v1/messages/{message_id}/links", methods=["POST"], body=LinkIn, response=LinkOut, status=201,
-       summary="Pair a message with a directory record by hand", tags=TAGS)
+       summary="Pair a message with a directory record by hand", tags=TAGS, errors=(409,))
 def add_link(message_id: str, body: LinkIn):
-    message = access.get_message(message_id)
+    message = pairable_message(message_id)
     link = pairing_call(manual.link_manually, message, body.type, body.id, current_principal().user_id)
     return {"type": link.entity_type, "id": link.entity_id, "source": link.source, "reason": link.reason}
 
@@ -46,7 +61,7 @@ def add_link(message_id: str, body: LinkIn):
 @route(bp, "/v1/messages/{message_id}/links/{record_type}/{entity_id}", methods=["DELETE"], status=204,
        summary="Unpair a message from a record (kept in the audit trail)", tags=TAGS)
 def delete_link(message_id: str, record_type: str, entity_id: str):
-    message = access.get_message(message_id)
+    message = pairable_message(message_id)
     pairing_call(manual.unlink, message, record_type, entity_id, current_principal().user_id)
     return None
 
@@ -55,7 +70,7 @@ def delete_link(message_id: str, record_type: str, entity_id: str):
        response=CreatedRecordOut, status=201, summary="Create a directory record from a message and pair it",
        tags=TAGS)
 def create_record(message_id: str, body: CreateRecordIn):
-    message = access.get_message(message_id)
+    message = pairable_message(message_id)
     made = manual.create_record(message, body.type, current_principal().user_id, body.name, body.readers)
     return {"record": record_out(made.record), "created": made.created,
             "link": {"type": body.type, "id": record_id_for(message, body.type), "source": "created",
@@ -73,7 +88,7 @@ def list_audit(query: AuditQuery):
 
 
 @route(bp, "/v1/audit/{audit_id}/undo", methods=["POST"], response=AuditOut,
-       summary="Undo an automatic pairing action (the undo is itself recorded)", tags=TAGS)
+       summary="Undo an automatic pairing action (the undo is itself recorded)", tags=TAGS, errors=(409,))
 def undo(audit_id: str):
     tenant_id = require_tenant_admin().tenant_id
     return audit_out(pairing_call(manual.undo, tenant_id, audit_id, None))

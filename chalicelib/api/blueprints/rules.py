@@ -37,7 +37,7 @@ def _rule(rule_id: str) -> Rule:
 
 
 @route(bp, "/v1/rules", methods=["POST"], body=CreateRule, response=RuleOut, status=201,
-       summary="Create a scanner rule", tags=TAGS)
+       summary="Create a scanner rule", tags=TAGS, errors=(404,))  # 404: mailbox_id names no visible mailbox
 def create_rule(body: CreateRule):
     tenant_id = require_tenant_admin().tenant_id
     if body.mailbox_id:

@@ -34,7 +34,8 @@ def _readable_mailboxes(tenant_id: str, mailbox_ids: set[str]) -> set[str]:
 
 
 @route(bp, "/v1/signals", methods=["GET"], query=SignalQuery, response=SignalList,
-       summary="Suggested pairings, newest first (filter by status and mailbox)", tags=TAGS)
+       summary="Suggested pairings, newest first (filter by status and mailbox)", tags=TAGS,
+       errors=(404,))  # 404: mailbox_id names no visible mailbox
 def list_signals(query: SignalQuery):
     principal = current_principal()
     tenant_id = principal.tenant_id
@@ -65,7 +66,7 @@ def _visible_signal(signal_id: str) -> Signal:
 
 
 @route(bp, "/v1/signals/{signal_id}/accept", methods=["POST"], response=SignalOut,
-       summary="Accept a suggestion: the message is paired with the record", tags=TAGS)
+       summary="Accept a suggestion: the message is paired with the record", tags=TAGS, errors=(409,))
 def accept(signal_id: str):
     signal = _visible_signal(signal_id)
     pairing_call(manual.accept_signal, signal.tenant_id, signal.signal_id, current_principal().user_id)
@@ -73,7 +74,8 @@ def accept(signal_id: str):
 
 
 @route(bp, "/v1/signals/{signal_id}/dismiss", methods=["POST"], response=SignalOut,
-       summary="Dismiss a suggestion (it is not suggested again for this message)", tags=TAGS)
+       summary="Dismiss a suggestion (it is not suggested again for this message)", tags=TAGS,
+       errors=(409,))
 def dismiss(signal_id: str):
     signal = _visible_signal(signal_id)
     pairing_call(manual.dismiss_signal, signal.tenant_id, signal.signal_id, current_principal().user_id)
