@@ -149,6 +149,9 @@ def test_detail_sanitizes_html_and_maps_inline_images(api, tenant, mailbox):
                headers={"Accept": "*/*"}).status == 404
     assert api("GET", f"/v1/messages/{message.message_id}/attachments/x", key=tenant["key"],
                headers={"Accept": "*/*"}).status == 404
+    # a 5,000-digit index once crashed int() (Python's digit limit) with a 500
+    assert api("GET", f"/v1/messages/{message.message_id}/attachments/{'9' * 5000}", key=tenant["key"],
+               headers={"Accept": "*/*"}).status == 404
 
 
 def test_attachment_filename_is_made_safe(api, tenant, mailbox):

@@ -79,9 +79,9 @@ def get_raw(message_id: str):
        tags=TAGS, errors=(400,))
 def get_attachment(message_id: str, index: str):
     message = access.get_message(message_id)
-    found = service.get_attachment(message, int(index)) if index.isdigit() else None
+    found = service.get_attachment(message, int(index)) if index.isdigit() and len(index) <= 6 else None
     if found is None:
-        raise NotFound(f"Message {message_id!r} has no attachment {index!r}.")
+        raise NotFound(f"Message {message_id!r} has no attachment {index[:20]!r}.")
     binary_types = {t.lower() for t in bp.current_app.api.binary_types}
     content_type = found.content_type if found.content_type in binary_types else "application/octet-stream"
     return Response(body=found.data, status_code=200,
