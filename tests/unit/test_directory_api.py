@@ -115,3 +115,13 @@ def test_record_messages_tab_respects_visibility(api, tenant):
     first_page, body = subjects(query="?limit=1")
     assert first_page == ["newer"] and body["next_cursor"]
     assert subjects(query=f"?limit=1&cursor={body['next_cursor']}")[0] == ["older"]
+
+
+def test_batch_with_too_many_addresses_in_total_is_refused(api, tenant):
+    """Guards against one batch call fanning out to an unbounded number of index writes."""
+    records = [{"type": "contact", "id": f"p-{i}", "emails": [f"c{i}-{j}@big.example" for j in range(100)]}
+               for i in range(101)]
+    result = api("POST", "/v1/directory/batch", key=tenant["key"], json_body={"records": records})
+    assert result.status == 422 and result.json["errors"][0]["field"] == "records"
+    assert "at most 10000" in result.json["errors"][0]["message"]
+    assert api("GET", "/v1/directory/contact/p-0", key=tenant["key"]).status == 404

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from chalicelib.api.schemas.common import Strict
 
@@ -27,9 +27,24 @@ class BatchRecord(RecordIn):
     id: str = Field(min_length=1, max_length=200)
 
 
+MAX_BATCH_MATCH_KEYS = 10_000
+
+
 class RecordBatch(Strict):
+    """Each address and domain is one index write, so a batch is also capped at `MAX_BATCH_MATCH_KEYS`
+    of them in total (one request stays a bounded amount of work)."""
     records: list[dict] = Field(min_length=1, max_length=1000,
-                                description="Up to 1,000 records; each is validated and stored on its own.")
+                                description="Up to 1,000 records (and 10,000 emails + domains in total); "
+                                            "each record is validated and stored on its own.")
+
+    @field_validator("records")
+    @classmethod
+    def _bounded(cls, records: list[dict]) -> list[dict]:
+        keys = sum(len(r[name]) for r in records if isinstance(r, dict)
+                   for name in ("emails", "domains") if isinstance(r.get(name), list))
+        if keys > MAX_BATCH_MATCH_KEYS:
+            raise ValueError(f"{keys} emails and domains in one batch; at most {MAX_BATCH_MATCH_KEYS}: split it")
+        return records
 
 
 class RecordOut(BaseModel):
