@@ -33,16 +33,6 @@ class MessagesByMailboxFolder(GlobalSecondaryIndex):
     date_key = UnicodeAttribute(range_key=True)
 
 
-class MessagesByRfcId(GlobalSecondaryIndex):
-    """Thread inheritance: `rfc_key = "<tenant_id>#<Message-ID, lowercased, without <>>"`."""
-    class Meta:
-        index_name = "by_rfc_id"
-        projection = KeysOnlyProjection()
-
-    rfc_key = UnicodeAttribute(hash_key=True)
-    date_key = UnicodeAttribute(range_key=True)
-
-
 class MessagesByProviderRef(GlobalSecondaryIndex):
     """Removal at the source: `provider_key = "<mailbox_id>#<folder>#<provider_id>"`."""
     class Meta:
@@ -66,7 +56,7 @@ class Message(Model):
     provider_key = UnicodeAttribute(null=True)
     thread_id = UnicodeAttribute(null=True)        # provider thread id when the provider has one
     rfc_message_id = UnicodeAttribute(null=True)
-    rfc_key = UnicodeAttribute(null=True)
+    rfc_key = UnicodeAttribute(null=True)        # "<tenant_id>#<Message-ID lowercased>" (thread keys: pairing)
     in_reply_to = UnicodeAttribute(null=True)
     references = ListAttribute(of=UnicodeAttribute, default=list)
     subject = UnicodeAttribute(null=True)
@@ -92,5 +82,4 @@ class Message(Model):
 
     by_mailbox = MessagesByMailbox()
     by_mailbox_folder = MessagesByMailboxFolder()
-    by_rfc_id = MessagesByRfcId()
     by_provider_ref = MessagesByProviderRef()

@@ -70,9 +70,10 @@ class UnreachableHost(Exception):
     """A host the service will not (or cannot) connect to. `str()` is always `GENERIC_MESSAGE`;
     `reason` is for logs only and must never reach an API response."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, *, temporary: bool = False):
         super().__init__(GENERIC_MESSAGE)
         self.reason = reason
+        self.temporary = temporary  # DNS did not answer: may work later (a refused address never will)
 
 
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
@@ -124,7 +125,7 @@ def resolve_and_vet(host: str, port: int, *, allowed: Sequence[IPNetwork] | None
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError, ValueError) as exc:
-        raise UnreachableHost(f"{host!r} does not resolve ({type(exc).__name__})") from None
+        raise UnreachableHost(f"{host!r} does not resolve ({type(exc).__name__})", temporary=True) from None
     addresses: list[IPAddress] = []
     for family, _type, _proto, _name, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):

@@ -44,7 +44,7 @@ def _connection(settings: dict | None) -> ConnectionSettings | None:
     try:
         address = resolve_and_vet(host, port)
     except UnreachableHost as exc:
-        code = ErrorCode.TEMPORARY if "does not resolve" in exc.reason else ErrorCode.PERMANENT
+        code = ErrorCode.TEMPORARY if exc.temporary else ErrorCode.PERMANENT
         logger.warning("mail server refused by the SSRF guard", extra={"reason": exc.reason})
         raise ProviderError(code, str(exc)) from None
     return ConnectionSettings(host=host, port=port, security=settings.get("security", "tls"),
