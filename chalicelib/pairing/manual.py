@@ -77,20 +77,30 @@ def create_record(message: Message, record_type: str, user_id: str | None, name:
     return CreatedAndLinked(created.record, created.created)
 
 
-def _message(message_id: str) -> Message:
+def _message(tenant_id: str, message_id: str) -> Message:
+    """The tenant's message (ids come from the tenant's own signals and audit entries; checked anyway)."""
     try:
-        return Message.get(message_id)
+        message = Message.get(message_id)
     except DoesNotExist:
-        raise PairingError("not_found", "The message of this signal no longer exists.") from None
+        message = None
+    if message is None or message.tenant_id != tenant_id:
+        raise PairingError("not_found", "The message of this signal no longer exists.")
+    return message
 
 
-def accept_signal(tenant_id: str, signal_id: str, user_id: str | None) -> Signal:
+def _close_signal(tenant_id: str, signal_id: str, status: str, user_id: str | None) -> Signal:
+    """Move an open signal to `status` (one conditional write: a second accept/dismiss is a conflict)."""
     signal = get_signal(tenant_id, signal_id)
     if signal is None:
         raise PairingError("not_found", f"No signal with id {signal_id!r}.")
-    if not set_signal_status(signal, "accepted", actor_of(user_id)):
+    if not set_signal_status(signal, status, actor_of(user_id)):
         raise PairingError("conflict", f"The signal is already {signal.status}.")
-    message = _message(signal.message_id)
+    return signal
+
+
+def accept_signal(tenant_id: str, signal_id: str, user_id: str | None) -> Signal:
+    signal = _close_signal(tenant_id, signal_id, "accepted", user_id)
+    message = _message(tenant_id, signal.message_id)
     link = write_link(message, LinkSpec(signal.entity_type, signal.entity_id, "signal",
                                         f"accepted suggestion: {signal.reason}", actor_of(user_id)), revive=True)
     if link is not None:
@@ -99,11 +109,7 @@ def accept_signal(tenant_id: str, signal_id: str, user_id: str | None) -> Signal
 
 
 def dismiss_signal(tenant_id: str, signal_id: str, user_id: str | None) -> Signal:
-    signal = get_signal(tenant_id, signal_id)
-    if signal is None:
-        raise PairingError("not_found", f"No signal with id {signal_id!r}.")
-    if not set_signal_status(signal, "dismissed", actor_of(user_id)):
-        raise PairingError("conflict", f"The signal is already {signal.status}.")
+    signal = _close_signal(tenant_id, signal_id, "dismissed", user_id)
     audit_entry(tenant_id, "signal.dismissed", actor_of(user_id), signal.reason, message_id=signal.message_id,
                 entity_type=signal.entity_type, entity_id=signal.entity_id, signal_id=signal_id).save()
     return signal
@@ -125,8 +131,8 @@ def undo(tenant_id: str, audit_id: str, user_id: str | None) -> AuditEntry:
     actor = actor_of(user_id)
     reason = f"undo of {entry.action} by {entry.actor}"
     if entry.action == "link.created":
-        undo_entry = remove_link(_message(entry.message_id), entry.entity_type, entry.entity_id, actor, reason,
-                                 undo_of=audit_id)
+        undo_entry = remove_link(_message(tenant_id, entry.message_id), entry.entity_type, entry.entity_id,
+                                 actor, reason, undo_of=audit_id)
         if undo_entry is None:
             raise PairingError("conflict", "The link no longer exists.")
     elif entry.action == "signal.created":
@@ -136,7 +142,7 @@ def undo(tenant_id: str, audit_id: str, user_id: str | None) -> AuditEntry:
         undo_entry = _undo_entry(entry, actor, reason)
     elif entry.action == "record.created":
         try:
-            remove_link(_message(entry.message_id), entry.entity_type, entry.entity_id, actor, reason,
+            remove_link(_message(tenant_id, entry.message_id), entry.entity_type, entry.entity_id, actor, reason,
                         undo_of=audit_id)
         except PairingError:
             pass
