@@ -89,6 +89,12 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+def undocumented_routes(routes: dict[str, dict[str, Any]]) -> set[tuple[str, str]]:
+    """(path, METHOD) pairs a Chalice app serves (`app.routes`) that no `route()` declaration documents."""
+    documented = {(op.path, op.method) for op in OPERATIONS}
+    return {(path, method) for path, methods in routes.items() for method in methods} - documented
+
+
 def build_document(server_url: str | None = None) -> dict[str, Any]:
     components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
     paths: dict[str, dict[str, Any]] = {}
