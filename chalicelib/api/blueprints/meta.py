@@ -1,7 +1,7 @@
 """Unauthenticated service routes: health, OpenAPI document, rendered docs."""
 from __future__ import annotations
 
-import json
+import html
 
 from chalice import Blueprint, Response
 
@@ -23,7 +23,6 @@ Authenticate with <code>Authorization: Bearer &lt;api key&gt;</code>; errors are
 
 
 def _render_docs(document: dict) -> str:
-    import html
     by_tag: dict[str, list[str]] = {}
     for path, methods in document["paths"].items():
         for method, op in methods.items():
@@ -49,5 +48,3 @@ def docs_page():
     page = _DOCS_PAGE % _render_docs(build_document())
     return Response(body=page, status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
 
-
-__all__ = ["bp", "json"]
