@@ -175,11 +175,12 @@ def run_through_worker(server: DovecotServer, user: str, password: str, since: d
 def pull_with_provider(server: DovecotServer, user: str, password: str, since: dt.date) -> tuple[float, int]:
     """The IMAP provider alone, paged and batched as the engine does (100 refs a page, 20 a fetch), bodies
     discarded: the part of a sync comparable with mbsync. Returns (seconds, messages fetched)."""
-    from chalicelib.providers.base import ConnectionSettings, ProviderContext
+    from chalicelib.providers.base import ConnectionSettings
+    from chalicelib.providers.imap.context import ImapContext
     from chalicelib.providers.imap.adapter import ImapProvider
     settings = ConnectionSettings(host="localhost", port=server.tls_port, security="tls", username=user,
                                   address="127.0.0.1")
-    context = ProviderContext(tenant_id="t", mailbox_id="m", email="alice@acme-crm.example", imap=settings,
+    context = ImapContext(tenant_id="t", mailbox_id="m", email="alice@acme-crm.example", imap=settings,
                               secrets={"password": password})
     started, count = time.perf_counter(), 0
     with ImapProvider(context, ssl_context=server.client_ssl_context()) as provider:

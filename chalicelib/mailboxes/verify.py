@@ -1,4 +1,5 @@
-"""Live check of a mailbox's IMAP/SMTP settings: SSRF-vet both hosts, then log in through the provider.
+"""Live check of a mailbox's connection through its provider kind (`providers.kinds`): for IMAP, SSRF-vet both
+hosts, then log in.
 
 Outcomes (one per ProviderError code family, DESIGN §2):
 - `ok`          — the server accepted the login.
@@ -15,9 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.credentials.store import Credentials
 from chalicelib.logs import logger
-from chalicelib.providers.base import ConnectionSettings, ErrorCode, ProviderContext, ProviderError, create_provider
-from chalicelib.security.ssrf import GENERIC_MESSAGE, UnreachableHost, resolve_and_vet
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.providers.base import ErrorCode, ProviderError
+from chalicelib.providers.kinds import UnreachableEndpoint, provider_for
+from chalicelib.security.ssrf import GENERIC_MESSAGE
 
 VERIFY_TIMEOUT_SECONDS = 10.0   # two servers must answer well inside API Gateway's 29 s limit
 AUTH_MESSAGE = "the server refused the login"
@@ -29,13 +33,6 @@ class Outcome:
     kind: str            # ok | auth | unreachable | permanent
     detail: str
     field: str | None = None
-
-
-def _vetted(protocol: str, endpoint: dict[str, Any]) -> ConnectionSettings:
-    address = resolve_and_vet(endpoint["host"], int(endpoint["port"]))
-    return ConnectionSettings(host=endpoint["host"], port=int(endpoint["port"]), security=endpoint["security"],
-                              username=endpoint["username"], login_method=endpoint.get("login_method") or "plain",
-                              address=address)
 
 
 def _redact(text: str, secrets: dict[str, str]) -> str:
@@ -50,40 +47,22 @@ def _protocol_of(exc: ProviderError) -> str:
 
 
 def from_provider_error(exc: ProviderError, secrets: dict[str, str]) -> Outcome:
-    protocol = _protocol_of(exc)
+    protocol = exc.protocol if isinstance(exc, UnreachableEndpoint) else _protocol_of(exc)
+    if isinstance(exc, UnreachableEndpoint) or exc.code is ErrorCode.TEMPORARY:
+        return Outcome(False, "unreachable", GENERIC_MESSAGE, f"{protocol}.host")
     if exc.code is ErrorCode.AUTH_REVOKED:
         field = "smtp_password" if protocol == "smtp" and secrets.get("smtp_password") else "password"
         return Outcome(False, "auth", f"{protocol.upper()}: {AUTH_MESSAGE}", field)
-    if exc.code is ErrorCode.TEMPORARY:
-        return Outcome(False, "unreachable", GENERIC_MESSAGE, f"{protocol}.host")
     return Outcome(False, "permanent", _redact(exc.detail, secrets)[:500], protocol)
 
 
-def check_connection(*, tenant_id: str, mailbox_id: str, email: str, imap: dict[str, Any],
-                     smtp: dict[str, Any] | None, secrets: dict[str, str]) -> Outcome:
-    """Never raises for a server-side failure; the returned Outcome says what happened."""
-    logger.append_keys(mailbox_id=mailbox_id, provider="imap")
+def check_mailbox(mailbox: Mailbox, credentials: Credentials) -> Outcome:
+    """Build the mailbox's provider through its kind entry and test it. Never raises for a server-side
+    failure; the returned Outcome says what happened. `mailbox` may be an unsaved item (creation)."""
+    logger.append_keys(mailbox_id=mailbox.mailbox_id, provider=mailbox.type)
+    secrets = credentials.secrets
     try:
-        return _check(tenant_id, mailbox_id, email, imap, smtp, secrets)
-    finally:
-        logger.remove_keys(["mailbox_id", "provider"])   # a warm Lambda must not carry them to the next call
-
-
-def _check(tenant_id: str, mailbox_id: str, email: str, imap: dict[str, Any], smtp: dict[str, Any] | None,
-           secrets: dict[str, str]) -> Outcome:
-    settings: dict[str, ConnectionSettings | None] = {"imap": None, "smtp": None}
-    for protocol, endpoint in (("imap", imap), ("smtp", smtp)):
-        if endpoint is None:
-            continue
-        try:
-            settings[protocol] = _vetted(protocol, endpoint)
-        except UnreachableHost as exc:
-            logger.info("mail host refused", extra={"protocol": protocol, "reason": exc.reason})
-            return Outcome(False, "unreachable", GENERIC_MESSAGE, f"{protocol}.host")
-    context = ProviderContext(tenant_id=tenant_id, mailbox_id=mailbox_id, email=email, imap=settings["imap"],
-                              smtp=settings["smtp"], secrets=dict(secrets), timeout=VERIFY_TIMEOUT_SECONDS)
-    try:
-        with create_provider("imap", context) as provider:
+        with provider_for(mailbox, credentials, timeout=VERIFY_TIMEOUT_SECONDS) as provider:
             provider.test_connection()
     except ProviderError as exc:
         outcome = from_provider_error(exc, secrets)
@@ -93,4 +72,13 @@ def _check(tenant_id: str, mailbox_id: str, email: str, imap: dict[str, Any], sm
     except Exception as exc:  # noqa: BLE001 - a provider bug must not leak internals; logged for operators
         logger.exception("mailbox verification crashed", extra={"error": type(exc).__name__})
         return Outcome(False, "unreachable", GENERIC_MESSAGE, "imap.host")
+    finally:
+        logger.remove_keys(["mailbox_id", "provider"])   # a warm Lambda must not carry them to the next call
     return Outcome(True, "ok", "Logged in successfully.")
+
+
+def check_connection(*, tenant_id: str, mailbox_id: str, email: str, imap: dict[str, Any],
+                     smtp: dict[str, Any] | None, secrets: dict[str, str]) -> Outcome:
+    """An IMAP/SMTP login check for settings not stored yet (creation, reconnection)."""
+    draft = Mailbox(tenant_id, mailbox_id, type="imap", email=email, imap=imap, smtp=smtp)
+    return check_mailbox(draft, Credentials(dict(secrets), 0))

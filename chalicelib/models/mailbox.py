@@ -68,6 +68,8 @@ class Mailbox(Model):
     imap = JSONAttribute(null=True)                # {host, port, security, username, login_method}
     smtp = JSONAttribute(null=True)
     secret_ciphertext = UnicodeAttribute(null=True)  # KMS envelope of {"password": ...} / token cache
+    secret_version = NumberAttribute(null=True)    # bumped on every credential write (credentials/store.py)
+    cursor_epoch = NumberAttribute(null=True)      # bumped when the account/server changes: cursors start afresh
     status = UnicodeAttribute(default="pending_auth")  # pending_auth|active|auth_error|needs_admin_consent|disabled
     status_reason = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
@@ -78,14 +80,18 @@ class Mailbox(Model):
     lease_owner = UnicodeAttribute(null=True)
     lease_expires_at = NumberAttribute(null=True)  # epoch seconds
     sync_requested = BooleanAttribute(default=False)  # a push/refresh arrived during a sync: one follow-up
+    sync_queued_at = NumberAttribute(null=True)    # a job is queued (push coalescing); cleared by the lease
+    not_before = NumberAttribute(null=True)        # throttled: no sync before this epoch second
     last_refresh_at = NumberAttribute(null=True)   # epoch seconds of the last manual refresh
     last_sync_started_at = UnicodeAttribute(null=True)
     last_success_at = UnicodeAttribute(null=True)
     last_error = JSONAttribute(null=True)          # {code, detail, at}
     counts = JSONAttribute(default=dict)           # {imported, skipped, removed}
-    cursors = JSONAttribute(default=dict)          # {folder: {"cursor": str, "updated_at": iso}}
+    cursors = JSONAttribute(null=True)             # legacy (before sync_cursors); migrated on the next sync
     resync_count = NumberAttribute(default=0)
     push_expires_at = UnicodeAttribute(null=True)
+    push_state = JSONAttribute(null=True)          # PushState.resource + expires_at (no secrets)
+    push_error = JSONAttribute(null=True)          # {code, detail, at} of the last failed watch/subscription
 
     by_status = MailboxesByStatus()
     by_owner = MailboxesByOwner()

@@ -1,12 +1,19 @@
-"""The one provider interface every mail backend implements (IMAP now; Gmail and Graph later).
+"""The one provider interface every mail backend implements (IMAP, Gmail, Microsoft Graph).
 
 Shapes (frozen dataclasses) are the same for every provider, and a provider raises only `ProviderError` with
-one of the few `ErrorCode`s — nothing outside `providers/` sees HTTP or IMAP exceptions (DESIGN §2).
+one of the few `ErrorCode`s — nothing outside `providers/` sees HTTP or IMAP exceptions; each provider's
+`errors.py` is the one place its failures are translated (twenty `parse-gmail-message-list-fetch-error.util.ts`).
 
 Cursor invariant (closeio ImapFolderInfo, twenty messaging-cursor.service): a cursor returned in
-`ChangeSet.next_cursor` may be persisted only after every ref in `ChangeSet.new` has been stored; persisted
-cursors only move forward. `changes()` returns bounded pages: when `has_more` is true the caller stores the
-page, saves the cursor and asks again with it.
+`ChangeSet.next_cursor` may be persisted only after every ref in `ChangeSet.new` (and every unknown ref in
+`ChangeSet.changed`) has been stored; persisted cursors only move forward. `changes()` returns bounded pages:
+when `has_more` is true the caller stores the page, saves the cursor and asks again with it.
+
+Error scope: NOT_FOUND means one folder or one message vanished. A mailbox-wide "not found" (a Microsoft
+mailbox that is inactive or unlicensed, a deleted Google account) is not a vanished folder: providers raise
+PERMANENT (or AUTH_REVOKED) for it so the mailbox shows an error instead of silently skipping folders.
+THROTTLED is a provider rate limit (Gmail 429 / 403 `rateLimitExceeded`, Graph 429/503 with Retry-After): the
+engine re-queues the job after `retry_after` without counting it as a failed delivery.
 """
 from __future__ import annotations
 
@@ -14,15 +21,16 @@ import abc
 import enum
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 
 class ErrorCode(str, enum.Enum):
     TEMPORARY = "temporary"              # retry with backoff (honour retry_after)
+    THROTTLED = "throttled"              # provider rate limit: re-queue after retry_after, never dead-letter
     AUTH_REVOKED = "auth_revoked"        # credentials refused/revoked → mailbox auth_error
     NEEDS_ADMIN_CONSENT = "needs_admin_consent"  # Microsoft tenant admin must consent
     CURSOR_INVALID = "cursor_invalid"    # UIDVALIDITY changed / stale historyId / delta 410 → bounded resync
-    NOT_FOUND = "not_found"              # a message or folder vanished
+    NOT_FOUND = "not_found"              # a message or folder vanished (never the whole mailbox)
     PERMANENT = "permanent"              # misconfiguration or refusal that retrying will not fix
 
 
@@ -46,6 +54,13 @@ class MessageRef:
 
 @dataclass(frozen=True)
 class ChangeSet:
+    """One page of remote changes in one folder.
+
+    - `new`: refs the provider knows are new since the cursor; the engine fetches and stores them.
+    - `changed`: refs whose state changed that the store may already hold (Graph delta and Gmail label
+      changes re-list known ids). The engine looks them up and fetches only the ones it has not stored.
+    - `removed`: provider ids gone from the folder (→ `removed_at_source`; nothing is deleted).
+    """
     folder: str
     new: tuple[MessageRef, ...]
     removed: tuple[str, ...]
@@ -59,14 +74,31 @@ class ChangeSet:
 
 @dataclass(frozen=True)
 class FetchedMessage:
+    """One fetched ref: `raw` bytes; or raw=None with `skipped_reason` (over the size limit); or
+    `vanished=True` when the provider answered "not found" for this one item (a batch API's per-part 404)."""
     ref: MessageRef
     raw: bytes | None
     skipped_reason: str | None = None
+    vanished: bool = False
+
+
+@dataclass(frozen=True)
+class ThreadHint:
+    """What a reply or forward needs from its original: RFC 5322 §3.6.4 `In-Reply-To`/`References` (already in
+    the raw MIME the caller built) and the provider's own ids (Gmail `threadId` for `messages.send`; Graph's
+    message id for `/messages/{id}/reply`)."""
+    mode: str = "new"                         # new | reply | reply_all | forward
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    provider_thread_id: str | None = None
+    provider_message_id: str | None = None
 
 
 @dataclass(frozen=True)
 class SendResult:
-    provider_message_id: str
+    """`provider_message_id` is None when the provider does not say (Graph `sendMail` answers 202 with no
+    body); the sent copy is then found by its Message-ID on the next sync."""
+    provider_message_id: str | None
     thread_id: str | None = None
 
 
@@ -82,17 +114,40 @@ class ConnectionSettings:
     address: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProviderContext:
-    """Everything a provider needs: the mailbox's settings, its decrypted secrets, and injectables."""
+    """What every provider gets: whose mailbox it is, and injectables. Kinds extend it with their own
+    settings (`ImapContext`: vetted addresses and passwords; `OAuthContext`: a token source)."""
     tenant_id: str
     mailbox_id: str
     email: str
-    imap: ConnectionSettings | None = None
-    smtp: ConnectionSettings | None = None
-    secrets: dict[str, str] = field(default_factory=dict, repr=False)
     sleep: Callable[[float], None] | None = None
     timeout: float = 30.0
+
+
+class AccessTokens(Protocol):
+    """A token source as providers see it (`credentials.tokens.TokenSource`)."""
+
+    def access_token(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class OAuthContext(ProviderContext):
+    """OAuth kinds (Gmail, Graph): a token source instead of passwords, and the kind's settings (endpoints,
+    push configuration) — never a secret in `settings`."""
+    tokens: AccessTokens | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PushState:
+    """A provider push registration (Gmail `users.watch`, Graph subscriptions): when it lapses and the
+    provider's ids for it. `secrets` (a Graph `clientState`) are stored encrypted, never in `resource`."""
+    expires_at: str                      # ISO 8601 UTC
+    resource: dict
+    secrets: dict | None = None
 
 
 class MailProvider(abc.ABC):
@@ -104,19 +159,21 @@ class MailProvider(abc.ABC):
 
     @abc.abstractmethod
     def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
-        """New/removed refs after `cursor` (None = initial import of mail received on/after `since`)."""
+        """New/changed/removed refs after `cursor` (None = initial import of mail received on/after `since`)."""
 
     @abc.abstractmethod
     def fetch(self, refs: Sequence[MessageRef], *, max_bytes: int) -> Iterator[FetchedMessage]:
         """Raw RFC 5322 bytes of each ref, never changing server state (IMAP: BODY.PEEK[]). A message over
-        `max_bytes` is yielded with raw=None and a skipped_reason."""
+        `max_bytes` is yielded with raw=None and a skipped_reason; one that vanished with vanished=True. Raising
+        NOT_FOUND for a batch makes the engine retry its refs one by one."""
 
     @abc.abstractmethod
     def test_connection(self) -> None:
-        """Log in and select the inbox; raise ProviderError on failure."""
+        """Log in and look at the inbox; raise ProviderError on failure."""
 
     @abc.abstractmethod
-    def send(self, raw: bytes, *, sender: str, recipients: Sequence[str]) -> SendResult:
+    def send(self, raw: bytes, *, sender: str, recipients: Sequence[str],
+             thread: ThreadHint | None = None) -> SendResult:
         """Submit a message through the mailbox's own provider."""
 
     def close(self) -> None:
@@ -129,18 +186,18 @@ class MailProvider(abc.ABC):
         self.close()
 
 
-_REGISTRY: dict[str, Callable[[ProviderContext], MailProvider]] = {}
+class PushSubscriber(abc.ABC):
+    """Push lifecycle, implemented by OAuth kinds (Gmail watch, Graph subscriptions) and driven by the
+    renewer; IMAP does not implement it. Each call raises ProviderError like the rest of the interface."""
 
+    @abc.abstractmethod
+    def start_push(self) -> PushState:
+        """Register for notifications (Gmail `users.watch`; Graph `POST /subscriptions` per folder)."""
 
-def register(kind: str, factory: Callable[[ProviderContext], MailProvider]) -> None:
-    _REGISTRY[kind] = factory
+    @abc.abstractmethod
+    def renew_push(self, state: PushState) -> PushState:
+        """Extend the registration before `state.expires_at` (Gmail: watch again; Graph: PATCH expiry)."""
 
-
-def create_provider(kind: str, context: ProviderContext) -> MailProvider:
-    """Explicit registry: provider kind → adapter. An unknown kind raises (no silent default)."""
-    from chalicelib.providers import registry  # noqa: F401  (registers the built-in providers)
-    try:
-        factory = _REGISTRY[kind]
-    except KeyError:
-        raise ValueError(f"unknown mail provider kind {kind!r}") from None
-    return factory(context)
+    @abc.abstractmethod
+    def stop_push(self, state: PushState) -> None:
+        """Remove the registration (Gmail `users.stop`; Graph `DELETE /subscriptions/{id}`)."""

@@ -22,10 +22,9 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.providers.base import (ConnectionSettings, ErrorCode, MailProvider, ProviderContext, ProviderError,
-                                       create_provider)
-from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets
-from chalicelib.security.ssrf import UnreachableHost, resolve_and_vet
+from chalicelib.credentials.store import CredentialStore, CredentialsUnreadable
+from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError
+from chalicelib.providers.kinds import provider_for
 from chalicelib.sync import engine, errors, lease
 from chalicelib.sync.enqueue import SyncJob, enqueue_sync, parse_job
 
@@ -37,35 +36,13 @@ def safety_margin(remaining_seconds: float) -> float:
     return max(10.0, min(60.0, remaining_seconds * 0.2))
 
 
-def _connection(settings: dict | None) -> ConnectionSettings | None:
-    if not settings:
-        return None
-    host, port = settings["host"], int(settings["port"])
-    try:
-        address = resolve_and_vet(host, port)
-    except UnreachableHost as exc:
-        code = ErrorCode.TEMPORARY if exc.temporary else ErrorCode.PERMANENT
-        logger.warning("mail server refused by the SSRF guard", extra={"reason": exc.reason})
-        raise ProviderError(code, str(exc)) from None
-    return ConnectionSettings(host=host, port=port, security=settings.get("security", "tls"),
-                              username=settings.get("username") or "",
-                              login_method=settings.get("login_method") or "plain", address=address)
-
-
 def build_provider(mailbox: Mailbox) -> MailProvider:
-    """The mailbox's provider with decrypted secrets and SSRF-vetted addresses; raises ProviderError."""
+    """The mailbox's provider, built by its kind entry (`providers.kinds`); raises ProviderError."""
     try:
-        secrets = decrypt_secrets(mailbox.tenant_id, mailbox.mailbox_id, mailbox.secret_ciphertext)
-    except SecretDecryptionError:
+        credentials = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).decode(mailbox)
+    except CredentialsUnreadable:
         raise ProviderError(ErrorCode.PERMANENT, "stored credentials cannot be decrypted; save them again") from None
-    imap = _connection(mailbox.imap) if mailbox.type == "imap" else None
-    smtp = _connection(mailbox.smtp) if mailbox.type == "imap" and mailbox.smtp else None
-    context = ProviderContext(tenant_id=mailbox.tenant_id, mailbox_id=mailbox.mailbox_id, email=mailbox.email,
-                              imap=imap, smtp=smtp, secrets=secrets)
-    try:
-        return create_provider(mailbox.type, context)
-    except ValueError as exc:
-        raise ProviderError(ErrorCode.PERMANENT, str(exc)) from None
+    return provider_for(mailbox, credentials)
 
 
 def _remaining_seconds(context: Any) -> float:

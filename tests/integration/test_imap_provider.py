@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from chalicelib.providers.base import ConnectionSettings, ErrorCode, ProviderContext, ProviderError
+from chalicelib.providers.base import ConnectionSettings, ErrorCode, ProviderError
+from chalicelib.providers.imap.context import ImapContext
 from chalicelib.providers.imap.adapter import ImapProvider
 from devservers.smtp import SmtpServer
 from tests.dovecot import free_port
@@ -21,7 +22,7 @@ RECENT = dt.datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 def provider_for(dovecot, user, password=None, *, security="none", host="127.0.0.1", port=None, **kw):
     settings = ConnectionSettings(host=host, port=port or dovecot.port, security=security, username=user,
                                   address="127.0.0.1")
-    context = ProviderContext(tenant_id="t1", mailbox_id="m1", email=f"{user}@example.com", imap=settings,
+    context = ImapContext(tenant_id="t1", mailbox_id="m1", email=f"{user}@example.com", imap=settings,
                               secrets={"password": password or dovecot.passwords[user]}, timeout=5, **kw)
     return ImapProvider(context, ssl_context=dovecot.client_ssl_context())
 
@@ -221,7 +222,7 @@ def test_silent_server_times_out_as_temporary(dovecot):
         listener.listen(1)
         settings = ConnectionSettings(host="127.0.0.1", port=listener.getsockname()[1], security="none",
                                       username=user)
-        context = ProviderContext(tenant_id="t", mailbox_id="m", email="a@example.com", imap=settings,
+        context = ImapContext(tenant_id="t", mailbox_id="m", email="a@example.com", imap=settings,
                                   secrets={"password": "x"}, timeout=0.5)
         with pytest.raises(ProviderError) as caught:
             ImapProvider(context).test_connection()
@@ -241,7 +242,7 @@ def test_tls_with_an_untrusted_certificate_is_permanent(dovecot):
     user, _ = dovecot.new_user()
     settings = ConnectionSettings(host="localhost", port=dovecot.tls_port, security="tls", username=user,
                                   address="127.0.0.1")
-    context = ProviderContext(tenant_id="t", mailbox_id="m", email="a@example.com", imap=settings,
+    context = ImapContext(tenant_id="t", mailbox_id="m", email="a@example.com", imap=settings,
                               secrets={"password": dovecot.passwords[user]}, timeout=5)
     with pytest.raises(ProviderError) as caught:
         ImapProvider(context).test_connection()  # system trust store: the test CA is unknown
@@ -278,7 +279,7 @@ def _smtp_provider(dovecot, user, port, *, password="smtp-pass", security="none"
     imap = ConnectionSettings(host="127.0.0.1", port=dovecot.port, security="none", username=user)
     smtp = ConnectionSettings(host="localhost", port=port, security=security, username="smtp-user",
                               address="127.0.0.1")
-    context = ProviderContext(tenant_id="t", mailbox_id="m", email="alice@example.com", imap=imap, smtp=smtp,
+    context = ImapContext(tenant_id="t", mailbox_id="m", email="alice@example.com", imap=imap, smtp=smtp,
                               secrets={"password": dovecot.passwords[user], "smtp_password": password}, timeout=5)
     return ImapProvider(context, ssl_context=dovecot.client_ssl_context())
 

@@ -98,9 +98,10 @@ def test_corrupt_cursors_are_rejected(text):
 
 
 def test_corrupt_cursor_makes_changes_raise_cursor_invalid(monkeypatch):
-    from chalicelib.providers.base import ConnectionSettings, ProviderContext
+    from chalicelib.providers.base import ConnectionSettings
+    from chalicelib.providers.imap.context import ImapContext
     from chalicelib.providers.imap.adapter import ImapProvider
-    context = ProviderContext(tenant_id="t", mailbox_id="m", email="a@example.com",
+    context = ImapContext(tenant_id="t", mailbox_id="m", email="a@example.com",
                               imap=ConnectionSettings(host="h", port=1, security="none", username="u"))
     provider = ImapProvider(context)
     monkeypatch.setattr(provider.client, "connect", lambda: provider.client)

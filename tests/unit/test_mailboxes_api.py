@@ -2,6 +2,7 @@
 passwords never leaving KMS envelopes (responses, stored items)."""
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import socket
@@ -12,7 +13,7 @@ import pytest
 
 from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.notify.events import list_events
-from chalicelib.providers import base
+from chalicelib.providers import base, kinds
 from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError
 from chalicelib.security import ssrf
 from chalicelib.security.crypto import decrypt_secrets
@@ -45,7 +46,7 @@ class FakeImap(MailProvider):
     def fetch(self, refs, *, max_bytes):
         raise NotImplementedError
 
-    def send(self, raw, *, sender, recipients):
+    def send(self, raw, *, sender, recipients, thread=None):
         raise NotImplementedError
 
 
@@ -57,9 +58,10 @@ class FakeController:
 
 @pytest.fixture
 def fake(monkeypatch):
-    import chalicelib.providers.registry  # noqa: F401  (registers the real adapter first; we override it)
     controller = FakeController()
-    monkeypatch.setitem(base._REGISTRY, "imap", lambda context: FakeImap(context, controller))
+    real = kinds.get_kind("imap")
+    monkeypatch.setitem(kinds._KINDS, "imap", dataclasses.replace(
+        real, factory=lambda context: FakeImap(context, controller)))
     return controller
 
 

@@ -1,1 +1,1 @@
-"""Gmail API provider (planned: the Gmail issue). Not registered in providers/registry.py yet."""
+"""Gmail API provider (planned: the Gmail issue). Registers its kind in providers/kinds.py when it lands."""

@@ -1,1 +1,1 @@
-"""Microsoft Graph provider (planned: the Microsoft 365 issue). Not registered in providers/registry.py yet."""
+"""Microsoft Graph provider (planned: the Microsoft 365 issue). Registers its kind in providers/kinds.py when it lands."""

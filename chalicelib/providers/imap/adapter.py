@@ -25,9 +25,10 @@ from typing import Iterator, Sequence
 
 from chalicelib.logs import logger
 from chalicelib.providers.base import (ChangeSet, ErrorCode, FetchedMessage, MailProvider, MessageRef,
-                                       ProviderContext, ProviderError, SendResult)
+                                       ProviderError, SendResult, ThreadHint)
 from chalicelib.providers.imap import cursor as cursors
 from chalicelib.providers.imap.client import ImapClient, default_ssl_context
+from chalicelib.providers.imap.context import ImapContext
 from chalicelib.providers.imap.cursor import FolderCursor
 from chalicelib.providers.imap.folders import LOGICAL_FOLDERS, find_sent
 from chalicelib.providers.imap.smtp import SmtpSession
@@ -39,7 +40,7 @@ FETCH_BATCH_BYTES = 16 * 1024 * 1024  # body bytes per UID FETCH (bounded memory
 class ImapProvider(MailProvider):
     kind = "imap"
 
-    def __init__(self, context: ProviderContext, *, ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, context: ImapContext, *, ssl_context: ssl.SSLContext | None = None):
         if context.imap is None:
             raise ProviderError(ErrorCode.PERMANENT, "mailbox has no IMAP settings")
         self.context = context
@@ -84,7 +85,9 @@ class ImapProvider(MailProvider):
         if self.context.smtp is not None:
             self._smtp().check_login()
 
-    def send(self, raw: bytes, *, sender: str, recipients: Sequence[str]) -> SendResult:
+    def send(self, raw: bytes, *, sender: str, recipients: Sequence[str],
+             thread: ThreadHint | None = None) -> SendResult:
+        """SMTP submission; threading lives in the raw MIME's In-Reply-To/References (RFC 5322 §3.6.4)."""
         if self.context.smtp is None:
             raise ProviderError(ErrorCode.PERMANENT, "mailbox has no SMTP settings")
         message_id = self._smtp().send(raw, sender=sender, recipients=recipients)

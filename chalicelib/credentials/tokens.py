@@ -1,0 +1,135 @@
+"""OAuth access tokens for providers, refreshed beside the engine, not in it (closeio `TokenManager`).
+
+A `TokenSource` hands a provider a valid access token: cached until `skew` seconds before it expires, then
+refreshed. When a refresh changes the stored credentials (Google may return a new refresh token; Microsoft
+rotates refresh tokens and MSAL's serialized cache changes with every refresh) the new credentials are written
+back through the `CredentialStore` with a conditional update on the version read. On a conflict another process
+refreshed first: its credentials are reloaded and used.
+
+Errors: the refresh raises `ProviderError`; the translation from the token endpoint's answer (RFC 6749 §5.2
+error codes, HTTP status) is the provider's own (`translate` is given by the provider's `errors.py`, see
+`providers/oauth_errors.py` for the shared RFC 6749 table).
+"""
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import requests
+
+from chalicelib.credentials.store import CredentialConflict, Credentials, CredentialStore
+from chalicelib.logs import logger
+from chalicelib.providers.base import ErrorCode, ProviderError
+
+DEFAULT_SKEW_SECONDS = 120
+TOKEN_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_at: float          # epoch seconds
+
+    def __repr__(self) -> str:  # never print the token
+        return f"AccessToken(expires_at={self.expires_at})"
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """The outcome of one refresh: the token, and the credentials to write back (None = unchanged)."""
+    token: AccessToken
+    secrets: dict[str, str] | None = None
+
+
+class TokenSource(abc.ABC):
+    """A valid access token for one mailbox; thread-safe (one refresh at a time)."""
+
+    def __init__(self, store: CredentialStore, *, credentials: Credentials | None = None,
+                 clock: Callable[[], float] = time.time, skew: float = DEFAULT_SKEW_SECONDS):
+        self.store, self.clock, self.skew = store, clock, skew
+        self._credentials = credentials
+        self._token: AccessToken | None = None
+        self._lock = threading.Lock()
+        self.refreshes = 0
+
+    @property
+    def credentials(self) -> Credentials:
+        if self._credentials is None:
+            self._credentials = self.store.load()
+        return self._credentials
+
+    def access_token(self) -> str:
+        with self._lock:
+            if self._token is None or self._token.expires_at - self.skew <= self.clock():
+                self._token = self._refresh_and_save()
+            return self._token.token
+
+    def invalidate(self) -> None:
+        """Forget the cached token (the provider answered 401 with it): the next call refreshes."""
+        with self._lock:
+            self._token = None
+
+    def _refresh_and_save(self) -> AccessToken:
+        for attempt in range(2):
+            credentials = self.credentials
+            refreshed = self.refresh(credentials)
+            self.refreshes += 1
+            if refreshed.secrets is None or refreshed.secrets == credentials.secrets:
+                return refreshed.token
+            try:
+                self._credentials = self.store.save(refreshed.secrets, credentials.version)
+                return refreshed.token
+            except CredentialConflict:
+                logger.info("credentials changed meanwhile; reloading", extra={"attempt": attempt})
+                self._credentials = self.store.load()
+        return refreshed.token
+
+    @abc.abstractmethod
+    def refresh(self, credentials: Credentials) -> Refreshed:
+        """Obtain a new access token from `credentials`; raise ProviderError (translated) on failure."""
+
+
+Translate = Callable[[int | None, dict[str, Any], Exception | None], ProviderError]
+
+
+class RefreshTokenGrant(TokenSource):
+    """RFC 6749 §6 refresh-token grant against `token_uri` (form-encoded POST; client authentication in the
+    body, §2.3.1). A `refresh_token` in the answer replaces the stored one (rotation, §6 last paragraph)."""
+
+    def __init__(self, store: CredentialStore, *, token_uri: str, client_id: str, client_secret: str,
+                 translate: Translate, scopes: tuple[str, ...] = (), session: requests.Session | None = None,
+                 **kwargs: Any):
+        super().__init__(store, **kwargs)
+        self.token_uri, self.client_id, self.client_secret = token_uri, client_id, client_secret
+        self.translate, self.scopes = translate, scopes
+        self.session = session or requests.Session()
+
+    def refresh(self, credentials: Credentials) -> Refreshed:
+        refresh_token = credentials.secrets.get("refresh_token")
+        if not refresh_token:
+            raise ProviderError(ErrorCode.AUTH_REVOKED, "no refresh token stored: the user must consent again")
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": self.client_id,
+                "client_secret": self.client_secret}
+        if self.scopes:
+            form["scope"] = " ".join(self.scopes)
+        started = self.clock()
+        try:
+            response = self.session.post(self.token_uri, data=form, timeout=TOKEN_TIMEOUT_SECONDS,
+                                         headers={"Accept": "application/json"})
+        except requests.RequestException as exc:
+            raise self.translate(None, {}, exc) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+            raise self.translate(response.status_code, body if isinstance(body, dict) else {}, None)
+        token = AccessToken(str(body["access_token"]), started + float(body.get("expires_in") or 3600))
+        rotated = body.get("refresh_token")
+        secrets = None
+        if rotated and rotated != refresh_token:
+            secrets = {**credentials.secrets, "refresh_token": str(rotated)}
+        return Refreshed(token, secrets)
