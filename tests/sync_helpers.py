@@ -9,8 +9,10 @@ import boto3
 
 from chalicelib.ids import new_id
 from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.tenant import Tenant
 from chalicelib.providers.base import (ChangeSet, ErrorCode, FetchedMessage, MailProvider, MessageRef,
                                        ProviderError, SendResult)
+from chalicelib.tenancy.service import get_tenant
 from chalicelib.timeutil import now_iso
 
 
@@ -116,6 +118,8 @@ class FakeProvider(MailProvider):
 def make_mailbox(tenant_id: str = "tnt_test", *, status: str = "active", mailbox_type: str = "imap",
                  import_since: str = "2026-11-20", **attrs) -> Mailbox:
     now = now_iso()
+    if get_tenant(tenant_id) is None:   # the worker syncs only mailboxes of active tenants with mail in their plan
+        Tenant(tenant_id, name="Test tenant", plan="standard", created_at=now, updated_at=now).save()
     mailbox = Mailbox(tenant_id, attrs.pop("mailbox_id", None) or new_id("mbx"), name="Sales", type=mailbox_type,
                       email="me@example.com", import_since=import_since, status=status, created_at=now,
                       updated_at=now, kind="shared", **attrs)
@@ -183,3 +187,15 @@ class FakeContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return int(self.remaining_seconds * 1000)
+
+
+def cursor_field(mailbox: Mailbox, folder: str, name: str = "cursor"):
+    """A folder's stored sync state (`sync/cursors.py`), as the engine reads it."""
+    from chalicelib.sync import cursors
+    state = cursors.load_all(mailbox).get(folder)
+    return None if state is None else getattr(state, name)
+
+
+def counts_of(mailbox: Mailbox) -> dict[str, int]:
+    return {"imported": int(mailbox.imported_count or 0), "skipped": int(mailbox.skipped_count or 0),
+            "removed": int(mailbox.removed_count or 0)}

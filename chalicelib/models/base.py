@@ -6,7 +6,10 @@ The endpoint is left to botocore, which honours `AWS_ENDPOINT_URL(_DYNAMODB)` â€
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+from pynamodb.connection import Connection
 
 from chalicelib.config import get_settings
 
@@ -17,6 +20,13 @@ def table_meta(suffix: str, **extra: Any) -> type:
     attrs = {"table_name": settings.table_name(suffix), "region": settings.region,
              "billing_mode": "PAY_PER_REQUEST", **extra}
     return type("Meta", (), attrs)
+
+
+@functools.lru_cache(maxsize=1)
+def transaction_connection() -> Connection:
+    """One PynamoDB connection for `TransactWrite`s (creating a botocore client per transaction costs more
+    than the transaction)."""
+    return Connection(region=get_settings().region)
 
 
 def all_models() -> list[type]:

@@ -86,7 +86,10 @@ class Mailbox(Model):
     last_sync_started_at = UnicodeAttribute(null=True)
     last_success_at = UnicodeAttribute(null=True)
     last_error = JSONAttribute(null=True)          # {code, detail, at}
-    counts = JSONAttribute(default=dict)           # {imported, skipped, removed}
+    counts = JSONAttribute(null=True)              # legacy {imported, skipped, removed} (before the counters)
+    imported_count = NumberAttribute(null=True)    # exact: settled once per stored message (sync/effects.py)
+    skipped_count = NumberAttribute(null=True)
+    removed_count = NumberAttribute(null=True)
     cursors = JSONAttribute(null=True)             # legacy (before sync_cursors); migrated on the next sync
     resync_count = NumberAttribute(default=0)
     push_expires_at = UnicodeAttribute(null=True)

@@ -78,6 +78,7 @@ class Message(Model):
     removed_at_source = UnicodeAttribute(null=True)  # ISO time the provider no longer had it
     hidden = BooleanAttribute(default=False)       # deleted in the CRM only
     link_count = NumberAttribute(default=0)
+    owed = ListAttribute(of=UnicodeAttribute, null=True)  # effects not yet done ("pair", "announce"): sync/effects.py
     imported_at = UnicodeAttribute()
 
     by_mailbox = MessagesByMailbox()

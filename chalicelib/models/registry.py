@@ -2,9 +2,10 @@
 from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer
 from chalicelib.models.event import Event
 from chalicelib.models.message import Message
+from chalicelib.models.sync_cursor import SyncCursor
 from chalicelib.models.tenant import ApiKey, Tenant
 from chalicelib.models.directory import DirectoryIndex, DirectoryRecord
 from chalicelib.models.pairing import AuditEntry, MessageLink, Rule, Signal
 
-MODELS: list[type] = [Tenant, ApiKey, MailServer, Mailbox, MailboxShare, Message, Event]
+MODELS: list[type] = [Tenant, ApiKey, MailServer, Mailbox, MailboxShare, SyncCursor, Message, Event]
 MODELS += [DirectoryRecord, DirectoryIndex, MessageLink, Signal, Rule, AuditEntry]

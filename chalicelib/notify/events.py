@@ -10,9 +10,11 @@ import json
 import time
 from typing import Any
 
+from pynamodb.exceptions import PutError
+
 from chalicelib import aws
 from chalicelib.config import get_settings
-from chalicelib.ids import new_id
+from chalicelib.ids import new_id, stable_id
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
 from chalicelib.timeutil import now_iso
@@ -21,10 +23,24 @@ RETENTION_SECONDS = 90 * 24 * 3600
 INTERNAL_TYPES = frozenset({"directory.changed"})
 
 
-def emit(tenant_id: str, event_type: str, payload: dict[str, Any]) -> Event:
-    event = Event(tenant_id, new_id("evt"), type=event_type, payload=payload, created_at=now_iso(),
+def stable_event_id(tenant_id: str, event_type: str, subject_id: str) -> str:
+    """The id of the one event of `event_type` about `subject_id` (a replay emits the same id)."""
+    return stable_id("evt", tenant_id, event_type, subject_id)
+
+
+def emit(tenant_id: str, event_type: str, payload: dict[str, Any], *, event_id: str | None = None) -> Event:
+    """Store the event, then enqueue its key. With `event_id` the store is conditional (put if absent), so a
+    replayed emit keeps one event; it is enqueued again (at-least-once delivery; consumers dedupe by id)."""
+    event = Event(tenant_id, event_id or new_id("evt"), type=event_type, payload=payload, created_at=now_iso(),
                   expires_at=int(time.time()) + RETENTION_SECONDS)
-    event.save()
+    if event_id is None:
+        event.save()
+    else:
+        try:
+            event.save(condition=Event.event_id.does_not_exist())
+        except PutError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
     queue_url = get_settings().events_queue_url
     if queue_url:
         try:

@@ -8,18 +8,25 @@ entries are retried a bounded number of times.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
+
+from pynamodb.exceptions import UpdateError
 
 from chalicelib import aws
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.sync import lease
 from chalicelib.timeutil import now_iso
 
 SQS_BATCH_LIMIT = 10
 BATCH_ATTEMPTS = 3
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds upper bound
+QUEUED_MARKER_SECONDS = 15 * 60  # a queued job not taken by then is presumed lost: the next request enqueues
 
 
 @dataclass(frozen=True)
@@ -124,11 +131,31 @@ def enqueue_many(jobs: Iterable[SyncJob], *, on_error: Callable[[Sequence[SyncJo
     return total
 
 
-def request_sync(tenant_id: str, mailbox_id: str, reason: str) -> str:
-    """Ask for a sync from a push or a manual refresh: while a sync holds the lease this only flags ONE
-    follow-up (coalescing, no queue message); otherwise one job is enqueued. Returns "coalesced" | "queued"."""
-    from chalicelib.sync import lease
-    if lease.flag_follow_up(tenant_id, mailbox_id):
+def request_sync(tenant_id: str, mailbox_id: str, reason: str, *, now: float | None = None) -> str:
+    """Ask for a sync from a push or a manual refresh. Returns "coalesced" | "queued".
+
+    - a sync holds the lease → flag ONE follow-up (`lease.flag_follow_up`), no queue message;
+    - else set the marker `sync_queued_at` with ONE conditional update (absent, or older than
+      `QUEUED_MARKER_SECONDS` in case its job was lost) and enqueue one job only when that write succeeded:
+      ten pushes in a second enqueue one job. The lease's acquire removes the marker.
+    """
+    now = time.time() if now is None else now
+    if lease.flag_follow_up(tenant_id, mailbox_id, now=now):
         return "coalesced"
-    enqueue_sync(tenant_id, mailbox_id, reason)
+    try:
+        Mailbox(tenant_id, mailbox_id).update(
+            actions=[Mailbox.sync_queued_at.set(now)],
+            condition=Mailbox.mailbox_id.exists() & (Mailbox.sync_queued_at.does_not_exist()
+                                                     | (Mailbox.sync_queued_at < now - QUEUED_MARKER_SECONDS)))
+    except UpdateError as exc:
+        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+            return "coalesced"
+        raise
+    try:
+        enqueue_sync(tenant_id, mailbox_id, reason)
+    except Exception:
+        with contextlib.suppress(UpdateError):   # let the next request try again instead of waiting 15 min
+            Mailbox(tenant_id, mailbox_id).update(actions=[Mailbox.sync_queued_at.remove()],
+                                                  condition=Mailbox.sync_queued_at == now)
+        raise
     return "queued"

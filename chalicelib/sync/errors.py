@@ -3,6 +3,8 @@
 | code                | mailbox state written                                   | the SQS record            |
 |---------------------|---------------------------------------------------------|---------------------------|
 | TEMPORARY           | sync_stage=retrying, last_error                         | fails → redelivered later |
+| THROTTLED           | sync_stage=throttled, not_before, last_error            | succeeds; a NEW job is    |
+|                     |                                                         | queued with DelaySeconds  |
 | AUTH_REVOKED        | status=auth_error + status_reason, event                | succeeds (no retry storm) |
 | NEEDS_ADMIN_CONSENT | status=needs_admin_consent + status_reason, event       | succeeds                  |
 | CURSOR_INVALID      | (resync budget spent, see engine) sync_stage=error      | succeeds                  |
@@ -13,10 +15,16 @@ Backoff for TEMPORARY: the provider's `retry_after` (Retry-After, RFC 9110 §10.
 exponential on the SQS ApproximateReceiveCount — 30 s, 60 s, ... capped at 15 min — applied with
 `ChangeMessageVisibility` so SQS redelivers the same message then (SQS Developer Guide, "Visibility timeout").
 After the queue's maxReceiveCount the message moves to the DLQ.
+
+THROTTLED (Gmail 429 / 403 rateLimitExceeded, Graph 429/503 + Retry-After) is not a failure: the record is
+acknowledged and a new job is sent with `DelaySeconds` = the provider's delay (capped at SQS's 900 s); the
+mailbox's `not_before` holds the full delay, and a job arriving earlier is re-queued the same way
+(`worker`), so a rate limit never counts toward `maxReceiveCount` and never dead-letters a mailbox.
 """
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 
 from pynamodb.exceptions import UpdateError
@@ -27,6 +35,7 @@ from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.notify.events import emit
 from chalicelib.providers.base import ErrorCode, ProviderError
+from chalicelib.sync.enqueue import enqueue_sync
 from chalicelib.timeutil import now_iso
 
 BACKOFF_BASE_SECONDS = 30
@@ -105,6 +114,12 @@ def handle_provider_error(mailbox: Mailbox, error: ProviderError, record: Record
     code = error.code
     entry = _last_error(code.value, error.detail)
     logger.warning("sync failed", extra={"code": code.value, "detail": error.detail[:500]})
+    if code == ErrorCode.THROTTLED:
+        delay = backoff_seconds(error, record.receive_count)
+        _write(mailbox, [Mailbox.sync_stage.set("throttled"), Mailbox.last_error.set(entry),
+                         Mailbox.not_before.set(time.time() + delay)])
+        enqueue_sync(mailbox.tenant_id, mailbox.mailbox_id, "throttled", delay_seconds=delay)
+        return
     if code == ErrorCode.TEMPORARY:
         delay = backoff_seconds(error, record.receive_count)
         _write(mailbox, [Mailbox.sync_stage.set("retrying"), Mailbox.last_error.set(entry)])

@@ -1,19 +1,20 @@
-"""At most one sync per mailbox at a time: a lease with expiry on the mailbox item (DESIGN §2).
+"""At most one sync per mailbox at a time: a lease with expiry on the mailbox item.
 
 All transitions are single conditional `UpdateItem`s on the mailbox, so two workers can never both hold it:
 
 - acquire:  lease absent or expired (and the mailbox exists and is active) → owner token + expiry,
-            `sync_stage = syncing`, `sync_requested = false` (this sync satisfies every earlier request).
+            `sync_stage = syncing`, `sync_requested = false` (this sync satisfies every earlier request), and
+            the push-coalescing marker `sync_queued_at` removed (the queued job has been taken).
 - flag:     a live lease exists → `sync_requested = true` (a push/refresh/job arriving mid-sync).
 - renew:    still the owner → push the expiry out.
-- release:  still the owner → lease removed; reports whether `sync_requested` was set, so the caller enqueues
-            exactly ONE follow-up.
+- release:  still the owner → lease removed, `sync_requested` reset and the final sync state written, in ONE
+            update that returns the item's previous values (ReturnValues=ALL_OLD): the caller enqueues exactly
+            one follow-up when `sync_requested` was true.
 
-Release timeline (why it takes two conditional writes and loses no request):
-    t0 release clears sync_requested (if set, remember follow_up=True) — lease still held
-    t1 a new request flags sync_requested=true again (lease still held, so its flag write succeeds)
-    t2 release's final write requires sync_requested=false → fails → loop to t0 (follow_up already True)
-    t3 final write succeeds; lease gone. A request after t3 finds no lease and runs a sync itself.
+Release timeline (why one write loses no request):
+    t0 a request flags sync_requested=true (lease live, so its conditional write succeeds)
+    t1 release: lease_owner == me → remove lease, sync_requested=false; ALL_OLD shows true → follow-up job
+    t2 a request after t1 finds no lease: flag fails, so it enqueues a job itself (coalesced by the marker)
 The expiry outlives the worker's Lambda timeout, so a crashed worker's lease lapses and the next job (or the
 renewer's sweep) takes over from the persisted cursors.
 """
@@ -23,7 +24,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import UpdateError
 
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
@@ -39,6 +40,10 @@ def lease_seconds() -> int:
 
 def _condition_failed(exc: UpdateError) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+class LeaseLost(Exception):
+    """Another worker owns the mailbox now (our lease expired); stop without writing more sync state."""
 
 
 @dataclass
@@ -69,7 +74,8 @@ def acquire(tenant_id: str, mailbox_id: str, *, now: float | None = None,
     try:
         item.update(actions=[Mailbox.lease_owner.set(lease.owner), Mailbox.lease_expires_at.set(lease.expires_at),
                              Mailbox.sync_stage.set("syncing"), Mailbox.last_sync_started_at.set(now_iso()),
-                             Mailbox.sync_requested.set(False)], condition=condition)
+                             Mailbox.sync_requested.set(False), Mailbox.sync_queued_at.remove()],
+                    condition=condition)
     except UpdateError as exc:
         if _condition_failed(exc):
             return None
@@ -105,33 +111,21 @@ def renew(lease: Lease, *, now: float | None = None, ttl: float | None = None) -
     return True
 
 
-def release(lease: Lease, *, max_rounds: int = 5) -> bool:
-    """Give the lease up; True when a follow-up sync was requested meanwhile (enqueue exactly one)."""
-    follow_up = False
+def release(lease: Lease, actions: list | None = None) -> bool:
+    """Give the lease up, writing `actions` (the final sync state) in the same update; True when a follow-up
+    sync was requested meanwhile (enqueue exactly one). False also when the lease was no longer ours."""
     item = lease._item()
-    for _ in range(max_rounds):
-        try:
-            item.update(actions=[Mailbox.sync_requested.set(False)],
-                        condition=(Mailbox.lease_owner == lease.owner) & (Mailbox.sync_requested == True))  # noqa: E712
-            follow_up = True
-        except UpdateError as exc:
-            if not _condition_failed(exc):
-                raise
-        try:
-            item.update(actions=[Mailbox.lease_owner.remove(), Mailbox.lease_expires_at.remove()],
-                        condition=(Mailbox.lease_owner == lease.owner)
-                        & (Mailbox.sync_requested.does_not_exist() | (Mailbox.sync_requested == False)))  # noqa: E712
-            return follow_up
-        except UpdateError as exc:
-            if not _condition_failed(exc):
-                raise
-        try:
-            current = Mailbox.get(lease.tenant_id, lease.mailbox_id, consistent_read=True)
-        except DoesNotExist:
-            return False
-        if current.lease_owner != lease.owner:
+    hash_key, range_key = item._get_hash_range_key_serialized_values()
+    try:
+        answer = Mailbox._get_connection().update_item(
+            hash_key, range_key=range_key, return_values="ALL_OLD",
+            actions=[Mailbox.lease_owner.remove(), Mailbox.lease_expires_at.remove(),
+                     Mailbox.sync_requested.set(False)] + list(actions or []),
+            condition=Mailbox.lease_owner == lease.owner)
+    except UpdateError as exc:
+        if _condition_failed(exc):
             logger.warning("lease lost before release", extra={"mailbox_id": lease.mailbox_id})
-            return follow_up
-    logger.warning("lease release kept racing with follow-up requests; leaving it to expire",
-                   extra={"mailbox_id": lease.mailbox_id})
-    return True
+            return False
+        raise
+    previous = (answer or {}).get("Attributes") or {}
+    return bool((previous.get("sync_requested") or {}).get("BOOL"))

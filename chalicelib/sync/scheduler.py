@@ -5,7 +5,8 @@ page — never a table scan. Jobs go out with `SendMessageBatch` (10 per call). 
 `MAILBRIDGE_SCHEDULER_JITTER_SECONDS` > 0 each job gets a random `DelaySeconds` inside that window (SQS caps
 it at 900 s) so thousands of mailboxes do not hit their mail servers in the same second. A failing batch is
 logged and counted; the tick carries on with the rest. Mailboxes already syncing are enqueued too — the worker
-coalesces them into at most one follow-up.
+coalesces them into at most one follow-up. Mailboxes of tenants that are suspended or whose plan lacks mailbox
+connection are left out (one tenant read per tenant per tick); they are scheduled again once it is active.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Iterator
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
+from chalicelib.tenancy.service import SyncPermission
 from chalicelib.sync.enqueue import MAX_DELAY_SECONDS, SyncJob, enqueue_many
 from chalicelib.timeutil import isoformat, utcnow
 
@@ -38,9 +40,15 @@ def run_tick(now: datetime | None = None, *, jitter_seconds: int | None = None,
     window = jitter_window_seconds() if jitter_seconds is None else jitter_seconds
     rand = rand or random.Random()
     failed_tenants: set[str] = set()
+    skipped_tenants: set[str] = set()
+
+    permitted = SyncPermission(ttl=3600.0)   # each tenant read once per tick
 
     def jobs() -> Iterator[SyncJob]:
         for tenant_id, mailbox_id in active_mailbox_keys():
+            if not permitted(tenant_id):
+                skipped_tenants.add(tenant_id)
+                continue
             yield SyncJob(tenant_id, mailbox_id, "schedule", rand.randint(0, window) if window else 0)
 
     def on_error(batch, exc) -> None:
@@ -53,6 +61,6 @@ def run_tick(now: datetime | None = None, *, jitter_seconds: int | None = None,
     for job in result.failed:
         failed_tenants.add(job.tenant_id)
     counts = {"tick": isoformat(now), "enqueued": result.sent, "failed": len(result.failed),
-              "failed_tenants": len(failed_tenants)}
+              "failed_tenants": len(failed_tenants), "skipped_tenants": len(skipped_tenants)}
     logger.info("scheduler tick", extra=counts)
     return counts

@@ -8,6 +8,7 @@ concurrent refreshes cannot both pass. A refresh while a sync runs only flags th
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +16,10 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.config import get_settings
 from chalicelib.models.mailbox import Mailbox
+from chalicelib.sync import cursors
 from chalicelib.sync.enqueue import request_sync
 from chalicelib.sync.lease import lease_is_live
-from chalicelib.timeutil import parse_iso, utcnow
+from chalicelib.timeutil import isoformat, parse_iso, utcnow
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,15 @@ def _age_seconds(iso: str | None) -> int | None:
 def sync_status(mailbox: Mailbox, *, now: float | None = None) -> dict[str, Any]:
     """What the API shows. Cursor values are provider internals (UIDVALIDITY/UID, historyId, delta links):
     only their age and whether one exists are shown."""
-    counts = mailbox.counts or {}
+    legacy = mailbox.counts or {}
+    counters = {"imported": mailbox.imported_count, "skipped": mailbox.skipped_count,
+                "removed": mailbox.removed_count}
     folders = []
-    for folder, entry in sorted((mailbox.cursors or {}).items()):
-        entry = entry or {}
-        folders.append({"folder": folder, "has_cursor": bool(entry.get("cursor")),
-                        "updated_at": entry.get("updated_at"), "age_seconds": _age_seconds(entry.get("updated_at"))})
+    for folder, state in sorted(cursors.load_all(mailbox).items()):
+        folders.append({"folder": folder, "has_cursor": bool(state.cursor), "updated_at": state.updated_at,
+                        "age_seconds": _age_seconds(state.updated_at)})
+    now = time.time() if now is None else now
+    throttled_until = mailbox.not_before if (mailbox.not_before or 0) > now else None
     return {
         "mailbox_id": mailbox.mailbox_id,
         "status": mailbox.status,
@@ -79,7 +84,10 @@ def sync_status(mailbox: Mailbox, *, now: float | None = None) -> dict[str, Any]
         "last_sync_started_at": mailbox.last_sync_started_at,
         "last_success_at": mailbox.last_success_at,
         "last_error": mailbox.last_error or None,
-        "counts": {key: int(counts.get(key, 0)) for key in ("imported", "skipped", "removed")},
+        "counts": {key: int(legacy.get(key, 0)) + int(value or 0) for key, value in counters.items()},
+        "throttled_until": isoformat(datetime.fromtimestamp(throttled_until, timezone.utc))
+        if throttled_until else None,
+        "push_error": mailbox.push_error or None,
         "cursors": folders,
         "push_expires_at": mailbox.push_expires_at,
         "lease_held": lease_is_live(mailbox, now),

@@ -18,15 +18,20 @@ import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib import aws, ids
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
+from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.providers.base import FetchedMessage
 from chalicelib.sync.mime import ParsedMessage, parse_message
+
+OWED_IMPORTED = ["pair", "announce", "count"]   # what a new message owes (sync/effects.py pays it)
+OWED_SKIPPED = ["count"]
 from chalicelib.timeutil import now_iso
 
 RAW_CONTENT_TYPE = "message/rfc822"
@@ -95,7 +100,8 @@ def _insert_or_refresh(item: Message, provider_id: str, provider_ref: str) -> Sa
     except PutError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
-    # Already stored (redelivery / retried page / resync): only the provider reference moves.
+    # Already stored (redelivery / retried page / resync): only the provider reference moves. The answer
+    # (ALL_NEW) carries what the message still owes (`owed`), so the caller completes an interrupted store.
     existing = Message(item.message_id)
     existing.update(actions=[Message.provider_id.set(provider_id), Message.provider_key.set(provider_ref),
                              Message.removed_at_source.remove()],
@@ -128,6 +134,7 @@ def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
                             ServerSideEncryption="AES256")
         item = _build_item(mailbox, fetched, message_id, parsed, raw_s3_key=key, raw_sha256=digest,
                            size=len(raw))
+    item.owed = list(OWED_SKIPPED if item.skipped_reason else OWED_IMPORTED)
     outcome = _insert_or_refresh(item, ref.provider_id, provider_key(mailbox.mailbox_id, ref.folder,
                                                                      ref.provider_id))
     if not outcome.created:
@@ -135,22 +142,38 @@ def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
     return outcome
 
 
+def stored_provider_ids(mailbox: Mailbox, folder: str, provider_ids: Iterable[str]) -> set[str]:
+    """Which of `provider_ids` the store already holds for this folder (one `by_provider_ref` query each;
+    keys-only). Used for `ChangeSet.changed` refs, which providers re-list for known messages."""
+    found = set()
+    for provider_id in provider_ids:
+        ref = provider_key(mailbox.mailbox_id, folder, provider_id)
+        if next(iter(Message.by_provider_ref.query(ref, limit=1)), None) is not None:
+            found.add(provider_id)
+    return found
+
+
 def mark_removed(mailbox: Mailbox, folder: str, provider_ids: Iterable[str]) -> int:
     """Mark messages the provider no longer has (`removed_at_source`); they stay in the CRM.
-    Returns how many were newly marked. The condition re-checks `provider_key` because the GSI is
-    eventually consistent and a resync may have moved the item to a new provider id."""
+    Returns how many were newly marked. Each mark is one transaction with the mailbox's `removed_count`, and
+    re-checks `provider_key` because the GSI is eventually consistent and a resync may have moved the item to
+    a new provider id — so a replayed removal neither marks nor counts twice."""
     removed_at = now_iso()
     count = 0
     for provider_id in provider_ids:
         ref = provider_key(mailbox.mailbox_id, folder, provider_id)
         for hit in Message.by_provider_ref.query(ref):
             try:
-                Message(hit.message_id).update(
-                    actions=[Message.removed_at_source.set(removed_at)],
-                    condition=(Message.provider_key == ref) & Message.removed_at_source.does_not_exist())
+                with TransactWrite(connection=transaction_connection()) as transaction:
+                    transaction.update(Message(hit.message_id), actions=[Message.removed_at_source.set(removed_at)],
+                                       condition=(Message.provider_key == ref)
+                                       & Message.removed_at_source.does_not_exist())
+                    transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id),
+                                       actions=[Mailbox.removed_count.add(1)],
+                                       condition=Mailbox.mailbox_id.exists())
                 count += 1
-            except UpdateError as exc:
-                if exc.cause_response_code != "ConditionalCheckFailedException":
+            except TransactWriteError as exc:
+                if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
                     raise
     return count
 

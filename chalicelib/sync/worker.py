@@ -1,9 +1,11 @@
 """The sync worker: one SQS batch of sync jobs, each record isolated (Powertools BatchProcessor).
 
-Per record: parse the job → load the mailbox (gone / not active → done, silently) → acquire the lease (held →
-flag ONE follow-up and finish) → build the provider → `engine.sync_mailbox` until done or the deadline →
-release → enqueue the continuation ("continue") or the coalesced follow-up ("follow_up"), after the release so
-the new job can take the lease. Failures go through `errors.py`; a record that must be retried raises, and
+Per record: parse the job → load the mailbox (gone / not active / tenant suspended → done, silently; throttled
+until later → re-queued with a delay) → acquire the lease (held → flag ONE follow-up and finish) → build the
+provider through its kind → `engine.sync_mailbox` until done or the deadline → release (writing the final state
+in the same update) → enqueue the continuation ("continue") or the coalesced follow-up ("follow_up"), after the
+release so the new job can take the lease — also after a failed sync, so a request that arrived meanwhile is
+never lost. Failures go through `errors.py`; a record that must be retried raises, and
 the processor reports its `messageId` in `batchItemFailures` (Lambda ReportBatchItemFailures) while the
 other records of the batch succeed.
 
@@ -25,7 +27,9 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.credentials.store import CredentialStore, CredentialsUnreadable
 from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError
 from chalicelib.providers.kinds import provider_for
-from chalicelib.sync import engine, errors, lease
+from chalicelib.sync import effects, engine, errors, lease
+from chalicelib.sync.lease import LeaseLost
+from chalicelib.tenancy.service import SyncPermission
 from chalicelib.sync.enqueue import SyncJob, enqueue_sync, parse_job
 
 ProviderFactory = Callable[[Mailbox], MailProvider]
@@ -68,11 +72,17 @@ def _acquire(job: SyncJob):
     raise errors.RetryLater("lease contention", 5)
 
 
+# Mailboxes of a suspended tenant, or of one whose plan no longer includes mail, are not synced; they resume by
+# themselves when the tenant is active again (the scheduler and the next job find them).
+tenant_may_sync = SyncPermission(ttl=60.0)
+
+
 class Worker:
     def __init__(self, context: Any, provider_factory: ProviderFactory = build_provider,
-                 clock: Callable[[], float] = time.monotonic, **engine_options: Any):
+                 clock: Callable[[], float] = time.monotonic, options: engine.SyncOptions = engine.SyncOptions(),
+                 after_store: effects.Effects | None = None):
         self.context, self.provider_factory, self.clock = context, provider_factory, clock
-        self.engine_options = engine_options
+        self.options, self.after_store = options, after_store
 
     def process(self, record) -> str:
         try:
@@ -95,6 +105,14 @@ class Worker:
         if mailbox.status != "active":
             logger.info("sync skipped: mailbox not active", extra={"status": mailbox.status})
             return "skipped"
+        if not tenant_may_sync(job.tenant_id):
+            logger.info("sync skipped: tenant suspended or without mail")
+            return "skipped"
+        wait = (mailbox.not_before or 0) - time.time()
+        if wait > 1:
+            enqueue_sync(job.tenant_id, job.mailbox_id, job.reason, delay_seconds=int(wait + 1))
+            logger.info("sync deferred: provider rate limit", extra={"seconds": int(wait)})
+            return "deferred"
         acquired = _acquire(job)
         if acquired is None:
             return "skipped"
@@ -106,33 +124,35 @@ class Worker:
         info = errors.RecordInfo(record.receipt_handle, int(record.attributes.approximate_receive_count or 1))
         remaining = _remaining_seconds(self.context)
         deadline = self.clock() + remaining - safety_margin(remaining)
-        outcome, lease_lost = "continue", False
+        outcome, final_actions = "continue", [Mailbox.sync_stage.set("queued")]
         try:
             if self.clock() < deadline:
-                outcome = self._sync(mailbox, held, deadline, info)
-            else:
-                mailbox.update(actions=[Mailbox.sync_stage.set("queued")], condition=Mailbox.lease_owner == held.owner)
-        except engine.LeaseLost:
-            lease_lost = True
+                outcome, final_actions = self._sync(mailbox, held, deadline, info)
+        except LeaseLost:
             logger.warning("lease lost mid-sync; another worker continues")
             return "lease_lost"
-        finally:
-            follow_up = False if lease_lost else lease.release(held)
+        except errors.RetryLater:
+            # The record is redelivered: that delivery is the follow-up (no extra job).
+            lease.release(held)
+            raise
+        follow_up = lease.release(held, final_actions)
         if outcome == "continue":
             enqueue_sync(job.tenant_id, job.mailbox_id, "continue")
-        elif follow_up:
+        elif follow_up and outcome != "throttled":
             enqueue_sync(job.tenant_id, job.mailbox_id, "follow_up")
         return outcome
 
-    def _sync(self, mailbox: Mailbox, held: lease.Lease, deadline: float, info: errors.RecordInfo) -> str:
+    def _sync(self, mailbox: Mailbox, held: lease.Lease, deadline: float, info: errors.RecordInfo
+              ) -> tuple[str, list]:
+        """(outcome, the final mailbox state to write with the release)."""
         try:
             with self.provider_factory(mailbox) as provider:
                 result = engine.sync_mailbox(mailbox, provider, deadline, lease=held, clock=self.clock,
-                                             **self.engine_options)
+                                             options=self.options, after_store=self.after_store)
         except ProviderError as exc:
             errors.handle_provider_error(mailbox, exc, info)
-            return "failed"
-        except (engine.LeaseLost, errors.RetryLater):
+            return ("throttled" if exc.code == ErrorCode.THROTTLED else "failed"), []
+        except (LeaseLost, errors.RetryLater):
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, then the record is redelivered
             logger.exception("sync crashed")
@@ -141,13 +161,14 @@ class Worker:
         logger.info("sync pass finished", extra={"outcome": result.outcome, "imported": result.counts.imported,
                                                   "skipped": result.counts.skipped, "removed": result.counts.removed,
                                                   "pages": result.counts.pages})
-        return result.outcome
+        return result.outcome, result.final_actions
 
 
 def handle_batch(event: dict, context: Any, *, provider_factory: ProviderFactory = build_provider,
-                 clock: Callable[[], float] = time.monotonic, **engine_options: Any) -> dict:
+                 clock: Callable[[], float] = time.monotonic, options: engine.SyncOptions = engine.SyncOptions(),
+                 after_store: effects.Effects | None = None) -> dict:
     """Lambda SQS handler body → `{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}`."""
-    worker = Worker(context, provider_factory, clock, **engine_options)
+    worker = Worker(context, provider_factory, clock, options, after_store)
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(event=event, record_handler=worker.process, processor=processor,
                                     context=context)

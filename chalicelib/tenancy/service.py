@@ -1,6 +1,7 @@
 """Tenant and API key lifecycle, shared by the operator API, the tenant API and the operator CLI."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist
@@ -8,7 +9,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.ids import new_id
 from chalicelib.models.tenant import ApiKey, Tenant
 from chalicelib.security import apikeys
-from chalicelib.tenancy.plans import get_plan
+from chalicelib.tenancy.plans import MAILBOX_CONNECTION, get_plan
 from chalicelib.timeutil import now_iso
 
 
@@ -33,6 +34,34 @@ def get_tenant(tenant_id: str) -> Tenant | None:
         return Tenant.get(tenant_id)
     except DoesNotExist:
         return None
+
+
+def may_sync(tenant: Tenant) -> bool:
+    """An active tenant whose plan includes mailbox connection; others' mailboxes are neither scheduled nor
+    synced (and resume when the tenant is active on such a plan again)."""
+    try:
+        plan = get_plan(tenant.plan)
+    except ValueError:
+        return False
+    return tenant.status == "active" and MAILBOX_CONNECTION in plan.features
+
+
+class SyncPermission:
+    """`may_sync` per tenant id, cached for `ttl` seconds (a warm worker or one scheduler tick reads each
+    tenant once)."""
+
+    def __init__(self, ttl: float = 60.0, clock=time.monotonic):
+        self.ttl, self.clock = ttl, clock
+        self._cache: dict[str, tuple[float, bool]] = {}
+
+    def __call__(self, tenant_id: str) -> bool:
+        cached = self._cache.get(tenant_id)
+        if cached is not None and cached[0] > self.clock():
+            return cached[1]
+        tenant = get_tenant(tenant_id)
+        allowed = tenant is not None and may_sync(tenant)
+        self._cache[tenant_id] = (self.clock() + self.ttl, allowed)
+        return allowed
 
 
 def list_tenants(limit: int, last_key: dict | None) -> tuple[list[Tenant], dict | None]:

@@ -12,8 +12,9 @@ import pytest
 from chalicelib.models.message import Message
 from chalicelib.security.crypto import encrypt_secrets
 from chalicelib.sync import lease, worker
+from chalicelib.sync.engine import SyncOptions
 from tests.mailfactory import make_message
-from tests.sync_helpers import FakeContext, drain, job_event, make_mailbox, reload
+from tests.sync_helpers import FakeContext, counts_of, cursor_field, drain, job_event, make_mailbox, reload
 
 UTC = dt.timezone.utc
 OLD = dt.datetime(2026, 11, 10, 9, 0, tzinfo=UTC)       # before import_since
@@ -94,7 +95,7 @@ def test_import_window_new_mail_idle_sync_and_server_untouched(aws, dovecot):
     assert dovecot.snapshot(user) == before                       # byte-for-byte, flags included
     assert all("\\Seen" not in flags for flags in dovecot.flags(user, "INBOX").values())
     fresh = reload(mailbox)
-    assert fresh.sync_stage == "idle" and fresh.counts["imported"] == 5
+    assert fresh.sync_stage == "idle" and counts_of(fresh)["imported"] == 5
 
     _, (idle,) = sync(fresh)                                      # nothing new: no fetch at all
     assert idle.fetched_refs == 0 and all(not cs.new for cs in idle.change_sets)
@@ -104,7 +105,7 @@ def test_import_window_new_mail_idle_sync_and_server_untouched(aws, dovecot):
     _, (second,) = sync(reload(mailbox))
     assert second.fetched_refs == 1
     assert subjects(mailbox) == ["flagged", "in 0", "in 1", "in 2", "newer", "out"]
-    assert reload(mailbox).counts["imported"] == 6
+    assert counts_of(reload(mailbox))["imported"] == 6
     assert dovecot.flags(user, "INBOX")[max(dovecot.uids(user, "INBOX"))] == ()
 
 
@@ -115,14 +116,14 @@ def test_uidvalidity_change_resyncs_without_duplicates(aws, dovecot):
     mailbox = imap_mailbox(dovecot, user, password)
     sync(mailbox)
     first_ids = sorted(m.message_id for m in stored(mailbox))
-    old_cursor = reload(mailbox).cursors["inbox"]["cursor"]
+    old_cursor = cursor_field(reload(mailbox), "inbox", "cursor")
     dovecot.recreate_folder(user, "INBOX")
     dovecot.append(user, "INBOX", make_message(subject="after", date=RECENT), date=RECENT)
     result, _ = sync(reload(mailbox))
     assert result == {"batchItemFailures": []}
     assert len(stored(mailbox)) == 5 and set(first_ids) < {m.message_id for m in stored(mailbox)}
     fresh = reload(mailbox)
-    assert fresh.resync_count == 1 and fresh.cursors["inbox"]["cursor"] != old_cursor
+    assert fresh.resync_count == 1 and cursor_field(fresh, "inbox", "cursor") != old_cursor
     assert fresh.sync_stage == "idle"
     # the stored items now point at the new UIDVALIDITY
     validity = dovecot.status(user, "INBOX")["UIDVALIDITY"]
@@ -147,13 +148,13 @@ def test_redelivery_and_checkpoint_lose_and_duplicate_nothing(aws, dovecot):
     # remaining 100 s → deadline t=80: the second page (t=100) is the last before the checkpoint
     event = job_event((mailbox.tenant_id, mailbox.mailbox_id))
     assert worker.handle_batch(event, FakeContext(100), provider_factory=factory, clock=lambda: clock["t"],
-                               page_size=5) == {"batchItemFailures": []}
+                               options=SyncOptions(page_size=5)) == {"batchItemFailures": []}
     assert len(stored(mailbox)) == 10
     assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
-    worker.handle_batch(event, FakeContext(), provider_factory=factory, page_size=5)   # same message redelivered
+    worker.handle_batch(event, FakeContext(), provider_factory=factory, options=SyncOptions(page_size=5))   # same message redelivered
     assert len(stored(mailbox)) == 12
-    worker.handle_batch(event, FakeContext(), provider_factory=factory, page_size=5)
-    assert len(stored(mailbox)) == 12 and reload(mailbox).counts["imported"] == 12
+    worker.handle_batch(event, FakeContext(), provider_factory=factory, options=SyncOptions(page_size=5))
+    assert len(stored(mailbox)) == 12 and counts_of(reload(mailbox))["imported"] == 12
 
 
 def test_worker_killed_between_pages_resumes_after_the_lease_expires(aws, dovecot, monkeypatch):
@@ -163,19 +164,19 @@ def test_worker_killed_between_pages_resumes_after_the_lease_expires(aws, doveco
     mailbox = imap_mailbox(dovecot, user, password)
     # A hard kill runs no cleanup: the lease is never released and simply expires.
     monkeypatch.setattr(lease, "release", lambda held, **kw: False)
-    result, _ = sync(mailbox, spy_options={"crash_on_changes_call": 2}, page_size=4)
+    result, _ = sync(mailbox, spy_options={"crash_on_changes_call": 2}, options=SyncOptions(page_size=4))
     assert len(result["batchItemFailures"]) == 1
     killed = reload(mailbox)
-    assert killed.lease_owner and killed.cursors["inbox"]["cursor"]
+    assert killed.lease_owner and cursor_field(killed, "inbox", "cursor")
     assert len(stored(mailbox)) == 4
     monkeypatch.undo()
-    assert sync(reload(mailbox), page_size=4)[0] == {"batchItemFailures": []}   # lease still live → coalesced
+    assert sync(reload(mailbox), options=SyncOptions(page_size=4))[0] == {"batchItemFailures": []}   # lease still live → coalesced
     assert len(stored(mailbox)) == 4 and reload(mailbox).sync_requested is True
     later = time.time() + lease.lease_seconds() + 1
     monkeypatch.setattr(lease, "time", SimpleNamespace(time=lambda: later))       # the dead worker's lease lapsed
-    result, (resumed,) = sync(reload(mailbox), page_size=4)
+    result, (resumed,) = sync(reload(mailbox), options=SyncOptions(page_size=4))
     assert result == {"batchItemFailures": []}
-    assert resumed.change_sets[0].previous_cursor == killed.cursors["inbox"]["cursor"]
+    assert resumed.change_sets[0].previous_cursor == cursor_field(killed, "inbox", "cursor")
     assert sorted(m.subject for m in stored(mailbox)) == [f"m{n:02d}" for n in range(11)]
     assert reload(mailbox).lease_owner is None
 

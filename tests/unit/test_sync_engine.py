@@ -11,10 +11,11 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.notify import events, notifier
 from chalicelib.providers.base import ErrorCode, ProviderError
-from chalicelib.sync import engine, errors, lease, renewer, scheduler, store, worker
+from chalicelib.sync import effects, engine, errors, lease, renewer, scheduler, store, worker
+from chalicelib.sync.engine import SyncOptions
 from chalicelib.sync.enqueue import enqueue_sync
-from tests.sync_helpers import (FakeContext, FakeProvider, drain, job_event, make_mailbox, receive_event,
-                                reload)
+from tests.sync_helpers import (FakeContext, FakeProvider, counts_of, cursor_field, drain, job_event, make_mailbox,
+                                receive_event, reload)
 
 FAR = float("inf")
 
@@ -28,6 +29,9 @@ def run_worker(event, providers: dict, context=None, **options):
                                **options)
 
 
+REAL_SAVE = store.save_fetched
+
+
 class FailingStore:
     """The real store, failing on the n-th save (a crash mid-page)."""
 
@@ -38,7 +42,7 @@ class FailingStore:
         self.calls += 1
         if self.calls == self.fail_at:
             raise RuntimeError("store crashed")
-        return store.save_fetched(mailbox, fetched)
+        return REAL_SAVE(mailbox, fetched)
 
     def mark_removed(self, mailbox, folder, ids):
         return store.mark_removed(mailbox, folder, ids)
@@ -49,13 +53,13 @@ class FailingStore:
 def test_pages_through_every_folder_and_records_state(aws):
     mailbox = make_mailbox()
     provider = FakeProvider({"inbox": 25, "sent": 4})
-    result = engine.sync_mailbox(mailbox, provider, FAR, page_size=10, fetch_batch=3, pair=False)
+    result = engine.sync_mailbox(mailbox, provider, FAR, options=SyncOptions(page_size=10, fetch_batch=3), after_store=effects.announce_only)
     assert result.outcome == "done"
     assert (result.counts.imported, result.counts.pages) == (29, 4)   # inbox 10+10+5, sent 4
     assert len(stored(mailbox)) == 29
     fresh = reload(mailbox)
-    assert fresh.cursors["inbox"]["cursor"] == "1:25" and fresh.cursors["sent"]["cursor"] == "1:4"
-    assert fresh.counts == {"imported": 29, "skipped": 0, "removed": 0}
+    assert cursor_field(fresh, "inbox", "cursor") == "1:25" and cursor_field(fresh, "sent", "cursor") == "1:4"
+    assert counts_of(fresh) == {"imported": 29, "skipped": 0, "removed": 0}
     assert fresh.sync_stage == "idle" and fresh.last_success_at
     assert len(events.list_events(mailbox.tenant_id, "message.created")) == 29
 
@@ -64,11 +68,11 @@ def test_cursor_advances_only_after_the_page_is_stored(aws):
     mailbox = make_mailbox()
     provider = FakeProvider({"inbox": 25})
     with pytest.raises(RuntimeError):
-        engine.sync_mailbox(mailbox, provider, FAR, page_size=10, store=FailingStore(fail_at=15), pair=False)
+        engine.sync_mailbox(mailbox, provider, FAR, options=SyncOptions(page_size=10), store=FailingStore(fail_at=15), after_store=effects.announce_only)
     fresh = reload(mailbox)
-    assert fresh.cursors["inbox"]["cursor"] == "1:10"          # page 2 was not fully stored → not persisted
+    assert cursor_field(fresh, "inbox", "cursor") == "1:10"          # page 2 was not fully stored → not persisted
     assert len(stored(mailbox)) == 14
-    result = engine.sync_mailbox(fresh, provider, FAR, page_size=10, pair=False)
+    result = engine.sync_mailbox(fresh, provider, FAR, options=SyncOptions(page_size=10), after_store=effects.announce_only)
     assert provider.changes_calls[-3][1] == "1:10"              # resumed from the persisted cursor
     assert len(stored(mailbox)) == 25                           # nothing lost, nothing duplicated
     assert (result.counts.imported, result.counts.skipped) == (11, 0)   # the 4 already stored are not re-counted
@@ -77,18 +81,18 @@ def test_cursor_advances_only_after_the_page_is_stored(aws):
 def test_idle_sync_fetches_nothing_and_new_mail_only_is_imported(aws):
     mailbox = make_mailbox()
     provider = FakeProvider({"inbox": 5, "sent": 0})
-    engine.sync_mailbox(mailbox, provider, FAR, pair=False)
+    engine.sync_mailbox(mailbox, provider, FAR, after_store=effects.announce_only)
     fetched_before = len(provider.fetched)
-    stamp = reload(mailbox).cursors["inbox"]["updated_at"]
-    idle = engine.sync_mailbox(reload(mailbox), provider, FAR, pair=False)
+    stamp = cursor_field(reload(mailbox), "inbox", "updated_at")
+    idle = engine.sync_mailbox(reload(mailbox), provider, FAR, after_store=effects.announce_only)
     assert len(provider.fetched) == fetched_before and idle.counts.pages == 2 and idle.counts.imported == 0
-    assert reload(mailbox).cursors["inbox"]["updated_at"] == stamp      # no write for an unchanged cursor
+    assert cursor_field(reload(mailbox), "inbox", "updated_at") == stamp      # no write for an unchanged cursor
     provider.add("inbox", 3)
     provider.delete("inbox", 1)
-    result = engine.sync_mailbox(reload(mailbox), provider, FAR, pair=False)
+    result = engine.sync_mailbox(reload(mailbox), provider, FAR, after_store=effects.announce_only)
     assert (result.counts.imported, result.counts.removed) == (3, 1)
     assert provider.fetched[fetched_before:] == ["1:6", "1:7", "1:8"]
-    assert reload(mailbox).cursors["inbox"]["cursor"] == "1:8"
+    assert cursor_field(reload(mailbox), "inbox", "cursor") == "1:8"
 
 
 def test_stale_lease_holder_cannot_move_the_cursor(aws):
@@ -97,25 +101,25 @@ def test_stale_lease_holder_cannot_move_the_cursor(aws):
     new, _ = lease.acquire(mailbox.tenant_id, mailbox.mailbox_id, now=time.time() + 5)   # old lease expired
     provider = FakeProvider({"inbox": 3})
     with pytest.raises(engine.LeaseLost):
-        engine.sync_mailbox(reload(mailbox), provider, FAR, lease=old, pair=False)
-    assert "inbox" not in (reload(mailbox).cursors or {})
+        engine.sync_mailbox(reload(mailbox), provider, FAR, lease=old, after_store=effects.announce_only)
+    assert cursor_field(reload(mailbox), "inbox") is None
     assert lease.release(old) is False and reload(mailbox).lease_owner == new.owner
 
 
 def test_cursor_invalid_resyncs_without_duplicates_and_is_bounded(aws):
     mailbox = make_mailbox()
     provider = FakeProvider({"inbox": 6, "sent": 0})
-    engine.sync_mailbox(mailbox, provider, FAR, pair=False)
+    engine.sync_mailbox(mailbox, provider, FAR, after_store=effects.announce_only)
     for round_number in range(1, engine.MAX_RESYNCS_PER_DAY + 1):
         provider.recreate("inbox")
-        result = engine.sync_mailbox(reload(mailbox), provider, FAR, pair=False)
+        result = engine.sync_mailbox(reload(mailbox), provider, FAR, after_store=effects.announce_only)
         assert result.resynced_folders == ["inbox"]
         assert (result.counts.imported, result.counts.skipped, result.counts.fetched) == (0, 0, 6)
-        assert reload(mailbox).cursors["inbox"]["cursor"] == f"{round_number + 1}:6"
+        assert cursor_field(reload(mailbox), "inbox", "cursor") == f"{round_number + 1}:6"
     assert len(stored(mailbox)) == 6 and reload(mailbox).resync_count == engine.MAX_RESYNCS_PER_DAY
     provider.recreate("inbox")
     with pytest.raises(ProviderError) as caught:
-        engine.sync_mailbox(reload(mailbox), provider, FAR, pair=False)
+        engine.sync_mailbox(reload(mailbox), provider, FAR, after_store=effects.announce_only)
     assert caught.value.code == ErrorCode.CURSOR_INVALID
     errors.handle_provider_error(reload(mailbox), caught.value)
     fresh = reload(mailbox)
@@ -137,20 +141,29 @@ def test_missing_folder_and_vanished_message_are_skipped_with_a_recorded_error(a
         return original_fetch(refs, max_bytes=max_bytes)
 
     provider.fetch = fetch
-    result = engine.sync_mailbox(mailbox, provider, FAR, pair=False)
+    result = engine.sync_mailbox(mailbox, provider, FAR, after_store=effects.announce_only)
     assert result.outcome == "done" and result.counts.imported == 3
     assert set(result.folder_errors) == {"inbox", "sent"}
     assert reload(mailbox).last_error["code"] == "not_found"
 
 
-def test_pairing_failure_keeps_the_message(aws):
+def test_pairing_failure_keeps_the_message_and_what_it_owes(aws, monkeypatch):
+    """Guards against a failed pairing losing the message, or its pairing and event for good."""
     mailbox = make_mailbox()
 
     def broken_pairing(message):
         raise RuntimeError("pairing exploded")
 
-    result = engine.sync_mailbox(mailbox, FakeProvider({"inbox": 2}), FAR, pair=broken_pairing)
+    monkeypatch.setattr(effects, "pair_message", broken_pairing)
+    result = engine.sync_mailbox(mailbox, FakeProvider({"inbox": 2}), FAR)
     assert result.counts.imported == 2 and len(stored(mailbox)) == 2
+    assert all(message.owed == ["pair", "announce", "count"] for message in stored(mailbox))
+    assert events.list_events(mailbox.tenant_id, "message.created") == []
+    monkeypatch.setattr(effects, "pair_message", lambda message: None)
+    assert effects.sweep(stored(mailbox)) == 2
+    assert all(not message.owed for message in stored(mailbox))
+    assert len(events.list_events(mailbox.tenant_id, "message.created")) == 2
+    assert counts_of(reload(mailbox))["imported"] == 2
 
 
 def test_checkpoint_near_the_deadline_persists_and_continues(aws):
@@ -162,10 +175,10 @@ def test_checkpoint_near_the_deadline_persists_and_continues(aws):
     event = receive_event(aws["sync_queue_url"], 1)
     # remaining 100 s, margin 20 s → deadline at t=80: page 1 at t=50, page 2 at t=100 → checkpoint
     result = run_worker(event, {mailbox.mailbox_id: provider}, FakeContext(100), clock=lambda: clock["t"],
-                        page_size=10)
+                        options=SyncOptions(page_size=10))
     assert result == {"batchItemFailures": []}
     fresh = reload(mailbox)
-    assert fresh.cursors["inbox"]["cursor"] == "1:20" and "sent" not in fresh.cursors
+    assert cursor_field(fresh, "inbox", "cursor") == "1:20" and cursor_field(fresh, "sent") is None
     assert fresh.sync_stage == "queued" and fresh.lease_owner is None
     queued = drain(aws["sync_queue_url"])
     assert [q["body"]["reason"] for q in queued] == ["continue"]
@@ -173,7 +186,7 @@ def test_checkpoint_near_the_deadline_persists_and_continues(aws):
     provider.before_changes = None
     run_worker(job_event((mailbox.tenant_id, mailbox.mailbox_id), reason="continue"), {mailbox.mailbox_id: provider})
     fresh = reload(mailbox)
-    assert fresh.cursors["inbox"]["cursor"] == "1:30" and fresh.cursors["sent"]["cursor"] == "1:2"
+    assert cursor_field(fresh, "inbox", "cursor") == "1:30" and cursor_field(fresh, "sent", "cursor") == "1:2"
     assert len(stored(mailbox)) == 32 and fresh.sync_stage == "idle"
     assert drain(aws["sync_queue_url"]) == []
 
@@ -275,21 +288,23 @@ def test_redelivered_message_duplicates_nothing(aws):
     run_worker(event, {mailbox.mailbox_id: provider})
     run_worker(event, {mailbox.mailbox_id: provider})           # the same SQS message again
     assert len(stored(mailbox)) == 7
-    assert reload(mailbox).counts["imported"] == 7
+    assert counts_of(reload(mailbox))["imported"] == 7
     assert len(events.list_events(mailbox.tenant_id, "message.created")) == 7
 
 
-def test_internal_crash_fails_the_record_and_loses_nothing(aws):
+def test_internal_crash_fails_the_record_and_loses_nothing(aws, monkeypatch):
     mailbox = make_mailbox()
     provider = FakeProvider({"inbox": 25})
     event = job_event((mailbox.tenant_id, mailbox.mailbox_id))
     crash = FailingStore(fail_at=12)
-    result = run_worker(event, {mailbox.mailbox_id: provider}, store=crash, page_size=10)
+    monkeypatch.setattr(store, "save_fetched", crash.save_fetched)
+    result = run_worker(event, {mailbox.mailbox_id: provider}, options=SyncOptions(page_size=10))
     assert result["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
     fresh = reload(mailbox)
     assert fresh.lease_owner is None and fresh.last_error["code"] == "internal"
-    assert fresh.cursors["inbox"]["cursor"] == "1:10"
-    run_worker(event, {mailbox.mailbox_id: provider}, page_size=10)
+    assert cursor_field(fresh, "inbox", "cursor") == "1:10"
+    monkeypatch.undo()
+    run_worker(event, {mailbox.mailbox_id: provider}, options=SyncOptions(page_size=10))
     assert len(stored(mailbox)) == 25 and reload(mailbox).sync_stage == "idle"
 
 
@@ -445,7 +460,7 @@ def test_refresh_access_rules(api, tenant, other_tenant, aws):
 
 def test_sync_status_endpoint(api, tenant, aws):
     mailbox = make_mailbox(tenant["id"])
-    engine.sync_mailbox(mailbox, FakeProvider({"inbox": 3, "sent": 1}), FAR, pair=False)
+    engine.sync_mailbox(mailbox, FakeProvider({"inbox": 3, "sent": 1}), FAR, after_store=effects.announce_only)
     result = api("GET", f"/v1/mailboxes/{mailbox.mailbox_id}/sync", key=tenant["key"])
     assert result.status == 200, result
     body = result.json
@@ -466,8 +481,8 @@ def test_oversize_messages_are_counted_as_skipped_and_recorded(aws, monkeypatch)
     from chalicelib.config import reset_settings
     reset_settings()
     mailbox = make_mailbox()
-    result = engine.sync_mailbox(mailbox, FakeProvider({"inbox": 3, "sent": 0}), FAR, pair=False)
+    result = engine.sync_mailbox(mailbox, FakeProvider({"inbox": 3, "sent": 0}), FAR, after_store=effects.announce_only)
     assert (result.counts.imported, result.counts.skipped) == (0, 3)
     kept = stored(mailbox)
     assert len(kept) == 3 and all(m.skipped_reason and m.raw_s3_key is None for m in kept)
-    assert reload(mailbox).counts["skipped"] == 3
+    assert counts_of(reload(mailbox))["skipped"] == 3

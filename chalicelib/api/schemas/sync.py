@@ -1,7 +1,7 @@
 """Response models for manual refresh and sync status."""
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class RefreshQueued(BaseModel):
@@ -39,6 +39,9 @@ class SyncStatus(BaseModel):
     counts: SyncCounts
     cursors: list[FolderCursor]
     push_expires_at: str | None
+    push_error: SyncError | None = Field(None, description="the last failed push registration/renewal")
+    throttled_until: str | None = Field(None, description="the provider rate-limited this mailbox; the next "
+                                                          "sync runs after this time (stage `throttled`)")
     lease_held: bool
     follow_up_requested: bool
     resync_count: int
