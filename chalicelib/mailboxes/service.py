@@ -28,6 +28,8 @@ from chalicelib.models.tenant import Tenant
 from chalicelib.notify.events import emit
 from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets, encrypt_secrets
 from chalicelib.security.sanitize import sanitize_html
+from chalicelib.sync import cursors
+from chalicelib.sync.enqueue import enqueue_sync
 from chalicelib.tenancy.plans import get_plan, import_window_days
 from chalicelib.timeutil import now_iso, utcnow
 
@@ -98,7 +100,6 @@ def _verify_or_raise(tenant_id: str, mailbox_id: str, email: str, imap: dict, sm
 
 def _request_first_sync(mailbox: Mailbox, reason: str) -> None:
     """Best effort: the scheduler picks every active mailbox up at the next :00/:30 anyway."""
-    from chalicelib.sync.enqueue import enqueue_sync
     try:
         enqueue_sync(mailbox.tenant_id, mailbox.mailbox_id, reason=reason)
     except Exception:  # noqa: BLE001 - the mailbox is saved; a lost enqueue only delays the first import
@@ -208,6 +209,12 @@ def _host_changed(stored: dict | None, new: dict) -> bool:
     return ((stored or {}).get("host") or "").lower() != (new.get("host") or "").lower()
 
 
+def _account_changed(stored: dict | None, new: dict) -> bool:
+    """Another IMAP host or login is another mailbox: UIDs and UIDVALIDITY of the old one mean nothing there."""
+    stored = stored or {}
+    return _host_changed(stored, new) or (stored.get("username") or "") != (new.get("username") or "")
+
+
 def _reconnect_actions(mailbox: Mailbox, changes: dict[str, Any]) -> list:
     preset = _preset(mailbox.tenant_id, changes.get("mail_server_id"))
     email = changes.get("email") or mailbox.email
@@ -229,7 +236,10 @@ def _reconnect_actions(mailbox: Mailbox, changes: dict[str, Any]) -> list:
                                        "changed)")
     _verify_or_raise(mailbox.tenant_id, mailbox.mailbox_id, email, imap, smtp, secrets)
     actions = [Mailbox.imap.set(imap), Mailbox.smtp.set(smtp),
-               Mailbox.secret_ciphertext.set(encrypt_secrets(mailbox.tenant_id, mailbox.mailbox_id, secrets))]
+               Mailbox.secret_ciphertext.set(encrypt_secrets(mailbox.tenant_id, mailbox.mailbox_id, secrets)),
+               Mailbox.secret_version.add(1)]
+    if _account_changed(mailbox.imap, imap):
+        actions.append(Mailbox.cursor_epoch.add(1))   # another account: its folders start afresh (sync/cursors.py)
     if preset is not None:
         actions.append(Mailbox.mail_server_id.set(preset.server_id))
     if mailbox.status in ("active", "auth_error", "pending_auth"):
@@ -267,9 +277,10 @@ def test_mailbox(mailbox: Mailbox) -> verify.Outcome:
 
 
 def delete_mailbox(mailbox: Mailbox) -> None:
-    """Removes the mailbox item (with its sealed credentials) and its shares. Stored messages stay for a
+    """Removes the mailbox item (with its sealed credentials), its sync cursors and its shares. Stored messages stay for a
     cleanup job; they are invisible to users once the mailbox is gone (no mailbox access)."""
     mailbox.delete()
+    cursors.delete_all(mailbox)
     for share in MailboxShare.query(mailbox.mailbox_id):
         share.delete()
 

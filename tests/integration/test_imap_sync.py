@@ -167,7 +167,8 @@ def test_worker_killed_between_pages_resumes_after_the_lease_expires(aws, doveco
     result, _ = sync(mailbox, spy_options={"crash_on_changes_call": 2}, options=SyncOptions(page_size=4))
     assert len(result["batchItemFailures"]) == 1
     killed = reload(mailbox)
-    assert killed.lease_owner and cursor_field(killed, "inbox", "cursor")
+    killed_cursor = cursor_field(killed, "inbox", "cursor")
+    assert killed.lease_owner and killed_cursor
     assert len(stored(mailbox)) == 4
     monkeypatch.undo()
     assert sync(reload(mailbox), options=SyncOptions(page_size=4))[0] == {"batchItemFailures": []}   # lease still live → coalesced
@@ -176,7 +177,7 @@ def test_worker_killed_between_pages_resumes_after_the_lease_expires(aws, doveco
     monkeypatch.setattr(lease, "time", SimpleNamespace(time=lambda: later))       # the dead worker's lease lapsed
     result, (resumed,) = sync(reload(mailbox), options=SyncOptions(page_size=4))
     assert result == {"batchItemFailures": []}
-    assert resumed.change_sets[0].previous_cursor == cursor_field(killed, "inbox", "cursor")
+    assert resumed.change_sets[0].previous_cursor == killed_cursor
     assert sorted(m.subject for m in stored(mailbox)) == [f"m{n:02d}" for n in range(11)]
     assert reload(mailbox).lease_owner is None
 

@@ -106,8 +106,13 @@ class ImapClient:
                                                for c in conn.capabilities())
                 if "CONDSTORE" in self._capabilities and "ENABLE" in self._capabilities:
                     conn.enable("CONDSTORE")  # RFC 7162 §3.1: EXAMINE then reports HIGHESTMODSEQ
-            except BaseException:
+            except BaseException as exc:
+                bye = _untagged_bye(conn)
                 _close_quietly(conn)
+                if bye and isinstance(exc, Exception):
+                    # The server said why in an untagged BYE before closing (RFC 3501 §7.1.5), e.g. Dovecot's
+                    # "Maximum number of connections from user+IP exceeded": keep that, not "socket error: EOF".
+                    raise imaplib.IMAP4.abort(f"BYE {bye}") from None
                 raise
         self._conn = conn
         return self
@@ -225,6 +230,13 @@ class ImapClient:
 
 def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _untagged_bye(conn) -> str | None:
+    responses = getattr(getattr(conn, "_imap", None), "untagged_responses", None) or {}
+    values = responses.get("BYE") or []
+    text = values[-1] if values else None
+    return text.decode(errors="replace") if isinstance(text, bytes) else text
 
 
 def _close_quietly(conn: IMAPClient) -> None:

@@ -2,6 +2,9 @@
 
 IMAP response codes (RFC 5530 §3; RFC 3501 §7.1):
 - [AUTHENTICATIONFAILED] [AUTHORIZATIONFAILED] [EXPIRED] and any failed LOGIN/AUTHENTICATE → AUTH_REVOKED
+- a connection limit or rate limit (Dovecot "Maximum number of connections from user+IP exceeded", Gmail
+  "Too many simultaneous connections", the [THROTTLED] code some servers send) → THROTTLED after
+  `THROTTLE_RETRY_SECONDS`: waiting is the fix, and a throttled mailbox must not be dead-lettered
 - [UNAVAILABLE] [INUSE] [LIMIT] [SERVERBUG], a BYE/abort, timeouts, refused or reset connections → TEMPORARY
 - [NONEXISTENT] / "Mailbox doesn't exist" → NOT_FOUND
 - [PRIVACYREQUIRED] (server wants TLS), TLS certificate or handshake failures, anything else → PERMANENT
@@ -29,6 +32,9 @@ _AUTH_CODES = ("AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED")
 _TEMPORARY_CODES = ("UNAVAILABLE", "INUSE", "LIMIT", "SERVERBUG")
 _NOT_FOUND_CODES = ("NONEXISTENT",)
 _NOT_FOUND_TEXT = re.compile(r"mailbox (doesn't|does not) exist|no such (mailbox|folder)|unknown mailbox", re.I)
+_THROTTLE_TEXT = re.compile(r"maximum number of connections|too many (simultaneous )?connections|\[THROTTLED\]",
+                            re.I)
+THROTTLE_RETRY_SECONDS = 60.0
 _MAX_DETAIL = 300
 
 
@@ -72,6 +78,8 @@ def translate(exc: BaseException, *, host: str, protocol: str = "IMAP",
         return ProviderError(ErrorCode.TEMPORARY, f"{where}: host name does not resolve")
     if isinstance(exc, (ConnectionError, EOFError)):
         return ProviderError(ErrorCode.TEMPORARY, f"{where}: connection lost ({type(exc).__name__})")
+    if isinstance(exc, (imaplib.IMAP4.error, imapclient_errors.IMAPClientError)) and _THROTTLE_TEXT.search(text):
+        return ProviderError(ErrorCode.THROTTLED, f"{where}: {text}", retry_after=THROTTLE_RETRY_SECONDS)
     if isinstance(exc, imapclient_errors.LoginError):
         code = _response_code(text)
         if code in _TEMPORARY_CODES:
