@@ -26,6 +26,8 @@ app.register_blueprint(rules.bp)
 
 
 # --- events (sync engine) -------------------------------------------------------------------------------------
+# Each handler imports its module on use: a Lambda function then loads only its own code path (the API's cold
+# start does not load the engine, and the worker does not load the API), not to dodge an import cycle.
 @app.schedule(Cron("0,30", "*", "*", "*", "?", "*"), name="scheduler")
 def scheduler(event):
     from chalicelib.sync.scheduler import run_tick

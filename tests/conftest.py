@@ -44,7 +44,7 @@ def aws():
         import boto3
 
         from chalicelib import aws as aws_clients
-        from chalicelib.models.base import all_models
+        from chalicelib.models.registry import all_models
         aws_clients.reset_clients()
         for model in all_models():
             model.create_table(wait=False)

@@ -37,6 +37,8 @@ class FakeProvider(MailProvider):
         self.before_changes: Callable[[str], None] | None = None
         self.changes_calls: list[tuple[str, str | None]] = []
         self.fetched: list[str] = []
+        self.relist: dict[str, list[int]] = {}       # uids re-listed as `changed` by the next changes()
+        self.vanish: set[str] = set()                # provider ids fetch() reports as vanished per item
         self.closed = False
         for folder, count in (folders or {"inbox": 0, "sent": 0}).items():
             self.epoch[folder] = 1
@@ -87,15 +89,19 @@ class FakeProvider(MailProvider):
         pending = sorted(uid for uid in self.mail[folder] if uid > last)
         page = pending[:page_size]
         removed = tuple(self.removed.pop(folder, [])) if cursor is not None else ()
+        changed = tuple(MessageRef(folder, f"{epoch}:{uid}") for uid in self.relist.pop(folder, []))
         next_uid = page[-1] if page else last
         return ChangeSet(folder=folder, new=tuple(MessageRef(folder, f"{epoch}:{uid}") for uid in page),
                          removed=removed, previous_cursor=cursor, next_cursor=f"{epoch}:{next_uid}",
-                         has_more=len(pending) > page_size)
+                         changed=changed, has_more=len(pending) > page_size)
 
     def fetch(self, refs: Sequence[MessageRef], *, max_bytes: int) -> Iterator[FetchedMessage]:
         for ref in refs:
             self._maybe_fail("fetch", ref.folder)
             uid = int(ref.provider_id.split(":")[1])
+            if ref.provider_id in self.vanish:
+                yield FetchedMessage(ref, None, vanished=True)
+                continue
             raw = self.mail[ref.folder].get(uid)
             if raw is None:
                 raise ProviderError(ErrorCode.NOT_FOUND, f"uid {uid} vanished")
@@ -108,7 +114,7 @@ class FakeProvider(MailProvider):
     def test_connection(self) -> None:
         return None
 
-    def send(self, raw, *, sender, recipients) -> SendResult:
+    def send(self, raw, *, sender, recipients, thread=None) -> SendResult:
         raise NotImplementedError
 
     def close(self) -> None:

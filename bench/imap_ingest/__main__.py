@@ -115,10 +115,11 @@ def run_worker(mailbox, log: dict) -> int:
     import boto3
 
     from chalicelib.config import get_settings
+    from chalicelib.providers import kinds
     from chalicelib.sync import worker
 
     def factory(box):
-        return _Spy(worker.build_provider(box), log)
+        return _Spy(kinds.build_provider(box), log)
 
     invocations = 0
     sqs, queue = boto3.client("sqs"), get_settings().sync_queue_url
@@ -147,7 +148,7 @@ def run_through_worker(server: DovecotServer, user: str, password: str, since: d
         invocations = run_worker(mailbox, full_log)
         full_seconds = time.perf_counter() - started
         fresh = Mailbox.get(mailbox.tenant_id, mailbox.mailbox_id, consistent_read=True)
-        imported = int((fresh.counts or {}).get("imported", 0))
+        imported = int(fresh.imported_count or 0)
         dynamodb_writes, s3_puts = counter.dynamodb_writes(), counter.count("s3", "PutObject")
         calls = {f"{service}.{operation}": round(n / max(imported, 1), 2)
                  for (service, operation), n in counter.calls.most_common(8)}

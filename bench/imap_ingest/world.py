@@ -64,7 +64,7 @@ def moto_world() -> Iterator[ApiCounter]:
         import boto3
 
         from chalicelib import aws as aws_clients
-        from chalicelib.models.base import all_models
+        from chalicelib.models.registry import all_models
         reset_settings()
         aws_clients.reset_clients()
         for model in all_models():

@@ -99,7 +99,7 @@ def run(total_records: int, total_messages: int, counter: CallCounter) -> None:
     from chalicelib.config import reset_settings
     reset_settings()
     from bench.pairing import synthetic
-    from chalicelib.models.base import all_models
+    from chalicelib.models.registry import all_models
     from chalicelib.models.mailbox import Mailbox
     from chalicelib.models.directory import DirectoryIndex, DirectoryRecord
     from chalicelib.models.message import Message

@@ -11,6 +11,7 @@ from chalicelib.api.context import Principal, current_principal
 from chalicelib.api.errors import Forbidden, NotFound
 from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.models.message import Message
+from chalicelib.pairing.visibility import readable_through_links as through_links
 
 LEVELS = {"read": 1, "read_write": 2, "owner": 3}
 
@@ -62,7 +63,6 @@ def can_read_message(message: Message, principal: Principal) -> bool:
 
 def readable_through_links(message: Message, user_id: str) -> bool:
     """True when the message is paired to a record listing `user_id` or "*" among its readers."""
-    from chalicelib.pairing.visibility import readable_through_links as through_links
     return through_links(message, user_id)
 
 

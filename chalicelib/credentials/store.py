@@ -54,7 +54,8 @@ class CredentialStore:
     def load(self) -> Credentials:
         try:
             item = Mailbox.get(self.tenant_id, self.mailbox_id, consistent_read=True,
-                               attributes_to_get=["secret_ciphertext", "secret_version"])
+                               attributes_to_get=["tenant_id", "mailbox_id", "secret_ciphertext",
+                                                  "secret_version"])
         except DoesNotExist:
             raise CredentialsUnreadable("mailbox deleted") from None
         return self.decode(item)

@@ -73,17 +73,16 @@ class TokenSource(abc.ABC):
             self._token = None
 
     def _refresh_and_save(self) -> AccessToken:
-        for attempt in range(2):
-            credentials = self.credentials
-            refreshed = self.refresh(credentials)
-            self.refreshes += 1
-            if refreshed.secrets is None or refreshed.secrets == credentials.secrets:
-                return refreshed.token
+        credentials = self.credentials
+        refreshed = self.refresh(credentials)
+        self.refreshes += 1
+        if refreshed.secrets is not None and refreshed.secrets != credentials.secrets:
             try:
                 self._credentials = self.store.save(refreshed.secrets, credentials.version)
-                return refreshed.token
             except CredentialConflict:
-                logger.info("credentials changed meanwhile; reloading", extra={"attempt": attempt})
+                # Another process wrote newer credentials meanwhile: keep theirs (ours were derived from an
+                # older version), and use the access token we already have.
+                logger.info("credentials changed meanwhile; keeping the stored ones")
                 self._credentials = self.store.load()
         return refreshed.token
 

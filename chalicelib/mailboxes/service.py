@@ -26,6 +26,7 @@ from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, Not
 from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer
 from chalicelib.models.tenant import Tenant
 from chalicelib.notify.events import emit
+from chalicelib.providers.kinds import UnknownKind, get_kind
 from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets, encrypt_secrets
 from chalicelib.security.sanitize import sanitize_html
 from chalicelib.sync import cursors
@@ -33,7 +34,6 @@ from chalicelib.sync.enqueue import enqueue_sync
 from chalicelib.tenancy.plans import get_plan, import_window_days
 from chalicelib.timeutil import now_iso, utcnow
 
-SUPPORTED_TYPES = ("imap",)
 CONNECTION_FIELDS = ("imap", "smtp", "mail_server_id", "password", "smtp_password")
 FUTURE_SLACK = timedelta(days=1)   # a client east of UTC may already be on tomorrow's date
 
@@ -115,8 +115,10 @@ def _check_mailbox_limit(tenant: Tenant) -> None:
 
 def create_mailbox(tenant: Tenant, principal: Principal, data: dict[str, Any]) -> Mailbox:
     """`data` is the validated request (CreateMailbox.model_dump()). Verifies the login, then stores."""
-    if data["type"] not in SUPPORTED_TYPES:
-        raise InvalidField("type", f"{data['type']} mailboxes are not supported yet; use 'imap'")
+    try:
+        get_kind(data["type"])
+    except UnknownKind:
+        raise InvalidField("type", f"{data['type']} mailboxes are not supported yet; use 'imap'") from None
     owner = _ownership(principal, data["kind"], data.get("owner_user_id"))
     _check_mailbox_limit(tenant)
     import_since = check_import_since(tenant, data.get("import_since"))

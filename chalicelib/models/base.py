@@ -27,9 +27,3 @@ def transaction_connection() -> Connection:
     """One PynamoDB connection for `TransactWrite`s (creating a botocore client per transaction costs more
     than the transaction)."""
     return Connection(region=get_settings().region)
-
-
-def all_models() -> list[type]:
-    """Every table model of the service (the infra template must define each of them)."""
-    from chalicelib.models import registry
-    return list(registry.MODELS)

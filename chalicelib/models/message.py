@@ -42,6 +42,16 @@ class MessagesByProviderRef(GlobalSecondaryIndex):
     provider_key = UnicodeAttribute(hash_key=True)
 
 
+class MessagesOwing(GlobalSecondaryIndex):
+    """Sparse: only messages that still owe effects carry `owed_mailbox` (sync/effects.py sweeps them)."""
+    class Meta:
+        index_name = "by_owed"
+        projection = KeysOnlyProjection()
+
+    owed_mailbox = UnicodeAttribute(hash_key=True)
+    imported_at = UnicodeAttribute(range_key=True)
+
+
 class Message(Model):
     Meta = table_meta("messages")
 
@@ -79,8 +89,10 @@ class Message(Model):
     hidden = BooleanAttribute(default=False)       # deleted in the CRM only
     link_count = NumberAttribute(default=0)
     owed = ListAttribute(of=UnicodeAttribute, null=True)  # effects not yet done ("pair", "announce"): sync/effects.py
+    owed_mailbox = UnicodeAttribute(null=True)     # = mailbox_id while `owed` is not empty (sparse GSI by_owed)
     imported_at = UnicodeAttribute()
 
     by_mailbox = MessagesByMailbox()
     by_mailbox_folder = MessagesByMailboxFolder()
     by_provider_ref = MessagesByProviderRef()
+    by_owed = MessagesOwing()

@@ -9,3 +9,8 @@ from chalicelib.models.pairing import AuditEntry, MessageLink, Rule, Signal
 
 MODELS: list[type] = [Tenant, ApiKey, MailServer, Mailbox, MailboxShare, SyncCursor, Message, Event]
 MODELS += [DirectoryRecord, DirectoryIndex, MessageLink, Signal, Rule, AuditEntry]
+
+
+def all_models() -> list[type]:
+    """Every table model of the service (the infra template must define each of them)."""
+    return list(MODELS)

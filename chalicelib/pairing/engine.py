@@ -23,6 +23,7 @@ from chalicelib.pairing.context import TenantContext, get_mailbox, tenant_contex
 from chalicelib.pairing.facts import MessageFacts, find_ticket_tags, message_facts
 from chalicelib.pairing.matchers import Match, Snapshot, contact_company_keys, index_keys, run_matchers
 from chalicelib.pairing.store import LinkSpec, all_links, write_link, write_signal
+from chalicelib.sync.store import load_parsed
 
 MODES = ("auto", "signal", "off")
 
@@ -44,7 +45,6 @@ def body_ticket_tags(message: Message, facts: MessageFacts, context: TenantConte
     if not context.settings.ticket_tag_in_body:
         return ()
     try:
-        from chalicelib.sync.store import load_parsed  # the store helper's module; loaded only when needed
         parsed = load_parsed(message)
     except Exception:
         logger.warning("body not available for ticket tags", extra={"message_id": message.message_id})

@@ -15,12 +15,14 @@ from datetime import timedelta
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.logs import logger
+from chalicelib.models.event import Event
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.notify.events import emit
 from chalicelib.pairing import directory
 from chalicelib.pairing.context import tenant_context
-from chalicelib.pairing.facts import find_subject_tags, find_ticket_tags
+from chalicelib.pairing.engine import pair_message
+from chalicelib.pairing.facts import find_subject_tags, find_ticket_tags, rfc_ids
 from chalicelib.pairing.matchers import Rec
 from chalicelib.timeutil import isoformat, utcnow
 
@@ -102,7 +104,6 @@ def recent_messages(tenant_id: str, days: int, limit: int):
 
 def _pair_all(messages: list[Message], report: RepairReport) -> set[str]:
     """Pair `messages` oldest first (a parent before its replies); the rfc ids of those that got links."""
-    from chalicelib.pairing.engine import pair_message
     paired_rfc = set()
     for message in sorted(messages, key=lambda m: m.date_key):
         report.candidates += 1
@@ -121,7 +122,6 @@ def repair_recent(tenant_id: str, records: Rec | list[Rec], days: int | None = N
                   limit: int = MAX_MESSAGES) -> RepairReport:
     """Pair the tenant's recent messages that `records` now match, then replies to them (thread
     inheritance, at most `MAX_REPLY_ROUNDS` generations); examines at most `limit` messages."""
-    from chalicelib.pairing.facts import rfc_ids
     records = [records] if isinstance(records, Rec) else list(records)
     context = tenant_context(tenant_id)
     needles = _needles(tenant_id, records)
@@ -174,7 +174,6 @@ def on_event(event) -> RepairReport | None:
 
 def handle_event(tenant_id: str, event_id: str) -> RepairReport | None:
     """Run late pairing for a stored event given by key (what the events queue message carries)."""
-    from chalicelib.models.event import Event
     try:
         return on_event(Event.get(tenant_id, event_id))
     except DoesNotExist:

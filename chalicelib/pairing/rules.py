@@ -20,6 +20,7 @@ from typing import Any
 import regex
 
 from chalicelib.logs import logger
+from chalicelib.models.directory import RECORD_TYPES
 from chalicelib.pairing.addresses import domain_of, normalize_address, normalize_domain
 from chalicelib.pairing.facts import MessageFacts
 
@@ -60,7 +61,6 @@ def _targets(values: list[str], field: str) -> list[str]:
 
 def validate(conditions: dict[str, Any], actions: list[dict[str, Any]]) -> tuple[dict, list]:
     """Normalised copies of `conditions` and `actions`, or `InvalidRule`."""
-    from chalicelib.models.directory import RECORD_TYPES
     cleaned = {k: v for k, v in (conditions or {}).items() if v is not None}
     unknown = set(cleaned) - set(CONDITION_KEYS)
     if unknown:

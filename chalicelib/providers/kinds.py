@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from chalicelib.credentials.store import Credentials
+from chalicelib.credentials.store import Credentials, CredentialStore, CredentialsUnreadable
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.base import ConnectionSettings, ErrorCode, MailProvider, ProviderContext, ProviderError
@@ -74,6 +74,15 @@ def provider_for(mailbox: Mailbox, credentials: Credentials, *, timeout: float =
     except UnknownKind as exc:
         raise ProviderError(ErrorCode.PERMANENT, str(exc)) from None
     return kind.factory(kind.build_context(mailbox, credentials, timeout))
+
+
+def build_provider(mailbox: Mailbox) -> MailProvider:
+    """The stored mailbox's provider with its decrypted credentials; raises ProviderError."""
+    try:
+        credentials = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).decode(mailbox)
+    except CredentialsUnreadable:
+        raise ProviderError(ErrorCode.PERMANENT, "stored credentials cannot be decrypted; save them again") from None
+    return provider_for(mailbox, credentials)
 
 
 # ---- imap -------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ finds the message's links.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
@@ -39,16 +39,16 @@ def announce(message: Message) -> None:
 
 def _settle(message: Message, debt: str) -> None:
     remaining = [d for d in (message.owed or []) if d != debt]
-    action = Message.owed.set(remaining) if remaining else Message.owed.remove()
+    actions = [Message.owed.set(remaining)] if remaining else [Message.owed.remove(), Message.owed_mailbox.remove()]
     if debt != COUNT:
-        message.update(actions=[action], condition=Message.message_id.exists())
+        message.update(actions=actions, condition=Message.message_id.exists())
         return
     # The count moves with the debt in one transaction, conditioned on the debt still being owed: each stored
     # message is counted exactly once however often it is replayed.
     counter = Mailbox.skipped_count if message.skipped_reason else Mailbox.imported_count
     try:
         with TransactWrite(connection=transaction_connection()) as transaction:
-            transaction.update(Message(message.message_id), actions=[action],
+            transaction.update(Message(message.message_id), actions=actions,
                                condition=Message.owed.contains(COUNT))
             transaction.update(Mailbox(message.tenant_id, message.mailbox_id), actions=[counter.add(1)],
                                condition=Mailbox.mailbox_id.exists())
@@ -81,5 +81,15 @@ def announce_only(message: Message) -> None:
 
 
 def sweep(messages: Iterable[Message]) -> int:
-    """Complete every given owing message (the renewer passes the ones a dead sync left); returns how many."""
+    """Complete every given owing message; returns how many are now settled."""
     return sum(1 for message in messages if complete(message))
+
+
+def left_behind(mailbox_id: str, older_than: str) -> Iterator[Message]:
+    """Messages of a mailbox still owing effects, imported before `older_than` (ISO): a sync that died left
+    them (a live sync settles its own within seconds). Sparse index, so this reads only owing messages."""
+    for key in Message.by_owed.query(mailbox_id, Message.imported_at < older_than):
+        try:
+            yield Message.get(key.message_id, consistent_read=True)
+        except Message.DoesNotExist:
+            continue

@@ -197,8 +197,10 @@ class _Run:
             if change_set.resynced:
                 self.result.resynced_folders.append(folder)
             delta = SyncCounts(pages=1)
-            unknown = self._unknown(folder, change_set.changed)
-            delta.known = len(change_set.changed) - len(unknown)
+            listed = {ref.provider_id for ref in change_set.new}
+            changed = [ref for ref in change_set.changed if ref.provider_id not in listed]
+            unknown = self._unknown(folder, changed)
+            delta.known = len(changed) - len(unknown)
             self._store_page(tuple(change_set.new) + tuple(unknown), delta)
             if change_set.removed:
                 delta.removed += self.store.mark_removed(self.mailbox, folder, list(change_set.removed))

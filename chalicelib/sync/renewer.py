@@ -5,20 +5,27 @@ simply resumes. The :00/:30 scheduler would get there too; this sweep makes reco
 reports how many mailboxes were stuck. Active mailboxes are read through the `by_status` GSI (keys only) and
 then `BatchGetItem` (≤100 keys a call) — no scan.
 
-Later issues add the renewals the design lists here: Gmail `watch`, Graph subscription renewal and
-credential-expiry warnings.
+It also keeps push registrations alive (`sync/push.py`: Gmail watch, Graph subscriptions, `mailbox.push_expiring`
+when one cannot be renewed) and completes what stored messages still owe when a sync died before paying it
+(`sync/effects.py`: pairing, `message.created`, counts) — the outbox sweeper.
 """
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterator
 
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
+from chalicelib.providers.base import MailProvider
+from chalicelib.providers.kinds import build_provider
+from chalicelib.sync import effects, push
 from chalicelib.sync.enqueue import SyncJob, enqueue_many
 from chalicelib.sync.scheduler import active_mailbox_keys
+from chalicelib.timeutil import isoformat
 
 BATCH_GET_LIMIT = 100
+SWEEP_AFTER = timedelta(minutes=15)    # a live sync pays a message's debts within seconds of storing it
 STUCK_STAGES = ("syncing", "queued")
 
 
@@ -43,11 +50,22 @@ def _mailboxes() -> Iterator[Mailbox]:
         yield from Mailbox.batch_get(keys)
 
 
-def run(now: float | None = None) -> dict[str, int]:
+def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailProvider] = build_provider
+        ) -> dict[str, int]:
     now = time.time() if now is None else now
-    stuck = [SyncJob(m.tenant_id, m.mailbox_id, "recover") for m in _mailboxes() if is_stuck(m, now)]
+    owed_before = isoformat(datetime.fromtimestamp(now, timezone.utc) - SWEEP_AFTER)
+    stuck: list[SyncJob] = []
+    counts = {"stuck": 0, "enqueued": 0, "failed": 0, "push_started": 0, "push_renewed": 0, "push_failed": 0,
+              "effects_completed": 0}
+    for mailbox in _mailboxes():
+        if is_stuck(mailbox, now):
+            stuck.append(SyncJob(mailbox.tenant_id, mailbox.mailbox_id, "recover"))
+        outcome = push.maintain(mailbox, provider_factory=provider_factory)
+        if outcome in ("started", "renewed", "failed"):
+            counts[f"push_{outcome}"] += 1
+        counts["effects_completed"] += effects.sweep(effects.left_behind(mailbox.mailbox_id, owed_before))
     result = enqueue_many(stuck)
-    counts = {"stuck": len(stuck), "enqueued": result.sent, "failed": len(result.failed)}
-    if stuck:
-        logger.warning("re-enqueued stuck mailboxes", extra=counts)
+    counts.update(stuck=len(stuck), enqueued=result.sent, failed=len(result.failed))
+    if stuck or counts["push_failed"] or counts["effects_completed"]:
+        logger.warning("renewer repaired mailboxes", extra=counts)
     return counts

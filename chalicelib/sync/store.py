@@ -135,6 +135,7 @@ def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
         item = _build_item(mailbox, fetched, message_id, parsed, raw_s3_key=key, raw_sha256=digest,
                            size=len(raw))
     item.owed = list(OWED_SKIPPED if item.skipped_reason else OWED_IMPORTED)
+    item.owed_mailbox = mailbox.mailbox_id
     outcome = _insert_or_refresh(item, ref.provider_id, provider_key(mailbox.mailbox_id, ref.folder,
                                                                      ref.provider_id))
     if not outcome.created:

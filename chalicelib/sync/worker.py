@@ -24,9 +24,8 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.credentials.store import CredentialStore, CredentialsUnreadable
 from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError
-from chalicelib.providers.kinds import provider_for
+from chalicelib.providers.kinds import build_provider
 from chalicelib.sync import effects, engine, errors, lease
 from chalicelib.sync.lease import LeaseLost
 from chalicelib.tenancy.service import SyncPermission
@@ -38,15 +37,6 @@ ProviderFactory = Callable[[Mailbox], MailProvider]
 def safety_margin(remaining_seconds: float) -> float:
     """Time kept back for the last page, storing and releasing: 20 % of what is left, 10-60 s."""
     return max(10.0, min(60.0, remaining_seconds * 0.2))
-
-
-def build_provider(mailbox: Mailbox) -> MailProvider:
-    """The mailbox's provider, built by its kind entry (`providers.kinds`); raises ProviderError."""
-    try:
-        credentials = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).decode(mailbox)
-    except CredentialsUnreadable:
-        raise ProviderError(ErrorCode.PERMANENT, "stored credentials cannot be decrypted; save them again") from None
-    return provider_for(mailbox, credentials)
 
 
 def _remaining_seconds(context: Any) -> float:

@@ -10,9 +10,11 @@ from types import SimpleNamespace
 import pytest
 
 from chalicelib.models.message import Message
+from chalicelib.providers import kinds
 from chalicelib.security.crypto import encrypt_secrets
 from chalicelib.sync import lease, worker
 from chalicelib.sync.engine import SyncOptions
+from devservers.smtp import SmtpServer
 from tests.mailfactory import make_message
 from tests.sync_helpers import FakeContext, counts_of, cursor_field, drain, job_event, make_mailbox, reload
 
@@ -62,7 +64,7 @@ def sync(mailbox, *, spy_options: dict | None = None, context=None, **options) -
     spies: list[Spy] = []
 
     def factory(box):
-        spies.append(Spy(worker.build_provider(box), **(spy_options or {})))
+        spies.append(Spy(kinds.build_provider(box), **(spy_options or {})))
         return spies[-1]
 
     result = worker.handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), context or FakeContext(),
@@ -143,7 +145,7 @@ def test_redelivery_and_checkpoint_lose_and_duplicate_nothing(aws, dovecot):
             return super().changes(folder, cursor, **kwargs)
 
     def factory(box):
-        return Ticking(worker.build_provider(box))
+        return Ticking(kinds.build_provider(box))
 
     # remaining 100 s → deadline t=80: the second page (t=100) is the last before the checkpoint
     event = job_event((mailbox.tenant_id, mailbox.mailbox_id))
@@ -195,3 +197,46 @@ def test_wrong_password_turns_the_mailbox_auth_error(aws, dovecot):
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+def test_moving_import_since_earlier_imports_the_missing_mail_and_later_changes_nothing(aws, dovecot):
+    """Guards against an earlier import_since doing nothing (the folder cursor had passed those UIDs)."""
+    user, password = dovecot.new_user()
+    dovecot.append(user, "INBOX", make_message(subject="old", date=OLD), date=OLD)
+    dovecot.append(user, "INBOX", make_message(subject="recent", date=RECENT), date=RECENT)
+    mailbox = imap_mailbox(dovecot, user, password)
+    sync(mailbox)
+    assert subjects(mailbox) == ["recent"]
+    reload(mailbox).update(actions=[type(mailbox).import_since.set("2026-11-05")])
+    sync(reload(mailbox))
+    assert subjects(mailbox) == ["old", "recent"]                      # no duplicate of "recent"
+    assert counts_of(reload(mailbox))["imported"] == 2
+    reload(mailbox).update(actions=[type(mailbox).import_since.set("2026-11-21")])
+    dovecot.append(user, "INBOX", make_message(subject="new", date=RECENT), date=RECENT)
+    sync(reload(mailbox))
+    assert subjects(mailbox) == ["new", "old", "recent"]               # nothing deleted, nothing re-imported
+    assert cursor_field(reload(mailbox), "inbox", "since") == "2026-11-05"
+
+
+def test_changing_the_imap_login_starts_the_folders_afresh_without_duplicates(aws, dovecot):
+    """Guards against a new account keeping the old account's cursors (its UIDs mean nothing there)."""
+    from chalicelib.mailboxes.service import update_mailbox
+    from chalicelib.tenancy.service import get_tenant
+    first, first_password = dovecot.new_user()
+    second, second_password = dovecot.new_user()
+    shared = make_message(subject="in both", date=RECENT)
+    for user in (first, second):
+        dovecot.append(user, "INBOX", shared, date=RECENT)
+    dovecot.append(user, "INBOX", make_message(subject="only second", date=RECENT), date=RECENT)
+    mailbox = imap_mailbox(dovecot, first, first_password)
+    sync(mailbox)
+    old_cursor = cursor_field(reload(mailbox), "inbox")
+    with SmtpServer(lambda login, password: True) as smtp:
+        update_mailbox(get_tenant(mailbox.tenant_id), reload(mailbox),
+                       {"imap": {"host": "127.0.0.1", "port": dovecot.port, "security": "none", "username": second},
+                        "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none", "username": second},
+                        "password": second_password})
+    assert reload(mailbox).cursor_epoch == 1 and cursor_field(reload(mailbox), "inbox") is None
+    sync(reload(mailbox))
+    assert subjects(mailbox) == ["in both", "only second"]
+    assert cursor_field(reload(mailbox), "inbox") != old_cursor

@@ -135,7 +135,7 @@ def test_ticket_tag_in_body_uses_the_parsed_body_only_when_enabled(aws, monkeypa
         calls.append(msg.message_id)
         return type("Parsed", (), {"text": "Quoted: [T-555] thanks"})()
 
-    monkeypatch.setattr("chalicelib.sync.store.load_parsed", fake_load_parsed)
+    monkeypatch.setattr("chalicelib.pairing.engine.load_parsed", fake_load_parsed)
     engine.pair_message(message)
     assert linked(message) == {("ticket", "tk-1")} and calls == [message.message_id]
     other_tenant = make_tenant()

@@ -1,0 +1,101 @@
+"""Push registrations kept alive by the renewer (Gmail `users.watch`, Graph subscriptions).
+
+For each active mailbox whose provider implements `PushSubscriber`:
+- no registration yet → `start_push()`;
+- registration expiring within `RENEW_WITHIN` → `renew_push(state)` (Gmail watches last 7 days and Google
+  recommends re-calling watch daily: developers.google.com/gmail/api/guides/push; Graph mail subscriptions last
+  at most 4,230 minutes: learn.microsoft.com/graph/api/resources/subscription);
+- otherwise nothing (no provider call).
+The new `PushState` is stored on the mailbox (`push_state`, `push_expires_at`); its secrets (a Graph
+`clientState`) join the mailbox's credentials through the credential store. A failure is recorded in
+`push_error` (visible in sync status) and, when the registration is missing or will lapse within a day,
+`mailbox.push_expiring` is emitted once per expiry (stable event id). Sync still runs on the :00/:30 schedule.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Callable
+
+from chalicelib.credentials.store import CredentialConflict, CredentialStore
+from chalicelib.logs import logger
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.notify.events import emit, stable_event_id
+from chalicelib.providers.base import MailProvider, ProviderError, PushState, PushSubscriber
+from chalicelib.providers.kinds import UnknownKind, build_provider, get_kind
+from chalicelib.timeutil import now_iso, parse_iso, utcnow
+
+RENEW_WITHIN = timedelta(hours=24)
+
+
+def current_state(mailbox: Mailbox) -> PushState | None:
+    if not mailbox.push_state or not mailbox.push_expires_at:
+        return None
+    return PushState(expires_at=mailbox.push_expires_at, resource=dict(mailbox.push_state))
+
+
+def _store_secrets(mailbox: Mailbox, secrets: dict) -> None:
+    store = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id)
+    for _ in range(3):
+        credentials = store.load()
+        try:
+            store.save({**credentials.secrets, **secrets}, credentials.version)
+            return
+        except CredentialConflict:
+            continue
+    raise RuntimeError("credentials kept changing while storing the push secret")
+
+
+def save_state(mailbox: Mailbox, state: PushState) -> None:
+    if state.secrets:
+        _store_secrets(mailbox, state.secrets)
+    mailbox.update(actions=[Mailbox.push_state.set(dict(state.resource)), Mailbox.push_expires_at.set(state.expires_at),
+                            Mailbox.push_error.remove()],
+                   condition=Mailbox.mailbox_id.exists())
+
+
+def _warn(mailbox: Mailbox, state: PushState | None, error: ProviderError) -> None:
+    expires = state.expires_at if state else None
+    mailbox.update(actions=[Mailbox.push_error.set({"code": error.code.value, "detail": error.detail[:500],
+                                                    "at": now_iso()})],
+                   condition=Mailbox.mailbox_id.exists())
+    if expires is None or parse_iso(expires) - utcnow() < RENEW_WITHIN:
+        emit(mailbox.tenant_id, "mailbox.push_expiring",
+             {"mailbox_id": mailbox.mailbox_id, "push_expires_at": expires, "reason": error.detail[:300]},
+             event_id=stable_event_id(mailbox.tenant_id, "mailbox.push_expiring",
+                                      f"{mailbox.mailbox_id}#{expires}"))
+
+
+def maintain(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProvider] = build_provider) -> str:
+    """"n/a" | "current" | "started" | "renewed" | "failed" (never raises for a provider failure)."""
+    try:
+        if not get_kind(mailbox.type).oauth:
+            return "n/a"
+    except UnknownKind:
+        return "n/a"
+    state = current_state(mailbox)
+    if state is not None and parse_iso(state.expires_at) - utcnow() > RENEW_WITHIN:
+        return "current"
+    try:
+        with provider_factory(mailbox) as provider:
+            if not isinstance(provider, PushSubscriber):
+                return "n/a"
+            new = provider.start_push() if state is None else provider.renew_push(state)
+    except ProviderError as exc:
+        logger.warning("push registration failed", extra={"code": exc.code.value, "mailbox_id": mailbox.mailbox_id})
+        _warn(mailbox, state, exc)
+        return "failed"
+    save_state(mailbox, new)
+    return "started" if state is None else "renewed"
+
+
+def stop(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProvider] = build_provider) -> None:
+    """Remove the registration at the provider (mailbox deleted or disconnected); failures are logged."""
+    state = current_state(mailbox)
+    if state is None:
+        return
+    try:
+        with provider_factory(mailbox) as provider:
+            if isinstance(provider, PushSubscriber):
+                provider.stop_push(state)
+    except ProviderError as exc:
+        logger.warning("push stop failed", extra={"code": exc.code.value, "mailbox_id": mailbox.mailbox_id})
