@@ -128,7 +128,7 @@ def make_mailbox(tenant_id: str = "tnt_test", *, status: str = "active", mailbox
         Tenant(tenant_id, name="Test tenant", plan="standard", created_at=now, updated_at=now).save()
     mailbox = Mailbox(tenant_id, attrs.pop("mailbox_id", None) or new_id("mbx"), name="Sales", type=mailbox_type,
                       email="me@example.com", import_since=import_since, status=status, created_at=now,
-                      updated_at=now, kind="shared", **attrs)
+                      updated_at=now, kind="shared", **{"store_keys": "content", **attrs})
     mailbox.save()
     return mailbox
 

@@ -31,6 +31,7 @@ from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets, e
 from chalicelib.security.sanitize import sanitize_html
 from chalicelib.sync import cursors
 from chalicelib.sync.enqueue import enqueue_sync
+from chalicelib.sync.store import CONTENT_KEYS
 from chalicelib.tenancy.plans import get_plan, import_window_days
 from chalicelib.timeutil import now_iso, utcnow
 
@@ -144,6 +145,7 @@ def create_mailbox(tenant: Tenant, principal: Principal, data: dict[str, Any]) -
         signature_html=_signature(data.get("signature_html")), signature_on_replies=data["signature_on_replies"],
         mail_server_id=preset.server_id if preset else None, imap=imap, smtp=smtp,
         secret_ciphertext=encrypt_secrets(tenant.tenant_id, mailbox_id, secrets), status="active",
+        store_keys=CONTENT_KEYS,
         created_at=now, updated_at=now)
     mailbox.save(condition=Mailbox.mailbox_id.does_not_exist())
     _request_first_sync(mailbox, "created")

@@ -69,6 +69,7 @@ class Mailbox(Model):
     smtp = JSONAttribute(null=True)
     secret_ciphertext = UnicodeAttribute(null=True)  # KMS envelope of {"password": ...} / token cache
     secret_version = NumberAttribute(null=True)    # bumped on every credential write (credentials/store.py)
+    store_keys = UnicodeAttribute(null=True)       # "content": messages keyed by their bytes (sync/store.py)
     cursor_epoch = NumberAttribute(null=True)      # bumped when the account/server changes: cursors start afresh
     status = UnicodeAttribute(default="pending_auth")  # pending_auth|active|auth_error|needs_admin_consent|disabled
     status_reason = UnicodeAttribute(null=True)

@@ -2,8 +2,12 @@
 
 Idempotency (a redelivered job, a retried page, a UIDVALIDITY resync all re-deliver the same mail):
 
-    1. message_id = stable_id("msg", tenant, mailbox, folder, dedupe_key)   (dedupe_key: normalized
-       Message-ID, else "sha256:<raw digest>"; for a skipped message "provider:<provider id>")
+    1. message_id = stable_id("msg", tenant, mailbox, folder, "sha256:<raw digest>")   (a skipped message,
+       which has no bytes: "provider:<provider id>"). The key is the CONTENT, never the Message-ID: two
+       different messages with one Message-ID (a forged or careless sender) are two messages, and a raw object
+       is never overwritten with other bytes. Message-ID stays on the item for threads and cross-mailbox
+       identity. Mailboxes created before content keys (`Mailbox.store_keys` unset) stored messages under
+       their Message-ID; the same bytes found under that legacy id are that message.
     2. PUT raw/<tenant>/<mailbox>/<message_id>.eml — same key, same bytes, so a repeat is harmless
     3. PUT item IF message_id does not exist
        → exists: UPDATE provider_id/provider_key (the new UID) and clear removed_at_source; created=False
@@ -30,6 +34,7 @@ from chalicelib.models.message import Message
 from chalicelib.providers.base import FetchedMessage
 from chalicelib.sync.mime import ParsedMessage, parse_message
 
+CONTENT_KEYS = "content"                        # Mailbox.store_keys of mailboxes keyed by content only
 OWED_IMPORTED = ["pair", "announce", "count"]   # what a new message owes (sync/effects.py pays it)
 OWED_SKIPPED = ["count"]
 from chalicelib.timeutil import now_iso
@@ -109,6 +114,18 @@ def _insert_or_refresh(item: Message, provider_id: str, provider_ref: str) -> Sa
     return SaveOutcome(existing, False)
 
 
+def _legacy_twin(mailbox: Mailbox, folder: str, rfc_message_id: str | None, digest: str) -> str | None:
+    """The id of this very message (same bytes) stored under the Message-ID key of older mailboxes."""
+    if mailbox.store_keys == CONTENT_KEYS or not rfc_message_id:
+        return None
+    legacy_id = ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, folder, rfc_message_id)
+    try:
+        stored = Message.get(legacy_id, attributes_to_get=["message_id", "raw_sha256"])
+    except Message.DoesNotExist:
+        return None
+    return legacy_id if stored.raw_sha256 == digest else None
+
+
 def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
     """Store one fetched message (idempotent; see the module docstring)."""
     settings = get_settings()
@@ -127,8 +144,8 @@ def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
     else:
         digest = hashlib.sha256(raw).hexdigest()
         parsed = parse_message(raw)
-        message_id = ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, ref.folder,
-                                   parsed.rfc_message_id or f"sha256:{digest}")
+        message_id = (_legacy_twin(mailbox, ref.folder, parsed.rfc_message_id, digest)
+                      or ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, ref.folder, f"sha256:{digest}"))
         key = raw_key(mailbox.tenant_id, mailbox.mailbox_id, message_id)
         aws.s3().put_object(Bucket=settings.raw_bucket, Key=key, Body=raw, ContentType=RAW_CONTENT_TYPE,
                             ServerSideEncryption="AES256")

@@ -83,13 +83,6 @@ def test_same_message_id_with_new_uid_updates_provider_key_and_keeps_crm_state(m
     assert stored.removed_at_source is None and stored.link_count == 2
 
 
-def test_different_raw_copies_with_one_message_id_are_one_message(mailbox):
-    first = store.save_fetched(mailbox, fetched(make_message(message_id="<dup@x>", body="one"), uid="7:1"))
-    second = store.save_fetched(mailbox, fetched(make_message(message_id="<dup@x>", body="two"), uid="7:2"))
-    assert first.message.message_id == second.message.message_id and not second.created
-    assert len(all_messages()) == 1
-
-
 def test_message_without_message_id_is_keyed_by_content(mailbox):
     raw = make_message(message_id="")
     first = store.save_fetched(mailbox, fetched(raw, uid="7:1"))
@@ -170,3 +163,39 @@ def test_one_s3_put_and_one_dynamodb_write_per_new_message(mailbox, monkeypatch)
     monkeypatch.setattr(Message, "save", lambda self, **kw: calls.append("ddb") or real_save(self, **kw))
     store.save_fetched(mailbox, fetched(make_message()))
     assert calls == ["s3", "ddb"]
+
+
+def test_two_different_messages_with_one_message_id_both_survive(mailbox):
+    """Guards against an outsider suppressing real mail by sending first with a guessed Message-ID."""
+    forged = make_message(subject="Fake invoice", from_="mallory@evil.example", message_id="<real-1@acme.example>")
+    real = make_message(subject="Invoice", from_="jan@acme.example", message_id="<real-1@acme.example>")
+    first = store.save_fetched(mailbox, fetched(forged, uid="7:1"))
+    second = store.save_fetched(mailbox, fetched(real, uid="7:2"))
+    assert first.created and second.created and first.message.message_id != second.message.message_id
+    assert sorted(m.subject for m in all_messages()) == ["Fake invoice", "Invoice"]
+    for outcome, raw in ((first, forged), (second, real)):       # each raw object holds its own bytes
+        body = boto3.client("s3").get_object(Bucket=get_settings().raw_bucket,
+                                             Key=outcome.message.raw_s3_key)["Body"].read()
+        assert body == raw
+    assert {m.rfc_message_id for m in all_messages()} == {"real-1@acme.example"}   # threads still see one id
+
+
+def test_the_same_bytes_again_under_a_new_uid_are_one_message(mailbox):
+    raw = make_message(subject="Once", message_id="<once@acme.example>")
+    store.save_fetched(mailbox, fetched(raw, uid="7:1"))
+    again = store.save_fetched(mailbox, fetched(raw, uid="8:1"))          # UIDVALIDITY resync
+    assert not again.created and len(all_messages()) == 1
+    assert Message.get(again.message.message_id).provider_id == "8:1"
+
+
+def test_messages_stored_under_the_legacy_message_id_key_are_not_duplicated(aws):
+    """Guards the upgrade: mailboxes created before content keys stored messages under their Message-ID."""
+    from chalicelib import ids
+    legacy = make_mailbox(mailbox_id="mbx_legacy")                       # store_keys unset
+    raw = make_message(subject="Old", message_id="<old@acme.example>")
+    legacy_id = ids.stable_id("msg", legacy.tenant_id, legacy.mailbox_id, "inbox", "old@acme.example")
+    item = store._build_item(legacy, fetched(raw), legacy_id, store.parse_message(raw), raw_sha256=
+                             __import__("hashlib").sha256(raw).hexdigest(), size=len(raw))
+    item.save()
+    again = store.save_fetched(legacy, fetched(raw, uid="9:1"))
+    assert not again.created and again.message.message_id == legacy_id and len(all_messages()) == 1
