@@ -180,3 +180,22 @@ def test_contact_from_a_message_gets_its_company_or_a_422_naming_company_id(api,
     assert chosen.status == 201 and chosen.json["record"]["company_id"] == "c-2"
     assert linked(unknown) == {("contact", chosen.json["record"]["id"])}
     assert directory.get_record(tenant["id"], "contact", chosen.json["record"]["id"]).company_id == "c-2"
+
+
+def test_notifier_lambda_removes_links_of_a_deleted_record(api, tenant, aws):
+    """Guards the wiring: a record deletion must reach link removal through the events queue and notifier."""
+    import json
+
+    from app import notifier
+    from tests.sync_helpers import receive_event
+
+    api("PUT", "/v1/directory/contact/p-1", key=tenant["key"], json_body={"emails": ["eva@wired.example"]})
+    message = make_message(make_mailbox(tenant["id"]), sender="eva@wired.example")
+    engine.pair_message(message)
+    assert linked(message) == {("contact", "p-1")}
+    receive_event(aws["events_queue_url"], 10)                        # drain the events of the setup
+    assert api("DELETE", "/v1/directory/contact/p-1", key=tenant["key"]).status == 204
+    event = receive_event(aws["events_queue_url"], 10)
+    assert [json.loads(r["body"])["type"] for r in event["Records"]] == [late.EVENT_TYPE]
+    assert notifier(event, None) == {"batchItemFailures": []}
+    assert linked(message) == set() and Message.get(message.message_id).link_count == 0
