@@ -167,7 +167,9 @@ def handle_directory_changed(tenant_id: str, payload: dict) -> RepairReport:
     """The events-consumer entry for a `directory.changed` event: stale links out, then new links in."""
     dropped = [k for k in (payload or {}).get("dropped", [])[:MAX_RECORDS_PER_EVENT] if isinstance(k, str)]
     if dropped:
-        recheck_records(tenant_id, dropped)
+        unfinished = recheck_records(tenant_id, dropped).unfinished
+        if unfinished:
+            announce(tenant_id, [], unfinished)
     keys = [k for k in (payload or {}).get("records", [])[:MAX_RECORDS_PER_EVENT] if isinstance(k, str)]
     records = list(directory.read_records(tenant_id, keys).values())
     if not records:

@@ -12,7 +12,8 @@ Which active links of a re-checked record go:
 
 Messages are handled oldest first (the `by_entity` GSI is ordered by the message's `date_key`): a parent
 loses its link — and its thread marker, in the same transaction — before its replies are re-matched, so a
-reply that only inherited the link loses it too. Each record handles at most `MAX_LINKS` links per event.
+reply that only inherited the link loses it too. Each record handles at most `MAX_LINKS` links per event; a
+deleted record with more is listed in `unfinished` and announced again by the caller.
 Idempotent: only active links are read and each removal is conditional on the link being active.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ class StaleReport:
     removed: list[tuple[str, str]] = field(default_factory=list)   # (message_id, record key)
     signals_closed: int = 0
     truncated: bool = False
+    unfinished: list[str] = field(default_factory=list)   # deleted records with links left: announce again
 
 
 def _message(tenant_id: str, message_id: str) -> Message | None:
@@ -94,9 +96,12 @@ def recheck_record(tenant_id: str, record_key: str, report: StaleReport | None =
     reason = "record deleted from the directory" if gone else "record no longer matches the message"
     links = MessageLink.by_entity.query(entity_key(tenant_id, record_type, record_id), scan_index_forward=True,
                                         page_size=200)
+    removed_before = len(report.removed)
     for count, link in enumerate(links):
         if count >= MAX_LINKS:
             report.truncated = True
+            if gone and len(report.removed) > removed_before:   # the next pass makes progress
+                report.unfinished.append(record_key)
             break
         report.examined += 1
         if link.status != "active" or link.tenant_id != tenant_id:

@@ -199,3 +199,18 @@ def test_notifier_lambda_removes_links_of_a_deleted_record(api, tenant, aws):
     assert [json.loads(r["body"])["type"] for r in event["Records"]] == [late.EVENT_TYPE]
     assert notifier(event, None) == {"batchItemFailures": []}
     assert linked(message) == set() and Message.get(message.message_id).link_count == 0
+
+
+def test_a_deleted_record_with_many_links_is_finished_by_follow_up_events(api, tenant, monkeypatch):
+    """Guards the per-event bound: links beyond it must not stay on a deleted record for good."""
+    from chalicelib.pairing import stale
+    monkeypatch.setattr(stale, "MAX_LINKS", 2)
+    api("PUT", "/v1/directory/lead/l-1", key=tenant["key"], json_body={"emails": ["many@lead.example"]})
+    mailbox = make_mailbox(tenant["id"])
+    messages = [make_message(mailbox, sender="many@lead.example") for _ in range(5)]
+    for message in messages:
+        engine.pair_message(message)
+    api("DELETE", "/v1/directory/lead/l-1", key=tenant["key"])
+    for _ in range(3):
+        run_directory_jobs(tenant["id"])
+    assert [linked(m) for m in messages] == [set()] * 5
