@@ -3,8 +3,9 @@
 Ids are derived from their natural key so a retried job creates nothing twice: a lead or contact is keyed by
 (tenant, type, counterpart address) — one per person however many messages they exchange; the counterpart
 is the sender of inbound mail and the first recipient of outbound mail (never the mailbox owner who sent
-it); any other record created from a message is keyed by (tenant, type, message). mailbridge-made numbers (tickets) come from a
-per-tenant counter and carry an "M" prefix so they never collide with the CRM's own numbers.
+it); any other record created from a message is keyed by (tenant, type, message). mailbridge-made numbers
+(tickets) come from a per-tenant counter and carry an "M" prefix so they never collide with the CRM's own
+numbers. A contact is created in a company (the caller resolves it; see `manual.contact_company`).
 """
 from __future__ import annotations
 
