@@ -1,6 +1,7 @@
 """Guards the sharing model end to end: a `read` share that could act (unpair, create records, accept
 signals), or an outsider who could learn that a mailbox or message exists. Every (actor × route) pair is
-called on fresh state and must answer the documented outcome (docs/api.md "Access levels"): no access → 404,
+called on fresh state — of a personal mailbox, and of a shared (corporate) one, which has no owner user and
+is managed by the tenant admin — and must answer the documented outcome (docs/api.md "Access levels"): no access → 404,
 visible but below the route's level → 403 `insufficient-access` with nothing changed, else success.
 
 Extension point: a new route that acts on a mailbox or message (the send routes of the outbox, when they
@@ -78,8 +79,10 @@ CASES = [
 ]
 
 
-def expected(case: Case, actor: str) -> int:
+def expected(case: Case, actor: str, kind: str = "personal") -> int:
     _, on_mailbox, on_message = ACTORS[actor]
+    if kind == "shared" and actor == "owner":      # a shared mailbox has no owner user: u-owner is nobody
+        on_mailbox = on_message = None
     level = on_message if case.on == "message" else on_mailbox
     if level is None:
         return 404
@@ -98,8 +101,9 @@ def make_world(api, tenant, monkeypatch):
     directory.put_record(tenant_id, "project", "pr-1", {"name": "P1", "readers": ["u-recorder"]})
     directory.put_record(tenant_id, "project", "pr-2", {"name": "P2"})
 
-    def build() -> dict:
-        mailbox = make_mailbox(tenant_id, "signal", owner="u-owner", email="owner@acme-crm.example")
+    def build(kind: str = "personal") -> dict:
+        mailbox = make_mailbox(tenant_id, "signal", owner="u-owner" if kind == "personal" else None,
+                               email="owner@acme-crm.example", kind=kind)
         for user, level in (("u-reader", "read"), ("u-writer", "read_write")):
             MailboxShare(mailbox.mailbox_id, user, tenant_id=tenant_id, user_key=f"{tenant_id}#{user}",
                          access=level, created_at=now_iso()).save()
@@ -133,15 +137,18 @@ def call(api, world, case: Case, user: str | None):
     return api(case.method, path, key=world["tenant"]["key"], user=user, json_body=case.body, headers=headers)
 
 
-@pytest.mark.parametrize("actor", list(ACTORS))
-def test_sharing_matrix(api, make_world, actor: str):
+@pytest.mark.parametrize("kind,actor", [("personal", a) for a in ACTORS]
+                         + [("shared", a) for a in ("owner", "admin", "read_write")])
+def test_sharing_matrix(api, make_world, kind: str, actor: str):
     user = ACTORS[actor][0]
     wrong = []
+    shared = make_world(kind)      # reads and refused writes leave it as it was (asserted below)
     for case in CASES:
-        world = make_world()
+        allowed_write = case.method != "GET" and expected(case, actor, kind) < 300
+        world = make_world(kind) if allowed_write else shared
         before = state(world)
         result = call(api, world, case, user)
-        want = expected(case, actor)
+        want = expected(case, actor, kind)
         if result.status != want:
             wrong.append((case.name, want, result.status, result.body[:200]))
             continue
@@ -154,7 +161,7 @@ def test_sharing_matrix(api, make_world, actor: str):
             wrong.append((case.name, "404 problem without details", result.json))
         if want < 300 and case.method != "GET" and state(world) == before and case.name != "connection test":
             wrong.append((case.name, "an allowed write changed nothing"))
-    assert wrong == [], f"{actor}: {wrong}"
+    assert wrong == [], f"{kind} mailbox, {actor}: {wrong}"
 
 
 def test_matrix_covers_every_mailbox_and_message_route():
