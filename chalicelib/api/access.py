@@ -1,19 +1,32 @@
-"""Who may see and do what (DESIGN §4): the tenant itself sees everything of the tenant; a user sees a
-mailbox they own or that is shared with them, and a message of such a mailbox — or one paired to a CRM record
-that lists them (or "*") among its readers. What a caller may not see answers 404, never 403, so existence is
-not revealed; another tenant's ids are simply not found (every lookup is keyed by the caller's tenant).
+"""Who may see and do what: the tenant itself (no X-User-Id) is "owner" of everything of the tenant; a user
+is "owner" of their personal mailbox, has the level of a share (`read` / `read_write`) on a shared one, and
+sees a message of such a mailbox — or "read" of one paired to a CRM record that lists them (or "*") among
+its readers.
+
+Levels, lowest first: read (see, list, download) < read_write (also hide, pair/unpair, accept/dismiss
+signals, create records, refresh, send) < owner (also change settings, test, share, delete).
+What a caller may not see answers 404, so existence is not revealed; what a caller sees but may not do
+answers 403 `insufficient-access`. Another tenant's ids are simply not found (every lookup is keyed by the
+caller's tenant). docs/api.md has the table.
 """
 from __future__ import annotations
 
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.api.context import Principal, current_principal
-from chalicelib.api.errors import Forbidden, NotFound
+from chalicelib.api.errors import InsufficientAccess, NotFound
 from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.models.message import Message
 from chalicelib.pairing.visibility import readable_through_links as through_links
 
 LEVELS = {"read": 1, "read_write": 2, "owner": 3}
+
+
+def require_level(level: str, need: str, what: str) -> None:
+    """403 `insufficient-access` when `level` (which lets the caller see `what`) is below `need`."""
+    if LEVELS[level] < LEVELS[need]:
+        raise InsufficientAccess(f"This needs {need} access to the {what}; you have {level}.",
+                                 extra={"required": need, "access": level})
 
 
 def mailbox_access(mailbox: Mailbox, principal: Principal) -> str | None:
@@ -42,23 +55,29 @@ def get_mailbox(mailbox_id: str, need: str = "read") -> Mailbox:
     level = mailbox_access(mailbox, principal)
     if level is None:
         raise NotFound(f"No mailbox with id {mailbox_id!r}.")
-    if LEVELS[level] < LEVELS[need]:
-        raise Forbidden(f"This needs {need} access to the mailbox; you have {level}.")
+    require_level(level, need, "mailbox")
     return mailbox
 
 
-def can_read_message(message: Message, principal: Principal) -> bool:
+def message_access(message: Message, principal: Principal) -> str | None:
+    """The caller's level on a message: its mailbox's level, else "read" when a record it is paired to lets
+    the user read it, else None (invisible)."""
     if principal.tenant_id != message.tenant_id:
-        return False
+        return None
     if principal.user_id is None:
-        return True
+        return "owner"
     try:
         mailbox = Mailbox.get(message.tenant_id, message.mailbox_id)
     except DoesNotExist:
         mailbox = None
-    if mailbox is not None and mailbox_access(mailbox, principal) is not None:
-        return True
-    return readable_through_links(message, principal.user_id)
+    level = mailbox_access(mailbox, principal) if mailbox is not None else None
+    if level is not None:
+        return level
+    return "read" if readable_through_links(message, principal.user_id) else None
+
+
+def can_read_message(message: Message, principal: Principal) -> bool:
+    return message_access(message, principal) is not None
 
 
 def readable_through_links(message: Message, user_id: str) -> bool:
@@ -66,12 +85,16 @@ def readable_through_links(message: Message, user_id: str) -> bool:
     return through_links(message, user_id)
 
 
-def get_message(message_id: str) -> Message:
+def get_message(message_id: str, need: str = "read") -> Message:
+    """The caller's visible (not hidden) message; 404 when invisible, 403 when visible at a level below
+    `need` (a user who reads it only through a record's readers has "read")."""
     principal = current_principal()
     try:
         message = Message.get(message_id)
     except DoesNotExist:
         raise NotFound(f"No message with id {message_id!r}.") from None
-    if message.hidden or not can_read_message(message, principal):
+    level = None if message.hidden else message_access(message, principal)
+    if level is None:
         raise NotFound(f"No message with id {message_id!r}.")
+    require_level(level, need, "message's mailbox")
     return message

@@ -71,6 +71,11 @@ class Forbidden(ApiError):
     status, slug, title = 403, "forbidden", "Forbidden"
 
 
+class InsufficientAccess(Forbidden):
+    """The caller sees the mailbox or message but its access level does not allow this action."""
+    slug, title = "insufficient-access", "Insufficient access"
+
+
 class KeyInactive(Forbidden):
     slug, title = "key-inactive", "API key inactive"
 

@@ -31,6 +31,21 @@ class WriteOutcome:
     record: DirectoryRecord
     created: bool
     added_keys: tuple[str, ...]      # index keys the record newly matches (late pairing looks at these)
+    dropped: tuple[str, ...] = ()    # record keys whose existing links must be re-checked (lost match keys)
+
+
+def dropped_record_keys(old: DirectoryRecord | None, new: DirectoryRecord | None) -> tuple[str, ...]:
+    """Record keys whose links `old` → `new` may no longer justify (`new` None: deleted): the record itself
+    when it lost an index key, and a contact's former company, which its addresses paired with."""
+    if old is None:
+        return ()
+    lost = _keys_of(old) - _keys_of(new)
+    if not lost:
+        return ()
+    keys = [old.record_key]
+    if old.type == "contact" and old.company_id:
+        keys.append(record_key("company", old.company_id))
+    return tuple(keys)
 
 
 def to_rec(item: DirectoryRecord) -> Rec:
@@ -111,16 +126,18 @@ def put_record(tenant_id: str, record_type: str, record_id: str, data: dict[str,
     new_keys = _keys_of(item)
     old_keys = _keys_of(old)
     _apply_index(tenant_id, item.record_key, new_keys - old_keys, old_keys - new_keys)
-    return WriteOutcome(item, old is None, tuple(sorted(new_keys - old_keys)))
+    return WriteOutcome(item, old is None, tuple(sorted(new_keys - old_keys)), dropped_record_keys(old, item))
 
 
-def delete_record(tenant_id: str, record_type: str, record_id: str) -> bool:
+def delete_record(tenant_id: str, record_type: str, record_id: str) -> tuple[str, ...] | None:
+    """Delete a record and its index entries. None when there was none; else the record keys whose links
+    must be re-checked (the record's own links, which must all go, first)."""
     old = get_record(tenant_id, record_type, record_id)
     if old is None:
-        return False
+        return None
     _apply_index(tenant_id, old.record_key, set(), _keys_of(old))
     old.delete()
-    return True
+    return dropped_record_keys(old, None) or (old.record_key,)
 
 
 def put_batch(tenant_id: str, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[WriteOutcome]]:

@@ -1,8 +1,10 @@
 """Late pairing: when a directory record is added or its addresses/number change, recent messages that now
 match are paired, so loading the directory after connecting mailboxes still works.
 
-A directory write emits `directory.changed` ({"records": ["<type>#<id>", ...]}); the events consumer (notifier)
-passes each stored event to `on_event(event)`, which for that type runs `repair_recent`: for each of the tenant's
+A directory write emits `directory.changed` ({"records": ["<type>#<id>", ...], "dropped": [...]}): `records`
+gained match keys, `dropped` were deleted or lost match keys. The events consumer (notifier) passes each
+stored event to `on_event(event)`, which first removes the links the `dropped` records no longer justify
+(`stale.recheck_records`), then runs `repair_recent` for `records`: for each of the tenant's
 mailboxes, the messages of the last `late_pairing_days` days (Message `by_mailbox` GSI, `date_key` range,
 newest first), at most `MAX_MESSAGES` in all, are pre-filtered against the records' addresses, domains and
 numbers, and only candidates go through `pair_message` (idempotent: nothing already paired is written again).
@@ -24,6 +26,7 @@ from chalicelib.pairing.context import tenant_context
 from chalicelib.pairing.engine import pair_message
 from chalicelib.pairing.facts import find_subject_tags, find_ticket_tags, rfc_ids
 from chalicelib.pairing.matchers import Rec
+from chalicelib.pairing.stale import recheck_records
 from chalicelib.timeutil import isoformat, utcnow
 
 MAX_MESSAGES = 5000
@@ -44,10 +47,15 @@ class RepairReport:
     message_ids: list[str] = field(default_factory=list)
 
 
-def announce(tenant_id: str, record_keys: list[str]) -> None:
-    """Emit `directory.changed` for records whose match keys changed (chunked, bounded payloads)."""
-    for start in range(0, len(record_keys), MAX_RECORDS_PER_EVENT):
-        emit(tenant_id, EVENT_TYPE, {"records": record_keys[start:start + MAX_RECORDS_PER_EVENT]})
+def announce(tenant_id: str, record_keys: list[str], dropped: list[str] | tuple[str, ...] = ()) -> None:
+    """Emit `directory.changed` for records that gained match keys (`record_keys`) and records deleted or
+    that lost match keys (`dropped`), in chunks of bounded payloads."""
+    dropped = list(dict.fromkeys(dropped))
+    for start in range(0, max(len(record_keys), len(dropped)), MAX_RECORDS_PER_EVENT):
+        payload = {"records": record_keys[start:start + MAX_RECORDS_PER_EVENT]}
+        if dropped[start:start + MAX_RECORDS_PER_EVENT]:
+            payload["dropped"] = dropped[start:start + MAX_RECORDS_PER_EVENT]
+        emit(tenant_id, EVENT_TYPE, payload)
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,12 @@ def repair_recent(tenant_id: str, records: Rec | list[Rec], days: int | None = N
 
 
 def handle_directory_changed(tenant_id: str, payload: dict) -> RepairReport:
-    """The events-consumer entry for a `directory.changed` event."""
+    """The events-consumer entry for a `directory.changed` event: stale links out, then new links in."""
+    dropped = [k for k in (payload or {}).get("dropped", [])[:MAX_RECORDS_PER_EVENT] if isinstance(k, str)]
+    if dropped:
+        unfinished = recheck_records(tenant_id, dropped).unfinished
+        if unfinished:
+            announce(tenant_id, [], unfinished)
     keys = [k for k in (payload or {}).get("records", [])[:MAX_RECORDS_PER_EVENT] if isinstance(k, str)]
     records = list(directory.read_records(tenant_id, keys).values())
     if not records:
@@ -181,7 +194,15 @@ def handle_event(tenant_id: str, event_id: str) -> RepairReport | None:
 
 
 def announce_outcomes(tenant_id: str, outcomes) -> None:
-    """Announce the records of directory writes that added match keys (new addresses, domains, numbers)."""
+    """Announce the records of directory writes that added match keys (new addresses, domains, numbers) or
+    lost some (their links are re-checked)."""
     keys = [o.record.record_key for o in outcomes if o.added_keys]
-    if keys:
-        announce(tenant_id, keys)
+    dropped = [key for o in outcomes for key in o.dropped]
+    if keys or dropped:
+        announce(tenant_id, keys, dropped)
+
+
+def announce_deleted(tenant_id: str, dropped: tuple[str, ...] | None) -> None:
+    """Announce a deleted record (`directory.delete_record`'s result): its links are removed."""
+    if dropped:
+        announce(tenant_id, [], dropped)

@@ -3,7 +3,8 @@ and undo an automatic action. Every step is audited with the acting principal ("
 
 Undo (audit entry → its reversal, itself recorded as an "undo" entry that names the original):
 link.created → the link is removed (tombstoned); signal.created → the signal is closed ("undone");
-record.created → the record is deleted from the directory and the message's link to it removed;
+record.created → the record is deleted from the directory and the message's link to it removed (its links
+on other messages go through `directory.changed`, see `stale`);
 ticket.reopened → the ticket gets its previous status back.
 """
 from __future__ import annotations
@@ -17,19 +18,24 @@ from chalicelib.models.message import Message
 from chalicelib.models.paging import filtered_page
 from chalicelib.models.pairing import AuditEntry, MessageLink, Signal
 from chalicelib.notify.events import emit
-from chalicelib.pairing import directory
+from chalicelib.pairing import directory, late
+from chalicelib.pairing.context import tenant_context
+from chalicelib.pairing.engine import find_matches
+from chalicelib.pairing.facts import message_facts
 from chalicelib.pairing.records import create_from_message
 from chalicelib.pairing.store import (LinkSpec, audit_entry, get_signal, remove_link, set_signal_status,
                                       write_link)
 
 
 class PairingError(Exception):
-    """A request the pairing state cannot satisfy; `kind` is "not_found" or "conflict"."""
+    """A request the pairing state cannot satisfy; `kind` is "not_found", "conflict" or "invalid" (a
+    request field, named by `field`, that cannot be used)."""
 
-    def __init__(self, kind: str, detail: str):
+    def __init__(self, kind: str, detail: str, field: str | None = None):
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+        self.field = field
 
 
 def actor_of(user_id: str | None) -> str:
@@ -66,10 +72,36 @@ class CreatedAndLinked:
     created: bool
 
 
+def contact_company(message: Message, company_id: str | None) -> str:
+    """The company a contact created from `message` belongs to: `company_id` when given (it must exist),
+    else the one company the message's counterpart matches (its address, a contact's, or its domain)."""
+    if company_id:
+        if directory.get_record(message.tenant_id, "company", company_id) is None:
+            raise PairingError("invalid", f"No company with id {company_id!r} in the directory.", "company_id")
+        return company_id
+    context = tenant_context(message.tenant_id)
+    facts = message_facts(message, context.settings, context.own_addresses)
+    companies = [m for m in find_matches(message, facts, context) if m.type == "company"]
+    best = max((m.confidence for m in companies), default=None)
+    found = sorted({m.id for m in companies if m.confidence == best})
+    if len(found) == 1:
+        return found[0]
+    why = "matches no company" if not found else f"matches several companies ({', '.join(found[:5])})"
+    raise PairingError("invalid", f"A contact needs its company: the message's counterpart {why}; "
+                                  "pass company_id.", "company_id")
+
+
 def create_record(message: Message, record_type: str, user_id: str | None, name: str | None = None,
-                  readers: list[str] | None = None) -> CreatedAndLinked:
+                  readers: list[str] | None = None, company_id: str | None = None) -> CreatedAndLinked:
+    """Create (once) a record from the message and pair them. A contact gets its company (`contact_company`);
+    `company_id` for any other type is invalid."""
+    if record_type == "contact":
+        company_id = contact_company(message, company_id)
+    elif company_id:
+        raise PairingError("invalid", "Only contacts belong to a company.", "company_id")
     actor = actor_of(user_id)
-    created = create_from_message(message, record_type, actor, "created from the message by hand", name, readers)
+    created = create_from_message(message, record_type, actor, "created from the message by hand", name, readers,
+                                  company_id)
     link = write_link(message, LinkSpec(record_type, created.record.record_id, "created",
                                         "record created from this message", actor), revive=True)
     if link is not None:
@@ -99,6 +131,14 @@ def _close_signal(tenant_id: str, signal_id: str, status: str, user_id: str | No
 
 
 def accept_signal(tenant_id: str, signal_id: str, user_id: str | None) -> Signal:
+    """Pair the signal's message with its record. A record deleted since the suggestion was made is a
+    conflict: the signal is dismissed (actor "directory") and no link is written."""
+    signal = get_signal(tenant_id, signal_id)
+    if signal is not None and signal.status == "open" \
+            and directory.get_record(tenant_id, signal.entity_type, signal.entity_id) is None:
+        set_signal_status(signal, "dismissed", "directory")
+        raise PairingError("conflict", f"The suggested {signal.entity_type} {signal.entity_id!r} no longer exists "
+                                       "in the directory; the suggestion was dismissed.")
     signal = _close_signal(tenant_id, signal_id, "accepted", user_id)
     message = _message(tenant_id, signal.message_id)
     link = write_link(message, LinkSpec(signal.entity_type, signal.entity_id, "signal",
@@ -146,7 +186,7 @@ def undo(tenant_id: str, audit_id: str, user_id: str | None) -> AuditEntry:
                         undo_of=audit_id)
         except PairingError:
             pass
-        directory.delete_record(tenant_id, entry.entity_type, entry.entity_id)
+        late.announce_deleted(tenant_id, directory.delete_record(tenant_id, entry.entity_type, entry.entity_id))
         undo_entry = _undo_entry(entry, actor, reason)
     elif entry.action == "ticket.reopened":
         record = directory.get_record(tenant_id, "ticket", entry.entity_id)

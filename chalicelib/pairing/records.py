@@ -1,9 +1,11 @@
 """Directory records created from a message (by a person or a rule), each audited and announced.
 
-Ids are derived from their natural key so a retried job creates nothing twice: a lead for an unknown sender
-is keyed by (tenant, sender address) — one lead per address however many messages it sends; any other record
-created from a message is keyed by (tenant, type, message). mailbridge-made numbers (tickets) come from a
-per-tenant counter and carry an "M" prefix so they never collide with the CRM's own numbers.
+Ids are derived from their natural key so a retried job creates nothing twice: a lead or contact is keyed by
+(tenant, type, counterpart address) — one per person however many messages they exchange; the counterpart
+is the sender of inbound mail and the first recipient of outbound mail (never the mailbox owner who sent
+it); any other record created from a message is keyed by (tenant, type, message). mailbridge-made numbers
+(tickets) come from a per-tenant counter and carry an "M" prefix so they never collide with the CRM's own
+numbers. A contact is created in a company (the caller resolves it; see `manual.contact_company`).
 """
 from __future__ import annotations
 
@@ -27,19 +29,27 @@ class CreatedRecord:
     audit_id: str | None
 
 
+def counterpart(message: Message) -> tuple[str | None, dict]:
+    """(normalized address, {name, email}) of the person the message is with: the sender of inbound mail,
+    the first recipient (To, then Cc) of outbound mail."""
+    if message.direction == "outbound":
+        person = next(iter(list(message.to or []) + list(message.cc or [])), None) or {}
+    else:
+        person = message.from_addr or {}
+    return normalize_address(person.get("email")), person
+
+
 def record_id_for(message: Message, record_type: str) -> str:
     if record_type == "lead":
-        sender = normalize_address((message.from_addr or {}).get("email")) or message.message_id
-        return stable_id("mbl", message.tenant_id, "lead", sender)
+        address = counterpart(message)[0] or message.message_id
+        return stable_id("mbl", message.tenant_id, "lead", address)
+    if record_type == "contact" and counterpart(message)[0]:
+        return stable_id("mbc", message.tenant_id, "contact", counterpart(message)[0])
     return stable_id(f"mb{record_type[0]}", message.tenant_id, record_type, message.message_id)
 
 
 def fields_from_message(message: Message, record_type: str, name: str | None = None) -> dict:
-    sender = message.from_addr or {}
-    address = normalize_address(sender.get("email"))
-    if message.direction == "outbound":
-        first = next(iter(message.to or []), {}) or {}
-        address, sender = normalize_address(first.get("email")), first
+    address, sender = counterpart(message)
     person_name = sender.get("name") or address
     if record_type in ("company", "lead", "contact"):
         return {"name": name or person_name, "emails": [address] if address else [], "status": "new"}
@@ -48,14 +58,18 @@ def fields_from_message(message: Message, record_type: str, name: str | None = N
 
 
 def create_from_message(message: Message, record_type: str, actor: str, reason: str,
-                        name: str | None = None, readers: list[str] | None = None) -> CreatedRecord:
-    """Create (once) a record of `record_type` from `message`; announce `record.created`."""
+                        name: str | None = None, readers: list[str] | None = None,
+                        company_id: str | None = None) -> CreatedRecord:
+    """Create (once) a record of `record_type` from `message` (a contact in `company_id`); announce
+    `record.created`."""
     record_id = record_id_for(message, record_type)
     existing = directory.get_record(message.tenant_id, record_type, record_id)
     if existing is not None:
         return CreatedRecord(existing, False, None)
     data = fields_from_message(message, record_type, name)
     data["readers"] = readers or []
+    if company_id:
+        data["company_id"] = company_id
     if record_type in NUMBERED:
         data["number"] = "M" + directory.next_number(message.tenant_id, record_type)
     outcome = directory.put_record(message.tenant_id, record_type, record_id, data,

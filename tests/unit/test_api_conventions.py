@@ -109,3 +109,55 @@ def test_unhandled_errors_are_500_problems_without_internals(api, tenant, monkey
     monkeypatch.setattr(service, "list_keys", boom)
     result = api("GET", "/v1/keys", key=tenant["key"])
     assert result.status == 500 and "secret internal detail" not in result.body
+
+
+def _captured_logs():
+    import io
+    import logging
+
+    from chalicelib.logs import logger
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    return logger, handler, stream
+
+
+def test_deeply_nested_json_is_400_on_every_body_route(api, tenant, operator_key):
+    """A 6 KB body of 3,000 nested arrays escaped as RecursionError: 500 and a logged traceback on every route."""
+    import re
+
+    from chalicelib.api.routing import MAX_JSON_DEPTH, OPERATIONS
+    hostile = '{"name": ' + "[" * 3000 + "]" * 3000 + "}"
+    logger, handler, stream = _captured_logs()
+    logger.addHandler(handler)
+    try:
+        checked = 0
+        for op in OPERATIONS:
+            if op.body is None:
+                continue
+            path = re.sub(r"\{[^}]+\}", "x1", op.path)
+            key = operator_key if op.auth == "operator" else tenant["key"]
+            result = api(op.method, path, key=key, body=hostile)
+            assert result.status == 400, (op.method, op.path, result)
+            assert result.headers["content-type"] == "application/problem+json"
+            assert result.json["type"].endswith("/bad-request") and "deeper than 32" in result.json["detail"]
+            assert result.json["max_depth"] == MAX_JSON_DEPTH
+            checked += 1
+        assert checked >= 10
+    finally:
+        logger.removeHandler(handler)
+    assert "Traceback" not in stream.getvalue() and "RecursionError" not in stream.getvalue()
+
+
+def test_json_depth_limit_counts_nesting_not_brackets_in_strings(api, tenant):
+    """Guards the depth scan against refusing legitimate bodies: brackets inside strings and long flat lists."""
+    from chalicelib.api.routing import json_depth_exceeds
+    assert not json_depth_exceeds(b"[" * 32 + b"]" * 32) and json_depth_exceeds(b"[" * 33 + b"]" * 33)
+    assert not json_depth_exceeds(b'{"a": "' + b"[" * 5000 + b'\\"{{{{"}')
+    assert not json_depth_exceeds(b"[" + b"[1],{}," * 20000 + b"1]")
+    name = "[[[{{{" * 100
+    created = api("POST", "/v1/keys", key=tenant["key"], json_body={"name": name[:100]})
+    assert created.status == 201, created
+    nested = api("PUT", "/v1/pairing/settings", key=tenant["key"],
+                 body='{"blocklist": {"addresses": [' + "[" * 40 + "]" * 40 + "]}}")
+    assert nested.status == 400 and "deeper than 32" in nested.json["detail"]

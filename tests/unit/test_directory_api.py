@@ -125,3 +125,16 @@ def test_batch_with_too_many_addresses_in_total_is_refused(api, tenant):
     assert result.status == 422 and result.json["errors"][0]["field"] == "records"
     assert "at most 10000" in result.json["errors"][0]["message"]
     assert api("GET", "/v1/directory/contact/p-0", key=tenant["key"]).status == 404
+
+
+def test_directory_records_are_visible_to_every_user_of_the_tenant(api, tenant, other_tenant):
+    """Guards the documented choice (docs/api.md "Access levels"): records are tenant-wide CRM data; `readers`
+    limits the mail paired to them, not the record; another tenant still gets 404 and users cannot write."""
+    put(api, tenant, "project/pr-1", {"name": "Secret", "readers": ["u-dave"]})
+    for user in (None, "u-dave", "u-erin"):
+        got = api("GET", "/v1/directory/project/pr-1", key=tenant["key"], user=user)
+        assert got.status == 200 and got.json["name"] == "Secret", user
+    assert api("GET", "/v1/directory/project/pr-1", key=other_tenant["key"], user="u-dave").status == 404
+    assert api("DELETE", "/v1/directory/project/pr-1", key=tenant["key"], user="u-erin").status == 403
+    assert put(api, tenant, "project/pr-1", {"name": "Mine"}, user="u-dave").status == 403
+    assert api("GET", "/v1/directory/project/pr-1", key=tenant["key"]).json["name"] == "Secret"

@@ -61,12 +61,14 @@ def get_record(record_type: str, record_id: str):
 
 
 @route(bp, "/v1/directory/{record_type}/{record_id}", methods=["DELETE"], status=204,
-       summary="Delete a directory record (its message links stay in the audit trail)", tags=TAGS,
-       errors=(422,))  # 422: unknown record_type
+       summary="Delete a directory record (its message links are removed shortly after; the audit trail keeps "
+               "them)", tags=TAGS, errors=(422,))  # 422: unknown record_type
 def delete_record(record_type: str, record_id: str):
     tenant_id = require_tenant_admin().tenant_id
-    if not directory.delete_record(tenant_id, _type(record_type), record_id):
+    dropped = directory.delete_record(tenant_id, _type(record_type), record_id)
+    if dropped is None:
         raise not_found(record_type, record_id)
+    late.announce_deleted(tenant_id, dropped)
     return None
 
 

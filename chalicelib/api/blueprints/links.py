@@ -5,7 +5,7 @@ from chalice import Blueprint
 
 from chalicelib.api import access
 from chalicelib.api.context import current_principal
-from chalicelib.api.errors import Conflict, Forbidden, NotFound
+from chalicelib.api.errors import Conflict, NotFound, field_error
 from chalicelib.api.guards import require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
@@ -15,32 +15,26 @@ from chalicelib.api.blueprints.directory import record_out
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import AuditEntry
 from chalicelib.pairing import manual
-from chalicelib.pairing.records import record_id_for
 
 bp = Blueprint(__name__)
 TAGS = ("pairing",)
 
 
 def pairing_call(fn, *args):
-    """Run a `manual` operation, turning its `PairingError` into 404/409."""
+    """Run a `manual` operation, turning its `PairingError` into 404/409/422 (naming the field)."""
     try:
         return fn(*args)
     except manual.PairingError as exc:
+        if exc.kind == "invalid":
+            raise field_error(exc.field or "body", exc.detail) from None
         raise (NotFound if exc.kind == "not_found" else Conflict)(exc.detail) from None
 
 
 def pairable_message(message_id: str) -> Message:
-    """The message, when the caller may change its pairing: the tenant, or a user with access to its mailbox.
-    A user who sees it only through a record's readers may read it but not re-pair it (a link to a record
-    read by "*" would show it to the whole tenant)."""
-    message = access.get_message(message_id)
-    principal = current_principal()
-    if principal.user_id is not None:
-        try:
-            access.get_mailbox(message.mailbox_id, "read")
-        except NotFound:
-            raise Forbidden("Pairing a message needs access to its mailbox.") from None
-    return message
+    """The message, when the caller may change its pairing: the tenant, the mailbox's owner or a user with a
+    `read_write` share (404 when invisible, 403 when only readable). A user who sees it only through a
+    record's readers has "read": re-pairing it to a record read by "*" would show it to the whole tenant."""
+    return access.get_message(message_id, "read_write")
 
 
 def audit_out(entry: AuditEntry) -> dict:
@@ -68,12 +62,13 @@ def delete_link(message_id: str, record_type: str, entity_id: str):
 
 @route(bp, "/v1/messages/{message_id}/create-record", methods=["POST"], body=CreateRecordIn,
        response=CreatedRecordOut, status=201, summary="Create a directory record from a message and pair it",
-       tags=TAGS)
+       tags=TAGS, errors=(422,))
 def create_record(message_id: str, body: CreateRecordIn):
     message = pairable_message(message_id)
-    made = manual.create_record(message, body.type, current_principal().user_id, body.name, body.readers)
+    made = pairing_call(manual.create_record, message, body.type, current_principal().user_id, body.name,
+                        body.readers, body.company_id)
     return {"record": record_out(made.record), "created": made.created,
-            "link": {"type": body.type, "id": record_id_for(message, body.type), "source": "created",
+            "link": {"type": body.type, "id": made.record.record_id, "source": "created",
                      "reason": "record created from this message"}}
 
 

@@ -13,8 +13,7 @@ from urllib.parse import quote
 from chalice import Blueprint, Response
 
 from chalicelib.api import access
-from chalicelib.api.context import current_principal
-from chalicelib.api.errors import Forbidden, NotFound
+from chalicelib.api.errors import NotFound
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.messages import MessageDetail, MessageList, MessageListQuery
@@ -92,12 +91,5 @@ def get_attachment(message_id: str, index: str):
 @route(bp, "/v1/messages/{message_id}", methods=["DELETE"], status=204,
        summary="Hide a message in the CRM (never deleted at the provider)", tags=TAGS)
 def delete_message(message_id: str):
-    message = access.get_message(message_id)
-    principal = current_principal()
-    if principal.user_id is not None:
-        mailbox = _mailbox_or_none(message.tenant_id, message.mailbox_id)
-        level = access.mailbox_access(mailbox, principal) if mailbox else None
-        if level is None or access.LEVELS[level] < access.LEVELS["read_write"]:
-            raise Forbidden("Hiding a message needs read_write access to its mailbox.")
-    service.hide(message)
+    service.hide(access.get_message(message_id, "read_write"))
     return None

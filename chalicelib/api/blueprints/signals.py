@@ -13,6 +13,7 @@ from chalicelib.api.schemas.signals import SignalList, SignalOut, SignalQuery
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.pairing import Signal
 from chalicelib.pairing import manual
+from chalicelib.pairing.context import get_mailbox
 from chalicelib.pairing.store import get_signal
 
 bp = Blueprint(__name__)
@@ -56,19 +57,23 @@ def list_signals(query: SignalQuery):
             "next_cursor": encode_cursor(tenant_id, scope, page.last_evaluated_key)}
 
 
-def _visible_signal(signal_id: str) -> Signal:
+def _resolvable_signal(signal_id: str) -> Signal:
+    """The signal, when the caller may accept or dismiss it: 404 unless its mailbox is visible to the caller,
+    403 `insufficient-access` below `read_write` (resolving it pairs or un-suggests the message)."""
     principal = current_principal()
     signal = get_signal(principal.tenant_id, signal_id)
-    if signal is None or (principal.user_id is not None
-                          and not _readable_mailboxes(principal.tenant_id, {signal.mailbox_id})):
+    mailbox = get_mailbox(principal.tenant_id, signal.mailbox_id) if signal is not None else None
+    level = access.mailbox_access(mailbox, principal) if mailbox is not None else None
+    if level is None:
         raise not_found("signal", signal_id)
+    access.require_level(level, "read_write", "signal's mailbox")
     return signal
 
 
 @route(bp, "/v1/signals/{signal_id}/accept", methods=["POST"], response=SignalOut,
        summary="Accept a suggestion: the message is paired with the record", tags=TAGS, errors=(409,))
 def accept(signal_id: str):
-    signal = _visible_signal(signal_id)
+    signal = _resolvable_signal(signal_id)
     pairing_call(manual.accept_signal, signal.tenant_id, signal.signal_id, current_principal().user_id)
     return signal_out(get_signal(signal.tenant_id, signal.signal_id))
 
@@ -77,6 +82,6 @@ def accept(signal_id: str):
        summary="Dismiss a suggestion (it is not suggested again for this message)", tags=TAGS,
        errors=(409,))
 def dismiss(signal_id: str):
-    signal = _visible_signal(signal_id)
+    signal = _resolvable_signal(signal_id)
     pairing_call(manual.dismiss_signal, signal.tenant_id, signal.signal_id, current_principal().user_id)
     return signal_out(get_signal(signal.tenant_id, signal.signal_id))

@@ -20,9 +20,14 @@ class LinkOut(BaseModel):
 
 
 class CreateRecordIn(Strict):
-    type: RecordType = Field(description="company, lead, project, task or ticket (contact needs a company).")
-    name: str | None = Field(None, max_length=500, description="Defaults to the sender's name or the subject.")
+    type: RecordType = Field(description="company, contact, lead, project, task or ticket. Leads and contacts "
+                                         "are keyed on the counterpart: the sender of inbound mail, the first "
+                                         "recipient of sent mail.")
+    name: str | None = Field(None, max_length=500, description="Defaults to the counterpart's name or the subject.")
     readers: list[str] = Field(default_factory=list, max_length=1000)
+    company_id: str | None = Field(None, min_length=1, max_length=200,
+                                   description="Contacts only: their company; defaults to the one company the "
+                                               "counterpart matches (422 naming company_id when none or several).")
 
 
 class CreatedRecordOut(BaseModel):

@@ -1,0 +1,182 @@
+"""Guards the sharing model end to end: a `read` share that could act (unpair, create records, accept
+signals), or an outsider who could learn that a mailbox or message exists. Every (actor × route) pair is
+called on fresh state — of a personal mailbox, and of a shared (corporate) one, which has no owner user and
+is managed by the tenant admin — and must answer the documented outcome (docs/api.md "Access levels"): no access → 404,
+visible but below the route's level → 403 `insufficient-access` with nothing changed, else success.
+
+Extension point: a new route that acts on a mailbox or message (the send routes of the outbox, when they
+land) is one more `Case` in `CASES` with the level it needs, e.g.
+`Case("send", "POST", "/v1/mailboxes/{mailbox}/send", "read_write", 202, {...})`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from chalicelib.api.access import LEVELS
+from chalicelib.mailboxes import service as mailbox_service, verify
+from chalicelib.models.mailbox import Mailbox, MailboxShare
+from chalicelib.models.message import Message
+from chalicelib.models.pairing import Signal
+from chalicelib.pairing import directory, engine, manual
+from chalicelib.providers.base import FetchedMessage, MessageRef
+from chalicelib.sync import store
+from chalicelib.timeutil import now_iso
+from tests.mailfactory import make_message
+from tests.unit.pairing_fixtures import make_mailbox
+
+# actor → (X-User-Id, level on the mailbox, level on the message)
+ACTORS = {
+    "owner": ("u-owner", "owner", "owner"),
+    "admin": (None, "owner", "owner"),
+    "read_write": ("u-writer", "read_write", "read_write"),
+    "read": ("u-reader", "read", "read"),
+    "record_reader": ("u-recorder", None, "read"),   # sees the message only through a record's readers
+    "none": ("u-stranger", None, None),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    method: str
+    path: str          # {mailbox}, {message}, {signal} are filled in
+    need: str          # read | read_write | owner
+    ok: int
+    body: dict | None = None
+    on: str = "mailbox"   # whose level decides: "mailbox" or "message"
+    accept: str | None = None
+
+
+BINARY = "*/*"
+CASES = [
+    # messages
+    Case("list messages", "GET", "/v1/mailboxes/{mailbox}/messages", "read", 200),
+    Case("message detail", "GET", "/v1/messages/{message}", "read", 200, on="message"),
+    Case("raw message", "GET", "/v1/messages/{message}/raw", "read", 200, on="message", accept=BINARY),
+    Case("attachment", "GET", "/v1/messages/{message}/attachments/0", "read", 200, on="message", accept=BINARY),
+    Case("hide message", "DELETE", "/v1/messages/{message}", "read_write", 204, on="message"),
+    # pairing
+    Case("pair by hand", "POST", "/v1/messages/{message}/links", "read_write", 201, {"type": "project", "id": "pr-2"},
+         on="message"),
+    Case("unpair", "DELETE", "/v1/messages/{message}/links/project/pr-1", "read_write", 204, on="message"),
+    Case("create record", "POST", "/v1/messages/{message}/create-record", "read_write", 201, {"type": "project"},
+         on="message"),
+    Case("list signals", "GET", "/v1/signals?mailbox_id={mailbox}", "read", 200),
+    Case("accept signal", "POST", "/v1/signals/{signal}/accept", "read_write", 200),
+    Case("dismiss signal", "POST", "/v1/signals/{signal}/dismiss", "read_write", 200),
+    # mailbox settings and sync
+    Case("read mailbox", "GET", "/v1/mailboxes/{mailbox}", "read", 200),
+    Case("change mailbox", "PATCH", "/v1/mailboxes/{mailbox}", "owner", 200, {"name": "Renamed"}),
+    Case("connection test", "POST", "/v1/mailboxes/{mailbox}/test", "owner", 200),
+    Case("list shares", "GET", "/v1/mailboxes/{mailbox}/shares", "owner", 200),
+    Case("share", "PUT", "/v1/mailboxes/{mailbox}/shares/u-new", "owner", 200, {"access": "read"}),
+    Case("unshare", "DELETE", "/v1/mailboxes/{mailbox}/shares/u-reader", "owner", 204),
+    Case("refresh", "POST", "/v1/mailboxes/{mailbox}/refresh", "read_write", 202),
+    Case("sync status", "GET", "/v1/mailboxes/{mailbox}/sync", "read", 200),
+    Case("disconnect", "DELETE", "/v1/mailboxes/{mailbox}", "owner", 204),
+]
+
+
+def expected(case: Case, actor: str, kind: str = "personal") -> int:
+    _, on_mailbox, on_message = ACTORS[actor]
+    if kind == "shared" and actor == "owner":      # a shared mailbox has no owner user: u-owner is nobody
+        on_mailbox = on_message = None
+    level = on_message if case.on == "message" else on_mailbox
+    if level is None:
+        return 404
+    return case.ok if LEVELS[level] >= LEVELS[case.need] else 403
+
+
+@pytest.fixture
+def make_world(api, tenant, monkeypatch):
+    """Builds, per call, a signal-mode personal mailbox of u-owner shared read / read_write, one stored
+    message with an attachment, a manual link to project pr-1 (readers: u-recorder) and an open signal for
+    company c-1 (records are shared by the worlds of the tenant)."""
+    monkeypatch.setattr(mailbox_service.verify, "check_connection",
+                        lambda **kw: verify.Outcome(True, None, "ok", None))
+    tenant_id = tenant["id"]
+    directory.put_record(tenant_id, "company", "c-1", {"name": "Customer", "emails": ["info@customer.example"]})
+    directory.put_record(tenant_id, "project", "pr-1", {"name": "P1", "readers": ["u-recorder"]})
+    directory.put_record(tenant_id, "project", "pr-2", {"name": "P2"})
+
+    def build(kind: str = "personal") -> dict:
+        mailbox = make_mailbox(tenant_id, "signal", owner="u-owner" if kind == "personal" else None,
+                               email="owner@acme-crm.example", kind=kind)
+        for user, level in (("u-reader", "read"), ("u-writer", "read_write")):
+            MailboxShare(mailbox.mailbox_id, user, tenant_id=tenant_id, user_key=f"{tenant_id}#{user}",
+                         access=level, created_at=now_iso()).save()
+        raw = make_message(from_="Info <info@customer.example>", to="owner@acme-crm.example",
+                           attachments=[("a.pdf", "application/pdf", b"%PDF-1.4 test")])
+        message = store.save_fetched(mailbox, FetchedMessage(MessageRef("inbox", "1"), raw)).message
+        manual.link_manually(message, "project", "pr-1", None)
+        [signal_id] = engine.pair_message(message).signals
+        return {"tenant": tenant, "mailbox": mailbox, "message": Message.get(message.message_id),
+                "signal": signal_id}
+    return build
+
+
+def state(world) -> tuple:
+    """What any write route would change."""
+    message = Message.get(world["message"].message_id)
+    try:
+        mailbox = Mailbox.get(world["tenant"]["id"], world["mailbox"].mailbox_id)
+    except Mailbox.DoesNotExist:
+        mailbox = None
+    signal = Signal.get(world["tenant"]["id"], world["signal"])
+    shares = sorted((s.user_id, s.access) for s in MailboxShare.query(world["mailbox"].mailbox_id))
+    return (bool(message.hidden), int(message.link_count or 0), signal.status, mailbox and mailbox.name,
+            mailbox and mailbox.last_refresh_at, shares)
+
+
+def call(api, world, case: Case, user: str | None):
+    path = case.path.format(mailbox=world["mailbox"].mailbox_id, message=world["message"].message_id,
+                            signal=world["signal"])
+    headers = {"Accept": case.accept} if case.accept else None
+    return api(case.method, path, key=world["tenant"]["key"], user=user, json_body=case.body, headers=headers)
+
+
+@pytest.mark.parametrize("kind,actor", [("personal", a) for a in ACTORS]
+                         + [("shared", a) for a in ("owner", "admin", "read_write")])
+def test_sharing_matrix(api, make_world, kind: str, actor: str):
+    user = ACTORS[actor][0]
+    wrong = []
+    shared = make_world(kind)      # reads and refused writes leave it as it was (asserted below)
+    for case in CASES:
+        allowed_write = case.method != "GET" and expected(case, actor, kind) < 300
+        world = make_world(kind) if allowed_write else shared
+        before = state(world)
+        result = call(api, world, case, user)
+        want = expected(case, actor, kind)
+        if result.status != want:
+            wrong.append((case.name, want, result.status, result.body[:200]))
+            continue
+        if want == 403 and not (result.json["type"].endswith("/insufficient-access")
+                                and result.json["required"] == case.need):
+            wrong.append((case.name, "insufficient-access problem", result.json))
+        if want in (403, 404) and state(world) != before:
+            wrong.append((case.name, "a refused call changed something"))
+        if want == 404 and not (result.json["type"].endswith("/not-found") and "Customer" not in result.body):
+            wrong.append((case.name, "404 problem without details", result.json))
+        if want < 300 and case.method != "GET" and state(world) == before and case.name != "connection test":
+            wrong.append((case.name, "an allowed write changed nothing"))
+    assert wrong == [], f"{kind} mailbox, {actor}: {wrong}"
+
+
+def test_matrix_covers_every_mailbox_and_message_route():
+    """Guards against a new mailbox/message/pairing route escaping the matrix (add a Case for it)."""
+    from chalicelib.api.routing import OPERATIONS
+    covered = {(c.method, c.path.split("?")[0]) for c in CASES}
+    placeholders = {"{mailbox_id}": "{mailbox}", "{message_id}": "{message}", "{signal_id}": "{signal}",
+                    "{record_type}/{entity_id}": "project/pr-1", "{index}": "0", "{user_id}": "u-new"}
+    missing = set()
+    for op in OPERATIONS:
+        if not op.path.startswith(("/v1/mailboxes/{", "/v1/messages/", "/v1/signals/")):
+            continue
+        path = op.path
+        for old, new in placeholders.items():
+            path = path.replace(old, new)
+        if (op.method, path) not in covered and (op.method, path.replace("u-new", "u-reader")) not in covered:
+            missing.add((op.method, op.path))
+    assert missing == set()
