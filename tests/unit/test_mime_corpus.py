@@ -174,7 +174,8 @@ def test_html_only_message_snippet_and_inline_image():
     assert parsed.text is None and "<script>" in parsed.html
     assert parsed.snippet == "Tuesday works for me."
     assert parsed.attachments == [{"index": 0, "filename": "logo.png", "content_type": "image/png", "size": 8,
-                                   "content_id": "logo@example.com", "disposition": "inline"}]
+                                   "content_id": "logo@example.com", "disposition": "inline",
+                                   "raw": {"start": 726, "end": 738, "encoding": "base64"}}]
 
 
 def test_factory_message_with_attachments_round_trips():
