@@ -22,6 +22,7 @@ after it stays in the raw object (downloadable as `/raw`) and `parse_errors` say
 """
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -31,9 +32,10 @@ MAX_DEPTH = 24
 MAX_CONTAINERS = 256
 MAX_PARTS = 2_000
 
-_EVENT = re.compile(
-    rb"^(?:(--[^\r\n]*)|content-type:[ \t]*(?:\r?\n[ \t]+)?(multipart|message)/"
-    rb"([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*))", re.IGNORECASE | re.MULTILINE)
+_EVENT_BODY = (rb"(?=[-Cc])(?:(--[^\r\n]*)|(?i:content-type):[ \t]*(?:\r?\n[ \t]+)?((?i:multipart|message))/"
+               rb"([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*))")
+_EVENT_AT_START = re.compile(_EVENT_BODY)
+_EVENT = re.compile(rb"\n" + _EVENT_BODY)     # a literal first byte lets `re` skip ahead fast
 _BOUNDARY = re.compile(rb"""boundary\s*=\s*(?:"([^"\r\n]*)"|([^\s;"]+))""", re.IGNORECASE)
 
 
@@ -80,7 +82,8 @@ def parse_window(raw: bytes) -> Window:
         return None
 
     scan_end = _nth_line_end(raw, 0, MAX_PARSE_LINES + 1)     # no budget reaches past this line
-    for match in _EVENT.finditer(raw, 0, scan_end):
+    first = _EVENT_AT_START.match(raw, 0, scan_end)
+    for match in itertools.chain([first] if first else [], _EVENT.finditer(raw, 0, scan_end)):
         cut = spend(match.start())
         if cut is not None:
             return Window(cut, "mime: parse budget reached (lines); the rest is not parsed")
