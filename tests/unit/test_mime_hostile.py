@@ -220,11 +220,10 @@ sys.path.insert(0, {root!r})
 from chalicelib.sync.mime import parse_message
 raw = (b"From: a@example.com\\r\\nContent-Type: text/plain\\r\\nContent-Transfer-Encoding: quoted-printable\\r\\n\\r\\n"
        + b"=\\n" * 25_000_000)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 parsed = parse_message(raw)
 elapsed = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss          # KiB on Linux: the whole process
 print(elapsed, peak // 1024, parsed.from_addr["email"], parsed.parse_errors[0])
 """
 
@@ -234,5 +233,5 @@ def test_a_50mb_body_of_soft_line_breaks_is_bounded_in_time_and_memory():
     result = subprocess.run([sys.executable, "-c", _SOFT_BREAKS.format(root=str(ROOT))], capture_output=True,
                             text=True, timeout=120, check=True)
     elapsed, peak_mb, sender, error = result.stdout.split(" ", 3)
-    assert float(elapsed) < 10 and int(peak_mb) < 400, result.stdout
+    assert float(elapsed) < 10 and int(peak_mb) < 500, result.stdout     # the raw bytes alone are 50 MB
     assert sender == "a@example.com" and error.startswith("mime: parse budget reached")
