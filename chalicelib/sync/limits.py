@@ -48,6 +48,18 @@ def size_of(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
+def _surely_within(value: Any, budget: int) -> bool:
+    """A cheap upper bound (≤ 4 UTF-8 bytes per character, ≤ 2× for JSON escapes) for small values."""
+    if isinstance(value, str):
+        return len(value) * 4 <= budget
+    if isinstance(value, list) and len(value) <= 8:
+        return all(_surely_within(v, budget // 16) for v in value)
+    if isinstance(value, dict) and len(value) <= 8:
+        return all(isinstance(v, (int, type(None))) or (isinstance(v, str) and len(v) * 8 + 64 <= budget // 8)
+                   for v in value.values())
+    return False
+
+
 def _cut_text(value: str, budget: int) -> str:
     return value.encode("utf-8")[:budget].decode("utf-8", "ignore")
 
@@ -114,7 +126,7 @@ def fit_to_budget(parsed: Any) -> Any:
     notes: list[str] = []
     for name, budget in FIELD_BUDGETS.items():
         value = getattr(parsed, name)
-        if name == "parse_errors" or value is None or size_of(value) <= budget:
+        if name == "parse_errors" or not value or _surely_within(value, budget) or size_of(value) <= budget:
             continue
         changes[name] = _fit_field(name, value, budget)
         notes.append(_describe(name, value, changes[name]))
@@ -126,6 +138,7 @@ def fit_to_budget(parsed: Any) -> Any:
         smaller = _fit_field(name, value, size_of(value) // 4)
         notes.append(_describe(name, value, smaller))
         fitted = dataclasses.replace(fitted, **{name: smaller})
-    if "attachments" in changes or fitted.attachments is not parsed.attachments:
-        fitted = dataclasses.replace(fitted, has_attachments=bool(fitted.attachments) or parsed.has_attachments)
-    return dataclasses.replace(fitted, parse_errors=_errors([*parsed.parse_errors, *notes]))
+    errors = _errors([*parsed.parse_errors, *notes])
+    if not notes and errors == parsed.parse_errors:
+        return parsed
+    return dataclasses.replace(fitted, parse_errors=errors)
