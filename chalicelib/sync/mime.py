@@ -118,9 +118,9 @@ def _disposition(part: MimePart) -> str | None:
 
 
 def _filename(part: MimePart, errors: list[str]) -> str | None:
-    try:
-        name = part.get_filename() or part.get_param("name")
-    except Exception:  # noqa: BLE001 — RFC 2231 values with unknown charsets
+    try:    # not get_filename(): it decodes RFC 2231 values itself and raises on hostile charsets
+        name = part.get_param("filename", None, "content-disposition") or part.get_param("name")
+    except Exception:  # noqa: BLE001
         name = None
     if isinstance(name, tuple):                         # undecoded RFC 2231 triple
         name = decode_bytes((name[2] or "").encode("latin-1", "replace"), name[0], errors)

@@ -101,13 +101,10 @@ def parse_window(raw: bytes) -> Window:
         containers += 1
         if containers > MAX_CONTAINERS:
             return Window(position, f"mime: more than {MAX_CONTAINERS} multiparts; the rest is not parsed")
-        if match.group(2).lower() == b"multipart":
-            found = _BOUNDARY.search(match.group(3))
-            if not found:
-                continue
-            stack.append(found.group(1) if found.group(1) is not None else found.group(2))
-        else:
-            stack.append(None)
+        found = _BOUNDARY.search(match.group(3)) if match.group(2).lower() == b"multipart" else None
+        # None: a level no delimiter names (message/*, or an RFC 2231 `boundary*0=` this scan does not
+        # reassemble); it counts for depth until a delimiter of an enclosing boundary closes it.
+        stack.append((found.group(1) if found.group(1) is not None else found.group(2)) if found else None)
         if len(stack) > MAX_DEPTH:
             return Window(position, f"mime: nesting deeper than {MAX_DEPTH}; the rest is not parsed")
     cut = spend(len(raw))

@@ -54,6 +54,7 @@ def test_an_undefined_charset_in_a_filename_keeps_the_attachment_listed():
     raw = BASE + MIXED.replace(b"filename=a.pdf", b"filename*=undefined''%FFa.pdf")
     parsed = parse_message(raw)
     assert parsed.text.strip() == "the body" and len(parsed.attachments) == 1
+    assert parsed.attachments[0]["filename"] == "ÿa.pdf"           # decoded as Latin-1 when not UTF-8
 
 
 # ------------------------------------------------------------------ addresses (CVE-2023-27043)
@@ -235,3 +236,13 @@ def test_a_50mb_body_of_soft_line_breaks_is_bounded_in_time_and_memory():
     elapsed, peak_mb, sender, error = result.stdout.split(" ", 3)
     assert float(elapsed) < 10 and int(peak_mb) < 500, result.stdout     # the raw bytes alone are 50 MB
     assert sender == "a@example.com" and error.startswith("mime: parse budget reached")
+
+
+def test_rfc2231_boundaries_count_for_the_depth_budget():
+    """`boundary*0=` parameters (RFC 2231 continuations) must not let nesting slip past the depth budget."""
+    opening = b"".join(b'Content-Type: multipart/mixed; boundary*0="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+                       for i in range(2000))
+    started = time.perf_counter()
+    parsed = parse_message(b"From: a@example.com\r\n" + opening + b"Content-Type: text/plain\r\n\r\nleaf\r\n")
+    assert time.perf_counter() - started < 2
+    assert parsed.from_addr and any(e.startswith("mime: nesting deeper") for e in parsed.parse_errors)
