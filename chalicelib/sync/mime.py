@@ -40,6 +40,8 @@ MAX_SUBJECT_CHARS = 1000
 MAX_HEADER_CHARS = 2000
 MAX_PART_DEPTH = 50
 MAX_ATTACHMENTS = 200        # listed in the metadata; later ones are still in the raw object
+MAX_RAW_HEADER_CHARS = 128 * 1024  # one header value, before decoding
+MAX_HEADER_REPEATS = 64            # occurrences of one header read (To: may repeat; 100,000 To lines do not)
 MAX_BODY_BYTES = 2 * 1024 * 1024   # decoded text / HTML body kept for display and the snippet
 SPAN_ENCODINGS = {"base64", "quoted-printable", "7bit", "8bit", "binary", ""}
 
@@ -231,6 +233,17 @@ def _walk(msg: MimePart, errors: list[str], cut: bool) -> Iterator[tuple[MimePar
         current = following
 
 
+def _head(value: Any, name: str, errors: list[str]) -> Any:
+    """A raw header value cut to `MAX_RAW_HEADER_CHARS` before decoding (References keep both ends)."""
+    text = str(value)
+    if len(text) <= MAX_RAW_HEADER_CHARS:
+        return value
+    errors.append(f"header: {name} over {MAX_RAW_HEADER_CHARS} characters, cut")
+    if name == "references":
+        return text[:MAX_RAW_HEADER_CHARS // 4] + " " + text[-(MAX_RAW_HEADER_CHARS * 3 // 4):]
+    return text[:MAX_RAW_HEADER_CHARS]
+
+
 def _guard(errors: list[str], label: str, default: T, compute: Callable[[], T]) -> T:
     """One field's value, or `default` with "<label>: unreadable" when decoding it fails."""
     try:
@@ -268,8 +281,9 @@ def _parse(raw: bytes) -> ParsedMessage:
     msg, end = _window(raw, errors)
     wanted = {"from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "in-reply-to",
               "references", *(h.lower() for h in AUTOMATION_HEADERS)}
-    headers = {name: [_guard(errors, f"header: {name}", "", lambda v=v, n=name: header_text(v, n, errors))
-                      for v in values]
+    headers = {name: [_guard(errors, f"header: {name}", "", lambda v=v, n=name: header_text(_head(v, n, errors), n,
+                                                                                          errors))
+                      for v in values[:MAX_HEADER_REPEATS]]
                for name, values in _raw_headers(msg, wanted).items()}
 
     def first(name: str) -> str | None:

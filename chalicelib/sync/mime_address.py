@@ -55,6 +55,8 @@ def _strip_quoted_realnames(addr: str) -> str:
 
 
 def _parentheses_balance(addr: str) -> bool:
+    if "(" not in addr and ")" not in addr:
+        return True
     opens = 0
     for _, ch in _iter_escaped_chars(_strip_quoted_realnames(addr)):
         if ch == "(":

@@ -63,8 +63,19 @@ def _nth_line_end(raw: bytes, start: int, lines: int) -> int:
     return min(pos, len(raw))
 
 
+def _surely_within(raw: bytes) -> bool:
+    """Fast path for ordinary mail: every "content-type: multipart|message" line contains "multipart/" or
+    "message/", so their count bounds the depth; with few lines no budget can run out."""
+    if raw.count(b"\n") > MAX_PARSE_WORK // MAX_DEPTH or raw.count(b"\n--") >= MAX_PARTS:
+        return False
+    lowered = raw.lower()
+    return lowered.count(b"multipart/") + lowered.count(b"message/") <= MAX_DEPTH
+
+
 def parse_window(raw: bytes) -> Window:
     """How much of `raw` the parser may read (see the module docstring)."""
+    if _surely_within(raw):
+        return Window(len(raw))
     stack: list[bytes | None] = []      # open boundaries; None for a message/* level
     lines = work = containers = parts = 0
     position = 0

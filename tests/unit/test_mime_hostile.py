@@ -246,3 +246,15 @@ def test_rfc2231_boundaries_count_for_the_depth_budget():
     parsed = parse_message(b"From: a@example.com\r\n" + opening + b"Content-Type: text/plain\r\n\r\nleaf\r\n")
     assert time.perf_counter() - started < 2
     assert parsed.from_addr and any(e.startswith("mime: nesting deeper") for e in parsed.parse_errors)
+
+
+def test_huge_and_repeated_header_values_are_bounded():
+    """A 10 MB Subject of encoded words or 100,000 To lines must not stall ingest."""
+    raw = (b"From: a@example.com\r\nSubject: " + b"=?utf-8?q?ab?= " * 700_000 + b"\r\n"
+           + b"To: b@example.com\r\n" * 100_000 + b"References: " + b"<r@x> " * 500_000 + b"\r\n\r\nbody")
+    started = time.perf_counter()
+    parsed = parse_message(raw)
+    assert time.perf_counter() - started < 5
+    assert parsed.from_addr["email"] == "a@example.com" and parsed.text == "body"
+    assert len(parsed.subject) == 1000 and parsed.to[0]["email"] == "b@example.com"
+    assert any(e.startswith("header: subject over") for e in parsed.parse_errors)
