@@ -79,9 +79,28 @@ def within_budget(html: str) -> bool:
     return True
 
 
+_HIDDEN_TAG = re.compile(r"<(/?)(script|style|head|title|template)\b[^<>]{0,1000}>?", re.IGNORECASE)
+
+
+def _drop_hidden(html: str) -> str:
+    """Content of script/style/head/title/template removed in one pass (an unclosed one runs to the end)."""
+    kept: list[str] = []
+    open_name, position = None, 0
+    for match in _HIDDEN_TAG.finditer(html):
+        name = match.group(2).lower()
+        if open_name is None and not match.group(1):
+            kept.append(html[position:match.start()])
+            open_name = name
+        elif open_name == name and match.group(1):
+            open_name, position = None, match.end()
+    if open_name is None:
+        kept.append(html[position:])
+    return " ".join(kept)
+
+
 def visible_text(html: str) -> str:
-    """Tags removed with one linear pass (no HTML parser), entities decoded."""
-    return html_lib.unescape(_ANY_TAG.sub(" ", html[:MAX_HTML_CHARS]))
+    """Tags (and script/style content) removed with linear passes (no HTML parser), entities decoded."""
+    return html_lib.unescape(_ANY_TAG.sub(" ", _drop_hidden(html[:MAX_HTML_CHARS])))
 
 
 def text_fallback(html: str) -> str:

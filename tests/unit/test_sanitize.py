@@ -100,3 +100,10 @@ def test_over_size_html_falls_back_to_text():
     """Over `MAX_HTML_CHARS` the sanitizer is not run at all."""
     out = sanitize_html("<b>x</b>" * (MAX_HTML_CHARS // 8 + 1) + '<img src=x onerror=alert(1)>')
     assert out.startswith("<pre>") and "onerror" not in out and "<img" not in out
+
+
+def test_the_text_fallback_hides_script_and_style_content():
+    """Over-budget HTML shown as text must not show CSS or script source as if it were the message."""
+    out = sanitize_html("<style>p{color:red}</style>" + "<div>" * 1000 + "Hello<script>x()</script> there")
+    assert out.startswith("<pre>") and "Hello" in out and "there" in out
+    assert "color" not in out and "x()" not in out
