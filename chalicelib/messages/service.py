@@ -6,8 +6,8 @@ from typing import Any
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.models.paging import filtered_page
-from chalicelib.sync import store
-from chalicelib.sync.mime import AttachmentContent, attachment_content
+from chalicelib.sync.attachments import read_attachment
+from chalicelib.sync.mime import AttachmentContent
 
 
 def list_messages(mailbox: Mailbox, *, folder: str | None, paired: bool | None, limit: int,
@@ -33,9 +33,8 @@ def list_messages(mailbox: Mailbox, *, folder: str | None, paired: bool | None, 
 
 
 def get_attachment(message: Message, index: int) -> AttachmentContent | None:
-    if not message.raw_s3_key or index < 0:
-        return None
-    return attachment_content(store.load_raw(message), index)
+    """One attachment, read from its byte range of the raw object (`sync.attachments`)."""
+    return read_attachment(message, index)
 
 
 def hide(message: Message) -> None:

@@ -34,7 +34,8 @@ def detail(message: Message, *, show_snippet: bool) -> dict[str, Any]:
     """Summary + headers, text, sanitized HTML (cid: images → attachment URLs), attachments, parse errors.
     Bodies come from re-parsing the raw object (they are not stored in DynamoDB)."""
     parsed = store.load_parsed(message) if message.raw_s3_key else None
-    attachments = [{**a, "download_url": attachment_url(message.message_id, a["index"])}
+    attachments = [{**{k: v for k, v in a.items() if k != "raw"},         # "raw": the byte span (internal)
+                    "download_url": attachment_url(message.message_id, a["index"])}
                    for a in (message.attachments or [])]
     cid_map = {a["content_id"]: a["download_url"] for a in attachments if a.get("content_id")}
     html = sanitize_html(parsed.html, cid_map=cid_map) if parsed and parsed.html else None

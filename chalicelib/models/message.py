@@ -78,7 +78,8 @@ class Message(Model):
     date = UnicodeAttribute()                      # ISO UTC; falls back to the import time when unparsable
     size = NumberAttribute(default=0)
     has_attachments = BooleanAttribute(default=False)
-    attachments = JSONAttribute(default=list)      # [{"index", "filename", "content_type", "size", "content_id"}]
+    attachments = JSONAttribute(default=list)      # [{"index", "filename", "content_type", "size", "content_id",
+    #                                                 "disposition", "raw": {"start", "end", "encoding"}}] (sync.mime)
     headers = JSONAttribute(default=dict)          # selected extra headers (auto-submitted, precedence, ...)
     snippet = UnicodeAttribute(null=True)
     raw_s3_key = UnicodeAttribute(null=True)

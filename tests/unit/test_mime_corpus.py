@@ -1,7 +1,6 @@
 """Guards against the MIME parser crashing or mis-decoding real-world and malformed mail (import must never stop)."""
 from __future__ import annotations
 
-import email
 import json
 import re
 import time
@@ -9,21 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.sync.limits import ITEM_BUDGET, stored_size
 from chalicelib.sync.mime import ParsedMessage, attachment_content, decode_words, parse_message
 from chalicelib.sync.snippet import make_snippet
+from tests.corpora import CPYTHON_DATA, FIXTURES, corpus_files, label
 from tests.mailfactory import make_message
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures" / "mail"
-CPYTHON_DATA = Path(email.__file__).parent.parent / "test" / "test_email" / "data"
-SHARED = ROOT.parent / "shared" / "corpora"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-def _corpus() -> list[Path]:
-    roots = [CPYTHON_DATA, SHARED / "flanker", SHARED / "mail-parser", FIXTURES]
-    skip = {"LICENSE", "LICENSE.txt", "NOTICE.txt", "README.md"}
-    return sorted(p for root in roots if root.is_dir() for p in root.rglob("*") if p.is_file() and p.name not in skip)
+_corpus = corpus_files
 
 
 def fixture(name: str) -> ParsedMessage:
@@ -44,6 +36,9 @@ def _sane(parsed: ParsedMessage) -> None:
         assert text is None or isinstance(text, str)
     stored = {k: v for k, v in vars(parsed).items() if k not in ("text", "html")}
     json.dumps(stored, ensure_ascii=False).encode("utf-8")       # DynamoDB-storable: no lone surrogates
+    assert stored_size(parsed) <= ITEM_BUDGET
+    header_text = json.dumps([parsed.subject, parsed.headers, parsed.from_addr, parsed.to, parsed.attachments])
+    assert not re.search(r"\\u000[0-9a-d]|\\r|\\n", header_text.replace("\\u0009", "")), header_text[:300]
 
 
 def test_the_corpora_are_present():
@@ -53,7 +48,7 @@ def test_the_corpora_are_present():
         assert any(p.parent == CPYTHON_DATA for p in files)
 
 
-@pytest.mark.parametrize("path", _corpus(), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", _corpus(), ids=label)
 def test_every_corpus_file_parses_without_crashing(path: Path):
     raw = path.read_bytes()
     parsed = parse_message(raw)
@@ -174,7 +169,8 @@ def test_html_only_message_snippet_and_inline_image():
     assert parsed.text is None and "<script>" in parsed.html
     assert parsed.snippet == "Tuesday works for me."
     assert parsed.attachments == [{"index": 0, "filename": "logo.png", "content_type": "image/png", "size": 8,
-                                   "content_id": "logo@example.com", "disposition": "inline"}]
+                                   "content_id": "logo@example.com", "disposition": "inline",
+                                   "raw": {"start": 726, "end": 738, "encoding": "base64"}}]
 
 
 def test_factory_message_with_attachments_round_trips():

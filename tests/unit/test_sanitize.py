@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
-from chalicelib.security.sanitize import sanitize_html
+from chalicelib.security.sanitize import MAX_HTML_CHARS, MAX_HTML_DEPTH, sanitize_html, within_budget
 
 XSS_VECTORS = [
     "<script>alert(1)</script>",
@@ -76,3 +77,33 @@ def test_data_images_are_blocked():
 
 def test_empty_input():
     assert sanitize_html("") == ""
+
+
+def test_deeply_nested_html_falls_back_to_escaped_text_quickly():
+    """200,000 nested <div> made nh3 (Rust, uninterruptible) run for over 300 s."""
+    started = time.perf_counter()
+    out = sanitize_html("<div>" * 200_000 + "<script>alert(1)</script>deep text")
+    assert time.perf_counter() - started < 2
+    assert out.startswith("<pre>") and "deep text" in out and "<script" not in out
+    assert "&lt;" not in out or "alert(1)" in out                 # tags are dropped, never rendered
+
+
+def test_html_within_the_budget_is_sanitized_normally():
+    """The budget must not degrade ordinary mail: a few hundred nested elements stay HTML."""
+    assert within_budget("<div>" * 300 + "x" + "</div>" * 300)
+    assert within_budget("<p>" * 50_000)                          # <p> closes itself: no nesting
+    assert sanitize_html("<div>" * 300 + "<b>x</b>").startswith("<div><div>")
+    assert not within_budget("<span>" * (MAX_HTML_DEPTH + 1))
+
+
+def test_over_size_html_falls_back_to_text():
+    """Over `MAX_HTML_CHARS` the sanitizer is not run at all."""
+    out = sanitize_html("<b>x</b>" * (MAX_HTML_CHARS // 8 + 1) + '<img src=x onerror=alert(1)>')
+    assert out.startswith("<pre>") and "onerror" not in out and "<img" not in out
+
+
+def test_the_text_fallback_hides_script_and_style_content():
+    """Over-budget HTML shown as text must not show CSS or script source as if it were the message."""
+    out = sanitize_html("<style>p{color:red}</style>" + "<div>" * 1000 + "Hello<script>x()</script> there")
+    assert out.startswith("<pre>") and "Hello" in out and "there" in out
+    assert "color" not in out and "x()" not in out
