@@ -5,6 +5,9 @@ simply resumes. The :00/:30 scheduler would get there too; this sweep makes reco
 reports how many mailboxes were stuck. Active mailboxes are read through the `by_status` GSI (keys only) and
 then `BatchGetItem` (≤100 keys a call) — no scan.
 
+It also runs the webhook deliveries' safety-net sweep (`notify.deliveries.run_due`: deliveries whose delayed
+queue message was lost), within `WEBHOOK_SWEEP_SECONDS`.
+
 Later issues add the renewals the design lists here: Gmail `watch`, Graph subscription renewal and
 credential-expiry warnings.
 """
@@ -15,11 +18,13 @@ from typing import Iterator
 
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
+from chalicelib.notify import deliveries
 from chalicelib.sync.enqueue import SyncJob, enqueue_many
 from chalicelib.sync.scheduler import active_mailbox_keys
 
 BATCH_GET_LIMIT = 100
 STUCK_STAGES = ("syncing", "queued")
+WEBHOOK_SWEEP_SECONDS = 300
 
 
 def is_stuck(mailbox: Mailbox, now: float) -> bool:
@@ -50,4 +55,11 @@ def run(now: float | None = None) -> dict[str, int]:
     counts = {"stuck": len(stuck), "enqueued": result.sent, "failed": len(result.failed)}
     if stuck:
         logger.warning("re-enqueued stuck mailboxes", extra=counts)
+    try:
+        swept = deliveries.run_due(deadline=time.monotonic() + WEBHOOK_SWEEP_SECONDS)
+    except Exception:  # noqa: BLE001 - the mailbox recovery above is done; the next run sweeps again
+        logger.exception("webhook sweep failed")
+    else:
+        if swept["due"]:
+            logger.warning("attempted overdue webhook deliveries", extra=swept)
     return counts
