@@ -25,6 +25,7 @@ def no_allowlist(monkeypatch):
 
 
 def test_secret_is_shown_once_and_kept_encrypted(api, tenant):
+    """The signing secret must be returned only when generated and stored only KMS-encrypted."""
     created = api("PUT", "/v1/webhook", key=tenant["key"], json_body={"url": URL})
     assert created.status == 200, created
     secret = created.json["secret"]
@@ -49,6 +50,7 @@ def test_secret_is_shown_once_and_kept_encrypted(api, tenant):
 
 
 def test_event_types_are_validated(api, tenant):
+    """Unknown or internal event types must be refused with a 422 naming the field."""
     for bad in (["directory.changed"], ["nope"], "message.created"):
         result = api("PUT", "/v1/webhook", key=tenant["key"], json_body={"url": URL, "event_types": bad})
         assert result.status == 422 and result.json["errors"][0]["field"].startswith("event_types"), result
@@ -57,6 +59,7 @@ def test_event_types_are_validated(api, tenant):
 @pytest.mark.parametrize("url", ["ftp://example.com/x", "https://user:pw@example.com/x", "https://example.com/#x",
                                  "https:///nohost", "not a url", "https://exa mple.com/"])
 def test_malformed_urls_are_refused(api, tenant, url):
+    """Non-https, credential-bearing or malformed URLs must be refused on `url`."""
     result = api("PUT", "/v1/webhook", key=tenant["key"], json_body={"url": url})
     assert result.status == 422 and result.json["errors"][0]["field"] == "url", result
 
@@ -65,6 +68,7 @@ def test_malformed_urls_are_refused(api, tenant, url):
                                  "https://169.254.169.254/latest/meta-data", "https://[::1]/x",
                                  "https://[::ffff:192.168.0.1]/x", "https://100.64.0.1/"])
 def test_ssrf_guard_refuses_internal_hosts(api, tenant, no_allowlist, url):
+    """Internal, loopback and metadata addresses must be refused when the allowlist is empty."""
     result = api("PUT", "/v1/webhook", key=tenant["key"], json_body={"url": url})
     assert result.status == 422 and result.json["errors"][0]["field"] == "url", result
     assert result.json["errors"][0]["message"] == "The URL's host is not reachable from this service."
@@ -72,6 +76,7 @@ def test_ssrf_guard_refuses_internal_hosts(api, tenant, no_allowlist, url):
 
 
 def test_https_is_required_outside_local_stages(api, tenant, no_allowlist, monkeypatch):
+    """Plain http must be refused outside the local/test stages."""
     monkeypatch.setenv("MAILBRIDGE_STAGE", "prod")
     reset_settings()
     try:
@@ -83,6 +88,7 @@ def test_https_is_required_outside_local_stages(api, tenant, no_allowlist, monke
 
 
 def test_tenant_admin_only_and_delete(api, tenant):
+    """Webhook routes must be tenant-admin only; delete must remove the config."""
     assert api("PUT", "/v1/webhook", key=tenant["key"], user="u-1", json_body={"url": URL}).status == 403
     assert api("GET", "/v1/webhook", key=tenant["key"]).status == 404
     assert api("POST", "/v1/webhook/test", key=tenant["key"]).status == 404
@@ -102,6 +108,7 @@ def _deliveries(tenant_id: str, n: int, now: float = 1_900_000_000.0) -> list[st
 
 
 def test_delivery_log_pages_filters_and_isolates_tenants(api, tenant, other_tenant):
+    """The delivery log must page, filter by status and answer 404 for another tenant's ids."""
     assert api("PUT", "/v1/webhook", key=tenant["key"], json_body={"url": URL}).status == 200
     ids = _deliveries(tenant["id"], 3)
     first = deliveries.get_delivery(tenant["id"], ids[0])
@@ -134,6 +141,7 @@ def test_delivery_log_pages_filters_and_isolates_tenants(api, tenant, other_tena
 
 
 def test_replay_since_requires_an_aware_time(api, tenant):
+    """A replay `since` without a timezone must be refused, not guessed."""
     for since in ("2026-01-01T00:00:00", "yesterday", None):
         result = api("POST", "/v1/webhook/deliveries/replay", key=tenant["key"], json_body={"since": since})
         assert result.status == 422, result

@@ -3,13 +3,12 @@ documented recipe, retries on 5xx and timeouts on the documented schedule, dead-
 after an outage, SSRF at delivery time, and no secrets or receiver bodies kept."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,13 +22,17 @@ from tests.webhook_helpers import FakeRecord, Receiver, SimClock, SimQueue
 HOUR = 3600
 
 
-def verify_webhook(secret: str, headers: dict, body: bytes, tolerance: int = 300) -> bool:
-    """The recipe of docs/api.md ("Verifying a webhook"), verbatim apart from the header lookup."""
-    timestamp = headers["Webhook-Timestamp"]
-    if abs(time.time() - int(timestamp)) > tolerance:
-        return False
-    expected = "v1=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return any(hmac.compare_digest(expected, sig) for sig in headers["Webhook-Signature"].split())
+def _documented_recipe():
+    """`verify_webhook` exactly as docs/api.md ("## Webhooks") shows it."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = text[text.index("## Webhooks"):]
+    code = section[section.index("```python") + len("```python"):]
+    namespace: dict = {}
+    exec(code[:code.index("```")], namespace)  # noqa: S102 - our own documentation
+    return namespace["verify_webhook"]
+
+
+verify_webhook = _documented_recipe()
 
 
 @pytest.fixture
@@ -65,6 +68,7 @@ def hooks(api, tenant, aws, monkeypatch):
 
 
 def test_delivery_is_signed_and_verifies_with_the_documented_recipe(hooks):
+    """A receiver following docs/api.md must accept our deliveries and reject tampered, foreign or stale ones."""
     event = hooks.emit("message.created", {"message_id": "msg_1", "mailbox_id": "mbx_1"})
     [hit] = hooks.receiver.hits
     assert hit.path == "/hooks/mailbridge?src=test"
@@ -82,6 +86,7 @@ def test_delivery_is_signed_and_verifies_with_the_documented_recipe(hooks):
 
 
 def test_retries_on_500_with_the_same_event_id_until_delivered(hooks):
+    """A 5xx must be retried on schedule with the same event id, and the receiver's body never stored."""
     hooks.receiver.statuses = [500, 503]
     event = hooks.emit()
     assert hooks.delivery(event).status == "pending" and hooks.queue.delays == [60]
@@ -97,6 +102,7 @@ def test_retries_on_500_with_the_same_event_id_until_delivered(hooks):
 
 
 def test_timeout_is_a_failed_attempt_and_retried(hooks, monkeypatch):
+    """A receiver slower than the timeout must not hang the notifier; the attempt fails and is retried."""
     monkeypatch.setattr(transport, "TIMEOUT_SECONDS", 0.3)
     hooks.receiver.delay = 1.0
     event = hooks.emit()
@@ -108,6 +114,7 @@ def test_timeout_is_a_failed_attempt_and_retried(hooks, monkeypatch):
 
 
 def test_backoff_schedule_spans_a_day_then_dead_letter(hooks):
+    """The retry schedule must span at least 24 h, use SQS delays <= 900 s, then stop at dead_letter."""
     hooks.receiver.default_status = 500
     start = hooks.clock.now
     event = hooks.emit()
@@ -126,6 +133,7 @@ def test_backoff_schedule_spans_a_day_then_dead_letter(hooks):
 
 
 def test_receiver_down_for_an_hour_gets_everything_afterwards(hooks):
+    """Events emitted while the receiver was down must all arrive, once each, after it is back."""
     port = hooks.receiver.port
     hooks.receiver.stop()  # connection refused from now on
     start = hooks.clock.now
@@ -146,6 +154,7 @@ def test_receiver_down_for_an_hour_gets_everything_afterwards(hooks):
 
 
 def test_replay_one_and_all_dead_lettered_since(hooks):
+    """Replay of one delivery and of all dead letters since a time must redeliver exactly those events."""
     hooks.receiver.default_status = 500
     first = hooks.emit()
     hooks.queue.run_until(hooks.clock.now + 2 * HOUR)
@@ -177,6 +186,7 @@ def test_replay_one_and_all_dead_lettered_since(hooks):
 
 
 def test_replay_since_skips_dead_letters_before_the_time(hooks):
+    """Replay since a time must leave older dead letters alone."""
     hooks.receiver.default_status = 500
     early = hooks.emit()
     hooks.queue.run_until(hooks.clock.now + 32 * HOUR)
@@ -191,6 +201,7 @@ def test_replay_since_skips_dead_letters_before_the_time(hooks):
 
 
 def test_only_subscribed_public_types_are_delivered(hooks):
+    """Internal and unsubscribed event types must never reach the receiver."""
     assert hooks.api("PUT", "/v1/webhook", key=hooks.tenant["key"],
                      json_body={"url": hooks.receiver.url, "event_types": ["signal.created"]}).status == 200
     hooks.emit("directory.changed", {"records": []})
@@ -202,6 +213,7 @@ def test_only_subscribed_public_types_are_delivered(hooks):
 
 
 def test_duplicate_and_stale_messages_do_not_attempt_twice(hooks):
+    """SQS duplicates (delivery or event message) must not cause extra attempts or deliveries."""
     hooks.receiver.statuses = [500]
     event = hooks.emit()
     [message] = [m[2] for m in hooks.queue.pending]
@@ -215,6 +227,7 @@ def test_duplicate_and_stale_messages_do_not_attempt_twice(hooks):
 
 
 def test_sweep_attempts_deliveries_whose_message_was_lost(hooks):
+    """A delivery whose delayed message was lost must still be attempted by the sweep."""
     hooks.receiver.statuses = [500]
     event = hooks.emit()
     hooks.queue.pending.clear()  # the delayed message is lost
@@ -224,6 +237,7 @@ def test_sweep_attempts_deliveries_whose_message_was_lost(hooks):
 
 
 def test_redirects_are_not_followed(hooks):
+    """A 3xx must not be followed (SSRF via redirect) and counts as a failed attempt."""
     hooks.receiver.statuses = [302]
     hooks.receiver.extra_headers = {"Location": "http://127.0.0.1:1/elsewhere"}
     event = hooks.emit()
@@ -233,6 +247,7 @@ def test_redirects_are_not_followed(hooks):
 
 
 def test_delivery_time_ssrf_guard_refuses_a_host_that_became_internal(hooks, monkeypatch):
+    """A saved URL whose host is now refused must not be dialled at delivery time."""
     monkeypatch.setenv("MAILBRIDGE_SSRF_ALLOWED_NETWORKS", "")
     reset_settings()
     try:
@@ -245,6 +260,7 @@ def test_delivery_time_ssrf_guard_refuses_a_host_that_became_internal(hooks, mon
 
 
 def test_test_event_is_delivered_once_synchronously_and_not_logged_as_delivery(hooks):
+    """POST /v1/webhook/test must deliver one signed event now, without retries or a log entry."""
     result = hooks.api("POST", "/v1/webhook/test", key=hooks.tenant["key"])
     assert result.status == 200 and result.json["delivered"] is True and result.json["status_code"] == 204
     [hit] = hooks.receiver.hits
@@ -257,6 +273,7 @@ def test_test_event_is_delivered_once_synchronously_and_not_logged_as_delivery(h
 
 
 def test_deleted_webhook_dead_letters_pending_deliveries(hooks):
+    """Deleting the webhook must stop pending deliveries instead of retrying for a day."""
     hooks.receiver.statuses = [500]
     event = hooks.emit()
     assert hooks.api("DELETE", "/v1/webhook", key=hooks.tenant["key"]).status == 204
@@ -266,6 +283,7 @@ def test_deleted_webhook_dead_letters_pending_deliveries(hooks):
 
 
 def test_short_lambda_budget_queues_the_attempt_instead(hooks, aws):
+    """The notifier must not start a 10 s attempt it cannot finish before its Lambda timeout."""
     event = events.emit(hooks.tenant["id"], "message.created", {"message_id": "m"})
     notifier.handle_batch(receive_event(aws["events_queue_url"], 1), FakeContext(remaining_seconds=8))
     assert hooks.receiver.hits == [] and hooks.queue.delays == [0]
@@ -274,6 +292,7 @@ def test_short_lambda_budget_queues_the_attempt_instead(hooks, aws):
 
 
 def test_secret_never_in_logs(hooks):
+    """The signing secret must never reach logs (deliveries, rotation, test event)."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logger.registered_formatter)
