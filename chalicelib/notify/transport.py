@@ -24,6 +24,7 @@ from chalicelib.logs import logger
 from chalicelib.security.ssrf import UnreachableHost, resolve_and_vet
 
 TIMEOUT_SECONDS = 10.0
+CA_CERTS: str | None = None  # a CA bundle file; None = the system trust store (tests point it at their CA)
 MAX_URL_LENGTH = 2048
 LOCAL_STAGES = frozenset({"local", "test"})
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
@@ -91,7 +92,7 @@ def _pool(target: Target, address: str, timeout: float) -> urllib3.HTTPConnectio
     common = {"port": target.port, "timeout": urllib3.Timeout(total=timeout), "retries": False, "maxsize": 1}
     if target.scheme == "https":
         return urllib3.HTTPSConnectionPool(address, server_hostname=target.host, assert_hostname=target.host,
-                                           cert_reqs="CERT_REQUIRED", **common)
+                                           cert_reqs="CERT_REQUIRED", ca_certs=CA_CERTS, **common)
     return urllib3.HTTPConnectionPool(address, **common)
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import ssl
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from chalicelib.config import reset_settings
 from chalicelib.logs import logger
 from chalicelib.models.webhook import WebhookDelivery
 from chalicelib.notify import deliveries, events, notifier, transport
+from devservers.dovecot import make_self_signed
 from tests.sync_helpers import FakeContext, receive_event
 from tests.webhook_helpers import FakeRecord, Receiver, SimClock, SimQueue
 
@@ -313,3 +315,36 @@ def test_secret_never_in_logs(hooks):
     assert "webhook attempt" in output
     assert hooks.secret not in output and rotated.json["secret"] not in output and "whsec_" not in output
     assert os.environ.get("MAILBRIDGE_SSRF_ALLOWED_NETWORKS")
+
+
+def test_https_dials_the_vetted_address_and_verifies_the_certificate_for_the_url_host(hooks, monkeypatch,
+                                                                                      tmp_path):
+    """TLS must be verified against the URL's host while the socket goes to the vetted address (no re-resolve)."""
+    cert, key = make_self_signed("hooks.example")
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    secure = Receiver(hooks.clock).start()
+    secure.server.socket = context.wrap_socket(secure.server.socket, server_side=True)
+    vetted = []
+
+    def fake_vet(host, port):  # "hooks.example" has no DNS: only the vetted address can be dialled
+        vetted.append(host)
+        return "127.0.0.1"
+
+    monkeypatch.setattr(transport, "resolve_and_vet", fake_vet)
+    url = f"https://hooks.example:{secure.port}/in"
+    try:
+        assert hooks.api("PUT", "/v1/webhook", key=hooks.tenant["key"], json_body={"url": url}).status == 200
+        untrusted = hooks.api("POST", "/v1/webhook/test", key=hooks.tenant["key"])
+        assert untrusted.json["delivered"] is False and untrusted.json["result"] == "TLS error"
+        monkeypatch.setattr(transport, "CA_CERTS", str(tmp_path / "cert.pem"))
+        trusted = hooks.api("POST", "/v1/webhook/test", key=hooks.tenant["key"])
+        assert trusted.json["delivered"] is True, trusted.json
+        [hit] = secure.hits
+        assert hit.headers["Host"] == f"hooks.example:{secure.port}" and verify_webhook(hooks.secret, hit.headers,
+                                                                                        hit.body)
+        assert vetted == ["hooks.example"] * 3  # at PUT and before each attempt
+    finally:
+        secure.stop()
