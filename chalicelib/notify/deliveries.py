@@ -32,19 +32,17 @@ from typing import Any, Callable
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
-from chalicelib import aws
-from chalicelib.config import get_settings
 from chalicelib.ids import new_id
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
 from chalicelib.models.webhook import DUE_SHARD, WebhookDelivery
-from chalicelib.notify import signing, transport, webhook_config
+from chalicelib.notify import queue, signing, transport, webhook_config
 from chalicelib.timeutil import isoformat
 
 BACKOFF_SECONDS: tuple[int, ...] = (60, 300, 1800, 3600, 7200, 14400, 28800, 43200)
 MAX_ATTEMPTS = len(BACKOFF_SECONDS) + 1
 CLAIM_SECONDS = 60
-MAX_QUEUE_DELAY = 900
+MAX_QUEUE_DELAY = queue.MAX_DELAY_SECONDS
 SWEEP_GRACE_SECONDS = 900
 RETENTION_SECONDS = 90 * 24 * 3600
 MESSAGE_KIND = "webhook.delivery"
@@ -118,11 +116,7 @@ def enqueue(delivery: WebhookDelivery, delay: float) -> None:
 
 
 def enqueue_message(body: dict[str, Any], delay: float) -> None:
-    queue_url = get_settings().events_queue_url
-    if not queue_url:
-        return
-    aws.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(body),
-                           DelaySeconds=max(0, min(MAX_QUEUE_DELAY, int(delay + 0.999))))
+    queue.send(body, delay)
 
 
 def on_message(body: dict[str, Any], now: float | None = None) -> str:

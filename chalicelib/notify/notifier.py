@@ -1,16 +1,19 @@
 """Events queue consumer: loads each stored event (the source of truth, see `events.py`), runs the internal
-jobs an event triggers (late pairing for `directory.changed`), and delivers it to the tenant's webhook.
+jobs an event triggers (late pairing for `directory.changed`), delivers it to the tenant's webhook and notifies
+the users it concerns.
 
-Two message kinds arrive on the queue:
+Three message kinds arrive on the queue:
 - an event reference `{"tenant_id", "event_id", "type"}` (from `events.emit`): the event is read from the
   Event table by id; late pairing runs; when the tenant's webhook subscribes to the type, its delivery item is
   created (idempotently) and attempted right away — or queued when this invocation lacks the time for a full
-  attempt (`transport.TIMEOUT_SECONDS`);
-- a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`).
+  attempt (`transport.TIMEOUT_SECONDS`); the users the event concerns are notified per their settings
+  (`user_notifications.py`);
+- a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`);
+- a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`).
 
-User notifications are a later issue. Each record is isolated (Powertools BatchProcessor): a record whose
-event cannot be loaded because DynamoDB failed is reported in `batchItemFailures` and redelivered; a record
-naming an event that does not exist (expired, or a malformed body) is logged and dropped.
+Each record is isolated (Powertools BatchProcessor): a record whose event cannot be loaded because DynamoDB
+failed is reported in `batchItemFailures` and redelivered; a record naming an event that does not exist
+(expired, or a malformed body) is logged and dropped.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
-from chalicelib.notify import deliveries, transport
+from chalicelib.notify import deliveries, digest, transport, user_notifications
 from chalicelib.pairing import late as late_pairing
 
 ATTEMPT_MARGIN_SECONDS = 5
@@ -57,6 +60,8 @@ def _parse(record) -> dict | None:
         body = json.loads(record.body)
         if body.get("kind") == deliveries.MESSAGE_KIND:
             str(body["tenant_id"]), str(body["delivery_id"]), int(body["attempt"]), int(body["replays"])
+        elif body.get("kind") == digest.MESSAGE_KIND:
+            str(body["tenant_id"]), str(body["user_id"])
         else:
             str(body["tenant_id"]), str(body["event_id"])
         return body
@@ -71,6 +76,8 @@ def consume(record, lambda_context: Any = None) -> str:
         return "malformed"
     if body.get("kind") == deliveries.MESSAGE_KIND:
         return _delivery_message(body, lambda_context)
+    if body.get("kind") == digest.MESSAGE_KIND:
+        return digest.on_message(body)
     tenant_id, event_id = str(body["tenant_id"]), str(body["event_id"])
     try:
         event = Event.get(tenant_id, event_id)
@@ -79,6 +86,7 @@ def consume(record, lambda_context: Any = None) -> str:
         return "missing"
     late_pairing.on_event(event)  # idempotent and bounded; raises on store errors → redelivered
     _deliver(event, lambda_context)
+    user_notifications.on_event(event)  # idempotent per (user, event)
     logger.info("event consumed", extra={"tenant_id": tenant_id, "event_id": event_id, "event_type": event.type})
     return "consumed"
 

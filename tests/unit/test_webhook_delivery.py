@@ -17,6 +17,7 @@ from chalicelib.config import reset_settings
 from chalicelib.logs import logger
 from chalicelib.models.webhook import WebhookDelivery
 from chalicelib.notify import deliveries, events, notifier, transport
+from chalicelib.notify import queue as notify_queue
 from devservers.dovecot import make_self_signed
 from tests.sync_helpers import FakeContext, receive_event
 from tests.webhook_helpers import FakeRecord, Receiver, SimClock, SimQueue
@@ -42,7 +43,7 @@ def hooks(api, tenant, aws, monkeypatch):
     clock = SimClock()
     queue = SimQueue(clock)
     monkeypatch.setattr(deliveries, "clock", clock)
-    monkeypatch.setattr(deliveries, "enqueue_message", queue.send)
+    monkeypatch.setattr(notify_queue, "send", queue.send)
     receiver = Receiver(clock).start()
     put = api("PUT", "/v1/webhook", key=tenant["key"], json_body={"url": receiver.url})
     assert put.status == 200, put
