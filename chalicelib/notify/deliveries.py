@@ -156,18 +156,22 @@ def attempt(delivery: WebhookDelivery, now: float | None = None) -> str:
     now = clock() if now is None else now
     if delivery.status != "pending" or (delivery.next_attempt_at or 0) > now or not _claim(delivery, now):
         return "skipped"
-    outcome = _send(delivery)
+    try:
+        outcome = _send(delivery)
+    except Exception:  # noqa: BLE001 - recorded as a failed attempt, so the schedule (not the sweep) retries it
+        logger.exception("webhook attempt failed internally", extra={"delivery_id": delivery.delivery_id})
+        outcome = transport.Outcome(False, None, "internal error")
     return _record(delivery, outcome, now)
 
 
 def _send(delivery: WebhookDelivery) -> transport.Outcome:
     webhook = webhook_config.get_webhook(delivery.tenant_id)
     if webhook is None:
-        return transport.Outcome(False, None, "no webhook configured")
+        return transport.Outcome(False, None, "no webhook configured", final=True)
     try:
         event = Event.get(delivery.tenant_id, delivery.event_id)
     except DoesNotExist:
-        return transport.Outcome(False, None, "event expired")
+        return transport.Outcome(False, None, "event expired", final=True)
     body = event_body(event.event_id, event.type, event.created_at, event.tenant_id, event.payload or {})
     # wall-clock time, not `clock`: the receiver checks it against its own clock (replay window)
     headers = signing.signed_headers(webhook_config.signing_secret(webhook), event.event_id, int(time.time()),
@@ -180,7 +184,7 @@ def _record(delivery: WebhookDelivery, outcome: transport.Outcome, now: float) -
     common = [WebhookDelivery.last_status_code.set(outcome.status_code) if outcome.status_code is not None
               else WebhookDelivery.last_status_code.remove(),
               WebhookDelivery.last_error.set(outcome.line)]
-    final = outcome.ok or attempts >= MAX_ATTEMPTS or outcome.line in ("no webhook configured", "event expired")
+    final = outcome.ok or outcome.final or attempts >= MAX_ATTEMPTS
     if final:
         status = "delivered" if outcome.ok else "dead_letter"
         stamp = WebhookDelivery.delivered_at if outcome.ok else WebhookDelivery.dead_lettered_at

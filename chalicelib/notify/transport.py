@@ -53,6 +53,7 @@ class Outcome:
     ok: bool
     status_code: int | None
     line: str  # "200 OK", "timeout", "connection failed", ... (never the receiver's body)
+    final: bool = False  # no point retrying (e.g. the webhook was removed)
 
 
 def parse_url(url: str) -> Target:

@@ -349,3 +349,17 @@ def test_https_dials_the_vetted_address_and_verifies_the_certificate_for_the_url
         assert vetted == ["hooks.example"] * 3  # at PUT and before each attempt
     finally:
         secure.stop()
+
+
+def test_an_internal_failure_is_a_recorded_attempt_not_a_stuck_claim(hooks, monkeypatch):
+    """A crash while building the request (e.g. KMS) must be recorded and retried on schedule, not left claimed."""
+    def broken(webhook):
+        raise RuntimeError("kms unavailable")
+
+    monkeypatch.setattr(deliveries.webhook_config, "signing_secret", broken)
+    event = hooks.emit()
+    d = hooks.delivery(event)
+    assert (d.status, d.attempts, d.last_error) == ("pending", 1, "internal error") and hooks.queue.delays == [60]
+    monkeypatch.undo()
+    hooks.queue.run_until(hooks.clock.now + 60)
+    assert hooks.delivery(event).status == "delivered" and len(hooks.receiver.hits) == 1
