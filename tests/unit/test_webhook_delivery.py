@@ -356,10 +356,10 @@ def test_an_internal_failure_is_a_recorded_attempt_not_a_stuck_claim(hooks, monk
     def broken(webhook):
         raise RuntimeError("kms unavailable")
 
-    monkeypatch.setattr(deliveries.webhook_config, "signing_secret", broken)
-    event = hooks.emit()
+    with monkeypatch.context() as patch:
+        patch.setattr(deliveries.webhook_config, "signing_secret", broken)
+        event = hooks.emit()
     d = hooks.delivery(event)
     assert (d.status, d.attempts, d.last_error) == ("pending", 1, "internal error") and hooks.queue.delays == [60]
-    monkeypatch.undo()
     hooks.queue.run_until(hooks.clock.now + 60)
     assert hooks.delivery(event).status == "delivered" and len(hooks.receiver.hits) == 1
