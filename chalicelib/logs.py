@@ -15,7 +15,8 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|authorization|api_?key|credential|private|cookie|cache",
                          re.IGNORECASE)
-_SECRET_VALUE = re.compile(r"(mbk_[A-Za-z0-9]+_[A-Za-z0-9_-]{20,}|mbo_[A-Za-z0-9_-]{20,}|Bearer\s+\S+)")
+_SECRET_VALUE = re.compile(r"(mbk_[A-Za-z0-9]+_[A-Za-z0-9_-]{20,}|mbo_[A-Za-z0-9_-]{20,}|whsec_[A-Za-z0-9_-]{20,}"
+                           r"|Bearer\s+\S+)")
 
 
 def scrub(value: Any, key: str = "") -> Any:

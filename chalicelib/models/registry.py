@@ -6,9 +6,13 @@ from chalicelib.models.sync_cursor import SyncCursor
 from chalicelib.models.tenant import ApiKey, Tenant
 from chalicelib.models.directory import DirectoryIndex, DirectoryRecord
 from chalicelib.models.pairing import AuditEntry, MessageLink, Rule, Signal
+from chalicelib.models.webhook import Webhook, WebhookDelivery
+from chalicelib.models.notification import Notification, NotificationRelay, NotificationSettings
 
 MODELS: list[type] = [Tenant, ApiKey, MailServer, Mailbox, MailboxShare, SyncCursor, Message, Event]
 MODELS += [DirectoryRecord, DirectoryIndex, MessageLink, Signal, Rule, AuditEntry]
+MODELS += [Webhook, WebhookDelivery]
+MODELS += [NotificationSettings, Notification, NotificationRelay]
 
 
 def all_models() -> list[type]:

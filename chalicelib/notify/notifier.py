@@ -1,10 +1,19 @@
 """Events queue consumer: loads each stored event (the source of truth, see `events.py`), runs the internal
-jobs an event triggers (late pairing for `directory.changed`), and records it as consumed.
+jobs an event triggers (late pairing for `directory.changed`), delivers it to the tenant's webhook and notifies
+the users it concerns.
 
-Webhook delivery (signed, retried, DLQ) and user notifications are a later issue; this consumer keeps the
-queue drained and proves the event round trip. Each record is isolated (Powertools BatchProcessor): a record
-whose event cannot be loaded because DynamoDB failed is reported in `batchItemFailures` and redelivered; a
-record naming an event that does not exist (expired, or a malformed body) is logged and dropped.
+Three message kinds arrive on the queue:
+- an event reference `{"tenant_id", "event_id", "type"}` (from `events.emit`): the event is read from the
+  Event table by id; late pairing runs; when the tenant's webhook subscribes to the type, its delivery item is
+  created (idempotently) and attempted right away — or queued when this invocation lacks the time for a full
+  attempt (`transport.TIMEOUT_SECONDS`); the users the event concerns are notified per their settings
+  (`user_notifications.py`);
+- a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`);
+- a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`).
+
+Each record is isolated (Powertools BatchProcessor): a record whose event cannot be loaded because DynamoDB
+failed is reported in `batchItemFailures` and redelivered; a record naming an event that does not exist
+(expired, or a malformed body) is logged and dropped.
 """
 from __future__ import annotations
 
@@ -16,22 +25,68 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
+from chalicelib.notify import deliveries, digest, transport, user_notifications
 from chalicelib.pairing import late as late_pairing
 
+ATTEMPT_MARGIN_SECONDS = 5
 
-def consume(record) -> str:
+
+def _has_time_for_attempt(lambda_context: Any) -> bool:
+    if lambda_context is None:
+        return True
+    needed = (transport.TIMEOUT_SECONDS + ATTEMPT_MARGIN_SECONDS) * 1000
+    return lambda_context.get_remaining_time_in_millis() > needed
+
+
+def _deliver(event: Event, lambda_context: Any) -> None:
+    delivery = deliveries.create_for_event(event)
+    if delivery is None or delivery.status != "pending" or delivery.attempts != 0:
+        return  # no webhook / not subscribed / already under way (a redelivered event message)
+    if _has_time_for_attempt(lambda_context):
+        deliveries.attempt(delivery)
+    else:
+        deliveries.enqueue(delivery, 0)
+
+
+def _delivery_message(body: dict, lambda_context: Any) -> str:
+    if not _has_time_for_attempt(lambda_context):
+        deliveries.enqueue_message(body, 0)
+        return "requeued"
+    return deliveries.on_message(body)
+
+
+def _parse(record) -> dict | None:
     try:
         body = json.loads(record.body)
-        tenant_id, event_id = str(body["tenant_id"]), str(body["event_id"])
-    except (ValueError, KeyError, TypeError):
+        if body.get("kind") == deliveries.MESSAGE_KIND:
+            str(body["tenant_id"]), str(body["delivery_id"]), int(body["attempt"]), int(body["replays"])
+        elif body.get("kind") == digest.MESSAGE_KIND:
+            str(body["tenant_id"]), str(body["user_id"])
+        else:
+            str(body["tenant_id"]), str(body["event_id"])
+        return body
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def consume(record, lambda_context: Any = None) -> str:
+    body = _parse(record)
+    if body is None:
         logger.error("discarding a malformed event message", extra={"message_id": record.message_id})
         return "malformed"
+    if body.get("kind") == deliveries.MESSAGE_KIND:
+        return _delivery_message(body, lambda_context)
+    if body.get("kind") == digest.MESSAGE_KIND:
+        return digest.on_message(body)
+    tenant_id, event_id = str(body["tenant_id"]), str(body["event_id"])
     try:
         event = Event.get(tenant_id, event_id)
     except DoesNotExist:
         logger.warning("event not found; dropped", extra={"tenant_id": tenant_id, "event_id": event_id})
         return "missing"
     late_pairing.on_event(event)  # idempotent and bounded; raises on store errors → redelivered
+    _deliver(event, lambda_context)
+    user_notifications.on_event(event)  # idempotent per (user, event)
     logger.info("event consumed", extra={"tenant_id": tenant_id, "event_id": event_id, "event_type": event.type})
     return "consumed"
 

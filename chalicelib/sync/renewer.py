@@ -7,7 +7,8 @@ then `BatchGetItem` (≤100 keys a call) — no scan.
 
 It also keeps push registrations alive (`sync/push.py`: Gmail watch, Graph subscriptions, `mailbox.push_expiring`
 when one cannot be renewed) and completes what stored messages still owe when a sync died before paying it
-(`sync/effects.py`: pairing, `message.created`, counts) — the outbox sweeper.
+(`sync/effects.py`: pairing, `message.created`, counts) — the outbox sweeper. And it runs the webhook deliveries' safety-net sweep (`notify.deliveries.run_due`: deliveries whose delayed
+queue message was lost), within `WEBHOOK_SWEEP_SECONDS`.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Callable, Iterator
 
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
+from chalicelib.notify import deliveries
 from chalicelib.providers.base import MailProvider
 from chalicelib.providers.kinds import build_provider
 from chalicelib.sync import effects, push
@@ -27,6 +29,7 @@ from chalicelib.timeutil import isoformat
 BATCH_GET_LIMIT = 100
 SWEEP_AFTER = timedelta(minutes=15)    # a live sync pays a message's debts within seconds of storing it
 STUCK_STAGES = ("syncing", "queued")
+WEBHOOK_SWEEP_SECONDS = 300
 
 
 def is_stuck(mailbox: Mailbox, now: float) -> bool:
@@ -68,4 +71,11 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
     counts.update(stuck=len(stuck), enqueued=result.sent, failed=len(result.failed))
     if stuck or counts["push_failed"] or counts["effects_completed"]:
         logger.warning("renewer repaired mailboxes", extra=counts)
+    try:
+        swept = deliveries.run_due(deadline=time.monotonic() + WEBHOOK_SWEEP_SECONDS)
+    except Exception:  # noqa: BLE001 - the mailbox recovery above is done; the next run sweeps again
+        logger.exception("webhook sweep failed")
+    else:
+        if swept["due"]:
+            logger.warning("attempted overdue webhook deliveries", extra=swept)
     return counts
