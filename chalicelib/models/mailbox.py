@@ -22,6 +22,7 @@ class MailServer(Model):
     imap = JSONAttribute(null=True)                # {host, port, security, login_method}
     smtp = JSONAttribute(null=True)
     oauth = JSONAttribute(null=True)               # {client_id, ms_tenant, ...} (no secrets)
+    push = JSONAttribute(null=True)                # gmail: {topic, audience, service_account} (no secrets)
     secret_ciphertext = UnicodeAttribute(null=True)  # KMS envelope of {"client_secret": ...}
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
