@@ -73,7 +73,7 @@ def make_gmail_mailbox(google: FakeGoogle, tenant_id: str = "tnt_test", *, email
                       mail_server_id=server.server_id, kind="shared", created_at=now, updated_at=now,
                       secret_ciphertext=encrypt_secrets(tenant_id, mailbox_id,
                                                         {"refresh_token": google.issue_refresh_token(email)}),
-                      secret_version=1, **attrs)
+                      secret_version=1, push_key=f"gmail#{email.lower()}", **attrs)
     mailbox.save()
     return mailbox
 

@@ -48,6 +48,17 @@ class MailboxesByOwner(GlobalSecondaryIndex):
     mailbox_id = UnicodeAttribute(range_key=True)
 
 
+class MailboxesByPushKey(GlobalSecondaryIndex):
+    """Push notifications → mailboxes: `push_key` names what a provider's push carries (Gmail:
+    "gmail#<email address>"; one address may be connected in several tenants, hence a list)."""
+    class Meta:
+        index_name = "by_push_key"
+        projection = KeysOnlyProjection()
+
+    push_key = UnicodeAttribute(hash_key=True)
+    mailbox_id = UnicodeAttribute(range_key=True)
+
+
 class Mailbox(Model):
     Meta = table_meta("mailboxes")
 
@@ -93,9 +104,11 @@ class Mailbox(Model):
     push_expires_at = UnicodeAttribute(null=True)
     push_state = JSONAttribute(null=True)          # PushState.resource + expires_at (no secrets)
     push_error = JSONAttribute(null=True)          # {code, detail, at} of the last failed watch/subscription
+    push_key = UnicodeAttribute(null=True)         # what a push names this mailbox by (by_push_key)
 
     by_status = MailboxesByStatus()
     by_owner = MailboxesByOwner()
+    by_push_key = MailboxesByPushKey()
 
 
 class SharesByUser(GlobalSecondaryIndex):
