@@ -8,7 +8,7 @@ from chalicelib.api.blueprints import mail_servers, mailboxes
 from chalicelib.api.blueprints import messages as messages_api
 from chalicelib.api.blueprints import sync as sync_api
 from chalicelib.api.blueprints import directory, links, rules, signals
-from chalicelib.api.blueprints import push
+from chalicelib.api.blueprints import oauth, push
 
 app = Chalice(app_name="mailbridge")
 app.api.binary_types.append("message/rfc822")
@@ -25,6 +25,7 @@ app.register_blueprint(links.bp)
 app.register_blueprint(signals.bp)
 app.register_blueprint(rules.bp)
 app.register_blueprint(push.bp)
+app.register_blueprint(oauth.bp)
 
 
 # --- events (sync engine) -------------------------------------------------------------------------------------

@@ -270,6 +270,30 @@ class FakeGoogle:
         signer = crypt.RSASigner.from_string(pem, key_id or self.key_id)
         return jwt.encode(signer, body).decode()
 
+    def publish(self, email: str, url: str, *, audience: str, service_account: str) -> int | None:
+        """Pub/Sub push as Google sends it for a watched account: POST {message: {data}} with an OIDC token.
+        Returns the HTTP status (None when the account has no watch or the endpoint is unreachable)."""
+        import urllib.error
+        import urllib.request
+        account = self.accounts.get(email.lower())
+        if account is None or account.watch is None:
+            return None
+        data = base64.b64encode(json.dumps({"emailAddress": account.email,
+                                            "historyId": account.history_id}).encode()).decode()
+        envelope = {"message": {"data": data, "messageId": secrets.token_hex(8)},
+                    "subscription": "projects/demo/subscriptions/gmail-push"}
+        token = self.sign_push_token({"aud": audience, "email": service_account})
+        request = urllib.request.Request(url, data=json.dumps(envelope).encode(), method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback demo
+                return answer.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return None
+
     # ---- helpers ----------------------------------------------------------------------------------------
     def _bump(self, account: Account) -> int:
         account.history_id += 1 + secrets.randbelow(3)       # ids increase, not necessarily by one
@@ -627,6 +651,10 @@ def _handler_for(fake: FakeGoogle):
     return Handler
 
 
+DEMO_TOPIC = "projects/demo-project/topics/gmail"
+DEMO_SERVICE_ACCOUNT = "push@demo-project.iam.gserviceaccount.com"
+
+
 def _demo_message(n: int, email: str, subject: str, sender: str) -> bytes:
     date = datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S +0000")
     return (f"From: {sender}\r\nTo: {email}\r\nSubject: {subject}\r\nDate: {date}\r\n"
@@ -639,6 +667,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devservers.fake_google", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--email", default="demo@gmail.example")
+    parser.add_argument("--push-to", default="http://127.0.0.1:8000/v1/push/gmail",
+                        help="the push endpoint (also the token audience)")
     args = parser.parse_args(argv)
     fake = FakeGoogle(args.port).start()
     fake.add_account(args.email)
@@ -646,15 +676,20 @@ def main(argv: list[str] | None = None) -> int:
     fake.deliver(args.email, _demo_message(2, args.email, "Price list", "Eva <eva@supplier.example>"))
     fake.deliver(args.email, _demo_message(3, args.email, "Re: Poptávka #1234#", args.email), labels=("SENT",))
     env = " ".join(f"{k}={v}" for k, v in fake.environment().items())
+    server = json.dumps({"name": "Google", "type": "gmail",
+                         "oauth": {"client_id": fake.client_id, "client_secret": fake.client_secret},
+                         "push": {"topic": DEMO_TOPIC, "audience": args.push_to,
+                                  "service_account": DEMO_SERVICE_ACCOUNT}})
+    mailbox = json.dumps({"name": "Gmail", "type": "gmail", "email": args.email, "mail_server_id": "<server id>"})
     print(f"fake Google on {fake.root} with account {args.email} (3 messages)\n\n"
           f"1. start the stack pointed at it:\n   {env} make run\n"
-          f"2. create the OAuth app (mail server), then the mailbox, and open its authorize_url:\n"
-          f"   curl -s -X POST $B/v1/mail-servers -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' "
-          f"-d '{json.dumps({'name': 'Google', 'type': 'gmail', 'oauth': {'client_id': fake.client_id, 'client_secret': fake.client_secret}})}'\n"
+          f"2. with B=http://127.0.0.1:8000 and KEY=<demo API key>: create the OAuth app, then the mailbox:\n"
+          f"   curl -s -X POST $B/v1/mail-servers -H \"Authorization: Bearer $KEY\" "
+          f"-H 'Content-Type: application/json' -d '{server}'\n"
           f"   curl -s -X POST $B/v1/mailboxes -H \"Authorization: Bearer $KEY\" -H 'X-User-Id: u-demo' "
-          f"-H 'Content-Type: application/json' -d '{{\"name\": \"Gmail\", \"type\": \"gmail\", "
-          f"\"email\": \"{args.email}\", \"mail_server_id\": \"<id>\"}}'\n"
-          f"Type a line 'new' (Enter) to deliver another message; Ctrl-C stops.", flush=True)
+          f"-H 'Content-Type: application/json' -d '{mailbox}'\n"
+          f"3. open the mailbox's authorize_url in a browser (the fake consents at once and sends you back).\n"
+          f"Type 'new' + Enter to deliver a message (and push it to {args.push_to}); Ctrl-C stops.", flush=True)
     counter = itertools.count(4)
     try:
         try:
@@ -663,7 +698,9 @@ def main(argv: list[str] | None = None) -> int:
                     n = next(counter)
                     fake.deliver(args.email, _demo_message(n, args.email, f"New message {n}",
                                                            "Petr <petr@acme.example>"))
-                    print(f"delivered message {n}", flush=True)
+                    status = fake.publish(args.email, args.push_to, audience=args.push_to,
+                                          service_account=DEMO_SERVICE_ACCOUNT)
+                    print(f"delivered message {n}; push answered {status}", flush=True)
         except EOFError:           # no terminal: keep serving until Ctrl-C
             threading.Event().wait()
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from chalicelib.credentials.store import CredentialStore
 from chalicelib.ids import new_id
 from chalicelib.models.mailbox import Mailbox, MailServer
 from chalicelib.providers.kinds import provider_for
+from chalicelib.push import gmail_push_key
 from chalicelib.security.crypto import encrypt_secrets
 from chalicelib.timeutil import now_iso
 from devservers.fake_google import FakeGoogle
@@ -73,7 +74,7 @@ def make_gmail_mailbox(google: FakeGoogle, tenant_id: str = "tnt_test", *, email
                       mail_server_id=server.server_id, kind="shared", created_at=now, updated_at=now,
                       secret_ciphertext=encrypt_secrets(tenant_id, mailbox_id,
                                                         {"refresh_token": google.issue_refresh_token(email)}),
-                      secret_version=1, push_key=f"gmail#{email.lower()}", **attrs)
+                      secret_version=1, push_key=gmail_push_key(email), **attrs)
     mailbox.save()
     return mailbox
 

@@ -5,6 +5,8 @@ from chalicelib.models.message import Message
 from chalicelib.models.tenant import ApiKey, Tenant
 from chalicelib.models.directory import DirectoryIndex, DirectoryRecord
 from chalicelib.models.pairing import AuditEntry, MessageLink, Rule, Signal
+from chalicelib.models.consent import ConsentState
 
 MODELS: list[type] = [Tenant, ApiKey, MailServer, Mailbox, MailboxShare, Message, Event]
 MODELS += [DirectoryRecord, DirectoryIndex, MessageLink, Signal, Rule, AuditEntry]
+MODELS += [ConsentState]

@@ -31,6 +31,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox, MailServer
+from chalicelib.push import gmail_push_key
 from chalicelib.push.certs import CachedCertsRequest
 from chalicelib.sync.enqueue import request_sync
 
@@ -64,10 +65,6 @@ class PushOutcome:
     stale: list[str] = field(default_factory=list)
 
 
-def push_key(email: str) -> str:
-    return f"gmail#{email.strip().lower()}"
-
-
 def decode_notification(data: str) -> Notification:
     """`{"emailAddress": "...", "historyId": 1234}` (historyId is a number or a decimal string)."""
     try:
@@ -84,7 +81,7 @@ def decode_notification(data: str) -> Notification:
 def _candidates(email: str) -> list[tuple[Mailbox, dict]]:
     """(mailbox, its server's push config) for every active gmail mailbox connected with `email`."""
     found = []
-    for key in Mailbox.by_push_key.query(push_key(email)):
+    for key in Mailbox.by_push_key.query(gmail_push_key(email)):
         try:
             mailbox = Mailbox.get(key.tenant_id, key.mailbox_id)
         except DoesNotExist:
