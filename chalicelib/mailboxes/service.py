@@ -18,6 +18,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.api.context import Principal
+from chalicelib.credentials.store import Credentials
 from chalicelib.ids import new_id
 from chalicelib.logs import logger
 from chalicelib.mailboxes import servers, verify
@@ -287,8 +288,12 @@ def test_mailbox(mailbox: Mailbox) -> verify.Outcome:
         outcome = verify.Outcome(False, "auth", "The stored credentials cannot be read; set the password again.",
                                  "password")
     else:
-        outcome = verify.check_connection(tenant_id=mailbox.tenant_id, mailbox_id=mailbox.mailbox_id,
-                                          email=mailbox.email, imap=mailbox.imap, smtp=mailbox.smtp, secrets=secrets)
+        if get_kind(mailbox.type).oauth:        # the stored grant, through the kind's provider
+            outcome = verify.check_mailbox(mailbox, Credentials(secrets, int(mailbox.secret_version or 0)))
+        else:
+            outcome = verify.check_connection(tenant_id=mailbox.tenant_id, mailbox_id=mailbox.mailbox_id,
+                                              email=mailbox.email, imap=mailbox.imap, smtp=mailbox.smtp,
+                                              secrets=secrets)
     previous = mailbox.status
     target = None
     if outcome.ok and previous == "auth_error":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
 
 from chalicelib.credentials.store import CredentialConflict, CredentialStore
 from chalicelib.logs import logger
@@ -150,11 +150,15 @@ def complete_consent(params: dict[str, str]) -> ConsentResult:
         if exc.outcome == "needs_admin_consent":
             _set_status(mailbox, "needs_admin_consent", exc.detail)
         return ConsentResult(exc.outcome, exc.detail, **base)
-    credentials = _store_secrets(mailbox, granted)
-    push_key = getattr(flow, "push_key", None)
-    extra = [Mailbox.push_key.set(push_key(mailbox))] if callable(push_key) else []
-    _set_status(mailbox, "active", None, extra)
-    mailbox.refresh(consistent_read=True)
+    try:
+        credentials = _store_secrets(mailbox, granted)
+        push_key = getattr(flow, "push_key", None)
+        extra = [Mailbox.push_key.set(push_key(mailbox))] if callable(push_key) else []
+        _set_status(mailbox, "active", None, extra)
+        mailbox.refresh(consistent_read=True)
+    except (CredentialConflict, PynamoDBException, DoesNotExist):
+        logger.exception("storing the grant failed", extra={"mailbox_id": mailbox.mailbox_id})
+        return ConsentResult("exchange_failed", "the grant could not be stored; try again", **base)
     _start_push(mailbox, credentials)
     try:
         enqueue_sync(mailbox.tenant_id, mailbox.mailbox_id, reason="connected")

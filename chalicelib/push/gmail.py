@@ -124,6 +124,8 @@ def verify(authorization: str | None, audiences: list[str]) -> dict[str, Any]:
             if "audience" in text:
                 raise PushRejected(403, "token audience is not configured") from None
             raise PushRejected(401, "invalid or expired token") from None
+        except Exception:  # noqa: BLE001 - whatever a malformed token trips in the decoder, it is not authentic
+            raise PushRejected(401, "invalid token") from None
     if claims.get("iss") not in ISSUERS:
         raise PushRejected(403, "token issuer is not Google")
     if claims.get("email_verified") is not True:

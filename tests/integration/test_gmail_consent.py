@@ -148,3 +148,17 @@ def test_gmail_mailbox_needs_a_gmail_oauth_app(api, tenant, google, aws):
     assert refused.status == 422 and refused.json["errors"][0]["field"] == "mail_server_id"
     with_password = {**base, "mail_server_id": gmail_server(api, tenant, google), "password": "x"}
     assert api("POST", "/v1/mailboxes", key=tenant["key"], user="u-ann", json_body=with_password).status == 422
+
+
+def test_connection_test_uses_the_stored_grant(api, tenant, google, aws):
+    """Guards POST /test on a gmail mailbox running an IMAP check, and a revoked grant staying 'active'."""
+    created = create_gmail(api, tenant, google)
+    path = f"/v1/mailboxes/{created['id']}/test"
+    pending = api("POST", path, key=tenant["key"])
+    assert pending.status == 200 and pending.json["ok"] is False and pending.json["status"] == "pending_auth"
+    consent(api, created["authorize_url"])
+    ok = api("POST", path, key=tenant["key"])
+    assert ok.json["ok"] is True and ok.json["status"] == "active"
+    google.revoke(EMAIL)
+    revoked = api("POST", path, key=tenant["key"])
+    assert revoked.json["ok"] is False and revoked.json["status"] == "auth_error"
