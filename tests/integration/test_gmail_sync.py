@@ -50,7 +50,7 @@ def test_initial_incremental_and_idle_sync(aws, google):
     assert added in {m.provider_id for m in stored(mailbox)}
 
     google.calls.clear()
-    result = sync(mailbox, provider)
+    result = sync(mailbox, gmail_provider(reload(mailbox)))                  # a new job's provider, warm token
     assert result.counts.imported == 0
     assert dict(google.calls) == {"history.list": 2}                          # ONE call per label, no token call
 
