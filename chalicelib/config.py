@@ -40,15 +40,36 @@ class Settings:
     worker_timeout_seconds: int = 300
     refresh_interval_seconds: int = 300
     scheduler_jitter_seconds: int = 0
+    google_auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_uri: str = "https://oauth2.googleapis.com/token"
+    gmail_api_root: str = "https://gmail.googleapis.com/"
+    google_certs_uri: str = "https://www.googleapis.com/oauth2/v1/certs"
 
     def table_name(self, suffix: str) -> str:
         return f"{self.table_prefix}{suffix}"
 
 
+INSECURE_URL_STAGES = ("local", "test")
+
+
+def _endpoint(env: dict[str, str], name: str, default: str, stage: str, *, trailing_slash: bool = False) -> str:
+    """A provider endpoint URL from the environment: https only, except http:// in the local/test stages
+    (where the stack is pointed at fakes on loopback)."""
+    value = env.get(name) or default
+    scheme = value.split(":", 1)[0].lower()
+    if scheme != "https" and not (scheme == "http" and stage in INSECURE_URL_STAGES):
+        raise ValueError(f"{name} must be an https:// URL (http:// only in the local stage): {value!r}")
+    if trailing_slash and not value.endswith("/"):
+        value += "/"
+    return value
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
+    stage = env.get("MAILBRIDGE_STAGE", "local")
+    defaults = Settings()
     return Settings(
-        stage=env.get("MAILBRIDGE_STAGE", "local"),
+        stage=stage,
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         table_prefix=env.get("MAILBRIDGE_TABLE_PREFIX", "mailbridge-local-"),
         sync_queue_url=env.get("MAILBRIDGE_SYNC_QUEUE_URL", ""),
@@ -65,6 +86,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         worker_timeout_seconds=int(env.get("MAILBRIDGE_WORKER_TIMEOUT_SECONDS", "300")),
         refresh_interval_seconds=int(env.get("MAILBRIDGE_REFRESH_INTERVAL_SECONDS", "300")),
         scheduler_jitter_seconds=int(env.get("MAILBRIDGE_SCHEDULER_JITTER_SECONDS", "0") or 0),
+        google_auth_uri=_endpoint(env, "MAILBRIDGE_GOOGLE_AUTH_URI", defaults.google_auth_uri, stage),
+        google_token_uri=_endpoint(env, "MAILBRIDGE_GOOGLE_TOKEN_URI", defaults.google_token_uri, stage),
+        gmail_api_root=_endpoint(env, "MAILBRIDGE_GMAIL_API_ROOT", defaults.gmail_api_root, stage,
+                                 trailing_slash=True),
+        google_certs_uri=_endpoint(env, "MAILBRIDGE_GOOGLE_CERTS_URI", defaults.google_certs_uri, stage),
     )
 
 

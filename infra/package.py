@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -51,13 +51,31 @@ def run_chalice_package(stage: str, workdir: Path) -> Path:
     return workdir / "sam.yaml"
 
 
+DISCOVERY_DIR = "googleapiclient/discovery_cache/documents/"
+KEPT_DISCOVERY = frozenset({"gmail.v1.json"})
+
+
+def prune_deployment(source: Path, target: Path) -> tuple[int, int]:
+    """Copy the deployment zip without googleapiclient's bundled discovery documents (~110 MB, one per Google
+    API) except Gmail's: the service is built with `static_discovery=True` from `gmail.v1.json` only.
+    Returns (bytes before, bytes after)."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            name = info.filename
+            if name.startswith(DISCOVERY_DIR) and name[len(DISCOVERY_DIR):] not in KEPT_DISCOVERY \
+                    and not name.endswith("/"):
+                continue
+            zout.writestr(info, zin.read(info))
+    return source.stat().st_size, target.stat().st_size
+
+
 def package(stage: str, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mailbridge-package-") as tmp:
         workdir = Path(tmp) / "chalice"
         sam_template = run_chalice_package(stage, workdir)
         template = wire_template(yaml.safe_load(sam_template.read_text()), stage)
-        shutil.move(str(workdir / "deployment.zip"), str(out / "deployment.zip"))
+        prune_deployment(workdir / "deployment.zip", out / "deployment.zip")
     target = out / "template.yaml"
     target.write_text(yaml.safe_dump(template, sort_keys=False, width=120))
     return target

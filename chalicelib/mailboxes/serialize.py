@@ -22,6 +22,7 @@ def server_out(server: MailServer) -> dict[str, Any]:
                  "has_client_secret": bool(server.secret_ciphertext)}
     return {"id": server.server_id, "name": server.name, "type": server.type,
             "imap": _pick(server.imap, _PRESET_KEYS), "smtp": _pick(server.smtp, _PRESET_KEYS), "oauth": oauth,
+            "push": server.push if server.type == "gmail" else None,
             "redirect_uri": redirect_uri() if server.type in OAUTH_TYPES else None,
             "created_at": server.created_at, "updated_at": server.updated_at}
 

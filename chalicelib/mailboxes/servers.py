@@ -42,6 +42,7 @@ def create_server(tenant_id: str, data: dict[str, Any]) -> MailServer:
     else:
         oauth = data["oauth"]
         server.oauth = _oauth_public(oauth)
+        server.push = data.get("push")
         if oauth.get("client_secret"):
             server.secret_ciphertext = encrypt_secrets(tenant_id, server_id,
                                                        {"client_secret": oauth["client_secret"]})
@@ -76,6 +77,10 @@ def update_server(server: MailServer, changes: dict[str, Any]) -> MailServer:
         merged = {**(getattr(server, protocol) or {}), **{k: v for k, v in changes[protocol].items()
                                                           if v is not None}}
         actions.append(getattr(MailServer, protocol).set(complete_preset(protocol, merged)))
+    if changes.get("push") is not None:
+        if server.type != "gmail":
+            raise InvalidField("push", "applies to gmail servers only")
+        actions.append(MailServer.push.set(changes["push"]))
     if changes.get("oauth") is not None:
         if not is_oauth:
             raise InvalidField("oauth", "an imap preset has no OAuth application")

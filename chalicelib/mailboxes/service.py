@@ -18,6 +18,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.api.context import Principal
+from chalicelib.credentials.store import Credentials
 from chalicelib.ids import new_id
 from chalicelib.logs import logger
 from chalicelib.mailboxes import servers, verify
@@ -114,12 +115,52 @@ def _check_mailbox_limit(tenant: Tenant) -> None:
         raise LimitReached(f"The '{tenant.plan}' plan allows {limit} mailboxes; delete one or change the plan.")
 
 
+def _oauth_server(tenant_id: str, mailbox_type: str, server_id: str | None) -> MailServer:
+    """The OAuth app (mail server of the mailbox's type, with client_id and client_secret)."""
+    if server_id is None:
+        raise InvalidField("mail_server_id", f"required: the {mailbox_type} OAuth app (a mail server of type "
+                                             f"{mailbox_type})")
+    server = servers.get_server(tenant_id, server_id)
+    if server is None:
+        raise InvalidField("mail_server_id", f"no mail server with id {server_id!r}")
+    if server.type != mailbox_type:
+        raise InvalidField("mail_server_id", f"{server_id!r} is a {server.type} server, not a {mailbox_type} OAuth app")
+    if not (server.oauth or {}).get("client_id") or not server.secret_ciphertext:
+        raise InvalidField("mail_server_id", "the OAuth app needs client_id and client_secret")
+    return server
+
+
+def _create_oauth_mailbox(tenant: Tenant, principal: Principal, data: dict[str, Any]) -> Mailbox:
+    """An OAuth kind (gmail, outlook): stored `pending_auth` without secrets; the consent link activates it."""
+    for name in ("imap", "smtp", "password", "smtp_password"):
+        if data.get(name):
+            raise InvalidField(name, f"a {data['type']} mailbox connects through OAuth consent; omit {name}")
+    owner = _ownership(principal, data["kind"], data.get("owner_user_id"))
+    _check_mailbox_limit(tenant)
+    import_since = check_import_since(tenant, data.get("import_since"))
+    server = _oauth_server(tenant.tenant_id, data["type"], data.get("mail_server_id"))
+    now = now_iso()
+    mailbox = Mailbox(
+        tenant.tenant_id, new_id("mbx"), name=data["name"], type=data["type"], email=data["email"],
+        sender_name=data.get("sender_name"), import_since=import_since, pairing_mode=data["pairing_mode"],
+        show_snippet=data["show_snippet"], kind=data["kind"], owner_user_id=owner,
+        owner_key=owner_key(tenant.tenant_id, owner) if owner else None,
+        signature_html=_signature(data.get("signature_html")), signature_on_replies=data["signature_on_replies"],
+        mail_server_id=server.server_id, status="pending_auth", store_keys=CONTENT_KEYS, created_at=now,
+        updated_at=now)
+    mailbox.save(condition=Mailbox.mailbox_id.does_not_exist())
+    return mailbox
+
+
 def create_mailbox(tenant: Tenant, principal: Principal, data: dict[str, Any]) -> Mailbox:
-    """`data` is the validated request (CreateMailbox.model_dump()). Verifies the login, then stores."""
+    """`data` is the validated request (CreateMailbox.model_dump()). IMAP: verifies the login, then stores.
+    OAuth kinds: stored `pending_auth` (the caller issues the consent link)."""
     try:
-        get_kind(data["type"])
+        kind = get_kind(data["type"])
     except UnknownKind:
-        raise InvalidField("type", f"{data['type']} mailboxes are not supported yet; use 'imap'") from None
+        raise InvalidField("type", f"{data['type']} mailboxes are not supported yet") from None
+    if kind.oauth:
+        return _create_oauth_mailbox(tenant, principal, data)
     owner = _ownership(principal, data["kind"], data.get("owner_user_id"))
     _check_mailbox_limit(tenant)
     import_since = check_import_since(tenant, data.get("import_since"))
@@ -260,8 +301,12 @@ def test_mailbox(mailbox: Mailbox) -> verify.Outcome:
         outcome = verify.Outcome(False, "auth", "The stored credentials cannot be read; set the password again.",
                                  "password")
     else:
-        outcome = verify.check_connection(tenant_id=mailbox.tenant_id, mailbox_id=mailbox.mailbox_id,
-                                          email=mailbox.email, imap=mailbox.imap, smtp=mailbox.smtp, secrets=secrets)
+        if get_kind(mailbox.type).oauth:        # the stored grant, through the kind's provider
+            outcome = verify.check_mailbox(mailbox, Credentials(secrets, int(mailbox.secret_version or 0)))
+        else:
+            outcome = verify.check_connection(tenant_id=mailbox.tenant_id, mailbox_id=mailbox.mailbox_id,
+                                              email=mailbox.email, imap=mailbox.imap, smtp=mailbox.smtp,
+                                              secrets=secrets)
     previous = mailbox.status
     target = None
     if outcome.ok and previous == "auth_error":

@@ -22,6 +22,7 @@ class MailServer(Model):
     imap = JSONAttribute(null=True)                # {host, port, security, login_method}
     smtp = JSONAttribute(null=True)
     oauth = JSONAttribute(null=True)               # {client_id, ms_tenant, ...} (no secrets)
+    push = JSONAttribute(null=True)                # gmail: {topic, audience, service_account} (no secrets)
     secret_ciphertext = UnicodeAttribute(null=True)  # KMS envelope of {"client_secret": ...}
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
@@ -44,6 +45,17 @@ class MailboxesByOwner(GlobalSecondaryIndex):
         projection = AllProjection()
 
     owner_key = UnicodeAttribute(hash_key=True)
+    mailbox_id = UnicodeAttribute(range_key=True)
+
+
+class MailboxesByPushKey(GlobalSecondaryIndex):
+    """Push notifications → mailboxes: `push_key` names what a provider's push carries (Gmail:
+    "gmail#<email address>"; one address may be connected in several tenants, hence a list)."""
+    class Meta:
+        index_name = "by_push_key"
+        projection = KeysOnlyProjection()
+
+    push_key = UnicodeAttribute(hash_key=True)
     mailbox_id = UnicodeAttribute(range_key=True)
 
 
@@ -96,9 +108,11 @@ class Mailbox(Model):
     push_expires_at = UnicodeAttribute(null=True)
     push_state = JSONAttribute(null=True)          # PushState.resource + expires_at (no secrets)
     push_error = JSONAttribute(null=True)          # {code, detail, at} of the last failed watch/subscription
+    push_key = UnicodeAttribute(null=True)         # what a push names this mailbox by (by_push_key)
 
     by_status = MailboxesByStatus()
     by_owner = MailboxesByOwner()
+    by_push_key = MailboxesByPushKey()
 
 
 class SharesByUser(GlobalSecondaryIndex):

@@ -13,6 +13,7 @@ field while telling nothing about the network (one generic message).
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -109,3 +110,21 @@ def imap_context(mailbox: Mailbox, credentials: Credentials, timeout: float) -> 
 
 
 register_kind(ProviderKind("imap", imap_context, ImapProvider, connection_fields=("imap.host", "imap.username")))
+
+
+# ---- OAuth kinds: their modules load only when a provider of the kind is built ------------------------------
+
+def lazy(target: str) -> Callable[..., Any]:
+    """`"package.module:function"` imported on first call (keeps googleapiclient/msal off the API cold start)."""
+    module_name, _, attribute = target.partition(":")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module_name), attribute)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = attribute
+    return call
+
+
+register_kind(ProviderKind("gmail", lazy("chalicelib.providers.gmail.kind:gmail_context"),
+                           lazy("chalicelib.providers.gmail.kind:gmail_provider"), oauth=True,
+                           connection_fields=("email", "mail_server_id")))

@@ -158,7 +158,7 @@ INVALID_CASES = [
     ({"password": None}, "password"),
     ({"pairing_mode": "sometimes"}, "pairing_mode"),
     ({"sender_name": "Alice\r\nBcc: victim@example.com"}, "sender_name"),
-    ({"type": "gmail"}, "type"),
+    ({"type": "gmail"}, "imap"),            # OAuth kinds take no IMAP settings
     ({"mail_server_id": "srv_missing"}, "mail_server_id"),
     ({"colour": "red"}, "colour"),
 ]

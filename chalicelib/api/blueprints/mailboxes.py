@@ -18,12 +18,15 @@ from chalicelib.api.errors import Forbidden, NotFound, PlanLimitReached, Validat
 from chalicelib.api.guards import require_feature
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.mailboxes import (ConnectionTest, CreateMailbox, MailboxList, MailboxListQuery,
-                                              MailboxOut, ShareIn, ShareList, ShareOut, UpdateMailbox,
-                                              check_user_id)
+from chalicelib.api.schemas.mailboxes import (AuthorizeIn, AuthorizeOut, ConnectionTest, CreateMailbox,
+                                              MailboxList, MailboxListQuery, MailboxOut, ShareIn, ShareList,
+                                              ShareOut, UpdateMailbox, check_user_id)
 from chalicelib.mailboxes import listing, service
 from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
 from chalicelib.mailboxes.serialize import mailbox_out, share_out
+from chalicelib.oauthflow import service as consent
+from chalicelib.oauthflow.state import STATE_TTL_SECONDS
+from chalicelib.providers.kinds import get_kind
 from chalicelib.tenancy.plans import MAILBOX_CONNECTION
 
 bp = Blueprint(__name__)
@@ -61,14 +64,35 @@ def _share_user(user_id: str) -> str:
         raise field_error("user_id", str(exc)) from None
 
 
+def _authorize_url(mailbox, return_url: str | None) -> str:
+    try:
+        return consent.begin_consent(mailbox, return_url=return_url)
+    except consent.ConsentUnavailable as exc:
+        raise field_error("mail_server_id", str(exc)) from None
+
+
 @route(bp, "/v1/mailboxes", methods=["POST"], body=CreateMailbox, response=MailboxOut, status=201,
-       summary="Connect a mailbox (the IMAP/SMTP login is verified before it is saved)", tags=TAGS,
-       errors=(403,))
+       summary="Connect a mailbox (IMAP: the login is verified before it is saved; gmail/outlook: pending_auth "
+               "with an authorize_url for the owner's consent)", tags=TAGS, errors=(403,))
 def create_mailbox(body: CreateMailbox):
     tenant = require_feature(MAILBOX_CONNECTION)
     with domain_errors():
-        mailbox = service.create_mailbox(tenant, current_principal(), body.model_dump())
-    return _out(mailbox)
+        mailbox = service.create_mailbox(tenant, current_principal(), body.model_dump(exclude={"return_url"}))
+    out = _out(mailbox)
+    if mailbox.status == "pending_auth":
+        out["authorize_url"] = _authorize_url(mailbox, body.return_url)
+    return out
+
+
+@route(bp, "/v1/mailboxes/{mailbox_id}/authorize", methods=["POST"], body=AuthorizeIn, response=AuthorizeOut,
+       summary="A new OAuth consent link for a gmail/outlook mailbox (first connection or re-consent)",
+       tags=TAGS, errors=(403,))
+def authorize_mailbox(mailbox_id: str, body: AuthorizeIn):
+    require_feature(MAILBOX_CONNECTION)
+    mailbox = access.get_mailbox(mailbox_id, need="owner")
+    if not get_kind(mailbox.type).oauth:
+        raise field_error("type", f"a {mailbox.type} mailbox does not connect through OAuth consent")
+    return {"authorize_url": _authorize_url(mailbox, body.return_url), "expires_in": STATE_TTL_SECONDS}
 
 
 @route(bp, "/v1/mailboxes", methods=["GET"], query=MailboxListQuery, response=MailboxList,

@@ -52,13 +52,26 @@ class OAuthAppIn(Strict):
                                   description="Microsoft Entra tenant (id, domain, 'organizations' or 'common').")
 
 
+class GmailPushIn(Strict):
+    """Gmail push (developers.google.com/gmail/api/guides/push): the Pub/Sub topic `users.watch` publishes to,
+    and what the push subscription's OIDC token must carry (its `aud` and the service account `email`)."""
+    topic: str = Field(pattern=r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][A-Za-z0-9._~+%-]{2,254}$",
+                       description="projects/PROJECT/topics/TOPIC")
+    audience: str = Field(min_length=1, max_length=500,
+                          description="The audience set on the push subscription (e.g. the push endpoint URL).")
+    service_account: str = Field(min_length=3, max_length=254,
+                                 description="The service account the push subscription signs its tokens as.")
+
+
 class OAuthAppPatch(Strict):
     client_id: str | None = Field(None, min_length=1, max_length=512)
     client_secret: ClientSecret | None = None
     ms_tenant: str | None = Field(None, min_length=1, max_length=200)
 
 
-def _check_shape(server_type: str, imap, smtp, oauth) -> None:
+def _check_shape(server_type: str, imap, smtp, oauth, push=None) -> None:
+    if push is not None and server_type != "gmail":
+        raise ValueError("'push' applies to gmail servers only")
     if server_type == "imap":
         if imap is None:
             raise ValueError("an imap preset needs 'imap' settings")
@@ -79,10 +92,11 @@ class CreateMailServer(Strict):
     imap: EndpointPreset | None = None
     smtp: EndpointPreset | None = None
     oauth: OAuthAppIn | None = None
+    push: GmailPushIn | None = None
 
     @model_validator(mode="after")
     def _shape(self):
-        _check_shape(self.type, self.imap, self.smtp, self.oauth)
+        _check_shape(self.type, self.imap, self.smtp, self.oauth, self.push)
         return self
 
 
@@ -91,6 +105,7 @@ class UpdateMailServer(Strict):
     imap: EndpointPreset | None = None
     smtp: EndpointPreset | None = None
     oauth: OAuthAppPatch | None = None
+    push: GmailPushIn | None = None
 
 
 class EndpointOut(BaseModel):
@@ -113,6 +128,7 @@ class MailServerOut(BaseModel):
     imap: EndpointOut | None = None
     smtp: EndpointOut | None = None
     oauth: OAuthAppOut | None = None
+    push: GmailPushIn | None = None
     redirect_uri: str | None = Field(None, description="Register this at the provider (OAuth servers).")
     created_at: str
     updated_at: str

@@ -4,11 +4,13 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from chalicelib.api.schemas.common import ListQuery, Strict
 from chalicelib.api.schemas.mail_servers import LoginMethod, Security, normalize_host
+from chalicelib.config import INSECURE_URL_STAGES, get_settings
 
 MailboxType = Literal["imap", "gmail", "outlook"]
 PairingMode = Literal["auto", "signal", "off"]
@@ -37,6 +39,21 @@ def check_header_text(value: str | None) -> str | None:
     if value is not None and _CONTROL.search(value):
         raise ValueError("must not contain control characters or line breaks")
     return value
+
+
+def check_return_url(value: str | None) -> str | None:
+    """Where the browser goes after an OAuth consent: an absolute https URL (http:// in the local stage)."""
+    if value is None:
+        return value
+    parts = urlsplit(value)
+    insecure_ok = get_settings().stage in INSECURE_URL_STAGES
+    if parts.scheme not in (("https", "http") if insecure_ok else ("https",)) or not parts.hostname \
+            or parts.fragment or _CONTROL.search(value):
+        raise ValueError("must be an absolute https:// URL without a fragment")
+    return value
+
+
+ReturnUrl = Annotated[str, StringConstraints(strip_whitespace=True, min_length=8, max_length=2048)]
 
 
 def check_user_id(value: str | None) -> str | None:
@@ -79,10 +96,14 @@ class CreateMailbox(Strict):
     smtp: EndpointIn | None = None
     password: Password | None = Field(None, description="Write-only.")
     smtp_password: Password | None = Field(None, description="Write-only; when SMTP uses another password.")
+    return_url: ReturnUrl | None = Field(None, description="gmail/outlook: where the browser goes after consent "
+                                                           "(`?mailbox_id=&outcome=` is added); default: the "
+                                                           "tenant setting `oauth_return_url`, else a result page.")
 
     _email = field_validator("email")(check_email)
     _sender = field_validator("sender_name", "name")(check_header_text)
     _owner = field_validator("owner_user_id")(check_user_id)
+    _return = field_validator("return_url")(check_return_url)
 
 
 class UpdateMailbox(Strict):
@@ -150,6 +171,27 @@ class MailboxList(BaseModel):
 
 class MailboxListQuery(ListQuery):
     pass
+
+
+class AuthorizeIn(Strict):
+    return_url: ReturnUrl | None = None
+
+    _return = field_validator("return_url")(check_return_url)
+
+
+class AuthorizeOut(BaseModel):
+    authorize_url: str = Field(description="Open in the mailbox owner's browser; valid once, for expires_in s.")
+    expires_in: int
+
+
+class CallbackQuery(BaseModel):
+    """The provider's redirect back (RFC 6749 §4.1.2): `code` + `state`, or `error` + `state`."""
+    model_config = ConfigDict(extra="ignore")
+    state: str | None = Field(None, max_length=512)
+    code: str | None = Field(None, max_length=4096)
+    error: str | None = Field(None, max_length=200)
+    error_description: str | None = Field(None, max_length=2000)
+    scope: str | None = Field(None, max_length=4096)
 
 
 class ConnectionTest(BaseModel):

@@ -1,0 +1,41 @@
+"""The OAuth redirect URI (`<public base URL>/v1/oauth/callback`, registered at Google / Microsoft Entra): the
+provider sends the browser back here with `code`+`state` or `error`+`state` — as a query (GET) or, with
+Microsoft's `response_mode=form_post`, a form (POST). Authenticated by the signed single-use state, not a key."""
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.routing import route
+from chalicelib.api.schemas.mailboxes import CallbackQuery
+from chalicelib.oauthflow.pages import callback_response
+from chalicelib.oauthflow.service import complete_consent
+
+bp = Blueprint(__name__)
+TAGS = ("oauth",)
+FORM_LIMIT = 16_384
+
+
+def _respond(params: dict[str, str]) -> Response:
+    status, headers, body = callback_response(complete_consent(params))
+    return Response(body=body, status_code=status, headers=headers)
+
+
+@route(bp, "/v1/oauth/callback", methods=["GET"], auth="none", query=CallbackQuery, status=302, tags=TAGS,
+       content_type="text/html", errors=(400,),
+       summary="OAuth consent callback: redirects to the return URL with ?mailbox_id=&outcome= (or a result page)")
+def oauth_callback(query: CallbackQuery):
+    return _respond({k: v for k, v in query.model_dump().items() if v is not None})
+
+
+@route(bp, "/v1/oauth/callback", methods=["POST"], auth="none", status=302, tags=TAGS, content_type="text/html",
+       errors=(400,), summary="OAuth consent callback with response_mode=form_post (Microsoft)")
+def oauth_callback_form():
+    raw = (bp.current_request.raw_body or b"")[:FORM_LIMIT].decode("utf-8", "replace")
+    fields = dict(parse_qsl(raw, keep_blank_values=False))
+    try:
+        query = CallbackQuery.model_validate(fields)
+    except ValueError:
+        query = CallbackQuery()
+    return _respond({k: v for k, v in query.model_dump().items() if v is not None})

@@ -1,0 +1,29 @@
+"""Provider push endpoints: authenticated by the provider's own token (not an API key), answered fast, and
+never calling the provider — they only request a coalesced sync."""
+from __future__ import annotations
+
+from chalice import Blueprint
+
+from chalicelib.api.errors import BadRequest, Forbidden, Unauthorized
+from chalicelib.api.routing import route
+from chalicelib.api.schemas.push import PubSubPush
+
+bp = Blueprint(__name__)
+TAGS = ("push",)
+
+
+@route(bp, "/v1/push/gmail", methods=["POST"], auth="none", body=PubSubPush, status=204, tags=TAGS,
+       errors=(400, 401, 403),
+       summary="Gmail Pub/Sub push (OIDC bearer token of the subscription's service account)")
+def gmail_push(body: PubSubPush):
+    # google-auth loads on the first push, not on the API's cold start.
+    from chalicelib.push import gmail
+    try:
+        gmail.handle_push(bp.current_request.headers.get("authorization"), body.message.data)
+    except gmail.BadNotification as exc:
+        raise BadRequest(str(exc)) from None
+    except gmail.PushRejected as exc:
+        if exc.status == 401:
+            raise Unauthorized(exc.detail) from None
+        raise Forbidden(exc.detail) from None
+    return None

@@ -1,0 +1,62 @@
+"""The per-kind consent flow protocol and its registry.
+
+Outcomes of a failed consent (`ConsentFailed.outcome`): "denied" (the user refused, or did not grant every
+scope), "wrong_account" (they consented with another account than the mailbox's address), "needs_admin_consent"
+(Microsoft: an administrator must approve the app), "exchange_failed" (the token endpoint refused the code or
+gave no refresh token), "invalid_state" (forged, replayed or expired state).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from chalicelib.models.mailbox import Mailbox, MailServer
+
+OUTCOMES = ("connected", "denied", "wrong_account", "needs_admin_consent", "exchange_failed", "invalid_state")
+
+
+@dataclass(frozen=True)
+class Begun:
+    authorize_url: str
+    pending: dict[str, Any] = field(repr=False)      # sealed server-side, never sent to the browser
+
+
+@dataclass(frozen=True)
+class Granted:
+    secrets: dict[str, str] = field(repr=False)
+    account_email: str
+
+
+class ConsentFailed(Exception):
+    def __init__(self, outcome: str, detail: str):
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown consent outcome {outcome!r}")
+        super().__init__(f"{outcome}: {detail}")
+        self.outcome, self.detail = outcome, detail
+
+
+class ConsentFlow(Protocol):
+    kind: str
+
+    def begin(self, *, mailbox: Mailbox, server: MailServer, client_secret: str, redirect_uri: str,
+              state: str) -> Begun: ...
+
+    def complete(self, *, mailbox: Mailbox, server: MailServer, client_secret: str, redirect_uri: str,
+                 pending: dict, params: dict[str, str]) -> Granted: ...
+
+
+_FLOWS: dict[str, str] = {"gmail": "chalicelib.oauthflow.gmail:GmailConsent"}
+
+
+def register_flow(kind: str, target: str) -> None:
+    """`target` = "package.module:Class" (imported when a consent of that kind begins or completes)."""
+    _FLOWS[kind] = target
+
+
+def get_flow(kind: str) -> ConsentFlow:
+    try:
+        module_name, _, name = _FLOWS[kind].partition(":")
+    except KeyError:
+        raise ConsentFailed("invalid_state", f"no consent flow for kind {kind!r}") from None
+    return getattr(importlib.import_module(module_name), name)()

@@ -1,0 +1,181 @@
+"""Gmail as a `MailProvider` + `PushSubscriber` (Gmail API "Synchronize clients" and "Push notifications"
+guides, developers.google.com/gmail/api/guides/sync and …/push).
+
+Folders are labels: "inbox" = INBOX, "sent" = SENT. provider_id = the Gmail message id (stable for the life
+of the message, the same in every label).
+
+Cursor (opaque to the engine), per folder:
+- `l:<historyId>:<pageToken>` — an initial import in progress: `messages.list` (`labelIds=[L]`,
+  `q=after:<epoch of import_since>`) continues at `pageToken`; `historyId` was read from `users.getProfile`
+  BEFORE the listing started, so every change during the import is replayed afterwards (the store dedupes).
+- `h:<historyId>` — incremental: `history.list(startHistoryId, labelId=L)`; an idle mailbox costs exactly ONE
+  call per label (no history records; the answer's `historyId` becomes the cursor).
+- `h:<historyId>:<pageToken>` — the same history walk continuing at `pageToken`.
+A 404 on `history.list` (startHistoryId older than the retained history, typically about a week) raises
+CURSOR_INVALID: the engine resets the cursor and re-lists (bounded resync, no duplicates).
+
+History records → ChangeSet: `messagesAdded` carrying L → `new`; `labelsAdded` with L → `changed` (the engine
+fetches only ids it has not stored); `messagesDeleted` → `removed` (removed_at_source); `labelsRemoved` with L
+→ `removed` only when the message went to TRASH/SPAM (an archived message still exists and stays).
+
+Fetch: `messages.get(format=raw)` in batches of ≤50; a part's 404 → `FetchedMessage(vanished=True)`.
+Send: `messages.send` with `{"raw": base64url(MIME), "threadId"}` (Gmail files a reply into the thread only
+with threadId AND matching In-Reply-To/References/Subject, which the caller's MIME carries).
+Push: `users.watch` (INBOX, SENT) to the mail server's Pub/Sub topic; renewal = watch again (Google
+recommends re-calling watch at least every 7 days; the renewer does it daily); `users.stop`.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+from datetime import date, datetime, time as dtime, timezone
+from typing import Iterator, Sequence
+
+from chalicelib.providers.base import (ChangeSet, ErrorCode, FetchedMessage, MailProvider, MessageRef,
+                                       OAuthContext, ProviderError, PushState, PushSubscriber, SendResult,
+                                       ThreadHint)
+from chalicelib.providers.gmail.client import GmailClient
+
+LABELS = {"inbox": "INBOX", "sent": "SENT"}
+HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
+GONE_LABELS = frozenset({"TRASH", "SPAM"})
+MAX_PAGE = 500
+
+
+def after_query(since: date) -> str:
+    """Gmail search `after:` with epoch seconds (midnight UTC of `since`), unambiguous across time zones."""
+    return f"after:{int(datetime.combine(since, dtime(0), tzinfo=timezone.utc).timestamp())}"
+
+
+def parse_cursor(cursor: str) -> tuple[str, str, str | None]:
+    """(mode "l"|"h", historyId, pageToken or None); PERMANENT for a cursor this provider never wrote."""
+    parts = cursor.split(":", 2)
+    if len(parts) < 2 or parts[0] not in ("l", "h") or not parts[1].isdigit():
+        raise ProviderError(ErrorCode.CURSOR_INVALID, f"not a gmail cursor: {cursor[:40]!r}")
+    return parts[0], parts[1], (parts[2] if len(parts) == 3 and parts[2] else None)
+
+
+class GmailProvider(MailProvider, PushSubscriber):
+    kind = "gmail"
+
+    def __init__(self, context: OAuthContext, client: GmailClient | None = None):
+        if context.tokens is None and client is None:
+            raise ProviderError(ErrorCode.PERMANENT, "gmail provider needs a token source")
+        self.context = context
+        self.settings = dict(context.settings)
+        self.client = client or GmailClient(context.tokens, api_root=self.settings["api_root"],
+                                            timeout=context.timeout, sleep=context.sleep)
+
+    # ---- MailProvider -----------------------------------------------------------------------------------
+    def folders(self) -> list[str]:
+        return list(LABELS)
+
+    def _label(self, folder: str) -> str:
+        try:
+            return LABELS[folder]
+        except KeyError:
+            raise ProviderError(ErrorCode.NOT_FOUND, f"gmail has no folder {folder!r}") from None
+
+    def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
+        label = self._label(folder)
+        size = max(1, min(page_size, MAX_PAGE))
+        calls_before = self.client.calls
+        if cursor is None:
+            history_id = str(self.client.get_profile()["historyId"])
+            change_set = self._list(folder, label, history_id, None, since, size, cursor)
+        else:
+            mode, history_id, token = parse_cursor(cursor)
+            if mode == "l":
+                change_set = self._list(folder, label, history_id, token, since, size, cursor)
+            else:
+                change_set = self._history(folder, label, history_id, token, size, cursor)
+        return dataclasses.replace(change_set, round_trips=self.client.calls - calls_before)
+
+    def _list(self, folder: str, label: str, history_id: str, token: str | None, since: date, size: int,
+              cursor: str | None) -> ChangeSet:
+        answer = self.client.list_messages(label=label, query=after_query(since), page_token=token,
+                                           max_results=size)
+        refs = tuple(MessageRef(folder, m["id"], thread_id=m.get("threadId")) for m in answer.get("messages") or [])
+        following = answer.get("nextPageToken")
+        next_cursor = f"l:{history_id}:{following}" if following else f"h:{history_id}"
+        return ChangeSet(folder=folder, new=refs, removed=(), previous_cursor=cursor, next_cursor=next_cursor,
+                         has_more=bool(following))
+
+    def _history(self, folder: str, label: str, history_id: str, token: str | None, size: int,
+                 cursor: str | None) -> ChangeSet:
+        answer = self.client.list_history(start_history_id=history_id, label=label, history_types=HISTORY_TYPES,
+                                          page_token=token, max_results=size)
+        new: dict[str, MessageRef] = {}
+        changed: dict[str, MessageRef] = {}
+        removed: dict[str, None] = {}
+        for record in answer.get("history") or []:
+            for entry in record.get("messagesAdded") or []:
+                message = entry.get("message") or {}
+                if label in (message.get("labelIds") or []) and not GONE_LABELS & set(message.get("labelIds") or []):
+                    new[message["id"]] = MessageRef(folder, message["id"], thread_id=message.get("threadId"))
+                    removed.pop(message["id"], None)
+            for entry in record.get("labelsAdded") or []:
+                message = entry.get("message") or {}
+                if label in (entry.get("labelIds") or []) and message["id"] not in new:
+                    changed[message["id"]] = MessageRef(folder, message["id"], thread_id=message.get("threadId"))
+                    removed.pop(message["id"], None)
+            for entry in record.get("labelsRemoved") or []:
+                message = entry.get("message") or {}
+                if label in (entry.get("labelIds") or []) and GONE_LABELS & set(message.get("labelIds") or []):
+                    removed[message["id"]] = None
+            for entry in record.get("messagesDeleted") or []:
+                message_id = (entry.get("message") or {}).get("id")
+                if message_id:
+                    removed[message_id] = None
+        for message_id in removed:
+            new.pop(message_id, None)
+            changed.pop(message_id, None)
+        following = answer.get("nextPageToken")
+        latest = str(answer.get("historyId") or history_id)
+        next_cursor = f"h:{history_id}:{following}" if following else f"h:{max(int(latest), int(history_id))}"
+        return ChangeSet(folder=folder, new=tuple(new.values()), removed=tuple(removed), previous_cursor=cursor,
+                         next_cursor=next_cursor, changed=tuple(changed.values()), has_more=bool(following))
+
+    def fetch(self, refs: Sequence[MessageRef], *, max_bytes: int) -> Iterator[FetchedMessage]:
+        by_id = {ref.provider_id: ref for ref in refs}
+        for message_id, answer in self.client.get_raw_batch(list(by_id)):
+            ref = by_id[message_id]
+            if answer is None:
+                yield FetchedMessage(ref, None, vanished=True)
+                continue
+            raw = base64.urlsafe_b64decode(answer.get("raw", "") + "=" * (-len(answer.get("raw", "")) % 4))
+            if len(raw) > max_bytes:
+                yield FetchedMessage(ref, None, skipped_reason=f"size {len(raw)} exceeds limit {max_bytes}")
+                continue
+            yield FetchedMessage(ref, raw)
+
+    def test_connection(self) -> None:
+        address = str(self.client.get_profile().get("emailAddress") or "")
+        if address.lower() != self.context.email.lower():
+            raise ProviderError(ErrorCode.PERMANENT, "the Google account is not the mailbox's address")
+
+    def send(self, raw: bytes, *, sender: str, recipients: Sequence[str],
+             thread: ThreadHint | None = None) -> SendResult:
+        body = {"raw": base64.urlsafe_b64encode(raw).decode()}
+        if thread is not None and thread.provider_thread_id:
+            body["threadId"] = thread.provider_thread_id
+        answer = self.client.send(body)
+        return SendResult(answer.get("id"), thread_id=answer.get("threadId"))
+
+    # ---- PushSubscriber ---------------------------------------------------------------------------------
+    def start_push(self) -> PushState:
+        topic = (self.settings.get("push") or {}).get("topic")
+        if not topic:
+            raise ProviderError(ErrorCode.PERMANENT, "the mail server has no Pub/Sub topic (push.topic)")
+        answer = self.client.watch({"topicName": topic, "labelIds": list(LABELS.values()),
+                                    "labelFilterBehavior": "include"})
+        expires = datetime.fromtimestamp(int(answer["expiration"]) / 1000, tz=timezone.utc)
+        return PushState(expires_at=expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                         resource={"kind": "gmail", "topic": topic, "email": self.context.email.lower(),
+                                   "history_id": str(answer.get("historyId") or "")})
+
+    def renew_push(self, state: PushState) -> PushState:
+        return self.start_push()
+
+    def stop_push(self, state: PushState) -> None:
+        self.client.stop()

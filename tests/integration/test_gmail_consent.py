@@ -1,0 +1,164 @@
+"""Guards connecting a Gmail mailbox through the API: the consent link's parameters (PKCE S256, offline access,
+prompt=consent, login_hint, only two scopes), the callback storing secrets only for the right account, denied
+consent, forged/replayed/expired state, tenant isolation of the authorize call, and a connected mailbox's first
+import."""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from chalicelib.credentials.store import CredentialStore
+from chalicelib.models.consent import ConsentState
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.message import Message
+from chalicelib.notify import events
+from chalicelib.sync import worker
+from tests.gmail_fixtures import EMAIL, TOPIC, days_ago, google, mail  # noqa: F401 - fixture
+from tests.sync_helpers import FakeContext, drain, receive_event
+
+RETURN = "https://crm.example/connected"
+
+
+def gmail_server(api, tenant, google) -> str:
+    result = api("POST", "/v1/mail-servers", key=tenant["key"], json_body={
+        "name": "Google", "type": "gmail",
+        "oauth": {"client_id": google.client_id, "client_secret": google.client_secret},
+        "push": {"topic": TOPIC, "audience": "https://mailbridge.example/v1/push/gmail",
+                 "service_account": "push@mb-test.iam.gserviceaccount.com"}})
+    assert result.status == 201, result
+    assert result.json["redirect_uri"].endswith("/v1/oauth/callback") and google.client_secret not in result.body
+    return result.json["id"]
+
+
+def create_gmail(api, tenant, google, **extra):
+    body = {"name": "Gmail", "type": "gmail", "email": EMAIL, "mail_server_id": gmail_server(api, tenant, google),
+            **extra}
+    result = api("POST", "/v1/mailboxes", key=tenant["key"], user="u-ann", json_body=body)
+    assert result.status == 201, result
+    return result.json
+
+
+def consent(api, url: str):
+    """The browser: open the authorize URL at the fake Google, follow its redirect to our callback."""
+    answer = requests.get(url, allow_redirects=False, timeout=10)
+    assert answer.status_code == 302
+    location = urlsplit(answer.headers["Location"])
+    assert location.path == "/v1/oauth/callback"
+    return api("GET", f"{location.path}?{location.query}")
+
+
+def test_connect_end_to_end(api, tenant, google, aws):
+    google.deliver(EMAIL, mail(1), received=days_ago(1))
+    created = create_gmail(api, tenant, google, return_url=RETURN)
+    assert created["status"] == "pending_auth" and created["has_password"] is False
+    query = parse_qs(urlsplit(created["authorize_url"]).query)
+    assert created["authorize_url"].startswith(google.auth_uri)
+    assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) == 43
+    assert query["access_type"] == ["offline"] and query["prompt"] == ["consent"]
+    assert query["login_hint"] == [EMAIL] and query["response_type"] == ["code"]
+    assert sorted(query["scope"][0].split()) == ["https://www.googleapis.com/auth/gmail.readonly",
+                                                 "https://www.googleapis.com/auth/gmail.send"]
+    assert "verifier" not in created["authorize_url"]
+
+    result = consent(api, created["authorize_url"])
+    assert result.status == 302, result
+    assert result.headers["location"] == f"{RETURN}?mailbox_id={created['id']}&outcome=connected"
+    mailbox = Mailbox.get(tenant["id"], created["id"])
+    assert mailbox.status == "active" and mailbox.push_key == f"gmail#{EMAIL}"
+    assert CredentialStore(tenant["id"], created["id"]).load().secrets["refresh_token"].startswith("1//")
+    assert mailbox.push_state["topic"] == TOPIC and mailbox.push_expires_at and not mailbox.push_error
+    assert google.accounts[EMAIL].watch["labelIds"] == ["INBOX", "SENT"]
+    assert [e for e in events.list_events(tenant["id"], "mailbox.status_changed")]
+    assert api("GET", f"/v1/mailboxes/{created['id']}", key=tenant["key"]).json["status"] == "active"
+
+    event = receive_event(aws["sync_queue_url"], 10)
+    assert len(event["Records"]) == 1
+    worker.handle_batch(event, FakeContext())
+    assert len(list(Message.by_mailbox.query(created["id"]))) == 1
+
+
+def test_replayed_and_forged_state_are_refused(api, tenant, google, aws):
+    created = create_gmail(api, tenant, google)
+    answer = requests.get(created["authorize_url"], allow_redirects=False, timeout=10)
+    callback = urlsplit(answer.headers["Location"])
+    first = api("GET", f"{callback.path}?{callback.query}")
+    assert first.status == 200 and "Mailbox connected" in first.body
+    again = api("GET", f"{callback.path}?{callback.query}")
+    assert again.status == 400 and "invalid_state" in again.body               # single use
+    state = parse_qs(callback.query)["state"][0]
+    forged = state[:-4] + ("AAAA" if not state.endswith("AAAA") else "BBBB")
+    assert "invalid_state" in api("GET", f"/v1/oauth/callback?state={forged}&code=x").body
+    assert "invalid_state" in api("GET", "/v1/oauth/callback?code=x").body
+    assert "<script>" not in api("GET", "/v1/oauth/callback?state=%3Cscript%3E&error=%3Cscript%3E").body
+
+
+def test_expired_state_is_refused_and_stores_nothing(api, tenant, google, aws):
+    created = create_gmail(api, tenant, google)
+    for item in ConsentState.scan():
+        item.update(actions=[ConsentState.expires_at.set(1)])
+    result = consent(api, created["authorize_url"])
+    assert result.status == 400 and "invalid_state" in result.body
+    assert Mailbox.get(tenant["id"], created["id"]).status == "pending_auth"
+
+
+def test_wrong_account_stores_nothing(api, tenant, google, aws):
+    google.consent_as = "someone.else@gmail.example"
+    created = create_gmail(api, tenant, google, return_url=RETURN)
+    result = consent(api, created["authorize_url"])
+    assert result.headers["location"].endswith("outcome=wrong_account")
+    mailbox = Mailbox.get(tenant["id"], created["id"])
+    assert mailbox.status == "pending_auth" and not mailbox.secret_ciphertext
+    assert drain(aws["sync_queue_url"]) == []
+
+
+def test_denied_consent_is_a_clear_outcome(api, tenant, google, aws):
+    google.deny = True
+    created = create_gmail(api, tenant, google)
+    result = consent(api, created["authorize_url"])
+    assert result.status == 400 and "Access was not granted" in result.body
+    assert Mailbox.get(tenant["id"], created["id"]).status == "pending_auth"
+
+
+def test_failed_exchange_is_a_clear_outcome(api, tenant, google, aws):
+    created = create_gmail(api, tenant, google, return_url=RETURN)
+    google.fail("token", 500)
+    result = consent(api, created["authorize_url"])
+    assert result.headers["location"].endswith("outcome=exchange_failed")
+    assert not Mailbox.get(tenant["id"], created["id"]).secret_ciphertext
+
+
+def test_reauthorize_link_and_tenant_isolation(api, tenant, other_tenant, google, aws):
+    created = create_gmail(api, tenant, google)
+    path = f"/v1/mailboxes/{created['id']}/authorize"
+    fresh = api("POST", path, key=tenant["key"], json_body={"return_url": RETURN})
+    assert fresh.status == 200 and fresh.json["expires_in"] == 600
+    assert fresh.json["authorize_url"] != created["authorize_url"]
+    assert api("POST", path, key=other_tenant["key"], json_body={}).status == 404
+    assert api("POST", path, key=tenant["key"], json_body={"return_url": "javascript:alert(1)"}).status == 422
+    assert consent(api, fresh.json["authorize_url"]).headers["location"].endswith("outcome=connected")
+
+
+def test_gmail_mailbox_needs_a_gmail_oauth_app(api, tenant, google, aws):
+    base = {"name": "Gmail", "type": "gmail", "email": EMAIL}
+    assert api("POST", "/v1/mailboxes", key=tenant["key"], user="u-ann", json_body=base).status == 422
+    imap = api("POST", "/v1/mail-servers", key=tenant["key"], json_body={
+        "name": "IMAP", "type": "imap", "imap": {"host": "imap.example.com"}}).json["id"]
+    refused = api("POST", "/v1/mailboxes", key=tenant["key"], user="u-ann", json_body={**base, "mail_server_id": imap})
+    assert refused.status == 422 and refused.json["errors"][0]["field"] == "mail_server_id"
+    with_password = {**base, "mail_server_id": gmail_server(api, tenant, google), "password": "x"}
+    assert api("POST", "/v1/mailboxes", key=tenant["key"], user="u-ann", json_body=with_password).status == 422
+
+
+def test_connection_test_uses_the_stored_grant(api, tenant, google, aws):
+    """Guards POST /test on a gmail mailbox running an IMAP check, and a revoked grant staying 'active'."""
+    created = create_gmail(api, tenant, google)
+    path = f"/v1/mailboxes/{created['id']}/test"
+    pending = api("POST", path, key=tenant["key"])
+    assert pending.status == 200 and pending.json["ok"] is False and pending.json["status"] == "pending_auth"
+    consent(api, created["authorize_url"])
+    ok = api("POST", path, key=tenant["key"])
+    assert ok.json["ok"] is True and ok.json["status"] == "active"
+    google.revoke(EMAIL)
+    revoked = api("POST", path, key=tenant["key"])
+    assert revoked.json["ok"] is False and revoked.json["status"] == "auth_error"

@@ -1,0 +1,202 @@
+"""Guards Gmail sync through the real google-api-python-client/google-auth against the fake Google on loopback:
+lost or duplicated mail, idle syncs that cost more than one call per label, stale historyIds, throttling that
+is not honoured, revoked grants, vanished messages in a batch, and refresh tokens that are not written back."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from chalicelib.credentials.store import CredentialStore
+from chalicelib.models.message import Message
+from chalicelib.notify import events
+from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError, ThreadHint
+from chalicelib.sync import engine, worker
+from tests.gmail_fixtures import (EMAIL, TOPIC, days_ago, gmail_provider, google,  # noqa: F401 - fixture
+                                  mail, make_gmail_mailbox)
+from tests.sync_helpers import FakeContext, job_event, reload
+
+FAR = float("inf")
+
+
+def stored(mailbox) -> list[Message]:
+    return list(Message.by_mailbox.query(mailbox.mailbox_id))
+
+
+def sync(mailbox, provider, **kwargs):
+    return engine.sync_mailbox(reload(mailbox), provider, FAR, pair=False, **kwargs)
+
+
+def test_initial_incremental_and_idle_sync(aws, google):
+    """Guards initial import (after:, both labels, paging), incremental history and the one-call idle sync."""
+    google.deliver(EMAIL, mail(1), received=days_ago(30))                     # before import_since
+    inbox = [google.deliver(EMAIL, mail(n), received=days_ago(1)) for n in range(2, 7)]
+    google.deliver(EMAIL, mail(7), labels=("SENT",), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+
+    result = sync(mailbox, provider, page_size=2)
+    assert result.counts.imported == 6 and len(stored(mailbox)) == 6
+    lists = [params for name, params in google.requests if name == "messages.list"]
+    assert lists[0]["q"].startswith("after:") and {p["labelIds"] for p in lists} == {"INBOX", "SENT"}
+    assert google.calls["messages.list"] == 4                                 # inbox 2+2+1, sent 1
+    assert {m.folder for m in stored(mailbox)} == {"inbox", "sent"}
+
+    added = google.deliver(EMAIL, mail(8), received=days_ago(0))
+    google.delete(EMAIL, inbox[0])
+    result = sync(mailbox, provider)
+    assert (result.counts.imported, result.counts.removed) == (1, 1)
+    assert {m.provider_id for m in stored(mailbox) if m.removed_at_source} == {inbox[0]}
+    assert added in {m.provider_id for m in stored(mailbox)}
+
+    google.calls.clear()
+    result = sync(mailbox, gmail_provider(reload(mailbox)))                  # a new job's provider, warm token
+    assert result.counts.imported == 0
+    assert dict(google.calls) == {"history.list": 2}                          # ONE call per label, no token call
+
+
+def test_history_404_resyncs_without_duplicates(aws, google):
+    """Guards a stale historyId (404): bounded resync re-lists the folder and the store dedupes."""
+    for n in range(1, 4):
+        google.deliver(EMAIL, mail(n), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    sync(mailbox, provider)
+    google.forget_history(EMAIL)
+    google.deliver(EMAIL, mail(4), received=days_ago(0))
+
+    with pytest.raises(ProviderError) as raised:
+        provider.changes("inbox", reload(mailbox).cursors["inbox"]["cursor"], since=days_ago(7).date(),
+                         page_size=100)
+    assert raised.value.code == ErrorCode.CURSOR_INVALID
+
+    result = sync(mailbox, provider)
+    assert "inbox" in result.resynced_folders
+    assert result.counts.imported == 1
+    assert len(stored(mailbox)) == 4                                          # no duplicates
+
+
+def test_label_added_is_a_changed_ref_and_trash_removes(aws, google):
+    """Guards label history: a message labelled INBOX later is re-listed as changed; trashed → removed."""
+    archived = google.deliver(EMAIL, mail(1), labels=("CATEGORY_UPDATES",), received=days_ago(1))
+    kept = google.deliver(EMAIL, mail(2), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    cursor = provider.changes("inbox", None, since=days_ago(7).date(), page_size=100).next_cursor
+    google.change_labels(EMAIL, archived, add=("INBOX",))
+    google.change_labels(EMAIL, kept, add=("TRASH",), remove=("INBOX",))
+    change_set = provider.changes("inbox", cursor, since=days_ago(7).date(), page_size=100)
+    assert [ref.provider_id for ref in change_set.changed] == [archived]
+    assert change_set.new == () and change_set.removed == (kept,)
+    assert int(change_set.next_cursor[2:]) > int(cursor[2:])
+
+
+@pytest.mark.parametrize("status,reason,retry_after,expected", [
+    (429, None, 120, 120.0),
+    (403, "rateLimitExceeded", None, 30.0),
+    (403, "userRateLimitExceeded", 90, 90.0),
+])
+def test_throttling_raises_throttled_with_retry_after(aws, google, status, reason, retry_after, expected):
+    """Guards 429 / 403 rate limits: THROTTLED with retry_after, never slept through for long in Lambda."""
+    mailbox = make_gmail_mailbox(google)
+    sleeps: list[float] = []
+    provider = gmail_provider(mailbox, sleeps)
+    google.fail("getProfile" if False else "profile", status, reason=reason, retry_after=retry_after, times=5)
+    with pytest.raises(ProviderError) as raised:
+        provider.changes("inbox", None, since=days_ago(7).date(), page_size=10)
+    assert raised.value.code == ErrorCode.THROTTLED and raised.value.retry_after == expected
+    assert all(s <= provider.client.max_inline_wait for s in sleeps)
+
+
+def test_short_retry_after_is_slept_then_retried(aws, google):
+    """Guards Retry-After being honoured (not googleapiclient's own backoff) for a short wait."""
+    google.deliver(EMAIL, mail(1), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    sleeps: list[float] = []
+    provider = gmail_provider(mailbox, sleeps)
+    google.fail("messages.list", 429, retry_after=2)
+    change_set = provider.changes("inbox", None, since=days_ago(7).date(), page_size=10)
+    assert len(change_set.new) == 1 and sleeps == [2.0]
+    google.fail("messages.get", 429, retry_after=1)                            # a throttled batch part
+    fetched = list(provider.fetch(change_set.new, max_bytes=10_000_000))
+    assert fetched[0].raw == mail(1) and sleeps == [2.0, 1.0]
+
+
+def test_revoked_grant_turns_the_mailbox_auth_error(aws, google):
+    """Guards invalid_grant: AUTH_REVOKED from the provider, and the worker marks the mailbox auth_error."""
+    mailbox = make_gmail_mailbox(google)
+    google.revoke(EMAIL)
+    with pytest.raises(ProviderError) as raised:
+        gmail_provider(mailbox).changes("inbox", None, since=days_ago(7).date(), page_size=10)
+    assert raised.value.code == ErrorCode.AUTH_REVOKED
+
+    worker.handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), FakeContext())
+    assert reload(mailbox).status == "auth_error"
+    assert events.list_events(mailbox.tenant_id, "mailbox.status_changed")
+
+
+def test_401_refreshes_once_then_auth_revoked(aws, google):
+    """Guards a 401: the token is refreshed exactly once; a second 401 is AUTH_REVOKED, not a retry loop."""
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    provider.test_connection()
+    google.expire_access_tokens()
+    provider.test_connection()                                                # 401 → refresh → ok
+    assert google.calls["token"] == 2 and provider.client.credentials.refresh_calls == 1
+    google.fail("profile", 401, times=3)
+    with pytest.raises(ProviderError) as raised:
+        provider.test_connection()
+    assert raised.value.code == ErrorCode.AUTH_REVOKED
+    assert provider.client.credentials.refresh_calls == 2
+
+
+def test_refresh_token_rotation_is_written_back(aws, google):
+    """Guards a rotated refresh token being lost (the next refresh would fail with invalid_grant)."""
+    mailbox = make_gmail_mailbox(google)
+    google.rotate_refresh_tokens = True
+    before = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).load()
+    gmail_provider(mailbox).test_connection()
+    after = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).load()
+    assert after.version == before.version + 1
+    assert after.secrets["refresh_token"] != before.secrets["refresh_token"]
+    gmail_provider(reload(mailbox)).test_connection()                        # the new token works
+
+
+def test_batch_fetch_marks_vanished_parts_and_splits_at_50(aws, google):
+    """Guards a per-part 404 failing the whole batch, and batches over Gmail's 50-request limit."""
+    ids = [google.deliver(EMAIL, mail(n), received=days_ago(1)) for n in range(60)]
+    google.delete(EMAIL, ids[3], record_history=False)
+    provider = gmail_provider(make_gmail_mailbox(google))
+    fetched = list(provider.fetch([MessageRef("inbox", i) for i in ids], max_bytes=10_000_000))
+    assert google.calls["batch"] == 2 and google.calls["messages.get"] == 60
+    assert [f.ref.provider_id for f in fetched if f.vanished] == [ids[3]]
+    assert sum(1 for f in fetched if f.raw) == 59
+    assert fetched[0].raw == mail(0)
+
+
+def test_send_watch_and_stop(aws, google):
+    """Guards send (raw + threadId) and the push lifecycle calls."""
+    original = google.deliver(EMAIL, mail(1), received=days_ago(1))
+    provider = gmail_provider(make_gmail_mailbox(google))
+    result = provider.send(mail(2, "-reply"), sender=EMAIL, recipients=["jan@acme.example"],
+                           thread=ThreadHint(mode="reply", provider_thread_id=original))
+    assert result.thread_id == original and result.provider_message_id
+    assert google.sent[0]["raw"] == mail(2, "-reply") and google.sent[0]["threadId"] == original
+
+    state = provider.start_push()
+    assert google.accounts[EMAIL].watch["topicName"] == TOPIC
+    assert google.accounts[EMAIL].watch["labelIds"] == ["INBOX", "SENT"]
+    assert state.resource["email"] == EMAIL and state.expires_at.endswith("Z")
+    provider.renew_push(state)
+    provider.stop_push(state)
+    assert google.accounts[EMAIL].watch is None and google.calls["watch"] == 2
+
+
+def test_raw_message_is_base64url_decoded_byte_exact(aws, google):
+    """Guards raw MIME bytes changing on the way (base64url with '-'/'_' and stripped padding)."""
+    raw = mail(1) + bytes(range(256)).replace(b"\r", b"").replace(b"\n", b"") + b"\r\n"
+    message_id = google.deliver(EMAIL, raw, received=days_ago(1))
+    provider = gmail_provider(make_gmail_mailbox(google))
+    [fetched] = provider.fetch([MessageRef("inbox", message_id)], max_bytes=10_000_000)
+    assert fetched.raw == raw
+    assert base64.urlsafe_b64encode(raw)  # sanity: the payload needs the url-safe alphabet
