@@ -40,6 +40,9 @@ class Settings:
     worker_timeout_seconds: int = 300
     refresh_interval_seconds: int = 300
     scheduler_jitter_seconds: int = 0
+    # Microsoft 365 (issue 10): identity platform host and Graph root; a fake on loopback in tests/demo.
+    microsoft_authority_host: str = "https://login.microsoftonline.com"
+    graph_api_root: str = "https://graph.microsoft.com/v1.0"
 
     def table_name(self, suffix: str) -> str:
         return f"{self.table_prefix}{suffix}"
@@ -65,6 +68,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         worker_timeout_seconds=int(env.get("MAILBRIDGE_WORKER_TIMEOUT_SECONDS", "300")),
         refresh_interval_seconds=int(env.get("MAILBRIDGE_REFRESH_INTERVAL_SECONDS", "300")),
         scheduler_jitter_seconds=int(env.get("MAILBRIDGE_SCHEDULER_JITTER_SECONDS", "0") or 0),
+        microsoft_authority_host=(env.get("MAILBRIDGE_MICROSOFT_AUTHORITY_HOST")
+                                  or "https://login.microsoftonline.com").rstrip("/"),
+        graph_api_root=(env.get("MAILBRIDGE_GRAPH_API_ROOT") or "https://graph.microsoft.com/v1.0").rstrip("/"),
     )
 
 

@@ -396,6 +396,7 @@ class FakeMicrosoft:
 def _handler_for(fake: FakeMicrosoft) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

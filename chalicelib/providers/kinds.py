@@ -109,3 +109,21 @@ def imap_context(mailbox: Mailbox, credentials: Credentials, timeout: float) -> 
 
 
 register_kind(ProviderKind("imap", imap_context, ImapProvider, connection_fields=("imap.host", "imap.username")))
+
+
+# ---- outlook (Microsoft 365 through Graph) ----------------------------------------------------------------
+# The graph modules load msal (and requests' TLS stack): imported when an outlook provider is built, so the
+# API's cold start never pays for them (a test checks `sys.modules` after importing app).
+
+def outlook_context(mailbox: Mailbox, credentials: Credentials, timeout: float) -> ProviderContext:
+    from chalicelib.providers.graph.context import graph_context
+    return graph_context(mailbox, credentials, timeout)
+
+
+def outlook_provider(context: ProviderContext) -> MailProvider:
+    from chalicelib.providers.graph.adapter import GraphProvider
+    return GraphProvider(context)
+
+
+register_kind(ProviderKind("outlook", outlook_context, outlook_provider, oauth=True,
+                           connection_fields=("email", "mail_server_id")))
