@@ -8,6 +8,7 @@ from chalicelib.api.blueprints import mail_servers, mailboxes
 from chalicelib.api.blueprints import messages as messages_api
 from chalicelib.api.blueprints import sync as sync_api
 from chalicelib.api.blueprints import directory, links, rules, signals
+from chalicelib.api.blueprints import push_graph
 
 app = Chalice(app_name="mailbridge")
 app.api.binary_types.append("message/rfc822")
@@ -23,6 +24,7 @@ app.register_blueprint(directory.bp)
 app.register_blueprint(links.bp)
 app.register_blueprint(signals.bp)
 app.register_blueprint(rules.bp)
+app.register_blueprint(push_graph.bp)
 
 
 # --- events (sync engine) -------------------------------------------------------------------------------------

@@ -47,6 +47,16 @@ class MailboxesByOwner(GlobalSecondaryIndex):
     mailbox_id = UnicodeAttribute(range_key=True)
 
 
+class MailboxesByPushKey(GlobalSecondaryIndex):
+    """A provider push (Graph notification) → its mailbox: `push_key` from `PushState.resource["push_key"]`
+    (Graph: "graph:" + SHA-256 of the subscriptions' clientState)."""
+    class Meta:
+        index_name = "by_push_key"
+        projection = KeysOnlyProjection()
+
+    push_key = UnicodeAttribute(hash_key=True)
+
+
 class Mailbox(Model):
     Meta = table_meta("mailboxes")
 
@@ -96,9 +106,11 @@ class Mailbox(Model):
     push_expires_at = UnicodeAttribute(null=True)
     push_state = JSONAttribute(null=True)          # PushState.resource + expires_at (no secrets)
     push_error = JSONAttribute(null=True)          # {code, detail, at} of the last failed watch/subscription
+    push_key = UnicodeAttribute(null=True)         # PushState.resource["push_key"]: lookup from a push
 
     by_status = MailboxesByStatus()
     by_owner = MailboxesByOwner()
+    by_push_key = MailboxesByPushKey()
 
 
 class SharesByUser(GlobalSecondaryIndex):

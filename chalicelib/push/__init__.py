@@ -1,0 +1,1 @@
+"""Provider push receivers (Graph change notifications): verify, find the mailbox, request a sync."""
