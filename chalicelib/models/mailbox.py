@@ -48,13 +48,14 @@ class MailboxesByOwner(GlobalSecondaryIndex):
 
 
 class MailboxesByPushKey(GlobalSecondaryIndex):
-    """A provider push (Graph notification) → its mailbox: `push_key` from `PushState.resource["push_key"]`
-    (Graph: "graph:" + SHA-256 of the subscriptions' clientState)."""
+    """Push notifications → mailboxes: `push_key` names what a provider's push carries (Gmail:
+    "gmail#<email address>"; one address may be connected in several tenants, hence a list)."""
     class Meta:
         index_name = "by_push_key"
         projection = KeysOnlyProjection()
 
     push_key = UnicodeAttribute(hash_key=True)
+    mailbox_id = UnicodeAttribute(range_key=True)
 
 
 class Mailbox(Model):
@@ -106,7 +107,7 @@ class Mailbox(Model):
     push_expires_at = UnicodeAttribute(null=True)
     push_state = JSONAttribute(null=True)          # PushState.resource + expires_at (no secrets)
     push_error = JSONAttribute(null=True)          # {code, detail, at} of the last failed watch/subscription
-    push_key = UnicodeAttribute(null=True)         # PushState.resource["push_key"]: lookup from a push
+    push_key = UnicodeAttribute(null=True)         # what a push names this mailbox by (by_push_key)
 
     by_status = MailboxesByStatus()
     by_owner = MailboxesByOwner()

@@ -1,1 +1,1 @@
-"""Provider push receivers (Graph change notifications): verify, find the mailbox, request a sync."""
+"""Provider push notifications (Gmail Pub/Sub, Microsoft Graph change notifications) → coalesced sync requests."""

@@ -27,7 +27,7 @@ CLIENT_STATE_KEY = "graph_client_state"
 
 
 def push_key(client_state: str) -> str:
-    return "graph:" + hashlib.sha256(client_state.encode()).hexdigest()
+    return "graph#" + hashlib.sha256(client_state.encode()).hexdigest()
 
 
 def _expiry() -> str:
