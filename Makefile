@@ -1,5 +1,5 @@
 # mailbridge — the two commands: `make run` (local stack) and `make test` (whole suite).
-.PHONY: bootstrap run demo-mail test test-fast package bench clean
+.PHONY: bootstrap run demo-mail demo-outlook test test-fast package bench clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -9,6 +9,9 @@ run: bootstrap
 
 demo-mail: bootstrap
 	.venv/bin/python -m devservers
+
+demo-outlook: bootstrap
+	.venv/bin/python -m devservers.fake_microsoft
 
 test: bootstrap
 	.venv/bin/python -m pytest -q

@@ -62,6 +62,20 @@ def http_deliver(url: str, body: bytes, headers: dict) -> tuple[int, dict, bytes
     return response.status_code, dict(response.headers), response.content
 
 
+def browser_sign_in(authorize_url: str, ca_path: str) -> tuple[str, str, dict[str, str]]:
+    """Follow an authorize (or admin-consent) URL as the browser would: (method, redirect_uri, params) of the
+    answer — a 302 (query) or the auto-submitting form of `response_mode=form_post`."""
+    response = requests.get(authorize_url, allow_redirects=False, timeout=10, verify=ca_path)
+    if response.status_code == 302:
+        parts = urlsplit(response.headers["Location"])
+        return "GET", f"{parts.scheme}://{parts.netloc}{parts.path}", dict(parse_qsl(parts.query))
+    if response.status_code == 200 and "<form" in response.text:
+        action = re.search(r'action="([^"]+)"', response.text).group(1)
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', response.text))
+        return "POST", html.unescape(action), {k: html.unescape(v) for k, v in fields.items()}
+    raise AssertionError(f"authorize answered {response.status_code}: {response.text[:200]}")
+
+
 @dataclass
 class Injected:
     status: int
@@ -171,16 +185,7 @@ class FakeMicrosoft:
         return [(m, p) for m, p, u in self.graph_requests if u == address.lower() and contains in p]
 
     def sign_in(self, authorize_url: str) -> tuple[str, str, dict[str, str]]:
-        """Follow an authorize (or admin-consent) URL as the browser would: (method, redirect_uri, params)."""
-        response = requests.get(authorize_url, allow_redirects=False, timeout=10, verify=self.ca_path)
-        if response.status_code == 302:
-            parts = urlsplit(response.headers["Location"])
-            return "GET", f"{parts.scheme}://{parts.netloc}{parts.path}", dict(parse_qsl(parts.query))
-        if response.status_code == 200 and "<form" in response.text:
-            action = re.search(r'action="([^"]+)"', response.text).group(1)
-            fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', response.text))
-            return "POST", html.unescape(action), {k: html.unescape(v) for k, v in fields.items()}
-        raise AssertionError(f"authorize answered {response.status_code}: {response.text[:200]}")
+        return browser_sign_in(authorize_url, self.ca_path)
 
     def notify(self, address: str, folder: str, message_id: str, *, client_state: str | None = None
                ) -> list[tuple[int, dict, bytes]]:
@@ -419,3 +424,8 @@ def _handler_for(fake: FakeMicrosoft) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+if __name__ == "__main__":          # `make demo-outlook`: the demo lives beside, it only drives this fake
+    from devservers.outlook_demo import main
+    raise SystemExit(main())
