@@ -176,6 +176,10 @@ class FakeMicrosoft:
         with self._lock:
             self._injected.append(Injected(status, body, dict(headers or {}), path, method, times))
 
+    def clear_injected(self) -> None:
+        with self._lock:
+            self._injected.clear()
+
     def throttle(self, *, status: int = 429, retry_after: int = 1, path: str = "", times: int = 1) -> None:
         code = "TooManyRequests" if status == 429 else "ServiceUnavailable"
         self.inject(status, {"error": {"code": code, "message": "Application is over its request quota."}},

@@ -9,9 +9,9 @@ from chalicelib.credentials.store import CredentialStore
 from chalicelib.models.message import Message
 from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError, ThreadHint
 from chalicelib.providers.kinds import provider_for
-from chalicelib.sync.engine import sync_mailbox
+from chalicelib.sync.engine import SyncOptions, sync_mailbox
 from tests.graph_helpers import ADDRESS, fake_ms, loopback_tls, outlook_mailbox, raw_mail  # noqa: F401
-from tests.sync_helpers import reload
+from tests.sync_helpers import cursor_field, reload
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -24,9 +24,9 @@ def provider(mailbox, sleeps=None):
     return built
 
 
-def sync(mailbox, **kwargs):
+def sync(mailbox, page_size: int = 100):
     with provider(mailbox) as graph:
-        return sync_mailbox(reload(mailbox), graph, time.monotonic() + 60, pair=False, **kwargs)
+        return sync_mailbox(reload(mailbox), graph, time.monotonic() + 60, options=SyncOptions(page_size=page_size))
 
 
 def stored(mailbox) -> dict[str, str]:
@@ -46,8 +46,8 @@ def test_initial_sync_pages_through_both_folders_from_import_since(fake_ms):
     messages = stored(mailbox)
     assert old not in messages and messages[sent] == "sent"
     assert fake_ms.missing_immutable_id == 0
-    cursors = reload(mailbox).cursors
-    assert cursors["inbox"]["cursor"].startswith("d https://") and "$deltatoken=" in cursors["inbox"]["cursor"]
+    cursor = cursor_field(reload(mailbox), "inbox")
+    assert cursor.startswith("d https://") and "$deltatoken=" in cursor
 
 
 def test_idle_sync_costs_one_request_per_folder(fake_ms):
@@ -63,8 +63,8 @@ def test_idle_sync_costs_one_request_per_folder(fake_ms):
                                           "/me/mailFolders/sentitems/messages/delta"]
 
 
-def test_incremental_round_reports_new_changed_and_removed(fake_ms):
-    """Guards against: delta re-listings refetched as new, or @removed entries ignored."""
+def test_incremental_round_fetches_only_unknown_messages_and_marks_removals(fake_ms):
+    """Guards against: delta re-listings (a read flag changed) refetched, or @removed entries ignored."""
     first = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(1))
     gone = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(2))
     mailbox = outlook_mailbox(fake_ms)
@@ -73,14 +73,16 @@ def test_incremental_round_reports_new_changed_and_removed(fake_ms):
     fake_ms.mail.remove_message(ADDRESS, gone)
     arrived = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(3))
     graph = provider(mailbox)
-    cursor = reload(mailbox).cursors["inbox"]["cursor"]
-    change_set = graph.changes("inbox", cursor, since=None, page_size=50)
+    change_set = graph.changes("inbox", cursor_field(reload(mailbox), "inbox"), since=None, page_size=50)
     assert change_set.new == ()
     assert {ref.provider_id for ref in change_set.changed} == {first, arrived}
     assert change_set.removed == (gone,) and not change_set.has_more
     assert change_set.next_cursor.startswith("d ")
+    before = len(fake_ms.requests_for(ADDRESS, "/$value"))
     result = sync(mailbox)
-    assert result.counts.removed == 1
+    assert (result.counts.removed, result.counts.imported, result.counts.known) == (1, 1, 1)
+    assert fake_ms.requests_for(ADDRESS, "/$value")[before:] == [("GET", f"/me/messages/{arrived}/$value")]
+    assert arrived in stored(mailbox)
     assert Message.get(next(m.message_id for m in Message.by_mailbox.query(mailbox.mailbox_id)
                             if m.provider_id == gone)).removed_at_source
 
@@ -94,7 +96,7 @@ def test_gone_sync_state_resyncs_without_duplicates(fake_ms):
     fake_ms.mail.drop_sync_state(ADDRESS, "inbox")
     graph = provider(mailbox)
     with pytest.raises(ProviderError) as caught:
-        graph.changes("inbox", reload(mailbox).cursors["inbox"]["cursor"], since=None, page_size=10)
+        graph.changes("inbox", cursor_field(reload(mailbox), "inbox"), since=None, page_size=10)
     assert caught.value.code == ErrorCode.CURSOR_INVALID
     result = sync(mailbox)
     assert result.resynced_folders == ["inbox"] and result.counts.imported == 0
