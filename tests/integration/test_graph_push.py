@@ -8,12 +8,15 @@ from urllib.parse import quote
 import pytest
 
 from chalicelib.credentials.store import CredentialStore
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.message import Message
 from chalicelib.providers.base import PushState
 from chalicelib.providers.kinds import provider_for
 from chalicelib.push.graph import record_push_state
+from chalicelib.sync.worker import handle_batch
 from chalicelib.timeutil import parse_iso, utcnow
 from tests.graph_helpers import ADDRESS, api_deliver, fake_ms, loopback_tls, outlook_mailbox, raw_mail  # noqa: F401
-from tests.sync_helpers import drain, reload
+from tests.sync_helpers import FakeContext, drain, job_event, receive_event, reload
 
 HOSTILE = "<script>alert('x')</script><img src=x onerror=alert(1)> & \"quotes\" Validation: tést"
 
@@ -121,9 +124,10 @@ def test_lifecycle_subscription_removed_resubscribes_and_syncs(aws, fake_ms, pus
     new_secret = CredentialStore(pushed.tenant_id, pushed.mailbox_id).load().secrets["graph_client_state"]
     assert new_secret != old_secret and mailbox.push_key != pushed.push_key
     assert [j["body"]["reason"] for j in drain(aws["sync_queue_url"])] == ["push"]
+    mailbox.update(actions=[Mailbox.sync_queued_at.remove()])      # the queued job ran (its lease clears this)
     message_id = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(2))
     assert [status for status, _, _ in fake_ms.notify(ADDRESS, "inbox", message_id)] == [202]
-    assert len(drain(aws["sync_queue_url"])) == 1
+    assert len(drain(aws["sync_queue_url"])) == 1                  # the new subscription's clientState is accepted
 
 
 def test_lifecycle_missed_requests_a_sync(aws, fake_ms, pushed):
@@ -144,3 +148,21 @@ def test_renew_patches_expiry_and_stop_deletes(aws, fake_ms, pushed):
     assert fake_ms.subscriptions == {}
     again = graph.renew_push(renewed)          # both gone at Graph: subscribe afresh
     assert len(fake_ms.subscriptions) == 2 and again.secrets["graph_client_state"]
+
+
+def test_a_notification_brings_the_new_message_in_on_the_next_worker_pass(aws, fake_ms, pushed):
+    """Guards against: a push that queues a job whose sync does not pick the new message up."""
+    fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(1))
+    handle_batch(job_event((pushed.tenant_id, pushed.mailbox_id)), FakeContext())
+    assert stored_ids(pushed) and drain(aws["sync_queue_url"]) == []
+    before = set(stored_ids(pushed))
+    message_id = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(2))
+    assert [status for status, _, _ in fake_ms.notify(ADDRESS, "inbox", message_id)] == [202]
+    event = receive_event(aws["sync_queue_url"], 10)
+    assert len(event["Records"]) == 1
+    assert handle_batch(event, FakeContext()) == {"batchItemFailures": []}
+    assert set(stored_ids(pushed)) - before == {message_id}
+
+
+def stored_ids(mailbox) -> list[str]:
+    return [m.provider_id for m in Message.by_mailbox.query(mailbox.mailbox_id)]
