@@ -61,7 +61,8 @@ def consent_cache(fake: FakeMicrosoft, address: str = ADDRESS, ms_tenant: str = 
     cache = msal.SerializableTokenCache()
     app = msal_app(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, authority_host=fake.base_url,
                    ms_tenant=ms_tenant, cache=cache)
-    flow = app.initiate_auth_code_flow(list(SCOPES), redirect_uri=REDIRECT_URI, login_hint=address)
+    flow = app.initiate_auth_code_flow(list(SCOPES), redirect_uri=REDIRECT_URI, login_hint=address,
+                                       response_mode="form_post")
     _, _, params = fake.sign_in(flow["auth_uri"])
     result = app.acquire_token_by_auth_code_flow(flow, params)
     assert "access_token" in result, result

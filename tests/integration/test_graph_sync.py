@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import time
 
+import boto3
 import pytest
 
 from chalicelib.credentials.store import CredentialStore
+from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError, ThreadHint
 from chalicelib.providers.kinds import provider_for
 from chalicelib.sync.engine import SyncOptions, sync_mailbox
 from tests.graph_helpers import ADDRESS, fake_ms, loopback_tls, outlook_mailbox, raw_mail  # noqa: F401
-from tests.sync_helpers import cursor_field, reload
+from chalicelib.sync.worker import handle_batch
+from tests.sync_helpers import FakeContext, cursor_field, job_event, reload
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -165,3 +168,20 @@ def test_send_uses_sendmail_and_reply_with_mime(fake_ms):
     assert [s["action"] for s in sent] == ["sendMail", "reply"]
     assert b"Bcc: boss@acme.example" in sent[0]["raw"] and sent[1]["message_id"] == original
     assert sent[1]["raw"] == raw
+
+
+def test_worker_requeues_a_throttled_mailbox_and_marks_a_revoked_one(aws, fake_ms):
+    """Guards against: Graph throttling dead-lettering a mailbox, or a revoked grant retried forever."""
+    mailbox = outlook_mailbox(fake_ms)
+    fake_ms.throttle(status=429, retry_after=120, path="/delta")
+    assert handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), FakeContext()) == \
+        {"batchItemFailures": []}
+    throttled = reload(mailbox)
+    assert throttled.sync_stage == "throttled" and throttled.not_before > time.time() + 60
+    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=aws["sync_queue_url"],
+                                                          AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"     # a delayed re-queue
+    throttled.update(actions=[Mailbox.not_before.remove()])          # the throttling window has passed
+    fake_ms.identity.revoke(ADDRESS)
+    handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), FakeContext())
+    assert reload(mailbox).status == "auth_error"
