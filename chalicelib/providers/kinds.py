@@ -13,6 +13,7 @@ field while telling nothing about the network (one generic message).
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -111,19 +112,19 @@ def imap_context(mailbox: Mailbox, credentials: Credentials, timeout: float) -> 
 register_kind(ProviderKind("imap", imap_context, ImapProvider, connection_fields=("imap.host", "imap.username")))
 
 
-# ---- outlook (Microsoft 365 through Graph) ----------------------------------------------------------------
-# The graph modules load msal (and requests' TLS stack): imported when an outlook provider is built, so the
-# API's cold start never pays for them (a test checks `sys.modules` after importing app).
+# ---- OAuth kinds: their modules load only when a provider of the kind is built ------------------------------
 
-def outlook_context(mailbox: Mailbox, credentials: Credentials, timeout: float) -> ProviderContext:
-    from chalicelib.providers.graph.context import graph_context
-    return graph_context(mailbox, credentials, timeout)
+def lazy(target: str) -> Callable[..., Any]:
+    """`"package.module:function"` imported on first call (keeps googleapiclient/msal off the API cold start)."""
+    module_name, _, attribute = target.partition(":")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module_name), attribute)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = attribute
+    return call
 
 
-def outlook_provider(context: ProviderContext) -> MailProvider:
-    from chalicelib.providers.graph.adapter import GraphProvider
-    return GraphProvider(context)
-
-
-register_kind(ProviderKind("outlook", outlook_context, outlook_provider, oauth=True,
+register_kind(ProviderKind("outlook", lazy("chalicelib.providers.graph.context:graph_context"),
+                           lazy("chalicelib.providers.graph.adapter:GraphProvider"), oauth=True,
                            connection_fields=("email", "mail_server_id")))

@@ -4,7 +4,8 @@ learn.microsoft.com "Microsoft identity platform and OAuth 2.0 authorization cod
 Microsoft identity platform", MSAL Python `initiate_auth_code_flow` / `acquire_token_by_auth_code_flow`:
 - begin: PKCE (S256) and nonce come from MSAL; `login_hint` = the mailbox address; `response_mode=form_post`
   (the code arrives in a POST body, not in the URL); scopes `Mail.Read Mail.Send User.Read` (MSAL adds
-  openid/profile/offline_access). The flow dict (`pending`, holds the PKCE verifier) stays server-side.
+  openid/profile/offline_access). The flow dict (holds the PKCE verifier) stays server-side: `pending` is
+  `{"flow": <JSON>}` (the generic state store seals string values).
 - complete: MSAL checks `state` and redeems the code; `/me` (`mail`, else `userPrincipalName`) must be the
   mailbox address; the serialized MSAL cache is the mailbox's secret.
 - `consent_required` / AADSTS65001 (the organisation lets only administrators consent) → outcome
@@ -16,6 +17,7 @@ defined here with the contract's shapes; the merge replaces them with the generi
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -105,7 +107,7 @@ class OutlookConsent:
         flow = self._app(server, client_secret).initiate_auth_code_flow(
             list(SCOPES), redirect_uri=redirect_uri, state=state, login_hint=mailbox.email,
             response_mode="form_post")
-        return Begun(authorize_url=flow["auth_uri"], pending={"flow": flow})
+        return Begun(authorize_url=flow["auth_uri"], pending={"flow": json.dumps(flow)})
 
     def complete(self, *, mailbox, server, client_secret: str, redirect_uri: str, pending: dict,
                  params: dict[str, str]) -> Granted:
@@ -114,7 +116,7 @@ class OutlookConsent:
         cache = msal.SerializableTokenCache()
         try:
             result = self._app(server, client_secret, cache).acquire_token_by_auth_code_flow(
-                pending.get("flow") or {}, params)
+                json.loads(pending.get("flow") or "{}"), params)
         except ValueError as exc:          # MSAL: state mismatch / malformed flow
             raise ConsentFailed("invalid_state", str(exc)[:200]) from None
         except requests.RequestException as exc:
