@@ -68,7 +68,7 @@ def run(notifications: int) -> dict:
         from chalicelib.credentials.store import CredentialStore
         from chalicelib.models.message import Message
         from chalicelib.providers.kinds import provider_for
-        from chalicelib.push.graph import record_push_state
+        from chalicelib.sync.push import save_state
         from chalicelib.sync.worker import handle_batch
         from tests.graph_helpers import ADDRESS, CLIENT_ID, CLIENT_SECRET, consent_cache, make_outlook_server, raw_mail
         from tests.sync_helpers import FakeContext, job_event, make_mailbox, receive_event, reload
@@ -84,7 +84,7 @@ def run(notifications: int) -> dict:
         CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).save({"msal_cache": consent_cache(fake)}, 0)
         mailbox = reload(mailbox)
         with provider_for(mailbox, CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).decode(mailbox)) as graph:
-            record_push_state(mailbox, graph.start_push())
+            save_state(mailbox, graph.start_push())
         handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), FakeContext())
         queue = os.environ["MAILBRIDGE_SYNC_QUEUE_URL"]
         sqs = boto3.client("sqs")

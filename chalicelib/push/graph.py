@@ -21,13 +21,14 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.credentials.store import CredentialConflict, CredentialsUnreadable, CredentialStore
+from chalicelib.credentials.store import CredentialsUnreadable, CredentialStore
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.providers.base import ProviderError, PushState
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.graph.subscriptions import CLIENT_STATE_KEY, push_key
-from chalicelib.providers.kinds import provider_for
+from chalicelib.providers.kinds import build_provider
 from chalicelib.sync.enqueue import request_sync
+from chalicelib.sync.push import current_state, save_state
 from chalicelib.timeutil import now_iso
 
 MAX_ITEMS = 100       # Graph batches at most a few dozen notifications per POST
@@ -91,36 +92,9 @@ def handle_notifications(payload: Any) -> Outcome:
     return outcome
 
 
-def record_push_state(mailbox: Mailbox, state: PushState) -> None:
-    """Store a (new or renewed) registration: resource/expiry/push_key on the mailbox, secrets sealed with the
-    credentials (merged; one retry on a concurrent credential write)."""
-    if state.secrets:
-        store = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id)
-        for attempt in range(2):
-            current = store.load()
-            try:
-                store.save({**current.secrets, **state.secrets}, current.version)
-                break
-            except CredentialConflict:
-                if attempt:
-                    raise
-    mailbox.update(actions=[Mailbox.push_state.set(dict(state.resource)),
-                            Mailbox.push_expires_at.set(state.expires_at),
-                            Mailbox.push_key.set(state.resource.get("push_key")), Mailbox.push_error.remove(),
-                            Mailbox.updated_at.set(now_iso())])
-
-
 def _record_push_error(mailbox: Mailbox, error: ProviderError) -> None:
     mailbox.update(actions=[Mailbox.push_error.set({"code": error.code.value, "detail": error.detail[:300],
                                                     "at": now_iso()})])
-
-
-def _provider(mailbox: Mailbox):
-    return provider_for(mailbox, CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).decode(mailbox))
-
-
-def _current_state(mailbox: Mailbox) -> PushState:
-    return PushState(expires_at=mailbox.push_expires_at or now_iso(), resource=dict(mailbox.push_state or {}))
 
 
 def _lifecycle(mailbox: Mailbox, event: str, sub_id: str) -> None:
@@ -128,15 +102,17 @@ def _lifecycle(mailbox: Mailbox, event: str, sub_id: str) -> None:
         request_sync(mailbox.tenant_id, mailbox.mailbox_id, "push")
         return
     try:
-        with _provider(mailbox) as provider:
+        with build_provider(mailbox) as provider:
+            state = current_state(mailbox)
             if event == "reauthorizationRequired":
                 try:
                     provider.reauthorize_push(sub_id)
                 except ProviderError:
-                    record_push_state(mailbox, provider.renew_push(_current_state(mailbox)))
+                    save_state(mailbox, provider.renew_push(state) if state else provider.start_push())
             elif event == "subscriptionRemoved":
-                provider.stop_push(_current_state(mailbox))
-                record_push_state(mailbox, provider.start_push())
+                if state is not None:
+                    provider.stop_push(state)
+                save_state(mailbox, provider.start_push())
                 request_sync(mailbox.tenant_id, mailbox.mailbox_id, "push")
     except ProviderError as exc:
         logger.warning("graph lifecycle handling failed", extra={"event": event, "code": exc.code.value})

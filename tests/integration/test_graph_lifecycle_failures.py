@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from chalicelib.credentials.store import CredentialStore
 from chalicelib.providers.kinds import provider_for
-from chalicelib.push.graph import record_push_state
+from chalicelib.sync.push import save_state
 from tests.graph_helpers import ADDRESS, api_deliver, fake_ms, loopback_tls, outlook_mailbox  # noqa: F401
 from tests.sync_helpers import drain, reload
 
@@ -12,7 +12,7 @@ def pushed_mailbox(api, aws, fake):
     fake.deliver = api_deliver(api)
     mailbox = reload(outlook_mailbox(fake))
     with provider_for(mailbox, CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).decode(mailbox)) as graph:
-        record_push_state(mailbox, graph.start_push())
+        save_state(mailbox, graph.start_push())
     drain(aws["sync_queue_url"])
     return reload(mailbox)
 

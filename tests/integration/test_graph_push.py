@@ -12,7 +12,7 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.providers.base import PushState
 from chalicelib.providers.kinds import provider_for
-from chalicelib.push.graph import record_push_state
+from chalicelib.sync.push import save_state
 from chalicelib.sync.worker import handle_batch
 from chalicelib.timeutil import parse_iso, utcnow
 from tests.graph_helpers import ADDRESS, api_deliver, fake_ms, loopback_tls, outlook_mailbox, raw_mail  # noqa: F401
@@ -27,7 +27,7 @@ def pushed(api, aws, fake_ms):
     fake_ms.deliver = api_deliver(api)
     mailbox = outlook_mailbox(fake_ms)
     state = provider(mailbox).start_push()
-    record_push_state(reload(mailbox), state)
+    save_state(reload(mailbox), state)
     drain(aws["sync_queue_url"])
     return reload(mailbox)
 
