@@ -1,5 +1,5 @@
 # mailbridge — the two commands: `make run` (local stack) and `make test` (whole suite).
-.PHONY: bootstrap run demo-mail demo-gmail test test-fast package bench clean
+.PHONY: bootstrap run demo-mail demo-gmail demo-outlook test test-fast package bench clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -12,6 +12,8 @@ demo-mail: bootstrap
 
 demo-gmail: bootstrap
 	.venv/bin/python -m devservers.fake_google
+demo-outlook: bootstrap
+	.venv/bin/python -m devservers.fake_microsoft
 
 test: bootstrap
 	.venv/bin/python -m pytest -q

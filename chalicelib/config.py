@@ -44,6 +44,9 @@ class Settings:
     google_token_uri: str = "https://oauth2.googleapis.com/token"
     gmail_api_root: str = "https://gmail.googleapis.com/"
     google_certs_uri: str = "https://www.googleapis.com/oauth2/v1/certs"
+    # Microsoft 365 (issue 10): identity platform host and Graph root; a fake on loopback in tests/demo.
+    microsoft_authority_host: str = "https://login.microsoftonline.com"
+    graph_api_root: str = "https://graph.microsoft.com/v1.0"
 
     def table_name(self, suffix: str) -> str:
         return f"{self.table_prefix}{suffix}"
@@ -91,6 +94,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         gmail_api_root=_endpoint(env, "MAILBRIDGE_GMAIL_API_ROOT", defaults.gmail_api_root, stage,
                                  trailing_slash=True),
         google_certs_uri=_endpoint(env, "MAILBRIDGE_GOOGLE_CERTS_URI", defaults.google_certs_uri, stage),
+        microsoft_authority_host=(env.get("MAILBRIDGE_MICROSOFT_AUTHORITY_HOST")
+                                  or "https://login.microsoftonline.com").rstrip("/"),
+        graph_api_root=(env.get("MAILBRIDGE_GRAPH_API_ROOT") or "https://graph.microsoft.com/v1.0").rstrip("/"),
     )
 
 

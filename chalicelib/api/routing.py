@@ -146,7 +146,7 @@ def _authenticate(mode: str, request):
 
 def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenant", body=None, query=None,
           response=None, status: int = 200, tags: tuple[str, ...] = (), content_type: str = "application/json",
-          errors: tuple[int, ...] = ()) -> Callable:
+          errors: tuple[int, ...] = (), accepts: tuple[str, ...] = ("application/json",)) -> Callable:
     if auth not in {"tenant", "operator", "none"}:
         raise ValueError(f"unknown auth mode {auth!r}")
 
@@ -186,7 +186,7 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                     reset_principal(token)
                 logger.remove_keys(["tenant_id", "user_id", "request_id", "route"])
 
-        bp.route(path, methods=[m.upper() for m in methods])(view)
+        bp.route(path, methods=[m.upper() for m in methods], content_types=list(accepts))(view)
         return fn
 
     return decorator

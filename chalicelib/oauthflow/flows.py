@@ -29,10 +29,10 @@ class Granted:
 
 
 class ConsentFailed(Exception):
-    def __init__(self, outcome: str, detail: str):
+    def __init__(self, outcome: str, detail: str = ""):
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown consent outcome {outcome!r}")
-        super().__init__(f"{outcome}: {detail}")
+        super().__init__(f"{outcome}: {detail}" if detail else outcome)
         self.outcome, self.detail = outcome, detail
 
 
@@ -46,7 +46,8 @@ class ConsentFlow(Protocol):
                  pending: dict, params: dict[str, str]) -> Granted: ...
 
 
-_FLOWS: dict[str, str] = {"gmail": "chalicelib.oauthflow.gmail:GmailConsent"}
+_FLOWS: dict[str, str] = {"gmail": "chalicelib.oauthflow.gmail:GmailConsent",
+                          "outlook": "chalicelib.providers.graph.consent:OutlookConsent"}
 
 
 def register_flow(kind: str, target: str) -> None:

@@ -26,6 +26,7 @@ from chalicelib.oauthflow.flows import ConsentFailed, Granted, get_flow
 from chalicelib.providers.base import ProviderError, PushSubscriber
 from chalicelib.providers.kinds import provider_for
 from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets
+from chalicelib.sync import push
 from chalicelib.sync.enqueue import enqueue_sync
 from chalicelib.timeutil import now_iso
 
@@ -112,13 +113,7 @@ def _start_push(mailbox: Mailbox, credentials) -> None:
             return
         with provider:
             pushed = provider.start_push()
-        mailbox.update(actions=[Mailbox.push_state.set(pushed.resource),
-                                Mailbox.push_expires_at.set(pushed.expires_at), Mailbox.push_error.remove()],
-                       condition=Mailbox.mailbox_id.exists())
-        if pushed.secrets:
-            store = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id)
-            current = store.load()
-            store.save({**current.secrets, **pushed.secrets}, current.version)
+        push.save_state(mailbox, pushed)    # state, push_key for the push endpoints, secrets sealed
     except ProviderError as exc:
         logger.info("push start failed", extra={"mailbox_id": mailbox.mailbox_id, "code": exc.code.value})
         mailbox.update(actions=[Mailbox.push_error.set({"code": exc.code.value, "detail": exc.detail[:300],

@@ -128,3 +128,7 @@ def lazy(target: str) -> Callable[..., Any]:
 register_kind(ProviderKind("gmail", lazy("chalicelib.providers.gmail.kind:gmail_context"),
                            lazy("chalicelib.providers.gmail.kind:gmail_provider"), oauth=True,
                            connection_fields=("email", "mail_server_id")))
+
+register_kind(ProviderKind("outlook", lazy("chalicelib.providers.graph.context:graph_context"),
+                           lazy("chalicelib.providers.graph.adapter:GraphProvider"), oauth=True,
+                           connection_fields=("email", "mail_server_id")))

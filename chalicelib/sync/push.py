@@ -48,9 +48,11 @@ def _store_secrets(mailbox: Mailbox, secrets: dict) -> None:
 def save_state(mailbox: Mailbox, state: PushState) -> None:
     if state.secrets:
         _store_secrets(mailbox, state.secrets)
-    mailbox.update(actions=[Mailbox.push_state.set(dict(state.resource)), Mailbox.push_expires_at.set(state.expires_at),
-                            Mailbox.push_error.remove()],
-                   condition=Mailbox.mailbox_id.exists())
+    actions = [Mailbox.push_state.set(dict(state.resource)), Mailbox.push_expires_at.set(state.expires_at),
+               Mailbox.push_error.remove()]
+    if state.resource.get("push_key"):      # what a push names the mailbox by (Graph: hash of the clientState)
+        actions.append(Mailbox.push_key.set(state.resource["push_key"]))
+    mailbox.update(actions=actions, condition=Mailbox.mailbox_id.exists())
 
 
 def _warn(mailbox: Mailbox, state: PushState | None, error: ProviderError) -> None:

@@ -1,1 +1,2 @@
-"""Microsoft Graph provider (planned: the Microsoft 365 issue). Registers its kind in providers/kinds.py when it lands."""
+"""Microsoft 365 mailboxes through Microsoft Graph (kind "outlook"): client, errors, MSAL tokens, adapter,
+subscriptions, consent. Registered in providers/kinds.py; msal loads only when an outlook provider is built."""

@@ -1,0 +1,62 @@
+"""Microsoft Graph webhooks: change notifications and lifecycle notifications (no API key: Graph calls them;
+each notification is authenticated by its clientState, see `chalicelib.push.graph`).
+
+Validation handshake (learn.microsoft.com "Receive change notifications through webhooks"): Graph POSTs
+`?validationToken=<token>`; the endpoint answers 200 `text/plain` with the DECODED token and nothing else,
+within 10 s. The token is echoed verbatim as text/plain with `nosniff` — never as HTML, never with anything
+else reflected.
+"""
+from __future__ import annotations
+
+import json
+
+from chalice import Blueprint, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.api.errors import BadRequest, PayloadTooLarge
+from chalicelib.api.routing import route
+from chalicelib.config import get_settings
+from chalicelib.push import graph
+
+bp = Blueprint(__name__)
+TAGS = ("push",)
+ACCEPTS = ("application/json", "text/plain")     # Graph POSTs the handshake as text/plain
+TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-store"}
+
+
+class GraphPushQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    validationToken: str | None = Field(None, max_length=4096)
+
+
+def _payload() -> dict:
+    raw = bp.current_request.raw_body or b""
+    if len(raw) > get_settings().max_body_bytes:
+        raise PayloadTooLarge(f"Request body exceeds {get_settings().max_body_bytes} bytes.")
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("Notification body is not valid JSON.") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _answer(query: GraphPushQuery, handle) -> Response:
+    if query.validationToken is not None:
+        return Response(body=query.validationToken, status_code=200, headers=TEXT_HEADERS)
+    handle(_payload())
+    return Response(body="", status_code=202, headers={"Cache-Control": "no-store"})
+
+
+@route(bp, "/v1/push/graph", methods=["POST"], auth="none", query=GraphPushQuery, status=202, tags=TAGS,
+       content_type="text/plain", errors=(400, 413), accepts=ACCEPTS,
+       summary="Microsoft Graph change notifications (validation handshake: the token echoed as text/plain)")
+def graph_notifications(query: GraphPushQuery):
+    return _answer(query, graph.handle_notifications)
+
+
+@route(bp, "/v1/push/graph/lifecycle", methods=["POST"], auth="none", query=GraphPushQuery, status=202,
+       tags=TAGS, content_type="text/plain", errors=(400, 413), accepts=ACCEPTS,
+       summary="Microsoft Graph lifecycle notifications (reauthorizationRequired, subscriptionRemoved, missed)")
+def graph_lifecycle(query: GraphPushQuery):
+    return _answer(query, graph.handle_lifecycle)

@@ -1,0 +1,143 @@
+"""Microsoft 365 mailboxes through Microsoft Graph: delta sync per folder, MIME fetch, send, subscriptions.
+
+Sync (learn.microsoft.com "Get incremental changes to messages in a folder", "message: delta"):
+- folders: Graph's well-known `inbox` and `sentitems`, stored as the logical "inbox" and "sent".
+- a round starts at `/me/mailFolders/{folder}/messages/delta` (first round: `$filter=receivedDateTime ge
+  <import_since>`), pages by `Prefer: odata.maxpagesize`, continues with `@odata.nextLink` (has_more) and ends
+  with `@odata.deltaLink`, which is the cursor of the next round: an idle sync is ONE request per folder.
+- cursor (opaque to the engine): "<phase> <link>", phase `i` while the first round runs (its messages are
+  `new`), `d` afterwards (delta re-lists created AND changed messages alike, so they are `changed`: the engine
+  fetches only the ones it has not stored). `@removed` entries are `removed`.
+- 410 / `syncStateNotFound` → CURSOR_INVALID (the engine resyncs from `import_since`; the store dedupes).
+- messages are fetched as MIME (`GET /me/messages/{id}/$value`), up to 4 at once (the client's cap); a 404 for
+  one message is `vanished`.
+Send ("user: sendMail", "message: reply/replyAll/forward", MIME format): the raw message base64-encoded as a
+`text/plain` body; 202 without an id (the sent copy is found by Message-ID on the next sync). Envelope
+recipients missing from To/Cc/Bcc are added as Bcc (Graph takes recipients from the MIME headers).
+"""
+from __future__ import annotations
+
+import base64
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from email.utils import getaddresses
+from typing import Iterator, Sequence
+
+from chalicelib.providers.base import (ChangeSet, ErrorCode, FetchedMessage, MailProvider, MessageRef, OAuthContext,
+                                       ProviderError, PushState, PushSubscriber, SendResult, ThreadHint)
+from chalicelib.providers.graph.client import MAX_CONCURRENT_PER_MAILBOX, GraphClient
+from chalicelib.providers.graph.subscriptions import GraphSubscriptions
+
+FOLDERS = {"inbox": "inbox", "sent": "sentitems"}
+SELECT = "id,receivedDateTime,internetMessageId,conversationId"
+REPLY_ACTIONS = {"reply": "reply", "reply_all": "replyAll", "forward": "forward"}
+
+
+def _with_bcc(raw: bytes, recipients: Sequence[str]) -> bytes:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = raw.partition(b"\n\n")
+    text = head.decode("utf-8", "replace")
+    present = {addr.lower() for _, addr in getaddresses(
+        [line.split(":", 1)[1] for line in text.replace("\r\n ", " ").replace("\r\n\t", " ").splitlines()
+         if line.split(":", 1)[0].strip().lower() in {"to", "cc", "bcc"} and ":" in line])}
+    missing = [r for r in recipients if r.lower() not in present]
+    if not missing:
+        return raw
+    newline = "\r\n" if "\r\n" in text or not text else "\n"
+    return (text + newline + "Bcc: " + ", ".join(missing)).encode() + sep + body
+
+
+class GraphProvider(MailProvider, PushSubscriber):
+    kind = "outlook"
+
+    def __init__(self, context: OAuthContext, *, client: GraphClient | None = None):
+        self.context = context
+        settings = context.settings
+        self.client = client or GraphClient(settings["graph_root"], context.tokens,
+                                            mailbox_key=f"{context.tenant_id}/{context.mailbox_id}",
+                                            timeout=context.timeout, sleep=context.sleep)
+        self.subscriptions = GraphSubscriptions(self.client, folders=FOLDERS,
+                                                notification_url=settings.get("notification_url", ""),
+                                                lifecycle_url=settings.get("lifecycle_url", ""))
+
+    # ---- sync ------------------------------------------------------------------------------------------
+    def folders(self) -> list[str]:
+        return list(FOLDERS)
+
+    def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
+        headers = {"Prefer": f"odata.maxpagesize={page_size}"}
+        if cursor is None:
+            phase = "i"
+            body = self.client.get_json(f"me/mailFolders/{FOLDERS[folder]}/messages/delta", headers=headers,
+                                        what="delta",
+                                        params={"$select": SELECT,
+                                                "$filter": f"receivedDateTime ge {since.isoformat()}T00:00:00Z"})
+        else:
+            phase, _, link = cursor.partition(" ")
+            if phase not in {"i", "d"} or not link:
+                raise ProviderError(ErrorCode.CURSOR_INVALID, "unreadable Graph cursor")
+            body = self.client.get_json(link, headers=headers, what="delta")
+        new, removed = [], []
+        for item in body.get("value") or []:
+            if "@removed" in item:
+                removed.append(str(item["id"]))
+            else:
+                new.append(MessageRef(folder, str(item["id"]), thread_id=item.get("conversationId")))
+        next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
+        if not (next_link or delta_link):
+            raise ProviderError(ErrorCode.TEMPORARY, "Graph delta page without nextLink or deltaLink")
+        next_cursor = f"{phase} {next_link}" if next_link else f"d {delta_link}"
+        refs = tuple(new)
+        return ChangeSet(folder=folder, new=refs if phase == "i" else (), changed=refs if phase == "d" else (),
+                         removed=tuple(removed), previous_cursor=cursor, next_cursor=next_cursor,
+                         has_more=bool(next_link), round_trips=1)
+
+    def _fetch_one(self, ref: MessageRef, max_bytes: int) -> FetchedMessage:
+        try:
+            response = self.client.request("GET", f"me/messages/{ref.provider_id}/$value", what="message",
+                                           headers={"Accept": "*/*"})
+        except ProviderError as exc:
+            if exc.code == ErrorCode.NOT_FOUND:
+                return FetchedMessage(ref, None, vanished=True)
+            raise
+        raw = response.content
+        if len(raw) > max_bytes:
+            return FetchedMessage(ref, None, skipped_reason=f"size {len(raw)} exceeds limit {max_bytes}")
+        return FetchedMessage(ref, raw)
+
+    def fetch(self, refs: Sequence[MessageRef], *, max_bytes: int) -> Iterator[FetchedMessage]:
+        if not refs:
+            return
+        with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_PER_MAILBOX, len(refs))) as pool:
+            yield from pool.map(lambda ref: self._fetch_one(ref, max_bytes), refs)
+
+    def test_connection(self) -> None:
+        self.client.get_json("me", params={"$select": "mail,userPrincipalName"}, what="profile")
+
+    def send(self, raw: bytes, *, sender: str, recipients: Sequence[str],
+             thread: ThreadHint | None = None) -> SendResult:
+        payload = base64.b64encode(_with_bcc(raw, recipients))
+        action = REPLY_ACTIONS.get(thread.mode) if thread else None
+        if action and thread.provider_message_id:
+            path = f"me/messages/{thread.provider_message_id}/{action}"
+        else:
+            path = "me/sendMail"
+        self.client.request("POST", path, data=payload, headers={"Content-Type": "text/plain"}, what="send")
+        return SendResult(None)
+
+    def close(self) -> None:
+        self.client.session.close()
+
+    # ---- push ------------------------------------------------------------------------------------------
+    def start_push(self) -> PushState:
+        return self.subscriptions.start()
+
+    def renew_push(self, state: PushState) -> PushState:
+        return self.subscriptions.renew(state)
+
+    def stop_push(self, state: PushState) -> None:
+        self.subscriptions.stop(state)
+
+    def reauthorize_push(self, subscription_id: str) -> None:
+        self.subscriptions.reauthorize(subscription_id)

@@ -1,0 +1,77 @@
+"""MSAL token source against the fake identity platform: the serialized cache is written back only when it
+changed, rotated refresh tokens survive, and token failures map to the right mailbox state."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.credentials.store import CredentialStore
+from chalicelib.providers.base import ErrorCode, ProviderError
+from chalicelib.providers.kinds import provider_for
+from tests.graph_helpers import ADDRESS, fake_ms, loopback_tls, outlook_mailbox  # noqa: F401
+from tests.sync_helpers import reload
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+
+def provider(mailbox):
+    mailbox = reload(mailbox)
+    return provider_for(mailbox, CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).decode(mailbox))
+
+
+def version(mailbox) -> int:
+    return CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).load().version
+
+
+def test_a_valid_cached_token_is_used_without_writing_credentials(fake_ms):
+    """Guards against: a credential write (KMS + DynamoDB) on every sync although nothing changed."""
+    mailbox = outlook_mailbox(fake_ms)
+    provider(mailbox).test_connection()
+    assert fake_ms.identity.token_requests == ["authorization_code"]
+    assert version(mailbox) == 1
+
+
+def test_rotated_refresh_token_is_written_back_and_used_next_time(fake_ms):
+    """Guards against: losing Microsoft's rotated refresh token (the next refresh would be invalid_grant)."""
+    mailbox = outlook_mailbox(fake_ms)
+    graph = provider(mailbox)
+    graph.client.tokens.invalidate()
+    graph.test_connection()
+    assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token"]
+    assert version(mailbox) == 2
+    again = provider(mailbox)              # a later run, from the stored cache only
+    again.client.tokens.invalidate()
+    again.test_connection()
+    assert version(mailbox) == 3 and fake_ms.identity.token_requests[-1] == "refresh_token"
+
+
+def test_a_401_refreshes_once_then_reports_revoked(fake_ms):
+    """Guards against: an expired token failing the sync, or endless refresh loops on a dead grant."""
+    mailbox = outlook_mailbox(fake_ms)
+    fake_ms.inject(401, {"error": {"code": "InvalidAuthenticationToken", "message": "expired"}}, path="/me")
+    provider(mailbox).test_connection()
+    assert fake_ms.identity.token_requests[-1] == "refresh_token"
+    fake_ms.inject(401, {"error": {"code": "InvalidAuthenticationToken", "message": "expired"}}, path="/me",
+                   times=2)
+    with pytest.raises(ProviderError) as caught:
+        provider(mailbox).test_connection()
+    assert caught.value.code == ErrorCode.AUTH_REVOKED
+
+
+def test_revoked_grant_is_auth_revoked(fake_ms):
+    """Guards against: retrying forever with a refresh token the user revoked."""
+    mailbox = outlook_mailbox(fake_ms)
+    fake_ms.identity.revoke(ADDRESS)
+    with pytest.raises(ProviderError) as caught:
+        provider(mailbox).test_connection()
+    assert caught.value.code == ErrorCode.AUTH_REVOKED
+
+
+def test_admin_approval_required_on_refresh_is_needs_admin_consent(fake_ms):
+    """Guards against: an organisation's admin-consent requirement shown as a revoked grant."""
+    mailbox = outlook_mailbox(fake_ms)
+    fake_ms.identity.admin_approval_required.add(fake_ms.mail.user(ADDRESS).tenant_id)
+    graph = provider(mailbox)
+    graph.client.tokens.invalidate()
+    with pytest.raises(ProviderError) as caught:
+        graph.test_connection()
+    assert caught.value.code == ErrorCode.NEEDS_ADMIN_CONSENT
