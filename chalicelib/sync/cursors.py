@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.config import get_settings
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.sync_cursor import SyncCursor

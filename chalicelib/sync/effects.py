@@ -17,7 +17,6 @@ from typing import Callable, Iterable, Iterator
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox

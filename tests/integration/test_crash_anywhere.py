@@ -21,7 +21,7 @@ from chalicelib.models.event import Event
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import MessageLink
 from chalicelib.pairing import context as pairing_context, directory
-from chalicelib.sync import cursors, effects, engine, renewer, store
+from chalicelib.sync import cursors, effects, engine, renewer
 from chalicelib.sync.engine import SyncOptions
 from tests.sync_helpers import FakeProvider, counts_of, make_mailbox, reload
 

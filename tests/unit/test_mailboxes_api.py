@@ -13,7 +13,7 @@ import pytest
 
 from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.notify.events import list_events
-from chalicelib.providers import base, kinds
+from chalicelib.providers import kinds
 from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError
 from chalicelib.security import ssrf
 from chalicelib.security.crypto import decrypt_secrets

@@ -4,7 +4,6 @@ when the engine was IMAP-only (lost follow-ups, suspended tenants synced, import
 from __future__ import annotations
 
 import ast
-import dataclasses
 import json
 import time
 from datetime import timedelta
@@ -23,7 +22,6 @@ from chalicelib.providers import kinds
 from chalicelib.providers.base import (ErrorCode, OAuthContext, ProviderContext, ProviderError, PushState,
                                        PushSubscriber)
 from chalicelib.sync import effects, engine, lease, renewer, scheduler, worker
-from chalicelib.sync.engine import SyncOptions
 from chalicelib.sync.enqueue import request_sync
 from chalicelib.timeutil import isoformat, utcnow
 from tests.sync_helpers import (FakeContext, FakeProvider, counts_of, cursor_field, drain, job_event, make_mailbox,
