@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.mailboxes.servers import OAUTH_TYPES, redirect_uri
+from chalicelib.mailboxes.servers import OAUTH_TYPES, admin_consent_redirect_uri, redirect_uri
 from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer
 
 _ENDPOINT_KEYS = ("host", "port", "security", "username", "login_method")
@@ -24,6 +24,7 @@ def server_out(server: MailServer) -> dict[str, Any]:
             "imap": _pick(server.imap, _PRESET_KEYS), "smtp": _pick(server.smtp, _PRESET_KEYS), "oauth": oauth,
             "push": server.push if server.type == "gmail" else None,
             "redirect_uri": redirect_uri() if server.type in OAUTH_TYPES else None,
+            "admin_consent_redirect_uri": admin_consent_redirect_uri() if server.type == "outlook" else None,
             "created_at": server.created_at, "updated_at": server.updated_at}
 
 

@@ -26,6 +26,11 @@ def redirect_uri() -> str:
     return f"{get_settings().public_base_url}/v1/oauth/callback"
 
 
+def admin_consent_redirect_uri() -> str:
+    """Where Microsoft's admin-consent endpoint sends the administrator back (also registered in Entra)."""
+    return f"{get_settings().public_base_url}/v1/oauth/admin-consent"
+
+
 def _oauth_public(oauth: dict[str, Any]) -> dict[str, Any]:
     return {"client_id": oauth.get("client_id"), "ms_tenant": oauth.get("ms_tenant")}
 

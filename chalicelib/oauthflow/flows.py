@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 from chalicelib.models.mailbox import Mailbox, MailServer
 
-OUTCOMES = ("connected", "denied", "wrong_account", "needs_admin_consent", "exchange_failed", "invalid_state")
+OUTCOMES = ("connected", "admin_consented", "denied", "wrong_account", "needs_admin_consent", "exchange_failed",
+            "invalid_state")
 
 
 @dataclass(frozen=True)

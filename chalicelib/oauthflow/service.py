@@ -17,7 +17,7 @@ from pynamodb.exceptions import DoesNotExist, PynamoDBException
 
 from chalicelib.credentials.store import CredentialConflict, CredentialStore
 from chalicelib.logs import logger
-from chalicelib.mailboxes.servers import redirect_uri
+from chalicelib.mailboxes.servers import admin_consent_redirect_uri, redirect_uri
 from chalicelib.models.mailbox import Mailbox, MailServer
 from chalicelib.models.tenant import Tenant
 from chalicelib.notify.events import emit
@@ -79,6 +79,50 @@ def begin_consent(mailbox: Mailbox, *, return_url: str | None = None) -> str:
     state.save(state_id, mailbox.tenant_id, mailbox.mailbox_id, mailbox.type, begun.pending,
                return_url or default_return_url(mailbox.tenant_id))
     return begun.authorize_url
+
+
+ADMIN_CONSENT = "admin_consent"      # `purpose` of a state issued for the admin-consent round trip
+ADMIN_PENDING_REASON = "An administrator of the organisation must approve the app (admin_consent_url)."
+
+
+def begin_admin_consent(mailbox: Mailbox, *, return_url: str | None = None) -> str:
+    """A Microsoft admin-consent URL (`<host>/<tenant>/v2.0/adminconsent?client_id&redirect_uri&state&scope`,
+    learn.microsoft.com "Admin consent on the Microsoft identity platform") with its own single-use state; the
+    administrator's answer comes back to `GET /v1/oauth/admin-consent`."""
+    server, _ = _oauth_app(mailbox)
+    flow = get_flow(mailbox.type)
+    if not hasattr(flow, "admin_consent_url"):
+        raise ConsentUnavailable(f"{mailbox.type} has no admin-consent step")
+    state_id, signed = state.new_state()
+    url = flow.admin_consent_url(server=server, redirect_uri=admin_consent_redirect_uri(), state=signed)
+    state.save(state_id, mailbox.tenant_id, mailbox.mailbox_id, mailbox.type, {"purpose": ADMIN_CONSENT},
+               return_url or default_return_url(mailbox.tenant_id))
+    return url
+
+
+def complete_admin_consent(params: dict[str, str]) -> ConsentResult:
+    """The administrator's answer (`admin_consent=True&tenant=…&state=…`, or `error=…`): on approval the mailbox
+    leaves `needs_admin_consent` for `pending_auth`, and its owner finishes with a fresh authorize link."""
+    try:
+        pending = state.consume(params.get("state"))
+    except state.InvalidState as exc:
+        return ConsentResult("invalid_state", str(exc))
+    base = dict(tenant_id=pending.tenant_id, mailbox_id=pending.mailbox_id, return_url=pending.return_url)
+    if pending.pending.get("purpose") != ADMIN_CONSENT:
+        return ConsentResult("invalid_state", "this state was not issued for admin consent", **base)
+    try:
+        mailbox = Mailbox.get(pending.tenant_id, pending.mailbox_id, consistent_read=True)
+    except DoesNotExist:
+        return ConsentResult("invalid_state", "the mailbox was deleted", **{**base, "mailbox_id": None})
+    try:
+        organisation = get_flow(mailbox.type).admin_consent_result(params)
+    except ConsentFailed as exc:
+        return ConsentResult(exc.outcome, exc.detail, **base)
+    if mailbox.status == "needs_admin_consent":
+        _set_status(mailbox, "pending_auth", None)
+    logger.info("admin consent recorded", extra={"mailbox_id": mailbox.mailbox_id, "organisation": organisation})
+    return ConsentResult("admin_consented", "The administrator approved the app; connect the mailbox with a new "
+                                            "authorize link.", **base)
 
 
 def _set_status(mailbox: Mailbox, status: str, reason: str | None, extra: list | None = None) -> None:
@@ -143,7 +187,7 @@ def complete_consent(params: dict[str, str]) -> ConsentResult:
     except ConsentFailed as exc:
         logger.info("consent failed", extra={"mailbox_id": mailbox.mailbox_id, "outcome": exc.outcome})
         if exc.outcome == "needs_admin_consent":
-            _set_status(mailbox, "needs_admin_consent", exc.detail)
+            _set_status(mailbox, "needs_admin_consent", ADMIN_PENDING_REASON)
         return ConsentResult(exc.outcome, exc.detail, **base)
     try:
         credentials = _store_secrets(mailbox, granted)

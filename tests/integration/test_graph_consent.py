@@ -81,7 +81,7 @@ def test_admin_consent_path(fake_ms, setup):
     with pytest.raises(ConsentFailed) as caught:
         complete(flow, server, mailbox, begun, params)
     assert caught.value.outcome == "needs_admin_consent"
-    admin_url = caught.value.detail
+    admin_url = flow.admin_consent_url(server=server, redirect_uri=REDIRECT_URI, state="st-1")
     parts = urlsplit(admin_url)
     assert parts.path == "/organizations/v2.0/adminconsent"
     assert parse_qs(parts.query)["scope"] == ["https://graph.microsoft.com/Mail.Read "

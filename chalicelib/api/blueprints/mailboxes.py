@@ -92,7 +92,13 @@ def authorize_mailbox(mailbox_id: str, body: AuthorizeIn):
     mailbox = access.get_mailbox(mailbox_id, need="owner")
     if not get_kind(mailbox.type).oauth:
         raise field_error("type", f"a {mailbox.type} mailbox does not connect through OAuth consent")
-    return {"authorize_url": _authorize_url(mailbox, body.return_url), "expires_in": STATE_TTL_SECONDS}
+    out = {"authorize_url": _authorize_url(mailbox, body.return_url), "expires_in": STATE_TTL_SECONDS}
+    if mailbox.status == "needs_admin_consent":
+        try:
+            out["admin_consent_url"] = consent.begin_admin_consent(mailbox, return_url=body.return_url)
+        except consent.ConsentUnavailable as exc:
+            raise field_error("mail_server_id", str(exc)) from None
+    return out
 
 
 @route(bp, "/v1/mailboxes", methods=["GET"], query=MailboxListQuery, response=MailboxList,

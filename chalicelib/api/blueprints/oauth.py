@@ -8,17 +8,17 @@ from urllib.parse import parse_qsl
 from chalice import Blueprint, Response
 
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.mailboxes import CallbackQuery
+from chalicelib.api.schemas.mailboxes import AdminConsentQuery, CallbackQuery
 from chalicelib.oauthflow.pages import callback_response
-from chalicelib.oauthflow.service import complete_consent
+from chalicelib.oauthflow.service import complete_admin_consent, complete_consent
 
 bp = Blueprint(__name__)
 TAGS = ("oauth",)
 FORM_LIMIT = 16_384
 
 
-def _respond(params: dict[str, str]) -> Response:
-    status, headers, body = callback_response(complete_consent(params))
+def _respond(params: dict[str, str], complete=complete_consent) -> Response:
+    status, headers, body = callback_response(complete(params))
     return Response(body=body, status_code=status, headers=headers)
 
 
@@ -39,3 +39,10 @@ def oauth_callback_form():
     except ValueError:
         query = CallbackQuery()
     return _respond({k: v for k, v in query.model_dump().items() if v is not None})
+
+
+@route(bp, "/v1/oauth/admin-consent", methods=["GET"], auth="none", query=AdminConsentQuery, status=302, tags=TAGS,
+       content_type="text/html", errors=(400,),
+       summary="Microsoft admin-consent redirect: records the approval (the mailbox returns to pending_auth)")
+def oauth_admin_consent(query: AdminConsentQuery):
+    return _respond({k: v for k, v in query.model_dump().items() if v is not None}, complete_admin_consent)

@@ -130,6 +130,8 @@ class MailServerOut(BaseModel):
     oauth: OAuthAppOut | None = None
     push: GmailPushIn | None = None
     redirect_uri: str | None = Field(None, description="Register this at the provider (OAuth servers).")
+    admin_consent_redirect_uri: str | None = Field(None, description="outlook: register this too (Microsoft "
+                                                                     "sends administrators back here).")
     created_at: str
     updated_at: str
 

@@ -182,6 +182,18 @@ class AuthorizeIn(Strict):
 class AuthorizeOut(BaseModel):
     authorize_url: str = Field(description="Open in the mailbox owner's browser; valid once, for expires_in s.")
     expires_in: int
+    admin_consent_url: str | None = Field(None, description="Only while the mailbox is `needs_admin_consent`: "
+                                                            "for an administrator of the organisation (Microsoft).")
+
+
+class AdminConsentQuery(BaseModel):
+    """Microsoft's admin-consent redirect: `admin_consent=True&tenant=…&state=…`, or `error=…&state=…`."""
+    model_config = ConfigDict(extra="ignore")
+    state: str | None = Field(None, max_length=512)
+    admin_consent: str | None = Field(None, max_length=10)
+    tenant: str | None = Field(None, max_length=100)
+    error: str | None = Field(None, max_length=200)
+    error_description: str | None = Field(None, max_length=1000)
 
 
 class CallbackQuery(BaseModel):

@@ -109,8 +109,7 @@ class OutlookConsent:
 
     def _refused(self, answer: dict, *, server, redirect_uri: str, state: str) -> None:
         if _needs_admin(answer):
-            raise ConsentFailed("needs_admin_consent",
-                                self.admin_consent_url(server=server, redirect_uri=redirect_uri, state=state))
+            raise ConsentFailed("needs_admin_consent", "the organisation requires an administrator's approval")
         if answer.get("error") in {"access_denied", "interaction_required", "login_required"}:
             raise ConsentFailed("denied", str(answer.get("error_description") or answer["error"])[:200])
         raise ConsentFailed("exchange_failed", str(answer.get("error") or "no token")[:100])
