@@ -33,6 +33,7 @@ from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox, MailServer
 from chalicelib.push import gmail_push_key
 from chalicelib.push.certs import CachedCertsRequest
+from chalicelib.sync import cursors
 from chalicelib.sync.enqueue import request_sync
 
 ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
@@ -136,8 +137,8 @@ def verify(authorization: str | None, audiences: list[str]) -> dict[str, Any]:
 def stored_history_id(mailbox: Mailbox) -> int | None:
     """The lowest historyId the mailbox's gmail cursors reached (None before the first sync)."""
     ids = []
-    for entry in (mailbox.cursors or {}).values():
-        cursor = str((entry or {}).get("cursor") or "")
+    for folder_state in cursors.load_all(mailbox).values():
+        cursor = str(folder_state.cursor or "")
         parts = cursor.split(":")
         if len(parts) >= 2 and parts[1].isdigit():
             ids.append(int(parts[1]))
