@@ -30,7 +30,7 @@ from chalicelib.notify.events import emit
 from chalicelib.providers.kinds import UnknownKind, get_kind
 from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets, encrypt_secrets
 from chalicelib.security.sanitize import sanitize_html
-from chalicelib.sync import cursors
+from chalicelib.sync import cursors, push
 from chalicelib.sync.enqueue import enqueue_sync
 from chalicelib.sync.store import CONTENT_KEYS
 from chalicelib.tenancy.plans import get_plan, import_window_days
@@ -237,9 +237,13 @@ def update_mailbox(tenant: Tenant, mailbox: Mailbox, changes: dict[str, Any]) ->
         actions.append(Mailbox.import_since.set(check_import_since(tenant, changes["import_since"])))
 
     previous_status = mailbox.status
-    reconnect = any(changes.get(name) is not None for name in CONNECTION_FIELDS)
-    if reconnect:
-        actions += _reconnect_actions(mailbox, changes)
+    if get_kind(mailbox.type).oauth:
+        reconnect = _oauth_account_changes(mailbox, changes)
+        actions += reconnect
+    else:
+        reconnect = any(changes.get(name) is not None for name in CONNECTION_FIELDS)
+        if reconnect:
+            actions += _reconnect_actions(mailbox, changes)
     if actions:
         _apply(mailbox, actions)
         mailbox.refresh()
@@ -248,6 +252,29 @@ def update_mailbox(tenant: Tenant, mailbox: Mailbox, changes: dict[str, Any]) ->
         if mailbox.status == "active" and previous_status != "active":
             _request_first_sync(mailbox, "reconnected")
     return mailbox
+
+
+def _oauth_account_changes(mailbox: Mailbox, changes: dict[str, Any]) -> list:
+    """Another address or OAuth app for a gmail/outlook mailbox is another grant: the old one is dropped (its
+    push registration stopped at the provider), the folders start afresh, and the mailbox waits for consent
+    (`pending_auth`; `POST /v1/mailboxes/{id}/authorize` gives the link)."""
+    for name in ("imap", "smtp", "password", "smtp_password"):
+        if changes.get(name):
+            raise InvalidField(name, f"a {mailbox.type} mailbox connects through OAuth consent; omit {name}")
+    email = changes.get("email")
+    server_id = changes.get("mail_server_id")
+    if server_id is not None:
+        _oauth_server(mailbox.tenant_id, mailbox.type, server_id)
+    if not ((email and email.lower() != mailbox.email.lower())
+            or (server_id and server_id != mailbox.mail_server_id)):
+        return []
+    push.stop(mailbox)
+    actions = [Mailbox.status.set("pending_auth"), Mailbox.status_reason.remove(),
+               Mailbox.secret_ciphertext.remove(), Mailbox.secret_version.add(1), Mailbox.cursor_epoch.add(1),
+               Mailbox.push_state.remove(), Mailbox.push_expires_at.remove(), Mailbox.push_key.remove()]
+    if server_id:
+        actions.append(Mailbox.mail_server_id.set(server_id))
+    return actions
 
 
 def _host_changed(stored: dict | None, new: dict) -> bool:
@@ -326,8 +353,10 @@ def test_mailbox(mailbox: Mailbox) -> verify.Outcome:
 
 
 def delete_mailbox(mailbox: Mailbox) -> None:
-    """Removes the mailbox item (with its sealed credentials), its sync cursors and its shares. Stored messages stay for a
+    """Stops its push registration at the provider, then removes the mailbox item (with its sealed credentials),
+    its sync cursors and its shares. Stored messages stay for a
     cleanup job; they are invisible to users once the mailbox is gone (no mailbox access)."""
+    push.stop(mailbox)          # Gmail users.stop / Graph subscription DELETE; failures are logged, not fatal
     mailbox.delete()
     cursors.delete_all(mailbox)
     for share in MailboxShare.query(mailbox.mailbox_id):

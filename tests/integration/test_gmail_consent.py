@@ -162,3 +162,23 @@ def test_connection_test_uses_the_stored_grant(api, tenant, google, aws):
     google.revoke(EMAIL)
     revoked = api("POST", path, key=tenant["key"])
     assert revoked.json["ok"] is False and revoked.json["status"] == "auth_error"
+
+
+def test_another_address_needs_new_consent_and_delete_stops_the_watch(api, tenant, google, aws):
+    """Guards against a changed address keeping the old account's grant, cursors and watch, and a deleted
+    mailbox leaving its Gmail watch running."""
+    created = create_gmail(api, tenant, google)
+    consent(api, created["authorize_url"])
+    path = f"/v1/mailboxes/{created['id']}"
+    before = Mailbox.get(tenant["id"], created["id"])
+    changed = api("PATCH", path, key=tenant["key"], json_body={"email": "other@gmail.example"})
+    assert changed.status == 200 and changed.json["status"] == "pending_auth", changed
+    after = Mailbox.get(tenant["id"], created["id"])
+    assert after.secret_ciphertext is None and after.push_state is None and after.push_key is None
+    assert int(after.cursor_epoch or 0) == int(before.cursor_epoch or 0) + 1
+    assert google.calls["stop"] == 1
+    assert api("PATCH", path, key=tenant["key"], json_body={"password": "x"}).status == 422
+    recreated = create_gmail(api, tenant, google)
+    consent(api, recreated["authorize_url"])
+    assert api("DELETE", f"/v1/mailboxes/{recreated['id']}", key=tenant["key"]).status == 204
+    assert google.calls["stop"] == 2
