@@ -3,8 +3,9 @@ nothing and doubles nothing — neither messages nor what they cause (links, `me
 
 Each seeded trial kills the sync at the n-th call of one step (a BaseException, so no handler can swallow it,
 as with a Lambda that times out), then lets syncs run again and the renewer's sweep complete what is owed,
-and checks: the store equals the mailbox, every message is paired (the mailbox is in `auto` mode and the
-directory knows the senders' company; Sent copies go to the mailbox's own address and pair with nothing), exactly one `message.created` per message (by event id), exact counts.
+and checks: the store equals the mailbox, every inbound message is paired (the mailbox is in `auto` mode and
+the directory knows the senders' company; Sent copies go to the mailbox's own address and pair with nothing),
+exactly one `message.created` per message (by event id), exact counts.
 `CRASH_TRIALS` sets the number of trials: 40 in `make test` (a guard), 100+ for the figures recorded in
 docs/reliability.md (`CRASH_TRIALS=100 .venv/bin/python -m pytest -q -s tests/integration/test_crash_anywhere.py`).
 """
