@@ -16,6 +16,7 @@ from chalicelib.push import gmail_push_key
 from chalicelib.security.crypto import encrypt_secrets
 from chalicelib.timeutil import now_iso
 from devservers.fake_google import FakeGoogle
+from tests.sync_helpers import ensure_tenant
 
 EMAIL = "ann@gmail.example"
 TOPIC = "projects/mb-test/topics/gmail"
@@ -67,6 +68,7 @@ def make_gmail_server(google: FakeGoogle, tenant_id: str = "tnt_test", *, push: 
 def make_gmail_mailbox(google: FakeGoogle, tenant_id: str = "tnt_test", *, email: str = EMAIL,
                        import_since: str | None = None, server: MailServer | None = None, **attrs) -> Mailbox:
     server = server or make_gmail_server(google, tenant_id)
+    ensure_tenant(tenant_id)                      # the worker syncs only mailboxes of active tenants
     mailbox_id = new_id("mbx")
     now = now_iso()
     mailbox = Mailbox(tenant_id, mailbox_id, name="Gmail", type="gmail", email=email,

@@ -121,11 +121,17 @@ class FakeProvider(MailProvider):
         self.closed = True
 
 
+def ensure_tenant(tenant_id: str) -> None:
+    """An active tenant on a plan with mail (the worker syncs only such tenants' mailboxes)."""
+    if get_tenant(tenant_id) is None:
+        now = now_iso()
+        Tenant(tenant_id, name="Test tenant", plan="standard", created_at=now, updated_at=now).save()
+
+
 def make_mailbox(tenant_id: str = "tnt_test", *, status: str = "active", mailbox_type: str = "imap",
                  import_since: str = "2026-11-20", **attrs) -> Mailbox:
     now = now_iso()
-    if get_tenant(tenant_id) is None:   # the worker syncs only mailboxes of active tenants with mail in their plan
-        Tenant(tenant_id, name="Test tenant", plan="standard", created_at=now, updated_at=now).save()
+    ensure_tenant(tenant_id)
     mailbox = Mailbox(tenant_id, attrs.pop("mailbox_id", None) or new_id("mbx"), name="Sales", type=mailbox_type,
                       email="me@example.com", import_since=import_since, status=status, created_at=now,
                       updated_at=now, kind="shared", **{"store_keys": "content", **attrs})

@@ -54,6 +54,9 @@ class SyncPermission:
         self.ttl, self.clock = ttl, clock
         self._cache: dict[str, tuple[float, bool]] = {}
 
+    def clear(self) -> None:
+        self._cache.clear()
+
     def __call__(self, tenant_id: str) -> bool:
         cached = self._cache.get(tenant_id)
         if cached is not None and cached[0] > self.clock():

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chalicelib.models.message import Message
-from chalicelib.sync import engine, worker
+from chalicelib.sync import effects, engine, worker
 from tests.gmail_fixtures import (AUDIENCE, EMAIL, SERVICE_ACCOUNT, days_ago, gmail_provider,  # noqa: F401
                                   google, mail, make_gmail_mailbox, make_gmail_server)
 from tests.sync_helpers import FakeContext, drain, receive_event, reload
@@ -109,7 +109,7 @@ def test_malformed_notification_is_a_400(api, aws, google):
 def test_push_brings_the_message_in_on_the_next_worker_pass(api, aws, google):
     google.deliver(EMAIL, mail(1), received=days_ago(1))
     mailbox = make_gmail_mailbox(google)
-    engine.sync_mailbox(reload(mailbox), gmail_provider(mailbox), float("inf"), pair=False)
+    engine.sync_mailbox(reload(mailbox), gmail_provider(mailbox), float("inf"), after_store=effects.announce_only)
     new_id = google.deliver(EMAIL, mail(2))
     assert push(api, google, google.accounts[EMAIL].history_id).status == 204
     event = receive_event(aws["sync_queue_url"], 10)

@@ -11,10 +11,10 @@ from chalicelib.credentials.store import CredentialStore
 from chalicelib.models.message import Message
 from chalicelib.notify import events
 from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError, ThreadHint
-from chalicelib.sync import engine, worker
+from chalicelib.sync import effects, engine, worker
 from tests.gmail_fixtures import (EMAIL, TOPIC, days_ago, gmail_provider, google,  # noqa: F401 - fixture
                                   mail, make_gmail_mailbox)
-from tests.sync_helpers import FakeContext, job_event, reload
+from tests.sync_helpers import FakeContext, cursor_field, job_event, reload
 
 FAR = float("inf")
 
@@ -23,8 +23,9 @@ def stored(mailbox) -> list[Message]:
     return list(Message.by_mailbox.query(mailbox.mailbox_id))
 
 
-def sync(mailbox, provider, **kwargs):
-    return engine.sync_mailbox(reload(mailbox), provider, FAR, pair=False, **kwargs)
+def sync(mailbox, provider, **options):
+    return engine.sync_mailbox(reload(mailbox), provider, FAR, after_store=effects.announce_only,
+                               options=engine.SyncOptions(**options))
 
 
 def test_initial_incremental_and_idle_sync(aws, google):
@@ -66,7 +67,7 @@ def test_history_404_resyncs_without_duplicates(aws, google):
     google.deliver(EMAIL, mail(4), received=days_ago(0))
 
     with pytest.raises(ProviderError) as raised:
-        provider.changes("inbox", reload(mailbox).cursors["inbox"]["cursor"], since=days_ago(7).date(),
+        provider.changes("inbox", cursor_field(reload(mailbox), "inbox"), since=days_ago(7).date(),
                          page_size=100)
     assert raised.value.code == ErrorCode.CURSOR_INVALID
 

@@ -234,7 +234,9 @@ def test_a_50mb_body_of_soft_line_breaks_is_bounded_in_time_and_memory():
     result = subprocess.run([sys.executable, "-c", _SOFT_BREAKS.format(root=str(ROOT))], capture_output=True,
                             text=True, timeout=120, check=True)
     elapsed, peak_mb, sender, error = result.stdout.split(" ", 3)
-    assert float(elapsed) < 10 and int(peak_mb) < 500, result.stdout     # the raw bytes alone are 50 MB
+    # The raw bytes alone are 50 MB; the whole process peaked at 1.75 GB before the budget (127 MB after on an
+    # idle machine, up to ~650 MB seen under a parallel suite's memory pressure).
+    assert float(elapsed) < 10 and int(peak_mb) < 900, result.stdout
     assert sender == "a@example.com" and error.startswith("mime: parse budget reached")
 
 

@@ -227,7 +227,7 @@ def test_suspended_tenants_are_neither_scheduled_nor_synced_and_resume_when_acti
     mailbox = make_mailbox("tnt_paused")
     other = make_mailbox("tnt_running")
     Tenant("tnt_paused").update(actions=[Tenant.status.set("suspended")])
-    worker.tenant_may_sync._cache.clear()
+    worker.tenant_may_sync.clear()
     counts = scheduler.run_tick(jitter_seconds=0)
     assert counts["enqueued"] == 1 and counts["skipped_tenants"] == 1
     assert [body["mailbox_id"] for body in queued(aws["sync_queue_url"])] == [other.mailbox_id]
@@ -235,11 +235,11 @@ def test_suspended_tenants_are_neither_scheduled_nor_synced_and_resume_when_acti
     run_worker(mailbox, provider)
     assert provider.changes_calls == [] and stored(mailbox) == []
     Tenant("tnt_paused").update(actions=[Tenant.status.set("active"), Tenant.plan.set("free")])
-    worker.tenant_may_sync._cache.clear()
+    worker.tenant_may_sync.clear()
     run_worker(mailbox, provider)
     assert stored(mailbox) == []                       # active, but the plan has no mailbox connection
     Tenant("tnt_paused").update(actions=[Tenant.plan.set("standard")])
-    worker.tenant_may_sync._cache.clear()
+    worker.tenant_may_sync.clear()
     assert scheduler.run_tick(jitter_seconds=0)["enqueued"] == 2
     run_worker(mailbox, provider)
     assert len(stored(mailbox)) == 2

@@ -70,6 +70,8 @@ CASES = [
     Case("read mailbox", "GET", "/v1/mailboxes/{mailbox}", "read", 200),
     Case("change mailbox", "PATCH", "/v1/mailboxes/{mailbox}", "owner", 200, {"name": "Renamed"}),
     Case("connection test", "POST", "/v1/mailboxes/{mailbox}/test", "owner", 200),
+    # an IMAP mailbox has no consent link: the owner passes the access check and gets 422 on `type`
+    Case("consent link", "POST", "/v1/mailboxes/{mailbox}/authorize", "owner", 422, {}),
     Case("list shares", "GET", "/v1/mailboxes/{mailbox}/shares", "owner", 200),
     Case("share", "PUT", "/v1/mailboxes/{mailbox}/shares/u-new", "owner", 200, {"access": "read"}),
     Case("unshare", "DELETE", "/v1/mailboxes/{mailbox}/shares/u-reader", "owner", 204),

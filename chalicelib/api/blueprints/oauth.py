@@ -30,8 +30,10 @@ def oauth_callback(query: CallbackQuery):
 
 
 @route(bp, "/v1/oauth/callback", methods=["POST"], auth="none", status=302, tags=TAGS, content_type="text/html",
-       errors=(400,), accepts=("application/x-www-form-urlencoded",), summary="OAuth consent callback with response_mode=form_post (Microsoft)")
+       errors=(400,), accepts=("application/x-www-form-urlencoded", "application/json"),
+       summary="OAuth consent callback with response_mode=form_post (Microsoft)")
 def oauth_callback_form():
+    # Microsoft posts a form; any other body reads as an empty form and ends as `invalid_state` (never a 415).
     raw = (bp.current_request.raw_body or b"")[:FORM_LIMIT].decode("utf-8", "replace")
     fields = dict(parse_qsl(raw, keep_blank_values=False))
     try:
