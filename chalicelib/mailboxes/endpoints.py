@@ -1,6 +1,6 @@
 """IMAP/SMTP endpoint settings: merging a preset with explicit fields, defaults, transport policy.
 
-Defaults (DESIGN §1): IMAP 993 with implicit TLS, SMTP 587 with STARTTLS. When only the security mode is
+Defaults (docs/api.md): IMAP 993 with implicit TLS, SMTP 587 with STARTTLS. When only the security mode is
 given the port follows it: IMAP 993 tls / 143 starttls|none; SMTP 465 tls (RFC 8314 §3.3) / 587 starttls|none
 (RFC 6409). `security: "none"` (plain TCP, password in the clear) is refused unless the stage allows it
 (`Settings.allow_insecure_mail_transport`, e.g. the local stack).

@@ -1,4 +1,4 @@
-"""Which mailboxes a caller sees, a page at a time, without scans (DESIGN §4 visibility).
+"""Which mailboxes a caller sees, a page at a time, without scans (docs/api.md, access levels).
 
 - The tenant itself (no X-User-Id): every mailbox of the tenant — a Query on the table's hash key.
 - A user: their personal mailboxes (`by_owner` GSI, owner_key "<tenant>#<user>"), then the mailboxes shared

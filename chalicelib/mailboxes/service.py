@@ -45,7 +45,7 @@ def owner_key(tenant_id: str, user_id: str) -> str:
 
 
 def check_import_since(tenant: Tenant, value: date | None) -> str:
-    """YYYY-MM-DD within the plan's import window (DESIGN §1: 7 days back by default; a tenant setting may
+    """YYYY-MM-DD within the plan's import window (the product default: 7 days back by default; a tenant setting may
     allow more); not in the future. Omitted = the earliest allowed day."""
     window = import_window_days(tenant.plan, tenant.settings)
     today = utcnow().date()

@@ -1,7 +1,7 @@
 """Live check of a mailbox's connection through its provider kind (`providers.kinds`): for IMAP, SSRF-vet both
 hosts, then log in.
 
-Outcomes (one per ProviderError code family, DESIGN §2):
+Outcomes (one per ProviderError code family, docs/architecture.md):
 - `ok`          — the server accepted the login.
 - `auth`        — AUTH_REVOKED: the server refused the credentials (field `password`).
 - `unreachable` — the host is refused by the SSRF guard, does not resolve, or TEMPORARY (timeout, refused

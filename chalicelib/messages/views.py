@@ -1,4 +1,4 @@
-"""The API shapes of a stored message (DESIGN §4 example), built from the `Message` item."""
+"""The API shapes of a stored message (docs/api.md), built from the `Message` item."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,5 @@
 """Links as seen by readers: a message's links, whether a user may read a message through the records it
-is paired to (DESIGN §1 "Visibility"), and a record's messages (its "E-mails" tab) newest first.
+is paired to (docs/api.md, access levels), and a record's messages (its "E-mails" tab) newest first.
 """
 from __future__ import annotations
 

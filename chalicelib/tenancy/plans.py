@@ -1,6 +1,6 @@
 """Plans: which features a tenant has and its default mail import window.
 
-A tenant's `settings.import_window_days` may allow more than its plan's default (DESIGN §1).
+A tenant's `settings.import_window_days` may allow more than its plan's default.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`ImapProvider`: the IMAP/SMTP implementation of `MailProvider` (DESIGN §1-2; issue #3 item 6).
+"""`ImapProvider`: the IMAP/SMTP implementation of `MailProvider` (docs/architecture.md).
 
 Syncs "inbox" (INBOX) and "sent" (the \\Sent special-use mailbox, or a common name). Never changes the
 server: folders are EXAMINEd, bodies fetched with BODY.PEEK[] (\\Seen stays unset), nothing is moved,
