@@ -16,10 +16,10 @@ demo-outlook: bootstrap
 	.venv/bin/python -m devservers.fake_microsoft
 
 test: bootstrap
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n 2
 
 test-fast: bootstrap
-	.venv/bin/python -m pytest -q -m "not slow"
+	.venv/bin/python -m pytest -q -n 2 -m "not slow"
 
 package: bootstrap
 	.venv/bin/python -m infra.package --stage $${STAGE:-dev} --out build/
