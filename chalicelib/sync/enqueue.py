@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from pynamodb.exceptions import UpdateError
 
@@ -27,6 +29,7 @@ SQS_BATCH_LIMIT = 10
 BATCH_ATTEMPTS = 3
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds upper bound
 QUEUED_MARKER_SECONDS = 15 * 60  # a queued job not taken by then is presumed lost: the next request enqueues
+SEND_CONCURRENCY = 16  # SendMessageBatch calls in flight in `enqueue_many` (one scheduler tick, the renewer)
 
 
 @dataclass(frozen=True)
@@ -101,34 +104,47 @@ def send_batch(jobs: Sequence[SyncJob], *, attempts: int = BATCH_ATTEMPTS) -> Ba
     return BatchResult(sent=len(jobs) - len(pending), failed=pending)
 
 
-def enqueue_many(jobs: Iterable[SyncJob], *, on_error: Callable[[Sequence[SyncJob], Exception], None] | None = None
-                 ) -> BatchResult:
-    """Every job, in batches of 10. A batch that raises is reported to `on_error` (default: logged) and the
-    remaining batches still go out."""
+def enqueue_many(jobs: Iterable[SyncJob], *, on_error: Callable[[Sequence[SyncJob], Exception], None] | None = None,
+                 concurrency: int = SEND_CONCURRENCY) -> BatchResult:
+    """Every job, in batches of 10, with up to `concurrency` `SendMessageBatch` calls in flight (boto3 clients
+    are thread-safe; https://boto3.amazonaws.com/v1/documentation/api/latest/guide/clients.html#multithreading-or-multiprocessing-with-clients).
+    A batch that raises is reported to `on_error` (default: logged) and the remaining batches still go out.
+    `jobs` is consumed lazily, so at most `concurrency` batches are held at a time."""
     total = BatchResult()
-    batch: list[SyncJob] = []
 
-    def flush() -> None:
-        try:
-            result = send_batch(batch)
-        except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the others
+    def settle(batch: list[SyncJob], future: Future) -> None:
+        exc = future.exception()
+        if exc is not None:
             total.failed.extend(batch)
             if on_error:
                 on_error(list(batch), exc)
             else:
-                logger.exception("sync enqueue batch failed", extra={"jobs": len(batch)})
-        else:
-            total.sent += result.sent
-            total.failed.extend(result.failed)
-        batch.clear()
+                logger.error("sync enqueue batch failed", extra={"jobs": len(batch)}, exc_info=exc)
+            return
+        result = future.result()
+        total.sent += result.sent
+        total.failed.extend(result.failed)
 
+    in_flight: deque[tuple[list[SyncJob], Future]] = deque()
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="enqueue") as pool:
+        for batch in _batches(jobs, SQS_BATCH_LIMIT):
+            if len(in_flight) >= max(1, concurrency):
+                settle(*in_flight.popleft())
+            in_flight.append((batch, pool.submit(send_batch, batch)))
+        while in_flight:
+            settle(*in_flight.popleft())
+    return total
+
+
+def _batches(jobs: Iterable[SyncJob], size: int) -> Iterator[list[SyncJob]]:
+    batch: list[SyncJob] = []
     for job in jobs:
         batch.append(job)
-        if len(batch) == SQS_BATCH_LIMIT:
-            flush()
+        if len(batch) == size:
+            yield batch
+            batch = []
     if batch:
-        flush()
-    return total
+        yield batch
 
 
 def request_sync(tenant_id: str, mailbox_id: str, reason: str, *, now: float | None = None) -> str:

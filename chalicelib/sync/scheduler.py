@@ -1,12 +1,13 @@
 """The :00/:30 tick (EventBridge cron): one sync job per active mailbox.
 
 Active mailboxes come from the `by_status` GSI (keys-only projection: tenant_id, mailbox_id), read page by
-page — never a table scan. Jobs go out with `SendMessageBatch` (10 per call). With
+page — never a table scan — and the tenants of each page are read with BatchGetItem. Jobs go out with
+`SendMessageBatch` (10 per call), `enqueue.SEND_CONCURRENCY` calls in flight at once. With
 `MAILBRIDGE_SCHEDULER_JITTER_SECONDS` > 0 each job gets a random `DelaySeconds` inside that window (SQS caps
 it at 900 s) so thousands of mailboxes do not hit their mail servers in the same second. A failing batch is
 logged and counted; the tick carries on with the rest. Mailboxes already syncing are enqueued too — the worker
 coalesces them into at most one follow-up. Mailboxes of tenants that are suspended or whose plan lacks mailbox
-connection are left out (one tenant read per tenant per tick); they are scheduled again once it is active.
+connection are left out (each tenant read once per tick, in its page's batch); they are scheduled again once it is active.
 """
 from __future__ import annotations
 
@@ -21,17 +22,29 @@ from chalicelib.tenancy.service import SyncPermission
 from chalicelib.sync.enqueue import MAX_DELAY_SECONDS, SyncJob, enqueue_many
 from chalicelib.timeutil import isoformat, utcnow
 
-QUERY_PAGE_SIZE = 100
+QUERY_PAGE_SIZE = 1000  # keys-only GSI items are ~100 bytes: a page stays far below DynamoDB's 1 MB
 
 
 def jitter_window_seconds() -> int:
     return max(0, min(MAX_DELAY_SECONDS, get_settings().scheduler_jitter_seconds))
 
 
+def active_mailbox_pages(page_size: int = QUERY_PAGE_SIZE) -> Iterator[list[tuple[str, str]]]:
+    """(tenant_id, mailbox_id) of every active mailbox, one by_status GSI page at a time."""
+    page: list[tuple[str, str]] = []
+    for item in Mailbox.by_status.query("active", page_size=page_size):
+        page.append((item.tenant_id, item.mailbox_id))
+        if len(page) == page_size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
 def active_mailbox_keys(page_size: int = QUERY_PAGE_SIZE) -> Iterator[tuple[str, str]]:
     """(tenant_id, mailbox_id) of every active mailbox, paged through the by_status GSI."""
-    for item in Mailbox.by_status.query("active", page_size=page_size):
-        yield item.tenant_id, item.mailbox_id
+    for page in active_mailbox_pages(page_size):
+        yield from page
 
 
 def run_tick(now: datetime | None = None, *, jitter_seconds: int | None = None,
@@ -45,11 +58,13 @@ def run_tick(now: datetime | None = None, *, jitter_seconds: int | None = None,
     permitted = SyncPermission(ttl=3600.0)   # each tenant read once per tick
 
     def jobs() -> Iterator[SyncJob]:
-        for tenant_id, mailbox_id in active_mailbox_keys():
-            if not permitted(tenant_id):
-                skipped_tenants.add(tenant_id)
-                continue
-            yield SyncJob(tenant_id, mailbox_id, "schedule", rand.randint(0, window) if window else 0)
+        for page in active_mailbox_pages():
+            permitted.prefetch(tenant_id for tenant_id, _ in page)   # BatchGetItem, ≤100 keys a call
+            for tenant_id, mailbox_id in page:
+                if not permitted(tenant_id):
+                    skipped_tenants.add(tenant_id)
+                    continue
+                yield SyncJob(tenant_id, mailbox_id, "schedule", rand.randint(0, window) if window else 0)
 
     def on_error(batch, exc) -> None:
         tenants = sorted({job.tenant_id for job in batch})

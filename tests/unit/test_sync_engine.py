@@ -370,15 +370,45 @@ def test_scheduler_jitter_and_failed_batch_isolation(aws, monkeypatch):
     class FlakySqs:
         def send_message_batch(self, QueueUrl, Entries):
             sent.append(Entries)
-            if len(sent) == 1:
+            if len(Entries) == 10:       # batches go out concurrently: fail one by its content, not its turn
                 raise RuntimeError("throttled")
             return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
     monkeypatch.setattr(aws_clients, "sqs", lambda: FlakySqs())
     counts = scheduler.run_tick(jitter_seconds=120)
     assert (counts["enqueued"], counts["failed"], counts["failed_tenants"]) == (2, 10, 1)
-    assert [len(batch) for batch in sent] == [10, 2]
+    assert sorted(len(batch) for batch in sent) == [2, 10]
     assert all(0 <= e["DelaySeconds"] <= 120 for batch in sent for e in batch if "DelaySeconds" in e)
+
+
+def test_scheduler_reads_tenants_per_page_and_sends_batches_concurrently(aws, monkeypatch):
+    """Guards the fan-out cost: a GetItem per tenant and one SendMessageBatch at a time would not finish a
+    tick over 100,000 mailboxes within a minute (docs/benchmarks.md, fan-out)."""
+    import threading
+    import time as clock
+    from chalicelib import aws as aws_clients
+    from chalicelib.models.tenant import Tenant
+    for index in range(45):
+        make_mailbox(f"tnt_{index % 15}")
+    monkeypatch.setattr(Tenant, "get", classmethod(lambda cls, *a, **k: (_ for _ in ()).throw(
+        AssertionError("the tick reads tenants in batches"))))
+    lock, state = threading.Lock(), {"now": 0, "max": 0, "calls": 0}
+
+    class SlowSqs:
+        def send_message_batch(self, QueueUrl, Entries):
+            with lock:
+                state["now"] += 1
+                state["calls"] += 1
+                state["max"] = max(state["max"], state["now"])
+            clock.sleep(0.2)
+            with lock:
+                state["now"] -= 1
+            return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
+
+    monkeypatch.setattr(aws_clients, "sqs", lambda: SlowSqs())
+    counts = scheduler.run_tick(jitter_seconds=0)
+    assert counts["enqueued"] == 45 and counts["skipped_tenants"] == 0
+    assert state["calls"] == 5 and state["max"] > 1
 
 
 def test_batch_send_retries_only_failed_entries(aws, monkeypatch):
