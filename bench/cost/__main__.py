@@ -1,0 +1,224 @@
+"""Cost model: $ per mailbox-month, per provider kind, from AWS calls counted in this run × a checked-in price
+table (`bench/cost/prices.json`, with its date).
+
+    python -m bench.cost [--idle-syncs 10] [--messages 20] [--kinds imap,gmail,outlook]
+
+For each kind a mailbox on its local server (bench/cost/worlds.py) runs in in-process moto through the real
+worker: an initial sync, `--idle-syncs` scheduled syncs with nothing new, then `--messages` syncs that each
+bring one new ~6 KB message (as a push would), with the notifier handling every event they cause. The meter
+(bench/cost/meter.py) counts billable units per AWS service. A month is 1,440 scheduled syncs (the :00/:30
+tick); an active mailbox receives 50 mails a day (1,500 a month): Gmail and Outlook bring each in with its own
+push (one API Gateway request + one API Lambda run + one worker run), IMAP picks them up in the scheduled
+syncs (the marginal cost of the new mail on top of the idle syncs).
+
+Lambda duration is modelled, not taken from this machine: the worker's own compute measured here (wall time
+minus the time inside AWS calls; an upper bound, since the fake provider servers share the process) plus
+each counted AWS call × the latency in `LATENCY_S` plus each provider round trip × `PROVIDER_RTT_S`, billed at
+the worker's memory size from `.chalice/config.json` (prod stage). Scheduled jobs reach the worker in batches of
+10 (one invocation per 10 syncs); push-triggered syncs are counted as one invocation each. Storage is the first
+month's: raw mail in S3 and the DynamoDB items the messages left, half a month on average. Free tiers are
+ignored. Targets (issue "Proof"): idle ≤ $0.005, active ≤ $0.03 per mailbox-month.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.cost.meter import Meter, Usage, mean_item_kb  # noqa: E402
+from bench.imap_ingest.world import moto_world  # noqa: E402
+
+PRICES = json.loads((Path(__file__).parent / "prices.json").read_text())
+LATENCY_S = {"dynamodb": 0.006, "s3": 0.02, "sqs": 0.01, "kms": 0.008}      # typical in-region p50s
+PROVIDER_RTT_S = {"imap": 0.03, "gmail": 0.08, "outlook": 0.1}
+SYNCS_PER_MONTH = 48 * 30
+MAILS_PER_MONTH = 50 * 30
+LOG_BYTES_PER_SYNC = 1024          # the worker's INFO lines per sync (sync summary, lease), estimated
+API_PUSH_SECONDS, API_MEMORY_GB = 0.05, 1.0   # the push handler's run (bench.gmail_push p95 ≈ 54 ms)
+TARGETS = {"idle": 0.005, "active": 0.03}
+
+
+def worker_memory_gb() -> float:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return config["stages"]["prod"]["lambda_functions"]["worker"]["lambda_memory_size"] / 1024
+
+
+def run_queues(meter: Meter) -> None:
+    """Hand queued sync jobs to the worker and events to the notifier until both queues are empty. Receiving
+    is Lambda's SQS poller's work (per queue, not per mailbox): not metered."""
+    import boto3
+
+    from chalicelib.notify import notifier
+    from chalicelib.sync import worker
+    from tests.sync_helpers import FakeContext, receive_event
+    from chalicelib.config import get_settings
+    settings = get_settings()
+    sqs = boto3.client("sqs")
+    for _ in range(50):
+        moved = 0
+        for url, handler in ((settings.sync_queue_url, worker.handle_batch),
+                             (settings.events_queue_url, notifier.handle_batch)):
+            with meter.pause():
+                event = receive_event(url, 10)
+            if event["Records"]:
+                handler(event, FakeContext())
+                moved += 1
+                with meter.pause():           # what the event source mapping does after a successful batch
+                    for record in event["Records"]:
+                        sqs.delete_message(QueueUrl=url, ReceiptHandle=record["receiptHandle"])
+        if not moved:
+            return
+
+
+def sync_once(world, meter: Meter) -> None:
+    from chalicelib.sync import worker
+    from tests.sync_helpers import FakeContext, job_event
+    result = worker.handle_batch(job_event((world.mailbox.tenant_id, world.mailbox.mailbox_id), reason="schedule"),
+                                 FakeContext())
+    assert result["batchItemFailures"] == [], result
+    if hasattr(world, "syncs"):
+        world.syncs += 1
+    run_queues(meter)
+
+
+def phase(world, meter: Meter, action) -> tuple[Usage, float, int]:
+    before, trips, started = meter.usage.copy(), world.round_trips(), time.perf_counter()
+    action()
+    return meter.usage.minus(before), time.perf_counter() - started, world.round_trips() - trips
+
+
+def dollars(usage: Usage, syncs: float, invocations: float, compute_s: float, trips: float, kind: str,
+            item_kb: dict[str, float]) -> dict[str, float]:
+    """Cost of `usage` (already scaled) with `syncs` worker syncs in `invocations` invocations."""
+    aws_wait = sum(n * LATENCY_S.get(service, 0.01) for (service, _), n in usage.calls.items())
+    seconds = compute_s + aws_wait + trips * PROVIDER_RTT_S[kind]
+    p = PRICES
+    return {
+        "lambda": invocations * p["lambda"]["per_request"] + seconds * worker_memory_gb() * p["lambda"]["per_gb_second"],
+        "dynamodb": usage.wru(item_kb) * p["dynamodb"]["per_write_request_unit"]
+                    + usage.rru * p["dynamodb"]["per_read_request_unit"],
+        "s3": usage.s3_put * p["s3"]["per_put"] + usage.s3_get * p["s3"]["per_get"],
+        "sqs": usage.sqs_requests * p["sqs"]["per_request"],
+        "kms": usage.kms * p["kms"]["per_request"],
+        "logs": syncs * LOG_BYTES_PER_SYNC / 1e9 * p["cloudwatch_logs"]["per_gb_ingested"],
+    }
+
+
+def scaled(usage: Usage, factor: float) -> Usage:
+    out = usage.copy()
+    out.calls = type(usage.calls)({k: v * factor for k, v in usage.calls.items()})
+    out.writes_by_table = type(usage.writes_by_table)({k: v * factor for k, v in usage.writes_by_table.items()})
+    for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall"):
+        setattr(out, name, getattr(usage, name) * factor)
+    return out
+
+
+def storage_per_message() -> tuple[float, float]:
+    """(raw bytes in S3, DynamoDB item bytes) per stored message."""
+    import boto3
+
+    from bench.cost.meter import item_bytes
+    from chalicelib.config import get_settings
+    s3 = boto3.client("s3")
+    objects = s3.list_objects_v2(Bucket=get_settings().raw_bucket).get("Contents", [])
+    dynamodb = boto3.client("dynamodb")
+    total = 0
+    for table in dynamodb.list_tables()["TableNames"]:
+        for page in dynamodb.get_paginator("scan").paginate(TableName=table):
+            total += sum(item_bytes(item) for item in page["Items"])
+    count = max(1, len(objects))
+    return sum(o["Size"] for o in objects) / count, total / count
+
+
+def measure(kind: str, idle_syncs: int, messages: int) -> dict:
+    from bench.cost.worlds import WORLDS
+    with moto_world(), WORLDS[kind]() as world:
+        meter = Meter()
+        try:
+            sync_once(world, meter)                                   # the initial (empty) import
+            idle, idle_wall, idle_trips = phase(world, meter, lambda: [sync_once(world, meter) for _ in range(idle_syncs)])
+
+            def active_syncs():
+                for n in range(messages):
+                    world.deliver(n)
+                    sync_once(world, meter)
+            active, active_wall, active_trips = phase(world, meter, active_syncs)
+            item_kb = mean_item_kb()
+            raw_bytes, item_bytes_per_message = storage_per_message()
+        finally:
+            meter.close()
+    idle_one = scaled(idle, 1 / idle_syncs)
+    active_one = scaled(active, 1 / messages)
+    idle_compute = max(0.0, idle_wall - idle.wall) / idle_syncs
+    active_compute = max(0.0, active_wall - active.wall) / messages
+    month_idle = dollars(scaled(idle_one, SYNCS_PER_MONTH), SYNCS_PER_MONTH, SYNCS_PER_MONTH / 10,
+                         idle_compute * SYNCS_PER_MONTH, idle_trips / idle_syncs * SYNCS_PER_MONTH, kind, item_kb)
+    if kind == "imap":       # new mail rides on the scheduled syncs: only its marginal cost is added
+        extra = scaled(active_one.minus(idle_one), MAILS_PER_MONTH)
+        extra_cost = dollars(extra, 0, 0, max(0.0, active_compute - idle_compute) * MAILS_PER_MONTH,
+                             max(0.0, active_trips / messages - idle_trips / idle_syncs) * MAILS_PER_MONTH, kind,
+                             item_kb)
+        push = 0.0
+    else:                    # each mail: its own push → API Gateway + API Lambda + a worker run
+        extra_cost = dollars(scaled(active_one, MAILS_PER_MONTH), MAILS_PER_MONTH, MAILS_PER_MONTH,
+                             active_compute * MAILS_PER_MONTH, active_trips / messages * MAILS_PER_MONTH, kind,
+                             item_kb)
+        push = MAILS_PER_MONTH * (PRICES["api_gateway"]["per_request"] + PRICES["lambda"]["per_request"]
+                                  + API_PUSH_SECONDS * API_MEMORY_GB * PRICES["lambda"]["per_gb_second"])
+    storage = (MAILS_PER_MONTH / 2 * raw_bytes / 1e9 * PRICES["s3"]["per_gb_month"]
+               + MAILS_PER_MONTH / 2 * item_bytes_per_message / 1e9 * PRICES["dynamodb"]["per_gb_month"])
+    active_month = {name: month_idle[name] + extra_cost[name] for name in month_idle}
+    active_month["push (API Gateway + API Lambda)"] = push
+    active_month["storage (S3 + DynamoDB)"] = storage
+    return {
+        "idle_sync": {"aws_calls": {f"{s}.{o}": round(n, 2) for (s, o), n in idle_one.calls.items()},
+                      "wru": round(idle_one.wru(item_kb), 2), "rru": round(idle_one.rru, 2),
+                      "kms": round(idle_one.kms, 2), "provider_round_trips": round(idle_trips / idle_syncs, 2),
+                      "compute_s": round(idle_compute, 3)},
+        "sync_with_one_message": {"aws_calls": {f"{s}.{o}": round(n, 2) for (s, o), n in active_one.calls.items()},
+                                  "wru": round(active_one.wru(item_kb), 2), "rru": round(active_one.rru, 2),
+                                  "s3_put": round(active_one.s3_put, 2),
+                                  "provider_round_trips": round(active_trips / messages, 2),
+                                  "compute_s": round(active_compute, 3)},
+        "raw_bytes_per_message": round(raw_bytes), "dynamodb_bytes_per_message": round(item_bytes_per_message),
+        "idle_month_usd": round(sum(month_idle.values()), 5),
+        "active_month_usd": round(sum(active_month.values()), 5),
+        "idle_breakdown": {k: round(v, 6) for k, v in month_idle.items()},
+        "active_breakdown": {k: round(v, 6) for k, v in active_month.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench.cost")
+    parser.add_argument("--idle-syncs", type=int, default=10)
+    parser.add_argument("--messages", type=int, default=20)
+    parser.add_argument("--kinds", default="imap,gmail,outlook")
+    args = parser.parse_args(argv)
+    result = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "machine": f"{platform.machine()}, {platform.python_version()}", "prices_checked": PRICES["checked"],
+              "worker_memory_gb": worker_memory_gb(), "targets_usd": TARGETS, "kinds": {}}
+    for kind in args.kinds.split(","):
+        figures = measure(kind, args.idle_syncs, args.messages)
+        result["kinds"][kind] = figures
+        print(f"{kind}: idle ${figures['idle_month_usd']:.4f}/mailbox-month "
+              f"({'meets' if figures['idle_month_usd'] <= TARGETS['idle'] else 'over'} ${TARGETS['idle']}), "
+              f"active (50 mails/day) ${figures['active_month_usd']:.4f} "
+              f"({'meets' if figures['active_month_usd'] <= TARGETS['active'] else 'over'} ${TARGETS['active']})")
+        print(f"  idle sync: {figures['idle_sync']}")
+        print(f"  sync with one message: {figures['sync_with_one_message']}")
+        print(f"  idle month: {figures['idle_breakdown']}")
+        print(f"  active month: {figures['active_breakdown']}")
+    target = ROOT / "bench" / "results" / "cost.json"
+    target.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"recorded in {target.relative_to(ROOT)}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Meters AWS calls made through botocore for the cost model: per operation, the billable units.
+
+DynamoDB units follow the on-demand rules (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/
+capacity-mode.html): a write costs 1 WRU per started KB of the item (an update or delete: of the item as stored,
+taken here as the table's mean item size measured after the run), transactions twice that; a read costs 1 RRU
+per started 4 KB when strongly consistent, half when eventually consistent, transactions twice. Item sizes are
+taken from the DynamoDB JSON (type tags included, so a slight overestimate). S3, SQS and KMS bill per request
+(SQS per started 64 KB of payload). `wall` is the time spent inside the calls (moto, in-process: not AWS's
+latency — the model uses its own latency assumptions).
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import botocore.client
+
+DDB_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
+
+
+def item_bytes(item: dict) -> int:
+    return len(json.dumps(item, separators=(",", ":"), default=str))
+
+
+@dataclass
+class Usage:
+    calls: collections.Counter = field(default_factory=collections.Counter)   # (service, operation) → n
+    wru_put: float = 0.0
+    writes_by_table: collections.Counter = field(default_factory=collections.Counter)  # update/delete, per table
+    rru: float = 0.0
+    sqs_requests: float = 0.0
+    s3_put: int = 0
+    s3_get: int = 0
+    kms: int = 0
+    wall: float = 0.0
+
+    def wru(self, mean_item_kb: dict[str, float]) -> float:
+        return self.wru_put + sum(n * max(1, math.ceil(mean_item_kb.get(table, 1.0)))
+                                  for table, n in self.writes_by_table.items())
+
+    def minus(self, other: "Usage") -> "Usage":
+        out = Usage()
+        out.calls = self.calls - other.calls
+        out.writes_by_table = self.writes_by_table - other.writes_by_table
+        for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall"):
+            setattr(out, name, getattr(self, name) - getattr(other, name))
+        return out
+
+    def copy(self) -> "Usage":
+        return self.minus(Usage())
+
+
+class Meter:
+    """Installs itself around `BaseClient._make_api_call` (inside a moto world) until `close()`."""
+
+    def __init__(self):
+        self.usage = Usage()
+        self.paused = False       # the harness's own calls (polling the queues, as Lambda's poller does)
+        self.original = botocore.client.BaseClient._make_api_call
+        meter = self
+
+        def metered(client, operation, params):
+            if meter.paused:
+                return meter.original(client, operation, params)
+            started = time.perf_counter()
+            try:
+                result = meter.original(client, operation, params)
+            finally:
+                meter.usage.wall += time.perf_counter() - started
+            meter.record(client.meta.service_model.service_name, operation, params, result)
+            return result
+
+        botocore.client.BaseClient._make_api_call = metered
+
+    @contextlib.contextmanager
+    def pause(self):
+        self.paused = True
+        try:
+            yield
+        finally:
+            self.paused = False
+
+    def close(self) -> None:
+        botocore.client.BaseClient._make_api_call = self.original
+
+    def record(self, service: str, operation: str, params: dict, result: dict) -> None:
+        usage = self.usage
+        usage.calls[(service, operation)] += 1
+        if service == "dynamodb":
+            self._dynamodb(operation, params, result)
+        elif service == "s3":
+            usage.s3_put += operation in ("PutObject", "CopyObject", "ListObjectsV2")
+            usage.s3_get += operation in ("GetObject", "HeadObject")
+        elif service == "sqs":
+            payload = json.dumps(params.get("Entries") or params.get("MessageBody") or "")
+            usage.sqs_requests += max(1, math.ceil(len(payload) / 65536))
+        elif service == "kms":
+            usage.kms += 1
+
+    def _dynamodb(self, operation: str, params: dict, result: dict) -> None:
+        usage = self.usage
+        read_factor = 1.0 if params.get("ConsistentRead") else 0.5
+        if operation == "PutItem":
+            usage.wru_put += math.ceil(item_bytes(params["Item"]) / 1024)
+        elif operation in ("UpdateItem", "DeleteItem"):
+            usage.writes_by_table[params["TableName"]] += 1
+        elif operation == "BatchWriteItem":
+            for table, requests in params["RequestItems"].items():
+                for request in requests:
+                    if "PutRequest" in request:
+                        usage.wru_put += math.ceil(item_bytes(request["PutRequest"]["Item"]) / 1024)
+                    else:
+                        usage.writes_by_table[table] += 1
+        elif operation == "TransactWriteItems":
+            for entry in params["TransactItems"]:
+                (kind, body), = entry.items()
+                if kind == "Put":
+                    usage.wru_put += 2 * math.ceil(item_bytes(body["Item"]) / 1024)
+                elif kind in ("Update", "Delete"):
+                    usage.writes_by_table[body["TableName"]] += 2
+                else:                                   # ConditionCheck: billed as a read of the item
+                    usage.rru += 2 * 0.5
+        elif operation == "GetItem":
+            usage.rru += read_factor * max(1, math.ceil(item_bytes(result.get("Item", {})) / 4096))
+        elif operation in ("Query", "Scan"):
+            size = sum(item_bytes(item) for item in result.get("Items", []))
+            usage.rru += read_factor * max(1, math.ceil(size / 4096))
+        elif operation == "BatchGetItem":
+            for items in result.get("Responses", {}).values():
+                usage.rru += sum(0.5 * max(1, math.ceil(item_bytes(item) / 4096)) for item in items)
+        elif operation == "TransactGetItems":
+            usage.rru += sum(2 * max(1, math.ceil(item_bytes(r.get("Item", {})) / 4096))
+                             for r in result.get("Responses", []))
+
+
+def mean_item_kb() -> dict[str, float]:
+    """Mean stored item size per table (KB), for the update/delete write units."""
+    import boto3
+    dynamodb = boto3.client("dynamodb")
+    sizes: dict[str, float] = {}
+    for table in dynamodb.list_tables()["TableNames"]:
+        items = [item for page in dynamodb.get_paginator("scan").paginate(TableName=table) for item in page["Items"]]
+        if items:
+            sizes[table] = sum(item_bytes(item) for item in items) / len(items) / 1024
+    return sizes
