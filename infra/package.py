@@ -53,19 +53,33 @@ def run_chalice_package(stage: str, workdir: Path) -> Path:
 
 DISCOVERY_DIR = "googleapiclient/discovery_cache/documents/"
 KEPT_DISCOVERY = frozenset({"gmail.v1.json"})
+BOTOCORE_DATA_DIR = "botocore/data/"
+# The AWS services the functions call (chalicelib/aws.py clients and PynamoDB's DynamoDB); STS for role
+# credentials. botocore loads a service's model from botocore/data/<service>/ only when a client for it is made.
+KEPT_BOTOCORE_SERVICES = frozenset({"dynamodb", "s3", "sqs", "kms", "sts"})
+
+
+def dropped(name: str) -> bool:
+    """Whether a file of Chalice's zip stays out of the shipped package."""
+    if name.endswith("/"):
+        return False
+    if name.startswith(DISCOVERY_DIR):
+        return name[len(DISCOVERY_DIR):] not in KEPT_DISCOVERY
+    if name.startswith(BOTOCORE_DATA_DIR):
+        service = name[len(BOTOCORE_DATA_DIR):].split("/", 1)
+        return len(service) == 2 and service[0] not in KEPT_BOTOCORE_SERVICES   # top-level files stay
+    return False
 
 
 def prune_deployment(source: Path, target: Path) -> tuple[int, int]:
     """Copy the deployment zip without googleapiclient's bundled discovery documents (~110 MB, one per Google
-    API) except Gmail's: the service is built with `static_discovery=True` from `gmail.v1.json` only.
-    Returns (bytes before, bytes after)."""
+    API) except Gmail's — the service is built with `static_discovery=True` from `gmail.v1.json` only — and
+    without botocore's models of the ~440 AWS services the functions never call (~27 MB; the kept ones are
+    `KEPT_BOTOCORE_SERVICES`). Returns (bytes before, bytes after)."""
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zout:
         for info in zin.infolist():
-            name = info.filename
-            if name.startswith(DISCOVERY_DIR) and name[len(DISCOVERY_DIR):] not in KEPT_DISCOVERY \
-                    and not name.endswith("/"):
-                continue
-            zout.writestr(info, zin.read(info))
+            if not dropped(info.filename):
+                zout.writestr(info, zin.read(info))
     return source.stat().st_size, target.stat().st_size
 
 

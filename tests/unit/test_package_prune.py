@@ -1,10 +1,11 @@
 """Guards the Lambda package carrying googleapiclient's ~110 MB of discovery documents (only Gmail's is used)
-— or losing Gmail's, which `static_discovery=True` needs."""
+— or losing Gmail's, which `static_discovery=True` needs — and botocore's models of every AWS service
+(~27 MB) when the functions call five."""
 from __future__ import annotations
 
 import zipfile
 
-from infra.package import prune_deployment
+from infra.package import KEPT_BOTOCORE_SERVICES, prune_deployment
 
 
 def test_only_gmail_discovery_document_is_kept(tmp_path):
@@ -20,3 +21,47 @@ def test_only_gmail_discovery_document_is_kept(tmp_path):
     assert names == {"googleapiclient/discovery_cache/documents/gmail.v1.json", "googleapiclient/discovery.py",
                      "app.py"}
     assert after < before
+
+
+def test_only_the_aws_services_the_functions_call_keep_their_botocore_models(tmp_path):
+    source, target = tmp_path / "in.zip", tmp_path / "out.zip"
+    with zipfile.ZipFile(source, "w") as zf:
+        for service in ("dynamodb", "s3", "sqs", "kms", "sts", "ec2", "sagemaker"):
+            zf.writestr(f"botocore/data/{service}/2012-01-01/service-2.json.gz", "x" * 1000)
+        zf.writestr("botocore/data/endpoints.json", "{}")
+        zf.writestr("botocore/client.py", "code")
+    prune_deployment(source, target)
+    with zipfile.ZipFile(target) as zf:
+        services = {name.split("/")[2] for name in zf.namelist() if name.count("/") > 2}
+        assert services == {"dynamodb", "s3", "sqs", "kms", "sts"}
+        assert {"botocore/data/endpoints.json", "botocore/client.py"} <= set(zf.namelist())
+
+
+def test_every_aws_client_the_code_makes_is_kept():
+    """Guards against a new boto3 client whose model would be missing from the Lambda package."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2] / "chalicelib"
+    used = {m for path in root.rglob("*.py")
+            for m in re.findall(r"""(?:aws\.client|boto3\.client|client)\(\s*["']([a-z0-9-]+)["']""",
+                                path.read_text())}
+    assert used and used <= KEPT_BOTOCORE_SERVICES, used - KEPT_BOTOCORE_SERVICES
+
+
+def test_clients_load_from_a_pruned_botocore_data_dir(tmp_path):
+    """The kept models are enough to build every client the functions use."""
+    import shutil
+    from pathlib import Path
+
+    import botocore
+    import botocore.session
+    data = Path(botocore.__file__).parent / "data"
+    pruned = tmp_path / "data"
+    pruned.mkdir()
+    for entry in data.iterdir():
+        if entry.is_file() or entry.name in KEPT_BOTOCORE_SERVICES:
+            (shutil.copytree if entry.is_dir() else shutil.copy)(entry, pruned / entry.name)
+    session = botocore.session.get_session()
+    session.get_component("data_loader").search_paths[:] = [str(pruned)]
+    for service in KEPT_BOTOCORE_SERVICES:
+        session.create_client(service, region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="y")
