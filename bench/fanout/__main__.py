@@ -1,6 +1,6 @@
 """Fan-out: one scheduler tick (the :00/:30 cron) over many mailboxes — calls made, time — projected to 100,000.
 
-    python -m bench.fanout [--mailboxes 10000] [--tenants 1000] [--project 100000]
+    python -m bench.fanout [--mailboxes 2000] [--tenants 200] [--project 100000]
 
 Seeds active mailboxes spread over tenants into in-process moto (`bench/imap_ingest/world.py`), runs
 `chalicelib.sync.scheduler.run_tick` once, checks that every mailbox got exactly one job, and counts the AWS
@@ -65,8 +65,8 @@ def project(calls: dict[str, int], mailboxes: int, target: int, concurrency: int
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.fanout")
-    parser.add_argument("--mailboxes", type=int, default=10_000)
-    parser.add_argument("--tenants", type=int, default=1_000)
+    parser.add_argument("--mailboxes", type=int, default=2_000)
+    parser.add_argument("--tenants", type=int, default=200)
     parser.add_argument("--project", type=int, default=100_000)
     args = parser.parse_args(argv)
     with moto_world() as counter:
