@@ -98,9 +98,11 @@ def job_event(tenant_id: str, mailbox_id: str) -> dict:
 def create_mailbox(server: DovecotServer, user: str, password: str, since: dt.date):
     from chalicelib.ids import new_id
     from chalicelib.models.mailbox import Mailbox
+    from chalicelib.models.tenant import Tenant
     from chalicelib.security.crypto import encrypt_secrets
     from chalicelib.timeutil import now_iso
     tenant_id, mailbox_id, now = "tnt_bench", new_id("mbx"), now_iso()
+    Tenant(tenant_id, name="Bench", plan="standard", created_at=now, updated_at=now).save()   # syncs only for a tenant whose plan has mail
     mailbox = Mailbox(tenant_id, mailbox_id, name="Bench", type="imap", email="alice@acme-crm.example",
                       import_since=since.isoformat(), status="active", created_at=now, updated_at=now,
                       kind="shared", imap={"host": "localhost", "port": server.tls_port, "security": "tls",
