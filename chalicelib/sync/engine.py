@@ -45,7 +45,7 @@ RESYNC_WINDOW = timedelta(hours=24)
 
 @dataclass(frozen=True)
 class SyncOptions:
-    page_size: int = 100          # refs per ChangeSet
+    page_size: int = 200          # refs per ChangeSet (a page's fixed calls amortize over more messages)
     fetch_batch: int = 20         # refs per provider.fetch call
 
 
