@@ -3,9 +3,14 @@
 1. Generates a deterministic corpus (default 5,000 messages, ~20 % in Sent; cached under the temp dir) and loads
    it into a Dovecot started here (`devservers/dovecot.py`, implicit TLS with a generated CA).
 2. Runs the sync worker (`chalicelib.sync.worker.handle_batch`, the Lambda handler body) against in-process
-   moto until the mailbox is fully imported: messages/s, MB/s, DynamoDB write items and S3 PUTs per message,
-   and the time spent inside the IMAP provider alone (changes + fetch, the part comparable with mbsync).
-3. Runs an idle sync (nothing new): provider round trips and fetches.
+   moto until the mailbox is fully imported: messages/s, MB/s, per message the S3 PUTs and the DynamoDB and
+   SQS calls (calls, not items; the harness's own queue reads excluded), the time spent inside the IMAP
+   provider alone (changes + fetch, the part comparable with mbsync), the process's peak RSS
+   (`resource.getrusage`; it includes moto, which keeps every table and raw object in memory), the most raw
+   mail the engine held at once, and a projection for real AWS (calls on the critical path × typical
+   latency, the S3 PUTs divided by their concurrency).
+3. Runs `--idle-runs` idle syncs (nothing new; default 10): provider round trips, fetches, and the average
+   DynamoDB write calls/items and KMS calls per idle sync.
 4. Runs `mbsync` (isync) pulling the same folders over the same TLS port into a local Maildir; prints the ratio.
 Results are printed and written to bench/results/imap_ingest.json.
 """

@@ -9,6 +9,11 @@ A worker that dies between the put and `complete` leaves `owed` on the item: the
 message stored (created=False) but still owing, and completes it; `sweep()` (run by the renewer) completes
 anything a dead mailbox left behind. Order is pair first, then announce, so a `message.created` consumer
 finds the message's links.
+
+Pages (`complete_page`, what the engine uses): messages created by `store_page` were counted in the
+transaction that created them and owe `["pair", "announce"]`; a page pays them with one batched pairing, one
+queue message carrying its events, and one transaction per 50 messages storing the events and clearing the
+debts.
 """
 from __future__ import annotations
 

@@ -4,9 +4,13 @@ Invariant (closeio ImapFolderInfo; twenty messaging-cursor.service): a folder's 
 means "the store has incorporated every remote change up to at least this cursor". Hence, per page:
 
     changes(folder, cursor) → look up `changed` refs already stored → fetch `new` + unknown `changed` refs in
-    bounded batches → store.save_fetched each (idempotent) → complete what each new message owes (pairing,
-    `message.created`; `sync/effects.py`) → store.mark_removed → ONLY THEN persist next_cursor (one transaction
-    conditioned on the lease).
+    bounded batches → store the fetched messages together (`store_page.save_page`: one batched existence
+    read, parallel S3 PUTs, items + counts in transactions) → complete what the new messages owe together
+    (`effects.complete_page`: one directory read for pairing, one queue message of `message.created` events)
+    → store.mark_removed → ONLY THEN persist next_cursor (one transaction conditioned on the lease).
+
+Bounded memory: fetched messages are held until `page_raw_bytes` (setting `MAILBRIDGE_PAGE_RAW_BYTES`, default
+32 MiB) would be passed, then stored and dropped; a page stores in as many parts as its raw mail needs.
 
 The cursor only moves forward: it is replaced only by the `next_cursor` of a page requested with the stored
 cursor, and only by the lease holder. A crash anywhere before that write replays the page next time; the store

@@ -15,6 +15,8 @@ Idempotency (a redelivered job, a retried page, a UIDVALIDITY resync all re-deli
 A crash between 2 and 3 leaves an orphan-free state: the retry rewrites the same object and then the item.
 What the CRM has stored is never overwritten (links, hidden, pairing state survive a redelivery).
 Cost per new message: exactly one S3 PUT and one DynamoDB write; bodies are derived on read (`load_parsed`).
+The sync engine stores whole pages through `store_page.py` (same keys, batched calls, counts in the insert
+transaction); this module is the one-message path and the parts both share (`prepare`, `use_id`, `put_raw`).
 """
 from __future__ import annotations
 
