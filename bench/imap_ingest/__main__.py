@@ -108,7 +108,8 @@ def create_mailbox(server: DovecotServer, user: str, password: str, since: dt.da
     from chalicelib.security.crypto import encrypt_secrets
     from chalicelib.timeutil import now_iso
     tenant_id, mailbox_id, now = "tnt_bench", new_id("mbx"), now_iso()
-    Tenant(tenant_id, name="Bench", plan="standard", created_at=now, updated_at=now).save()   # syncs only for a tenant whose plan has mail
+    # the worker syncs only mailboxes of an existing tenant whose plan includes mail
+    Tenant(tenant_id, name="Bench", plan="standard", created_at=now, updated_at=now).save()
     mailbox = Mailbox(tenant_id, mailbox_id, name="Bench", type="imap", email="alice@acme-crm.example",
                       import_since=since.isoformat(), status="active", created_at=now, updated_at=now,
                       kind="shared", imap={"host": "localhost", "port": server.tls_port, "security": "tls",
