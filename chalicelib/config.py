@@ -35,6 +35,9 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = 1_048_576
     max_message_bytes: int = 50 * 1024 * 1024
+    page_raw_bytes: int = 32 * 1024 * 1024      # raw mail the sync engine holds at once (docs/architecture.md)
+    s3_put_concurrency: int = 8                 # parallel raw-object PUTs per page
+    data_key_cache_seconds: int = 300           # decrypted KMS data keys kept in the process (security/crypto.py)
     allow_insecure_mail_transport: bool = False
     ssrf_allowed_networks: tuple[str, ...] = field(default_factory=tuple)
     worker_timeout_seconds: int = 300
@@ -84,6 +87,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         public_base_url=env.get("MAILBRIDGE_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
         max_body_bytes=int(env.get("MAILBRIDGE_MAX_BODY_BYTES", "1048576")),
         max_message_bytes=int(env.get("MAILBRIDGE_MAX_MESSAGE_BYTES", str(50 * 1024 * 1024))),
+        page_raw_bytes=int(env.get("MAILBRIDGE_PAGE_RAW_BYTES", str(defaults.page_raw_bytes))),
+        s3_put_concurrency=max(1, int(env.get("MAILBRIDGE_S3_PUT_CONCURRENCY", str(defaults.s3_put_concurrency)))),
+        data_key_cache_seconds=int(env.get("MAILBRIDGE_DATA_KEY_CACHE_SECONDS",
+                                           str(defaults.data_key_cache_seconds))),
         allow_insecure_mail_transport=_bool(env.get("MAILBRIDGE_ALLOW_INSECURE_MAIL_TRANSPORT")),
         ssrf_allowed_networks=_csv(env.get("MAILBRIDGE_SSRF_ALLOWED_NETWORKS")),
         worker_timeout_seconds=int(env.get("MAILBRIDGE_WORKER_TIMEOUT_SECONDS", "300")),

@@ -45,9 +45,11 @@ def aws():
 
         from chalicelib import aws as aws_clients
         from chalicelib.models.registry import all_models
+        from chalicelib.security.crypto import clear_data_key_cache
         from chalicelib.sync.worker import tenant_may_sync
         aws_clients.reset_clients()
         tenant_may_sync.clear()          # a warm worker's tenant cache must not outlive the moto world
+        clear_data_key_cache()           # nor its decrypted data keys
         for model in all_models():
             model.create_table(wait=False)
         boto3.client("s3").create_bucket(Bucket=os.environ["MAILBRIDGE_RAW_BUCKET"])

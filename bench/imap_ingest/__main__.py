@@ -3,15 +3,21 @@
 1. Generates a deterministic corpus (default 5,000 messages, ~20 % in Sent; cached under the temp dir) and loads
    it into a Dovecot started here (`devservers/dovecot.py`, implicit TLS with a generated CA).
 2. Runs the sync worker (`chalicelib.sync.worker.handle_batch`, the Lambda handler body) against in-process
-   moto until the mailbox is fully imported: messages/s, MB/s, DynamoDB write items and S3 PUTs per message,
-   and the time spent inside the IMAP provider alone (changes + fetch, the part comparable with mbsync).
-3. Runs an idle sync (nothing new): provider round trips and fetches.
+   moto until the mailbox is fully imported: messages/s, MB/s, per message the S3 PUTs and the DynamoDB and
+   SQS calls (calls, not items; the harness's own queue reads excluded), the time spent inside the IMAP
+   provider alone (changes + fetch, the part comparable with mbsync), the process's peak RSS
+   (`resource.getrusage`; it includes moto, which keeps every table and raw object in memory), the most raw
+   mail the engine held at once, and a projection for real AWS (calls on the critical path × typical
+   latency, the S3 PUTs divided by their concurrency).
+3. Runs `--idle-runs` idle syncs (nothing new; default 10): provider round trips, fetches, and the average
+   DynamoDB write calls/items and KMS calls per idle sync.
 4. Runs `mbsync` (isync) pulling the same folders over the same TLS port into a local Maildir; prints the ratio.
 Results are printed and written to bench/results/imap_ingest.json.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
 import os
@@ -98,9 +104,12 @@ def job_event(tenant_id: str, mailbox_id: str) -> dict:
 def create_mailbox(server: DovecotServer, user: str, password: str, since: dt.date):
     from chalicelib.ids import new_id
     from chalicelib.models.mailbox import Mailbox
+    from chalicelib.models.tenant import Tenant
     from chalicelib.security.crypto import encrypt_secrets
     from chalicelib.timeutil import now_iso
     tenant_id, mailbox_id, now = "tnt_bench", new_id("mbx"), now_iso()
+    # the worker syncs only mailboxes of an existing tenant whose plan includes mail
+    Tenant(tenant_id, name="Bench", plan="standard", created_at=now, updated_at=now).save()
     mailbox = Mailbox(tenant_id, mailbox_id, name="Bench", type="imap", email="alice@acme-crm.example",
                       import_since=since.isoformat(), status="active", created_at=now, updated_at=now,
                       kind="shared", imap={"host": "localhost", "port": server.tls_port, "security": "tls",
@@ -110,8 +119,11 @@ def create_mailbox(server: DovecotServer, user: str, password: str, since: dt.da
     return mailbox
 
 
-def run_worker(mailbox, log: dict) -> int:
-    """Runs jobs until the mailbox needs no continuation; returns how many worker invocations it took."""
+def run_worker(mailbox, log: dict, counter=None) -> int:
+    """Runs jobs until the mailbox needs no continuation; returns how many worker invocations it took. The
+    harness's own queue reads are not counted (`counter.paused()`)."""
+    import contextlib
+
     import boto3
 
     from chalicelib.config import get_settings
@@ -129,47 +141,114 @@ def run_worker(mailbox, log: dict) -> int:
                                      provider_factory=factory)
         if result["batchItemFailures"]:
             raise RuntimeError(f"worker failed: {result}")
-        pending = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-        for message in pending:
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        with counter.paused() if counter is not None else contextlib.nullcontext():
+            pending = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+            for message in pending:
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
         if not any(json.loads(m["Body"]).get("reason") in ("continue", "follow_up") for m in pending):
             return invocations
 
 
+# Typical single-request latencies from Lambda in the same region (order of magnitude, for the projection
+# only): DynamoDB item reads/writes and batches ~10 ms, transactions ~20 ms (two-phase), S3 PUT of a small
+# object ~40 ms, SQS SendMessage ~10 ms, KMS Decrypt ~10 ms.
+LATENCY_MS = {"dynamodb": 10.0, "dynamodb.TransactWriteItems": 20.0, "s3": 40.0, "sqs": 10.0, "kms": 10.0}
+
+
+def projection(calls: dict, imported: int, provider_seconds: float, s3_concurrency: int) -> dict:
+    """Time on the critical path in real AWS: every call is sequential except the raw PUTs, which run
+    `s3_concurrency` at a time; plus the IMAP time measured here."""
+    seconds = provider_seconds
+    for (service, operation), n in calls.items():
+        latency = LATENCY_MS.get(f"{service}.{operation}", LATENCY_MS.get(service, 10.0)) / 1000
+        if service == "s3" and operation == "PutObject":
+            n = n / s3_concurrency
+        seconds += n * latency
+    return {"projected_aws_seconds": round(seconds, 1),
+            "projected_aws_messages_per_second": round(imported / max(seconds, 1e-9), 1),
+            "projection_latencies_ms": LATENCY_MS, "projection_s3_put_concurrency": s3_concurrency}
+
+
+class _HeldBytes:
+    """Wraps the page store to record the most raw mail the engine handed it at once."""
+
+    def __init__(self):
+        self.peak = 0
+
+    def install(self):
+        from chalicelib.sync import store_page
+        original = store_page.save_page
+
+        def save_page(mailbox, fetched, **kw):
+            self.peak = max(self.peak, sum(len(f.raw or b"") for f in fetched))
+            return original(mailbox, fetched, **kw)
+        store_page.save_page = save_page
+
+
 def run_through_worker(server: DovecotServer, user: str, password: str, since: dt.date,
-                       total_bytes: int) -> dict:
-    """Full import through the worker into moto, then an idle sync; the figures of both."""
+                       total_bytes: int, idle_runs: int) -> dict:
+    """Full import through the worker into moto, then idle syncs; the figures of both."""
+    import resource
+
+    from chalicelib.config import get_settings
     from chalicelib.models.mailbox import Mailbox
     with moto_world() as counter:
         mailbox = create_mailbox(server, user, password, since)
+        held = _HeldBytes()
+        held.install()
         full_log = {"change_sets": [], "fetched": 0, "provider_seconds": 0.0}
         counter.reset()
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.perf_counter()
-        invocations = run_worker(mailbox, full_log)
+        invocations = run_worker(mailbox, full_log, counter)
         full_seconds = time.perf_counter() - started
-        fresh = Mailbox.get(mailbox.tenant_id, mailbox.mailbox_id, consistent_read=True)
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with counter.paused():
+            fresh = Mailbox.get(mailbox.tenant_id, mailbox.mailbox_id, consistent_read=True)
         imported = int(fresh.imported_count or 0)
+        per = max(imported, 1)
+        full_calls = collections.Counter(counter.calls)
         dynamodb_writes, s3_puts = counter.dynamodb_writes(), counter.count("s3", "PutObject")
-        calls = {f"{service}.{operation}": round(n / max(imported, 1), 2)
-                 for (service, operation), n in counter.calls.most_common(8)}
+        calls = {f"{service}.{operation}": round(n / per, 4)
+                 for (service, operation), n in full_calls.most_common(12)}
+        figures = {
+            "dynamodb_calls_per_message": round(counter.service_calls("dynamodb") / per, 4),
+            "dynamodb_write_calls_per_message": round(counter.dynamodb_write_calls() / per, 4),
+            "dynamodb_write_items_per_message": round(dynamodb_writes / per, 2),
+            "s3_puts_per_message": round(s3_puts / per, 3),
+            "sqs_calls_per_message": round(counter.service_calls("sqs") / per, 4),
+            "kms_calls_full_import": counter.service_calls("kms"),
+        }
         idle_log = {"change_sets": [], "fetched": 0, "provider_seconds": 0.0}
         counter.reset()
         started = time.perf_counter()
-        run_worker(fresh, idle_log)
-        idle_seconds = time.perf_counter() - started
-        idle_writes = counter.dynamodb_writes()
+        for _ in range(idle_runs):
+            with counter.paused():
+                fresh = Mailbox.get(mailbox.tenant_id, mailbox.mailbox_id, consistent_read=True)
+            run_worker(fresh, idle_log, counter)
+        idle_seconds = (time.perf_counter() - started) / idle_runs
     return {
         "imported": imported, "full_sync_seconds": round(full_seconds, 2), "worker_invocations": invocations,
         "pages": len(full_log["change_sets"]),
         "messages_per_second": round(imported / full_seconds, 1),
         "megabytes_per_second": round(total_bytes / 1e6 / full_seconds, 2),
-        "dynamodb_write_items_per_message": round(dynamodb_writes / max(imported, 1), 2),
-        "s3_puts_per_message": round(s3_puts / max(imported, 1), 2),
+        **figures,
         "aws_calls_per_message": calls,
         "provider_seconds_within_sync": round(full_log["provider_seconds"], 2),
+        "peak_rss_mb_process": round(rss_after / 1024, 1),
+        "peak_rss_mb_before_import": round(rss_before / 1024, 1),
+        "peak_raw_bytes_held_by_engine": held.peak,
+        "page_raw_bytes_setting": get_settings().page_raw_bytes,
+        **projection(full_calls, imported, full_log["provider_seconds"], get_settings().s3_put_concurrency),
+        "idle_syncs": idle_runs,
         "idle_sync_seconds": round(idle_seconds, 3),
-        "idle_round_trips_per_folder": {cs.folder: cs.round_trips for cs in idle_log["change_sets"]},
-        "idle_fetched": idle_log["fetched"], "idle_dynamodb_write_items": idle_writes,
+        "idle_round_trips_per_folder": {cs.folder: cs.round_trips for cs in idle_log["change_sets"][:2]},
+        "idle_fetched": idle_log["fetched"],
+        "idle_dynamodb_write_calls_avg": round(counter.dynamodb_write_calls() / idle_runs, 2),
+        "idle_dynamodb_write_items_avg": round(counter.dynamodb_writes() / idle_runs, 2),
+        "idle_kms_calls_avg": round(counter.service_calls("kms") / idle_runs, 2),
+        "idle_aws_calls_avg": {f"{service}.{operation}": round(n / idle_runs, 2)
+                               for (service, operation), n in counter.calls.most_common(10)},
     }
 
 
@@ -220,6 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3, help="provider-vs-mbsync comparison rounds")
     parser.add_argument("--compare-only", action="store_true", help="skip the worker/moto run")
+    parser.add_argument("--idle-runs", type=int, default=10, help="idle syncs averaged after the import")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "imap_ingest.json"))
     args = parser.parse_args(argv)
 
@@ -243,7 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "machine": f"{platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}",
                    "messages": len(corpus), "megabytes": round(total_bytes / 1e6, 1)}
         if not args.compare_only:
-            results.update(run_through_worker(server, user, password, since, total_bytes))
+            results.update(run_through_worker(server, user, password, since, total_bytes, args.idle_runs))
         results.update(compare_with_mbsync(server, user, password, since, args.rounds))
         if "full_sync_seconds" in results:
             results["ratio_worker_sync_to_mbsync_time"] = round(

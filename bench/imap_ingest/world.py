@@ -1,5 +1,7 @@
 """An in-process moto world for the benchmark (the same resources `tests/conftest.py` creates), plus a
-counter of AWS API calls made through botocore (boto3 and PynamoDB both go through `_make_api_call`)."""
+counter of AWS API calls made through botocore (boto3 and PynamoDB both go through `_make_api_call`).
+moto's TransactWriteItems is given an item-level rollback (`devservers/moto_transactions.py`): its whole-table
+deep copies, not the worker, dominated the import otherwise."""
 from __future__ import annotations
 
 import collections
@@ -31,6 +33,21 @@ class ApiCounter:
     def dynamodb_writes(self) -> int:
         return self.write_items
 
+    def service_calls(self, service: str) -> int:
+        return sum(n for (svc, _), n in self.calls.items() if svc == service)
+
+    def dynamodb_write_calls(self) -> int:
+        return sum(self.calls[("dynamodb", op)] for op in DYNAMODB_WRITES)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Calls made inside (the benchmark's own harness, not the worker) are not counted."""
+        saved, items = collections.Counter(self.calls), self.write_items
+        try:
+            yield
+        finally:
+            self.calls, self.write_items = saved, items
+
     def count(self, service: str, operation: str) -> int:
         return self.calls[(service, operation)]
 
@@ -60,6 +77,8 @@ def moto_world() -> Iterator[ApiCounter]:
                 counter.write_items += 1
         return original(self, operation_name, api_params)
 
+    from devservers import moto_transactions
+    moto_transactions.install()      # moto's transaction backup copies whole tables (see that module)
     with mock_aws():
         import boto3
 

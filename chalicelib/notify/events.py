@@ -51,6 +51,46 @@ def emit(tenant_id: str, event_type: str, payload: dict[str, Any], *, event_id: 
     return event
 
 
+EVENTS_KIND = "events"            # one queue message carrying several whole events (see `enqueue_events`)
+QUEUE_MESSAGE_BYTES = 200_000    # below SQS's 256 KB message limit, with room for the envelope
+
+
+def new_event(tenant_id: str, event_type: str, payload: dict[str, Any], event_id: str) -> Event:
+    """An event item (not yet stored) with a stable id."""
+    return Event(tenant_id, event_id, type=event_type, payload=payload, created_at=now_iso(),
+                 expires_at=int(time.time()) + RETENTION_SECONDS)
+
+
+def event_body(event: Event) -> dict[str, Any]:
+    return {"tenant_id": event.tenant_id, "event_id": event.event_id, "type": event.type,
+            "payload": event.payload, "created_at": event.created_at, "expires_at": event.expires_at}
+
+
+def enqueue_events(tenant_id: str, events: list[Event]) -> int:
+    """Send `events` (one tenant's) to the notifier in as few SQS messages as fit (`{"kind": "events",
+    "tenant_id", "events": [whole events]}`, ≤ 200 KB each); returns how many messages were sent. Each event
+    travels whole, so the notifier stores it if it is not stored yet (put if absent, same id): the sender may
+    enqueue BEFORE storing, and a crash in between loses nothing. Raises when SQS fails (the caller keeps
+    what it owes and retries)."""
+    queue_url = get_settings().events_queue_url
+    if not queue_url or not events:
+        return 0
+    batches: list[list[dict]] = [[]]
+    size = 0
+    for event in events:
+        body = event_body(event)
+        body_size = len(json.dumps(body))
+        if batches[-1] and size + body_size > QUEUE_MESSAGE_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(body)
+        size += body_size
+    for batch in batches:
+        aws.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(
+            {"kind": EVENTS_KIND, "tenant_id": tenant_id, "events": batch}))
+    return len(batches)
+
+
 def list_events(tenant_id: str, event_type: str | None = None, limit: int = 100) -> list[Event]:
     """Newest first; filtered by type when given (tests and the deliveries log use this)."""
     condition = Event.type == event_type if event_type else None

@@ -8,6 +8,10 @@ Three message kinds arrive on the queue:
   created (idempotently) and attempted right away — or queued when this invocation lacks the time for a full
   attempt (`transport.TIMEOUT_SECONDS`); the users the event concerns are notified per their settings
   (`user_notifications.py`);
+- several whole events `{"kind": "events", "tenant_id", "events": [...]}` (from `events.enqueue_events`, the
+  sync worker's batched `message.created`): each is stored if not stored yet (put if absent: the sender may
+  have died between enqueueing and storing) and handled as above; a failure redelivers the whole message
+  (every step is idempotent per event);
 - a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`);
 - a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`).
 
@@ -21,11 +25,11 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PutError
 
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
-from chalicelib.notify import deliveries, digest, transport, user_notifications
+from chalicelib.notify import deliveries, digest, events, transport, user_notifications
 from chalicelib.pairing import late as late_pairing
 
 ATTEMPT_MARGIN_SECONDS = 5
@@ -62,6 +66,9 @@ def _parse(record) -> dict | None:
             str(body["tenant_id"]), str(body["delivery_id"]), int(body["attempt"]), int(body["replays"])
         elif body.get("kind") == digest.MESSAGE_KIND:
             str(body["tenant_id"]), str(body["user_id"])
+        elif body.get("kind") == events.EVENTS_KIND:
+            for item in body["events"]:
+                str(item["event_id"]), str(item["type"]), dict(item["payload"]), str(item["created_at"])
         else:
             str(body["tenant_id"]), str(body["event_id"])
         return body
@@ -78,17 +85,38 @@ def consume(record, lambda_context: Any = None) -> str:
         return _delivery_message(body, lambda_context)
     if body.get("kind") == digest.MESSAGE_KIND:
         return digest.on_message(body)
+    if body.get("kind") == events.EVENTS_KIND:
+        for item in body["events"]:
+            _handle(_stored(str(body["tenant_id"]), item), lambda_context)
+        return "consumed"
     tenant_id, event_id = str(body["tenant_id"]), str(body["event_id"])
     try:
         event = Event.get(tenant_id, event_id)
     except DoesNotExist:
         logger.warning("event not found; dropped", extra={"tenant_id": tenant_id, "event_id": event_id})
         return "missing"
+    _handle(event, lambda_context)
+    return "consumed"
+
+
+def _stored(tenant_id: str, item: dict) -> Event:
+    """The event carried whole in a queue message, stored if it is not yet (same stable id, same content)."""
+    event = Event(tenant_id, str(item["event_id"]), type=str(item["type"]), payload=dict(item["payload"]),
+                  created_at=str(item["created_at"]), expires_at=item.get("expires_at"))
+    try:
+        event.save(condition=Event.event_id.does_not_exist())
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+    return event
+
+
+def _handle(event: Event, lambda_context: Any) -> None:
     late_pairing.on_event(event)  # idempotent and bounded; raises on store errors → redelivered
     _deliver(event, lambda_context)
     user_notifications.on_event(event)  # idempotent per (user, event)
-    logger.info("event consumed", extra={"tenant_id": tenant_id, "event_id": event_id, "event_type": event.type})
-    return "consumed"
+    logger.info("event consumed", extra={"tenant_id": event.tenant_id, "event_id": event.event_id,
+                                         "event_type": event.type})
 
 
 def handle_batch(event: dict, context: Any) -> dict:

@@ -105,7 +105,15 @@ def pair_message(message: Message, *, mailbox: Mailbox | None = None) -> Pairing
     if facts.blocked:
         result.skipped = "blocklisted"
         return result
-    result.matches = find_matches(message, facts, context)
+    return apply_matches(message, facts, find_matches(message, facts, context), context, result)
+
+
+def apply_matches(message: Message, facts: MessageFacts, matches: list[Match], context: TenantContext,
+                  result: PairingResult) -> PairingResult:
+    """Rules, then links (auto) or signals (signal mode) for `matches`, then their events (`pair_message`'s
+    second half; `pairing/page.py` calls it with matches found in one read for a whole page)."""
+    mode = result.mode
+    result.matches = matches
     plan = actions.run_rules(message, facts, result.matches, context, result)
     ruled = {(s.type, s.id) for s in plan.links}
     pending = [m for m in plan.matches if (m.type, m.id) not in ruled]

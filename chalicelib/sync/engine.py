@@ -4,9 +4,13 @@ Invariant (closeio ImapFolderInfo; twenty messaging-cursor.service): a folder's 
 means "the store has incorporated every remote change up to at least this cursor". Hence, per page:
 
     changes(folder, cursor) → look up `changed` refs already stored → fetch `new` + unknown `changed` refs in
-    bounded batches → store.save_fetched each (idempotent) → complete what each new message owes (pairing,
-    `message.created`; `sync/effects.py`) → store.mark_removed → ONLY THEN persist next_cursor (one transaction
-    conditioned on the lease).
+    bounded batches → store the fetched messages together (`store_page.save_page`: one batched existence
+    read, parallel S3 PUTs, items + counts in transactions) → complete what the new messages owe together
+    (`effects.complete_page`: one directory read for pairing, one queue message of `message.created` events)
+    → store.mark_removed → ONLY THEN persist next_cursor (one transaction conditioned on the lease).
+
+Bounded memory: fetched messages are held until `page_raw_bytes` (setting `MAILBRIDGE_PAGE_RAW_BYTES`, default
+32 MiB) would be passed, then stored and dropped; a page stores in as many parts as its raw mail needs.
 
 The cursor only moves forward: it is replaced only by the `next_cursor` of a page requested with the stored
 cursor, and only by the lease holder. A crash anywhere before that write replays the page next time; the store
@@ -34,7 +38,7 @@ from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.base import ErrorCode, FetchedMessage, MailProvider, MessageRef, ProviderError
-from chalicelib.sync import cursors, effects, store as message_store
+from chalicelib.sync import cursors, effects, store_page as message_store
 from chalicelib.sync.cursors import FolderState
 from chalicelib.sync.lease import Lease, LeaseLost
 from chalicelib.timeutil import isoformat, now_iso, parse_iso, utcnow
@@ -45,7 +49,7 @@ RESYNC_WINDOW = timedelta(hours=24)
 
 @dataclass(frozen=True)
 class SyncOptions:
-    page_size: int = 100          # refs per ChangeSet
+    page_size: int = 200          # refs per ChangeSet (a page's fixed calls amortize over more messages)
     fetch_batch: int = 20         # refs per provider.fetch call
 
 
@@ -93,6 +97,7 @@ class _Run:
         self.result = SyncResult("done", self.counts)
         self.since = date.fromisoformat(mailbox.import_since[:10])
         self.max_bytes = get_settings().max_message_bytes
+        self.page_raw_bytes = get_settings().page_raw_bytes
         self.states = cursors.load_all(mailbox)
 
     def _state(self, folder: str) -> FolderState:
@@ -142,6 +147,11 @@ class _Run:
                 yield FetchedMessage(ref=ref, raw=None, vanished=True)
 
     def _store_page(self, refs: Sequence[MessageRef], delta: SyncCounts) -> None:
+        """Fetch and store the page's refs, holding at most `page_raw_bytes` of raw mail at a time: fetched
+        messages are buffered and stored together (`_flush`) when the next one would pass the budget, and at
+        the end of the page (a message larger than the budget is stored alone)."""
+        held: list[FetchedMessage] = []
+        held_bytes = 0
         for batch in _chunks(refs, self.options.fetch_batch):
             for fetched in self._fetch(batch):
                 if fetched.vanished:
@@ -149,15 +159,34 @@ class _Run:
                         "not_found", f"message {fetched.ref.provider_id} vanished before it was fetched")
                     continue
                 delta.fetched += 1
-                outcome = self.store.save_fetched(self.mailbox, fetched)
-                message = outcome.message
-                if outcome.created:
-                    if message.skipped_reason:
-                        delta.skipped += 1
-                    else:
-                        delta.imported += 1
-                if message.owed:
-                    self.after_store(message)
+                size = len(fetched.raw or b"")
+                if held and held_bytes + size > self.page_raw_bytes:
+                    self._flush(held, delta)
+                    held, held_bytes = [], 0
+                held.append(fetched)
+                held_bytes += size
+        if held:
+            self._flush(held, delta)
+
+    def _flush(self, held: Sequence[FetchedMessage], delta: SyncCounts) -> None:
+        save_page = getattr(self.store, "save_page", None)
+        if save_page is not None:
+            outcomes = save_page(self.mailbox, held, lease_owner=self.lease.owner if self.lease else None)
+        else:
+            outcomes = [self.store.save_fetched(self.mailbox, fetched) for fetched in held]
+        for outcome in outcomes:
+            if outcome.created:
+                if outcome.message.skipped_reason:
+                    delta.skipped += 1
+                else:
+                    delta.imported += 1
+        owing = [outcome.message for outcome in outcomes if outcome.message.owed]
+        page_effects = getattr(self.after_store, "page", None)
+        if page_effects is not None:
+            page_effects(owing, self.mailbox)
+        else:
+            for message in owing:
+                self.after_store(message)
 
     def _unknown(self, folder: str, changed: Sequence[MessageRef]) -> list[MessageRef]:
         if not changed:

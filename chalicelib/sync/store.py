@@ -15,6 +15,8 @@ Idempotency (a redelivered job, a retried page, a UIDVALIDITY resync all re-deli
 A crash between 2 and 3 leaves an orphan-free state: the retry rewrites the same object and then the item.
 What the CRM has stored is never overwritten (links, hidden, pairing state survive a redelivery).
 Cost per new message: exactly one S3 PUT and one DynamoDB write; bodies are derived on read (`load_parsed`).
+The sync engine stores whole pages through `store_page.py` (same keys, batched calls, counts in the insert
+transaction); this module is the one-message path and the parts both share (`prepare`, `use_id`, `put_raw`).
 """
 from __future__ import annotations
 
@@ -105,9 +107,13 @@ def _insert_or_refresh(item: Message, provider_id: str, provider_ref: str) -> Sa
     except PutError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
-    # Already stored (redelivery / retried page / resync): only the provider reference moves. The answer
-    # (ALL_NEW) carries what the message still owes (`owed`), so the caller completes an interrupted store.
-    existing = Message(item.message_id)
+    return refresh_ref(item.message_id, provider_id, provider_ref)
+
+
+def refresh_ref(message_id: str, provider_id: str, provider_ref: str) -> SaveOutcome:
+    """Already stored (redelivery / retried page / resync): only the provider reference moves. The answer
+    (ALL_NEW) carries what the message still owes (`owed`), so the caller completes an interrupted store."""
+    existing = Message(message_id)
     existing.update(actions=[Message.provider_id.set(provider_id), Message.provider_key.set(provider_ref),
                              Message.removed_at_source.remove()],
                     condition=Message.message_id.exists())
@@ -126,8 +132,17 @@ def _legacy_twin(mailbox: Mailbox, folder: str, rfc_message_id: str | None, dige
     return legacy_id if stored.raw_sha256 == digest else None
 
 
-def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
-    """Store one fetched message (idempotent; see the module docstring)."""
+@dataclass
+class Prepared:
+    """A fetched message made ready to store: its item (owing what a new message owes) and the raw bytes to
+    PUT (None for a skipped message, which has no raw object)."""
+    item: Message
+    raw: bytes | None
+    legacy_id: str | None = None      # the Message-ID key of older mailboxes that may hold these very bytes
+
+
+def prepare(mailbox: Mailbox, fetched: FetchedMessage) -> Prepared:
+    """Parse and key one fetched message (no I/O)."""
     settings = get_settings()
     ref = fetched.ref
     raw = fetched.raw
@@ -141,22 +156,51 @@ def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
         item = _build_item(mailbox, fetched, message_id, parsed, skipped_reason=skipped_reason or "no_content",
                            size=len(raw) if raw else (ref.size or 0))
         item.has_attachments, item.attachments = False, []
+        prepared = Prepared(item, None)
     else:
         digest = hashlib.sha256(raw).hexdigest()
         parsed = parse_message(raw)
-        message_id = (_legacy_twin(mailbox, ref.folder, parsed.rfc_message_id, digest)
-                      or ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, ref.folder, f"sha256:{digest}"))
-        key = raw_key(mailbox.tenant_id, mailbox.mailbox_id, message_id)
-        aws.s3().put_object(Bucket=settings.raw_bucket, Key=key, Body=raw, ContentType=RAW_CONTENT_TYPE,
-                            ServerSideEncryption="AES256")
-        item = _build_item(mailbox, fetched, message_id, parsed, raw_s3_key=key, raw_sha256=digest,
-                           size=len(raw))
+        message_id = ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, ref.folder, f"sha256:{digest}")
+        legacy_id = None
+        if mailbox.store_keys != CONTENT_KEYS and parsed.rfc_message_id:
+            legacy_id = ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, ref.folder,
+                                      parsed.rfc_message_id)
+        item = _build_item(mailbox, fetched, message_id, parsed, raw_sha256=digest, size=len(raw))
+        prepared = Prepared(item, raw, legacy_id)
     item.owed = list(OWED_SKIPPED if item.skipped_reason else OWED_IMPORTED)
     item.owed_mailbox = mailbox.mailbox_id
+    return prepared
+
+
+def use_id(prepared: Prepared, message_id: str) -> None:
+    """Key the prepared item (and its raw object) under `message_id` (the content key or a legacy twin)."""
+    item = prepared.item
+    item.message_id = message_id
+    item.date_key = f"{item.date}#{message_id}"
+    if prepared.raw is not None:
+        item.raw_s3_key = raw_key(item.tenant_id, item.mailbox_id, message_id)
+
+
+def put_raw(prepared: Prepared) -> None:
+    """PUT the raw object (same key, same bytes: a repeat is harmless)."""
+    if prepared.raw is None:
+        return
+    aws.s3().put_object(Bucket=get_settings().raw_bucket, Key=prepared.item.raw_s3_key, Body=prepared.raw,
+                        ContentType=RAW_CONTENT_TYPE, ServerSideEncryption="AES256")
+
+
+def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
+    """Store one fetched message (idempotent; see the module docstring). The sync engine stores whole pages
+    through `sync/store_page.py`; this is the one-message path (and the page path's fallback)."""
+    prepared = prepare(mailbox, fetched)
+    ref, item = fetched.ref, prepared.item
+    twin = _legacy_twin(mailbox, ref.folder, item.rfc_message_id, item.raw_sha256) if prepared.raw else None
+    use_id(prepared, twin or item.message_id)
+    put_raw(prepared)
     outcome = _insert_or_refresh(item, ref.provider_id, provider_key(mailbox.mailbox_id, ref.folder,
                                                                      ref.provider_id))
     if not outcome.created:
-        logger.info("message already stored", extra={"message_id": message_id, "provider_id": ref.provider_id})
+        logger.info("message already stored", extra={"message_id": item.message_id, "provider_id": ref.provider_id})
     return outcome
 
 

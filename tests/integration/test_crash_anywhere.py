@@ -23,7 +23,7 @@ from chalicelib.models.event import Event
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import MessageLink
 from chalicelib.pairing import context as pairing_context, directory
-from chalicelib.sync import cursors, effects, engine, renewer
+from chalicelib.sync import cursors, effects, engine, renewer, store_page
 from chalicelib.sync.engine import SyncOptions
 from tests.sync_helpers import FakeProvider, counts_of, make_mailbox, reload
 
@@ -60,9 +60,12 @@ def install(monkeypatch, killer: Killer) -> None:
     monkeypatch.setattr(aws_clients, "s3", lambda: s3)
     wrap(s3, "put_object", "s3_put")
     wrap(Message, "save", "item_put")
+    wrap(store_page, "insert_items", "item_put")          # the page's items + counts, one transaction
     wrap(effects, "pair_message", "pair")
+    wrap(effects, "pair_page", "pair")
     wrap(Event, "save", "event_put")
     wrap(effects, "_settle", "settle")
+    wrap(effects, "_settle_page", "settle")               # the page's events stored + debts cleared
     wrap(cursors, "save", "cursor")
     sqs = aws_clients.sqs()
     monkeypatch.setattr(aws_clients, "sqs", lambda: sqs)

@@ -361,6 +361,7 @@ def test_the_renewer_completes_what_a_dead_sync_left_owing(aws, monkeypatch):
     """Guards against a crash between storing and pairing/announcing losing both for good."""
     mailbox = make_mailbox()
     monkeypatch.setattr(effects, "pair_message", lambda message: (_ for _ in ()).throw(RuntimeError("died")))
+    monkeypatch.setattr(effects, "pair_page", lambda messages, mailbox: {m.message_id: None for m in messages})
     engine.sync_mailbox(mailbox, FakeProvider({"inbox": 3, "sent": 0}), FAR)
     assert events.list_events(mailbox.tenant_id, "message.created") == []
     paired = []

@@ -11,7 +11,7 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.notify import events, notifier
 from chalicelib.providers.base import ErrorCode, ProviderError
-from chalicelib.sync import effects, engine, errors, lease, renewer, scheduler, store, worker
+from chalicelib.sync import effects, engine, errors, lease, renewer, scheduler, store, store_page, worker
 from chalicelib.sync.engine import SyncOptions
 from chalicelib.sync.enqueue import enqueue_sync
 from tests.sync_helpers import (FakeContext, FakeProvider, counts_of, cursor_field, drain, job_event, make_mailbox,
@@ -155,9 +155,11 @@ def test_pairing_failure_keeps_the_message_and_what_it_owes(aws, monkeypatch):
         raise RuntimeError("pairing exploded")
 
     monkeypatch.setattr(effects, "pair_message", broken_pairing)
+    monkeypatch.setattr(effects, "pair_page", lambda messages, mailbox: {m.message_id: None for m in messages})
     result = engine.sync_mailbox(mailbox, FakeProvider({"inbox": 2}), FAR)
     assert result.counts.imported == 2 and len(stored(mailbox)) == 2
-    assert all(message.owed == ["pair", "announce", "count"] for message in stored(mailbox))
+    assert counts_of(reload(mailbox))["imported"] == 2               # counted with the insert, exactly once
+    assert all(message.owed == ["pair", "announce"] for message in stored(mailbox))
     assert events.list_events(mailbox.tenant_id, "message.created") == []
     monkeypatch.setattr(effects, "pair_message", lambda message: None)
     assert effects.sweep(stored(mailbox)) == 2
@@ -296,8 +298,15 @@ def test_internal_crash_fails_the_record_and_loses_nothing(aws, monkeypatch):
     mailbox = make_mailbox()
     provider = FakeProvider({"inbox": 25})
     event = job_event((mailbox.tenant_id, mailbox.mailbox_id))
-    crash = FailingStore(fail_at=12)
-    monkeypatch.setattr(store, "save_fetched", crash.save_fetched)
+    calls = {"n": 0}
+    real_prepare = store_page.prepare
+
+    def failing_prepare(box, fetched):          # the 12th message of the page store crashes (page 2)
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise RuntimeError("store crashed")
+        return real_prepare(box, fetched)
+    monkeypatch.setattr(store_page, "prepare", failing_prepare)
     result = run_worker(event, {mailbox.mailbox_id: provider}, options=SyncOptions(page_size=10))
     assert result["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
     fresh = reload(mailbox)

@@ -1,0 +1,86 @@
+"""`pair_page`: pairing for a page of newly stored messages with ONE directory read for all of them.
+
+`engine.pair_message` reads, per message, the index keys of its addresses, domains, tags and parent messages
+(one BatchGetItem) and the records they name (another). For a page, the keys of every message are collected
+first and read together (≤ 100 keys per BatchGetItem, so a page of 100 messages costs a few requests instead
+of 200), then each message is matched against that snapshot in page order and its links are written as
+`pair_message` writes them (`engine.apply_matches`: keyed, audited, idempotent).
+
+Thread inheritance inside the page: a link written for a message is also added to the snapshot under the
+message's thread markers (`store.thread_marker_keys`, the keys `write_link` updates in DynamoDB), so a reply
+later in the same page inherits it exactly as if the parent had been paired in an earlier page.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from chalicelib.logs import logger
+from chalicelib.models.directory import record_key
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.message import Message
+from chalicelib.pairing import directory
+from chalicelib.pairing.context import get_mailbox, tenant_context
+from chalicelib.pairing.engine import PairingResult, apply_matches, body_ticket_tags
+from chalicelib.pairing.facts import message_facts
+from chalicelib.pairing.matchers import Snapshot, contact_company_keys, index_keys, run_matchers
+from chalicelib.pairing.store import thread_marker_keys
+
+
+def read_page_snapshot(tenant_id: str, keys: Sequence[str]) -> Snapshot:
+    """Index entries for `keys` and the records they name (contacts' companies too), in batched reads."""
+    snap = Snapshot(tenant_id)
+    snap.index = directory.read_snapshot_items(list(dict.fromkeys(keys)))
+    record_keys = set().union(*snap.index.values()) if snap.index else set()
+    snap.records = directory.read_records(tenant_id, record_keys)
+    missing = contact_company_keys(snap)
+    if missing:
+        snap.records.update(directory.read_records(tenant_id, missing))
+    return snap
+
+
+def _remember(snap: Snapshot, message: Message, result: PairingResult) -> None:
+    """Make this message's new links visible to replies later in the page."""
+    keys = {record_key(link["type"], link["id"]) for link in result.links}
+    if not keys:
+        return
+    for marker in thread_marker_keys(message):
+        snap.index.setdefault(marker, set()).update(keys)
+    unknown = [key for key in keys if key not in snap.records]
+    if unknown:
+        snap.records.update(directory.read_records(message.tenant_id, unknown))
+
+
+def pair_page(messages: Sequence[Message], mailbox: Mailbox | None = None) -> dict[str, PairingResult | None]:
+    """Pair each message (all of one mailbox) per the mailbox's mode; message id → its result, or None when
+    pairing that message failed (logged; the caller keeps its debt for a retry)."""
+    if not messages:
+        return {}
+    first = messages[0]
+    if mailbox is None or mailbox.mailbox_id != first.mailbox_id or mailbox.tenant_id != first.tenant_id:
+        mailbox = get_mailbox(first.tenant_id, first.mailbox_id)
+    mode = (mailbox.pairing_mode if mailbox is not None else "off") or "auto"
+    results: dict[str, PairingResult | None] = {}
+    if mode not in ("auto", "signal"):
+        return {m.message_id: PairingResult(m.message_id, mode, skipped="pairing off") for m in messages}
+    context = tenant_context(first.tenant_id)
+    todo, keys = [], []
+    for message in messages:
+        result = PairingResult(message.message_id, mode)
+        facts = message_facts(message, context.settings, context.own_addresses)
+        if facts.internal or facts.blocked:
+            result.skipped = "internal mail" if facts.internal else "blocklisted"
+            results[message.message_id] = result
+            continue
+        body_tags = body_ticket_tags(message, facts, context)
+        keys += index_keys(facts, context.settings, body_tags)
+        todo.append((message, facts, body_tags, result))
+    snap = read_page_snapshot(first.tenant_id, keys) if todo else Snapshot(first.tenant_id)
+    for message, facts, body_tags, result in todo:
+        try:
+            matches = run_matchers(facts, snap, context.settings, body_tags)
+            results[message.message_id] = apply_matches(message, facts, matches, context, result)
+            _remember(snap, message, result)
+        except Exception:  # noqa: BLE001 - the message keeps its debt; the replay or the sweep pairs it
+            logger.exception("pairing failed; kept for retry", extra={"message_id": message.message_id})
+            results[message.message_id] = None
+    return results

@@ -1,0 +1,188 @@
+"""The batched store: one page of fetched messages into S3 and the `Message` table in a handful of calls.
+
+Per page (the same keys and invariants as `store.py`, which stores one message):
+
+    1. prepare every message (parse headers, snippet and attachment list; key it by content) — no I/O;
+    2. ONE consistent BatchGetItem per 100 keys: which of the content keys (and, for mailboxes older than
+       content keys, the Message-ID keys) are already stored;
+    3. the raw objects of the new messages PUT to S3 in parallel (a bounded thread pool; boto3 clients are
+       thread-safe, resources are not — "Multithreading or multiprocessing with resources", boto3 guide);
+    4. the new items in TransactWriteItems of ≤ 99 puts (each conditioned on the item being absent) plus ONE
+       update of the mailbox's `imported_count`/`skipped_count` by the number of items in that transaction,
+       conditioned on the sync lease. A transaction is all-or-nothing (DynamoDB Developer Guide, "Amazon
+       DynamoDB Transactions"), so a message is counted exactly when it is created, however often the page is
+       replayed — counts need no per-message write. The new items owe `["pair", "announce"]` (a skipped
+       message nothing): `effects.complete_page` pays that.
+    5. messages already stored only get their provider reference moved (one update each, only when it moved).
+
+A transaction cancelled by an item condition (the item appeared meanwhile) falls back to the one-message path
+for its messages (`store._insert_or_refresh`, owing `count` too); one cancelled by the lease condition raises
+`LeaseLost`. A crash anywhere leaves raw objects without items (rewritten with the same bytes on replay) or
+items that still owe their effects (completed on replay or by the sweep) — never a count without its item.
+Requests stay under DynamoDB's limits: 100 keys per BatchGetItem, 100 actions and 4 MB per transaction (each
+`Message` item is ≤ 256 KB by `sync/limits.py`).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.config import get_settings
+from chalicelib.logs import logger
+from chalicelib.models.base import transaction_connection
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.message import Message
+from chalicelib.providers.base import FetchedMessage
+from chalicelib.sync.lease import LeaseLost
+from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOutcome, _insert_or_refresh,
+                                   mark_removed, prepare, provider_key, put_raw, refresh_ref, save_fetched,
+                                   stored_provider_ids, use_id)
+
+BATCH_GET_KEYS = 100                     # BatchGetItem: at most 100 keys per request
+TRANSACT_PUTS = 99                       # TransactWriteItems: 100 actions, one of them the mailbox counter
+TRANSACT_BYTES = 3_000_000               # TransactWriteItems: 4 MB per request, with room for the envelope
+OWED_NEW = [debt for debt in OWED_IMPORTED if debt != "count"]   # counted in the transaction that creates it
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=get_settings().s3_put_concurrency,
+                                       thread_name_prefix="raw-put")
+        return _pool
+
+
+def put_raw_objects(prepared: Sequence[Prepared]) -> None:
+    """PUT every raw object, at most `s3_put_concurrency` at a time; the first failure is raised (after all
+    have finished, so no PUT outlives the page)."""
+    with_raw = [p for p in prepared if p.raw is not None]
+    if len(with_raw) <= 1:
+        for item in with_raw:
+            put_raw(item)
+        return
+    futures = [_executor().submit(put_raw, item) for item in with_raw]
+    errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+def existing_items(keys: Sequence[str]) -> dict[str, Message]:
+    """The stored items among `keys` (consistent reads, ≤ 100 keys a request)."""
+    found: dict[str, Message] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), BATCH_GET_KEYS):
+        for item in Message.batch_get(unique[start:start + BATCH_GET_KEYS], consistent_read=True):
+            found[item.message_id] = item
+    return found
+
+
+def _size(item: Message) -> int:
+    return len(json.dumps(item.serialize(), default=str))
+
+
+def _chunks(new: list[Prepared]) -> list[list[Prepared]]:
+    chunks: list[list[Prepared]] = [[]]
+    size = 0
+    for prepared in new:
+        item_size = _size(prepared.item)
+        if chunks[-1] and (len(chunks[-1]) >= TRANSACT_PUTS or size + item_size > TRANSACT_BYTES):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(prepared)
+        size += item_size
+    return [chunk for chunk in chunks if chunk]
+
+
+def insert_items(mailbox: Mailbox, chunk: Sequence[Prepared], lease_owner: str | None) -> bool:
+    """Create the chunk's items and count them in one transaction. False when an item already existed
+    (nothing was written); raises LeaseLost when the lease is no longer `lease_owner`'s."""
+    imported = sum(1 for p in chunk if not p.item.skipped_reason)
+    skipped = len(chunk) - imported
+    counters = ([Mailbox.imported_count.add(imported)] if imported else []) + \
+               ([Mailbox.skipped_count.add(skipped)] if skipped else [])
+    condition = Mailbox.mailbox_id.exists()
+    if lease_owner is not None:
+        condition = condition & (Mailbox.lease_owner == lease_owner)
+    try:
+        with TransactWrite(connection=transaction_connection()) as transaction:
+            for prepared in chunk:
+                transaction.save(prepared.item, condition=Message.message_id.does_not_exist())
+            transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id), actions=counters,
+                               condition=condition)
+    except TransactWriteError as exc:
+        reasons = list(getattr(exc, "cancellation_reasons", None) or [])
+        codes = [getattr(reason, "code", None) if reason is not None else None for reason in reasons]
+        if len(codes) == len(chunk) + 1 and codes[-1] == "ConditionalCheckFailed":
+            raise LeaseLost(mailbox.mailbox_id) from None
+        if "ConditionalCheckFailed" in codes:
+            return False
+        raise
+    return True
+
+
+def _refresh(existing: Message, prepared: Prepared) -> SaveOutcome:
+    """A message stored before: move its provider reference if it moved (one update), else write nothing."""
+    ref_key = prepared.item.provider_key
+    if existing.provider_key == ref_key and existing.removed_at_source is None:
+        return SaveOutcome(existing, False)
+    return refresh_ref(existing.message_id, prepared.item.provider_id, ref_key)
+
+
+def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
+              lease_owner: str | None = None) -> list[SaveOutcome]:
+    """Store a page of fetched messages (idempotent; see the module docstring); one outcome per message, in
+    order. Messages with the same bytes in one page are one message (the later ones are `created=False`)."""
+    prepared = [prepare(mailbox, item) for item in fetched]
+    keys = [p.item.message_id for p in prepared] + [p.legacy_id for p in prepared if p.legacy_id]
+    stored = existing_items(keys)
+    outcomes: list[SaveOutcome | None] = [None] * len(prepared)
+    new: list[Prepared] = []
+    first_of: dict[str, int] = {}
+    repeats: list[int] = []
+    for index, item in enumerate(prepared):
+        twin = stored.get(item.legacy_id or "")
+        if twin is not None and twin.raw_sha256 == item.item.raw_sha256:
+            use_id(item, twin.message_id)
+        else:
+            use_id(item, item.item.message_id)
+        message_id = item.item.message_id
+        if message_id in stored:
+            outcomes[index] = _refresh(stored[message_id], item)
+        elif message_id in first_of:
+            repeats.append(index)
+        else:
+            first_of[message_id] = index
+            item.item.owed = list(OWED_NEW) if not item.item.skipped_reason else None
+            item.item.owed_mailbox = mailbox.mailbox_id if item.item.owed else None
+            new.append(item)
+    put_raw_objects(new)
+    for chunk in _chunks(new):
+        if insert_items(mailbox, chunk, lease_owner):
+            for item in chunk:
+                outcomes[first_of[item.item.message_id]] = SaveOutcome(item.item, True)
+            continue
+        logger.info("page insert raced with another writer; storing one by one", extra={"messages": len(chunk)})
+        for item in chunk:
+            item.item.owed = list(OWED_SKIPPED if item.item.skipped_reason else OWED_IMPORTED)
+            item.item.owed_mailbox = mailbox.mailbox_id
+            outcomes[first_of[item.item.message_id]] = _insert_or_refresh(
+                item.item, item.item.provider_id, item.item.provider_key)
+    for index in repeats:
+        first = outcomes[first_of[prepared[index].item.message_id]]
+        outcomes[index] = _refresh(first.message, prepared[index])
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+# The engine's store interface: pages through `save_page`; the rest is the one-message store's.
+__all__ = ["save_page", "existing_items", "insert_items", "put_raw_objects", "provider_key", "save_fetched",
+           "stored_provider_ids", "mark_removed"]
