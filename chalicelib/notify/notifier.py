@@ -2,14 +2,16 @@
 jobs an event triggers (late pairing for `directory.changed`), delivers it to the tenant's webhook and notifies
 the users it concerns.
 
-Three message kinds arrive on the queue:
+Four message kinds arrive on the queue:
 - an event reference `{"tenant_id", "event_id", "type"}` (from `events.emit`): the event is read from the
   Event table by id; late pairing runs; when the tenant's webhook subscribes to the type, its delivery item is
   created (idempotently) and attempted right away — or queued when this invocation lacks the time for a full
   attempt (`transport.TIMEOUT_SECONDS`); the users the event concerns are notified per their settings
   (`user_notifications.py`);
 - a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`);
-- a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`).
+- a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`);
+- an outbox job `{"kind": "outbox.send", "tenant_id", "outbox_id"}`: send (or finish) one outbox item
+  (`outbox/delivery.py`; a job kind on this queue rather than a queue of its own, docs/architecture.md).
 
 Each record is isolated (Powertools BatchProcessor): a record whose event cannot be loaded because DynamoDB
 failed is reported in `batchItemFailures` and redelivered; a record naming an event that does not exist
@@ -26,6 +28,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
 from chalicelib.notify import deliveries, digest, transport, user_notifications
+from chalicelib.outbox import delivery as outbox_delivery
 from chalicelib.pairing import late as late_pairing
 
 ATTEMPT_MARGIN_SECONDS = 5
@@ -62,6 +65,8 @@ def _parse(record) -> dict | None:
             str(body["tenant_id"]), str(body["delivery_id"]), int(body["attempt"]), int(body["replays"])
         elif body.get("kind") == digest.MESSAGE_KIND:
             str(body["tenant_id"]), str(body["user_id"])
+        elif body.get("kind") == outbox_delivery.JOB_KIND:
+            str(body["tenant_id"]), str(body["outbox_id"])
         else:
             str(body["tenant_id"]), str(body["event_id"])
         return body
@@ -78,6 +83,8 @@ def consume(record, lambda_context: Any = None) -> str:
         return _delivery_message(body, lambda_context)
     if body.get("kind") == digest.MESSAGE_KIND:
         return digest.on_message(body)
+    if body.get("kind") == outbox_delivery.JOB_KIND:
+        return outbox_delivery.on_message(body)
     tenant_id, event_id = str(body["tenant_id"]), str(body["event_id"])
     try:
         event = Event.get(tenant_id, event_id)

@@ -8,7 +8,8 @@ then `BatchGetItem` (≤100 keys a call) — no scan.
 It also keeps push registrations alive (`sync/push.py`: Gmail watch, Graph subscriptions, `mailbox.push_expiring`
 when one cannot be renewed) and completes what stored messages still owe when a sync died before paying it
 (`sync/effects.py`: pairing, `message.created`, counts) — the outbox sweeper. And it runs the webhook deliveries' safety-net sweep (`notify.deliveries.run_due`: deliveries whose delayed
-queue message was lost), within `WEBHOOK_SWEEP_SECONDS`.
+queue message was lost), within `WEBHOOK_SWEEP_SECONDS`, and the outbox's (`outbox.delivery.sweep`: items whose
+job was lost or whose attempt died).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Callable, Iterator
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.notify import deliveries
+from chalicelib.outbox import delivery as outbox_delivery
 from chalicelib.providers.base import MailProvider
 from chalicelib.providers.kinds import build_provider
 from chalicelib.sync import effects, push
@@ -71,6 +73,10 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
     counts.update(stuck=len(stuck), enqueued=result.sent, failed=len(result.failed))
     if stuck or counts["push_failed"] or counts["effects_completed"]:
         logger.warning("renewer repaired mailboxes", extra=counts)
+    try:
+        counts["outbox_swept"] = outbox_delivery.sweep(provider_factory=provider_factory)
+    except Exception:  # noqa: BLE001 - as below: the next run sweeps again
+        logger.exception("outbox sweep failed")
     try:
         swept = deliveries.run_due(deadline=time.monotonic() + WEBHOOK_SWEEP_SECONDS)
     except Exception:  # noqa: BLE001 - the mailbox recovery above is done; the next run sweeps again
