@@ -4,9 +4,9 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from chalicelib.api.schemas.common import Strict
 from chalicelib.api.schemas.mailboxes import check_email, check_header_text
@@ -43,6 +43,9 @@ def _recipient(value):
     return value
 
 
+Recipient = Annotated[RecipientIn, BeforeValidator(_recipient)]
+
+
 class AttachmentIn(Strict):
     filename: str = Field(min_length=1, max_length=255)
     content_type: str = Field("application/octet-stream", pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/"
@@ -67,9 +70,9 @@ class AttachmentIn(Strict):
 class SendRequest(Strict):
     mode: SendMode = "new"
     in_reply_to: str | None = Field(None, max_length=64, description="A stored message id (reply/forward).")
-    to: list[RecipientIn] = Field(default_factory=list)
-    cc: list[RecipientIn] = Field(default_factory=list)
-    bcc: list[RecipientIn] = Field(default_factory=list)
+    to: list[Recipient] = Field(default_factory=list, description='{"email", "name"} or "Name <a@b.example>"')
+    cc: list[Recipient] = Field(default_factory=list)
+    bcc: list[Recipient] = Field(default_factory=list)
     subject: str | None = Field(None, max_length=998, description="Default for replies/forwards: the "
                                                                    "original's with Re:/Fwd: (not stacked).")
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
@@ -78,11 +81,6 @@ class SendRequest(Strict):
     send_at: datetime | None = Field(None, description="ISO 8601 with offset; at most 30 days ahead.")
 
     _subject = field_validator("subject")(check_header_text)
-
-    @field_validator("to", "cc", "bcc", mode="before")
-    @classmethod
-    def _recipients(cls, value):
-        return [_recipient(v) for v in value] if isinstance(value, list) else value
 
     @field_validator("text", "html")
     @classmethod

@@ -227,24 +227,6 @@ class ImapClient:
             self._count("UID FETCH")
             return {int(k): v for k, v in conn.fetch(list(uids), list(items)).items()}
 
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def _untagged_bye(conn) -> str | None:
-    responses = getattr(getattr(conn, "_imap", None), "untagged_responses", None) or {}
-    values = responses.get("BYE") or []
-    text = values[-1] if values else None
-    return text.decode(errors="replace") if isinstance(text, bytes) else text
-
-
-def _close_quietly(conn: IMAPClient) -> None:
-    try:
-        conn.shutdown()
-    except Exception:  # noqa: BLE001
-        pass
-
     # ---- the one write: the sent copy (outbox) ---------------------------------------------------------------
 
     def append(self, mailbox: str, raw: bytes, *, flags: Sequence[str] = ("\\Seen",)) -> None:
@@ -263,3 +245,21 @@ def _close_quietly(conn: IMAPClient) -> None:
         with self._guard():
             self._count("UID SEARCH")
             return bool(conn.search(["HEADER", "Message-ID", rfc_message_id]))
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _untagged_bye(conn) -> str | None:
+    responses = getattr(getattr(conn, "_imap", None), "untagged_responses", None) or {}
+    values = responses.get("BYE") or []
+    text = values[-1] if values else None
+    return text.decode(errors="replace") if isinstance(text, bytes) else text
+
+
+def _close_quietly(conn: IMAPClient) -> None:
+    try:
+        conn.shutdown()
+    except Exception:  # noqa: BLE001
+        pass
