@@ -19,6 +19,7 @@ def server_out(server: MailServer) -> dict[str, Any]:
     if server.type in OAUTH_TYPES:
         oauth = {"client_id": (server.oauth or {}).get("client_id"),
                  "ms_tenant": (server.oauth or {}).get("ms_tenant"),
+                 "client_secret_expires_at": (server.oauth or {}).get("client_secret_expires_at"),
                  "has_client_secret": bool(server.secret_ciphertext)}
     return {"id": server.server_id, "name": server.name, "type": server.type,
             "imap": _pick(server.imap, _PRESET_KEYS), "smtp": _pick(server.smtp, _PRESET_KEYS), "oauth": oauth,
