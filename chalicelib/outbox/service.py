@@ -38,6 +38,7 @@ JOB_KIND = "outbox.send"
 MAX_SCHEDULE_AHEAD = timedelta(days=30)
 MAX_ATTACHMENT_BYTES = 4 * 1024 * 1024   # decoded, one request's attachments together (docs/api.md)
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024     # the composed MIME incl. forwarded attachments
+MAX_RECIPIENTS = 100                     # to + cc + bcc, also after reply_all added the original's recipients
 CANCELLABLE = ("queued", "scheduled")
 
 
@@ -134,8 +135,8 @@ def accept(mailbox: Mailbox, user_id: str | None, body, original: Message | None
     composed = compose.compose(sender, draft, source, now=now)
     if not composed.recipients:
         raise InvalidField("to", "the original names no one to reply to; give to")
-    if len(composed.recipients) > 100:
-        raise InvalidField("to", "at most 100 recipients (to + cc + bcc together)")
+    if len(composed.recipients) > MAX_RECIPIENTS:
+        raise InvalidField("to", f"at most {MAX_RECIPIENTS} recipients (to + cc + bcc together)")
     if len(composed.raw) > MAX_MESSAGE_BYTES:
         raise TooLarge("attachments", f"the message would exceed {MAX_MESSAGE_BYTES} bytes")
     key = (f"outbox/{mailbox.tenant_id}/{mailbox.mailbox_id}/{outbox_id}-"

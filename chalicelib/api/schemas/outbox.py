@@ -10,13 +10,12 @@ from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from chalicelib.api.schemas.common import Strict
 from chalicelib.api.schemas.mailboxes import check_email, check_header_text
+from chalicelib.outbox.service import MAX_RECIPIENTS
 from chalicelib.sync.mime_address import strict_getaddresses
 
 SendMode = Literal["new", "reply", "reply_all", "forward"]
 OutboxStatus = Literal["queued", "scheduled", "sending", "sent", "failed", "cancelled"]
-MAX_RECIPIENTS = 100                    # to + cc + bcc, after a reply_all added the original's recipients
 MAX_ATTACHMENTS = 20
-MAX_ATTACHMENT_BYTES = 4 * 1024 * 1024  # decoded, all attachments of one request together (413 above)
 MAX_SEND_BODY_BYTES = 6_000_000         # the request (Lambda's 6 MB synchronous payload limit)
 MAX_TEXT_CHARS = 1_000_000
 
