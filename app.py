@@ -9,6 +9,7 @@ from chalicelib.api.blueprints import messages as messages_api
 from chalicelib.api.blueprints import sync as sync_api
 from chalicelib.api.blueprints import directory, links, rules, signals
 from chalicelib.api.blueprints import notifications, oauth, push, push_graph, webhook
+from chalicelib.api.blueprints import outbox
 
 app = Chalice(app_name="mailbridge")
 app.api.binary_types.append("message/rfc822")
@@ -29,6 +30,7 @@ app.register_blueprint(notifications.bp)
 app.register_blueprint(push.bp)
 app.register_blueprint(oauth.bp)
 app.register_blueprint(push_graph.bp)
+app.register_blueprint(outbox.bp)
 
 
 # --- events (sync engine) -------------------------------------------------------------------------------------

@@ -90,10 +90,11 @@ def _raise_validation(exc: ValidationError, prefix: str = "") -> None:
     raise ValidationFailed(f"Request is invalid — {detail}", errors=errors) from None
 
 
-def parse_body(request, model: type[BaseModel]) -> BaseModel:
+def parse_body(request, model: type[BaseModel], max_body: int | None = None) -> BaseModel:
     raw = request.raw_body or b""
-    if len(raw) > get_settings().max_body_bytes:
-        raise PayloadTooLarge(f"Request body exceeds {get_settings().max_body_bytes} bytes.")
+    limit = max_body or get_settings().max_body_bytes
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request body exceeds {limit} bytes.", extra={"max_bytes": limit})
     content_type = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise UnsupportedMediaType("Send the request body as application/json.")
@@ -146,7 +147,8 @@ def _authenticate(mode: str, request):
 
 def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenant", body=None, query=None,
           response=None, status: int = 200, tags: tuple[str, ...] = (), content_type: str = "application/json",
-          errors: tuple[int, ...] = (), accepts: tuple[str, ...] = ("application/json",)) -> Callable:
+          errors: tuple[int, ...] = (), accepts: tuple[str, ...] = ("application/json",),
+          max_body: int | None = None) -> Callable:
     if auth not in {"tenant", "operator", "none"}:
         raise ValueError(f"unknown auth mode {auth!r}")
 
@@ -168,7 +170,7 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                     logger.append_keys(tenant_id=principal.tenant_id, user_id=principal.user_id)
                 kwargs = dict(path_args)
                 if body is not None:
-                    kwargs["body"] = parse_body(request, body)
+                    kwargs["body"] = parse_body(request, body, max_body)
                 if query is not None:
                     kwargs["query"] = parse_query(request, query)
                 return render(fn(**kwargs), status)

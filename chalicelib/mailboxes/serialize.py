@@ -19,6 +19,7 @@ def server_out(server: MailServer) -> dict[str, Any]:
     if server.type in OAUTH_TYPES:
         oauth = {"client_id": (server.oauth or {}).get("client_id"),
                  "ms_tenant": (server.oauth or {}).get("ms_tenant"),
+                 "client_secret_expires_at": (server.oauth or {}).get("client_secret_expires_at"),
                  "has_client_secret": bool(server.secret_ciphertext)}
     return {"id": server.server_id, "name": server.name, "type": server.type,
             "imap": _pick(server.imap, _PRESET_KEYS), "smtp": _pick(server.smtp, _PRESET_KEYS), "oauth": oauth,
@@ -33,6 +34,7 @@ def mailbox_out(mailbox: Mailbox, access: str) -> dict[str, Any]:
             "sender_name": mailbox.sender_name, "import_since": mailbox.import_since,
             "pairing_mode": mailbox.pairing_mode, "show_snippet": bool(mailbox.show_snippet),
             "signature_html": mailbox.signature_html, "signature_on_replies": bool(mailbox.signature_on_replies),
+            "append_sent": mailbox.append_sent is not False,
             "kind": mailbox.kind, "owner_user_id": mailbox.owner_user_id, "mail_server_id": mailbox.mail_server_id,
             "imap": _pick(mailbox.imap, _ENDPOINT_KEYS), "smtp": _pick(mailbox.smtp, _ENDPOINT_KEYS),
             "has_password": bool(mailbox.secret_ciphertext), "status": mailbox.status,

@@ -32,7 +32,9 @@ def admin_consent_redirect_uri() -> str:
 
 
 def _oauth_public(oauth: dict[str, Any]) -> dict[str, Any]:
-    return {"client_id": oauth.get("client_id"), "ms_tenant": oauth.get("ms_tenant")}
+    expires = oauth.get("client_secret_expires_at")
+    return {"client_id": oauth.get("client_id"), "ms_tenant": oauth.get("ms_tenant"),
+            "client_secret_expires_at": str(expires) if expires else None}
 
 
 def create_server(tenant_id: str, data: dict[str, Any]) -> MailServer:

@@ -184,6 +184,7 @@ def create_mailbox(tenant: Tenant, principal: Principal, data: dict[str, Any]) -
         show_snippet=data["show_snippet"], kind=data["kind"], owner_user_id=owner,
         owner_key=owner_key(tenant.tenant_id, owner) if owner else None,
         signature_html=_signature(data.get("signature_html")), signature_on_replies=data["signature_on_replies"],
+        append_sent=data.get("append_sent", True),
         mail_server_id=preset.server_id if preset else None, imap=imap, smtp=smtp,
         secret_ciphertext=encrypt_secrets(tenant.tenant_id, mailbox_id, secrets), status="active",
         store_keys=CONTENT_KEYS,
@@ -224,7 +225,7 @@ def _apply(mailbox: Mailbox, actions: list, condition=None) -> None:
 def update_mailbox(tenant: Tenant, mailbox: Mailbox, changes: dict[str, Any]) -> Mailbox:
     """`changes` holds only the fields sent (UpdateMailbox.model_dump(exclude_unset=True))."""
     actions = []
-    for name in ("name", "email", "pairing_mode", "show_snippet", "signature_on_replies"):
+    for name in ("name", "email", "pairing_mode", "show_snippet", "signature_on_replies", "append_sent"):
         if changes.get(name) is not None:
             actions.append(getattr(Mailbox, name).set(changes[name]))
     if "sender_name" in changes:

@@ -76,6 +76,7 @@ class Mailbox(Model):
     owner_key = UnicodeAttribute(null=True)
     signature_html = UnicodeAttribute(null=True)
     signature_on_replies = BooleanAttribute(default=False)
+    append_sent = BooleanAttribute(null=True)      # IMAP: APPEND sent copies to Sent (None = on)
     mail_server_id = UnicodeAttribute(null=True)
     imap = JSONAttribute(null=True)                # {host, port, security, username, login_method}
     smtp = JSONAttribute(null=True)

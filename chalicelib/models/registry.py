@@ -9,12 +9,14 @@ from chalicelib.models.pairing import AuditEntry, MessageLink, Rule, Signal
 from chalicelib.models.webhook import Webhook, WebhookDelivery
 from chalicelib.models.notification import Notification, NotificationRelay, NotificationSettings
 from chalicelib.models.consent import ConsentState
+from chalicelib.models.outbox import OutboxItem
 
 MODELS: list[type] = [Tenant, ApiKey, MailServer, Mailbox, MailboxShare, SyncCursor, Message, Event]
 MODELS += [DirectoryRecord, DirectoryIndex, MessageLink, Signal, Rule, AuditEntry]
 MODELS += [Webhook, WebhookDelivery]
 MODELS += [NotificationSettings, Notification, NotificationRelay]
 MODELS += [ConsentState]
+MODELS += [OutboxItem]
 
 
 def all_models() -> list[type]:

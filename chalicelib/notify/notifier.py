@@ -2,7 +2,7 @@
 jobs an event triggers (late pairing for `directory.changed`), delivers it to the tenant's webhook and notifies
 the users it concerns.
 
-Three message kinds arrive on the queue:
+Four message kinds arrive on the queue:
 - an event reference `{"tenant_id", "event_id", "type"}` (from `events.emit`): the event is read from the
   Event table by id; late pairing runs; when the tenant's webhook subscribes to the type, its delivery item is
   created (idempotently) and attempted right away — or queued when this invocation lacks the time for a full
@@ -13,7 +13,9 @@ Three message kinds arrive on the queue:
   have died between enqueueing and storing) and handled as above; a failure redelivers the whole message
   (every step is idempotent per event);
 - a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`);
-- a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`).
+- a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`);
+- an outbox job `{"kind": "outbox.send", "tenant_id", "outbox_id"}`: send (or finish) one outbox item
+  (`outbox/delivery.py`; a job kind on this queue rather than a queue of its own, docs/architecture.md).
 
 Each record is isolated (Powertools BatchProcessor): a record whose event cannot be loaded because DynamoDB
 failed is reported in `batchItemFailures` and redelivered; a record naming an event that does not exist
@@ -30,6 +32,7 @@ from pynamodb.exceptions import DoesNotExist, PutError
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
 from chalicelib.notify import deliveries, digest, events, transport, user_notifications
+from chalicelib.outbox import delivery as outbox_delivery
 from chalicelib.pairing import late as late_pairing
 
 ATTEMPT_MARGIN_SECONDS = 5
@@ -69,6 +72,8 @@ def _parse(record) -> dict | None:
         elif body.get("kind") == events.EVENTS_KIND:
             for item in body["events"]:
                 str(item["event_id"]), str(item["type"]), dict(item["payload"]), str(item["created_at"])
+        elif body.get("kind") == outbox_delivery.JOB_KIND:
+            str(body["tenant_id"]), str(body["outbox_id"])
         else:
             str(body["tenant_id"]), str(body["event_id"])
         return body
@@ -89,6 +94,8 @@ def consume(record, lambda_context: Any = None) -> str:
         for item in body["events"]:
             _handle(_stored(str(body["tenant_id"]), item), lambda_context)
         return "consumed"
+    if body.get("kind") == outbox_delivery.JOB_KIND:
+        return outbox_delivery.on_message(body)
     tenant_id, event_id = str(body["tenant_id"]), str(body["event_id"])
     try:
         event = Event.get(tenant_id, event_id)

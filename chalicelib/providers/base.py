@@ -176,6 +176,16 @@ class MailProvider(abc.ABC):
              thread: ThreadHint | None = None) -> SendResult:
         """Submit a message through the mailbox's own provider."""
 
+    def append_sent_copy(self, raw: bytes) -> bool:
+        """File a copy of a message just sent into the Sent folder; True when filed. Only IMAP needs it (SMTP
+        submission files nothing); Gmail and Graph file sent mail themselves, so the default does nothing."""
+        return False
+
+    def has_sent_copy(self, rfc_message_id: str) -> bool | None:
+        """Whether the provider's Sent folder holds a message with this Message-ID; None when the provider
+        cannot tell. The outbox asks after an attempt died mid-send, so it never resends blindly."""
+        return None
+
     def close(self) -> None:
         """Release connections."""
 

@@ -5,10 +5,12 @@ simply resumes. The :00/:30 scheduler would get there too; this sweep makes reco
 reports how many mailboxes were stuck. Active mailboxes are read through the `by_status` GSI (keys only) and
 then `BatchGetItem` (≤100 keys a call) — no scan.
 
+It warns before known credential expiries (`sync/credential_expiry.py`: `mailbox.credentials_expiring`).
 It also keeps push registrations alive (`sync/push.py`: Gmail watch, Graph subscriptions, `mailbox.push_expiring`
 when one cannot be renewed) and completes what stored messages still owe when a sync died before paying it
 (`sync/effects.py`: pairing, `message.created`, counts) — the outbox sweeper. And it runs the webhook deliveries' safety-net sweep (`notify.deliveries.run_due`: deliveries whose delayed
-queue message was lost), within `WEBHOOK_SWEEP_SECONDS`.
+queue message was lost), within `WEBHOOK_SWEEP_SECONDS`, and the outbox's (`outbox.delivery.sweep`: items whose
+job was lost or whose attempt died).
 """
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ from typing import Callable, Iterator
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.notify import deliveries
+from chalicelib.outbox import delivery as outbox_delivery
 from chalicelib.providers.base import MailProvider
 from chalicelib.providers.kinds import build_provider
-from chalicelib.sync import effects, push
+from chalicelib.sync import credential_expiry, effects, push
 from chalicelib.sync.enqueue import SyncJob, enqueue_many
 from chalicelib.sync.scheduler import active_mailbox_keys
 from chalicelib.timeutil import isoformat
@@ -59,7 +62,8 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
     owed_before = isoformat(datetime.fromtimestamp(now, timezone.utc) - SWEEP_AFTER)
     stuck: list[SyncJob] = []
     counts = {"stuck": 0, "enqueued": 0, "failed": 0, "push_started": 0, "push_renewed": 0, "push_failed": 0,
-              "effects_completed": 0}
+              "effects_completed": 0, "credentials_expiring": 0}
+    servers: dict = {}
     for mailbox in _mailboxes():
         if is_stuck(mailbox, now):
             stuck.append(SyncJob(mailbox.tenant_id, mailbox.mailbox_id, "recover"))
@@ -67,10 +71,18 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
         if outcome in ("started", "renewed", "failed"):
             counts[f"push_{outcome}"] += 1
         counts["effects_completed"] += effects.sweep(effects.left_behind(mailbox.mailbox_id, owed_before))
+        try:
+            counts["credentials_expiring"] += credential_expiry.check(mailbox, cache=servers)
+        except Exception:  # noqa: BLE001 - a warning that fails now is emitted by the next run
+            logger.exception("credential expiry check failed", extra={"mailbox_id": mailbox.mailbox_id})
     result = enqueue_many(stuck)
     counts.update(stuck=len(stuck), enqueued=result.sent, failed=len(result.failed))
     if stuck or counts["push_failed"] or counts["effects_completed"]:
         logger.warning("renewer repaired mailboxes", extra=counts)
+    try:
+        counts["outbox_swept"] = outbox_delivery.sweep(provider_factory=provider_factory)
+    except Exception:  # noqa: BLE001 - as below: the next run sweeps again
+        logger.exception("outbox sweep failed")
     try:
         swept = deliveries.run_due(deadline=time.monotonic() + WEBHOOK_SWEEP_SECONDS)
     except Exception:  # noqa: BLE001 - the mailbox recovery above is done; the next run sweeps again

@@ -33,15 +33,17 @@ from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
-from chalicelib.providers.base import FetchedMessage
+from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync.mime import ParsedMessage, parse_message
+from chalicelib.timeutil import now_iso
 
 CONTENT_KEYS = "content"                        # Mailbox.store_keys of mailboxes keyed by content only
 OWED_IMPORTED = ["pair", "announce", "count"]   # what a new message owes (sync/effects.py pays it)
 OWED_SKIPPED = ["count"]
-from chalicelib.timeutil import now_iso
 
 RAW_CONTENT_TYPE = "message/rfc822"
+SENT_FOLDER = "sent"
+OUTBOX_PROVIDER_PREFIX = "outbox:"      # provider id of a sent copy the provider did not identify (Graph)
 HEADER_PEEK_BYTES = 256 * 1024
 
 
@@ -132,6 +134,41 @@ def _legacy_twin(mailbox: Mailbox, folder: str, rfc_message_id: str | None, dige
     return legacy_id if stored.raw_sha256 == digest else None
 
 
+def sent_copy_id(mailbox: Mailbox, rfc_message_id: str) -> str:
+    """The id of the copy of a message this service sent (chalicelib/outbox) from `mailbox`: keyed by the
+    fresh Message-ID the outbox generated, because the provider's own copy in Sent may differ in bytes (Gmail
+    and Graph add headers), so a content key could not find it."""
+    return ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, SENT_FOLDER, "sent:" + rfc_message_id)
+
+
+def _sent_twin(mailbox: Mailbox, folder: str, rfc_message_id: str | None) -> str | None:
+    """A message the sync finds in Sent that the outbox already stored (same Message-ID, same mailbox): that
+    item, so the next sync only refreshes its provider id instead of storing it twice."""
+    if folder != SENT_FOLDER or not rfc_message_id:
+        return None
+    candidate = sent_copy_id(mailbox, rfc_message_id)
+    try:
+        Message.get(candidate, attributes_to_get=["message_id"])
+    except Message.DoesNotExist:
+        return None
+    return candidate
+
+
+def save_sent(mailbox: Mailbox, raw: bytes, *, rfc_message_id: str, provider_id: str,
+              thread_id: str | None = None) -> SaveOutcome:
+    """Store the copy of a message the outbox just sent, in "sent" under `sent_copy_id` (idempotent like
+    `save_fetched`: a repeat refreshes the provider id). It owes the same effects as an imported message."""
+    message_id = sent_copy_id(mailbox, rfc_message_id)
+    key = raw_key(mailbox.tenant_id, mailbox.mailbox_id, message_id)
+    aws.s3().put_object(Bucket=get_settings().raw_bucket, Key=key, Body=raw, ContentType=RAW_CONTENT_TYPE,
+                        ServerSideEncryption="AES256")
+    fetched = FetchedMessage(ref=MessageRef(SENT_FOLDER, provider_id, size=len(raw), thread_id=thread_id), raw=raw)
+    item = _build_item(mailbox, fetched, message_id, parse_message(raw), raw_s3_key=key,
+                       raw_sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
+    item.owed, item.owed_mailbox = list(OWED_IMPORTED), mailbox.mailbox_id
+    return _insert_or_refresh(item, provider_id, provider_key(mailbox.mailbox_id, SENT_FOLDER, provider_id))
+
+
 @dataclass
 class Prepared:
     """A fetched message made ready to store: its item (owing what a new message owes) and the raw bytes to
@@ -139,6 +176,7 @@ class Prepared:
     item: Message
     raw: bytes | None
     legacy_id: str | None = None      # the Message-ID key of older mailboxes that may hold these very bytes
+    sent_id: str | None = None        # in Sent: the key of the copy the outbox stored when it sent this message
 
 
 def prepare(mailbox: Mailbox, fetched: FetchedMessage) -> Prepared:
@@ -166,7 +204,9 @@ def prepare(mailbox: Mailbox, fetched: FetchedMessage) -> Prepared:
             legacy_id = ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, ref.folder,
                                       parsed.rfc_message_id)
         item = _build_item(mailbox, fetched, message_id, parsed, raw_sha256=digest, size=len(raw))
-        prepared = Prepared(item, raw, legacy_id)
+        sent_id = sent_copy_id(mailbox, parsed.rfc_message_id) if (
+            ref.folder == SENT_FOLDER and parsed.rfc_message_id) else None
+        prepared = Prepared(item, raw, legacy_id, sent_id)
     item.owed = list(OWED_SKIPPED if item.skipped_reason else OWED_IMPORTED)
     item.owed_mailbox = mailbox.mailbox_id
     return prepared
@@ -194,7 +234,8 @@ def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
     through `sync/store_page.py`; this is the one-message path (and the page path's fallback)."""
     prepared = prepare(mailbox, fetched)
     ref, item = fetched.ref, prepared.item
-    twin = _legacy_twin(mailbox, ref.folder, item.rfc_message_id, item.raw_sha256) if prepared.raw else None
+    twin = (_legacy_twin(mailbox, ref.folder, item.rfc_message_id, item.raw_sha256)
+            or _sent_twin(mailbox, ref.folder, item.rfc_message_id)) if prepared.raw else None
     use_id(prepared, twin or item.message_id)
     put_raw(prepared)
     outcome = _insert_or_refresh(item, ref.provider_id, provider_key(mailbox.mailbox_id, ref.folder,

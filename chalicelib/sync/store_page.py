@@ -4,7 +4,8 @@ Per page (the same keys and invariants as `store.py`, which stores one message):
 
     1. prepare every message (parse headers, snippet and attachment list; key it by content) — no I/O;
     2. ONE consistent BatchGetItem per 100 keys: which of the content keys (and, for mailboxes older than
-       content keys, the Message-ID keys) are already stored;
+       content keys, the Message-ID keys; in Sent, the keys of copies the outbox stored when it sent them,
+       `store.sent_copy_id`) are already stored;
     3. the raw objects of the new messages PUT to S3 in parallel (a bounded thread pool; boto3 clients are
        thread-safe, resources are not — "Multithreading or multiprocessing with resources", boto3 guide);
     4. the new items in TransactWriteItems of ≤ 99 puts (each conditioned on the item being absent) plus ONE
@@ -143,7 +144,8 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
     """Store a page of fetched messages (idempotent; see the module docstring); one outcome per message, in
     order. Messages with the same bytes in one page are one message (the later ones are `created=False`)."""
     prepared = [prepare(mailbox, item) for item in fetched]
-    keys = [p.item.message_id for p in prepared] + [p.legacy_id for p in prepared if p.legacy_id]
+    keys = [p.item.message_id for p in prepared] + [p.legacy_id for p in prepared if p.legacy_id] + [
+        p.sent_id for p in prepared if p.sent_id]
     stored = existing_items(keys)
     outcomes: list[SaveOutcome | None] = [None] * len(prepared)
     new: list[Prepared] = []
@@ -153,6 +155,8 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
         twin = stored.get(item.legacy_id or "")
         if twin is not None and twin.raw_sha256 == item.item.raw_sha256:
             use_id(item, twin.message_id)
+        elif item.sent_id in stored:          # the outbox's copy of a message it sent: found by Message-ID
+            use_id(item, item.sent_id)
         else:
             use_id(item, item.item.message_id)
         message_id = item.item.message_id

@@ -42,7 +42,7 @@ def test_oauth_server_secret_is_write_only_and_sealed(api, tenant):
     body = result.json
     assert SECRET not in result.body
     assert body["oauth"] == {"client_id": "app-123", "ms_tenant": "contoso.onmicrosoft.com",
-                             "has_client_secret": True}
+                             "client_secret_expires_at": None, "has_client_secret": True}
     assert body["redirect_uri"] == "http://127.0.0.1:8000/v1/oauth/callback"
     stored = MailServer.get(tenant["id"], body["id"])
     assert SECRET not in stored.secret_ciphertext and SECRET not in str(stored.oauth)

@@ -4,9 +4,8 @@ called on fresh state — of a personal mailbox, and of a shared (corporate) one
 is managed by the tenant admin — and must answer the documented outcome (docs/api.md "Access levels"): no access → 404,
 visible but below the route's level → 403 `insufficient-access` with nothing changed, else success.
 
-Extension point: a new route that acts on a mailbox or message (the send routes of the outbox, when they
-land) is one more `Case` in `CASES` with the level it needs, e.g.
-`Case("send", "POST", "/v1/mailboxes/{mailbox}/send", "read_write", 202, {...})`.
+Extension point: a new route that acts on a mailbox, message or outbox item is one more `Case` in `CASES`
+with the level it needs. Sending answers 404 (not 403) below read_write (`below=404`, docs/api.md).
 """
 from __future__ import annotations
 
@@ -15,10 +14,13 @@ from dataclasses import dataclass
 import pytest
 
 from chalicelib.api.access import LEVELS
+from chalicelib.api.schemas.outbox import SendRequest
 from chalicelib.mailboxes import service as mailbox_service, verify
 from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.models.message import Message
+from chalicelib.models.outbox import OutboxItem
 from chalicelib.models.pairing import Signal
+from chalicelib.outbox import service as outbox_service
 from chalicelib.pairing import directory, engine, manual
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync import store
@@ -47,6 +49,7 @@ class Case:
     body: dict | None = None
     on: str = "mailbox"   # whose level decides: "mailbox" or "message"
     accept: str | None = None
+    below: int = 403      # what a caller who sees it but lacks `need` gets
 
 
 BINARY = "*/*"
@@ -78,6 +81,11 @@ CASES = [
     Case("refresh", "POST", "/v1/mailboxes/{mailbox}/refresh", "read_write", 202),
     Case("sync status", "GET", "/v1/mailboxes/{mailbox}/sync", "read", 200),
     Case("disconnect", "DELETE", "/v1/mailboxes/{mailbox}", "owner", 204),
+    # sending and the outbox
+    Case("send", "POST", "/v1/mailboxes/{mailbox}/send", "read_write", 202,
+         {"to": ["info@customer.example"], "subject": "Offer", "text": "Hello"}, below=404),
+    Case("outbox item", "GET", "/v1/outbox/{outbox}", "read", 200),
+    Case("cancel outbox item", "POST", "/v1/outbox/{outbox}/cancel", "read_write", 200),
 ]
 
 
@@ -88,7 +96,7 @@ def expected(case: Case, actor: str, kind: str = "personal") -> int:
     level = on_message if case.on == "message" else on_mailbox
     if level is None:
         return 404
-    return case.ok if LEVELS[level] >= LEVELS[case.need] else 403
+    return case.ok if LEVELS[level] >= LEVELS[case.need] else case.below
 
 
 @pytest.fixture
@@ -114,8 +122,10 @@ def make_world(api, tenant, monkeypatch):
         message = store.save_fetched(mailbox, FetchedMessage(MessageRef("inbox", "1"), raw)).message
         manual.link_manually(message, "project", "pr-1", None)
         [signal_id] = engine.pair_message(message).signals
+        item, _ = outbox_service.accept(mailbox, None, SendRequest(to=["info@customer.example"], text="Queued"),
+                                        None, None)
         return {"tenant": tenant, "mailbox": mailbox, "message": Message.get(message.message_id),
-                "signal": signal_id}
+                "signal": signal_id, "outbox": item.outbox_id}
     return build
 
 
@@ -128,13 +138,15 @@ def state(world) -> tuple:
         mailbox = None
     signal = Signal.get(world["tenant"]["id"], world["signal"])
     shares = sorted((s.user_id, s.access) for s in MailboxShare.query(world["mailbox"].mailbox_id))
+    outbox = sorted((i.outbox_id, i.status) for i in OutboxItem.query(world["tenant"]["id"])
+                    if i.mailbox_id == world["mailbox"].mailbox_id)
     return (bool(message.hidden), int(message.link_count or 0), signal.status, mailbox and mailbox.name,
-            mailbox and mailbox.last_refresh_at, shares)
+            mailbox and mailbox.last_refresh_at, shares, outbox)
 
 
 def call(api, world, case: Case, user: str | None):
     path = case.path.format(mailbox=world["mailbox"].mailbox_id, message=world["message"].message_id,
-                            signal=world["signal"])
+                            signal=world["signal"], outbox=world["outbox"])
     headers = {"Accept": case.accept} if case.accept else None
     return api(case.method, path, key=world["tenant"]["key"], user=user, json_body=case.body, headers=headers)
 
@@ -171,10 +183,11 @@ def test_matrix_covers_every_mailbox_and_message_route():
     from chalicelib.api.routing import OPERATIONS
     covered = {(c.method, c.path.split("?")[0]) for c in CASES}
     placeholders = {"{mailbox_id}": "{mailbox}", "{message_id}": "{message}", "{signal_id}": "{signal}",
-                    "{record_type}/{entity_id}": "project/pr-1", "{index}": "0", "{user_id}": "u-new"}
+                    "{record_type}/{entity_id}": "project/pr-1", "{index}": "0", "{user_id}": "u-new",
+                    "{outbox_id}": "{outbox}"}
     missing = set()
     for op in OPERATIONS:
-        if not op.path.startswith(("/v1/mailboxes/{", "/v1/messages/", "/v1/signals/")):
+        if not op.path.startswith(("/v1/mailboxes/{", "/v1/messages/", "/v1/signals/", "/v1/outbox/")):
             continue
         path = op.path
         for old, new in placeholders.items():

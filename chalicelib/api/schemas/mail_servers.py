@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
@@ -50,6 +51,9 @@ class OAuthAppIn(Strict):
     client_secret: ClientSecret | None = Field(None, description="Write-only; stored encrypted, never returned.")
     ms_tenant: str | None = Field(None, min_length=1, max_length=200,
                                   description="Microsoft Entra tenant (id, domain, 'organizations' or 'common').")
+    client_secret_expires_at: date | None = Field(
+        None, description="When the client secret expires (Entra app secrets do): the mailboxes' users are "
+                          "warned (`mailbox.credentials_expiring`) 14 days ahead.")
 
 
 class GmailPushIn(Strict):
@@ -67,6 +71,7 @@ class OAuthAppPatch(Strict):
     client_id: str | None = Field(None, min_length=1, max_length=512)
     client_secret: ClientSecret | None = None
     ms_tenant: str | None = Field(None, min_length=1, max_length=200)
+    client_secret_expires_at: date | None = None
 
 
 def _check_shape(server_type: str, imap, smtp, oauth, push=None) -> None:
@@ -118,6 +123,7 @@ class EndpointOut(BaseModel):
 class OAuthAppOut(BaseModel):
     client_id: str | None
     ms_tenant: str | None = None
+    client_secret_expires_at: str | None = None
     has_client_secret: bool
 
 

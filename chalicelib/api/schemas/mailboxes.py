@@ -89,6 +89,8 @@ class CreateMailbox(Strict):
     show_snippet: bool = True
     signature_html: str | None = Field(None, max_length=20_000)
     signature_on_replies: bool = False
+    append_sent: bool = Field(True, description="IMAP: append a copy of mail sent through SMTP to the \\Sent "
+                                                 "folder; off for servers that file sent mail themselves.")
     kind: Kind = "personal"
     owner_user_id: str | None = Field(None, description="Personal mailbox created by the tenant admin for a user.")
     mail_server_id: str | None = Field(None, max_length=64)
@@ -117,6 +119,7 @@ class UpdateMailbox(Strict):
     show_snippet: bool | None = None
     signature_html: str | None = Field(None, max_length=20_000)
     signature_on_replies: bool | None = None
+    append_sent: bool | None = None
     mail_server_id: str | None = Field(None, max_length=64)
     imap: EndpointIn | None = None
     smtp: EndpointIn | None = None
@@ -150,6 +153,7 @@ class MailboxOut(BaseModel):
     show_snippet: bool
     signature_html: str | None
     signature_on_replies: bool
+    append_sent: bool
     kind: Kind
     owner_user_id: str | None
     mail_server_id: str | None

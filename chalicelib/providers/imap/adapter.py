@@ -2,7 +2,8 @@
 
 Syncs "inbox" (INBOX) and "sent" (the \\Sent special-use mailbox, or a common name). Never changes the
 server: folders are EXAMINEd, bodies fetched with BODY.PEEK[] (\\Seen stays unset), nothing is moved,
-flagged or deleted.
+flagged or deleted. The one write: the outbox APPENDs the copy of a message it sent to Sent
+(`append_sent_copy`, per-mailbox setting `append_sent`).
 
 changes() per folder, with the cursor described in `cursor.py`:
 - idle: ONE `STATUS (MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ])`; unchanged UIDNEXT and MESSAGES mean
@@ -92,6 +93,23 @@ class ImapProvider(MailProvider):
             raise ProviderError(ErrorCode.PERMANENT, "mailbox has no SMTP settings")
         message_id = self._smtp().send(raw, sender=sender, recipients=recipients)
         return SendResult(provider_message_id=message_id)
+
+    def append_sent_copy(self, raw: bytes) -> bool:
+        """APPEND the message just submitted to the Sent folder (SPECIAL-USE \\Sent, RFC 6154; else a common
+        name), flagged \\Seen. The very bytes sent, so the next sync finds the same content. False when the
+        server has no Sent folder."""
+        name = find_sent(self.client.list_folders())
+        if name is None:
+            return False
+        self.client.append(name, raw)
+        return True
+
+    def has_sent_copy(self, rfc_message_id: str) -> bool | None:
+        """Whether Sent holds a message with this Message-ID (None: no Sent folder, cannot tell)."""
+        name = find_sent(self.client.list_folders())
+        if name is None:
+            return None
+        return self.client.search_message_id(name, rfc_message_id)
 
     def close(self) -> None:
         self.client.close()

@@ -227,6 +227,25 @@ class ImapClient:
             self._count("UID FETCH")
             return {int(k): v for k, v in conn.fetch(list(uids), list(items)).items()}
 
+    # ---- the one write: the sent copy (outbox) ---------------------------------------------------------------
+
+    def append(self, mailbox: str, raw: bytes, *, flags: Sequence[str] = ("\\Seen",)) -> None:
+        """APPEND `raw` to `mailbox` (RFC 3501 §6.3.11) — used only to file a message this service sent into
+        the Sent folder; nothing else is ever written."""
+        conn = self.conn
+        with self._guard():
+            self._count("APPEND")
+            conn.append(mailbox, raw, flags=list(flags))
+
+    def search_message_id(self, mailbox: str, rfc_message_id: str) -> bool:
+        """True when `mailbox` (EXAMINEd) holds a message whose Message-ID header contains `rfc_message_id`
+        (UID SEARCH HEADER, RFC 3501 §6.4.4: substring match, so the id without brackets)."""
+        self.examine(mailbox)
+        conn = self.conn
+        with self._guard():
+            self._count("UID SEARCH")
+            return bool(conn.search(["HEADER", "Message-ID", rfc_message_id]))
+
 
 def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

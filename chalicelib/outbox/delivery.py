@@ -1,0 +1,265 @@
+"""Delivering outbox items exactly once (the `outbox.send` job on the events queue; the renewer's sweep).
+
+One attempt:
+  1. take the item: ONE conditional update queued|scheduled → sending with a fresh `attempt_token`,
+     `attempts + 1` and `due_at = now + STALE_AFTER` (so the sweep finds an attempt that died). A duplicate or
+     late job fails the condition and does nothing. A job that arrives before `due_at` is re-sent with the
+     remaining delay (SQS DelaySeconds ≤ 900).
+  2. `provider.send(raw)` with the bytes and Message-ID fixed at acceptance (IMAP: SMTP submission, then
+     APPEND of the same bytes to Sent when the mailbox's `append_sent` is on; Gmail `messages.send` with the
+     thread id; Graph `sendMail` / reply).
+  3. record `sent` (conditional on the attempt token) with the provider's message and thread ids;
+  4. store the sent copy (`sync.store.save_sent`, folder "sent", keyed by the Message-ID, so the next sync
+     finds it instead of storing it again) and pay what it owes (`sync.effects.complete`: pairing,
+     `message.created`); emit `outbox.sent` (stable event id); clear `pending_shard`.
+  Steps 3-4 are idempotent, and the item keeps `pending_shard` until 4 is done, so the sweep finishes them.
+
+Failures (`ProviderError` codes): TEMPORARY / THROTTLED → back to queued with exponential backoff (30 s × 2^n,
+at most 1 h, or the provider's Retry-After), up to MAX_ATTEMPTS; then, or at once for PERMANENT /
+AUTH_REVOKED / NEEDS_ADMIN_CONSENT / NOT_FOUND → `failed` with {code, detail} and `outbox.failed`.
+
+The residual window, honestly: an attempt that dies (Lambda timeout, crash) after the provider accepted the
+message but before step 3 leaves the item `sending`. It is never resent blindly: when the attempt is stale,
+the provider is asked whether Sent holds the Message-ID (IMAP: UID SEARCH HEADER Message-ID in Sent — found
+only when the APPEND of step 2 happened or the server files sent mail itself); found → recorded as sent;
+otherwise the item ends `failed` with code `unknown_outcome` for a person to check. Likewise a SMTP timeout
+after the final "." may hide an accepted message (RFC 5321 §4.1.1.4); it is retried as TEMPORARY, which can
+duplicate that one message.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from pynamodb.exceptions import UpdateError
+
+from chalicelib import aws, ids
+from chalicelib.config import get_settings
+from chalicelib.logs import logger
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.outbox import PENDING_SHARD, OutboxItem
+from chalicelib.notify.events import emit, stable_event_id
+from chalicelib.outbox.service import JOB_KIND, enqueue, get_item
+from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError, ThreadHint
+from chalicelib.providers.kinds import build_provider
+from chalicelib.sync import effects, store
+from chalicelib.timeutil import now_iso
+
+MAX_ATTEMPTS = 6
+BASE_BACKOFF_SECONDS = 30
+MAX_BACKOFF_SECONDS = 3600
+STALE_AFTER = 900                  # > the notifier Lambda's timeout: a `sending` item older than this died
+RETRIED = (ErrorCode.TEMPORARY, ErrorCode.THROTTLED)
+ProviderFactory = Callable[[Mailbox], MailProvider]
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> float:
+    delay = min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** max(0, attempts - 1))
+    return max(delay, retry_after or 0)
+
+
+def _error(code: str, detail: str) -> dict:
+    return {"code": code, "detail": detail[:500], "at": now_iso()}
+
+
+def _take(item: OutboxItem, now: float) -> str | None:
+    token = ids.new_id("att")
+    try:
+        item.update(actions=[OutboxItem.status.set("sending"), OutboxItem.attempt_token.set(token),
+                             OutboxItem.attempts.add(1), OutboxItem.attempt_started_at.set(int(now)),
+                             OutboxItem.due_at.set(int(now) + STALE_AFTER), OutboxItem.updated_at.set(now_iso())],
+                    condition=OutboxItem.status.is_in("queued", "scheduled"))
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return None
+        raise
+    return token
+
+
+def _mailbox(item: OutboxItem) -> Mailbox | None:
+    try:
+        return Mailbox.get(item.tenant_id, item.mailbox_id)
+    except Mailbox.DoesNotExist:
+        return None
+
+
+def _thread(item: OutboxItem) -> ThreadHint:
+    data = dict(item.thread or {})
+    return ThreadHint(mode=data.get("mode") or item.mode, in_reply_to=data.get("in_reply_to"),
+                      references=tuple(data.get("references") or ()),
+                      provider_thread_id=data.get("provider_thread_id"),
+                      provider_message_id=data.get("provider_message_id"))
+
+
+def _raw(item: OutboxItem) -> bytes:
+    return aws.s3().get_object(Bucket=get_settings().raw_bucket, Key=item.raw_s3_key)["Body"].read()
+
+
+def _conditional(item: OutboxItem, actions: list, condition) -> bool:
+    try:
+        item.update(actions=actions + [OutboxItem.updated_at.set(now_iso())], condition=condition)
+        return True
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+
+
+def _fail(item: OutboxItem, error: dict, condition) -> None:
+    if _conditional(item, [OutboxItem.status.set("failed"), OutboxItem.last_error.set(error),
+                           OutboxItem.pending_shard.remove(), OutboxItem.due_at.remove(),
+                           OutboxItem.attempt_token.remove()], condition):
+        emit(item.tenant_id, "outbox.failed",
+             {"outbox_id": item.outbox_id, "mailbox_id": item.mailbox_id, "error": error},
+             event_id=stable_event_id(item.tenant_id, "outbox.failed", item.outbox_id))
+
+
+def _retry_or_fail(item: OutboxItem, token: str, exc: ProviderError, now: float) -> str:
+    error = _error(exc.code.value, exc.detail)
+    held = OutboxItem.attempt_token == token
+    if exc.code in RETRIED and (item.attempts or 0) < MAX_ATTEMPTS:
+        due = int(now + backoff(item.attempts or 1, exc.retry_after))
+        if _conditional(item, [OutboxItem.status.set("queued"), OutboxItem.last_error.set(error),
+                               OutboxItem.due_at.set(due), OutboxItem.attempt_token.remove()], held):
+            item.due_at = due
+            enqueue(item, now)
+        return "retrying"
+    _fail(item, error, held)
+    return "failed"
+
+
+def finish_sent(item: OutboxItem, mailbox: Mailbox, raw: bytes) -> None:
+    """Step 4: the stored, paired, announced sent copy and `outbox.sent` (idempotent)."""
+    provider_id = (item.provider_message_id if mailbox.type != "imap" and item.provider_message_id
+                   else store.OUTBOX_PROVIDER_PREFIX + item.rfc_message_id)   # IMAP: the UID comes with the sync
+    outcome = store.save_sent(mailbox, raw, rfc_message_id=item.rfc_message_id, provider_id=provider_id,
+                              thread_id=item.provider_thread_id)
+    if outcome.message.owed:
+        effects.complete(outcome.message)
+    item.update(actions=[OutboxItem.message_id.set(outcome.message.message_id), OutboxItem.pending_shard.remove(),
+                         OutboxItem.due_at.remove(), OutboxItem.updated_at.set(now_iso())])
+    emit(item.tenant_id, "outbox.sent",
+         {"outbox_id": item.outbox_id, "mailbox_id": item.mailbox_id, "message_id": outcome.message.message_id,
+          "rfc_message_id": item.rfc_message_id, "provider_message_id": item.provider_message_id,
+          "provider_thread_id": item.provider_thread_id},
+         event_id=stable_event_id(item.tenant_id, "outbox.sent", item.outbox_id))
+
+
+def _record_sent(item: OutboxItem, token: str | None, provider_message_id: str | None,
+                 thread_id: str | None) -> bool:
+    actions = [OutboxItem.status.set("sent"), OutboxItem.sent_at.set(now_iso()), OutboxItem.attempt_token.remove(),
+               OutboxItem.last_error.remove(), OutboxItem.due_at.set(int(time.time()) + STALE_AFTER)]
+    if provider_message_id:
+        actions.append(OutboxItem.provider_message_id.set(provider_message_id))
+    if thread_id:
+        actions.append(OutboxItem.provider_thread_id.set(thread_id))
+    condition = (OutboxItem.attempt_token == token) if token else (OutboxItem.status == "sending")
+    if not _conditional(item, actions, condition):
+        return False
+    item.status, item.provider_message_id = "sent", provider_message_id or item.provider_message_id
+    item.provider_thread_id = thread_id or item.provider_thread_id
+    return True
+
+
+def attempt(item: OutboxItem, *, now: float | None = None, provider_factory: ProviderFactory = build_provider) -> str:
+    """One delivery attempt of a due queued/scheduled item; returns what happened."""
+    now = time.time() if now is None else now
+    token = _take(item, now)
+    if token is None:
+        return "taken"
+    item = get_item(item.tenant_id, item.outbox_id) or item
+    mailbox = _mailbox(item)
+    if mailbox is None or mailbox.status == "disabled":
+        _fail(item, _error("permanent", "the mailbox was deleted or disabled"), OutboxItem.attempt_token == token)
+        return "failed"
+    raw = _raw(item)
+    try:
+        with provider_factory(mailbox) as provider:
+            result = provider.send(raw, sender=item.sender, recipients=list(item.recipients), thread=_thread(item))
+            if mailbox.type == "imap" and mailbox.append_sent is not False:
+                _append(provider, raw, item)
+    except ProviderError as exc:
+        logger.warning("outbox attempt failed", extra={"outbox_id": item.outbox_id, "code": exc.code.value})
+        return _retry_or_fail(item, token, exc, now)
+    if not _record_sent(item, token, result.provider_message_id, result.thread_id):
+        logger.error("outbox item changed during its attempt", extra={"outbox_id": item.outbox_id})
+        return "lost"
+    finish_sent(item, mailbox, raw)
+    return "sent"
+
+
+def _append(provider: MailProvider, raw: bytes, item: OutboxItem) -> None:
+    """The Sent copy is a convenience: a failure to file it is logged, never a reason to send again."""
+    try:
+        provider.append_sent_copy(raw)
+    except ProviderError as exc:
+        logger.warning("sent, but the copy was not appended to Sent",
+                       extra={"outbox_id": item.outbox_id, "code": exc.code.value})
+
+
+def recover(item: OutboxItem, *, provider_factory: ProviderFactory = build_provider) -> str:
+    """A stale `sending` item (its attempt died) or a `sent` one whose copy was not stored yet."""
+    mailbox = _mailbox(item)
+    if item.status == "sent":
+        if mailbox is not None:
+            finish_sent(item, mailbox, _raw(item))
+        return "finished"
+    if mailbox is None:
+        _fail(item, _error("permanent", "the mailbox was deleted"), OutboxItem.status == "sending")
+        return "failed"
+    try:
+        with provider_factory(mailbox) as provider:
+            found = provider.has_sent_copy(item.rfc_message_id)
+    except ProviderError as exc:
+        logger.warning("cannot check Sent for a stale attempt", extra={"outbox_id": item.outbox_id,
+                                                                      "code": exc.code.value})
+        return "unchecked"                      # the next job/sweep asks again
+    if found:
+        if _record_sent(item, None, None, None):
+            finish_sent(item, mailbox, _raw(item))
+        return "sent"
+    _fail(item, _error("unknown_outcome", "the delivery attempt stopped while submitting; the message was not "
+                                          "found in Sent and is not resent automatically — check and send again"),
+          OutboxItem.status == "sending")
+    return "failed"
+
+
+def on_message(body: dict, *, now: float | None = None, provider_factory: ProviderFactory = build_provider) -> str:
+    """An `outbox.send` job: attempt when due, re-enqueue when early, recover when the item is stale."""
+    now = time.time() if now is None else now
+    item = get_item(str(body["tenant_id"]), str(body["outbox_id"]))
+    if item is None:
+        return "missing"
+    return _handle(item, now, provider_factory)
+
+
+def _handle(item: OutboxItem, now: float, provider_factory: ProviderFactory) -> str:
+    if item.status in ("queued", "scheduled"):
+        if (item.due_at or 0) > now + 1:
+            enqueue(item, now)
+            return "early"
+        return attempt(item, now=now, provider_factory=provider_factory)
+    if item.pending_shard and (item.due_at or 0) <= now and item.status in ("sending", "sent"):
+        return recover(item, provider_factory=provider_factory)
+    return "done"
+
+
+def sweep(now: float | None = None, *, provider_factory: ProviderFactory = build_provider,
+          limit: int = 200) -> int:
+    """The renewer's safety net: every pending item whose due time passed (a lost job, a dead attempt, an
+    unfinished sent copy) is handled now. Returns how many were handled."""
+    now = time.time() if now is None else now
+    handled = 0
+    for key in OutboxItem.by_pending.query(PENDING_SHARD, OutboxItem.due_at <= int(now), limit=limit):
+        item = get_item(key.tenant_id, key.outbox_id)
+        if item is None:
+            continue
+        try:
+            _handle(item, now, provider_factory)
+            handled += 1
+        except Exception:  # noqa: BLE001 - one item's failure must not stop the sweep
+            logger.exception("outbox sweep item failed", extra={"outbox_id": item.outbox_id})
+    return handled
+
+
+__all__ = ["JOB_KIND", "attempt", "on_message", "recover", "sweep", "backoff"]

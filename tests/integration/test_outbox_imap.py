@@ -1,0 +1,206 @@
+"""Guards sending through the outbox against a real SMTP server (aiosmtpd) and a real Dovecot: replies that
+do not thread at the server, signatures ignoring the mailbox settings, header injection reaching SMTP, a
+retried request sending twice, scheduled mail sent early or after a cancel, provider failures lost, and the
+sent copy missing from Sent, stored twice by the next sync, or left unpaired."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.outbox import OutboxItem
+from chalicelib.notify.events import list_events
+from chalicelib.outbox import delivery
+from chalicelib.pairing import directory
+from devservers.dovecot import free_port
+from devservers.smtp import for_dovecot
+from tests.mailfactory import make_message
+from tests.outbox_helpers import (SIGNATURE, mailbox_body, outbox_item, received, run_outbox_jobs, sent_folder,
+                                  stored_in, sync)
+
+
+@pytest.fixture
+def smtp(dovecot):
+    with for_dovecot(dovecot) as server:
+        yield server
+
+
+@pytest.fixture
+def world(api, tenant, dovecot, smtp, aws):
+    """A shared IMAP mailbox (signature, replies signed) with one inbound message from a CRM contact, synced."""
+    user, password = dovecot.new_user("send")
+    created = api("POST", "/v1/mailboxes", key=tenant["key"],
+                  json_body=mailbox_body(dovecot, smtp.port, user, password, signature_html=SIGNATURE,
+                                         signature_on_replies=True))
+    assert created.status == 201, created
+    mailbox_id = created.json["id"]
+    for who, level in (("u-reader", "read"), ("u-writer", "read_write")):
+        assert api("PUT", f"/v1/mailboxes/{mailbox_id}/shares/{who}", key=tenant["key"],
+                   json_body={"access": level}).status == 200
+    directory.put_record(tenant["id"], "contact", "p-1", {"name": "Jan", "emails": ["jan@customer.example"]})
+    original_id = "<offer-1@customer.example>"
+    dovecot.append(user, "INBOX", make_message(subject="Offer #1", from_="Jan <jan@customer.example>",
+                                               to=f"{user}@acme-crm.example", message_id=original_id,
+                                               references=["<earlier@customer.example>"]))
+    sync(mailbox_id, tenant["id"])
+    [inbound] = stored_in(mailbox_id, "inbox")
+    return {"user": user, "mailbox_id": mailbox_id, "inbound": inbound, "tenant": tenant, "aws": aws,
+            "email": f"{user}@acme-crm.example"}
+
+
+def plain(mail) -> str:
+    return mail.get_body(("plain",)).get_content().replace("\r\n", "\n")
+
+
+def send(api, world, body, *, user="u-writer", key=None):
+    headers = {"Idempotency-Key": key} if key else None
+    return api("POST", f"/v1/mailboxes/{world['mailbox_id']}/send", key=world["tenant"]["key"], user=user,
+               json_body=body, headers=headers)
+
+
+def test_reply_is_threaded_signed_appended_once_and_paired(api, world, smtp, dovecot):
+    accepted = send(api, world, {"mode": "reply", "in_reply_to": world["inbound"].message_id,
+                                 "text": "Thank you, we accept."})
+    assert accepted.status == 202, accepted
+    assert accepted.json["status"] == "queued"
+    assert run_outbox_jobs(world["aws"]["events_queue_url"]) == ["sent"]
+
+    [mail] = received(smtp)
+    assert smtp.envelopes[0][1] == ["jan@customer.example"]
+    assert mail["In-Reply-To"] == "<offer-1@customer.example>"
+    assert mail["References"] == "<earlier@customer.example> <offer-1@customer.example>"
+    assert mail["Subject"] == "Re: Offer #1"
+    assert str(mail["From"]) == f"Acme Sales <{world['email']}>"
+    text = plain(mail)
+    assert "Thank you, we accept.\n\n-- \nJana Nováková\nAcme sales · team page <https://acme-crm.example/team>" \
+        in text
+    assert "> Hello," in text and "[Acme logo]" in text
+    assert mail.get_body(("html",)) is None                             # text-only mail stays text-only
+
+    item = api("GET", f"/v1/outbox/{accepted.json['id']}", key=world["tenant"]["key"], user="u-reader").json
+    assert item["status"] == "sent" and item["attempts"] == 1 and item["message_id"]
+    assert item["rfc_message_id"] in mail["Message-ID"]
+
+    sent = sent_folder(dovecot, world["user"])
+    assert len(sent) == 1 and sent[0] == smtp.envelopes[0][2]            # the very bytes, filed once
+    [copy] = stored_in(world["mailbox_id"], "sent")
+    assert copy.message_id == item["message_id"] and copy.direction == "outbound" and copy.link_count >= 1
+    sync(world["mailbox_id"], world["tenant"]["id"])
+    [after_sync] = stored_in(world["mailbox_id"], "sent")                   # found in Sent, not stored again
+    assert after_sync.message_id == copy.message_id and not after_sync.provider_id.startswith("outbox:")
+
+
+def test_signature_follows_the_mailbox_settings(api, world, smtp):
+    api("PATCH", f"/v1/mailboxes/{world['mailbox_id']}", key=world["tenant"]["key"],
+        json_body={"signature_on_replies": False})
+    assert send(api, world, {"mode": "reply", "in_reply_to": world["inbound"].message_id,
+                             "text": "No signature here"}).status == 202
+    assert send(api, world, {"to": ["jan@customer.example"], "subject": "New", "text": "Signed",
+                             "html": "<p>Signed</p><script>x()</script>"}).status == 202
+    assert run_outbox_jobs(world["aws"]["events_queue_url"]) == ["sent", "sent"]
+    mails = {m["Subject"]: m for m in received(smtp)}
+    assert "Jana" not in plain(mails["Re: Offer #1"])
+    assert plain(mails["New"]).startswith("Signed\n\n-- \nJana Nováková")
+    html = mails["New"].get_body(("html",)).get_content()
+    assert 'src="https://acme-crm.example/logo.png"' in html and 'href="https://acme-crm.example/team"' in html
+    assert "<script" not in html and "x()" not in html
+
+
+@pytest.mark.parametrize("field,body", [
+    ("subject", {"to": ["jan@customer.example"], "subject": "Hi\r\nBcc: victim@evil.example", "text": "x"}),
+    ("to.0", {"to": ["Jan\r\nBcc: victim@evil.example <jan@customer.example>"], "text": "x"}),
+    ("to.0", {"to": ["jan@customer.example <mallory@evil.example>"], "text": "x"}),
+    ("to.0.name", {"to": [{"email": "jan@customer.example", "name": "Jan\nBcc: v@evil.example"}], "text": "x"}),
+    ("attachments.0.filename", {"to": ["jan@customer.example"], "text": "x",
+                                "attachments": [{"filename": "a\r\n.pdf", "content_base64": "eA=="}]}),
+    ("text", {"to": ["jan@customer.example"], "subject": "empty"}),
+    ("in_reply_to", {"mode": "reply", "text": "x"}),
+    ("to", {"to": [f"r{i}@customer.example" for i in range(101)], "text": "x"}),
+])
+def test_bad_input_is_refused_naming_the_field_and_nothing_is_sent(api, world, smtp, field, body):
+    result = send(api, world, body)
+    assert result.status == 422, result
+    assert field in [e["field"] for e in result.json["errors"]], result.json
+    assert run_outbox_jobs(world["aws"]["events_queue_url"]) == [] and smtp.envelopes == []
+    assert list(OutboxItem.query(world["tenant"]["id"])) == []
+
+
+def test_a_retried_request_sends_once(api, world, smtp):
+    body = {"to": ["jan@customer.example"], "subject": "Once", "text": "only once"}
+    first = send(api, world, body, key="crm-42")
+    second = send(api, world, body, key="crm-42")
+    assert first.status == second.status == 202 and first.json["id"] == second.json["id"]
+    other = send(api, world, {**body, "text": "changed"}, key="crm-42")
+    assert other.status == 422 and other.json["type"].endswith("/idempotency-key-reused")
+    run_outbox_jobs(world["aws"]["events_queue_url"])
+    assert send(api, world, body, key="crm-42").json["status"] == "sent"
+    run_outbox_jobs(world["aws"]["events_queue_url"])
+    assert len(smtp.envelopes) == 1
+
+
+def test_scheduled_send_waits_and_a_cancelled_one_never_goes(api, world, smtp):
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    later = send(api, world, {"to": ["jan@customer.example"], "subject": "Later", "text": "x", "send_at": soon})
+    cancelled = send(api, world, {"to": ["jan@customer.example"], "subject": "Never", "text": "x", "send_at": soon})
+    assert later.json["status"] == "scheduled" and later.json["send_at"] == soon
+    too_far = send(api, world, {"to": ["jan@customer.example"], "text": "x", "send_at": "2099-01-01T00:00:00Z"})
+    assert too_far.status == 422 and too_far.json["errors"][0]["field"] == "send_at"
+
+    jobs = [{"tenant_id": world["tenant"]["id"], "outbox_id": r.json["id"]} for r in (later, cancelled)]
+    assert [delivery.on_message(job) for job in jobs] == ["early", "early"]     # re-enqueued, not sent
+    assert smtp.envelopes == []
+    path = f"/v1/outbox/{cancelled.json['id']}/cancel"
+    assert api("POST", path, key=world["tenant"]["key"], user="u-reader").status == 403
+    assert api("POST", path, key=world["tenant"]["key"], user="u-writer").json["status"] == "cancelled"
+
+    due = time.time() + 3601
+    assert [delivery.on_message(job, now=due) for job in jobs] == ["sent", "done"]
+    assert [m["Subject"] for m in received(smtp)] == ["Later"]
+    again = api("POST", f"/v1/outbox/{later.json['id']}/cancel", key=world["tenant"]["key"], user="u-writer")
+    assert again.status == 409 and again.json["status_now"] == "sent"
+
+
+def test_provider_failure_retries_with_backoff_then_fails_with_the_reason(api, world, smtp):
+    mailbox = Mailbox.get(world["tenant"]["id"], world["mailbox_id"])
+    mailbox.update(actions=[Mailbox.smtp.set({**mailbox.smtp, "port": free_port()})])   # SMTP is down
+    accepted = send(api, world, {"to": ["jan@customer.example"], "subject": "Down", "text": "x"})
+    tenant_id, outbox_id = world["tenant"]["id"], accepted.json["id"]
+    clock = [time.time()]
+    delays = []
+    for _ in range(delivery.MAX_ATTEMPTS):
+        outcome = delivery.on_message({"tenant_id": tenant_id, "outbox_id": outbox_id}, now=clock[0])
+        item = outbox_item(tenant_id, outbox_id)
+        if outcome == "failed":
+            break
+        assert outcome == "retrying" and item.status == "queued" and item.last_error["code"] == "temporary"
+        delays.append(item.due_at - int(clock[0]))
+        clock[0] = item.due_at + 1
+    assert delays == [30, 60, 120, 240, 480]
+    shown = api("GET", f"/v1/outbox/{outbox_id}", key=world["tenant"]["key"]).json
+    assert shown["status"] == "failed" and shown["attempts"] == delivery.MAX_ATTEMPTS
+    assert shown["last_error"]["code"] == "temporary" and shown["last_error"]["detail"]
+    assert smtp.envelopes == []
+    assert [e.payload["outbox_id"] for e in list_events(tenant_id, "outbox.failed")] == [outbox_id]
+
+
+def test_read_user_gets_404_on_send_and_nothing_is_queued(api, world, smtp):
+    result = send(api, world, {"to": ["jan@customer.example"], "text": "x"}, user="u-reader")
+    assert result.status == 404 and result.json["type"].endswith("/not-found")
+    assert list(OutboxItem.query(world["tenant"]["id"])) == []
+
+
+def test_a_dead_attempt_is_not_resent_blindly(api, world, smtp, dovecot, monkeypatch):
+    """Guards against resending a message whose attempt died after SMTP accepted it (a duplicate)."""
+    accepted = send(api, world, {"to": ["jan@customer.example"], "subject": "Crash", "text": "x"})
+    tenant_id, outbox_id = world["tenant"]["id"], accepted.json["id"]
+    real_record = delivery._record_sent
+    monkeypatch.setattr(delivery, "_record_sent", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed")))
+    with pytest.raises(SystemExit):
+        run_outbox_jobs(world["aws"]["events_queue_url"])
+    monkeypatch.setattr(delivery, "_record_sent", real_record)
+    assert outbox_item(tenant_id, outbox_id).status == "sending" and len(smtp.envelopes) == 1
+    assert delivery.sweep() == 0                                   # not stale yet
+    assert delivery.sweep(time.time() + delivery.STALE_AFTER + 1) == 1
+    item = outbox_item(tenant_id, outbox_id)
+    assert item.status == "sent" and item.message_id and len(smtp.envelopes) == 1   # found in Sent, not resent
