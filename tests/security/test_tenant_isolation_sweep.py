@@ -7,6 +7,7 @@ A route added to the API without an entry here fails the sweep.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -55,6 +56,7 @@ BODIES = {
     ("patch", "/v1/rules/{rule_id}"): {"name": "stolen"},
     ("put", "/v1/directory/{record_type}/{record_id}"): {"name": "B's own"},
     ("put", "/v1/users/{user_id}/notification-settings"): {"channels": {"new_mail": "off"}},
+    ("post", "/v1/mailboxes/{mailbox_id}/send"): {"mode": "new", "to": ["x@other.example"], "text": "hi"},
 }
 OWN_NAMESPACE = {"{user_id}", "{record_id}"}   # routes whose only foreign-looking ids are tenant-chosen names
 
@@ -80,6 +82,12 @@ def tenant_a(api, tenant, make_world, monkeypatch):  # noqa: F811 - make_world i
     assert unpaired.status == 204, unpaired
     ids["{audit_id}"] = api("GET", "/v1/audit", key=key).json["items"][0]["id"]
     assert api("PUT", "/v1/webhook", key=key, json_body={"url": "http://127.0.0.1:9/hook"}).status == 200
+    send_at = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    scheduled = api("POST", f"/v1/mailboxes/{ids['{mailbox_id}']}/send", key=key, json_body={
+        "mode": "new", "to": ["jan@customer.example"], "subject": "A's plan", "text": "secret plan",
+        "send_at": send_at})
+    assert scheduled.status == 202, scheduled
+    ids["{outbox_id}"] = scheduled.json["id"]
     for event in Event.query(tenant["id"]):
         user_notifications.on_event(event)
         deliveries.create_for_event(event)
@@ -96,7 +104,8 @@ def a_view(api, a) -> str:
              f"/v1/mailboxes/{ids['{mailbox_id}']}/shares", "/v1/keys", "/v1/mail-servers", "/v1/rules",
              "/v1/signals", "/v1/webhook", "/v1/pairing/settings", "/v1/directory/project/pr-1",
              "/v1/directory/company/c-1", "/v1/users/u-owner/notification-settings",
-             "/v1/users/u-owner/notifications", f"/v1/webhook/deliveries/{ids['{delivery_id}']}"]
+             "/v1/users/u-owner/notifications", f"/v1/webhook/deliveries/{ids['{delivery_id}']}",
+             f"/v1/outbox/{ids['{outbox_id}']}"]
     answers = {path: api("GET", path, key=key) for path in paths}
     assert {path: answer.status for path, answer in answers.items()} == dict.fromkeys(paths, 200)
     return json.dumps({path: answer.json for path, answer in answers.items()}, sort_keys=True)
@@ -105,8 +114,9 @@ def a_view(api, a) -> str:
 def secret_markers(a) -> list[str]:
     ids = a["ids"]
     return [ids[name] for name in ("{mailbox_id}", "{message_id}", "{signal_id}", "{server_id}", "{key_id}",
-                                   "{rule_id}", "{audit_id}", "{delivery_id}", "{notification_id}")] + [
-        "info@customer.example", "owner@acme-crm.example", "imap.acme-crm.example", "A rule"]
+                                   "{rule_id}", "{audit_id}", "{delivery_id}", "{notification_id}",
+                                   "{outbox_id}")] + [
+        "info@customer.example", "owner@acme-crm.example", "imap.acme-crm.example", "A rule", "secret plan"]
 
 
 @pytest.mark.parametrize("as_user", [None, "u-owner"], ids=["as-tenant", "as-same-user-id"])
