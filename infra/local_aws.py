@@ -36,6 +36,9 @@ def point_environment_at(endpoint: str) -> None:
 def start_moto(port: int):
     """A ThreadedMotoServer on 127.0.0.1 (in this process, so local_state can reach moto's KMS backend)."""
     from moto.server import ThreadedMotoServer
+
+    from infra import local_moto
+    local_moto.install()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per AWS call otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -11,7 +11,8 @@
 4. serves the API on 127.0.0.1:<port> with Chalice's local server, polls the queues into the very SQS
    handlers Lambda runs and fires the app's schedules (`infra/local_events.py`);
 5. on first start seeds a demo tenant on the `standard` plan and prints its API key and an operator key;
-6. snapshots the data every few seconds and on SIGINT/SIGTERM, so a restart finds everything again.
+6. snapshots the data every few seconds and on SIGINT/SIGTERM, so a restart finds everything again
+   (incremental: only what was written since the last snapshot; exit within a few seconds of the signal).
 """
 from __future__ import annotations
 
@@ -25,11 +26,13 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
 STAGE = "local"
+STOP_GRACE_SECONDS = 2.0
 
 
 def log(message: str) -> None:
@@ -194,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         log("seeded the demo tenant")
 
     from chalice.config import Config
-    from chalice.local import create_local_server
-    server = create_local_server(app_module.app, Config(chalice_stage=STAGE, config_from_disk=stage["raw"]),
-                                 "127.0.0.1", args.port)
+
+    from infra.local_api import create_server
+    server = create_server(app_module.app, Config(chalice_stage=STAGE, config_from_disk=stage["raw"]),
+                           "127.0.0.1", args.port)
     threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
 
     stop = threading.Event()
@@ -215,9 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     print(banner(args.port, endpoint, data_dir, local_secrets), flush=True)
 
     stop.wait()
-    log("stopping: finishing in-flight batches, saving data")
+    log("stopping: saving data")
+    # In-flight batches get a moment to finish; one still running is abandoned as if its Lambda were stopped:
+    # the worker is crash-safe (a replay completes what a cut-off page owes), and its job is enqueued again
+    # by the scheduler's next tick. The final snapshot is incremental, so it takes well under a second.
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
     for thread in workers:
-        thread.join(timeout=30)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
     server.shutdown()
     snapshot()
     moto_server.stop()
