@@ -6,8 +6,9 @@
 1. starts moto (AWS emulator) on 127.0.0.1 and deploys `infra/resources.yaml` into it through
    CloudFormation (`Stage=local`: the cloud's tables, queues, bucket and key);
 2. restores the data of the previous run from the data dir (`infra/local_state.py`);
-3. exports AWS_ENDPOINT_URL, fake credentials and the MAILBRIDGE_* variables (stack outputs + the `local`
-   stage of `.chalice/config.json`), then imports `app.py`;
+3. exports fake credentials and the MAILBRIDGE_* variables (stack outputs + the `local` stage of
+   `.chalice/config.json`), then imports `app.py`; the app's own AWS calls reach moto in-process
+   (`local_aws.use_in_process_emulator`), the emulator's HTTP endpoint serves outside tools;
 4. serves the API on 127.0.0.1:<port> with Chalice's local server, polls the queues into the very SQS
    handlers Lambda runs and fires the app's schedules (`infra/local_events.py`);
 5. on first start seeds a demo tenant on the `standard` plan and prints its API key and an operator key;
@@ -156,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     from infra import local_aws
     from infra.local_state import LocalState
 
+    local_aws.use_in_process_emulator()
     moto_server, endpoint = local_aws.start_moto(args.moto_port)
-    local_aws.point_environment_at(endpoint)
     import boto3
     session = boto3.session.Session(region_name=local_aws.REGION)
     outputs = local_aws.deploy_resources(session, STAGE)
