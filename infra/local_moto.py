@@ -8,7 +8,8 @@ stack"), moto itself was where time and memory went, not mailbridge:
   process's memory growth. Here the backup is the touched items only (a transaction writes ≤ 100 items).
 - A GSI `Query` sorted *all* items of the table (`Table.all_items`) before filtering on the index's hash key,
   O(n log n) per query with Python-level comparisons. Here the sorted list is cached per table and rebuilt
-  only after an item is added or deleted (updates never change an item's key).
+  only after an item is added or deleted (updates never change an item's key), and the matches are sorted
+  on precomputed keys.
 - Responses went through moto's generic model-driven serializer (about 10× slower than `json.dumps` for
   item-heavy responses). Responses of the item operations are DynamoDB JSON already
   (`moto.dynamodb.models.utilities.dynamo_to_dict`), so they are dumped directly: the wire format is the same
@@ -128,6 +129,14 @@ def _patch_table(table_class) -> None:
             DIRTY.mark(self.name, hash_key, range_key)
         return item
 
+    def sorted_items(self, hash_key_attrs, range_key_attrs, items):
+        """moto's order (DynamoType comparisons compare `cast_value`), with each key computed once per item
+        instead of once per comparison."""
+        attrs = self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
+        items.sort(key=lambda item: tuple(item.attrs[name].cast_value for name in attrs))
+        return items
+
+    table_class.sorted_items = sorted_items
     table_class.all_items = cached_all_items
     table_class.put_item = patched_put
     table_class.delete_item = patched_delete
@@ -151,7 +160,7 @@ def _restore_item(table, hash_key, range_key, original) -> None:
         table.items[hash_key][range_key] = original
     else:
         table.items[hash_key] = original
-    table._local_invalidate(table)
+    table._local_invalidate()
     DIRTY.mark(table.name, hash_key, range_key)
 
 
