@@ -10,7 +10,8 @@
 3. While the import runs: lists the newest page (`GET /v1/mailboxes/{id}/messages?limit=100`) about once a
    second — latency and DynamoDB calls per list (the stack's `X-Local-Aws-Calls` response header) — and samples
    the stack process's resident memory (/proc/<pid>/status). Import time = connect → `imported` equals the
-   corpus size.
+   corpus size. The stack's CPU time during the import (utime + stime) is reported too: on a shared machine it
+   says more than wall time.
 4. After the import: walks every page, then SIGTERM → exit time, then starts the stack again on the same data
    dir and checks every message is still there (nothing lost across the final snapshot).
 Results are printed and written to bench/results/local_stack.json. A benchmark, not a test: nothing is asserted.
@@ -63,6 +64,16 @@ def proc_memory(pid: int) -> dict[str, int]:
     except (OSError, ValueError):
         pass
     return values
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (proc(5), fields 14 and 15, in clock ticks): its CPU time, whatever else
+    runs on the machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def aws_calls(response: requests.Response) -> dict[str, int]:
@@ -224,7 +235,7 @@ def run(args) -> dict:
 
 def import_while_listing(stack: Stack, server, smtp_port: int, user: str, password: str, now: dt.datetime,
                          total: int, args) -> dict:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds(stack.process.pid)
     mailbox_id = connect_mailbox(stack, server, smtp_port, user, password, (now - dt.timedelta(days=7)).date())
     requests.post(f"{stack.base}/v1/mailboxes/{mailbox_id}/refresh", headers=stack.headers(), timeout=60)
     latencies, dynamodb_calls, progress = [], [], []
@@ -246,9 +257,12 @@ def import_while_listing(stack: Stack, server, smtp_port: int, user: str, passwo
             break
         time.sleep(max(0.0, 1.0 - seconds))
     import_seconds = time.perf_counter() - started
+    cpu = cpu_seconds(stack.process.pid) - cpu_started
     return {"_mailbox_id": mailbox_id, "imported": done, "import_complete": done >= total,
             "import_seconds": round(import_seconds, 1),
             "import_messages_per_second": round(done / import_seconds, 1),
+            "stack_cpu_seconds_during_import": round(cpu, 1),
+            "stack_cpu_ms_per_message": round(1000 * cpu / max(done, 1), 1),
             "list_while_importing_seconds": summary(latencies),
             "list_while_importing_dynamodb_calls": {"max": max(dynamodb_calls, default=0),
                                                     "p50": statistics.median(dynamodb_calls) if dynamodb_calls else 0},
