@@ -14,9 +14,12 @@ stack"), moto itself was where time and memory went, not mailbridge:
   item-heavy responses). Responses of the item operations are DynamoDB JSON already
   (`moto.dynamodb.models.utilities.dynamo_to_dict`), so they are dumped directly: the wire format is the same
   (AWS JSON 1.0; binary values base64, as the DynamoDB API reference, "Data types", specifies).
-- moto does not make writes atomic across threads (the API, the worker and the notifier write at once):
-  every DynamoDB write operation runs under one lock, so conditional writes and transactions are atomic as in
-  DynamoDB, and `local_state` can take a consistent cut by holding the same lock.
+- moto kept a reference to every model object it ever created (see `_stop_instance_tracking`): the process
+  grew without bound, fastest while messages were listed.
+- moto is not thread-safe (the API, the worker and the notifier call it at once; a Query copying an item
+  another thread updated failed with a 500): every DynamoDB request runs under one lock, so conditional
+  writes and transactions are atomic as in DynamoDB, and `local_state` can take a consistent cut by holding
+  the same lock.
 
 It also records which items changed (`DirtyItems`), so snapshots write only those (`infra/local_state.py`).
 Emulator only: this patches moto classes of the local stack's own process (moto 5.2) and is never imported
@@ -79,14 +82,53 @@ def install() -> None:
         return
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
-    from moto.dynamodb.responses import DynamoResult
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
+    _stop_instance_tracking()
     _patch_serializer(DynamoResult)
+    _lock_requests(DynamoHandler)
     _patch_table(Table)
     _patch_backend(DynamoDBBackend)
     import moto.dynamodb.models as models_module
     models_module.copy = _CopyWithoutTables(Table)
     _installed = True
+
+
+def _stop_instance_tracking() -> None:
+    """moto's `BaseModel.__new__` appends every model object ever created — each DynamoDB item, and each deep
+    copy of one that a Query, Scan, UpdateItem or transaction makes, each S3 key, each SQS message — to a
+    per-class list that only a reset empties (it feeds moto's `/moto-api/data.json` dashboard). In a
+    long-running emulator that list is a leak: ~4 KB retained per item a Query returns."""
+    from moto.core.common_models import BaseModel
+
+    def __new__(cls, *args, **kwargs):
+        return super(BaseModel, cls).__new__(cls)
+
+    BaseModel.__new__ = __new__
+    for model in _tracked_classes(BaseModel):
+        model.instances_tracked = []
+
+
+def _tracked_classes(root) -> list:
+    found, pending = [], [root]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return [cls for cls in found if "instances_tracked" in cls.__dict__]
+
+
+def _lock_requests(handler_class) -> None:
+    """One DynamoDB request at a time: a Query deep-copies items that an UpdateItem on another thread mutates
+    in place ("dictionary changed size during iteration" answered the API with a 500). Under the GIL this
+    costs next to no parallelism."""
+    call_action = handler_class.call_action
+
+    def locked_call_action(self):
+        with WRITE_LOCK:
+            return call_action(self)
+
+    handler_class.call_action = locked_call_action
 
 
 def _patch_serializer(result_class) -> None:
