@@ -1,6 +1,7 @@
 """Lazy boto3 clients (created on first use, reused across Lambda invocations).
 
-Endpoints are left to botocore, which honours `AWS_ENDPOINT_URL` — the local stack points it at moto.
+Endpoints are left to botocore, which honours `AWS_ENDPOINT_URL`; the local stack runs moto in-process instead
+(`infra/local_aws.py`).
 """
 from __future__ import annotations
 

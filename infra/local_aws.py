@@ -33,9 +33,26 @@ def point_environment_at(endpoint: str) -> None:
     os.environ["AWS_ENDPOINT_URL"] = endpoint
 
 
+def use_in_process_emulator() -> None:
+    """The stack's own AWS calls (API, worker, notifier, snapshots) go to moto in this process through
+    botocore's event hooks (`mock_aws`), with the same backends the emulator's HTTP server serves to outside
+    tools: no socket, no request thread and no HTTP parsing per call — most of a call's cost through the
+    server when profiled (docs/benchmarks.md, "Local stack"). Call before `start_moto`: starting the mock
+    resets moto's backends. AWS_ENDPOINT_URL must stay unset for the interception to apply."""
+    from moto import mock_aws
+    for name in _UNSET:
+        os.environ.pop(name, None)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.update(FAKE_CREDENTIALS)
+    mock_aws().start()
+
+
 def start_moto(port: int):
     """A ThreadedMotoServer on 127.0.0.1 (in this process, so local_state can reach moto's KMS backend)."""
     from moto.server import ThreadedMotoServer
+
+    from infra import local_moto
+    local_moto.install()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per AWS call otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -6,12 +6,14 @@
 1. starts moto (AWS emulator) on 127.0.0.1 and deploys `infra/resources.yaml` into it through
    CloudFormation (`Stage=local`: the cloud's tables, queues, bucket and key);
 2. restores the data of the previous run from the data dir (`infra/local_state.py`);
-3. exports AWS_ENDPOINT_URL, fake credentials and the MAILBRIDGE_* variables (stack outputs + the `local`
-   stage of `.chalice/config.json`), then imports `app.py`;
+3. exports fake credentials and the MAILBRIDGE_* variables (stack outputs + the `local` stage of
+   `.chalice/config.json`), then imports `app.py`; the app's own AWS calls reach moto in-process
+   (`local_aws.use_in_process_emulator`), the emulator's HTTP endpoint serves outside tools;
 4. serves the API on 127.0.0.1:<port> with Chalice's local server, polls the queues into the very SQS
    handlers Lambda runs and fires the app's schedules (`infra/local_events.py`);
 5. on first start seeds a demo tenant on the `standard` plan and prints its API key and an operator key;
-6. snapshots the data every few seconds and on SIGINT/SIGTERM, so a restart finds everything again.
+6. snapshots the data every few seconds and on SIGINT/SIGTERM, so a restart finds everything again
+   (incremental: only what was written since the last snapshot; exit within a few seconds of the signal).
 """
 from __future__ import annotations
 
@@ -25,11 +27,13 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
 STAGE = "local"
+STOP_GRACE_SECONDS = 2.0
 
 
 def log(message: str) -> None:
@@ -153,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     from infra import local_aws
     from infra.local_state import LocalState
 
+    local_aws.use_in_process_emulator()
     moto_server, endpoint = local_aws.start_moto(args.moto_port)
-    local_aws.point_environment_at(endpoint)
     import boto3
     session = boto3.session.Session(region_name=local_aws.REGION)
     outputs = local_aws.deploy_resources(session, STAGE)
@@ -194,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         log("seeded the demo tenant")
 
     from chalice.config import Config
-    from chalice.local import create_local_server
-    server = create_local_server(app_module.app, Config(chalice_stage=STAGE, config_from_disk=stage["raw"]),
-                                 "127.0.0.1", args.port)
+
+    from infra.local_api import create_server
+    server = create_server(app_module.app, Config(chalice_stage=STAGE, config_from_disk=stage["raw"]),
+                           "127.0.0.1", args.port)
     threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
 
     stop = threading.Event()
@@ -215,9 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     print(banner(args.port, endpoint, data_dir, local_secrets), flush=True)
 
     stop.wait()
-    log("stopping: finishing in-flight batches, saving data")
+    log("stopping: saving data")
+    # In-flight batches get a moment to finish; one still running is abandoned as if its Lambda were stopped:
+    # the worker is crash-safe (a replay completes what a cut-off page owes), and its job is enqueued again
+    # by the scheduler's next tick. The final snapshot is incremental, so it takes well under a second.
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
     for thread in workers:
-        thread.join(timeout=30)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
     server.shutdown()
     snapshot()
     moto_server.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.models.message import Message
-from chalicelib.pairing.links import links_for_message
+from chalicelib.pairing.links import links_for_message, links_for_messages
 from chalicelib.security.sanitize import sanitize_html
 from chalicelib.sync import store
 
@@ -19,13 +19,20 @@ def attachment_url(message_id: str, index: int) -> str:
     return f"/v1/messages/{message_id}/attachments/{index}"
 
 
-def summary(message: Message, *, show_snippet: bool) -> dict[str, Any]:
+def page_links(messages: list[Message]) -> dict[str, list[dict[str, Any]]]:
+    """The links of a whole page of messages, read in one batch (`pairing.links.links_for_messages`)."""
+    return links_for_messages(messages)
+
+
+def summary(message: Message, *, show_snippet: bool,
+            links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`links`: the message's links when the caller read them for its whole page (`page_links`); else read here."""
     return {
         "id": message.message_id, "mailbox_id": message.mailbox_id, "folder": message.folder,
         "direction": message.direction, "subject": message.subject, "from": message.from_addr,
         "to": list(message.to or []), "cc": list(message.cc or []), "date": message.date,
         "snippet": (message.snippet or "") if show_snippet else None,
-        "has_attachments": bool(message.has_attachments), "links": message_links(message),
+        "has_attachments": bool(message.has_attachments), "links": message_links(message) if links is None else links,
         "removed_at_source": message.removed_at_source, "skipped_reason": message.skipped_reason,
     }
 

@@ -2,7 +2,7 @@
 
 Models are persistence only: no HTTP errors, no scans on request paths (a key or GSI per access pattern).
 Tables are defined in `infra/resources.yaml`; `create_table` is used only by tests and the local stack.
-The endpoint is left to botocore, which honours `AWS_ENDPOINT_URL(_DYNAMODB)` — the local stack sets it.
+The endpoint is left to botocore, which honours `AWS_ENDPOINT_URL(_DYNAMODB)` (the local stack uses moto in-process).
 """
 from __future__ import annotations
 

@@ -28,6 +28,17 @@ class LinksByEntity(GlobalSecondaryIndex):
     date_key = UnicodeAttribute(range_key=True)
 
 
+class LinksByMailbox(GlobalSecondaryIndex):
+    """A mailbox's links in its messages' order (`date_key` = the message's): the links of a whole page of
+    messages in one Query (`pairing.links.links_for_messages`)."""
+    class Meta:
+        index_name = "by_mailbox"
+        projection = AllProjection()
+
+    mailbox_id = UnicodeAttribute(hash_key=True)
+    date_key = UnicodeAttribute(range_key=True)
+
+
 class MessageLink(Model):
     Meta = table_meta("message_links")
 
@@ -48,6 +59,7 @@ class MessageLink(Model):
     removed_at = UnicodeAttribute(null=True)
 
     by_entity = LinksByEntity()
+    by_mailbox = LinksByMailbox()
 
 
 class SignalsByTenantStatus(GlobalSecondaryIndex):

@@ -110,5 +110,7 @@ def record_messages(record_type: str, record_id: str, query: ListQuery):
     if principal.user_id is not None and not visibility.record_lets_read(item.readers, principal.user_id):
         messages = [m for m in messages if access.can_read_message(m, principal)]
     snippets = visibility.snippet_mailboxes(principal.tenant_id, {m.mailbox_id for m in messages})
-    return {"items": [views.summary(m, show_snippet=m.mailbox_id in snippets) for m in messages],
+    links = views.page_links(messages)
+    return {"items": [views.summary(m, show_snippet=m.mailbox_id in snippets, links=links[m.message_id])
+                      for m in messages],
             "next_cursor": encode_cursor(principal.tenant_id, scope, last)}

@@ -50,7 +50,9 @@ def list_messages(mailbox_id: str, query: MessageListQuery):
     start = decode_cursor(query.cursor, mailbox.tenant_id, scope)
     items, last = service.list_messages(mailbox, folder=query.folder, paired=query.paired, limit=query.limit,
                                         start_key=start)
-    return MessageList(items=[views.summary(m, show_snippet=bool(mailbox.show_snippet)) for m in items],
+    links = views.page_links(items)
+    return MessageList(items=[views.summary(m, show_snippet=bool(mailbox.show_snippet), links=links[m.message_id])
+                              for m in items],
                        next_cursor=encode_cursor(mailbox.tenant_id, scope, last))
 
 

@@ -1,0 +1,63 @@
+"""The local stack's API server: Chalice's local server, plus a per-request count of AWS calls.
+
+Every response carries `X-Local-Aws-Calls: dynamodb=<n>, s3=<n>, ...` — the botocore calls the request's
+handler made (boto3 and PynamoDB both go through `BaseClient._make_api_call`). Chalice's local server runs
+each connection in its own thread and each request of a connection in turn, so a thread-local counter reset
+at the start of a request counts exactly that request's calls. Local stage only: the header tells a
+developer (and `bench/local_stack`) what a route costs; the cloud's API Gateway never sees it.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+
+import botocore.client
+from chalice.config import Config
+from chalice.local import ChaliceRequestHandler, LocalDevServer
+
+HEADER = "X-Local-Aws-Calls"
+_calls = threading.local()
+_installed = False
+
+
+def install_counter() -> None:
+    """Count botocore calls per thread (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(self, operation_name, api_params):
+        counter = getattr(_calls, "counter", None)
+        if counter is not None:
+            counter[self.meta.service_model.service_name] += 1
+        return original(self, operation_name, api_params)
+
+    botocore.client.BaseClient._make_api_call = counting
+    _installed = True
+
+
+def header_value(counter: collections.Counter) -> str:
+    return ", ".join(f"{service}={n}" for service, n in sorted(counter.items())) or "none"
+
+
+class CountingRequestHandler(ChaliceRequestHandler):
+    def _generic_handle(self) -> None:
+        _calls.counter = collections.Counter()
+        try:
+            super()._generic_handle()
+        finally:
+            _calls.counter = None
+
+    def _send_headers(self, headers) -> None:
+        counter = getattr(_calls, "counter", None)
+        if counter is not None:
+            headers = {**headers, HEADER: header_value(counter)}
+        super()._send_headers(headers)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+
+def create_server(app, config: Config, host: str, port: int) -> LocalDevServer:
+    install_counter()
+    return LocalDevServer(app, config, host, port, handler_cls=CountingRequestHandler)

@@ -1,0 +1,265 @@
+"""Makes the in-process moto of the local stack keep up with a real mailbox (thousands of messages).
+
+Profiled with py-spy on the local stack importing a 5,000-message IMAP account (docs/benchmarks.md, "Local
+stack"), moto itself was where time and memory went, not mailbridge:
+
+- `TransactWriteItems` deep-copied every table a transaction touches, as a rollback backup — the whole
+  Messages table for every link, effect or counter transaction: O(table) CPU and garbage per call, the
+  process's memory growth. Here the backup is the touched items only (a transaction writes ≤ 100 items).
+- A GSI `Query` sorted *all* items of the table (`Table.all_items`) before filtering on the index's hash key,
+  O(n log n) per query with Python-level comparisons. Here the sorted list is cached per table and rebuilt
+  only after an item is added or deleted (updates never change an item's key), and the matches are sorted
+  on precomputed keys.
+- Responses went through moto's generic model-driven serializer (about 10× slower than `json.dumps` for
+  item-heavy responses). Responses of the item operations are DynamoDB JSON already
+  (`moto.dynamodb.models.utilities.dynamo_to_dict`), so they are dumped directly: the wire format is the same
+  (AWS JSON 1.0; binary values base64, as the DynamoDB API reference, "Data types", specifies).
+- moto kept a reference to every model object it ever created (see `_stop_instance_tracking`): the process
+  grew without bound, fastest while messages were listed.
+- moto is not thread-safe (the API, the worker and the notifier call it at once; a Query copying an item
+  another thread updated failed with a 500): every DynamoDB request runs under one lock, so conditional
+  writes and transactions are atomic as in DynamoDB, and `local_state` can take a consistent cut by holding
+  the same lock.
+
+It also records which items changed (`DirtyItems`), so snapshots write only those (`infra/local_state.py`).
+Emulator only: this patches moto classes of the local stack's own process (moto 5.2) and is never imported
+by the service.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import json
+import threading
+from typing import Any
+
+WRITE_LOCK = threading.RLock()
+_installed = False
+
+# Operations whose moto result is plain DynamoDB JSON (after `dynamo_to_dict`).
+FAST_JSON_OPERATIONS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem",
+                                  "DeleteItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems"})
+
+
+class DirtyItems:
+    """(table name, hash key, range key) of every item written since the last `drain()`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: set[tuple[str, Any, Any]] = set()
+
+    def mark(self, table_name: str, hash_key, range_key) -> None:
+        with self._lock:
+            self._keys.add((table_name, hash_key, range_key))
+
+    def drain(self) -> set[tuple[str, Any, Any]]:
+        with self._lock:
+            keys, self._keys = self._keys, set()
+        return keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+DIRTY = DirtyItems()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, set):
+        return list(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def install() -> None:
+    """Patch moto's DynamoDB (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
+
+    _stop_instance_tracking()
+    _patch_serializer(DynamoResult)
+    _lock_requests(DynamoHandler)
+    _patch_table(Table)
+    _patch_backend(DynamoDBBackend)
+    import moto.dynamodb.models as models_module
+    models_module.copy = _CopyWithoutTables(Table)
+    _installed = True
+
+
+def _stop_instance_tracking() -> None:
+    """moto's `BaseModel.__new__` appends every model object ever created — each DynamoDB item, and each deep
+    copy of one that a Query, Scan, UpdateItem or transaction makes, each S3 key, each SQS message — to a
+    per-class list that only a reset empties (it feeds moto's `/moto-api/data.json` dashboard). In a
+    long-running emulator that list is a leak: ~4 KB retained per item a Query returns."""
+    from moto.core.common_models import BaseModel
+
+    def __new__(cls, *args, **kwargs):
+        return super(BaseModel, cls).__new__(cls)
+
+    BaseModel.__new__ = __new__
+    for model in _tracked_classes(BaseModel):
+        model.instances_tracked = []
+
+
+def _tracked_classes(root) -> list:
+    found, pending = [], [root]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return [cls for cls in found if "instances_tracked" in cls.__dict__]
+
+
+def _lock_requests(handler_class) -> None:
+    """One DynamoDB request at a time: a Query deep-copies items that an UpdateItem on another thread mutates
+    in place ("dictionary changed size during iteration" answered the API with a 500). Under the GIL this
+    costs next to no parallelism."""
+    call_action = handler_class.call_action
+
+    def locked_call_action(self):
+        with WRITE_LOCK:
+            return call_action(self)
+
+    handler_class.call_action = locked_call_action
+
+
+def _patch_serializer(result_class) -> None:
+    generic = result_class.execute_result
+
+    def execute_result(self, context):
+        operation = str(context.operation_model.name)
+        if operation not in FAST_JSON_OPERATIONS or isinstance(self.result, Exception):
+            return generic(self, context)
+        body = json.dumps(self.result, default=_json_default, separators=(",", ":"))
+        return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+
+    result_class.execute_result = execute_result
+
+
+def _patch_table(table_class) -> None:
+    put_item, delete_item = table_class.put_item, table_class.delete_item
+    all_items = table_class.all_items
+
+    def invalidate(table) -> None:
+        table.__dict__.pop("_local_sorted_items", None)
+
+    def cached_all_items(self):
+        cached = self.__dict__.get("_local_sorted_items")
+        if cached is None:
+            cached = all_items(self)
+            self.__dict__["_local_sorted_items"] = cached
+        return list(cached)
+
+    def patched_put(self, item_attrs, *args, **kwargs):
+        item = put_item(self, item_attrs, *args, **kwargs)
+        invalidate(self)   # a replaced item is a new object, so even an overwrite invalidates
+        DIRTY.mark(self.name, item.hash_key, item.range_key)
+        return item
+
+    def patched_delete(self, hash_key, range_key):
+        item = delete_item(self, hash_key, range_key)
+        if item is not None:
+            invalidate(self)
+            DIRTY.mark(self.name, hash_key, range_key)
+        return item
+
+    def sorted_items(self, hash_key_attrs, range_key_attrs, items):
+        """moto's order (DynamoType comparisons compare `cast_value`), with each key computed once per item
+        instead of once per comparison."""
+        attrs = self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
+        items.sort(key=lambda item: tuple(item.attrs[name].cast_value for name in attrs))
+        return items
+
+    table_class.sorted_items = sorted_items
+    table_class.all_items = cached_all_items
+    table_class.put_item = patched_put
+    table_class.delete_item = patched_delete
+    table_class._local_invalidate = invalidate
+
+
+def _item_key(table, op_type: str, op: dict) -> tuple[Any, Any]:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    source = op["Item"] if op_type == "Put" else op["Key"]
+    hash_key = DynamoType(source[table.hash_key_attr])
+    range_key = DynamoType(source[table.range_key_attr]) if table.range_key_attr else None
+    return hash_key, range_key
+
+
+def _restore_item(table, hash_key, range_key, original) -> None:
+    if original is None:
+        if table.get_item(hash_key, range_key) is not None:
+            table.delete_item(hash_key, range_key)
+        return
+    if range_key is not None:
+        table.items[hash_key][range_key] = original
+    else:
+        table.items[hash_key] = original
+    table._local_invalidate()
+    DIRTY.mark(table.name, hash_key, range_key)
+
+
+def _patch_backend(backend_class) -> None:
+    transact = backend_class.transact_write_items
+    update_item = backend_class.update_item
+
+    def locked(method):
+        def wrapper(self, *args, **kwargs):
+            with WRITE_LOCK:
+                return method(self, *args, **kwargs)
+        wrapper.__name__ = method.__name__
+        return wrapper
+
+    def patched_update(self, table_name, key, *args, **kwargs):
+        item = update_item(self, table_name, key, *args, **kwargs)
+        DIRTY.mark(table_name, item.hash_key, item.range_key)
+        return item
+
+    def transact_write_items(self, transact_items):
+        """moto's TransactWriteItems with a per-item rollback backup instead of deep copies of whole tables."""
+        backups = []
+        for entry in transact_items[:100]:
+            op_type, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None or op_type not in ("Put", "Delete", "Update"):
+                continue
+            try:
+                hash_key, range_key = _item_key(table, op_type, op)
+            except (KeyError, TypeError):
+                continue   # moto raises the validation error itself
+            backups.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+        try:
+            return transact(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, original in reversed(backups):
+                _restore_item(table, hash_key, range_key, original)
+            raise
+
+    for name in ("put_item", "delete_item", "execute_statement", "batch_write_item"):
+        setattr(backend_class, name, locked(getattr(backend_class, name)))
+    backend_class.update_item = locked(patched_update)
+    backend_class.transact_write_items = locked(transact_write_items)
+
+
+class _CopyWithoutTables:
+    """`copy` as moto's DynamoDB models module sees it: `deepcopy` of a whole `Table` (transact_write_items'
+    rollback backup) returns the table itself, so moto's own rollback assigns each table back to itself;
+    `transact_write_items` above restores the touched items instead. Every other deep copy is unchanged."""
+
+    def __init__(self, table_class) -> None:
+        self.table_class = table_class
+
+    def deepcopy(self, value, memo=None):
+        if isinstance(value, self.table_class):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
