@@ -1,5 +1,5 @@
 # mailbridge — the two commands: `make run` (local stack) and `make test` (whole suite).
-.PHONY: bootstrap run demo-mail demo-gmail demo-outlook test test-fast package bench clean
+.PHONY: bootstrap run demo-mail demo-gmail demo-outlook lint test test-fast package bench clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -15,7 +15,10 @@ demo-gmail: bootstrap
 demo-outlook: bootstrap
 	.venv/bin/python -m devservers.fake_microsoft
 
-test: bootstrap
+lint: bootstrap
+	.venv/bin/ruff check .
+
+test: bootstrap lint
 	.venv/bin/python -m pytest -q -n 2
 
 test-fast: bootstrap

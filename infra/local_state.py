@@ -252,7 +252,8 @@ class LocalState:
                     record["key"], record["item"])
         for table, states in final.items():
             _batch_write(dynamodb, table, [
-                {"PutRequest": {"Item": _decode(item)}} if item is not None else {"DeleteRequest": {"Key": _decode(key)}}
+                {"PutRequest": {"Item": _decode(item)}} if item is not None
+                else {"DeleteRequest": {"Key": _decode(key)}}
                 for key, item in states.values()])
         return count
 

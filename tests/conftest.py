@@ -12,7 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-pytest_plugins = ["tests.dovecot"]  # session `dovecot` fixture: a real Dovecot IMAP server (tests/dovecot.py)
+# fixtures for every test: `dovecot` (a real Dovecot IMAP server, session), `google` (the fake Google on
+# loopback), `fake_ms` and `loopback_tls` (the fake Microsoft over TLS)
+pytest_plugins = ["tests.dovecot", "tests.gmail_fixtures", "tests.graph_helpers"]
 
 OPERATOR_KEY = "mbo_" + "o" * 43
 os.environ.update({

@@ -100,7 +100,8 @@ def dollars(usage: Usage, syncs: float, invocations: float, compute_s: float, tr
     seconds = compute_s + aws_wait + trips * PROVIDER_RTT_S[kind]
     p = PRICES
     return {
-        "lambda": invocations * p["lambda"]["per_request"] + seconds * worker_memory_gb() * p["lambda"]["per_gb_second"],
+        "lambda": invocations * p["lambda"]["per_request"]
+                  + seconds * worker_memory_gb() * p["lambda"]["per_gb_second"],
         "dynamodb": usage.wru(item_kb) * p["dynamodb"]["per_write_request_unit"]
                     + usage.rru * p["dynamodb"]["per_read_request_unit"],
         "s3": usage.s3_put * p["s3"]["per_put"] + usage.s3_get * p["s3"]["per_get"],
@@ -142,7 +143,8 @@ def measure(kind: str, idle_syncs: int, messages: int) -> dict:
         meter = Meter()
         try:
             sync_once(world, meter)                                   # the initial (empty) import
-            idle, idle_wall, idle_trips = phase(world, meter, lambda: [sync_once(world, meter) for _ in range(idle_syncs)])
+            idle, idle_wall, idle_trips = phase(world, meter,
+                                                lambda: [sync_once(world, meter) for _ in range(idle_syncs)])
 
             def active_syncs():
                 for n in range(messages):

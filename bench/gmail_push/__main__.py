@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 def configure_env() -> None:
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "MAILBRIDGE_TABLE_PREFIX": "bench-", "MAILBRIDGE_STAGE": "test",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+                       "MAILBRIDGE_TABLE_PREFIX": "bench-", "MAILBRIDGE_STAGE": "test",
                        "MAILBRIDGE_SIGNING_KEY": "bench-signing-key", "MAILBRIDGE_RAW_BUCKET": "bench-raw",
                        "POWERTOOLS_LOG_LEVEL": "ERROR"})
     os.environ.pop("AWS_ENDPOINT_URL", None)

@@ -46,7 +46,8 @@ print(json.dumps({{"seconds": elapsed, "modules": len(sys.modules),
 VARIANTS = {
     "as shipped (import app)": "",
     "eager providers (import app + Gmail and Graph providers)":
-        "import chalicelib.providers.gmail.client, chalicelib.providers.graph.tokens, chalicelib.providers.graph.consent",
+        "import chalicelib.providers.gmail.client, chalicelib.providers.graph.tokens, "
+        "chalicelib.providers.graph.consent",
 }
 
 

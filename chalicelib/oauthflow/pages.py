@@ -11,7 +11,8 @@ from chalicelib.oauthflow.service import ConsentResult
 SECURITY_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
                     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
                     "X-Content-Type-Options": "nosniff"}
-TITLES = {"connected": "Mailbox connected", "admin_consented": "The administrator approved the app", "denied": "Access was not granted",
+TITLES = {"connected": "Mailbox connected", "admin_consented": "The administrator approved the app",
+          "denied": "Access was not granted",
           "wrong_account": "Wrong account", "needs_admin_consent": "An administrator must approve the app",
           "exchange_failed": "The connection could not be completed",
           "invalid_state": "This link is invalid or has expired"}

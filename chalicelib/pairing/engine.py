@@ -72,7 +72,7 @@ def find_matches(message: Message, facts: MessageFacts, context: TenantContext) 
 
 def suggest(message: Message, matches: list[Match]) -> list[str]:
     """Signal mode: one open signal per match not already linked (or unlinked) and never suggested before."""
-    existing = {(l.entity_type, l.entity_id) for l in all_links(message.message_id)}
+    existing = {(link.entity_type, link.entity_id) for link in all_links(message.message_id)}
     created = []
     for match in matches:
         if (match.type, match.id) in existing:
@@ -124,8 +124,8 @@ def apply_matches(message: Message, facts: MessageFacts, matches: list[Match], c
     elif pending:
         result.signals = suggest(message, pending)
     new_links = [link for link in (write_link(message, spec) for spec in specs) if link is not None]
-    result.links = [{"type": l.entity_type, "id": l.entity_id, "source": l.source, "reason": l.reason}
-                    for l in new_links]
+    result.links = [{"type": link.entity_type, "id": link.entity_id, "source": link.source, "reason": link.reason}
+                    for link in new_links]
     if new_links:
         emit(message.tenant_id, "message.paired", {
             "message_id": message.message_id, "mailbox_id": message.mailbox_id, "links": result.links})

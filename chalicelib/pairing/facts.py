@@ -1,6 +1,7 @@
 """What pairing needs to know about a message, derived once and purely from its stored metadata.
 
-Counterparts (docs/architecture.md, pairing): the sender of inbound mail; every recipient (To, Cc, Bcc) of outbound mail.
+Counterparts (docs/architecture.md, pairing): the sender of inbound mail; every recipient (To, Cc, Bcc) of
+outbound mail.
 Addresses of the tenant (own domains, the tenant's mailbox addresses) are never counterparts. A message
 whose participants are all the tenant's own is internal and pairs with nothing; blocklisted counterparts
 are dropped, and a message left without counterparts because of the blocklist pairs with nothing.

@@ -31,7 +31,7 @@ def links_for_message(message: str | Message) -> list[dict]:
         if not int(message.link_count or 0):
             return []
         message = message.message_id
-    return [_shape(l) for l in MessageLink.query(message) if l.status == "active"]
+    return [_shape(link) for link in MessageLink.query(message) if link.status == "active"]
 
 
 def links_for_messages(messages: Iterable[Message]) -> dict[str, list[dict]]:
@@ -60,6 +60,6 @@ def links_for_messages(messages: Iterable[Message]) -> dict[str, list[dict]]:
                 break
         incomplete += [m for m in page if len(found[m.message_id]) != int(m.link_count or 0)]
     for message in incomplete:   # links without the index keys, a drifted count, or a sparse range
-        found[message.message_id] = [l for l in MessageLink.query(message.message_id) if l.status == "active"]
-    return {message_id: [_shape(l) for l in sorted(links, key=lambda l: l.link_key)]
+        found[message.message_id] = [link for link in MessageLink.query(message.message_id) if link.status == "active"]
+    return {message_id: [_shape(link) for link in sorted(links, key=lambda link: link.link_key)]
             for message_id, links in found.items()}

@@ -26,7 +26,7 @@ def readable_through_links(message: Message, user_id: str) -> bool:
     links = links_of(message)
     if not links:
         return False
-    records = directory.read_records(message.tenant_id, [l.link_key for l in links])
+    records = directory.read_records(message.tenant_id, [link.link_key for link in links])
     return any(record_lets_read(r.readers, user_id) for r in records.values())
 
 

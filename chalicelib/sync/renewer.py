@@ -8,7 +8,8 @@ then `BatchGetItem` (≤100 keys a call) — no scan.
 It warns before known credential expiries (`sync/credential_expiry.py`: `mailbox.credentials_expiring`).
 It also keeps push registrations alive (`sync/push.py`: Gmail watch, Graph subscriptions, `mailbox.push_expiring`
 when one cannot be renewed) and completes what stored messages still owe when a sync died before paying it
-(`sync/effects.py`: pairing, `message.created`, counts) — the outbox sweeper. And it runs the webhook deliveries' safety-net sweep (`notify.deliveries.run_due`: deliveries whose delayed
+(`sync/effects.py`: pairing, `message.created`, counts) — the outbox sweeper. And it runs the webhook
+deliveries' safety-net sweep (`notify.deliveries.run_due`: deliveries whose delayed
 queue message was lost), within `WEBHOOK_SWEEP_SECONDS`, and the outbox's (`outbox.delivery.sweep`: items whose
 job was lost or whose attempt died).
 """

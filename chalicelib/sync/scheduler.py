@@ -7,7 +7,8 @@ page — never a table scan — and the tenants of each page are read with Batch
 it at 900 s) so thousands of mailboxes do not hit their mail servers in the same second. A failing batch is
 logged and counted; the tick carries on with the rest. Mailboxes already syncing are enqueued too — the worker
 coalesces them into at most one follow-up. Mailboxes of tenants that are suspended or whose plan lacks mailbox
-connection are left out (each tenant read once per tick, in its page's batch); they are scheduled again once it is active.
+connection are left out (each tenant read once per tick, in its page's batch); they are scheduled again once
+it is active.
 """
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ def drain(provider: MailProvider, folder: str, cursor: str | None, since: date,
         change_set = provider.changes(folder, cursor, since=since, page_size=page_size)
         assert len(change_set.new) + len(change_set.changed) <= page_size
         refs.extend(change_set.new)
-        refs.extend(change_set.changed)   # the engine fetches the unknown ones (Graph delta lists new and changed alike)
+        refs.extend(change_set.changed)   # the engine fetches the unknown ones (Graph delta: new and changed alike)
         removed.extend(change_set.removed)
         cursor = change_set.next_cursor
         if not change_set.has_more:

@@ -1,7 +1,8 @@
 """Duplicate delivery: SQS is at-least-once, so every sync job may arrive 2–5 times, in any order, and two
 workers may take the same mailbox at once. For each provider kind — IMAP on real Dovecot, Gmail on the fake
 Google, Outlook on the fake Microsoft — each round's job for one mailbox is delivered 2–5 times, in batches
-of random size and receive counts, with new mail arriving between rounds and one round run by two worker threads at once; then
+of random size and receive counts, with new mail arriving between rounds and one round run by two worker
+threads at once; then
 every follow-up job is run. Guards: 0 duplicated and 0 lost messages, exactly one `message.created` per
 message, an exact `imported` count.
 
@@ -20,9 +21,8 @@ from chalicelib.models.message import Message
 from chalicelib.notify import events
 from chalicelib.security.crypto import encrypt_secrets
 from chalicelib.sync import worker
-from tests.dovecot import dovecot  # noqa: F401 - fixture
-from tests.gmail_fixtures import EMAIL, google, make_gmail_mailbox  # noqa: F401 - fixture
-from tests.graph_helpers import ADDRESS, fake_ms, loopback_tls, outlook_mailbox  # noqa: F401 - fixtures
+from tests.gmail_fixtures import EMAIL, make_gmail_mailbox
+from tests.graph_helpers import ADDRESS, outlook_mailbox
 from tests.mailfactory import make_message
 from tests.sync_helpers import FakeContext, counts_of, drain, job_event, make_mailbox, receive_event, reload
 

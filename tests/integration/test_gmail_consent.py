@@ -14,7 +14,7 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.notify import events
 from chalicelib.sync import worker
-from tests.gmail_fixtures import EMAIL, TOPIC, days_ago, google, mail  # noqa: F401 - fixture
+from tests.gmail_fixtures import EMAIL, TOPIC, days_ago, mail
 from tests.sync_helpers import FakeContext, drain, receive_event
 
 RETURN = "https://crm.example/connected"

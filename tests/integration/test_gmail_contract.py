@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.providers.base import MailProvider
 from tests.contract.provider_contract import CONTRACT, World
-from tests.gmail_fixtures import EMAIL, days_ago, gmail_provider, google, make_gmail_mailbox  # noqa: F401
+from tests.gmail_fixtures import EMAIL, days_ago, gmail_provider, make_gmail_mailbox
 from tests.sync_helpers import reload
 
 LABELS = {"inbox": ("INBOX",), "sent": ("SENT",)}

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chalicelib.models.message import Message
 from chalicelib.sync import effects, engine, worker
-from tests.gmail_fixtures import (AUDIENCE, EMAIL, SERVICE_ACCOUNT, days_ago, gmail_provider,  # noqa: F401
-                                  google, mail, make_gmail_mailbox, make_gmail_server)
+from tests.gmail_fixtures import (AUDIENCE, EMAIL, SERVICE_ACCOUNT, days_ago, gmail_provider, mail,
+                                  make_gmail_mailbox, make_gmail_server)
 from tests.sync_helpers import FakeContext, drain, receive_event, reload
 
 PATH = "/v1/push/gmail"

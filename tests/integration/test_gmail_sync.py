@@ -12,8 +12,7 @@ from chalicelib.models.message import Message
 from chalicelib.notify import events
 from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError, ThreadHint
 from chalicelib.sync import effects, engine, worker
-from tests.gmail_fixtures import (EMAIL, TOPIC, days_ago, gmail_provider, google,  # noqa: F401 - fixture
-                                  mail, make_gmail_mailbox)
+from tests.gmail_fixtures import EMAIL, TOPIC, days_ago, gmail_provider, mail, make_gmail_mailbox
 from tests.sync_helpers import FakeContext, cursor_field, job_event, reload
 
 FAR = float("inf")

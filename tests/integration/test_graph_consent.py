@@ -10,8 +10,7 @@ import pytest
 from chalicelib.credentials.store import CredentialStore
 from chalicelib.providers.graph.consent import ConsentFailed, OutlookConsent
 from chalicelib.providers.kinds import provider_for
-from tests.graph_helpers import (ADDRESS, CLIENT_SECRET, REDIRECT_URI, fake_ms, loopback_tls,  # noqa: F401
-                                 make_outlook_server)
+from tests.graph_helpers import ADDRESS, CLIENT_SECRET, REDIRECT_URI, make_outlook_server
 from tests.sync_helpers import make_mailbox, reload
 
 pytestmark = pytest.mark.usefixtures("aws")

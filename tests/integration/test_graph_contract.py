@@ -12,7 +12,7 @@ from chalicelib.credentials.store import CredentialStore
 from chalicelib.providers.base import MailProvider
 from chalicelib.providers.kinds import provider_for
 from tests.contract.provider_contract import CONTRACT, World
-from tests.graph_helpers import ADDRESS, fake_ms, loopback_tls, outlook_mailbox  # noqa: F401
+from tests.graph_helpers import ADDRESS, outlook_mailbox
 from tests.sync_helpers import reload
 
 FOLDERS = {"inbox": "inbox", "sent": "sentitems"}

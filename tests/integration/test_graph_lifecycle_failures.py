@@ -4,7 +4,7 @@ from __future__ import annotations
 from chalicelib.credentials.store import CredentialStore
 from chalicelib.providers.kinds import provider_for
 from chalicelib.sync.push import save_state
-from tests.graph_helpers import ADDRESS, api_deliver, fake_ms, loopback_tls, outlook_mailbox  # noqa: F401
+from tests.graph_helpers import ADDRESS, api_deliver, outlook_mailbox
 from tests.sync_helpers import drain, reload
 
 

@@ -15,7 +15,7 @@ from chalicelib.providers.kinds import provider_for
 from chalicelib.sync.push import save_state
 from chalicelib.sync.worker import handle_batch
 from chalicelib.timeutil import parse_iso, utcnow
-from tests.graph_helpers import ADDRESS, api_deliver, fake_ms, loopback_tls, outlook_mailbox, raw_mail  # noqa: F401
+from tests.graph_helpers import ADDRESS, api_deliver, outlook_mailbox, raw_mail
 from tests.sync_helpers import FakeContext, drain, job_event, receive_event, reload
 
 HOSTILE = "<script>alert('x')</script><img src=x onerror=alert(1)> & \"quotes\" Validation: tést"

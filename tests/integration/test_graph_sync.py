@@ -12,7 +12,7 @@ from chalicelib.models.message import Message
 from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError, ThreadHint
 from chalicelib.providers.kinds import provider_for
 from chalicelib.sync.engine import SyncOptions, sync_mailbox
-from tests.graph_helpers import ADDRESS, fake_ms, loopback_tls, outlook_mailbox, raw_mail  # noqa: F401
+from tests.graph_helpers import ADDRESS, outlook_mailbox, raw_mail
 from chalicelib.sync.worker import handle_batch
 from tests.sync_helpers import FakeContext, cursor_field, job_event, reload
 

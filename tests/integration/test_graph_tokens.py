@@ -7,7 +7,7 @@ import pytest
 from chalicelib.credentials.store import CredentialStore
 from chalicelib.providers.base import ErrorCode, ProviderError
 from chalicelib.providers.kinds import provider_for
-from tests.graph_helpers import ADDRESS, fake_ms, loopback_tls, outlook_mailbox  # noqa: F401
+from tests.graph_helpers import ADDRESS, outlook_mailbox
 from tests.sync_helpers import reload
 
 pytestmark = pytest.mark.usefixtures("aws")

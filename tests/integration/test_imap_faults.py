@@ -16,7 +16,6 @@ from chalicelib.providers import kinds
 from chalicelib.security.crypto import encrypt_secrets
 from chalicelib.sync import worker
 from chalicelib.sync.engine import SyncOptions
-from tests.dovecot import dovecot  # noqa: F401 - fixture
 from tests.imap_fault_proxy import FaultProxy
 from tests.mailfactory import make_message
 from tests.sync_helpers import FakeContext, counts_of, job_event, make_mailbox, reload

@@ -153,7 +153,8 @@ def test_redelivery_and_checkpoint_lose_and_duplicate_nothing(aws, dovecot):
                                options=SyncOptions(page_size=5)) == {"batchItemFailures": []}
     assert len(stored(mailbox)) == 10
     assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
-    worker.handle_batch(event, FakeContext(), provider_factory=factory, options=SyncOptions(page_size=5))   # same message redelivered
+    # the same message redelivered
+    worker.handle_batch(event, FakeContext(), provider_factory=factory, options=SyncOptions(page_size=5))
     assert len(stored(mailbox)) == 12
     worker.handle_batch(event, FakeContext(), provider_factory=factory, options=SyncOptions(page_size=5))
     assert len(stored(mailbox)) == 12 and counts_of(reload(mailbox))["imported"] == 12
@@ -173,7 +174,8 @@ def test_worker_killed_between_pages_resumes_after_the_lease_expires(aws, doveco
     assert killed.lease_owner and killed_cursor
     assert len(stored(mailbox)) == 4
     monkeypatch.undo()
-    assert sync(reload(mailbox), options=SyncOptions(page_size=4))[0] == {"batchItemFailures": []}   # lease still live → coalesced
+    # the lease is still live → coalesced
+    assert sync(reload(mailbox), options=SyncOptions(page_size=4))[0] == {"batchItemFailures": []}
     assert len(stored(mailbox)) == 4 and reload(mailbox).sync_requested is True
     later = time.time() + lease.lease_seconds() + 1
     monkeypatch.setattr(lease, "time", SimpleNamespace(time=lambda: later))       # the dead worker's lease lapsed

@@ -13,8 +13,8 @@ from chalicelib.models.message import Message
 from chalicelib.outbox import delivery, service
 from chalicelib.providers.kinds import provider_for
 from chalicelib.sync import effects, engine
-from tests.gmail_fixtures import EMAIL, days_ago, gmail_provider, google, mail, make_gmail_mailbox  # noqa: F401
-from tests.graph_helpers import ADDRESS, fake_ms, loopback_tls, outlook_mailbox, raw_mail  # noqa: F401
+from tests.gmail_fixtures import EMAIL, days_ago, gmail_provider, mail, make_gmail_mailbox
+from tests.graph_helpers import ADDRESS, outlook_mailbox, raw_mail
 from tests.outbox_helpers import outbox_item
 from tests.sync_helpers import reload
 

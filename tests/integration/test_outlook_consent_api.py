@@ -9,8 +9,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from chalicelib.credentials.store import CredentialStore
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.notify import events
-from tests.graph_helpers import (ADDRESS, CLIENT_ID, CLIENT_SECRET, api_deliver, fake_ms,  # noqa: F401 - fixtures
-                                 loopback_tls)
+from tests.graph_helpers import ADDRESS, CLIENT_ID, CLIENT_SECRET, api_deliver
 
 
 def outlook_mailbox(api, tenant):
@@ -81,6 +80,7 @@ def test_admin_consent_path_end_to_end(api, tenant, fake_ms, aws):
 def test_a_callback_state_cannot_be_used_as_an_admin_consent_answer(api, tenant, fake_ms, aws):
     created = outlook_mailbox(api, tenant)
     state = parse_qs(urlsplit(created["authorize_url"]).query)["state"][0]
-    forged = api("GET", f"/v1/oauth/admin-consent?{urlencode({'state': state, 'admin_consent': 'True', 'tenant': 'x'})}")
+    query = urlencode({"state": state, "admin_consent": "True", "tenant": "x"})
+    forged = api("GET", f"/v1/oauth/admin-consent?{query}")
     assert "invalid_state" in forged.body
     assert Mailbox.get(tenant["id"], created["id"]).status == "pending_auth"

@@ -35,7 +35,7 @@ def by_subject(mailbox) -> dict[str, Message]:
 
 
 def linked(message) -> set[tuple[str, str]]:
-    return {(l.entity_type, l.entity_id) for l in active_links(message.message_id)}
+    return {(link.entity_type, link.entity_id) for link in active_links(message.message_id)}
 
 
 def test_mail_imported_from_dovecot_is_paired_by_the_worker(aws, dovecot):

@@ -20,9 +20,7 @@ from chalicelib.notify import notifier
 from chalicelib.sync import worker
 from chalicelib.timeutil import utcnow
 from devservers.smtp import for_dovecot
-from tests.dovecot import dovecot  # noqa: F401 - fixture
-from tests.gmail_fixtures import google  # noqa: F401 - fixture
-from tests.graph_helpers import ADDRESS, CLIENT_ID, CLIENT_SECRET, api_deliver, fake_ms, loopback_tls  # noqa: F401
+from tests.graph_helpers import ADDRESS, CLIENT_ID, CLIENT_SECRET, api_deliver
 from tests.sync_helpers import FakeContext, receive_event
 
 RELAY_PASSWORD = "relay-pw-7c1f0e9a2b"

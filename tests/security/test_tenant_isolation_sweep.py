@@ -14,7 +14,6 @@ import pytest
 from chalicelib.api.openapi import build_document
 from chalicelib.models.event import Event
 from chalicelib.notify import deliveries, user_notifications
-from tests.conftest import OPERATOR_KEY
 from tests.unit.test_sharing_matrix import make_world  # noqa: F401 - the fixture that builds tenant A's world
 
 # Routes that carry no tenant's data or are not called with a tenant key (each verified by its own tests).

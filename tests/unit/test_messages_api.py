@@ -1,4 +1,5 @@
-"""Guards against the messages API leaking mail (other tenants, other users, hidden mail, unsafe HTML) or misordering it."""
+"""Guards against the messages API leaking mail (other tenants, other users, hidden mail, unsafe HTML) or
+misordering it."""
 from __future__ import annotations
 
 import datetime as dt

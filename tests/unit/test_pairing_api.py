@@ -49,7 +49,7 @@ def test_reader_through_a_record_cannot_re_pair_the_message(api, tenant):
         assert api(method, path, key=tenant["key"], user="u-dave", json_body=body).status == 403, (method, path)
         assert api(method, path, key=tenant["key"], user="u-erin", json_body=body).status == 404, (method, path)
     assert api("GET", f"/v1/messages/{message.message_id}", key=tenant["key"], user="u-erin").status == 404
-    assert [l["id"] for l in api("GET", f"/v1/messages/{message.message_id}", key=tenant["key"]).json["links"]] \
+    assert [link["id"] for link in api("GET", f"/v1/messages/{message.message_id}", key=tenant["key"]).json["links"]] \
         == ["pr-1"]
 
 
@@ -65,7 +65,7 @@ def test_create_record_from_message(api, tenant):
     again = api("POST", path, key=tenant["key"], json_body={"type": "project"}).json
     assert again["created"] is False and again["record"]["id"] == project["record"]["id"]
     links = api("GET", f"/v1/messages/{message.message_id}", key=tenant["key"]).json["links"]
-    assert {(l["type"], l["source"]) for l in links} == {("company", "created"), ("project", "created")}
+    assert {(link["type"], link["source"]) for link in links} == {("company", "created"), ("project", "created")}
     assert len(list_events(tenant["id"], "record.created")) == 2
     assert api("POST", path, key=tenant["key"], json_body={"type": "galaxy"}).status == 422
 

@@ -23,15 +23,16 @@ def tenant_id(aws):
 
 
 def linked(message) -> set[tuple[str, str]]:
-    return {(l.entity_type, l.entity_id) for l in active_links(message.message_id)}
+    return {(link.entity_type, link.entity_id) for link in active_links(message.message_id)}
 
 
 def test_auto_mode_links_once_and_counts(tenant_id):
     mailbox = make_mailbox(tenant_id, "auto")
     message = make_message(mailbox, sender="jan@acme.example", subject="Offer #1234#")
     first = engine.pair_message(message)
-    assert {(l["type"], l["id"]) for l in first.links} == {("company", "c-1"), ("contact", "p-1"), ("project", "pr-7")}
-    assert all(l["source"] == "auto" and l["reason"] for l in first.links)
+    assert {(link["type"], link["id"]) for link in first.links} == {("company", "c-1"), ("contact", "p-1"),
+                                                                   ("project", "pr-7")}
+    assert all(link["source"] == "auto" and link["reason"] for link in first.links)
     again = engine.pair_message(Message.get(message.message_id))
     assert again.links == [] and again.signals == []
     assert Message.get(message.message_id).link_count == 3

@@ -14,7 +14,7 @@ from tests.unit.pairing_fixtures import make_mailbox, make_message, make_tenant
 
 
 def linked(message):
-    return {(l.entity_type, l.entity_id) for l in active_links(message.message_id)}
+    return {(link.entity_type, link.entity_id) for link in active_links(message.message_id)}
 
 
 def recent(days_ago: int) -> str:

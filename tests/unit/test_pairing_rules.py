@@ -20,7 +20,7 @@ def add_rule(api, tenant, actions, conditions=None, **extra):
 
 
 def linked(message):
-    return {(l.entity_type, l.entity_id): l for l in active_links(message.message_id)}
+    return {(link.entity_type, link.entity_id): link for link in active_links(message.message_id)}
 
 
 AUTO_HEADERS = [{"auto-submitted": "auto-replied"}, {"precedence": "bulk"}, {"x-autoreply": "yes"},

@@ -13,7 +13,7 @@ from tests.unit.pairing_fixtures import make_mailbox, make_message
 
 
 def linked(message) -> set[tuple[str, str]]:
-    return {(l.entity_type, l.entity_id) for l in active_links(message.message_id)}
+    return {(link.entity_type, link.entity_id) for link in active_links(message.message_id)}
 
 
 def run_directory_jobs(tenant_id: str) -> None:
@@ -40,7 +40,7 @@ def test_deleted_record_loses_every_link_and_counts_follow(api, tenant):
     assert Message.get(message.message_id).link_count == 1 and Message.get(other.message_id).link_count == 0
     paired = api("GET", f"/v1/mailboxes/{mailbox.mailbox_id}/messages?paired=true", key=key).json["items"]
     assert [m["id"] for m in paired] == [message.message_id]
-    assert [l["id"] for l in paired[0]["links"]] == ["pr-1"]
+    assert [link["id"] for link in paired[0]["links"]] == ["pr-1"]
     detail = api("GET", f"/v1/messages/{other.message_id}", key=key).json
     assert detail["links"] == []
     trail = api("GET", f"/v1/audit?message_id={other.message_id}", key=key).json["items"]
@@ -150,7 +150,7 @@ def test_lead_from_sent_mail_is_the_recipient_not_the_mailbox_owner(api, tenant)
         assert made.status == 201 and made.json["created"] is True, made
         assert made.json["link"]["id"] == made.json["record"]["id"]
         leads.append(made.json["record"])
-    assert [l["emails"] for l in leads] == [["eva@one.example"], ["petr@two.example"]]
+    assert [link["emails"] for link in leads] == [["eva@one.example"], ["petr@two.example"]]
     assert leads[0]["id"] != leads[1]["id"]
     inbound = make_message(mailbox, sender="eva@one.example")
     again = api("POST", f"/v1/messages/{inbound.message_id}/create-record", key=tenant["key"],

@@ -53,7 +53,8 @@ class FailingStore:
 def test_pages_through_every_folder_and_records_state(aws):
     mailbox = make_mailbox()
     provider = FakeProvider({"inbox": 25, "sent": 4})
-    result = engine.sync_mailbox(mailbox, provider, FAR, options=SyncOptions(page_size=10, fetch_batch=3), after_store=effects.announce_only)
+    result = engine.sync_mailbox(mailbox, provider, FAR, options=SyncOptions(page_size=10, fetch_batch=3),
+                                 after_store=effects.announce_only)
     assert result.outcome == "done"
     assert (result.counts.imported, result.counts.pages) == (29, 4)   # inbox 10+10+5, sent 4
     assert len(stored(mailbox)) == 29
@@ -68,11 +69,13 @@ def test_cursor_advances_only_after_the_page_is_stored(aws):
     mailbox = make_mailbox()
     provider = FakeProvider({"inbox": 25})
     with pytest.raises(RuntimeError):
-        engine.sync_mailbox(mailbox, provider, FAR, options=SyncOptions(page_size=10), store=FailingStore(fail_at=15), after_store=effects.announce_only)
+        engine.sync_mailbox(mailbox, provider, FAR, options=SyncOptions(page_size=10), store=FailingStore(fail_at=15),
+                            after_store=effects.announce_only)
     fresh = reload(mailbox)
     assert cursor_field(fresh, "inbox", "cursor") == "1:10"          # page 2 was not fully stored → not persisted
     assert len(stored(mailbox)) == 14
-    result = engine.sync_mailbox(fresh, provider, FAR, options=SyncOptions(page_size=10), after_store=effects.announce_only)
+    result = engine.sync_mailbox(fresh, provider, FAR, options=SyncOptions(page_size=10),
+                                 after_store=effects.announce_only)
     assert provider.changes_calls[-3][1] == "1:10"              # resumed from the persisted cursor
     assert len(stored(mailbox)) == 25                           # nothing lost, nothing duplicated
     assert (result.counts.imported, result.counts.skipped) == (11, 0)   # the 4 already stored are not re-counted

@@ -1,6 +1,7 @@
 """Mailboxes: create (verified live before stored), list, read, update, delete, connection test, shares.
 
-Access (docs/api.md, access levels): reading needs read access, changing/sharing/testing needs owner access (the personal
+Access (docs/api.md, access levels): reading needs read access, changing/sharing/testing needs owner access
+(the personal
 mailbox's owner or the tenant admin); what the caller cannot see answers 404. Connecting, changing the
 connection, testing and sharing need the plan feature `mailbox_connection` (403 `feature-not-in-plan`);
 listing, reading and deleting stay possible after a downgrade.

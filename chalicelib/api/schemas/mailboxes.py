@@ -21,7 +21,8 @@ Status = Literal["pending_auth", "active", "auth_error", "needs_admin_consent", 
 # Secrets are taken byte-exact: `Strict` strips whitespace from strings, which would change a password.
 Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=1024)]
 
-_EMAIL = re.compile(r"^[^@\s\"<>()\[\],;:\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(r"^[^@\s\"<>()\[\],;:\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -9,10 +9,12 @@ guidance", "Use delta query"):
 | 429, 503 (with `Retry-After` seconds) | THROTTLED (retry_after) |
 | 401 (after the client retried once with a fresh token) | AUTH_REVOKED |
 | 403 `ErrorAccessDenied` / `Authorization_RequestDenied` (consent withdrawn, scope missing) | AUTH_REVOKED |
-| 404 `MailboxNotEnabledForRESTAPI` / `MailboxNotSupportedForRESTAPI` / `ErrorMailboxNotEnabled` / `ErrorInvalidUser` / an inactive mailbox | PERMANENT (mailbox-wide, never "a folder vanished") |
+| 404 `MailboxNotEnabledForRESTAPI`, `MailboxNotSupportedForRESTAPI`, `ErrorMailboxNotEnabled`, … ¹ | PERMANENT |
 | other 404 (`ErrorItemNotFound`, ...) | NOT_FOUND (this message/folder vanished) |
 | other 5xx, network/TLS errors | TEMPORARY |
 | other 4xx | PERMANENT |
+
+¹ … `ErrorInvalidUser` or an inactive mailbox: mailbox-wide, never "a folder vanished".
 
 MSAL answers (a dict with `error`) go through the shared RFC 6749 table `providers.oauth_errors.token_error`:
 `invalid_grant` → AUTH_REVOKED; AADSTS65001 / `consent_required` → NEEDS_ADMIN_CONSENT.
