@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from chalicelib.notify import deliveries, notifier
 
@@ -122,3 +123,14 @@ class SimQueue:
             handled += 1
         self.clock.now = max(self.clock.now, until)
         return handled
+
+
+def documented_verify():
+    """`verify_webhook` exactly as docs/api.md ("## Webhooks") shows it: tests verify deliveries with the recipe
+    tenants are told to use."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    section = text[text.index("## Webhooks"):]
+    code = section[section.index("```python") + len("```python"):]
+    namespace: dict = {}
+    exec(code[:code.index("```")], namespace)  # noqa: S102 - our own documentation
+    return namespace["verify_webhook"]

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.cost.meter import Meter, Usage, mean_item_kb  # noqa: E402
 from bench.imap_ingest.world import moto_world  # noqa: E402
+from bench.record import record  # noqa: E402
 
 PRICES = json.loads((Path(__file__).parent / "prices.json").read_text())
 LATENCY_S = {"dynamodb": 0.006, "s3": 0.02, "sqs": 0.01, "kms": 0.008}      # typical in-region p50s
@@ -216,9 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  sync with one message: {figures['sync_with_one_message']}")
         print(f"  idle month: {figures['idle_breakdown']}")
         print(f"  active month: {figures['active_breakdown']}")
-    target = ROOT / "bench" / "results" / "cost.json"
-    target.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"recorded in {target.relative_to(ROOT)}")
+    record("cost", result)
     return result
 
 

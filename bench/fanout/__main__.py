@@ -13,7 +13,6 @@ BatchGetItem run one after the other in the generator, while `SendMessageBatch` 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import resource
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.imap_ingest.world import moto_world  # noqa: E402
+from bench.record import record  # noqa: E402
 
 LATENCY_MS = {"Query": 10.0, "BatchGetItem": 10.0, "SendMessageBatch": 20.0}   # typical in-region p50s
 TARGET_SECONDS = 60.0
@@ -100,9 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"(serial part {projection['serial_s']} s, sends {projection['sends_s']} s at {concurrency} in flight); "
           f"target ≤ {TARGET_SECONDS:.0f} s: {'met' if result['meets_target'] else 'NOT met'}; "
           f"peak RSS {result['peak_rss_mb']} MB")
-    target = ROOT / "bench" / "results" / "fanout.json"
-    target.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"recorded in {target.relative_to(ROOT)}")
+    record("fanout", result)
     return result
 
 

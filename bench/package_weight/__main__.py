@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.record import record  # noqa: E402
 from infra import package as packaging  # noqa: E402
 
 HEAVY = ("googleapiclient", "google.auth", "msal", "imapclient", "nh3", "pynamodb", "boto3", "pydantic")
@@ -109,9 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["cold_import"][label] = figures
         print(f"cold import, {label}: median {figures['median_s']} s (min {figures['min_s']} s), "
               f"{figures['modules']} modules, heavy: {', '.join(figures['heavy_loaded'])}")
-    target = ROOT / "bench" / "results" / "package_weight.json"
-    target.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"recorded in {target.relative_to(ROOT)}")
+    record("package_weight", result)
     return result
 
 

@@ -5,7 +5,6 @@ the read user gets 404 on send; the tenant's webhook receiver, down for the firs
 of it signed (verified with the recipe in docs/api.md), once each."""
 from __future__ import annotations
 
-from pathlib import Path
 import pytest
 
 from chalicelib.models.message import Message
@@ -16,19 +15,9 @@ from devservers.smtp import for_dovecot
 from tests.mailfactory import make_message
 from tests.outbox_helpers import SIGNATURE, mailbox_body, received, sent_folder, stored_in, sync
 from tests.sync_helpers import FakeContext, receive_event
-from tests.webhook_helpers import Receiver, SimClock, SimQueue
+from tests.webhook_helpers import documented_verify, Receiver, SimClock, SimQueue
 
 HOUR = 3600
-
-
-def documented_verify():
-    """`verify_webhook` exactly as docs/api.md shows it (attempts are signed with the real clock)."""
-    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
-    section = text[text.index("## Webhooks"):]
-    code = section[section.index("```python") + len("```python"):]
-    namespace: dict = {}
-    exec(code[:code.index("```")], namespace)  # noqa: S102 - our own documentation
-    return namespace["verify_webhook"]
 
 
 def pump_events(aws) -> None:

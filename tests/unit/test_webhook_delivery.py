@@ -9,7 +9,6 @@ import logging
 import os
 import ssl
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,22 +19,12 @@ from chalicelib.notify import deliveries, events, notifier, transport
 from chalicelib.notify import queue as notify_queue
 from devservers.dovecot import make_self_signed
 from tests.sync_helpers import FakeContext, receive_event
-from tests.webhook_helpers import FakeRecord, Receiver, SimClock, SimQueue
+from tests.webhook_helpers import documented_verify, FakeRecord, Receiver, SimClock, SimQueue
 
 HOUR = 3600
 
 
-def _documented_recipe():
-    """`verify_webhook` exactly as docs/api.md ("## Webhooks") shows it."""
-    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
-    section = text[text.index("## Webhooks"):]
-    code = section[section.index("```python") + len("```python"):]
-    namespace: dict = {}
-    exec(code[:code.index("```")], namespace)  # noqa: S102 - our own documentation
-    return namespace["verify_webhook"]
-
-
-verify_webhook = _documented_recipe()
+verify_webhook = documented_verify()
 
 
 @pytest.fixture
