@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 
+
 def configure_env() -> None:
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "p95": round(percentile(latency_ms, 0.95), 1)},
               "gmail_round_trips_per_pass": statistics.median(gmail_calls)}
     print(json.dumps(result, indent=2))
-    (ROOT / "bench" / "results" / "gmail_push.json").write_text(json.dumps(result, indent=2) + "\n")
+    record("gmail_push", result)
     return 0
 
 

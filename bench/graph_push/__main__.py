@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import statistics
 import sys
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.imap_ingest.world import moto_world  # noqa: E402
+from bench.record import record  # noqa: E402
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    record("graph_push", results, args.out)
     return results
 
 

@@ -36,6 +36,7 @@ from devservers.dovecot import DovecotServer  # noqa: E402
 from bench.imap_ingest.corpus import CorpusMessage, generate  # noqa: E402
 from bench.imap_ingest.mbsync import run_mbsync  # noqa: E402
 from bench.imap_ingest.world import moto_world  # noqa: E402
+from bench.record import record  # noqa: E402
 
 
 class _LambdaContext:
@@ -331,9 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    record("imap_ingest", results, args.out)
     return results
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import pickle
 import platform
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.imap_ingest.corpus import CorpusMessage, generate  # noqa: E402
+from bench.record import record  # noqa: E402
 from devservers.dovecot import DovecotServer, free_port  # noqa: E402
 from devservers.smtp import for_dovecot  # noqa: E402
 
@@ -315,9 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
     for key, value in results.items():
         if key not in ("progress", "rss_samples_mb"):
             print(f"{key:<{width}}  {value}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    record("local_stack", results, args.out)
     return results
 
 
