@@ -61,10 +61,7 @@ OWN_NAMESPACE = {"{user_id}", "{record_id}"}   # routes whose only foreign-looki
 
 
 @pytest.fixture
-def tenant_a(api, tenant, make_world, monkeypatch):  # noqa: F811 - make_world is the imported fixture
-    from tests.unit.test_sharing_matrix import mailbox_service, verify
-    monkeypatch.setattr(mailbox_service.verify, "check_connection",
-                        lambda **kw: verify.Outcome(True, None, "ok", None))
+def tenant_a(api, tenant, make_world):  # noqa: F811 - make_world is the imported fixture (it stubs the login check)
     world = make_world("personal")
     key = tenant["key"]
     ids = {"{mailbox_id}": world["mailbox"].mailbox_id, "{message_id}": world["message"].message_id,
