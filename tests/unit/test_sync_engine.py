@@ -510,7 +510,10 @@ def test_sync_status_endpoint(api, tenant, aws):
     assert body["counts"] == {"imported": 4, "skipped": 0, "removed": 0}
     assert {c["folder"]: c["has_cursor"] for c in body["cursors"]} == {"inbox": True, "sent": True}
     assert all(c["age_seconds"] is not None and c["age_seconds"] < 60 for c in body["cursors"])
-    assert body["lease_held"] is False and "1:3" not in result.body          # raw cursors stay internal
+    assert body["lease_held"] is False
+    raw_cursor = cursor_field(reload(mailbox), "inbox", "cursor")
+    assert raw_cursor == "1:3" and f'"{raw_cursor}"' not in result.body     # raw cursors stay internal
+    assert all(set(c) == {"folder", "has_cursor", "updated_at", "age_seconds"} for c in body["cursors"])
     lease.acquire(mailbox.tenant_id, mailbox.mailbox_id)
     assert api("GET", f"/v1/mailboxes/{mailbox.mailbox_id}/sync", key=tenant["key"]).json["lease_held"] is True
     assert api("GET", f"/v1/mailboxes/{mailbox.mailbox_id}/sync", key=tenant["key"],
