@@ -1,7 +1,8 @@
 """An in-process moto world for the benchmark (the same resources `tests/conftest.py` creates), plus a
 counter of AWS API calls made through botocore (boto3 and PynamoDB both go through `_make_api_call`).
-moto's TransactWriteItems is given an item-level rollback (`devservers/moto_transactions.py`): its whole-table
-deep copies, not the worker, dominated the import otherwise."""
+moto gets the local stack's emulator patches (`infra/local_moto.py`: item-level transaction rollback instead of
+whole-table deep copies, items sized once, cached GSI order, plain-JSON responses), so the figures are the
+worker's on the emulator `make run` starts — moto's own costs, not the worker's, dominated the import otherwise."""
 from __future__ import annotations
 
 import collections
@@ -77,8 +78,8 @@ def moto_world() -> Iterator[ApiCounter]:
                 counter.write_items += 1
         return original(self, operation_name, api_params)
 
-    from devservers import moto_transactions
-    moto_transactions.install()      # moto's transaction backup copies whole tables (see that module)
+    from infra import local_moto
+    local_moto.install()             # the local stack's emulator (see that module)
     with mock_aws():
         import boto3
 

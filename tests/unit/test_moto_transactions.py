@@ -1,21 +1,22 @@
-"""Guards the benchmark's cheaper moto transaction rollback against leaving part of a cancelled transaction."""
+"""Guards the local stack's moto patches (infra/local_moto.py, also used by the ingest benchmark) against
+changing DynamoDB's answers: a cancelled transaction leaves nothing behind, and an item over 400 KB is still
+refused."""
 import pytest
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.event import Event
-from devservers import moto_transactions
+from infra import local_moto
 
 
 @pytest.fixture
-def patched():
-    moto_transactions.install()
+def patched(aws):
+    local_moto.install()   # idempotent, process-wide: every patch keeps moto's results (test_local_stack too)
     yield
-    moto_transactions.uninstall()
 
 
-def test_a_cancelled_transaction_leaves_nothing_behind(aws, patched):
+def test_a_cancelled_transaction_leaves_nothing_behind(patched):
     Event("t", "kept", type="x", payload={"n": 1}, created_at="2026-01-01").save()
     Event("t", "taken", type="x", payload={}, created_at="2026-01-01").save()
     with pytest.raises(TransactWriteError):
@@ -29,3 +30,11 @@ def test_a_cancelled_transaction_leaves_nothing_behind(aws, patched):
         tx.save(Event("t", "new", type="x", payload={}, created_at="2026-01-01"))
         tx.update(Event("t", "kept"), actions=[Event.payload.set({"n": 2})])
     assert {e.event_id: e.payload for e in Event.query("t")} == {"kept": {"n": 2}, "taken": {}, "new": {}}
+
+
+def test_items_are_still_limited_to_400_kb(patched):
+    Event("t", "small", type="x", payload={"text": "a" * 300_000}, created_at="2026-01-01").save()
+    with pytest.raises(PutError) as refused:
+        Event("t", "big", type="x", payload={"text": "a" * 410_000}, created_at="2026-01-01").save()
+    assert "Item size has exceeded the maximum allowed size" in str(refused.value)
+    assert [e.event_id for e in Event.query("t")] == ["small"]
