@@ -51,3 +51,12 @@ def make_message(*, subject: str = "Test message", from_: str = "Jan Novák <jan
         maintype, _, subtype = mime.partition("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)
     return msg.as_bytes()
+
+
+# Byte strings that break MIME parsers when spliced into real mail (line ends, NUL, encoded-word and boundary
+# fragments, charsets Python cannot decode, nesting openers, quoted-printable soft breaks): the fuzz test
+# (tests/unit/test_mime_fuzz.py) and the long-run benchmark (bench/malformed_mail) mutate mail with them.
+HOSTILE_TOKENS = [b"\r\n", b"\n", b"\x00", b"=?", b"?=", b"=?undefined?q?", b"=?utf-8?b?", b"--", b"boundary=",
+                  b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n", b"Content-Type: message/rfc822\r\n\r\n",
+                  b"charset=punycode", b"charset=idna", b"<blockquote>", b"<div>", b"(", b")", b"<", b">", b"\"",
+                  b"\xff", b"\xc3", b"=\n", b"=\r\n", b"Content-Transfer-Encoding: base64\r\n", b"From: ", b",", b";"]

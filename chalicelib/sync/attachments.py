@@ -10,7 +10,7 @@ so no request can force a full parse of a message for nothing.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from chalicelib import aws
 from chalicelib.config import get_settings
@@ -33,6 +33,22 @@ def _read_range(key: str, start: int, end: int) -> bytes:
     return response["Body"].read()
 
 
+def span_content(listed: dict[str, Any], read_range: Callable[[int, int], bytes]) -> AttachmentContent | None:
+    """The listed attachment decoded from its recorded byte span (`read_range(start, end)` gives those raw
+    bytes), or None when it has no usable span or the decoded size differs from the one recorded at ingest."""
+    span = listed.get("raw")
+    if not isinstance(span, dict):
+        return None
+    try:
+        start, end = int(span["start"]), int(span["end"])
+        data = decode_span(read_range(start, end), str(span.get("encoding") or ""))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if data is None or len(data) != int(listed.get("size") or 0):    # a stale span: the caller parses
+        return None
+    return AttachmentContent(listed.get("filename"), listed.get("content_type") or "application/octet-stream", data)
+
+
 def read_attachment(message: Message, index: int) -> AttachmentContent | None:
     """Attachment `index` of a stored message (as numbered at ingest), or None."""
     if not message.raw_s3_key or index < 0:
@@ -40,14 +56,5 @@ def read_attachment(message: Message, index: int) -> AttachmentContent | None:
     listed = _listed(message, index)
     if listed is None:
         return None
-    span = listed.get("raw")
-    if isinstance(span, dict):
-        try:
-            start, end = int(span["start"]), int(span["end"])
-            data = decode_span(_read_range(message.raw_s3_key, start, end), str(span.get("encoding") or ""))
-        except (KeyError, TypeError, ValueError):
-            data = None
-        if data is not None and len(data) == int(listed.get("size") or 0):    # else: stale span, parse
-            return AttachmentContent(listed.get("filename"), listed.get("content_type")
-                                     or "application/octet-stream", data)
-    return attachment_content(store.load_raw(message), index)
+    content = span_content(listed, lambda start, end: _read_range(message.raw_s3_key, start, end))
+    return content or attachment_content(store.load_raw(message), index)
