@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v dovecot >/dev/null 2>&1 || need_apt+=(dovecot-imapd)
 command -v mbsync >/dev/null 2>&1 || need_apt+=(isync)
+command -v offlineimap >/dev/null 2>&1 || need_apt+=(offlineimap3)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}"

@@ -1,4 +1,4 @@
-"""`python -m bench.imap_ingest`: IMAP ingest throughput through the real worker, against mbsync.
+"""`python -m bench.imap_ingest`: IMAP ingest throughput through the real worker, against mbsync and offlineimap.
 
 1. Generates a deterministic corpus (default 5,000 messages, ~20 % in Sent; cached under the temp dir) and loads
    it into a Dovecot started here (`devservers/dovecot.py`, implicit TLS with a generated CA).
@@ -11,7 +11,8 @@
    latency, the S3 PUTs divided by their concurrency).
 3. Runs `--idle-runs` idle syncs (nothing new; default 10): provider round trips, fetches, and the average
    DynamoDB write calls/items and KMS calls per idle sync.
-4. Runs `mbsync` (isync) pulling the same folders over the same TLS port into a local Maildir; prints the ratio.
+4. Runs `mbsync` (isync, C) and `offlineimap` (offlineimap3, Python) pulling the same folders over the same
+   TLS port into a local Maildir, alternating with the provider-only pull in the same run; prints the ratios.
 Results are printed and written to bench/results/imap_ingest.json.
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from devservers.dovecot import DovecotServer  # noqa: E402
 from bench.imap_ingest.corpus import CorpusMessage, generate  # noqa: E402
 from bench.imap_ingest.mbsync import run_mbsync  # noqa: E402
+from bench.imap_ingest.offlineimap import run_offlineimap  # noqa: E402
 from bench.imap_ingest.world import moto_world  # noqa: E402
 from bench.record import record  # noqa: E402
 
@@ -278,20 +280,28 @@ def pull_with_provider(server: DovecotServer, user: str, password: str, since: d
     return time.perf_counter() - started, count
 
 
-def compare_with_mbsync(server: DovecotServer, user: str, password: str, since: dt.date, rounds: int) -> dict:
-    """Alternates provider-only pulls and mbsync pulls `rounds` times; medians (the machine may be shared)."""
-    provider_runs, mbsync_runs = [], []
+def compare_with_mbsync(server: DovecotServer, user: str, password: str, since: dt.date, rounds: int,
+                        peers: tuple[str, ...] = ("mbsync", "offlineimap")) -> dict:
+    """Alternates provider-only pulls and each peer's pull `rounds` times; medians (the machine may be shared,
+    so the ratios come from runs side by side)."""
+    runners = {"mbsync": run_mbsync, "offlineimap": run_offlineimap}
+    provider_runs: list[tuple[float, int]] = []
+    peer_runs: dict[str, list[tuple[float, int]]] = {peer: [] for peer in peers}
     for _ in range(rounds):
         provider_runs.append(pull_with_provider(server, user, password, since))
-        mbsync_runs.append(run_mbsync(port=server.tls_port, user=user, password=password, ca_pem=server.ca_pem))
+        for peer in peers:
+            peer_runs[peer].append(runners[peer](port=server.tls_port, user=user, password=password,
+                                                 ca_pem=server.ca_pem))
     provider_s = statistics.median(t for t, _ in provider_runs)
-    mbsync_s = statistics.median(t for t, _ in mbsync_runs)
-    return {"compare_rounds": rounds, "provider_pull_seconds_median": round(provider_s, 2),
-            "provider_pull_messages": provider_runs[0][1],
-            "mbsync_seconds_median": round(mbsync_s, 2), "mbsync_messages": mbsync_runs[0][1],
-            "mbsync_messages_per_second": round(mbsync_runs[0][1] / mbsync_s, 1),
-            "provider_pull_messages_per_second": round(provider_runs[0][1] / provider_s, 1),
-            "ratio_provider_to_mbsync_time": round(provider_s / mbsync_s, 2)}
+    out = {"compare_rounds": rounds, "provider_pull_seconds_median": round(provider_s, 2),
+           "provider_pull_messages": provider_runs[0][1],
+           "provider_pull_messages_per_second": round(provider_runs[0][1] / provider_s, 1)}
+    for peer, runs in peer_runs.items():
+        peer_s = statistics.median(t for t, _ in runs)
+        out.update({f"{peer}_seconds_median": round(peer_s, 2), f"{peer}_messages": runs[0][1],
+                    f"{peer}_messages_per_second": round(runs[0][1] / peer_s, 1),
+                    f"ratio_provider_to_{peer}_time": round(provider_s / peer_s, 2)})
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -327,8 +337,10 @@ def main(argv: list[str] | None = None) -> dict:
             results.update(run_through_worker(server, user, password, since, total_bytes, args.idle_runs))
         results.update(compare_with_mbsync(server, user, password, since, args.rounds))
         if "full_sync_seconds" in results:
-            results["ratio_worker_sync_to_mbsync_time"] = round(
-                results["full_sync_seconds"] / results["mbsync_seconds_median"], 1)
+            for peer in ("mbsync", "offlineimap"):
+                results[f"ratio_worker_sync_to_{peer}_time"] = round(
+                    results["full_sync_seconds"] / results[f"{peer}_seconds_median"], 1)
+        results["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")

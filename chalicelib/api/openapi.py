@@ -65,6 +65,8 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
     if op.response is not None:
         ok["content"] = {op.content_type: {"schema": _schema_ref(op.response, components)}}
     responses: dict[str, Any] = {str(op.status): ok}
+    for code, content_type, description in op.also:
+        responses[str(code)] = {"description": description, "content": {content_type: {"schema": {"type": "string"}}}}
     problem = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
     codes = set(op.errors)
     if op.auth != "none":

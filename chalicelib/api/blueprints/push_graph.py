@@ -21,6 +21,7 @@ from chalicelib.push import graph
 bp = Blueprint(__name__)
 TAGS = ("push",)
 ACCEPTS = ("application/json", "text/plain")     # Graph POSTs the handshake as text/plain
+HANDSHAKE = ((200, "text/plain", "Validation handshake: the decoded validationToken, verbatim"),)
 TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff",
                 "Cache-Control": "no-store"}
 
@@ -49,14 +50,14 @@ def _answer(query: GraphPushQuery, handle) -> Response:
 
 
 @route(bp, "/v1/push/graph", methods=["POST"], auth="none", query=GraphPushQuery, status=202, tags=TAGS,
-       content_type="text/plain", errors=(400, 413), accepts=ACCEPTS,
+       content_type="text/plain", errors=(400, 413), accepts=ACCEPTS, also=HANDSHAKE,
        summary="Microsoft Graph change notifications (validation handshake: the token echoed as text/plain)")
 def graph_notifications(query: GraphPushQuery):
     return _answer(query, graph.handle_notifications)
 
 
 @route(bp, "/v1/push/graph/lifecycle", methods=["POST"], auth="none", query=GraphPushQuery, status=202,
-       tags=TAGS, content_type="text/plain", errors=(400, 413), accepts=ACCEPTS,
+       tags=TAGS, content_type="text/plain", errors=(400, 413), accepts=ACCEPTS, also=HANDSHAKE,
        summary="Microsoft Graph lifecycle notifications (reauthorizationRequired, subscriptionRemoved, missed)")
 def graph_lifecycle(query: GraphPushQuery):
     return _answer(query, graph.handle_lifecycle)
