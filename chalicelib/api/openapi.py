@@ -30,11 +30,18 @@ _STATUS_TEXT = {400: "Bad request", 401: "Missing or unknown API key", 403: "For
                 429: "Too many requests (see Retry-After)", 502: "Mail provider error"}
 
 
+def _add_component(components: dict[str, Any], name: str, schema: dict[str, Any]) -> None:
+    """Components are keyed by model class name: two different models of one name would silently document
+    the first for both, so that is refused (rename one of them)."""
+    if components.setdefault(name, schema) != schema:
+        raise ValueError(f"two different schemas are named {name!r} in the OpenAPI document")
+
+
 def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, sub in schema.pop("$defs", {}).items():
-        components.setdefault(name, sub)
-    components.setdefault(model.__name__, schema)
+        _add_component(components, name, sub)
+    _add_component(components, model.__name__, schema)
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
