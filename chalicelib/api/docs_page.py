@@ -119,10 +119,7 @@ def curl_example(path: str, method: str, op: dict[str, Any], components: dict[st
     query = [p for p in op.get("parameters", []) if p["in"] == "query" and p.get("required")]
     if query:
         url += "?" + "&".join(f"{p['name']}={example(p['schema'], components, name=p['name'])}" for p in query)
-    parts = ["curl -s"]
-    if method != "get":
-        parts.append(f"-X {method.upper()}")
-    parts.append(f'"{url}"')
+    parts = ["curl -s" + (f" -X {method.upper()}" if method != "get" else "") + f' "{url}"']
     for requirement in op.get("security", []):
         for scheme in requirement:
             parts.append(f'-H "Authorization: Bearer {_KEY_VARIABLE.get(scheme, "$KEY")}"')
