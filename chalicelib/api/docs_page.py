@@ -228,7 +228,7 @@ def render_docs(document: dict[str, Any]) -> str:
     description = _ESC(document.get("info", {}).get("description", ""))
     return ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{title}</title><link rel="stylesheet" href="docs/docs.css">'
+            f'<title>{title}</title><link rel="icon" href="data:,"><link rel="stylesheet" href="docs/docs.css">'
             '<script type="module" src="docs/docs.js"></script></head><body>'
             f'<nav id="toc"><input id="filter" type="search" placeholder="Filter operations" aria-label="Filter">'
             f'<ul>{"".join(toc)}</ul></nav><main><h1>{title}</h1><p>{description}</p>{_INTRO}'

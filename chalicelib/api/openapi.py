@@ -37,6 +37,13 @@ def _add_component(components: dict[str, Any], name: str, schema: dict[str, Any]
         raise ValueError(f"two different schemas are named {name!r} in the OpenAPI document")
 
 
+_DESCRIPTION = ("Connects CRM users' mailboxes (IMAP/SMTP, Gmail, Microsoft 365) to the CRM: imports and stores "
+                "their mail, pairs messages with the tenant's directory records (automatically, as suggestions to "
+                "accept, by scanner rules or by hand, with an audit trail and undo), sends and replies through an "
+                "outbox, and tells the tenant by signed webhooks and its users by in-app or e-mail notifications. "
+                "Human-readable reference: /docs.")
+
+
 def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, sub in schema.pop("$defs", {}).items():
@@ -110,7 +117,7 @@ def build_document(server_url: str | None = None) -> dict[str, Any]:
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "mailbridge API", "version": "1.0.0",
-                 "description": "Connects CRM users' mailboxes (Gmail, Microsoft 365, IMAP/SMTP) to the CRM."},
+                 "description": _DESCRIPTION},
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {
             "apiKey": {"type": "http", "scheme": "bearer", "description": "Tenant API key (mbk_…)"},
