@@ -147,3 +147,9 @@ def test_console_calls_only_routes_of_the_public_api(document):
             called = "/" + re.sub(r"\$\{[^}]+\}", "X", call).rstrip("/")
             assert any(re.fullmatch(re.escape(p).replace("X", "[^/]+"), called) or p.startswith(called)
                        for p in paths), f"{script.name} calls {called}"
+
+
+def test_console_and_docs_assets_stay_small():
+    """The static files ship in every API Lambda package; a bundled framework would weigh on each cold start."""
+    total = sum(path.stat().st_size for path in STATIC_DIR.iterdir() if path.is_file())
+    assert total < 64 * 1024, f"{total} bytes of static files"
