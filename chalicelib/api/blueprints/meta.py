@@ -1,6 +1,8 @@
 """Unauthenticated service routes: health, OpenAPI document, rendered docs."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 from chalice import Blueprint, Response
 
 from chalicelib.api.docs_page import DOCS_CSP, render_docs
@@ -22,10 +24,16 @@ def openapi_document():
     return build_document(get_settings().public_base_url)
 
 
+@lru_cache(maxsize=1)
+def _docs_html() -> str:
+    """The rendered reference; the routes (and so the document) are fixed once the app is imported."""
+    return render_docs(build_document())
+
+
 @route(bp, "/docs", methods=["GET"], auth="none", tags=("meta",), content_type="text/html",
        summary="The API reference (HTML): every operation with its schemas and examples")
 def docs_page():
-    return Response(body=render_docs(build_document()), status_code=200,
+    return Response(body=_docs_html(), status_code=200,
                     headers={"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": DOCS_CSP,
                              "X-Content-Type-Options": "nosniff"})
 
