@@ -77,6 +77,8 @@ def browser():
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(20)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for stale in ARTIFACTS.glob("failure*"):
+        stale.unlink()
     try:
         yield driver
     finally:
@@ -169,6 +171,15 @@ def test_console_walk_sign_in_sync_signal_replay_and_escaping(served, browser, d
                                   headers={"Authorization": f"Bearer {world['key']}"}, timeout=10).json()["items"]
             paired = {m["subject"]: [(link["type"], link["id"]) for link in m["links"]] for m in listed}
             assert ("contact", "p-1") in paired["Offer for the new office"]
+
+            # the audit trail holds the acceptance, with undo; a rule is created from the page's JSON editor
+            browser.get(f"{served}/console#/audit")
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-audit-id] button[data-action=undo]"))
+            browser.get(f"{served}/console#/rules")
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "textarea"))
+            browser.find_element(By.XPATH, "//button[text()='Create rule']").click()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-rule-id]"))
+            assert not browser.find_elements(By.CSS_SELECTOR, ".problem")
 
             # webhook deliveries: replay one delivered event; the receiver gets it again with the same id
             browser.get(f"{served}/console#/webhook")
