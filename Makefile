@@ -8,7 +8,7 @@ run: bootstrap
 	.venv/bin/python -m infra.local_stack
 
 demo-mail: bootstrap
-	.venv/bin/python -m devservers
+	.venv/bin/python -m devservers $(if $(API),--api $(API))
 
 demo-gmail: bootstrap
 	.venv/bin/python -m devservers.fake_google

@@ -1,17 +1,22 @@
 """`python -m devservers` (`make demo-mail`): a demo IMAP (Dovecot) + SMTP account for the local stack.
 
 Starts both servers on loopback, creates one account with a few messages dated today (one in Sent, one
-with an attachment, one tagged `#1234#`), prints the JSON to connect it with `POST /v1/mailboxes`, and keeps
-running until Ctrl-C. On exit it compares the account with the snapshot taken after seeding and says
-whether mailbridge left it byte-for-byte and flag-for-flag unchanged.
+with an attachment, one tagged `#1234#`), prints the curl lines that connect it with `POST /v1/mailboxes` and
+watch it sync, for the API at `--api` (default `$MAILBRIDGE_API_URL`, else http://127.0.0.1:8000, the port
+`make run` uses unless given `--port`), and keeps running until Ctrl-C. On exit it compares the account with
+the snapshot taken after seeding and says whether mailbridge left it byte-for-byte and flag-for-flag
+unchanged.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import signal
 import sys
 import threading
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,9 +41,39 @@ def _seed(server: DovecotServer, user: str) -> None:
                   flags=["\\Seen"], date=now)
 
 
+def _api_answers(api: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api}/v1/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+# prints the new mailbox's id, or exits with the API's problem detail (on stderr) when it was refused
+_PRINT_ID = ("python3 -c 'import json,sys; d=json.load(sys.stdin); "
+             "print(d[\"id\"]) if \"id\" in d else sys.exit(d.get(\"detail\", d))'")
+
+
+def connect_lines(api: str, body: dict) -> list[str]:
+    """Shell lines that paste as they are once KEY holds the demo API key: connect, then watch."""
+    auth = '-H "Authorization: Bearer $KEY"'
+    return [
+        f"B={shlex.quote(api)}",
+        f"M=$(curl -s -X POST $B/v1/mailboxes {auth} -H 'X-User-Id: u-demo' -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(json.dumps(body, ensure_ascii=False))} | {_PRINT_ID})",
+        "echo $M",
+        f"curl -s $B/v1/mailboxes/$M/sync {auth}                  # stage, counts, last success",
+        f"curl -s $B/v1/mailboxes/$M/messages {auth} -H 'X-User-Id: u-demo'",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devservers", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
+    parser.add_argument("--api", default=os.environ.get("MAILBRIDGE_API_URL", "http://127.0.0.1:8000"),
+                        help="the API the printed commands call (default $MAILBRIDGE_API_URL or "
+                             "http://127.0.0.1:8000)")
+    args = parser.parse_args(argv)
+    api = args.api.rstrip("/")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with DovecotServer() as server, for_dovecot(server) as smtp:
@@ -52,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
                 "password": password}
         print("demo mail account is up (IMAP: Dovecot, SMTP: aiosmtpd, both on 127.0.0.1)", flush=True)
         print(f"  IMAP 127.0.0.1:{server.port}  SMTP 127.0.0.1:{smtp.port}  user {user}  password {password}")
-        print("  connect it to the local stack (replace $KEY with the demo API key):")
-        print(f"    curl -s -X POST http://127.0.0.1:8000/v1/mailboxes -H \"Authorization: Bearer $KEY\" "
-              f"-H 'X-User-Id: u-demo' -H 'Content-Type: application/json' -d '{json.dumps(body)}'")
+        if not _api_answers(api):
+            print(f"  note: no mailbridge API answers at {api} yet; start `make run` (or pass --api URL)")
+        print(f"  connect it to the API at {api} (first: export KEY=<the demo API key from make run's banner>):")
+        for line in connect_lines(api, body):
+            print(f"    {line}")
+        print(f"  or watch it in the console: {api}/console (sign in with the same key)")
         print("Stop with Ctrl-C; the account is then compared with its state before mailbridge saw it.", flush=True)
         try:
             while not stop.wait(0.5):  # a short wait keeps the main thread responsive to Ctrl-C

@@ -8,6 +8,9 @@ need_apt=()
 command -v dovecot >/dev/null 2>&1 || need_apt+=(dovecot-imapd)
 command -v mbsync >/dev/null 2>&1 || need_apt+=(isync)
 command -v offlineimap >/dev/null 2>&1 || need_apt+=(offlineimap3)
+# the console's browser tests (tests/integration/test_console_browser.py) drive Debian's Chromium
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}"

@@ -30,11 +30,25 @@ _STATUS_TEXT = {400: "Bad request", 401: "Missing or unknown API key", 403: "For
                 429: "Too many requests (see Retry-After)", 502: "Mail provider error"}
 
 
+def _add_component(components: dict[str, Any], name: str, schema: dict[str, Any]) -> None:
+    """Components are keyed by model class name: two different models of one name would silently document
+    the first for both, so that is refused (rename one of them)."""
+    if components.setdefault(name, schema) != schema:
+        raise ValueError(f"two different schemas are named {name!r} in the OpenAPI document")
+
+
+_DESCRIPTION = ("Connects CRM users' mailboxes (IMAP/SMTP, Gmail, Microsoft 365) to the CRM: imports and stores "
+                "their mail, pairs messages with the tenant's directory records (automatically, as suggestions to "
+                "accept, by scanner rules or by hand, with an audit trail and undo), sends and replies through an "
+                "outbox, and tells the tenant by signed webhooks and its users by in-app or e-mail notifications. "
+                "Human-readable reference: /docs.")
+
+
 def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, sub in schema.pop("$defs", {}).items():
-        components.setdefault(name, sub)
-    components.setdefault(model.__name__, schema)
+        _add_component(components, name, sub)
+    _add_component(components, model.__name__, schema)
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
@@ -105,7 +119,7 @@ def build_document(server_url: str | None = None) -> dict[str, Any]:
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "mailbridge API", "version": "1.0.0",
-                 "description": "Connects CRM users' mailboxes (Gmail, Microsoft 365, IMAP/SMTP) to the CRM."},
+                 "description": _DESCRIPTION},
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {
             "apiKey": {"type": "http", "scheme": "bearer", "description": "Tenant API key (mbk_…)"},

@@ -193,13 +193,15 @@ def handle_event(tenant_id: str, event_id: str) -> RepairReport | None:
         return None
 
 
-def announce_outcomes(tenant_id: str, outcomes) -> None:
+def announce_outcomes(tenant_id: str, outcomes) -> bool:
     """Announce the records of directory writes that added match keys (new addresses, domains, numbers) or
-    lost some (their links are re-checked)."""
+    lost some (their links are re-checked). Returns whether anything was announced, i.e. late pairing was
+    queued."""
     keys = [o.record.record_key for o in outcomes if o.added_keys]
     dropped = [key for o in outcomes for key in o.dropped]
     if keys or dropped:
         announce(tenant_id, keys, dropped)
+    return bool(keys or dropped)
 
 
 def announce_deleted(tenant_id: str, dropped: tuple[str, ...] | None) -> None:

@@ -27,7 +27,11 @@ from typing import Iterable, Sequence
 
 from chalicelib.config import get_settings
 
-GENERIC_MESSAGE = "The mail server could not be reached."
+# One message for every cause (refused by the guard, no DNS answer, timeout, connection refused, TLS failure):
+# what to check is the same list for all of them, and it says nothing about the network behind the host.
+GENERIC_MESSAGE = ("The mail server could not be reached: check the host name's spelling, the port, and the "
+                   "security mode (tls: implicit TLS, usually IMAP 993 / SMTP 465; starttls: usually IMAP 143 / "
+                   "SMTP 587).")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import boto3
@@ -205,3 +206,5 @@ def test_packaged_template_is_wired_and_passes_cfn_lint(tmp_path):
         assert variables["MAILBRIDGE_RAW_BUCKET"] == {"Ref": "RawMailBucket"}
         assert variables["MAILBRIDGE_SIGNING_KEY"].startswith("{{resolve:secretsmanager:")
     assert (tmp_path / "deployment.zip").stat().st_size > 0
+    with zipfile.ZipFile(tmp_path / "deployment.zip") as shipped:   # the console and /docs assets ship with the API
+        assert {"chalicelib/console/static/index.html", "chalicelib/console/static/docs.css"} <= set(shipped.namelist())

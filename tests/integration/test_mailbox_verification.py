@@ -12,7 +12,8 @@ from chalicelib.timeutil import utcnow
 from devservers.smtp import for_dovecot
 from tests.dovecot import free_port
 
-GENERIC = "The mail server could not be reached."
+GENERIC = ("The mail server could not be reached: check the host name's spelling, the port, and the security mode "
+           "(tls: implicit TLS, usually IMAP 993 / SMTP 465; starttls: usually IMAP 143 / SMTP 587).")
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ PUBLIC = {
     ("get", "/v1/health"), ("get", "/v1/openapi.json"), ("get", "/docs"),
     ("get", "/v1/oauth/callback"), ("post", "/v1/oauth/callback"), ("get", "/v1/oauth/admin-consent"),
     ("post", "/v1/push/gmail"), ("post", "/v1/push/graph"), ("post", "/v1/push/graph/lifecycle"),
+    ("get", "/console"), ("get", "/console/{asset}"), ("get", "/docs/{asset}"),   # static files
 }
 OPERATOR = {("get", "/v1/admin/tenants"), ("post", "/v1/admin/tenants"), ("patch", "/v1/admin/tenants/{tenant_id}")}
 

@@ -20,7 +20,8 @@ from chalicelib.security.crypto import decrypt_secrets
 from chalicelib.timeutil import utcnow
 
 PASSWORD = "Sup3r-Secret app password"
-GENERIC = "The mail server could not be reached."
+GENERIC = ("The mail server could not be reached: check the host name's spelling, the port, and the security mode "
+           "(tls: implicit TLS, usually IMAP 993 / SMTP 465; starttls: usually IMAP 143 / SMTP 587).")
 
 
 class FakeImap(MailProvider):

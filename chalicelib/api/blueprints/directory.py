@@ -95,8 +95,7 @@ def batch(body: RecordBatch):
     stored, outcomes = directory.put_batch(tenant_id, [record for _, record in checked])
     for (position, _), result in zip(checked, stored):
         results[position] = result
-    late.announce_outcomes(tenant_id, outcomes)
-    return {"results": results}
+    return {"results": results, "pairing_queued": late.announce_outcomes(tenant_id, outcomes)}
 
 
 @route(bp, "/v1/directory/{record_type}/{record_id}/messages", methods=["GET"], query=ListQuery,

@@ -71,3 +71,6 @@ class BatchItemResult(BaseModel):
 
 class BatchResult(BaseModel):
     results: list[BatchItemResult]
+    pairing_queued: bool = Field(description="true when a record gained or lost addresses, domains or numbers: "
+                                             "late pairing of the mail already imported runs in the background "
+                                             "and is usually done within seconds (see the records' messages)")

@@ -6,7 +6,7 @@ import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from chalicelib.api.schemas.common import Strict
 
@@ -92,6 +92,9 @@ def _check_shape(server_type: str, imap, smtp, oauth, push=None) -> None:
 
 
 class CreateMailServer(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "Acme IMAP", "type": "imap", "imap": {"host": "imap.acme.example", "port": 993, "security": "tls"},
+         "smtp": {"host": "smtp.acme.example", "port": 587, "security": "starttls"}}]})
     name: str = Field(min_length=1, max_length=200)
     type: ServerType = "imap"
     imap: EndpointPreset | None = None
@@ -113,7 +116,7 @@ class UpdateMailServer(Strict):
     push: GmailPushIn | None = None
 
 
-class EndpointOut(BaseModel):
+class PresetEndpointOut(BaseModel):
     host: str
     port: int
     security: Security
@@ -131,8 +134,8 @@ class MailServerOut(BaseModel):
     id: str
     name: str
     type: ServerType
-    imap: EndpointOut | None = None
-    smtp: EndpointOut | None = None
+    imap: PresetEndpointOut | None = None
+    smtp: PresetEndpointOut | None = None
     oauth: OAuthAppOut | None = None
     push: GmailPushIn | None = None
     redirect_uri: str | None = Field(None, description="Register this at the provider (OAuth servers).")

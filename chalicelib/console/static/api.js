@@ -1,0 +1,59 @@
+// The public API from the browser. The key lives in sessionStorage (this tab only, gone when it closes),
+// travels only in the Authorization header of same-origin requests, and never in a URL or a log line.
+
+const KEY = "mailbridge.key";
+const USER = "mailbridge.user";
+
+export const session = {
+  get key() { return sessionStorage.getItem(KEY); },
+  get user() { return sessionStorage.getItem(USER) || ""; },
+  get isOperator() { return (this.key || "").startsWith("mbo_"); },
+  save(key, user) {
+    sessionStorage.setItem(KEY, key);
+    if (user) sessionStorage.setItem(USER, user); else sessionStorage.removeItem(USER);
+  },
+  clear() { sessionStorage.removeItem(KEY); sessionStorage.removeItem(USER); },
+};
+
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+// `path` is relative to the page ("v1/..."), so the console also works under an API Gateway stage prefix.
+export async function call(method, path, body) {
+  const headers = { Accept: "application/json", Authorization: `Bearer ${session.key}` };
+  if (session.user && !session.isOperator) headers["X-User-Id"] = session.user;
+  const init = { method, headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    throw new ApiError(0, { title: "Network error", detail: "The API did not answer; is it running?" });
+  }
+  const text = await response.text();
+  let data = null;
+  if (text) {
+    try { data = JSON.parse(text); } catch { data = { detail: text.slice(0, 300) }; }
+  }
+  if (!response.ok) throw new ApiError(response.status, data || {});
+  return data;
+}
+
+export function query(params) {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== "") search.set(name, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+export const id = encodeURIComponent;

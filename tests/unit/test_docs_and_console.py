@@ -1,0 +1,155 @@
+"""The API reference at /docs and the console's static files: what they must show and how they are served."""
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from chalicelib.api.docs_page import field_rows, render_docs
+from chalicelib.api.openapi import build_document
+from chalicelib.api.routing import OPERATIONS
+from chalicelib.api.schema_examples import example
+from chalicelib.console.assets import STATIC_DIR
+
+# DOM sinks that parse strings as HTML or code; the console inserts data only as text and attributes.
+FORBIDDEN_JS = re.compile(r"\.(innerHTML|outerHTML)\b|insertAdjacentHTML|document\.write|\beval\s*\(|"
+                          r"new\s+Function\s*\(|setTimeout\s*\(\s*['\"`]|createContextualFragment|DOMParser")
+
+
+@pytest.fixture(scope="module")
+def document():
+    import app  # noqa: F401 - registers every route, so the document holds them all
+    return build_document()
+
+
+class _Sections(HTMLParser):
+    """Text of each <section id=...> of the page (sections do not nest)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections: dict[str, list[str]] = {}
+        self.current: str | None = None
+        self.scripts: list[dict] = []
+        self.inline_styles = 0
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "section":
+            self.current = attributes.get("id")
+            self.sections[self.current] = []
+        if tag == "script":
+            self.scripts.append(attributes)
+        if tag == "style" or "style" in attributes or any(name.startswith("on") for name in attributes):
+            self.inline_styles += 1
+
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self.current = None
+
+    def handle_data(self, data):
+        if self.current:
+            self.sections[self.current].append(data)
+
+
+def test_docs_lists_every_operation_with_its_parameters_schemas_errors_and_examples(api, document):
+    """/docs was an index (method, path, one line): an operation, parameter, field or error missing from it
+    leaves a developer guessing what to send and what comes back."""
+    result = api("GET", "/docs")
+    assert result.status == 200 and result.headers["content-type"].startswith("text/html")
+    page = _Sections()
+    page.feed(result.body)
+    components = document["components"]["schemas"]
+    operations = [(path, method, op) for path, methods in document["paths"].items() for method, op in methods.items()]
+    assert len(operations) == len(OPERATIONS)
+    for path, method, op in operations:
+        anchor = op["operationId"]
+        assert f'href="#{anchor}"' in result.body, f"no table-of-contents link to {anchor}"
+        text = " ".join(page.sections[anchor])
+        assert method.upper() in text and path in text and op["summary"] in text
+        for parameter in op.get("parameters", []):
+            assert parameter["name"] in text, f"{anchor}: parameter {parameter['name']}"
+        schemas = [c["schema"] for c in op.get("requestBody", {}).get("content", {}).values()]
+        schemas += [c["schema"] for r in op["responses"].values() for c in r.get("content", {}).values()
+                    if "problem" not in next(iter(r["content"]))]
+        for schema in schemas:
+            for name, *_ in field_rows(schema, components):
+                assert name in text, f"{anchor}: field {name}"
+        for code in op["responses"]:
+            assert code in text, f"{anchor}: status {code}"
+        assert "curl -s" in text and "Example request" in text
+
+
+def test_generated_examples_validate_against_their_models(document):
+    """An example body the API itself would refuse (wrong pattern, missing field) misleads more than none."""
+    components = document["components"]["schemas"]
+    for op in OPERATIONS:
+        for model, required_only in ((op.body, True), (op.response, False)):
+            if model is not None:
+                value = example({"$ref": f"#/components/schemas/{model.__name__}"}, components,
+                                required_only=required_only)
+                model.model_validate(value)
+
+
+def test_docs_name_problem_types_and_resolve_nested_schemas(document):
+    """Errors were a bare status list, and nested models ($ref) showed as a name without their fields."""
+    page = html.unescape(render_docs(document))
+    assert "key-inactive" in page and "address-not-allowed" in page and "feature-not-in-plan" in page
+    assert "imap.host" in page and "items[].subject" in page and "items[].links[].reason" in page
+    assert 'curl -s -X POST "$B/v1/mailboxes/$MAILBOX_ID/refresh"' in page
+
+
+def test_docs_and_console_are_served_with_a_strict_csp_and_no_inline_script(api):
+    """Inline scripts or styles would need 'unsafe-inline' and reopen the door to injected markup."""
+    for path in ("/docs", "/console"):
+        result = api("GET", path)
+        assert result.status == 200, path
+        csp = result.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        assert "frame-ancestors 'none'" in csp
+        page = _Sections()
+        page.feed(result.body)
+        assert page.scripts and all(s.get("src") for s in page.scripts), path
+        assert page.inline_styles == 0, path
+    for path, kind in (("/docs/docs.css", "text/css"), ("/docs/docs.js", "text/javascript"),
+                       ("/console/app.js", "text/javascript"), ("/console/console.css", "text/css")):
+        result = api("GET", path)
+        assert result.status == 200 and result.headers["content-type"].startswith(kind), path
+        assert "unsafe-inline" not in result.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("path", ["/console/..%2Fassets.py", "/console/assets.py", "/console/nope.js",
+                                  "/console/docs.css", "/docs/app.js", "/docs/index.html", "/console/.env"])
+def test_only_shipped_static_files_are_served(api, path):
+    """A static route that serves any name could read the package's source or walk out of its directory."""
+    result = api("GET", path)
+    assert result.status == 404 and result.json["type"].endswith("/not-found")
+
+
+def test_console_scripts_never_parse_data_as_html_or_code():
+    """One innerHTML with an API string is enough for a hostile subject to run script in the console."""
+    scripts = sorted(STATIC_DIR.glob("*.js"))
+    assert len(scripts) >= 5
+    for script in scripts:
+        source = script.read_text()
+        assert not FORBIDDEN_JS.search(source), f"{script.name}: {FORBIDDEN_JS.search(source).group(0)}"
+        assert "localStorage" not in source, f"{script.name}: the key belongs in sessionStorage only"
+    api_js = (STATIC_DIR / "api.js").read_text()
+    assert "sessionStorage" in api_js and "Authorization" in api_js
+
+
+def test_console_calls_only_routes_of_the_public_api(document):
+    """The console must be a client of the documented API, never of a private endpoint."""
+    paths = [re.sub(r"{[^}]+}", "X", p) for p in document["paths"]]
+    for script in STATIC_DIR.glob("*.js"):
+        for call in re.findall(r'call\("(?:GET|POST|PUT|PATCH|DELETE)", [`"]([^`"?$]*)', script.read_text()):
+            called = "/" + re.sub(r"\$\{[^}]+\}", "X", call).rstrip("/")
+            assert any(re.fullmatch(re.escape(p).replace("X", "[^/]+"), called) or p.startswith(called)
+                       for p in paths), f"{script.name} calls {called}"
+
+
+def test_console_and_docs_assets_stay_small():
+    """The static files ship in every API Lambda package; a bundled framework would weigh on each cold start."""
+    total = sum(path.stat().st_size for path in STATIC_DIR.iterdir() if path.is_file())
+    assert total < 64 * 1024, f"{total} bytes of static files"
