@@ -5,7 +5,8 @@ attributes, so the API (settings) and the worker (sync state, lease) never overw
 """
 from __future__ import annotations
 
-from pynamodb.attributes import (BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute)
+from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute,
+                                 UnicodeAttribute)
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -85,6 +86,9 @@ class Mailbox(Model):
     store_keys = UnicodeAttribute(null=True)       # "content": messages keyed by their bytes (sync/store.py)
     cursor_epoch = NumberAttribute(null=True)      # bumped when the account/server changes: cursors start afresh
     status = UnicodeAttribute(default="pending_auth")  # pending_auth|active|auth_error|needs_admin_consent|disabled
+    #                                                    | purging (DELETE ?purge=true under way: erasure/purge.py)
+    purge = JSONAttribute(null=True)               # purge progress: {started_at, counts, push_stop, users}
+    sync_folders = ListAttribute(of=UnicodeAttribute, null=True)  # folder roles synced (None = inbox + sent)
     status_reason = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()

@@ -16,7 +16,7 @@ MailboxType = Literal["imap", "gmail", "outlook"]
 PairingMode = Literal["auto", "signal", "off"]
 Kind = Literal["personal", "shared"]
 Access = Literal["read", "read_write"]
-Status = Literal["pending_auth", "active", "auth_error", "needs_admin_consent", "disabled"]
+Status = Literal["pending_auth", "active", "auth_error", "needs_admin_consent", "disabled", "purging"]
 
 # Secrets are taken byte-exact: `Strict` strips whitespace from strings, which would change a password.
 Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=1024)]
