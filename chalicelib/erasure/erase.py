@@ -170,6 +170,12 @@ def run(tenant_id: str, job_id: str, deadline: float) -> ErasureJob | None:
     return job
 
 
+def run_for_request(job: ErasureJob, seconds: float | None = None) -> ErasureJob:
+    """The request path: work for at most `seconds`, the rest in the background; the job as it stands."""
+    budget = REQUEST_SECONDS if seconds is None else seconds
+    return run(job.tenant_id, job.job_id, time.monotonic() + budget) or job
+
+
 def job_out(job: ErasureJob) -> dict[str, Any]:
     return {"id": job.job_id, "status": job.status, "subject_hash": job.subject_hash, "counts": job.counts or {},
             "message_ids": list(job.message_ids or []), "audit_id": job.audit_id, "created_at": job.created_at,

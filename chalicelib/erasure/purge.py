@@ -148,10 +148,11 @@ def run(tenant_id: str, mailbox_id: str, deadline: float) -> dict[str, Any] | No
     return None
 
 
-def purge_now(mailbox: Mailbox, seconds: float = REQUEST_SECONDS) -> dict[str, Any]:
+def purge_now(mailbox: Mailbox, seconds: float | None = None) -> dict[str, Any]:
     """The request path: start, then run for at most `seconds`; the answer reports what is done so far."""
     start(mailbox)
-    report = run(mailbox.tenant_id, mailbox.mailbox_id, time.monotonic() + seconds)
+    budget = REQUEST_SECONDS if seconds is None else seconds
+    report = run(mailbox.tenant_id, mailbox.mailbox_id, time.monotonic() + budget)
     if report is not None:
         return report
     mailbox.refresh()

@@ -1,18 +1,21 @@
 """Per-tenant retention: stored mail older than `retention_days` (by the message's Date) is deleted.
 
-Setting: `Tenant.settings["privacy"]["retention_days"]` (None = kept until deleted), changed through
-`PUT /v1/privacy/settings`. Two mechanisms, because neither alone is enough:
-- the sweeper (`sweep`, run by the hourly renewer): for every active mailbox of a tenant with a period, the
-  oldest messages (`by_mailbox` GSI, `date_key` below the cutoff, ascending) go through
-  `erasure.delete.delete_messages` — at most `PER_MAILBOX` per mailbox and `PER_RUN` per run, so a run stays
-  bounded and the backlog shrinks run by run. DynamoDB TTL is not used: TTL deletes "typically within a few
-  days" (DynamoDB Developer Guide, "Working with Time to Live") and would not remove the raw object, links or
-  signals with the item;
-- an S3 lifecycle rule on the `raw/` prefix (infra/resources.yaml) as the backstop for raw objects the
-  sweeper never reaches (mailboxes deleted without purge): raw objects carry no per-tenant tag today, so the
-  rule expires them after `MAX_DAYS`, the longest period a tenant may choose. S3 lifecycle works in whole days
-  and runs asynchronously (S3 User Guide, "Managing your storage lifecycle").
-Nothing at the provider is deleted. The renewer sweeps the mailboxes it maintains (active ones).
+Setting: the tenant's privacy item (`PrivacyList` scope "tenant", `retention_days`, one of
+`privacy.lists.RETENTION_PERIODS` or None = kept until deleted), changed through `PUT /v1/privacy/settings`.
+Two mechanisms, because neither alone is enough:
+- the sweeper (`sweep`, run by the hourly renewer over the mailboxes it maintains): for each mailbox of a
+  tenant with a period, the oldest messages (`by_mailbox` GSI, `date_key` below the cutoff, ascending) go
+  through `erasure.delete.delete_messages` — at most `PER_MAILBOX` per mailbox and `PER_RUN` per run, so a
+  run stays bounded and a backlog shrinks run by run. DynamoDB TTL is not used: TTL deletes "typically within
+  a few days" (DynamoDB Developer Guide, "Working with Time to Live") and would leave the raw object, links
+  and signals behind;
+- S3 lifecycle rules on the `raw/` prefix (infra/resources.yaml), one per allowed period, filtered on the
+  object tag `mailbridge-retention-days=<days>` that the store sets on every raw object it writes while the
+  tenant has a period: the backstop for raw objects the sweeper never reaches (a mailbox deleted without
+  purge). S3 lifecycle counts whole days and runs asynchronously (S3 User Guide, "Managing your storage
+  lifecycle"). A period changed later applies to objects stored from then on (tags are not rewritten): a
+  longer period does not extend objects already stored.
+Nothing at the provider is deleted.
 """
 from __future__ import annotations
 
@@ -23,27 +26,20 @@ from chalicelib.erasure.delete import add_counts, delete_messages
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
-from chalicelib.models.tenant import Tenant
-from chalicelib.timeutil import isoformat, now_iso, utcnow
+from chalicelib.models.privacy import TENANT_SCOPE, PrivacyList
+from chalicelib.timeutil import isoformat, utcnow
 
-MAX_DAYS = 3650                 # the longest period a tenant may set (ten years)
 PER_MAILBOX = 500
 PER_RUN = 5000
 PAGE = 100
 
 
-def retention_days(tenant: Tenant | None) -> int | None:
-    value = ((tenant.settings or {}).get("privacy") or {}).get("retention_days") if tenant else None
+def retention_days(tenant_id: str) -> int | None:
+    try:
+        value = PrivacyList.get(tenant_id, TENANT_SCOPE).retention_days
+    except PrivacyList.DoesNotExist:
+        return None
     return int(value) if value else None
-
-
-def set_retention(tenant: Tenant, days: int | None) -> int | None:
-    """Store the period, conditional on `updated_at` (the caller retries on `UpdateError`)."""
-    privacy = {**((tenant.settings or {}).get("privacy") or {}), "retention_days": days}
-    settings = {**(tenant.settings or {}), "privacy": privacy}
-    tenant.update(actions=[Tenant.settings.set(settings), Tenant.updated_at.set(now_iso())],
-                  condition=Tenant.updated_at == tenant.updated_at)
-    return days
 
 
 def cutoff(days: int, now=None) -> str:
@@ -75,10 +71,7 @@ def sweep(mailboxes: Iterable[Mailbox], now=None, budget: int = PER_RUN) -> dict
         if budget <= 0:
             break
         if mailbox.tenant_id not in tenants:
-            try:
-                tenants[mailbox.tenant_id] = retention_days(Tenant.get(mailbox.tenant_id))
-            except Tenant.DoesNotExist:
-                tenants[mailbox.tenant_id] = None
+            tenants[mailbox.tenant_id] = retention_days(mailbox.tenant_id)
         days = tenants[mailbox.tenant_id]
         if not days:
             continue

@@ -2,7 +2,8 @@
 
 `PrivacyList` is keyed `(tenant_id, scope)` with `scope = "tenant"` (the tenant admin's list, applies to every
 mailbox) or `"user#<user id>"` (a user's own list, applies to the mailboxes that user owns). Entries are
-normalized (`chalicelib/privacy/lists.py`): an address `local@domain` or a whole domain `@domain`.
+normalized (`chalicelib/privacy/lists.py`): an address `local@domain` or a whole domain `@domain`. The tenant's
+item also holds the retention period (`erasure/retention.py`), so the store reads lists and period together.
 
 `ErasureJob` is keyed `(tenant_id, job_id)`: one `POST /v1/erasure`. While it runs it holds the address sealed
 by KMS (`sealed_subject`, encryption context tenant + job id) and its progress; when done the sealed address is
@@ -11,7 +12,7 @@ stay — never the address in plain text, never message content.
 """
 from __future__ import annotations
 
-from pynamodb.attributes import JSONAttribute, ListAttribute, UnicodeAttribute
+from pynamodb.attributes import JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 from chalicelib.models.base import table_meta
@@ -30,6 +31,7 @@ class PrivacyList(Model):
     scope = UnicodeAttribute(range_key=True)          # "tenant" | "user#<user id>"
     never_import = ListAttribute(of=UnicodeAttribute, default=list)
     never_pair = ListAttribute(of=UnicodeAttribute, default=list)
+    retention_days = NumberAttribute(null=True)       # scope "tenant" only: stored mail is deleted after it
     updated_at = UnicodeAttribute()
 
 

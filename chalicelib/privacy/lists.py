@@ -91,10 +91,21 @@ class Matcher:
         return any(domain == d or domain.endswith("." + d) for d in self.domains)
 
 
+RETENTION_PERIODS = (30, 90, 180, 365, 730, 1095, 1825, 2555, 3650)   # days; one S3 lifecycle rule each
+RETENTION_TAG = "mailbridge-retention-days"
+
+
 @dataclass(frozen=True)
 class MailboxLists:
     never_import: Matcher = Matcher()
     never_pair: Matcher = Matcher()
+    retention_days: int | None = None
+
+    @property
+    def raw_tagging(self) -> str | None:
+        """The S3 object tag that lets the bucket's lifecycle rule for the tenant's period expire a raw object
+        (infra/resources.yaml); None when the tenant keeps mail."""
+        return f"{RETENTION_TAG}={self.retention_days}" if self.retention_days else None
 
 
 def get_list(tenant_id: str, scope: str) -> PrivacyList:
@@ -105,11 +116,20 @@ def get_list(tenant_id: str, scope: str) -> PrivacyList:
 
 
 def put_list(tenant_id: str, scope: str, never_import: Iterable[str], never_pair: Iterable[str]) -> PrivacyList:
-    """Replace a list (entries normalized; raises InvalidEntry)."""
-    item = PrivacyList(tenant_id, scope, never_import=normalize_entries(never_import),
-                       never_pair=normalize_entries(never_pair), updated_at=now_iso())
-    item.save()
-    return item
+    """Replace a list (entries normalized; raises InvalidEntry); the tenant's retention period is kept."""
+    actions = [PrivacyList.never_import.set(normalize_entries(never_import)),
+               PrivacyList.never_pair.set(normalize_entries(never_pair)), PrivacyList.updated_at.set(now_iso())]
+    PrivacyList(tenant_id, scope).update(actions=actions)
+    return get_list(tenant_id, scope)
+
+
+def set_retention(tenant_id: str, days: int | None) -> PrivacyList:
+    """The tenant's retention period (one of `RETENTION_PERIODS`, or None = kept; raises InvalidEntry)."""
+    if days is not None and days not in RETENTION_PERIODS:
+        raise InvalidEntry(f"retention_days must be one of {', '.join(map(str, RETENTION_PERIODS))} or null")
+    action = PrivacyList.retention_days.set(days) if days else PrivacyList.retention_days.remove()
+    PrivacyList(tenant_id, TENANT_SCOPE).update(actions=[action, PrivacyList.updated_at.set(now_iso())])
+    return get_list(tenant_id, TENANT_SCOPE)
 
 
 def scopes_for(mailbox: Mailbox) -> list[str]:
@@ -122,8 +142,9 @@ def scopes_for(mailbox: Mailbox) -> list[str]:
 def lists_for(mailbox: Mailbox) -> MailboxLists:
     """The lists that apply to `mailbox` (one BatchGetItem: the tenant's and the owner's)."""
     items = list(PrivacyList.batch_get([(mailbox.tenant_id, scope) for scope in scopes_for(mailbox)]))
+    retention = next((int(i.retention_days) for i in items if i.scope == TENANT_SCOPE and i.retention_days), None)
     return MailboxLists(Matcher.of(e for i in items for e in (i.never_import or [])),
-                        Matcher.of(e for i in items for e in (i.never_pair or [])))
+                        Matcher.of(e for i in items for e in (i.never_pair or [])), retention)
 
 
 def _emails(entries) -> list[str]:

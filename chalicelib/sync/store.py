@@ -223,12 +223,14 @@ def use_id(prepared: Prepared, message_id: str) -> None:
         item.raw_s3_key = raw_key(item.tenant_id, item.mailbox_id, message_id)
 
 
-def put_raw(prepared: Prepared) -> None:
-    """PUT the raw object (same key, same bytes: a repeat is harmless)."""
+def put_raw(prepared: Prepared, tagging: str | None = None) -> None:
+    """PUT the raw object (same key, same bytes: a repeat is harmless); `tagging` is the tenant's retention
+    tag (`privacy.lists.MailboxLists.raw_tagging`) for the bucket's lifecycle rules."""
     if prepared.raw is None:
         return
+    extra = {"Tagging": tagging} if tagging else {}
     aws.s3().put_object(Bucket=get_settings().raw_bucket, Key=prepared.item.raw_s3_key, Body=prepared.raw,
-                        ContentType=RAW_CONTENT_TYPE, ServerSideEncryption="AES256")
+                        ContentType=RAW_CONTENT_TYPE, ServerSideEncryption="AES256", **extra)
 
 
 def refuse(mailbox: Mailbox, refused: list[Prepared], lease_owner: str | None = None) -> list[SaveOutcome]:
@@ -251,13 +253,14 @@ def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
     """Store one fetched message (idempotent; see the module docstring). The sync engine stores whole pages
     through `sync/store_page.py`; this is the one-message path (and the page path's fallback)."""
     prepared = prepare(mailbox, fetched)
-    if never_import(prepared.item, lists_for(mailbox)):
+    lists = lists_for(mailbox)
+    if never_import(prepared.item, lists):
         return refuse(mailbox, [prepared])[0]
     ref, item = fetched.ref, prepared.item
     twin = (_legacy_twin(mailbox, ref.folder, item.rfc_message_id, item.raw_sha256)
             or _sent_twin(mailbox, ref.folder, item.rfc_message_id)) if prepared.raw else None
     use_id(prepared, twin or item.message_id)
-    put_raw(prepared)
+    put_raw(prepared, lists.raw_tagging)
     outcome = _insert_or_refresh(item, ref.provider_id, provider_key(mailbox.mailbox_id, ref.folder,
                                                                      ref.provider_id))
     if not outcome.created:

@@ -66,15 +66,15 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def put_raw_objects(prepared: Sequence[Prepared]) -> None:
+def put_raw_objects(prepared: Sequence[Prepared], tagging: str | None = None) -> None:
     """PUT every raw object, at most `s3_put_concurrency` at a time; the first failure is raised (after all
-    have finished, so no PUT outlives the page)."""
+    have finished, so no PUT outlives the page). `tagging`: the tenant's retention tag (`store.put_raw`)."""
     with_raw = [p for p in prepared if p.raw is not None]
     if len(with_raw) <= 1:
         for item in with_raw:
-            put_raw(item)
+            put_raw(item, tagging)
         return
-    futures = [_executor().submit(put_raw, item) for item in with_raw]
+    futures = [_executor().submit(put_raw, item, tagging) for item in with_raw]
     errors = [f.exception() for f in futures]
     for error in errors:
         if error is not None:
@@ -176,7 +176,7 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
             item.item.owed = list(OWED_NEW) if not item.item.skipped_reason else None
             item.item.owed_mailbox = mailbox.mailbox_id if item.item.owed else None
             new.append(item)
-    put_raw_objects(new)
+    put_raw_objects(new, lists.raw_tagging)
     for chunk in _chunks(new):
         if insert_items(mailbox, chunk, lease_owner):
             for item in chunk:

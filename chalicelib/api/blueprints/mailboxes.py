@@ -9,9 +9,10 @@ listing, reading and deleting stay possible after a downgrade.
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Iterator
 
-from chalice import Blueprint
+from chalice import Blueprint, Response
 
 from chalicelib.api import access
 from chalicelib.api.context import current_principal
@@ -19,9 +20,11 @@ from chalicelib.api.errors import Forbidden, NotFound, PlanLimitReached, Validat
 from chalicelib.api.guards import require_feature
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
+from chalicelib.api.schemas.privacy import DeleteMailboxQuery
 from chalicelib.api.schemas.mailboxes import (AuthorizeIn, AuthorizeOut, ConnectionTest, CreateMailbox,
                                               MailboxList, MailboxListQuery, MailboxOut, ShareIn, ShareList,
                                               ShareOut, UpdateMailbox, check_user_id)
+from chalicelib.erasure import purge
 from chalicelib.mailboxes import listing, service
 from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
 from chalicelib.mailboxes.serialize import mailbox_out, share_out
@@ -128,11 +131,18 @@ def update_mailbox(mailbox_id: str, body: UpdateMailbox):
     return _out(mailbox)
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["DELETE"], status=204,
-       summary="Disconnect a mailbox (its stored credentials and shares are deleted)", tags=TAGS)
-def delete_mailbox(mailbox_id: str):
-    service.delete_mailbox(access.get_mailbox(mailbox_id, need="owner"))
-    return None
+@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["DELETE"], status=204, query=DeleteMailboxQuery,
+       summary="Disconnect a mailbox (its stored credentials and shares are deleted); with purge=true also "
+               "everything stored for it: 200 {status: purged, counts, push_stop}, or 202 {status: purging} "
+               "when it continues in the background", tags=TAGS)
+def delete_mailbox(mailbox_id: str, query: DeleteMailboxQuery):
+    mailbox = access.get_mailbox(mailbox_id, need="owner")
+    if not query.purge:
+        service.delete_mailbox(mailbox)
+        return None
+    report = purge.purge_now(mailbox)
+    return Response(body=json.dumps(report), status_code=200 if report["status"] == "purged" else 202,
+                    headers={"Content-Type": "application/json"})
 
 
 @route(bp, "/v1/mailboxes/{mailbox_id}/test", methods=["POST"], response=ConnectionTest,
