@@ -142,8 +142,8 @@ def state(world) -> tuple:
     shares = sorted((s.user_id, s.access) for s in MailboxShare.query(world["mailbox"].mailbox_id))
     outbox = sorted((i.outbox_id, i.status) for i in OutboxItem.query(world["tenant"]["id"])
                     if i.mailbox_id == world["mailbox"].mailbox_id)
-    return (bool(message.hidden), bool(message.private), int(message.link_count or 0), signal.status, mailbox and mailbox.name,
-            mailbox and mailbox.last_refresh_at, shares, outbox)
+    return (bool(message.hidden), bool(message.private), int(message.link_count or 0), signal.status,
+            mailbox and mailbox.name, mailbox and mailbox.last_refresh_at, shares, outbox)
 
 
 def call(api, world, case: Case, user: str | None):
