@@ -120,6 +120,15 @@ class Mailbox(Model):
     by_push_key = MailboxesByPushKey()
 
 
+FOLDER_ROLES = ("inbox", "sent")          # the folder roles every provider kind maps (providers/*/adapter.py)
+
+
+def synced_folders(mailbox: Mailbox) -> list[str]:
+    """The folder roles this mailbox syncs (`sync_folders`; unset = inbox and sent), in role order."""
+    chosen = set(mailbox.sync_folders or FOLDER_ROLES)
+    return [role for role in FOLDER_ROLES if role in chosen]
+
+
 class SharesByUser(GlobalSecondaryIndex):
     """Mailboxes shared with a user: `user_key = "<tenant_id>#<user_id>"`."""
     class Meta:

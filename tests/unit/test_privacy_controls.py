@@ -2,6 +2,8 @@
 and late pairing), by record tabs, by reading through records and by pairing events; and who may change them."""
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 
@@ -16,9 +18,13 @@ from chalicelib.pairing.page import pair_page
 from chalicelib.pairing.store import active_links
 from chalicelib.privacy import lists
 from chalicelib.providers.base import FetchedMessage, MessageRef
+from chalicelib.sync import engine as sync_engine
 from chalicelib.sync import store, store_page
+from chalicelib.sync.engine import SyncOptions
 from chalicelib.timeutil import isoformat, utcnow
 from tests.mailfactory import make_message as raw_message
+from tests.sync_helpers import FakeProvider, cursor_field, reload
+from tests.sync_helpers import make_mailbox as make_sync_mailbox
 from tests.unit.pairing_fixtures import make_mailbox, make_message, make_tenant
 from tests.unit.test_sharing_matrix import make_world  # noqa: F401 - the fixture that builds a tenant's world
 
@@ -154,3 +160,29 @@ def test_private_mark_hides_from_record_tabs_record_readers_and_pairing_events(a
     assert again.json["changed"] is True
     assert api("GET", f"/v1/messages/{message_id}", key=key, user="u-recorder").status == 200
     assert [m["id"] for m in api("GET", tab, key=key).json["items"]] == [message_id]
+
+
+def test_sync_folders_selects_the_synced_folder_roles(api, make_world, aws):  # noqa: F811
+    """Guards against a folder turned off still being read (or its stored mail or cursor being dropped), and
+    against an unknown folder role being accepted."""
+    world = make_world("personal")
+    key, mailbox_id = world["tenant"]["key"], world["mailbox"].mailbox_id
+    assert api("GET", f"/v1/mailboxes/{mailbox_id}", key=key).json["sync_folders"] == ["inbox", "sent"]
+    bad = api("PATCH", f"/v1/mailboxes/{mailbox_id}", key=key, json_body={"sync_folders": ["spam"]})
+    assert bad.status == 422 and "sync_folders" in bad.json["errors"][0]["field"]
+    assert api("PATCH", f"/v1/mailboxes/{mailbox_id}", key=key, json_body={"sync_folders": []}).status == 422
+    changed = api("PATCH", f"/v1/mailboxes/{mailbox_id}", key=key, json_body={"sync_folders": ["inbox"]})
+    assert changed.status == 200 and changed.json["sync_folders"] == ["inbox"]
+
+    mailbox = make_sync_mailbox(sync_folders=["sent"])
+    provider = FakeProvider({"inbox": 3, "sent": 2})
+    sync_engine.sync_mailbox(mailbox, provider, time.monotonic() + 60, options=SyncOptions(page_size=10))
+    assert {m.folder for m in Message.by_mailbox.query(mailbox.mailbox_id)} == {"sent"}
+    assert [folder for folder, _ in provider.changes_calls] == ["sent"]
+    mailbox.update(actions=[Mailbox.sync_folders.set(["inbox"])])
+    sent_cursor = cursor_field(reload(mailbox), "sent")
+    provider.add("sent", 1)
+    sync_engine.sync_mailbox(reload(mailbox), provider, time.monotonic() + 60, options=SyncOptions(page_size=10))
+    stored = [m.folder for m in Message.by_mailbox.query(mailbox.mailbox_id)]
+    assert sorted(stored) == ["inbox"] * 3 + ["sent"] * 2                      # sent's mail stays, not read
+    assert cursor_field(reload(mailbox), "sent") == sent_cursor                 # its cursor is kept
