@@ -6,7 +6,8 @@ markers created (`pairing.store.thread_marker_keys`: the "rfc" key of its Messag
 provider thread — replies arriving later no longer inherit through them), and finally the `Message` item.
 
 Order: everything derived first, the message item last, so a run that dies half-way is completed by running it
-again (the message is still found by whoever found it the first time). Every step is idempotent.
+again (the message is still found by whoever found it the first time). Every step is idempotent; messages
+already deleted (a GSI that lags behind) are left out and not counted.
 Batched: S3 `DeleteObjects` takes at most 1,000 keys a request (S3 API reference, DeleteObjects); DynamoDB
 `BatchWriteItem` 25 deletes a request (PynamoDB's `batch_write` splits and retries unprocessed items).
 Nothing at the provider is touched.
@@ -64,10 +65,29 @@ def _signals_of(messages: Sequence[Message]) -> list[Signal]:
     return found
 
 
+def still_stored(messages: Sequence[Message]) -> list[Message]:
+    """The messages whose item still exists (consistent BatchGetItem, ≤ 100 keys a request): callers find
+    messages through GSIs, which lag behind deletes (DynamoDB Developer Guide, "Global secondary indexes":
+    eventually consistent), so a page may name messages already deleted."""
+    ids = list(dict.fromkeys(m.message_id for m in messages))
+    found: set[str] = set()
+    for start in range(0, len(ids), 100):
+        found.update(m.message_id for m in Message.batch_get(ids[start:start + 100], consistent_read=True,
+                                                             attributes_to_get=["message_id"]))
+    seen: set[str] = set()
+    kept = []
+    for message in messages:
+        if message.message_id in found and message.message_id not in seen:
+            seen.add(message.message_id)
+            kept.append(message)
+    return kept
+
+
 def delete_messages(messages: Sequence[Message]) -> dict[str, int]:
     """Delete `messages` (full items, any mailboxes of one or more tenants) and what derives from them; returns
     counts by kind: messages, raw_objects, links, signals, audit_entries, index_entries."""
     counts: Counter = Counter()
+    messages = still_stored(messages)
     if not messages:
         return {}
     counts["raw_objects"] = delete_raw_objects(m.raw_s3_key for m in messages)

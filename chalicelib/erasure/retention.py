@@ -58,8 +58,11 @@ def sweep_mailbox(mailbox: Mailbox, days: int, limit: int, now=None) -> dict[str
         page = [m for m in page if m.tenant_id == mailbox.tenant_id]
         if not page:
             break
-        counts = add_counts(counts, delete_messages(page))
-        deleted += len(page)
+        done = delete_messages(page)
+        if not done.get("messages"):
+            break                   # only already-deleted items (the GSI lags): the next run goes on
+        counts = add_counts(counts, done)
+        deleted += done["messages"]
     return counts
 
 

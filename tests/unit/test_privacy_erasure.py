@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib.config import get_settings
 from chalicelib.erasure import erase, purge, retention
+from chalicelib.erasure.delete import delete_messages
 from chalicelib.models.directory import DirectoryIndex, DirectoryRecord
 from chalicelib.models.event import Event
 from chalicelib.models.mailbox import Mailbox
@@ -196,3 +197,15 @@ def test_retention_sweeper_deletes_only_mail_older_than_the_period(api, make_wor
     tags = boto3.client("s3").get_object_tagging(Bucket=get_settings().raw_bucket, Key=tagged.raw_s3_key)
     assert tags["TagSet"] == [{"Key": "mailbridge-retention-days", "Value": "30"}]
     assert isoformat(utcnow())        # (clock sanity for the cutoff)
+
+
+def test_deleting_a_message_again_deletes_and_counts_nothing(api, make_world):  # noqa: F811
+    """Guards against a repeated deletion (a redelivered job, a GSI page naming deleted items) failing or
+    counting messages twice."""
+    world = make_world("personal")
+    message = Message.get(world["message"].message_id)
+    first = delete_messages([message, message])
+    assert first["messages"] == 1 and first["raw_objects"] == 1 and first["links"] >= 1
+    assert delete_messages([message]) == {}
+    # events name ids only and expire (purge and erasure delete them; delete_messages does not)
+    assert everything_naming([message.message_id], skip=(Event,)) == []
