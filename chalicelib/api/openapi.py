@@ -65,6 +65,9 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
     if op.response is not None:
         ok["content"] = {op.content_type: {"schema": _schema_ref(op.response, components)}}
     responses: dict[str, Any] = {str(op.status): ok}
+    for code, model in op.more:      # other success answers of the route (e.g. a purge: 200 or 202)
+        responses[str(code)] = {"description": "Success",
+                                "content": {"application/json": {"schema": _schema_ref(model, components)}}}
     problem = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
     codes = set(op.errors)
     if op.auth != "none":

@@ -45,6 +45,7 @@ class Operation:
     response: type[BaseModel] | None = None
     content_type: str = "application/json"
     errors: tuple[int, ...] = field(default_factory=tuple)
+    more: tuple[tuple[int, type[BaseModel]], ...] = field(default_factory=tuple)   # other success answers
 
 
 OPERATIONS: list[Operation] = []
@@ -148,14 +149,14 @@ def _authenticate(mode: str, request):
 def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenant", body=None, query=None,
           response=None, status: int = 200, tags: tuple[str, ...] = (), content_type: str = "application/json",
           errors: tuple[int, ...] = (), accepts: tuple[str, ...] = ("application/json",),
-          max_body: int | None = None) -> Callable:
+          max_body: int | None = None, more: dict[int, type[BaseModel]] | None = None) -> Callable:
     if auth not in {"tenant", "operator", "none"}:
         raise ValueError(f"unknown auth mode {auth!r}")
 
     def decorator(fn: Callable) -> Callable:
         for method in methods:
             OPERATIONS.append(Operation(method.upper(), path, summary, auth, status, tuple(tags), body, query,
-                                        response, content_type, tuple(errors)))
+                                        response, content_type, tuple(errors), tuple((more or {}).items())))
 
         @functools.wraps(fn)
         def view(**path_args):

@@ -61,11 +61,9 @@ def create(tenant_id: str, email: str, actor: str = "tenant") -> ErasureJob:
     if address is None:
         raise ValueError("not an e-mail address")
     job_id = new_id("era")
-    mailboxes = [m.mailbox_id for m in Mailbox.query(tenant_id)]
     job = ErasureJob(tenant_id, job_id, status="running", subject_hash=subject_hash(tenant_id, address),
                      sealed_subject=encrypt_secrets(tenant_id, job_id, {"email": address}), requested_by=actor,
-                     progress={"phase": PHASES[0], "mailboxes": mailboxes, "index": 0, "last_key": None,
-                               "users": []},
+                     progress={"phase": PHASES[0], "mailbox": None, "mailbox_key": None, "last_key": None},
                      counts={}, message_ids=[], created_at=now_iso())
     job.save(condition=ErasureJob.job_id.does_not_exist())
     return job
@@ -84,12 +82,25 @@ def _names_person(message: Message, address: str) -> bool:
     return any(normalize_address(a) == address for a in participants(message))
 
 
-def _messages_step(job: ErasureJob, address: str) -> bool:
+def _next_mailbox(job: ErasureJob) -> str | None:
+    """The tenant's next mailbox (one key-ordered Query page of one item), or None after the last."""
     progress = job.progress
-    mailboxes = progress.get("mailboxes") or []
-    if progress["index"] >= len(mailboxes):
-        return True
-    mailbox_id = mailboxes[progress["index"]]
+    page = Mailbox.query(job.tenant_id, limit=1, last_evaluated_key=progress.get("mailbox_key"),
+                         attributes_to_get=["tenant_id", "mailbox_id"])
+    found = next(iter(page), None)
+    progress["mailbox_key"] = {"tenant_id": {"S": job.tenant_id}, "mailbox_id": {"S": found.mailbox_id}} \
+        if found is not None else None
+    return found.mailbox_id if found is not None else None
+
+
+def _messages_step(job: ErasureJob, address: str) -> bool:
+    """One page of one mailbox's messages (mailboxes in key order, each paged through `by_mailbox`)."""
+    progress = job.progress
+    if progress.get("mailbox") is None:
+        progress["mailbox"], progress["last_key"] = _next_mailbox(job), None
+        if progress["mailbox"] is None:
+            return True
+    mailbox_id = progress["mailbox"]
     page = Message.by_mailbox.query(mailbox_id, limit=PAGE, last_evaluated_key=progress.get("last_key"))
     items = list(page)
     doomed = [m for m in items if m.tenant_id == job.tenant_id and _names_person(m, address)]
@@ -101,8 +112,8 @@ def _messages_step(job: ErasureJob, address: str) -> bool:
     job.counts = add_counts(job.counts, {"examined": len(items)})
     progress["last_key"] = page.last_evaluated_key
     if page.last_evaluated_key is None:
-        progress["index"] += 1
-    return progress["index"] >= len(mailboxes)
+        progress["mailbox"] = None
+    return False
 
 
 def _outbox_step(job: ErasureJob, address: str) -> bool:

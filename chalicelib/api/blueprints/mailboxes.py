@@ -20,7 +20,7 @@ from chalicelib.api.errors import Forbidden, NotFound, PlanLimitReached, Validat
 from chalicelib.api.guards import require_feature
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.privacy import DeleteMailboxQuery
+from chalicelib.api.schemas.privacy import DeleteMailboxQuery, PurgeOut
 from chalicelib.api.schemas.mailboxes import (AuthorizeIn, AuthorizeOut, ConnectionTest, CreateMailbox,
                                               MailboxList, MailboxListQuery, MailboxOut, ShareIn, ShareList,
                                               ShareOut, UpdateMailbox, check_user_id)
@@ -132,6 +132,7 @@ def update_mailbox(mailbox_id: str, body: UpdateMailbox):
 
 
 @route(bp, "/v1/mailboxes/{mailbox_id}", methods=["DELETE"], status=204, query=DeleteMailboxQuery,
+       more={200: PurgeOut, 202: PurgeOut},
        summary="Disconnect a mailbox (its stored credentials and shares are deleted); with purge=true also "
                "everything stored for it: 200 {status: purged, counts, push_stop}, or 202 {status: purging} "
                "when it continues in the background", tags=TAGS)
@@ -140,7 +141,7 @@ def delete_mailbox(mailbox_id: str, query: DeleteMailboxQuery):
     if not query.purge:
         service.delete_mailbox(mailbox)
         return None
-    report = purge.purge_now(mailbox)
+    report = PurgeOut.model_validate(purge.purge_now(mailbox)).model_dump(mode="json")
     return Response(body=json.dumps(report), status_code=200 if report["status"] == "purged" else 202,
                     headers={"Content-Type": "application/json"})
 

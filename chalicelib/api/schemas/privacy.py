@@ -1,11 +1,13 @@
 """Request/response models for privacy controls, purge and erasure (docs/api.md, "Privacy controls")."""
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
 
 from chalicelib.api.schemas.common import Strict
 
-Entries = list[str]
+Entries = list[Annotated[str, StringConstraints(min_length=2, max_length=320)]]   # RFC 5321 §4.5.3.1 sizes
 
 
 class PrivacyListsIn(Strict):
@@ -42,6 +44,13 @@ class PrivacySettingsOut(BaseModel):
 
 class DeleteMailboxQuery(Strict):
     purge: bool = Field(False, description="true: also delete everything stored for the mailbox.")
+
+
+class PurgeOut(BaseModel):
+    status: str = Field(description="purged | purging (continues in the background)")
+    counts: dict[str, int] = Field(default_factory=dict)
+    push_stop: str | None = Field(None, description="none | stopped | failed: <code> (not fatal)")
+    phase: str | None = None
 
 
 class ErasureIn(Strict):
