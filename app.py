@@ -11,6 +11,7 @@ from chalicelib.api.blueprints import directory, links, rules, signals
 from chalicelib.api.blueprints import notifications, oauth, push, push_graph, webhook
 from chalicelib.api.blueprints import outbox
 from chalicelib.api.blueprints import console
+from chalicelib.api.blueprints import privacy
 
 app = Chalice(app_name="mailbridge")
 app.api.binary_types.append("message/rfc822")
@@ -33,6 +34,7 @@ app.register_blueprint(oauth.bp)
 app.register_blueprint(push_graph.bp)
 app.register_blueprint(outbox.bp)
 app.register_blueprint(console.bp)
+app.register_blueprint(privacy.bp)
 
 
 # --- events (sync engine) -------------------------------------------------------------------------------------

@@ -79,8 +79,9 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
     if op.response is not None:
         ok["content"] = {op.content_type: {"schema": _schema_ref(op.response, components)}}
     responses: dict[str, Any] = {str(op.status): ok}
-    for code, content_type, description in op.also:
-        responses[str(code)] = {"description": description, "content": {content_type: {"schema": {"type": "string"}}}}
+    for code, answer in op.also:     # other success answers of the route (a purge's 200/202, a handshake's echo)
+        schema = _schema_ref(answer.model, components) if answer.model else {"type": "string"}
+        responses[str(code)] = {"description": answer.description, "content": {answer.content_type: {"schema": schema}}}
     problem = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
     codes = set(op.errors)
     if op.auth != "none":

@@ -33,6 +33,15 @@ from chalicelib.logs import logger
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A success answer of a route besides its `status`: its description, body model (None: a plain string)
+    and content type — e.g. a purge that finishes (200) or continues in the background (202)."""
+    description: str
+    model: type[BaseModel] | None = None
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
 class Operation:
     method: str
     path: str
@@ -45,8 +54,8 @@ class Operation:
     response: type[BaseModel] | None = None
     content_type: str = "application/json"
     errors: tuple[int, ...] = field(default_factory=tuple)
-    # other success answers the route gives: (status, content type, description), e.g. a handshake's echo
-    also: tuple[tuple[int, str, str], ...] = field(default_factory=tuple)
+    # other success answers the route gives besides `status` (e.g. a purge's 200/202, a handshake's echo)
+    also: tuple[tuple[int, Answer], ...] = field(default_factory=tuple)
 
 
 OPERATIONS: list[Operation] = []
@@ -150,14 +159,14 @@ def _authenticate(mode: str, request):
 def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenant", body=None, query=None,
           response=None, status: int = 200, tags: tuple[str, ...] = (), content_type: str = "application/json",
           errors: tuple[int, ...] = (), accepts: tuple[str, ...] = ("application/json",),
-          max_body: int | None = None, also: tuple[tuple[int, str, str], ...] = ()) -> Callable:
+          max_body: int | None = None, also: dict[int, Answer] | None = None) -> Callable:
     if auth not in {"tenant", "operator", "none"}:
         raise ValueError(f"unknown auth mode {auth!r}")
 
     def decorator(fn: Callable) -> Callable:
         for method in methods:
             OPERATIONS.append(Operation(method.upper(), path, summary, auth, status, tuple(tags), body, query,
-                                        response, content_type, tuple(errors), tuple(also)))
+                                        response, content_type, tuple(errors), tuple((also or {}).items())))
 
         @functools.wraps(fn)
         def view(**path_args):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.mailboxes.servers import OAUTH_TYPES, admin_consent_redirect_uri, redirect_uri
-from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer
+from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer, synced_folders
 
 _ENDPOINT_KEYS = ("host", "port", "security", "username", "login_method")
 _PRESET_KEYS = ("host", "port", "security", "login_method")
@@ -34,7 +34,7 @@ def mailbox_out(mailbox: Mailbox, access: str) -> dict[str, Any]:
             "sender_name": mailbox.sender_name, "import_since": mailbox.import_since,
             "pairing_mode": mailbox.pairing_mode, "show_snippet": bool(mailbox.show_snippet),
             "signature_html": mailbox.signature_html, "signature_on_replies": bool(mailbox.signature_on_replies),
-            "append_sent": mailbox.append_sent is not False,
+            "append_sent": mailbox.append_sent is not False, "sync_folders": synced_folders(mailbox),
             "kind": mailbox.kind, "owner_user_id": mailbox.owner_user_id, "mail_server_id": mailbox.mail_server_id,
             "imap": _pick(mailbox.imap, _ENDPOINT_KEYS), "smtp": _pick(mailbox.smtp, _ENDPOINT_KEYS),
             "has_password": bool(mailbox.secret_ciphertext), "status": mailbox.status,

@@ -5,7 +5,8 @@ attributes, so the API (settings) and the worker (sync state, lease) never overw
 """
 from __future__ import annotations
 
-from pynamodb.attributes import (BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute)
+from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute,
+                                 UnicodeAttribute)
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -85,6 +86,9 @@ class Mailbox(Model):
     store_keys = UnicodeAttribute(null=True)       # "content": messages keyed by their bytes (sync/store.py)
     cursor_epoch = NumberAttribute(null=True)      # bumped when the account/server changes: cursors start afresh
     status = UnicodeAttribute(default="pending_auth")  # pending_auth|active|auth_error|needs_admin_consent|disabled
+    #                                                    | purging (DELETE ?purge=true under way: erasure/purge.py)
+    purge = JSONAttribute(null=True)               # purge progress: {started_at, counts, push_stop, users}
+    sync_folders = ListAttribute(of=UnicodeAttribute, null=True)  # folder roles synced (None = inbox + sent)
     status_reason = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
@@ -114,6 +118,15 @@ class Mailbox(Model):
     by_status = MailboxesByStatus()
     by_owner = MailboxesByOwner()
     by_push_key = MailboxesByPushKey()
+
+
+FOLDER_ROLES = ("inbox", "sent")          # the folder roles every provider kind maps (providers/*/adapter.py)
+
+
+def synced_folders(mailbox: Mailbox) -> list[str]:
+    """The folder roles this mailbox syncs (`sync_folders`; unset = inbox and sent), in role order."""
+    chosen = set(mailbox.sync_folders or FOLDER_ROLES)
+    return [role for role in FOLDER_ROLES if role in chosen]
 
 
 class SharesByUser(GlobalSecondaryIndex):

@@ -13,7 +13,7 @@ again for the same message (a conditional put finds the tombstone).
 from __future__ import annotations
 
 from pynamodb.attributes import (BooleanAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute)
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.models.base import table_meta
@@ -123,6 +123,15 @@ class Rule(Model):
     updated_at = UnicodeAttribute()
 
 
+class AuditByMessage(GlobalSecondaryIndex):
+    """Sparse (entries naming a message): deleting a message deletes its audit trail (erasure/delete.py)."""
+    class Meta:
+        index_name = "by_message"
+        projection = KeysOnlyProjection()
+
+    message_id = UnicodeAttribute(hash_key=True)
+
+
 class AuditEntry(Model):
     """Who/what made every automatic link, signal and record, and every undo (ids are time-ordered)."""
     Meta = table_meta("pairing_audit")
@@ -141,3 +150,5 @@ class AuditEntry(Model):
     undone_by = UnicodeAttribute(null=True)         # audit id of the undo entry
     details = JSONAttribute(default=dict)
     created_at = UnicodeAttribute()
+
+    by_message = AuditByMessage()

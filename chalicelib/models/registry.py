@@ -10,6 +10,7 @@ from chalicelib.models.webhook import Webhook, WebhookDelivery
 from chalicelib.models.notification import Notification, NotificationRelay, NotificationSettings
 from chalicelib.models.consent import ConsentState
 from chalicelib.models.outbox import OutboxItem
+from chalicelib.models.privacy import ErasureJob, PrivacyList
 
 MODELS: list[type] = [Tenant, ApiKey, MailServer, Mailbox, MailboxShare, SyncCursor, Message, Event]
 MODELS += [DirectoryRecord, DirectoryIndex, MessageLink, Signal, Rule, AuditEntry]
@@ -17,6 +18,7 @@ MODELS += [Webhook, WebhookDelivery]
 MODELS += [NotificationSettings, Notification, NotificationRelay]
 MODELS += [ConsentState]
 MODELS += [OutboxItem]
+MODELS += [PrivacyList, ErasureJob]
 
 
 def all_models() -> list[type]:

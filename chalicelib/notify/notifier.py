@@ -15,7 +15,10 @@ Four message kinds arrive on the queue:
 - a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`);
 - a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`);
 - an outbox job `{"kind": "outbox.send", "tenant_id", "outbox_id"}`: send (or finish) one outbox item
-  (`outbox/delivery.py`; a job kind on this queue rather than a queue of its own, docs/architecture.md).
+  (`outbox/delivery.py`; a job kind on this queue rather than a queue of its own, docs/architecture.md);
+- privacy jobs: `{"kind": "mailbox.purge", "tenant_id", "mailbox_id"}` continues a purge
+  (`erasure/purge.py`), `{"kind": "privacy.erase", "tenant_id", "job_id"}` an erasure (`erasure/erase.py`),
+  each for the time this invocation has left (less a margin), then re-queued.
 
 Each record is isolated (Powertools BatchProcessor): a record whose event cannot be loaded because DynamoDB
 failed is reported in `batchItemFailures` and redelivered; a record naming an event that does not exist
@@ -32,10 +35,12 @@ from pynamodb.exceptions import DoesNotExist, PutError
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
 from chalicelib.notify import deliveries, digest, events, transport, user_notifications
+from chalicelib.erasure import erase, purge
 from chalicelib.outbox import delivery as outbox_delivery
 from chalicelib.pairing import late as late_pairing
 
 ATTEMPT_MARGIN_SECONDS = 5
+PRIVACY_JOB_SECONDS = 40.0          # at most, per privacy job step (the notifier times out at 60 s)
 
 
 def _has_time_for_attempt(lambda_context: Any) -> bool:
@@ -53,6 +58,13 @@ def _deliver(event: Event, lambda_context: Any) -> None:
         deliveries.attempt(delivery)
     else:
         deliveries.enqueue(delivery, 0)
+
+
+def _privacy_seconds(lambda_context: Any) -> float:
+    if lambda_context is None:
+        return PRIVACY_JOB_SECONDS
+    left = lambda_context.get_remaining_time_in_millis() / 1000 - 2 * ATTEMPT_MARGIN_SECONDS
+    return max(1.0, min(PRIVACY_JOB_SECONDS, left))
 
 
 def _delivery_message(body: dict, lambda_context: Any) -> str:
@@ -74,6 +86,10 @@ def _parse(record) -> dict | None:
                 str(item["event_id"]), str(item["type"]), dict(item["payload"]), str(item["created_at"])
         elif body.get("kind") == outbox_delivery.JOB_KIND:
             str(body["tenant_id"]), str(body["outbox_id"])
+        elif body.get("kind") == purge.JOB_KIND:
+            str(body["tenant_id"]), str(body["mailbox_id"])
+        elif body.get("kind") == erase.JOB_KIND:
+            str(body["tenant_id"]), str(body["job_id"])
         else:
             str(body["tenant_id"]), str(body["event_id"])
         return body
@@ -96,6 +112,10 @@ def consume(record, lambda_context: Any = None) -> str:
         return "consumed"
     if body.get("kind") == outbox_delivery.JOB_KIND:
         return outbox_delivery.on_message(body)
+    if body.get("kind") == purge.JOB_KIND:
+        return purge.on_message(body, _privacy_seconds(lambda_context))
+    if body.get("kind") == erase.JOB_KIND:
+        return erase.on_message(body, _privacy_seconds(lambda_context))
     tenant_id, event_id = str(body["tenant_id"]), str(body["event_id"])
     try:
         event = Event.get(tenant_id, event_id)

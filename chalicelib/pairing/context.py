@@ -7,6 +7,7 @@ the process that changed them. The mailbox (its `pairing_mode`) is always read f
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from chalicelib.models.pairing import Rule
 from chalicelib.models.tenant import Tenant
 from chalicelib.pairing.addresses import normalize_address
 from chalicelib.pairing.settings import PairingSettings, from_tenant
+from chalicelib.privacy.lists import lists_for
 
 
 @dataclass(frozen=True)
@@ -74,3 +76,12 @@ def get_mailbox(tenant_id: str, mailbox_id: str) -> Mailbox | None:
         return Mailbox.get(tenant_id, mailbox_id)
     except DoesNotExist:
         return None
+
+
+def for_mailbox(context: TenantContext, mailbox: Mailbox) -> TenantContext:
+    """The tenant's context with the never-pair lists that apply to `mailbox` (the tenant's and its owner's;
+    read fresh, one BatchGetItem) added to its blocklist."""
+    never_pair = lists_for(mailbox).never_pair
+    if not never_pair:
+        return context
+    return dataclasses.replace(context, settings=dataclasses.replace(context.settings, never_pair=never_pair))

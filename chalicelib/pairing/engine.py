@@ -19,7 +19,7 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.notify.events import emit
 from chalicelib.pairing import actions, directory
-from chalicelib.pairing.context import TenantContext, get_mailbox, tenant_context
+from chalicelib.pairing.context import TenantContext, for_mailbox, get_mailbox, tenant_context
 from chalicelib.pairing.facts import MessageFacts, find_ticket_tags, message_facts
 from chalicelib.pairing.matchers import Match, Snapshot, contact_company_keys, index_keys, run_matchers
 from chalicelib.pairing.store import LinkSpec, all_links, write_link, write_signal
@@ -80,6 +80,8 @@ def suggest(message: Message, matches: list[Match]) -> list[str]:
         signal = write_signal(message, match.type, match.id, match.reason, match.matcher, match.confidence)
         if signal is not None:
             created.append(signal.signal_id)
+            if message.private:      # private mail: no events (messages/privacy.py)
+                continue
             emit(message.tenant_id, "signal.created", {
                 "signal_id": signal.signal_id, "message_id": message.message_id, "mailbox_id": message.mailbox_id,
                 "record": {"type": match.type, "id": match.id}, "reason": match.reason,
@@ -97,7 +99,7 @@ def pair_message(message: Message, *, mailbox: Mailbox | None = None) -> Pairing
     if mode not in ("auto", "signal"):
         result.skipped = "pairing off"
         return result
-    context = tenant_context(message.tenant_id)
+    context = for_mailbox(tenant_context(message.tenant_id), mailbox)
     facts = message_facts(message, context.settings, context.own_addresses)
     if facts.internal:
         result.skipped = "internal mail"
@@ -126,7 +128,7 @@ def apply_matches(message: Message, facts: MessageFacts, matches: list[Match], c
     new_links = [link for link in (write_link(message, spec) for spec in specs) if link is not None]
     result.links = [{"type": link.entity_type, "id": link.entity_id, "source": link.source, "reason": link.reason}
                     for link in new_links]
-    if new_links:
+    if new_links and not message.private:
         emit(message.tenant_id, "message.paired", {
             "message_id": message.message_id, "mailbox_id": message.mailbox_id, "links": result.links})
     return result

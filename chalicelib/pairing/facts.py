@@ -4,7 +4,8 @@ Counterparts (docs/architecture.md, pairing): the sender of inbound mail; every 
 outbound mail.
 Addresses of the tenant (own domains, the tenant's mailbox addresses) are never counterparts. A message
 whose participants are all the tenant's own is internal and pairs with nothing; blocklisted counterparts
-are dropped, and a message left without counterparts because of the blocklist pairs with nothing.
+(the pairing blocklist and the mailbox's never-pair lists, `privacy/lists.py`) are dropped, and a message
+left without counterparts because of them pairs with nothing.
 
 Auto-replies and bulk mail (RFC 3834 §5: `Auto-Submitted` other than "no"; `Precedence: bulk|list|junk`;
 `X-Autoreply`, `X-Autorespond`; a mailing list's `List-Id`, RFC 2919) never create leads or tickets.
@@ -120,6 +121,8 @@ def message_facts(message, settings: PairingSettings, own_addresses: frozenset[s
         return address.lower() in own_lower or in_domains(domain_of(address), settings.own_domains)
 
     def is_blocked(address: str) -> bool:
+        if settings.never_pair is not None and settings.never_pair.matches(address):
+            return True
         return address in settings.blocked_addresses or in_domains(domain_of(address), settings.blocked_domains)
 
     participants = ([sender] if sender else []) + recipients

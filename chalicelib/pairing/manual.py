@@ -43,6 +43,8 @@ def actor_of(user_id: str | None) -> str:
 
 
 def _announce(message: Message, link: MessageLink) -> None:
+    if message.private:      # private mail: no events (messages/privacy.py)
+        return
     emit(message.tenant_id, "message.paired", {
         "message_id": message.message_id, "mailbox_id": message.mailbox_id,
         "links": [{"type": link.entity_type, "id": link.entity_id, "source": link.source, "reason": link.reason}]})

@@ -19,7 +19,7 @@ from chalicelib.models.directory import record_key
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.pairing import directory
-from chalicelib.pairing.context import get_mailbox, tenant_context
+from chalicelib.pairing.context import for_mailbox, get_mailbox, tenant_context
 from chalicelib.pairing.engine import PairingResult, apply_matches, body_ticket_tags
 from chalicelib.pairing.facts import message_facts
 from chalicelib.pairing.matchers import Snapshot, contact_company_keys, index_keys, run_matchers
@@ -62,7 +62,7 @@ def pair_page(messages: Sequence[Message], mailbox: Mailbox | None = None) -> di
     results: dict[str, PairingResult | None] = {}
     if mode not in ("auto", "signal"):
         return {m.message_id: PairingResult(m.message_id, mode, skipped="pairing off") for m in messages}
-    context = tenant_context(first.tenant_id)
+    context = for_mailbox(tenant_context(first.tenant_id), mailbox)
     todo, keys = [], []
     for message in messages:
         result = PairingResult(message.message_id, mode)

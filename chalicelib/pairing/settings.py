@@ -31,6 +31,7 @@ class PairingSettings:
     thread_inheritance: bool = True
     late_pairing_days: int = 30
     own_domains: frozenset[str] = field(default=frozenset())
+    never_pair: Any = None          # the mailbox's never-pair lists (privacy.lists.Matcher), set per mailbox
 
     def to_dict(self) -> dict[str, Any]:
         return {"blocklist": {"addresses": sorted(self.blocked_addresses), "domains": sorted(self.blocked_domains)},

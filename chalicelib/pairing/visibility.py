@@ -23,6 +23,9 @@ def record_lets_read(readers, user_id: str) -> bool:
 
 
 def readable_through_links(message: Message, user_id: str) -> bool:
+    """A private message (messages/privacy.py) is never readable through its records."""
+    if message.private:
+        return False
     links = links_of(message)
     if not links:
         return False
@@ -32,12 +35,13 @@ def readable_through_links(message: Message, user_id: str) -> bool:
 
 def record_message_page(tenant_id: str, record_type: str, record_id: str, limit: int,
                         last_key: dict | None) -> tuple[list[Message], dict | None]:
-    """One page of the record's linked messages, newest first (hidden messages left out)."""
+    """One page of the record's linked messages, newest first (hidden and private messages left out)."""
     page = MessageLink.by_entity.query(entity_key(tenant_id, record_type, record_id), scan_index_forward=False,
                                        limit=limit, last_evaluated_key=last_key)
     ids = [link.message_id for link in page]
     found = {m.message_id: m for m in Message.batch_get(ids)} if ids else {}
-    messages = [found[i] for i in ids if i in found and not found[i].hidden and found[i].tenant_id == tenant_id]
+    messages = [found[i] for i in ids if i in found and not found[i].hidden and not found[i].private
+                and found[i].tenant_id == tenant_id]
     return messages, page.last_evaluated_key
 
 

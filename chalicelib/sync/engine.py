@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Sequence
 
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
-from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.mailbox import FOLDER_ROLES, Mailbox, synced_folders
 from chalicelib.providers.base import ErrorCode, FetchedMessage, MailProvider, MessageRef, ProviderError
 from chalicelib.sync import cursors, effects, store_page as message_store
 from chalicelib.sync.cursors import FolderState
@@ -246,7 +246,8 @@ class _Run:
                 return False
 
     def run(self) -> SyncResult:
-        folders = self.provider.folders()
+        chosen = set(synced_folders(self.mailbox))     # roles turned off (`sync_folders`) keep their cursor
+        folders = [f for f in self.provider.folders() if f not in FOLDER_ROLES or f in chosen]
         for index, folder in enumerate(folders):
             finished = self.sync_folder(folder)
             out_of_time = self.clock() >= self.deadline and index < len(folders) - 1

@@ -90,16 +90,18 @@ def maintain(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProv
     return "started" if state is None else "renewed"
 
 
-def stop(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProvider] = build_provider) -> None:
-    """Remove the registration at the provider (mailbox deleted or disconnected); failures are logged."""
+def stop(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProvider] = build_provider) -> str:
+    """Remove the registration at the provider (mailbox deleted or disconnected); failures are logged, not
+    raised. Returns "none" (no registration), "stopped", or "failed: <code>" (a purge reports it)."""
     state = current_state(mailbox)
     if state is None:
-        return
+        return "none"
     try:
         with provider_factory(mailbox) as provider:
             if isinstance(provider, PushSubscriber):
                 provider.stop_push(state)
     except Exception as exc:  # noqa: BLE001 - the registration lapses by itself; deleting must not fail on it
-        logger.warning("push stop failed", extra={"error": getattr(getattr(exc, "code", None), "value",
-                                                                     type(exc).__name__),
-                                                  "mailbox_id": mailbox.mailbox_id})
+        code = getattr(getattr(exc, "code", None), "value", type(exc).__name__)
+        logger.warning("push stop failed", extra={"error": code, "mailbox_id": mailbox.mailbox_id})
+        return f"failed: {code}"
+    return "stopped"

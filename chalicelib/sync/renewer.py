@@ -11,7 +11,8 @@ when one cannot be renewed) and completes what stored messages still owe when a 
 (`sync/effects.py`: pairing, `message.created`, counts) — the outbox sweeper. And it runs the webhook
 deliveries' safety-net sweep (`notify.deliveries.run_due`: deliveries whose delayed
 queue message was lost), within `WEBHOOK_SWEEP_SECONDS`, and the outbox's (`outbox.delivery.sweep`: items whose
-job was lost or whose attempt died).
+job was lost or whose attempt died). And it deletes stored mail past its tenant's retention period, bounded
+per run (`erasure/retention.py`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator
 
+from chalicelib.erasure import retention
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.notify import deliveries
@@ -65,7 +67,9 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
     counts = {"stuck": 0, "enqueued": 0, "failed": 0, "push_started": 0, "push_renewed": 0, "push_failed": 0,
               "effects_completed": 0, "credentials_expiring": 0}
     servers: dict = {}
+    seen: list[Mailbox] = []
     for mailbox in _mailboxes():
+        seen.append(mailbox)
         if is_stuck(mailbox, now):
             stuck.append(SyncJob(mailbox.tenant_id, mailbox.mailbox_id, "recover"))
         outcome = push.maintain(mailbox, provider_factory=provider_factory)
@@ -76,6 +80,10 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
             counts["credentials_expiring"] += credential_expiry.check(mailbox, cache=servers)
         except Exception:  # noqa: BLE001 - a warning that fails now is emitted by the next run
             logger.exception("credential expiry check failed", extra={"mailbox_id": mailbox.mailbox_id})
+    try:
+        counts["retention_deleted"] = retention.sweep(seen).get("messages", 0)
+    except Exception:  # noqa: BLE001 - the next run sweeps again
+        logger.exception("retention sweep failed")
     result = enqueue_many(stuck)
     counts.update(stuck=len(stuck), enqueued=result.sent, failed=len(result.failed))
     if stuck or counts["push_failed"] or counts["effects_completed"]:

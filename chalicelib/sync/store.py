@@ -33,6 +33,7 @@ from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
+from chalicelib.privacy.lists import lists_for, never_import
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync.mime import ParsedMessage, parse_message
 from chalicelib.timeutil import now_iso
@@ -40,6 +41,7 @@ from chalicelib.timeutil import now_iso
 CONTENT_KEYS = "content"                        # Mailbox.store_keys of mailboxes keyed by content only
 OWED_IMPORTED = ["pair", "announce", "count"]   # what a new message owes (sync/effects.py pays it)
 OWED_SKIPPED = ["count"]
+NEVER_IMPORT = "never_import"                   # skipped_reason of mail a never-import list names (not stored)
 
 RAW_CONTENT_TYPE = "message/rfc822"
 SENT_FOLDER = "sent"
@@ -221,23 +223,44 @@ def use_id(prepared: Prepared, message_id: str) -> None:
         item.raw_s3_key = raw_key(item.tenant_id, item.mailbox_id, message_id)
 
 
-def put_raw(prepared: Prepared) -> None:
-    """PUT the raw object (same key, same bytes: a repeat is harmless)."""
+def put_raw(prepared: Prepared, tagging: str | None = None) -> None:
+    """PUT the raw object (same key, same bytes: a repeat is harmless); `tagging` is the tenant's retention
+    tag (`privacy.lists.MailboxLists.raw_tagging`) for the bucket's lifecycle rules."""
     if prepared.raw is None:
         return
+    extra = {"Tagging": tagging} if tagging else {}
     aws.s3().put_object(Bucket=get_settings().raw_bucket, Key=prepared.item.raw_s3_key, Body=prepared.raw,
-                        ContentType=RAW_CONTENT_TYPE, ServerSideEncryption="AES256")
+                        ContentType=RAW_CONTENT_TYPE, ServerSideEncryption="AES256", **extra)
+
+
+def refuse(mailbox: Mailbox, refused: list[Prepared], lease_owner: str | None = None) -> list[SaveOutcome]:
+    """Messages a never-import list names (`privacy/lists.py`): nothing is stored (no raw object, no item);
+    each counts once more in the mailbox's `skipped_count` (a replayed page counts them again). The outcomes
+    carry the unsaved items, marked skipped and owing nothing."""
+    if not refused:
+        return []
+    condition = Mailbox.mailbox_id.exists()
+    if lease_owner is not None:
+        condition = condition & (Mailbox.lease_owner == lease_owner)
+    Mailbox(mailbox.tenant_id, mailbox.mailbox_id).update(actions=[Mailbox.skipped_count.add(len(refused))],
+                                                          condition=condition)
+    for prepared in refused:
+        prepared.item.skipped_reason, prepared.item.owed, prepared.item.owed_mailbox = NEVER_IMPORT, None, None
+    return [SaveOutcome(prepared.item, True) for prepared in refused]
 
 
 def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
     """Store one fetched message (idempotent; see the module docstring). The sync engine stores whole pages
     through `sync/store_page.py`; this is the one-message path (and the page path's fallback)."""
     prepared = prepare(mailbox, fetched)
+    lists = lists_for(mailbox)
+    if never_import(prepared.item, lists):
+        return refuse(mailbox, [prepared])[0]
     ref, item = fetched.ref, prepared.item
     twin = (_legacy_twin(mailbox, ref.folder, item.rfc_message_id, item.raw_sha256)
             or _sent_twin(mailbox, ref.folder, item.rfc_message_id)) if prepared.raw else None
     use_id(prepared, twin or item.message_id)
-    put_raw(prepared)
+    put_raw(prepared, lists.raw_tagging)
     outcome = _insert_or_refresh(item, ref.provider_id, provider_key(mailbox.mailbox_id, ref.folder,
                                                                      ref.provider_id))
     if not outcome.created:

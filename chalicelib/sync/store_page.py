@@ -16,6 +16,9 @@ Per page (the same keys and invariants as `store.py`, which stores one message):
        message nothing): `effects.complete_page` pays that.
     5. messages already stored only get their provider reference moved (one update each, only when it moved).
 
+Mail a never-import list names (`privacy/lists.py`, read once per page) is dropped after step 1: no raw
+object, no item; it is counted as skipped (`store.refuse`).
+
 A transaction cancelled by an item condition (the item appeared meanwhile) falls back to the one-message path
 for its messages (`store._insert_or_refresh`, owing `count` too); one cancelled by the lease condition raises
 `LeaseLost`. A crash anywhere leaves raw objects without items (rewritten with the same bytes on replay) or
@@ -38,11 +41,12 @@ from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
+from chalicelib.privacy.lists import lists_for, never_import
 from chalicelib.providers.base import FetchedMessage
 from chalicelib.sync.lease import LeaseLost
 from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOutcome, _insert_or_refresh,
-                                   mark_removed, prepare, provider_key, put_raw, refresh_ref, save_fetched,
-                                   stored_provider_ids, use_id)
+                                   mark_removed, prepare, provider_key, put_raw, refresh_ref, refuse,
+                                   save_fetched, stored_provider_ids, use_id)
 
 BATCH_GET_KEYS = 100                     # BatchGetItem: at most 100 keys per request
 TRANSACT_PUTS = 99                       # TransactWriteItems: 100 actions, one of them the mailbox counter
@@ -62,15 +66,15 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def put_raw_objects(prepared: Sequence[Prepared]) -> None:
+def put_raw_objects(prepared: Sequence[Prepared], tagging: str | None = None) -> None:
     """PUT every raw object, at most `s3_put_concurrency` at a time; the first failure is raised (after all
-    have finished, so no PUT outlives the page)."""
+    have finished, so no PUT outlives the page). `tagging`: the tenant's retention tag (`store.put_raw`)."""
     with_raw = [p for p in prepared if p.raw is not None]
     if len(with_raw) <= 1:
         for item in with_raw:
-            put_raw(item)
+            put_raw(item, tagging)
         return
-    futures = [_executor().submit(put_raw, item) for item in with_raw]
+    futures = [_executor().submit(put_raw, item, tagging) for item in with_raw]
     errors = [f.exception() for f in futures]
     for error in errors:
         if error is not None:
@@ -144,6 +148,9 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
     """Store a page of fetched messages (idempotent; see the module docstring); one outcome per message, in
     order. Messages with the same bytes in one page are one message (the later ones are `created=False`)."""
     prepared = [prepare(mailbox, item) for item in fetched]
+    lists = lists_for(mailbox)           # once per page: the never-import lists (privacy/lists.py)
+    refused = [p for p in prepared if never_import(p.item, lists)]
+    prepared = [p for p in prepared if not never_import(p.item, lists)]
     keys = [p.item.message_id for p in prepared] + [p.legacy_id for p in prepared if p.legacy_id] + [
         p.sent_id for p in prepared if p.sent_id]
     stored = existing_items(keys)
@@ -169,7 +176,7 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
             item.item.owed = list(OWED_NEW) if not item.item.skipped_reason else None
             item.item.owed_mailbox = mailbox.mailbox_id if item.item.owed else None
             new.append(item)
-    put_raw_objects(new)
+    put_raw_objects(new, lists.raw_tagging)
     for chunk in _chunks(new):
         if insert_items(mailbox, chunk, lease_owner):
             for item in chunk:
@@ -184,7 +191,7 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
     for index in repeats:
         first = outcomes[first_of[prepared[index].item.message_id]]
         outcomes[index] = _refresh(first.message, prepared[index])
-    return [outcome for outcome in outcomes if outcome is not None]
+    return [outcome for outcome in outcomes if outcome is not None] + refuse(mailbox, refused, lease_owner)
 
 
 # The engine's store interface: pages through `save_page`; the rest is the one-message store's.

@@ -41,6 +41,9 @@ TENANT_LEVEL = {
     ("delete", "/v1/webhook"): None, ("get", "/v1/webhook/deliveries"): None,
     ("post", "/v1/webhook/deliveries/replay"): {"since": "2000-01-01T00:00:00Z"},
     ("post", "/v1/webhook/test"): None, ("post", "/v1/mailboxes"): None,
+    ("get", "/v1/privacy/lists"): None, ("put", "/v1/privacy/lists"): {"never_import": ["@customer.example"]},
+    ("get", "/v1/privacy/settings"): None, ("put", "/v1/privacy/settings"): {"retention_days": 30},
+    ("post", "/v1/erasure"): {"email": "info@customer.example"},   # B's erasure must not reach A's mail
 }
 
 # Path parameters filled with tenant A's ids; user ids and directory ids are names a tenant chooses, so the
@@ -57,6 +60,8 @@ BODIES = {
     ("put", "/v1/directory/{record_type}/{record_id}"): {"name": "B's own"},
     ("put", "/v1/users/{user_id}/notification-settings"): {"channels": {"new_mail": "off"}},
     ("post", "/v1/mailboxes/{mailbox_id}/send"): {"mode": "new", "to": ["x@other.example"], "text": "hi"},
+    ("put", "/v1/messages/{message_id}/privacy"): {"private": True},
+    ("put", "/v1/users/{user_id}/privacy-lists"): {"never_import": ["@customer.example"]},
 }
 OWN_NAMESPACE = {"{user_id}", "{record_id}"}   # routes whose only foreign-looking ids are tenant-chosen names
 
@@ -89,6 +94,9 @@ def tenant_a(api, tenant, make_world):  # noqa: F811 - make_world is the importe
         user_notifications.on_event(event)
         deliveries.create_for_event(event)
     ids["{delivery_id}"] = api("GET", "/v1/webhook/deliveries", key=key).json["items"][0]["id"]
+    erasure = api("POST", "/v1/erasure", key=key, json_body={"email": "nobody@nowhere.example"})
+    assert erasure.status == 202, erasure
+    ids["{job_id}"] = erasure.json["id"]
     feed = api("GET", "/v1/users/u-owner/notifications", key=key)
     ids["{notification_id}"] = feed.json["items"][0]["id"]
     return {"key": key, "ids": ids, "world": world}
@@ -112,7 +120,7 @@ def secret_markers(a) -> list[str]:
     ids = a["ids"]
     return [ids[name] for name in ("{mailbox_id}", "{message_id}", "{signal_id}", "{server_id}", "{key_id}",
                                    "{rule_id}", "{audit_id}", "{delivery_id}", "{notification_id}",
-                                   "{outbox_id}")] + [
+                                   "{outbox_id}", "{job_id}")] + [
         "info@customer.example", "owner@acme-crm.example", "imap.acme-crm.example", "A rule", "secret plan"]
 
 

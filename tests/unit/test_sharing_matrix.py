@@ -60,6 +60,8 @@ CASES = [
     Case("raw message", "GET", "/v1/messages/{message}/raw", "read", 200, on="message", accept=BINARY),
     Case("attachment", "GET", "/v1/messages/{message}/attachments/0", "read", 200, on="message", accept=BINARY),
     Case("hide message", "DELETE", "/v1/messages/{message}", "read_write", 204, on="message"),
+    Case("mark private", "PUT", "/v1/messages/{message}/privacy", "read_write", 200, {"private": True},
+         on="message"),
     # pairing
     Case("pair by hand", "POST", "/v1/messages/{message}/links", "read_write", 201, {"type": "project", "id": "pr-2"},
          on="message"),
@@ -140,8 +142,8 @@ def state(world) -> tuple:
     shares = sorted((s.user_id, s.access) for s in MailboxShare.query(world["mailbox"].mailbox_id))
     outbox = sorted((i.outbox_id, i.status) for i in OutboxItem.query(world["tenant"]["id"])
                     if i.mailbox_id == world["mailbox"].mailbox_id)
-    return (bool(message.hidden), int(message.link_count or 0), signal.status, mailbox and mailbox.name,
-            mailbox and mailbox.last_refresh_at, shares, outbox)
+    return (bool(message.hidden), bool(message.private), int(message.link_count or 0), signal.status,
+            mailbox and mailbox.name, mailbox and mailbox.last_refresh_at, shares, outbox)
 
 
 def call(api, world, case: Case, user: str | None):

@@ -9,19 +9,22 @@ listing, reading and deleting stay possible after a downgrade.
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Iterator
 
-from chalice import Blueprint
+from chalice import Blueprint, Response
 
 from chalicelib.api import access
 from chalicelib.api.context import current_principal
 from chalicelib.api.errors import Forbidden, NotFound, PlanLimitReached, ValidationFailed, field_error
 from chalicelib.api.guards import require_feature
 from chalicelib.api.pagination import decode_cursor, encode_cursor
-from chalicelib.api.routing import route
+from chalicelib.api.routing import Answer, route
+from chalicelib.api.schemas.privacy import DeleteMailboxQuery, PurgeOut
 from chalicelib.api.schemas.mailboxes import (AuthorizeIn, AuthorizeOut, ConnectionTest, CreateMailbox,
                                               MailboxList, MailboxListQuery, MailboxOut, ShareIn, ShareList,
                                               ShareOut, UpdateMailbox, check_user_id)
+from chalicelib.erasure import purge
 from chalicelib.mailboxes import listing, service
 from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
 from chalicelib.mailboxes.serialize import mailbox_out, share_out
@@ -128,11 +131,20 @@ def update_mailbox(mailbox_id: str, body: UpdateMailbox):
     return _out(mailbox)
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["DELETE"], status=204,
-       summary="Disconnect a mailbox (its stored credentials and shares are deleted)", tags=TAGS)
-def delete_mailbox(mailbox_id: str):
-    service.delete_mailbox(access.get_mailbox(mailbox_id, need="owner"))
-    return None
+@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["DELETE"], status=204, query=DeleteMailboxQuery,
+       also={200: Answer("Purged: what was deleted, counted, and the provider push subscriptions stopped", PurgeOut),
+             202: Answer("Purging continues in the background (`status: purging`)", PurgeOut)},
+       summary="Disconnect a mailbox (its stored credentials and shares are deleted); with purge=true also "
+               "everything stored for it: 200 {status: purged, counts, push_stop}, or 202 {status: purging} "
+               "when it continues in the background", tags=TAGS)
+def delete_mailbox(mailbox_id: str, query: DeleteMailboxQuery):
+    mailbox = access.get_mailbox(mailbox_id, need="owner")
+    if not query.purge:
+        service.delete_mailbox(mailbox)
+        return None
+    report = PurgeOut.model_validate(purge.purge_now(mailbox)).model_dump(mode="json")
+    return Response(body=json.dumps(report), status_code=200 if report["status"] == "purged" else 202,
+                    headers={"Content-Type": "application/json"})
 
 
 @route(bp, "/v1/mailboxes/{mailbox_id}/test", methods=["POST"], response=ConnectionTest,

@@ -14,14 +14,14 @@ from chalice import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.api.errors import BadRequest, PayloadTooLarge
-from chalicelib.api.routing import route
+from chalicelib.api.routing import Answer, route
 from chalicelib.config import get_settings
 from chalicelib.push import graph
 
 bp = Blueprint(__name__)
 TAGS = ("push",)
 ACCEPTS = ("application/json", "text/plain")     # Graph POSTs the handshake as text/plain
-HANDSHAKE = ((200, "text/plain", "Validation handshake: the decoded validationToken, verbatim"),)
+HANDSHAKE = {200: Answer("Validation handshake: the decoded validationToken, verbatim", content_type="text/plain")}
 TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff",
                 "Cache-Control": "no-store"}
 

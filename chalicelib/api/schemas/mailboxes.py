@@ -16,7 +16,8 @@ MailboxType = Literal["imap", "gmail", "outlook"]
 PairingMode = Literal["auto", "signal", "off"]
 Kind = Literal["personal", "shared"]
 Access = Literal["read", "read_write"]
-Status = Literal["pending_auth", "active", "auth_error", "needs_admin_consent", "disabled"]
+Status = Literal["pending_auth", "active", "auth_error", "needs_admin_consent", "disabled", "purging"]
+FolderRole = Literal["inbox", "sent"]
 
 # Secrets are taken byte-exact: `Strict` strips whitespace from strings, which would change a password.
 Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=1024)]
@@ -121,6 +122,9 @@ class UpdateMailbox(Strict):
     signature_html: str | None = Field(None, max_length=20_000)
     signature_on_replies: bool | None = None
     append_sent: bool | None = None
+    sync_folders: list[FolderRole] | None = Field(
+        None, min_length=1, max_length=2, description="Which folders are synced (default both); a folder turned "
+                                                      "off is no longer read, its stored mail stays.")
     mail_server_id: str | None = Field(None, max_length=64)
     imap: EndpointIn | None = None
     smtp: EndpointIn | None = None
@@ -155,6 +159,7 @@ class MailboxOut(BaseModel):
     signature_html: str | None
     signature_on_replies: bool
     append_sent: bool
+    sync_folders: list[FolderRole]
     kind: Kind
     owner_user_id: str | None
     mail_server_id: str | None

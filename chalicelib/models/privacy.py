@@ -1,0 +1,52 @@
+"""Privacy state: never-import / never-pair lists and the erasure jobs that delete a person's mail.
+
+`PrivacyList` is keyed `(tenant_id, scope)` with `scope = "tenant"` (the tenant admin's list, applies to every
+mailbox) or `"user#<user id>"` (a user's own list, applies to the mailboxes that user owns). Entries are
+normalized (`chalicelib/privacy/lists.py`): an address `local@domain` or a whole domain `@domain`. The tenant's
+item also holds the retention period (`erasure/retention.py`), so the store reads lists and period together.
+
+`ErasureJob` is keyed `(tenant_id, job_id)`: one `POST /v1/erasure`. While it runs it holds the address sealed
+by KMS (`sealed_subject`, encryption context tenant + job id) and its progress; when done the sealed address is
+removed and only the keyed hash (`subject_hash`, HMAC-SHA256 under the service's signing key) and the counts
+stay — never the address in plain text, never message content.
+"""
+from __future__ import annotations
+
+from pynamodb.attributes import JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.models import Model
+
+from chalicelib.models.base import table_meta
+
+TENANT_SCOPE = "tenant"
+
+
+def user_scope(user_id: str) -> str:
+    return f"user#{user_id}"
+
+
+class PrivacyList(Model):
+    Meta = table_meta("privacy_lists")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    scope = UnicodeAttribute(range_key=True)          # "tenant" | "user#<user id>"
+    never_import = ListAttribute(of=UnicodeAttribute, default=list)
+    never_pair = ListAttribute(of=UnicodeAttribute, default=list)
+    retention_days = NumberAttribute(null=True)       # scope "tenant" only: stored mail is deleted after it
+    updated_at = UnicodeAttribute()
+
+
+class ErasureJob(Model):
+    Meta = table_meta("erasure_jobs")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    job_id = UnicodeAttribute(range_key=True)
+    status = UnicodeAttribute()                      # running | done
+    subject_hash = UnicodeAttribute()                # HMAC-SHA256 of the normalized address (no plain text)
+    sealed_subject = UnicodeAttribute(null=True)     # KMS envelope of {"email": ...}; removed when done
+    requested_by = UnicodeAttribute(null=True)       # "tenant"
+    progress = JSONAttribute(default=dict)           # {"mailboxes": [...], "index": n, "last_key": {...}}
+    counts = JSONAttribute(default=dict)             # what was deleted so far (see erasure/delete.py)
+    message_ids = ListAttribute(of=UnicodeAttribute, default=list)   # erased ids (bounded, see erasure/erase.py)
+    audit_id = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    finished_at = UnicodeAttribute(null=True)

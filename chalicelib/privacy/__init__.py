@@ -1,0 +1,1 @@
+"""Privacy controls: never-import / never-pair lists (`lists`)."""

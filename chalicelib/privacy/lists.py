@@ -1,0 +1,169 @@
+"""Never-import and never-pair lists: normalization, storage and matching.
+
+An entry is an address (`jan@acme.example`) or a whole domain (`@acme.example`, which also covers its
+subdomains). Normalization: the address is case-folded (Unicode `str.casefold`; providers and people treat
+local parts case-insensitively even though RFC 5321 §2.4 lets a server distinguish them) and the domain is
+converted to its ASCII form with IDNA 2008 / UTS #46 (the `idna` package; RFC 5891), so
+`Jan@BÜCHER.example` and `jan@xn--bcher-kva.example` are one entry.
+
+Which list applies: the tenant's (scope "tenant") to every mailbox, plus the mailbox owner's (scope
+"user#<id>") to that user's personal mailboxes. Shared mailboxes have no owner: only the tenant's list.
+
+Who is matched (the counterpart, as pairing defines it): the sender of inbound mail; every recipient (To, Cc,
+Bcc) of outbound mail. A message with any counterpart on the never-import list is not stored; never-pair
+counterparts are ignored by pairing (automatic, thread and late pairing) like the pairing blocklist.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import idna
+
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.privacy import TENANT_SCOPE, PrivacyList, user_scope
+from chalicelib.timeutil import now_iso
+
+MAX_ENTRIES = 1000           # per list (keeps an item far below DynamoDB's 400 KB)
+
+
+class InvalidEntry(ValueError):
+    pass
+
+
+def _ascii_domain(domain: str) -> str:
+    domain = domain.strip().rstrip(".").casefold()
+    if not domain or " " in domain:
+        raise InvalidEntry("empty domain")
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise InvalidEntry(f"not a valid domain: {exc}") from None
+
+
+def normalize_entry(value: str) -> str:
+    """"local@domain" or "@domain" in normal form; raises InvalidEntry."""
+    text = (value or "").strip()
+    local, at, domain = text.rpartition("@")
+    if not at or any(c.isspace() or c in "<>,;" for c in text):
+        raise InvalidEntry(f"{value!r} is neither an address nor an @domain")
+    return f"{local.casefold()}@{_ascii_domain(domain)}" if local else f"@{_ascii_domain(domain)}"
+
+
+def normalize_address(value: str | None) -> str | None:
+    """An address in the entries' normal form, or None when it cannot be one."""
+    try:
+        entry = normalize_entry(value or "")
+    except InvalidEntry:
+        return None
+    return None if entry.startswith("@") else entry
+
+
+def normalize_entries(values: Iterable[str]) -> list[str]:
+    entries = sorted({normalize_entry(v) for v in values})
+    if len(entries) > MAX_ENTRIES:
+        raise InvalidEntry(f"at most {MAX_ENTRIES} entries")
+    return entries
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """Addresses and domains of one or more lists."""
+    addresses: frozenset[str] = frozenset()
+    domains: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, entries: Iterable[str]) -> "Matcher":
+        entries = list(entries)
+        return cls(frozenset(e for e in entries if not e.startswith("@")),
+                   frozenset(e[1:] for e in entries if e.startswith("@")))
+
+    def __bool__(self) -> bool:
+        return bool(self.addresses or self.domains)
+
+    def matches(self, address: str | None) -> bool:
+        normal = normalize_address(address)
+        if normal is None:
+            return False
+        if normal in self.addresses:
+            return True
+        domain = normal.rpartition("@")[2]
+        return any(domain == d or domain.endswith("." + d) for d in self.domains)
+
+
+RETENTION_PERIODS = (30, 90, 180, 365, 730, 1095, 1825, 2555, 3650)   # days; one S3 lifecycle rule each
+RETENTION_TAG = "mailbridge-retention-days"
+
+
+@dataclass(frozen=True)
+class MailboxLists:
+    never_import: Matcher = Matcher()
+    never_pair: Matcher = Matcher()
+    retention_days: int | None = None
+
+    @property
+    def raw_tagging(self) -> str | None:
+        """The S3 object tag that lets the bucket's lifecycle rule for the tenant's period expire a raw object
+        (infra/resources.yaml); None when the tenant keeps mail."""
+        return f"{RETENTION_TAG}={self.retention_days}" if self.retention_days else None
+
+
+def get_list(tenant_id: str, scope: str) -> PrivacyList:
+    try:
+        return PrivacyList.get(tenant_id, scope)
+    except PrivacyList.DoesNotExist:
+        return PrivacyList(tenant_id, scope, never_import=[], never_pair=[], updated_at="")
+
+
+def put_list(tenant_id: str, scope: str, never_import: Iterable[str], never_pair: Iterable[str]) -> PrivacyList:
+    """Replace a list (entries normalized; raises InvalidEntry); the tenant's retention period is kept."""
+    actions = [PrivacyList.never_import.set(normalize_entries(never_import)),
+               PrivacyList.never_pair.set(normalize_entries(never_pair)), PrivacyList.updated_at.set(now_iso())]
+    PrivacyList(tenant_id, scope).update(actions=actions)
+    return get_list(tenant_id, scope)
+
+
+def set_retention(tenant_id: str, days: int | None) -> PrivacyList:
+    """The tenant's retention period (one of `RETENTION_PERIODS`, or None = kept; raises InvalidEntry)."""
+    if days is not None and days not in RETENTION_PERIODS:
+        raise InvalidEntry(f"retention_days must be one of {', '.join(map(str, RETENTION_PERIODS))} or null")
+    action = PrivacyList.retention_days.set(days) if days else PrivacyList.retention_days.remove()
+    PrivacyList(tenant_id, TENANT_SCOPE).update(actions=[action, PrivacyList.updated_at.set(now_iso())])
+    return get_list(tenant_id, TENANT_SCOPE)
+
+
+def scopes_for(mailbox: Mailbox) -> list[str]:
+    scopes = [TENANT_SCOPE]
+    if mailbox.kind == "personal" and mailbox.owner_user_id:
+        scopes.append(user_scope(mailbox.owner_user_id))
+    return scopes
+
+
+def lists_for(mailbox: Mailbox) -> MailboxLists:
+    """The lists that apply to `mailbox` (one BatchGetItem: the tenant's and the owner's)."""
+    items = list(PrivacyList.batch_get([(mailbox.tenant_id, scope) for scope in scopes_for(mailbox)]))
+    retention = next((int(i.retention_days) for i in items if i.scope == TENANT_SCOPE and i.retention_days), None)
+    return MailboxLists(Matcher.of(e for i in items for e in (i.never_import or [])),
+                        Matcher.of(e for i in items for e in (i.never_pair or [])), retention)
+
+
+def _emails(entries) -> list[str]:
+    values = entries if isinstance(entries, list) else [entries]
+    return [e.get("email") for e in values if isinstance(e, dict) and e.get("email")]
+
+
+def counterparts(message) -> list[str]:
+    """From for inbound mail, every recipient (To, Cc, Bcc) for outbound mail (`Message` or a like object)."""
+    if message.direction == "outbound":
+        return _emails(list(message.to or []) + list(message.cc or []) + list(message.bcc or []))
+    return _emails(message.from_addr or {})
+
+
+def participants(message) -> list[str]:
+    """Everyone a message names: From, To, Cc, Bcc, Reply-To (erasure)."""
+    return _emails(message.from_addr or {}) + _emails(list(message.to or []) + list(message.cc or [])
+                                                      + list(message.bcc or []) + list(message.reply_to or []))
+
+
+def never_import(message, lists: MailboxLists) -> bool:
+    return bool(lists.never_import) and any(lists.never_import.matches(a) for a in counterparts(message))

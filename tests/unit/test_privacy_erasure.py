@@ -1,0 +1,211 @@
+"""Purge, erasure and retention: what they delete (everything stored for the mailbox / the person, found by a scan
+of every table and the bucket) and what they must not (other mail, the CRM's directory)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import boto3
+import pytest
+
+from chalicelib.config import get_settings
+from chalicelib.erasure import erase, purge, retention
+from chalicelib.erasure.delete import delete_messages
+from chalicelib.models.directory import DirectoryIndex, DirectoryRecord
+from chalicelib.models.event import Event
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.message import Message
+from chalicelib.models.pairing import AuditEntry
+from chalicelib.models.privacy import ErasureJob
+from chalicelib.models.registry import all_models
+from chalicelib.notify import notifier, user_notifications
+from chalicelib.pairing import manual
+from chalicelib.privacy import lists
+from chalicelib.providers.base import FetchedMessage, MessageRef
+from chalicelib.sync import store
+from chalicelib.timeutil import isoformat, utcnow
+from tests.mailfactory import make_message
+from tests.sync_helpers import drain
+from tests.unit.test_sharing_matrix import make_world  # noqa: F401 - the fixture that builds a tenant's world
+
+PERSON = "Petra.Svobodova@Client.example"
+
+
+def everything_naming(needles, *, skip=()) -> list:
+    """Every DynamoDB item (all tables) and every S3 object (key or body) that contains one of `needles`."""
+    needles = [n.casefold() for n in needles]
+    found = []
+    for model in all_models():
+        if model in skip:
+            continue
+        for item in model.scan():
+            text = json.dumps(item.serialize(), default=str).casefold()
+            if any(n in text for n in needles):
+                found.append((model.__name__, text[:160]))
+    s3 = boto3.client("s3")
+    bucket = get_settings().raw_bucket
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8", "replace")
+            if any(n in obj["Key"].casefold() or n in body.casefold() for n in needles):
+                found.append(("s3", obj["Key"]))
+    return found
+
+
+def stored(mailbox, folder="inbox", uid="1", **kwargs):
+    raw = make_message(**kwargs)
+    return store.save_fetched(mailbox, FetchedMessage(MessageRef(folder, uid), raw)).message
+
+
+def deliver_events(tenant_id: str) -> None:
+    for event in Event.query(tenant_id):
+        user_notifications.on_event(event)
+
+
+class Record:
+    def __init__(self, body: dict):
+        self.body = json.dumps(body)
+        self.message_id = "m-1"
+
+
+def test_purge_deletes_everything_stored_for_the_mailbox_and_nothing_else(api, make_world):  # noqa: F811
+    """Guards against a purge leaving any trace of the mailbox (raw mail, items, links, signals, audit,
+    outbox, cursors, credentials, events, notifications) or deleting another mailbox's data."""
+    world = make_world("personal")
+    keep = make_world("personal")
+    mailbox = world["mailbox"]
+    tenant = world["tenant"]
+    more = stored(Mailbox.get(tenant["id"], mailbox.mailbox_id), uid="2", from_="Info <info@customer.example>",
+                  to="owner@acme-crm.example", subject="Second")
+    deliver_events(tenant["id"])
+    ids = [mailbox.mailbox_id, world["message"].message_id, more.message_id, world["signal"], world["outbox"]]
+    assert everything_naming(ids)                         # there is something to delete
+
+    answer = api("DELETE", f"/v1/mailboxes/{mailbox.mailbox_id}?purge=true", key=tenant["key"])
+
+    assert answer.status == 200, answer
+    assert answer.json["status"] == "purged" and answer.json["push_stop"] == "none"
+    counts = answer.json["counts"]
+    assert counts["messages"] == 2 and counts["raw_objects"] >= 2 and counts["links"] >= 1
+    assert counts["signals"] == 1 and counts["outbox_items"] == 1 and counts["audit_entries"] >= 1
+    assert everything_naming(ids) == []
+    assert api("GET", f"/v1/mailboxes/{mailbox.mailbox_id}", key=tenant["key"]).status == 404
+    kept = api("GET", f"/v1/messages/{keep['message'].message_id}", key=tenant["key"])
+    assert kept.status == 200 and kept.json["id"] == keep["message"].message_id
+    assert DirectoryRecord.get(tenant["id"], "company#c-1")          # the CRM's directory is not ours to delete
+
+
+def test_a_purge_that_runs_out_of_time_continues_in_the_background(api, make_world, aws, monkeypatch):  # noqa: F811
+    """Guards against a large purge being cut off by the request's time limit and never finishing."""
+    world = make_world("personal")
+    mailbox, tenant = world["mailbox"], world["tenant"]
+    monkeypatch.setattr(purge, "REQUEST_SECONDS", 0.0)
+    drain(aws["events_queue_url"])
+
+    answer = api("DELETE", f"/v1/mailboxes/{mailbox.mailbox_id}?purge=true", key=tenant["key"])
+
+    assert answer.status == 202 and answer.json["status"] == "purging", answer
+    shown = api("GET", f"/v1/mailboxes/{mailbox.mailbox_id}", key=tenant["key"])
+    assert shown.json["status"] == "purging" and shown.json["has_password"] is False
+    for _ in range(20):
+        jobs = [m["body"] for m in drain(aws["events_queue_url"]) if m["body"].get("kind") == purge.JOB_KIND]
+        if not jobs:
+            break
+        for job in jobs:
+            notifier.consume(Record(job))
+    assert api("GET", f"/v1/mailboxes/{mailbox.mailbox_id}", key=tenant["key"]).status == 404
+    assert everything_naming([mailbox.mailbox_id, world["message"].message_id]) == []
+
+
+def test_erasure_deletes_the_persons_mail_tenant_wide_and_keeps_only_a_keyed_hash(api, make_world, aws):  # noqa: F811
+    """Guards against an erasure missing a copy of the person's mail (any mailbox, any address field, any case),
+    deleting mail they are not in, or keeping their address in plain text."""
+    first, second = make_world("personal"), make_world("shared")
+    tenant = first["tenant"]
+    box1 = Mailbox.get(tenant["id"], first["mailbox"].mailbox_id)
+    box2 = Mailbox.get(tenant["id"], second["mailbox"].mailbox_id)
+    inbound = stored(box1, uid="10", from_=f"Petra <{PERSON}>", to="owner@acme-crm.example", subject="Inbound")
+    copied = stored(box2, uid="11", from_="info@customer.example", to="owner@acme-crm.example",
+                    cc=PERSON.upper(), subject="Copied")
+    manual.link_manually(inbound, "project", "pr-1", None)
+    outbound = stored(box2, folder="sent", uid="12", from_="owner@acme-crm.example", to="x@other.example",
+                      extra_headers={"Reply-To": PERSON.lower()}, subject="Reply-To")
+    deliver_events(tenant["id"])
+    erased_ids = [inbound.message_id, copied.message_id, outbound.message_id]
+
+    answer = api("POST", "/v1/erasure", key=tenant["key"], json_body={"email": PERSON})
+
+    assert answer.status == 202 and answer.json["status"] == "done", answer
+    assert sorted(answer.json["message_ids"]) == sorted(erased_ids)
+    assert answer.json["counts"]["messages"] == 3 and answer.json["counts"]["raw_objects"] == 3
+    record_kinds = (ErasureJob, AuditEntry)      # the erasure's own record: ids and a keyed hash only
+    assert everything_naming([PERSON] + erased_ids, skip=record_kinds + (DirectoryRecord, DirectoryIndex)) == []
+    assert everything_naming([PERSON]) == []     # the address is nowhere, not even in the erasure's record
+    [entry] = [e for e in AuditEntry.query(tenant["id"]) if e.action == "erasure"]
+    assert entry.details["subject_hash"] == erase.subject_hash(tenant["id"], PERSON.casefold())
+    assert sorted(entry.details["message_ids"]) == sorted(erased_ids)
+    for world in (first, second):                 # their mail is untouched
+        assert Message.get(world["message"].message_id)
+    job = api("GET", f"/v1/erasure/{answer.json['id']}", key=tenant["key"])
+    assert job.status == 200 and job.json["status"] == "done"
+    assert api("POST", "/v1/erasure", key=tenant["key"], user="u-owner",
+               json_body={"email": PERSON}).status == 403
+
+
+def test_erasure_continues_in_the_background(api, make_world, aws, monkeypatch):  # noqa: F811
+    """Guards against an erasure of a large tenant stopping when the request's time is up."""
+    world = make_world("personal")
+    tenant = world["tenant"]
+    mailbox = Mailbox.get(tenant["id"], world["mailbox"].mailbox_id)
+    message = stored(mailbox, uid="20", from_=PERSON, to="owner@acme-crm.example")
+    monkeypatch.setattr(erase, "REQUEST_SECONDS", 0.0)
+    drain(aws["events_queue_url"])
+    answer = api("POST", "/v1/erasure", key=tenant["key"], json_body={"email": PERSON})
+    assert answer.status == 202 and answer.json["status"] == "running"
+    for _ in range(20):
+        jobs = [m["body"] for m in drain(aws["events_queue_url"]) if m["body"].get("kind") == erase.JOB_KIND]
+        if not jobs:
+            break
+        for job in jobs:
+            notifier.consume(Record(job))
+    assert api("GET", f"/v1/erasure/{answer.json['id']}", key=tenant["key"]).json["status"] == "done"
+    with pytest.raises(Message.DoesNotExist):
+        Message.get(message.message_id)
+
+
+def test_retention_sweeper_deletes_only_mail_older_than_the_period(api, make_world):  # noqa: F811
+    """Guards against the retention sweep deleting recent mail, or keeping mail past the period."""
+    world = make_world("personal")
+    tenant = world["tenant"]
+    mailbox = Mailbox.get(tenant["id"], world["mailbox"].mailbox_id)
+    old = stored(mailbox, uid="30", date=utcnow() - dt.timedelta(days=40), subject="Old")
+    recent = stored(mailbox, uid="31", date=utcnow() - dt.timedelta(days=20), subject="Recent")
+    assert retention.sweep([mailbox]) == {}                           # no period: nothing is deleted
+    put = api("PUT", "/v1/privacy/settings", key=tenant["key"], json_body={"retention_days": 30})
+    assert put.status == 200 and put.json == {"retention_days": 30}
+    assert api("PUT", "/v1/privacy/settings", key=tenant["key"], json_body={"retention_days": 31}).status == 422
+
+    counts = retention.sweep([mailbox])
+
+    assert counts["messages"] == 1
+    with pytest.raises(Message.DoesNotExist):
+        Message.get(old.message_id)
+    assert Message.get(recent.message_id) and Message.get(world["message"].message_id)
+    assert everything_naming([old.message_id]) == []
+    assert lists.lists_for(mailbox).raw_tagging == "mailbridge-retention-days=30"
+    tagged = stored(mailbox, uid="32", subject="Tagged")
+    tags = boto3.client("s3").get_object_tagging(Bucket=get_settings().raw_bucket, Key=tagged.raw_s3_key)
+    assert tags["TagSet"] == [{"Key": "mailbridge-retention-days", "Value": "30"}]
+    assert isoformat(utcnow())        # (clock sanity for the cutoff)
+
+
+def test_deleting_a_message_again_deletes_and_counts_nothing(api, make_world):  # noqa: F811
+    """Guards against a repeated deletion (a redelivered job, a GSI page naming deleted items) failing or
+    counting messages twice."""
+    world = make_world("personal")
+    message = Message.get(world["message"].message_id)
+    first = delete_messages([message, message])
+    assert first["messages"] == 1 and first["raw_objects"] == 1 and first["links"] >= 1
+    assert delete_messages([message]) == {}
+    # events name ids only and expire (purge and erasure delete them; delete_messages does not)
+    assert everything_naming([message.message_id], skip=(Event,)) == []
