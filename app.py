@@ -10,6 +10,7 @@ from chalicelib.api.blueprints import sync as sync_api
 from chalicelib.api.blueprints import directory, links, rules, signals
 from chalicelib.api.blueprints import notifications, oauth, push, push_graph, webhook
 from chalicelib.api.blueprints import outbox
+from chalicelib.api.blueprints import search, threads
 
 app = Chalice(app_name="mailbridge")
 app.api.binary_types.append("message/rfc822")
@@ -31,6 +32,8 @@ app.register_blueprint(push.bp)
 app.register_blueprint(oauth.bp)
 app.register_blueprint(push_graph.bp)
 app.register_blueprint(outbox.bp)
+app.register_blueprint(threads.bp)
+app.register_blueprint(search.bp)
 
 
 # --- events (sync engine) -------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from chalicelib.models.webhook import Webhook, WebhookDelivery
 from chalicelib.models.notification import Notification, NotificationRelay, NotificationSettings
 from chalicelib.models.consent import ConsentState
 from chalicelib.models.outbox import OutboxItem
+from chalicelib.models.conversation import ThreadEntry, ThreadKey
+from chalicelib.models.search import SearchPosting
 
 MODELS: list[type] = [Tenant, ApiKey, MailServer, Mailbox, MailboxShare, SyncCursor, Message, Event]
 MODELS += [DirectoryRecord, DirectoryIndex, MessageLink, Signal, Rule, AuditEntry]
@@ -17,6 +19,7 @@ MODELS += [Webhook, WebhookDelivery]
 MODELS += [NotificationSettings, Notification, NotificationRelay]
 MODELS += [ConsentState]
 MODELS += [OutboxItem]
+MODELS += [ThreadKey, ThreadEntry, SearchPosting]
 
 
 def all_models() -> list[type]:
