@@ -199,7 +199,7 @@ def test_removal_at_the_source_leaves_the_thread_and_the_index(api, tenant, alic
     remaining = entry("mbx_alice", conversation)
     assert remaining.message_count == 1 and remaining.latest_message_id == one.message_id
     assert not list(SearchPosting.query(f"{tenant['id']}#doc#{two.message_id}"))
-    assert api("GET", f"/v1/messages/search?q=samples", key=tenant["key"]).json["items"][0]["id"] == one.message_id
+    assert api("GET", "/v1/messages/search?q=samples", key=tenant["key"]).json["items"][0]["id"] == one.message_id
     detail = api("GET", f"/v1/threads/{conversation}", key=tenant["key"])
     assert [m["id"] for m in detail.json["items"]] == [one.message_id]
     store.mark_removed(alice, "inbox", [one.provider_id])
