@@ -13,6 +13,7 @@ from chalicelib.models.mailbox import MailboxShare
 from chalicelib.models.message import Message
 from chalicelib.models.search import SearchPosting
 from chalicelib.notify import events, notifier
+from chalicelib.pairing import directory, manual
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync import store
 from chalicelib.sync.effects import created_event
@@ -219,3 +220,42 @@ def test_thread_list_pages_newest_activity_first(api, tenant, alice):
     assert api("GET", "/v1/threads", key=tenant["key"]).status == 422
     assert api("GET", "/v1/threads?mailbox_id=mbx_alice&record_type=project&record_id=x",
                key=tenant["key"]).status == 422
+
+
+def test_a_records_threads_list_each_conversation_once_with_what_the_caller_may_read(api, tenant, alice):
+    """The record's e-mails tab as threads: one entry per conversation (on the page of its newest linked
+    message), counting only the messages of it the caller may read."""
+    directory.put_record(tenant["id"], "project", "pr-3", {"name": "Three", "readers": ["u-reader"]})
+    root = save(alice, message_id="<t1@customer.example>", subject="Kickoff", from_="jan@customer.example")
+    reply = save(alice, days=1, message_id="<t2@customer.example>", subject="Re: Kickoff",
+                 from_="jan@customer.example", in_reply_to="<t1@customer.example>",
+                 references=["<t1@customer.example>"])
+    unlinked = save(alice, days=2, message_id="<t3@customer.example>", subject="Re: Kickoff",
+                    from_="jan@customer.example", in_reply_to="<t2@customer.example>",
+                    references=["<t1@customer.example>", "<t2@customer.example>"])
+    lone = save(alice, days=3, subject="Separate", from_="eva@other.example")
+    root, reply, unlinked, lone = settle(root, reply, unlinked, lone)
+    for message in (root, reply, lone):
+        manual.link_manually(message, "project", "pr-3", None)
+
+    def threads(user, limit=50):
+        answer = api("GET", f"/v1/threads?record_type=project&record_id=pr-3&limit={limit}", key=tenant["key"],
+                     user=user)
+        assert answer.status == 200, answer
+        return answer.json
+    as_tenant = threads(None)["items"]
+    assert [(t["id"], t["message_count"]) for t in as_tenant] == [(lone.conversation_id, 1),
+                                                                   (root.conversation_id, 3)]
+    as_reader = threads("u-reader")["items"]          # reads the linked ones through the record only
+    assert [(t["id"], t["message_count"]) for t in as_reader] == [(lone.conversation_id, 1),
+                                                                   (root.conversation_id, 2)]
+    seen, cursor = [], None
+    for _ in range(5):                                # one link per page: each conversation still once
+        path = "/v1/threads?record_type=project&record_id=pr-3&limit=1" + (f"&cursor={cursor}" if cursor else "")
+        body = api("GET", path, key=tenant["key"]).json
+        seen += [t["id"] for t in body["items"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [lone.conversation_id, root.conversation_id]
+    assert api("GET", "/v1/threads?record_type=project&record_id=nope", key=tenant["key"]).status == 404
