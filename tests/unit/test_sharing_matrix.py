@@ -60,6 +60,7 @@ CASES = [
     Case("raw message", "GET", "/v1/messages/{message}/raw", "read", 200, on="message", accept=BINARY),
     Case("attachment", "GET", "/v1/messages/{message}/attachments/0", "read", 200, on="message", accept=BINARY),
     Case("hide message", "DELETE", "/v1/messages/{message}", "read_write", 204, on="message"),
+    Case("search a mailbox", "GET", "/v1/messages/search?q=info&mailbox_id={mailbox}", "read", 200),
     # pairing
     Case("pair by hand", "POST", "/v1/messages/{message}/links", "read_write", 201, {"type": "project", "id": "pr-2"},
          on="message"),
