@@ -12,6 +12,7 @@ from chalicelib.api.blueprints import notifications, oauth, push, push_graph, we
 from chalicelib.api.blueprints import outbox
 from chalicelib.api.blueprints import console
 from chalicelib.api.blueprints import privacy
+from chalicelib.api.blueprints import search, threads
 
 app = Chalice(app_name="mailbridge")
 app.api.binary_types.append("message/rfc822")
@@ -35,6 +36,8 @@ app.register_blueprint(push_graph.bp)
 app.register_blueprint(outbox.bp)
 app.register_blueprint(console.bp)
 app.register_blueprint(privacy.bp)
+app.register_blueprint(threads.bp)
+app.register_blueprint(search.bp)
 
 
 # --- events (sync engine) -------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Deleting stored messages: the ONE function every deletion goes through (purge, erasure, retention).
 
-`delete_messages(messages)` removes, for each message: its raw object in S3, its links (active and removed
+`delete_messages(messages)` removes, for each message: its raw object in S3, its conversation membership, thread
+keys and search postings (`threads.derived.erase`), its links (active and removed
 tombstones), its signals, its audit entries (`AuditEntry.by_message`), the pairing index entries its thread
 markers created (`pairing.store.thread_marker_keys`: the "rfc" key of its Message-ID and the "thread" key of its
 provider thread — replies arriving later no longer inherit through them), and finally the `Message` item.
@@ -27,6 +28,7 @@ from chalicelib.models.directory import DirectoryIndex
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import AuditEntry, MessageLink, Signal
 from chalicelib.pairing.store import thread_marker_keys
+from chalicelib.threads import derived
 
 S3_DELETE_KEYS = 1000                     # DeleteObjects: at most 1,000 keys per request
 SIGNAL_STATUSES = ("open", "accepted", "dismissed", "undone")
@@ -85,12 +87,13 @@ def still_stored(messages: Sequence[Message]) -> list[Message]:
 
 def delete_messages(messages: Sequence[Message]) -> dict[str, int]:
     """Delete `messages` (full items, any mailboxes of one or more tenants) and what derives from them; returns
-    counts by kind: messages, raw_objects, links, signals, audit_entries, index_entries."""
+    counts by kind: messages, raw_objects, thread_keys, links, signals, audit_entries, index_entries."""
     counts: Counter = Counter()
     messages = still_stored(messages)
     if not messages:
         return {}
     counts["raw_objects"] = delete_raw_objects(m.raw_s3_key for m in messages)
+    counts["thread_keys"] = derived.erase(messages)     # out of conversations and the search index
     links = [link for m in messages for link in MessageLink.query(m.message_id)]
     signals = _signals_of(messages)
     audit = [entry for m in messages for entry in AuditEntry.by_message.query(m.message_id)]

@@ -7,6 +7,8 @@ from chalicelib.models.message import Message
 from chalicelib.pairing.links import links_for_message, links_for_messages
 from chalicelib.security.sanitize import sanitize_html
 from chalicelib.sync import store
+from chalicelib.sync.reply_text import new_text
+from chalicelib.sync.snippet import html_to_text
 
 
 def message_links(message: Message) -> list[dict[str, Any]]:
@@ -38,14 +40,17 @@ def summary(message: Message, *, show_snippet: bool,
 
 
 def detail(message: Message, *, show_snippet: bool) -> dict[str, Any]:
-    """Summary + headers, text, sanitized HTML (cid: images → attachment URLs), attachments, parse errors.
-    Bodies come from re-parsing the raw object (they are not stored in DynamoDB)."""
+    """Summary + headers, text, sanitized HTML (cid: images → attachment URLs), attachments, parse errors, and
+    `body_new`: the text without the quoted reply chain and signature (`sync.reply_text`, first 16,000
+    characters). Bodies come from re-parsing the raw object (they are not stored in DynamoDB)."""
     parsed = store.load_parsed(message) if message.raw_s3_key else None
     attachments = [{**{k: v for k, v in a.items() if k != "raw"},         # "raw": the byte span (internal)
                     "download_url": attachment_url(message.message_id, a["index"])}
                    for a in (message.attachments or [])]
     cid_map = {a["content_id"]: a["download_url"] for a in attachments if a.get("content_id")}
     html = sanitize_html(parsed.html, cid_map=cid_map) if parsed and parsed.html else None
+    body_text = (parsed.text if parsed and parsed.text and parsed.text.strip()
+                 else html_to_text(parsed.html) if parsed and parsed.html else "")
     return {
         **summary(message, show_snippet=show_snippet),
         "bcc": list(message.bcc or []), "reply_to": list(message.reply_to or []),
@@ -53,5 +58,6 @@ def detail(message: Message, *, show_snippet: bool) -> dict[str, Any]:
         "references": list(message.references or []), "thread_id": message.thread_id,
         "size": int(message.size or 0), "headers": dict(message.headers or {}),
         "text": parsed.text if parsed else None, "html": html, "attachments": attachments,
+        "body_new": new_text(body_text) or None,
         "parse_errors": list(message.parse_errors or []),
     }

@@ -42,6 +42,17 @@ class MessagesByProviderRef(GlobalSecondaryIndex):
     provider_key = UnicodeAttribute(hash_key=True)
 
 
+class MessagesByConversation(GlobalSecondaryIndex):
+    """A conversation's messages in date order (`threads/`); sparse: set at ingest, removed with the message's
+    thread membership (removal at the source)."""
+    class Meta:
+        index_name = "by_conversation"
+        projection = AllProjection()
+
+    conversation_id = UnicodeAttribute(hash_key=True)
+    date_key = UnicodeAttribute(range_key=True)
+
+
 class MessagesOwing(GlobalSecondaryIndex):
     """Sparse: only messages that still owe effects carry `owed_mailbox` (sync/effects.py sweeps them)."""
     class Meta:
@@ -65,6 +76,8 @@ class Message(Model):
     provider_id = UnicodeAttribute(null=True)
     provider_key = UnicodeAttribute(null=True)
     thread_id = UnicodeAttribute(null=True)        # provider thread id when the provider has one
+    conversation_id = UnicodeAttribute(null=True)  # threads/identity.py: first guess at ingest, settled after
+    thread_counted = BooleanAttribute(null=True)   # counted in its mailbox's ThreadEntry (threads/assign.py)
     rfc_message_id = UnicodeAttribute(null=True)
     rfc_key = UnicodeAttribute(null=True)        # "<tenant_id>#<Message-ID lowercased>" (thread keys: pairing)
     in_reply_to = UnicodeAttribute(null=True)
@@ -98,3 +111,4 @@ class Message(Model):
     by_mailbox_folder = MessagesByMailboxFolder()
     by_provider_ref = MessagesByProviderRef()
     by_owed = MessagesOwing()
+    by_conversation = MessagesByConversation()

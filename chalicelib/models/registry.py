@@ -11,6 +11,8 @@ from chalicelib.models.notification import Notification, NotificationRelay, Noti
 from chalicelib.models.consent import ConsentState
 from chalicelib.models.outbox import OutboxItem
 from chalicelib.models.privacy import ErasureJob, PrivacyList
+from chalicelib.models.conversation import ThreadEntry, ThreadKey
+from chalicelib.models.search import SearchPosting
 
 MODELS: list[type] = [Tenant, ApiKey, MailServer, Mailbox, MailboxShare, SyncCursor, Message, Event]
 MODELS += [DirectoryRecord, DirectoryIndex, MessageLink, Signal, Rule, AuditEntry]
@@ -19,6 +21,7 @@ MODELS += [NotificationSettings, Notification, NotificationRelay]
 MODELS += [ConsentState]
 MODELS += [OutboxItem]
 MODELS += [PrivacyList, ErasureJob]
+MODELS += [ThreadKey, ThreadEntry, SearchPosting]
 
 
 def all_models() -> list[type]:

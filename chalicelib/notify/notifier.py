@@ -10,8 +10,9 @@ Four message kinds arrive on the queue:
   (`user_notifications.py`);
 - several whole events `{"kind": "events", "tenant_id", "events": [...]}` (from `events.enqueue_events`, the
   sync worker's batched `message.created`): each is stored if not stored yet (put if absent: the sender may
-  have died between enqueueing and storing) and handled as above; a failure redelivers the whole message
-  (every step is idempotent per event);
+  have died between enqueueing and storing) and handled as above; then the new messages join their
+  conversations and the search index in a few batched calls (`threads/derived.py`, also for a single
+  `message.created` reference); a failure redelivers the whole message (every step is idempotent per event);
 - a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`);
 - a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`);
 - an outbox job `{"kind": "outbox.send", "tenant_id", "outbox_id"}`: send (or finish) one outbox item
@@ -38,6 +39,7 @@ from chalicelib.notify import deliveries, digest, events, transport, user_notifi
 from chalicelib.erasure import erase, purge
 from chalicelib.outbox import delivery as outbox_delivery
 from chalicelib.pairing import late as late_pairing
+from chalicelib.threads import derived
 
 ATTEMPT_MARGIN_SECONDS = 5
 PRIVACY_JOB_SECONDS = 40.0          # at most, per privacy job step (the notifier times out at 60 s)
@@ -107,8 +109,10 @@ def consume(record, lambda_context: Any = None) -> str:
     if body.get("kind") == digest.MESSAGE_KIND:
         return digest.on_message(body)
     if body.get("kind") == events.EVENTS_KIND:
-        for item in body["events"]:
-            _handle(_stored(str(body["tenant_id"]), item), lambda_context)
+        handled = [_stored(str(body["tenant_id"]), item) for item in body["events"]]
+        for event in handled:
+            _handle(event, lambda_context)
+        _derive(str(body["tenant_id"]), handled)
         return "consumed"
     if body.get("kind") == outbox_delivery.JOB_KIND:
         return outbox_delivery.on_message(body)
@@ -123,7 +127,17 @@ def consume(record, lambda_context: Any = None) -> str:
         logger.warning("event not found; dropped", extra={"tenant_id": tenant_id, "event_id": event_id})
         return "missing"
     _handle(event, lambda_context)
+    _derive(tenant_id, [event])
     return "consumed"
+
+
+def _derive(tenant_id: str, handled: list[Event]) -> None:
+    """New messages join their conversations and the search index (`threads/derived.py`; idempotent, so a
+    redelivery of this record repeats nothing)."""
+    created = [str(e.payload.get("message_id")) for e in handled
+               if e.type == "message.created" and e.payload.get("message_id")]
+    if created:
+        derived.remember(tenant_id, created)
 
 
 def _stored(tenant_id: str, item: dict) -> Event:

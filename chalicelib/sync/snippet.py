@@ -1,9 +1,9 @@
 """List snippets: the first ≤ 200 characters of what the sender actually wrote.
 
-Stripped before collapsing whitespace: quoted lines ("> ..."), the reply header and everything after it
-("On <date>, <name> wrote:" and a few common translations, possibly wrapped over two lines), Outlook's
-"-----Original Message-----" separator or a "From: ... / Sent: ..." header block, and the signature after
-the RFC 3676 §4.3 delimiter "-- ". When nothing is left (a message that is only a quote), the whole text is
+The quoted reply chain and the signature are left out by the reply parser (`sync/reply_text.py`,
+mail-parser-reply: Gmail's "On … wrote:", Outlook's "From: … Sent: …" block and "-----Original Message-----",
+their translations, ">" quotes, the RFC 3676 §4.3 "-- " signature), which sees at most the first
+`MAX_REPLY_PARSE_CHARS` characters. When nothing is left (a message that is only a quote), the whole text is
 used instead, so the snippet is empty only for an empty message.
 
 Bounded: HTML is read up to `MAX_SNIPPET_HTML` characters; quotes (`<blockquote>`) are removed with one
@@ -19,20 +19,13 @@ import re
 import nh3
 
 from chalicelib.security.sanitize import visible_text, within_budget
+from chalicelib.sync.reply_text import new_text
 
 SNIPPET_CHARS = 200
 MAX_SNIPPET_HTML = 256 * 1024
 MAX_SNIPPET_TEXT = 200_000
+MAX_REPLY_PARSE_CHARS = 8_000    # the reply parser sees this much (its patterns are super-linear)
 
-_REPLY_HEADER = re.compile(
-    r"^\s*(on|am|le|el|il|op|dne|em|w dniu)\s.{0,300}"
-    r"(wrote|schrieb|a écrit|escribió|ha scritto|schreef|napsal|escreveu|napisał).{0,200}:\s*$",
-    re.IGNORECASE)
-_ORIGINAL = re.compile(r"^\s*-{2,}\s*(original message|ursprüngliche nachricht|původní zpráva|message d'origine)"
-                       r"\s*-{2,}\s*$", re.IGNORECASE)
-_OUTLOOK_FROM = re.compile(r"^\s*\*?(from|von|od|de)\s*:\*?\s", re.IGNORECASE)
-_OUTLOOK_SENT = re.compile(r"^\s*\*?(sent|date|gesendet|odesláno|envoyé)\s*:\*?\s", re.IGNORECASE)
-_UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
 _BLOCK_END = re.compile(r"<\s{0,8}(br|/p|/div|/tr|/li|/h[1-6]|/table|/blockquote)\b[^<>]{0,1000}>", re.IGNORECASE)
 _BLOCKQUOTE_TAG = re.compile(r"<(/?)blockquote\b[^<>]{0,1000}>?", re.IGNORECASE)
 
@@ -70,36 +63,6 @@ def html_to_text(html: str) -> str:
         return ""
 
 
-def _reply_header(line: str) -> bool:
-    """"On <date>, <name> wrote:" — a date (digits) distinguishes it from prose like "On it I wrote:"."""
-    return bool(_REPLY_HEADER.match(line)) and any(c.isdigit() for c in line)
-
-
-def _is_reply_start(lines: list[str], i: int) -> bool:
-    line = lines[i]
-    if _ORIGINAL.match(line) or _reply_header(line):
-        return True
-    if i + 1 < len(lines) and _reply_header(f"{line} {lines[i + 1]}"):
-        return True
-    if _OUTLOOK_FROM.match(line):
-        return any(_OUTLOOK_SENT.match(nxt) for nxt in lines[i + 1:i + 4])
-    if _UNDERSCORES.match(line):
-        return any(_OUTLOOK_FROM.match(nxt) for nxt in lines[i + 1:i + 3])
-    return False
-
-
-def strip_quotes(text: str) -> str:
-    lines = text.splitlines()
-    kept: list[str] = []
-    for i, line in enumerate(lines):
-        if line.rstrip() == "--" or _is_reply_start(lines, i):
-            break
-        if line.lstrip().startswith(">"):
-            continue
-        kept.append(line)
-    return "\n".join(kept)
-
-
 def _collapse(text: str) -> str:
     return " ".join(text.replace("\u200b", " ").replace("\xa0", " ").split())
 
@@ -108,7 +71,7 @@ def make_snippet(text: str | None, limit: int = SNIPPET_CHARS) -> str:
     if not text:
         return ""
     text = text[:MAX_SNIPPET_TEXT]
-    snippet = _collapse(strip_quotes(text)) or _collapse(text)
+    snippet = _collapse(new_text(text, MAX_REPLY_PARSE_CHARS)) or _collapse(text)
     if len(snippet) > limit:
         snippet = snippet[:limit - 1].rstrip() + "…"
     return snippet

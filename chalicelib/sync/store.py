@@ -36,6 +36,7 @@ from chalicelib.models.message import Message
 from chalicelib.privacy.lists import lists_for, never_import
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync.mime import ParsedMessage, parse_message
+from chalicelib.threads import derived, identity
 from chalicelib.timeutil import now_iso
 
 CONTENT_KEYS = "content"                        # Mailbox.store_keys of mailboxes keyed by content only
@@ -91,7 +92,7 @@ def _build_item(mailbox: Mailbox, fetched: FetchedMessage, message_id: str, pars
         date = imported_at
         errors.append("date: using import time")
     rfc_id = parsed.rfc_message_id
-    return Message(
+    item = Message(
         message_id, tenant_id=mailbox.tenant_id, mailbox_id=mailbox.mailbox_id, folder=folder,
         mailbox_folder=f"{mailbox.mailbox_id}#{folder}", date_key=f"{date}#{message_id}",
         direction=direction_of(mailbox, folder, parsed.from_addr), provider_id=ref.provider_id,
@@ -102,6 +103,8 @@ def _build_item(mailbox: Mailbox, fetched: FetchedMessage, message_id: str, pars
         date=date, has_attachments=parsed.has_attachments, attachments=parsed.attachments,
         headers=parsed.headers, snippet=parsed.snippet or None, parse_errors=errors, hidden=False, link_count=0,
         imported_at=imported_at, **extra)
+    item.conversation_id = identity.initial_id(mailbox.tenant_id, item)   # settled in the notifier (threads/)
+    return item
 
 
 def _insert_or_refresh(item: Message, provider_id: str, provider_ref: str) -> SaveOutcome:
@@ -280,7 +283,8 @@ def stored_provider_ids(mailbox: Mailbox, folder: str, provider_ids: Iterable[st
 
 
 def mark_removed(mailbox: Mailbox, folder: str, provider_ids: Iterable[str]) -> int:
-    """Mark messages the provider no longer has (`removed_at_source`); they stay in the CRM.
+    """Mark messages the provider no longer has (`removed_at_source`); they stay in the CRM but leave their
+    conversation and the search index.
     Returns how many were newly marked. Each mark is one transaction with the mailbox's `removed_count`, and
     re-checks `provider_key` because the GSI is eventually consistent and a resync may have moved the item to
     a new provider id — so a replayed removal neither marks nor counts twice."""
@@ -301,7 +305,19 @@ def mark_removed(mailbox: Mailbox, folder: str, provider_ids: Iterable[str]) -> 
             except TransactWriteError as exc:
                 if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
                     raise
+                continue
+            _forget_derived(hit.message_id)
     return count
+
+
+def _forget_derived(message_id: str) -> None:
+    """A message removed at the source leaves its conversation and the search index (`threads.derived`);
+    a failure is logged: its postings are filtered out at query time anyway (`removed_at_source`)."""
+    try:
+        derived.forget([Message.get(message_id, consistent_read=True)])
+    except Exception:  # noqa: BLE001 - the removal itself is recorded; derived items are best effort here
+        logger.exception("forgetting a removed message's thread and index entries failed",
+                         extra={"message_id": message_id})
 
 
 def load_raw(message: Message) -> bytes:

@@ -44,6 +44,7 @@ from chalicelib.models.message import Message
 from chalicelib.privacy.lists import lists_for, never_import
 from chalicelib.providers.base import FetchedMessage
 from chalicelib.sync.lease import LeaseLost
+from chalicelib.threads import derived
 from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOutcome, _insert_or_refresh,
                                    mark_removed, prepare, provider_key, put_raw, refresh_ref, refuse,
                                    save_fetched, stored_provider_ids, use_id)
@@ -140,7 +141,10 @@ def _refresh(existing: Message, prepared: Prepared) -> SaveOutcome:
     ref_key = prepared.item.provider_key
     if existing.provider_key == ref_key and existing.removed_at_source is None:
         return SaveOutcome(existing, False)
-    return refresh_ref(existing.message_id, prepared.item.provider_id, ref_key)
+    outcome = refresh_ref(existing.message_id, prepared.item.provider_id, ref_key)
+    if existing.removed_at_source is not None:      # back at the source: back in its thread and the index
+        derived.remember(existing.tenant_id, [existing.message_id])
+    return outcome
 
 
 def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,

@@ -12,6 +12,7 @@ from chalicelib.models.message import Message
 from chalicelib.notify import events
 from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError, ThreadHint
 from chalicelib.sync import effects, engine, worker
+from chalicelib.threads import derived
 from tests.gmail_fixtures import EMAIL, TOPIC, days_ago, gmail_provider, mail, make_gmail_mailbox
 from tests.sync_helpers import FakeContext, cursor_field, job_event, reload
 
@@ -200,3 +201,18 @@ def test_raw_message_is_base64url_decoded_byte_exact(aws, google):
     [fetched] = provider.fetch([MessageRef("inbox", message_id)], max_bytes=10_000_000)
     assert fetched.raw == raw
     assert base64.urlsafe_b64encode(raw)  # sanity: the payload needs the url-safe alphabet
+
+
+def test_gmail_thread_ids_group_messages_into_one_conversation(aws, google):
+    """Guards Gmail's threadId as thread identity: messages Gmail threads together (no References between
+    them) are one conversation; a message of another thread is not."""
+    first = google.deliver(EMAIL, mail(1), thread_id="thr-a", received=days_ago(1))
+    second = google.deliver(EMAIL, mail(2, "-other-subject"), thread_id="thr-a", received=days_ago(1))
+    other = google.deliver(EMAIL, mail(3), thread_id="thr-b", received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    sync(mailbox, gmail_provider(mailbox))
+    by_provider = {m.provider_id: m for m in stored(mailbox)}
+    assert by_provider[first].thread_id == "thr-a"
+    derived.remember(mailbox.tenant_id, [m.message_id for m in by_provider.values()])
+    settled = {pid: Message.get(m.message_id) for pid, m in by_provider.items()}
+    assert settled[first].conversation_id == settled[second].conversation_id != settled[other].conversation_id

@@ -12,8 +12,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from chalicelib.api.openapi import build_document
+from chalicelib.models.message import Message
 from chalicelib.models.event import Event
 from chalicelib.notify import deliveries, user_notifications
+from chalicelib.threads import derived
 from tests.unit.test_sharing_matrix import make_world  # noqa: F401 - the fixture that builds tenant A's world
 
 # Routes that carry no tenant's data or are not called with a tenant key (each verified by its own tests).
@@ -44,7 +46,10 @@ TENANT_LEVEL = {
     ("get", "/v1/privacy/lists"): None, ("put", "/v1/privacy/lists"): {"never_import": ["@customer.example"]},
     ("get", "/v1/privacy/settings"): None, ("put", "/v1/privacy/settings"): {"retention_days": 30},
     ("post", "/v1/erasure"): {"email": "info@customer.example"},   # B's erasure must not reach A's mail
+    ("get", "/v1/threads"): None, ("get", "/v1/messages/search"): None,
 }
+# Query strings of tenant-level GET routes, filled with tenant A's ids (a list or a search naming A's things).
+QUERIES = {("get", "/v1/threads"): "?mailbox_id={mailbox_id}", ("get", "/v1/messages/search"): "?q=customer"}
 
 # Path parameters filled with tenant A's ids; user ids and directory ids are names a tenant chooses, so the
 # other tenant may use the same ones for its own (they must reach only its own data).
@@ -99,6 +104,8 @@ def tenant_a(api, tenant, make_world):  # noqa: F811 - make_world is the importe
     ids["{job_id}"] = erasure.json["id"]
     feed = api("GET", "/v1/users/u-owner/notifications", key=key)
     ids["{notification_id}"] = feed.json["items"][0]["id"]
+    derived.remember(tenant["id"], [ids["{message_id}"]])      # in its conversation and the search index
+    ids["{thread_id}"] = Message.get(ids["{message_id}"]).conversation_id
     return {"key": key, "ids": ids, "world": world}
 
 
@@ -110,7 +117,8 @@ def a_view(api, a) -> str:
              "/v1/signals", "/v1/webhook", "/v1/pairing/settings", "/v1/directory/project/pr-1",
              "/v1/directory/company/c-1", "/v1/users/u-owner/notification-settings",
              "/v1/users/u-owner/notifications", f"/v1/webhook/deliveries/{ids['{delivery_id}']}",
-             f"/v1/outbox/{ids['{outbox_id}']}"]
+             f"/v1/outbox/{ids['{outbox_id}']}", f"/v1/threads/{ids['{thread_id}']}",
+             f"/v1/threads?mailbox_id={ids['{mailbox_id}']}", "/v1/messages/search?q=customer"]
     answers = {path: api("GET", path, key=key) for path in paths}
     assert {path: answer.status for path, answer in answers.items()} == dict.fromkeys(paths, 200)
     return json.dumps({path: answer.json for path, answer in answers.items()}, sort_keys=True)
@@ -120,7 +128,7 @@ def secret_markers(a) -> list[str]:
     ids = a["ids"]
     return [ids[name] for name in ("{mailbox_id}", "{message_id}", "{signal_id}", "{server_id}", "{key_id}",
                                    "{rule_id}", "{audit_id}", "{delivery_id}", "{notification_id}",
-                                   "{outbox_id}", "{job_id}")] + [
+                                   "{outbox_id}", "{job_id}", "{thread_id}")] + [
         "info@customer.example", "owner@acme-crm.example", "imap.acme-crm.example", "A rule", "secret plan"]
 
 
@@ -149,8 +157,9 @@ def test_another_tenants_key_reaches_nothing_of_the_first_tenant(api, tenant_a, 
                     unlisted.append(route)
                     continue
                 body = TENANT_LEVEL[route]
-                filled = path
-                result = api(method.upper(), path, key=other_tenant["key"], user=as_user,
+                filled = path + QUERIES.get(route, "").format_map({k.strip("{}"): v for k, v in
+                                                                    tenant_a["ids"].items()})
+                result = api(method.upper(), filled, key=other_tenant["key"], user=as_user,
                              json_body=body if body is not None or method == "get" else {})
             else:
                 if not placeholders <= set(tenant_a["ids"]):

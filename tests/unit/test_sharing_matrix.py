@@ -62,6 +62,7 @@ CASES = [
     Case("hide message", "DELETE", "/v1/messages/{message}", "read_write", 204, on="message"),
     Case("mark private", "PUT", "/v1/messages/{message}/privacy", "read_write", 200, {"private": True},
          on="message"),
+    Case("search a mailbox", "GET", "/v1/messages/search?q=info&mailbox_id={mailbox}", "read", 200),
     # pairing
     Case("pair by hand", "POST", "/v1/messages/{message}/links", "read_write", 201, {"type": "project", "id": "pr-2"},
          on="message"),

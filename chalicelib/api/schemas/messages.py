@@ -73,3 +73,5 @@ class MessageDetail(MessageSummary):
     html: str | None = Field(description="sanitized HTML; cid: images point at attachment downloads")
     attachments: list[AttachmentOut]
     parse_errors: list[str]
+    body_new: str | None = Field(None, description="what the sender wrote: the text (or the HTML's text) without "
+                                 "the quoted replies and the signature, from its first 16,000 characters")

@@ -1,0 +1,1 @@
+"""Message search: the tokenizer, the index interface and its DynamoDB backend, the visible-results query."""

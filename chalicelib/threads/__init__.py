@@ -1,0 +1,1 @@
+"""Conversations: thread identity, the bookkeeping that settles it, and the views the API shows."""
