@@ -20,6 +20,7 @@ from chalicelib.threads import assign
 MAX_THREAD_MESSAGES = 500            # messages of one conversation read for a record's list entry
 MAX_PARTICIPANTS = 50
 MAX_DETAIL_PAGES = 10
+MAX_MARKED = 1_000                   # messages a conversation-wide private mark changes at most
 
 
 class SnippetMailboxes:
@@ -90,6 +91,19 @@ def conversation_messages(tenant_id: str, conversation_id: str, can_read: Callab
         if pages_read >= MAX_DETAIL_PAGES:
             return found, pages.last_evaluated_key
     return found, None
+
+
+def readable_messages(tenant_id: str, conversation_id: str, can_read: Callable[[Message], bool],
+                      most: int = MAX_MARKED) -> list[Message]:
+    """Every message of the conversation the caller may read (at most `most`, oldest first): what a
+    conversation-wide change (a private mark) applies to."""
+    found: list[Message] = []
+    for message in Message.by_conversation.query(conversation_id, scan_index_forward=True, page_size=100):
+        if message.tenant_id == tenant_id and not message.hidden and can_read(message):
+            found.append(message)
+            if len(found) >= most:
+                break
+    return found
 
 
 def summary_of(conversation_id: str, messages: list[Message], show_snippet: Callable[[Message], bool]) -> dict:

@@ -65,6 +65,7 @@ BODIES = {
     ("put", "/v1/directory/{record_type}/{record_id}"): {"name": "B's own"},
     ("put", "/v1/users/{user_id}/notification-settings"): {"channels": {"new_mail": "off"}},
     ("post", "/v1/mailboxes/{mailbox_id}/send"): {"mode": "new", "to": ["x@other.example"], "text": "hi"},
+    ("put", "/v1/threads/{thread_id}/privacy"): {"private": True},
     ("put", "/v1/messages/{message_id}/privacy"): {"private": True},
     ("put", "/v1/users/{user_id}/privacy-lists"): {"never_import": ["@customer.example"]},
 }

@@ -259,3 +259,40 @@ def test_a_records_threads_list_each_conversation_once_with_what_the_caller_may_
             break
     assert seen == [lone.conversation_id, root.conversation_id]
     assert api("GET", "/v1/threads?record_type=project&record_id=nope", key=tenant["key"]).status == 404
+
+
+def test_a_whole_conversation_is_marked_private_where_the_caller_may_write(api, tenant, alice):
+    """A conversation-wide private mark must reach every message of it in the caller's read_write mailboxes —
+    hiding them from the record's tab and its readers — leave the rest alone, and be refused to read users."""
+    bob = make_mailbox(tenant["id"], "mbx_bob", email="bob@acme-crm.example", owner_user_id="u-bob")
+    directory.put_record(tenant["id"], "project", "pr-9", {"name": "Nine", "readers": ["u-reader"]})
+    root = save(alice, message_id="<p1@customer.example>", subject="Salary", from_="jan@customer.example",
+                to=["alice@acme-crm.example", "bob@acme-crm.example"])
+    reply = save(alice, folder="sent", days=1, message_id="<p2@acme-crm.example>", subject="Re: Salary",
+                 from_="alice@acme-crm.example", to="jan@customer.example", in_reply_to="<p1@customer.example>",
+                 references=["<p1@customer.example>"])
+    bobs_copy = save(bob, message_id="<p1@customer.example>", subject="Salary", from_="jan@customer.example",
+                     to=["alice@acme-crm.example", "bob@acme-crm.example"])
+    root, reply = settle(root, reply)
+    [bobs_copy] = settle(bobs_copy)
+    conversation = root.conversation_id
+    for message in (root, reply, bobs_copy):
+        manual.link_manually(message, "project", "pr-9", None)
+    MailboxShare(alice.mailbox_id, "u-carol", tenant_id=tenant["id"], user_key=f"{tenant['id']}#u-carol",
+                 access="read", created_at=now_iso()).save()
+    path = f"/v1/threads/{conversation}/privacy"
+    refused = api("PUT", path, key=tenant["key"], user="u-carol", json_body={"private": True})
+    assert refused.status == 403 and refused.json["required"] == "read_write"
+    assert api("PUT", path, key=tenant["key"], user="u-stranger", json_body={"private": True}).status == 404
+    marked = api("PUT", path, key=tenant["key"], user="u-alice", json_body={"private": True})
+    assert marked.status == 200, marked
+    assert marked.json == {"id": conversation, "private": True, "changed": 2, "left_alone": 0}
+    assert [Message.get(m.message_id).private for m in (root, reply, bobs_copy)] == [True, True, None]
+    tab = api("GET", "/v1/directory/project/pr-9/messages", key=tenant["key"]).json["items"]
+    assert [m["id"] for m in tab] == [bobs_copy.message_id]
+    as_reader = api("GET", f"/v1/threads/{conversation}", key=tenant["key"], user="u-reader").json["items"]
+    assert [m["id"] for m in as_reader] == [bobs_copy.message_id]
+    again = api("PUT", path, key=tenant["key"], user="u-alice", json_body={"private": True}).json
+    assert again["changed"] == 0
+    public = api("PUT", path, key=tenant["key"], json_body={"private": False}).json    # the tenant: all three
+    assert public == {"id": conversation, "private": False, "changed": 2, "left_alone": 0}

@@ -10,10 +10,13 @@ from chalicelib.api.guards import not_found
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.common import ListQuery
-from chalicelib.api.schemas.threads import ThreadDetail, ThreadList, ThreadListQuery
+from chalicelib.api.schemas.privacy import PrivacyMarkIn
+from chalicelib.api.schemas.threads import ThreadDetail, ThreadList, ThreadListQuery, ThreadPrivacyOut
 from chalicelib.messages import views
+from chalicelib.messages.privacy import set_private
 from chalicelib.models.directory import RECORD_TYPES
 from chalicelib.pairing import directory
+from chalicelib.pairing.manual import actor_of
 from chalicelib.threads import views as thread_views
 
 bp = Blueprint(__name__)
@@ -59,3 +62,22 @@ def get_thread(thread_id: str, query: ListQuery):
     return {"id": thread_id, "items": [views.summary(m, show_snippet=snippets.shows(m), links=links[m.message_id])
                                        for m in messages],
             "next_cursor": encode_cursor(principal.tenant_id, scope, last)}
+
+
+@route(bp, "/v1/threads/{thread_id}/privacy", methods=["PUT"], body=PrivacyMarkIn, response=ThreadPrivacyOut,
+       errors=(403,), tags=TAGS,
+       summary="Mark a whole conversation private (or not): each of its messages in the caller's read_write "
+               "mailboxes")
+def put_thread_privacy(thread_id: str, body: PrivacyMarkIn):
+    principal = current_principal()
+    reader = access.MessageReader(principal)
+    readable = thread_views.readable_messages(principal.tenant_id, thread_id[:100], reader.can_read)
+    if not readable:
+        raise NotFound(f"No conversation with id {thread_id[:100]!r}.")
+    levels = {m.mailbox_id: reader.mailbox_level(m.mailbox_id) or "read" for m in readable}
+    writable = [m for m in readable if access.LEVELS[levels[m.mailbox_id]] >= access.LEVELS["read_write"]]
+    if not writable:
+        access.require_level(max(levels.values(), key=access.LEVELS.__getitem__), "read_write", "conversation")
+    changed = set_private(writable, body.private, actor_of(principal.user_id))
+    return {"id": thread_id, "private": body.private, "changed": len(changed),
+            "left_alone": len(readable) - len(writable)}

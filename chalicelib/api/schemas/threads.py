@@ -63,3 +63,10 @@ class SearchQuery(ListQuery):
     has_attachments: bool | None = None
     paired: bool | None = None
     direction: Literal["inbound", "outbound"] | None = None
+
+
+class ThreadPrivacyOut(BaseModel):
+    id: str
+    private: bool
+    changed: int = Field(description="messages whose mark changed")
+    left_alone: int = Field(description="messages of it the caller may read but not mark (read access only)")
