@@ -34,7 +34,7 @@ from chalicelib.providers.kinds import build_provider
 from chalicelib.security.crypto import encrypt_secrets
 from chalicelib.sync import cursors, effects, engine, renewer, store_page
 from chalicelib.sync.engine import SyncOptions
-from devservers import moto_transactions
+from infra import local_moto
 from tests.gmail_fixtures import make_gmail_mailbox
 from tests.graph_helpers import outlook_mailbox
 from tests.mailfactory import make_message
@@ -201,10 +201,10 @@ WORLDS = {"fake": FakeWorld, "imap": ImapWorld, "gmail": GmailWorld, "outlook": 
 @pytest.fixture
 def item_level_rollback():
     """moto backs each transaction up by deep-copying whole tables, so trials slowed down as the tables grew;
-    its item-level rollback (`devservers/moto_transactions.py`, same outcomes) keeps every trial as cheap."""
-    moto_transactions.install()
+    the local stack's emulator patches (`infra/local_moto.py`: an item-level rollback, same outcomes; installed
+    once per process) keep every trial as cheap."""
+    local_moto.install()
     yield
-    moto_transactions.uninstall()
 
 
 def sync(world, mailbox, options: SyncOptions, killer: Killer | None = None) -> None:
