@@ -16,9 +16,11 @@ import boto3
 
 from chalicelib import aws as aws_clients
 from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.message import Message
+from chalicelib.notify import events
 from chalicelib.providers.kinds import build_provider
 from chalicelib.sync import worker
-from tests.sync_helpers import FakeContext
+from tests.sync_helpers import FakeContext, counts_of, reload
 
 MAX_RECEIVE_COUNT = 3
 
@@ -120,3 +122,21 @@ class SyncQueue:
     def dead(self) -> list[dict]:
         got = self.sqs.receive_message(QueueUrl=self.dlq, MaxNumberOfMessages=10).get("Messages", [])
         return [json.loads(m["Body"]) for m in got]
+
+
+def assert_exactly(mailbox, expected: set[str]) -> None:
+    """The mailbox holds exactly `expected` (by Message-ID), one `message.created` each, `imported` exact."""
+    mailbox = reload(mailbox)
+    stored = list(Message.by_mailbox.query(mailbox.mailbox_id))
+    assert sorted(m.rfc_message_id for m in stored) == sorted(expected), "lost or duplicated messages"
+    created = [e.payload["message_id"] for e in events.list_events(mailbox.tenant_id, "message.created", limit=500)
+               if e.payload.get("mailbox_id") == mailbox.mailbox_id]
+    assert sorted(created) == sorted(m.message_id for m in stored), "message.created lost or doubled"
+    assert counts_of(mailbox)["imported"] == len(expected)
+
+
+def assert_healthy(queue: SyncQueue, mailbox) -> None:
+    """The mailbox is active and idle, and nothing reached the dead-letter queue."""
+    box = reload(mailbox)
+    assert (box.status, box.sync_stage) == ("active", "idle"), (box.status, box.sync_stage, box.last_error)
+    assert queue.dead() == []

@@ -12,9 +12,9 @@ import pytest
 from chalicelib.models.message import Message
 from chalicelib.notify import events
 from chalicelib.providers.gmail.errors import DEFAULT_THROTTLE_SECONDS
-from tests.fault_queue import MAX_RECEIVE_COUNT, SyncQueue
+from tests.fault_queue import MAX_RECEIVE_COUNT, SyncQueue, assert_exactly, assert_healthy
 from tests.gmail_fixtures import EMAIL, days_ago, mail, make_gmail_mailbox
-from tests.sync_helpers import counts_of, reload
+from tests.sync_helpers import reload
 
 
 @pytest.fixture
@@ -28,22 +28,6 @@ def deliver(google, numbers) -> set[str]:
     for n in numbers:
         google.deliver(EMAIL, mail(n), received=days_ago(1))
     return {f"gmail-{n}@acme.example" for n in numbers}
-
-
-def assert_exactly(mailbox, expected: set[str]) -> None:
-    mailbox = reload(mailbox)
-    stored = list(Message.by_mailbox.query(mailbox.mailbox_id))
-    assert sorted(m.rfc_message_id for m in stored) == sorted(expected), "lost or duplicated messages"
-    created = [e.payload["message_id"] for e in events.list_events(mailbox.tenant_id, "message.created", limit=500)
-               if e.payload.get("mailbox_id") == mailbox.mailbox_id]
-    assert sorted(created) == sorted(m.message_id for m in stored), "message.created lost or doubled"
-    assert counts_of(mailbox)["imported"] == len(expected)
-
-
-def assert_healthy(queue: SyncQueue, mailbox) -> None:
-    box = reload(mailbox)
-    assert (box.status, box.sync_stage) == ("active", "idle"), (box.status, box.sync_stage, box.last_error)
-    assert queue.dead() == []
 
 
 def test_history_too_old_404_resyncs_the_labels_without_duplicates(world, google):

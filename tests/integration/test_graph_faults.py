@@ -17,9 +17,9 @@ from chalicelib.credentials.store import CredentialStore
 from chalicelib.models.message import Message
 from chalicelib.notify import events
 from chalicelib.providers.graph.tokens import CACHE_KEY
-from tests.fault_queue import MAX_RECEIVE_COUNT, SyncQueue
+from tests.fault_queue import MAX_RECEIVE_COUNT, SyncQueue, assert_exactly, assert_healthy
 from tests.graph_helpers import ADDRESS, outlook_mailbox, raw_mail
-from tests.sync_helpers import counts_of, reload
+from tests.sync_helpers import reload
 
 
 @pytest.fixture
@@ -33,22 +33,6 @@ def deliver(fake_ms, numbers, folder: str = "inbox") -> set[str]:
     for n in numbers:
         fake_ms.mail.add_message(ADDRESS, folder, raw_mail(n, subject=f"Fault {folder}"))
     return {f"graph-{n}-Fault{folder}@acme.example" for n in numbers}
-
-
-def assert_exactly(mailbox, expected: set[str]) -> None:
-    mailbox = reload(mailbox)
-    stored = list(Message.by_mailbox.query(mailbox.mailbox_id))
-    assert sorted(m.rfc_message_id for m in stored) == sorted(expected), "lost or duplicated messages"
-    created = [e.payload["message_id"] for e in events.list_events(mailbox.tenant_id, "message.created", limit=500)
-               if e.payload.get("mailbox_id") == mailbox.mailbox_id]
-    assert sorted(created) == sorted(m.message_id for m in stored), "message.created lost or doubled"
-    assert counts_of(mailbox)["imported"] == len(expected)
-
-
-def assert_healthy(queue: SyncQueue, mailbox) -> None:
-    box = reload(mailbox)
-    assert (box.status, box.sync_stage) == ("active", "idle"), (box.status, box.sync_stage, box.last_error)
-    assert queue.dead() == []
 
 
 def test_delta_token_gone_410_resyncs_without_duplicates(world, fake_ms):
