@@ -2,11 +2,7 @@
 server is never written)."""
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-import time
-from pathlib import Path
+from bench.imap_ingest.maildir_peer import timed_pull
 
 _CONFIG = """\
 IMAPAccount bench
@@ -39,24 +35,5 @@ SyncState *
 
 def run_mbsync(*, port: int, user: str, password: str, ca_pem: bytes) -> tuple[float, int]:
     """(seconds, messages written to the local Maildir) for one full pull."""
-    binary = shutil.which("mbsync")
-    if binary is None:
-        raise RuntimeError("mbsync not installed (Debian package isync; scripts/bootstrap.sh installs it)")
-    work = Path(tempfile.mkdtemp(prefix="mb-mbsync-"))
-    try:
-        (work / "ca.pem").write_bytes(ca_pem)
-        maildir = work / "Mail"
-        maildir.mkdir()
-        config = work / "mbsyncrc"
-        config.write_text(_CONFIG.format(port=port, user=user, password=password, ca=work / "ca.pem",
-                                         maildir=maildir))
-        started = time.perf_counter()
-        result = subprocess.run([binary, "-c", str(config), "-q", "bench"], capture_output=True, text=True,
-                                timeout=1800)
-        elapsed = time.perf_counter() - started
-        if result.returncode != 0:
-            raise RuntimeError(f"mbsync failed ({result.returncode}): {result.stderr[-2000:]}")
-        count = sum(1 for path in maildir.rglob("*") if path.is_file() and path.parent.name in ("cur", "new"))
-        return elapsed, count
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return timed_pull("mbsync", "isync", _CONFIG, ["-q", "bench"], port=port, user=user, password=password,
+                      ca_pem=ca_pem)
