@@ -22,11 +22,9 @@ import collections
 import datetime as dt
 import json
 import os
-import pickle
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from devservers.dovecot import DovecotServer  # noqa: E402
-from bench.imap_ingest.corpus import CorpusMessage, generate  # noqa: E402
+from bench.imap_ingest.corpus import load_corpus  # noqa: E402
 from bench.imap_ingest.mbsync import run_mbsync  # noqa: E402
 from bench.imap_ingest.offlineimap import run_offlineimap  # noqa: E402
 from bench.imap_ingest.world import moto_world  # noqa: E402
@@ -84,15 +82,6 @@ class _Spy:
 
     def __exit__(self, *exc):
         self.provider.close()
-
-
-def load_corpus(count: int, seed: int, now: dt.datetime) -> list[CorpusMessage]:
-    cache = Path(tempfile.gettempdir()) / f"mailbridge-bench-corpus-{count}-{seed}-{now:%Y%m%d%H}.pickle"
-    if cache.exists():
-        return pickle.loads(cache.read_bytes())
-    corpus = generate(count, now=now, seed=seed)
-    cache.write_bytes(pickle.dumps(corpus))
-    return corpus
 
 
 def job_event(tenant_id: str, mailbox_id: str) -> dict:

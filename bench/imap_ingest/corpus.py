@@ -6,8 +6,11 @@ import datetime as dt
 import functools
 import multiprocessing
 import os
+import pickle
 import random
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.mailfactory import make_message
 
@@ -99,3 +102,13 @@ def generate(count: int, *, now: dt.datetime, days: int = 6, sent_share: float =
         out = pool.map(_one, jobs, chunksize=100)
     out.sort(key=lambda m: m.date)
     return out
+
+
+def load_corpus(count: int, seed: int, now: dt.datetime) -> list[CorpusMessage]:
+    """`generate(count, now, seed)`, cached in the temp dir for the hour (every ingest bench shares the file)."""
+    cache = Path(tempfile.gettempdir()) / f"mailbridge-bench-corpus-{count}-{seed}-{now:%Y%m%d%H}.pickle"
+    if cache.exists():
+        return pickle.loads(cache.read_bytes())
+    corpus = generate(count, now=now, seed=seed)
+    cache.write_bytes(pickle.dumps(corpus))
+    return corpus

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import pickle
 import platform
 import signal
 import statistics
@@ -37,20 +36,10 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.imap_ingest.corpus import CorpusMessage, generate  # noqa: E402
+from bench.imap_ingest.corpus import load_corpus  # noqa: E402
 from bench.record import record  # noqa: E402
 from devservers.dovecot import DovecotServer, free_port  # noqa: E402
 from devservers.smtp import for_dovecot  # noqa: E402
-
-
-def load_corpus(count: int, seed: int, now: dt.datetime) -> list[CorpusMessage]:
-    """The imap_ingest corpus, sharing its cache file."""
-    cache = Path(tempfile.gettempdir()) / f"mailbridge-bench-corpus-{count}-{seed}-{now:%Y%m%d%H}.pickle"
-    if cache.exists():
-        return pickle.loads(cache.read_bytes())
-    corpus = generate(count, now=now, seed=seed)
-    cache.write_bytes(pickle.dumps(corpus))
-    return corpus
 
 
 def proc_memory(pid: int) -> dict[str, int]:

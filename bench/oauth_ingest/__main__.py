@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.imap_ingest.__main__ import job_event, load_corpus, _LambdaContext  # noqa: E402
+from bench.imap_ingest.__main__ import job_event, _LambdaContext  # noqa: E402
+from bench.imap_ingest.corpus import load_corpus  # noqa: E402
 from bench.imap_ingest.world import moto_world  # noqa: E402
 from bench.record import record  # noqa: E402
 
