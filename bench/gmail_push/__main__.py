@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.stats import percentile  # noqa: E402
 
 
 def configure_env() -> None:
@@ -33,11 +34,6 @@ def configure_env() -> None:
                        "MAILBRIDGE_SIGNING_KEY": "bench-signing-key", "MAILBRIDGE_RAW_BUCKET": "bench-raw",
                        "POWERTOOLS_LOG_LEVEL": "ERROR"})
     os.environ.pop("AWS_ENDPOINT_URL", None)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def main(argv: list[str] | None = None) -> int:

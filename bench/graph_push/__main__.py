@@ -26,11 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.imap_ingest.world import moto_world  # noqa: E402
 from bench.record import record  # noqa: E402
-
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+from bench.stats import percentile  # noqa: E402
 
 
 def _in_process_deliver(app):
@@ -108,10 +104,10 @@ def run(notifications: int) -> dict:
         return {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "notifications": notifications,
                 "latency_p50_s": round(statistics.median(latencies), 3),
-                "latency_p95_s": round(_percentile(latencies, 95), 3),
+                "latency_p95_s": round(percentile(latencies, 0.95), 3),
                 "latency_max_s": round(max(latencies), 3),
                 "webhook_answer_p50_ms": round(statistics.median(answer_times) * 1000, 1),
-                "webhook_answer_p95_ms": round(_percentile(answer_times, 95) * 1000, 1),
+                "webhook_answer_p95_ms": round(percentile(answer_times, 0.95) * 1000, 1),
                 "graph_requests_per_pushed_sync": statistics.median(graph_calls),
                 "max_concurrent_graph_requests": fake.max_concurrency.get(ADDRESS, 0)}
 

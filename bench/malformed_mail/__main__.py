@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.record import record  # noqa: E402
+from bench.stats import percentile  # noqa: E402
 from chalicelib.security.sanitize import sanitize_html  # noqa: E402
 from chalicelib.sync.attachments import span_content  # noqa: E402
 from chalicelib.sync.mime import attachment_content, parse_message  # noqa: E402
@@ -93,9 +94,8 @@ def mutate(raw: bytes, rng: random.Random) -> bytes:
 
 
 def _percentiles(values: list[float]) -> dict:
-    ordered = sorted(values)
-    return {"p50_ms": round(1000 * statistics.median(ordered), 2), "max_ms": round(1000 * ordered[-1], 2),
-            "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 2)} if ordered else {}
+    return {"p50_ms": round(1000 * statistics.median(values), 2), "max_ms": round(1000 * max(values), 2),
+            "p99_ms": round(1000 * percentile(values, 0.99), 2)} if values else {}
 
 
 def summarize(times: list[tuple[float, float]], crashes: list[str], budget: float) -> dict:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.pairing.__main__ import CallCounter, configure_env, install_counter  # noqa: E402
 from bench.record import record  # noqa: E402
+from bench.stats import percentile  # noqa: E402
 
 MAILBOXES = 20
 VOCABULARY = 5_000
@@ -99,11 +100,6 @@ def load_item(table, attrs: dict) -> None:
         table.items[hash_value][range_value] = Item(hash_value, range_value, attrs)
     else:
         table.items[hash_value] = Item(hash_value, None, attrs)
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
 def main(argv: list[str] | None = None) -> None:
