@@ -296,3 +296,32 @@ def test_a_whole_conversation_is_marked_private_where_the_caller_may_write(api, 
     assert again["changed"] == 0
     public = api("PUT", path, key=tenant["key"], json_body={"private": False}).json    # the tenant: all three
     assert public == {"id": conversation, "private": False, "changed": 2, "left_alone": 0}
+
+
+def test_erasing_a_participants_messages_leaves_no_trace_in_threads_or_the_index(tenant, alice):
+    """Guards against an erasure leaving the person in conversations: their address in a thread's participants or
+    in a subject thread key, or their messages in the search index."""
+    from chalicelib.erasure.delete import delete_messages
+    from chalicelib.models.conversation import ThreadKey
+    kept = save(alice, message_id="<e1@customer.example>", subject="Order", from_="jan@customer.example",
+                to="alice@acme-crm.example")
+    erased = save(alice, days=1, message_id="<e2@customer.example>", subject="Re: Order",
+                  from_="eva@customer.example", to="alice@acme-crm.example", cc="jan@customer.example",
+                  in_reply_to="<e1@customer.example>", references=["<e1@customer.example>"])
+    lone = save(alice, days=2, subject="Re: Invoice", from_="eva@customer.example", to="alice@acme-crm.example")
+    kept, erased, lone = settle(kept, erased, lone)
+    conversation = kept.conversation_id
+    assert erased.conversation_id == conversation
+    assert any("eva@customer.example" in p for p in entry("mbx_alice", conversation).participants)
+    assert any("eva@customer.example" in k.key for k in ThreadKey.scan())
+    counts = delete_messages([erased, lone])
+    assert counts["messages"] == 2 and counts["thread_keys"] >= 1
+    left = entry("mbx_alice", conversation)
+    assert left.message_count == 1 and left.latest_message_id == kept.message_id
+    assert not any("eva@customer.example" in p for p in left.participants)
+    with pytest.raises(ThreadEntry.DoesNotExist):
+        entry("mbx_alice", lone.conversation_id)
+    assert not any("eva@customer.example" in k.key for k in ThreadKey.scan())
+    postings = list(SearchPosting.scan())
+    assert postings and not any(p.message_id in (erased.message_id, lone.message_id) for p in postings)
+    assert not any("eva" in p.token_key for p in postings)
