@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from chalicelib.models.conversation import ThreadEntry
+from chalicelib.erasure.delete import delete_messages
+from chalicelib.models.conversation import ThreadEntry, ThreadKey
 from chalicelib.models.mailbox import MailboxShare
 from chalicelib.models.message import Message
 from chalicelib.models.search import SearchPosting
@@ -301,8 +302,6 @@ def test_a_whole_conversation_is_marked_private_where_the_caller_may_write(api, 
 def test_erasing_a_participants_messages_leaves_no_trace_in_threads_or_the_index(tenant, alice):
     """Guards against an erasure leaving the person in conversations: their address in a thread's participants or
     in a subject thread key, or their messages in the search index."""
-    from chalicelib.erasure.delete import delete_messages
-    from chalicelib.models.conversation import ThreadKey
     kept = save(alice, message_id="<e1@customer.example>", subject="Order", from_="jan@customer.example",
                 to="alice@acme-crm.example")
     erased = save(alice, days=1, message_id="<e2@customer.example>", subject="Re: Order",
