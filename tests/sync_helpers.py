@@ -10,6 +10,7 @@ import boto3
 from chalicelib.ids import new_id
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.tenant import Tenant
+from chalicelib.notify import notifier
 from chalicelib.providers.base import (ChangeSet, ErrorCode, FetchedMessage, MailProvider, MessageRef,
                                        ProviderError, SendResult)
 from chalicelib.tenancy.service import get_tenant
@@ -174,6 +175,18 @@ def receive_event(queue_url: str, count: int) -> dict:
                             "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:mbtest-sync",
                             "awsRegion": "us-east-1"})
     return {"Records": records}
+
+
+def deliver_events(queue_url: str) -> int:
+    """Run the notifier over every message on the events queue, as its Lambda would (it stores the events a
+    sync announced, put if absent); returns how many queue messages it consumed."""
+    consumed = 0
+    while True:
+        received = receive_event(queue_url, 10)
+        if not received["Records"]:
+            return consumed
+        assert notifier.handle_batch(received, None) == {"batchItemFailures": []}
+        consumed += len(received["Records"])
 
 
 def job_event(*jobs: tuple[str, str], reason: str = "test", receive_count: int = 1) -> dict:

@@ -6,7 +6,7 @@ attributes, so the API (settings) and the worker (sync state, lease) never overw
 from __future__ import annotations
 
 from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute,
-                                 UnicodeAttribute)
+                                 UnicodeAttribute, UnicodeSetAttribute)
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -107,6 +107,7 @@ class Mailbox(Model):
     counts = JSONAttribute(null=True)              # legacy {imported, skipped, removed} (before the counters)
     imported_count = NumberAttribute(null=True)    # exact: settled once per stored message (sync/effects.py)
     skipped_count = NumberAttribute(null=True)
+    owed_pages = UnicodeSetAttribute(null=True)    # page debts: new messages not yet paired/announced (sync/effects.py)
     removed_count = NumberAttribute(null=True)
     cursors = JSONAttribute(null=True)             # legacy (before sync_cursors); migrated on the next sync
     resync_count = NumberAttribute(default=0)

@@ -10,16 +10,20 @@ message stored (created=False) but still owing, and completes it; `sweep()` (run
 anything a dead mailbox left behind. Order is pair first, then announce, so a `message.created` consumer
 finds the message's links.
 
-Pages (`complete_page`, what the engine uses): messages created by `store_page` were counted in the
-transaction that created them and owe `["pair", "announce"]`; a page pays them with one batched pairing, one
-queue message carrying its events, and one transaction per 50 messages storing the events and clearing the
-debts.
+Pages (`complete_page`, what the engine uses): messages created by `store_page` carry no `owed` of their own;
+the transaction that creates and counts them also records ONE page debt on the mailbox (`PageDebt`, an element
+of `Mailbox.owed_pages`). A page pays it with one batched pairing, one queue message carrying its events, and
+one transaction storing the events and removing the debt — no write per message. The
+engine pays any debt a dead sync left (`pay_debts`) before it syncs; the renewer sweeps debts older than a
+few minutes.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.logs import logger
@@ -27,9 +31,11 @@ from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.models.event import Event
-from chalicelib.notify.events import emit, enqueue_events, new_event, stable_event_id
+from chalicelib.notify.events import (RETENTION_SECONDS, emit, enqueue_events, new_event,
+                                      stable_event_id)
 from chalicelib.pairing.engine import pair_message
 from chalicelib.pairing.page import pair_page
+from chalicelib.timeutil import parse_iso
 
 PAIR, ANNOUNCE, COUNT = "pair", "announce", "count"   # the debts `store.OWED_IMPORTED`/`OWED_SKIPPED` list
 
@@ -47,8 +53,14 @@ def announce(message: Message) -> None:
 
 
 def created_event(message: Message) -> Event:
-    return new_event(message.tenant_id, "message.created", _created_payload(message),
-                     stable_event_id(message.tenant_id, "message.created", message.message_id))
+    """The message's `message.created` event, the same item however often it is built: stable id, and
+    `created_at`/`expires_at` from when the message was stored (so a replay rewrites identical bytes)."""
+    event = new_event(message.tenant_id, "message.created", _created_payload(message),
+                      stable_event_id(message.tenant_id, "message.created", message.message_id))
+    if message.imported_at:
+        event.created_at = message.imported_at
+        event.expires_at = int(parse_iso(message.imported_at).timestamp()) + RETENTION_SECONDS
+    return event
 
 
 def _settle(message: Message, debt: str) -> None:
@@ -95,77 +107,127 @@ def announce_only(message: Message) -> None:
 
 
 
-SETTLE_PER_TRANSACTION = 50   # two actions each (the message, its event): TransactWriteItems takes 100
+# --- page debts: what a page of new messages owes, one record on the mailbox --------------------------------
+
+@dataclass(frozen=True)
+class PageDebt:
+    """What one insert transaction's new messages still owe (pairing, then `message.created`).
+
+    Stored as one element of the mailbox's string set `owed_pages`, ADDed in the transaction that creates the
+    messages and counts them (`store_page.insert_items`), DELETEd once they are paired and announced. Set
+    ADD/DELETE are idempotent (DynamoDB Developer Guide, "Update expressions: ADD / DELETE"), so a replay or a
+    concurrent sweep settles a debt at most once and never re-opens it. `key` is the element as stored."""
+    key: str
+    message_ids: tuple[str, ...]
+    created_at: str
 
 
-def _settle_one(message: Message, event: Event | None) -> None:
-    """The fallback of `_settle_page`: store the event (if absent), then clear the debts."""
-    if event is not None:
-        try:
-            event.save(condition=Event.event_id.does_not_exist())
-        except PutError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+def page_debt(message_ids: Sequence[str], created_at: str) -> str:
+    """The set element recording that `message_ids` owe their effects (compact JSON, ids sorted)."""
+    return json.dumps({"at": created_at, "ids": sorted(message_ids)}, separators=(",", ":"))
+
+
+def read_debt(key: str) -> PageDebt | None:
     try:
-        message.update(actions=[Message.owed.remove(), Message.owed_mailbox.remove()],
-                       condition=Message.owed.exists())
-    except UpdateError as exc:
-        if getattr(exc, "cause_response_code", "") != "ConditionalCheckFailedException":
-            raise
+        body = json.loads(key)
+        return PageDebt(key, tuple(str(i) for i in body["ids"]), str(body["at"]))
+    except (ValueError, KeyError, TypeError):
+        logger.error("unreadable page debt dropped", extra={"debt": key[:200]})
+        return None
 
 
-def _settle_page(messages: Sequence[Message], events: dict[str, Event]) -> None:
-    """Store the page's `message.created` events and clear the messages' debts, ≤ 50 messages a transaction
-    (all-or-nothing: an event is stored exactly when its debt is cleared). A transaction cancelled because a
-    debt was already cleared (a concurrent sweep) falls back to one message at a time."""
-    for start in range(0, len(messages), SETTLE_PER_TRANSACTION):
-        chunk = messages[start:start + SETTLE_PER_TRANSACTION]
-        try:
+def settle_debts(mailbox: Mailbox, keys: Sequence[str], events: Sequence[Event] = ()) -> None:
+    """Remove paid debts from the mailbox and store their `message.created` events, together: one
+    TransactWriteItems (≤ 99 events + the mailbox; all-or-nothing, so an event is stored exactly when its debt
+    is cleared), or one UpdateItem without events. The events are plain puts: `created_event` builds the same
+    bytes on every replay, and the notifier may have stored them first. A mailbox deleted meanwhile is left
+    deleted (the condition) and its debts with it."""
+    if not keys:
+        return
+    target = Mailbox(mailbox.tenant_id, mailbox.mailbox_id)
+    actions = [Mailbox.owed_pages.delete(set(keys))]
+    try:
+        if events:
             with TransactWrite(connection=transaction_connection()) as transaction:
-                for message in chunk:
-                    transaction.update(Message(message.message_id),
-                                       actions=[Message.owed.remove(), Message.owed_mailbox.remove()],
-                                       condition=Message.owed.exists())
-                    if message.message_id in events:
-                        transaction.save(events[message.message_id])
-        except TransactWriteError as exc:
-            if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
-                raise
-            for message in chunk:
-                _settle_one(message, events.get(message.message_id))
-        for message in chunk:
-            message.owed = None
-            message.owed_mailbox = None
+                for event in events:
+                    transaction.save(event)
+                transaction.update(target, actions=actions, condition=Mailbox.mailbox_id.exists())
+        else:
+            target.update(actions=actions, condition=Mailbox.mailbox_id.exists())
+    except (UpdateError, TransactWriteError) as exc:
+        if getattr(exc, "cause_response_code", "") not in ("ConditionalCheckFailedException",
+                                                             "TransactionCanceledException"):
+            raise
+        logger.info("page debts of a deleted mailbox dropped", extra={"mailbox_id": mailbox.mailbox_id})
+    if mailbox.owed_pages:
+        mailbox.owed_pages = set(mailbox.owed_pages) - set(keys) or None
 
 
-def complete_page(messages: Sequence[Message], mailbox: Mailbox | None = None, *, pair: bool = True) -> int:
+def complete_page(messages: Sequence[Message], mailbox: Mailbox | None = None, *, pair: bool = True,
+                  debts: Sequence[str] = ()) -> int:
     """Pay what a page of messages owes in a few calls; returns how many owe nothing any more.
 
-    Messages created by `store_page` owe `pair`/`announce` (their count moved in the transaction that created
-    them): one batched pairing (`pairing.page.pair_page`), ONE queue message carrying their `message.created`
-    events whole (sent BEFORE the events are stored and the debts cleared, so a crash in between only repeats
-    the announcement — same event ids — and the notifier stores an event it receives first), then the events
-    stored and the debts cleared together (`_settle_page`). A message whose pairing failed keeps its debts
-    (never announced before it is paired). Messages owing `count` (stored one by one) go through `complete`."""
+    Messages covered by `debts` (created by `store_page`, counted in the transaction that created them): one
+    batched pairing (`pairing.page.pair_page`), ONE queue message carrying their `message.created` events
+    whole (sent BEFORE the events are stored, so a crash in between only repeats the announcement — same
+    event ids — and the notifier stores an event it receives first), then per debt one transaction storing
+    its events and removing it (`settle_debts`). If any pairing failed the debts stay (never announced before
+    paired) for the replay or the sweep. Messages with a debt of their own (`owed`: stored one by one) go
+    through `complete`."""
     owing = [m for m in messages if m.owed]
     settled = len(messages) - len(owing)
-    batch = [m for m in owing if COUNT not in m.owed]
     for message in owing:
-        if COUNT in message.owed:
-            settled += complete(message, pair=pair)
-    if not batch:
+        settled += complete(message, pair=pair)
+    covered = [m for m in messages if not m.owed]
+    if not debts:
         return settled
-    if pair:
-        results = pair_page([m for m in batch if PAIR in m.owed], mailbox)
-        batch = [m for m in batch if results.get(m.message_id, True) is not None]
-    events = {m.message_id: created_event(m) for m in batch if ANNOUNCE in m.owed}
+    if mailbox is None:
+        raise ValueError("page debts are settled on their mailbox")
+    if pair and covered:
+        results = pair_page(covered, mailbox)
+        if any(results.get(m.message_id, True) is None for m in covered):
+            logger.warning("pairing failed for part of a page; its debts are kept", extra={"debts": len(debts)})
+            return settled - len(covered)
+    events = {m.message_id: created_event(m) for m in covered}
     try:
-        enqueue_events(batch[0].tenant_id, list(events.values())) if batch else None
+        enqueue_events(covered[0].tenant_id, list(events.values())) if covered else None
     except Exception:  # noqa: BLE001 - the messages are stored; what they owe is retried later
-        logger.exception("announcing the page failed; kept for retry", extra={"messages": len(batch)})
-        return settled
-    _settle_page(batch, events)
-    return settled + len(batch)
+        logger.exception("announcing the page failed; kept for retry", extra={"messages": len(covered)})
+        return settled - len(covered)
+    for key in debts:
+        debt = read_debt(key)
+        settle_debts(mailbox, [key], [events[i] for i in (debt.message_ids if debt else ()) if i in events])
+    return settled
+
+
+def pay_debts(mailbox: Mailbox, *, older_than: str | None = None,
+              page_effects: Callable[..., object] = complete_page) -> int:
+    """Pay the mailbox's open page debts (all, or those recorded before `older_than`, ISO) through
+    `page_effects(messages, mailbox, debts=[key])`: the replay after a crash (the engine, before it syncs, with
+    its own page effects) and the sweep (the renewer). Returns how many messages were settled."""
+    settled = 0
+    for key in sorted(mailbox.owed_pages or ()):
+        debt = read_debt(key)
+        if debt is None:
+            settle_debts(mailbox, [key])
+            continue
+        if older_than is not None and debt.created_at >= older_than:
+            continue
+        messages = [m for m in stored_messages(debt.message_ids) if not m.owed]
+        page_effects(messages, mailbox, debts=[key])
+        if key not in (mailbox.owed_pages or ()):
+            settled += len(messages)
+    return settled
+
+
+def stored_messages(message_ids: Sequence[str]) -> list[Message]:
+    """The stored messages among `message_ids` (consistent reads, ≤ 100 keys a BatchGetItem); a message erased
+    or purged since is simply absent."""
+    found: list[Message] = []
+    unique = list(dict.fromkeys(message_ids))
+    for start in range(0, len(unique), 100):
+        found.extend(Message.batch_get(unique[start:start + 100], consistent_read=True))
+    return found
 
 
 def sweep(messages: Iterable[Message]) -> int:
@@ -185,4 +247,5 @@ def left_behind(mailbox_id: str, older_than: str) -> Iterator[Message]:
 
 # The page forms the engine uses for a whole page at once (sync/engine.py looks for `.page`).
 complete.page = complete_page
-announce_only.page = lambda messages, mailbox=None: complete_page(messages, mailbox, pair=False)
+announce_only.page = lambda messages, mailbox=None, debts=(): complete_page(messages, mailbox, pair=False,
+                                                                             debts=debts)

@@ -180,13 +180,26 @@ class _Run:
                     delta.skipped += 1
                 else:
                     delta.imported += 1
-        owing = [outcome.message for outcome in outcomes if outcome.message.owed]
+        owing = [outcome.message for outcome in outcomes if outcome.message.owed or outcome.debt]
+        debts = sorted({outcome.debt for outcome in outcomes if outcome.debt})
+        self._page_effects(owing, self.mailbox, debts=debts)
+
+    def _page_effects(self, messages: Sequence, mailbox: Mailbox, *, debts: Sequence[str]) -> None:
+        """Pay what a page owes through `after_store`'s page form; a one-message `after_store` (no `.page`) is
+        called per message and the page's debts are then removed."""
         page_effects = getattr(self.after_store, "page", None)
         if page_effects is not None:
-            page_effects(owing, self.mailbox)
-        else:
-            for message in owing:
-                self.after_store(message)
+            page_effects(messages, mailbox, debts=debts)
+            return
+        for message in messages:
+            self.after_store(message)
+        effects.settle_debts(mailbox, debts)
+
+    def _pay_debts(self) -> None:
+        """What a dead sync of this mailbox left owing (page debts on the mailbox item) is paid before syncing,
+        so a replay completes it even when every message of its page is already stored."""
+        if self.mailbox.owed_pages:
+            effects.pay_debts(self.mailbox, page_effects=self._page_effects)
 
     def _unknown(self, folder: str, changed: Sequence[MessageRef]) -> list[MessageRef]:
         if not changed:
@@ -246,6 +259,7 @@ class _Run:
                 return False
 
     def run(self) -> SyncResult:
+        self._pay_debts()
         chosen = set(synced_folders(self.mailbox))     # roles turned off (`sync_folders`) keep their cursor
         folders = [f for f in self.provider.folders() if f not in FOLDER_ROLES or f in chosen]
         for index, folder in enumerate(folders):

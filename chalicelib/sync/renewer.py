@@ -76,6 +76,7 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
         if outcome in ("started", "renewed", "failed"):
             counts[f"push_{outcome}"] += 1
         counts["effects_completed"] += effects.sweep(effects.left_behind(mailbox.mailbox_id, owed_before))
+        counts["effects_completed"] += effects.pay_debts(mailbox, older_than=owed_before)
         try:
             counts["credentials_expiring"] += credential_expiry.check(mailbox, cache=servers)
         except Exception:  # noqa: BLE001 - a warning that fails now is emitted by the next run

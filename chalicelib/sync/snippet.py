@@ -2,9 +2,9 @@
 
 The quoted reply chain and the signature are left out by the reply parser (`sync/reply_text.py`,
 mail-parser-reply: Gmail's "On … wrote:", Outlook's "From: … Sent: …" block and "-----Original Message-----",
-their translations, ">" quotes, the RFC 3676 §4.3 "-- " signature), which sees at most the first
-`MAX_REPLY_PARSE_CHARS` characters. When nothing is left (a message that is only a quote), the whole text is
-used instead, so the snippet is empty only for an empty message.
+their translations, ">" quotes, the RFC 3676 §4.3 "-- " signature), which sees only as much of the text as the
+snippet's first 200 characters depend on (`reply_window`). When nothing is left (a message that is only a
+quote), the whole text is used instead, so the snippet is empty only for an empty message.
 
 Bounded: HTML is read up to `MAX_SNIPPET_HTML` characters; quotes (`<blockquote>`) are removed with one
 linear pass that counts nesting (an unclosed quote runs to the end), every pattern has a bounded width,
@@ -24,7 +24,9 @@ from chalicelib.sync.reply_text import new_text
 SNIPPET_CHARS = 200
 MAX_SNIPPET_HTML = 256 * 1024
 MAX_SNIPPET_TEXT = 200_000
-MAX_REPLY_PARSE_CHARS = 8_000    # the reply parser sees this much (its patterns are super-linear)
+MAX_REPLY_PARSE_CHARS = 8_000    # the reply parser sees at most this much (its patterns are super-linear)
+REPLY_HEADER_CHARS = 1_000       # room for a reply header after the snippet's text (Outlook's From/Sent/To block)
+_NON_SPACE = re.compile(r"\S+")
 
 _BLOCK_END = re.compile(r"<\s{0,8}(br|/p|/div|/tr|/li|/h[1-6]|/table|/blockquote)\b[^<>]{0,1000}>", re.IGNORECASE)
 _BLOCKQUOTE_TAG = re.compile(r"<(/?)blockquote\b[^<>]{0,1000}>?", re.IGNORECASE)
@@ -67,11 +69,26 @@ def _collapse(text: str) -> str:
     return " ".join(text.replace("\u200b", " ").replace("\xa0", " ").split())
 
 
+def reply_window(text: str, limit: int = SNIPPET_CHARS) -> int:
+    """How much of `text` the reply parser must see to settle the snippet's first `limit` characters: up to
+    where `limit` non-space characters have passed (the collapsed snippet is full by then), plus room for a
+    reply header that starts there, to the end of that line; at most `MAX_REPLY_PARSE_CHARS`. What follows can
+    only cut text after the snippet's end (the parser splits at headers and signatures it finds), and the
+    parser's time grows with its input (about 1 ms per 1,000 characters), most of an import's parse time."""
+    seen = 0
+    for run in _NON_SPACE.finditer(text, 0, MAX_REPLY_PARSE_CHARS):
+        seen += len(run.group())
+        if seen >= limit:
+            end = text.find("\n", run.end() + REPLY_HEADER_CHARS)
+            return min(len(text) if end < 0 else end, MAX_REPLY_PARSE_CHARS)
+    return min(len(text), MAX_REPLY_PARSE_CHARS)
+
+
 def make_snippet(text: str | None, limit: int = SNIPPET_CHARS) -> str:
     if not text:
         return ""
     text = text[:MAX_SNIPPET_TEXT]
-    snippet = _collapse(new_text(text, MAX_REPLY_PARSE_CHARS)) or _collapse(text)
+    snippet = _collapse(new_text(text, reply_window(text, limit))) or _collapse(text)
     if len(snippet) > limit:
         snippet = snippet[:limit - 1].rstrip() + "…"
     return snippet

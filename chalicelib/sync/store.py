@@ -54,6 +54,7 @@ HEADER_PEEK_BYTES = 256 * 1024
 class SaveOutcome:
     message: Message
     created: bool
+    debt: str | None = None     # the page debt (sync/effects.py) that records what this new message owes
 
 
 def raw_key(tenant_id: str, mailbox_id: str, message_id: str) -> str:

@@ -12,8 +12,9 @@ Per page (the same keys and invariants as `store.py`, which stores one message):
        update of the mailbox's `imported_count`/`skipped_count` by the number of items in that transaction,
        conditioned on the sync lease. A transaction is all-or-nothing (DynamoDB Developer Guide, "Amazon
        DynamoDB Transactions"), so a message is counted exactly when it is created, however often the page is
-       replayed — counts need no per-message write. The new items owe `["pair", "announce"]` (a skipped
-       message nothing): `effects.complete_page` pays that.
+       replayed — counts need no per-message write. The same update records ONE page debt on the mailbox
+       (`effects.page_debt`: the ids of the new, not skipped, messages — they owe pairing and
+       `message.created`); `effects.complete_page` pays it and removes it.
     5. messages already stored only get their provider reference moved (one update each, only when it moved).
 
 Mail a never-import list names (`privacy/lists.py`, read once per page) is dropped after step 1: no raw
@@ -43,8 +44,10 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.privacy.lists import lists_for, never_import
 from chalicelib.providers.base import FetchedMessage
+from chalicelib.sync import effects
 from chalicelib.sync.lease import LeaseLost
 from chalicelib.threads import derived
+from chalicelib.timeutil import now_iso
 from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOutcome, _insert_or_refresh,
                                    mark_removed, prepare, provider_key, put_raw, refresh_ref, refuse,
                                    save_fetched, stored_provider_ids, use_id)
@@ -52,7 +55,6 @@ from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOu
 BATCH_GET_KEYS = 100                     # BatchGetItem: at most 100 keys per request
 TRANSACT_PUTS = 99                       # TransactWriteItems: 100 actions, one of them the mailbox counter
 TRANSACT_BYTES = 3_000_000               # TransactWriteItems: 4 MB per request, with room for the envelope
-OWED_NEW = [debt for debt in OWED_IMPORTED if debt != "count"]   # counted in the transaction that creates it
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -109,13 +111,17 @@ def _chunks(new: list[Prepared]) -> list[list[Prepared]]:
     return [chunk for chunk in chunks if chunk]
 
 
-def insert_items(mailbox: Mailbox, chunk: Sequence[Prepared], lease_owner: str | None) -> bool:
-    """Create the chunk's items and count them in one transaction. False when an item already existed
-    (nothing was written); raises LeaseLost when the lease is no longer `lease_owner`'s."""
-    imported = sum(1 for p in chunk if not p.item.skipped_reason)
-    skipped = len(chunk) - imported
-    counters = ([Mailbox.imported_count.add(imported)] if imported else []) + \
-               ([Mailbox.skipped_count.add(skipped)] if skipped else [])
+def insert_items(mailbox: Mailbox, chunk: Sequence[Prepared], lease_owner: str | None) -> str | None | bool:
+    """Create the chunk's items, count them and record what they owe (one page debt on the mailbox,
+    `effects.page_debt`) in one transaction. Returns the debt (None when every item is skipped and owes
+    nothing); False when an item already existed (nothing was written); raises LeaseLost when the lease is no
+    longer `lease_owner`'s."""
+    imported = [p.item.message_id for p in chunk if not p.item.skipped_reason]
+    skipped = len(chunk) - len(imported)
+    debt = effects.page_debt(imported, now_iso()) if imported else None
+    actions = ([Mailbox.imported_count.add(len(imported))] if imported else []) + \
+              ([Mailbox.skipped_count.add(skipped)] if skipped else []) + \
+              ([Mailbox.owed_pages.add({debt})] if debt else [])
     condition = Mailbox.mailbox_id.exists()
     if lease_owner is not None:
         condition = condition & (Mailbox.lease_owner == lease_owner)
@@ -123,7 +129,7 @@ def insert_items(mailbox: Mailbox, chunk: Sequence[Prepared], lease_owner: str |
         with TransactWrite(connection=transaction_connection()) as transaction:
             for prepared in chunk:
                 transaction.save(prepared.item, condition=Message.message_id.does_not_exist())
-            transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id), actions=counters,
+            transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id), actions=actions,
                                condition=condition)
     except TransactWriteError as exc:
         reasons = list(getattr(exc, "cancellation_reasons", None) or [])
@@ -133,7 +139,7 @@ def insert_items(mailbox: Mailbox, chunk: Sequence[Prepared], lease_owner: str |
         if "ConditionalCheckFailed" in codes:
             return False
         raise
-    return True
+    return debt
 
 
 def _refresh(existing: Message, prepared: Prepared) -> SaveOutcome:
@@ -177,14 +183,15 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
             repeats.append(index)
         else:
             first_of[message_id] = index
-            item.item.owed = list(OWED_NEW) if not item.item.skipped_reason else None
-            item.item.owed_mailbox = mailbox.mailbox_id if item.item.owed else None
+            item.item.owed = item.item.owed_mailbox = None      # counted and owed by the insert (page debt)
             new.append(item)
     put_raw_objects(new, lists.raw_tagging)
     for chunk in _chunks(new):
-        if insert_items(mailbox, chunk, lease_owner):
+        debt = insert_items(mailbox, chunk, lease_owner)
+        if debt is not False:
             for item in chunk:
-                outcomes[first_of[item.item.message_id]] = SaveOutcome(item.item, True)
+                outcomes[first_of[item.item.message_id]] = SaveOutcome(
+                    item.item, True, None if item.item.skipped_reason else debt)
             continue
         logger.info("page insert raced with another writer; storing one by one", extra={"messages": len(chunk)})
         for item in chunk:

@@ -365,7 +365,8 @@ def test_the_renewer_completes_what_a_dead_sync_left_owing(aws, monkeypatch):
     engine.sync_mailbox(mailbox, FakeProvider({"inbox": 3, "sent": 0}), FAR)
     assert events.list_events(mailbox.tenant_id, "message.created") == []
     paired = []
-    monkeypatch.setattr(effects, "pair_message", paired.append)
+    monkeypatch.setattr(effects, "pair_page", lambda messages, mailbox: {m.message_id: paired.append(m) or []
+                                                                        for m in messages})
     assert renewer.run()["effects_completed"] == 0                    # too recent: a live sync may still own it
     assert renewer.run(now=time.time() + 3600)["effects_completed"] == 3
     assert len(paired) == 3 and len(events.list_events(mailbox.tenant_id, "message.created")) == 3

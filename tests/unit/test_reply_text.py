@@ -9,7 +9,7 @@ import pytest
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync import store
 from chalicelib.sync.reply_text import new_text
-from chalicelib.sync.snippet import make_snippet
+from chalicelib.sync.snippet import make_snippet, reply_window
 from tests.mailfactory import make_message
 from tests.unit.test_message_store import make_mailbox
 
@@ -46,6 +46,18 @@ def test_snippets_skip_quotes_and_signatures():
     assert make_snippet(OUTLOOK) == "Tuesday works for me."
     assert make_snippet(SIGNED) == "See you tomorrow."
     assert make_snippet("> only a quote") == "> only a quote"     # nothing new: the whole text
+
+
+@pytest.mark.parametrize("reply", [GMAIL, OUTLOOK, OUTLOOK_ORIGINAL, QUOTED, SIGNED, GERMAN, CZECH])
+@pytest.mark.parametrize("before", [0, 150, 190, 400])
+def test_the_snippet_parses_only_what_its_first_characters_depend_on(reply, before):
+    """Guards the parse window (`reply_window`: ingest time goes to the reply parser) against cutting a reply
+    header or signature the snippet depends on: the same snippet as with the parser seeing the whole text."""
+    text = ("Lorem ipsum dolor sit amet. " * 40)[:before] + reply + "\n" + "Older text.\n" * 2_000
+    whole = " ".join((new_text(text, len(text)) or text).split())
+    expected = whole if len(whole) <= 200 else whole[:199].rstrip() + "…"
+    assert make_snippet(text) == expected
+    assert reply_window(text) < 2_000
 
 
 @pytest.mark.parametrize("unit", ["On ", "On x ", "Dne ", "> ", "From: x\n", "a" * 60 + "\n", " "])

@@ -17,7 +17,8 @@ from chalicelib.pairing import context as pairing_context
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync import effects, engine, store_page
 from chalicelib.sync.engine import SyncOptions
-from tests.sync_helpers import FakeProvider, counts_of, make_mailbox, raw_message, receive_event, reload
+from tests.sync_helpers import (FakeProvider, counts_of, deliver_events, make_mailbox, raw_message,
+                                receive_event, reload)
 
 FAR = float("inf")
 
@@ -46,7 +47,11 @@ def test_a_page_with_stored_and_new_messages_creates_and_counts_only_the_new(aws
     assert [o.created for o in first] == [True] * 3
     again = store_page.save_page(reload(mailbox), page(1, 6))
     assert [o.created for o in again] == [False, False, False, True, True]
-    assert all(o.message.owed == ["pair", "announce"] for o in again if o.created)
+    assert not any(o.message.owed for o in again)            # what they owe is one page debt, not per message
+    debts = [effects.read_debt(key) for key in reload(mailbox).owed_pages]
+    assert sorted(ids for debt in debts for ids in debt.message_ids) == sorted(
+        o.message.message_id for o in first + again if o.created)
+    assert {o.debt for o in again if o.created} == {debt.key for debt in debts if len(debt.message_ids) == 2}
     assert len(stored(mailbox)) == 5
     assert counts_of(reload(mailbox))["imported"] == 5
 
@@ -79,6 +84,7 @@ def test_a_page_over_its_byte_budget_is_stored_in_parts(aws, monkeypatch):
                                  after_store=effects.announce_only)
     assert len(held) >= 4 and max(held) <= size * 3 + 10 + 20      # digits of the uid vary a few bytes
     assert result.counts.imported == 10 and len(stored(mailbox)) == 10
+    deliver_events(aws["events_queue_url"])
     assert counts_of(reload(mailbox))["imported"] == 10 and len(created_events(mailbox)) == 10
 
 
@@ -86,12 +92,11 @@ def test_a_page_over_its_byte_budget_is_stored_in_parts(aws, monkeypatch):
 def test_a_crash_mid_page_replays_without_duplicates_and_with_exact_counts(aws, monkeypatch, step):
     """Guards against a worker dying inside a page leaving duplicates, lost or doubled events, or wrong counts."""
     monkeypatch.setattr(store_page, "TRANSACT_PUTS", 3)            # a page of 8 is three insert transactions
-    monkeypatch.setattr(effects, "SETTLE_PER_TRANSACTION", 3)
     mailbox = make_mailbox()
     provider = FakeProvider({"inbox": 8})
     calls = collections.Counter()
     targets = {"insert": (store_page, "insert_items"), "enqueue": (effects, "enqueue_events"),
-               "settle": (effects, "_settle_page")}
+               "settle": (effects, "settle_debts")}
     module, name = targets[step]
     original = getattr(module, name)
 
@@ -108,8 +113,9 @@ def test_a_crash_mid_page_replays_without_duplicates_and_with_exact_counts(aws, 
     engine.sync_mailbox(reload(mailbox), provider, FAR, options=SyncOptions(page_size=8),
                         after_store=effects.announce_only)
     messages = stored(mailbox)
-    assert len(messages) == 8 and not any(m.owed for m in messages)
+    assert len(messages) == 8 and not any(m.owed for m in messages) and not reload(mailbox).owed_pages
     assert counts_of(reload(mailbox))["imported"] == 8
+    deliver_events(aws["events_queue_url"])
     created = created_events(mailbox)
     assert len(created) == 8 and len({e.event_id for e in created}) == 8
 
@@ -142,10 +148,11 @@ def test_a_page_costs_a_few_calls_not_a_few_per_message(aws):
     botocore.client.BaseClient._make_api_call = counting
     try:
         outcomes = store_page.save_page(mailbox, fetched)
-        effects.complete_page([o.message for o in outcomes], mailbox)
+        effects.complete_page([o.message for o in outcomes], mailbox, debts=sorted({o.debt for o in outcomes}))
     finally:
         botocore.client.BaseClient._make_api_call = original
     assert len(stored(mailbox)) == 120 and not any(m.owed for m in stored(mailbox))
+    assert not reload(mailbox).owed_pages
     assert calls["s3"] == 120
     assert calls["dynamodb"] <= 12, calls          # 0.1 per message
     assert calls["sqs"] <= 2, calls
