@@ -1,23 +1,55 @@
-"""Lazy boto3 clients (created on first use, reused across Lambda invocations).
+"""Lazy boto3 clients (created on first use, reused across Lambda invocations), and the botocore session every
+AWS client of the process is made from.
 
 Endpoints are left to botocore, which honours `AWS_ENDPOINT_URL`; the local stack runs moto in-process instead
 (`infra/local_aws.py`).
+
+Client creation is dominated by botocore reading its JSON service models (`botocore/data`: the service
+definition, endpoint rules, partitions) — a fresh `Session` reads them again for every client. PynamoDB makes
+one session per model class and thread (`pynamodb.connection.base.Connection.session`), so a worker touching
+fifteen tables paid fifteen reads of the DynamoDB model on a cold start. `thread_session()` gives each thread ONE
+session, and every session shares one `Loader` (its caches are per instance; botocore `loaders.instance_cache`),
+so the models are read once per process. Sessions stay per thread: botocore documents `Session` as not safe to
+share between threads ("Multithreading or multiprocessing with resources", boto3 guide). `models/base.py` hands
+it to PynamoDB.
 """
 from __future__ import annotations
 
 import functools
+import threading
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.loaders import create_loader
 
 from chalicelib.config import get_settings
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+_LOADER = create_loader()
+_SESSIONS = threading.local()
+
+
+def new_session() -> botocore.session.Session:
+    """A botocore session that reads service models through the process's shared loader."""
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _LOADER)
+    return session
+
+
+def thread_session() -> botocore.session.Session:
+    """This thread's botocore session (created on first use)."""
+    session = getattr(_SESSIONS, "session", None)
+    if session is None:
+        session = _SESSIONS.session = new_session()
+    return session
 
 
 @functools.lru_cache(maxsize=None)
 def client(service: str):
-    return boto3.session.Session().client(service, region_name=get_settings().region, config=_CONFIG)
+    # a boto3 Session adds its handlers to the botocore session it wraps: one of its own per client
+    return boto3.session.Session(botocore_session=new_session()).client(
+        service, region_name=get_settings().region, config=_CONFIG)
 
 
 def sqs():

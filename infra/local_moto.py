@@ -24,6 +24,10 @@ stack"), moto itself was where time and memory went, not mailbridge:
   writes and transactions are atomic as in DynamoDB, and `local_state` can take a consistent cut by holding
   the same lock.
 
+- moto's S3 backend re-imported its URL module (`importlib.reload(moto.s3.urls)`) on every request, a quarter
+  of an in-process PutObject; the module is loaded once here (its table depends on environment variables the
+  local stack sets before it starts).
+
 It also records which items changed (`DirtyItems`), so snapshots write only those (`infra/local_state.py`).
 Emulator only: this patches moto classes of the local stack's own process (moto 5.2) and is never imported
 by the service.
@@ -79,7 +83,7 @@ def _json_default(value: Any) -> Any:
 
 
 def install() -> None:
-    """Patch moto's DynamoDB (idempotent)."""
+    """Patch moto's DynamoDB and S3 (idempotent)."""
     global _installed
     if _installed:
         return
@@ -89,6 +93,7 @@ def install() -> None:
     from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
     _stop_instance_tracking()
+    _load_s3_urls_once()
     _patch_item_construction(Item)
     _patch_serializer(DynamoResult)
     _lock_requests(DynamoHandler)
@@ -97,6 +102,12 @@ def install() -> None:
     import moto.dynamodb.models as models_module
     models_module.copy = _CopyWithoutTables(Table)
     _installed = True
+
+
+def _load_s3_urls_once() -> None:
+    import moto.s3.urls as urls_module
+    from moto.s3.models import S3Backend
+    S3Backend._url_module = property(lambda self: urls_module)
 
 
 def _stop_instance_tracking() -> None:

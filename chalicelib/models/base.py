@@ -9,9 +9,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import pynamodb.connection.base as pynamodb_connection
 from pynamodb.connection import Connection
 
+from chalicelib.aws import thread_session
 from chalicelib.config import get_settings
+
+# PynamoDB makes a botocore session per model class and thread with `botocore.session.get_session`; the
+# thread's shared session instead reads botocore's service models once per process (`aws.thread_session`).
+pynamodb_connection.get_session = thread_session
 
 
 def table_meta(suffix: str, **extra: Any) -> type:
