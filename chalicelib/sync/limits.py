@@ -32,6 +32,9 @@ FIELD_BUDGETS = {
     "subject": 4 * 1024, "snippet": 1024, "rfc_message_id": 1024, "in_reply_to": 1024,
     "references": 16 * 1024, "headers": 16 * 1024, "attachments": 64 * 1024, "parse_errors": 8 * 1024,
 }
+# The field budgets sum below ITEM_BUDGET, so fields within their budgets are an item within it (the whole-item
+# shrink below only runs if someone raises a field budget past that).
+_FIELDS_FIT_ITEM = sum(FIELD_BUDGETS.values()) + sum(len(name) for name in FIELD_BUDGETS) <= ITEM_BUDGET
 MAX_PARSE_ERRORS = 60
 MAX_ERROR_CHARS = 200
 _SHRINK_ORDER = ("bcc", "cc", "to", "attachments", "references", "headers", "reply_to")
@@ -131,7 +134,7 @@ def fit_to_budget(parsed: Any) -> Any:
         changes[name] = _fit_field(name, value, budget)
         notes.append(_describe(name, value, changes[name]))
     fitted = dataclasses.replace(parsed, **changes)
-    for name in _SHRINK_ORDER:                       # defensive: the budgets above already sum below it
+    for name in _SHRINK_ORDER if not _FIELDS_FIT_ITEM else ():   # every field is within its budget by now
         if stored_size(fitted) <= ITEM_BUDGET:
             break
         value = getattr(fitted, name)

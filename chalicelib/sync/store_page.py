@@ -29,7 +29,6 @@ Requests stay under DynamoDB's limits: 100 keys per BatchGetItem, 100 actions an
 """
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
@@ -46,6 +45,7 @@ from chalicelib.privacy.lists import lists_for, never_import
 from chalicelib.providers.base import FetchedMessage
 from chalicelib.sync import effects
 from chalicelib.sync.lease import LeaseLost
+from chalicelib.sync.limits import FIELD_BUDGETS, size_of
 from chalicelib.threads import derived
 from chalicelib.timeutil import now_iso
 from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOutcome, _insert_or_refresh,
@@ -94,8 +94,13 @@ def existing_items(keys: Sequence[str]) -> dict[str, Message]:
     return found
 
 
+ITEM_OVERHEAD_BYTES = 8 * 1024          # keys, ids, dates and state: short values outside the field budgets
+
+
 def _size(item: Message) -> int:
-    return len(json.dumps(item.serialize(), default=str))
+    """An upper bound of the item's size: its header-derived fields as `limits.size_of` counts them (the
+    fields `limits.FIELD_BUDGETS` bounds) plus `ITEM_OVERHEAD_BYTES` for the rest — without serializing it."""
+    return sum(size_of(getattr(item, name, None)) + len(name) for name in FIELD_BUDGETS) + ITEM_OVERHEAD_BYTES
 
 
 def _chunks(new: list[Prepared]) -> list[list[Prepared]]:

@@ -15,7 +15,7 @@ from chalicelib.models.message import Message
 from chalicelib.notify import events, notifier
 from chalicelib.pairing import context as pairing_context
 from chalicelib.providers.base import FetchedMessage, MessageRef
-from chalicelib.sync import effects, engine, store_page
+from chalicelib.sync import effects, engine, store, store_page
 from chalicelib.sync.engine import SyncOptions
 from tests.sync_helpers import (FakeProvider, counts_of, deliver_events, make_mailbox, raw_message,
                                 receive_event, reload)
@@ -159,3 +159,24 @@ def test_a_page_costs_a_few_calls_not_a_few_per_message(aws):
     assert boto3.client("sqs").get_queue_attributes(
         QueueUrl=aws["events_queue_url"], AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+
+def _hostile_recipients() -> bytes:
+    recipients = ", ".join(f'"{"N" * 190}" <{"u" * 300}{i}@example.com>' for i in range(200))
+    return (f"From: a@example.com\r\nTo: {recipients}\r\nCc: {recipients}\r\nBcc: {recipients}\r\n"
+            f"Reply-To: {recipients}\r\nSubject: {'s' * 5000}\r\n\r\nbody").encode()
+
+
+def _hostile_attachments() -> bytes:
+    parts = b"".join(b"--x\r\nContent-Type: application/" + b"y" * 2000 + b"\r\nContent-Disposition: attachment"
+                     + b"z" * 2000 + b"; filename=f%d.bin\r\nContent-ID: <" % i + b"c" * 600 + b">\r\n\r\ndata\r\n"
+                     for i in range(200))
+    return b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n" + parts + b"--x--\r\n"
+
+
+@pytest.mark.parametrize("raw", [raw_message(1), _hostile_recipients(), _hostile_attachments()])
+def test_the_size_bound_that_splits_transactions_is_never_below_the_item(aws, raw):
+    """Guards the 4 MB transaction limit: chunks are cut on `_size`, an estimate that must never be smaller
+    than the item as serialized (the DynamoDB JSON of the request is larger than the stored item)."""
+    prepared = store.prepare(make_mailbox(), FetchedMessage(MessageRef("inbox", "1:1"), raw))
+    assert store_page._size(prepared.item) >= len(json.dumps(prepared.item.serialize()))
