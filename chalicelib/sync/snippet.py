@@ -25,7 +25,7 @@ SNIPPET_CHARS = 200
 MAX_SNIPPET_HTML = 256 * 1024
 MAX_SNIPPET_TEXT = 200_000
 MAX_REPLY_PARSE_CHARS = 8_000    # the reply parser sees at most this much (its patterns are super-linear)
-REPLY_HEADER_CHARS = 1_000       # room for a reply header after the snippet's text (Outlook's From/Sent/To block)
+REPLY_HEADER_CHARS = 300         # room for a reply header begun before the snippet ends (its 2nd line starts in it)
 _NON_SPACE = re.compile(r"\S+")
 
 _BLOCK_END = re.compile(r"<\s{0,8}(br|/p|/div|/tr|/li|/h[1-6]|/table|/blockquote)\b[^<>]{0,1000}>", re.IGNORECASE)
