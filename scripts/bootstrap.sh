@@ -11,6 +11,8 @@ command -v offlineimap >/dev/null 2>&1 || need_apt+=(offlineimap3)
 # the console's browser tests (tests/integration/test_console_browser.py) drive Debian's Chromium
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# `make package` strips the shipped shared libraries (infra/package.py)
+command -v strip >/dev/null 2>&1 || need_apt+=(binutils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}"

@@ -2,15 +2,20 @@
 
     python -m bench.package_weight [--runs 9] [--zip build/deployment.zip]
 
-1. Builds the Lambda package exactly as `make package` does (`infra.package`: `chalice package`, then the
-   googleapiclient discovery documents other than Gmail's are dropped) and reports the zip Chalice wrote
-   (before pruning), the shipped zip, its unzipped size (Lambda's limit is 250 MB unzipped, 50 MB zipped for a
-   direct upload — https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html) and the largest
-   top-level entries. `--zip` measures an existing shipped zip instead of building one.
+1. Builds the Lambda package exactly as `make package` does (`infra.package`: `chalice package`, the pruning of
+   `prune_deployment`, then the bytecode of every module the functions import, `infra.package_imports`) and
+   reports the zip Chalice wrote, the pruned zip with sources only (`--no-bytecode`), the shipped zip, its
+   unzipped size (Lambda's limit is 250 MB unzipped, 50 MB zipped for a direct upload —
+   https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html) and the largest top-level entries.
+   `--zip` measures an existing shipped zip instead of building one (no sources-only figures then).
 2. Measures the cold import of `app.py` — what an API Lambda pays on a cold start before the first request —
-   in fresh interpreters (median of `--runs`), as shipped (googleapiclient and msal are imported only by the
-   Gmail and Graph providers, on the worker paths that use them) and as it would be if the providers were
-   imported eagerly, and lists which heavy modules each variant loads.
+   from the unzipped package, in fresh interpreters that see only the package and the standard library and
+   cannot write bytecode (`python -I -S -B`; Lambda's /var/task is read-only): median wall and CPU time of
+   `--runs`. Variants: as shipped; sources only; the third-party floor (the same non-chalicelib modules
+   `import app` loads, in its order, so "app − floor" is what mailbridge's own code adds); and with the Gmail and Graph
+   providers imported eagerly (googleapiclient and msal are imported only on the worker paths that use them).
+3. Runs `bench.package_weight.first_request` (from the checkout, against moto): `import app` + the first and
+   second `GET /v1/mailboxes`, so the schemas pydantic builds on first use (`defer_build`) are counted.
 
 Results go to `bench/results/package_weight.json`; docs/benchmarks.md records them.
 """
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,34 +39,43 @@ sys.path.insert(0, str(ROOT))
 
 from bench.record import record  # noqa: E402
 from infra import package as packaging  # noqa: E402
+from infra.package_imports import add_bytecode  # noqa: E402
 
 HEAVY = ("googleapiclient", "google.auth", "msal", "imapclient", "nh3", "pynamodb", "boto3", "pydantic")
 PROBE = """
 import sys, time
-start = time.perf_counter()
-import app
-{extra}
-elapsed = time.perf_counter() - start
+sys.path.insert(0, sys.argv[1])
+wall, cpu = time.perf_counter(), time.process_time()
+{imports}
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 import json
-print(json.dumps({{"seconds": elapsed, "modules": len(sys.modules),
+third = [m for m, module in list(sys.modules.items()) if m.split(".")[0] not in ("app", "chalicelib")
+         and (getattr(module, "__file__", None) or "").startswith(sys.argv[1] + "/")]   # in load order
+print(json.dumps({{"wall": wall, "cpu": cpu, "modules": len(sys.modules), "third_party": third,
                   "heavy": [m for m in {heavy!r} if m in sys.modules]}}))
 """
-VARIANTS = {
-    "as shipped (import app)": "",
-    "eager providers (import app + Gmail and Graph providers)":
-        "import chalicelib.providers.gmail.client, chalicelib.providers.graph.tokens, "
-        "chalicelib.providers.graph.consent",
-}
+APP = "import app"
+FLOOR = """import importlib
+for name in {modules!r}:
+    try:
+        importlib.import_module(name)
+    except Exception:   # an alias another module installs (six.moves, ...) or needing its parent's setup
+        pass"""
+EAGER = ("import app, chalicelib.providers.gmail.client, chalicelib.providers.graph.tokens, "
+         "chalicelib.providers.graph.consent")
 
 
-def build(out: Path) -> tuple[int, int, int, Path]:
-    """Run the packaging steps; returns (chalice zip bytes, its unzipped bytes, shipped zip bytes, shipped zip)."""
+def build(out: Path) -> dict:
+    """Run the packaging steps into `out`: the sources-only zip and the shipped one (with bytecode)."""
     with tempfile.TemporaryDirectory(prefix="mailbridge-bench-package-") as tmp:
         workdir = Path(tmp) / "chalice"
         packaging.run_chalice_package("dev", workdir)
-        before, after = packaging.prune_deployment(workdir / "deployment.zip", out / "deployment.zip")
+        before, sources_only = packaging.prune_deployment(workdir / "deployment.zip", out / "sources-only.zip")
         before_unzipped, _ = unzipped(workdir / "deployment.zip")
-    return before, before_unzipped, after, out / "deployment.zip"
+    shutil.copy(out / "sources-only.zip", out / "deployment.zip")
+    add_bytecode(out / "deployment.zip")
+    return {"chalice": before, "chalice_unzipped": before_unzipped, "sources_only": sources_only,
+            "shipped": out / "deployment.zip", "sources_only_zip": out / "sources-only.zip"}
 
 
 def unzipped(path: Path) -> tuple[int, list[tuple[str, int]]]:
@@ -71,15 +87,37 @@ def unzipped(path: Path) -> tuple[int, list[tuple[str, int]]]:
     return sum(sizes.values()), sorted(sizes.items(), key=lambda item: -item[1])[:10]
 
 
-def cold_import(extra: str, runs: int) -> dict:
-    samples, last = [], {}
+def extract(archive: Path, into: Path) -> Path:
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(into)
+    return into
+
+
+def cold_import(package_dir: Path, imports: str, runs: int) -> dict:
+    walls, cpus, last = [], [], {}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_DEFAULT_REGION": "us-east-1"}
     for _ in range(runs):
-        output = subprocess.run([sys.executable, "-c", PROBE.format(extra=extra, heavy=HEAVY)], cwd=ROOT,
-                                check=True, capture_output=True, text=True).stdout
+        output = subprocess.run([sys.executable, "-I", "-S", "-B", "-c",
+                                 PROBE.format(imports=imports, heavy=HEAVY), str(package_dir)],
+                                cwd=package_dir, env=env, check=True, capture_output=True, text=True).stdout
         last = json.loads(output.strip().splitlines()[-1])
-        samples.append(last["seconds"])
-    return {"median_s": round(statistics.median(samples), 3), "min_s": round(min(samples), 3),
-            "modules": last["modules"], "heavy_loaded": last["heavy"]}
+        walls.append(last["wall"])
+        cpus.append(last["cpu"])
+    return {"median_s": round(statistics.median(walls), 3), "min_s": round(min(walls), 3),
+            "cpu_median_s": round(statistics.median(cpus), 3), "modules": last["modules"],
+            "heavy_loaded": last["heavy"], "third_party_modules": len(last["third_party"]),
+            "_third_party": last["third_party"]}
+
+
+def first_request(runs: int) -> dict:
+    samples = []
+    for _ in range(runs):
+        output = subprocess.run([sys.executable, "-m", "bench.package_weight.first_request"], cwd=ROOT,
+                                check=True, capture_output=True, text=True).stdout
+        samples.append(json.loads(output.strip().splitlines()[-1]))
+    return {key: round(statistics.median(s[key] for s in samples), 3)
+            for key in ("import_s", "first_request_s", "second_request_s", "import_and_first_s", "import_cpu_s",
+                        "first_request_cpu_s", "import_and_first_cpu_s")}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -88,28 +126,49 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--zip", type=Path, default=None, help="measure this shipped zip instead of building")
     args = parser.parse_args(argv)
     mb = 1024 * 1024
-    result: dict = {"machine": f"{platform.machine()}, {platform.python_version()}",
-                    "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    with tempfile.TemporaryDirectory(prefix="mailbridge-bench-out-") as out:
+    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+                    "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "load_average": [round(x, 2) for x in os.getloadavg()]}
+    with tempfile.TemporaryDirectory(prefix="mailbridge-bench-out-") as tmp:
+        out = Path(tmp)
+        variants: dict[str, tuple[Path, str]] = {}
         if args.zip:
             shipped = args.zip
             result["package"] = {"shipped_zip_mb": round(shipped.stat().st_size / mb, 1)}
         else:
-            before, before_unzipped, after, shipped = build(Path(out))
-            result["package"] = {"chalice_zip_mb": round(before / mb, 1),
-                                 "chalice_unzipped_mb": round(before_unzipped / mb, 1),
-                                 "shipped_zip_mb": round(after / mb, 1)}
+            built = build(out)
+            shipped = built["shipped"]
+            result["package"] = {"chalice_zip_mb": round(built["chalice"] / mb, 1),
+                                 "chalice_unzipped_mb": round(built["chalice_unzipped"] / mb, 1),
+                                 "sources_only_zip_mb": round(built["sources_only"] / mb, 1),
+                                 "sources_only_unzipped_mb": round(unzipped(built["sources_only_zip"])[0] / mb, 1),
+                                 "shipped_zip_mb": round(shipped.stat().st_size / mb, 1)}
         total, largest = unzipped(shipped)
         result["package"]["unzipped_mb"] = round(total / mb, 1)
         result["package"]["largest"] = {name: round(size / mb, 1) for name, size in largest}
-    for name, package in result["package"].items():
-        print(f"package {name}: {package}")
-    result["cold_import"] = {}
-    for label, extra in VARIANTS.items():
-        figures = cold_import(extra, args.runs)
-        result["cold_import"][label] = figures
-        print(f"cold import, {label}: median {figures['median_s']} s (min {figures['min_s']} s), "
-              f"{figures['modules']} modules, heavy: {', '.join(figures['heavy_loaded'])}")
+        for name, figure in result["package"].items():
+            print(f"package {name}: {figure}")
+
+        package_dir = extract(shipped, out / "shipped")
+        floor = cold_import(package_dir, APP, 1)["_third_party"]
+        variants["as shipped (import app)"] = (package_dir, APP)
+        if not args.zip:
+            variants["sources only, --no-bytecode (import app)"] = (
+                extract(built["sources_only_zip"], out / "sources-only"), APP)
+        variants["third-party floor (the modules import app loads, without chalicelib's)"] = (
+            package_dir, FLOOR.format(modules=floor))
+        variants["eager providers (import app + Gmail and Graph providers)"] = (package_dir, EAGER)
+        result["cold_import"] = {}
+        result["third_party_modules_of_import_app"] = len(floor)
+        for label, (directory, imports) in variants.items():
+            figures = cold_import(directory, imports, args.runs)
+            del figures["_third_party"]
+            result["cold_import"][label] = figures
+            print(f"cold import, {label}: median {figures['median_s']} s (min {figures['min_s']} s, "
+                  f"CPU {figures['cpu_median_s']} s), {figures['modules']} modules, "
+                  f"heavy: {', '.join(figures['heavy_loaded'])}")
+    result["first_request"] = first_request(max(1, min(args.runs, 5)))
+    print(f"checkout + moto, import app then GET /v1/mailboxes: {result['first_request']}")
     record("package_weight", result)
     return result
 

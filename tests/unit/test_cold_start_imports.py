@@ -24,3 +24,22 @@ def test_the_provider_modules_do_load_them():
                             text=True).stdout
     loaded = json.loads(output.strip().splitlines()[-1])
     assert "googleapiclient" in loaded and "msal" in loaded
+
+
+def test_importing_the_app_builds_no_api_model():
+    """Guards the API's cold start against pydantic building every request/response model at import: each model
+    derives from `ApiModel` (`defer_build=True`) and is built on its first use."""
+    probe = ("import json, app, pydantic\n"
+             "from chalicelib.api.schemas.common import ApiModel\n"
+             "def subclasses(cls):\n"
+             "    for sub in cls.__subclasses__():\n"
+             "        yield sub\n"
+             "        yield from subclasses(sub)\n"
+             "ours = {m for m in subclasses(pydantic.BaseModel) if m.__module__.startswith('chalicelib')}\n"
+             "print(json.dumps({'count': len(ours), 'not_deferred': sorted(m.__qualname__ for m in ours\n"
+             "    if not issubclass(m, ApiModel)), 'built': sorted(m.__qualname__ for m in ours\n"
+             "    if m.__pydantic_complete__)}))")
+    output = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True,
+                            text=True).stdout
+    found = json.loads(output.strip().splitlines()[-1])
+    assert found["count"] > 50 and found["not_deferred"] == [] and found["built"] == []

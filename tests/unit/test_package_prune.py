@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import zipfile
 
-from infra.package import KEPT_BOTOCORE_SERVICES, prune_deployment
+from infra.package import KEPT_BOTOCORE_SERVICES, dropped, prune_deployment
 
 
 def test_only_gmail_discovery_document_is_kept(tmp_path):
@@ -65,3 +65,36 @@ def test_clients_load_from_a_pruned_botocore_data_dir(tmp_path):
     session.get_component("data_loader").search_paths[:] = [str(pruned)]
     for service in KEPT_BOTOCORE_SERVICES:
         session.create_client(service, region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="y")
+
+
+def test_files_lambda_never_reads_and_unused_powertools_are_dropped():
+    """Guards against shipping type stubs, stale bytecode, wheel RECORDs, packages' own tests and Powertools'
+    REST resolver (2.2 MB with its Swagger UI) — and against dropping what the functions import."""
+    for name in ("pydantic/main.pyi", "pydantic/py.typed", "botocore/__pycache__/client.cpython-311.pyc",
+                 "chalicelib/__pycache__/aws.cpython-311.pyc", "__pycache__/app.cpython-311.pyc",
+                 "boto3-1.44.5.dist-info/RECORD", "cffi/tests/test_c.py",
+                 "aws_lambda_powertools/event_handler/openapi/swagger_ui/swagger-ui-bundle.min.js",
+                 "aws_lambda_powertools/utilities/idempotency/base.py"):
+        assert dropped(name), name
+    for name in ("app.py", "chalicelib/console/static/index.html", "boto3-1.44.5.dist-info/METADATA",
+                 "aws_lambda_powertools/logging/logger.py", "aws_lambda_powertools/utilities/batch/base.py",
+                 "aws_lambda_powertools/utilities/data_classes/sqs_event.py",
+                 "aws_lambda_powertools/shared/functions.py",
+                 "regex/_regex.cpython-311-x86_64-linux-gnu.so", "pydantic/main.py"):
+        assert not dropped(name), name
+
+
+def test_shared_libraries_are_stripped_and_compressed_harder(tmp_path):
+    """Guards against shipping the wheels' unstripped libraries (cryptography's alone carries ~3 MB of symbols)."""
+    import regex
+    from pathlib import Path
+    library = next(Path(regex.__file__).parent.glob("_regex*.so"))
+    source, target = tmp_path / "in.zip", tmp_path / "out.zip"
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(library, f"regex/{library.name}")
+        zf.writestr("notes/readme.so.txt", "not a library")
+    prune_deployment(source, target)
+    with zipfile.ZipFile(target) as zf:
+        shipped = zf.read(f"regex/{library.name}")
+        assert zf.read("notes/readme.so.txt") == b"not a library"
+    assert shipped.startswith(b"\x7fELF") and len(shipped) < library.stat().st_size * 0.6

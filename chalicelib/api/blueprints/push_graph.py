@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 
 from chalice import Blueprint, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from chalicelib.api.errors import BadRequest, PayloadTooLarge
 from chalicelib.api.routing import Answer, route
+from chalicelib.api.schemas.common import ApiModel
 from chalicelib.config import get_settings
 from chalicelib.push import graph
 
@@ -26,7 +27,7 @@ TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Opt
                 "Cache-Control": "no-store"}
 
 
-class GraphPushQuery(BaseModel):
+class GraphPushQuery(ApiModel):
     model_config = ConfigDict(extra="ignore")
     validationToken: str | None = Field(None, max_length=4096)
 

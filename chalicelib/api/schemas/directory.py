@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
-from chalicelib.api.schemas.common import Strict
+from chalicelib.api.schemas.common import ApiModel, Strict
 
 RecordType = Literal["company", "contact", "lead", "project", "task", "ticket"]
 
@@ -47,7 +47,7 @@ class RecordBatch(Strict):
         return records
 
 
-class RecordOut(BaseModel):
+class RecordOut(ApiModel):
     type: str
     id: str
     name: str | None
@@ -62,14 +62,14 @@ class RecordOut(BaseModel):
     updated_at: str
 
 
-class BatchItemResult(BaseModel):
+class BatchItemResult(ApiModel):
     type: str | None
     id: str | None
     status: Literal["created", "updated", "error"]
     error: str | None = None
 
 
-class BatchResult(BaseModel):
+class BatchResult(ApiModel):
     results: list[BatchItemResult]
     pairing_queued: bool = Field(description="true when a record gained or lost addresses, domains or numbers: "
                                              "late pairing of the mail already imported runs in the background "

@@ -1,9 +1,9 @@
 """Request/response models for manual pairing, records created from messages, and the pairing audit."""
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from chalicelib.api.schemas.common import ListQuery, Strict
+from chalicelib.api.schemas.common import ApiModel, ListQuery, Strict
 from chalicelib.api.schemas.directory import RecordOut, RecordType
 
 
@@ -12,7 +12,7 @@ class LinkIn(Strict):
     id: str = Field(min_length=1, max_length=200)
 
 
-class LinkOut(BaseModel):
+class LinkOut(ApiModel):
     type: str
     id: str
     source: str
@@ -30,13 +30,13 @@ class CreateRecordIn(Strict):
                                                "counterpart matches (422 naming company_id when none or several).")
 
 
-class CreatedRecordOut(BaseModel):
+class CreatedRecordOut(ApiModel):
     record: RecordOut
     created: bool
     link: LinkOut
 
 
-class AuditOut(BaseModel):
+class AuditOut(ApiModel):
     id: str
     action: str
     actor: str
@@ -51,7 +51,7 @@ class AuditOut(BaseModel):
     created_at: str
 
 
-class AuditList(BaseModel):
+class AuditList(ApiModel):
     items: list[AuditOut]
     next_cursor: str | None
 

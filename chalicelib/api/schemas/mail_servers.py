@@ -6,9 +6,9 @@ import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from chalicelib.api.schemas.common import Strict
+from chalicelib.api.schemas.common import ApiModel, Strict
 
 Security = Literal["tls", "starttls", "none"]
 LoginMethod = Literal["plain", "login"]
@@ -116,21 +116,21 @@ class UpdateMailServer(Strict):
     push: GmailPushIn | None = None
 
 
-class PresetEndpointOut(BaseModel):
+class PresetEndpointOut(ApiModel):
     host: str
     port: int
     security: Security
     login_method: LoginMethod
 
 
-class OAuthAppOut(BaseModel):
+class OAuthAppOut(ApiModel):
     client_id: str | None
     ms_tenant: str | None = None
     client_secret_expires_at: str | None = None
     has_client_secret: bool
 
 
-class MailServerOut(BaseModel):
+class MailServerOut(ApiModel):
     id: str
     name: str
     type: ServerType
@@ -145,6 +145,6 @@ class MailServerOut(BaseModel):
     updated_at: str
 
 
-class MailServerList(BaseModel):
+class MailServerList(ApiModel):
     items: list[MailServerOut]
     next_cursor: str | None

@@ -6,9 +6,9 @@ from datetime import date
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
-from chalicelib.api.schemas.common import ListQuery, Strict
+from chalicelib.api.schemas.common import ApiModel, ListQuery, Strict
 from chalicelib.api.schemas.mail_servers import LoginMethod, Security, normalize_host
 from chalicelib.config import INSECURE_URL_STAGES, get_settings
 
@@ -139,7 +139,7 @@ class UpdateMailbox(Strict):
     _sender = field_validator("sender_name", "name")(check_header_text)
 
 
-class EndpointOut(BaseModel):
+class EndpointOut(ApiModel):
     host: str
     port: int
     security: Security
@@ -147,7 +147,7 @@ class EndpointOut(BaseModel):
     login_method: LoginMethod
 
 
-class MailboxOut(BaseModel):
+class MailboxOut(ApiModel):
     id: str
     name: str
     type: MailboxType
@@ -174,7 +174,7 @@ class MailboxOut(BaseModel):
     updated_at: str
 
 
-class MailboxList(BaseModel):
+class MailboxList(ApiModel):
     items: list[MailboxOut]
     next_cursor: str | None
 
@@ -189,14 +189,14 @@ class AuthorizeIn(Strict):
     _return = field_validator("return_url")(check_return_url)
 
 
-class AuthorizeOut(BaseModel):
+class AuthorizeOut(ApiModel):
     authorize_url: str = Field(description="Open in the mailbox owner's browser; valid once, for expires_in s.")
     expires_in: int
     admin_consent_url: str | None = Field(None, description="Only while the mailbox is `needs_admin_consent`: "
                                                             "for an administrator of the organisation (Microsoft).")
 
 
-class AdminConsentQuery(BaseModel):
+class AdminConsentQuery(ApiModel):
     """Microsoft's admin-consent redirect: `admin_consent=True&tenant=…&state=…`, or `error=…&state=…`."""
     model_config = ConfigDict(extra="ignore")
     state: str | None = Field(None, max_length=512)
@@ -206,7 +206,7 @@ class AdminConsentQuery(BaseModel):
     error_description: str | None = Field(None, max_length=1000)
 
 
-class CallbackQuery(BaseModel):
+class CallbackQuery(ApiModel):
     """The provider's redirect back (RFC 6749 §4.1.2): `code` + `state`, or `error` + `state`."""
     model_config = ConfigDict(extra="ignore")
     state: str | None = Field(None, max_length=512)
@@ -216,7 +216,7 @@ class CallbackQuery(BaseModel):
     scope: str | None = Field(None, max_length=4096)
 
 
-class ConnectionTest(BaseModel):
+class ConnectionTest(ApiModel):
     ok: bool
     detail: str
     status: Status
@@ -226,12 +226,12 @@ class ShareIn(Strict):
     access: Access
 
 
-class ShareOut(BaseModel):
+class ShareOut(ApiModel):
     mailbox_id: str
     user_id: str
     access: Access
     created_at: str
 
 
-class ShareList(BaseModel):
+class ShareList(ApiModel):
     items: list[ShareOut]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from chalicelib.api.schemas.common import ListQuery
+from chalicelib.api.schemas.common import ApiModel, ListQuery
 
 
 class MessageListQuery(ListQuery):
@@ -13,12 +13,12 @@ class MessageListQuery(ListQuery):
     paired: bool | None = Field(None, description="true: only paired messages; false: only unpaired ones.")
 
 
-class Address(BaseModel):
+class Address(ApiModel):
     name: str | None = None
     email: str
 
 
-class Link(BaseModel):
+class Link(ApiModel):
     model_config = ConfigDict(extra="allow")
     type: str
     id: str
@@ -26,7 +26,7 @@ class Link(BaseModel):
     reason: str | None = None
 
 
-class MessageSummary(BaseModel):
+class MessageSummary(ApiModel):
     model_config = ConfigDict(populate_by_name=True)
 
     id: str
@@ -45,12 +45,12 @@ class MessageSummary(BaseModel):
     skipped_reason: str | None = Field(description="set when the message was recorded without its content")
 
 
-class MessageList(BaseModel):
+class MessageList(ApiModel):
     items: list[MessageSummary]
     next_cursor: str | None
 
 
-class AttachmentOut(BaseModel):
+class AttachmentOut(ApiModel):
     index: int
     filename: str | None
     content_type: str

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
-from chalicelib.api.schemas.common import ListQuery, Strict
+from chalicelib.api.schemas.common import ApiModel, ListQuery, Strict
 from chalicelib.api.schemas.mail_servers import Security, normalize_host
 from chalicelib.api.schemas.mailboxes import Password, check_email
 
@@ -25,7 +25,7 @@ class PutNotificationSettings(Strict):
     _email = field_validator("email")(lambda cls, v: None if v is None else check_email(v))
 
 
-class NotificationSettingsOut(BaseModel):
+class NotificationSettingsOut(ApiModel):
     user_id: str
     channels: dict[str, Channel]
     email: str | None = None
@@ -35,7 +35,7 @@ class FeedQuery(ListQuery):
     unread: bool = False
 
 
-class NotificationOut(BaseModel):
+class NotificationOut(ApiModel):
     id: str
     kind: str
     channel: str
@@ -48,13 +48,13 @@ class NotificationOut(BaseModel):
     emailed_at: str | None = None
 
 
-class Feed(BaseModel):
+class Feed(ApiModel):
     items: list[NotificationOut]
     next_cursor: str | None = None
     unread_count: int
 
 
-class Marked(BaseModel):
+class Marked(ApiModel):
     marked: int
 
 
@@ -71,7 +71,7 @@ class PutRelay(Strict):
     _from = field_validator("from_address")(lambda cls, v: check_email(v))
 
 
-class RelayOut(BaseModel):
+class RelayOut(ApiModel):
     host: str
     port: int
     security: str

@@ -6,9 +6,9 @@ import binascii
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
-from chalicelib.api.schemas.common import Strict
+from chalicelib.api.schemas.common import ApiModel, Strict
 from chalicelib.api.schemas.mailboxes import check_email, check_header_text
 from chalicelib.outbox.service import MAX_RECIPIENTS
 from chalicelib.sync.mime_address import strict_getaddresses
@@ -106,13 +106,13 @@ class SendRequest(Strict):
         return [{"field": field, "message": message} for field, message in found]
 
 
-class OutboxError(BaseModel):
+class OutboxError(ApiModel):
     code: str
     detail: str
     at: str
 
 
-class OutboxOut(BaseModel):
+class OutboxOut(ApiModel):
     id: str
     mailbox_id: str
     status: OutboxStatus

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from chalicelib.api.schemas.common import Strict
+from chalicelib.api.schemas.common import ApiModel, Strict
 
 Entries = list[Annotated[str, StringConstraints(min_length=2, max_length=320)]]   # RFC 5321 §4.5.3.1 sizes
 
@@ -16,7 +16,7 @@ class PrivacyListsIn(Strict):
     never_pair: Entries = Field(default_factory=list, max_length=1000)
 
 
-class PrivacyListsOut(BaseModel):
+class PrivacyListsOut(ApiModel):
     scope: str
     never_import: Entries
     never_pair: Entries
@@ -27,7 +27,7 @@ class PrivacyMarkIn(Strict):
     private: bool
 
 
-class PrivacyMarkOut(BaseModel):
+class PrivacyMarkOut(ApiModel):
     id: str
     private: bool
     changed: bool
@@ -38,7 +38,7 @@ class PrivacySettingsIn(Strict):
                                        description="Stored mail older than this is deleted; null = kept.")
 
 
-class PrivacySettingsOut(BaseModel):
+class PrivacySettingsOut(ApiModel):
     retention_days: int | None
 
 
@@ -46,7 +46,7 @@ class DeleteMailboxQuery(Strict):
     purge: bool = Field(False, description="true: also delete everything stored for the mailbox.")
 
 
-class PurgeOut(BaseModel):
+class PurgeOut(ApiModel):
     status: str = Field(description="purged | purging (continues in the background)")
     counts: dict[str, int] = Field(default_factory=dict)
     push_stop: str | None = Field(None, description="none | stopped | failed: <code> (not fatal)")
@@ -57,7 +57,7 @@ class ErasureIn(Strict):
     email: str = Field(min_length=3, max_length=320)
 
 
-class ErasureOut(BaseModel):
+class ErasureOut(ApiModel):
     id: str
     status: str
     subject_hash: str

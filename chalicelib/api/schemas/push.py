@@ -1,16 +1,18 @@
 """Provider push deliveries (shapes fixed by the providers, so unknown fields are ignored, not refused)."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from chalicelib.api.schemas.common import ApiModel
 
 
-class PubSubMessage(BaseModel):
+class PubSubMessage(ApiModel):
     model_config = ConfigDict(extra="ignore")
     data: str = Field(min_length=1, max_length=65_536, description="base64 JSON {emailAddress, historyId}")
     messageId: str | None = Field(None, max_length=200)
 
 
-class PubSubPush(BaseModel):
+class PubSubPush(ApiModel):
     """A Pub/Sub push delivery (cloud.google.com/pubsub/docs/push#receive_push)."""
     model_config = ConfigDict(extra="ignore")
     message: PubSubMessage

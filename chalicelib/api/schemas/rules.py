@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from chalicelib.api.schemas.common import Strict
+from chalicelib.api.schemas.common import ApiModel, Strict
 from chalicelib.api.schemas.directory import RecordType
 
 ActionType = Literal["pair", "create_lead", "create_ticket", "reopen_ticket", "bind", "skip", "stop"]
@@ -54,7 +54,7 @@ class UpdateRule(Strict):
     actions: list[RuleAction] | None = Field(None, min_length=1, max_length=20)
 
 
-class RuleOut(BaseModel):
+class RuleOut(ApiModel):
     id: str
     name: str
     mailbox_id: str | None
@@ -66,7 +66,7 @@ class RuleOut(BaseModel):
     updated_at: str
 
 
-class RuleList(BaseModel):
+class RuleList(ApiModel):
     items: list[RuleOut]
     next_cursor: str | None = None
 
@@ -91,7 +91,7 @@ class PairingSettingsIn(Strict):
     late_pairing_days: int = Field(30, ge=1, le=365)
 
 
-class PairingSettingsOut(BaseModel):
+class PairingSettingsOut(ApiModel):
     blocklist: dict
     ticket_tag_prefix: str
     ticket_tag_in_body: bool

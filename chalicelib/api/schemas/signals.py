@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from chalicelib.api.schemas.common import ListQuery
+from chalicelib.api.schemas.common import ApiModel, ListQuery
 
 
 class SignalQuery(ListQuery):
@@ -13,7 +13,7 @@ class SignalQuery(ListQuery):
     mailbox_id: str | None = Field(None, max_length=200)
 
 
-class SignalOut(BaseModel):
+class SignalOut(ApiModel):
     id: str
     message_id: str
     mailbox_id: str
@@ -27,6 +27,6 @@ class SignalOut(BaseModel):
     resolved_by: str | None
 
 
-class SignalList(BaseModel):
+class SignalList(ApiModel):
     items: list[SignalOut]
     next_cursor: str | None

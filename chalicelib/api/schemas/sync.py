@@ -1,27 +1,29 @@
 """Response models for manual refresh and sync status."""
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from chalicelib.api.schemas.common import ApiModel
 
 
-class RefreshQueued(BaseModel):
+class RefreshQueued(ApiModel):
     queued: bool
     coalesced: bool = False
 
 
-class SyncError(BaseModel):
+class SyncError(ApiModel):
     code: str
     detail: str
     at: str
 
 
-class SyncCounts(BaseModel):
+class SyncCounts(ApiModel):
     imported: int
     skipped: int
     removed: int
 
 
-class FolderCursor(BaseModel):
+class FolderCursor(ApiModel):
     """A folder's sync position: the cursor itself is opaque provider state and is not shown."""
     folder: str
     has_cursor: bool
@@ -29,7 +31,7 @@ class FolderCursor(BaseModel):
     age_seconds: int | None
 
 
-class SyncStatus(BaseModel):
+class SyncStatus(ApiModel):
     mailbox_id: str
     status: str
     stage: str

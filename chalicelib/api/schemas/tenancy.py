@@ -4,9 +4,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
-from chalicelib.api.schemas.common import Strict
+from chalicelib.api.schemas.common import ApiModel, Strict
 from chalicelib.tenancy.plans import PLANS
 
 PlanName = Literal[tuple(PLANS)]  # type: ignore[valid-type]
@@ -32,7 +32,7 @@ class UpdateTenant(Strict):
     settings: TenantSettings | None = None
 
 
-class TenantOut(BaseModel):
+class TenantOut(ApiModel):
     id: str
     name: str
     plan: str
@@ -47,7 +47,7 @@ class TenantCreated(TenantOut):
     api_key: str | None = Field(None, description="The first API key, shown once.")
 
 
-class TenantList(BaseModel):
+class TenantList(ApiModel):
     items: list[TenantOut]
     next_cursor: str | None
 
@@ -82,7 +82,7 @@ class UpdateKey(Strict):
         return None if values is None else _check_ips(values)
 
 
-class KeyOut(BaseModel):
+class KeyOut(ApiModel):
     id: str
     name: str
     prefix: str
@@ -97,6 +97,6 @@ class KeyCreated(KeyOut):
     key: str = Field(description="The API key. Shown only in this response; store it now.")
 
 
-class KeyList(BaseModel):
+class KeyList(ApiModel):
     items: list[KeyOut]
     next_cursor: str | None

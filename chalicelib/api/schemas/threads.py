@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from chalicelib.api.schemas.common import ListQuery
+from chalicelib.api.schemas.common import ApiModel, ListQuery
 from chalicelib.api.schemas.messages import Address, MessageSummary
 
 
@@ -23,7 +23,7 @@ class ThreadListQuery(ListQuery):
         return self
 
 
-class LatestMessage(BaseModel):
+class LatestMessage(ApiModel):
     model_config = {"populate_by_name": True}
     id: str
     date: str
@@ -32,7 +32,7 @@ class LatestMessage(BaseModel):
     snippet: str | None = Field(None, description="null when the mailbox does not show snippets")
 
 
-class ThreadSummary(BaseModel):
+class ThreadSummary(ApiModel):
     id: str
     mailbox_id: str | None = Field(description="the mailbox whose copies this entry counts (null: a record's view)")
     subject: str | None
@@ -43,12 +43,12 @@ class ThreadSummary(BaseModel):
     latest: LatestMessage | None
 
 
-class ThreadList(BaseModel):
+class ThreadList(ApiModel):
     items: list[ThreadSummary]
     next_cursor: str | None
 
 
-class ThreadDetail(BaseModel):
+class ThreadDetail(ApiModel):
     id: str
     items: list[MessageSummary] = Field(description="its messages the caller may read, oldest first")
     next_cursor: str | None
@@ -65,7 +65,7 @@ class SearchQuery(ListQuery):
     direction: Literal["inbound", "outbound"] | None = None
 
 
-class ThreadPrivacyOut(BaseModel):
+class ThreadPrivacyOut(ApiModel):
     id: str
     private: bool
     changed: int = Field(description="messages whose mark changed")

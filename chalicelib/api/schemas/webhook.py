@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, Field
 
-from chalicelib.api.schemas.common import ListQuery, Strict
+from chalicelib.api.schemas.common import ApiModel, ListQuery, Strict
 from chalicelib.notify.webhook_config import EVENT_TYPES
 
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
@@ -19,7 +19,7 @@ class PutWebhook(Strict):
     rotate_secret: bool = Field(False, description="Generate a new signing secret (shown once in the response)")
 
 
-class WebhookOut(BaseModel):
+class WebhookOut(ApiModel):
     url: str
     event_types: list[str]
     has_secret: bool = True
@@ -36,7 +36,7 @@ class DeliveriesQuery(ListQuery):
     status: DeliveryStatus | None = None
 
 
-class DeliveryOut(BaseModel):
+class DeliveryOut(ApiModel):
     id: str
     event_id: str
     event_type: str
@@ -52,7 +52,7 @@ class DeliveryOut(BaseModel):
     dead_lettered_at: str | None = None
 
 
-class DeliveryList(BaseModel):
+class DeliveryList(ApiModel):
     items: list[DeliveryOut]
     next_cursor: str | None = None
 
@@ -61,12 +61,12 @@ class ReplaySince(Strict):
     since: AwareDatetime
 
 
-class ReplayDone(BaseModel):
+class ReplayDone(ApiModel):
     replayed: int
     truncated: bool = Field(description="More dead letters match; call again")
 
 
-class TestDelivery(BaseModel):
+class TestDelivery(ApiModel):
     event_id: str
     delivered: bool
     status_code: int | None = None
