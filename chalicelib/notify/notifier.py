@@ -9,9 +9,9 @@ Four message kinds arrive on the queue:
   attempt (`transport.TIMEOUT_SECONDS`); the users the event concerns are notified per their settings
   (`user_notifications.py`);
 - several whole events `{"kind": "events", "tenant_id", "events": [...]}` (from `events.enqueue_events`, the
-  sync worker's batched `message.created`): each is stored if not stored yet (put if absent: the sender may
-  have died between enqueueing and storing) and handled as above; then the new messages join their
-  conversations and the search index in a few batched calls (`threads/derived.py`, also for a single
+  sync worker's batched `message.created`): each is stored if not stored yet (one batched read, then put if
+  absent: the sender may have died between enqueueing and storing) and handled as above; then the new
+  messages join their conversations and the search index in a few batched calls (`threads/derived.py`, also for a single
   `message.created` reference); a failure redelivers the whole message (every step is idempotent per event);
 - a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`);
 - a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`);
@@ -109,7 +109,7 @@ def consume(record, lambda_context: Any = None) -> str:
     if body.get("kind") == digest.MESSAGE_KIND:
         return digest.on_message(body)
     if body.get("kind") == events.EVENTS_KIND:
-        handled = [_stored(str(body["tenant_id"]), item) for item in body["events"]]
+        handled = _stored_all(str(body["tenant_id"]), body["events"])
         for event in handled:
             _handle(event, lambda_context)
         _derive(str(body["tenant_id"]), handled)
@@ -140,16 +140,23 @@ def _derive(tenant_id: str, handled: list[Event]) -> None:
         derived.remember(tenant_id, created)
 
 
-def _stored(tenant_id: str, item: dict) -> Event:
-    """The event carried whole in a queue message, stored if it is not yet (same stable id, same content)."""
-    event = Event(tenant_id, str(item["event_id"]), type=str(item["type"]), payload=dict(item["payload"]),
-                  created_at=str(item["created_at"]), expires_at=item.get("expires_at"))
-    try:
-        event.save(condition=Event.event_id.does_not_exist())
-    except PutError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
-    return event
+def _stored_all(tenant_id: str, items: list[dict]) -> list[Event]:
+    """The events carried whole in a queue message, each stored if it is not yet (same stable id, same
+    content). Which are stored already is read first (BatchGetItem, 100 keys a request: the worker usually
+    stored them), because a conditional put that fails still consumes write capacity (DynamoDB Developer
+    Guide, "Condition expressions": a failed conditional write is billed)."""
+    found = [Event(tenant_id, str(item["event_id"]), type=str(item["type"]), payload=dict(item["payload"]),
+                   created_at=str(item["created_at"]), expires_at=item.get("expires_at")) for item in items]
+    stored = {e.event_id for e in Event.batch_get([(tenant_id, e.event_id) for e in found])} if found else set()
+    for event in found:
+        if event.event_id in stored:
+            continue
+        try:
+            event.save(condition=Event.event_id.does_not_exist())
+        except PutError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+    return found
 
 
 def _handle(event: Event, lambda_context: Any) -> None:
