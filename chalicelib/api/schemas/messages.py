@@ -43,6 +43,8 @@ class MessageSummary(BaseModel):
     links: list[Link]
     removed_at_source: str | None = Field(description="when the provider no longer had it; kept in the CRM")
     skipped_reason: str | None = Field(description="set when the message was recorded without its content")
+    unread: bool | None = Field(None, description="unread at the source as of the last sync (IMAP \\Seen, Gmail "
+                                "UNREAD label, Graph isRead); null: the provider did not tell")
 
 
 class MessageList(BaseModel):

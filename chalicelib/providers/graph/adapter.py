@@ -8,6 +8,8 @@ Sync (learn.microsoft.com "Get incremental changes to messages in a folder", "me
 - cursor (opaque to the engine): "<phase> <link>", phase `i` while the first round runs (its messages are
   `new`), `d` afterwards (delta re-lists created AND changed messages alike, so they are `changed`: the engine
   fetches only the ones it has not stored). `@removed` entries are `removed`.
+- read state: `isRead` is selected, so each listed message carries it (`MessageRef.seen`); a message whose
+  `isRead` changed comes back in the next delta round and the engine records it for the stored copy.
 - 410 / `syncStateNotFound` → CURSOR_INVALID (the engine resyncs from `import_since`; the store dedupes).
 - messages are fetched as MIME (`GET /me/messages/{id}/$value`), up to 4 at once (the client's cap); a 404 for
   one message is `vanished`.
@@ -29,7 +31,7 @@ from chalicelib.providers.graph.client import MAX_CONCURRENT_PER_MAILBOX, GraphC
 from chalicelib.providers.graph.subscriptions import GraphSubscriptions
 
 FOLDERS = {"inbox": "inbox", "sent": "sentitems"}
-SELECT = "id,receivedDateTime,internetMessageId,conversationId"
+SELECT = "id,receivedDateTime,internetMessageId,conversationId,isRead"
 REPLY_ACTIONS = {"reply": "reply", "reply_all": "replyAll", "forward": "forward"}
 
 
@@ -83,7 +85,9 @@ class GraphProvider(MailProvider, PushSubscriber):
             if "@removed" in item:
                 removed.append(str(item["id"]))
             else:
-                new.append(MessageRef(folder, str(item["id"]), thread_id=item.get("conversationId")))
+                is_read = item.get("isRead")
+                new.append(MessageRef(folder, str(item["id"]), thread_id=item.get("conversationId"),
+                                      seen=is_read if isinstance(is_read, bool) else None))
         next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
         if not (next_link or delta_link):
             raise ProviderError(ErrorCode.TEMPORARY, "Graph delta page without nextLink or deltaLink")

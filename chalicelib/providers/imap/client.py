@@ -227,6 +227,16 @@ class ImapClient:
             self._count("UID FETCH")
             return {int(k): v for k, v in conn.fetch(list(uids), list(items)).items()}
 
+    def changed_flags(self, first: int, last: int, modseq: int) -> dict[int, tuple[str, ...]]:
+        """`UID FETCH first:last (UID FLAGS) (CHANGEDSINCE modseq)` (RFC 7162 §3.1.4.1) on the selected
+        mailbox: {uid: flags} of the messages whose flags changed after `modseq`. Needs CONDSTORE."""
+        conn = self.conn
+        with self._guard():
+            self._count("UID FETCH CHANGEDSINCE")
+            answer = conn.fetch(f"{first}:{last}", ["UID", "FLAGS"], modifiers=[f"CHANGEDSINCE {modseq}"])
+        return {int(uid): tuple(_text(flag) for flag in data.get(b"FLAGS", ())) for uid, data in answer.items()
+                if first <= int(uid) <= last}
+
     # ---- the one write: the sent copy (outbox) ---------------------------------------------------------------
 
     def append(self, mailbox: str, raw: bytes, *, flags: Sequence[str] = ("\\Seen",)) -> None:
