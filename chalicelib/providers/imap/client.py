@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from imapclient import IMAPClient
 from imapclient.imapclient import SocketTimeout
+from imapclient.response_parser import parse_fetch_response
 
 from chalicelib.providers.base import ConnectionSettings
 from chalicelib.providers.imap.errors import translated
@@ -233,9 +234,16 @@ class ImapClient:
         conn = self.conn
         with self._guard():
             self._count("UID FETCH CHANGEDSINCE")
-            answer = conn.fetch(f"{first}:{last}", ["UID", "FLAGS"], modifiers=[f"CHANGEDSINCE {modseq}"])
-        return {int(uid): tuple(_text(flag) for flag in data.get(b"FLAGS", ())) for uid, data in answer.items()
-                if first <= int(uid) <= last}
+            # IMAPClient.fetch() takes explicit UIDs only (it filters its answer by them), so a range goes out as
+            # the same command built by hand and its answer through IMAPClient's own FETCH parser.
+            imap = conn._imap
+            tag = imap._command("UID", "FETCH", f"{first}:{last}", "(UID FLAGS)", f"(CHANGEDSINCE {modseq})")
+            typ, data = imap._command_complete("FETCH", tag)
+            conn._checkok("fetch", typ, data)
+            typ, data = imap._untagged_response(typ, data, "FETCH")
+            answer = parse_fetch_response(data, conn.normalise_times, True)
+        return {int(uid): tuple(_text(flag) for flag in fields.get(b"FLAGS", ())) for uid, fields in answer.items()
+                if isinstance(uid, int) and first <= uid <= last}
 
     # ---- the one write: the sent copy (outbox) ---------------------------------------------------------------
 
