@@ -235,7 +235,7 @@ def update_mailbox(tenant: Tenant, mailbox: Mailbox, changes: dict[str, Any]) ->
         value = _signature(changes["signature_html"])
         actions.append(Mailbox.signature_html.set(value) if value else Mailbox.signature_html.remove())
     if changes.get("sync_folders") is not None:    # a folder turned off keeps its cursor and its stored mail
-        actions.append(Mailbox.sync_folders.set(sorted(set(changes["sync_folders"]))))
+        actions.append(Mailbox.sync_folders.set(list(dict.fromkeys(changes["sync_folders"]))))
     if changes.get("import_since") is not None:
         actions.append(Mailbox.import_since.set(check_import_since(tenant, changes["import_since"])))
 

@@ -9,7 +9,8 @@ from chalicelib.api.schemas.common import ListQuery
 
 
 class MessageListQuery(ListQuery):
-    folder: Literal["inbox", "sent"] | None = None
+    folder: str | None = Field(None, max_length=255, description="`inbox`, `sent` or a named folder synced "
+                                                                 "(`sync_folders`)")
     paired: bool | None = Field(None, description="true: only paired messages; false: only unpaired ones.")
 
 

@@ -1,8 +1,9 @@
 """Gmail as a `MailProvider` + `PushSubscriber` (Gmail API "Synchronize clients" and "Push notifications"
 guides, developers.google.com/gmail/api/guides/sync and …/push).
 
-Folders are labels: "inbox" = INBOX, "sent" = SENT. provider_id = the Gmail message id (stable for the life
-of the message, the same in every label).
+Folders are labels: "inbox" = INBOX, "sent" = SENT; a named folder (`sync_folders`) is a label given by id or
+name (users.labels.list; none → NOT_FOUND, a per-folder error). provider_id = the Gmail message id (stable for
+the life of the message, the same in every label).
 
 Cursor (opaque to the engine), per folder:
 - `l:<historyId>:<pageToken>` — an initial import in progress: `messages.list` (`labelIds=[L]`,
@@ -75,16 +76,26 @@ class GmailProvider(MailProvider, PushSubscriber):
         self.settings = dict(context.settings)
         self.client = client or GmailClient(context.tokens, api_root=self.settings["api_root"],
                                             timeout=context.timeout, sleep=context.sleep)
+        self._labels: list[dict] | None = None
 
     # ---- MailProvider -----------------------------------------------------------------------------------
     def folders(self) -> list[str]:
         return list(LABELS)
 
     def _label(self, folder: str) -> str:
-        try:
+        """The label id of a role ("inbox" → INBOX, "sent" → SENT) or of a named folder (`sync_folders`: a
+        label id, else a label name, case-insensitively — users.labels.list, read once per provider)."""
+        if folder in LABELS:
             return LABELS[folder]
-        except KeyError:
-            raise ProviderError(ErrorCode.NOT_FOUND, f"gmail has no folder {folder!r}") from None
+        if self._labels is None:
+            self._labels = self.client.list_labels()
+        for label in self._labels:
+            if label.get("id") == folder:
+                return folder
+        for label in self._labels:
+            if str(label.get("name") or "").casefold() == folder.casefold():
+                return str(label["id"])
+        raise ProviderError(ErrorCode.NOT_FOUND, f"gmail has no label {folder!r}")
 
     def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
         label = self._label(folder)

@@ -1,7 +1,9 @@
 """Microsoft 365 mailboxes through Microsoft Graph: delta sync per folder, MIME fetch, send, subscriptions.
 
 Sync (learn.microsoft.com "Get incremental changes to messages in a folder", "message: delta"):
-- folders: Graph's well-known `inbox` and `sentitems`, stored as the logical "inbox" and "sent".
+- folders: Graph's well-known `inbox` and `sentitems`, stored as the logical "inbox" and "sent"; a named
+  folder (`sync_folders`) is a well-known name (`archive`, …) or a top-level folder's display name, resolved
+  through `GET /me/mailFolders` (none → NOT_FOUND, a per-folder error).
 - a round starts at `/me/mailFolders/{folder}/messages/delta` (first round: `$filter=receivedDateTime ge
   <import_since>`), pages by `Prefer: odata.maxpagesize`, continues with `@odata.nextLink` (has_more) and ends
   with `@odata.deltaLink`, which is the cursor of the next round: an idle sync is ONE request per folder.
@@ -24,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from email.utils import getaddresses
 from typing import Iterator, Sequence
+from urllib.parse import quote
 
 from chalicelib.providers.base import (ChangeSet, ErrorCode, FetchedMessage, MailProvider, MessageRef, OAuthContext,
                                        ProviderError, PushState, PushSubscriber, SendResult, ThreadHint)
@@ -31,6 +34,12 @@ from chalicelib.providers.graph.client import MAX_CONCURRENT_PER_MAILBOX, GraphC
 from chalicelib.providers.graph.subscriptions import GraphSubscriptions
 
 FOLDERS = {"inbox": "inbox", "sent": "sentitems"}
+# mailFolder resource, "Use well-known folder names" (learn.microsoft.com/graph/api/resources/mailfolder).
+WELL_KNOWN = frozenset({"archive", "clutter", "conflicts", "conversationhistory", "deleteditems", "drafts",
+                        "inbox", "junkemail", "localfailures", "msgfolderroot", "outbox",
+                        "recoverableitemsdeletions", "scheduled", "searchfolders", "sentitems", "serverfailures",
+                        "syncissues"})
+MAX_FOLDER_PAGES = 10
 SELECT = "id,receivedDateTime,internetMessageId,conversationId,isRead"
 REPLY_ACTIONS = {"reply": "reply", "reply_all": "replyAll", "forward": "forward"}
 
@@ -62,16 +71,42 @@ class GraphProvider(MailProvider, PushSubscriber):
         self.subscriptions = GraphSubscriptions(self.client, folders=FOLDERS,
                                                 notification_url=settings.get("notification_url", ""),
                                                 lifecycle_url=settings.get("lifecycle_url", ""))
+        self._named: dict[str, str] = {}
 
     # ---- sync ------------------------------------------------------------------------------------------
     def folders(self) -> list[str]:
         return list(FOLDERS)
 
+    def folder_path(self, folder: str) -> str:
+        """The `/me/mailFolders/{…}` segment of a role, of a named folder given by well-known name (`archive`),
+        or of a top-level folder given by display name (case-insensitive; `GET /me/mailFolders`, read once per
+        provider). None such → NOT_FOUND (a per-folder error)."""
+        if folder in FOLDERS:
+            return FOLDERS[folder]
+        if folder.lower() in WELL_KNOWN:
+            return folder.lower()
+        if folder not in self._named:
+            self._named[folder] = self._find_folder(folder)
+        return self._named[folder]
+
+    def _find_folder(self, name: str) -> str:
+        link: str | None = "me/mailFolders"
+        params: dict | None = {"$select": "id,displayName", "$top": "100"}
+        for _ in range(MAX_FOLDER_PAGES):
+            if link is None:
+                break
+            body = self.client.get_json(link, params=params, what="folders")
+            for item in body.get("value") or []:
+                if str(item.get("displayName") or "").casefold() == name.casefold() and item.get("id"):
+                    return quote(str(item["id"]), safe="")
+            link, params = body.get("@odata.nextLink"), None
+        raise ProviderError(ErrorCode.NOT_FOUND, f"the mailbox has no mail folder {name!r}")
+
     def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
         headers = {"Prefer": f"odata.maxpagesize={page_size}"}
         if cursor is None:
             phase = "i"
-            body = self.client.get_json(f"me/mailFolders/{FOLDERS[folder]}/messages/delta", headers=headers,
+            body = self.client.get_json(f"me/mailFolders/{self.folder_path(folder)}/messages/delta", headers=headers,
                                         what="delta",
                                         params={"$select": SELECT,
                                                 "$filter": f"receivedDateTime ge {since.isoformat()}T00:00:00Z"})

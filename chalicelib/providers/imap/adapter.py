@@ -1,6 +1,7 @@
 """`ImapProvider`: the IMAP/SMTP implementation of `MailProvider` (docs/architecture.md).
 
-Syncs "inbox" (INBOX) and "sent" (the \\Sent special-use mailbox, or a common name). Never changes the
+Syncs "inbox" (INBOX) and "sent" (the \\Sent special-use mailbox, or a common name), and named folders
+(`sync_folders`: the mailbox of that exact name in LIST; none → NOT_FOUND, a per-folder error). Never changes the
 server: folders are EXAMINEd, bodies fetched with BODY.PEEK[] (\\Seen stays unset), nothing is moved,
 flagged or deleted. The one write: the outbox APPENDs the copy of a message it sent to Sent
 (`append_sent_copy`, per-mailbox setting `append_sent`).
@@ -35,7 +36,7 @@ from chalicelib.providers.imap import cursor as cursors
 from chalicelib.providers.imap.client import ImapClient, default_ssl_context
 from chalicelib.providers.imap.context import ImapContext
 from chalicelib.providers.imap.cursor import FolderCursor
-from chalicelib.providers.imap.folders import LOGICAL_FOLDERS, find_sent
+from chalicelib.providers.imap.folders import LOGICAL_FOLDERS, find_named, find_sent
 from chalicelib.providers.imap.smtp import SmtpSession
 
 FETCH_BATCH = 50                      # UIDs per UID FETCH
@@ -60,8 +61,6 @@ class ImapProvider(MailProvider):
         return list(LOGICAL_FOLDERS)
 
     def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
-        if folder not in LOGICAL_FOLDERS:
-            raise ProviderError(ErrorCode.NOT_FOUND, f"unknown folder {folder!r}")
         self.client.connect()
         start = self.client.round_trips
         if cursor is None:
@@ -121,12 +120,18 @@ class ImapProvider(MailProvider):
     # ---- changes ------------------------------------------------------------------------------------------
 
     def _resolve(self, folder: str) -> str | None:
+        """The server's mailbox for a logical folder ("inbox", "sent") or a named one (`sync_folders`: the
+        exact mailbox name in LIST)."""
         if folder == "inbox":
             return "INBOX"
-        return find_sent(self.client.list_folders())
+        if folder == "sent":
+            return find_sent(self.client.list_folders())
+        return find_named(self.client.list_folders(), folder)
 
     def _initial(self, folder: str, since: date, page_size: int) -> ChangeSet:
         name = self._resolve(folder)
+        if name is None and folder not in LOGICAL_FOLDERS:
+            raise ProviderError(ErrorCode.NOT_FOUND, f"{folder}: no such folder on the server")
         if name is None:
             logger.info("no such folder on the server yet", extra={"folder": folder})
             return ChangeSet(folder=folder, new=(), removed=(), previous_cursor=None,
@@ -243,7 +248,7 @@ class ImapProvider(MailProvider):
         if folder in self._mailboxes:
             name, uidvalidity = self._mailboxes[folder]
         else:
-            resolved = self._resolve(folder) if folder in LOGICAL_FOLDERS else None
+            resolved = self._resolve(folder)
             if resolved is None:
                 raise ProviderError(ErrorCode.NOT_FOUND, f"{folder}: no such folder on the server")
             name, uidvalidity = resolved, 0
