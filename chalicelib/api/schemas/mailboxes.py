@@ -111,6 +111,8 @@ class CreateMailbox(Strict):
     append_sent: bool = Field(True, description="IMAP: append a copy of mail sent through SMTP to the \\Sent "
                                                  "folder; off for servers that file sent mail themselves.")
     kind: Kind = "personal"
+    sync_folders: list[str] | None = Field(None, min_length=1, max_length=MAX_SYNC_FOLDERS,
+                                           description="Folders to sync (default inbox + sent); see the PATCH.")
     owner_user_id: str | None = Field(None, description="Personal mailbox created by the tenant admin for a user.")
     mail_server_id: str | None = Field(None, max_length=64)
     imap: EndpointIn | None = None
@@ -125,6 +127,7 @@ class CreateMailbox(Strict):
     _sender = field_validator("sender_name", "name")(check_header_text)
     _owner = field_validator("owner_user_id")(check_user_id)
     _return = field_validator("return_url")(check_return_url)
+    _folders = field_validator("sync_folders")(check_sync_folders)
 
 
 class UpdateMailbox(Strict):
