@@ -10,7 +10,8 @@ It speaks the documented wire format, so the real `google-api-python-client` and
 - Gmail API reference (developers.google.com/gmail/api/reference/rest): `users.getProfile`, `messages.list`
   (`q` with `after:`, `labelIds`, `pageToken`), `messages.get` (`format=raw`, base64url), `history.list`
   (`startHistoryId`, `labelId`, `historyTypes`; 404 for a historyId older than the retained history),
-  `users.watch`/`users.stop`, `messages.send`; error bodies in Google's JSON error format.
+  `users.watch`/`users.stop`, `messages.send`, `labels.list` (system labels and the user labels made with
+  `add_label`); error bodies in Google's JSON error format.
 - Batch (developers.google.com/gmail/api/guides/batch): `POST /batch/gmail/v1` with `multipart/mixed` parts of
   `application/http`; each part is answered on its own (a vanished id → that part's 404).
 - `GET /oauth2/v1/certs`: `{kid: PEM certificate}` as www.googleapis.com/oauth2/v1/certs serves them; the key
@@ -87,6 +88,9 @@ def api_error(status: int, message: str, reason: str | None = None, retry_after:
     return Reply(status, _error_body(status, message, reason or default_reason, grpc_status), headers)
 
 
+SYSTEM_LABELS = ("INBOX", "SENT", "UNREAD", "STARRED", "IMPORTANT", "TRASH", "SPAM", "DRAFT")
+
+
 @dataclass
 class StoredMessage:
     id: str
@@ -105,6 +109,7 @@ class Account:
     history_id: int = 1000
     oldest_history_id: int = 1000
     watch: dict | None = None
+    labels: dict[str, str] = field(default_factory=dict)    # user labels: id → name (users.labels)
 
 
 class FakeGoogle:
@@ -192,6 +197,14 @@ class FakeGoogle:
             account.history.append({"id": history_id,
                                     "messagesAdded": [{"message": self._ref(account.messages[message_id])}]})
             return message_id
+
+    def add_label(self, email: str, name: str) -> str:
+        """A user label (users.labels.create); returns its id ("Label_<n>", as Gmail makes them)."""
+        with self._lock:
+            account = self.add_account(email)
+            label_id = f"Label_{len(account.labels) + 1}"
+            account.labels[label_id] = name
+            return label_id
 
     def change_labels(self, email: str, message_id: str, *, add: tuple[str, ...] = (),
                       remove: tuple[str, ...] = ()) -> None:
@@ -400,7 +413,8 @@ class FakeGoogle:
         user_id, rest = match.group(1), match.group(2)
         routes = [("GET", r"profile", "profile"), ("GET", r"messages", "messages.list"),
                   ("POST", r"messages/send", "messages.send"), ("GET", r"messages/([^/]+)", "messages.get"),
-                  ("GET", r"history", "history.list"), ("POST", r"watch", "watch"), ("POST", r"stop", "stop")]
+                  ("GET", r"history", "history.list"), ("POST", r"watch", "watch"), ("POST", r"stop", "stop"),
+                  ("GET", r"labels", "labels.list")]
         for verb, pattern, name in routes:
             found = re.fullmatch(pattern, rest)
             if verb == method and found:
@@ -443,6 +457,11 @@ class FakeGoogle:
         if start + size < len(found):
             answer["nextPageToken"] = str(start + size)
         return Reply(200, answer)
+
+    def _labels_list(self, account: Account, single, query, data) -> Reply:
+        system = [{"id": label, "name": label, "type": "system"} for label in SYSTEM_LABELS]
+        user = [{"id": label_id, "name": name, "type": "user"} for label_id, name in account.labels.items()]
+        return Reply(200, {"labels": system + user})
 
     def _messages_get(self, account: Account, single, query, data, message_id: str) -> Reply:
         message = account.messages.get(message_id)

@@ -1,4 +1,5 @@
-"""Mailbox state of the fake Microsoft Graph: messages per well-known folder, a change log, delta tokens.
+"""Mailbox state of the fake Microsoft Graph: messages per folder (the well-known `inbox` and `sentitems`, and
+folders made with `add_folder`), a change log, delta tokens.
 
 Delta query semantics followed (learn.microsoft.com "Get incremental changes to messages in a folder",
 "message: delta"): the first round lists the folder's messages (optionally `$filter=receivedDateTime ge X`),
@@ -63,6 +64,7 @@ class FakeUser:
     messages: dict[str, FakeMessage] = field(default_factory=dict)
     log: list[tuple[int, str, str, str]] = field(default_factory=list)   # (seq, folder, kind, id)
     generation: dict[str, int] = field(default_factory=lambda: {f: 1 for f in FOLDERS})
+    folders: dict[str, str] = field(default_factory=lambda: {"inbox": "Inbox", "sentitems": "Sent Items"})
     sent: list[dict] = field(default_factory=list)                       # sendMail / reply / forward calls
 
     def profile(self) -> dict:
@@ -90,6 +92,15 @@ class MailState:
 
     def user(self, address: str) -> FakeUser:
         return self.users[address.lower()]
+
+    def add_folder(self, address: str, display_name: str, *, well_known: str | None = None) -> str:
+        """A mail folder (top level): its id is the well-known name when given (`archive`), else opaque."""
+        with self.lock:
+            user = self.user(address)
+            folder_id = well_known or "AAMkFolder" + secrets.token_urlsafe(12)
+            user.folders[folder_id] = display_name
+            user.generation.setdefault(folder_id, 1)
+            return folder_id
 
     def add_message(self, address: str, folder: str, raw: bytes, *, received: datetime | None = None) -> str:
         with self.lock:

@@ -5,8 +5,9 @@ One threaded HTTPS server serves both halves: the identity platform at `<base>/<
 `MAILBRIDGE_MICROSOFT_AUTHORITY_HOST=<base>`, `MAILBRIDGE_GRAPH_API_ROOT=<base>/v1.0` and
 `REQUESTS_CA_BUNDLE=<ca_path>` (the CA is made at start, `devservers.tlsca`).
 
-Graph wire format followed (learn.microsoft.com Graph v1.0 reference): `GET /me`; `GET /me/mailFolders/{inbox|
-sentitems}/messages/delta` (`devservers.fake_graph_state`); `GET /me/messages/{id}/$value` (MIME);
+Graph wire format followed (learn.microsoft.com Graph v1.0 reference): `GET /me`; `GET /me/mailFolders` (top
+level: `inbox`, `sentitems` and folders made with `mail.add_folder`); `GET /me/mailFolders/{id or well-known
+name}/messages/delta` (`devservers.fake_graph_state`); `GET /me/messages/{id}/$value` (MIME);
 `POST /$batch` (at most 20 requests, non-JSON bodies base64-encoded); `POST /subscriptions` (validation
 handshake: POST `notificationUrl?validationToken=…` and `lifecycleNotificationUrl?validationToken=…`, the app
 must answer 200 `text/plain` with the decoded token within 10 s; expiry at most 4,230 minutes ahead),
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import requests
 
@@ -293,9 +294,14 @@ class FakeMicrosoft:
     def _graph(self, method: str, path: str, query: dict, headers: dict, body: bytes, user: str) -> Reply:
         if path == "/me" and method == "GET":
             return _json(200, self.mail.user(user).profile())
+        if path == "/me/mailFolders" and method == "GET":
+            return _json(200, {"value": [{"id": folder_id, "displayName": name}
+                                         for folder_id, name in self.mail.user(user).folders.items()]})
         match = re.fullmatch(r"/me/mailFolders/([^/]+)/messages/delta", path)
         if match and method == "GET":
-            return self._delta(user, match.group(1).lower(), query, headers)
+            folder = unquote(match.group(1))
+            return self._delta(user, folder if folder in self.mail.user(user).folders else folder.lower(), query,
+                               headers)
         match = re.fullmatch(r"/me/messages/([^/]+)/\$value", path)
         if match and method == "GET":
             message = self.mail.user(user).messages.get(match.group(1))
@@ -318,7 +324,7 @@ class FakeMicrosoft:
         return graph_error(400, "BadRequest", f"Unsupported request {method} {path}")
 
     def _delta(self, user: str, folder: str, query: dict, headers: dict) -> Reply:
-        if folder not in FOLDERS:
+        if folder not in self.mail.user(user).folders:
             return graph_error(404, "ErrorInvalidIdMalformed", "Id is malformed.")
         prefer = re.search(r"odata\.maxpagesize=(\d+)", headers.get("prefer", ""))
         page_size = int(prefer.group(1)) if prefer else int(query.get("$top") or 10)

@@ -147,7 +147,7 @@ def _create_oauth_mailbox(tenant: Tenant, principal: Principal, data: dict[str, 
         owner_key=owner_key(tenant.tenant_id, owner) if owner else None,
         signature_html=_signature(data.get("signature_html")), signature_on_replies=data["signature_on_replies"],
         mail_server_id=server.server_id, status="pending_auth", store_keys=CONTENT_KEYS, created_at=now,
-        updated_at=now)
+        updated_at=now, sync_folders=data.get("sync_folders"))
     mailbox.save(condition=Mailbox.mailbox_id.does_not_exist())
     return mailbox
 
@@ -187,7 +187,7 @@ def create_mailbox(tenant: Tenant, principal: Principal, data: dict[str, Any]) -
         append_sent=data.get("append_sent", True),
         mail_server_id=preset.server_id if preset else None, imap=imap, smtp=smtp,
         secret_ciphertext=encrypt_secrets(tenant.tenant_id, mailbox_id, secrets), status="active",
-        store_keys=CONTENT_KEYS,
+        store_keys=CONTENT_KEYS, sync_folders=data.get("sync_folders"),
         created_at=now, updated_at=now)
     mailbox.save(condition=Mailbox.mailbox_id.does_not_exist())
     _request_first_sync(mailbox, "created")
@@ -235,7 +235,7 @@ def update_mailbox(tenant: Tenant, mailbox: Mailbox, changes: dict[str, Any]) ->
         value = _signature(changes["signature_html"])
         actions.append(Mailbox.signature_html.set(value) if value else Mailbox.signature_html.remove())
     if changes.get("sync_folders") is not None:    # a folder turned off keeps its cursor and its stored mail
-        actions.append(Mailbox.sync_folders.set(sorted(set(changes["sync_folders"]))))
+        actions.append(Mailbox.sync_folders.set(list(dict.fromkeys(changes["sync_folders"]))))
     if changes.get("import_since") is not None:
         actions.append(Mailbox.import_since.set(check_import_since(tenant, changes["import_since"])))
 

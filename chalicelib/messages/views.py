@@ -36,6 +36,7 @@ def summary(message: Message, *, show_snippet: bool,
         "snippet": (message.snippet or "") if show_snippet else None,
         "has_attachments": bool(message.has_attachments), "links": message_links(message) if links is None else links,
         "removed_at_source": message.removed_at_source, "skipped_reason": message.skipped_reason,
+        "unread": message.unread,
     }
 
 

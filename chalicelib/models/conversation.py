@@ -48,5 +48,7 @@ class ThreadEntry(Model):
     activity_key = UnicodeAttribute(null=True)
     latest_date = UnicodeAttribute(null=True)
     latest_message_id = UnicodeAttribute(null=True)
+    unread_count = NumberAttribute(null=True)      # counted copies unread at the source (threads/unread.py);
+    #                                                absent while none of them had a known read state
 
     by_activity = ThreadEntriesByActivity()

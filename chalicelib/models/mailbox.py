@@ -88,7 +88,7 @@ class Mailbox(Model):
     status = UnicodeAttribute(default="pending_auth")  # pending_auth|active|auth_error|needs_admin_consent|disabled
     #                                                    | purging (DELETE ?purge=true under way: erasure/purge.py)
     purge = JSONAttribute(null=True)               # purge progress: {started_at, counts, push_stop, users}
-    sync_folders = ListAttribute(of=UnicodeAttribute, null=True)  # folder roles synced (None = inbox + sent)
+    sync_folders = ListAttribute(of=UnicodeAttribute, null=True)  # roles + named folders (None = inbox + sent)
     status_reason = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
@@ -125,9 +125,16 @@ FOLDER_ROLES = ("inbox", "sent")          # the folder roles every provider kind
 
 
 def synced_folders(mailbox: Mailbox) -> list[str]:
-    """The folder roles this mailbox syncs (`sync_folders`; unset = inbox and sent), in role order."""
-    chosen = set(mailbox.sync_folders or FOLDER_ROLES)
-    return [role for role in FOLDER_ROLES if role in chosen]
+    """The folders this mailbox syncs (`sync_folders`; unset = inbox and sent): its roles in role order, then
+    its named folders — an IMAP mailbox name, a Gmail label (name or id), a Microsoft mail folder (display
+    name or well-known name) — which the provider resolves at sync time (`named_folders`)."""
+    chosen = list(dict.fromkeys(mailbox.sync_folders or FOLDER_ROLES))
+    return [role for role in FOLDER_ROLES if role in chosen] + named_folders(mailbox)
+
+
+def named_folders(mailbox: Mailbox) -> list[str]:
+    """The named (non-role) folders in `sync_folders`, in the order given; each is also its stored `folder`."""
+    return [name for name in dict.fromkeys(mailbox.sync_folders or ()) if name not in FOLDER_ROLES]
 
 
 class SharesByUser(GlobalSecondaryIndex):

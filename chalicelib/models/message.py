@@ -101,6 +101,7 @@ class Message(Model):
     skipped_reason = UnicodeAttribute(null=True)   # e.g. over the size limit: recorded, not dropped
     removed_at_source = UnicodeAttribute(null=True)  # ISO time the provider no longer had it
     hidden = BooleanAttribute(default=False)       # deleted in the CRM only
+    unread = BooleanAttribute(null=True)           # unread at the source; None = the provider did not tell
     private = BooleanAttribute(null=True)          # only its mailbox's users see it (messages/privacy.py)
     link_count = NumberAttribute(default=0)
     owed = ListAttribute(of=UnicodeAttribute, null=True)  # effects not yet done ("pair", "announce"): sync/effects.py

@@ -45,11 +45,16 @@ class ProviderError(Exception):
 @dataclass(frozen=True)
 class MessageRef:
     """A message as the provider knows it. `provider_id` is stable within the folder's cursor epoch
-    (IMAP: "<uidvalidity>:<uid>"; Gmail: message id; Graph: immutable id)."""
+    (IMAP: "<uidvalidity>:<uid>"; Gmail: message id; Graph: immutable id).
+
+    `seen`: the message's read state at the source when the provider told it with this ref — IMAP `\\Seen`
+    (RFC 3501 §2.3.2), Gmail's `UNREAD` label absent, Graph `isRead` — else None (unknown). Mailbridge only
+    reads it; it never changes read state at the provider."""
     folder: str
     provider_id: str
     size: int | None = None
     thread_id: str | None = None
+    seen: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,10 @@ class ChangeSet:
     - `changed`: refs whose state changed that the store may already hold (Graph delta and Gmail label
       changes re-list known ids). The engine looks them up and fetches only the ones it has not stored.
     - `removed`: provider ids gone from the folder (→ `removed_at_source`; nothing is deleted).
+    - `flags`: refs whose read state (`MessageRef.seen`) and nothing else changed (IMAP CONDSTORE
+      `CHANGEDSINCE`, Gmail `UNREAD` label history): the engine updates the stored ones and never fetches.
+    The engine also takes the read state of `changed` refs it already stores (Graph delta re-lists a message
+    whose `isRead` changed).
     """
     folder: str
     new: tuple[MessageRef, ...]
@@ -67,6 +76,7 @@ class ChangeSet:
     previous_cursor: str | None
     next_cursor: str
     changed: tuple[MessageRef, ...] = ()
+    flags: tuple[MessageRef, ...] = ()
     has_more: bool = False
     resynced: bool = False
     round_trips: int = 0

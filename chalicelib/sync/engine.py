@@ -7,7 +7,9 @@ means "the store has incorporated every remote change up to at least this cursor
     bounded batches → store the fetched messages together (`store_page.save_page`: one batched existence
     read, parallel S3 PUTs, items + counts in transactions) → complete what the new messages owe together
     (`effects.complete_page`: one directory read for pairing, one queue message of `message.created` events)
-    → store.mark_removed → ONLY THEN persist next_cursor (one transaction conditioned on the lease).
+    → record the read state reported for stored messages (`changed` and `flags` refs: one batched read, the
+    changed ones written in transactions, `threads/unread.py`) → store.mark_removed → ONLY THEN persist
+    next_cursor (one transaction conditioned on the lease).
 
 Bounded memory: fetched messages are held until `page_raw_bytes` (setting `MAILBRIDGE_PAGE_RAW_BYTES`, default
 32 MiB) would be passed, then stored and dropped; a page stores in as many parts as its raw mail needs.
@@ -36,7 +38,7 @@ from typing import Callable, Iterable, Sequence
 
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
-from chalicelib.models.mailbox import FOLDER_ROLES, Mailbox, synced_folders
+from chalicelib.models.mailbox import FOLDER_ROLES, Mailbox, named_folders, synced_folders
 from chalicelib.providers.base import ErrorCode, FetchedMessage, MailProvider, MessageRef, ProviderError
 from chalicelib.sync import cursors, effects, store_page as message_store
 from chalicelib.sync.cursors import FolderState
@@ -61,6 +63,7 @@ class SyncCounts:
     fetched: int = 0
     pages: int = 0
     known: int = 0                # changed refs already stored (not fetched again)
+    read_state: int = 0           # stored messages whose read state at the source changed (threads/unread.py)
 
     def add(self, other: "SyncCounts") -> None:
         for name in self.__dataclass_fields__:
@@ -201,11 +204,25 @@ class _Run:
         if self.mailbox.owed_pages:
             effects.pay_debts(self.mailbox, page_effects=self._page_effects)
 
-    def _unknown(self, folder: str, changed: Sequence[MessageRef]) -> list[MessageRef]:
-        if not changed:
-            return []
-        known = self.store.stored_provider_ids(self.mailbox, folder, [ref.provider_id for ref in changed])
-        return [ref for ref in changed if ref.provider_id not in known]
+    def _known(self, folder: str, refs: Sequence[MessageRef]) -> dict[str, str | None]:
+        """{provider id: message id (None when the store cannot say)} of the refs the store already holds."""
+        if not refs:
+            return {}
+        provider_ids = [ref.provider_id for ref in refs]
+        lookup = getattr(self.store, "stored_message_ids", None)
+        if lookup is None:
+            return dict.fromkeys(self.store.stored_provider_ids(self.mailbox, folder, provider_ids))
+        return lookup(self.mailbox, folder, provider_ids)
+
+    def _read_state(self, refs: Sequence[MessageRef], known: dict[str, str | None]) -> int:
+        """Record the read state the provider reported for stored messages (`ChangeSet.changed` and `flags`)
+        in one batch (`threads/unread.py`); the ones just fetched carried it into their new item."""
+        apply = getattr(self.store, "apply_read_state", None)
+        seen = {known[ref.provider_id]: ref.seen for ref in refs
+                if ref.seen is not None and known.get(ref.provider_id)}
+        if apply is None or not seen:
+            return 0
+        return apply(self.mailbox.tenant_id, seen)
 
     # --- the page loop -------------------------------------------------------------------------------------
     def _start_cursor(self, folder: str) -> str | None:
@@ -241,9 +258,13 @@ class _Run:
             delta = SyncCounts(pages=1)
             listed = {ref.provider_id for ref in change_set.new}
             changed = [ref for ref in change_set.changed if ref.provider_id not in listed]
-            unknown = self._unknown(folder, changed)
+            listed |= {ref.provider_id for ref in changed}
+            flagged = [ref for ref in change_set.flags if ref.seen is not None and ref.provider_id not in listed]
+            known = self._known(folder, changed + flagged)
+            unknown = [ref for ref in changed if ref.provider_id not in known]
             delta.known = len(changed) - len(unknown)
             self._store_page(tuple(change_set.new) + tuple(unknown), delta)
+            delta.read_state = self._read_state(changed + flagged, known)
             if change_set.removed:
                 delta.removed += self.store.mark_removed(self.mailbox, folder, list(change_set.removed))
             if change_set.has_more and change_set.next_cursor == cursor:
@@ -260,8 +281,9 @@ class _Run:
 
     def run(self) -> SyncResult:
         self._pay_debts()
-        chosen = set(synced_folders(self.mailbox))     # roles turned off (`sync_folders`) keep their cursor
+        chosen = set(synced_folders(self.mailbox))     # folders turned off (`sync_folders`) keep their cursor
         folders = [f for f in self.provider.folders() if f not in FOLDER_ROLES or f in chosen]
+        folders += [f for f in named_folders(self.mailbox) if f not in folders]   # NOT_FOUND → folder_errors
         for index, folder in enumerate(folders):
             finished = self.sync_folder(folder)
             out_of_time = self.clock() >= self.deadline and index < len(folders) - 1

@@ -103,7 +103,7 @@ def _build_item(mailbox: Mailbox, fetched: FetchedMessage, message_id: str, pars
         from_addr=parsed.from_addr, to=parsed.to, cc=parsed.cc, bcc=parsed.bcc, reply_to=parsed.reply_to,
         date=date, has_attachments=parsed.has_attachments, attachments=parsed.attachments,
         headers=parsed.headers, snippet=parsed.snippet or None, parse_errors=errors, hidden=False, link_count=0,
-        imported_at=imported_at, **extra)
+        imported_at=imported_at, unread=None if ref.seen is None else not ref.seen, **extra)
     item.conversation_id = identity.initial_id(mailbox.tenant_id, item)   # settled in the notifier (threads/)
     return item
 
@@ -275,11 +275,18 @@ def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
 def stored_provider_ids(mailbox: Mailbox, folder: str, provider_ids: Iterable[str]) -> set[str]:
     """Which of `provider_ids` the store already holds for this folder (one `by_provider_ref` query each;
     keys-only). Used for `ChangeSet.changed` refs, which providers re-list for known messages."""
-    found = set()
+    return set(stored_message_ids(mailbox, folder, provider_ids))
+
+
+def stored_message_ids(mailbox: Mailbox, folder: str, provider_ids: Iterable[str]) -> dict[str, str]:
+    """{provider id: message id} for the `provider_ids` the store holds in this folder (one keys-only
+    `by_provider_ref` query each): what a read-state change (`threads/unread.py`) is applied to."""
+    found: dict[str, str] = {}
     for provider_id in provider_ids:
         ref = provider_key(mailbox.mailbox_id, folder, provider_id)
-        if next(iter(Message.by_provider_ref.query(ref, limit=1)), None) is not None:
-            found.add(provider_id)
+        hit = next(iter(Message.by_provider_ref.query(ref, limit=1)), None)
+        if hit is not None:
+            found[provider_id] = hit.message_id
     return found
 
 

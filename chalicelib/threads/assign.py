@@ -30,6 +30,7 @@ from chalicelib.models.conversation import ThreadEntry, ThreadKey
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.threads import identity
+from chalicelib.threads.unread import unread_is, weight
 
 BATCH_GET_KEYS = 100
 MESSAGES_PER_TRANSACTION = 90      # + the entry update: TransactWriteItems takes 100 actions
@@ -104,13 +105,15 @@ def _count(mailbox_id: str, conversation_id: str, messages: Sequence[Message]) -
         actions.append(ThreadEntry.subject.set(ThreadEntry.subject | subject))
     if participants:
         actions.append(ThreadEntry.participants.add(participants))
+    if any(m.unread is not None for m in messages):     # read state at the source (threads/unread.py)
+        actions.append(ThreadEntry.unread_count.add(sum(weight(m.unread) for m in messages)))
     with TransactWrite(connection=transaction_connection()) as transaction:
         for message in messages:
             transaction.update(Message(message.message_id),
                                actions=[Message.conversation_id.set(conversation_id),
                                         Message.thread_counted.set(True)],
                                condition=Message.message_id.exists() & Message.thread_counted.does_not_exist()
-                               & Message.removed_at_source.does_not_exist())
+                               & Message.removed_at_source.does_not_exist() & unread_is(message.unread))
         transaction.update(ThreadEntry(mailbox_id, conversation_id), actions=actions)
     for message in messages:
         message.conversation_id, message.thread_counted = conversation_id, True
@@ -127,12 +130,28 @@ def _count_group(mailbox_id: str, conversation_id: str, messages: Sequence[Messa
             if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
                 raise
             for message in chunk:            # one was counted already (a replay) or removed meanwhile
-                try:
-                    counted += _count(mailbox_id, conversation_id, [message])
-                except TransactWriteError as one:
-                    if getattr(one, "cause_response_code", "") != "TransactionCanceledException":
-                        raise
+                counted += _count_one(mailbox_id, conversation_id, message)
     return counted
+
+
+def _count_one(mailbox_id: str, conversation_id: str, message: Message) -> list[Message]:
+    """Count one message. A cancelled transaction means it was counted or removed meanwhile — or its read
+    state changed since it was read (threads/unread.py): it is read again and, still uncounted, retried once."""
+    for attempt in range(2):
+        try:
+            return _count(mailbox_id, conversation_id, [message])
+        except TransactWriteError as exc:
+            if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+                raise
+        if attempt:
+            break
+        try:
+            message = Message.get(message.message_id, consistent_read=True)
+        except Message.DoesNotExist:
+            break
+        if message.thread_counted or message.removed_at_source or message.hidden:
+            break
+    return []
 
 
 def move_latest(mailbox_id: str, conversation_id: str, message: Message) -> None:
@@ -206,7 +225,7 @@ def _refresh_latest(mailbox_id: str, conversation_id: str) -> None:
     entry.update(actions=actions)
 
 
-def forget(message: Message) -> bool:
+def forget(message: Message, _attempt: int = 0) -> bool:
     """Take a message out of its conversation (removal at the source; the privacy purge and erasure may call
     this too): uncount it from its mailbox's entry (exactly once: conditioned on `thread_counted`) and drop
     its `conversation_id`. Its thread keys stay (other copies of the Message-ID may still exist). True when
@@ -220,16 +239,20 @@ def forget(message: Message) -> bool:
         if conversation_id:
             fresh.update(actions=[Message.conversation_id.remove()])
         return False
+    entry_actions = [ThreadEntry.message_count.add(-1)]
+    if fresh.unread:
+        entry_actions.append(ThreadEntry.unread_count.add(-1))
     try:
         with TransactWrite(connection=transaction_connection()) as transaction:
             transaction.update(Message(fresh.message_id),
                                actions=[Message.thread_counted.remove(), Message.conversation_id.remove()],
-                               condition=Message.thread_counted.exists())
-            transaction.update(ThreadEntry(fresh.mailbox_id, conversation_id),
-                               actions=[ThreadEntry.message_count.add(-1)])
+                               condition=Message.thread_counted.exists() & unread_is(fresh.unread))
+            transaction.update(ThreadEntry(fresh.mailbox_id, conversation_id), actions=entry_actions)
     except TransactWriteError as exc:
         if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
             raise
+        if _attempt < 2:       # uncounted meanwhile (the re-read says so), or its read state changed: again
+            return forget(message, _attempt=_attempt + 1)
         return False
     _refresh_latest(fresh.mailbox_id, conversation_id)
     return True

@@ -56,6 +56,18 @@ def _latest_out(message: Message | None, show_snippet: bool) -> dict[str, Any] |
             "subject": message.subject, "snippet": (message.snippet or "") if show_snippet else None}
 
 
+def entry_unread(entry: ThreadEntry) -> bool | None:
+    """Any of the entry's copies unread at the source (its exact counter, `threads/unread.py`); None while
+    none of them had a known read state."""
+    return None if entry.unread_count is None else int(entry.unread_count) > 0
+
+
+def messages_unread(messages: list[Message]) -> bool | None:
+    """Any of `messages` unread at the source; None when none of them has a known read state."""
+    known = [m.unread for m in messages if m.unread is not None]
+    return any(known) if known else None
+
+
 def mailbox_threads(mailbox: Mailbox, limit: int, start_key: dict | None) -> tuple[list[dict], dict | None]:
     """One page of the mailbox's conversations, newest activity first."""
     page = ThreadEntry.by_activity.query(mailbox.mailbox_id, scan_index_forward=False, limit=limit,
@@ -65,7 +77,7 @@ def mailbox_threads(mailbox: Mailbox, limit: int, start_key: dict | None) -> tup
     latest = {m.message_id: m for m in Message.batch_get(latest_ids)} if latest_ids else {}
     items = [{"id": e.conversation_id, "mailbox_id": mailbox.mailbox_id, "subject": e.subject,
               "participants": participants(e.participants), "message_count": int(e.message_count or 0),
-              "unread": None, "last_activity": e.latest_date,
+              "unread": entry_unread(e), "last_activity": e.latest_date,
               "latest": _latest_out(latest.get(e.latest_message_id or ""), bool(mailbox.show_snippet))}
              for e in entries]
     return items, page.last_evaluated_key
@@ -113,7 +125,7 @@ def summary_of(conversation_id: str, messages: list[Message], show_snippet: Call
     for message in messages:
         people |= assign.participants_of(message)
     return {"id": conversation_id, "mailbox_id": None, "subject": messages[0].subject,
-            "participants": participants(people), "message_count": len(messages), "unread": None,
+            "participants": participants(people), "message_count": len(messages), "unread": messages_unread(messages),
             "last_activity": newest.date, "latest": _latest_out(newest, show_snippet(newest))}
 
 

@@ -105,6 +105,13 @@ def fields(result):
     return {e["field"] for e in (result.json or {}).get("errors", [])}
 
 
+def test_create_takes_named_sync_folders(api, tenant, fake, aws):
+    """Guards against POST ignoring (or rejecting) named folders in sync_folders."""
+    result = create(api, tenant, sync_folders=["INBOX", "Projects/Acme"])
+    assert result.status == 201, result
+    assert result.json["sync_folders"] == ["inbox", "Projects/Acme"]
+
+
 def test_create_verifies_then_stores_active_with_every_field(api, tenant, fake, dns, aws):
     dns["imap.example.com"] = "127.0.0.5"
     result = create(api, tenant, imap={"host": "imap.example.com", "username": "alice"},
@@ -162,6 +169,7 @@ INVALID_CASES = [
     ({"type": "gmail"}, "imap"),            # OAuth kinds take no IMAP settings
     ({"mail_server_id": "srv_missing"}, "mail_server_id"),
     ({"colour": "red"}, "colour"),
+    ({"sync_folders": ["Projects\x00"]}, "sync_folders"),
 ]
 
 

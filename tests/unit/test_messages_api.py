@@ -42,7 +42,7 @@ def test_list_is_newest_first_with_the_documented_shape(api, tenant, mailbox):
     assert body["next_cursor"] is None
     item = body["items"][0]
     assert set(item) == {"id", "mailbox_id", "folder", "direction", "subject", "from", "to", "cc", "date",
-                         "snippet", "has_attachments", "links", "removed_at_source", "skipped_reason"}
+                         "snippet", "has_attachments", "links", "removed_at_source", "skipped_reason", "unread"}
     assert item["from"] == {"name": "Jan Novák", "email": "jan@acme.example"}
     assert item["to"] == [{"name": "", "email": "alice@example.com"}]
     assert item["cc"] == [{"name": "", "email": "c@acme.example"}]
@@ -55,7 +55,8 @@ def test_folder_filter(api, tenant, mailbox):
     save(mailbox, "2", subject="out", folder="sent")
     assert [m["subject"] for m in listing(api, tenant, "?folder=sent")["items"]] == ["out"]
     assert [m["direction"] for m in listing(api, tenant, "?folder=sent")["items"]] == ["outbound"]
-    assert api("GET", "/v1/mailboxes/mbx_api/messages?folder=trash", key=tenant["key"]).status == 422
+    assert listing(api, tenant, "?folder=Trash")["items"] == []          # a named folder (sync_folders)
+    assert api("GET", "/v1/mailboxes/mbx_api/messages?folder=" + "x" * 256, key=tenant["key"]).status == 422
 
 
 def test_paired_filter(api, tenant, mailbox):

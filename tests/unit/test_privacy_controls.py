@@ -164,13 +164,17 @@ def test_private_mark_hides_from_record_tabs_record_readers_and_pairing_events(a
 
 def test_sync_folders_selects_the_synced_folder_roles(api, make_world, aws):  # noqa: F811
     """Guards against a folder turned off still being read (or its stored mail or cursor being dropped), and
-    against an unknown folder role being accepted."""
+    against a malformed folder name being accepted (named folders are accepted and kept as given)."""
     world = make_world("personal")
     key, mailbox_id = world["tenant"]["key"], world["mailbox"].mailbox_id
     assert api("GET", f"/v1/mailboxes/{mailbox_id}", key=key).json["sync_folders"] == ["inbox", "sent"]
-    bad = api("PATCH", f"/v1/mailboxes/{mailbox_id}", key=key, json_body={"sync_folders": ["spam"]})
-    assert bad.status == 422 and "sync_folders" in bad.json["errors"][0]["field"]
+    for bad_value in (["Spam\r\nX"], ["x" * 256], [" "]):
+        bad = api("PATCH", f"/v1/mailboxes/{mailbox_id}", key=key, json_body={"sync_folders": bad_value})
+        assert bad.status == 422 and "sync_folders" in bad.json["errors"][0]["field"], bad
     assert api("PATCH", f"/v1/mailboxes/{mailbox_id}", key=key, json_body={"sync_folders": []}).status == 422
+    named = api("PATCH", f"/v1/mailboxes/{mailbox_id}", key=key,
+                json_body={"sync_folders": ["Projects/Acme", "INBOX", "Sent", "Projects/Acme"]})
+    assert named.status == 200 and named.json["sync_folders"] == ["inbox", "sent", "Projects/Acme"]
     changed = api("PATCH", f"/v1/mailboxes/{mailbox_id}", key=key, json_body={"sync_folders": ["inbox"]})
     assert changed.status == 200 and changed.json["sync_folders"] == ["inbox"]
 

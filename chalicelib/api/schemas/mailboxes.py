@@ -18,6 +18,8 @@ Kind = Literal["personal", "shared"]
 Access = Literal["read", "read_write"]
 Status = Literal["pending_auth", "active", "auth_error", "needs_admin_consent", "disabled", "purging"]
 FolderRole = Literal["inbox", "sent"]
+FOLDER_NAME_MAX = 255
+MAX_SYNC_FOLDERS = 20
 
 # Secrets are taken byte-exact: `Strict` strips whitespace from strings, which would change a password.
 Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=1024)]
@@ -41,6 +43,21 @@ def check_header_text(value: str | None) -> str | None:
     if value is not None and _CONTROL.search(value):
         raise ValueError("must not contain control characters or line breaks")
     return value
+
+
+def check_sync_folders(values: list[str] | None) -> list[str] | None:
+    """Roles (`inbox`, `sent`, any case) or named folders: an IMAP mailbox name, a Gmail label name or id, a
+    Microsoft mail folder's display name or well-known name (e.g. `archive`). Names are kept as given (the
+    provider resolves them at sync time; one it does not have is a per-folder error, `last_error`)."""
+    if values is None:
+        return None
+    out: list[str] = []
+    for value in values:
+        name = value.strip()
+        if not name or len(name) > FOLDER_NAME_MAX or _CONTROL.search(name):
+            raise ValueError(f"each folder must be 1-{FOLDER_NAME_MAX} characters without control characters")
+        out.append(name.lower() if name.lower() in ("inbox", "sent") else name)
+    return list(dict.fromkeys(out))
 
 
 def check_return_url(value: str | None) -> str | None:
@@ -94,6 +111,8 @@ class CreateMailbox(Strict):
     append_sent: bool = Field(True, description="IMAP: append a copy of mail sent through SMTP to the \\Sent "
                                                  "folder; off for servers that file sent mail themselves.")
     kind: Kind = "personal"
+    sync_folders: list[str] | None = Field(None, min_length=1, max_length=MAX_SYNC_FOLDERS,
+                                           description="Folders to sync (default inbox + sent); see the PATCH.")
     owner_user_id: str | None = Field(None, description="Personal mailbox created by the tenant admin for a user.")
     mail_server_id: str | None = Field(None, max_length=64)
     imap: EndpointIn | None = None
@@ -108,6 +127,7 @@ class CreateMailbox(Strict):
     _sender = field_validator("sender_name", "name")(check_header_text)
     _owner = field_validator("owner_user_id")(check_user_id)
     _return = field_validator("return_url")(check_return_url)
+    _folders = field_validator("sync_folders")(check_sync_folders)
 
 
 class UpdateMailbox(Strict):
@@ -122,9 +142,13 @@ class UpdateMailbox(Strict):
     signature_html: str | None = Field(None, max_length=20_000)
     signature_on_replies: bool | None = None
     append_sent: bool | None = None
-    sync_folders: list[FolderRole] | None = Field(
-        None, min_length=1, max_length=2, description="Which folders are synced (default both); a folder turned "
-                                                      "off is no longer read, its stored mail stays.")
+    sync_folders: list[str] | None = Field(
+        None, min_length=1, max_length=MAX_SYNC_FOLDERS,
+        description="Which folders are synced (default inbox + sent): the roles `inbox` and `sent`, and named "
+                    "folders — an IMAP mailbox name, a Gmail label (name or id), a Microsoft mail folder (display "
+                    "name or well-known name such as `archive`). A named folder the provider does not have is "
+                    "reported in `last_error` (code not_found) while the others sync; a folder turned off is no "
+                    "longer read, its stored mail and cursor stay.")
     mail_server_id: str | None = Field(None, max_length=64)
     imap: EndpointIn | None = None
     smtp: EndpointIn | None = None
@@ -137,6 +161,7 @@ class UpdateMailbox(Strict):
         return None if value is None else check_email(value)
 
     _sender = field_validator("sender_name", "name")(check_header_text)
+    _folders = field_validator("sync_folders")(check_sync_folders)
 
 
 class EndpointOut(ApiModel):
@@ -159,7 +184,7 @@ class MailboxOut(ApiModel):
     signature_html: str | None
     signature_on_replies: bool
     append_sent: bool
-    sync_folders: list[FolderRole]
+    sync_folders: list[str]
     kind: Kind
     owner_user_id: str | None
     mail_server_id: str | None

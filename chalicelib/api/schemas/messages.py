@@ -9,7 +9,8 @@ from chalicelib.api.schemas.common import ApiModel, ListQuery
 
 
 class MessageListQuery(ListQuery):
-    folder: Literal["inbox", "sent"] | None = None
+    folder: str | None = Field(None, max_length=255, description="`inbox`, `sent` or a named folder synced "
+                                                                 "(`sync_folders`)")
     paired: bool | None = Field(None, description="true: only paired messages; false: only unpaired ones.")
 
 
@@ -43,6 +44,8 @@ class MessageSummary(ApiModel):
     links: list[Link]
     removed_at_source: str | None = Field(description="when the provider no longer had it; kept in the CRM")
     skipped_reason: str | None = Field(description="set when the message was recorded without its content")
+    unread: bool | None = Field(None, description="unread at the source as of the last sync (IMAP \\Seen, Gmail "
+                                "UNREAD label, Graph isRead); null: the provider did not tell")
 
 
 class MessageList(ApiModel):

@@ -57,7 +57,7 @@ class ThreadDetail(ApiModel):
 class SearchQuery(ListQuery):
     q: str = Field(min_length=1, max_length=500, description="words, addresses or @domains; all must match")
     mailbox_id: str | None = Field(None, max_length=100)
-    folder: Literal["inbox", "sent"] | None = None
+    folder: str | None = Field(None, max_length=255, description="`inbox`, `sent` or a named folder synced")
     after: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}(T[0-9:.]+Z?)?$", description="inclusive (UTC)")
     before: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}(T[0-9:.]+Z?)?$", description="exclusive (UTC)")
     has_attachments: bool | None = None

@@ -1,8 +1,9 @@
 """Gmail as a `MailProvider` + `PushSubscriber` (Gmail API "Synchronize clients" and "Push notifications"
 guides, developers.google.com/gmail/api/guides/sync and …/push).
 
-Folders are labels: "inbox" = INBOX, "sent" = SENT. provider_id = the Gmail message id (stable for the life
-of the message, the same in every label).
+Folders are labels: "inbox" = INBOX, "sent" = SENT; a named folder (`sync_folders`) is a label given by id or
+name (users.labels.list; none → NOT_FOUND, a per-folder error). provider_id = the Gmail message id (stable for
+the life of the message, the same in every label).
 
 Cursor (opaque to the engine), per folder:
 - `l:<historyId>:<pageToken>` — an initial import in progress: `messages.list` (`labelIds=[L]`,
@@ -17,6 +18,8 @@ CURSOR_INVALID: the engine resets the cursor and re-lists (bounded resync, no du
 History records → ChangeSet: `messagesAdded` carrying L → `new`; `labelsAdded` with L → `changed` (the engine
 fetches only ids it has not stored); `messagesDeleted` → `removed` (removed_at_source); `labelsRemoved` with L
 → `removed` only when the message went to TRASH/SPAM (an archived message still exists and stays).
+Read state: `UNREAD` in a `labelsAdded`/`labelsRemoved` entry → `flags` (seen False/True, the last change
+wins; `historyTypes` includes labelAdded/labelRemoved for it); a fetched message's `labelIds` give its state.
 
 Fetch: `messages.get(format=raw)` in batches of ≤50; a part's 404 → `FetchedMessage(vanished=True)`.
 Send: `messages.send` with `{"raw": base64url(MIME), "threadId"}` (Gmail files a reply into the thread only
@@ -39,12 +42,20 @@ from chalicelib.providers.gmail.client import GmailClient
 LABELS = {"inbox": "INBOX", "sent": "SENT"}
 HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
 GONE_LABELS = frozenset({"TRASH", "SPAM"})
+UNREAD = "UNREAD"
 MAX_PAGE = 500
 
 
 def after_query(since: date) -> str:
     """Gmail search `after:` with epoch seconds (midnight UTC of `since`), unambiguous across time zones."""
     return f"after:{int(datetime.combine(since, dtime(0), tzinfo=timezone.utc).timestamp())}"
+
+
+def seen_of(message: dict) -> bool | None:
+    """Read at the source: Gmail marks unread mail with the system label `UNREAD` (users.labels guide);
+    None when the answer carries no labelIds."""
+    labels = message.get("labelIds")
+    return None if labels is None else UNREAD not in labels
 
 
 def parse_cursor(cursor: str) -> tuple[str, str, str | None]:
@@ -65,16 +76,26 @@ class GmailProvider(MailProvider, PushSubscriber):
         self.settings = dict(context.settings)
         self.client = client or GmailClient(context.tokens, api_root=self.settings["api_root"],
                                             timeout=context.timeout, sleep=context.sleep)
+        self._labels: list[dict] | None = None
 
     # ---- MailProvider -----------------------------------------------------------------------------------
     def folders(self) -> list[str]:
         return list(LABELS)
 
     def _label(self, folder: str) -> str:
-        try:
+        """The label id of a role ("inbox" → INBOX, "sent" → SENT) or of a named folder (`sync_folders`: a
+        label id, else a label name, case-insensitively — users.labels.list, read once per provider)."""
+        if folder in LABELS:
             return LABELS[folder]
-        except KeyError:
-            raise ProviderError(ErrorCode.NOT_FOUND, f"gmail has no folder {folder!r}") from None
+        if self._labels is None:
+            self._labels = self.client.list_labels()
+        for label in self._labels:
+            if label.get("id") == folder:
+                return folder
+        for label in self._labels:
+            if str(label.get("name") or "").casefold() == folder.casefold():
+                return str(label["id"])
+        raise ProviderError(ErrorCode.NOT_FOUND, f"gmail has no label {folder!r}")
 
     def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
         label = self._label(folder)
@@ -108,7 +129,14 @@ class GmailProvider(MailProvider, PushSubscriber):
         new: dict[str, MessageRef] = {}
         changed: dict[str, MessageRef] = {}
         removed: dict[str, None] = {}
-        for record in answer.get("history") or []:
+        flags: dict[str, MessageRef] = {}
+        for record in answer.get("history") or []:     # in history order: a later read-state change wins
+            for key, seen in (("labelsAdded", False), ("labelsRemoved", True)):
+                for entry in record.get(key) or []:
+                    message = entry.get("message") or {}
+                    if UNREAD in (entry.get("labelIds") or []) and message.get("id"):
+                        flags[message["id"]] = MessageRef(folder, message["id"], thread_id=message.get("threadId"),
+                                                          seen=seen)
             for entry in record.get("messagesAdded") or []:
                 message = entry.get("message") or {}
                 if label in (message.get("labelIds") or []) and not GONE_LABELS & set(message.get("labelIds") or []):
@@ -130,11 +158,18 @@ class GmailProvider(MailProvider, PushSubscriber):
         for message_id in removed:
             new.pop(message_id, None)
             changed.pop(message_id, None)
+            flags.pop(message_id, None)
+        for message_id in new:             # fetched now: its labels (read state) come with it
+            flags.pop(message_id, None)
+        for message_id, ref in changed.items():
+            if message_id in flags:
+                changed[message_id] = dataclasses.replace(ref, seen=flags.pop(message_id).seen)
         following = answer.get("nextPageToken")
         latest = str(answer.get("historyId") or history_id)
         next_cursor = f"h:{history_id}:{following}" if following else f"h:{max(int(latest), int(history_id))}"
         return ChangeSet(folder=folder, new=tuple(new.values()), removed=tuple(removed), previous_cursor=cursor,
-                         next_cursor=next_cursor, changed=tuple(changed.values()), has_more=bool(following))
+                         next_cursor=next_cursor, changed=tuple(changed.values()), flags=tuple(flags.values()),
+                         has_more=bool(following))
 
     def fetch(self, refs: Sequence[MessageRef], *, max_bytes: int) -> Iterator[FetchedMessage]:
         by_id = {ref.provider_id: ref for ref in refs}
@@ -147,7 +182,7 @@ class GmailProvider(MailProvider, PushSubscriber):
             if len(raw) > max_bytes:
                 yield FetchedMessage(ref, None, skipped_reason=f"size {len(raw)} exceeds limit {max_bytes}")
                 continue
-            yield FetchedMessage(ref, raw)
+            yield FetchedMessage(dataclasses.replace(ref, seen=seen_of(answer)), raw)
 
     def test_connection(self) -> None:
         address = str(self.client.get_profile().get("emailAddress") or "")

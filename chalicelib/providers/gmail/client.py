@@ -31,7 +31,7 @@ from chalicelib.providers.gmail.tokens import TokenSourceCredentials
 MAX_BATCH = 50
 QUOTA_UNITS_PER_SECOND = 250
 UNITS = {"messages.get": 5, "messages.list": 5, "history.list": 2, "getProfile": 1, "watch": 100, "stop": 1,
-         "messages.send": 100}
+         "messages.send": 100, "labels.list": 1}
 RETRYABLE = (ErrorCode.THROTTLED, ErrorCode.TEMPORARY)
 
 
@@ -107,6 +107,11 @@ class GmailClient:
                                                            labelId=label, historyTypes=list(history_types),
                                                            pageToken=page_token, maxResults=max_results),
                          resource="history", method="history.list")
+
+    def list_labels(self) -> list[dict]:
+        """users.labels.list: every label of the account ({id, name, type})."""
+        answer = self.call(lambda: self.users.labels().list(userId="me"), resource="labels", method="labels.list")
+        return list(answer.get("labels") or [])
 
     def watch(self, body: dict) -> dict:
         return self.call(lambda: self.users.watch(userId="me", body=body), resource="watch", method="watch")

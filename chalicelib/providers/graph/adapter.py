@@ -1,13 +1,17 @@
 """Microsoft 365 mailboxes through Microsoft Graph: delta sync per folder, MIME fetch, send, subscriptions.
 
 Sync (learn.microsoft.com "Get incremental changes to messages in a folder", "message: delta"):
-- folders: Graph's well-known `inbox` and `sentitems`, stored as the logical "inbox" and "sent".
+- folders: Graph's well-known `inbox` and `sentitems`, stored as the logical "inbox" and "sent"; a named
+  folder (`sync_folders`) is a well-known name (`archive`, …) or a top-level folder's display name, resolved
+  through `GET /me/mailFolders` (none → NOT_FOUND, a per-folder error).
 - a round starts at `/me/mailFolders/{folder}/messages/delta` (first round: `$filter=receivedDateTime ge
   <import_since>`), pages by `Prefer: odata.maxpagesize`, continues with `@odata.nextLink` (has_more) and ends
   with `@odata.deltaLink`, which is the cursor of the next round: an idle sync is ONE request per folder.
 - cursor (opaque to the engine): "<phase> <link>", phase `i` while the first round runs (its messages are
   `new`), `d` afterwards (delta re-lists created AND changed messages alike, so they are `changed`: the engine
   fetches only the ones it has not stored). `@removed` entries are `removed`.
+- read state: `isRead` is selected, so each listed message carries it (`MessageRef.seen`); a message whose
+  `isRead` changed comes back in the next delta round and the engine records it for the stored copy.
 - 410 / `syncStateNotFound` → CURSOR_INVALID (the engine resyncs from `import_since`; the store dedupes).
 - messages are fetched as MIME (`GET /me/messages/{id}/$value`), up to 4 at once (the client's cap); a 404 for
   one message is `vanished`.
@@ -22,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from email.utils import getaddresses
 from typing import Iterator, Sequence
+from urllib.parse import quote
 
 from chalicelib.providers.base import (ChangeSet, ErrorCode, FetchedMessage, MailProvider, MessageRef, OAuthContext,
                                        ProviderError, PushState, PushSubscriber, SendResult, ThreadHint)
@@ -29,7 +34,13 @@ from chalicelib.providers.graph.client import MAX_CONCURRENT_PER_MAILBOX, GraphC
 from chalicelib.providers.graph.subscriptions import GraphSubscriptions
 
 FOLDERS = {"inbox": "inbox", "sent": "sentitems"}
-SELECT = "id,receivedDateTime,internetMessageId,conversationId"
+# mailFolder resource, "Use well-known folder names" (learn.microsoft.com/graph/api/resources/mailfolder).
+WELL_KNOWN = frozenset({"archive", "clutter", "conflicts", "conversationhistory", "deleteditems", "drafts",
+                        "inbox", "junkemail", "localfailures", "msgfolderroot", "outbox",
+                        "recoverableitemsdeletions", "scheduled", "searchfolders", "sentitems", "serverfailures",
+                        "syncissues"})
+MAX_FOLDER_PAGES = 10
+SELECT = "id,receivedDateTime,internetMessageId,conversationId,isRead"
 REPLY_ACTIONS = {"reply": "reply", "reply_all": "replyAll", "forward": "forward"}
 
 
@@ -60,16 +71,42 @@ class GraphProvider(MailProvider, PushSubscriber):
         self.subscriptions = GraphSubscriptions(self.client, folders=FOLDERS,
                                                 notification_url=settings.get("notification_url", ""),
                                                 lifecycle_url=settings.get("lifecycle_url", ""))
+        self._named: dict[str, str] = {}
 
     # ---- sync ------------------------------------------------------------------------------------------
     def folders(self) -> list[str]:
         return list(FOLDERS)
 
+    def folder_path(self, folder: str) -> str:
+        """The `/me/mailFolders/{…}` segment of a role, of a named folder given by well-known name (`archive`),
+        or of a top-level folder given by display name (case-insensitive; `GET /me/mailFolders`, read once per
+        provider). None such → NOT_FOUND (a per-folder error)."""
+        if folder in FOLDERS:
+            return FOLDERS[folder]
+        if folder.lower() in WELL_KNOWN:
+            return folder.lower()
+        if folder not in self._named:
+            self._named[folder] = self._find_folder(folder)
+        return self._named[folder]
+
+    def _find_folder(self, name: str) -> str:
+        link: str | None = "me/mailFolders"
+        params: dict | None = {"$select": "id,displayName", "$top": "100"}
+        for _ in range(MAX_FOLDER_PAGES):
+            if link is None:
+                break
+            body = self.client.get_json(link, params=params, what="folders")
+            for item in body.get("value") or []:
+                if str(item.get("displayName") or "").casefold() == name.casefold() and item.get("id"):
+                    return quote(str(item["id"]), safe="")
+            link, params = body.get("@odata.nextLink"), None
+        raise ProviderError(ErrorCode.NOT_FOUND, f"the mailbox has no mail folder {name!r}")
+
     def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
         headers = {"Prefer": f"odata.maxpagesize={page_size}"}
         if cursor is None:
             phase = "i"
-            body = self.client.get_json(f"me/mailFolders/{FOLDERS[folder]}/messages/delta", headers=headers,
+            body = self.client.get_json(f"me/mailFolders/{self.folder_path(folder)}/messages/delta", headers=headers,
                                         what="delta",
                                         params={"$select": SELECT,
                                                 "$filter": f"receivedDateTime ge {since.isoformat()}T00:00:00Z"})
@@ -83,7 +120,9 @@ class GraphProvider(MailProvider, PushSubscriber):
             if "@removed" in item:
                 removed.append(str(item["id"]))
             else:
-                new.append(MessageRef(folder, str(item["id"]), thread_id=item.get("conversationId")))
+                is_read = item.get("isRead")
+                new.append(MessageRef(folder, str(item["id"]), thread_id=item.get("conversationId"),
+                                      seen=is_read if isinstance(is_read, bool) else None))
         next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
         if not (next_link or delta_link):
             raise ProviderError(ErrorCode.TEMPORARY, "Graph delta page without nextLink or deltaLink")

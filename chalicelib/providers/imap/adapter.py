@@ -1,6 +1,7 @@
 """`ImapProvider`: the IMAP/SMTP implementation of `MailProvider` (docs/architecture.md).
 
-Syncs "inbox" (INBOX) and "sent" (the \\Sent special-use mailbox, or a common name). Never changes the
+Syncs "inbox" (INBOX) and "sent" (the \\Sent special-use mailbox, or a common name), and named folders
+(`sync_folders`: the mailbox of that exact name in LIST; none → NOT_FOUND, a per-folder error). Never changes the
 server: folders are EXAMINEd, bodies fetched with BODY.PEEK[] (\\Seen stays unset), nothing is moved,
 flagged or deleted. The one write: the outbox APPENDs the copy of a message it sent to Sent
 (`append_sent_copy`, per-mailbox setting `append_sent`).
@@ -14,6 +15,10 @@ changes() per folder, with the cursor described in `cursor.py`:
 - initial (cursor None): `UID SEARCH UID 1:<UIDNEXT-1> SINCE <since>` pages through the existing mail
   (INTERNALDATE on/after the import date), then continues with mail that arrived meanwhile.
 - UIDVALIDITY changed → ProviderError(CURSOR_INVALID); the engine resyncs from `since` (store dedupes).
+- read state: FLAGS are fetched with each message (`\\Seen`, RFC 3501 §2.3.2 → `MessageRef.seen`). With
+  CONDSTORE (RFC 7162) the cursor keeps HIGHESTMODSEQ; when STATUS shows it moved, the folder is EXAMINEd and
+  `UID FETCH 1:last (UID FLAGS) (CHANGEDSINCE <modseq>)` reports the listed messages whose flags changed
+  (`ChangeSet.flags`). Without CONDSTORE the read state stays the one fetched at import.
 `ChangeSet.round_trips` counts the IMAP commands the call issued (the login of a fresh connection excluded).
 provider_id = "<uidvalidity>:<uid>".
 """
@@ -31,7 +36,7 @@ from chalicelib.providers.imap import cursor as cursors
 from chalicelib.providers.imap.client import ImapClient, default_ssl_context
 from chalicelib.providers.imap.context import ImapContext
 from chalicelib.providers.imap.cursor import FolderCursor
-from chalicelib.providers.imap.folders import LOGICAL_FOLDERS, find_sent
+from chalicelib.providers.imap.folders import LOGICAL_FOLDERS, find_named, find_sent
 from chalicelib.providers.imap.smtp import SmtpSession
 
 FETCH_BATCH = 50                      # UIDs per UID FETCH
@@ -56,8 +61,6 @@ class ImapProvider(MailProvider):
         return list(LOGICAL_FOLDERS)
 
     def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
-        if folder not in LOGICAL_FOLDERS:
-            raise ProviderError(ErrorCode.NOT_FOUND, f"unknown folder {folder!r}")
         self.client.connect()
         start = self.client.round_trips
         if cursor is None:
@@ -117,12 +120,18 @@ class ImapProvider(MailProvider):
     # ---- changes ------------------------------------------------------------------------------------------
 
     def _resolve(self, folder: str) -> str | None:
+        """The server's mailbox for a logical folder ("inbox", "sent") or a named one (`sync_folders`: the
+        exact mailbox name in LIST)."""
         if folder == "inbox":
             return "INBOX"
-        return find_sent(self.client.list_folders())
+        if folder == "sent":
+            return find_sent(self.client.list_folders())
+        return find_named(self.client.list_folders(), folder)
 
     def _initial(self, folder: str, since: date, page_size: int) -> ChangeSet:
         name = self._resolve(folder)
+        if name is None and folder not in LOGICAL_FOLDERS:
+            raise ProviderError(ErrorCode.NOT_FOUND, f"{folder}: no such folder on the server")
         if name is None:
             logger.info("no such folder on the server yet", extra={"folder": folder})
             return ChangeSet(folder=folder, new=(), removed=(), previous_cursor=None,
@@ -148,7 +157,8 @@ class ImapProvider(MailProvider):
                     raise ProviderError(ErrorCode.CURSOR_INVALID, f"{folder}: mailbox {name!r} is gone") from None
                 raise
             self._check_validity(folder, state, status["UIDVALIDITY"])
-            if status["UIDNEXT"] == state.uidnext and status["MESSAGES"] == state.messages:
+            same_flags = state.modseq is None or status.get("HIGHESTMODSEQ") in (None, state.modseq)
+            if status["UIDNEXT"] == state.uidnext and status["MESSAGES"] == state.messages and same_flags:
                 self._mailboxes[folder] = (name, state.uidvalidity)
                 return ChangeSet(folder=folder, new=(), removed=(), previous_cursor=raw_cursor,
                                  next_cursor=raw_cursor)
@@ -177,6 +187,8 @@ class ImapProvider(MailProvider):
                 removed = sorted(known - present)
                 known -= set(removed)
                 below = len(present)
+
+        flags = self._changed_flags(folder, info, state, known)
 
         candidates: list[int] = []
         searched_high = True
@@ -212,7 +224,22 @@ class ImapProvider(MailProvider):
                                   modseq=info.get("HIGHESTMODSEQ"))
         refs = tuple(MessageRef(folder=folder, provider_id=f"{uidvalidity}:{uid}") for uid in page)
         return ChangeSet(folder=folder, new=refs, removed=tuple(f"{uidvalidity}:{uid}" for uid in removed),
-                         previous_cursor=raw_cursor, next_cursor=cursors.encode(next_state), has_more=has_more)
+                         previous_cursor=raw_cursor, next_cursor=cursors.encode(next_state), has_more=has_more,
+                         flags=flags)
+
+    def _changed_flags(self, folder: str, info: dict[str, int], state: FolderCursor,
+                       known: set[int]) -> tuple[MessageRef, ...]:
+        """Read-state changes of listed messages since the cursor's modseq (RFC 7162 CONDSTORE: one
+        `UID FETCH 1:last (UID FLAGS) (CHANGEDSINCE modseq)` when HIGHESTMODSEQ moved), as refs with `seen`.
+        Without CONDSTORE (no modseq) nothing: the read state stays the one fetched at import."""
+        highest = info.get("HIGHESTMODSEQ")
+        if (state.modseq is None or highest is None or highest == state.modseq or not known
+                or not self.client.has("CONDSTORE")):
+            return ()
+        changed = self.client.changed_flags(1, state.last_uid, state.modseq)
+        return tuple(MessageRef(folder=folder, provider_id=f"{state.uidvalidity}:{uid}",
+                                seen=any(flag.lower() == "\\seen" for flag in flags))
+                     for uid, flags in sorted(changed.items()) if uid in known)
 
     # ---- fetch --------------------------------------------------------------------------------------------
 
@@ -221,7 +248,7 @@ class ImapProvider(MailProvider):
         if folder in self._mailboxes:
             name, uidvalidity = self._mailboxes[folder]
         else:
-            resolved = self._resolve(folder) if folder in LOGICAL_FOLDERS else None
+            resolved = self._resolve(folder)
             if resolved is None:
                 raise ProviderError(ErrorCode.NOT_FOUND, f"{folder}: no such folder on the server")
             name, uidvalidity = resolved, 0
@@ -243,15 +270,16 @@ class ImapProvider(MailProvider):
 
     def _fetch_batch(self, refs: Sequence[MessageRef], uids: list[int], max_bytes: int
                      ) -> Iterator[FetchedMessage]:
-        meta = self.client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE"])
+        meta = self.client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE", "FLAGS"])
         sizes = {uid: int(meta[uid][b"RFC822.SIZE"]) for uid in uids if uid in meta}
+        seen = {uid: any(_flag(f) == "\\seen" for f in meta[uid].get(b"FLAGS", ())) for uid in uids if uid in meta}
         wanted = [uid for uid in uids if uid in sizes and sizes[uid] <= max_bytes]
         bodies: dict[int, bytes] = {}
         pending = list(wanted)
         for ref, uid in zip(refs, uids):
             if uid not in sizes:
                 raise ProviderError(ErrorCode.NOT_FOUND, f"{ref.folder}: message {ref.provider_id} is gone")
-            sized = replace(ref, size=sizes[uid])
+            sized = replace(ref, size=sizes[uid], seen=seen[uid])
             if sizes[uid] > max_bytes:
                 yield FetchedMessage(ref=sized, raw=None,
                                      skipped_reason=f"size {sizes[uid]} exceeds limit {max_bytes}")
@@ -277,3 +305,7 @@ class ImapProvider(MailProvider):
         domain = self.context.email.rpartition("@")[2] or "localhost"
         return SmtpSession(self.context.smtp, password, ehlo_name=domain, timeout=self.context.timeout,
                            ssl_context=self.ssl_context)
+
+
+def _flag(value) -> str:
+    return (value.decode(errors="replace") if isinstance(value, bytes) else str(value)).lower()

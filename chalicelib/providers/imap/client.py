@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from imapclient import IMAPClient
 from imapclient.imapclient import SocketTimeout
+from imapclient.response_parser import parse_fetch_response
 
 from chalicelib.providers.base import ConnectionSettings
 from chalicelib.providers.imap.errors import translated
@@ -226,6 +227,23 @@ class ImapClient:
         with self._guard():
             self._count("UID FETCH")
             return {int(k): v for k, v in conn.fetch(list(uids), list(items)).items()}
+
+    def changed_flags(self, first: int, last: int, modseq: int) -> dict[int, tuple[str, ...]]:
+        """`UID FETCH first:last (UID FLAGS) (CHANGEDSINCE modseq)` (RFC 7162 §3.1.4.1) on the selected
+        mailbox: {uid: flags} of the messages whose flags changed after `modseq`. Needs CONDSTORE."""
+        conn = self.conn
+        with self._guard():
+            self._count("UID FETCH CHANGEDSINCE")
+            # IMAPClient.fetch() takes explicit UIDs only (it filters its answer by them), so a range goes out as
+            # the same command built by hand and its answer through IMAPClient's own FETCH parser.
+            imap = conn._imap
+            tag = imap._command("UID", "FETCH", f"{first}:{last}", "(UID FLAGS)", f"(CHANGEDSINCE {modseq})")
+            typ, data = imap._command_complete("FETCH", tag)
+            conn._checkok("fetch", typ, data)
+            typ, data = imap._untagged_response(typ, data, "FETCH")
+            answer = parse_fetch_response(data, conn.normalise_times, True)
+        return {int(uid): tuple(_text(flag) for flag in fields.get(b"FLAGS", ())) for uid, fields in answer.items()
+                if isinstance(uid, int) and first <= uid <= last}
 
     # ---- the one write: the sent copy (outbox) ---------------------------------------------------------------
 

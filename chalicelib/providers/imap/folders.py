@@ -1,4 +1,4 @@
-"""Maps the logical folders "inbox" and "sent" to server mailbox names.
+"""Maps the logical folders "inbox" and "sent" (and named folders from `sync_folders`) to server mailbox names.
 
 INBOX is always "INBOX" (RFC 3501 §5.1, case-insensitive). Sent is the mailbox LIST flags `\\Sent`
 (SPECIAL-USE, RFC 6154 §2); servers without SPECIAL-USE are matched by the common names clients use.
@@ -22,6 +22,15 @@ def find_sent(folders: Sequence[tuple[Sequence[str], str]]) -> str | None:
     for candidate in SENT_FALLBACK_NAMES:
         if candidate.lower() in by_lower:
             return by_lower[candidate.lower()]
+    return None
+
+
+def find_named(folders: Sequence[tuple[Sequence[str], str]], name: str) -> str | None:
+    """A named folder (`sync_folders`) among LIST rows: the selectable mailbox with exactly this name (INBOX
+    case-insensitively, RFC 3501 §5.1); None when the server has none."""
+    for flags, listed in folders:
+        if not _unselectable(flags) and (listed == name or (listed.upper() == "INBOX" == name.upper())):
+            return listed
     return None
 
 
