@@ -15,6 +15,7 @@ next job — or `renewer.run()` for a mailbox stuck in "syncing" — resumes fro
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Callable
 
@@ -26,7 +27,7 @@ from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError
 from chalicelib.providers.kinds import build_provider
-from chalicelib.sync import effects, engine, errors, lease
+from chalicelib.sync import effects, engine, errors, idle_check, lease
 from chalicelib.sync.lease import LeaseLost
 from chalicelib.tenancy.service import SyncPermission
 from chalicelib.sync.enqueue import SyncJob, enqueue_sync, parse_job
@@ -60,6 +61,13 @@ def _acquire(job: SyncJob):
         if lease.flag_follow_up(job.tenant_id, job.mailbox_id):
             return "coalesced"
     raise errors.RetryLater("lease contention", 5)
+
+
+def _same_account(checked: Mailbox, leased: Mailbox) -> bool:
+    """Whether the provider built for `checked` (before the lease) still fits the mailbox as leased: same kind,
+    settings, credentials version and cursor epoch (else it is rebuilt from the leased read)."""
+    fields = ("type", "email", "imap", "mail_server_id", "secret_version", "cursor_epoch", "updated_at")
+    return all(getattr(checked, name) == getattr(leased, name) for name in fields)
 
 
 # Mailboxes of a suspended tenant, or of one whose plan no longer includes mail, are not synced; they resume by
@@ -103,6 +111,38 @@ class Worker:
             enqueue_sync(job.tenant_id, job.mailbox_id, job.reason, delay_seconds=int(wait + 1))
             logger.info("sync deferred: provider rate limit", extra={"seconds": int(wait)})
             return "deferred"
+        checked = self._idle_check(job, mailbox)
+        if checked == "idle":
+            return "idle"
+        try:
+            return self._leased(job, record, checked)
+        finally:
+            if checked is not None:
+                checked[1].close()
+
+    def _idle_check(self, job: SyncJob, mailbox: Mailbox) -> str | tuple[Mailbox, MailProvider] | None:
+        """"idle" when the provider has nothing new (nothing written: `idle_check.py`); else the mailbox as
+        read and its open provider, for the sync to reuse; None when the check does not apply or failed."""
+        if not idle_check.eligible(mailbox, job.reason):
+            return None
+        try:
+            provider = self.provider_factory(mailbox)
+        except ProviderError:
+            return None                   # the normal path meets (and records) the same error
+        try:
+            if idle_check.nothing_new(mailbox, provider, page_size=self.options.page_size):
+                provider.close()
+                logger.info("idle check: nothing new")
+                return "idle"
+        except ProviderError:
+            provider.close()
+            return None
+        except BaseException:
+            provider.close()
+            raise
+        return mailbox, provider
+
+    def _leased(self, job: SyncJob, record, checked: tuple[Mailbox, MailProvider] | None) -> str:
         acquired = _acquire(job)
         if acquired is None:
             return "skipped"
@@ -110,6 +150,7 @@ class Worker:
             logger.info("sync already running; one follow-up requested")
             return "coalesced"
         held, mailbox = acquired
+        provider = checked[1] if checked is not None and _same_account(checked[0], mailbox) else None
         logger.append_keys(provider=mailbox.type)
         info = errors.RecordInfo(record.receipt_handle, int(record.attributes.approximate_receive_count or 1))
         remaining = _remaining_seconds(self.context)
@@ -117,7 +158,7 @@ class Worker:
         outcome, final_actions = "continue", [Mailbox.sync_stage.set("queued")]
         try:
             if self.clock() < deadline:
-                outcome, final_actions = self._sync(mailbox, held, deadline, info)
+                outcome, final_actions = self._sync(mailbox, held, deadline, info, provider)
         except LeaseLost:
             logger.warning("lease lost mid-sync; another worker continues")
             return "lease_lost"
@@ -132,11 +173,13 @@ class Worker:
             enqueue_sync(job.tenant_id, job.mailbox_id, "follow_up")
         return outcome
 
-    def _sync(self, mailbox: Mailbox, held: lease.Lease, deadline: float, info: errors.RecordInfo
-              ) -> tuple[str, list]:
-        """(outcome, the final mailbox state to write with the release)."""
+    def _sync(self, mailbox: Mailbox, held: lease.Lease, deadline: float, info: errors.RecordInfo,
+              provider: MailProvider | None = None) -> tuple[str, list]:
+        """(outcome, the final mailbox state to write with the release). `provider`: one already open for
+        this mailbox (the idle check's; its owner closes it), else one is built here."""
         try:
-            with self.provider_factory(mailbox) as provider:
+            with contextlib.nullcontext(provider) if provider is not None else self.provider_factory(mailbox) \
+                    as provider:
                 result = engine.sync_mailbox(mailbox, provider, deadline, lease=held, clock=self.clock,
                                              options=self.options, after_store=self.after_store)
         except ProviderError as exc:
