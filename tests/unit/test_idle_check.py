@@ -14,7 +14,9 @@ from chalicelib.config import get_settings, reset_settings
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.providers.base import ErrorCode, ProviderError
+from chalicelib.api.schemas.sync import SyncStatus
 from chalicelib.sync import idle_check, lease, worker
+from chalicelib.sync.status import sync_status
 from chalicelib.sync.enqueue import request_sync
 from chalicelib.timeutil import isoformat, utcnow
 from tests.sync_helpers import (FakeContext, FakeProvider, cursor_field, drain, job_event, make_mailbox, receive_event,
@@ -296,3 +298,11 @@ def test_an_account_changed_between_check_and_lease_gets_a_fresh_provider(aws, o
         return fresh
     run(mailbox, factory)
     assert outcomes[-1] == "done" and built == [None, 9] and provider.closed and fresh.closed
+
+
+def test_the_sync_status_says_how_often_an_idle_mailbox_records_success(aws):
+    """Guards against GET …/sync implying a check every 30 min wrote `last_success_at` (it does not)."""
+    mailbox = synced(FakeProvider({"inbox": 1, "sent": 0}))
+    view = sync_status(mailbox)
+    assert view["idle_heartbeat_seconds"] == get_settings().idle_heartbeat_seconds == 21600
+    assert SyncStatus(**view).idle_heartbeat_seconds == 21600
