@@ -5,16 +5,18 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import ssl
 from datetime import timedelta
 
 import botocore.client
+import certifi
 import pytest
 
+from chalicelib.api.schemas.sync import SyncStatus
 from chalicelib.config import get_settings, reset_settings
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.providers.base import ErrorCode, ProviderError
-from chalicelib.api.schemas.sync import SyncStatus
 from chalicelib.sync import idle_check, lease, worker
 from chalicelib.sync.status import sync_status
 from chalicelib.sync.enqueue import request_sync
@@ -306,3 +308,13 @@ def test_the_sync_status_says_how_often_an_idle_mailbox_records_success(aws):
     view = sync_status(mailbox)
     assert view["idle_heartbeat_seconds"] == get_settings().idle_heartbeat_seconds == 21600
     assert SyncStatus(**view).idle_heartbeat_seconds == 21600
+
+
+def test_the_imap_tls_context_is_built_once_per_trust_store(monkeypatch):
+    """Guards against every sync paying ~0.2 s of CPU to load the system trust store (most of an idle IMAP sync)."""
+    from chalicelib.providers.imap.client import default_ssl_context
+    first = default_ssl_context()
+    assert default_ssl_context() is first
+    assert first.minimum_version == ssl.TLSVersion.TLSv1_2 and first.check_hostname
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())           # another trust store: another context
+    assert default_ssl_context() is not first
