@@ -4,8 +4,11 @@ table (`bench/cost/prices.json`, with its date).
     python -m bench.cost [--idle-syncs 10] [--messages 20] [--kinds imap,gmail,outlook]
 
 For each kind a mailbox on its local server (bench/cost/worlds.py) runs in in-process moto through the real
-worker: an initial sync, `--idle-syncs` scheduled syncs with nothing new, then `--messages` syncs that each
-bring one new ~6 KB message (as a push would), with the notifier handling every event they cause. The meter
+worker: an initial sync, `--idle-syncs` scheduled syncs with nothing new (idle checks), a few heartbeat syncs
+(scheduled syncs after `MAILBRIDGE_IDLE_HEARTBEAT_SECONDS`: the full leased sync), then `--messages` syncs that
+each bring one new ~6 KB message (Gmail/Outlook: push jobs; IMAP: scheduled jobs), with the notifier handling
+every event they cause. An idle month mixes the two kinds of scheduled sync: one tick in heartbeat / 30 min is
+a heartbeat. The meter
 (bench/cost/meter.py) counts billable units per AWS service. A month is 1,440 scheduled syncs (the :00/:30
 tick); an active mailbox receives 50 mails a day (1,500 a month): Gmail and Outlook bring each in with its own
 push (one API Gateway request + one API Lambda run + one worker run), IMAP picks them up in the scheduled
@@ -53,6 +56,7 @@ PRICES = json.loads((Path(__file__).parent / "prices.json").read_text())
 LATENCY_S = {"dynamodb": 0.006, "s3": 0.02, "sqs": 0.01, "kms": 0.008}      # typical in-region p50s
 PROVIDER_RTT_S = {"imap": 0.03, "gmail": 0.08, "outlook": 0.1}
 SYNCS_PER_MONTH = 48 * 30
+SYNC_SPACING_S = 1800
 MAILS_PER_MONTH = 50 * 30
 LOG_BYTES_PER_SYNC = 1024          # the worker's INFO lines per sync (sync summary, lease), estimated
 API_PUSH_SECONDS, API_MEMORY_GB = 0.05, 1.0   # the push handler's run (bench.gmail_push p95 ≈ 54 ms)
@@ -158,6 +162,36 @@ def scaled(usage: Usage, factor: float) -> Usage:
     return out
 
 
+def mixed(a: Usage, b: Usage, share_b: float) -> Usage:
+    """(1 - share_b) of `a` plus share_b of `b`, per sync."""
+    x, y = scaled(a, 1 - share_b), scaled(b, share_b)
+    out = x.copy()
+    out.calls.update(y.calls)
+    out.writes_by_table.update(y.writes_by_table)
+    for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu"):
+        setattr(out, name, getattr(x, name) + getattr(y, name))
+    return out
+
+
+def heartbeat_share() -> float:
+    """The share of scheduled syncs that are full (heartbeat) syncs: one tick in heartbeat / 30 min."""
+    from chalicelib.config import get_settings
+    heartbeat = get_settings().idle_heartbeat_seconds
+    return 1.0 if heartbeat <= 0 else min(1.0, SYNC_SPACING_S / heartbeat)
+
+
+def age_last_success(world, meter: Meter) -> None:
+    """Make the next scheduled sync a heartbeat (harness work: not metered)."""
+    from chalicelib.config import get_settings
+    from chalicelib.models.mailbox import Mailbox
+    from chalicelib.timeutil import isoformat, utcnow
+    import datetime as dt
+    with meter.pause():
+        old = utcnow() - dt.timedelta(seconds=get_settings().idle_heartbeat_seconds + 60)
+        Mailbox(world.mailbox.tenant_id, world.mailbox.mailbox_id).update(
+            actions=[Mailbox.last_success_at.set(isoformat(old))])
+
+
 def with_fan_out_and_tokens(usage: Usage, kind: str, table: str) -> tuple[Usage, float]:
     """One scheduled sync's `usage` plus its share of the SQS fan-out and of the hourly token refresh
     (see the module docstring); also returns the token refresh's provider round trips."""
@@ -198,8 +232,15 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
         meter = Meter()
         try:
             sync_once(world, meter, reason="initial")                 # the initial (empty) import
-            idle, idle_cpu, idle_trips = phase(world, meter,
-                                               lambda: [sync_once(world, meter) for _ in range(idle_syncs)])
+            checks, check_cpu, check_trips = phase(world, meter,
+                                                   lambda: [sync_once(world, meter) for _ in range(idle_syncs)])
+            beats = max(2, idle_syncs // 5)
+
+            def heartbeats():
+                for _ in range(beats):
+                    age_last_success(world, meter)
+                    sync_once(world, meter)
+            beat, beat_cpu, beat_trips = phase(world, meter, heartbeats)
 
             def active_syncs():
                 for n in range(messages):
@@ -211,12 +252,16 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
             mailbox_table = Mailbox.Meta.table_name
         finally:
             meter.close()
-    idle_one = scaled(idle, 1 / idle_syncs)
+    share = heartbeat_share()       # an idle month: idle checks, and a full sync every heartbeat
+    check_one, beat_one = scaled(checks, 1 / idle_syncs), scaled(beat, 1 / beats)
+    idle_one = mixed(check_one, beat_one, share)
+    idle_compute = ((1 - share) * max(0.0, check_cpu - checks.cpu) / idle_syncs
+                    + share * max(0.0, beat_cpu - beat.cpu) / beats)
+    idle_trips_per_sync = (1 - share) * check_trips / idle_syncs + share * beat_trips / beats
     active_one = scaled(active, 1 / messages)
-    idle_compute = max(0.0, idle_cpu - idle.cpu) / idle_syncs
     active_compute = max(0.0, active_cpu - active.cpu) / messages
     idle_billed, token_trips = with_fan_out_and_tokens(idle_one, kind, mailbox_table)
-    idle_trips_one = idle_trips / idle_syncs + token_trips
+    idle_trips_one = idle_trips_per_sync + token_trips
 
     def idle_month_at(memory_gb: float | None) -> dict[str, float]:
         return dollars(scaled(idle_billed, SYNCS_PER_MONTH), SYNCS_PER_MONTH, SYNCS_PER_MONTH / 10,
@@ -225,7 +270,7 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
     if kind == "imap":       # new mail rides on the scheduled syncs: only its marginal cost is added
         extra = scaled(active_one.minus(idle_one), MAILS_PER_MONTH)
         extra_cost = dollars(extra, 0, 0, max(0.0, active_compute - idle_compute) * MAILS_PER_MONTH,
-                             max(0.0, active_trips / messages - idle_trips / idle_syncs) * MAILS_PER_MONTH, kind,
+                             max(0.0, active_trips / messages - idle_trips_per_sync) * MAILS_PER_MONTH, kind,
                              item_kb)
         push = 0.0
     else:                    # each mail: its own push → API Gateway + API Lambda (its marker write) + a worker run
@@ -250,8 +295,12 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
     return {
         "idle_sync": {"aws_calls": {f"{s}.{o}": round(n, 2) for (s, o), n in idle_one.calls.items()},
                       "wru": round(idle_one.wru(item_kb), 2), "rru": round(idle_one.rru, 2),
-                      "kms": round(idle_one.kms, 2), "provider_round_trips": round(idle_trips / idle_syncs, 2),
-                      "compute_s": round(idle_compute, 3),
+                      "kms": round(idle_one.kms, 2), "provider_round_trips": round(idle_trips_per_sync, 2),
+                      "compute_s": round(idle_compute, 3), "heartbeat_share": round(share, 4),
+                      "check_only": {"calls": {f"{s}.{o}": round(n, 2) for (s, o), n in check_one.calls.items()},
+                                     "wru": round(check_one.wru(item_kb), 2)},
+                      "heartbeat_sync": {"calls": {f"{s}.{o}": round(n, 2) for (s, o), n in beat_one.calls.items()},
+                                         "wru": round(beat_one.wru(item_kb), 2)},
                       "with_token_refresh_and_fan_out": {
                           "wru": round(idle_billed.wru(item_kb), 2), "kms": round(idle_billed.kms, 2),
                           "sqs_requests": round(idle_billed.sqs_requests, 2),
