@@ -8,7 +8,9 @@ when every answer is an empty page. Anything else (a new/changed/removed ref, an
 error, a folder without a cursor) sends the job down the normal path: lease, engine, release.
 
 Why this is safe without the lease (the lease is what makes the writer unique, and the check writes nothing):
-- it writes nothing at all — no cursor, no mailbox attribute, no message — so it cannot race a lease holder;
+- it writes nothing at all — no cursor, no mailbox attribute, no message — so it cannot race a lease holder
+  (the one write it can cause is outside the lease anyway: an expired access token is refreshed and the rotated
+  credentials saved with their own version check, credentials/tokens.py);
 - a stored cursor means "the store has incorporated every remote change up to this cursor" (sync/cursors.py).
   An empty page from that cursor means the provider had nothing after it when asked; a cursor the provider
   advanced anyway (Gmail's historyId moves with activity in other labels, Graph may hand out a new delta link)

@@ -1,13 +1,14 @@
 """The sync worker: one SQS batch of sync jobs, each record isolated (Powertools BatchProcessor).
 
 Per record: parse the job → load the mailbox (gone / not active / tenant suspended → done, silently; throttled
-until later → re-queued with a delay) → acquire the lease (held → flag ONE follow-up and finish) → build the
-provider through its kind → `engine.sync_mailbox` until done or the deadline → release (writing the final state
-in the same update) → enqueue the continuation ("continue") or the coalesced follow-up ("follow_up"), after the
-release so the new job can take the lease — also after a failed sync, so a request that arrived meanwhile is
-never lost. Failures go through `errors.py`; a record that must be retried raises, and
-the processor reports its `messageId` in `batchItemFailures` (Lambda ReportBatchItemFailures) while the
-other records of the batch succeed.
+until later → re-queued with a delay) → a scheduled job may first run the idle check (`idle_check.py`: the
+provider has nothing new → done, nothing written; else its open provider is reused below) → acquire the lease
+(held → flag ONE follow-up and finish) → build the provider through its kind (unless reused) →
+`engine.sync_mailbox` until done or the deadline → release (writing the final state in the same update) →
+enqueue the continuation ("continue") or the coalesced follow-up ("follow_up"), after the release so the new
+job can take the lease — also after a failed sync, so a request that arrived meanwhile is never lost. Failures
+go through `errors.py`; a record that must be retried raises, and the processor reports its `messageId` in
+`batchItemFailures` (Lambda ReportBatchItemFailures) while the other records of the batch succeed.
 
 Redelivery safety: a redelivered or duplicated job re-runs the engine from the persisted cursors; the store
 dedupes. A worker killed mid-sync leaves its lease to expire (`lease.lease_seconds()` > Lambda timeout); the
