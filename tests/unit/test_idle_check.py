@@ -318,3 +318,38 @@ def test_the_imap_tls_context_is_built_once_per_trust_store(monkeypatch):
     assert first.minimum_version == ssl.TLSVersion.TLSv1_2 and first.check_hostname
     monkeypatch.setenv("SSL_CERT_FILE", certifi.where())           # another trust store: another context
     assert default_ssl_context() is not first
+
+
+def test_a_crash_during_the_check_changes_nothing_and_the_redelivery_syncs(aws, outcomes):
+    """Guards against a worker dying mid-check leaving a lease, a cursor or a stage behind."""
+    provider = FakeProvider({"inbox": 1, "sent": 0})
+    mailbox = synced(provider)
+    provider.add("inbox", 1)
+
+    def crash():
+        raise RuntimeError("worker killed")
+    provider.fail_on[("changes", "inbox")] = [crash]
+    with dynamodb_calls() as calls:
+        failures = run(mailbox, Factory(provider))["batchItemFailures"]
+    assert len(failures) == 1 and writes(calls) == 0 and provider.closed
+    after = reload(mailbox)
+    assert after.lease_owner is None and after.sync_stage == "idle" and cursor_field(after, "inbox") == "1:1"
+    assert run(mailbox, Factory(provider))["batchItemFailures"] == []       # the redelivery
+    assert outcomes[-1] == "done" and stored(mailbox) == 2
+
+
+def test_another_worker_taking_the_lease_during_the_check_is_not_disturbed(aws, outcomes):
+    """Guards against the lease-free check writing over (or releasing) a sync that started meanwhile."""
+    provider = FakeProvider({"inbox": 1, "sent": 0})
+    mailbox = synced(provider)
+    taken = []
+
+    def other_worker(folder):
+        if folder == "inbox" and not taken:
+            taken.append(lease.acquire(mailbox.tenant_id, mailbox.mailbox_id))
+    provider.before_changes = other_worker
+    run(mailbox, Factory(provider))
+    held, _ = taken[0]
+    assert outcomes[-1] == "idle"
+    assert reload(mailbox).lease_owner == held.owner and reload(mailbox).sync_stage == "syncing"
+    assert lease.release(held) is False                      # no follow-up was requested by the check
