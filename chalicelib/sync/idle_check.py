@@ -27,7 +27,9 @@ Heartbeat: the check applies only while the mailbox's last full sync succeeded l
 ago; then a normal sync runs, which writes `last_success_at` and persists any advanced cursor (Gmail keeps a
 history record for at least a week: https://developers.google.com/gmail/api/guides/sync). So `last_success_at`
 of an idle mailbox lags by at most the heartbeat plus one tick, and an error is still recorded at once: a
-failing check falls through to the normal sync, which records it.
+mailbox-wide error the check meets (auth, throttling, temporary, permanent) is recorded by the worker under the
+lease exactly as a sync's would be, without asking the provider again (a throttled provider must not be asked
+twice); CURSOR_INVALID and NOT_FOUND run the normal sync, whose engine resyncs or skips the folder.
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -62,6 +63,21 @@ def _acquire(job: SyncJob):
         if lease.flag_follow_up(job.tenant_id, job.mailbox_id):
             return "coalesced"
     raise errors.RetryLater("lease contention", 5)
+
+
+@dataclass
+class Checked:
+    """What an idle check that found something hands the leased sync: the mailbox it read and either its open
+    provider (reused) or the mailbox-wide error the provider answered (recorded without asking again — a
+    throttled provider must not be asked twice)."""
+    mailbox: Mailbox
+    provider: MailProvider | None = None
+    error: ProviderError | None = None
+
+
+# Errors the engine handles per folder (bounded resync, vanished folder): after such an answer the check runs a
+# normal sync instead of recording an error.
+ENGINE_HANDLED = frozenset({ErrorCode.CURSOR_INVALID, ErrorCode.NOT_FOUND})
 
 
 def _same_account(checked: Mailbox, leased: Mailbox) -> bool:
@@ -118,32 +134,35 @@ class Worker:
         try:
             return self._leased(job, record, checked)
         finally:
-            if checked is not None:
-                checked[1].close()
+            if checked is not None and checked.provider is not None:
+                checked.provider.close()
 
-    def _idle_check(self, job: SyncJob, mailbox: Mailbox) -> str | tuple[Mailbox, MailProvider] | None:
-        """"idle" when the provider has nothing new (nothing written: `idle_check.py`); else the mailbox as
-        read and its open provider, for the sync to reuse; None when the check does not apply or failed."""
+    def _idle_check(self, job: SyncJob, mailbox: Mailbox) -> "str | Checked | None":
+        """"idle" when the provider has nothing new (nothing written: `idle_check.py`); else what the check
+        learnt for the leased sync (its open provider, or the mailbox-wide error it met); None when the check
+        does not apply."""
         if not idle_check.eligible(mailbox, job.reason):
             return None
+        provider = None
         try:
             provider = self.provider_factory(mailbox)
-        except ProviderError:
-            return None                   # the normal path meets (and records) the same error
-        try:
             if idle_check.nothing_new(mailbox, provider, page_size=self.options.page_size):
                 provider.close()
                 logger.info("idle check: nothing new")
                 return "idle"
-        except ProviderError:
-            provider.close()
-            return None
+        except ProviderError as exc:
+            if provider is not None:
+                provider.close()
+            if exc.code in ENGINE_HANDLED:
+                return None               # the engine resyncs / skips the folder: a normal sync
+            return Checked(mailbox, error=exc)    # recorded under the lease, the provider is not asked again
         except BaseException:
-            provider.close()
+            if provider is not None:
+                provider.close()
             raise
-        return mailbox, provider
+        return Checked(mailbox, provider=provider)
 
-    def _leased(self, job: SyncJob, record, checked: tuple[Mailbox, MailProvider] | None) -> str:
+    def _leased(self, job: SyncJob, record, checked: "Checked | None") -> str:
         acquired = _acquire(job)
         if acquired is None:
             return "skipped"
@@ -151,15 +170,18 @@ class Worker:
             logger.info("sync already running; one follow-up requested")
             return "coalesced"
         held, mailbox = acquired
-        provider = checked[1] if checked is not None and _same_account(checked[0], mailbox) else None
+        reuse = checked is not None and _same_account(checked.mailbox, mailbox)
         logger.append_keys(provider=mailbox.type)
         info = errors.RecordInfo(record.receipt_handle, int(record.attributes.approximate_receive_count or 1))
         remaining = _remaining_seconds(self.context)
         deadline = self.clock() + remaining - safety_margin(remaining)
         outcome, final_actions = "continue", [Mailbox.sync_stage.set("queued")]
         try:
-            if self.clock() < deadline:
-                outcome, final_actions = self._sync(mailbox, held, deadline, info, provider)
+            if reuse and checked.error is not None:
+                outcome, final_actions = self._failed(mailbox, checked.error, info)
+            elif self.clock() < deadline:
+                outcome, final_actions = self._sync(mailbox, held, deadline, info,
+                                                    checked.provider if reuse else None)
         except LeaseLost:
             logger.warning("lease lost mid-sync; another worker continues")
             return "lease_lost"
@@ -184,8 +206,7 @@ class Worker:
                 result = engine.sync_mailbox(mailbox, provider, deadline, lease=held, clock=self.clock,
                                              options=self.options, after_store=self.after_store)
         except ProviderError as exc:
-            errors.handle_provider_error(mailbox, exc, info)
-            return ("throttled" if exc.code == ErrorCode.THROTTLED else "failed"), []
+            return self._failed(mailbox, exc, info)
         except (LeaseLost, errors.RetryLater):
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, then the record is redelivered
@@ -196,6 +217,12 @@ class Worker:
                                                   "skipped": result.counts.skipped, "removed": result.counts.removed,
                                                   "pages": result.counts.pages})
         return result.outcome, result.final_actions
+
+
+    @staticmethod
+    def _failed(mailbox: Mailbox, exc: ProviderError, info: errors.RecordInfo) -> tuple[str, list]:
+        errors.handle_provider_error(mailbox, exc, info)
+        return ("throttled" if exc.code == ErrorCode.THROTTLED else "failed"), []
 
 
 def handle_batch(event: dict, context: Any, *, provider_factory: ProviderFactory = build_provider,

@@ -242,27 +242,44 @@ def test_a_live_lease_is_coalesced_not_checked(aws, outcomes):
     assert lease.release(held) is True
 
 
-def test_a_failing_check_falls_through_to_the_sync_which_records_the_error(aws, outcomes):
-    """Guards against an auth/connection failure during the check going unrecorded (the API would look idle)."""
+@pytest.mark.parametrize("code,status", [(ErrorCode.AUTH_REVOKED, "auth_error"), (ErrorCode.THROTTLED, "active"),
+                                         (ErrorCode.PERMANENT, "active")])
+def test_a_mailbox_wide_error_in_the_check_is_recorded_without_asking_again(aws, outcomes, code, status):
+    """Guards against an error met by the check going unrecorded, or a throttled provider being asked twice."""
     provider = FakeProvider({"inbox": 1, "sent": 0})
     mailbox = synced(provider)
-    refused = ProviderError(ErrorCode.AUTH_REVOKED, "password changed")
-    provider.fail_on[("changes", "inbox")] = [refused, refused]        # the check, then the sync
+    provider.changes_calls.clear()
+    provider.fail_on[("changes", "inbox")] = [ProviderError(code, "refused", retry_after=60)]
+    factory = Factory(provider)
+    run(mailbox, factory)
+    after = reload(mailbox)
+    assert outcomes[-1] == ("throttled" if code == ErrorCode.THROTTLED else "failed")
+    assert after.status == status and after.last_error["code"] == code.value and after.lease_owner is None
+    assert provider.changes_calls == [("inbox", "1:1")] and factory.built == 1 and provider.closed
+
+
+def test_an_invalid_cursor_met_by_the_check_runs_the_engines_bounded_resync(aws, outcomes):
+    """Guards against a UIDVALIDITY change found by the check being recorded as an error instead of resynced."""
+    provider = FakeProvider({"inbox": 2, "sent": 0})
+    mailbox = synced(provider)
+    provider.recreate("inbox")
     run(mailbox, Factory(provider))
     after = reload(mailbox)
-    assert outcomes[-1] == "failed" and after.status == "auth_error" and after.last_error
-    assert after.lease_owner is None
+    assert outcomes[-1] == "done" and after.resync_count == 1 and cursor_field(after, "inbox") == "2:2"
+    assert stored(after) == 2 and after.last_error is None
 
 
-def test_a_provider_that_cannot_be_built_is_left_to_the_normal_path(aws, outcomes):
+def test_a_provider_that_cannot_be_built_is_recorded_like_a_sync_failure(aws, outcomes):
     """Guards against a factory failure (e.g. SSRF refusal) in the check escaping the error vocabulary."""
     provider = FakeProvider({"inbox": 1, "sent": 0})
     mailbox = synced(provider)
+    calls = []
 
     def failing(box):
+        calls.append(box.mailbox_id)
         raise ProviderError(ErrorCode.PERMANENT, "unreachable")
     run(mailbox, failing)
-    assert outcomes[-1] == "failed" and reload(mailbox).last_error["code"] == "permanent"
+    assert outcomes[-1] == "failed" and reload(mailbox).last_error["code"] == "permanent" and len(calls) == 1
 
 
 def test_a_push_during_the_check_is_not_lost(aws, outcomes):
