@@ -42,6 +42,7 @@ class Settings:
     ssrf_allowed_networks: tuple[str, ...] = field(default_factory=tuple)
     worker_timeout_seconds: int = 300
     refresh_interval_seconds: int = 300
+    idle_heartbeat_seconds: int = 21600          # idle checks write state at most this often (sync/idle_check.py)
     scheduler_jitter_seconds: int = 0
     google_auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
     google_token_uri: str = "https://oauth2.googleapis.com/token"
@@ -95,6 +96,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ssrf_allowed_networks=_csv(env.get("MAILBRIDGE_SSRF_ALLOWED_NETWORKS")),
         worker_timeout_seconds=int(env.get("MAILBRIDGE_WORKER_TIMEOUT_SECONDS", "300")),
         refresh_interval_seconds=int(env.get("MAILBRIDGE_REFRESH_INTERVAL_SECONDS", "300")),
+        idle_heartbeat_seconds=int(env.get("MAILBRIDGE_IDLE_HEARTBEAT_SECONDS",
+                                           str(defaults.idle_heartbeat_seconds))),
         scheduler_jitter_seconds=int(env.get("MAILBRIDGE_SCHEDULER_JITTER_SECONDS", "0") or 0),
         google_auth_uri=_endpoint(env, "MAILBRIDGE_GOOGLE_AUTH_URI", defaults.google_auth_uri, stage),
         google_token_uri=_endpoint(env, "MAILBRIDGE_GOOGLE_TOKEN_URI", defaults.google_token_uri, stage),

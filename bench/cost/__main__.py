@@ -4,18 +4,35 @@ table (`bench/cost/prices.json`, with its date).
     python -m bench.cost [--idle-syncs 10] [--messages 20] [--kinds imap,gmail,outlook]
 
 For each kind a mailbox on its local server (bench/cost/worlds.py) runs in in-process moto through the real
-worker: an initial sync, `--idle-syncs` scheduled syncs with nothing new, then `--messages` syncs that each
-bring one new ~6 KB message (as a push would), with the notifier handling every event they cause. The meter
+worker: an initial sync, `--idle-syncs` scheduled syncs with nothing new (idle checks), a few heartbeat syncs
+(scheduled syncs after `MAILBRIDGE_IDLE_HEARTBEAT_SECONDS`: the full leased sync), then `--messages` syncs that
+each bring one new ~6 KB message (Gmail/Outlook: push jobs; IMAP: scheduled jobs), with the notifier handling
+every event they cause. An idle month mixes the two kinds of scheduled sync: one tick in heartbeat / 30 min is
+a heartbeat. The meter
 (bench/cost/meter.py) counts billable units per AWS service. A month is 1,440 scheduled syncs (the :00/:30
 tick); an active mailbox receives 50 mails a day (1,500 a month): Gmail and Outlook bring each in with its own
 push (one API Gateway request + one API Lambda run + one worker run), IMAP picks them up in the scheduled
 syncs (the marginal cost of the new mail on top of the idle syncs).
 
-Lambda duration is modelled, not taken from this machine: the worker's own compute measured here (wall time
-minus the time inside AWS calls; an upper bound, since the fake provider servers share the process) plus
-each counted AWS call × the latency in `LATENCY_S` plus each provider round trip × `PROVIDER_RTT_S`, billed at
-the worker's memory size from `.chalice/config.json` (prod stage). Scheduled jobs reach the worker in batches of
-10 (one invocation per 10 syncs); push-triggered syncs are counted as one invocation each. Storage is the first
+Lambda duration is modelled, not taken from this machine: the worker's own compute measured here (process CPU
+time minus the CPU spent inside moto's AWS calls; an upper bound for Gmail/Outlook, whose fake servers run in
+this process — Dovecot is a process of its own) scaled to the CPU share Lambda gives the function's memory
+(1,769 MB = one vCPU, proportionally less below: https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html;
+this machine's core is taken as one vCPU), plus each counted AWS call × the latency in `LATENCY_S` plus each
+provider round trip × `PROVIDER_RTT_S`, billed at the worker's memory size from `.chalice/config.json` (prod
+stage). `--check-memory-mb N` also prices the idle month as if the scheduled checks ran in a separate function of
+N MB (the what-if of a small check function in front of the worker).
+
+Caches: scheduled syncs are 30 min apart, longer than the worker's per-process caches of decrypted data keys
+(`MAILBRIDGE_DATA_KEY_CACHE_SECONDS`, 300 s) and tenant reads (60 s), so both are emptied before every sync (each
+sync pays its KMS Decrypt and tenant read, as in Lambda). Access tokens live an hour (Google and Microsoft), so a
+sync every 30 min refreshes one every other time; the back-to-back syncs here never do, so that refresh is
+added from `TOKEN_REFRESH` (modelled, not measured: one token-endpoint round trip; Outlook also writes its
+rotated MSAL cache back: one mailbox-item update and one KMS GenerateDataKey).
+
+Fan-out: each scheduled sync also pays its share of the scheduler's `SendMessageBatch` and of the SQS poller's
+`ReceiveMessage` + `DeleteMessageBatch` (all per 10 jobs); scheduled jobs reach the worker in batches of 10 (one
+invocation per 10 syncs); push-triggered syncs are counted as one invocation each. Storage is the first
 month's: raw mail in S3 and the DynamoDB items the messages left, half a month on average. Free tiers are
 ignored. Targets (issue "Proof"): idle ≤ $0.005, active ≤ $0.03 per mailbox-month.
 """
@@ -39,15 +56,35 @@ PRICES = json.loads((Path(__file__).parent / "prices.json").read_text())
 LATENCY_S = {"dynamodb": 0.006, "s3": 0.02, "sqs": 0.01, "kms": 0.008}      # typical in-region p50s
 PROVIDER_RTT_S = {"imap": 0.03, "gmail": 0.08, "outlook": 0.1}
 SYNCS_PER_MONTH = 48 * 30
+SYNC_SPACING_S = 1800
 MAILS_PER_MONTH = 50 * 30
 LOG_BYTES_PER_SYNC = 1024          # the worker's INFO lines per sync (sync summary, lease), estimated
 API_PUSH_SECONDS, API_MEMORY_GB = 0.05, 1.0   # the push handler's run (bench.gmail_push p95 ≈ 54 ms)
 TARGETS = {"idle": 0.005, "active": 0.03}
+MB_PER_VCPU = 1769                 # Lambda: 1,769 MB of memory = one vCPU (configuration-memory.html)
+SQS_FAN_OUT_PER_SYNC = 3 / 10      # SendMessageBatch + ReceiveMessage + DeleteMessageBatch per 10 jobs
+TOKEN_REFRESH = {                  # per sync (an hour-long access token, syncs every 30 min), modelled
+    "gmail": {"per_sync": 0.5, "round_trips": 1, "item_writes": 0, "kms": 0},
+    "outlook": {"per_sync": 0.5, "round_trips": 1, "item_writes": 1, "kms": 1},
+}
 
 
 def worker_memory_gb() -> float:
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     return config["stages"]["prod"]["lambda_functions"]["worker"]["lambda_memory_size"] / 1024
+
+
+def vcpu_share(memory_gb: float) -> float:
+    """The vCPU share Lambda gives a function of this size (one core used: a single-threaded worker)."""
+    return min(1.0, memory_gb * 1024 / MB_PER_VCPU)
+
+
+def cold_caches() -> None:
+    """What a warm Lambda no longer holds 30 min after the last sync of a mailbox (see the module docstring)."""
+    from chalicelib.security.crypto import clear_data_key_cache
+    from chalicelib.sync.worker import tenant_may_sync
+    clear_data_key_cache()
+    tenant_may_sync.clear()
 
 
 def run_queues(meter: Meter) -> None:
@@ -77,10 +114,11 @@ def run_queues(meter: Meter) -> None:
             return
 
 
-def sync_once(world, meter: Meter) -> None:
+def sync_once(world, meter: Meter, reason: str = "schedule") -> None:
     from chalicelib.sync import worker
     from tests.sync_helpers import FakeContext, job_event
-    result = worker.handle_batch(job_event((world.mailbox.tenant_id, world.mailbox.mailbox_id), reason="schedule"),
+    cold_caches()
+    result = worker.handle_batch(job_event((world.mailbox.tenant_id, world.mailbox.mailbox_id), reason=reason),
                                  FakeContext())
     assert result["batchItemFailures"] == [], result
     if hasattr(world, "syncs"):
@@ -89,20 +127,23 @@ def sync_once(world, meter: Meter) -> None:
 
 
 def phase(world, meter: Meter, action) -> tuple[Usage, float, int]:
-    before, trips, started = meter.usage.copy(), world.round_trips(), time.perf_counter()
+    """(AWS usage, the process CPU seconds spent, provider round trips) of `action`."""
+    before, trips, started = meter.usage.copy(), world.round_trips(), time.process_time()
     action()
-    return meter.usage.minus(before), time.perf_counter() - started, world.round_trips() - trips
+    return meter.usage.minus(before), time.process_time() - started, world.round_trips() - trips
 
 
 def dollars(usage: Usage, syncs: float, invocations: float, compute_s: float, trips: float, kind: str,
-            item_kb: dict[str, float]) -> dict[str, float]:
-    """Cost of `usage` (already scaled) with `syncs` worker syncs in `invocations` invocations."""
+            item_kb: dict[str, float], memory_gb: float | None = None) -> dict[str, float]:
+    """Cost of `usage` (already scaled) with `syncs` worker syncs in `invocations` invocations, `compute_s` of
+    one-core CPU time, billed at `memory_gb` (default: the prod worker's)."""
+    memory_gb = memory_gb or worker_memory_gb()
     aws_wait = sum(n * LATENCY_S.get(service, 0.01) for (service, _), n in usage.calls.items())
-    seconds = compute_s + aws_wait + trips * PROVIDER_RTT_S[kind]
+    seconds = compute_s / vcpu_share(memory_gb) + aws_wait + trips * PROVIDER_RTT_S[kind]
     p = PRICES
     return {
         "lambda": invocations * p["lambda"]["per_request"]
-                  + seconds * worker_memory_gb() * p["lambda"]["per_gb_second"],
+                  + seconds * memory_gb * p["lambda"]["per_gb_second"],
         "dynamodb": usage.wru(item_kb) * p["dynamodb"]["per_write_request_unit"]
                     + usage.rru * p["dynamodb"]["per_read_request_unit"],
         "s3": usage.s3_put * p["s3"]["per_put"] + usage.s3_get * p["s3"]["per_get"],
@@ -116,9 +157,54 @@ def scaled(usage: Usage, factor: float) -> Usage:
     out = usage.copy()
     out.calls = type(usage.calls)({k: v * factor for k, v in usage.calls.items()})
     out.writes_by_table = type(usage.writes_by_table)({k: v * factor for k, v in usage.writes_by_table.items()})
-    for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall"):
+    for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu"):
         setattr(out, name, getattr(usage, name) * factor)
     return out
+
+
+def mixed(a: Usage, b: Usage, share_b: float) -> Usage:
+    """(1 - share_b) of `a` plus share_b of `b`, per sync."""
+    x, y = scaled(a, 1 - share_b), scaled(b, share_b)
+    out = x.copy()
+    out.calls.update(y.calls)
+    out.writes_by_table.update(y.writes_by_table)
+    for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu"):
+        setattr(out, name, getattr(x, name) + getattr(y, name))
+    return out
+
+
+def heartbeat_share() -> float:
+    """The share of scheduled syncs that are full (heartbeat) syncs: one tick in heartbeat / 30 min."""
+    from chalicelib.config import get_settings
+    heartbeat = get_settings().idle_heartbeat_seconds
+    return 1.0 if heartbeat <= 0 else min(1.0, SYNC_SPACING_S / heartbeat)
+
+
+def age_last_success(world, meter: Meter) -> None:
+    """Make the next scheduled sync a heartbeat (harness work: not metered)."""
+    from chalicelib.config import get_settings
+    from chalicelib.models.mailbox import Mailbox
+    from chalicelib.timeutil import isoformat, utcnow
+    import datetime as dt
+    with meter.pause():
+        old = utcnow() - dt.timedelta(seconds=get_settings().idle_heartbeat_seconds + 60)
+        Mailbox(world.mailbox.tenant_id, world.mailbox.mailbox_id).update(
+            actions=[Mailbox.last_success_at.set(isoformat(old))])
+
+
+def with_fan_out_and_tokens(usage: Usage, kind: str, table: str) -> tuple[Usage, float]:
+    """One scheduled sync's `usage` plus its share of the SQS fan-out and of the hourly token refresh
+    (see the module docstring); also returns the token refresh's provider round trips."""
+    out = usage.copy()
+    out.sqs_requests += SQS_FAN_OUT_PER_SYNC
+    refresh = TOKEN_REFRESH.get(kind)
+    if refresh is None:
+        return out, 0.0
+    out.writes_by_table[table] += refresh["per_sync"] * refresh["item_writes"]
+    out.calls[("dynamodb", "UpdateItem")] += refresh["per_sync"] * refresh["item_writes"]
+    out.kms += refresh["per_sync"] * refresh["kms"]
+    out.calls[("kms", "GenerateDataKey")] += refresh["per_sync"] * refresh["kms"]
+    return out, refresh["per_sync"] * refresh["round_trips"]
 
 
 def storage_per_message() -> tuple[float, float]:
@@ -138,38 +224,60 @@ def storage_per_message() -> tuple[float, float]:
     return sum(o["Size"] for o in objects) / count, total / count
 
 
-def measure(kind: str, idle_syncs: int, messages: int) -> dict:
+def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | None = None) -> dict:
     from bench.cost.worlds import WORLDS
+    from chalicelib.models.mailbox import Mailbox
+    pushed = kind != "imap"          # Gmail/Outlook mail arrives by push (a push job skips the idle check)
     with moto_world(), WORLDS[kind]() as world:
         meter = Meter()
         try:
-            sync_once(world, meter)                                   # the initial (empty) import
-            idle, idle_wall, idle_trips = phase(world, meter,
-                                                lambda: [sync_once(world, meter) for _ in range(idle_syncs)])
+            sync_once(world, meter, reason="initial")                 # the initial (empty) import
+            checks, check_cpu, check_trips = phase(world, meter,
+                                                   lambda: [sync_once(world, meter) for _ in range(idle_syncs)])
+            beats = max(2, idle_syncs // 5)
+
+            def heartbeats():
+                for _ in range(beats):
+                    age_last_success(world, meter)
+                    sync_once(world, meter)
+            beat, beat_cpu, beat_trips = phase(world, meter, heartbeats)
 
             def active_syncs():
                 for n in range(messages):
                     world.deliver(n)
-                    sync_once(world, meter)
-            active, active_wall, active_trips = phase(world, meter, active_syncs)
+                    sync_once(world, meter, reason="push" if pushed else "schedule")
+            active, active_cpu, active_trips = phase(world, meter, active_syncs)
             item_kb = mean_item_kb()
             raw_bytes, item_bytes_per_message = storage_per_message()
+            mailbox_table = Mailbox.Meta.table_name
         finally:
             meter.close()
-    idle_one = scaled(idle, 1 / idle_syncs)
+    share = heartbeat_share()       # an idle month: idle checks, and a full sync every heartbeat
+    check_one, beat_one = scaled(checks, 1 / idle_syncs), scaled(beat, 1 / beats)
+    idle_one = mixed(check_one, beat_one, share)
+    idle_compute = ((1 - share) * max(0.0, check_cpu - checks.cpu) / idle_syncs
+                    + share * max(0.0, beat_cpu - beat.cpu) / beats)
+    idle_trips_per_sync = (1 - share) * check_trips / idle_syncs + share * beat_trips / beats
     active_one = scaled(active, 1 / messages)
-    idle_compute = max(0.0, idle_wall - idle.wall) / idle_syncs
-    active_compute = max(0.0, active_wall - active.wall) / messages
-    month_idle = dollars(scaled(idle_one, SYNCS_PER_MONTH), SYNCS_PER_MONTH, SYNCS_PER_MONTH / 10,
-                         idle_compute * SYNCS_PER_MONTH, idle_trips / idle_syncs * SYNCS_PER_MONTH, kind, item_kb)
+    active_compute = max(0.0, active_cpu - active.cpu) / messages
+    idle_billed, token_trips = with_fan_out_and_tokens(idle_one, kind, mailbox_table)
+    idle_trips_one = idle_trips_per_sync + token_trips
+
+    def idle_month_at(memory_gb: float | None) -> dict[str, float]:
+        return dollars(scaled(idle_billed, SYNCS_PER_MONTH), SYNCS_PER_MONTH, SYNCS_PER_MONTH / 10,
+                       idle_compute * SYNCS_PER_MONTH, idle_trips_one * SYNCS_PER_MONTH, kind, item_kb, memory_gb)
+    month_idle = idle_month_at(None)
     if kind == "imap":       # new mail rides on the scheduled syncs: only its marginal cost is added
         extra = scaled(active_one.minus(idle_one), MAILS_PER_MONTH)
         extra_cost = dollars(extra, 0, 0, max(0.0, active_compute - idle_compute) * MAILS_PER_MONTH,
-                             max(0.0, active_trips / messages - idle_trips / idle_syncs) * MAILS_PER_MONTH, kind,
+                             max(0.0, active_trips / messages - idle_trips_per_sync) * MAILS_PER_MONTH, kind,
                              item_kb)
         push = 0.0
-    else:                    # each mail: its own push → API Gateway + API Lambda + a worker run
-        extra_cost = dollars(scaled(active_one, MAILS_PER_MONTH), MAILS_PER_MONTH, MAILS_PER_MONTH,
+    else:                    # each mail: its own push → API Gateway + API Lambda (its marker write) + a worker run
+        pushed_one = active_one.copy()
+        pushed_one.writes_by_table[mailbox_table] += 1            # request_sync: the sync_queued_at marker
+        pushed_one.rru += 0.5                                     # the by_push_key Query
+        extra_cost = dollars(scaled(pushed_one, MAILS_PER_MONTH), MAILS_PER_MONTH, MAILS_PER_MONTH,
                              active_compute * MAILS_PER_MONTH, active_trips / messages * MAILS_PER_MONTH, kind,
                              item_kb)
         push = MAILS_PER_MONTH * (PRICES["api_gateway"]["per_request"] + PRICES["lambda"]["per_request"]
@@ -179,11 +287,24 @@ def measure(kind: str, idle_syncs: int, messages: int) -> dict:
     active_month = {name: month_idle[name] + extra_cost[name] for name in month_idle}
     active_month["push (API Gateway + API Lambda)"] = push
     active_month["storage (S3 + DynamoDB)"] = storage
+    what_if = {}
+    if check_memory_gb:
+        checked = idle_month_at(check_memory_gb)
+        what_if = {"check_memory_gb": check_memory_gb, "idle_month_usd": round(sum(checked.values()), 5),
+                   "idle_breakdown": {k: round(v, 6) for k, v in checked.items()}}
     return {
         "idle_sync": {"aws_calls": {f"{s}.{o}": round(n, 2) for (s, o), n in idle_one.calls.items()},
                       "wru": round(idle_one.wru(item_kb), 2), "rru": round(idle_one.rru, 2),
-                      "kms": round(idle_one.kms, 2), "provider_round_trips": round(idle_trips / idle_syncs, 2),
-                      "compute_s": round(idle_compute, 3)},
+                      "kms": round(idle_one.kms, 2), "provider_round_trips": round(idle_trips_per_sync, 2),
+                      "compute_s": round(idle_compute, 3), "heartbeat_share": round(share, 4),
+                      "check_only": {"calls": {f"{s}.{o}": round(n, 2) for (s, o), n in check_one.calls.items()},
+                                     "wru": round(check_one.wru(item_kb), 2)},
+                      "heartbeat_sync": {"calls": {f"{s}.{o}": round(n, 2) for (s, o), n in beat_one.calls.items()},
+                                         "wru": round(beat_one.wru(item_kb), 2)},
+                      "with_token_refresh_and_fan_out": {
+                          "wru": round(idle_billed.wru(item_kb), 2), "kms": round(idle_billed.kms, 2),
+                          "sqs_requests": round(idle_billed.sqs_requests, 2),
+                          "provider_round_trips": round(idle_trips_one, 2)}},
         "sync_with_one_message": {"aws_calls": {f"{s}.{o}": round(n, 2) for (s, o), n in active_one.calls.items()},
                                   "wru": round(active_one.wru(item_kb), 2), "rru": round(active_one.rru, 2),
                                   "s3_put": round(active_one.s3_put, 2),
@@ -194,6 +315,7 @@ def measure(kind: str, idle_syncs: int, messages: int) -> dict:
         "active_month_usd": round(sum(active_month.values()), 5),
         "idle_breakdown": {k: round(v, 6) for k, v in month_idle.items()},
         "active_breakdown": {k: round(v, 6) for k, v in active_month.items()},
+        **({"separate_check_function": what_if} if what_if else {}),
     }
 
 
@@ -202,12 +324,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--idle-syncs", type=int, default=10)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--kinds", default="imap,gmail,outlook")
+    parser.add_argument("--check-memory-mb", type=int, default=0,
+                        help="also price idle checks in a separate function of this size (a what-if)")
     args = parser.parse_args(argv)
     result = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{platform.machine()}, {platform.python_version()}", "prices_checked": PRICES["checked"],
               "worker_memory_gb": worker_memory_gb(), "targets_usd": TARGETS, "kinds": {}}
     for kind in args.kinds.split(","):
-        figures = measure(kind, args.idle_syncs, args.messages)
+        figures = measure(kind, args.idle_syncs, args.messages, args.check_memory_mb / 1024 or None)
         result["kinds"][kind] = figures
         print(f"{kind}: idle ${figures['idle_month_usd']:.4f}/mailbox-month "
               f"({'meets' if figures['idle_month_usd'] <= TARGETS['idle'] else 'over'} ${TARGETS['idle']}), "
@@ -217,6 +341,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  sync with one message: {figures['sync_with_one_message']}")
         print(f"  idle month: {figures['idle_breakdown']}")
         print(f"  active month: {figures['active_breakdown']}")
+        if "separate_check_function" in figures:
+            print(f"  idle month with a {args.check_memory_mb} MB check function: "
+                  f"{figures['separate_check_function']}")
     record("cost", result)
     return result
 

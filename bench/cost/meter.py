@@ -6,7 +6,8 @@ taken here as the table's mean item size measured after the run), transactions t
 per started 4 KB when strongly consistent, half when eventually consistent, transactions twice. Item sizes are
 taken from the DynamoDB JSON (type tags included, so a slight overestimate). S3, SQS and KMS bill per request
 (SQS per started 64 KB of payload). `wall` is the time spent inside the calls (moto, in-process: not AWS's
-latency — the model uses its own latency assumptions).
+latency — the model uses its own latency assumptions); `cpu` the process CPU time spent inside them (moto's
+work, subtracted from the worker's measured compute).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Usage:
     s3_get: int = 0
     kms: int = 0
     wall: float = 0.0
+    cpu: float = 0.0          # process CPU time spent inside the calls (moto's work, not the worker's)
 
     def wru(self, mean_item_kb: dict[str, float]) -> float:
         return self.wru_put + sum(n * max(1, math.ceil(mean_item_kb.get(table, 1.0)))
@@ -46,7 +48,7 @@ class Usage:
         out = Usage()
         out.calls = self.calls - other.calls
         out.writes_by_table = self.writes_by_table - other.writes_by_table
-        for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall"):
+        for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu"):
             setattr(out, name, getattr(self, name) - getattr(other, name))
         return out
 
@@ -66,11 +68,12 @@ class Meter:
         def metered(client, operation, params):
             if meter.paused:
                 return meter.original(client, operation, params)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 result = meter.original(client, operation, params)
             finally:
                 meter.usage.wall += time.perf_counter() - started
+                meter.usage.cpu += time.process_time() - cpu
             meter.record(client.meta.service_model.service_name, operation, params, result)
             return result
 

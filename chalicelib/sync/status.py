@@ -83,6 +83,7 @@ def sync_status(mailbox: Mailbox, *, now: float | None = None) -> dict[str, Any]
         "stage": mailbox.sync_stage or "idle",
         "last_sync_started_at": mailbox.last_sync_started_at,
         "last_success_at": mailbox.last_success_at,
+        "idle_heartbeat_seconds": max(0, get_settings().idle_heartbeat_seconds),
         "last_error": mailbox.last_error or None,
         "counts": {key: int(legacy.get(key, 0)) + int(value or 0) for key, value in counters.items()},
         "throttled_until": isoformat(datetime.fromtimestamp(throttled_until, timezone.utc))

@@ -1,13 +1,14 @@
 """The sync worker: one SQS batch of sync jobs, each record isolated (Powertools BatchProcessor).
 
 Per record: parse the job → load the mailbox (gone / not active / tenant suspended → done, silently; throttled
-until later → re-queued with a delay) → acquire the lease (held → flag ONE follow-up and finish) → build the
-provider through its kind → `engine.sync_mailbox` until done or the deadline → release (writing the final state
-in the same update) → enqueue the continuation ("continue") or the coalesced follow-up ("follow_up"), after the
-release so the new job can take the lease — also after a failed sync, so a request that arrived meanwhile is
-never lost. Failures go through `errors.py`; a record that must be retried raises, and
-the processor reports its `messageId` in `batchItemFailures` (Lambda ReportBatchItemFailures) while the
-other records of the batch succeed.
+until later → re-queued with a delay) → a scheduled job may first run the idle check (`idle_check.py`: the
+provider has nothing new → done, nothing written; else its open provider is reused below) → acquire the lease
+(held → flag ONE follow-up and finish) → build the provider through its kind (unless reused) →
+`engine.sync_mailbox` until done or the deadline → release (writing the final state in the same update) →
+enqueue the continuation ("continue") or the coalesced follow-up ("follow_up"), after the release so the new
+job can take the lease — also after a failed sync, so a request that arrived meanwhile is never lost. Failures
+go through `errors.py`; a record that must be retried raises, and the processor reports its `messageId` in
+`batchItemFailures` (Lambda ReportBatchItemFailures) while the other records of the batch succeed.
 
 Redelivery safety: a redelivered or duplicated job re-runs the engine from the persisted cursors; the store
 dedupes. A worker killed mid-sync leaves its lease to expire (`lease.lease_seconds()` > Lambda timeout); the
@@ -15,7 +16,9 @@ next job — or `renewer.run()` for a mailbox stuck in "syncing" — resumes fro
 """
 from __future__ import annotations
 
+import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -26,7 +29,7 @@ from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError
 from chalicelib.providers.kinds import build_provider
-from chalicelib.sync import effects, engine, errors, lease
+from chalicelib.sync import effects, engine, errors, idle_check, lease
 from chalicelib.sync.lease import LeaseLost
 from chalicelib.tenancy.service import SyncPermission
 from chalicelib.sync.enqueue import SyncJob, enqueue_sync, parse_job
@@ -60,6 +63,28 @@ def _acquire(job: SyncJob):
         if lease.flag_follow_up(job.tenant_id, job.mailbox_id):
             return "coalesced"
     raise errors.RetryLater("lease contention", 5)
+
+
+@dataclass
+class Checked:
+    """What an idle check that found something hands the leased sync: the mailbox it read and either its open
+    provider (reused) or the mailbox-wide error the provider answered (recorded without asking again — a
+    throttled provider must not be asked twice)."""
+    mailbox: Mailbox
+    provider: MailProvider | None = None
+    error: ProviderError | None = None
+
+
+# Errors the engine handles per folder (bounded resync, vanished folder): after such an answer the check runs a
+# normal sync instead of recording an error.
+ENGINE_HANDLED = frozenset({ErrorCode.CURSOR_INVALID, ErrorCode.NOT_FOUND})
+
+
+def _same_account(checked: Mailbox, leased: Mailbox) -> bool:
+    """Whether the provider built for `checked` (before the lease) still fits the mailbox as leased: same kind,
+    settings, credentials version and cursor epoch (else it is rebuilt from the leased read)."""
+    fields = ("type", "email", "imap", "mail_server_id", "secret_version", "cursor_epoch", "updated_at")
+    return all(getattr(checked, name) == getattr(leased, name) for name in fields)
 
 
 # Mailboxes of a suspended tenant, or of one whose plan no longer includes mail, are not synced; they resume by
@@ -103,6 +128,41 @@ class Worker:
             enqueue_sync(job.tenant_id, job.mailbox_id, job.reason, delay_seconds=int(wait + 1))
             logger.info("sync deferred: provider rate limit", extra={"seconds": int(wait)})
             return "deferred"
+        checked = self._idle_check(job, mailbox)
+        if checked == "idle":
+            return "idle"
+        try:
+            return self._leased(job, record, checked)
+        finally:
+            if checked is not None and checked.provider is not None:
+                checked.provider.close()
+
+    def _idle_check(self, job: SyncJob, mailbox: Mailbox) -> "str | Checked | None":
+        """"idle" when the provider has nothing new (nothing written: `idle_check.py`); else what the check
+        learnt for the leased sync (its open provider, or the mailbox-wide error it met); None when the check
+        does not apply."""
+        if not idle_check.eligible(mailbox, job.reason):
+            return None
+        provider = None
+        try:
+            provider = self.provider_factory(mailbox)
+            if idle_check.nothing_new(mailbox, provider, page_size=self.options.page_size):
+                provider.close()
+                logger.info("idle check: nothing new")
+                return "idle"
+        except ProviderError as exc:
+            if provider is not None:
+                provider.close()
+            if exc.code in ENGINE_HANDLED:
+                return None               # the engine resyncs / skips the folder: a normal sync
+            return Checked(mailbox, error=exc)    # recorded under the lease, the provider is not asked again
+        except BaseException:
+            if provider is not None:
+                provider.close()
+            raise
+        return Checked(mailbox, provider=provider)
+
+    def _leased(self, job: SyncJob, record, checked: "Checked | None") -> str:
         acquired = _acquire(job)
         if acquired is None:
             return "skipped"
@@ -110,14 +170,18 @@ class Worker:
             logger.info("sync already running; one follow-up requested")
             return "coalesced"
         held, mailbox = acquired
+        reuse = checked is not None and _same_account(checked.mailbox, mailbox)
         logger.append_keys(provider=mailbox.type)
         info = errors.RecordInfo(record.receipt_handle, int(record.attributes.approximate_receive_count or 1))
         remaining = _remaining_seconds(self.context)
         deadline = self.clock() + remaining - safety_margin(remaining)
         outcome, final_actions = "continue", [Mailbox.sync_stage.set("queued")]
         try:
-            if self.clock() < deadline:
-                outcome, final_actions = self._sync(mailbox, held, deadline, info)
+            if reuse and checked.error is not None:
+                outcome, final_actions = self._failed(mailbox, checked.error, info)
+            elif self.clock() < deadline:
+                outcome, final_actions = self._sync(mailbox, held, deadline, info,
+                                                    checked.provider if reuse else None)
         except LeaseLost:
             logger.warning("lease lost mid-sync; another worker continues")
             return "lease_lost"
@@ -132,16 +196,17 @@ class Worker:
             enqueue_sync(job.tenant_id, job.mailbox_id, "follow_up")
         return outcome
 
-    def _sync(self, mailbox: Mailbox, held: lease.Lease, deadline: float, info: errors.RecordInfo
-              ) -> tuple[str, list]:
-        """(outcome, the final mailbox state to write with the release)."""
+    def _sync(self, mailbox: Mailbox, held: lease.Lease, deadline: float, info: errors.RecordInfo,
+              provider: MailProvider | None = None) -> tuple[str, list]:
+        """(outcome, the final mailbox state to write with the release). `provider`: one already open for
+        this mailbox (the idle check's; its owner closes it), else one is built here."""
         try:
-            with self.provider_factory(mailbox) as provider:
+            with contextlib.nullcontext(provider) if provider is not None else self.provider_factory(mailbox) \
+                    as provider:
                 result = engine.sync_mailbox(mailbox, provider, deadline, lease=held, clock=self.clock,
                                              options=self.options, after_store=self.after_store)
         except ProviderError as exc:
-            errors.handle_provider_error(mailbox, exc, info)
-            return ("throttled" if exc.code == ErrorCode.THROTTLED else "failed"), []
+            return self._failed(mailbox, exc, info)
         except (LeaseLost, errors.RetryLater):
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, then the record is redelivered
@@ -152,6 +217,12 @@ class Worker:
                                                   "skipped": result.counts.skipped, "removed": result.counts.removed,
                                                   "pages": result.counts.pages})
         return result.outcome, result.final_actions
+
+
+    @staticmethod
+    def _failed(mailbox: Mailbox, exc: ProviderError, info: errors.RecordInfo) -> tuple[str, list]:
+        errors.handle_provider_error(mailbox, exc, info)
+        return ("throttled" if exc.code == ErrorCode.THROTTLED else "failed"), []
 
 
 def handle_batch(event: dict, context: Any, *, provider_factory: ProviderFactory = build_provider,

@@ -36,7 +36,12 @@ class SyncStatus(ApiModel):
     status: str
     stage: str
     last_sync_started_at: str | None
-    last_success_at: str | None
+    last_success_at: str | None = Field(None, description=(
+        "the last sync that recorded success. A scheduled check that finds nothing new writes nothing, so for "
+        "an idle mailbox this is refreshed every `idle_heartbeat_seconds` (plus up to one 30-minute tick); a "
+        "failing check is recorded at once in `last_error`"))
+    idle_heartbeat_seconds: int = Field(0, description="how often an idle, healthy mailbox records success "
+                                                       "(0: every sync does)")
     last_error: SyncError | None
     counts: SyncCounts
     cursors: list[FolderCursor]

@@ -1,0 +1,82 @@
+"""The idle check: a scheduled sync of a mailbox with nothing new costs no DynamoDB write.
+
+Most scheduled syncs (the :00/:30 tick) find nothing: the full path would still take the lease and release it
+(two conditional writes of the mailbox item). Instead, before the lease, the worker asks the provider the
+question the engine asks first — `changes(folder, stored_cursor)` for every synced folder (IMAP: one STATUS per
+folder; Gmail: `users.history.list` from the stored historyId; Graph: the stored delta link) — and stops there
+when every answer is an empty page. Anything else (a new/changed/removed ref, another page, a resync, an
+error, a folder without a cursor) sends the job down the normal path: lease, engine, release.
+
+Why this is safe without the lease (the lease is what makes the writer unique, and the check writes nothing):
+- it writes nothing at all — no cursor, no mailbox attribute, no message — so it cannot race a lease holder
+  (the one write it can cause is outside the lease anyway: an expired access token is refreshed and the rotated
+  credentials saved with their own version check, credentials/tokens.py);
+- a stored cursor means "the store has incorporated every remote change up to this cursor" (sync/cursors.py).
+  An empty page from that cursor means the provider had nothing after it when asked; a cursor the provider
+  advanced anyway (Gmail's historyId moves with activity in other labels, Graph may hand out a new delta link)
+  is dropped, which only means the next check asks from the older, still valid, cursor again;
+- a change that lands during or after the check is found by its push job (pushes never take this shortcut) or
+  by the next tick;
+- a crash anywhere in the check leaves the state exactly as it was;
+- asking is side-effect free: `changes()` answers from the cursor and the remote state alone (IMAP STATUS /
+  UID SEARCH, Gmail history, Graph delta links can all be asked again), so the sync that follows a non-empty
+  answer asks the same question again and gets the same changes.
+
+Heartbeat: the check applies only while the mailbox's last full sync succeeded less than
+`Settings.idle_heartbeat_seconds` (default 6 h, `MAILBRIDGE_IDLE_HEARTBEAT_SECONDS`; 0 turns the check off)
+ago; then a normal sync runs, which writes `last_success_at` and persists any advanced cursor (Gmail keeps a
+history record for at least a week: https://developers.google.com/gmail/api/guides/sync). So `last_success_at`
+of an idle mailbox lags by at most the heartbeat plus one tick, and an error is still recorded at once: a
+mailbox-wide error the check meets (auth, throttling, temporary, permanent) is recorded by the worker under the
+lease exactly as a sync's would be, without asking the provider again (a throttled provider must not be asked
+twice); CURSOR_INVALID and NOT_FOUND run the normal sync, whose engine resyncs or skips the folder.
+"""
+from __future__ import annotations
+
+import time
+from datetime import date
+
+from chalicelib.config import get_settings
+from chalicelib.models.mailbox import FOLDER_ROLES, Mailbox, synced_folders
+from chalicelib.providers.base import MailProvider
+from chalicelib.sync import cursors
+from chalicelib.sync.lease import lease_is_live
+from chalicelib.timeutil import parse_iso, utcnow
+
+CHECK_REASONS = frozenset({"schedule"})     # pushes and refreshes announce a change: they sync in full
+
+
+def eligible(mailbox: Mailbox, reason: str, *, now: float | None = None) -> bool:
+    """Whether a job may try the idle check: a scheduled job for a mailbox whose last sync ended cleanly
+    (stage idle, no error, no throttle, no lease, no follow-up, no legacy cursors) within the heartbeat."""
+    heartbeat = get_settings().idle_heartbeat_seconds
+    if reason not in CHECK_REASONS or heartbeat <= 0:
+        return False
+    if (mailbox.sync_stage or "idle") != "idle" or mailbox.last_error or mailbox.not_before is not None:
+        return False
+    if mailbox.sync_requested or mailbox.cursors is not None or lease_is_live(mailbox, now):
+        return False
+    if not mailbox.last_success_at:
+        return False
+    age = (utcnow() - parse_iso(mailbox.last_success_at)).total_seconds()
+    if now is not None:
+        age += now - time.time()
+    return 0 <= age < heartbeat
+
+
+def nothing_new(mailbox: Mailbox, provider: MailProvider, *, page_size: int) -> bool:
+    """True when every synced folder's `changes()` from its stored cursor is an empty, final page. Reads the
+    cursors (one Query) and asks the provider; writes nothing. ProviderError propagates (the caller syncs)."""
+    since = date.fromisoformat(mailbox.import_since[:10])
+    states = cursors.load_all(mailbox)
+    chosen = set(synced_folders(mailbox))
+    for folder in provider.folders():
+        if folder in FOLDER_ROLES and folder not in chosen:
+            continue
+        state = states.get(folder)
+        if state is None or state.cursor is None or (state.since and since.isoformat() < state.since):
+            return False                  # initial import pending, or import_since moved earlier: re-list
+        page = provider.changes(folder, state.cursor, since=since, page_size=page_size)
+        if page.new or page.changed or page.removed or page.has_more or page.resynced:
+            return False
+    return True
