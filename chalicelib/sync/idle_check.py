@@ -48,7 +48,8 @@ CHECK_REASONS = frozenset({"schedule"})     # pushes and refreshes announce a ch
 
 def eligible(mailbox: Mailbox, reason: str, *, now: float | None = None) -> bool:
     """Whether a job may try the idle check: a scheduled job for a mailbox whose last sync ended cleanly
-    (stage idle, no error, no throttle, no lease, no follow-up, no legacy cursors) within the heartbeat."""
+    (stage idle, no error, no throttle, no lease, no follow-up, no legacy cursors, no page debt a dead sync
+    left — the leased sync pays it first) within the heartbeat."""
     heartbeat = get_settings().idle_heartbeat_seconds
     if reason not in CHECK_REASONS or heartbeat <= 0:
         return False
@@ -56,7 +57,7 @@ def eligible(mailbox: Mailbox, reason: str, *, now: float | None = None) -> bool
         return False
     if mailbox.sync_requested or mailbox.cursors is not None or lease_is_live(mailbox, now):
         return False
-    if not mailbox.last_success_at:
+    if mailbox.owed_pages or not mailbox.last_success_at:
         return False
     age = (utcnow() - parse_iso(mailbox.last_success_at)).total_seconds()
     if now is not None:

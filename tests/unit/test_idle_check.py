@@ -130,10 +130,13 @@ def test_new_mail_found_by_the_check_is_synced_through_the_lease_with_the_same_p
 
 
 @pytest.mark.parametrize("change", ["removed", "changed"])
-def test_any_non_empty_page_runs_the_normal_sync(aws, outcomes, change):
+def test_any_non_empty_page_runs_the_normal_sync(aws, outcomes, change, monkeypatch):
     """Guards against a deletion or a flag/label change (a `changed` ref) being taken for "nothing new"."""
     provider = FakeProvider({"inbox": 3, "sent": 0})
     mailbox = synced(provider)
+    leases: list[str] = []
+    acquire = lease.acquire
+    monkeypatch.setattr(lease, "acquire", lambda *args, **kwargs: leases.append(args[1]) or acquire(*args, **kwargs))
     if change == "removed":
         provider.delete("inbox", 2)
         asked = provider.changes
@@ -152,7 +155,7 @@ def test_any_non_empty_page_runs_the_normal_sync(aws, outcomes, change):
     assert run(mailbox, Factory(provider))["batchItemFailures"] == []
     assert outcomes[-1] == "done"
     after = reload(mailbox)
-    assert after.last_sync_started_at != mailbox.last_sync_started_at         # the lease was taken
+    assert leases == [mailbox.mailbox_id]                                      # the lease was taken
     if change == "removed":
         assert after.removed_count == 1
 
@@ -215,7 +218,7 @@ def test_a_cleanly_synced_mailbox_is_eligible_for_scheduled_jobs(aws):
 
 
 @pytest.mark.parametrize("state", ["push", "refresh", "follow_up", "error", "queued", "requested", "throttled",
-                                   "legacy_cursors", "never_synced"])
+                                   "legacy_cursors", "never_synced", "page_debt"])
 def test_the_check_applies_only_to_scheduled_jobs_of_a_cleanly_synced_mailbox(aws, state):
     """Guards against the shortcut hiding a pending state write (error to clear, continuation, follow-up)."""
     mailbox = synced(FakeProvider({"inbox": 1, "sent": 0}))
@@ -225,7 +228,8 @@ def test_the_check_applies_only_to_scheduled_jobs_of_a_cleanly_synced_mailbox(aw
                "requested": [Mailbox.sync_requested.set(True)],
                "throttled": [Mailbox.not_before.set(1)],
                "legacy_cursors": [Mailbox.cursors.set({})],
-               "never_synced": [Mailbox.last_success_at.remove()]}.get(state)
+               "never_synced": [Mailbox.last_success_at.remove()],
+               "page_debt": [Mailbox.owed_pages.add({'{"at":"2026-01-01T00:00:00Z","ids":["msg_x"]}'})]}.get(state)
     if actions:
         mailbox.update(actions=actions)
     assert idle_check.eligible(reload(mailbox), reason) is False
