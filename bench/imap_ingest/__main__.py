@@ -9,8 +9,9 @@
    (`resource.getrusage`; it includes moto, which keeps every table and raw object in memory), the most raw
    mail the engine held at once, and a projection for real AWS (calls on the critical path × typical
    latency, the S3 PUTs divided by their concurrency).
-3. Runs `--idle-runs` idle syncs (nothing new; default 10): provider round trips, fetches, and the average
-   DynamoDB write calls/items and KMS calls per idle sync.
+3. Runs `--idle-runs` idle syncs (nothing new; default 10) as the scheduler sends them (reason `schedule`, so
+   through the idle check, `sync/idle_check.py`): provider round trips, fetches, and the average DynamoDB
+   write calls/items and KMS calls per idle sync.
 4. Runs `mbsync` (isync, C) and `offlineimap` (offlineimap3, Python) pulling the same folders over the same
    TLS port into a local Maildir, alternating with the provider-only pull in the same run; prints the ratios.
 Results are printed and written to bench/results/imap_ingest.json.
@@ -84,8 +85,8 @@ class _Spy:
         self.provider.close()
 
 
-def job_event(tenant_id: str, mailbox_id: str) -> dict:
-    body = json.dumps({"tenant_id": tenant_id, "mailbox_id": mailbox_id, "reason": "bench",
+def job_event(tenant_id: str, mailbox_id: str, reason: str = "bench") -> dict:
+    body = json.dumps({"tenant_id": tenant_id, "mailbox_id": mailbox_id, "reason": reason,
                        "requested_at": dt.datetime.now(dt.timezone.utc).isoformat()})
     return {"Records": [{"messageId": f"bench-{time.time_ns()}", "receiptHandle": "rh", "body": body,
                          "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
@@ -111,7 +112,7 @@ def create_mailbox(server: DovecotServer, user: str, password: str, since: dt.da
     return mailbox
 
 
-def run_worker(mailbox, log: dict, counter=None) -> int:
+def run_worker(mailbox, log: dict, counter=None, reason: str = "bench") -> int:
     """Runs jobs until the mailbox needs no continuation; returns how many worker invocations it took. The
     harness's own queue reads are not counted (`counter.paused()`)."""
     import contextlib
@@ -129,7 +130,7 @@ def run_worker(mailbox, log: dict, counter=None) -> int:
     sqs, queue = boto3.client("sqs"), get_settings().sync_queue_url
     while True:
         invocations += 1
-        result = worker.handle_batch(job_event(mailbox.tenant_id, mailbox.mailbox_id), _LambdaContext(900),
+        result = worker.handle_batch(job_event(mailbox.tenant_id, mailbox.mailbox_id, reason), _LambdaContext(900),
                                      provider_factory=factory)
         if result["batchItemFailures"]:
             raise RuntimeError(f"worker failed: {result}")
@@ -217,7 +218,7 @@ def run_through_worker(server: DovecotServer, user: str, password: str, since: d
         for _ in range(idle_runs):
             with counter.paused():
                 fresh = Mailbox.get(mailbox.tenant_id, mailbox.mailbox_id, consistent_read=True)
-            run_worker(fresh, idle_log, counter)
+            run_worker(fresh, idle_log, counter, reason="schedule")     # what the scheduler sends: the idle check
         idle_seconds = (time.perf_counter() - started) / idle_runs
     return {
         "imported": imported, "full_sync_seconds": round(full_seconds, 2), "worker_invocations": invocations,
