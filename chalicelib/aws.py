@@ -66,3 +66,10 @@ def kms():
 
 def reset_clients() -> None:
     client.cache_clear()
+
+
+def reset_sessions() -> None:
+    """Forget this thread's session and the loaded service models, as a new process starts (benchmarks)."""
+    global _LOADER
+    _LOADER = create_loader()
+    _SESSIONS.session = None

@@ -45,6 +45,7 @@ def main() -> dict:
         tenant = service.create_tenant("Bench", "standard")
         key = service.create_key(tenant.tenant_id, "bench").plaintext
         aws_clients.reset_clients()
+        aws_clients.reset_sessions()     # the request reads botocore's models afresh, as a cold process does
         for model in all_models():
             model._connection = None     # PynamoDB's per-model connection: the request makes its own
         gateway = LocalGateway(app, Config(chalice_stage="test"))
