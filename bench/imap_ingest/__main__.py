@@ -78,11 +78,14 @@ class _Spy:
             self.log["provider_seconds"] += time.perf_counter() - started
             yield fetched
 
+    def close(self):
+        self.provider.close()
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.provider.close()
+        self.close()
 
 
 def job_event(tenant_id: str, mailbox_id: str, reason: str = "bench") -> dict:

@@ -137,6 +137,14 @@ def named_folders(mailbox: Mailbox) -> list[str]:
     return [name for name in dict.fromkeys(mailbox.sync_folders or ()) if name not in FOLDER_ROLES]
 
 
+def folders_to_sync(mailbox: Mailbox, provider_folders: list[str]) -> list[str]:
+    """The folders a sync visits, in order: the provider's role folders this mailbox syncs (roles turned off
+    keep their cursor), then its named folders (a missing one is the provider's NOT_FOUND for that folder)."""
+    chosen = set(synced_folders(mailbox))
+    folders = [f for f in provider_folders if f not in FOLDER_ROLES or f in chosen]
+    return folders + [f for f in named_folders(mailbox) if f not in folders]
+
+
 class SharesByUser(GlobalSecondaryIndex):
     """Mailboxes shared with a user: `user_key = "<tenant_id>#<user_id>"`."""
     class Meta:

@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Sequence
 
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
-from chalicelib.models.mailbox import FOLDER_ROLES, Mailbox, named_folders, synced_folders
+from chalicelib.models.mailbox import Mailbox, folders_to_sync
 from chalicelib.providers.base import ErrorCode, FetchedMessage, MailProvider, MessageRef, ProviderError
 from chalicelib.sync import cursors, effects, store_page as message_store
 from chalicelib.sync.cursors import FolderState
@@ -281,9 +281,7 @@ class _Run:
 
     def run(self) -> SyncResult:
         self._pay_debts()
-        chosen = set(synced_folders(self.mailbox))     # folders turned off (`sync_folders`) keep their cursor
-        folders = [f for f in self.provider.folders() if f not in FOLDER_ROLES or f in chosen]
-        folders += [f for f in named_folders(self.mailbox) if f not in folders]   # NOT_FOUND → folder_errors
+        folders = folders_to_sync(self.mailbox, self.provider.folders())   # a missing named one → folder_errors
         for index, folder in enumerate(folders):
             finished = self.sync_folder(folder)
             out_of_time = self.clock() >= self.deadline and index < len(folders) - 1

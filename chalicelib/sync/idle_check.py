@@ -37,7 +37,7 @@ import time
 from datetime import date
 
 from chalicelib.config import get_settings
-from chalicelib.models.mailbox import FOLDER_ROLES, Mailbox, synced_folders
+from chalicelib.models.mailbox import Mailbox, folders_to_sync
 from chalicelib.providers.base import MailProvider
 from chalicelib.sync import cursors
 from chalicelib.sync.lease import lease_is_live
@@ -70,14 +70,11 @@ def nothing_new(mailbox: Mailbox, provider: MailProvider, *, page_size: int) -> 
     cursors (one Query) and asks the provider; writes nothing. ProviderError propagates (the caller syncs)."""
     since = date.fromisoformat(mailbox.import_since[:10])
     states = cursors.load_all(mailbox)
-    chosen = set(synced_folders(mailbox))
-    for folder in provider.folders():
-        if folder in FOLDER_ROLES and folder not in chosen:
-            continue
+    for folder in folders_to_sync(mailbox, provider.folders()):         # the folders the engine would visit
         state = states.get(folder)
         if state is None or state.cursor is None or (state.since and since.isoformat() < state.since):
             return False                  # initial import pending, or import_since moved earlier: re-list
         page = provider.changes(folder, state.cursor, since=since, page_size=page_size)
-        if page.new or page.changed or page.removed or page.has_more or page.resynced:
+        if page.new or page.changed or page.flags or page.removed or page.has_more or page.resynced:
             return False
     return True

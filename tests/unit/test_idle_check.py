@@ -16,7 +16,7 @@ from chalicelib.api.schemas.sync import SyncStatus
 from chalicelib.config import get_settings, reset_settings
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
-from chalicelib.providers.base import ErrorCode, ProviderError
+from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError
 from chalicelib.sync import idle_check, lease, worker
 from chalicelib.sync.status import sync_status
 from chalicelib.sync.enqueue import request_sync
@@ -168,6 +168,30 @@ def test_a_page_with_more_to_come_is_not_nothing_new(aws):
     provider.fail_on[("changes", "inbox")] = []
     page = provider.changes("inbox", cursor_field(mailbox, "inbox"), since=None, page_size=2)
     assert page.has_more and idle_check.nothing_new(mailbox, provider, page_size=2) is False
+
+
+def test_a_read_state_change_is_not_nothing_new(aws):
+    """Guards against `unread` never following the provider on scheduled syncs (a `flags`-only page)."""
+    provider = FakeProvider({"inbox": 1, "sent": 0})
+    mailbox = synced(provider)
+    asked = provider.changes
+
+    def with_flags(folder, cursor, **kwargs):
+        page = asked(folder, cursor, **kwargs)
+        return dataclasses.replace(page, flags=(MessageRef(folder, "1:1", seen=True),)) if folder == "inbox" else page
+    provider.changes = with_flags
+    assert idle_check.nothing_new(mailbox, provider, page_size=10) is False
+
+
+def test_new_mail_in_a_named_folder_is_not_nothing_new(aws):
+    """Guards against a named folder in `sync_folders` (not among the provider's role folders) being skipped by
+    the check, so its mail waited for the heartbeat."""
+    provider = FakeProvider({"inbox": 1, "sent": 0, "Projects": 1})
+    provider.folders = lambda: ["inbox", "sent"]        # real providers list roles; names come from sync_folders
+    mailbox = synced(provider, sync_folders=["inbox", "sent", "Projects"])
+    assert stored(mailbox) == 2 and idle_check.nothing_new(mailbox, provider, page_size=10) is True
+    provider.add("Projects", 1)
+    assert idle_check.nothing_new(mailbox, provider, page_size=10) is False
 
 
 def test_an_advanced_cursor_with_an_empty_page_is_not_written(aws, outcomes):
