@@ -153,6 +153,21 @@ def _tracked_classes(root) -> list:
     return [cls for cls in found if "instances_tracked" in cls.__dict__]
 
 
+class LocalStackStopped(RuntimeError):
+    """A DynamoDB call from a thread the stopping local stack has abandoned (as a stopped Lambda's would fail)."""
+
+
+_ONLY_THREAD: dict[str, threading.Thread] = {}
+
+
+def refuse_other_threads() -> None:
+    """From now on only the calling thread reaches DynamoDB. The local stack's stop calls it once the grace
+    period is over: a worker or notifier batch still running then fails at its next call (both are crash-safe:
+    the message is redelivered and a replay completes what was owed) instead of holding the GIL and this lock
+    while the final snapshot runs."""
+    _ONLY_THREAD["thread"] = threading.current_thread()
+
+
 def _lock_requests(handler_class) -> None:
     """One DynamoDB request at a time: a Query deep-copies items that an UpdateItem on another thread mutates
     in place ("dictionary changed size during iteration" answered the API with a 500). Under the GIL this
@@ -160,6 +175,9 @@ def _lock_requests(handler_class) -> None:
     call_action = handler_class.call_action
 
     def locked_call_action(self):
+        only = _ONLY_THREAD.get("thread")
+        if only is not None and threading.current_thread() is not only:
+            raise LocalStackStopped("the local stack is stopping")
         with WRITE_LOCK:
             return call_action(self)
 

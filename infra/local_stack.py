@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(ROOT))
 
-    from infra import local_aws
+    from infra import local_aws, local_moto
     from infra.local_state import LocalState
 
     local_aws.use_in_process_emulator()
@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + STOP_GRACE_SECONDS
     for thread in workers:
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    local_moto.refuse_other_threads()      # what still runs fails at its next DynamoDB call, as on Lambda
     server.shutdown()
     snapshot()
     moto_server.stop()
