@@ -2,10 +2,13 @@
 Lambda SQS events built from real (moto) queue messages with DISTINCT messageIds and real receipt handles."""
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 from typing import Callable, Iterator, Sequence
 
 import boto3
+import botocore.client
 
 from chalicelib.ids import new_id
 from chalicelib.models.mailbox import Mailbox
@@ -224,3 +227,31 @@ def cursor_field(mailbox: Mailbox, folder: str, name: str = "cursor"):
 def counts_of(mailbox: Mailbox) -> dict[str, int]:
     return {"imported": int(mailbox.imported_count or 0), "skipped": int(mailbox.skipped_count or 0),
             "removed": int(mailbox.removed_count or 0)}
+
+
+def by_operation(operation: str, params: dict) -> list[str]:
+    return [operation]
+
+
+def by_operation_and_table(operation: str, params: dict) -> list[str]:
+    tables = [params["TableName"]] if "TableName" in params else list(params.get("RequestItems", {}))
+    return [f"{operation}:{table}" for table in tables or ["?"]]
+
+
+@contextlib.contextmanager
+def dynamodb_calls(key: Callable[[str, dict], list[str]] = by_operation):
+    """Counts DynamoDB calls (not items) as they leave botocore (PynamoDB's included) while open, under the
+    names `key(operation, params)` gives (by default the operation)."""
+    calls: collections.Counter[str] = collections.Counter()
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(client, operation, params):
+        if client.meta.service_model.service_name == "dynamodb":
+            calls.update(key(operation, params))
+        return original(client, operation, params)
+
+    botocore.client.BaseClient._make_api_call = counting
+    try:
+        yield calls
+    finally:
+        botocore.client.BaseClient._make_api_call = original

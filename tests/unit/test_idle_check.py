@@ -3,12 +3,10 @@ DynamoDB; anything else runs the normal leased sync."""
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import ssl
 from datetime import timedelta
 
-import botocore.client
 import certifi
 import pytest
 
@@ -21,28 +19,10 @@ from chalicelib.sync import idle_check, lease, worker
 from chalicelib.sync.status import sync_status
 from chalicelib.sync.enqueue import request_sync
 from chalicelib.timeutil import isoformat, utcnow
-from tests.sync_helpers import (FakeContext, FakeProvider, cursor_field, drain, job_event, make_mailbox, receive_event,
-                                reload)
+from tests.sync_helpers import (FakeContext, FakeProvider, cursor_field, drain, dynamodb_calls, job_event,
+                                make_mailbox, receive_event, reload)
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
-
-
-@contextlib.contextmanager
-def dynamodb_calls():
-    """Counts every DynamoDB operation made through botocore (pynamodb included) while open."""
-    calls: collections.Counter = collections.Counter()
-    original = botocore.client.BaseClient._make_api_call
-
-    def counted(client, operation, params):
-        if client.meta.service_model.service_name == "dynamodb":
-            calls[operation] += 1
-        return original(client, operation, params)
-
-    botocore.client.BaseClient._make_api_call = counted
-    try:
-        yield calls
-    finally:
-        botocore.client.BaseClient._make_api_call = original
 
 
 def writes(calls: collections.Counter) -> int:

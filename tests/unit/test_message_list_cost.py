@@ -1,11 +1,8 @@
 """Guards against message lists reading each listed message's links on its own (N+1 DynamoDB queries)."""
 from __future__ import annotations
 
-import collections
-import contextlib
 import datetime as dt
 
-import botocore.client
 import pytest
 
 from chalicelib.models.message import Message
@@ -14,30 +11,11 @@ from chalicelib.pairing.links import links_for_message, links_for_messages
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync import store
 from tests.mailfactory import make_message
+from tests.sync_helpers import by_operation_and_table, dynamodb_calls
 from tests.unit.test_message_store import make_mailbox
 
 DAY = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.timezone.utc)
 AUTHENTICATION_TABLES = ("api_keys", "tenants")   # the key and its tenant, read by every authenticated call
-
-
-@contextlib.contextmanager
-def dynamodb_calls():
-    """Counts DynamoDB calls (not items) by table, as they leave botocore."""
-    calls: collections.Counter[str] = collections.Counter()
-    original = botocore.client.BaseClient._make_api_call
-
-    def counting(self, operation, params):
-        if self.meta.service_model.service_name == "dynamodb":
-            tables = [params["TableName"]] if "TableName" in params else list(params.get("RequestItems", {}))
-            for table in tables or ["?"]:
-                calls[f"{operation}:{table}"] += 1
-        return original(self, operation, params)
-
-    botocore.client.BaseClient._make_api_call = counting
-    try:
-        yield calls
-    finally:
-        botocore.client.BaseClient._make_api_call = original
 
 
 def _listing_calls(calls) -> dict[str, int]:
@@ -67,7 +45,7 @@ def page_of_linked_messages(tenant):
 
 def test_a_page_of_100_linked_messages_costs_at_most_3_dynamodb_calls(api, tenant, page_of_linked_messages):
     mailbox, messages = page_of_linked_messages
-    with dynamodb_calls() as calls:
+    with dynamodb_calls(by_operation_and_table) as calls:
         result = api("GET", "/v1/mailboxes/mbx_cost/messages?limit=100", key=tenant["key"])
     assert result.status == 200, result
     listing = _listing_calls(calls)
@@ -97,7 +75,7 @@ def test_the_record_emails_tab_reads_links_once_per_mailbox(api, tenant, page_of
     created = api("POST", "/v1/directory/batch", key=tenant["key"], json_body={"records": [
         {"type": "company", "id": "c-0", "name": "Zero", "emails": ["zero@zero.example"], "readers": ["*"]}]})
     assert created.status == 200, created
-    with dynamodb_calls() as calls:
+    with dynamodb_calls(by_operation_and_table) as calls:
         result = api("GET", "/v1/directory/company/c-0/messages", key=tenant["key"])
     assert result.status == 200, result
     items = result.json["items"]
