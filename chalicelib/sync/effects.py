@@ -220,13 +220,16 @@ def pay_debts(mailbox: Mailbox, *, older_than: str | None = None,
     return settled
 
 
+BATCH_GET_KEYS = 100          # BatchGetItem: at most 100 keys per request
+
+
 def stored_messages(message_ids: Sequence[str]) -> list[Message]:
     """The stored messages among `message_ids` (consistent reads, ≤ 100 keys a BatchGetItem); a message erased
     or purged since is simply absent."""
     found: list[Message] = []
     unique = list(dict.fromkeys(message_ids))
-    for start in range(0, len(unique), 100):
-        found.extend(Message.batch_get(unique[start:start + 100], consistent_read=True))
+    for start in range(0, len(unique), BATCH_GET_KEYS):
+        found.extend(Message.batch_get(unique[start:start + BATCH_GET_KEYS], consistent_read=True))
     return found
 
 

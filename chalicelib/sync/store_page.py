@@ -53,7 +53,6 @@ from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOu
                                    mark_removed, prepare, provider_key, put_raw, refresh_ref, refuse,
                                    save_fetched, stored_message_ids, stored_provider_ids, use_id)
 
-BATCH_GET_KEYS = 100                     # BatchGetItem: at most 100 keys per request
 TRANSACT_PUTS = 99                       # TransactWriteItems: 100 actions, one of them the mailbox counter
 TRANSACT_BYTES = 3_000_000               # TransactWriteItems: 4 MB per request, with room for the envelope
 
@@ -86,13 +85,8 @@ def put_raw_objects(prepared: Sequence[Prepared], tagging: str | None = None) ->
 
 
 def existing_items(keys: Sequence[str]) -> dict[str, Message]:
-    """The stored items among `keys` (consistent reads, ≤ 100 keys a request)."""
-    found: dict[str, Message] = {}
-    unique = list(dict.fromkeys(keys))
-    for start in range(0, len(unique), BATCH_GET_KEYS):
-        for item in Message.batch_get(unique[start:start + BATCH_GET_KEYS], consistent_read=True):
-            found[item.message_id] = item
-    return found
+    """The stored items among `keys` (consistent reads, ≤ 100 keys a request: `effects.stored_messages`)."""
+    return {item.message_id: item for item in effects.stored_messages(keys)}
 
 
 ITEM_OVERHEAD_BYTES = 8 * 1024          # keys, ids, dates and state: short values outside the field budgets
