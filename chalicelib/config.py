@@ -38,6 +38,7 @@ class Settings:
     page_raw_bytes: int = 32 * 1024 * 1024      # raw mail the sync engine holds at once (docs/architecture.md)
     s3_put_concurrency: int = 8                 # parallel raw-object PUTs per page
     data_key_cache_seconds: int = 300           # decrypted KMS data keys kept in the process (security/crypto.py)
+    auth_cache_seconds: int = 30                # verified API keys kept in the API process (api/auth_cache.py)
     allow_insecure_mail_transport: bool = False
     ssrf_allowed_networks: tuple[str, ...] = field(default_factory=tuple)
     worker_timeout_seconds: int = 300
@@ -92,6 +93,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         s3_put_concurrency=max(1, int(env.get("MAILBRIDGE_S3_PUT_CONCURRENCY", str(defaults.s3_put_concurrency)))),
         data_key_cache_seconds=int(env.get("MAILBRIDGE_DATA_KEY_CACHE_SECONDS",
                                            str(defaults.data_key_cache_seconds))),
+        auth_cache_seconds=int(env.get("MAILBRIDGE_AUTH_CACHE_SECONDS", str(defaults.auth_cache_seconds))),
         allow_insecure_mail_transport=_bool(env.get("MAILBRIDGE_ALLOW_INSECURE_MAIL_TRANSPORT")),
         ssrf_allowed_networks=_csv(env.get("MAILBRIDGE_SSRF_ALLOWED_NETWORKS")),
         worker_timeout_seconds=int(env.get("MAILBRIDGE_WORKER_TIMEOUT_SECONDS", "300")),

@@ -3,14 +3,17 @@
 Order of checks (each failure a problem+json): missing/malformed/unknown key → 401; inactive key → 403
 `key-inactive`; client address outside the key's allowlist → 403 `address-not-allowed`; suspended tenant →
 403; a `require_user` key without `X-User-Id` → 403. Nothing in an error reveals another tenant's data.
+A verified key and its tenant's state are kept for a few seconds (`auth_cache.py`), so a warm API process
+authenticates without reading them again.
 """
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
+from chalicelib.api import auth_cache
 from chalicelib.api.context import Principal
 from chalicelib.api.errors import AddressNotAllowed, BadRequest, Forbidden, KeyInactive, Unauthorized
 from chalicelib.config import get_settings
@@ -50,24 +53,37 @@ def authenticate_tenant(request) -> Principal:
     key_id = apikeys.parse_key_id(token)
     if key_id is None:
         raise Unauthorized("Malformed API key.")
-    try:
-        record = ApiKey.get(key_id)
-    except DoesNotExist:
-        record = None
-    if record is None or not apikeys.digest_matches(token, record.key_sha256):
-        raise Unauthorized("Unknown API key.")
+    verified = _verified_key(token, key_id)
+    record = verified.record
     if record.status != "active":
         raise KeyInactive("This API key is inactive.")
     if not apikeys.address_allowed(source_ip(request), list(record.allowed_ips or [])):
         raise AddressNotAllowed("This API key may not be used from this client address.")
-    tenant = get_tenant(record.tenant_id)
-    if tenant is None or tenant.status != "active":
+    if not verified.tenant_active:
         raise Forbidden("This tenant is suspended; contact the operator.")
     user_id = _user_id(request)
     if record.require_user and user_id is None:
         raise Forbidden("This API key requires the X-User-Id header.")
     _touch_last_used(record)
     return Principal(tenant_id=record.tenant_id, key_id=record.key_id, user_id=user_id)
+
+
+def _verified_key(token: str, key_id: str) -> auth_cache.VerifiedKey:
+    """The key's record and its tenant's state: from `auth_cache` while fresh, else read (2 GetItems)."""
+    digest = apikeys.sha256_hex(token)
+    cached = auth_cache.lookup(digest)
+    if cached is not None:
+        return cached
+    try:
+        record = ApiKey.get(key_id)
+    except DoesNotExist:
+        record = None
+    if record is None or not apikeys.digest_matches(token, record.key_sha256):
+        raise Unauthorized("Unknown API key.")
+    tenant = get_tenant(record.tenant_id)
+    verified = auth_cache.VerifiedKey(record, tenant_active=tenant is not None and tenant.status == "active")
+    auth_cache.remember(digest, verified)
+    return verified
 
 
 def _user_id(request) -> str | None:
@@ -85,5 +101,11 @@ def _touch_last_used(record: ApiKey) -> None:
     now = utcnow()
     if record.last_used_at and now - parse_iso(record.last_used_at) < LAST_USED_RESOLUTION:
         return
-    record.update(actions=[ApiKey.last_used_at.set(isoformat(now))])
+    try:
+        record.update(actions=[ApiKey.last_used_at.set(isoformat(now))], condition=ApiKey.key_id.exists())
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        auth_cache.forget_all()   # revoked by another process while cached: never recreate the item
+        raise Unauthorized("Unknown API key.") from None
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from chalice import Blueprint
 
+from chalicelib.api import auth_cache
 from chalicelib.api.errors import NotFound
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
@@ -48,4 +49,6 @@ def update_tenant(tenant_id: str, body: UpdateTenant):
         changes["settings"] = {**(tenant.settings or {}), **body.settings.model_dump(exclude_none=True)}
     if "own_domains" in changes:
         changes["own_domains"] = [d.lower() for d in changes["own_domains"]]
-    return tenant_out(service.update_tenant(tenant, **changes))
+    updated = service.update_tenant(tenant, **changes)
+    auth_cache.forget_all()          # a suspended tenant's keys stop at once in this process
+    return tenant_out(updated)

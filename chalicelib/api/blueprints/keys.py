@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from chalice import Blueprint
 
+from chalicelib.api import auth_cache
 from chalicelib.api.guards import not_found, require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
@@ -62,10 +63,12 @@ def update_key(key_id: str, body: UpdateKey):
         actions.append(ApiKey.require_user.set(body.require_user))
     if actions:
         record.update(actions=actions)
+        auth_cache.forget_all()
     return key_out(record)
 
 
 @route(bp, "/v1/keys/{key_id}", methods=["DELETE"], status=204, summary="Revoke (delete) an API key", tags=TAGS)
 def delete_key(key_id: str):
     _owned_key(key_id).delete()
+    auth_cache.forget_all()
     return None
