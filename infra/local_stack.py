@@ -220,18 +220,22 @@ def main(argv: list[str] | None = None) -> int:
     print(banner(args.port, endpoint, data_dir, local_secrets), flush=True)
 
     stop.wait()
+    stopping_since = time.monotonic()
     log("stopping: saving data")
-    # In-flight batches get a moment to finish; one still running is abandoned as if its Lambda were stopped:
-    # the worker is crash-safe (a replay completes what a cut-off page owes), and its job is enqueued again
-    # by the scheduler's next tick. The final snapshot is incremental, so it takes well under a second.
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    # The API stops taking requests at once (its shutdown waits for the server loop's next poll, so it runs
+    # beside the grace period). In-flight batches get a moment to finish; one still running is abandoned as if
+    # its Lambda were stopped: the worker is crash-safe (a replay completes what a cut-off page owes), and its
+    # job is enqueued again by the scheduler's next tick. The final snapshot is incremental, so it takes well
+    # under a second. The emulator's HTTP endpoint is not shut down one by one: the process exits right after.
+    api_stopped = threading.Thread(target=server.shutdown, name="api-shutdown", daemon=True)
+    api_stopped.start()
+    deadline = stopping_since + STOP_GRACE_SECONDS
     for thread in workers:
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
     local_moto.refuse_other_threads()      # what still runs fails at its next DynamoDB call, as on Lambda
-    server.shutdown()
     snapshot()
-    moto_server.stop()
-    log(f"data saved in {data_dir}")
+    api_stopped.join(timeout=1.0)
+    log(f"data saved in {data_dir} ({time.monotonic() - stopping_since:.1f} s after the signal)")
     return 0
 
 
