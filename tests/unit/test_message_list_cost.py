@@ -5,6 +5,7 @@ import datetime as dt
 
 import pytest
 
+from chalicelib.messages import views
 from chalicelib.models.message import Message
 from chalicelib.pairing import store as link_store
 from chalicelib.pairing.links import links_for_message, links_for_messages
@@ -79,3 +80,16 @@ def test_the_record_emails_tab_reads_links_once_per_mailbox(api, tenant, page_of
     assert sum(link_queries.values()) <= 3, link_queries    # the record's page + one per mailbox, not per message
     assert all({"type": "company", "id": "c-0", "source": "auto", "reason": "sender domain"} in i["links"]
                for i in items)
+
+
+def test_a_listed_message_is_the_summary_of_the_whole_item(api, tenant, page_of_linked_messages):
+    """Guards the listing's projection: a summary field missing from SUMMARY_ATTRIBUTES would list as empty."""
+    mailbox, messages = page_of_linked_messages
+    fresh = Message.get(messages[5].message_id)
+    fresh.update(actions=[Message.unread.set(True), Message.cc.set([{"name": "C", "email": "c@x.example"}]),
+                          Message.removed_at_source.set("2026-11-30T00:00:00Z")])
+    listed = api("GET", "/v1/mailboxes/mbx_cost/messages?limit=100", key=tenant["key"]).json["items"]
+    for item in listed:
+        whole = Message.get(item["id"])
+        assert item == views.summary(whole, show_snippet=True, links=item["links"])
+    assert next(i for i in listed if i["id"] == fresh.message_id)["unread"] is True
