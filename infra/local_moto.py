@@ -199,15 +199,23 @@ def _patch_serializer(result_class) -> None:
 
 def _patch_table(table_class) -> None:
     put_item, delete_item = table_class.put_item, table_class.delete_item
-    all_items = table_class.all_items
 
     def invalidate(table) -> None:
         table.__dict__.pop("_local_sorted_items", None)
 
     def cached_all_items(self):
+        """moto's order — by (hash key, range key), DynamoType comparisons comparing `cast_value` — sorted on
+        native keys computed once per item: re-sorting a 5,000-item table on DynamoType comparisons took about
+        0.2 s, paid by every message list while a mailbox imported (each put invalidates the cache)."""
         cached = self.__dict__.get("_local_sorted_items")
         if cached is None:
-            cached = all_items(self)
+            items = [item for by_range in self.items.values()
+                     for item in (by_range.values() if self.range_key_attr else (by_range,))]
+            if self.range_key_attr:
+                items.sort(key=lambda item: (item.hash_key.cast_value, item.range_key.cast_value))
+            else:
+                items.sort(key=lambda item: item.hash_key.cast_value)
+            cached = items
             self.__dict__["_local_sorted_items"] = cached
         return list(cached)
 

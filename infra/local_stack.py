@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
 
     snapshot_lock = threading.Lock()
 
-    def snapshot() -> None:
+    def snapshot(*, compact: bool = True) -> None:
         with snapshot_lock:
-            state.snapshot()
+            state.snapshot(compact=compact)
 
     if not args.no_seed and not local_secrets.get("demo_api_key"):
         seed_demo_tenant(local_secrets, secrets_path)
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     for thread in workers:
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
     local_moto.refuse_other_threads()      # what still runs fails at its next DynamoDB call, as on Lambda
-    snapshot()
+    snapshot(compact=False)
     api_stopped.join(timeout=1.0)
     log(f"data saved in {data_dir} ({time.monotonic() - stopping_since:.1f} s after the signal)")
     return 0

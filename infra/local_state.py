@@ -90,13 +90,16 @@ class LocalState:
         return (self.snapshot_dir / MANIFEST).exists()
 
     # ------------------------------------------------------------------ snapshot
-    def snapshot(self) -> dict:
+    def snapshot(self, *, compact: bool = True) -> dict:
         """Incremental when this process already has a base (written or restored): the items written since the
         last snapshot are appended to the journal; otherwise, or when the journal outgrew `compact_after`
-        lines and twice the base, a full dump. Either way only new S3 objects are read."""
+        lines and twice the base (and `compact` allows it: not on the way out, where a full dump of a large
+        store would hold up the exit), a full dump. Either way only new S3 objects are read."""
         local_moto.install()
         self.blobs.mkdir(parents=True, exist_ok=True)
-        if self._journal_lines is None or self._journal_lines > max(self.compact_after, 2 * self._base_items):
+        outgrown = self._journal_lines is not None and compact and \
+            self._journal_lines > max(self.compact_after, 2 * self._base_items)
+        if self._journal_lines is None or outgrown:
             return self._full_snapshot()
         with local_moto.WRITE_LOCK:   # a consistent cut: no DynamoDB write runs while the dirty items are read
             lines = self._dirty_lines(local_moto.DIRTY.drain())

@@ -276,6 +276,25 @@ def test_an_incremental_snapshot_round_trips_writes_updates_and_deletes(tmp_path
         assert body.read() == b"Subject: y\r\n\r\nnew"
 
 
+def test_the_snapshot_on_the_way_out_never_compacts(tmp_path):
+    """Guards the exit time: a journal past its compaction size is compacted by periodic snapshots only, never
+    by the final one (a full dump of a large store held the exit up for seconds)."""
+    tenants = "mailbridge-local-tenants"
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        outputs = local_aws.deploy_resources(session)
+        dynamodb = session.client("dynamodb")
+        state = LocalState(tmp_path, session, "mailbridge-local-", key_id=outputs["SecretsKeyId"], compact_after=1)
+        dynamodb.put_item(TableName=tenants, Item={"tenant_id": {"S": "tnt_a"}})
+        state.snapshot()                                               # the base
+        for n in range(5):
+            dynamodb.put_item(TableName=tenants, Item={"tenant_id": {"S": f"tnt_{n}"}})
+        assert state.snapshot(compact=False)["journal_lines"] == 5     # outgrown, still incremental
+        dynamodb.put_item(TableName=tenants, Item={"tenant_id": {"S": "tnt_z"}})
+        assert state.snapshot()["journal_lines"] == 0                  # a periodic one compacts
+        assert len((tmp_path / "snapshot" / "dynamodb" / f"{tenants}.jsonl").read_text().splitlines()) == 7
+
+
 @pytest.mark.slow
 def test_sigterm_stops_the_stack_promptly_and_keeps_the_last_writes(tmp_path):
     """Guards against SIGTERM waiting on in-flight work or a full snapshot (it took over a minute)."""

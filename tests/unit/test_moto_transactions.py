@@ -38,3 +38,26 @@ def test_items_are_still_limited_to_400_kb(patched):
         Event("t", "big", type="x", payload={"text": "a" * 410_000}, created_at="2026-01-01").save()
     assert "Item size has exceeded the maximum allowed size" in str(refused.value)
     assert [e.event_id for e in Event.query("t")] == ["small"]
+
+
+
+def test_the_cached_item_order_is_motos_order(patched):
+    """Guards the cached, natively sorted `all_items` (scans and GSI queries walk it) against a different order."""
+    from moto.backends import get_backend
+
+    from chalicelib.models.conversation import ThreadEntry
+    for tenant in ("b", "a", "c"):
+        for n in (10, 2, 33, 1):
+            Event(tenant, f"e{n}", type="x", payload={}, created_at="2026-01-01").save()
+    for mailbox in ("m2", "m1"):
+        for conversation in ("c9", "c10", "c1"):
+            ThreadEntry(mailbox, conversation, tenant_id="t").save()
+    tables = get_backend("dynamodb")["123456789012"]["us-east-1"].tables.values()
+    checked = 0
+    for table in tables:
+        raw = [item for by_range in table.items.values()
+               for item in (by_range.values() if table.range_key_attr else (by_range,))]
+        motos_order = sorted(raw, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+        assert table.all_items() == motos_order
+        checked += len(raw)
+    assert checked == 18
