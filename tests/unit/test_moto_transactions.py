@@ -61,3 +61,22 @@ def test_the_cached_item_order_is_motos_order(patched):
         assert table.all_items() == motos_order
         checked += len(raw)
     assert checked == 18
+
+
+def test_projections_answer_as_moto_does(patched):
+    """Guards the fast top-level projection: same attributes and values, nested paths still moto's."""
+    import boto3
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    table = Event.Meta.table_name
+    Event("t", "p1", type="x", payload={"a": {"b": 1, "c": [1, 2]}, "z": "q"}, created_at="2026-01-01").save()
+    top = client.get_item(TableName=table, Key={"tenant_id": {"S": "t"}, "event_id": {"S": "p1"}},
+                          ProjectionExpression="#t, created_at, nothing_here", ExpressionAttributeNames={"#t": "type"})
+    assert top["Item"] == {"type": {"S": "x"}, "created_at": {"S": "2026-01-01"}}
+    listed = client.query(TableName=table, KeyConditionExpression="tenant_id = :t",
+                          ExpressionAttributeValues={":t": {"S": "t"}}, ProjectionExpression="event_id, created_at")
+    assert listed["Items"] == [{"event_id": {"S": "p1"}, "created_at": {"S": "2026-01-01"}}]
+    client.put_item(TableName=table, Item={"tenant_id": {"S": "t"}, "event_id": {"S": "p2"},
+                                           "m": {"M": {"b": {"N": "1"}, "c": {"L": [{"N": "1"}, {"N": "2"}]}}}})
+    nested = client.get_item(TableName=table, Key={"tenant_id": {"S": "t"}, "event_id": {"S": "p2"}},
+                             ProjectionExpression="m.b, m.c[1]")
+    assert nested["Item"] == {"m": {"M": {"b": {"N": "1"}, "c": {"L": [{"N": "2"}]}}}}
