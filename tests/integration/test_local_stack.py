@@ -109,7 +109,8 @@ def test_snapshot_restores_items_objects_and_kms_ciphertexts_into_a_fresh_emulat
         outputs = local_aws.deploy_resources(session)
         session.client("dynamodb").put_item(TableName="mailbridge-local-tenants", Item=item)
         session.client("s3").put_object(Bucket=outputs["RawMailBucketName"], Key="tnt_1/mbx_1/m.eml",
-                                        Body=b"Subject: hi\r\n\r\nbody", ContentType="message/rfc822")
+                                        Body=b"Subject: hi\r\n\r\nbody", ContentType="message/rfc822",
+                                        Metadata={"sha256": "abc"})
         data_key = session.client("kms").generate_data_key(KeyId=outputs["SecretsKeyId"], KeySpec="AES_256",
                                                            EncryptionContext=context)
         LocalState(tmp_path, session, "mailbridge-local-", key_id=outputs["SecretsKeyId"]).snapshot()
@@ -125,6 +126,7 @@ def test_snapshot_restores_items_objects_and_kms_ciphertexts_into_a_fresh_emulat
         assert restored == item
         obj = session.client("s3").get_object(Bucket=outputs["RawMailBucketName"], Key="tnt_1/mbx_1/m.eml")
         assert obj["Body"].read() == b"Subject: hi\r\n\r\nbody" and obj["ContentType"] == "message/rfc822"
+        assert obj["Metadata"] == {"sha256": "abc"}
         plaintext = session.client("kms").decrypt(CiphertextBlob=data_key["CiphertextBlob"],
                                                   EncryptionContext=context)["Plaintext"]
         assert plaintext == data_key["Plaintext"]
