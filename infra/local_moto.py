@@ -26,6 +26,7 @@ stack"), moto itself was where time and memory went, not mailbridge:
 
 - A projection (`ProjectionExpression`, as message lists send) converted the whole item to plain JSON once per
   projected name: an 18-name projection tripled a list's CPU. Top-level names are picked directly here.
+- A Query measured every returned item twice for its 1 MB page limit; here once per Query.
 - moto's S3 backend re-imported its URL module (`importlib.reload(moto.s3.urls)`) on every request, a quarter
   of an in-process PutObject; the module is loaded once here (its table depends on environment variables the
   local stack sets before it starts).
@@ -98,6 +99,7 @@ def install() -> None:
     _load_s3_urls_once()
     _patch_item_construction(Item)
     _patch_projection(Item)
+    _patch_item_size(Item)
     _patch_serializer(DynamoResult)
     _lock_requests(DynamoHandler)
     _patch_table(Table)
@@ -147,6 +149,24 @@ def _patch_item_construction(item_class) -> None:
             raise ItemSizeTooLarge
 
     item_class.__init__ = __init__
+
+
+_sizes = threading.local()
+
+
+def _patch_item_size(item_class) -> None:
+    size = item_class.size
+
+    def remembered_size(self) -> int:
+        memo = getattr(_sizes, "memo", None)
+        if memo is None:
+            return size(self)
+        found = memo.get(id(self))
+        if found is None:
+            found = memo[id(self)] = (self, size(self))   # the item is held, so its id is not reused meanwhile
+        return found[1]
+
+    item_class.size = remembered_size
 
 
 def _patch_projection(item_class) -> None:
@@ -265,6 +285,19 @@ def _patch_table(table_class) -> None:
         items.sort(key=lambda item: tuple(_sort_value(item.attrs[name]) for name in attrs))
         return items
 
+    query = table_class.query
+
+    def query_measuring_once(self, *args, **kwargs):
+        """moto's Query measures each item it returns twice (`Item.size`, for the 1 MB page limit; a third of
+        a message list's emulator CPU): here each item is measured once per Query. Queries run under the
+        request lock, so no item changes meanwhile."""
+        _sizes.memo = {}
+        try:
+            return query(self, *args, **kwargs)
+        finally:
+            _sizes.memo = None
+
+    table_class.query = query_measuring_once
     table_class.sorted_items = sorted_items
     table_class.all_items = cached_all_items
     table_class.put_item = patched_put

@@ -80,3 +80,12 @@ def test_projections_answer_as_moto_does(patched):
     nested = client.get_item(TableName=table, Key={"tenant_id": {"S": "t"}, "event_id": {"S": "p2"}},
                              ProjectionExpression="m.b, m.c[1]")
     assert nested["Item"] == {"m": {"M": {"b": {"N": "1"}, "c": {"L": [{"N": "2"}]}}}}
+
+
+def test_a_query_page_still_stops_at_1_mb(patched):
+    """Guards the once-per-Query item sizes: a page still ends where DynamoDB's 1 MB limit ends it."""
+    for n in range(5):
+        Event("t", f"big{n}", type="x", payload={"text": "a" * 300_000}, created_at="2026-01-01").save()
+    pages = Event.query("t").page_iter
+    first = next(pages)
+    assert len(first["Items"]) == 3 and first.get("LastEvaluatedKey")
