@@ -26,7 +26,9 @@ stack"), moto itself was where time and memory went, not mailbridge:
 
 - A projection (`ProjectionExpression`, as message lists send) converted the whole item to plain JSON once per
   projected name: an 18-name projection tripled a list's CPU. Top-level names are picked directly here.
-- A Query measured every returned item twice for its 1 MB page limit; here once per Query.
+- A Query measured every returned item twice for its 1 MB page limit; here once per Query. Reaching a later
+  page compared every earlier item with the start key through freshly built DynamoTypes; strings compare
+  natively here.
 - moto's S3 backend re-imported its URL module (`importlib.reload(moto.s3.urls)`) on every request, a quarter
   of an in-process PutObject; the module is loaded once here (its table depends on environment variables the
   local stack sets before it starts).
@@ -297,6 +299,23 @@ def _patch_table(table_class) -> None:
         finally:
             _sizes.memo = None
 
+    comes_before = table_class._item_comes_before_dct
+
+    def item_comes_before_dct(self, item, dct, hash_key_attrs, range_key_attrs, scan_index_forward):
+        """moto's test for "this item was on an earlier page" (run on every item before a page's start key),
+        comparing string keys natively instead of building DynamoTypes from the start key per item; any other
+        key type goes to moto's own code, which reaches the same answer."""
+        for attr in self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs):
+            mine, theirs = item.attrs.get(attr), dct.get(attr)
+            if mine is None:
+                continue
+            if mine.type != "S" or not isinstance(theirs, dict) or "S" not in theirs or len(theirs) != 1:
+                return comes_before(self, item, dct, hash_key_attrs, range_key_attrs, scan_index_forward)
+            if mine.value != theirs["S"]:
+                return (mine.value < theirs["S"]) == scan_index_forward
+        return True
+
+    table_class._item_comes_before_dct = item_comes_before_dct
     table_class.query = query_measuring_once
     table_class.sorted_items = sorted_items
     table_class.all_items = cached_all_items

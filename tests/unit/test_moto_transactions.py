@@ -89,3 +89,23 @@ def test_a_query_page_still_stops_at_1_mb(patched):
     pages = Event.query("t").page_iter
     first = next(pages)
     assert len(first["Items"]) == 3 and first.get("LastEvaluatedKey")
+
+
+def test_pages_of_a_gsi_query_follow_each_other_without_gap_or_overlap(patched):
+    """Guards the native start-key comparison: walking pages forward and backward yields every item once."""
+    from chalicelib.models.message import Message
+    for n in range(23):
+        Message(f"m{n:02d}", tenant_id="t", mailbox_id="mb", folder="inbox", mailbox_folder="mb#inbox",
+                date_key=f"2026-11-{1 + n % 9:02d}T00:00:00Z#m{n:02d}", direction="inbound",
+                date="2026-11-01T00:00:00Z", imported_at="2026-11-01T00:00:00Z").save()
+    for forward in (True, False):
+        seen, key = [], None
+        while True:
+            result = Message.by_mailbox.query("mb", scan_index_forward=forward, limit=5, last_evaluated_key=key)
+            page = next(result.page_iter)
+            seen += [item["message_id"]["S"] for item in page["Items"]]
+            key = page.get("LastEvaluatedKey")
+            if not key:
+                break
+        expected = sorted((f"2026-11-{1 + n % 9:02d}T00:00:00Z#m{n:02d}", f"m{n:02d}") for n in range(23))
+        assert seen == [m for _, m in (expected if forward else expected[::-1])]
