@@ -29,6 +29,8 @@ stack"), moto itself was where time and memory went, not mailbridge:
 - A Query measured every returned item twice for its 1 MB page limit; here once per Query. Reaching a later
   page compared every earlier item with the start key through freshly built DynamoTypes; strings compare
   natively here.
+- botocore parsed those responses again by walking the output shape member by member (a quarter of a list's
+  CPU); they are read with `json.loads` here, binaries decoded (`_patch_response_parser`).
 - moto's S3 backend re-imported its URL module (`importlib.reload(moto.s3.urls)`) on every request, a quarter
   of an in-process PutObject; the module is loaded once here (its table depends on environment variables the
   local stack sets before it starts).
@@ -50,6 +52,7 @@ WRITE_LOCK = threading.RLock()
 _installed = False
 
 # Operations whose moto result is plain DynamoDB JSON (after `dynamo_to_dict`).
+FAST_JSON_HEADER = "x-local-dynamodb-json"     # marks those responses for `_patch_response_parser`
 FAST_JSON_OPERATIONS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem",
                                   "DeleteItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems"})
 
@@ -103,6 +106,7 @@ def install() -> None:
     _patch_projection(Item)
     _patch_item_size(Item)
     _patch_serializer(DynamoResult)
+    _patch_response_parser()
     _lock_requests(DynamoHandler)
     _patch_table(Table)
     _patch_backend(DynamoDBBackend)
@@ -240,9 +244,47 @@ def _patch_serializer(result_class) -> None:
         if operation not in FAST_JSON_OPERATIONS or isinstance(self.result, Exception):
             return generic(self, context)
         body = json.dumps(self.result, default=_json_default, separators=(",", ":"))
-        return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+        return 200, {"Content-Type": "application/x-amz-json-1.0", FAST_JSON_HEADER: "1"}, body
 
     result_class.execute_result = execute_result
+
+
+def _with_binaries(value: Any) -> Any:
+    """DynamoDB JSON with its binary values decoded: an AttributeValue `{"B": <base64>}` or
+    `{"BS": [<base64>, ...]}` (DynamoDB API reference, "AttributeValue"). Map members are AttributeValues
+    (objects), so a one-key object whose "B" is a string is always a binary value."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            if isinstance(value.get("B"), str):
+                return {"B": base64.b64decode(value["B"])}
+            if isinstance(value.get("BS"), list) and all(isinstance(v, str) for v in value["BS"]):
+                return {"BS": [base64.b64decode(v) for v in value["BS"]]}
+        return {key: _with_binaries(member) for key, member in value.items()}
+    if isinstance(value, list):
+        return [_with_binaries(member) for member in value]
+    return value
+
+
+def _patch_response_parser() -> None:
+    """botocore parses a JSON response by walking the output shape member by member (a quarter of a message
+    list's CPU here). The item operations' responses this module serializes (`FAST_JSON_HEADER`) are DynamoDB
+    JSON whose only typed values are binaries, so they are parsed with `json.loads` and the binaries decoded:
+    the same dictionary botocore builds. Every other response (errors, other services, other operations)
+    goes through botocore's parser."""
+    from botocore import parsers
+    do_parse = parsers.JSONParser._do_parse
+
+    def fast_do_parse(self, response, shape):
+        if response["headers"].get(FAST_JSON_HEADER) != "1" or shape is None or shape.event_stream_name:
+            return do_parse(self, response, shape)
+        body = response["body"]
+        parsed = json.loads(body) if body else {}
+        if b'"B":' in body or b'"BS":' in body:     # this module's serializer writes keys exactly so
+            parsed = _with_binaries(parsed)
+        self._inject_response_metadata(parsed, response["headers"])
+        return parsed
+
+    parsers.JSONParser._do_parse = fast_do_parse
 
 
 def _patch_table(table_class) -> None:

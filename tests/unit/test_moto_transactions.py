@@ -109,3 +109,24 @@ def test_pages_of_a_gsi_query_follow_each_other_without_gap_or_overlap(patched):
                 break
         expected = sorted((f"2026-11-{1 + n % 9:02d}T00:00:00Z#m{n:02d}", f"m{n:02d}") for n in range(23))
         assert seen == [m for _, m in (expected if forward else expected[::-1])]
+
+
+def test_item_responses_parse_as_botocore_parses_them(patched):
+    """Guards the json.loads parse of the emulator's item responses: binaries (also nested and in sets) come
+    back as bytes, numbers as DynamoDB JSON strings, and errors still raise botocore's exceptions."""
+    import boto3
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    table = Event.Meta.table_name
+    item = {"tenant_id": {"S": "t"}, "event_id": {"S": "bin"}, "raw": {"B": b"\x00\xff"},
+            "set": {"BS": [b"a", b"\x01"]}, "n": {"N": "1.50"}, "ns": {"NS": ["1", "2"]}, "flag": {"BOOL": True},
+            "none": {"NULL": True}, "m": {"M": {"B": {"B": b"\x02"}, "l": {"L": [{"B": b"\x03"}, {"S": "B"}]}}}}
+    client.put_item(TableName=table, Item=item)
+    got = client.get_item(TableName=table, Key={"tenant_id": {"S": "t"}, "event_id": {"S": "bin"}})
+    assert got["Item"]["raw"] == {"B": b"\x00\xff"} and got["Item"]["m"] == item["m"]
+    assert sorted(got["Item"]["set"]["BS"]) == sorted(item["set"]["BS"])
+    assert {k: v for k, v in got["Item"].items() if k not in ("set", "ns")} == \
+        {k: v for k, v in item.items() if k not in ("set", "ns")}
+    assert sorted(got["Item"]["ns"]["NS"]) == ["1", "2"]
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
+    with pytest.raises(client.exceptions.ConditionalCheckFailedException):
+        client.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(event_id)")
