@@ -41,6 +41,22 @@ def test_new_text_of_common_client_replies(text, expected):
     assert new_text(text) == expected
 
 
+@pytest.mark.parametrize("text", [GMAIL, GMAIL_WRAPPED, OUTLOOK, OUTLOOK_ORIGINAL, QUOTED, SIGNED, GERMAN, CZECH,
+                                  "- one\n- two\n", "Bonjour,\n\nLe 1 déc. 2026 à 10:00, Jan a écrit :\n> x\n",
+                                  "Ok.\n\nCAUTION: This e-mail is confidential, see our mail policy.\n"])
+def test_the_shared_patterns_are_the_librarys_own(text):
+    """Guards the patterns built once (`reply_text._patterns`) against splitting differently from the
+    library building them itself for each message."""
+    from mailparser_reply import EmailMessage
+
+    from chalicelib.sync.reply_text import LANGUAGES, _patterns, bounded
+    reference = EmailMessage(text=bounded(text), languages=list(LANGUAGES), keep_hyphen_lists=True).read()
+    ours = EmailMessage(text=bounded(text), languages=list(LANGUAGES), keep_hyphen_lists=True,
+                        **_patterns()).read()
+    assert [(r.content, r.headers, r.signatures, r.disclaimers) for r in ours.replies] == \
+        [(r.content, r.headers, r.signatures, r.disclaimers) for r in reference.replies]
+
+
 def test_snippets_skip_quotes_and_signatures():
     assert make_snippet(GMAIL) == "Thanks, we accept the offer."
     assert make_snippet(OUTLOOK) == "Tuesday works for me."
