@@ -130,3 +130,16 @@ def test_item_responses_parse_as_botocore_parses_them(patched):
     assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
     with pytest.raises(client.exceptions.ConditionalCheckFailedException):
         client.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(event_id)")
+
+
+def test_a_kept_condition_is_evaluated_against_each_item(patched):
+    """Guards the parsed-expression cache: the same condition text still decides per item and per value."""
+    fresh = Event.event_id.does_not_exist()
+    Event("t", "c1", type="x", payload={}, created_at="2026-01-01").save(condition=fresh)
+    Event("t", "c2", type="x", payload={}, created_at="2026-01-01").save(condition=fresh)
+    with pytest.raises(PutError):
+        Event("t", "c1", type="y", payload={}, created_at="2026-01-01").save(condition=Event.event_id.does_not_exist())
+    Event("t", "c1", type="z", payload={}, created_at="2026-01-01").save(condition=Event.type == "x")
+    with pytest.raises(PutError):
+        Event("t", "c1", type="w", payload={}, created_at="2026-01-01").save(condition=Event.type == "x")
+    assert Event.get("t", "c1").type == "z"
