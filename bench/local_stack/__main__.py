@@ -253,7 +253,10 @@ def import_while_listing(stack: Stack, server, smtp_port: int, user: str, passwo
             "stack_cpu_seconds_during_import": round(cpu, 1),
             "stack_cpu_ms_per_message": round(1000 * cpu / max(done, 1), 1),
             "list_while_importing_seconds": summary(latencies),
-            "list_while_importing_dynamodb_calls": {"max": max(dynamodb_calls, default=0),
+            # the first list also authenticates its key (API key + tenant: `api/auth_cache.py`); later ones
+            # find the verified key in the warm API process
+            "list_while_importing_dynamodb_calls": {"first": dynamodb_calls[0] if dynamodb_calls else 0,
+                                                    "max_after_first": max(dynamodb_calls[1:], default=0),
                                                     "p50": statistics.median(dynamodb_calls) if dynamodb_calls else 0},
             "_rss_after_import_kb": proc_memory(stack.process.pid).get("VmRSS", 0),
             "progress": progress[::max(1, len(progress) // 30)]}
