@@ -19,7 +19,7 @@ _FIRST = ["Jan", "Petra", "Jiří", "Zuzana", "Łukasz", "Günther", "Søren", "
           "Ярослав", "山田", "Anna", "Tomáš", "Chloé", "Björn"]
 _LAST = ["Novák", "Dvořáková", "Müller", "Šťastný", "Kowalski", "O'Brien", "Jørgensen", "Lefèvre", "Smith",
          "Иванова", "太郎", "Černý", "Horváth"]
-_DOMAINS = ["acme.example", "globex.example", "initech.example", "umbrella.example", "stark.example",
+DOMAINS = ["acme.example", "globex.example", "initech.example", "umbrella.example", "stark.example",
             "wayne.example", "gmail.example", "seznam.example"]
 _SUBJECTS = ["Poptávka na dodávku {n} ks", "Re: Nabídka #{tag}#", "Meeting on {day}", "Faktura {n}/2026",
              "Objednávka č. {n} — potvrzení", "Angebot für Projekt {n}", "Quarterly report Q{q}",
@@ -44,7 +44,7 @@ _TEXT = "\n".join(_TEXT[i:i + 76] for i in range(0, len(_TEXT), 76))
 def _person(rng: random.Random) -> str:
     first, last = rng.choice(_FIRST), rng.choice(_LAST)
     local = f"{rng.choice(['info', 'sales', 'jan', 'petra', 'office', 'm.k', 'support'])}{rng.randint(1, 99)}"
-    return f"{first} {last} <{local}@{rng.choice(_DOMAINS)}>"
+    return f"{first} {last} <{local}@{rng.choice(DOMAINS)}>"
 
 
 def _body(rng: random.Random, size: int) -> str:

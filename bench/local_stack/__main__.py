@@ -5,8 +5,10 @@
 1. Builds the `bench/imap_ingest` corpus (default 5,000 messages, dated within the last 6 days; cached under
    the temp dir) and loads it into a Dovecot started here (`devservers/dovecot.py`) with an SMTP server beside
    it (saving a mailbox verifies both logins).
-2. Starts `python -m infra.local_stack` as a subprocess on free ports with a temp data dir, connects the IMAP
-   account through the API (`POST /v1/mailboxes`, as `make demo-mail` prints it) and asks for a refresh.
+2. Starts `python -m infra.local_stack` as a subprocess on free ports with a temp data dir, loads one company
+   per corpus domain into the directory (so imported messages are paired and listed pages carry links),
+   connects the IMAP account through the API (`POST /v1/mailboxes`, as `make demo-mail` prints it) and asks
+   for a refresh.
 3. While the import runs: lists the newest page (`GET /v1/mailboxes/{id}/messages?limit=100`) about once a
    second — latency and DynamoDB calls per list (the stack's `X-Local-Aws-Calls` response header) — and samples
    the stack process's resident memory (/proc/<pid>/status). Import time = connect → `imported` equals the
@@ -36,7 +38,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.imap_ingest.corpus import load_corpus  # noqa: E402
+from bench.imap_ingest.corpus import DOMAINS, load_corpus  # noqa: E402
 from bench.record import record  # noqa: E402
 from devservers.dovecot import DovecotServer, free_port  # noqa: E402
 from devservers.smtp import for_dovecot  # noqa: E402
@@ -136,6 +138,17 @@ def connect_mailbox(stack: Stack, server: DovecotServer, smtp_port: int, user: s
     return created.json()["id"]
 
 
+def seed_directory(stack: Stack) -> int:
+    """One company per corpus domain (`bench/imap_ingest/corpus.py`), readable by everyone: every message from
+    or to those domains is paired as it is imported, so each listed page carries links (read in one batch)."""
+    records = [{"type": "company", "id": f"bench-{n}", "name": domain.split(".")[0].title(), "domains": [domain],
+                "readers": ["*"]} for n, domain in enumerate(DOMAINS)]
+    response = requests.post(f"{stack.base}/v1/directory/batch", json={"records": records},
+                             headers=stack.headers(), timeout=60)
+    response.raise_for_status()
+    return len(records)
+
+
 def imported(stack: Stack, mailbox_id: str) -> int:
     status = requests.get(f"{stack.base}/v1/mailboxes/{mailbox_id}/sync", headers=stack.headers(), timeout=60)
     status.raise_for_status()
@@ -224,6 +237,7 @@ def run(args) -> dict:
 
 def import_while_listing(stack: Stack, server, smtp_port: int, user: str, password: str, now: dt.datetime,
                          total: int, args) -> dict:
+    seed_directory(stack)
     started, cpu_started = time.perf_counter(), cpu_seconds(stack.process.pid)
     mailbox_id = connect_mailbox(stack, server, smtp_port, user, password, (now - dt.timedelta(days=7)).date())
     requests.post(f"{stack.base}/v1/mailboxes/{mailbox_id}/refresh", headers=stack.headers(), timeout=60)
