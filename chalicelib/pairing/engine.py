@@ -111,9 +111,11 @@ def pair_message(message: Message, *, mailbox: Mailbox | None = None) -> Pairing
 
 
 def apply_matches(message: Message, facts: MessageFacts, matches: list[Match], context: TenantContext,
-                  result: PairingResult) -> PairingResult:
+                  result: PairingResult, *, announce: bool = True) -> PairingResult:
     """Rules, then links (auto) or signals (signal mode) for `matches`, then their events (`pair_message`'s
-    second half; `pairing/page.py` calls it with matches found in one read for a whole page)."""
+    second half; `pairing/page.py` calls it with matches found in one read for a whole page). With
+    `announce=False` the caller sends `message.paired` for the new links (`paired_payload`), e.g. a whole page's
+    in one queue message."""
     mode = result.mode
     result.matches = matches
     plan = actions.run_rules(message, facts, result.matches, context, result)
@@ -128,7 +130,11 @@ def apply_matches(message: Message, facts: MessageFacts, matches: list[Match], c
     new_links = [link for link in (write_link(message, spec) for spec in specs) if link is not None]
     result.links = [{"type": link.entity_type, "id": link.entity_id, "source": link.source, "reason": link.reason}
                     for link in new_links]
-    if new_links and not message.private:
-        emit(message.tenant_id, "message.paired", {
-            "message_id": message.message_id, "mailbox_id": message.mailbox_id, "links": result.links})
+    if announce and new_links and not message.private:
+        emit(message.tenant_id, "message.paired", paired_payload(message, result))
     return result
+
+
+def paired_payload(message: Message, result: PairingResult) -> dict:
+    """The `message.paired` event's payload for the links `result` created."""
+    return {"message_id": message.message_id, "mailbox_id": message.mailbox_id, "links": result.links}

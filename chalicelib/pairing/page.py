@@ -52,7 +52,8 @@ def _remember(snap: Snapshot, message: Message, result: PairingResult) -> None:
 
 def pair_page(messages: Sequence[Message], mailbox: Mailbox | None = None) -> dict[str, PairingResult | None]:
     """Pair each message (all of one mailbox) per the mailbox's mode; message id → its result, or None when
-    pairing that message failed (logged; the caller keeps its debt for a retry)."""
+    pairing that message failed (logged; the caller keeps its debt for a retry). `message.paired` is NOT
+    emitted here: the caller announces the page's new links together (`sync/effects.complete_page`)."""
     if not messages:
         return {}
     first = messages[0]
@@ -78,7 +79,7 @@ def pair_page(messages: Sequence[Message], mailbox: Mailbox | None = None) -> di
     for message, facts, body_tags, result in todo:
         try:
             matches = run_matchers(facts, snap, context.settings, body_tags)
-            results[message.message_id] = apply_matches(message, facts, matches, context, result)
+            results[message.message_id] = apply_matches(message, facts, matches, context, result, announce=False)
             _remember(snap, message, result)
         except Exception:  # noqa: BLE001 - the message keeps its debt; the replay or the sweep pairs it
             logger.exception("pairing failed; kept for retry", extra={"message_id": message.message_id})

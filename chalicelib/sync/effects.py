@@ -33,7 +33,7 @@ from chalicelib.models.message import Message
 from chalicelib.models.event import Event
 from chalicelib.notify.events import (RETENTION_SECONDS, emit, enqueue_events, new_event,
                                       stable_event_id)
-from chalicelib.pairing.engine import pair_message
+from chalicelib.pairing.engine import PairingResult, pair_message, paired_payload
 from chalicelib.pairing.page import pair_page
 from chalicelib.timeutil import parse_iso
 
@@ -61,6 +61,15 @@ def created_event(message: Message) -> Event:
         event.created_at = message.imported_at
         event.expires_at = int(parse_iso(message.imported_at).timestamp()) + RETENTION_SECONDS
     return event
+
+
+def paired_event(message: Message, result: PairingResult) -> Event:
+    """`message.paired` for the links a page's pairing created: sent whole with the page's `message.created`
+    events (after them, in the same queue message) and stored by the notifier on receipt
+    (`notify/notifier.py` stores carried events it has not stored). Its id is stable for these links."""
+    links = ",".join(sorted(f"{link['type']}:{link['id']}" for link in result.links))
+    return new_event(message.tenant_id, "message.paired", paired_payload(message, result),
+                     stable_event_id(message.tenant_id, "message.paired", f"{message.message_id}#{links}"))
 
 
 def _settle(message: Message, debt: str) -> None:
@@ -169,7 +178,8 @@ def complete_page(messages: Sequence[Message], mailbox: Mailbox | None = None, *
 
     Messages covered by `debts` (created by `store_page`, counted in the transaction that created them): one
     batched pairing (`pairing.page.pair_page`), ONE queue message carrying their `message.created` events
-    whole (sent BEFORE the events are stored, so a crash in between only repeats the announcement — same
+    whole, followed by the `message.paired` events of the links the pairing created (`paired_event`; stored
+    by the notifier) (sent BEFORE the events are stored, so a crash in between only repeats the announcement — same
     event ids — and the notifier stores an event it receives first), then per debt one transaction storing
     its events and removing it (`settle_debts`). If any pairing failed the debts stay (never announced before
     paired) for the replay or the sweep. Messages with a debt of their own (`owed`: stored one by one) go
@@ -183,14 +193,17 @@ def complete_page(messages: Sequence[Message], mailbox: Mailbox | None = None, *
         return settled
     if mailbox is None:
         raise ValueError("page debts are settled on their mailbox")
+    paired: list[Event] = []
     if pair and covered:
         results = pair_page(covered, mailbox)
         if any(results.get(m.message_id, True) is None for m in covered):
             logger.warning("pairing failed for part of a page; its debts are kept", extra={"debts": len(debts)})
             return settled - len(covered)
+        paired = [paired_event(m, result) for m in covered
+                  if (result := results.get(m.message_id)) is not None and result.links and not m.private]
     events = {m.message_id: created_event(m) for m in covered}
     try:
-        enqueue_events(covered[0].tenant_id, list(events.values())) if covered else None
+        enqueue_events(covered[0].tenant_id, list(events.values()) + paired) if covered else None
     except Exception:  # noqa: BLE001 - the messages are stored; what they owe is retried later
         logger.exception("announcing the page failed; kept for retry", extra={"messages": len(covered)})
         return settled - len(covered)

@@ -18,6 +18,7 @@ from chalicelib.models.message import Message
 from chalicelib.models.sync_cursor import SyncCursor
 from chalicelib.models.tenant import Tenant
 from chalicelib.notify import events
+from chalicelib.pairing.engine import PairingResult
 from chalicelib.providers import kinds
 from chalicelib.providers.base import (ErrorCode, OAuthContext, ProviderContext, ProviderError, PushState,
                                        PushSubscriber)
@@ -365,10 +366,36 @@ def test_the_renewer_completes_what_a_dead_sync_left_owing(aws, monkeypatch):
     engine.sync_mailbox(mailbox, FakeProvider({"inbox": 3, "sent": 0}), FAR)
     assert events.list_events(mailbox.tenant_id, "message.created") == []
     paired = []
-    monkeypatch.setattr(effects, "pair_page", lambda messages, mailbox: {m.message_id: paired.append(m) or []
-                                                                        for m in messages})
+    monkeypatch.setattr(effects, "pair_page", lambda messages, mailbox: {
+        m.message_id: paired.append(m) or PairingResult(m.message_id, "auto") for m in messages})
     assert renewer.run()["effects_completed"] == 0                    # too recent: a live sync may still own it
     assert renewer.run(now=time.time() + 3600)["effects_completed"] == 3
     assert len(paired) == 3 and len(events.list_events(mailbox.tenant_id, "message.created")) == 3
     assert counts_of(reload(mailbox))["imported"] == 3
     assert renewer.run(now=time.time() + 3600)["effects_completed"] == 0
+
+
+def test_a_page_announces_its_new_links_with_its_messages_in_one_queue_message(aws):
+    """Guards the page path against a stored event and an SQS message per paired message (two calls a
+    message for a CRM whose directory knows the senders), and against a redelivery doubling them."""
+    from chalicelib.pairing import directory
+    from tests.sync_helpers import by_operation_and_table, deliver_events, dynamodb_calls
+    mailbox = make_mailbox()
+    directory.put_record(mailbox.tenant_id, "company", "c-org", {"name": "Org", "domains": ["example.org"]})
+    drain(aws["events_queue_url"])
+    with dynamodb_calls(by_operation_and_table) as calls:
+        engine.sync_mailbox(mailbox, FakeProvider({"inbox": 5, "sent": 0}), FAR)
+    assert not [name for name in calls if name.startswith("PutItem:") and name.endswith("events")], dict(calls)
+    sent = drain(aws["events_queue_url"])
+    assert len(sent) == 1 and sent[0]["body"]["kind"] == "events"
+    carried = sent[0]["body"]["events"]
+    assert [e["type"] for e in carried] == ["message.created"] * 5 + ["message.paired"] * 5
+    assert all(e["payload"]["links"] == [{"type": "company", "id": "c-org", "source": "auto",
+                                          "reason": e["payload"]["links"][0]["reason"]}]
+               for e in carried if e["type"] == "message.paired")
+    sqs = boto3.client("sqs")
+    for _ in range(2):                                      # delivered, then delivered again
+        sqs.send_message(QueueUrl=aws["events_queue_url"], MessageBody=json.dumps(sent[0]["body"]))
+        deliver_events(aws["events_queue_url"])
+    paired = events.list_events(mailbox.tenant_id, "message.paired")
+    assert sorted(e.event_id for e in paired) == sorted(e["event_id"] for e in carried[5:])
