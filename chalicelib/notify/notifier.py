@@ -9,10 +9,13 @@ Four message kinds arrive on the queue:
   attempt (`transport.TIMEOUT_SECONDS`); the users the event concerns are notified per their settings
   (`user_notifications.py`);
 - several whole events `{"kind": "events", "tenant_id", "events": [...]}` (from `events.enqueue_events`, the
-  sync worker's batched `message.created`): each is stored if not stored yet (one batched read, then put if
-  absent: the sender may have died between enqueueing and storing) and handled as above; then the new
-  messages join their conversations and the search index in a few batched calls (`threads/derived.py`, also for a single
-  `message.created` reference); a failure redelivers the whole message (every step is idempotent per event);
+  sync worker's batched `message.created`): each is stored if not stored yet (one batched read, then the
+  missing ones in BatchWriteItem: the sender may have died between enqueueing and storing) and handled as
+  above — step by step for the whole message, so each step reads what it needs once per queue message
+  (recipients per mailbox, the webhook per tenant, settings per user; `_handle`), not per event; then the new
+  messages join their conversations and the search index in a few batched calls (`threads/derived.py`, also
+  for a single `message.created` reference); a failure redelivers the whole message (every step is
+  idempotent per event);
 - a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`);
 - a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`);
 - an outbox job `{"kind": "outbox.send", "tenant_id", "outbox_id"}`: send (or finish) one outbox item
@@ -151,8 +154,8 @@ def _handle(handled: list[Event], lambda_context: Any) -> None:
     event, so a failure redelivers the record and a replay repeats nothing."""
     for event in handled:
         late_pairing.on_event(event)  # directory.changed only (no reads for other types); raises → redelivered
+    user_notifications.on_events(handled)  # idempotent per (user, event); before the webhook POSTs (≤ 10 s each)
     deliveries.deliver_events(handled, lambda: _has_time_for_attempt(lambda_context))
-    user_notifications.on_events(handled)  # idempotent per (user, event)
     for event in handled:
         logger.info("event consumed", extra={"tenant_id": event.tenant_id, "event_id": event.event_id,
                                              "event_type": event.type})
