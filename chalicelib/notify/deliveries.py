@@ -17,7 +17,8 @@ Timing — SQS delayed re-sends, with a sweep as safety net:
 - The message names the generation (`attempt`, `replays`) it was sent for; a duplicate or stale message (the
   item moved on) is dropped, so at most one chain of messages is live per delivery.
 - Attempts are claimed with a conditional update on (status, attempts, replays): two workers never attempt
-  the same generation twice. The claim pushes `next_attempt_at` `CLAIM_SECONDS` ahead.
+  the same generation twice. The claim pushes `next_attempt_at` `CLAIM_SECONDS` ahead. The notifier's first
+  attempt is claimed by the conditional put that creates the delivery (`deliver_events`).
 - `run_due()` — called by the hourly renewer — attempts every pending delivery overdue by more than
   `SWEEP_GRACE_SECONDS` (its message was lost, or a worker died mid-attempt). Tests call it with `grace=0`
   and a simulated clock.
@@ -113,7 +114,8 @@ def deliver_events(events: Sequence[Event], has_time: Callable[[], bool]) -> dic
     (absent → created) that, when there is time for an attempt, is also the attempt's claim (`attempts` = 1,
     `next_attempt_at` pushed `CLAIM_SECONDS` ahead): a second consumer of the same queue message finds it under
     way and skips it, and the sweep leaves it alone until the claim has long expired (`SWEEP_GRACE_SECONDS`).
-    So a first attempt costs two writes (the put, the outcome's conditional update) and no read. A delivery
+    So a first attempt costs two writes (the put, the outcome's conditional update) and no read; a consumer
+    that dies between the put and the POST leaves it to the sweep, as a claimed attempt always did. A delivery
     that exists already (a redelivered message) is attempted only if still pending and never attempted (the
     claim decides, as before). Returns counts by outcome."""
     counts: dict[str, int] = {}
