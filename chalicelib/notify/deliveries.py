@@ -17,7 +17,8 @@ Timing — SQS delayed re-sends, with a sweep as safety net:
 - The message names the generation (`attempt`, `replays`) it was sent for; a duplicate or stale message (the
   item moved on) is dropped, so at most one chain of messages is live per delivery.
 - Attempts are claimed with a conditional update on (status, attempts, replays): two workers never attempt
-  the same generation twice. The claim pushes `next_attempt_at` `CLAIM_SECONDS` ahead.
+  the same generation twice. The claim pushes `next_attempt_at` `CLAIM_SECONDS` ahead. The notifier's first
+  attempt is claimed by the conditional put that creates the delivery (`deliver_events`).
 - `run_due()` — called by the hourly renewer — attempts every pending delivery overdue by more than
   `SWEEP_GRACE_SECONDS` (its message was lost, or a worker died mid-attempt). Tests call it with `grace=0`
   and a simulated clock.
@@ -28,14 +29,14 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.ids import new_id
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
-from chalicelib.models.webhook import DUE_SHARD, WebhookDelivery
+from chalicelib.models.webhook import DUE_SHARD, Webhook, WebhookDelivery
 from chalicelib.notify import queue, signing, transport, webhook_config
 from chalicelib.timeutil import isoformat
 
@@ -104,6 +105,72 @@ def create_for_event(event: Event, now: float | None = None) -> WebhookDelivery 
     return delivery
 
 
+def deliver_events(events: Sequence[Event], has_time: Callable[[], bool]) -> dict[str, int]:
+    """The notifier's webhook step for a batch of stored events (one queue message): each event the tenant's
+    webhook subscribes to gets its delivery, attempted right away while `has_time()` (else queued).
+
+    Per batch, not per event: the webhook item once per tenant, its signing secret decrypted once, and which
+    deliveries exist already in one consistent BatchGetItem. A new delivery is created by a conditional put
+    (absent → created) that, when there is time for an attempt, is also the attempt's claim (`attempts` = 1,
+    `next_attempt_at` pushed `CLAIM_SECONDS` ahead): a second consumer of the same queue message finds it under
+    way and skips it, and the sweep leaves it alone until the claim has long expired (`SWEEP_GRACE_SECONDS`).
+    So a first attempt costs two writes (the put, the outcome's conditional update) and no read; a consumer
+    that dies between the put and the POST leaves it to the sweep, as a claimed attempt always did. A delivery
+    that exists already (a redelivered message) is attempted only if still pending and never attempted (the
+    claim decides, as before). Returns counts by outcome."""
+    counts: dict[str, int] = {}
+    wanted = [e for e in events if e.type in webhook_config.EVENT_TYPES]
+    webhooks = {t: webhook_config.get_webhook(t) for t in dict.fromkeys(e.tenant_id for e in wanted)}
+    wanted = [e for e in wanted if webhooks[e.tenant_id] is not None
+              and webhook_config.subscribed(webhooks[e.tenant_id], e.type)]
+    if not wanted:
+        return counts
+    keys = [(e.tenant_id, delivery_id_for(e.event_id)) for e in wanted]
+    existing = {(d.tenant_id, d.delivery_id): d for d in WebhookDelivery.batch_get(keys, consistent_read=True)}
+    secrets: dict[str, str] = {}
+    for event, key in zip(wanted, keys):
+        webhook = webhooks[event.tenant_id]
+        delivery = existing.get(key)
+        if delivery is None:
+            claim = has_time()
+            delivery = _create(event, clock(), claimed=claim)
+            if delivery is not None and claim:
+                result = _attempt_claimed(delivery, clock(), webhook=webhook, event=event, secrets=secrets)
+                counts[result] = counts.get(result, 0) + 1
+                continue
+            if delivery is not None:
+                enqueue(delivery, 0)
+                counts["queued"] = counts.get("queued", 0) + 1
+                continue
+            delivery = get_delivery(*key)       # created meanwhile by another consumer
+        if delivery is None or delivery.status != "pending" or delivery.attempts != 0:
+            continue                            # under way or done (a redelivered event message)
+        if has_time():
+            result = attempt(delivery, clock(), webhook=webhook, event=event, secrets=secrets)
+        else:
+            enqueue(delivery, 0)
+            result = "queued"
+        counts[result] = counts.get(result, 0) + 1
+    return counts
+
+
+def _create(event: Event, now: float, *, claimed: bool) -> WebhookDelivery | None:
+    """Put the delivery for `event` if absent (claimed for an attempt now, or due now); None when it exists."""
+    delivery = WebhookDelivery(event.tenant_id, delivery_id_for(event.event_id), event_id=event.event_id,
+                               event_type=event.type, status="pending", status_key=f"{event.tenant_id}#pending",
+                               attempts=1 if claimed else 0, replays=0,
+                               next_attempt_at=int(now) + (CLAIM_SECONDS if claimed else 0),
+                               last_attempt_at=_iso(now) if claimed else None, due_shard=DUE_SHARD,
+                               created_at=_iso(now), expires_at=int(now) + RETENTION_SECONDS)
+    try:
+        delivery.save(condition=WebhookDelivery.delivery_id.does_not_exist())
+    except PutError as exc:
+        if not _conditional_failure(exc):
+            raise
+        return None
+    return delivery
+
+
 def _conditional_failure(exc: Exception) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
@@ -151,31 +218,42 @@ def _claim(delivery: WebhookDelivery, now: float) -> bool:
     return True
 
 
-def attempt(delivery: WebhookDelivery, now: float | None = None) -> str:
-    """One attempt if `delivery` is pending and due: "delivered", "retry", "dead_letter" or "skipped"."""
+def attempt(delivery: WebhookDelivery, now: float | None = None, *, webhook: Webhook | None = None,
+            event: Event | None = None, secrets: dict[str, str] | None = None) -> str:
+    """One attempt if `delivery` is pending and due: "delivered", "retry", "dead_letter" or "skipped".
+    `webhook` and `event`: the items when the caller has them (else read here); `secrets`: signing secrets
+    by tenant decrypted so far in this batch (filled here)."""
     now = clock() if now is None else now
     if delivery.status != "pending" or (delivery.next_attempt_at or 0) > now or not _claim(delivery, now):
         return "skipped"
+    return _attempt_claimed(delivery, now, webhook=webhook, event=event, secrets=secrets)
+
+
+def _attempt_claimed(delivery: WebhookDelivery, now: float, *, webhook: Webhook | None = None,
+                     event: Event | None = None, secrets: dict[str, str] | None = None) -> str:
     try:
-        outcome = _send(delivery)
+        outcome = _send(delivery, webhook, event, {} if secrets is None else secrets)
     except Exception:  # noqa: BLE001 - recorded as a failed attempt, so the schedule (not the sweep) retries it
         logger.exception("webhook attempt failed internally", extra={"delivery_id": delivery.delivery_id})
         outcome = transport.Outcome(False, None, "internal error")
     return _record(delivery, outcome, now)
 
 
-def _send(delivery: WebhookDelivery) -> transport.Outcome:
-    webhook = webhook_config.get_webhook(delivery.tenant_id)
+def _send(delivery: WebhookDelivery, webhook: Webhook | None, event: Event | None,
+          secrets: dict[str, str]) -> transport.Outcome:
+    webhook = webhook or webhook_config.get_webhook(delivery.tenant_id)
     if webhook is None:
         return transport.Outcome(False, None, "no webhook configured", final=True)
-    try:
-        event = Event.get(delivery.tenant_id, delivery.event_id)
-    except DoesNotExist:
-        return transport.Outcome(False, None, "event expired", final=True)
+    if event is None:
+        try:
+            event = Event.get(delivery.tenant_id, delivery.event_id)
+        except DoesNotExist:
+            return transport.Outcome(False, None, "event expired", final=True)
     body = event_body(event.event_id, event.type, event.created_at, event.tenant_id, event.payload or {})
     # wall-clock time, not `clock`: the receiver checks it against its own clock (replay window)
-    headers = signing.signed_headers(webhook_config.signing_secret(webhook), event.event_id, int(time.time()),
-                                     body)
+    if webhook.tenant_id not in secrets:
+        secrets[webhook.tenant_id] = webhook_config.signing_secret(webhook)
+    headers = signing.signed_headers(secrets[webhook.tenant_id], event.event_id, int(time.time()), body)
     return transport.post(webhook.url, body, headers)
 
 

@@ -104,10 +104,12 @@ def interval_seconds(tenant_id: str) -> int:
 
 
 # --- scheduling ---------------------------------------------------------------------------------------------
-def schedule(tenant_id: str, user_id: str, now: float | None = None) -> bool:
-    """Make sure one digest is due for the user; True when this call scheduled it."""
+def schedule(tenant_id: str, user_id: str, now: float | None = None,
+             settings: NotificationSettings | None = None) -> bool:
+    """Make sure one digest is due for the user; True when this call scheduled it. `settings`: the user's
+    item when the caller has just read it (the conditional update decides either way)."""
     now = clock() if now is None else now
-    settings = NotificationSettings.get(tenant_id, user_id)
+    settings = settings or NotificationSettings.get(tenant_id, user_id)
     if settings.digest_due_at is not None:
         return False
     due = max(now, (settings.last_digest_at or 0) + interval_seconds(tenant_id))

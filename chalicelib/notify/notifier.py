@@ -9,10 +9,13 @@ Four message kinds arrive on the queue:
   attempt (`transport.TIMEOUT_SECONDS`); the users the event concerns are notified per their settings
   (`user_notifications.py`);
 - several whole events `{"kind": "events", "tenant_id", "events": [...]}` (from `events.enqueue_events`, the
-  sync worker's batched `message.created`): each is stored if not stored yet (one batched read, then put if
-  absent: the sender may have died between enqueueing and storing) and handled as above; then the new
-  messages join their conversations and the search index in a few batched calls (`threads/derived.py`, also for a single
-  `message.created` reference); a failure redelivers the whole message (every step is idempotent per event);
+  sync worker's batched `message.created`): each is stored if not stored yet (one batched read, then the
+  missing ones in BatchWriteItem: the sender may have died between enqueueing and storing) and handled as
+  above — step by step for the whole message, so each step reads what it needs once per queue message
+  (recipients per mailbox, the webhook per tenant, settings per user; `_handle`), not per event; then the new
+  messages join their conversations and the search index in a few batched calls (`threads/derived.py`, also
+  for a single `message.created` reference); a failure redelivers the whole message (every step is
+  idempotent per event);
 - a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`);
 - a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`);
 - an outbox job `{"kind": "outbox.send", "tenant_id", "outbox_id"}`: send (or finish) one outbox item
@@ -31,7 +34,7 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from pynamodb.exceptions import DoesNotExist, PutError
+from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
@@ -50,16 +53,6 @@ def _has_time_for_attempt(lambda_context: Any) -> bool:
         return True
     needed = (transport.TIMEOUT_SECONDS + ATTEMPT_MARGIN_SECONDS) * 1000
     return lambda_context.get_remaining_time_in_millis() > needed
-
-
-def _deliver(event: Event, lambda_context: Any) -> None:
-    delivery = deliveries.create_for_event(event)
-    if delivery is None or delivery.status != "pending" or delivery.attempts != 0:
-        return  # no webhook / not subscribed / already under way (a redelivered event message)
-    if _has_time_for_attempt(lambda_context):
-        deliveries.attempt(delivery)
-    else:
-        deliveries.enqueue(delivery, 0)
 
 
 def _privacy_seconds(lambda_context: Any) -> float:
@@ -110,8 +103,7 @@ def consume(record, lambda_context: Any = None) -> str:
         return digest.on_message(body)
     if body.get("kind") == events.EVENTS_KIND:
         handled = _stored_all(str(body["tenant_id"]), body["events"])
-        for event in handled:
-            _handle(event, lambda_context)
+        _handle(handled, lambda_context)
         _derive(str(body["tenant_id"]), handled)
         return "consumed"
     if body.get("kind") == outbox_delivery.JOB_KIND:
@@ -126,7 +118,7 @@ def consume(record, lambda_context: Any = None) -> str:
     except DoesNotExist:
         logger.warning("event not found; dropped", extra={"tenant_id": tenant_id, "event_id": event_id})
         return "missing"
-    _handle(event, lambda_context)
+    _handle([event], lambda_context)
     _derive(tenant_id, [event])
     return "consumed"
 
@@ -143,28 +135,30 @@ def _derive(tenant_id: str, handled: list[Event]) -> None:
 def _stored_all(tenant_id: str, items: list[dict]) -> list[Event]:
     """The events carried whole in a queue message, each stored if it is not yet (same stable id, same
     content). Which are stored already is read first (BatchGetItem, 100 keys a request: the worker usually
-    stored them), because a conditional put that fails still consumes write capacity (DynamoDB Developer
-    Guide, "Condition expressions": a failed conditional write is billed)."""
+    stored them); the missing ones are written with BatchWriteItem — plain puts, as the worker's own
+    (`sync/effects.settle_debts`): an event item is never updated and `created_event` builds the same bytes
+    on every replay, so a put racing the worker's writes the same item."""
     found = [Event(tenant_id, str(item["event_id"]), type=str(item["type"]), payload=dict(item["payload"]),
                    created_at=str(item["created_at"]), expires_at=item.get("expires_at")) for item in items]
     stored = {e.event_id for e in Event.batch_get([(tenant_id, e.event_id) for e in found])} if found else set()
-    for event in found:
-        if event.event_id in stored:
-            continue
-        try:
-            event.save(condition=Event.event_id.does_not_exist())
-        except PutError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+    with Event.batch_write() as batch:
+        for event in found:
+            if event.event_id not in stored:
+                batch.save(event)
     return found
 
 
-def _handle(event: Event, lambda_context: Any) -> None:
-    late_pairing.on_event(event)  # idempotent and bounded; raises on store errors → redelivered
-    _deliver(event, lambda_context)
-    user_notifications.on_event(event)  # idempotent per (user, event)
-    logger.info("event consumed", extra={"tenant_id": event.tenant_id, "event_id": event.event_id,
-                                         "event_type": event.type})
+def _handle(handled: list[Event], lambda_context: Any) -> None:
+    """Run what the events trigger, per step for the whole batch (each step reads what it needs once: the
+    recipients per mailbox, the webhook per tenant, the settings per user); every step is idempotent per
+    event, so a failure redelivers the record and a replay repeats nothing."""
+    for event in handled:
+        late_pairing.on_event(event)  # directory.changed only (no reads for other types); raises → redelivered
+    user_notifications.on_events(handled)  # idempotent per (user, event); before the webhook POSTs (≤ 10 s each)
+    deliveries.deliver_events(handled, lambda: _has_time_for_attempt(lambda_context))
+    for event in handled:
+        logger.info("event consumed", extra={"tenant_id": event.tenant_id, "event_id": event.event_id,
+                                             "event_type": event.type})
 
 
 def handle_batch(event: dict, context: Any) -> dict:

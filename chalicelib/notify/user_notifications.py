@@ -6,20 +6,21 @@ count (the sparse `by_unread` index). One notification per (user, event): its id
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-from pynamodb.exceptions import DoesNotExist, PutError
+from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.models.event import Event
 from chalicelib.models.notification import Notification, NotificationSettings
 from chalicelib.notify import digest
-from chalicelib.notify.recipients import KINDS, recipients
+from chalicelib.notify.recipients import KINDS, recipients_of
 from chalicelib.timeutil import now_iso
 
 CHANNELS = ("in_app", "email", "off")
 DEFAULT_CHANNEL = "in_app"
 RETENTION_SECONDS = 90 * 24 * 3600
 MAX_MARK_ALL = 1000
+BATCH_GET_KEYS = 100
 TITLES = {"new_mail": "New mail", "pairing_signal": "A pairing suggestion needs your decision",
           "mailbox_attention": "A mailbox needs attention"}
 
@@ -66,36 +67,69 @@ def _summary(event: Event) -> dict[str, Any]:
 
 def on_event(event: Event, now: float | None = None) -> int:
     """Notify the users `event` concerns according to their settings; returns how many were notified."""
-    kind, users = recipients(event)
-    if kind is None:
+    return on_events([event], now)
+
+
+def on_events(events: Sequence[Event], now: float | None = None) -> int:
+    """Notify the users each of `events` concerns according to their settings; returns how many notifications
+    that is (new or already there).
+
+    Per call, not per event: the recipients (`recipients.recipients_of`: one BatchGetItem + one Query per
+    mailbox), every recipient's settings (one BatchGetItem), which notifications exist already (consistent
+    BatchGetItem) and the new ones written with BatchWriteItem; then one digest is scheduled per user who got a
+    new `email` notification. A notification is put only when absent because a put would reset one the user
+    has read (`read_at`, `unread_key`) — the id derives from the event id, so a redelivered event finds it.
+    Unlike a conditional put this leaves a window: two consumers of the same queue message that both read
+    before either writes put identical items (the second rewrites the first's bytes; a read in those
+    milliseconds would be undone). SQS redelivers a message only after its visibility timeout, long after the
+    first consumer's writes, so that needs two overlapping deliveries — and costs at most one unread mark."""
+    planned = recipients_of(events)
+    if not planned:
         return 0
     now = digest.clock() if now is None else now
-    notified = 0
-    for user_id in users:
-        settings = get_settings_item(event.tenant_id, user_id)
-        channel = effective_channels(settings)[kind]
-        if channel == "off":
-            continue
-        if _store(event, user_id, kind, channel, now) and channel == "email":
-            digest.schedule(event.tenant_id, user_id, now)
-        notified += 1
-    return notified
+    settings = _settings_items({(event.tenant_id, user) for event, _kind, users in planned for user in users})
+    items: list[Notification] = []
+    for event, kind, users in planned:
+        for user_id in users:
+            channel = effective_channels(settings.get((event.tenant_id, user_id)))[kind]
+            if channel != "off":
+                items.append(_item(event, user_id, kind, channel, now))
+    existing = _existing_keys(items)
+    new = [item for item in items if (item.user_key, item.notification_id) not in existing]
+    with Notification.batch_write() as batch:
+        for item in new:
+            batch.save(item)
+    for tenant_id, user_id in dict.fromkeys((i.tenant_id, i.user_id) for i in new if i.channel == "email"):
+        digest.schedule(tenant_id, user_id, now, settings=settings.get((tenant_id, user_id)))
+    return len(items)
 
 
-def _store(event: Event, user_id: str, kind: str, channel: str, now: float) -> bool:
+def _settings_items(keys: set[tuple[str, str]]) -> dict[tuple[str, str], NotificationSettings]:
+    wanted = sorted(keys)
+    found: dict[tuple[str, str], NotificationSettings] = {}
+    for start in range(0, len(wanted), BATCH_GET_KEYS):
+        for item in NotificationSettings.batch_get(wanted[start:start + BATCH_GET_KEYS]):
+            found[(item.tenant_id, item.user_id)] = item
+    return found
+
+
+def _existing_keys(items: Sequence[Notification]) -> set[tuple[str, str]]:
+    keys = list(dict.fromkeys((i.user_key, i.notification_id) for i in items))
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        found |= {(n.user_key, n.notification_id) for n in Notification.batch_get(
+            keys[start:start + BATCH_GET_KEYS], consistent_read=True, attributes_to_get=["user_key",
+                                                                                          "notification_id"])}
+    return found
+
+
+def _item(event: Event, user_id: str, kind: str, channel: str, now: float) -> Notification:
     key = user_key(event.tenant_id, user_id)
-    item = Notification(key, "ntf_" + event.event_id.split("_", 1)[-1], tenant_id=event.tenant_id,
+    return Notification(key, "ntf_" + event.event_id.split("_", 1)[-1], tenant_id=event.tenant_id,
                         user_id=user_id, kind=kind, channel=channel, event_id=event.event_id,
                         event_type=event.type, title=TITLES[kind], data=_summary(event), created_at=now_iso(),
                         unread_key=key, digest_key=key if channel == "email" else None,
                         expires_at=int(now) + RETENTION_SECONDS)
-    try:
-        item.save(condition=Notification.notification_id.does_not_exist())
-    except PutError as exc:
-        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-            return False  # a redelivered event: this user already has it
-        raise
-    return True
 
 
 # --- feed ---------------------------------------------------------------------------------------------------

@@ -5,20 +5,28 @@ path; a message is already stored with its first-guess `conversation_id` (`ident
 
 Per batch of messages (one tenant): ONE BatchGetItem per 100 thread keys (own Message-ID, provider thread,
 parents, subject keys — `identity`), the conversation of each message in date order (earlier messages of the
-batch are seen by later ones), the missing keys written in BatchWriteItem calls, then per (mailbox,
-conversation) ONE transaction that sets `conversation_id` and `thread_counted` on each message — conditioned
-on `thread_counted` being absent and the message not removed at the source — and adds their number and
-participants to the `ThreadEntry`; then one conditional update moving the entry's latest message forward.
+batch are seen by later ones), the missing keys written in BatchWriteItem calls, the entries' latest message
+read (one BatchGetItem per 100 entries), then transactions of up to 100 actions (TransactWriteItems' limit),
+each packing several (mailbox, conversation) groups: per group, each message's `conversation_id` and
+`thread_counted` set — conditioned on `thread_counted` being absent, the message not removed at the source and
+its read state unchanged — and ONE update of the `ThreadEntry` adding their number and participants and, when
+the group holds a message later than the entry's latest, moving the latest to it (conditioned on moving
+forward). A page of 100 new messages in 100 conversations: 2 transactions (was 100 + 100 updates).
 
 Exactly once under redelivery and crashes: a message is counted only in the transaction that marks it
-counted (a replay finds the mark: the transaction is cancelled and the batch falls back to one message at a
-time, skipping the counted ones); the latest-message update only moves forward; keys are idempotent puts.
+counted (a replay finds the mark: the transaction is cancelled and its groups fall back to one group, then
+one message, at a time, skipping the counted ones, with a separate forward-only latest update); the latest
+message only moves forward; keys are idempotent puts. A removal that re-reads the entry's latest
+(`_refresh_latest`) between this batch's entry read and its transaction can leave the entry's latest on an
+older message than one counted here (it is corrected by the next message of that conversation); the
+unbatched update had the same race, a little narrower.
 Two notifiers racing on one thread's key may pick different conversations only when the headers are broken
 (intact headers give the same `initial_id`); conversations are never merged afterwards.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
@@ -33,7 +41,8 @@ from chalicelib.threads import identity
 from chalicelib.threads.unread import unread_is, weight
 
 BATCH_GET_KEYS = 100
-MESSAGES_PER_TRANSACTION = 90      # + the entry update: TransactWriteItems takes 100 actions
+MAX_TRANSACTION_ACTIONS = 100      # TransactWriteItems takes at most 100 actions
+MESSAGES_PER_TRANSACTION = 90      # a unit: its messages + its entry's update
 MAX_PARTICIPANTS_PER_MESSAGE = 20
 
 
@@ -94,8 +103,37 @@ def participants_of(message: Message) -> set[str]:
             for e in identity.addresses(message)[:MAX_PARTICIPANTS_PER_MESSAGE]}
 
 
-def _count(mailbox_id: str, conversation_id: str, messages: Sequence[Message]) -> list[Message]:
-    """Mark `messages` counted in one transaction with the entry's count; returns the ones counted."""
+@dataclass
+class _Unit:
+    """Messages of one (mailbox, conversation) counted together; `latest`: the one the entry's latest moves
+    to in the same transaction (None: the entry already shows a later one, or it is moved afterwards)."""
+    mailbox_id: str
+    conversation_id: str
+    messages: Sequence[Message]
+    latest: Message | None = None
+
+    @property
+    def actions(self) -> int:
+        return len(self.messages) + 1
+
+
+def _newest(messages: Iterable[Message]) -> Message:
+    return max(messages, key=lambda m: (m.date, m.message_id))
+
+
+def _forward_only(message: Message):
+    """The entry's latest may become `message`: none yet, or an earlier one (ties by message id)."""
+    return (ThreadEntry.latest_date.does_not_exist() | (ThreadEntry.latest_date < message.date)
+            | ((ThreadEntry.latest_date == message.date) & (ThreadEntry.latest_message_id <= message.message_id)))
+
+
+def _latest_actions(conversation_id: str, message: Message) -> list:
+    return [ThreadEntry.latest_date.set(message.date), ThreadEntry.latest_message_id.set(message.message_id),
+            ThreadEntry.activity_key.set(f"{message.date}#{conversation_id}")]
+
+
+def _entry_actions(unit: _Unit) -> list:
+    messages = unit.messages
     participants: set[str] = set()
     for message in messages:
         participants |= participants_of(message)
@@ -107,16 +145,34 @@ def _count(mailbox_id: str, conversation_id: str, messages: Sequence[Message]) -
         actions.append(ThreadEntry.participants.add(participants))
     if any(m.unread is not None for m in messages):     # read state at the source (threads/unread.py)
         actions.append(ThreadEntry.unread_count.add(sum(weight(m.unread) for m in messages)))
+    if unit.latest is not None:
+        actions += _latest_actions(unit.conversation_id, unit.latest)
+    return actions
+
+
+def _write(units: Sequence[_Unit]) -> None:
+    """ONE transaction: each unit's messages marked counted (conditioned on not counted yet, still at the
+    source and read state unchanged) and its entry's count, participants — and latest, conditioned on moving
+    forward — updated. All or nothing."""
     with TransactWrite(connection=transaction_connection()) as transaction:
-        for message in messages:
-            transaction.update(Message(message.message_id),
-                               actions=[Message.conversation_id.set(conversation_id),
-                                        Message.thread_counted.set(True)],
-                               condition=Message.message_id.exists() & Message.thread_counted.does_not_exist()
-                               & Message.removed_at_source.does_not_exist() & unread_is(message.unread))
-        transaction.update(ThreadEntry(mailbox_id, conversation_id), actions=actions)
-    for message in messages:
-        message.conversation_id, message.thread_counted = conversation_id, True
+        for unit in units:
+            for message in unit.messages:
+                transaction.update(Message(message.message_id),
+                                   actions=[Message.conversation_id.set(unit.conversation_id),
+                                            Message.thread_counted.set(True)],
+                                   condition=Message.message_id.exists() & Message.thread_counted.does_not_exist()
+                                   & Message.removed_at_source.does_not_exist() & unread_is(message.unread))
+            condition = _forward_only(unit.latest) if unit.latest is not None else None
+            transaction.update(ThreadEntry(unit.mailbox_id, unit.conversation_id), actions=_entry_actions(unit),
+                               condition=condition)
+    for unit in units:
+        for message in unit.messages:
+            message.conversation_id, message.thread_counted = unit.conversation_id, True
+
+
+def _count(mailbox_id: str, conversation_id: str, messages: Sequence[Message]) -> list[Message]:
+    """Mark `messages` counted in one transaction with the entry's count; returns the ones counted."""
+    _write([_Unit(mailbox_id, conversation_id, messages)])
     return list(messages)
 
 
@@ -156,17 +212,75 @@ def _count_one(mailbox_id: str, conversation_id: str, message: Message) -> list[
 
 def move_latest(mailbox_id: str, conversation_id: str, message: Message) -> None:
     """Make `message` the entry's latest unless a later one is there (only ever moves forward)."""
-    condition = (ThreadEntry.latest_date.does_not_exist() | (ThreadEntry.latest_date < message.date)
-                 | ((ThreadEntry.latest_date == message.date)
-                    & (ThreadEntry.latest_message_id <= message.message_id)))
     try:
-        ThreadEntry(mailbox_id, conversation_id).update(
-            actions=[ThreadEntry.latest_date.set(message.date), ThreadEntry.latest_message_id.set(message.message_id),
-                     ThreadEntry.activity_key.set(f"{message.date}#{conversation_id}")],
-            condition=condition)
+        ThreadEntry(mailbox_id, conversation_id).update(actions=_latest_actions(conversation_id, message),
+                                                        condition=_forward_only(message))
     except UpdateError as exc:
         if getattr(exc, "cause_response_code", "") != "ConditionalCheckFailedException":
             raise
+
+
+def _units(groups: dict[tuple[str, str], list[Message]]) -> list[_Unit]:
+    """Each group in chunks of ≤ `MESSAGES_PER_TRANSACTION` (date order), the entries read once (BatchGetItem)
+    so that a chunk holding a message later than its entry's latest moves the latest in its own transaction."""
+    keys = list(groups)
+    entries: dict[tuple[str, str], ThreadEntry] = {}
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        for entry in ThreadEntry.batch_get(keys[start:start + BATCH_GET_KEYS],
+                                           attributes_to_get=["mailbox_id", "conversation_id", "latest_date",
+                                                              "latest_message_id"]):
+            entries[(entry.mailbox_id, entry.conversation_id)] = entry
+    units = []
+    for key, group in groups.items():
+        entry = entries.get(key)
+        shown = (entry.latest_date, entry.latest_message_id) if entry and entry.latest_date else None
+        for start in range(0, len(group), MESSAGES_PER_TRANSACTION):
+            chunk = group[start:start + MESSAGES_PER_TRANSACTION]
+            newest = _newest(chunk)
+            later = shown is None or (newest.date, newest.message_id) > (shown[0], shown[1] or "")
+            units.append(_Unit(key[0], key[1], chunk, newest if later else None))
+            if later:
+                shown = (newest.date, newest.message_id)
+    return units
+
+
+def _packed(units: Sequence[_Unit]) -> Iterable[list[_Unit]]:
+    """Units packed into transactions of ≤ `MAX_TRANSACTION_ACTIONS` actions, one unit per entry each (a
+    transaction may not touch one item twice)."""
+    batch: list[_Unit] = []
+    size, entries = 0, set()
+    for unit in units:
+        key = (unit.mailbox_id, unit.conversation_id)
+        if batch and (size + unit.actions > MAX_TRANSACTION_ACTIONS or key in entries):
+            yield batch
+            batch, size, entries = [], 0, set()
+        batch.append(unit)
+        size += unit.actions
+        entries.add(key)
+    if batch:
+        yield batch
+
+
+def _count_units(units: Sequence[_Unit]) -> int:
+    """Count `units` in as few transactions as fit; a cancelled transaction (a message counted, removed or
+    flipped meanwhile, or an entry's latest moved past ours) falls back, for its units only, to the unit at a
+    time path (`_count_group`, then `move_latest`) — exactly once either way, since every message's mark is
+    conditioned on it not being counted."""
+    counted = 0
+    for batch in _packed(units):
+        try:
+            _write(batch)
+            counted += sum(len(unit.messages) for unit in batch)
+            continue
+        except TransactWriteError as exc:
+            if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+                raise
+        for unit in batch:
+            done = _count_group(unit.mailbox_id, unit.conversation_id, unit.messages)
+            counted += len(done)
+            if done:
+                move_latest(unit.mailbox_id, unit.conversation_id, _newest(done))
+    return counted
 
 
 def assign(messages: Sequence[Message]) -> int:
@@ -192,12 +306,7 @@ def assign(messages: Sequence[Message]) -> int:
     with ThreadKey.batch_write() as batch:
         for item in new_keys.values():
             batch.save(item)
-    counted = 0
-    for (mailbox_id, conversation_id), group in groups.items():
-        done = _count_group(mailbox_id, conversation_id, group)
-        counted += len(done)
-        if done:
-            move_latest(mailbox_id, conversation_id, max(done, key=lambda m: (m.date, m.message_id)))
+    counted = _count_units(_units(groups))
     logger.info("threads assigned", extra={"messages": len(todo), "counted": counted,
                                            "conversations": len(groups)})
     return counted

@@ -8,6 +8,7 @@ import email
 import pytest
 
 from chalicelib.config import reset_settings
+from chalicelib.ids import new_id
 from chalicelib.models.mailbox import MailboxShare
 from chalicelib.models.notification import Notification, NotificationRelay
 from chalicelib.notify import digest, events, notifier
@@ -144,6 +145,28 @@ def test_a_redelivered_event_notifies_once(world):
     body = {"tenant_id": world.tenant["id"], "event_id": event.event_id, "type": event.type}
     assert notifier.consume(FakeRecord(body, 1)) == "consumed"
     assert len(world.feed("u-owner")["items"]) == 1
+
+
+def test_a_batch_of_events_notifies_once_keeps_read_marks_and_schedules_one_digest(world):
+    """Guards the batched fan-out (one events message): each user once per event, one digest per user, and a
+    redelivery must neither notify again nor mark read items unread."""
+    world.api("PUT", "/v1/users/u-owner/notification-settings", key=world.tenant["key"], user="u-owner",
+              json_body={"channels": {"new_mail": "email"}, "email": "owner@acme-crm.example"})
+    batch = [events.new_event(world.tenant["id"], "message.created",
+                              {"mailbox_id": world.mailbox.mailbox_id, "message_id": f"msg_b{n}"}, new_id("evt"))
+             for n in range(5)]
+    body = {"kind": events.EVENTS_KIND, "tenant_id": world.tenant["id"],
+            "events": [events.event_body(e) for e in batch]}
+    assert notifier.consume(FakeRecord(body, 1)) == "consumed"
+    digests = [b for _due, _n, b in world.queue.pending if b.get("kind") == digest.MESSAGE_KIND]
+    assert [d["user_id"] for d in digests] == ["u-owner"]
+    assert world.api("POST", "/v1/users/u-read/notifications/read", key=world.tenant["key"],
+                     user="u-read").status == 200
+    assert notifier.consume(FakeRecord(body, 2)) == "consumed"
+    for user in ("u-owner", "u-read", "u-rw"):
+        assert len(world.feed(user)["items"]) == 5
+    assert world.feed("u-read")["unread_count"] == 0 and world.feed("u-rw")["unread_count"] == 5
+    assert len([b for _due, _n, b in world.queue.pending if b.get("kind") == digest.MESSAGE_KIND]) == 1
 
 
 @pytest.fixture

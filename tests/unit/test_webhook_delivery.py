@@ -13,6 +13,7 @@ import time
 import pytest
 
 from chalicelib.config import reset_settings
+from chalicelib.ids import new_id
 from chalicelib.logs import logger
 from chalicelib.models.webhook import WebhookDelivery
 from chalicelib.notify import deliveries, events, notifier, transport
@@ -281,6 +282,31 @@ def test_short_lambda_budget_queues_the_attempt_instead(hooks, aws):
     assert hooks.receiver.hits == [] and hooks.queue.delays == [0]
     hooks.queue.run_until(hooks.clock.now)
     assert hooks.delivery(event).status == "delivered"
+
+
+def test_a_batch_runs_out_of_time_midway_and_every_event_is_delivered_once(hooks, monkeypatch):
+    """Guards the batched webhook step: deliveries created after the Lambda's time ran out are queued unclaimed
+    (not left claimed and unattempted), and a redelivered batch attempts nothing twice."""
+    batch = [events.new_event(hooks.tenant["id"], "message.created", {"message_id": f"msg_t{n}"}, new_id("evt"))
+             for n in range(4)]
+    body = {"kind": events.EVENTS_KIND, "tenant_id": hooks.tenant["id"],
+            "events": [events.event_body(e) for e in batch]}
+    context = FakeContext(remaining_seconds=300)
+    real_post = transport.post
+
+    def post_then_run_out(url, payload, headers):     # time runs out after the second attempt
+        outcome = real_post(url, payload, headers)
+        if len(hooks.receiver.hits) == 2:
+            context.remaining_seconds = 8
+        return outcome
+    monkeypatch.setattr(transport, "post", post_then_run_out)
+    assert notifier.consume(FakeRecord(body, 1), context) == "consumed"
+    assert len(hooks.receiver.hits) == 2 and hooks.queue.delays == [0, 0]
+    assert [hooks.delivery(e).attempts for e in batch] == [1, 1, 0, 0]
+    assert notifier.consume(FakeRecord(body, 2), context) == "consumed"   # redelivered: queues the two again
+    hooks.queue.run_until(hooks.clock.now)
+    assert sorted(h.json["id"] for h in hooks.receiver.hits) == sorted(e.event_id for e in batch)
+    assert all(hooks.delivery(e).status == "delivered" for e in batch)
 
 
 def test_secret_never_in_logs(hooks):
