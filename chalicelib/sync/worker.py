@@ -2,7 +2,9 @@
 
 Per record: parse the job → load the mailbox (gone / not active / tenant suspended → done, silently; throttled
 until later → re-queued with a delay) → a scheduled job may first run the idle check (`idle_check.py`: the
-provider has nothing new → done, nothing written; else its open provider is reused below) → acquire the lease
+provider has nothing new → done, nothing written; else its open provider is reused below) unless the check
+function (`check.py`) already ran it and forwarded the job `checked` (then only the mailbox-wide error it met, if
+any, is taken over) → acquire the lease
 (held → flag ONE follow-up and finish) → build the provider through its kind (unless reused) →
 `engine.sync_mailbox` until done or the deadline → release (writing the final state in the same update) →
 enqueue the continuation ("continue") or the coalesced follow-up ("follow_up"), after the release so the new
