@@ -56,6 +56,13 @@ def worker(event):
     return handle_batch(event.to_dict(), event.context)
 
 
+@app.on_sqs_message(queue=os.environ.get("MAILBRIDGE_CHECK_QUEUE_NAME", "mailbridge-dev-check"), batch_size=10,
+                    name="checker")
+def checker(event):
+    from chalicelib.sync.check import handle_batch
+    return handle_batch(event.to_dict(), event.context)
+
+
 @app.on_sqs_message(queue=os.environ.get("MAILBRIDGE_EVENTS_QUEUE_NAME", "mailbridge-dev-events"), batch_size=10,
                     name="notifier")
 def notifier(event):

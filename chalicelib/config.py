@@ -27,6 +27,7 @@ class Settings:
     region: str = "us-east-1"
     table_prefix: str = "mailbridge-local-"
     sync_queue_url: str = ""
+    check_queue_url: str = ""          # scheduled jobs' idle check (sync/check.py); empty → straight to the worker
     events_queue_url: str = ""
     raw_bucket: str = ""
     kms_key_id: str = ""
@@ -81,6 +82,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         table_prefix=env.get("MAILBRIDGE_TABLE_PREFIX", "mailbridge-local-"),
         sync_queue_url=env.get("MAILBRIDGE_SYNC_QUEUE_URL", ""),
+        check_queue_url=env.get("MAILBRIDGE_CHECK_QUEUE_URL", ""),
         events_queue_url=env.get("MAILBRIDGE_EVENTS_QUEUE_URL", ""),
         raw_bucket=env.get("MAILBRIDGE_RAW_BUCKET", ""),
         kms_key_id=env.get("MAILBRIDGE_KMS_KEY_ID", ""),

@@ -94,6 +94,8 @@ def mailbridge_environment(outputs: dict[str, str], stage: str = "local") -> dic
         "MAILBRIDGE_TABLE_PREFIX": outputs["TablePrefix"],
         "MAILBRIDGE_SYNC_QUEUE_URL": outputs["SyncQueueUrl"],
         "MAILBRIDGE_SYNC_QUEUE_NAME": outputs["SyncQueueName"],
+        "MAILBRIDGE_CHECK_QUEUE_URL": outputs["CheckQueueUrl"],
+        "MAILBRIDGE_CHECK_QUEUE_NAME": outputs["CheckQueueName"],
         "MAILBRIDGE_EVENTS_QUEUE_URL": outputs["EventsQueueUrl"],
         "MAILBRIDGE_EVENTS_QUEUE_NAME": outputs["EventsQueueName"],
         "MAILBRIDGE_RAW_BUCKET": outputs["RawMailBucketName"],

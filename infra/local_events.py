@@ -78,8 +78,9 @@ class SqsPoller:
 
     def __init__(self, sqs, queue_url: str, queue_arn: str, handler: Handler, function_name: str,
                  timeout_seconds: int, batch_size: int = 10, wait_seconds: int = 1, region: str = "us-east-1",
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, memory_mb: int = 128) -> None:
         self.sqs, self.queue_url, self.queue_arn = sqs, queue_url, queue_arn
+        self.memory_mb = memory_mb
         self.handler, self.function_name, self.timeout_seconds = handler, function_name, timeout_seconds
         self.batch_size, self.wait_seconds, self.region, self.log = batch_size, wait_seconds, region, log
 
@@ -93,7 +94,7 @@ class SqsPoller:
         event = sqs_event(received, self.queue_arn, self.region)
         try:
             response = self.handler(event, LambdaContext(self.function_name, self.timeout_seconds,
-                                                         region=self.region))
+                                                         memory_mb=self.memory_mb, region=self.region))
             failed = failed_message_ids(response, event["Records"])
         except Exception as exc:  # noqa: BLE001 - Lambda semantics: the whole batch is retried
             self.log(f"[{self.function_name}] handler raised {type(exc).__name__}: {exc}; batch left on queue")

@@ -104,7 +104,8 @@ def start_event_sources(app_module, session, functions: dict, args, stop: thread
             url = sqs.get_queue_url(QueueName=source.queue)["QueueUrl"]
             arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             runner = SqsPoller(sqs, url, arn, handler, source.name, timeout, batch_size=source.batch_size,
-                               region=session.region_name, log=log)
+                               region=session.region_name, log=log,
+                               memory_mb=int(settings.get("lambda_memory_size", 128)))
             what = f"{source.name} <- {source.queue}"
         elif isinstance(source, ScheduledEventConfig):
             expression = source.schedule_expression

@@ -28,6 +28,8 @@ ENV_WIRING: dict[str, Any] = {
     "MAILBRIDGE_TABLE_PREFIX": {"Fn::Sub": "mailbridge-${Stage}-"},
     "MAILBRIDGE_SYNC_QUEUE_URL": {"Ref": "SyncQueue"},
     "MAILBRIDGE_SYNC_QUEUE_NAME": {"Fn::GetAtt": ["SyncQueue", "QueueName"]},
+    "MAILBRIDGE_CHECK_QUEUE_URL": {"Ref": "CheckQueue"},
+    "MAILBRIDGE_CHECK_QUEUE_NAME": {"Fn::GetAtt": ["CheckQueue", "QueueName"]},
     "MAILBRIDGE_EVENTS_QUEUE_URL": {"Ref": "EventsQueue"},
     "MAILBRIDGE_EVENTS_QUEUE_NAME": {"Fn::GetAtt": ["EventsQueue", "QueueName"]},
     "MAILBRIDGE_RAW_BUCKET": {"Ref": "RawMailBucket"},
@@ -35,7 +37,7 @@ ENV_WIRING: dict[str, Any] = {
 }
 
 # queue name suffix (as Chalice writes it into the event source ARN) -> queue resource
-QUEUES = {"sync": "SyncQueue", "events": "EventsQueue"}
+QUEUES = {"sync": "SyncQueue", "check": "CheckQueue", "events": "EventsQueue"}
 
 
 class TemplateError(Exception):

@@ -6,7 +6,8 @@ table (`bench/cost/prices.json`, with its date).
 For each kind a mailbox on its local server (bench/cost/worlds.py) runs in in-process moto through the real
 worker: an initial sync, `--idle-syncs` scheduled syncs with nothing new (idle checks), a few heartbeat syncs
 (scheduled syncs after `MAILBRIDGE_IDLE_HEARTBEAT_SECONDS`: the full leased sync), then `--messages` syncs that
-each bring one new ~6 KB message (Gmail/Outlook: push jobs; IMAP: scheduled jobs), with the notifier handling
+each bring one new ~6 KB message (Gmail/Outlook: push jobs; IMAP: scheduled jobs, through the check function),
+with the notifier handling
 every event they cause. An idle month mixes the two kinds of scheduled sync: one tick in heartbeat / 30 min is
 a heartbeat. The meter
 (bench/cost/meter.py) counts billable units per AWS service. A month is 1,440 scheduled syncs (the :00/:30
@@ -20,15 +21,18 @@ this process — Dovecot is a process of its own) scaled to the CPU share Lambda
 (1,769 MB = one vCPU, proportionally less below: https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html;
 this machine's core is taken as one vCPU), plus each counted AWS call × the latency in `LATENCY_S` plus each
 provider round trip × `PROVIDER_RTT_S`, billed at the worker's memory size from `.chalice/config.json` (prod
-stage). `--check-memory-mb N` also prices the idle month as if the scheduled checks ran in a separate function of
-N MB (the what-if of a small check function in front of the worker).
+stage). Scheduled jobs go through the check function (`chalicelib/sync/check.py`, as the scheduler sends them when
+the check queue exists): an idle tick is billed at the check function's memory (`checker` in `.chalice/config.json`,
+or `--check-memory-mb N`), a tick it forwards (heartbeat, new IMAP mail) at the worker's; push jobs go straight to
+the worker. The output also prices the idle month as if the checks ran at the worker's memory (the old shape).
 
 Caches: scheduled syncs are 30 min apart, longer than the worker's per-process caches of decrypted data keys
 (`MAILBRIDGE_DATA_KEY_CACHE_SECONDS`, 300 s) and tenant reads (60 s), so both are emptied before every sync (each
 sync pays its KMS Decrypt and tenant read, as in Lambda). Access tokens live an hour (Google and Microsoft), so a
 sync every 30 min refreshes one every other time; the back-to-back syncs here never do, so that refresh is
-added from `TOKEN_REFRESH` (modelled, not measured: one token-endpoint round trip; Outlook also writes its
-rotated MSAL cache back: one mailbox-item update and one KMS GenerateDataKey).
+added from `TOKEN_REFRESH` (modelled, not measured: one token-endpoint round trip and one KMS Decrypt of the
+OAuth app's client secret, which only a refresh needs; Outlook also writes its rotated MSAL cache back: one
+mailbox-item update and one KMS GenerateDataKey).
 
 Fan-out: each scheduled sync also pays its share of the scheduler's `SendMessageBatch` and of the SQS poller's
 `ReceiveMessage` + `DeleteMessageBatch` (all per 10 jobs); scheduled jobs reach the worker in batches of 10 (one
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
@@ -64,14 +69,21 @@ TARGETS = {"idle": 0.005, "active": 0.03}
 MB_PER_VCPU = 1769                 # Lambda: 1,769 MB of memory = one vCPU (configuration-memory.html)
 SQS_FAN_OUT_PER_SYNC = 3 / 10      # SendMessageBatch + ReceiveMessage + DeleteMessageBatch per 10 jobs
 TOKEN_REFRESH = {                  # per sync (an hour-long access token, syncs every 30 min), modelled
-    "gmail": {"per_sync": 0.5, "round_trips": 1, "item_writes": 0, "kms": 0},
-    "outlook": {"per_sync": 0.5, "round_trips": 1, "item_writes": 1, "kms": 1},
+    # kms_decrypt: the OAuth app's client secret, decrypted only for a refresh (credentials/app_secret.py);
+    # kms_generate: the rotated MSAL cache sealed again for its write-back
+    "gmail": {"per_sync": 0.5, "round_trips": 1, "item_writes": 0, "kms_decrypt": 1, "kms_generate": 0},
+    "outlook": {"per_sync": 0.5, "round_trips": 1, "item_writes": 1, "kms_decrypt": 1, "kms_generate": 1},
 }
+FORWARD_SQS_PER_JOB = 2 / 10       # a job the check function forwards: the worker poller's Receive + Delete per 10
+
+
+def memory_gb(function: str) -> float:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return config["stages"]["prod"]["lambda_functions"][function]["lambda_memory_size"] / 1024
 
 
 def worker_memory_gb() -> float:
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    return config["stages"]["prod"]["lambda_functions"]["worker"]["lambda_memory_size"] / 1024
+    return memory_gb("worker")
 
 
 def vcpu_share(memory_gb: float) -> float:
@@ -115,12 +127,16 @@ def run_queues(meter: Meter) -> None:
 
 
 def sync_once(world, meter: Meter, reason: str = "schedule") -> None:
-    from chalicelib.sync import worker
+    """One job for the mailbox: a scheduled one through the check function (which forwards it to the worker
+    only when there is something to do), any other straight to the worker; then the queues are run dry."""
+    from chalicelib.sync import check, worker
     from tests.sync_helpers import FakeContext, job_event
     cold_caches()
-    result = worker.handle_batch(job_event((world.mailbox.tenant_id, world.mailbox.mailbox_id), reason=reason),
-                                 FakeContext())
+    handler = check.handle_batch if reason == "schedule" else worker.handle_batch
+    result = handler(job_event((world.mailbox.tenant_id, world.mailbox.mailbox_id), reason=reason), FakeContext())
     assert result["batchItemFailures"] == [], result
+    if reason == "schedule":
+        cold_caches()                 # a forwarded job runs in the worker: another function, its own caches
     if hasattr(world, "syncs"):
         world.syncs += 1
     run_queues(meter)
@@ -157,6 +173,7 @@ def scaled(usage: Usage, factor: float) -> Usage:
     out = usage.copy()
     out.calls = type(usage.calls)({k: v * factor for k, v in usage.calls.items()})
     out.writes_by_table = type(usage.writes_by_table)({k: v * factor for k, v in usage.writes_by_table.items()})
+    out.debt_writes = type(usage.debt_writes)({k: v * factor for k, v in usage.debt_writes.items()})
     for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu"):
         setattr(out, name, getattr(usage, name) * factor)
     return out
@@ -168,6 +185,7 @@ def mixed(a: Usage, b: Usage, share_b: float) -> Usage:
     out = x.copy()
     out.calls.update(y.calls)
     out.writes_by_table.update(y.writes_by_table)
+    out.debt_writes.update(y.debt_writes)
     for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu"):
         setattr(out, name, getattr(x, name) + getattr(y, name))
     return out
@@ -202,8 +220,9 @@ def with_fan_out_and_tokens(usage: Usage, kind: str, table: str) -> tuple[Usage,
         return out, 0.0
     out.writes_by_table[table] += refresh["per_sync"] * refresh["item_writes"]
     out.calls[("dynamodb", "UpdateItem")] += refresh["per_sync"] * refresh["item_writes"]
-    out.kms += refresh["per_sync"] * refresh["kms"]
-    out.calls[("kms", "GenerateDataKey")] += refresh["per_sync"] * refresh["kms"]
+    out.kms += refresh["per_sync"] * (refresh["kms_decrypt"] + refresh["kms_generate"])
+    out.calls[("kms", "Decrypt")] += refresh["per_sync"] * refresh["kms_decrypt"]
+    out.calls[("kms", "GenerateDataKey")] += refresh["per_sync"] * refresh["kms_generate"]
     return out, refresh["per_sync"] * refresh["round_trips"]
 
 
@@ -248,6 +267,7 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
                     sync_once(world, meter, reason="push" if pushed else "schedule")
             active, active_cpu, active_trips = phase(world, meter, active_syncs)
             item_kb = mean_item_kb()
+            item_kb_without_secret = mean_item_kb(frozenset({"secret_ciphertext"}))
             raw_bytes, item_bytes_per_message = storage_per_message()
             mailbox_table = Mailbox.Meta.table_name
         finally:
@@ -262,11 +282,24 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
     active_compute = max(0.0, active_cpu - active.cpu) / messages
     idle_billed, token_trips = with_fan_out_and_tokens(idle_one, kind, mailbox_table)
     idle_trips_one = idle_trips_per_sync + token_trips
+    # An idle tick runs in the check function (its own memory size); a heartbeat tick passes through it and is
+    # forwarded to the worker (billed whole at the worker's size: the check's GetItem + SendMessage there are
+    # a slight overestimate), one more SQS job and worker invocation per forwarded tick.
+    check_billed, _ = with_fan_out_and_tokens(check_one, kind, mailbox_table)
+    beat_billed, _ = with_fan_out_and_tokens(beat_one, kind, mailbox_table)
+    beat_billed.sqs_requests += FORWARD_SQS_PER_JOB
+    check_compute = max(0.0, check_cpu - checks.cpu) / idle_syncs
+    beat_compute = max(0.0, beat_cpu - beat.cpu) / beats
+    checker_gb = check_memory_gb or memory_gb("checker")
 
-    def idle_month_at(memory_gb: float | None) -> dict[str, float]:
-        return dollars(scaled(idle_billed, SYNCS_PER_MONTH), SYNCS_PER_MONTH, SYNCS_PER_MONTH / 10,
-                       idle_compute * SYNCS_PER_MONTH, idle_trips_one * SYNCS_PER_MONTH, kind, item_kb, memory_gb)
-    month_idle = idle_month_at(None)
+    def idle_month_at(check_gb: float) -> dict[str, float]:
+        ticks, beat_ticks = SYNCS_PER_MONTH * (1 - share), SYNCS_PER_MONTH * share
+        checked = dollars(scaled(check_billed, ticks), ticks, ticks / 10, check_compute * ticks,
+                          (check_trips / idle_syncs + token_trips) * ticks, kind, item_kb, check_gb)
+        beaten = dollars(scaled(beat_billed, beat_ticks), beat_ticks, 2 * beat_ticks / 10, beat_compute * beat_ticks,
+                         (beat_trips / beats + token_trips) * beat_ticks, kind, item_kb)
+        return {name: checked[name] + beaten[name] for name in checked}
+    month_idle = idle_month_at(checker_gb)
     if kind == "imap":       # new mail rides on the scheduled syncs: only its marginal cost is added
         extra = scaled(active_one.minus(idle_one), MAILS_PER_MONTH)
         extra_cost = dollars(extra, 0, 0, max(0.0, active_compute - idle_compute) * MAILS_PER_MONTH,
@@ -287,11 +320,25 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
     active_month = {name: month_idle[name] + extra_cost[name] for name in month_idle}
     active_month["push (API Gateway + API Lambda)"] = push
     active_month["storage (S3 + DynamoDB)"] = storage
-    what_if = {}
-    if check_memory_gb:
-        checked = idle_month_at(check_memory_gb)
-        what_if = {"check_memory_gb": check_memory_gb, "idle_month_usd": round(sum(checked.values()), 5),
-                   "idle_breakdown": {k: round(v, 6) for k, v in checked.items()}}
+    # What-ifs for the mailbox item (not built): (a) the sealed credentials in an item of their own — every
+    # mailbox-item write (lease, page debts, markers) billed at the item's size without `secret_ciphertext`;
+    # (b) the page debts in a small item of their own — only the writes touching `owed_pages` at 1 KB.
+    mailbox_kb = max(1, math.ceil(item_kb.get(mailbox_table, 1.0)))
+    one_wru = active_one.wru(item_kb)
+    wru_a = active_one.wru({**item_kb, mailbox_table: item_kb_without_secret.get(mailbox_table, 1.0)})
+    wru_b = one_wru - active_one.debt_writes[mailbox_table] * (mailbox_kb - 1)
+    per_wru_month = MAILS_PER_MONTH * PRICES["dynamodb"]["per_write_request_unit"]
+    item_what_if = {
+        "mailbox_item_kb": round(item_kb.get(mailbox_table, 0.0), 2),
+        "mailbox_item_kb_without_secret": round(item_kb_without_secret.get(mailbox_table, 0.0), 2),
+        "one_message_wru": round(one_wru, 2),
+        "credentials_own_item": {"one_message_wru": round(wru_a, 2),
+                                 "active_month_saving_usd": round((one_wru - wru_a) * per_wru_month, 5)},
+        "page_debt_own_item": {"one_message_wru": round(wru_b, 2),
+                               "active_month_saving_usd": round((one_wru - wru_b) * per_wru_month, 5)}}
+    in_worker = idle_month_at(worker_memory_gb())        # what-if: the checks billed at the worker's size
+    what_if = {"check_memory_gb": checker_gb, "idle_month_usd_if_checks_ran_at_worker_memory":
+               round(sum(in_worker.values()), 5)}
     return {
         "idle_sync": {"aws_calls": {f"{s}.{o}": round(n, 2) for (s, o), n in idle_one.calls.items()},
                       "wru": round(idle_one.wru(item_kb), 2), "rru": round(idle_one.rru, 2),
@@ -315,7 +362,8 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
         "active_month_usd": round(sum(active_month.values()), 5),
         "idle_breakdown": {k: round(v, 6) for k, v in month_idle.items()},
         "active_breakdown": {k: round(v, 6) for k, v in active_month.items()},
-        **({"separate_check_function": what_if} if what_if else {}),
+        "check_function": what_if,
+        "mailbox_item_what_if": item_what_if,
     }
 
 
@@ -325,7 +373,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--kinds", default="imap,gmail,outlook")
     parser.add_argument("--check-memory-mb", type=int, default=0,
-                        help="also price idle checks in a separate function of this size (a what-if)")
+                        help="price the check function at this size (default: its prod size in .chalice/config.json)")
     args = parser.parse_args(argv)
     result = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{platform.machine()}, {platform.python_version()}", "prices_checked": PRICES["checked"],
@@ -341,9 +389,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  sync with one message: {figures['sync_with_one_message']}")
         print(f"  idle month: {figures['idle_breakdown']}")
         print(f"  active month: {figures['active_breakdown']}")
-        if "separate_check_function" in figures:
-            print(f"  idle month with a {args.check_memory_mb} MB check function: "
-                  f"{figures['separate_check_function']}")
+        print(f"  check function: {figures['check_function']}")
+        print(f"  mailbox item what-if: {figures['mailbox_item_what_if']}")
     record("cost", result)
     return result
 

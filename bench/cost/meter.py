@@ -32,6 +32,7 @@ class Usage:
     calls: collections.Counter = field(default_factory=collections.Counter)   # (service, operation) → n
     wru_put: float = 0.0
     writes_by_table: collections.Counter = field(default_factory=collections.Counter)  # update/delete, per table
+    debt_writes: collections.Counter = field(default_factory=collections.Counter)  # of those: touching owed_pages
     rru: float = 0.0
     sqs_requests: float = 0.0
     s3_put: int = 0
@@ -48,6 +49,7 @@ class Usage:
         out = Usage()
         out.calls = self.calls - other.calls
         out.writes_by_table = self.writes_by_table - other.writes_by_table
+        out.debt_writes = self.debt_writes - other.debt_writes
         for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu"):
             setattr(out, name, getattr(self, name) - getattr(other, name))
         return out
@@ -111,6 +113,7 @@ class Meter:
             usage.wru_put += math.ceil(item_bytes(params["Item"]) / 1024)
         elif operation in ("UpdateItem", "DeleteItem"):
             usage.writes_by_table[params["TableName"]] += 1
+            usage.debt_writes[params["TableName"]] += _touches_debt(params)
         elif operation == "BatchWriteItem":
             for table, requests in params["RequestItems"].items():
                 for request in requests:
@@ -125,6 +128,7 @@ class Meter:
                     usage.wru_put += 2 * math.ceil(item_bytes(body["Item"]) / 1024)
                 elif kind in ("Update", "Delete"):
                     usage.writes_by_table[body["TableName"]] += 2
+                    usage.debt_writes[body["TableName"]] += 2 * _touches_debt(body)
                 else:                                   # ConditionCheck: billed as a read of the item
                     usage.rru += 2 * 0.5
         elif operation == "GetItem":
@@ -140,13 +144,20 @@ class Meter:
                              for r in result.get("Responses", []))
 
 
-def mean_item_kb() -> dict[str, float]:
-    """Mean stored item size per table (KB), for the update/delete write units."""
+def _touches_debt(update: dict) -> int:
+    """1 when an update writes the mailbox's page debts (`owed_pages`, sync/effects.py), else 0."""
+    return int("owed_pages" in (update.get("ExpressionAttributeNames") or {}).values())
+
+
+def mean_item_kb(without: frozenset[str] = frozenset()) -> dict[str, float]:
+    """Mean stored item size per table (KB), for the update/delete write units; `without`: attributes left out
+    (a what-if: the item without them)."""
     import boto3
     dynamodb = boto3.client("dynamodb")
     sizes: dict[str, float] = {}
     for table in dynamodb.list_tables()["TableNames"]:
         items = [item for page in dynamodb.get_paginator("scan").paginate(TableName=table) for item in page["Items"]]
         if items:
-            sizes[table] = sum(item_bytes(item) for item in items) / len(items) / 1024
+            sizes[table] = sum(item_bytes({k: v for k, v in item.items() if k not in without})
+                               for item in items) / len(items) / 1024
     return sizes

@@ -27,8 +27,10 @@ def since() -> str:
 class ImapWorld:
     kind = "imap"
     # no command counter on the server: an idle sync is connect + LOGIN + one STATUS per folder + LOGOUT, a sync
-    # with new mail adds SELECT, UID SEARCH and UID FETCH for the folder (the provider's documented shape)
-    IDLE_ROUND_TRIPS, NEW_MAIL_ROUND_TRIPS = 5, 3
+    # with new mail adds SELECT, UID SEARCH and UID FETCH for the folder (the provider's documented shape), and
+    # since the check function hands the job to the worker (another function), the worker's own connect, LOGIN
+    # and LOGOUT
+    IDLE_ROUND_TRIPS, NEW_MAIL_ROUND_TRIPS = 5, 3 + 3
 
     def __enter__(self):
         from chalicelib.security.crypto import encrypt_secrets

@@ -96,9 +96,12 @@ Translate = Callable[[int | None, dict[str, Any], Exception | None], ProviderErr
 
 class RefreshTokenGrant(TokenSource):
     """RFC 6749 §6 refresh-token grant against `token_uri` (form-encoded POST; client authentication in the
-    body, §2.3.1). A `refresh_token` in the answer replaces the stored one (rotation, §6 last paragraph)."""
+    body, §2.3.1). A `refresh_token` in the answer replaces the stored one (rotation, §6 last paragraph).
+    `client_secret` may be a callable (`credentials.app_secret.AppSecret`): it is called only when a refresh
+    is sent, so a sync with a valid access token never decrypts it."""
 
-    def __init__(self, store: CredentialStore, *, token_uri: str, client_id: str, client_secret: str,
+    def __init__(self, store: CredentialStore, *, token_uri: str, client_id: str,
+                 client_secret: str | Callable[[], str],
                  translate: Translate, scopes: tuple[str, ...] = (), session: requests.Session | None = None,
                  **kwargs: Any):
         super().__init__(store, **kwargs)
@@ -110,8 +113,9 @@ class RefreshTokenGrant(TokenSource):
         refresh_token = credentials.secrets.get("refresh_token")
         if not refresh_token:
             raise ProviderError(ErrorCode.AUTH_REVOKED, "no refresh token stored: the user must consent again")
+        secret = self.client_secret() if callable(self.client_secret) else self.client_secret
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": self.client_id,
-                "client_secret": self.client_secret}
+                "client_secret": secret}
         if self.scopes:
             form["scope"] = " ".join(self.scopes)
         started = self.clock()

@@ -1,10 +1,14 @@
 """Sync jobs on the SQS sync queue: one job names one mailbox; the body carries only keys, never state.
 
 Body: `{"tenant_id", "mailbox_id", "reason", "requested_at"}` (reason: schedule | refresh | push | continue |
-follow_up | recover). A job is a request to "bring this mailbox up to date", so duplicates are harmless (the
-worker's lease coalesces them and the store dedupes messages). `SendMessageBatch` takes at most 10 entries
-and may fail some of them while succeeding others (SQS API reference, SendMessageBatch "Failed"); failed
-entries are retried a bounded number of times.
+follow_up | recover). A scheduled job the check function (`check.py`) forwards also carries `"checked": true` (the
+idle check ran and found news: the worker does not ask again) and, when the check met a mailbox-wide provider error,
+`"check_error": {"code", "detail", "retry_after", "account"}` (recorded by the worker under the lease without asking
+the provider again, if the mailbox's `updated_at` is still `account`). Scheduled jobs go to the check queue when one
+is configured (`MAILBRIDGE_CHECK_QUEUE_URL`), every other job to the sync queue. A job is a request to "bring this
+mailbox up to date", so duplicates are harmless (the worker's lease coalesces them and the store dedupes messages).
+`SendMessageBatch` takes at most 10 entries and may fail some of them while succeeding others (SQS API reference,
+SendMessageBatch "Failed"); failed entries are retried a bounded number of times.
 """
 from __future__ import annotations
 
@@ -38,10 +42,17 @@ class SyncJob:
     mailbox_id: str
     reason: str
     delay_seconds: int = 0
+    checked: bool = False
+    check_error: dict | None = None
 
     def body(self) -> str:
-        return json.dumps({"tenant_id": self.tenant_id, "mailbox_id": self.mailbox_id, "reason": self.reason,
-                           "requested_at": now_iso()})
+        body = {"tenant_id": self.tenant_id, "mailbox_id": self.mailbox_id, "reason": self.reason,
+                "requested_at": now_iso()}
+        if self.checked:
+            body["checked"] = True
+        if self.check_error:
+            body["check_error"] = self.check_error
+        return json.dumps(body)
 
 
 @dataclass
@@ -55,7 +66,9 @@ def parse_job(body: str) -> SyncJob:
     data = json.loads(body)
     if not isinstance(data, dict) or not data.get("tenant_id") or not data.get("mailbox_id"):
         raise ValueError("sync job body lacks tenant_id/mailbox_id")
-    return SyncJob(str(data["tenant_id"]), str(data["mailbox_id"]), str(data.get("reason") or "unknown"))
+    error = data.get("check_error")
+    return SyncJob(str(data["tenant_id"]), str(data["mailbox_id"]), str(data.get("reason") or "unknown"),
+                   checked=data.get("checked") is True, check_error=error if isinstance(error, dict) else None)
 
 
 def _queue_url() -> str:
@@ -65,14 +78,24 @@ def _queue_url() -> str:
     return url
 
 
+def scheduled_queue_url() -> str:
+    """Where the scheduler's jobs go: the check queue when configured, else the sync queue (the worker then runs
+    the idle check itself)."""
+    return get_settings().check_queue_url or _queue_url()
+
+
 def enqueue_sync(tenant_id: str, mailbox_id: str, reason: str, *, delay_seconds: int = 0) -> None:
     """One job, one `SendMessage`. Raises on failure (callers decide whether that fails their request)."""
-    job = SyncJob(tenant_id, mailbox_id, reason, delay_seconds)
+    send_job(SyncJob(tenant_id, mailbox_id, reason, delay_seconds))
+
+
+def send_job(job: SyncJob) -> None:
+    """`job` on the sync queue with one `SendMessage`; raises on failure."""
     params = {"QueueUrl": _queue_url(), "MessageBody": job.body()}
-    if delay_seconds:
-        params["DelaySeconds"] = max(0, min(MAX_DELAY_SECONDS, int(delay_seconds)))
+    if job.delay_seconds:
+        params["DelaySeconds"] = max(0, min(MAX_DELAY_SECONDS, int(job.delay_seconds)))
     aws.sqs().send_message(**params)
-    logger.debug("sync enqueued", extra={"mailbox_id": mailbox_id, "reason": reason})
+    logger.debug("sync enqueued", extra={"mailbox_id": job.mailbox_id, "reason": job.reason})
 
 
 def _send_batch(queue_url: str, jobs: Sequence[SyncJob]) -> list[SyncJob]:
@@ -91,11 +114,13 @@ def _send_batch(queue_url: str, jobs: Sequence[SyncJob]) -> list[SyncJob]:
     return [jobs[int(item["Id"])] for item in failed]
 
 
-def send_batch(jobs: Sequence[SyncJob], *, attempts: int = BATCH_ATTEMPTS) -> BatchResult:
-    """One `SendMessageBatch` (≤10 jobs), re-sending only the failed entries up to `attempts` times."""
+def send_batch(jobs: Sequence[SyncJob], *, attempts: int = BATCH_ATTEMPTS,
+               queue_url: str | None = None) -> BatchResult:
+    """One `SendMessageBatch` (≤10 jobs) to `queue_url` (default: the sync queue), re-sending only the failed
+    entries up to `attempts` times."""
     if len(jobs) > SQS_BATCH_LIMIT:
         raise ValueError("an SQS batch holds at most 10 entries")
-    queue_url = _queue_url()
+    queue_url = queue_url or _queue_url()
     pending = list(jobs)
     for _ in range(attempts):
         if not pending:
@@ -105,10 +130,11 @@ def send_batch(jobs: Sequence[SyncJob], *, attempts: int = BATCH_ATTEMPTS) -> Ba
 
 
 def enqueue_many(jobs: Iterable[SyncJob], *, on_error: Callable[[Sequence[SyncJob], Exception], None] | None = None,
-                 concurrency: int = SEND_CONCURRENCY) -> BatchResult:
+                 concurrency: int = SEND_CONCURRENCY, queue_url: str | None = None) -> BatchResult:
     """Every job, in batches of 10, with up to `concurrency` `SendMessageBatch` calls in flight (boto3 clients
     are thread-safe; https://boto3.amazonaws.com/v1/documentation/api/latest/guide/clients.html#multithreading-or-multiprocessing-with-clients).
     A batch that raises is reported to `on_error` (default: logged) and the remaining batches still go out.
+    `queue_url`: default the sync queue.
     `jobs` is consumed lazily, so at most `concurrency` batches are held at a time."""
     total = BatchResult()
 
@@ -130,7 +156,7 @@ def enqueue_many(jobs: Iterable[SyncJob], *, on_error: Callable[[Sequence[SyncJo
         for batch in _batches(jobs, SQS_BATCH_LIMIT):
             if len(in_flight) >= max(1, concurrency):
                 settle(*in_flight.popleft())
-            in_flight.append((batch, pool.submit(send_batch, batch)))
+            in_flight.append((batch, pool.submit(send_batch, batch, queue_url=queue_url)))
         while in_flight:
             settle(*in_flight.popleft())
     return total

@@ -34,11 +34,14 @@ twice); CURSOR_INVALID and NOT_FOUND run the normal sync, whose engine resyncs o
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import date
+from typing import Callable
 
 from chalicelib.config import get_settings
+from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox, folders_to_sync
-from chalicelib.providers.base import MailProvider
+from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError
 from chalicelib.sync import cursors
 from chalicelib.sync.lease import lease_is_live
 from chalicelib.timeutil import parse_iso, utcnow
@@ -78,3 +81,45 @@ def nothing_new(mailbox: Mailbox, provider: MailProvider, *, page_size: int) -> 
         if page.new or page.changed or page.flags or page.removed or page.has_more or page.resynced:
             return False
     return True
+
+
+@dataclass
+class Checked:
+    """What an idle check that found something hands the leased sync: the mailbox it read and either its open
+    provider (reused) or the mailbox-wide error the provider answered (recorded without asking again — a
+    throttled provider must not be asked twice)."""
+    mailbox: Mailbox
+    provider: MailProvider | None = None
+    error: ProviderError | None = None
+
+
+# Errors the engine handles per folder (bounded resync, vanished folder): after such an answer the check runs a
+# normal sync instead of recording an error.
+ENGINE_HANDLED = frozenset({ErrorCode.CURSOR_INVALID, ErrorCode.NOT_FOUND})
+
+
+def run(mailbox: Mailbox, reason: str, provider_factory: Callable[[Mailbox], MailProvider], *,
+        page_size: int) -> "str | Checked | None":
+    """"idle" when the provider has nothing new (nothing written); else what the check learnt for the leased
+    sync (its open provider — the caller closes it — or the mailbox-wide error it met); None when the check
+    does not apply or the engine must handle the answer."""
+    if not eligible(mailbox, reason):
+        return None
+    provider = None
+    try:
+        provider = provider_factory(mailbox)
+        if nothing_new(mailbox, provider, page_size=page_size):
+            provider.close()
+            logger.info("idle check: nothing new")
+            return "idle"
+    except ProviderError as exc:
+        if provider is not None:
+            provider.close()
+        if exc.code in ENGINE_HANDLED:
+            return None               # the engine resyncs / skips the folder: a normal sync
+        return Checked(mailbox, error=exc)    # recorded under the lease, the provider is not asked again
+    except BaseException:
+        if provider is not None:
+            provider.close()
+        raise
+    return Checked(mailbox, provider=provider)

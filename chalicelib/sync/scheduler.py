@@ -2,7 +2,9 @@
 
 Active mailboxes come from the `by_status` GSI (keys-only projection: tenant_id, mailbox_id), read page by
 page — never a table scan — and the tenants of each page are read with BatchGetItem. Jobs go out with
-`SendMessageBatch` (10 per call), `enqueue.SEND_CONCURRENCY` calls in flight at once. With
+`SendMessageBatch` (10 per call), `enqueue.SEND_CONCURRENCY` calls in flight at once, to the check queue
+(`check.py`: the idle check in a small function, which forwards only mailboxes with news to the worker) when
+`MAILBRIDGE_CHECK_QUEUE_URL` is set, else to the sync queue. With
 `MAILBRIDGE_SCHEDULER_JITTER_SECONDS` > 0 each job gets a random `DelaySeconds` inside that window (SQS caps
 it at 900 s) so thousands of mailboxes do not hit their mail servers in the same second. A failing batch is
 logged and counted; the tick carries on with the rest. Mailboxes already syncing are enqueued too — the worker
@@ -20,7 +22,7 @@ from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.tenancy.service import SyncPermission
-from chalicelib.sync.enqueue import MAX_DELAY_SECONDS, SyncJob, enqueue_many
+from chalicelib.sync.enqueue import MAX_DELAY_SECONDS, SyncJob, enqueue_many, scheduled_queue_url
 from chalicelib.timeutil import isoformat, utcnow
 
 QUERY_PAGE_SIZE = 1000  # keys-only GSI items are ~100 bytes: a page stays far below DynamoDB's 1 MB
@@ -73,7 +75,7 @@ def run_tick(now: datetime | None = None, *, jitter_seconds: int | None = None,
         logger.error("scheduler batch failed", extra={"tenants": tenants, "jobs": len(batch),
                                                        "error": type(exc).__name__})
 
-    result = enqueue_many(jobs(), on_error=on_error)
+    result = enqueue_many(jobs(), on_error=on_error, queue_url=scheduled_queue_url())
     for job in result.failed:
         failed_tenants.add(job.tenant_id)
     counts = {"tick": isoformat(now), "enqueued": result.sent, "failed": len(result.failed),

@@ -2,7 +2,9 @@
 
 Per record: parse the job → load the mailbox (gone / not active / tenant suspended → done, silently; throttled
 until later → re-queued with a delay) → a scheduled job may first run the idle check (`idle_check.py`: the
-provider has nothing new → done, nothing written; else its open provider is reused below) → acquire the lease
+provider has nothing new → done, nothing written; else its open provider is reused below) unless the check
+function (`check.py`) already ran it and forwarded the job `checked` (then only the mailbox-wide error it met, if
+any, is taken over) → acquire the lease
 (held → flag ONE follow-up and finish) → build the provider through its kind (unless reused) →
 `engine.sync_mailbox` until done or the deadline → release (writing the final state in the same update) →
 enqueue the continuation ("continue") or the coalesced follow-up ("follow_up"), after the release so the new
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -30,6 +31,7 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError
 from chalicelib.providers.kinds import build_provider
 from chalicelib.sync import effects, engine, errors, idle_check, lease
+from chalicelib.sync.idle_check import Checked
 from chalicelib.sync.lease import LeaseLost
 from chalicelib.tenancy.service import SyncPermission
 from chalicelib.sync.enqueue import SyncJob, enqueue_sync, parse_job
@@ -63,21 +65,6 @@ def _acquire(job: SyncJob):
         if lease.flag_follow_up(job.tenant_id, job.mailbox_id):
             return "coalesced"
     raise errors.RetryLater("lease contention", 5)
-
-
-@dataclass
-class Checked:
-    """What an idle check that found something hands the leased sync: the mailbox it read and either its open
-    provider (reused) or the mailbox-wide error the provider answered (recorded without asking again — a
-    throttled provider must not be asked twice)."""
-    mailbox: Mailbox
-    provider: MailProvider | None = None
-    error: ProviderError | None = None
-
-
-# Errors the engine handles per folder (bounded resync, vanished folder): after such an answer the check runs a
-# normal sync instead of recording an error.
-ENGINE_HANDLED = frozenset({ErrorCode.CURSOR_INVALID, ErrorCode.NOT_FOUND})
 
 
 def _same_account(checked: Mailbox, leased: Mailbox) -> bool:
@@ -138,29 +125,21 @@ class Worker:
                 checked.provider.close()
 
     def _idle_check(self, job: SyncJob, mailbox: Mailbox) -> "str | Checked | None":
-        """"idle" when the provider has nothing new (nothing written: `idle_check.py`); else what the check
-        learnt for the leased sync (its open provider, or the mailbox-wide error it met); None when the check
-        does not apply."""
-        if not idle_check.eligible(mailbox, job.reason):
+        """`idle_check.run` for a job the check function has not already checked; for one it has, the
+        mailbox-wide error it met (recorded under the lease without asking the provider again) while the
+        mailbox is unchanged since (`updated_at`), else None (a normal leased sync)."""
+        if not job.checked:
+            return idle_check.run(mailbox, job.reason, self.provider_factory, page_size=self.options.page_size)
+        error = job.check_error or {}
+        if not error or error.get("account") != mailbox.updated_at:
             return None
-        provider = None
         try:
-            provider = self.provider_factory(mailbox)
-            if idle_check.nothing_new(mailbox, provider, page_size=self.options.page_size):
-                provider.close()
-                logger.info("idle check: nothing new")
-                return "idle"
-        except ProviderError as exc:
-            if provider is not None:
-                provider.close()
-            if exc.code in ENGINE_HANDLED:
-                return None               # the engine resyncs / skips the folder: a normal sync
-            return Checked(mailbox, error=exc)    # recorded under the lease, the provider is not asked again
-        except BaseException:
-            if provider is not None:
-                provider.close()
-            raise
-        return Checked(mailbox, provider=provider)
+            code = ErrorCode(error.get("code"))
+        except ValueError:
+            return None
+        retry_after = error.get("retry_after")
+        return Checked(mailbox, error=ProviderError(code, str(error.get("detail") or ""),
+                                                    retry_after=float(retry_after) if retry_after else None))
 
     def _leased(self, job: SyncJob, record, checked: "Checked | None") -> str:
         acquired = _acquire(job)

@@ -109,6 +109,7 @@ def test_queues_redrive_to_dlqs_with_visibility_covering_six_lambda_timeouts(dep
     session, outputs = deployed
     sqs = session.client("sqs")
     for queue, dlq, function in (("SyncQueue", "SyncDeadLetterQueue", "worker"),
+                                 ("CheckQueue", "CheckDeadLetterQueue", "checker"),
                                  ("EventsQueue", "EventsDeadLetterQueue", "notifier")):
         attributes = sqs.get_queue_attributes(QueueUrl=outputs[f"{queue}Url"], AttributeNames=["All"])["Attributes"]
         redrive = json.loads(attributes["RedrivePolicy"])
@@ -144,7 +145,7 @@ def test_bucket_is_private_encrypted_and_tls_only_and_key_rotates(template):
 def test_alarms_watch_both_dlqs_and_every_function(template):
     alarms = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     watched_queues = {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in alarms if a["Namespace"] == "AWS/SQS"}
-    assert {"SyncDeadLetterQueue", "EventsDeadLetterQueue"} <= watched_queues
+    assert {"SyncDeadLetterQueue", "CheckDeadLetterQueue", "EventsDeadLetterQueue"} <= watched_queues
     watched_functions = {a["Dimensions"][0]["Value"]["Fn::Sub"] for a in alarms if a["Namespace"] == "AWS/Lambda"}
     for function in CHALICE_CONFIG["stages"]["prod"]["lambda_functions"]:
         expected = "mailbridge-${Stage}" if function == "api_handler" else f"mailbridge-${{Stage}}-{function}"
@@ -199,7 +200,7 @@ def test_packaged_template_is_wired_and_passes_cfn_lint(tmp_path):
                  if r["Type"] == "AWS::Serverless::Function"}
     sqs_sources = [e["Properties"] for f in functions.values() for e in (f.get("Events") or {}).values()
                    if e["Type"] == "SQS"]
-    assert {s["Queue"]["Fn::GetAtt"][0] for s in sqs_sources} == {"SyncQueue", "EventsQueue"}
+    assert {s["Queue"]["Fn::GetAtt"][0] for s in sqs_sources} == {"SyncQueue", "CheckQueue", "EventsQueue"}
     assert all(s["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for s in sqs_sources)
     for props in functions.values():
         variables = props["Environment"]["Variables"]

@@ -133,12 +133,12 @@ def test_snapshot_restores_items_objects_and_kms_ciphertexts_into_a_fresh_emulat
 
 
 # ---------------------------------------------------------------- the real thing, as `make run` starts it
-def _start(data_dir: Path, port: int, log: Path) -> tuple[subprocess.Popen, str]:
+def _start(data_dir: Path, port: int, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILBRIDGE_", "AWS_"))}
     env["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     out = log.open("w")
     process = subprocess.Popen([sys.executable, "-m", "infra.local_stack", "--port", str(port), "--moto-port", "0",
-                                "--data-dir", str(data_dir), "--snapshot-interval", "300"],
+                                "--data-dir", str(data_dir), "--snapshot-interval", "300", *extra],
                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -224,6 +224,42 @@ def test_local_stack_syncs_through_the_worker_and_keeps_everything_across_a_rest
         _stop(process)
     secrets = json.loads((tmp_path / "state" / "local-secrets.json").read_text())
     assert secrets["demo_api_key"] == demo_key
+
+
+@pytest.mark.slow
+def test_local_stack_scheduled_syncs_go_through_the_check_function(tmp_path, dovecot, smtp_port):
+    """Guards against `make run` skipping the check function (scheduled jobs straight to the worker) or the
+    check swallowing new mail: a message delivered after the first import arrives by the scheduled ticks."""
+    from tests.mailfactory import make_message
+
+    user, password = dovecot.new_user()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "run.log"
+    process, demo_key = _start(tmp_path / "state", port, log, "--sync-interval", "2")
+    try:
+        assert "checker <- mailbridge-local-check" in log.read_text()
+        headers = {"Authorization": f"Bearer {demo_key}", "X-User-Id": "u-alice"}
+        endpoint = {"host": "127.0.0.1", "security": "none", "username": user, "login_method": "plain"}
+        mailbox = requests.post(f"{base}/v1/mailboxes", headers=headers, timeout=30, json={
+            "name": "Local", "type": "imap", "email": "alice@example.com",
+            "import_since": datetime.now(timezone.utc).date().isoformat(), "password": password,
+            "imap": {**endpoint, "port": dovecot.port}, "smtp": {**endpoint, "port": smtp_port}})
+        assert mailbox.status_code == 201, mailbox.text
+        mailbox_id = mailbox.json()["id"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = requests.get(f"{base}/v1/mailboxes/{mailbox_id}/sync", headers=headers, timeout=10).json()
+            if status.get("last_success_at"):
+                break
+            time.sleep(0.5)
+        assert status.get("last_success_at"), status          # the first (empty) import finished
+        dovecot.append(user, "INBOX", make_message(subject="Found by the scheduled check"),
+                       date=datetime.now(timezone.utc))
+        subjects = [m["subject"] for m in _wait_for_messages(base, headers, mailbox_id)]
+        assert subjects == ["Found by the scheduled check"]
+    finally:
+        _stop(process)
 
 
 def _all_items(session) -> dict[str, list[dict]]:

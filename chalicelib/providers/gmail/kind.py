@@ -10,16 +10,19 @@ from __future__ import annotations
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.config import get_settings
+from chalicelib.credentials.app_secret import AppSecret
 from chalicelib.credentials.store import Credentials, CredentialStore
 from chalicelib.models.mailbox import Mailbox, MailServer
 from chalicelib.providers.base import ErrorCode, OAuthContext, ProviderError
 from chalicelib.providers.gmail.adapter import GmailProvider
 from chalicelib.providers.gmail.tokens import google_token_source
-from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets
+
+UNUSABLE = "the gmail OAuth app lacks client_id or client_secret"
 
 
-def oauth_app(tenant_id: str, server_id: str | None) -> tuple[MailServer, str, str]:
-    """(server, client_id, client_secret) of a gmail mail server; PERMANENT when it is missing or incomplete."""
+def oauth_app(tenant_id: str, server_id: str | None) -> tuple[MailServer, str, AppSecret]:
+    """(server, client_id, client secret decrypted on first use) of a gmail mail server; PERMANENT when it is
+    missing or incomplete (an undecryptable secret: when a token refresh first needs it)."""
     if not server_id:
         raise ProviderError(ErrorCode.PERMANENT, "gmail mailbox has no mail server (OAuth app)")
     try:
@@ -28,14 +31,10 @@ def oauth_app(tenant_id: str, server_id: str | None) -> tuple[MailServer, str, s
         raise ProviderError(ErrorCode.PERMANENT, "the mailbox's mail server was deleted") from None
     if server.type != "gmail":
         raise ProviderError(ErrorCode.PERMANENT, f"mail server {server_id} is not a gmail OAuth app")
-    try:
-        client_secret = decrypt_secrets(tenant_id, server_id, server.secret_ciphertext).get("client_secret", "")
-    except SecretDecryptionError:
-        client_secret = ""
     client_id = (server.oauth or {}).get("client_id") or ""
-    if not client_id or not client_secret:
-        raise ProviderError(ErrorCode.PERMANENT, "the gmail OAuth app lacks client_id or client_secret")
-    return server, client_id, client_secret
+    if not client_id:
+        raise ProviderError(ErrorCode.PERMANENT, UNUSABLE)
+    return server, client_id, AppSecret(server, UNUSABLE)
 
 
 def gmail_context(mailbox: Mailbox, credentials: Credentials, timeout: float) -> OAuthContext:

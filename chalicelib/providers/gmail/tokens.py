@@ -14,7 +14,7 @@ translated to AUTH_REVOKED by `errors.py`.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Callable
 
 from google.auth import credentials as google_credentials
 
@@ -58,9 +58,11 @@ class GoogleTokenSource(RefreshTokenGrant):
         super().invalidate()
 
 
-def google_token_source(store: CredentialStore, *, token_uri: str, client_id: str, client_secret: str,
+def google_token_source(store: CredentialStore, *, token_uri: str, client_id: str,
+                        client_secret: str | Callable[[], str],
                         credentials: Credentials | None = None, **kwargs: Any) -> GoogleTokenSource:
-    """A token source for one mailbox (its stored secrets hold `refresh_token`)."""
+    """A token source for one mailbox (its stored secrets hold `refresh_token`); `client_secret` may be a callable,
+    called only when a refresh is sent (`credentials.app_secret`)."""
     return GoogleTokenSource(store, token_uri=token_uri, client_id=client_id, client_secret=client_secret,
                              translate=translate_token, credentials=credentials, **kwargs)
 

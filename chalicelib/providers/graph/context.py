@@ -6,31 +6,26 @@ from __future__ import annotations
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.config import get_settings
+from chalicelib.credentials.app_secret import AppSecret
 from chalicelib.credentials.store import Credentials, CredentialStore
 from chalicelib.models.mailbox import Mailbox, MailServer
 from chalicelib.providers.base import ErrorCode, OAuthContext, ProviderError
 from chalicelib.providers.graph.tokens import MsalTokenSource
-from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets
 
 PUSH_PATH = "/v1/push/graph"
 LIFECYCLE_PATH = "/v1/push/graph/lifecycle"
 
 
-def microsoft_app(tenant_id: str, server_id: str | None) -> tuple[MailServer, str]:
-    """The outlook mail server preset and its decrypted client secret; PERMANENT when unusable."""
+def microsoft_app(tenant_id: str, server_id: str | None) -> tuple[MailServer, AppSecret]:
+    """The outlook mail server preset and its client secret (decrypted on first use: only a token refresh
+    needs it); PERMANENT when unusable (an undecryptable secret: when a refresh first needs it)."""
     try:
         server = MailServer.get(tenant_id, server_id or "")
     except DoesNotExist:
         raise ProviderError(ErrorCode.PERMANENT, "the mailbox's Microsoft app (mail server) is gone") from None
     if server.type != "outlook" or not (server.oauth or {}).get("client_id"):
         raise ProviderError(ErrorCode.PERMANENT, "the mail server is not a Microsoft app")
-    try:
-        secret = decrypt_secrets(tenant_id, server.server_id, server.secret_ciphertext).get("client_secret")
-    except SecretDecryptionError:
-        secret = None
-    if not secret:
-        raise ProviderError(ErrorCode.PERMANENT, "the Microsoft app has no usable client secret")
-    return server, secret
+    return server, AppSecret(server, "the Microsoft app has no usable client secret")
 
 
 def graph_settings() -> dict[str, str]:

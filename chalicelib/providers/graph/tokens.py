@@ -1,10 +1,14 @@
 """Microsoft access tokens from MSAL, with one serialized token cache per mailbox.
 
 The cache (MSAL `SerializableTokenCache`, JSON) lives in the mailbox's sealed credentials under `msal_cache`.
-`acquire_token_silent_with_error` answers from the cache while the access token is valid and otherwise redeems
-the refresh token; Microsoft rotates refresh tokens, so every refresh changes the cache. `refresh()` returns
-the serialized cache for write-back ONLY when `cache.has_state_changed` — the `CredentialStore` then writes it
-with a conditional update on the version read (a concurrent refresh elsewhere wins; its cache is reloaded).
+While the cached access token is valid it is taken from the cache directly (`cached_access_token`: MSAL's own
+cache lookup — same client, account, authority and scopes, valid for more than 5 min and not past its
+`refresh_on` — through the public `TokenCache.search`), without building the confidential client, so the app's
+client secret is not decrypted (`credentials.app_secret`: a KMS call saved on every idle sync). Otherwise
+`acquire_token_silent_with_error` redeems the refresh token with the client secret; Microsoft rotates refresh
+tokens, so every refresh changes the cache. `refresh()` returns the serialized cache for write-back ONLY when
+`cache.has_state_changed` — the `CredentialStore` then writes it with a conditional update on the version read
+(a concurrent refresh elsewhere wins; its cache is reloaded).
 
 Scopes are the resource scopes only (`Mail.Read`, `Mail.Send`, `User.Read`): MSAL adds and refuses to be
 given `openid`/`profile`/`offline_access` itself. With an authority host other than Microsoft's, MSAL must not
@@ -14,7 +18,9 @@ the process (`http_cache`), so an idle sync costs no identity-platform request w
 from __future__ import annotations
 
 import threading
-from typing import Any
+import time
+from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import msal
 import requests
@@ -29,6 +35,7 @@ SCOPES = ("Mail.Read", "Mail.Send", "User.Read")
 CACHE_KEY = "msal_cache"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
+MSAL_EXPIRY_MARGIN_SECONDS = 300        # MSAL treats an access token with < 5 min left as expired
 _http_cache: dict = {}
 _http_cache_lock = threading.Lock()
 
@@ -47,12 +54,36 @@ def msal_app(*, client_id: str, client_secret: str, authority_host: str, ms_tena
             instance_discovery=None if default_host else False, token_cache=cache, http_cache=_http_cache)
 
 
+def cached_access_token(cache: msal.TokenCache, *, client_id: str, authority_host: str, ms_tenant: str,
+                        margin: float) -> tuple[str, float] | None:
+    """(access token, seconds left) from `cache` when MSAL's silent flow would answer with it without a
+    request: an access token of this client, account, authority and scopes that is valid for more than
+    max(5 min, `margin`) and not due for its proactive refresh (`refresh_on`); else None (ask MSAL)."""
+    accounts = list(cache.search(msal.TokenCache.CredentialType.ACCOUNT))
+    if len(accounts) != 1:
+        return None
+    query = {"client_id": client_id, "home_account_id": accounts[0].get("home_account_id"),
+             "environment": urlsplit(authority_host).hostname, "realm": ms_tenant or "organizations"}
+    now = time.time()
+    for entry in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN, target=list(SCOPES), query=query):
+        left = int(entry["expires_on"]) - now
+        if left <= max(MSAL_EXPIRY_MARGIN_SECONDS, margin):
+            continue
+        if "refresh_on" in entry and int(entry["refresh_on"]) < now:
+            return None
+        return str(entry["secret"]), left
+    return None
+
+
 class MsalTokenSource(TokenSource):
-    def __init__(self, store: CredentialStore, *, client_id: str, client_secret: str, authority_host: str,
-                 ms_tenant: str, **kwargs: Any):
+    """`client_secret` may be a callable (`credentials.app_secret.AppSecret`): it is called only when MSAL has to
+    send a token request."""
+
+    def __init__(self, store: CredentialStore, *, client_id: str, client_secret: str | Callable[[], str],
+                 authority_host: str, ms_tenant: str, **kwargs: Any):
         super().__init__(store, **kwargs)
-        self._app_args = {"client_id": client_id, "client_secret": client_secret,
-                          "authority_host": authority_host, "ms_tenant": ms_tenant}
+        self._client_secret = client_secret
+        self._app_args = {"client_id": client_id, "authority_host": authority_host, "ms_tenant": ms_tenant}
         self._force = False
 
     def invalidate(self) -> None:
@@ -66,8 +97,13 @@ class MsalTokenSource(TokenSource):
             raise ProviderError(ErrorCode.AUTH_REVOKED, "no Microsoft token cache stored: the user must consent")
         cache = msal.SerializableTokenCache()
         cache.deserialize(serialized)
+        if not self._force:
+            cached = cached_access_token(cache, margin=self.skew, **self._app_args)
+            if cached is not None:
+                return Refreshed(AccessToken(cached[0], self.clock() + cached[1]))
+        secret = self._client_secret() if callable(self._client_secret) else self._client_secret
         try:
-            app = msal_app(cache=cache, **self._app_args)
+            app = msal_app(cache=cache, client_secret=secret, **self._app_args)
             accounts = app.get_accounts()
             if not accounts:
                 raise msal_error(None)

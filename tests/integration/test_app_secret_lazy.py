@@ -1,0 +1,95 @@
+"""The OAuth app's client secret is decrypted only when a token refresh needs it: a Gmail/Outlook sync with a
+valid access token makes ONE KMS Decrypt (the mailbox's credentials), not two."""
+from __future__ import annotations
+
+import collections
+import contextlib
+
+import botocore.client
+import pytest
+
+from chalicelib.models.mailbox import MailServer
+from chalicelib.providers.base import ErrorCode, ProviderError
+from chalicelib.providers.kinds import build_provider
+from chalicelib.security.crypto import clear_data_key_cache
+from tests.gmail_fixtures import make_gmail_mailbox
+from tests.graph_helpers import outlook_mailbox
+from tests.sync_helpers import reload
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+
+@contextlib.contextmanager
+def kms_calls():
+    """Counts KMS operations as they leave botocore while open."""
+    calls: collections.Counter[str] = collections.Counter()
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(client, operation, params):
+        if client.meta.service_model.service_name == "kms":
+            calls[operation] += 1
+        return original(client, operation, params)
+
+    botocore.client.BaseClient._make_api_call = counting
+    try:
+        yield calls
+    finally:
+        botocore.client.BaseClient._make_api_call = original
+
+
+def a_tick(mailbox):
+    """A scheduled tick in a Lambda whose data-key cache has lapsed: build the provider, use the token."""
+    clear_data_key_cache()
+    with build_provider(reload(mailbox)) as provider:
+        provider.test_connection()
+        return provider
+
+
+def test_outlook_sync_with_a_valid_token_decrypts_only_the_mailbox_credentials(fake_ms):
+    """Guards against: every idle Outlook tick paying a second KMS Decrypt for a client secret it never sends."""
+    mailbox = outlook_mailbox(fake_ms)
+    with kms_calls() as calls:
+        a_tick(mailbox)
+    assert calls == {"Decrypt": 1}
+    assert fake_ms.identity.token_requests == ["authorization_code"]      # answered from the MSAL cache
+
+
+def test_outlook_refresh_still_sends_the_client_secret(fake_ms):
+    """Guards against: a lazy secret that is never fetched when MSAL must redeem the refresh token."""
+    mailbox = outlook_mailbox(fake_ms)
+    clear_data_key_cache()
+    with kms_calls() as calls, build_provider(reload(mailbox)) as provider:
+        provider.client.tokens.invalidate()
+        provider.test_connection()
+        provider.client.tokens.invalidate()
+        provider.test_connection()
+    assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token", "refresh_token"]
+    assert calls["Decrypt"] == 2                      # mailbox credentials + the client secret, once
+    assert calls["GenerateDataKey"] == 2              # the rotated MSAL cache written back after each refresh
+
+
+def test_outlook_unusable_client_secret_fails_only_at_refresh(fake_ms):
+    """Guards against: a broken app secret going unnoticed at refresh, or failing syncs that never need it."""
+    mailbox = outlook_mailbox(fake_ms)
+    server = MailServer.get(mailbox.tenant_id, mailbox.mail_server_id)
+    server.update(actions=[MailServer.secret_ciphertext.set("v1.AAAA.AAAA.AAAA")])
+    provider = a_tick(mailbox)                        # the cached token is valid: no secret needed
+    provider.client.tokens.invalidate()
+    with pytest.raises(ProviderError) as caught:
+        provider.test_connection()
+    assert caught.value.code == ErrorCode.PERMANENT
+    server.update(actions=[MailServer.secret_ciphertext.remove()])
+    with pytest.raises(ProviderError) as caught:      # no secret at all: refused when the provider is built
+        build_provider(reload(mailbox))
+    assert caught.value.code == ErrorCode.PERMANENT
+
+
+def test_gmail_sync_with_a_valid_token_decrypts_only_the_mailbox_credentials(google):
+    """Guards against: every idle Gmail tick paying a second KMS Decrypt for a client secret it never sends."""
+    mailbox = make_gmail_mailbox(google)
+    with kms_calls() as first:
+        a_tick(mailbox)                               # no access token yet: a refresh, which needs the secret
+    assert first == {"Decrypt": 2}
+    with kms_calls() as later:
+        a_tick(mailbox)                               # the warm access token is still valid
+    assert later == {"Decrypt": 1}
