@@ -43,3 +43,14 @@ def test_importing_the_app_builds_no_api_model():
                             text=True).stdout
     found = json.loads(output.strip().splitlines()[-1])
     assert found["count"] > 50 and found["not_deferred"] == [] and found["built"] == []
+
+
+def test_the_collector_runs_again_after_the_import_and_skips_the_loaded_modules():
+    """Guards against `chalicelib.coldstart` leaving cyclic garbage collection off after `import app` (a leak in
+    every function), and against losing the freeze that keeps later collections off the loaded modules."""
+    probe = ("import gc, json, app; "
+             "print(json.dumps({'enabled': gc.isenabled(), 'frozen': gc.get_freeze_count()}))")
+    output = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True,
+                            text=True).stdout
+    found = json.loads(output.strip().splitlines()[-1])
+    assert found["enabled"] is True and found["frozen"] > 10_000
