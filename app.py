@@ -1,6 +1,7 @@
 """mailbridge: Chalice wiring only — routes come from blueprints, events call into chalicelib."""
 import os
 
+from chalicelib import coldstart  # first: the collector pauses while the handler's modules load
 from chalice import Chalice, Cron, Rate
 
 from chalicelib.api.blueprints import admin, keys, meta
@@ -38,6 +39,7 @@ app.register_blueprint(console.bp)
 app.register_blueprint(privacy.bp)
 app.register_blueprint(threads.bp)
 app.register_blueprint(search.bp)
+coldstart.loaded()
 
 
 # --- events (sync engine) -------------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
-"""Lazy boto3 clients (created on first use, reused across Lambda invocations), and the botocore session every
+"""Lazy AWS clients (created on first use, reused across Lambda invocations), and the botocore session every
 AWS client of the process is made from.
+
+The clients are botocore's own (`Session.create_client`), the objects boto3's `client()` returns too: boto3
+adds only its resource layer and S3 transfer helpers (`upload_file`, ...), which nothing here uses, and
+importing it loads s3transfer and multiprocessing (~0.1 s of an API cold start; docs/benchmarks.md).
 
 Endpoints are left to botocore, which honours `AWS_ENDPOINT_URL`; the local stack runs moto in-process instead
 (`infra/local_aws.py`).
@@ -18,7 +22,6 @@ from __future__ import annotations
 import functools
 import threading
 
-import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.loaders import create_loader
@@ -47,9 +50,8 @@ def thread_session() -> botocore.session.Session:
 
 @functools.lru_cache(maxsize=None)
 def client(service: str):
-    # a boto3 Session adds its handlers to the botocore session it wraps: one of its own per client
-    return boto3.session.Session(botocore_session=new_session()).client(
-        service, region_name=get_settings().region, config=_CONFIG)
+    # one session per client: a client registers its handlers on the session it is made from
+    return new_session().create_client(service, region_name=get_settings().region, config=_CONFIG)
 
 
 def sqs():

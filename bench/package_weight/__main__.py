@@ -4,7 +4,9 @@
 
 1. Builds the Lambda package exactly as `make package` does (`infra.package`: `chalice package`, the pruning of
    `prune_deployment`, then the bytecode of every module the functions import, `infra.package_imports`) and
-   reports the zip Chalice wrote, the pruned zip with sources only (`--no-bytecode`), the shipped zip, its
+   reports the zip Chalice wrote, the pruned zip with sources only (`--no-bytecode`), the shipped zip
+   (third-party bytecode sourceless), the same with bytecode beside every source (`sourceless=False`), the
+   what-if of leaving botocore and its dependencies to the Lambda runtime's copy (size only: same modules), its
    unzipped size (Lambda's limit is 250 MB unzipped, 50 MB zipped for a direct upload —
    https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html) and the largest top-level entries.
    `--zip` measures an existing shipped zip instead of building one (no sources-only figures then).
@@ -12,8 +14,10 @@
    from the unzipped package, in fresh interpreters that see only the package and the standard library and
    cannot write bytecode (`python -I -S -B`; Lambda's /var/task is read-only): median wall and CPU time of
    `--runs`. Variants: as shipped; sources only; the third-party floor (the same non-chalicelib modules
-   `import app` loads, in its order, so "app − floor" is what mailbridge's own code adds); and with the Gmail and Graph
-   providers imported eagerly (googleapiclient and msal are imported only on the worker paths that use them).
+   `import app` loads, in its order, so "app − floor" is what mailbridge's own code adds); `import app` plus the
+   first DynamoDB client (what a request adds before its first AWS call: botocore reading its models from the
+   package's pruned data); and with the Gmail and Graph providers imported eagerly (googleapiclient and msal
+   are imported only on the worker paths that use them).
 3. Runs `bench.package_weight.first_request` (from the checkout, against moto): `import app` + the first and
    second `GET /v1/mailboxes`, so the schemas pydantic builds on first use (`defer_build`) are counted.
 
@@ -41,7 +45,10 @@ from bench.record import record  # noqa: E402
 from infra import package as packaging  # noqa: E402
 from infra.package_imports import add_bytecode  # noqa: E402
 
-HEAVY = ("googleapiclient", "google.auth", "msal", "imapclient", "nh3", "pynamodb", "boto3", "pydantic")
+HEAVY = ("googleapiclient", "google.auth", "msal", "requests", "imapclient", "nh3", "pynamodb", "boto3", "pydantic")
+# What the Lambda Python runtime ships in /var/runtime (boto3 and its dependencies): the what-if of not packaging
+# them (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html, "SDK" column).
+RUNTIME_SDK = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 PROBE = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
@@ -61,6 +68,8 @@ for name in {modules!r}:
         importlib.import_module(name)
     except Exception:   # an alias another module installs (six.moves, ...) or needing its parent's setup
         pass"""
+FIRST_CLIENT = ("import app\nfrom chalicelib.models.tenant import Tenant\n"
+                "Tenant._get_connection().connection.client")   # every request's first DynamoDB call makes it
 EAGER = ("import app, chalicelib.providers.gmail.client, chalicelib.providers.graph.tokens, "
          "chalicelib.providers.graph.consent")
 
@@ -74,8 +83,18 @@ def build(out: Path) -> dict:
         before_unzipped, _ = unzipped(workdir / "deployment.zip")
     shutil.copy(out / "sources-only.zip", out / "deployment.zip")
     add_bytecode(out / "deployment.zip")
+    shutil.copy(out / "sources-only.zip", out / "beside.zip")
+    add_bytecode(out / "beside.zip", sourceless=False)
     return {"chalice": before, "chalice_unzipped": before_unzipped, "sources_only": sources_only,
-            "shipped": out / "deployment.zip", "sources_only_zip": out / "sources-only.zip"}
+            "shipped": out / "deployment.zip", "sources_only_zip": out / "sources-only.zip",
+            "beside": (out / "beside.zip").stat().st_size}
+
+
+def without_runtime_sdk(path: Path) -> int:
+    """Zipped bytes of `path` without the packages the Lambda runtime provides (`RUNTIME_SDK`, with dist-info)."""
+    with zipfile.ZipFile(path) as archive:
+        return sum(info.compress_size + 30 + len(info.filename) for info in archive.infolist()
+                   if info.filename.split("/", 1)[0].split("-", 1)[0].removesuffix(".py") not in RUNTIME_SDK)
 
 
 def unzipped(path: Path) -> tuple[int, list[tuple[str, int]]]:
@@ -110,11 +129,17 @@ def cold_import(package_dir: Path, imports: str, runs: int) -> dict:
 
 
 def first_request(runs: int) -> dict:
+    """Median of `runs` probes, after one untimed probe that writes the bytecode (into a temporary
+    `PYTHONPYCACHEPREFIX`, not the checkout): as in the package, no run compiles sources."""
     samples = []
-    for _ in range(runs):
-        output = subprocess.run([sys.executable, "-m", "bench.package_weight.first_request"], cwd=ROOT,
-                                check=True, capture_output=True, text=True).stdout
-        samples.append(json.loads(output.strip().splitlines()[-1]))
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    with tempfile.TemporaryDirectory(prefix="mailbridge-bench-pycache-") as cache:
+        env["PYTHONPYCACHEPREFIX"] = cache
+        for run in range(runs + 1):
+            output = subprocess.run([sys.executable, "-m", "bench.package_weight.first_request"], cwd=ROOT,
+                                    env=env, check=True, capture_output=True, text=True).stdout
+            if run:
+                samples.append(json.loads(output.strip().splitlines()[-1]))
     return {key: round(statistics.median(s[key] for s in samples), 3)
             for key in ("import_s", "first_request_s", "second_request_s", "import_and_first_s", "import_cpu_s",
                         "first_request_cpu_s", "import_and_first_cpu_s")}
@@ -142,7 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
                                  "chalice_unzipped_mb": round(built["chalice_unzipped"] / mb, 1),
                                  "sources_only_zip_mb": round(built["sources_only"] / mb, 1),
                                  "sources_only_unzipped_mb": round(unzipped(built["sources_only_zip"])[0] / mb, 1),
+                                 "bytecode_beside_sources_zip_mb": round(built["beside"] / mb, 1),
                                  "shipped_zip_mb": round(shipped.stat().st_size / mb, 1)}
+        result["package"]["shipped_zip_bytes"] = shipped.stat().st_size
+        result["package"]["what_if_runtime_sdk_zip_mb"] = round(without_runtime_sdk(shipped) / mb, 1)
         total, largest = unzipped(shipped)
         result["package"]["unzipped_mb"] = round(total / mb, 1)
         result["package"]["largest"] = {name: round(size / mb, 1) for name, size in largest}
@@ -157,6 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
                 extract(built["sources_only_zip"], out / "sources-only"), APP)
         variants["third-party floor (the modules import app loads, without chalicelib's)"] = (
             package_dir, FLOOR.format(modules=floor))
+        variants["import app + the first DynamoDB client (botocore's models and endpoint table)"] = (
+            package_dir, FIRST_CLIENT)
         variants["eager providers (import app + Gmail and Graph providers)"] = (package_dir, EAGER)
         result["cold_import"] = {}
         result["third_party_modules_of_import_app"] = len(floor)

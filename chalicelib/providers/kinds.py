@@ -3,9 +3,14 @@ adapter — used alike by the sync worker, the API's connection test and mailbox
 
 - `imap`: both endpoints are resolved once and SSRF-vetted (`security.ssrf`); the provider dials the vetted
   address and verifies TLS against the host name. Secrets: the passwords.
-- OAuth kinds (`gmail`, `outlook`) register here when their providers land: their context carries a
-  `TokenSource` (`credentials.tokens`) instead of passwords, and their adapters also implement
-  `base.PushSubscriber`.
+- OAuth kinds (`gmail`, `outlook`): their context carries a `TokenSource` (`credentials.tokens`) instead of
+  passwords, and their adapters also implement `base.PushSubscriber`.
+
+Every kind's adapter module (and, for the OAuth kinds, its context builder) is named here as a
+`"package.module:attribute"` string and imported on first use (`lazy`): the provider SDKs — imapclient with
+imaplib and smtplib, googleapiclient with google-auth, msal with requests — load only in a process that builds
+a provider of that kind (the worker, a connection test), never on the API's cold start
+(tests/unit/test_cold_start_imports.py lists the modules `import app` must not load).
 
 An unknown kind raises `UnknownKind` (no silent default; twenty `messaging-get-message-list.service.ts`).
 `UnreachableEndpoint` (a ProviderError) says which endpoint the SSRF guard refused, so the API can name the
@@ -21,7 +26,6 @@ from chalicelib.credentials.store import Credentials, CredentialStore, Credentia
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.base import ConnectionSettings, ErrorCode, MailProvider, ProviderContext, ProviderError
-from chalicelib.providers.imap.adapter import ImapProvider
 from chalicelib.providers.imap.context import ImapContext
 from chalicelib.security.ssrf import UnreachableHost, resolve_and_vet
 
@@ -109,13 +113,10 @@ def imap_context(mailbox: Mailbox, credentials: Credentials, timeout: float) -> 
                        imap=imap, smtp=smtp, secrets=dict(credentials.secrets), timeout=timeout)
 
 
-register_kind(ProviderKind("imap", imap_context, ImapProvider, connection_fields=("imap.host", "imap.username")))
-
-
-# ---- OAuth kinds: their modules load only when a provider of the kind is built ------------------------------
+# ---- each kind's module loads only when a provider of the kind is built ----------------------------------------
 
 def lazy(target: str) -> Callable[..., Any]:
-    """`"package.module:function"` imported on first call (keeps googleapiclient/msal off the API cold start)."""
+    """`"package.module:function"` imported on first call (keeps the provider SDKs off the API cold start)."""
     module_name, _, attribute = target.partition(":")
 
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -124,6 +125,9 @@ def lazy(target: str) -> Callable[..., Any]:
     call.__qualname__ = call.__name__ = attribute
     return call
 
+
+register_kind(ProviderKind("imap", imap_context, lazy("chalicelib.providers.imap.adapter:ImapProvider"),
+                           connection_fields=("imap.host", "imap.username")))
 
 register_kind(ProviderKind("gmail", lazy("chalicelib.providers.gmail.kind:gmail_context"),
                            lazy("chalicelib.providers.gmail.kind:gmail_provider"), oauth=True,

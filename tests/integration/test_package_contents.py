@@ -89,9 +89,9 @@ def test_every_function_module_imports_from_the_package_alone(shipped):
     except subprocess.CalledProcessError as exc:
         pytest.fail(f"importing the functions' code from the package failed:\n{exc.stderr}")
     assert "app.py" in loaded and "chalicelib/sync/worker.py" in loaded
-    # the provider SDKs the Gmail and Graph paths load on first use are there too
-    assert {"googleapiclient/discovery.py", "msal/application.py", "aws_lambda_powertools/logging/logger.py",
-            "aws_lambda_powertools/utilities/batch/base.py"} <= set(loaded)
+    # the provider SDKs the Gmail and Graph paths load on first use are there too (sourceless bytecode)
+    assert {"googleapiclient/discovery.pyc", "msal/application.pyc", "aws_lambda_powertools/logging/logger.pyc",
+            "aws_lambda_powertools/utilities/batch/base.pyc", "imapclient/imapclient.pyc"} <= set(loaded)
 
 
 def test_stripped_shared_libraries_still_work(shipped):
@@ -112,12 +112,31 @@ def test_unused_files_are_not_shipped(shipped):
 
 
 def test_every_module_the_functions_import_ships_its_bytecode(shipped):
-    """Without it each cold start compiles every imported source again (Lambda's /var/task is read-only)."""
+    """Without it each cold start compiles every imported source again (Lambda's /var/task is read-only).
+    Third-party modules ship sourceless (their `.pyc` where the `.py` was); mailbridge's own keep sources."""
     root, names = shipped
-    sources = [name for name in loaded_files(root, our_modules(root)) if name.endswith(".py")]
-    missing = [name for name in sources if importlib.util.cache_from_source(name) not in names]
-    assert sources and not missing, missing[:10]
+    loaded = [name for name in loaded_files(root, our_modules(root)) if name.endswith((".py", ".pyc"))]
+    ours = [name for name in loaded if name == "app.py" or name.startswith("chalicelib/")]
+    third_party = [name for name in loaded if name not in ours]
+    assert "chalicelib/api/routing.py" in ours and "botocore/client.pyc" in third_party
+    missing = [name for name in ours if not name.endswith(".py")
+               or importlib.util.cache_from_source(name) not in names]
+    assert not missing, missing[:10]
+    with_source = [name for name in third_party if not name.endswith(".pyc") or name[:-1] in names]
+    assert not with_source, with_source[:10]
     # unchecked hash-based pycs (PEP 552 flags = 0b01): used without a timestamp comparison
     with zipfile.ZipFile(root.parent / "deployment.zip") as archive:
-        header = archive.read(importlib.util.cache_from_source("app.py"))[:8]
-    assert header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01
+        for pyc in (importlib.util.cache_from_source("app.py"), "botocore/client.pyc"):
+            header = archive.read(pyc)[:8]
+            assert header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01
+
+
+def test_the_clients_find_a_ca_bundle(shipped):
+    """Guards against dropping botocore's and httplib2's own CA bundles without the certifi bundle they use."""
+    root, names = shipped
+    assert "botocore/cacert.pem" not in names and "certifi/cacert.pem" in names
+    probe = ("import os, sys; sys.path.insert(0, sys.argv[1]); import botocore.httpsession, httplib2.certs; "
+             "assert os.path.isfile(botocore.httpsession.where()) and os.path.isfile(httplib2.certs.where())")
+    result = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", probe, str(root)], cwd=root,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

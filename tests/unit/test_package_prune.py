@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import zipfile
 
-from infra.package import KEPT_BOTOCORE_SERVICES, dropped, prune_deployment
+from infra.package import KEPT_BOTOCORE_SERVICES, dropped, prune_deployment, pruned_endpoints
 
 
 def test_only_gmail_discovery_document_is_kept(tmp_path):
@@ -28,7 +28,7 @@ def test_only_the_aws_services_the_functions_call_keep_their_botocore_models(tmp
     with zipfile.ZipFile(source, "w") as zf:
         for service in ("dynamodb", "s3", "sqs", "kms", "sts", "ec2", "sagemaker"):
             zf.writestr(f"botocore/data/{service}/2012-01-01/service-2.json.gz", "x" * 1000)
-        zf.writestr("botocore/data/endpoints.json", "{}")
+        zf.writestr("botocore/data/endpoints.json", '{"partitions": []}')
         zf.writestr("botocore/client.py", "code")
     prune_deployment(source, target)
     with zipfile.ZipFile(target) as zf:
@@ -61,26 +61,50 @@ def test_clients_load_from_a_pruned_botocore_data_dir(tmp_path):
     for entry in data.iterdir():
         if entry.is_file() or entry.name in KEPT_BOTOCORE_SERVICES:
             (shutil.copytree if entry.is_dir() else shutil.copy)(entry, pruned / entry.name)
+    (pruned / "endpoints.json").write_bytes(pruned_endpoints((data / "endpoints.json").read_bytes()))
     session = botocore.session.get_session()
     session.get_component("data_loader").search_paths[:] = [str(pruned)]
     for service in KEPT_BOTOCORE_SERVICES:
         session.create_client(service, region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="y")
+    for region, url in (("eu-west-1", "https://dynamodb.eu-west-1.amazonaws.com"),
+                        ("cn-north-1", "https://dynamodb.cn-north-1.amazonaws.com.cn")):
+        client = session.create_client("dynamodb", region_name=region, aws_access_key_id="x",
+                                       aws_secret_access_key="y")
+        assert client.meta.endpoint_url == url
+
+
+def test_the_endpoint_table_keeps_only_the_services_called():
+    """Guards against every cold process parsing botocore's 1.2 MB endpoint table for ~440 services it never calls
+    (~60 ms of CPU) — and against dropping a partition or a kept service's entry."""
+    import json
+    from pathlib import Path
+
+    import botocore
+    source = json.loads((Path(botocore.__file__).parent / "data" / "endpoints.json").read_bytes())
+    table = json.loads(pruned_endpoints(json.dumps(source).encode()))
+    assert [p["partition"] for p in table["partitions"]] == [p["partition"] for p in source["partitions"]]
+    aws = next(p for p in table["partitions"] if p["partition"] == "aws")
+    assert set(aws["services"]) == KEPT_BOTOCORE_SERVICES
+    assert aws["regions"] == next(p for p in source["partitions"] if p["partition"] == "aws")["regions"]
 
 
 def test_files_lambda_never_reads_and_unused_powertools_are_dropped():
     """Guards against shipping type stubs, stale bytecode, wheel RECORDs, packages' own tests and Powertools'
-    REST resolver (2.2 MB with its Swagger UI) — and against dropping what the functions import."""
+    REST resolver (2.2 MB with its Swagger UI), CA bundles certifi's stands in for — and against dropping what
+    the functions import."""
     for name in ("pydantic/main.pyi", "pydantic/py.typed", "botocore/__pycache__/client.cpython-311.pyc",
                  "chalicelib/__pycache__/aws.cpython-311.pyc", "__pycache__/app.cpython-311.pyc",
                  "boto3-1.44.5.dist-info/RECORD", "cffi/tests/test_c.py",
                  "aws_lambda_powertools/event_handler/openapi/swagger_ui/swagger-ui-bundle.min.js",
-                 "aws_lambda_powertools/utilities/idempotency/base.py"):
+                 "aws_lambda_powertools/utilities/idempotency/base.py", "botocore/cacert.pem",
+                 "httplib2/cacerts.txt", "dateutil/zoneinfo/dateutil-zoneinfo.tar.gz"):
         assert dropped(name), name
     for name in ("app.py", "chalicelib/console/static/index.html", "boto3-1.44.5.dist-info/METADATA",
                  "aws_lambda_powertools/logging/logger.py", "aws_lambda_powertools/utilities/batch/base.py",
                  "aws_lambda_powertools/utilities/data_classes/sqs_event.py",
                  "aws_lambda_powertools/shared/functions.py",
-                 "regex/_regex.cpython-311-x86_64-linux-gnu.so", "pydantic/main.py"):
+                 "regex/_regex.cpython-311-x86_64-linux-gnu.so", "pydantic/main.py", "certifi/cacert.pem",
+                 "dateutil/zoneinfo/__init__.py"):
         assert not dropped(name), name
 
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from chalicelib.logs import logger
 from chalicelib.providers.base import ErrorCode, ProviderError, PushState
-from chalicelib.providers.graph.client import GraphClient
 from chalicelib.timeutil import isoformat, utcnow
+
+if TYPE_CHECKING:   # an annotation only: the push endpoint reads push_key without loading requests
+    from chalicelib.providers.graph.client import GraphClient
 
 MAX_MINUTES = 4230
 LIFETIME = timedelta(minutes=MAX_MINUTES - 30)      # margin for clock skew between us and Graph
