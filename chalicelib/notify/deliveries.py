@@ -91,18 +91,10 @@ def create_for_event(event: Event, now: float | None = None) -> WebhookDelivery 
     webhook = webhook_config.get_webhook(event.tenant_id)
     if webhook is None or not webhook_config.subscribed(webhook, event.type):
         return None
-    now = clock() if now is None else now
-    delivery = WebhookDelivery(event.tenant_id, delivery_id_for(event.event_id), event_id=event.event_id,
-                               event_type=event.type, status="pending", status_key=f"{event.tenant_id}#pending",
-                               attempts=0, replays=0, next_attempt_at=int(now), due_shard=DUE_SHARD,
-                               created_at=_iso(now), expires_at=int(now) + RETENTION_SECONDS)
-    try:
-        delivery.save(condition=WebhookDelivery.delivery_id.does_not_exist())
-    except PutError as exc:
-        if not _conditional_failure(exc):
-            raise
-        return get_delivery(event.tenant_id, delivery.delivery_id)  # a redelivered event message
-    return delivery
+    created = _create(event, clock() if now is None else now, claimed=False)
+    if created is None:
+        return get_delivery(event.tenant_id, delivery_id_for(event.event_id))  # a redelivered event message
+    return created
 
 
 def deliver_events(events: Sequence[Event], has_time: Callable[[], bool]) -> dict[str, int]:
