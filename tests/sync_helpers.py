@@ -238,15 +238,20 @@ def by_operation_and_table(operation: str, params: dict) -> list[str]:
     return [f"{operation}:{table}" for table in tables or ["?"]]
 
 
-@contextlib.contextmanager
 def dynamodb_calls(key: Callable[[str, dict], list[str]] = by_operation):
     """Counts DynamoDB calls (not items) as they leave botocore (PynamoDB's included) while open, under the
     names `key(operation, params)` gives (by default the operation)."""
+    return aws_calls("dynamodb", key)
+
+
+@contextlib.contextmanager
+def aws_calls(service: str, key: Callable[[str, dict], list[str]] = by_operation):
+    """Counts calls to one AWS service (botocore's service name, e.g. "kms") as they leave botocore."""
     calls: collections.Counter[str] = collections.Counter()
     original = botocore.client.BaseClient._make_api_call
 
     def counting(client, operation, params):
-        if client.meta.service_model.service_name == "dynamodb":
+        if client.meta.service_model.service_name == service:
             calls.update(key(operation, params))
         return original(client, operation, params)
 

@@ -2,10 +2,7 @@
 valid access token makes ONE KMS Decrypt (the mailbox's credentials), not two."""
 from __future__ import annotations
 
-import collections
-import contextlib
 
-import botocore.client
 import pytest
 
 from chalicelib.models.mailbox import MailServer
@@ -14,27 +11,14 @@ from chalicelib.providers.kinds import build_provider
 from chalicelib.security.crypto import clear_data_key_cache
 from tests.gmail_fixtures import make_gmail_mailbox
 from tests.graph_helpers import outlook_mailbox
-from tests.sync_helpers import reload
+from tests.sync_helpers import aws_calls, reload
 
 pytestmark = pytest.mark.usefixtures("aws")
 
 
-@contextlib.contextmanager
 def kms_calls():
     """Counts KMS operations as they leave botocore while open."""
-    calls: collections.Counter[str] = collections.Counter()
-    original = botocore.client.BaseClient._make_api_call
-
-    def counting(client, operation, params):
-        if client.meta.service_model.service_name == "kms":
-            calls[operation] += 1
-        return original(client, operation, params)
-
-    botocore.client.BaseClient._make_api_call = counting
-    try:
-        yield calls
-    finally:
-        botocore.client.BaseClient._make_api_call = original
+    return aws_calls("kms")
 
 
 def a_tick(mailbox):
