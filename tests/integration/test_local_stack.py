@@ -133,6 +133,17 @@ def test_snapshot_restores_items_objects_and_kms_ciphertexts_into_a_fresh_emulat
 
 
 # ---------------------------------------------------------------- the real thing, as `make run` starts it
+def _connect_mailbox(base: str, headers: dict, dovecot, smtp_port: int, user: str, password: str) -> str:
+    """`POST /v1/mailboxes` for the Dovecot account, as a CRM would; the new mailbox's id."""
+    endpoint = {"host": "127.0.0.1", "security": "none", "username": user, "login_method": "plain"}
+    mailbox = requests.post(f"{base}/v1/mailboxes", headers=headers, timeout=30, json={
+        "name": "Local", "type": "imap", "email": "alice@example.com",
+        "import_since": datetime.now(timezone.utc).date().isoformat(), "password": password,
+        "imap": {**endpoint, "port": dovecot.port}, "smtp": {**endpoint, "port": smtp_port}})
+    assert mailbox.status_code == 201, mailbox.text
+    return mailbox.json()["id"]
+
+
 def _start(data_dir: Path, port: int, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILBRIDGE_", "AWS_"))}
     env["POWERTOOLS_LOG_LEVEL"] = "WARNING"
@@ -193,13 +204,7 @@ def test_local_stack_syncs_through_the_worker_and_keeps_everything_across_a_rest
         assert new_id in {k["id"] for k in listed.json()["items"]}
 
         headers = {"Authorization": f"Bearer {demo_key}", "X-User-Id": "u-alice"}
-        endpoint = {"host": "127.0.0.1", "security": "none", "username": user, "login_method": "plain"}
-        mailbox = requests.post(f"{base}/v1/mailboxes", headers=headers, timeout=30, json={
-            "name": "Local", "type": "imap", "email": "alice@example.com",
-            "import_since": datetime.now(timezone.utc).date().isoformat(), "password": password,
-            "imap": {**endpoint, "port": dovecot.port}, "smtp": {**endpoint, "port": smtp_port}})
-        assert mailbox.status_code == 201, mailbox.text
-        mailbox_id = mailbox.json()["id"]
+        mailbox_id = _connect_mailbox(base, headers, dovecot, smtp_port, user, password)
         assert requests.post(f"{base}/v1/mailboxes/{mailbox_id}/refresh", headers=headers, timeout=10).ok
         subjects = [m["subject"] for m in _wait_for_messages(base, headers, mailbox_id)]
         assert subjects == ["Hello from the local stack"]
@@ -240,13 +245,7 @@ def test_local_stack_scheduled_syncs_go_through_the_check_function(tmp_path, dov
     try:
         assert "checker <- mailbridge-local-check" in log.read_text()
         headers = {"Authorization": f"Bearer {demo_key}", "X-User-Id": "u-alice"}
-        endpoint = {"host": "127.0.0.1", "security": "none", "username": user, "login_method": "plain"}
-        mailbox = requests.post(f"{base}/v1/mailboxes", headers=headers, timeout=30, json={
-            "name": "Local", "type": "imap", "email": "alice@example.com",
-            "import_since": datetime.now(timezone.utc).date().isoformat(), "password": password,
-            "imap": {**endpoint, "port": dovecot.port}, "smtp": {**endpoint, "port": smtp_port}})
-        assert mailbox.status_code == 201, mailbox.text
-        mailbox_id = mailbox.json()["id"]
+        mailbox_id = _connect_mailbox(base, headers, dovecot, smtp_port, user, password)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             status = requests.get(f"{base}/v1/mailboxes/{mailbox_id}/sync", headers=headers, timeout=10).json()
