@@ -111,11 +111,13 @@ def pair_message(message: Message, *, mailbox: Mailbox | None = None) -> Pairing
 
 
 def apply_matches(message: Message, facts: MessageFacts, matches: list[Match], context: TenantContext,
-                  result: PairingResult, *, announce: bool = True) -> PairingResult:
+                  result: PairingResult, *, announce: bool = True,
+                  deferred: list[tuple[Message, LinkSpec]] | None = None) -> PairingResult:
     """Rules, then links (auto) or signals (signal mode) for `matches`, then their events (`pair_message`'s
     second half; `pairing/page.py` calls it with matches found in one read for a whole page). With
     `announce=False` the caller sends `message.paired` for the new links (`paired_payload`), e.g. a whole page's
-    in one queue message."""
+    in one queue message. With `deferred` the links are not written but appended to it as (message, spec) for the
+    caller to write with a whole page's (`store.write_links`); it fills `result.links` (`link_dicts`)."""
     mode = result.mode
     result.matches = matches
     plan = actions.run_rules(message, facts, result.matches, context, result)
@@ -127,12 +129,20 @@ def apply_matches(message: Message, facts: MessageFacts, matches: list[Match], c
                            f"matcher:{m.matcher}") for m in pending]
     elif pending:
         result.signals = suggest(message, pending)
+    if deferred is not None:
+        deferred.extend((message, spec) for spec in specs)
+        return result
     new_links = [link for link in (write_link(message, spec) for spec in specs) if link is not None]
-    result.links = [{"type": link.entity_type, "id": link.entity_id, "source": link.source, "reason": link.reason}
-                    for link in new_links]
+    result.links = link_dicts(new_links)
     if announce and new_links and not message.private:
         emit(message.tenant_id, "message.paired", paired_payload(message, result))
     return result
+
+
+def link_dicts(links) -> list[dict]:
+    """`PairingResult.links` of new links: {type, id, source, reason}."""
+    return [{"type": link.entity_type, "id": link.entity_id, "source": link.source, "reason": link.reason}
+            for link in links]
 
 
 def paired_payload(message: Message, result: PairingResult) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Sequence
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
@@ -22,6 +23,9 @@ from chalicelib.models.directory import DirectoryIndex, record_key, rfc_key, thr
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import AuditEntry, MessageLink, Signal
 from chalicelib.timeutil import now_iso
+
+
+MAX_TRANSACTION_ACTIONS = 100
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,7 @@ def audit_entry(tenant_id: str, action: str, actor: str, reason: str | None = No
                       details=details or {}, created_at=now_iso())
 
 
-def write_link(message: Message, spec: LinkSpec, *, revive: bool = False) -> MessageLink | None:
-    """The new link, or None when it already existed (or was removed and `revive` is false)."""
+def _link_and_audit(message: Message, spec: LinkSpec) -> tuple[MessageLink, AuditEntry]:
     audit = audit_entry(message.tenant_id, "link.created", spec.actor, spec.reason, message_id=message.message_id,
                         entity_type=spec.type, entity_id=spec.id, details={"source": spec.source})
     link = MessageLink(message.message_id, record_key(spec.type, spec.id), tenant_id=message.tenant_id,
@@ -78,6 +81,75 @@ def write_link(message: Message, spec: LinkSpec, *, revive: bool = False) -> Mes
                        entity_key=entity_key(message.tenant_id, spec.type, spec.id), date_key=message.date_key,
                        status="active", source=spec.source, reason=spec.reason, actor=spec.actor,
                        audit_id=audit.audit_id, created_at=audit.created_at)
+    return link, audit
+
+
+def write_links(pairs: Sequence[tuple[Message, LinkSpec]]) -> list[MessageLink | None]:
+    """`write_link` for many (message, spec) pairs — a page's automatic links — in as few transactions as fit
+    (TransactWriteItems takes 100 actions, each item once: per link its put and audit entry, per message ONE
+    count update, per thread marker ONE index update). A transaction cancelled by a failed condition (a replay
+    finds some links written) is written again link by link, so every pair ends as `write_link` leaves it.
+    Results in the order of `pairs`: the new link, or None when it existed."""
+    results: list[MessageLink | None] = [None] * len(pairs)
+    for chunk in _chunks(pairs):
+        written = _write_chunk([pairs[i] for i in chunk])
+        if written is None:
+            for i in chunk:
+                results[i] = write_link(*pairs[i])
+        else:
+            for i, link in zip(chunk, written):
+                results[i] = link
+    return results
+
+
+def _chunks(pairs: Sequence[tuple[Message, LinkSpec]]) -> list[list[int]]:
+    chunks: list[list[int]] = [[]]
+    actions, items = 0, set()
+    for index, (message, spec) in enumerate(pairs):
+        link_item = (message.message_id, record_key(spec.type, spec.id))
+        new = [key for key in [("m", message.message_id)] + [("k", k) for k in thread_marker_keys(message)]
+               if key not in items]
+        if chunks[-1] and (link_item in items or actions + 2 + len(new) > MAX_TRANSACTION_ACTIONS):
+            chunks.append([])
+            actions, items = 0, set()
+            new = [("m", message.message_id)] + [("k", k) for k in thread_marker_keys(message)]
+        chunks[-1].append(index)
+        items.update([link_item, *new])
+        actions += 2 + len(new)
+    return [chunk for chunk in chunks if chunk]
+
+
+def _write_chunk(pairs: list[tuple[Message, LinkSpec]]) -> list[MessageLink] | None:
+    """All of `pairs` in one transaction, or None when a condition cancelled it (nothing written)."""
+    written = [_link_and_audit(message, spec) for message, spec in pairs]
+    counts: dict[str, tuple[Message, int]] = {}
+    markers: dict[str, tuple[str, set[str]]] = {}
+    for (message, _), (link, _) in zip(pairs, written):
+        counts[message.message_id] = (message, counts.get(message.message_id, (message, 0))[1] + 1)
+        for key in thread_marker_keys(message):
+            markers.setdefault(key, (message.tenant_id, set()))[1].add(link.link_key)
+    try:
+        with _tx() as tx:
+            for link, audit in written:
+                tx.save(link, condition=MessageLink.link_key.does_not_exist())
+                tx.save(audit)
+            for message, added in counts.values():
+                tx.update(message, actions=[Message.link_count.add(added)], condition=Message.message_id.exists())
+            for key, (tenant_id, link_keys) in markers.items():
+                tx.update(DirectoryIndex(key), actions=[DirectoryIndex.record_keys.add(link_keys),
+                                                        DirectoryIndex.tenant_id.set(tenant_id)])
+    except TransactWriteError as exc:
+        if _conflict(exc):
+            return None
+        raise
+    for message, added in counts.values():
+        message.link_count = int(message.link_count or 0) + added
+    return [link for link, _ in written]
+
+
+def write_link(message: Message, spec: LinkSpec, *, revive: bool = False) -> MessageLink | None:
+    """The new link, or None when it already existed (or was removed and `revive` is false)."""
+    link, audit = _link_and_audit(message, spec)
     condition = MessageLink.link_key.does_not_exist()
     if revive:
         condition = condition | (MessageLink.status == "removed")

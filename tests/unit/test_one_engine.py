@@ -399,3 +399,24 @@ def test_a_page_announces_its_new_links_with_its_messages_in_one_queue_message(a
         deliver_events(aws["events_queue_url"])
     paired = events.list_events(mailbox.tenant_id, "message.paired")
     assert sorted(e.event_id for e in paired) == sorted(e["event_id"] for e in carried[5:])
+
+
+def test_a_page_writes_its_links_in_a_few_transactions_and_a_replay_adds_none(aws):
+    """Guards the page path against one transaction per link (30 paired messages cost 30 link transactions),
+    and the packed write against doubling links or counts when a replay finds them written."""
+    from chalicelib.models.pairing import MessageLink
+    from chalicelib.pairing import directory
+    from chalicelib.pairing.page import pair_page
+    from tests.sync_helpers import by_operation, dynamodb_calls
+    mailbox = make_mailbox()
+    directory.put_record(mailbox.tenant_id, "company", "c-org", {"name": "Org", "domains": ["example.org"]})
+    with dynamodb_calls(by_operation) as calls:
+        engine.sync_mailbox(mailbox, FakeProvider({"inbox": 30, "sent": 0}), FAR)
+    assert calls["TransactWriteItems"] <= 8, dict(calls)      # per page: insert, settle, links (was 30 for links)
+    messages = list(Message.scan())
+    assert len(messages) == 30 and all(m.link_count == 1 for m in messages)
+    assert sum(1 for _ in MessageLink.scan()) == 30
+    replay = pair_page(messages, reload(mailbox))               # a replay: every link is there already
+    assert all(r is not None and r.links == [] for r in replay.values())
+    assert all(Message.get(m.message_id).link_count == 1 for m in messages)
+    assert sum(1 for _ in MessageLink.scan()) == 30
