@@ -35,7 +35,7 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.base import MailProvider
 from chalicelib.providers.kinds import build_provider
 from chalicelib.sync import idle_check
-from chalicelib.sync.enqueue import SyncJob, parse_job, send_job
+from chalicelib.sync.enqueue import SyncJob, job_of, send_job
 
 ProviderFactory = Callable[[Mailbox], MailProvider]
 PAGE_SIZE = 200          # the engine's page size (engine.SyncOptions): the check asks the question it asks first
@@ -69,18 +69,12 @@ class Checker:
         self.provider_factory = provider_factory
 
     def process(self, record) -> str:
-        try:
-            job = parse_job(record.body)
-        except ValueError:
-            logger.error("discarding a malformed check job", extra={"message_id": record.message_id})
-            return "malformed"
-        logger.append_keys(tenant_id=job.tenant_id, mailbox_id=job.mailbox_id, reason=job.reason)
-        try:
+        with job_of(record, "check") as job:
+            if job is None:
+                return "malformed"
             outcome = check_job(job, self.provider_factory)
             logger.info("scheduled check", extra={"outcome": outcome})
             return outcome
-        finally:
-            logger.remove_keys(["tenant_id", "mailbox_id", "reason"])
 
 
 def handle_batch(event: dict, context: Any, *, provider_factory: ProviderFactory = build_provider) -> dict:

@@ -71,6 +71,24 @@ def parse_job(body: str) -> SyncJob:
                    checked=data.get("checked") is True, check_error=error if isinstance(error, dict) else None)
 
 
+@contextlib.contextmanager
+def job_of(record, kind: str) -> Iterator[SyncJob | None]:
+    """The job an SQS record carries, its tenant, mailbox and reason in every log line while it runs; None (and
+    one error line) when the body is not a job — a poison message dropped by the handler (`kind`: "sync",
+    "check")."""
+    try:
+        job = parse_job(record.body)
+    except ValueError:
+        logger.error(f"discarding a malformed {kind} job", extra={"message_id": record.message_id})
+        yield None
+        return
+    logger.append_keys(tenant_id=job.tenant_id, mailbox_id=job.mailbox_id, reason=job.reason)
+    try:
+        yield job
+    finally:
+        logger.remove_keys(["tenant_id", "mailbox_id", "reason", "provider"])
+
+
 def _queue_url() -> str:
     url = get_settings().sync_queue_url
     if not url:

@@ -34,7 +34,7 @@ from chalicelib.sync import effects, engine, errors, idle_check, lease
 from chalicelib.sync.idle_check import Checked
 from chalicelib.sync.lease import LeaseLost
 from chalicelib.tenancy.service import SyncPermission
-from chalicelib.sync.enqueue import SyncJob, enqueue_sync, parse_job
+from chalicelib.sync.enqueue import SyncJob, enqueue_sync, job_of
 
 ProviderFactory = Callable[[Mailbox], MailProvider]
 
@@ -87,16 +87,8 @@ class Worker:
         self.options, self.after_store = options, after_store
 
     def process(self, record) -> str:
-        try:
-            job = parse_job(record.body)
-        except ValueError:
-            logger.error("discarding a malformed sync job", extra={"message_id": record.message_id})
-            return "malformed"
-        logger.append_keys(tenant_id=job.tenant_id, mailbox_id=job.mailbox_id, reason=job.reason)
-        try:
-            return self._run(job, record)
-        finally:
-            logger.remove_keys(["tenant_id", "mailbox_id", "reason", "provider"])
+        with job_of(record, "sync") as job:
+            return "malformed" if job is None else self._run(job, record)
 
     def _run(self, job: SyncJob, record) -> str:
         try:
