@@ -108,14 +108,16 @@ def install() -> None:
     _patch_projection(Item)
     _patch_item_size(Item)
     _patch_condition_parsing()
+    _patch_update_parsing()
     _patch_serializer(DynamoResult)
     _patch_response_parser()
+    _patch_request_parser(DynamoHandler)
     _lock_requests(DynamoHandler)
     _patch_table(Table)
     _patch_backend(DynamoDBBackend)
     import moto.dynamodb.models as models_module
     import moto.dynamodb.models.table as table_module
-    models_module.copy = _CopyWithoutTables(Table)
+    models_module.copy = _CopyWithoutTables(Table, Item)
     table_module.copy = _QueryResultsNotCopied(Item)
     _installed = True
 
@@ -179,31 +181,144 @@ def _patch_item_size(item_class) -> None:
 
 
 def _patch_condition_parsing() -> None:
-    """moto parses a condition or filter expression for every item a write or query touches: a page's insert
-    transaction of 99 puts parsed the same `attribute_not_exists(...)` 99 times (a fifth of the transaction's
-    CPU). Parsed expressions are kept here, keyed by the expression, its names and its values; evaluating one
-    (`Op.expr(item)`) reads the item only. A malformed expression raises as before and is not kept."""
+    """moto parses a condition or filter expression for every item a write or query touches, and a transaction's
+    condition three times (the request's validation, the transaction's check, the update it runs): a page's
+    insert transaction of 99 puts parsed the same `attribute_not_exists(...)` 99 times, a conversation-counting
+    transaction of 100 updates 300 times (a fifth of its CPU). Parsed expressions are kept here, keyed by the
+    expression, its names and its values; evaluating one (`Op.expr(item)`) reads the item only, and each caller
+    gets its own copy of the names the expression used (the request's validation compares them with the names
+    sent). A malformed expression raises as before and is not kept."""
     import functools
 
     import moto.dynamodb.models as models_module
     import moto.dynamodb.models.table as table_module
+    import moto.dynamodb.responses as responses_module
     from moto.dynamodb import comparisons
 
-    parse = comparisons.get_filter_expression
+    parser_class = comparisons.ConditionExpressionParser
 
-    @functools.lru_cache(maxsize=1024)
+    @functools.lru_cache(maxsize=2048)
     def parsed(expr, names_json, values_json):
-        return parse(expr, json.loads(names_json), json.loads(values_json))
+        parser = parser_class(expr, json.loads(names_json), json.loads(values_json))
+        return parser.parse(), tuple(parser.expr_attr_names_found), tuple(parser.expr_attr_values_found)
+
+    class ParsedCondition:
+        """A `ConditionExpressionParser` whose `parse()` is kept: after it, the names and values the expression
+        used (`expr_attr_names_found`, `expr_attr_values_found`) are set as moto's parser sets them."""
+
+        def __init__(self, expr, names, values) -> None:
+            self.condition_expression, self.expression_attribute_names = expr, names
+            self.expression_attribute_values = values
+            self.args = (expr, names, values)
+            self.expr_attr_names_found: list[str] = []
+            self.expr_attr_values_found: list[str] = []
+
+        def parse(self):
+            expr, names, values = self.args
+            try:
+                key = (expr, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True))
+            except TypeError:      # not JSON (binary values): parse as moto does
+                parser = parser_class(expr, names, values)
+                op = parser.parse()
+                self.expr_attr_names_found = parser.expr_attr_names_found
+                self.expr_attr_values_found = parser.expr_attr_values_found
+                return op
+            op, names_found, values_found = parsed(*key)
+            self.expr_attr_names_found, self.expr_attr_values_found = list(names_found), list(values_found)
+            return op
 
     def get_filter_expression(expr, names, values):
-        try:
-            key = (expr, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True))
-        except TypeError:      # not JSON (binary values): parse as moto does
-            return parse(expr, names, values)
-        return parsed(*key)
+        return ParsedCondition(expr, names, values).parse()
 
     models_module.get_filter_expression = get_filter_expression
     table_module.get_filter_expression = get_filter_expression
+    models_module.create_condition_expression_parser = ParsedCondition
+    responses_module.create_condition_expression_parser = ParsedCondition
+
+
+def _patch_update_parsing() -> None:
+    """moto parses an UpdateExpression on every UpdateItem (and every Update of a transaction) into an AST that
+    its validator deep-copies before resolving it against the item (`Validator.__init__`): the parsed AST of an
+    expression string is kept here and handed to the validator as before, which still works on its own copy.
+    A malformed expression raises as before and is not kept."""
+    import functools
+
+    import moto.dynamodb.models as models_module
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    class CachedUpdateExpressionParser:
+        make = staticmethod(functools.lru_cache(maxsize=1024)(UpdateExpressionParser.make))
+
+    models_module.UpdateExpressionParser = CachedUpdateExpressionParser
+    models_module.UpdateExpressionValidator = _validator_checking_the_expression_once()
+    _cache_processing_maps()
+
+
+_STATIC_PROCESSORS = ("ActionCountValidator", "OverlappingPathsValidator", "UpdateHashRangeKeyValidator")
+
+
+def _validator_checking_the_expression_once():
+    """moto's `UpdateExpressionValidator` runs ten passes over the AST for each item; the first three
+    (`_STATIC_PROCESSORS`: one clause of each kind, no overlapping paths, no key attribute updated) read only
+    the expression, its attribute names and the table's key names, and change nothing (each returns the node
+    it was given) — with a quadratic clause search, a third of the validation. Once they passed for a parsed
+    expression (kept by `_patch_update_parsing`, so its identity is stable), the same names and the same
+    table keys, later validations run only the item-dependent passes. Any failure is not remembered."""
+    from moto.dynamodb.parsing.validators import UpdateExpressionValidator
+
+    passed: dict[tuple, Any] = {}
+
+    class ExpressionCheckedOnce(UpdateExpressionValidator):
+        def __init__(self, expression, expression_attribute_names, expression_attribute_values, item, table):
+            try:
+                names = json.dumps(expression_attribute_names, sort_keys=True)
+            except TypeError:
+                names = None
+            self.static_key = None if names is None else (id(expression), names, tuple(table.table_key_attrs))
+            self.expression = expression
+            super().__init__(expression, expression_attribute_names, expression_attribute_values, item, table)
+
+        def get_ast_processors(self):
+            processors = super().get_ast_processors()
+            if self.static_key is not None and self.static_key in passed:
+                return [p for p in processors if type(p).__name__ not in _STATIC_PROCESSORS]
+            return processors
+
+        def validate(self):
+            node = super().validate()
+            if self.static_key is not None and len(passed) < 4096:
+                passed[self.static_key] = self.expression     # held: its id is not reused meanwhile
+            return node
+
+    return ExpressionCheckedOnce
+
+
+def _cache_processing_maps() -> None:
+    """moto's AST passes (`DepthFirstTraverser`) rebuild their processing map — a dict of bound methods — and the
+    tuple of node types it handles for every node they visit (the accessor's docstring says "cached"; it is
+    not). Each pass's map is fixed for its life (every `_processing_map` in moto 5.2 returns a literal of the
+    pass's own methods), so it is built once per pass object here."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+
+    def processing_map(self):
+        found = self.__dict__.get("_local_map")
+        if found is None:
+            found = self.__dict__["_local_map"] = self._processing_map()
+        return found
+
+    def nodes_to_be_processed(self):
+        found = self.__dict__.get("_local_types")
+        if found is None:
+            found = self.__dict__["_local_types"] = tuple(processing_map(self).keys())
+        return found
+
+    def process(self, node):
+        for class_key, processor in processing_map(self).items():
+            if isinstance(node, class_key):
+                return processor(node)
+
+    DepthFirstTraverser.nodes_to_be_processed = nodes_to_be_processed
+    DepthFirstTraverser.process = process
 
 
 def _patch_projection(item_class) -> None:
@@ -294,6 +409,28 @@ def _with_binaries(value: Any) -> Any:
     if isinstance(value, list):
         return [_with_binaries(member) for member in value]
     return value
+
+
+def _patch_request_parser(handler_class) -> None:
+    """moto parses a DynamoDB request by walking the operation's input shape over the decoded JSON (a sixth of
+    a BatchWriteItem of search postings): its only conversions for the item operations are dropping members
+    sent as `null` or unknown to the model (botocore sends neither: it serializes validated parameters) and
+    decoding binary values (base64 on the wire, DynamoDB API reference, "AttributeValue"). For those
+    operations the body is read with `json.loads` and the binaries decoded (`_with_binaries`); every other
+    request keeps moto's parser."""
+    parse_parameters = handler_class.parse_parameters
+
+    def fast_parse_parameters(self, request):
+        if self._get_action() not in FAST_JSON_OPERATIONS or not request.content_type.startswith(
+                "application/x-amz-json-1.0"):
+            return parse_parameters(self, request)
+        body = request.data
+        parsed = json.loads(body) if body else {}
+        if b'"B"' in body or b'"BS"' in body:
+            parsed = _with_binaries(parsed)
+        self.params = parsed
+
+    handler_class.parse_parameters = fast_parse_parameters
 
 
 def _patch_response_parser() -> None:
@@ -435,7 +572,12 @@ def _patch_backend(backend_class) -> None:
         return wrapper
 
     def patched_update(self, table_name, key, *args, **kwargs):
-        item = update_item(self, table_name, key, *args, **kwargs)
+        """moto's UpdateItem, minus its deep copy of the item as it was, which feeds only the table's stream."""
+        _updating.without_stream = self.get_table(table_name).stream_shard is None
+        try:
+            item = update_item(self, table_name, key, *args, **kwargs)
+        finally:
+            _updating.without_stream = False
         DIRTY.mark(table_name, item.hash_key, item.range_key)
         return item
 
@@ -465,16 +607,23 @@ def _patch_backend(backend_class) -> None:
     backend_class.transact_write_items = locked(transact_write_items)
 
 
+_updating = threading.local()
+
+
 class _CopyWithoutTables:
     """`copy` as moto's DynamoDB models module sees it: `deepcopy` of a whole `Table` (transact_write_items'
     rollback backup) returns the table itself, so moto's own rollback assigns each table back to itself;
-    `transact_write_items` above restores the touched items instead. Every other deep copy is unchanged."""
+    `transact_write_items` above restores the touched items instead. Inside an UpdateItem on a table without a
+    stream, the copy of the item as it was (moto passes it only to the stream) is the item itself. Every other
+    deep copy is unchanged."""
 
-    def __init__(self, table_class) -> None:
-        self.table_class = table_class
+    def __init__(self, table_class, item_class) -> None:
+        self.table_class, self.item_class = table_class, item_class
 
     def deepcopy(self, value, memo=None):
         if isinstance(value, self.table_class):
+            return value
+        if isinstance(value, self.item_class) and getattr(_updating, "without_stream", False):
             return value
         return copy.deepcopy(value, memo)
 

@@ -143,3 +143,102 @@ def test_a_kept_condition_is_evaluated_against_each_item(patched):
     with pytest.raises(PutError):
         Event("t", "c1", type="w", payload={}, created_at="2026-01-01").save(condition=Event.type == "x")
     assert Event.get("t", "c1").type == "z"
+
+
+def test_a_kept_update_expression_is_resolved_against_each_item(patched):
+    """Guards the parsed-UpdateExpression cache and the once-checked expression: the same text still reads each
+    item's own values, and a key attribute or overlapping path is refused every time, not only the first."""
+    import boto3
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    table = Event.Meta.table_name
+    for event_id, start in (("u1", None), ("u2", "5")):
+        item = {"tenant_id": {"S": "t"}, "event_id": {"S": event_id}}
+        if start is not None:
+            item["n"] = {"N": start}
+        client.put_item(TableName=table, Item=item)
+    update = {"UpdateExpression": "SET #n = if_not_exists(#n, :zero) + :one, #l = list_append(if_not_exists(#l, :e), :x)",
+              "ExpressionAttributeNames": {"#n": "n", "#l": "l"},
+              "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}, ":e": {"L": []},
+                                            ":x": {"L": [{"S": "x"}]}}}
+    for event_id in ("u1", "u2", "u2"):
+        client.update_item(TableName=table, Key={"tenant_id": {"S": "t"}, "event_id": {"S": event_id}}, **update)
+    got = {i["event_id"]["S"]: (i["n"]["N"], len(i["l"]["L"])) for i in client.scan(TableName=table)["Items"]}
+    assert got == {"u1": ("1", 1), "u2": ("7", 2)}
+    key = {"tenant_id": {"S": "t"}, "event_id": {"S": "u1"}}
+    for names in ({"#n": "n"}, {"#n": "event_id"}, {"#n": "n"}, {"#n": "event_id"}):
+        call = lambda: client.update_item(TableName=table, Key=key, UpdateExpression="SET #n = :one",  # noqa: E731
+                                          ExpressionAttributeNames=names,
+                                          ExpressionAttributeValues={":one": {"N": "1"}})
+        if names["#n"] == "event_id":
+            with pytest.raises(client.exceptions.ClientError, match="key"):
+                call()
+        else:
+            call()
+    for _ in range(2):
+        with pytest.raises(client.exceptions.ClientError, match="overlap|Two document paths"):
+            client.update_item(TableName=table, Key=key, UpdateExpression="SET a.b = :one, a = :one",
+                               ExpressionAttributeValues={":one": {"N": "1"}})
+
+
+def test_a_transaction_condition_is_decided_per_item(patched):
+    """Guards the kept condition parse inside transactions: the same condition passes on one item and cancels
+    the transaction on another, and the request's unused-names check still runs."""
+    import boto3
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    table = Event.Meta.table_name
+    for event_id, flag in (("c1", None), ("c2", "yes")):
+        item = {"tenant_id": {"S": "t"}, "event_id": {"S": event_id}}
+        if flag:
+            item["counted"] = {"S": flag}
+        client.put_item(TableName=table, Item=item)
+
+    def count(event_id):
+        return {"Update": {"TableName": table, "Key": {"tenant_id": {"S": "t"}, "event_id": {"S": event_id}},
+                           "UpdateExpression": "SET #c = :yes", "ConditionExpression": "attribute_not_exists(#c)",
+                           "ExpressionAttributeNames": {"#c": "counted"},
+                           "ExpressionAttributeValues": {":yes": {"S": "yes"}}}}
+    client.transact_write_items(TransactItems=[count("c1")])
+    with pytest.raises(client.exceptions.TransactionCanceledException):
+        client.transact_write_items(TransactItems=[count("c2")])
+    with pytest.raises(client.exceptions.TransactionCanceledException):
+        client.transact_write_items(TransactItems=[count("c1")])
+    unused = count("c2")
+    unused["Update"]["ExpressionAttributeNames"]["#unused"] = "x"
+    for _ in range(2):
+        with pytest.raises(client.exceptions.ClientError, match="unused"):
+            client.transact_write_items(TransactItems=[unused])
+
+
+def test_an_update_on_a_table_with_a_stream_still_records_the_old_image(patched):
+    """Guards the skipped copy of the item before an UpdateItem: a table with a stream still gets it."""
+    import boto3
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(TableName="streamed", KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                        BillingMode="PAY_PER_REQUEST",
+                        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    client.put_item(TableName="streamed", Item={"k": {"S": "a"}, "v": {"N": "1"}})
+    client.update_item(TableName="streamed", Key={"k": {"S": "a"}}, UpdateExpression="SET v = :two",
+                       ExpressionAttributeValues={":two": {"N": "2"}})
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+    shard = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_table("streamed").stream_shard
+    modify = [r.record["dynamodb"] for r in shard.items if r.record["eventName"] == "MODIFY"]
+    assert modify and modify[0]["OldImage"]["v"] == {"N": "1"} and modify[0]["NewImage"]["v"] == {"N": "2"}
+
+
+def test_binary_values_in_requests_reach_the_table_as_bytes(patched):
+    """Guards the json.loads parse of item requests: binaries in keys, items and expression values are decoded
+    as moto's shape-driven parser decodes them."""
+    import boto3
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    table = Event.Meta.table_name
+    key = {"tenant_id": {"S": "t"}, "event_id": {"S": "b"}}
+    client.put_item(TableName=table, Item={**key, "raw": {"B": b"\x00\x01"}, "set": {"BS": [b"\xff"]}})
+    client.update_item(TableName=table, Key=key, UpdateExpression="SET tag = :t", ConditionExpression="#r = :b", ExpressionAttributeNames={"#r": "raw"},
+                       ExpressionAttributeValues={":t": {"S": "ok"}, ":b": {"B": b"\x00\x01"}})
+    with pytest.raises(client.exceptions.ConditionalCheckFailedException):
+        client.update_item(TableName=table, Key=key, UpdateExpression="SET tag = :t", ConditionExpression="#r = :b", ExpressionAttributeNames={"#r": "raw"},
+                           ExpressionAttributeValues={":t": {"S": "no"}, ":b": {"B": b"\x00\x02"}})
+    got = client.get_item(TableName=table, Key=key)["Item"]
+    assert got["tag"] == {"S": "ok"} and got["raw"] == {"B": b"\x00\x01"} and got["set"] == {"BS": [b"\xff"]}
