@@ -76,6 +76,18 @@ DROPPED_SUFFIXES = (".pyi", "/py.typed", ".pyc", ".dist-info/RECORD")
 # (only `dateutil.zoneinfo`'s fallback reads it; botocore uses dateutil.tz's tzutc/tzlocal).
 DROPPED_FILES = frozenset({"botocore/cacert.pem", "httplib2/cacerts.txt",
                            "dateutil/zoneinfo/dateutil-zoneinfo.tar.gz"})
+# google-api-core's gRPC and long-running-operation dependencies: protobuf (its `_upb` library included),
+# googleapis-common-protos (google/api, rpc, type, longrunning, cloud, logging, gapic), proto-plus and
+# opentelemetry-api. googleapiclient imports only google-api-core's `client_options`, `universe` and
+# `version_header`, which import none of them (nor do google-auth, google-auth-httplib2 or msal), and
+# google-api-core's dependency-version check skips a package it cannot find
+# (`_python_package_support.get_dependency_version`). test_package_contents builds the Gmail client from the
+# package alone.
+DROPPED_PACKAGES = ("protobuf", "proto_plus", "googleapis_common_protos", "opentelemetry_api")
+DROPPED_TOP_LEVEL = (
+    "proto/", "opentelemetry/", *(f"{name}-" for name in DROPPED_PACKAGES),
+    *(f"google/{sub}/" for sub in ("protobuf", "_upb", "api", "rpc", "type", "longrunning", "cloud", "logging",
+                                   "gapic")))
 ELF_MAGIC = b"\x7fELF"
 DEFLATE_LEVEL = 9
 
@@ -86,7 +98,7 @@ def dropped(name: str) -> bool:
         return False
     if name.endswith(DROPPED_SUFFIXES) or "__pycache__/" in name or "/tests/" in name:
         return True   # incl. a developer's stale chalicelib/__pycache__ (infra.package_imports adds fresh ones)
-    if name.startswith(DROPPED_POWERTOOLS) or name in DROPPED_FILES:
+    if name.startswith(DROPPED_POWERTOOLS) or name.startswith(DROPPED_TOP_LEVEL) or name in DROPPED_FILES:
         return True
     if name.startswith(DISCOVERY_DIR):
         return name[len(DISCOVERY_DIR):] not in KEPT_DISCOVERY

@@ -58,15 +58,18 @@ import charset_normalizer
 assert str(charset_normalizer.from_bytes("Grüße aus Köln".encode("cp1252")).best()) == "Grüße aus Köln"
 done.append("charset_normalizer")
 
+import warnings
+warnings.simplefilter("error")        # a missing optional dependency would warn here
+import httplib2
+from googleapiclient import discovery
+gmail = discovery.build("gmail", "v1", http=httplib2.Http(), static_discovery=True)
+assert gmail.users().messages().list(userId="me").uri.startswith("https://gmail.googleapis.com/")
+done.append("gmail-client")
+
 from cffi import FFI
 assert FFI().new("int *", 7)[0] == 7
 done.append("cffi")
 
-from google.protobuf import struct_pb2
-message = struct_pb2.Struct()
-message.update({"a": 1})
-assert struct_pb2.Struct.FromString(message.SerializeToString())["a"] == 1
-done.append("protobuf")
 print(json.dumps(done))
 """
 
@@ -101,7 +104,19 @@ def test_stripped_shared_libraries_still_work(shipped):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [
-        "aes-gcm", "rsa-verify", "nh3", "pydantic", "regex", "charset_normalizer", "cffi", "protobuf"]
+        "aes-gcm", "rsa-verify", "nh3", "pydantic", "regex", "charset_normalizer", "gmail-client", "cffi"]
+
+
+def test_protobuf_and_the_other_grpc_dependencies_are_not_shipped(shipped):
+    """Guards against shipping protobuf, the common protos, proto-plus and OpenTelemetry again (google-api-core's
+    gRPC dependencies, ~0.65 MB zipped) — googleapiclient never imports them."""
+    _, names = shipped
+    tops = {name.split("/", 1)[0] for name in names}
+    assert not [top for top in tops if top.split("-", 1)[0] in
+                ("proto", "proto_plus", "protobuf", "googleapis_common_protos", "opentelemetry",
+                 "opentelemetry_api")], sorted(tops)
+    assert not [name for name in names if name.startswith(("google/protobuf/", "google/_upb/", "google/api/"))]
+    assert "google/api_core/client_options.pyc" in names or "google/api_core/client_options.py" in names
 
 
 def test_unused_files_are_not_shipped(shipped):

@@ -122,3 +122,17 @@ def test_shared_libraries_are_stripped_and_compressed_harder(tmp_path):
         shipped = zf.read(f"regex/{library.name}")
         assert zf.read("notes/readme.so.txt") == b"not a library"
     assert shipped.startswith(b"\x7fELF") and len(shipped) < library.stat().st_size * 0.6
+
+
+def test_google_api_cores_grpc_dependencies_are_dropped():
+    """Guards against shipping protobuf, the common protos, proto-plus and OpenTelemetry, which googleapiclient
+    never imports — and against dropping the google-api-core, google-auth and googleapiclient code it does."""
+    for name in ("google/protobuf/struct_pb2.py", "google/_upb/_message.abi3.so", "google/api/http_pb2.py",
+                 "google/rpc/status_pb2.py", "google/type/date_pb2.py", "google/longrunning/operations_pb2.py",
+                 "proto/message.py", "opentelemetry/trace/__init__.py", "protobuf-7.36.2.dist-info/METADATA",
+                 "googleapis_common_protos-1.76.0.dist-info/METADATA"):
+        assert dropped(name), name
+    for name in ("google/api_core/client_options.py", "google/api_core/universe.py", "google/auth/jwt.py",
+                 "google/oauth2/id_token.py", "googleapiclient/discovery.py", "google_auth_httplib2.py",
+                 "google_api_core-2.44.0.dist-info/METADATA", "apiclient/__init__.py"):
+        assert not dropped(name), name
