@@ -1,10 +1,11 @@
 """`python -m bench.local_stack`: the local stack (`make run`) importing a real mailbox while it is listed.
 
-    python -m bench.local_stack [--messages 5000] [--seed 1] [--page 100] [--timeout SECONDS]
+    python -m bench.local_stack [--messages 5000] [--seed 1] [--page 100] [--timeout SECONDS] [--mbsync-rounds 3]
 
 1. Builds the `bench/imap_ingest` corpus (default 5,000 messages, dated within the last 6 days; cached under
    the temp dir) and loads it into a Dovecot started here (`devservers/dovecot.py`) with an SMTP server beside
-   it (saving a mailbox verifies both logins).
+   it (saving a mailbox verifies both logins), then pulls the account with `mbsync` (`--mbsync-rounds`, default
+   3; the peer of issue #8 item 9, `bench/imap_ingest`) so the import's time is a ratio measured in the same run.
 2. Starts `python -m infra.local_stack` as a subprocess on free ports with a temp data dir (with `--directory`
    loads one company per corpus domain into the directory, so imported messages are paired and listed pages
    carry links), connects the IMAP account through the API (`POST /v1/mailboxes`, as `make demo-mail` prints
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.imap_ingest.corpus import DOMAINS, load_corpus  # noqa: E402
+from bench.imap_ingest.mbsync import run_mbsync  # noqa: E402
 from bench.record import record  # noqa: E402
 from devservers.dovecot import DovecotServer, free_port  # noqa: E402
 from devservers.smtp import for_dovecot  # noqa: E402
@@ -211,6 +213,14 @@ def run(args) -> dict:
             server.append_many(user, folder, ((m.raw, m.flags, m.date) for m in corpus if m.folder == folder))
         print(f"dovecot: loaded in {time.perf_counter() - loaded:.1f} s", flush=True)
 
+        if args.mbsync_rounds:
+            runs = [run_mbsync(port=server.tls_port, user=user, password=password, ca_pem=server.ca_pem)
+                    for _ in range(args.mbsync_rounds)]
+            results["mbsync_seconds_median"] = round(statistics.median(t for t, _ in runs), 2)
+            results["mbsync_messages"] = runs[0][1]
+            print(f"mbsync: {runs[0][1]} messages, median {results['mbsync_seconds_median']} s "
+                  f"of {args.mbsync_rounds} pulls", flush=True)
+
         stack = Stack(work / "state", work / "stack.log", args.snapshot_interval)
         results["stack_start_seconds"] = round(stack.start(), 2)
         sampler = MemorySampler(stack.process.pid)
@@ -223,6 +233,9 @@ def run(args) -> dict:
             stop_seconds, code = stack.stop()
             sampler.stop.set()
             sampler.join()
+        if args.mbsync_rounds and results.get("import_complete"):
+            results["ratio_import_to_mbsync_time"] = round(results["import_seconds"]
+                                                           / results["mbsync_seconds_median"], 1)
         results["sigterm_to_exit_seconds"] = round(stop_seconds, 2)
         results["exit_code"] = code
         results["stack_peak_rss_mb"] = round(max(sampler.peak_hwm, max((s for _, s in sampler.samples), default=0))
@@ -317,6 +330,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-restart", action="store_true", help="skip the restart check")
     parser.add_argument("--directory", action="store_true",
                         help="load a company per corpus domain first (imported mail is paired; lists read links)")
+    parser.add_argument("--mbsync-rounds", type=int, default=3,
+                        help="pull the same account with mbsync this many times first (0: skip); the import's "
+                             "time is reported as a ratio to their median")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "local_stack.json"))
     args = parser.parse_args(argv)
     results = run(args)
