@@ -44,6 +44,7 @@ by the service.
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import datetime as dt
 import json
@@ -102,7 +103,9 @@ def install() -> None:
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
+    from moto.dynamodb.models.dynamo_type import DynamoType
     _stop_instance_tracking()
+    _patch_string_equality(DynamoType)
     _load_s3_urls_once()
     _patch_item_construction(Item)
     _patch_projection(Item)
@@ -120,6 +123,27 @@ def install() -> None:
     models_module.copy = _CopyWithoutTables(Table, Item)
     table_module.copy = _QueryResultsNotCopied(Item)
     _installed = True
+
+
+def _patch_string_equality(dynamo_type) -> None:
+    """`DynamoType ==` / `!=` compare `cast_value`, a property that tries every other type first; for a string
+    or binary (every key mailbridge declares, and what a GSI Query compares per candidate) `cast_value` is the
+    value itself, so the values are compared directly. Every other type keeps moto's comparison."""
+    eq, ne = dynamo_type.__eq__, dynamo_type.__ne__
+
+    def __eq__(self, other):
+        kind = self.type
+        if (kind == "S" or kind == "B") and kind == getattr(other, "type", None):
+            return self.value == other.value
+        return eq(self, other)
+
+    def __ne__(self, other):
+        kind = self.type
+        if (kind == "S" or kind == "B") and kind == getattr(other, "type", None):
+            return self.value != other.value
+        return ne(self, other)
+
+    dynamo_type.__eq__, dynamo_type.__ne__ = __eq__, __ne__     # assigned after the class: __hash__ stays
 
 
 def _load_s3_urls_once() -> None:
@@ -487,6 +511,10 @@ def _patch_table(table_class) -> None:
         """moto's order — by (hash key, range key), DynamoType comparisons comparing `cast_value` — sorted on
         native keys computed once per item: re-sorting a 5,000-item table on DynamoType comparisons took about
         0.2 s, paid by every message list while a mailbox imported (each put invalidates the cache)."""
+        candidates = _partition.__dict__.get("candidates")
+        if candidates is not None:
+            _partition.candidates = None          # the Query's one walk; a later call walks the table
+            return candidates
         cached = self.__dict__.get("_local_sorted_items")
         if cached is None:
             items = [item for by_range in self.items.values()
@@ -502,6 +530,7 @@ def _patch_table(table_class) -> None:
     def patched_put(self, item_attrs, *args, **kwargs):
         item = put_item(self, item_attrs, *args, **kwargs)
         invalidate(self)   # a replaced item is a new object, so even an overwrite invalidates
+        _IndexOrder.changed(self, item)
         DIRTY.mark(self.name, item.hash_key, item.range_key)
         return item
 
@@ -509,27 +538,39 @@ def _patch_table(table_class) -> None:
         item = delete_item(self, hash_key, range_key)
         if item is not None:
             invalidate(self)
+            _IndexOrder.removed(self, item)
             DIRTY.mark(self.name, hash_key, range_key)
         return item
 
     def sorted_items(self, hash_key_attrs, range_key_attrs, items):
         """moto's order (DynamoType comparisons compare `cast_value`), with each key computed once per item
-        instead of once per comparison."""
+        instead of once per comparison; a partition handed over in that order already (`_IndexOrder`) is
+        not sorted again."""
+        if _partition.__dict__.get("in_order"):
+            return items      # moto's matches: a filtered run of the ordered partition, in its order
         attrs = self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
         items.sort(key=lambda item: tuple(_sort_value(item.attrs[name]) for name in attrs))
         return items
 
     query = table_class.query
 
-    def query_measuring_once(self, *args, **kwargs):
+    def query_measuring_once(self, hash_key, *args, **kwargs):
         """moto's Query measures each item it returns twice (`Item.size`, for the 1 MB page limit; a third of
         a message list's emulator CPU): here each item is measured once per Query. Queries run under the
-        request lock, so no item changes meanwhile."""
+        request lock, so no item changes meanwhile.
+
+        moto also walks the whole table (`all_items`) to find the queried partition — O(table) per Query, and
+        a GSI Query then sorts the partition. Here moto gets the partition only: a table Query the items of
+        its hash key (moto filters and sorts them as before), a GSI Query with one hash and one range key the
+        index's partition in moto's order, kept up to date by every write (`_IndexOrder`). moto's own code
+        still checks every condition, start key, limit and filter on what it is given."""
         _sizes.memo = {}
+        _partition.candidates = _IndexOrder.partition(self, hash_key, args, kwargs)
         try:
-            return query(self, *args, **kwargs)
+            return query(self, hash_key, *args, **kwargs)
         finally:
             _sizes.memo = None
+            _partition.candidates = _partition.in_order = None
 
     comes_before = table_class._item_comes_before_dct
 
@@ -556,6 +597,110 @@ def _patch_table(table_class) -> None:
     table_class._local_invalidate = invalidate
 
 
+_partition = threading.local()
+
+
+class _IndexOrder:
+    """A global secondary index's items in moto's Query order, per partition, kept up to date by every write.
+
+    moto orders a GSI Query's matches by (index hash key, index range key, table hash key, table range key)
+    (`Table._generate_attr_to_sort_by`), each compared by `DynamoType.cast_value`; an item belongs to the
+    index when it has the index's key attributes (moto's own test: `item.attrs.get(name)` is truthy). For an
+    index with one hash and one range key (every index mailbridge declares has both), `partitions` maps a
+    hash value to the sorted (sort key, item) pairs of its partition; `members` maps a table key to the entry
+    of the item it holds, so a write moves the item's entry. Built from the table at an index's first Query;
+    every write path of this module reports here (`changed`, `removed`), and PartiQL drops the orders.
+    Emulator state only: runs under the request lock like the writes that change it."""
+
+    def __init__(self, table, index) -> None:
+        schema = index.schema
+        self.hash_attr = next(k["AttributeName"] for k in schema if k["KeyType"] == "HASH")
+        self.range_attr = next(k["AttributeName"] for k in schema if k["KeyType"] == "RANGE")
+        self.table_attrs = [a for a in (table.hash_key_attr, table.range_key_attr) if a]
+        self.partitions: dict[Any, tuple[list, list]] = {}
+        self.members: dict[tuple, tuple[Any, tuple]] = {}
+        for item in table.all_items():
+            self.add(item)
+
+    @staticmethod
+    def usable(index) -> bool:
+        keys = [k["KeyType"] for k in index.schema]
+        return keys.count("HASH") == 1 and keys.count("RANGE") == 1
+
+    def sort_key(self, item) -> tuple | None:
+        attrs = item.attrs
+        if not attrs.get(self.hash_attr) or not attrs.get(self.range_attr):
+            return None
+        return tuple(_sort_value(attrs[name]) for name in (self.hash_attr, self.range_attr, *self.table_attrs))
+
+    @staticmethod
+    def table_key(item) -> tuple:
+        return (_sort_value(item.hash_key), None if item.range_key is None else _sort_value(item.range_key))
+
+    def add(self, item) -> None:
+        key = self.sort_key(item)
+        if key is None:
+            return
+        keys, items = self.partitions.setdefault(key[0], ([], []))
+        at = bisect.bisect_left(keys, key)
+        keys.insert(at, key)
+        items.insert(at, item)
+        self.members[self.table_key(item)] = (key[0], key)
+
+    def discard(self, table_key: tuple) -> None:
+        found = self.members.pop(table_key, None)
+        if found is None:
+            return
+        keys, items = self.partitions[found[0]]
+        at = bisect.bisect_left(keys, found[1])
+        del keys[at], items[at]
+        if not keys:
+            del self.partitions[found[0]]
+
+    @classmethod
+    def changed(cls, table, item) -> None:
+        orders = table.__dict__.get("_local_orders")
+        if not orders or item is None:
+            return
+        for order in orders.values():
+            order.discard(cls.table_key(item))
+            order.add(item)
+
+    @classmethod
+    def removed(cls, table, item) -> None:
+        for order in (table.__dict__.get("_local_orders") or {}).values():
+            order.discard(cls.table_key(item))
+
+    @staticmethod
+    def forget(table) -> None:
+        table.__dict__.pop("_local_orders", None)
+
+    @classmethod
+    def partition(cls, table, hash_key, args: tuple, kwargs: dict) -> list | None:
+        """What `all_items` hands this Query: the hash key's items (a table Query), the index partition in
+        moto's order (a GSI Query as described above, also marked as sorted), or None (moto walks the table)."""
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if not index_name:
+            if hash_key is None or not table.range_key_attr:
+                return None
+            return list(table.items.get(hash_key, {}).values())
+        index = next((i for i in table.global_indexes if i.name == index_name), None)
+        conditions = kwargs.get("hash_key_conditions") or []
+        ranges = kwargs.get("range_key_conditions") or []
+        if index is None or not cls.usable(index) or len(conditions) != 1 or len(ranges) > 1:
+            return None
+        orders = table.__dict__.setdefault("_local_orders", {})
+        order = orders.get(index_name)
+        if order is None:
+            order = orders[index_name] = cls(table, index)
+        attr, value = conditions[0]
+        if attr != order.hash_attr:
+            return None
+        found = order.partitions.get(_sort_value(value))
+        _partition.in_order = True
+        return list(found[1]) if found else []
+
+
 def _sort_value(value) -> Any:
     """`DynamoType.cast_value`, with key types' common case (a string) read directly."""
     return value.value if value.type == "S" else value.cast_value
@@ -579,6 +724,7 @@ def _restore_item(table, hash_key, range_key, original) -> None:
     else:
         table.items[hash_key] = original
     table._local_invalidate()
+    _IndexOrder.changed(table, original)
     DIRTY.mark(table.name, hash_key, range_key)
 
 
@@ -600,6 +746,7 @@ def _patch_backend(backend_class) -> None:
             item = update_item(self, table_name, key, *args, **kwargs)
         finally:
             _updating.without_stream = False
+        _IndexOrder.changed(self.get_table(table_name), item)   # moto updates the item in place
         DIRTY.mark(table_name, item.hash_key, item.range_key)
         return item
 
@@ -623,8 +770,20 @@ def _patch_backend(backend_class) -> None:
                 _restore_item(table, hash_key, range_key, original)
             raise
 
-    for name in ("put_item", "delete_item", "execute_statement", "batch_write_item"):
+    for name in ("put_item", "delete_item", "batch_write_item"):
         setattr(backend_class, name, locked(getattr(backend_class, name)))
+    execute_statement = backend_class.execute_statement
+
+    def statement_then_forget_orders(self, *args, **kwargs):
+        """PartiQL may update items in place by paths this module does not follow: the index orders are
+        rebuilt at the next Query."""
+        try:
+            return execute_statement(self, *args, **kwargs)
+        finally:
+            for table in self.tables.values():
+                _IndexOrder.forget(table)
+
+    backend_class.execute_statement = locked(statement_then_forget_orders)
     backend_class.update_item = locked(patched_update)
     backend_class.transact_write_items = locked(transact_write_items)
 
