@@ -156,7 +156,8 @@ def test_a_kept_update_expression_is_resolved_against_each_item(patched):
         if start is not None:
             item["n"] = {"N": start}
         client.put_item(TableName=table, Item=item)
-    update = {"UpdateExpression": "SET #n = if_not_exists(#n, :zero) + :one, #l = list_append(if_not_exists(#l, :e), :x)",
+    update = {"UpdateExpression": "SET #n = if_not_exists(#n, :zero) + :one, "
+                                  "#l = list_append(if_not_exists(#l, :e), :x)",
               "ExpressionAttributeNames": {"#n": "n", "#l": "l"},
               "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}, ":e": {"L": []},
                                             ":x": {"L": [{"S": "x"}]}}}
@@ -235,10 +236,12 @@ def test_binary_values_in_requests_reach_the_table_as_bytes(patched):
     table = Event.Meta.table_name
     key = {"tenant_id": {"S": "t"}, "event_id": {"S": "b"}}
     client.put_item(TableName=table, Item={**key, "raw": {"B": b"\x00\x01"}, "set": {"BS": [b"\xff"]}})
-    client.update_item(TableName=table, Key=key, UpdateExpression="SET tag = :t", ConditionExpression="#r = :b", ExpressionAttributeNames={"#r": "raw"},
+    client.update_item(TableName=table, Key=key, UpdateExpression="SET tag = :t", ConditionExpression="#r = :b",
+                       ExpressionAttributeNames={"#r": "raw"},
                        ExpressionAttributeValues={":t": {"S": "ok"}, ":b": {"B": b"\x00\x01"}})
     with pytest.raises(client.exceptions.ConditionalCheckFailedException):
-        client.update_item(TableName=table, Key=key, UpdateExpression="SET tag = :t", ConditionExpression="#r = :b", ExpressionAttributeNames={"#r": "raw"},
+        client.update_item(TableName=table, Key=key, UpdateExpression="SET tag = :t", ConditionExpression="#r = :b",
+                           ExpressionAttributeNames={"#r": "raw"},
                            ExpressionAttributeValues={":t": {"S": "no"}, ":b": {"B": b"\x00\x02"}})
     got = client.get_item(TableName=table, Key=key)["Item"]
     assert got["tag"] == {"S": "ok"} and got["raw"] == {"B": b"\x00\x01"} and got["set"] == {"BS": [b"\xff"]}
