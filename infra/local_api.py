@@ -11,7 +11,8 @@ here they share one process and its GIL, so a message list made while a mailbox 
 worker's and notifier's threads (a 0.15 s list took 0.6 s). While a request is in flight, every other thread
 waits before its next AWS call until no request is in flight (at most `BACKGROUND_WAIT_SECONDS` a call, so a
 stream of requests slows background work but never stops it). A background thread waits only at the start of
-a call, holding no emulator lock.
+a call, holding no emulator lock; the functions' process's calls wait the same way where the emulator answers
+them (`wait_for_requests`).
 """
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ def _request_finished() -> None:
         _in_flight -= 1
         if _in_flight == 0:
             _requests.notify_all()
+
+
+def wait_for_requests() -> None:
+    """Wait (≤ `BACKGROUND_WAIT_SECONDS`) while an API request is in flight: background work goes second. Also
+    run for each request the functions' process sends to the emulator (`infra/local_bridge.py`)."""
+    _let_requests_go_first()
 
 
 def _let_requests_go_first() -> None:

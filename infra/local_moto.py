@@ -490,6 +490,18 @@ def _patch_request_parser(handler_class) -> None:
     handler_class.parse_parameters = fast_parse_parameters
 
 
+_response_parser_installed = False
+
+
+def install_response_parser() -> None:
+    """Only the client side of this module (`_patch_response_parser`), for a process whose AWS calls reach an
+    emulator in another process (`infra/local_functions.py`); idempotent."""
+    global _response_parser_installed
+    if not _response_parser_installed:
+        _patch_response_parser()
+        _response_parser_installed = True
+
+
 def _patch_response_parser() -> None:
     """botocore parses a JSON response by walking the output shape member by member (a quarter of a message
     list's CPU here). The item operations' responses this module serializes (`FAST_JSON_HEADER`) are DynamoDB

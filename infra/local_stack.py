@@ -1,7 +1,7 @@
 """`make run`: the whole service on this machine, no AWS account needed.
 
     python -m infra.local_stack [--port 8000] [--moto-port 0] [--data-dir .local/state] [--no-seed]
-                                [--sync-interval SECONDS] [--snapshot-interval SECONDS]
+                                [--sync-interval SECONDS] [--snapshot-interval SECONDS] [--one-process]
 
 1. starts moto (AWS emulator) on 127.0.0.1 and deploys `infra/resources.yaml` into it through
    CloudFormation (`Stage=local`: the cloud's tables, queues, bucket and key);
@@ -9,8 +9,11 @@
 3. exports fake credentials and the MAILBRIDGE_* variables (stack outputs + the `local` stage of
    `.chalice/config.json`), then imports `app.py`; the app's own AWS calls reach moto in-process
    (`local_aws.use_in_process_emulator`), the emulator's HTTP endpoint serves outside tools;
-4. serves the API on 127.0.0.1:<port> with Chalice's local server, polls the queues into the very SQS
-   handlers Lambda runs and fires the app's schedules (`infra/local_events.py`);
+4. serves the API on 127.0.0.1:<port> with Chalice's local server; a second process
+   (`infra/local_functions.py`) polls the queues into the very SQS handlers Lambda runs and fires the app's
+   schedules (`infra/local_events.py`), its AWS calls answered by this process's emulator over a local pipe
+   (`infra/local_bridge.py`) — the emulator and the functions use two cores, not one GIL (`--one-process`
+   runs them here instead);
 5. on first start seeds a demo tenant on the `standard` plan and prints its API key and an operator key;
 6. snapshots the data every few seconds and on SIGINT/SIGTERM, so a restart finds everything again
    (incremental: only what was written since the last snapshot; exit within a few seconds of the signal).
@@ -24,9 +27,12 @@ import importlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -51,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sync-interval", type=float, default=None,
                         help="also run the scheduler every N seconds (besides :00 and :30)")
     parser.add_argument("--snapshot-interval", type=float, default=10.0, help="seconds between data snapshots")
+    parser.add_argument("--one-process", action="store_true",
+                        help="run the functions (worker, notifier, ...) in this process instead of a second one")
     return parser.parse_args(argv)
 
 
@@ -88,8 +96,10 @@ def seed_demo_tenant(local_secrets: dict, secrets_path: Path) -> None:
     save_secrets(secrets_path, local_secrets)
 
 
-def start_event_sources(app_module, session, functions: dict, args, stop: threading.Event) -> list[threading.Thread]:
-    """A poller per `on_sqs_message` handler and a runner per `schedule` handler declared in app.py."""
+def start_event_sources(app_module, session, functions: dict, sync_interval: float | None,
+                        stop: threading.Event) -> list[threading.Thread]:
+    """A poller per `on_sqs_message` handler and a runner per `schedule` handler declared in app.py (in the
+    functions' process, `infra/local_functions.py`, or here with `--one-process`)."""
     from chalice.app import ScheduledEventConfig, SQSEventConfig
 
     from infra.local_events import ScheduleRunner, SqsPoller
@@ -111,7 +121,7 @@ def start_event_sources(app_module, session, functions: dict, args, stop: thread
         elif isinstance(source, ScheduledEventConfig):
             expression = source.schedule_expression
             expression = expression if isinstance(expression, str) else expression.to_string()
-            extra = args.sync_interval if source.name == "scheduler" else None
+            extra = sync_interval if source.name == "scheduler" else None
             runner = ScheduleRunner(Schedule.parse(expression), handler, source.name, timeout, extra_interval=extra,
                                     region=session.region_name, log=log)
             what = f"{source.name} on {expression}" + (f" and every {extra:g}s" if extra else "")
@@ -123,6 +133,47 @@ def start_event_sources(app_module, session, functions: dict, args, stop: thread
         threads.append(thread)
         log(f"running {what}")
     return threads
+
+
+class FunctionsProcess:
+    """`python -m infra.local_functions`: the functions in a second process, their AWS calls answered by this
+    process's emulator through `infra/local_bridge.py` (a Unix socket in a private temp dir, a random key)."""
+
+    def __init__(self, sync_interval: float | None) -> None:
+        from infra import local_api, local_bridge
+        self.directory = tempfile.mkdtemp(prefix="mailbridge-bridge-")
+        address, key = os.path.join(self.directory, "bridge.sock"), secrets.token_bytes(32)
+        self.listener = local_bridge.serve(address, key, before_each=local_api.wait_for_requests, log=log)
+        env = {**os.environ, local_bridge.ADDRESS_ENV: address, local_bridge.AUTHKEY_ENV: key.hex()}
+        command = [sys.executable, "-m", "infra.local_functions", "--grace", str(STOP_GRACE_SECONDS)]
+        if sync_interval:
+            command += ["--sync-interval", str(sync_interval)]
+        env[local_bridge.READY_ENV] = os.path.join(self.directory, "ready")
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env)
+        log(f"functions run in process {self.process.pid} (python -m infra.local_functions)")
+
+    def wait_until_ready(self, timeout: float = 60.0) -> None:
+        """Until every poller and schedule runs there (the banner comes after), or fail the start."""
+        deadline = time.monotonic() + timeout
+        ready = os.path.join(self.directory, "ready")
+        while not os.path.exists(ready):
+            if self.process.poll() is not None:
+                raise SystemExit(f"local-stack: the functions' process exited ({self.process.returncode})")
+            if time.monotonic() > deadline:
+                raise SystemExit("local-stack: the functions' process did not start")
+            time.sleep(0.05)
+
+    def stop(self, deadline: float) -> None:
+        """SIGTERM; what has not exited by `deadline` (its batches abandoned, as a stopped Lambda's) is killed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.listener.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def banner(port: int, endpoint: str, data_dir: Path, local_secrets: dict) -> str:
@@ -207,7 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
 
     stop = threading.Event()
-    workers = start_event_sources(app_module, session, stage["functions"], args, stop)
+    workers: list[threading.Thread] = []
+    functions: FunctionsProcess | None = None
+    if args.one_process:
+        workers = start_event_sources(app_module, session, stage["functions"], args.sync_interval, stop)
+    else:
+        functions = FunctionsProcess(args.sync_interval)
+        functions.wait_until_ready()
 
     def periodic_snapshots() -> None:
         while not stop.wait(args.snapshot_interval):
@@ -237,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     api_stopped = threading.Thread(target=server.shutdown, name="api-shutdown", daemon=True)
     api_stopped.start()
     deadline = stopping_since + STOP_GRACE_SECONDS
+    if functions is not None:
+        functions.stop(deadline)
     for thread in workers:
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
     local_moto.refuse_other_threads()      # what still runs fails at its next DynamoDB call, as on Lambda

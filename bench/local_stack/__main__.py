@@ -12,9 +12,9 @@
    it) and asks for a refresh.
 3. While the import runs: lists the newest page (`GET /v1/mailboxes/{id}/messages?limit=100`) about once a
    second — latency and DynamoDB calls per list (the stack's `X-Local-Aws-Calls` response header) — and samples
-   the stack process's resident memory (/proc/<pid>/status). Import time = connect → `imported` equals the
-   corpus size. The stack's CPU time during the import (utime + stime) is reported too: on a shared machine it
-   says more than wall time.
+   the resident memory of the stack's processes (/proc/<pid>/status; the stack and its functions' process,
+   summed). Import time = connect → `imported` equals the corpus size. The stack's CPU time during the import
+   (utime + stime, both processes) is reported too: on a shared machine it says more than wall time.
 4. After the import: walks every page, then SIGTERM → exit time, then starts the stack again on the same data
    dir and checks every message is still there (nothing lost across the final snapshot).
 Results are printed and written to bench/results/local_stack.json. A benchmark, not a test: nothing is asserted.
@@ -46,27 +46,47 @@ from devservers.dovecot import DovecotServer, free_port  # noqa: E402
 from devservers.smtp import for_dovecot  # noqa: E402
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (proc(5): /proc/<pid>/task/<tid>/children) — the stack and the functions'
+    process it starts (`infra/local_functions.py`)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                pending += [int(child) for child in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                pass
+    return found
+
+
 def proc_memory(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak resident) of a process, in kB (proc(5))."""
-    values = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                values[name] = int(rest.split()[0])
-    except (OSError, ValueError):
-        pass
-    return values
+    """VmRSS and VmHWM (peak resident) of a process and its descendants, summed, in kB (proc(5)); the sum of
+    the peaks bounds the peak of the sum."""
+    values = {"VmRSS": 0, "VmHWM": 0}
+    for member in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                name, _, rest = line.partition(":")
+                if name in values:
+                    values[name] += int(rest.split()[0])
+        except (OSError, ValueError):
+            pass
+    return values if values["VmRSS"] else {}
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (proc(5), fields 14 and 15, in clock ticks): its CPU time, whatever else
-    runs on the machine."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    """utime + stime of a process and its descendants (proc(5), fields 14 and 15, in clock ticks): their CPU
+    time, whatever else runs on the machine."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 
 def aws_calls(response: requests.Response) -> dict[str, int]:
