@@ -7,7 +7,9 @@ Per page (the same keys and invariants as `store.py`, which stores one message):
        content keys, the Message-ID keys; in Sent, the keys of copies the outbox stored when it sent them,
        `store.sent_copy_id`) are already stored;
     3. the raw objects of the new messages PUT to S3 in parallel (a bounded thread pool; boto3 clients are
-       thread-safe, resources are not — "Multithreading or multiprocessing with resources", boto3 guide);
+       thread-safe, resources are not — "Multithreading or multiprocessing with resources", boto3 guide).
+       Steps 1-3 go by groups of `PARSE_GROUP` messages: a group's PUTs run while the next group is parsed,
+       and all of them have finished before step 4;
     4. the new items in TransactWriteItems of ≤ 99 puts (each conditioned on the item being absent) plus ONE
        update of the mailbox's `imported_count`/`skipped_count` by the number of items in that transaction,
        conditioned on the sync lease. A transaction is all-or-nothing (DynamoDB Developer Guide, "Amazon
@@ -30,7 +32,7 @@ Requests stay under DynamoDB's limits: 100 keys per BatchGetItem, 100 actions an
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Sequence
 
 from pynamodb.exceptions import TransactWriteError
@@ -53,6 +55,7 @@ from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOu
                                    mark_removed, prepare, provider_key, put_raw, refresh_ref, refuse,
                                    save_fetched, stored_message_ids, stored_provider_ids, use_id)
 
+PARSE_GROUP = 100                        # messages prepared, looked up and PUT together (`save_page`)
 TRANSACT_PUTS = 99                       # TransactWriteItems: 100 actions, one of them the mailbox counter
 TRANSACT_BYTES = 3_000_000               # TransactWriteItems: 4 MB per request, with room for the envelope
 
@@ -153,39 +156,74 @@ def _refresh(existing: Message, prepared: Prepared) -> SaveOutcome:
     return outcome
 
 
+def _raw_puts(prepared: Sequence[Prepared], tagging: str | None) -> list[Future]:
+    """Start the PUTs of the raw objects of `prepared` on the pool (they run while the caller goes on)."""
+    return [_executor().submit(put_raw, item, tagging) for item in prepared if item.raw is not None]
+
+
+def _finish(puts: Sequence[Future]) -> None:
+    """Wait for every PUT, then raise the first failure (no PUT outlives the page)."""
+    errors = [future.exception() for future in puts]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
 def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
               lease_owner: str | None = None) -> list[SaveOutcome]:
     """Store a page of fetched messages (idempotent; see the module docstring); one outcome per message, in
-    order. Messages with the same bytes in one page are one message (the later ones are `created=False`)."""
-    prepared = [prepare(mailbox, item) for item in fetched]
+    order. Messages with the same bytes in one page are one message (the later ones are `created=False`).
+
+    The page is prepared, looked up and PUT in groups of `PARSE_GROUP`: a group's raw PUTs run on the pool
+    while the next group is parsed (the parse is CPU, a PUT waits on S3), and every PUT has finished before the
+    first item is inserted — the order a crash relies on (an item never points to a missing object)."""
     lists = lists_for(mailbox)           # once per page: the never-import lists (privacy/lists.py)
-    refused = [p for p in prepared if never_import(p.item, lists)]
-    prepared = [p for p in prepared if not never_import(p.item, lists)]
-    keys = [p.item.message_id for p in prepared] + [p.legacy_id for p in prepared if p.legacy_id] + [
-        p.sent_id for p in prepared if p.sent_id]
-    stored = existing_items(keys)
-    outcomes: list[SaveOutcome | None] = [None] * len(prepared)
+    prepared: list[Prepared] = []
+    refused: list[Prepared] = []
+    outcomes: list[SaveOutcome | None] = []
     new: list[Prepared] = []
     first_of: dict[str, int] = {}
     repeats: list[int] = []
-    for index, item in enumerate(prepared):
-        twin = stored.get(item.legacy_id or "")
-        if twin is not None and twin.raw_sha256 == item.item.raw_sha256:
-            use_id(item, twin.message_id)
-        elif item.sent_id in stored:          # the outbox's copy of a message it sent: found by Message-ID
-            use_id(item, item.sent_id)
-        else:
-            use_id(item, item.item.message_id)
-        message_id = item.item.message_id
-        if message_id in stored:
-            outcomes[index] = _refresh(stored[message_id], item)
-        elif message_id in first_of:
-            repeats.append(index)
-        else:
-            first_of[message_id] = index
-            item.item.owed = item.item.owed_mailbox = None      # counted and owed by the insert (page debt)
-            new.append(item)
-    put_raw_objects(new, lists.raw_tagging)
+    puts: list[Future] = []
+    try:
+        for start in range(0, len(fetched), PARSE_GROUP):
+            group = [prepare(mailbox, item) for item in fetched[start:start + PARSE_GROUP]]
+            refused += [p for p in group if never_import(p.item, lists)]
+            group = [p for p in group if not never_import(p.item, lists)]
+            keys = [p.item.message_id for p in group] + [p.legacy_id for p in group if p.legacy_id] + [
+                p.sent_id for p in group if p.sent_id]
+            stored = existing_items(keys)
+            fresh: list[Prepared] = []
+            for item in group:
+                index = len(prepared)
+                prepared.append(item)
+                outcomes.append(None)
+                twin = stored.get(item.legacy_id or "")
+                if twin is not None and twin.raw_sha256 == item.item.raw_sha256:
+                    use_id(item, twin.message_id)
+                elif item.sent_id in stored:      # the outbox's copy of a message it sent: found by Message-ID
+                    use_id(item, item.sent_id)
+                else:
+                    use_id(item, item.item.message_id)
+                message_id = item.item.message_id
+                if message_id in stored:
+                    outcomes[index] = _refresh(stored[message_id], item)
+                elif message_id in first_of:
+                    repeats.append(index)
+                else:
+                    first_of[message_id] = index
+                    item.item.owed = item.item.owed_mailbox = None   # counted and owed by the insert (page debt)
+                    new.append(item)
+                    fresh.append(item)
+            if len(fetched) <= 1:
+                put_raw_objects(fresh, lists.raw_tagging)          # one message: no pool
+            else:
+                puts += _raw_puts(fresh, lists.raw_tagging)
+    except BaseException:
+        for future in puts:
+            future.exception()               # let them finish; the page's own failure is what is raised
+        raise
+    _finish(puts)
     for chunk in _chunks(new):
         debt = insert_items(mailbox, chunk, lease_owner)
         if debt is not False:

@@ -180,3 +180,34 @@ def test_the_size_bound_that_splits_transactions_is_never_below_the_item(aws, ra
     than the item as serialized (the DynamoDB JSON of the request is larger than the stored item)."""
     prepared = store.prepare(make_mailbox(), FetchedMessage(MessageRef("inbox", "1:1"), raw))
     assert store_page._size(prepared.item) >= len(json.dumps(prepared.item.serialize()))
+
+
+def test_a_page_of_several_parse_groups_puts_everything_before_it_inserts_and_dedupes_across_groups(aws, monkeypatch):
+    """Guards the grouped page (`store_page.PARSE_GROUP`: a group's raw PUTs run while the next group is parsed):
+    a message repeated in a later group is still one message, one already stored in a later group is not stored
+    again, every PUT has finished before the first insert, and a failed PUT fails the page with nothing
+    inserted."""
+    monkeypatch.setattr(store_page, "PARSE_GROUP", 4)
+    mailbox = make_mailbox()
+    store_page.save_page(mailbox, page(9, 10))                      # stored before: lands in the third group
+    events: list[str] = []
+    put, insert = store_page.put_raw, store_page.insert_items
+    monkeypatch.setattr(store_page, "put_raw", lambda item, tagging=None: (events.append("put"),
+                                                                           put(item, tagging))[1])
+    monkeypatch.setattr(store_page, "insert_items", lambda *a, **k: (events.append("insert"), insert(*a, **k))[1])
+    fetched = page(1, 11) + [FetchedMessage(MessageRef("inbox", "1:99"), raw_message(2, "inbox"))]
+    outcomes = store_page.save_page(reload(mailbox), fetched)
+    assert [o.created for o in outcomes] == [True] * 8 + [False, True, False]
+    assert outcomes[-1].message.message_id == outcomes[1].message.message_id
+    assert events.index("insert") > max(i for i, e in enumerate(events) if e == "put")
+    assert events.count("put") == 9                                  # the stored one and the repeat: no PUT
+    assert len(stored(mailbox)) == 10 and counts_of(reload(mailbox))["imported"] == 10
+
+    def failing(item, tagging=None):
+        if item.item.subject.endswith("21"):
+            raise OSError("S3 is down")
+        return put(item, tagging)
+    monkeypatch.setattr(store_page, "put_raw", failing)
+    with pytest.raises(OSError, match="S3 is down"):
+        store_page.save_page(reload(mailbox), page(20, 30))
+    assert len(stored(mailbox)) == 10 and counts_of(reload(mailbox))["imported"] == 10
