@@ -1,4 +1,5 @@
-"""Email digests of user notifications through the tenant's SMTP relay, at most one per user per interval.
+"""Email digests of user notifications: the tenant's SMTP relay and the scheduling, at most one digest per user
+per interval. Sending a due digest is `digest_mail.py` (the notifier's; the API never loads an SMTP client).
 
 Relay: host/port/security (`tls` = implicit TLS RFC 8314, `starttls` RFC 3207, `none` only where plain-text
 mail transport is allowed, i.e. the local stage), optional login, From address and `digest_minutes`
@@ -9,34 +10,26 @@ Batching: an email notification calls `schedule()`, which sets the user's `diges
 max(now, last_digest_at + interval) only if none is set (a conditional update) and then queues one
 `notify.digest` message due then — so a burst of events yields one message and one email. `on_message()`
 sends every notification waiting in `by_digest` as one message, stamps `last_digest_at` and clears the due
-time; a message arriving early re-sends itself for the rest of the wait (SQS delays are ≤ 900 s).
+time; a message arriving early re-sends itself for the rest of the wait (SQS delays are ≤ 900 s) —
+`digest_mail.py`.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
-from chalicelib.models.notification import Notification, NotificationRelay, NotificationSettings
+from chalicelib.models.notification import NotificationRelay, NotificationSettings
 from chalicelib.notify import queue
-from chalicelib.providers.base import ConnectionSettings, ProviderError
-from chalicelib.providers.imap.client import default_ssl_context
-from chalicelib.providers.imap.smtp import SmtpSession
-from chalicelib.security.crypto import decrypt_secrets, encrypt_secrets
+from chalicelib.security.crypto import encrypt_secrets
 from chalicelib.security.ssrf import UnreachableHost, resolve_and_vet
 from chalicelib.timeutil import now_iso
 
 MESSAGE_KIND = "notify.digest"
 SECRET_OWNER = "notification-relay"
-SMTP_TIMEOUT_SECONDS = 20
-RETRY_SECONDS = 300
-MAX_ITEMS = 200
 
 clock = time.time  # injectable (tests simulate time)
 
@@ -122,69 +115,3 @@ def schedule(tenant_id: str, user_id: str, now: float | None = None,
         raise
     queue.send({"kind": MESSAGE_KIND, "tenant_id": tenant_id, "user_id": user_id}, due - now)
     return True
-
-
-def on_message(body: dict[str, Any], now: float | None = None) -> str:
-    now = clock() if now is None else now
-    tenant_id, user_id = str(body["tenant_id"]), str(body["user_id"])
-    try:
-        settings = NotificationSettings.get(tenant_id, user_id)
-    except DoesNotExist:
-        return "stale"
-    if settings.digest_due_at is None:
-        return "stale"
-    if settings.digest_due_at > now:
-        queue.send(body, settings.digest_due_at - now)
-        return "deferred"
-    return send_digest(settings, body, now)
-
-
-def send_digest(settings: NotificationSettings, body: dict[str, Any], now: float) -> str:
-    key = f"{settings.tenant_id}#{settings.user_id}"
-    items = list(Notification.by_digest.query(key, limit=MAX_ITEMS))
-    relay = get_relay(settings.tenant_id)
-    if items and (relay is None or not settings.email):
-        logger.warning("digest not sent: no relay or no address", extra={"tenant_id": settings.tenant_id})
-        items = []  # they stay waiting; the next email notification schedules again
-    if items:
-        try:
-            _submit(relay, settings.email, items)
-        except (ProviderError, UnreachableHost) as exc:
-            logger.warning("digest send failed; retrying", extra={"tenant_id": settings.tenant_id,
-                                                                   "error": type(exc).__name__})
-            queue.send(body, RETRY_SECONDS)
-            return "retry"
-        stamp = now_iso()
-        for item in items:
-            item.update(actions=[Notification.digest_key.remove(), Notification.emailed_at.set(stamp)])
-    actions = [NotificationSettings.digest_due_at.remove()]
-    if items:
-        actions.append(NotificationSettings.last_digest_at.set(int(now)))
-    settings.update(actions=actions)
-    return "sent" if items else "empty"
-
-
-def render(items: list[Notification], *, sender: str, recipient: str) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = recipient
-    message["Subject"] = f"mailbridge: {len(items)} new notification{'s' if len(items) != 1 else ''}"
-    message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1])
-    lines = []
-    for item in sorted(items, key=lambda n: n.notification_id):
-        details = ", ".join(f"{k}: {v}" for k, v in sorted((item.data or {}).items()) if not isinstance(v, dict))
-        lines.append(f"- {item.created_at}  {item.title}" + (f" ({details})" if details else ""))
-    message.set_content("Your notifications since the last digest:\n\n" + "\n".join(lines) + "\n")
-    return message
-
-
-def _submit(relay: NotificationRelay, recipient: str, items: list[Notification]) -> None:
-    address = resolve_and_vet(relay.host, int(relay.port))
-    password = decrypt_secrets(relay.tenant_id, SECRET_OWNER, relay.secret_ciphertext).get("password", "")
-    connection = ConnectionSettings(host=relay.host, port=int(relay.port), security=relay.security,
-                                    username=relay.username or "", address=address)
-    session = SmtpSession(connection, password, ehlo_name=relay.from_address.rsplit("@", 1)[-1],
-                          timeout=SMTP_TIMEOUT_SECONDS, ssl_context=default_ssl_context())
-    raw = render(items, sender=relay.from_address, recipient=recipient).as_bytes()
-    session.send(raw, sender=relay.from_address, recipients=[recipient])

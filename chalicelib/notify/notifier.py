@@ -17,7 +17,7 @@ Four message kinds arrive on the queue:
   for a single `message.created` reference); a failure redelivers the whole message (every step is
   idempotent per event);
 - a delivery message `{"kind": "webhook.delivery", ...}`: a scheduled retry or a replay (`deliveries.py`);
-- a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest.py`);
+- a digest message `{"kind": "notify.digest", ...}`: a user's email digest is due (`digest_mail.py`);
 - an outbox job `{"kind": "outbox.send", "tenant_id", "outbox_id"}`: send (or finish) one outbox item
   (`outbox/delivery.py`; a job kind on this queue rather than a queue of its own, docs/architecture.md);
 - privacy jobs: `{"kind": "mailbox.purge", "tenant_id", "mailbox_id"}` continues a purge
@@ -38,7 +38,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
-from chalicelib.notify import deliveries, digest, events, transport, user_notifications
+from chalicelib.notify import deliveries, digest, digest_mail, events, transport, user_notifications
 from chalicelib.erasure import erase, purge
 from chalicelib.outbox import delivery as outbox_delivery
 from chalicelib.pairing import late as late_pairing
@@ -100,7 +100,7 @@ def consume(record, lambda_context: Any = None) -> str:
     if body.get("kind") == deliveries.MESSAGE_KIND:
         return _delivery_message(body, lambda_context)
     if body.get("kind") == digest.MESSAGE_KIND:
-        return digest.on_message(body)
+        return digest_mail.on_message(body)
     if body.get("kind") == events.EVENTS_KIND:
         handled = _stored_all(str(body["tenant_id"]), body["events"])
         _handle(handled, lambda_context)

@@ -1,8 +1,7 @@
 """Guards the API's cold start against pulling in what no API request needs at import: the provider SDKs
 (googleapiclient + google-auth, msal + requests) and the IMAP adapter load only when a provider of their kind is
-built (`providers.kinds`), and boto3 (with s3transfer and multiprocessing) not at all: the clients are botocore's.
-imapclient still loads through `notify.digest` (the digest relay's SMTP session shares the IMAP error
-translation) and is not in the list."""
+built (`providers.kinds`) — the notifier's digest mail (`notify.digest_mail`, SMTP) too —, and boto3 (with
+s3transfer and multiprocessing) not at all: the clients are botocore's."""
 import json
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_LOADED = ("googleapiclient", "google.auth", "httplib2", "msal", "requests", "charset_normalizer", "boto3",
-              "s3transfer", "multiprocessing")
+              "s3transfer", "multiprocessing", "imapclient", "imaplib", "smtplib")
 PROBE = ("import sys, json, app; print(json.dumps(sorted(m for m in sys.modules "
          f"if m in {NOT_LOADED!r} or m.startswith(tuple(name + '.' for name in {NOT_LOADED!r})))))")
 
@@ -24,11 +23,12 @@ def test_importing_the_app_loads_none_of_the_listed_modules():
 def test_the_provider_modules_do_load_them():
     """The probe above can see the SDKs when they are imported (so an empty list means something)."""
     probe = PROBE.replace("import sys, json, app;", "import sys, json, app, chalicelib.providers.gmail.client, "
-                          "chalicelib.providers.graph.tokens;")
+                          "chalicelib.providers.graph.tokens, chalicelib.notify.notifier;")
     output = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True,
                             text=True).stdout
     loaded = json.loads(output.strip().splitlines()[-1])
     assert "googleapiclient" in loaded and "msal" in loaded and "requests" in loaded
+    assert "imapclient" in loaded and "smtplib" in loaded
 
 
 def test_importing_the_app_builds_no_api_model():

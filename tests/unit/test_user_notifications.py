@@ -11,7 +11,7 @@ from chalicelib.config import reset_settings
 from chalicelib.ids import new_id
 from chalicelib.models.mailbox import MailboxShare
 from chalicelib.models.notification import Notification, NotificationRelay
-from chalicelib.notify import digest, events, notifier
+from chalicelib.notify import digest, digest_mail, events, notifier
 from chalicelib.notify import queue as notify_queue
 from chalicelib.timeutil import now_iso
 from devservers.smtp import SmtpServer
@@ -216,7 +216,7 @@ def test_a_failed_digest_is_retried_and_keeps_its_items(world, smtp_relay):
     smtp_relay.stop()
     world.emit("signal.created", signal_id="sig_1", message_id="msg_1")
     world.queue.run_until(world.clock.now)
-    assert world.queue.delays[-1] == digest.RETRY_SECONDS
+    assert world.queue.delays[-1] == digest_mail.RETRY_SECONDS
     item = Notification.get(f"{world.tenant['id']}#u-rw", world.feed("u-rw")["items"][0]["id"])
     assert item.digest_key and item.emailed_at is None
     relay_back = SmtpServer(lambda login, password: password == "relay-pw").start()
@@ -225,7 +225,7 @@ def test_a_failed_digest_is_retried_and_keeps_its_items(world, smtp_relay):
             "host": "127.0.0.1", "port": relay_back.port, "security": "none", "username": "relay-user",
             "from_address": "notify@acme-crm.example"})  # password omitted: the stored one is kept
         assert moved.status == 200
-        world.queue.run_until(world.clock.now + digest.RETRY_SECONDS)
+        world.queue.run_until(world.clock.now + digest_mail.RETRY_SECONDS)
         assert [e[1] for e in relay_back.envelopes] == [["rw@acme-crm.example"]]
     finally:
         relay_back.stop()
