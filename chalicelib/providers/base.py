@@ -24,6 +24,8 @@ from datetime import date
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 
+PAGE_SIZE = 200      # refs per ChangeSet the engine asks `changes()` for, and the idle check's same first question
+
 class ErrorCode(str, enum.Enum):
     TEMPORARY = "temporary"              # retry with backoff (honour retry_after)
     THROTTLED = "throttled"              # provider rate limit: re-queue after retry_after, never dead-letter

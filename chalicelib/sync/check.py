@@ -32,13 +32,12 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.providers.base import MailProvider
+from chalicelib.providers.base import PAGE_SIZE, MailProvider
 from chalicelib.providers.kinds import build_provider
 from chalicelib.sync import idle_check
 from chalicelib.sync.enqueue import SyncJob, job_of, send_job
 
 ProviderFactory = Callable[[Mailbox], MailProvider]
-PAGE_SIZE = 200          # the engine's page size (engine.SyncOptions): the check asks the question it asks first
 
 
 def check_job(job: SyncJob, provider_factory: ProviderFactory = build_provider,

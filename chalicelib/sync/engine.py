@@ -39,7 +39,8 @@ from typing import Callable, Iterable, Sequence
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox, folders_to_sync
-from chalicelib.providers.base import ErrorCode, FetchedMessage, MailProvider, MessageRef, ProviderError
+from chalicelib.providers.base import (PAGE_SIZE, ErrorCode, FetchedMessage, MailProvider, MessageRef,
+                                       ProviderError)
 from chalicelib.sync import cursors, effects, store_page as message_store
 from chalicelib.sync.cursors import FolderState
 from chalicelib.sync.lease import Lease, LeaseLost
@@ -51,7 +52,7 @@ RESYNC_WINDOW = timedelta(hours=24)
 
 @dataclass(frozen=True)
 class SyncOptions:
-    page_size: int = 200          # refs per ChangeSet (a page's fixed calls amortize over more messages)
+    page_size: int = PAGE_SIZE    # refs per ChangeSet (a page's fixed calls amortize over more messages)
     fetch_batch: int = 20         # refs per provider.fetch call
 
 
