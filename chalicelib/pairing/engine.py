@@ -4,8 +4,10 @@ Steps: mailbox mode (`off` → nothing) → facts (internal or blocklisted → n
 read for every address, domain, tag and parent message of the message (+ one for the records found) →
 matchers (incl. thread inheritance) → scanner rules →
 writes: in `auto` mode matcher matches become links, in `signal` mode suggestions; links that rules make
-(pair, bind, created records) are made in both modes. Then events: `message.paired` (new links),
-`signal.created` (each new signal); `record.created` is emitted where the record is made.
+(pair, bind, created records) are made in both modes; a message's links go in together (`store.write_links`:
+as few transactions as fit — per link its put and audit entry, once the message's count and each thread
+marker). Then events: `message.paired` (new links), `signal.created` (each new signal); `record.created` is
+emitted where the record is made.
 
 Idempotent: links, signals and created records are keyed (see `store`, `records`), so pairing the same
 message again writes nothing new and emits nothing.
@@ -22,7 +24,7 @@ from chalicelib.pairing import actions, directory
 from chalicelib.pairing.context import TenantContext, for_mailbox, get_mailbox, tenant_context
 from chalicelib.pairing.facts import MessageFacts, find_ticket_tags, message_facts
 from chalicelib.pairing.matchers import Match, Snapshot, contact_company_keys, index_keys, run_matchers
-from chalicelib.pairing.store import LinkSpec, all_links, write_link, write_signal
+from chalicelib.pairing.store import LinkSpec, all_links, write_links, write_signal
 from chalicelib.sync.store import load_parsed
 
 MODES = ("auto", "signal", "off")
@@ -132,7 +134,7 @@ def apply_matches(message: Message, facts: MessageFacts, matches: list[Match], c
     if deferred is not None:
         deferred.extend((message, spec) for spec in specs)
         return result
-    new_links = [link for link in (write_link(message, spec) for spec in specs) if link is not None]
+    new_links = [link for link in write_links([(message, spec) for spec in specs]) if link is not None]
     result.links = link_dicts(new_links)
     if announce and new_links and not message.private:
         emit(message.tenant_id, "message.paired", paired_payload(message, result))

@@ -9,6 +9,7 @@ from chalicelib.models.pairing import MessageLink
 from chalicelib.notify.events import list_events
 from chalicelib.pairing import directory, engine, manual
 from chalicelib.pairing.store import active_links
+from tests.sync_helpers import by_operation, dynamodb_calls
 from tests.unit.pairing_fixtures import make_mailbox, make_message, make_tenant
 
 
@@ -38,6 +39,21 @@ def test_auto_mode_links_once_and_counts(tenant_id):
     assert Message.get(message.message_id).link_count == 3
     paired = list_events(tenant_id, "message.paired")
     assert len(paired) == 1 and len(paired[0].payload["links"]) == 3
+
+
+def test_a_messages_links_are_written_in_one_transaction(tenant_id):
+    """Guards pair_message against one transaction per link: its three links, their audit entries, the count and
+    the thread markers go in together, and pairing again (the transaction is cancelled, then each link found
+    written) adds nothing."""
+    mailbox = make_mailbox(tenant_id, "auto")
+    message = make_message(mailbox, sender="jan@acme.example", subject="Offer #1234#")
+    with dynamodb_calls(by_operation) as calls:
+        assert len(engine.pair_message(message).links) == 3
+    assert calls["TransactWriteItems"] == 1, dict(calls)
+    assert linked(message) == {("company", "c-1"), ("contact", "p-1"), ("project", "pr-7")}
+    assert Message.get(message.message_id).link_count == 3
+    assert engine.pair_message(Message.get(message.message_id)).links == []
+    assert Message.get(message.message_id).link_count == 3 and len(list_events(tenant_id, "message.paired")) == 1
 
 
 def test_signal_mode_suggests_and_accept_dismiss(tenant_id):
