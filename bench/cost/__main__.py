@@ -227,7 +227,8 @@ def with_fan_out_and_tokens(usage: Usage, kind: str, table: str) -> tuple[Usage,
 
 
 def storage_per_message() -> tuple[float, float]:
-    """(raw bytes in S3, DynamoDB item bytes) per stored message."""
+    """(raw bytes in S3, DynamoDB item bytes) per stored message; an item's stored size is its billed size + 100
+    bytes of indexing overhead ("DynamoDB item sizes and formats", DynamoDB Developer Guide)."""
     import boto3
 
     from bench.cost.meter import item_bytes
@@ -238,7 +239,7 @@ def storage_per_message() -> tuple[float, float]:
     total = 0
     for table in dynamodb.list_tables()["TableNames"]:
         for page in dynamodb.get_paginator("scan").paginate(TableName=table):
-            total += sum(item_bytes(item) for item in page["Items"])
+            total += sum(item_bytes(item) + 100 for item in page["Items"])
     count = max(1, len(objects))
     return sum(o["Size"] for o in objects) / count, total / count
 

@@ -3,14 +3,18 @@
 DynamoDB units follow the on-demand rules (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/
 capacity-mode.html): a write costs 1 WRU per started KB of the item (an update or delete: of the item as stored,
 taken here as the table's mean item size measured after the run), transactions twice that; a read costs 1 RRU
-per started 4 KB when strongly consistent, half when eventually consistent, transactions twice. Item sizes are
-taken from the DynamoDB JSON (type tags included, so a slight overestimate). S3, SQS and KMS bill per request
+per started 4 KB when strongly consistent, half when eventually consistent, transactions twice. Item sizes follow
+"DynamoDB item sizes and formats" (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/
+CapacityUnitCalculations.html): attribute names and values in UTF-8, a number 1 byte per two significant digits
++ 1, a binary its raw bytes, null and Boolean 1 byte, a list or map 3 bytes + 1 per element (`item_bytes`).
+S3, SQS and KMS bill per request
 (SQS per started 64 KB of payload). `wall` is the time spent inside the calls (moto, in-process: not AWS's
 latency — the model uses its own latency assumptions); `cpu` the process CPU time spent inside them (moto's
 work, subtracted from the worker's measured compute).
 """
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import json
@@ -24,7 +28,50 @@ DDB_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
 
 
 def item_bytes(item: dict) -> int:
-    return len(json.dumps(item, separators=(",", ":"), default=str))
+    """The size DynamoDB bills for `item` (DynamoDB JSON, as botocore sends and receives it): the sum of its
+    attribute names and values ("DynamoDB item sizes and formats", DynamoDB Developer Guide)."""
+    return sum(_utf8(name) + _value_bytes(value) for name, value in item.items())
+
+
+def _utf8(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _number_bytes(text: str) -> int:
+    """1 byte per two significant digits + 1 (leading and trailing zeroes trimmed; sign, point and exponent
+    are not digits)."""
+    digits = text.lower().split("e")[0].lstrip("+-").replace(".", "").strip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
+
+
+def _binary_bytes(value: object) -> int:
+    """A binary's raw length (botocore hands bytes; a base64 text is decoded)."""
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    return len(base64.b64decode(str(value)))
+
+
+def _value_bytes(value: dict) -> int:
+    (kind, data), = value.items()
+    if kind == "S":
+        return _utf8(data)
+    if kind == "N":
+        return _number_bytes(data)
+    if kind == "B":
+        return _binary_bytes(data)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(_utf8(member) for member in data)
+    if kind == "NS":
+        return sum(_number_bytes(member) for member in data)
+    if kind == "BS":
+        return sum(_binary_bytes(member) for member in data)
+    if kind == "L":
+        return 3 + sum(1 + _value_bytes(member) for member in data)
+    if kind == "M":
+        return 3 + sum(1 + _utf8(name) + _value_bytes(member) for name, member in data.items())
+    raise ValueError(f"unknown DynamoDB type {kind!r}")
 
 
 @dataclass
