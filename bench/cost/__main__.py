@@ -53,7 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.cost.meter import Meter, Usage, mean_item_kb  # noqa: E402
+from bench.cost.meter import SCALARS, Meter, Usage, mean_item_kb  # noqa: E402
 from bench.imap_ingest.world import moto_world  # noqa: E402
 from bench.record import record  # noqa: E402
 
@@ -174,7 +174,7 @@ def scaled(usage: Usage, factor: float) -> Usage:
     out.calls = type(usage.calls)({k: v * factor for k, v in usage.calls.items()})
     out.writes_by_table = type(usage.writes_by_table)({k: v * factor for k, v in usage.writes_by_table.items()})
     out.debt_writes = type(usage.debt_writes)({k: v * factor for k, v in usage.debt_writes.items()})
-    for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu"):
+    for name in SCALARS:
         setattr(out, name, getattr(usage, name) * factor)
     return out
 
@@ -186,7 +186,7 @@ def mixed(a: Usage, b: Usage, share_b: float) -> Usage:
     out.calls.update(y.calls)
     out.writes_by_table.update(y.writes_by_table)
     out.debt_writes.update(y.debt_writes)
-    for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu"):
+    for name in SCALARS:
         setattr(out, name, getattr(x, name) + getattr(y, name))
     return out
 
@@ -244,11 +244,24 @@ def storage_per_message() -> tuple[float, float]:
     return sum(o["Size"] for o in objects) / count, total / count
 
 
-def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | None = None) -> dict:
+def make_personal(world) -> None:
+    """Turn the world's (shared) mailbox into a user's personal one: an owner, so the item is in `by_owner`."""
+    from bench.cost.worlds import TENANT
+    from chalicelib.mailboxes.service import owner_key
+    from chalicelib.models.mailbox import Mailbox
+    world.mailbox.update(actions=[Mailbox.kind.set("personal"), Mailbox.owner_user_id.set("u-owner"),
+                                  Mailbox.owner_key.set(owner_key(TENANT, "u-owner"))])
+    world.mailbox = Mailbox.get(world.mailbox.tenant_id, world.mailbox.mailbox_id, consistent_read=True)
+
+
+def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | None = None,
+            personal: bool = False) -> dict:
     from bench.cost.worlds import WORLDS
     from chalicelib.models.mailbox import Mailbox
     pushed = kind != "imap"          # Gmail/Outlook mail arrives by push (a push job skips the idle check)
     with moto_world(), WORLDS[kind]() as world:
+        if personal:
+            make_personal(world)
         meter = Meter()
         try:
             sync_once(world, meter, reason="initial")                 # the initial (empty) import
@@ -375,12 +388,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--kinds", default="imap,gmail,outlook")
     parser.add_argument("--check-memory-mb", type=int, default=0,
                         help="price the check function at this size (default: its prod size in .chalice/config.json)")
+    parser.add_argument("--personal", action="store_true",
+                        help="a user's personal mailbox (it has an owner: its item is also in the by_owner index) "
+                             "instead of a shared one")
     args = parser.parse_args(argv)
     result = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{platform.machine()}, {platform.python_version()}", "prices_checked": PRICES["checked"],
-              "worker_memory_gb": worker_memory_gb(), "targets_usd": TARGETS, "kinds": {}}
+              "worker_memory_gb": worker_memory_gb(), "targets_usd": TARGETS,
+              "mailbox_kind": "personal" if args.personal else "shared", "kinds": {}}
     for kind in args.kinds.split(","):
-        figures = measure(kind, args.idle_syncs, args.messages, args.check_memory_mb / 1024 or None)
+        figures = measure(kind, args.idle_syncs, args.messages, args.check_memory_mb / 1024 or None, args.personal)
         result["kinds"][kind] = figures
         print(f"{kind}: idle ${figures['idle_month_usd']:.4f}/mailbox-month "
               f"({'meets' if figures['idle_month_usd'] <= TARGETS['idle'] else 'over'} ${TARGETS['idle']}), "
@@ -392,7 +409,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  active month: {figures['active_breakdown']}")
         print(f"  check function: {figures['check_function']}")
         print(f"  mailbox item what-if: {figures['mailbox_item_what_if']}")
-    record("cost", result)
+    record("cost_personal" if args.personal else "cost", result)
     return result
 
 

@@ -7,7 +7,13 @@ per started 4 KB when strongly consistent, half when eventually consistent, tran
 "DynamoDB item sizes and formats" (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/
 CapacityUnitCalculations.html): attribute names and values in UTF-8, a number 1 byte per two significant digits
 + 1, a binary its raw bytes, null and Boolean 1 byte, a list or map 3 bytes + 1 per element (`item_bytes`).
-S3, SQS and KMS bill per request
+Global secondary indexes are billed too ("Global secondary indexes: writes", https://docs.aws.amazon.com/
+amazondynamodb/latest/developerguide/GSI.html): the meter reads the written items before and after each write
+(unmetered reads, outside the worker's measured CPU) and counts per index one write when an entry appears,
+disappears or only its projected attributes change, two when its key changes, none when the item is in the index
+neither before nor after — each at 1 WRU per started KB of the index entry (the whole item for an ALL
+projection, the keys for KEYS_ONLY, the keys and listed attributes for INCLUDE), at the normal rate also when
+the write was part of a transaction (`wru_index`). S3, SQS and KMS bill per request
 (SQS per started 64 KB of payload). `wall` is the time spent inside the calls (moto, in-process: not AWS's
 latency — the model uses its own latency assumptions); `cpu` the process CPU time spent inside them (moto's
 work, subtracted from the worker's measured compute).
@@ -74,10 +80,14 @@ def _value_bytes(value: dict) -> int:
     raise ValueError(f"unknown DynamoDB type {kind!r}")
 
 
+SCALARS = ("wru_put", "wru_index", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu")
+
+
 @dataclass
 class Usage:
     calls: collections.Counter = field(default_factory=collections.Counter)   # (service, operation) → n
     wru_put: float = 0.0
+    wru_index: float = 0.0    # global secondary index entries written (see the module docstring)
     writes_by_table: collections.Counter = field(default_factory=collections.Counter)  # update/delete, per table
     debt_writes: collections.Counter = field(default_factory=collections.Counter)  # of those: touching owed_pages
     rru: float = 0.0
@@ -89,7 +99,7 @@ class Usage:
     cpu: float = 0.0          # process CPU time spent inside the calls (moto's work, not the worker's)
 
     def wru(self, mean_item_kb: dict[str, float]) -> float:
-        return self.wru_put + sum(n * max(1, math.ceil(mean_item_kb.get(table, 1.0)))
+        return self.wru_put + self.wru_index + sum(n * max(1, math.ceil(mean_item_kb.get(table, 1.0)))
                                   for table, n in self.writes_by_table.items())
 
     def minus(self, other: "Usage") -> "Usage":
@@ -97,7 +107,7 @@ class Usage:
         out.calls = self.calls - other.calls
         out.writes_by_table = self.writes_by_table - other.writes_by_table
         out.debt_writes = self.debt_writes - other.debt_writes
-        for name in ("wru_put", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu"):
+        for name in SCALARS:
             setattr(out, name, getattr(self, name) - getattr(other, name))
         return out
 
@@ -112,18 +122,23 @@ class Meter:
         self.usage = Usage()
         self.paused = False       # the harness's own calls (polling the queues, as Lambda's poller does)
         self.original = botocore.client.BaseClient._make_api_call
+        self.indexes = IndexWrites(self.original)
         meter = self
 
         def metered(client, operation, params):
             if meter.paused:
                 return meter.original(client, operation, params)
+            service = client.meta.service_model.service_name
             started, cpu = time.perf_counter(), time.process_time()
             try:
+                before = meter.indexes.images(client, operation, params) if service == "dynamodb" else None
                 result = meter.original(client, operation, params)
+                if before:
+                    meter.usage.wru_index += meter.indexes.writes(client, before)
             finally:
                 meter.usage.wall += time.perf_counter() - started
                 meter.usage.cpu += time.process_time() - cpu
-            meter.record(client.meta.service_model.service_name, operation, params, result)
+            meter.record(service, operation, params, result)
             return result
 
         botocore.client.BaseClient._make_api_call = metered
@@ -189,6 +204,98 @@ class Meter:
         elif operation == "TransactGetItems":
             usage.rru += sum(2 * max(1, math.ceil(item_bytes(r.get("Item", {})) / 4096))
                              for r in result.get("Responses", []))
+
+
+class IndexWrites:
+    """The global secondary index writes a DynamoDB write causes (rules in the module docstring)."""
+
+    def __init__(self, call):
+        self.call = call                                   # the unmetered `_make_api_call`
+        self.tables: dict[str, tuple[list[str], list[tuple[list[str], str, list[str]]]]] = {}
+
+    def _table(self, client, name: str) -> tuple[list[str], list[tuple[list[str], str, list[str]]]]:
+        """(the table's key attributes, [(index key attributes, projection type, included attributes)])."""
+        if name not in self.tables:
+            table = self.call(client, "DescribeTable", {"TableName": name})["Table"]
+            keys = [k["AttributeName"] for k in table["KeySchema"]]
+            indexes = [([k["AttributeName"] for k in index["KeySchema"]], index["Projection"]["ProjectionType"],
+                        index["Projection"].get("NonKeyAttributes", []))
+                       for index in table.get("GlobalSecondaryIndexes", [])]
+            self.tables[name] = (keys, indexes)
+        return self.tables[name]
+
+    def _targets(self, client, operation: str, params: dict) -> list[tuple[str, dict]]:
+        """(table, key) of every item the write touches."""
+        found: list[tuple[str, dict]] = []
+
+        def add(table: str, item_or_key: dict) -> None:
+            keys, indexes = self._table(client, table)
+            if indexes:
+                found.append((table, {name: item_or_key[name] for name in keys}))
+
+        if operation == "PutItem":
+            add(params["TableName"], params["Item"])
+        elif operation in ("UpdateItem", "DeleteItem"):
+            add(params["TableName"], params["Key"])
+        elif operation == "BatchWriteItem":
+            for table, requests in params["RequestItems"].items():
+                for request in requests:
+                    add(table, request["PutRequest"]["Item"] if "PutRequest" in request
+                        else request["DeleteRequest"]["Key"])
+        elif operation == "TransactWriteItems":
+            for entry in params["TransactItems"]:
+                (kind, body), = entry.items()
+                if kind != "ConditionCheck":
+                    add(body["TableName"], body["Item"] if kind == "Put" else body["Key"])
+        return found
+
+    def _image(self, client, table: str, key: dict) -> dict:
+        return self.call(client, "GetItem", {"TableName": table, "Key": key, "ConsistentRead": True}).get("Item", {})
+
+    def images(self, client, operation: str, params: dict) -> list[tuple[str, dict, dict]]:
+        """(table, key, item before the write) of the items an indexed table's write touches."""
+        return [(table, key, self._image(client, table, key))
+                for table, key in self._targets(client, operation, params)]
+
+    def writes(self, client, before: list[tuple[str, dict, dict]]) -> float:
+        """WRU of the index writes between `before` and the items now stored."""
+        total = 0.0
+        for table, key, old in before:
+            new = self._image(client, table, key)
+            keys, indexes = self._table(client, table)
+            for index_keys, projection, included in indexes:
+                total += _index_write_units(keys, index_keys, projection, included, old, new)
+        return total
+
+
+def _index_entry(table_keys: list[str], index_keys: list[str], projection: str, included: list[str],
+                 item: dict) -> dict | None:
+    """The item's entry in the index (None when an index key attribute is missing: not in the index)."""
+    if not item or any(name not in item for name in index_keys):
+        return None
+    if projection == "ALL":
+        return item
+    names = set(table_keys) | set(index_keys) | (set(included) if projection == "INCLUDE" else set())
+    return {name: value for name, value in item.items() if name in names}
+
+
+def _index_write_units(table_keys: list[str], index_keys: list[str], projection: str, included: list[str],
+                       old: dict, new: dict) -> float:
+    before = _index_entry(table_keys, index_keys, projection, included, old)
+    after = _index_entry(table_keys, index_keys, projection, included, new)
+    if before is None and after is None or before == after:
+        return 0
+    if before is None:
+        return _units(after)
+    if after is None:
+        return _units(before)
+    if any(before[name] != after[name] for name in index_keys):
+        return _units(before) + _units(after)              # delete the old entry, put the new one
+    return _units(after)
+
+
+def _units(entry: dict) -> int:
+    return max(1, math.ceil(item_bytes(entry) / 1024))
 
 
 def _touches_debt(update: dict) -> int:

@@ -38,3 +38,47 @@ def test_an_item_is_smaller_than_its_json():
     item = {"tenant_id": {"S": "tnt_1"}, "mailbox_id": {"S": "mbx_1"}, "count": {"N": "42"},
             "folders": {"L": [{"S": "inbox"}, {"S": "sent"}]}}
     assert item_bytes(item) == (9 + 5) + (10 + 5) + (5 + 2) + (7 + 3 + 6 + 5) and item_bytes(item) < len(str(item))
+
+
+def test_index_writes_follow_the_documented_rules():
+    """Guards the meter's global secondary index writes ("Global secondary indexes: writes", DynamoDB Developer
+    Guide): none outside the index, one to add, drop or re-project an entry, two when its key changes."""
+    from bench.cost.meter import _index_write_units
+    keys, gsi = ["pk"], ["owner"]
+    old = {"pk": {"S": "m1"}, "owner": {"S": "u1"}, "count": {"N": "1"}}
+    assert _index_write_units(keys, gsi, "ALL", [], {}, {"pk": {"S": "m1"}}) == 0          # never in the index
+    assert _index_write_units(keys, gsi, "ALL", [], {}, old) == 1                          # a new entry
+    assert _index_write_units(keys, gsi, "ALL", [], old, {}) == 1                          # deleted
+    assert _index_write_units(keys, gsi, "ALL", [], old, {**old, "count": {"N": "2"}}) == 1   # re-projected
+    assert _index_write_units(keys, gsi, "KEYS_ONLY", [], old, {**old, "count": {"N": "2"}}) == 0
+    assert _index_write_units(keys, gsi, "INCLUDE", ["count"], old, {**old, "count": {"N": "2"}}) == 1
+    assert _index_write_units(keys, gsi, "ALL", [], old, {**old, "owner": {"S": "u2"}}) == 2  # key moved
+    big = {**old, "blob": {"S": "x" * 3000}}
+    assert _index_write_units(keys, gsi, "ALL", [], old, big) == 3                         # 3 KB entry
+    assert _index_write_units(keys, gsi, "KEYS_ONLY", [], old, {**big, "owner": {"S": "u2"}}) == 2
+
+
+def test_the_meter_bills_the_index_entries_a_put_creates(aws):
+    """A put into a table with an ALL-projection index costs its own units plus the index entry's."""
+    import boto3
+
+    from bench.cost.meter import Meter
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(TableName="metered", BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                                {"AttributeName": "owner", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                          GlobalSecondaryIndexes=[{"IndexName": "by_owner",
+                                                   "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}],
+                                                   "Projection": {"ProjectionType": "ALL"}}])
+    meter = Meter()
+    try:
+        dynamodb.put_item(TableName="metered", Item={"pk": {"S": "a"}, "owner": {"S": "u1"}, "x": {"S": "y" * 1500}})
+        dynamodb.put_item(TableName="metered", Item={"pk": {"S": "b"}, "x": {"S": "y"}})     # not indexed
+        dynamodb.update_item(TableName="metered", Key={"pk": {"S": "a"}}, UpdateExpression="SET #o = :o",
+                             ExpressionAttributeNames={"#o": "owner"}, ExpressionAttributeValues={":o": {"S": "u2"}})
+    finally:
+        meter.close()
+    assert meter.usage.wru_put == 2 + 1
+    assert meter.usage.wru_index == 2 + (2 + 2)          # the new entry; then the old deleted, the new put
+    assert meter.usage.calls[("dynamodb", "GetItem")] == 0     # the meter's own reads are not metered
