@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute,
                                  UnicodeAttribute, UnicodeSetAttribute)
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.models.base import table_meta
@@ -40,10 +40,13 @@ class MailboxesByStatus(GlobalSecondaryIndex):
 
 
 class MailboxesByOwner(GlobalSecondaryIndex):
-    """A user's personal mailboxes: `owner_key = "<tenant_id>#<user_id>"`."""
+    """A user's personal mailboxes: `owner_key = "<tenant_id>#<user_id>"`. The index holds the keys, `kind` and
+    `owner_user_id` only (who owns what), never the whole item: with every attribute projected, each write of a
+    personal mailbox — lease, counters, cursors, its sealed credentials — was written to the index again, at the
+    item's size ("Global secondary indexes: writes", DynamoDB Developer Guide). Readers fetch the items."""
     class Meta:
-        index_name = "by_owner"
-        projection = AllProjection()
+        index_name = "by_owner_keys"
+        projection = IncludeProjection(["kind", "owner_user_id"])
 
     owner_key = UnicodeAttribute(hash_key=True)
     mailbox_id = UnicodeAttribute(range_key=True)

@@ -365,6 +365,21 @@ def test_admin_lists_all_user_lists_own_and_shared_across_pages(api, tenant, fak
     assert api("GET", f"/v1/mailboxes?cursor={cursors[0]}", key=key).status == 400
 
 
+def test_a_users_own_mailboxes_list_whole_while_the_owner_index_holds_no_secret(api, tenant, fake):
+    """Guards the `by_owner` index's narrow projection (keys, kind, owner): the list still shows whole mailboxes
+    (read from the items), and the index never holds the sealed credentials or the sync state."""
+    mailbox_id = create(api, tenant, name="Ann's inbox").json["id"]
+    listed = api("GET", "/v1/mailboxes", key=tenant["key"], user="u-alice").json["items"]
+    assert [(m["id"], m["name"], m["access"], m["has_password"]) for m in listed] == [
+        (mailbox_id, "Ann's inbox", "owner", True)]
+    assert listed[0] == api("GET", f"/v1/mailboxes/{mailbox_id}", key=tenant["key"], user="u-alice").json
+    entries = boto3.client("dynamodb").query(
+        TableName=Mailbox.Meta.table_name, IndexName=Mailbox.by_owner.Meta.index_name,
+        KeyConditionExpression="owner_key = :k", ExpressionAttributeValues={":k": {"S": f"{tenant['id']}#u-alice"}},
+    )["Items"]
+    assert len(entries) == 1 and set(entries[0]) == {"tenant_id", "mailbox_id", "owner_key", "kind", "owner_user_id"}
+
+
 def test_patch_reverifies_only_connection_changes(api, tenant, fake):
     mailbox_id = create(api, tenant).json["id"]
     path = f"/v1/mailboxes/{mailbox_id}"
