@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from pynamodb.exceptions import TransactWriteError
@@ -75,16 +76,7 @@ def _executor() -> ThreadPoolExecutor:
 def put_raw_objects(prepared: Sequence[Prepared], tagging: str | None = None) -> None:
     """PUT every raw object, at most `s3_put_concurrency` at a time; the first failure is raised (after all
     have finished, so no PUT outlives the page). `tagging`: the tenant's retention tag (`store.put_raw`)."""
-    with_raw = [p for p in prepared if p.raw is not None]
-    if len(with_raw) <= 1:
-        for item in with_raw:
-            put_raw(item, tagging)
-        return
-    futures = [_executor().submit(put_raw, item, tagging) for item in with_raw]
-    errors = [f.exception() for f in futures]
-    for error in errors:
-        if error is not None:
-            raise error
+    _finish(_raw_puts(prepared, tagging))
 
 
 def existing_items(keys: Sequence[str]) -> dict[str, Message]:
@@ -169,6 +161,47 @@ def _finish(puts: Sequence[Future]) -> None:
             raise error
 
 
+@dataclass
+class _Sorted:
+    """A page's messages in order, sorted into stored ones (their outcome known), repeats of an earlier message
+    of the page, and new ones (inserted later, counted and owed by the insert's page debt)."""
+    prepared: list[Prepared] = field(default_factory=list)
+    outcomes: list[SaveOutcome | None] = field(default_factory=list)
+    new: list[Prepared] = field(default_factory=list)
+    first_of: dict[str, int] = field(default_factory=dict)
+    repeats: list[int] = field(default_factory=list)
+
+    def add(self, item: Prepared, stored: dict[str, Message]) -> bool:
+        """Place one message (`stored`: the items found for its keys); True when it is new."""
+        index = len(self.prepared)
+        self.prepared.append(item)
+        self.outcomes.append(None)
+        twin = stored.get(item.legacy_id or "")
+        if twin is not None and twin.raw_sha256 == item.item.raw_sha256:
+            use_id(item, twin.message_id)
+        elif item.sent_id in stored:          # the outbox's copy of a message it sent: found by Message-ID
+            use_id(item, item.sent_id)
+        else:
+            use_id(item, item.item.message_id)
+        message_id = item.item.message_id
+        if message_id in stored:
+            self.outcomes[index] = _refresh(stored[message_id], item)
+            return False
+        if message_id in self.first_of:
+            self.repeats.append(index)
+            return False
+        self.first_of[message_id] = index
+        item.item.owed = item.item.owed_mailbox = None          # counted and owed by the insert (page debt)
+        self.new.append(item)
+        return True
+
+
+def _lookup_keys(group: Sequence[Prepared]) -> list[str]:
+    """The keys that say whether a message is stored: its id, its legacy id, the outbox copy's id."""
+    return [p.item.message_id for p in group] + [p.legacy_id for p in group if p.legacy_id] + [
+        p.sent_id for p in group if p.sent_id]
+
+
 def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
               lease_owner: str | None = None) -> list[SaveOutcome]:
     """Store a page of fetched messages (idempotent; see the module docstring); one outcome per message, in
@@ -178,68 +211,36 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
     while the next group is parsed (the parse is CPU, a PUT waits on S3), and every PUT has finished before the
     first item is inserted — the order a crash relies on (an item never points to a missing object)."""
     lists = lists_for(mailbox)           # once per page: the never-import lists (privacy/lists.py)
-    prepared: list[Prepared] = []
-    refused: list[Prepared] = []
-    outcomes: list[SaveOutcome | None] = []
-    new: list[Prepared] = []
-    first_of: dict[str, int] = {}
-    repeats: list[int] = []
-    puts: list[Future] = []
+    page, refused, puts = _Sorted(), [], []
     try:
         for start in range(0, len(fetched), PARSE_GROUP):
             group = [prepare(mailbox, item) for item in fetched[start:start + PARSE_GROUP]]
             refused += [p for p in group if never_import(p.item, lists)]
             group = [p for p in group if not never_import(p.item, lists)]
-            keys = [p.item.message_id for p in group] + [p.legacy_id for p in group if p.legacy_id] + [
-                p.sent_id for p in group if p.sent_id]
-            stored = existing_items(keys)
-            fresh: list[Prepared] = []
-            for item in group:
-                index = len(prepared)
-                prepared.append(item)
-                outcomes.append(None)
-                twin = stored.get(item.legacy_id or "")
-                if twin is not None and twin.raw_sha256 == item.item.raw_sha256:
-                    use_id(item, twin.message_id)
-                elif item.sent_id in stored:      # the outbox's copy of a message it sent: found by Message-ID
-                    use_id(item, item.sent_id)
-                else:
-                    use_id(item, item.item.message_id)
-                message_id = item.item.message_id
-                if message_id in stored:
-                    outcomes[index] = _refresh(stored[message_id], item)
-                elif message_id in first_of:
-                    repeats.append(index)
-                else:
-                    first_of[message_id] = index
-                    item.item.owed = item.item.owed_mailbox = None   # counted and owed by the insert (page debt)
-                    new.append(item)
-                    fresh.append(item)
-            if len(fetched) <= 1:
-                put_raw_objects(fresh, lists.raw_tagging)          # one message: no pool
-            else:
-                puts += _raw_puts(fresh, lists.raw_tagging)
+            stored = existing_items(_lookup_keys(group))
+            puts += _raw_puts([item for item in group if page.add(item, stored)], lists.raw_tagging)
     except BaseException:
         for future in puts:
             future.exception()               # let them finish; the page's own failure is what is raised
         raise
     _finish(puts)
-    for chunk in _chunks(new):
+    outcomes = page.outcomes
+    for chunk in _chunks(page.new):
         debt = insert_items(mailbox, chunk, lease_owner)
         if debt is not False:
             for item in chunk:
-                outcomes[first_of[item.item.message_id]] = SaveOutcome(
+                outcomes[page.first_of[item.item.message_id]] = SaveOutcome(
                     item.item, True, None if item.item.skipped_reason else debt)
             continue
         logger.info("page insert raced with another writer; storing one by one", extra={"messages": len(chunk)})
         for item in chunk:
             item.item.owed = list(OWED_SKIPPED if item.item.skipped_reason else OWED_IMPORTED)
             item.item.owed_mailbox = mailbox.mailbox_id
-            outcomes[first_of[item.item.message_id]] = _insert_or_refresh(
+            outcomes[page.first_of[item.item.message_id]] = _insert_or_refresh(
                 item.item, item.item.provider_id, item.item.provider_key)
-    for index in repeats:
-        first = outcomes[first_of[prepared[index].item.message_id]]
-        outcomes[index] = _refresh(first.message, prepared[index])
+    for index in page.repeats:
+        first = outcomes[page.first_of[page.prepared[index].item.message_id]]
+        outcomes[index] = _refresh(first.message, page.prepared[index])
     return [outcome for outcome in outcomes if outcome is not None] + refuse(mailbox, refused, lease_owner)
 
 
