@@ -3,10 +3,11 @@ one through `pair_message` as the sync worker does; prints messages/s and Dynamo
 
     python -m bench.pairing [--records 100000] [--messages 10000]
 
-DynamoDB calls are counted with a botocore `before-parameter-build.dynamodb` event hook on every session PynamoDB
-creates; "reads" are GetItem, BatchGetItem, Query and TransactGetItems calls (BatchGetItem keys are also
-counted as items). Loading uses BatchWriteItem (PynamoDB batch_write, 25 items a call) with the lookup index
-computed in memory, so the load phase takes seconds, not the ~minutes of per-record index updates.
+DynamoDB calls are counted as they leave botocore (`BaseClient._make_api_call`, which PynamoDB's calls pass
+through too; a hook on sessions missed them once PynamoDB took its sessions from `chalicelib.aws`); "reads" are
+GetItem, BatchGetItem, Query and TransactGetItems calls (BatchGetItem keys are also counted as items).
+Loading uses BatchWriteItem (PynamoDB batch_write, 25 items a call) with the lookup index computed in memory,
+so the load phase takes seconds, not the ~minutes of per-record index updates.
 moto runs in-process, so absolute throughput measures mailbridge + moto CPU, not DynamoDB latency; the calls
 per message are what carries over to AWS.
 """
@@ -38,9 +39,9 @@ class CallCounter:
         self.calls: Counter[str] = Counter()
         self.batch_get_keys = 0
 
-    def __call__(self, params, model, **_kwargs):
-        self.calls[model.name] += 1
-        if model.name == "BatchGetItem":
+    def count(self, operation: str, params: dict) -> None:
+        self.calls[operation] += 1
+        if operation == "BatchGetItem":
             self.batch_get_keys += sum(len(v.get("Keys", [])) for v in params.get("RequestItems", {}).values())
 
     def reads(self) -> int:
@@ -52,16 +53,17 @@ class CallCounter:
 
 
 def install_counter(counter: CallCounter) -> None:
-    """Every botocore session PynamoDB creates gets the hook (PynamoDB makes one per connection)."""
-    import botocore.session
-    from pynamodb.connection import base
+    """Count every DynamoDB call as it leaves botocore (PynamoDB's included)."""
+    import botocore.client
 
-    def session_with_hook():
-        session = botocore.session.get_session()
-        session.register("before-parameter-build.dynamodb", counter)
-        return session
+    original = botocore.client.BaseClient._make_api_call
 
-    base.get_session = session_with_hook
+    def counting(client, operation, params):
+        if client.meta.service_model.service_name == "dynamodb":
+            counter.count(operation, params)
+        return original(client, operation, params)
+
+    botocore.client.BaseClient._make_api_call = counting
 
 
 def cheap_transaction_backups() -> None:
