@@ -332,3 +332,28 @@ def test_partition_queries_answer_as_moto_walking_the_whole_table(patched, monke
             monkeypatch.undo()
             assert fast == walked, step
     assert any(len(pages) > 1 for pages in fast)     # pagination was exercised
+
+
+def test_sending_to_sqs_does_not_count_the_queue_but_its_attributes_still_do(patched, monkeypatch):
+    """Guards the SQS send patch: a send no longer walks every message of the queue (a tick of 10,000 jobs was
+    quadratic), while GetQueueAttributes still counts them and content-based deduplication still applies."""
+    import boto3
+    from moto.sqs import models as sqs_models
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="counted")["QueueUrl"]
+    for n in range(5):
+        sqs.send_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": f"{n}-{i}", "DelaySeconds": 60}
+                                                        for i in range(10)])
+    looked_at = []
+    visible = sqs_models.Message.visible
+    monkeypatch.setattr(sqs_models.Message, "visible", property(lambda m: looked_at.append(m) or visible.fget(m)))
+    sqs.send_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": f"x-{i}"} for i in range(10)])
+    assert looked_at == []
+    counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesDelayed"]) == ("10", "50")
+    fifo = sqs.create_queue(QueueName="once.fifo", Attributes={"FifoQueue": "true",
+                                                              "ContentBasedDeduplication": "true"})["QueueUrl"]
+    for _ in range(2):
+        sqs.send_message(QueueUrl=fifo, MessageBody="same", MessageGroupId="g")
+    got = sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in got] == ["same"]
