@@ -65,8 +65,8 @@ def project(calls: dict[str, int], mailboxes: int, target: int, concurrency: int
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.fanout")
-    parser.add_argument("--mailboxes", type=int, default=2_000)
-    parser.add_argument("--tenants", type=int, default=200)
+    parser.add_argument("--mailboxes", type=int, default=10_000)
+    parser.add_argument("--tenants", type=int, default=1_000)
     parser.add_argument("--project", type=int, default=100_000)
     args = parser.parse_args(argv)
     with moto_world() as counter:
