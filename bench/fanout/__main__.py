@@ -1,6 +1,6 @@
 """Fan-out: one scheduler tick (the :00/:30 cron) over many mailboxes — calls made, time — projected to 100,000.
 
-    python -m bench.fanout [--mailboxes 2000] [--tenants 200] [--project 100000]
+    python -m bench.fanout [--mailboxes 10000] [--tenants 1000] [--project 100000]
 
 Seeds active mailboxes spread over tenants into in-process moto (`bench/imap_ingest/world.py`), runs
 `chalicelib.sync.scheduler.run_tick` once, checks that every mailbox got exactly one job, and counts the AWS
