@@ -4,7 +4,7 @@
 
 Seeds active mailboxes spread over tenants into in-process moto (`bench/imap_ingest/world.py`), runs
 `chalicelib.sync.scheduler.run_tick` once, checks that every mailbox got exactly one job, and counts the AWS
-calls by operation. moto answers in-process (SQS SendMessageBatch alone costs it ~0.1 s of CPU), so its wall
+calls by operation. moto answers in-process (the local stack's emulator, `infra/local_moto.py`), so its wall
 time is not AWS's; the projection multiplies the counted calls, scaled to `--project` mailboxes, by typical
 in-region latencies (the constants below) along the tick's critical path: the GSI pages and their tenant
 BatchGetItem run one after the other in the generator, while `SendMessageBatch` calls run
