@@ -22,7 +22,7 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.notify.events import emit
 from chalicelib.pairing import directory
-from chalicelib.pairing.context import tenant_context
+from chalicelib.pairing.context import get_mailbox, tenant_context
 from chalicelib.pairing.engine import pair_message
 from chalicelib.pairing.facts import find_subject_tags, find_ticket_tags, rfc_ids
 from chalicelib.pairing.matchers import Rec
@@ -111,11 +111,15 @@ def recent_messages(tenant_id: str, days: int, limit: int):
 
 
 def _pair_all(messages: list[Message], report: RepairReport) -> set[str]:
-    """Pair `messages` oldest first (a parent before its replies); the rfc ids of those that got links."""
+    """Pair `messages` oldest first (a parent before its replies); the rfc ids of those that got links. Each
+    mailbox is read once for the run, not once per message."""
     paired_rfc = set()
+    mailboxes: dict[str, Mailbox | None] = {}
     for message in sorted(messages, key=lambda m: m.date_key):
         report.candidates += 1
-        result = pair_message(message)
+        if message.mailbox_id not in mailboxes:
+            mailboxes[message.mailbox_id] = get_mailbox(message.tenant_id, message.mailbox_id)
+        result = pair_message(message, mailbox=mailboxes[message.mailbox_id])
         if result.links or result.signals:
             report.paired += 1
             report.message_ids.append(message.message_id)

@@ -72,6 +72,21 @@ def test_repair_is_bounded(aws):
     assert report.examined == 3 and report.truncated and report.paired == 3
 
 
+def test_repair_reads_each_mailbox_once(aws):
+    """Guards late pairing against reading the mailbox item again for every message it pairs."""
+    from chalicelib.models.mailbox import Mailbox
+    from tests.sync_helpers import by_operation_and_table, dynamodb_calls
+    tenant_id = make_tenant()
+    mailbox = make_mailbox(tenant_id)
+    for _ in range(5):
+        make_message(mailbox, sender="a@once.example", date=recent(1))
+    outcome = directory.put_record(tenant_id, "lead", "l-1", {"emails": ["a@once.example"]})
+    with dynamodb_calls(by_operation_and_table) as calls:
+        report = late.repair_recent(tenant_id, directory.to_rec(outcome.record))
+    assert report.paired == 5
+    assert calls[f"GetItem:{Mailbox.Meta.table_name}"] == 1, dict(calls)
+
+
 def test_unchanged_keys_emit_no_event(api, tenant):
     body = {"name": "Acme", "emails": ["info@acme.example"]}
     api("PUT", "/v1/directory/company/c-1", key=tenant["key"], json_body=body)
