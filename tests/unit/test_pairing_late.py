@@ -6,10 +6,13 @@ import json
 
 import boto3
 
+from chalicelib.models.mailbox import Mailbox
 from chalicelib.notify.events import list_events
 from chalicelib.pairing import directory, late
+from chalicelib.pairing.matchers import Rec
 from chalicelib.pairing.store import active_links
 from chalicelib.timeutil import isoformat, utcnow
+from tests.sync_helpers import by_operation_and_table, dynamodb_calls
 from tests.unit.pairing_fixtures import make_mailbox, make_message, make_tenant
 
 
@@ -62,27 +65,27 @@ def test_company_added_later_pairs_mail_of_its_existing_contacts(aws):
     assert ("company", "c-9") in linked(message) and report.paired == 1   # ... but its contact's address
 
 
-def test_repair_is_bounded(aws):
+def five_messages_and_their_lead() -> tuple[str, Rec]:
+    """A tenant whose one mailbox holds five recent messages from an address a new lead then claims."""
     tenant_id = make_tenant()
     mailbox = make_mailbox(tenant_id)
-    for i in range(5):
-        make_message(mailbox, sender="a@bounded.example", date=recent(1))
-    outcome = directory.put_record(tenant_id, "lead", "l-1", {"emails": ["a@bounded.example"]})
-    report = late.repair_recent(tenant_id, directory.to_rec(outcome.record), limit=3)
+    for _ in range(5):
+        make_message(mailbox, sender="a@lead.example", date=recent(1))
+    outcome = directory.put_record(tenant_id, "lead", "l-1", {"emails": ["a@lead.example"]})
+    return tenant_id, directory.to_rec(outcome.record)
+
+
+def test_repair_is_bounded(aws):
+    tenant_id, lead = five_messages_and_their_lead()
+    report = late.repair_recent(tenant_id, lead, limit=3)
     assert report.examined == 3 and report.truncated and report.paired == 3
 
 
 def test_repair_reads_each_mailbox_once(aws):
     """Guards late pairing against reading the mailbox item again for every message it pairs."""
-    from chalicelib.models.mailbox import Mailbox
-    from tests.sync_helpers import by_operation_and_table, dynamodb_calls
-    tenant_id = make_tenant()
-    mailbox = make_mailbox(tenant_id)
-    for _ in range(5):
-        make_message(mailbox, sender="a@once.example", date=recent(1))
-    outcome = directory.put_record(tenant_id, "lead", "l-1", {"emails": ["a@once.example"]})
+    tenant_id, lead = five_messages_and_their_lead()
     with dynamodb_calls(by_operation_and_table) as calls:
-        report = late.repair_recent(tenant_id, directory.to_rec(outcome.record))
+        report = late.repair_recent(tenant_id, lead)
     assert report.paired == 5
     assert calls[f"GetItem:{Mailbox.Meta.table_name}"] == 1, dict(calls)
 
