@@ -85,11 +85,11 @@ def _link_and_audit(message: Message, spec: LinkSpec) -> tuple[MessageLink, Audi
 
 
 def write_links(pairs: Sequence[tuple[Message, LinkSpec]]) -> list[MessageLink | None]:
-    """`write_link` for many (message, spec) pairs — a page's automatic links — in as few transactions as fit
-    (TransactWriteItems takes 100 actions, each item once: per link its put and audit entry, per message ONE
-    count update, per thread marker ONE index update). A transaction cancelled by a failed condition (a replay
-    finds some links written) is written again link by link, so every pair ends as `write_link` leaves it.
-    Results in the order of `pairs`: the new link, or None when it existed."""
+    """`write_link` for many (message, spec) pairs — a message's links or a whole page's — in as few
+    transactions as fit (TransactWriteItems takes 100 actions, each item once: per link its put and audit
+    entry, per message ONE count update, per thread marker ONE index update). A transaction cancelled by a
+    failed condition (a replay finds some links written) is written again link by link, so every pair ends as
+    `write_link` leaves it. Results in the order of `pairs`: the new link, or None when it existed."""
     results: list[MessageLink | None] = [None] * len(pairs)
     for chunk in _chunks(pairs):
         written = _write_chunk([pairs[i] for i in chunk])
