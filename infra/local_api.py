@@ -46,12 +46,9 @@ def _request_finished() -> None:
 
 
 def wait_for_requests() -> None:
-    """Wait (≤ `BACKGROUND_WAIT_SECONDS`) while an API request is in flight: background work goes second. Also
-    run for each request the functions' process sends to the emulator (`infra/local_bridge.py`)."""
-    _let_requests_go_first()
-
-
-def _let_requests_go_first() -> None:
+    """Wait (≤ `BACKGROUND_WAIT_SECONDS`) while an API request is in flight: background work goes second. Run
+    before each background AWS call of this process and each request the functions' process sends to the
+    emulator (`infra/local_bridge.py`)."""
     if _in_flight:
         with _requests:
             _requests.wait_for(lambda: _in_flight == 0, timeout=BACKGROUND_WAIT_SECONDS)
@@ -69,7 +66,7 @@ def install_counter() -> None:
         if counter is not None:
             counter[self.meta.service_model.service_name] += 1
         else:
-            _let_requests_go_first()
+            wait_for_requests()
         return original(self, operation_name, api_params)
 
     botocore.client.BaseClient._make_api_call = counting
