@@ -3,7 +3,9 @@
 Wire format (learn.microsoft.com "Microsoft identity platform and OAuth 2.0 authorization code flow",
 "Admin consent on the Microsoft identity platform", "OpenID Connect on the Microsoft identity platform"):
 
-- `GET /{tenant}/v2.0/.well-known/openid-configuration` → issuer, authorization/token endpoints.
+- `GET /{tenant}/v2.0/.well-known/openid-configuration` → issuer, authorization/token endpoints; a tenant that
+  is neither `common`/`organizations`/`consumers` nor a user's tenant id or mail domain → 400 `invalid_tenant`
+  (AADSTS90002), as Microsoft answers for a tenant it does not know.
 - `GET /{tenant}/oauth2/v2.0/authorize` → 302 to `redirect_uri?code&state` (or, with `response_mode=form_post`,
   an HTML form POSTing them); when the user's organisation requires an administrator's approval and none was
   given: `error=consent_required&error_description=AADSTS65001: ...`.
@@ -65,6 +67,12 @@ class IdentityState:
             for store in (self.refresh_tokens, self.access_tokens):
                 for token in [t for t, g in store.items() if g.user == address.lower()]:
                     del store[token]
+
+    def knows_tenant(self, tenant: str) -> bool:
+        known = {"common", "organizations", "consumers"}
+        for user in self.mail.users.values():
+            known |= {user.tenant_id.lower(), user.email.rpartition("@")[2]}
+        return tenant.lower() in known
 
     def user_for_access_token(self, token: str) -> str | None:
         grant = self.access_tokens.get(token)

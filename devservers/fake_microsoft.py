@@ -232,6 +232,9 @@ class FakeMicrosoft:
             return graph_error(404, "NotFound", f"no route {path}")
         tenant, what = match.groups()
         if what.endswith("openid-configuration"):
+            if not self.identity.knows_tenant(tenant):
+                return _json(400, {"error": "invalid_tenant", "error_codes": [90002],
+                                   "error_description": f"AADSTS90002: Tenant '{tenant}' not found."})
             return _json(200, metadata(self.base_url, tenant))
         if what.endswith("authorize") and method == "GET":
             return authorize(self.identity, self.base_url, tenant, query)

@@ -37,11 +37,21 @@ class ConsentFailed(Exception):
         self.outcome, self.detail = outcome, detail
 
 
+class BeginFailed(Exception):
+    """The provider could not start a consent: `temporary` when it could not be reached (try again later), else
+    it refused the app's settings (e.g. Microsoft knows no tenant of the mail server's `ms_tenant`)."""
+
+    def __init__(self, detail: str, *, temporary: bool):
+        super().__init__(detail)
+        self.detail, self.temporary = detail, temporary
+
+
 class ConsentFlow(Protocol):
     kind: str
 
     def begin(self, *, mailbox: Mailbox, server: MailServer, client_secret: str, redirect_uri: str,
-              state: str) -> Begun: ...
+              state: str) -> Begun:
+        """The authorize URL; raises `BeginFailed` when the provider cannot be asked for one."""
 
     def complete(self, *, mailbox: Mailbox, server: MailServer, client_secret: str, redirect_uri: str,
                  pending: dict, params: dict[str, str]) -> Granted: ...

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from pynamodb.exceptions import DeleteError, DoesNotExist, PynamoDBException
 
 from chalicelib.credentials.store import CredentialConflict, CredentialStore
 from chalicelib.logs import logger
@@ -79,6 +79,15 @@ def begin_consent(mailbox: Mailbox, *, return_url: str | None = None) -> str:
     state.save(state_id, mailbox.tenant_id, mailbox.mailbox_id, mailbox.type, begun.pending,
                return_url or default_return_url(mailbox.tenant_id))
     return begun.authorize_url
+
+
+def discard_unconnected(mailbox: Mailbox) -> None:
+    """Undo `mailboxes.service.create_mailbox` of an OAuth kind whose consent link could not be issued: the
+    item is all it wrote (no secrets, no job, no event). A mailbox that left `pending_auth` meanwhile is kept."""
+    try:
+        mailbox.delete(condition=Mailbox.status == "pending_auth")
+    except DeleteError:
+        logger.info("unconnected mailbox not discarded (it changed)", extra={"mailbox_id": mailbox.mailbox_id})
 
 
 ADMIN_CONSENT = "admin_consent"      # `purpose` of a state issued for the admin-consent round trip

@@ -6,20 +6,29 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from chalicelib.config import reset_settings
 from chalicelib.credentials.store import CredentialStore
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.notify import events
 from tests.graph_helpers import ADDRESS, CLIENT_ID, CLIENT_SECRET, api_deliver
 
 
-def outlook_mailbox(api, tenant):
+def outlook_server(api, tenant, ms_tenant: str = "organizations") -> str:
     server = api("POST", "/v1/mail-servers", key=tenant["key"], json_body={
         "name": "Contoso", "type": "outlook",
-        "oauth": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "ms_tenant": "organizations"}})
+        "oauth": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "ms_tenant": ms_tenant}})
     assert server.status == 201, server
     assert server.json["admin_consent_redirect_uri"].endswith("/v1/oauth/admin-consent")
-    created = api("POST", "/v1/mailboxes", key=tenant["key"], user="u-ann", json_body={
-        "name": "Outlook", "type": "outlook", "email": ADDRESS, "mail_server_id": server.json["id"]})
+    return server.json["id"]
+
+
+def create_outlook(api, tenant, server_id: str):
+    return api("POST", "/v1/mailboxes", key=tenant["key"], user="u-ann", json_body={
+        "name": "Outlook", "type": "outlook", "email": ADDRESS, "mail_server_id": server_id})
+
+
+def outlook_mailbox(api, tenant):
+    created = create_outlook(api, tenant, outlook_server(api, tenant))
     assert created.status == 201 and created.json["status"] == "pending_auth", created
     return created.json
 
@@ -84,3 +93,35 @@ def test_a_callback_state_cannot_be_used_as_an_admin_consent_answer(api, tenant,
     forged = api("GET", f"/v1/oauth/admin-consent?{query}")
     assert "invalid_state" in forged.body
     assert Mailbox.get(tenant["id"], created["id"]).status == "pending_auth"
+
+
+def test_an_unreachable_identity_platform_is_a_502_and_leaves_no_mailbox(api, tenant, fake_ms, aws):
+    """Guards against: a 500 (and a half-created mailbox the client never learns the id of) when MSAL cannot
+    read the authority's OpenID metadata to build the authorize link."""
+    server_id = outlook_server(api, tenant)
+    fake_ms.stop()                                          # Microsoft's identity platform is unreachable
+    refused = create_outlook(api, tenant, server_id)
+    assert refused.status == 502 and refused.json["type"].endswith("/upstream"), refused
+    assert "could not be reached" in refused.json["detail"] and CLIENT_SECRET not in refused.body
+    assert api("GET", "/v1/mailboxes", key=tenant["key"]).json["items"] == []
+
+
+def test_a_fresh_link_while_microsoft_is_unreachable_is_a_502(api, tenant, fake_ms, aws, monkeypatch):
+    """Guards against: a 500 from POST /authorize during an identity-platform outage (the mailbox stays)."""
+    created = outlook_mailbox(api, tenant)
+    port = fake_ms.port
+    fake_ms.stop()
+    monkeypatch.setenv("MAILBRIDGE_MICROSOFT_AUTHORITY_HOST", f"https://localhost:{port}")  # nothing cached for it
+    reset_settings()
+    links = api("POST", f"/v1/mailboxes/{created['id']}/authorize", key=tenant["key"], json_body={})
+    assert links.status == 502 and links.json["type"].endswith("/upstream"), links
+    assert api("GET", f"/v1/mailboxes/{created['id']}", key=tenant["key"]).json["status"] == "pending_auth"
+
+
+def test_a_tenant_microsoft_does_not_know_is_a_422_on_the_mail_server(api, tenant, fake_ms, aws):
+    """Guards against: a 500 when the mail server names a Microsoft tenant that does not exist (AADSTS90002)."""
+    refused = create_outlook(api, tenant, outlook_server(api, tenant, ms_tenant="no-such-tenant.example"))
+    assert refused.status == 422, refused
+    assert [e["field"] for e in refused.json["errors"]] == ["mail_server_id"]
+    assert "ms_tenant" in refused.json["detail"]
+    assert api("GET", "/v1/mailboxes", key=tenant["key"]).json["items"] == []

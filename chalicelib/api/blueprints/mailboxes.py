@@ -16,7 +16,8 @@ from chalice import Blueprint, Response
 
 from chalicelib.api import access
 from chalicelib.api.context import current_principal
-from chalicelib.api.errors import Forbidden, NotFound, PlanLimitReached, ValidationFailed, field_error
+from chalicelib.api.errors import (ApiError, Forbidden, NotFound, PlanLimitReached, UpstreamFailed,
+                                   ValidationFailed, field_error)
 from chalicelib.api.guards import require_feature
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import Answer, route
@@ -29,6 +30,7 @@ from chalicelib.mailboxes import listing, service
 from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
 from chalicelib.mailboxes.serialize import mailbox_out, share_out
 from chalicelib.oauthflow import service as consent
+from chalicelib.oauthflow.flows import BeginFailed
 from chalicelib.oauthflow.state import STATE_TTL_SECONDS
 from chalicelib.providers.kinds import get_kind
 from chalicelib.tenancy.plans import MAILBOX_CONNECTION
@@ -73,24 +75,30 @@ def _authorize_url(mailbox, return_url: str | None) -> str:
         return consent.begin_consent(mailbox, return_url=return_url)
     except consent.ConsentUnavailable as exc:
         raise field_error("mail_server_id", str(exc)) from None
+    except BeginFailed as exc:      # the provider could not be asked (502) or refused the app's settings (422)
+        raise (UpstreamFailed(exc.detail) if exc.temporary else field_error("mail_server_id", exc.detail)) from None
 
 
 @route(bp, "/v1/mailboxes", methods=["POST"], body=CreateMailbox, response=MailboxOut, status=201,
        summary="Connect a mailbox (IMAP: the login is verified before it is saved; gmail/outlook: pending_auth "
-               "with an authorize_url for the owner's consent)", tags=TAGS, errors=(403,))
+               "with an authorize_url for the owner's consent)", tags=TAGS, errors=(403, 502))
 def create_mailbox(body: CreateMailbox):
     tenant = require_feature(MAILBOX_CONNECTION)
     with domain_errors():
         mailbox = service.create_mailbox(tenant, current_principal(), body.model_dump(exclude={"return_url"}))
     out = _out(mailbox)
     if mailbox.status == "pending_auth":
-        out["authorize_url"] = _authorize_url(mailbox, body.return_url)
+        try:
+            out["authorize_url"] = _authorize_url(mailbox, body.return_url)
+        except ApiError:
+            consent.discard_unconnected(mailbox)        # a refused create leaves no mailbox behind
+            raise
     return out
 
 
 @route(bp, "/v1/mailboxes/{mailbox_id}/authorize", methods=["POST"], body=AuthorizeIn, response=AuthorizeOut,
        summary="A new OAuth consent link for a gmail/outlook mailbox (first connection or re-consent)",
-       tags=TAGS, errors=(403,))
+       tags=TAGS, errors=(403, 502))
 def authorize_mailbox(mailbox_id: str, body: AuthorizeIn):
     require_feature(MAILBOX_CONNECTION)
     mailbox = access.get_mailbox(mailbox_id, need="owner")

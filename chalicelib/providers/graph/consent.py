@@ -9,11 +9,11 @@ Microsoft identity platform", MSAL Python `initiate_auth_code_flow` / `acquire_t
 - complete: MSAL checks `state` and redeems the code; `/me` (`mail`, else `userPrincipalName`) must be the
   mailbox address; the serialized MSAL cache is the mailbox's secret.
 - `consent_required` / AADSTS65001 (the organisation lets only administrators consent) → outcome
-  `needs_admin_consent` whose detail is the admin-consent URL `<host>/<tenant>/v2.0/adminconsent?client_id&
-  redirect_uri&state&scope`; the administrator's approval comes back as `admin_consent=True&tenant=<id>`.
-
-Until the generic `chalicelib/oauthflow` lands (Gmail helper), `Begun`, `Granted` and `ConsentFailed` are
-defined here with the contract's shapes; the merge replaces them with the generic ones.
+  `needs_admin_consent`; `admin_consent_url` is `<host>/<tenant>/v2.0/adminconsent?client_id&redirect_uri&state&
+  scope`, and the administrator's approval comes back as `admin_consent=True&tenant=<id>`.
+- MSAL reads the authority's OpenID metadata (`<host>/<tenant>/v2.0/.well-known/openid-configuration`) when the
+  client is built, so `begin` may fail: unreachable (or a 5xx) → `BeginFailed(temporary=True)`; a 4xx (Microsoft
+  answers 400 `invalid_tenant`, AADSTS90002, for a tenant it does not know) → `BeginFailed(temporary=False)`.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import msal
 import requests
 
 from chalicelib.config import get_settings
-from chalicelib.oauthflow.flows import Begun, ConsentFailed, Granted
+from chalicelib.oauthflow.flows import Begun, BeginFailed, ConsentFailed, Granted
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.graph.client import GraphClient
 from chalicelib.providers.graph.tokens import SCOPES, authority_url, msal_app
@@ -83,9 +83,17 @@ class OutlookConsent:
         return params["tenant"]
 
     def begin(self, *, mailbox, server, client_secret: str, redirect_uri: str, state: str) -> Begun:
-        flow = self._app(server, client_secret).initiate_auth_code_flow(
-            list(SCOPES), redirect_uri=redirect_uri, state=state, login_hint=mailbox.email,
-            response_mode="form_post")
+        try:
+            flow = self._app(server, client_secret).initiate_auth_code_flow(
+                list(SCOPES), redirect_uri=redirect_uri, state=state, login_hint=mailbox.email,
+                response_mode="form_post")
+        except (requests.RequestException, RuntimeError) as exc:
+            raise BeginFailed(f"the Microsoft identity platform could not be reached ({type(exc).__name__}); "
+                              f"try again later", temporary=True) from None
+        except ValueError:      # MSAL: the authority's OpenID metadata answered 4xx
+            tenant = (server.oauth or {}).get("ms_tenant") or "organizations"
+            raise BeginFailed(f"Microsoft has no sign-in endpoint for tenant {tenant!r}: check the mail server's "
+                              f"oauth.ms_tenant", temporary=False) from None
         return Begun(authorize_url=flow["auth_uri"], pending={"flow": json.dumps(flow)})
 
     def complete(self, *, mailbox, server, client_secret: str, redirect_uri: str, pending: dict,
@@ -115,7 +123,10 @@ class OutlookConsent:
         raise ConsentFailed("exchange_failed", str(answer.get("error") or "no token")[:100])
 
     def _account(self, access_token: str) -> str:
-        client = GraphClient(self.graph_root, _StaticToken(access_token), mailbox_key="consent")
+        try:
+            client = GraphClient(self.graph_root, _StaticToken(access_token), mailbox_key="consent")
+        except ProviderError as exc:        # a misconfigured (non-https) Graph root
+            raise ConsentFailed("exchange_failed", exc.detail) from None
         try:
             profile = client.get_json("me", params={"$select": "mail,userPrincipalName"}, what="profile")
         except ProviderError as exc:
