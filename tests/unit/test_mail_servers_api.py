@@ -86,6 +86,9 @@ def test_shape_errors_name_the_field(api, tenant):
         ({"name": "x", "type": "imap", "imap": {"host": "imap.example.com", "port": 70000}}, "imap.port"),
         ({"name": "x", "type": "imap", "imap": {"host": "imap.example.com", "security": "ssl"}}, "imap.security"),
         ({"name": "x", "type": "gmail", "oauth": {"client_id": "c", "ms_tenant": "t"}}, "body"),
+        ({"name": "x", "type": "outlook", "oauth": {"client_id": "c", "ms_tenant": "../common"}}, "oauth.ms_tenant"),
+        ({"name": "x", "type": "outlook", "oauth": {"client_id": "c", "ms_tenant": "a/oauth2?x=1"}},
+         "oauth.ms_tenant"),
         ({"name": "", "type": "imap", "imap": {"host": "imap.example.com"}}, "name"),
     ]
     for body, field in cases:

@@ -46,10 +46,16 @@ class EndpointPreset(Strict):
     _host = field_validator("host")(normalize_host)
 
 
+# The tenant segment of the authority URL `<host>/<tenant>` (learn.microsoft.com "Application configuration
+# options" (MSAL), audience: a tenant id (GUID), a domain name such as contoso.onmicrosoft.com, or `common`,
+# `organizations`, `consumers`): letters, digits, dots and hyphens only, so nothing else enters the URL's path.
+MS_TENANT = r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,198}[A-Za-z0-9])?$"
+
+
 class OAuthAppIn(Strict):
     client_id: str = Field(min_length=1, max_length=512)
     client_secret: ClientSecret | None = Field(None, description="Write-only; stored encrypted, never returned.")
-    ms_tenant: str | None = Field(None, min_length=1, max_length=200,
+    ms_tenant: str | None = Field(None, min_length=1, max_length=200, pattern=MS_TENANT,
                                   description="Microsoft Entra tenant (id, domain, 'organizations' or 'common').")
     client_secret_expires_at: date | None = Field(
         None, description="When the client secret expires (Entra app secrets do): the mailboxes' users are "
@@ -70,7 +76,7 @@ class GmailPushIn(Strict):
 class OAuthAppPatch(Strict):
     client_id: str | None = Field(None, min_length=1, max_length=512)
     client_secret: ClientSecret | None = None
-    ms_tenant: str | None = Field(None, min_length=1, max_length=200)
+    ms_tenant: str | None = Field(None, min_length=1, max_length=200, pattern=MS_TENANT)
     client_secret_expires_at: date | None = None
 
 
