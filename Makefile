@@ -13,7 +13,7 @@ demo-mail: bootstrap
 demo-gmail: bootstrap
 	.venv/bin/python -m devservers.fake_google
 demo-outlook: bootstrap
-	.venv/bin/python -m devservers.fake_microsoft
+	.venv/bin/python -m devservers.fake_microsoft $(if $(API),--api $(API))
 
 lint: bootstrap
 	.venv/bin/ruff check .

@@ -1,12 +1,16 @@
 """The README's first hour: lines that paste as they are, answers that say what happened and what to check."""
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from pathlib import Path
 
 from chalicelib.api.schemas.mailboxes import CreateMailbox
 from chalicelib.security.ssrf import GENERIC_MESSAGE
+from chalicelib.api.schemas.mail_servers import CreateMailServer
 from devservers.__main__ import connect_lines
+from devservers.outlook_demo import connect_lines as outlook_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 _QUOTED = re.compile(r"'[^']*'|\"(?:[^\"\\\\]|\\\\.)*\"")
@@ -38,6 +42,37 @@ def test_demo_mail_prints_lines_for_the_api_it_was_given():
     assert any(line.startswith("M=$(curl -s -X POST $B/v1/mailboxes") for line in lines)
     assert "'\"'\"'" in lines[1]          # the apostrophe in the password survives the shell quoting
     CreateMailbox.model_validate(body)
+
+
+# a stand-in for curl in the shell: logs "URL<TAB>body" and answers as the API would
+_CURL_STUB = r"""curl() { local url="" data=""; while [ $# -gt 0 ]; do case "$1" in -d) data="$2"; shift;;
+  http*) url="$1";; esac; shift; done; printf '%s\t%s\n' "$url" "$data" >> "$LOG"
+  case "$url" in */v1/mail-servers) echo '{"id": "srv_1"}';;
+  */v1/mailboxes) echo '{"id": "mbx_1", "status": "pending_auth", "authorize_url": "https://ms.example/a?x=1&y=2"}';;
+  esac; }
+"""
+
+
+def test_demo_outlook_lines_paste_into_a_shell_for_the_api_it_was_given(tmp_path):
+    """`make demo-outlook` printed a curl for http://127.0.0.1:8000 only and left the mailbox call to be written
+    by hand; its lines must run as printed, for the API it was given."""
+    server = {"name": "Contoso", "type": "outlook",
+              "oauth": {"client_id": "c-1", "client_secret": "it's-a-secret", "ms_tenant": "organizations"}}
+    lines = outlook_lines("http://127.0.0.1:8020", server)
+    log = tmp_path / "calls"
+    script = _CURL_STUB + "\n".join(lines[:5]) + '\necho "M=$M U=$U"\n'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                         env={"PATH": "/usr/bin:/bin", "LOG": str(log), "KEY": "mbk_x"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "M=mbx_1 U=https://ms.example/a?x=1&y=2"
+    calls = [line.split("\t", 1) for line in log.read_text().splitlines()]
+    assert [url for url, _ in calls] == ["http://127.0.0.1:8020/v1/mail-servers", "http://127.0.0.1:8020/v1/mailboxes"]
+    assert json.loads(calls[0][1]) == server
+    CreateMailServer.model_validate(server)
+    mailbox = json.loads(calls[1][1])
+    assert mailbox["mail_server_id"] == "srv_1" and mailbox["type"] == "outlook"
+    CreateMailbox.model_validate(mailbox)
+    assert all("8000" not in line for line in lines)
 
 
 def test_readme_shell_lines_have_no_unquoted_placeholders():
