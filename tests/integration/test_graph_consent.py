@@ -1,5 +1,5 @@
 """Outlook consent through real MSAL against the fake identity platform: PKCE + form_post, the /me account
-check, admin consent, refusals. (Driven directly: the generic /v1/oauth plumbing is not on this branch.)"""
+check, admin consent, refusals, driven directly (the same through the HTTP API: test_outlook_consent_api.py)."""
 from __future__ import annotations
 
 import json
