@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import boto3
 import pytest
@@ -22,8 +18,7 @@ from infra import local_aws
 from infra.local_events import SqsPoller, failed_message_ids
 from infra.local_schedule import Schedule
 from infra.local_state import LocalState
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.local_stack_helpers import start_stack, stop_stack
 
 
 # ---------------------------------------------------------------- SQS event source mapping
@@ -144,30 +139,6 @@ def _connect_mailbox(base: str, headers: dict, dovecot, smtp_port: int, user: st
     return mailbox.json()["id"]
 
 
-def _start(data_dir: Path, port: int, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILBRIDGE_", "AWS_"))}
-    env["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-    out = log.open("w")
-    process = subprocess.Popen([sys.executable, "-m", "infra.local_stack", "--port", str(port), "--moto-port", "0",
-                                "--data-dir", str(data_dir), "--snapshot-interval", "300", *extra],
-                               cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        for line in log.read_text().splitlines():
-            if line.strip().startswith("demo API key:"):
-                requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=5).raise_for_status()
-                return process, line.split(":", 1)[1].strip()
-        time.sleep(0.3)
-    process.kill()
-    raise AssertionError("local stack did not start:\n" + log.read_text())
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0
-
-
 @pytest.fixture
 def smtp_port(dovecot):
     """SMTP on loopback accepting the Dovecot users' logins (mailbox creation verifies SMTP too)."""
@@ -194,7 +165,7 @@ def test_local_stack_syncs_through_the_worker_and_keeps_everything_across_a_rest
                    date=datetime.now(timezone.utc))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process, demo_key = _start(tmp_path / "state", port, tmp_path / "run1.log")
+    process, demo_key = start_stack(tmp_path / "state", port, tmp_path / "run1.log")
     try:
         created = requests.post(f"{base}/v1/keys", json={"name": "created before restart"},
                                 headers={"Authorization": f"Bearer {demo_key}"}, timeout=10)
@@ -209,9 +180,9 @@ def test_local_stack_syncs_through_the_worker_and_keeps_everything_across_a_rest
         subjects = [m["subject"] for m in _wait_for_messages(base, headers, mailbox_id)]
         assert subjects == ["Hello from the local stack"]
     finally:
-        _stop(process)
+        stop_stack(process)
 
-    process, demo_key_again = _start(tmp_path / "state", port, tmp_path / "run2.log")
+    process, demo_key_again = start_stack(tmp_path / "state", port, tmp_path / "run2.log")
     try:
         assert demo_key_again == demo_key
         listed = requests.get(f"{base}/v1/keys", headers={"Authorization": f"Bearer {new_key}"}, timeout=10)
@@ -226,7 +197,7 @@ def test_local_stack_syncs_through_the_worker_and_keeps_everything_across_a_rest
         check = requests.post(f"{base}/v1/mailboxes/{mailbox_id}/test", headers=headers, timeout=30)
         assert check.json()["ok"] is True, check.text   # the KMS-sealed password still decrypts
     finally:
-        _stop(process)
+        stop_stack(process)
     secrets = json.loads((tmp_path / "state" / "local-secrets.json").read_text())
     assert secrets["demo_api_key"] == demo_key
 
@@ -241,7 +212,7 @@ def test_local_stack_scheduled_syncs_go_through_the_check_function(tmp_path, dov
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "run.log"
-    process, demo_key = _start(tmp_path / "state", port, log, "--sync-interval", "2")
+    process, demo_key = start_stack(tmp_path / "state", port, log, "--sync-interval", "2")
     try:
         assert "checker <- mailbridge-local-check" in log.read_text()
         headers = {"Authorization": f"Bearer {demo_key}", "X-User-Id": "u-alice"}
@@ -258,7 +229,7 @@ def test_local_stack_scheduled_syncs_go_through_the_check_function(tmp_path, dov
         subjects = [m["subject"] for m in _wait_for_messages(base, headers, mailbox_id)]
         assert subjects == ["Found by the scheduled check"]
     finally:
-        _stop(process)
+        stop_stack(process)
 
 
 def _all_items(session) -> dict[str, list[dict]]:
@@ -336,7 +307,7 @@ def test_the_snapshot_on_the_way_out_never_compacts(tmp_path):
 def test_sigterm_stops_the_stack_promptly_and_keeps_the_last_writes(tmp_path):
     """Guards against SIGTERM waiting on in-flight work or a full snapshot (it took over a minute)."""
     port = free_port()
-    process, demo_key = _start(tmp_path / "state", port, tmp_path / "run.log")
+    process, demo_key = start_stack(tmp_path / "state", port, tmp_path / "run.log")
     try:
         created = requests.post(f"http://127.0.0.1:{port}/v1/keys", json={"name": "just before the signal"},
                                 headers={"Authorization": f"Bearer {demo_key}"}, timeout=10)
