@@ -56,7 +56,8 @@ def start(mailbox: Mailbox) -> dict[str, Any]:
     mailbox.update(actions=[Mailbox.status.set("purging"), Mailbox.purge.set(state),
                             Mailbox.secret_ciphertext.remove(), Mailbox.secret_version.add(1),
                             Mailbox.lease_owner.remove(), Mailbox.lease_expires_at.remove(),
-                            Mailbox.push_state.remove(), Mailbox.push_expires_at.remove(), Mailbox.push_key.remove(),
+                            Mailbox.push_state.remove(), Mailbox.push_expires_at.remove(),
+                            Mailbox.push_renewed_at.remove(), Mailbox.push_key.remove(),
                             Mailbox.updated_at.set(now_iso())],
                    condition=Mailbox.mailbox_id.exists())
     with MailboxShare.batch_write() as batch:

@@ -274,7 +274,8 @@ def _oauth_account_changes(mailbox: Mailbox, changes: dict[str, Any]) -> list:
     push.stop(mailbox)
     actions = [Mailbox.status.set("pending_auth"), Mailbox.status_reason.remove(),
                Mailbox.secret_ciphertext.remove(), Mailbox.secret_version.add(1), Mailbox.cursor_epoch.add(1),
-               Mailbox.push_state.remove(), Mailbox.push_expires_at.remove(), Mailbox.push_key.remove()]
+               Mailbox.push_state.remove(), Mailbox.push_expires_at.remove(), Mailbox.push_renewed_at.remove(),
+               Mailbox.push_key.remove()]
     if server_id:
         actions.append(Mailbox.mail_server_id.set(server_id))
     return actions

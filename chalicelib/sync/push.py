@@ -2,11 +2,13 @@
 
 For each active mailbox whose provider implements `PushSubscriber`:
 - no registration yet → `start_push()`;
-- registration expiring within `RENEW_WITHIN` → `renew_push(state)` (Gmail watches last 7 days and Google
-  recommends re-calling watch daily: developers.google.com/gmail/api/guides/push; Graph mail subscriptions last
-  at most 4,230 minutes: learn.microsoft.com/graph/api/resources/subscription);
+- registration made `RENEW_EVERY` ago or more, or expiring within `RENEW_WITHIN` → `renew_push(state)`: a
+  daily renewal, as Google recommends for watches, which last 7 days
+  (developers.google.com/gmail/api/guides/push, "Renewing mailbox watch"); Graph mail subscriptions last at
+  most 4,230 minutes (learn.microsoft.com/graph/api/resources/subscription), so a daily renewal keeps about
+  two days in hand and the hourly runs of the last day are retries;
 - otherwise nothing (no provider call).
-The new `PushState` is stored on the mailbox (`push_state`, `push_expires_at`); its secrets (a Graph
+The new `PushState` is stored on the mailbox (`push_state`, `push_expires_at`, `push_renewed_at`); its secrets (a Graph
 `clientState`) join the mailbox's credentials through the credential store. A failure is recorded in
 `push_error` (visible in sync status) and, when the registration is missing or will lapse within a day,
 `mailbox.push_expiring` is emitted once per expiry (stable event id). Sync still runs on the :00/:30 schedule.
@@ -25,6 +27,8 @@ from chalicelib.providers.kinds import UnknownKind, build_provider, get_kind
 from chalicelib.timeutil import now_iso, parse_iso, utcnow
 
 RENEW_WITHIN = timedelta(hours=24)
+# A little under a day, so that the hourly renewer renews once a day rather than every 25 hours.
+RENEW_EVERY = timedelta(hours=23)
 
 
 def current_state(mailbox: Mailbox) -> PushState | None:
@@ -49,7 +53,7 @@ def save_state(mailbox: Mailbox, state: PushState) -> None:
     if state.secrets:
         _store_secrets(mailbox, state.secrets)
     actions = [Mailbox.push_state.set(dict(state.resource)), Mailbox.push_expires_at.set(state.expires_at),
-               Mailbox.push_error.remove()]
+               Mailbox.push_renewed_at.set(now_iso()), Mailbox.push_error.remove()]
     if state.resource.get("push_key"):      # what a push names the mailbox by (Graph: hash of the clientState)
         actions.append(Mailbox.push_key.set(state.resource["push_key"]))
     mailbox.update(actions=actions, condition=Mailbox.mailbox_id.exists())
@@ -67,6 +71,15 @@ def _warn(mailbox: Mailbox, state: PushState | None, error: ProviderError) -> No
                                       f"{mailbox.mailbox_id}#{expires}"))
 
 
+def renewal_due(mailbox: Mailbox, state: PushState) -> bool:
+    """Renewed a day ago or more (or never recorded: registrations made before `push_renewed_at` existed), or
+    lapsing within `RENEW_WITHIN`."""
+    now = utcnow()
+    if parse_iso(state.expires_at) - now <= RENEW_WITHIN:
+        return True
+    return mailbox.push_renewed_at is None or now - parse_iso(mailbox.push_renewed_at) >= RENEW_EVERY
+
+
 def maintain(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProvider] = build_provider) -> str:
     """"n/a" | "current" | "started" | "renewed" | "failed" (never raises for a provider failure)."""
     try:
@@ -75,7 +88,7 @@ def maintain(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProv
     except UnknownKind:
         return "n/a"
     state = current_state(mailbox)
-    if state is not None and parse_iso(state.expires_at) - utcnow() > RENEW_WITHIN:
+    if state is not None and not renewal_due(mailbox, state):
         return "current"
     try:
         with provider_factory(mailbox) as provider:

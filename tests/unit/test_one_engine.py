@@ -328,7 +328,7 @@ def push_kind(monkeypatch):
     return install
 
 
-def test_the_renewer_starts_then_renews_push_and_stores_its_secret_sealed(aws, push_kind):
+def test_the_renewer_starts_then_renews_push_daily_and_stores_its_secret_sealed(aws, push_kind):
     provider = push_kind(PushingProvider())
     mailbox = make_mailbox(mailbox_type="pushkind")
     CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).save({"refresh_token": "rt"}, 0)
@@ -339,10 +339,18 @@ def test_the_renewer_starts_then_renews_push_and_stores_its_secret_sealed(aws, p
     assert CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).load().secrets == \
         {"refresh_token": "rt", "client_state": "cs-secret"}
     assert reload(imap_box).push_state is None
+    assert fresh.push_renewed_at
     assert renewer.run()["push_renewed"] == 0 and provider.calls == ["start"]   # not due: no provider call
-    Mailbox(mailbox.tenant_id, mailbox.mailbox_id).update(
-        actions=[Mailbox.push_expires_at.set(isoformat(utcnow() + timedelta(hours=5)))])
+    Mailbox(mailbox.tenant_id, mailbox.mailbox_id).update(           # 22 h later: still not due
+        actions=[Mailbox.push_renewed_at.set(isoformat(utcnow() - timedelta(hours=22)))])
+    assert renewer.run()["push_renewed"] == 0 and provider.calls == ["start"]
+    Mailbox(mailbox.tenant_id, mailbox.mailbox_id).update(           # a day later: renewed though 2 days are left
+        actions=[Mailbox.push_renewed_at.set(isoformat(utcnow() - timedelta(hours=23)))])
     assert renewer.run()["push_renewed"] == 1 and provider.calls == ["start", "renew s-1"]
+    assert renewer.run()["push_renewed"] == 0                        # renewed now: not due again today
+    Mailbox(mailbox.tenant_id, mailbox.mailbox_id).update(           # about to lapse: renewed whatever the cadence
+        actions=[Mailbox.push_expires_at.set(isoformat(utcnow() + timedelta(hours=5)))])
+    assert renewer.run()["push_renewed"] == 1 and provider.calls == ["start", "renew s-1", "renew s-1"]
 
 
 def test_a_push_that_cannot_be_renewed_shows_and_warns_once(aws, push_kind):
