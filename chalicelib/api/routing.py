@@ -172,13 +172,13 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
         def view(**path_args):
             request = bp.current_request
             request_id = (request.context or {}).get("requestId")
-            logger.append_keys(request_id=request_id, route=f"{request.method} {path}", function="api")
+            logger.thread_safe_append_keys(request_id=request_id, route=f"{request.method} {path}", function="api")
             token = None
             try:
                 principal = _authenticate(auth, request)
                 token = set_principal(principal)
                 if principal is not None:
-                    logger.append_keys(tenant_id=principal.tenant_id, user_id=principal.user_id)
+                    logger.thread_safe_append_keys(tenant_id=principal.tenant_id, user_id=principal.user_id)
                 kwargs = dict(path_args)
                 if body is not None:
                     kwargs["body"] = parse_body(request, body, max_body)
@@ -197,7 +197,7 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
             finally:
                 if token is not None:
                     reset_principal(token)
-                logger.remove_keys(["tenant_id", "user_id", "request_id", "route"])
+                logger.thread_safe_remove_keys(["tenant_id", "user_id", "request_id", "route"])
 
         bp.route(path, methods=[m.upper() for m in methods], content_types=list(accepts))(view)
         return fn

@@ -59,7 +59,7 @@ def from_provider_error(exc: ProviderError, secrets: dict[str, str]) -> Outcome:
 def check_mailbox(mailbox: Mailbox, credentials: Credentials) -> Outcome:
     """Build the mailbox's provider through its kind entry and test it. Never raises for a server-side
     failure; the returned Outcome says what happened. `mailbox` may be an unsaved item (creation)."""
-    logger.append_keys(mailbox_id=mailbox.mailbox_id, provider=mailbox.type)
+    logger.thread_safe_append_keys(mailbox_id=mailbox.mailbox_id, provider=mailbox.type)
     secrets = credentials.secrets
     try:
         with provider_for(mailbox, credentials, timeout=VERIFY_TIMEOUT_SECONDS) as provider:
@@ -73,7 +73,7 @@ def check_mailbox(mailbox: Mailbox, credentials: Credentials) -> Outcome:
         logger.exception("mailbox verification crashed", extra={"error": type(exc).__name__})
         return Outcome(False, "unreachable", GENERIC_MESSAGE, "imap.host")
     finally:
-        logger.remove_keys(["mailbox_id", "provider"])   # a warm Lambda must not carry them to the next call
+        logger.thread_safe_remove_keys(["mailbox_id", "provider"])   # a warm Lambda must not carry them to the next call
     return Outcome(True, "ok", "Logged in successfully.")
 
 

@@ -82,11 +82,11 @@ def job_of(record, kind: str) -> Iterator[SyncJob | None]:
         logger.error(f"discarding a malformed {kind} job", extra={"message_id": record.message_id})
         yield None
         return
-    logger.append_keys(tenant_id=job.tenant_id, mailbox_id=job.mailbox_id, reason=job.reason)
+    logger.thread_safe_append_keys(tenant_id=job.tenant_id, mailbox_id=job.mailbox_id, reason=job.reason)
     try:
         yield job
     finally:
-        logger.remove_keys(["tenant_id", "mailbox_id", "reason", "provider"])
+        logger.thread_safe_remove_keys(["tenant_id", "mailbox_id", "reason", "provider"])
 
 
 def _queue_url() -> str:

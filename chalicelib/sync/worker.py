@@ -142,7 +142,7 @@ class Worker:
             return "coalesced"
         held, mailbox = acquired
         reuse = checked is not None and _same_account(checked.mailbox, mailbox)
-        logger.append_keys(provider=mailbox.type)
+        logger.thread_safe_append_keys(provider=mailbox.type)
         info = errors.RecordInfo(record.receipt_handle, int(record.attributes.approximate_receive_count or 1))
         remaining = _remaining_seconds(self.context)
         deadline = self.clock() + remaining - safety_margin(remaining)

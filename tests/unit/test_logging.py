@@ -2,6 +2,8 @@
 import io
 import json
 import logging
+import threading
+from contextlib import contextmanager
 
 from chalicelib.logs import REDACTED, logger, scrub
 
@@ -17,7 +19,8 @@ def test_scrub_nested_secret_keys_and_values():
     assert "Bearer abc" not in cleaned["message"]
 
 
-def test_logger_output_is_structured_and_scrubbed():
+@contextmanager
+def captured():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logger.registered_formatter)
@@ -25,12 +28,44 @@ def test_logger_output_is_structured_and_scrubbed():
     old_level = logger.log_level
     logger.setLevel("INFO")
     try:
-        logger.append_keys(tenant_id="tnt_1")
-        logger.info("connecting", extra={"password": "pw-123", "host": "imap.example"})
+        yield stream
     finally:
         logger.removeHandler(handler)
-        logger.remove_keys(["tenant_id"])
         logger.setLevel(old_level)
+
+
+def test_logger_output_is_structured_and_scrubbed():
+    with captured() as stream:
+        logger.thread_safe_append_keys(tenant_id="tnt_1")
+        try:
+            logger.info("connecting", extra={"password": "pw-123", "host": "imap.example"})
+        finally:
+            logger.thread_safe_remove_keys(["tenant_id"])
     line = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert line["tenant_id"] == "tnt_1" and line["host"] == "imap.example"
     assert line["password"] == REDACTED and "pw-123" not in stream.getvalue()
+
+
+def test_keys_bound_in_one_thread_never_label_another_threads_lines():
+    """The local stack runs the worker and the checker as threads of one process."""
+    bound, go = threading.Barrier(2), threading.Event()
+
+    def job(mailbox_id: str) -> None:
+        logger.thread_safe_append_keys(mailbox_id=mailbox_id)
+        try:
+            bound.wait(5)           # both threads have bound their key before either logs
+            go.wait(5)
+            logger.info("job line", extra={"job": mailbox_id})
+        finally:
+            logger.thread_safe_remove_keys(["mailbox_id"])
+
+    with captured() as stream:
+        threads = [threading.Thread(target=job, args=(name,)) for name in ("mbx_a", "mbx_b")]
+        for thread in threads:
+            thread.start()
+        go.set()
+        for thread in threads:
+            thread.join(10)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if '"job line"' in line]
+    assert sorted(line["job"] for line in lines) == ["mbx_a", "mbx_b"]
+    assert all(line["mailbox_id"] == line["job"] for line in lines)
