@@ -3,7 +3,8 @@
 Bind `tenant_id`, `mailbox_id`, `provider`, `request_id` with `logger.thread_safe_append_keys(...)` (per thread:
 the local stack runs the API, scheduler and worker as threads of one process, and a Lambda runs one event at a
 time, so keys bound for one job never label another's lines). Values under keys that name a secret (password,
-token, secret, authorization, key material) and anything that looks like an API key or bearer token are replaced by "[redacted]" — "never include accessToken here" is enforced, not hoped for.
+token, secret, authorization, key material) and anything that looks like an API key or bearer token are replaced
+by "[redacted]" — "never include accessToken here" is enforced, not hoped for.
 """
 from __future__ import annotations
 

@@ -73,7 +73,8 @@ def check_mailbox(mailbox: Mailbox, credentials: Credentials) -> Outcome:
         logger.exception("mailbox verification crashed", extra={"error": type(exc).__name__})
         return Outcome(False, "unreachable", GENERIC_MESSAGE, "imap.host")
     finally:
-        logger.thread_safe_remove_keys(["mailbox_id", "provider"])   # a warm Lambda must not carry them to the next call
+        # a warm Lambda must not carry them to the next call
+        logger.thread_safe_remove_keys(["mailbox_id", "provider"])
     return Outcome(True, "ok", "Logged in successfully.")
 
 
