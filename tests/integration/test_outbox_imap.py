@@ -112,6 +112,9 @@ def test_signature_follows_the_mailbox_settings(api, world, smtp):
     ("to.0", {"to": ["Jan\r\nBcc: victim@evil.example <jan@customer.example>"], "text": "x"}),
     ("to.0", {"to": ["jan@customer.example <mallory@evil.example>"], "text": "x"}),
     ("to.0.name", {"to": [{"email": "jan@customer.example", "name": "Jan\nBcc: v@evil.example"}], "text": "x"}),
+    ("to.0.email", {"to": ["jan\x01@customer.example"], "text": "x"}),               # a control in the envelope
+    ("cc.0.email", {"to": ["jan@customer.example"], "cc": [{"email": "jaň@customer.example"}], "text": "x"}),
+    ("bcc.0.email", {"bcc": ["jan..novak@customer.example"], "text": "x"}),          # not a dot-atom
     ("attachments.0.filename", {"to": ["jan@customer.example"], "text": "x",
                                 "attachments": [{"filename": "a\r\n.pdf", "content_base64": "eA=="}]}),
     ("text", {"to": ["jan@customer.example"], "subject": "empty"}),
