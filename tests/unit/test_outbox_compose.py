@@ -52,6 +52,22 @@ def test_reply_all_threads_and_keeps_bcc_out_of_the_headers():
     assert composed.thread.in_reply_to == "m3@x.example"
 
 
+def test_reply_all_leaves_out_hostile_addresses_of_the_original():
+    """Guards against an inbound message's addresses reaching the reply's headers and SMTP envelope unchecked:
+    a control character, a non-ASCII local part (sent as an encoded word) or a name with a vertical tab."""
+    hostile = original(sender=compose.Recipient("jan\x01@x.example", "Jan"), reply_to=(),
+                       to=(compose.Recipient("eva@x.example", "Eva\x0bSmith"), compose.Recipient("jiří@x.example")),
+                       cc=(compose.Recipient("a..b@x.example"), compose.Recipient("petr@x.example")))
+    composed = compose.compose(SENDER, compose.Draft("reply_all", text="OK"), hostile)
+    head = composed.raw.split(b"\r\n\r\n", 1)[0]
+    assert not any(byte < 32 and byte not in (9, 10, 13) for byte in head)
+    assert composed.recipients == ("eva@x.example", "petr@x.example")
+    mail = message_from_bytes(composed.raw, policy=policy.default)
+    assert mail["To"] == "Eva Smith <eva@x.example>" and mail["Cc"] == "petr@x.example"
+    only_hostile = original(sender=compose.Recipient("jan\x01@x.example"), reply_to=(), to=(), cc=())
+    assert compose.compose(SENDER, compose.Draft("reply", text="OK"), only_hostile).recipients == ()
+
+
 def test_long_reference_chains_keep_the_first_and_the_latest():
     chain = tuple(f"r{i}@x.example" for i in range(40))
     composed = compose.compose(SENDER, compose.Draft("reply", text="x"), original(references=chain))
