@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error("give the webhook's signing secret: --secret whsec_… (or $MAILBRIDGE_WEBHOOK_SECRET)")
-    receiver = WebhookReceiver(args.secret, args.port).start()
+    try:
+        receiver = WebhookReceiver(args.secret, args.port).start()
+    except OSError as exc:
+        print(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror} (another receiver still running? --port)",
+              file=sys.stderr)
+        return 1
     print(f"webhook receiver on http://127.0.0.1:{receiver.port}/ (any path); verifying with the secret given. "
           "Ctrl-C stops it.", flush=True)
     try:
