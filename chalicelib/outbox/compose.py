@@ -219,6 +219,12 @@ def _html_body(draft: Draft, signature_html: str | None, original: Original | No
     return "\n".join(parts)
 
 
+def html_is_blank(html: str) -> bool:
+    """True when `html`, sanitized as it would be sent, shows a reader nothing: no text and no image."""
+    sanitized = sanitize_html(html)
+    return not html_to_text(sanitized).strip() and "<img" not in sanitized
+
+
 def _wants_signature(draft: Draft, sender: Sender) -> bool:
     return bool(sender.signature_html) and (draft.mode == "new" or sender.signature_on_replies)
 

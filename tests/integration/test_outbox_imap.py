@@ -154,6 +154,7 @@ def test_append_sent_off_leaves_the_sent_folder_to_the_server(api, world, smtp, 
     ("attachments.0.filename", {"to": ["jan@customer.example"], "text": "x",
                                 "attachments": [{"filename": "a\r\n.pdf", "content_base64": "eA=="}]}),
     ("text", {"to": ["jan@customer.example"], "subject": "empty"}),
+    ("text", {"to": ["jan@customer.example"], "text": "  ", "html": "<script>x()</script><p></p>"}),
     ("in_reply_to", {"mode": "reply", "text": "x"}),
     ("to", {"to": [f"r{i}@customer.example" for i in range(101)], "text": "x"}),
 ])

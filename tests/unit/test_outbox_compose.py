@@ -105,6 +105,16 @@ def test_signature_text_rendering_keeps_links_images_and_structure():
                                   "1. one\n2. two\n[Logo]\n\n  kept   spaces")
 
 
+def test_bodies_are_kept_as_written_and_blank_ones_are_nothing_to_send():
+    """Guards a body losing its first line's indentation to the API's whitespace stripping, and a message whose
+    only content is blank text or HTML that sanitizes to nothing being accepted as not empty."""
+    assert SendRequest(to=["a@x.example"], text="    code\n").text == "    code\n"
+    for body in ({"text": " \n\t"}, {"html": "<script>alert(1)</script><p> </p>"}, {"text": " ", "html": "<br>"}):
+        assert [p["field"] for p in SendRequest(to=["a@x.example"], **body).problems()] == ["text"], body
+    for body in ({"html": '<img src="https://acme.example/chart.png">'}, {"html": "<p>Hi</p>"}, {"text": "."}):
+        assert SendRequest(to=["a@x.example"], **body).problems() == [], body
+
+
 def test_attachments_over_the_limit_answer_413(api, tenant, aws):
     mailbox = make_mailbox(tenant["id"])
     big = base64.b64encode(b"x" * (service.MAX_ATTACHMENT_BYTES + 1)).decode()
