@@ -1,5 +1,5 @@
 # mailbridge — the two commands: `make run` (local stack) and `make test` (whole suite).
-.PHONY: bootstrap run demo-mail demo-gmail demo-outlook lint test test-fast package bench clean
+.PHONY: bootstrap run demo-mail demo-webhook demo-gmail demo-outlook lint test test-fast package bench clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -9,6 +9,9 @@ run: bootstrap
 
 demo-mail: bootstrap
 	.venv/bin/python -m devservers $(if $(API),--api $(API))
+
+demo-webhook: bootstrap
+	.venv/bin/python -m devservers.webhook_receiver $(if $(PORT),--port $(PORT)) $(if $(SECRET),--secret $(SECRET))
 
 demo-gmail: bootstrap
 	.venv/bin/python -m devservers.fake_google

@@ -3,9 +3,11 @@
 Starts both servers on loopback, creates one account with a few messages dated today (one in Sent, one
 with an attachment, one tagged `#1234#`), prints the curl lines that connect it with `POST /v1/mailboxes` and
 watch it sync, for the API at `--api` (default `$MAILBRIDGE_API_URL`, else http://127.0.0.1:8000, the port
-`make run` uses unless given `--port`), and keeps running until Ctrl-C. On exit it compares the account with
-the snapshot taken after seeding and says whether mailbridge left it byte-for-byte and flag-for-flag
-unchanged.
+`make run` uses unless given `--port`), and keeps running until Ctrl-C. Every message the SMTP server
+receives is shown as it arrives (envelope, Subject and the threading headers In-Reply-To/References, RFC 5322
+§3.6.4), so a reply sent from the CRM can be checked at the server. On exit it compares the account with
+the snapshot taken after seeding, says whether mailbridge left it byte-for-byte and flag-for-flag
+unchanged, and lists what was added (a sent message's copy in Sent).
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import sys
 import threading
 import urllib.request
 from datetime import datetime, timezone
+from email import policy
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,6 +43,30 @@ def _seed(server: DovecotServer, user: str) -> None:
     server.append(user, "Sent", make_message(subject="Re: Poptávka #1234#", from_=f"{user}@example.com",
                                              to="Jan Novák <jan@acme.example>", body="Thank you, offer attached.\n"),
                   flags=["\\Seen"], date=now)
+
+
+def _headers(raw: bytes):
+    return BytesHeaderParser(policy=policy.default).parsebytes(raw)
+
+
+def received_lines(envelope: tuple[str, list[str], bytes]) -> list[str]:
+    """What the demo prints for one message the SMTP server accepted."""
+    mail_from, rcpt_tos, raw = envelope
+    headers = _headers(raw)
+    lines = [f"SMTP received: {headers.get('Subject', '')!s}  (MAIL FROM {mail_from} -> RCPT TO {', '.join(rcpt_tos)})"]
+    for name in ("Message-ID", "In-Reply-To", "References"):
+        if headers.get(name):
+            lines.append(f"    {name}: {headers[name]!s}")
+    return lines
+
+
+def added_lines(before: dict, after: dict) -> list[str]:
+    """One line per message in `after` that was not in `before` (folder → {uid: (flags, raw)})."""
+    lines = []
+    for folder, messages in after.items():
+        for uid in sorted(set(messages) - set(before.get(folder, {}))):
+            lines.append(f"  added to {folder}: {_headers(messages[uid][1]).get('Subject', '')!s} (uid {uid})")
+    return lines
 
 
 def _api_answers(api: str) -> bool:
@@ -94,14 +122,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {line}")
         print(f"  or watch it in the console: {api}/console (sign in with the same key)")
         print("Stop with Ctrl-C; the account is then compared with its state before mailbridge saw it.", flush=True)
+        shown = 0
         try:
             while not stop.wait(0.5):  # a short wait keeps the main thread responsive to Ctrl-C
-                pass
+                for envelope in smtp.envelopes[shown:]:
+                    print("\n".join(received_lines(envelope)), flush=True)
+                    shown += 1
         except KeyboardInterrupt:
             pass
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the comparison short
-        unchanged = server.snapshot(user) == before
+        after = server.snapshot(user)
+        unchanged = after == before
         print(f"server mailbox byte-for-byte and flag-for-flag unchanged: {'yes' if unchanged else 'NO'}")
+        for line in added_lines(before, after):
+            print(line)
         return 0 if unchanged else 1
 
 

@@ -1,7 +1,8 @@
 """Event emission: store the event, then enqueue it for the notifier (webhooks, user notifications).
 
 Types: message.created, message.paired, signal.created, record.created, mailbox.status_changed,
-mailbox.credentials_expiring; internal (drives a background job, not for tenant webhooks): directory.changed.
+mailbox.push_expiring, mailbox.credentials_expiring, outbox.sent, outbox.failed (`webhook_config.EVENT_TYPES`,
+what tenants subscribe to); internal (drives a background job, not for tenant webhooks): directory.changed.
 The stored item is the source of truth; the queue message only carries its
 key, so a lost enqueue is recoverable and a duplicate delivery is detectable by `event_id`.
 """

@@ -9,6 +9,8 @@
 - `TIMEOUT_SECONDS` caps connect + response (urllib3 `Timeout(total=...)`); redirects are not followed
   (a 3xx is a failed attempt); urllib3's own retries are off (the delivery schedule retries).
 - The receiver's body is never read or stored: the outcome keeps the status code and a short status line.
+- urllib3 2.x derives `NewConnectionError` (refused, unreachable, DNS) from `ConnectTimeoutError`, so it is
+  told apart first: a receiver that is down reads "connection failed" in the delivery log, not "timeout".
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, SSLError, TimeoutError as Urllib3Timeout
+from urllib3.exceptions import HTTPError, NewConnectionError, SSLError, TimeoutError as Urllib3Timeout
 
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
@@ -112,13 +114,15 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float | Non
             reason = _PRINTABLE.sub("", str(response.reason or ""))[:60]
         finally:
             response.release_conn()
+    except NewConnectionError:
+        return Outcome(False, None, "connection failed")
     except Urllib3Timeout:
         return Outcome(False, None, "timeout")
     except SSLError:
         return Outcome(False, None, "TLS error")
     except HTTPError as exc:
         cause = getattr(exc, "reason", None)
-        if isinstance(cause, Urllib3Timeout):
+        if isinstance(cause, Urllib3Timeout) and not isinstance(cause, NewConnectionError):
             return Outcome(False, None, "timeout")
         return Outcome(False, None, "connection failed")
     finally:

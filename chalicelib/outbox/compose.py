@@ -2,7 +2,8 @@
 
 - Policy: `email.policy.SMTP` (CRLF line ends) with `cte_type="7bit"`, so non-ASCII bodies are quoted-printable
   or base64 and the message needs no 8BITMIME; header values are RFC 2047 encoded words. The email package
-  itself refuses CR/LF in a header value; the API refuses them earlier with a field name (`validation.py`).
+  itself refuses CR/LF in a header value; the API refuses them earlier with a field name
+  (`api/schemas/outbox.py`), and reply recipients taken from the original are filtered (`_deliverable`).
 - `Message-ID` is fresh (`email.utils.make_msgid` with the sender's domain, RFC 5322 §3.6.4); `Date` is now.
 - Replies: `In-Reply-To` = the original's Message-ID; `References` = the original's References (or its
   In-Reply-To) followed by its Message-ID (RFC 5322 §3.6.4), trimmed to the first and the last 19 ids when
@@ -27,6 +28,7 @@ from email.utils import format_datetime, make_msgid
 
 from chalicelib.outbox.html_text import html_to_text
 from chalicelib.providers.base import ThreadHint
+from chalicelib.security.addresses import header_safe_name, is_plain_address
 from chalicelib.security.sanitize import sanitize_html
 
 POLICY = policy.SMTP.clone(cte_type="7bit")
@@ -116,22 +118,29 @@ def prefixed_subject(mode: str, subject: str | None) -> str:
     return subject
 
 
+def _deliverable(recipients) -> tuple[Recipient, ...]:
+    """Addresses taken from a stored message are whatever an inbound message said: only plain addr-specs are
+    kept and display names lose control characters (`security.addresses`), so nothing reaches a header or
+    the SMTP envelope that the API would refuse as input."""
+    return tuple(Recipient(r.email, header_safe_name(r.name)) for r in recipients if is_plain_address(r.email))
+
+
 def reply_recipients(mode: str, original: Original, own_email: str) -> tuple[tuple[Recipient, ...],
                                                                             tuple[Recipient, ...]]:
     """(to, cc) of a reply: Reply-To, else From (RFC 5322 §3.6.3); reply_all adds the original's To and Cc,
     without the mailbox's own address and without duplicates. A reply to one's own sent message goes to its
-    To recipients."""
+    To recipients. Addresses that are not plain addr-specs are left out (`_deliverable`)."""
     own = own_email.lower()
-    primary = original.reply_to or ((original.sender,) if original.sender else ())
+    primary = _deliverable(original.reply_to or ((original.sender,) if original.sender else ()))
     if all(r.email.lower() == own for r in primary):
-        primary = original.to
+        primary = _deliverable(original.to)
     to = _unique(primary, exclude={own})
     cc: tuple[Recipient, ...] = ()
     if mode == "reply_all":
         seen = {r.email.lower() for r in to} | {own}
-        to = to + _unique(original.to, exclude=seen)
+        to = to + _unique(_deliverable(original.to), exclude=seen)
         seen |= {r.email.lower() for r in to}
-        cc = _unique(original.cc, exclude=seen)
+        cc = _unique(_deliverable(original.cc), exclude=seen)
     return to, cc
 
 
@@ -208,6 +217,12 @@ def _html_body(draft: Draft, signature_html: str | None, original: Original | No
             head = "<br>\n".join(html_lib.escape(line) for line in _forward_header_lines(original))
             parts.append(f"<div>{head}</div><br>\n{original_html}")
     return "\n".join(parts)
+
+
+def html_is_blank(html: str) -> bool:
+    """True when `html`, sanitized as it would be sent, shows a reader nothing: no text and no image."""
+    sanitized = sanitize_html(html)
+    return not html_to_text(sanitized).strip() and "<img" not in sanitized
 
 
 def _wants_signature(draft: Draft, sender: Sender) -> bool:

@@ -1,7 +1,8 @@
 """Guards sending through the outbox against a real SMTP server (aiosmtpd) and a real Dovecot: replies that
 do not thread at the server, signatures ignoring the mailbox settings, header injection reaching SMTP, a
-retried request sending twice, scheduled mail sent early or after a cancel, provider failures lost, and the
-sent copy missing from Sent, stored twice by the next sync, or left unpaired."""
+retried request sending twice, scheduled mail sent early or after a cancel, provider failures lost, the
+sent copy missing from Sent (or filed there although `append_sent` is off), stored twice by the next sync, or
+left unpaired, and forwards without the original's attachments."""
 from __future__ import annotations
 
 import time
@@ -107,14 +108,53 @@ def test_signature_follows_the_mailbox_settings(api, world, smtp):
     assert "<script" not in html and "x()" not in html
 
 
+def test_forward_keeps_the_stored_originals_attachments_and_is_signed_per_setting(api, world, smtp, dovecot):
+    """Guards a forward through the API that drops the original's attachment (read back from its stored raw
+    object) or ignores `signature_on_replies` for forwards."""
+    dovecot.append(world["user"], "INBOX", make_message(
+        subject="Price list", from_="Eva <eva@supplier.example>", to=world["email"], message_id="<prices@x.example>",
+        attachments=[("prices.csv", "text/csv", b"item,price\nA,10\n")]))
+    sync(world["mailbox_id"], world["tenant"]["id"])
+    [prices] = [m for m in stored_in(world["mailbox_id"], "inbox") if m.subject == "Price list"]
+    body = {"mode": "forward", "in_reply_to": prices.message_id, "to": ["jan@customer.example"], "text": "FYI"}
+    assert send(api, world, body).status == 202
+    api("PATCH", f"/v1/mailboxes/{world['mailbox_id']}", key=world["tenant"]["key"],
+        json_body={"signature_on_replies": False})
+    assert send(api, world, {**body, "text": "Again, unsigned"}).status == 202
+    assert run_outbox_jobs(world["aws"]["events_queue_url"]) == ["sent", "sent"]
+    signed, unsigned = received(smtp)
+    for mail in (signed, unsigned):
+        assert mail["Subject"] == "Fwd: Price list" and mail["In-Reply-To"] is None
+        [part] = list(mail.iter_attachments())
+        assert part.get_filename() == "prices.csv" and part.get_content().replace("\r\n", "\n") == "item,price\nA,10\n"
+        assert "From: Eva <eva@supplier.example>" in plain(mail)
+    assert "\n-- \nJana Nováková" in plain(signed) and "Jana" not in plain(unsigned)
+
+
+def test_append_sent_off_leaves_the_sent_folder_to_the_server(api, world, smtp, dovecot):
+    """Guards `append_sent: false` (servers that file sent mail themselves): a second copy in Sent."""
+    patched = api("PATCH", f"/v1/mailboxes/{world['mailbox_id']}", key=world["tenant"]["key"],
+                  json_body={"append_sent": False})
+    assert patched.status == 200 and patched.json["append_sent"] is False
+    assert send(api, world, {"to": ["jan@customer.example"], "subject": "No copy", "text": "x"}).status == 202
+    assert run_outbox_jobs(world["aws"]["events_queue_url"]) == ["sent"]
+    assert len(smtp.envelopes) == 1 and sent_folder(dovecot, world["user"]) == []
+    [copy] = stored_in(world["mailbox_id"], "sent")                   # still stored and paired at once
+    assert copy.direction == "outbound" and copy.subject == "No copy"
+
+
 @pytest.mark.parametrize("field,body", [
     ("subject", {"to": ["jan@customer.example"], "subject": "Hi\r\nBcc: victim@evil.example", "text": "x"}),
     ("to.0", {"to": ["Jan\r\nBcc: victim@evil.example <jan@customer.example>"], "text": "x"}),
     ("to.0", {"to": ["jan@customer.example <mallory@evil.example>"], "text": "x"}),
     ("to.0.name", {"to": [{"email": "jan@customer.example", "name": "Jan\nBcc: v@evil.example"}], "text": "x"}),
+    ("to.0.email", {"to": ["jan\x01@customer.example"], "text": "x"}),               # a control in the envelope
+    ("cc.0.email", {"to": ["jan@customer.example"], "cc": [{"email": "jaň@customer.example"}], "text": "x"}),
+    ("bcc.0.email", {"bcc": ["jan..novak@customer.example"], "text": "x"}),          # not a dot-atom
     ("attachments.0.filename", {"to": ["jan@customer.example"], "text": "x",
                                 "attachments": [{"filename": "a\r\n.pdf", "content_base64": "eA=="}]}),
     ("text", {"to": ["jan@customer.example"], "subject": "empty"}),
+    ("text", {"to": ["jan@customer.example"], "text": "  ", "html": "<script>x()</script><p></p>"}),
     ("in_reply_to", {"mode": "reply", "text": "x"}),
     ("to", {"to": [f"r{i}@customer.example" for i in range(101)], "text": "x"}),
 ])

@@ -52,6 +52,22 @@ def test_reply_all_threads_and_keeps_bcc_out_of_the_headers():
     assert composed.thread.in_reply_to == "m3@x.example"
 
 
+def test_reply_all_leaves_out_hostile_addresses_of_the_original():
+    """Guards against an inbound message's addresses reaching the reply's headers and SMTP envelope unchecked:
+    a control character, a non-ASCII local part (sent as an encoded word) or a name with a vertical tab."""
+    hostile = original(sender=compose.Recipient("jan\x01@x.example", "Jan"), reply_to=(),
+                       to=(compose.Recipient("eva@x.example", "Eva\x0bSmith"), compose.Recipient("jiří@x.example")),
+                       cc=(compose.Recipient("a..b@x.example"), compose.Recipient("petr@x.example")))
+    composed = compose.compose(SENDER, compose.Draft("reply_all", text="OK"), hostile)
+    head = composed.raw.split(b"\r\n\r\n", 1)[0]
+    assert not any(byte < 32 and byte not in (9, 10, 13) for byte in head)
+    assert composed.recipients == ("eva@x.example", "petr@x.example")
+    mail = message_from_bytes(composed.raw, policy=policy.default)
+    assert mail["To"] == "Eva Smith <eva@x.example>" and mail["Cc"] == "petr@x.example"
+    only_hostile = original(sender=compose.Recipient("jan\x01@x.example"), reply_to=(), to=(), cc=())
+    assert compose.compose(SENDER, compose.Draft("reply", text="OK"), only_hostile).recipients == ()
+
+
 def test_long_reference_chains_keep_the_first_and_the_latest():
     chain = tuple(f"r{i}@x.example" for i in range(40))
     composed = compose.compose(SENDER, compose.Draft("reply", text="x"), original(references=chain))
@@ -87,6 +103,16 @@ def test_signature_text_rendering_keeps_links_images_and_structure():
                          '<img src="https://acme.example/l.png" alt="Logo"><pre>  kept   spaces</pre>')
     assert html_to_text(html) == ("Jana & team\n\nour site <https://acme.example/x> | j@acme.example\n\n"
                                   "1. one\n2. two\n[Logo]\n\n  kept   spaces")
+
+
+def test_bodies_are_kept_as_written_and_blank_ones_are_nothing_to_send():
+    """Guards a body losing its first line's indentation to the API's whitespace stripping, and a message whose
+    only content is blank text or HTML that sanitizes to nothing being accepted as not empty."""
+    assert SendRequest(to=["a@x.example"], text="    code\n").text == "    code\n"
+    for body in ({"text": " \n\t"}, {"html": "<script>alert(1)</script><p> </p>"}, {"text": " ", "html": "<br>"}):
+        assert [p["field"] for p in SendRequest(to=["a@x.example"], **body).problems()] == ["text"], body
+    for body in ({"html": '<img src="https://acme.example/chart.png">'}, {"html": "<p>Hi</p>"}, {"text": "."}):
+        assert SendRequest(to=["a@x.example"], **body).problems() == [], body
 
 
 def test_attachments_over_the_limit_answer_413(api, tenant, aws):

@@ -1,16 +1,24 @@
 """The README's first hour: lines that paste as they are, answers that say what happened and what to check."""
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from chalicelib.api.schemas.mailboxes import CreateMailbox
+from chalicelib.notify import signing
 from chalicelib.security.ssrf import GENERIC_MESSAGE
 from chalicelib.api.schemas.mail_servers import CreateMailServer
-from devservers.__main__ import connect_lines
+from devservers.__main__ import added_lines, connect_lines, received_lines
 from devservers.outlook_demo import connect_lines as outlook_lines
+from devservers.webhook_receiver import WebhookReceiver, verify_webhook
+from tests.mailfactory import make_message
+from tests.webhook_helpers import documented_verify
 
 ROOT = Path(__file__).resolve().parents[2]
 _QUOTED = re.compile(r"'[^']*'|\"(?:[^\"\\\\]|\\\\.)*\"")
@@ -85,3 +93,45 @@ def test_readme_shell_lines_have_no_unquoted_placeholders():
             if "curl" in code and re.search(r"<[^>\s]*>?", _QUOTED.sub("", code)):
                 offenders.append(line)
     assert offenders == []
+
+
+def test_demo_mail_shows_what_smtp_received_with_its_threading_headers():
+    """The walk could not show that a reply from the CRM is threaded at the server: the demo printed nothing."""
+    raw = make_message(subject="Re: Offer", message_id="<r-1@example.com>", in_reply_to="<offer-1@acme.example>",
+                       references=["<offer-1@acme.example>"])
+    lines = received_lines(("demo@example.com", ["jan@acme.example"], raw))
+    assert lines[0].startswith("SMTP received: Re: Offer") and "RCPT TO jan@acme.example" in lines[0]
+    assert "    In-Reply-To: <offer-1@acme.example>" in lines and "    References: <offer-1@acme.example>" in lines
+    before = {"INBOX": {1: ((), raw)}, "Sent": {}}
+    after = {"INBOX": {1: ((), raw)}, "Sent": {7: (("\\Seen",), raw)}}
+    assert added_lines(before, after) == ["  added to Sent: Re: Offer (uid 7)"]
+
+
+def _post(port: int, headers: dict, body: bytes) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/hooks", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_demo_webhook_receiver_verifies_like_the_documented_recipe():
+    """The walk's receiver must accept exactly what the docs' recipe accepts, and note a repeated event id."""
+    secret, body = "whsec_demo", b'{"id":"evt_1","type":"outbox.sent","created_at":"2026-12-01T00:00:00Z","data":{}}'
+    documented = documented_verify()
+    now = int(time.time())
+    cases = [(secret, now, body), (secret, now - 301, body), ("whsec_other", now, body), (secret, now, body + b" ")]
+    for signer, stamp, sent in cases:
+        headers = signing.signed_headers(signer, "evt_1", stamp, body)
+        assert verify_webhook(secret, headers, sent) == documented(secret, headers, sent)
+    out = io.StringIO()
+    receiver = WebhookReceiver(secret, out=out).start()
+    try:
+        good = signing.signed_headers(secret, "evt_1", now, body)
+        assert _post(receiver.port, good, body) == 204
+        assert _post(receiver.port, signing.signed_headers("whsec_other", "evt_1", now, body), body) == 401
+        assert _post(receiver.port, good, body) == 204
+    finally:
+        receiver.stop()
+    assert receiver.seen == ["evt_1"] and "already had it" in out.getvalue() and "INVALID" in out.getvalue()

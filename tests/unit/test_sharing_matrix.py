@@ -4,8 +4,12 @@ called on fresh state — of a personal mailbox, and of a shared (corporate) one
 is managed by the tenant admin — and must answer the documented outcome (docs/api.md "Access levels"): no access → 404,
 visible but below the route's level → 403 `insufficient-access` with nothing changed, else success.
 
-Extension point: a new route that acts on a mailbox, message or outbox item is one more `Case` in `CASES`
-with the level it needs. Sending answers 404 (not 403) below read_write (`below=404`, docs/api.md).
+Extension point: a new route that acts on a mailbox, message, conversation or outbox item is one more `Case`
+in `CASES` with the level it needs. Sending answers 404 (not 403) below read_write (`below=404`, docs/api.md).
+
+The tenant's pairing and settings routes (rules, pairing settings, directory records) act for the tenant:
+the admin changes them, every user gets 403 `forbidden` and changes nothing; a user's notification settings
+are theirs alone (another user's answer 404). `TENANT_CASES` walks those for the same actors.
 """
 from __future__ import annotations
 
@@ -63,6 +67,11 @@ CASES = [
     Case("mark private", "PUT", "/v1/messages/{message}/privacy", "read_write", 200, {"private": True},
          on="message"),
     Case("search a mailbox", "GET", "/v1/messages/search?q=info&mailbox_id={mailbox}", "read", 200),
+    # conversations
+    Case("list conversations", "GET", "/v1/threads?mailbox_id={mailbox}", "read", 200),
+    Case("conversation", "GET", "/v1/threads/{thread}", "read", 200, on="message"),
+    Case("mark conversation private", "PUT", "/v1/threads/{thread}/privacy", "read_write", 200, {"private": True},
+         on="message"),
     # pairing
     Case("pair by hand", "POST", "/v1/messages/{message}/links", "read_write", 201, {"type": "project", "id": "pr-2"},
          on="message"),
@@ -149,7 +158,7 @@ def state(world) -> tuple:
 
 def call(api, world, case: Case, user: str | None):
     path = case.path.format(mailbox=world["mailbox"].mailbox_id, message=world["message"].message_id,
-                            signal=world["signal"], outbox=world["outbox"])
+                            signal=world["signal"], outbox=world["outbox"], thread=world["message"].conversation_id)
     headers = {"Accept": case.accept} if case.accept else None
     return api(case.method, path, key=world["tenant"]["key"], user=user, json_body=case.body, headers=headers)
 
@@ -187,10 +196,10 @@ def test_matrix_covers_every_mailbox_and_message_route():
     covered = {(c.method, c.path.split("?")[0]) for c in CASES}
     placeholders = {"{mailbox_id}": "{mailbox}", "{message_id}": "{message}", "{signal_id}": "{signal}",
                     "{record_type}/{entity_id}": "project/pr-1", "{index}": "0", "{user_id}": "u-new",
-                    "{outbox_id}": "{outbox}"}
+                    "{outbox_id}": "{outbox}", "{thread_id}": "{thread}"}
     missing = set()
     for op in OPERATIONS:
-        if not op.path.startswith(("/v1/mailboxes/{", "/v1/messages/", "/v1/signals/", "/v1/outbox/")):
+        if not op.path.startswith(("/v1/mailboxes/{", "/v1/messages/", "/v1/signals/", "/v1/outbox/", "/v1/threads/")):
             continue
         path = op.path
         for old, new in placeholders.items():
@@ -198,3 +207,64 @@ def test_matrix_covers_every_mailbox_and_message_route():
         if (op.method, path) not in covered and (op.method, path.replace("u-new", "u-reader")) not in covered:
             missing.add((op.method, op.path))
     assert missing == set()
+
+
+@dataclass(frozen=True)
+class TenantCase:
+    name: str
+    method: str
+    path: str          # {mailbox} and {user} (the caller, or u-owner for the admin) are filled in
+    ok: int
+    body: dict | None = None
+    user_scoped: bool = False   # a user reaches their own (ok) and no one else's (404); else tenant-only (403)
+
+
+TENANT_CASES = [
+    TenantCase("list rules", "GET", "/v1/rules", 200),
+    TenantCase("add a mailbox rule", "POST", "/v1/rules", 201,
+               {"name": "stop", "mailbox_id": "{mailbox}", "actions": [{"type": "stop"}]}),
+    TenantCase("pairing settings", "GET", "/v1/pairing/settings", 200),
+    TenantCase("change pairing settings", "PUT", "/v1/pairing/settings", 200, {"domain_match": False}),
+    TenantCase("put a directory record", "PUT", "/v1/directory/company/c-9", 200, {"name": "New"}),
+    TenantCase("own notification settings", "GET", "/v1/users/{user}/notification-settings", 200, user_scoped=True),
+    TenantCase("change own notification settings", "PUT", "/v1/users/{user}/notification-settings", 200,
+               {"channels": {"new_mail": "off"}}, user_scoped=True),
+    TenantCase("another user's notification settings", "PUT", "/v1/users/u-other/notification-settings", 200,
+               {"channels": {"new_mail": "off"}}, user_scoped=True),
+]
+
+
+def tenant_state(api, world) -> tuple:
+    """What a refused tenant-level write could have changed (read as the tenant admin)."""
+    key = world["tenant"]["key"]
+    rules = sorted(r["id"] for r in api("GET", "/v1/rules", key=key).json["items"])
+    settings = api("GET", "/v1/pairing/settings", key=key).json
+    record = api("GET", "/v1/directory/company/c-9", key=key).status
+    other = api("GET", "/v1/users/u-other/notification-settings", key=key).json["channels"]
+    return rules, settings, record, other
+
+
+@pytest.mark.parametrize("actor", list(ACTORS))
+def test_tenant_pairing_and_settings_routes(api, make_world, actor: str):
+    user = ACTORS[actor][0]
+    world = make_world("personal")
+    wrong = []
+    for case in TENANT_CASES:
+        body = None if case.body is None else {k: (v.format(mailbox=world["mailbox"].mailbox_id)
+                                                   if isinstance(v, str) else v) for k, v in case.body.items()}
+        path = case.path.format(user=user or "u-owner")
+        if user is None:
+            want = case.ok
+        elif case.user_scoped:
+            want = 404 if "u-other" in path else case.ok
+        else:
+            want = 403
+        before = tenant_state(api, world)
+        result = api(case.method, path, key=world["tenant"]["key"], user=user, json_body=body)
+        if result.status != want:
+            wrong.append((case.name, want, result.status, result.body[:200]))
+        elif want == 403 and not result.json["type"].endswith("/forbidden"):
+            wrong.append((case.name, "forbidden problem", result.json))
+        if want in (403, 404) and tenant_state(api, world) != before:
+            wrong.append((case.name, "a refused call changed something"))
+    assert wrong == [], f"{actor}: {wrong}"

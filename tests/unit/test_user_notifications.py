@@ -115,6 +115,18 @@ def test_events_reach_the_right_users_per_their_settings(world):
     assert item["channel"] == "in_app" and item["read_at"] is None
 
 
+def test_expiry_warnings_reach_the_owner_and_read_write_users(world):
+    """A push registration or client secret about to lapse must reach whoever can fix the mailbox (not readers)."""
+    world.emit("mailbox.push_expiring", push_expires_at="2026-12-02T10:00:00Z", reason="topic not found")
+    world.emit("mailbox.credentials_expiring", mail_server_id="srv_1", credential="client_secret",
+               expires_at="2026-12-10", days_left=9)
+    for user in ("u-owner", "u-rw"):
+        items = world.feed(user)["items"]
+        assert [(n["kind"], n["event_type"]) for n in items] == [
+            ("mailbox_attention", "mailbox.credentials_expiring"), ("mailbox_attention", "mailbox.push_expiring")]
+    assert world.feed("u-read")["items"] == []
+
+
 def test_feed_unread_count_and_mark_read(world, other_tenant):
     """Unread count must follow mark-read (one and all); another tenant cannot mark or see the items."""
     for n in range(3):

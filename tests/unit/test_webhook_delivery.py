@@ -134,8 +134,9 @@ def test_receiver_down_for_an_hour_gets_everything_afterwards(hooks):
     for minute in range(0, 60, 10):
         hooks.queue.run_until(start + minute * 60)
         emitted.append(hooks.emit("message.created", {"message_id": f"msg_{minute}"}).event_id)
-    assert {hooks.delivery(e).status for e in events.list_events(hooks.tenant["id"], "message.created")} == \
-        {"pending"}
+    while_down = [hooks.delivery(e) for e in events.list_events(hooks.tenant["id"], "message.created")]
+    assert {d.status for d in while_down} == {"pending"}
+    assert {d.last_error for d in while_down} == {"connection failed"}   # the log says down, not "timeout"
     hooks.queue.run_until(start + HOUR)
     hooks.receiver.port = port
     hooks.receiver.start()

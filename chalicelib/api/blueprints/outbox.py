@@ -70,7 +70,8 @@ def outbox_out(item: OutboxItem) -> OutboxOut:
 
 @route(bp, "/v1/mailboxes/{mailbox_id}/send", methods=["POST"], body=SendRequest, response=OutboxOut, status=202,
        errors=(404, 413, 422), max_body=MAX_SEND_BODY_BYTES, tags=TAGS,
-       summary="Send, reply or forward from a mailbox (accepted into the outbox; Idempotency-Key header)")
+       summary="Send, reply or forward from a mailbox (accepted into the outbox; Idempotency-Key header; "
+               "read_write or owner: a read-only user gets 404)")
 def send(mailbox_id: str, body: SendRequest):
     mailbox = _sending_mailbox(mailbox_id)
     problems = body.problems()

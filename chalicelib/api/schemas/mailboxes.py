@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, StringConstraints, field_validator
 from chalicelib.api.schemas.common import ApiModel, ListQuery, Strict
 from chalicelib.api.schemas.mail_servers import LoginMethod, Security, normalize_host
 from chalicelib.config import INSECURE_URL_STAGES, get_settings
+from chalicelib.security.addresses import is_plain_address
 
 MailboxType = Literal["imap", "gmail", "outlook"]
 PairingMode = Literal["auto", "signal", "off"]
@@ -24,15 +25,14 @@ MAX_SYNC_FOLDERS = 20
 # Secrets are taken byte-exact: `Strict` strips whitespace from strings, which would change a password.
 Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=1024)]
 
-_EMAIL = re.compile(r"^[^@\s\"<>()\[\],;:\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_email(value: str) -> str:
-    """addr-spec `local@domain` (RFC 5322 §3.4.1, without quoted/commented forms); domain lower-cased."""
-    if not _EMAIL.match(value) or len(value) > 254:
+    """A plain addr-spec `local@domain` (`security.addresses.is_plain_address`: RFC 5322 §3.4.1 dot-atom, safe
+    in a header and an SMTP envelope as it is); domain lower-cased."""
+    if not is_plain_address(value):
         raise ValueError("must be an email address like name@example.com")
     local, _, domain = value.rpartition("@")
     return f"{local}@{domain.lower()}"

@@ -6,10 +6,11 @@ import binascii
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, StringConstraints, field_validator
 
 from chalicelib.api.schemas.common import ApiModel, Strict
 from chalicelib.api.schemas.mailboxes import check_email, check_header_text
+from chalicelib.outbox.compose import html_is_blank
 from chalicelib.outbox.service import MAX_RECIPIENTS
 from chalicelib.sync.mime_address import strict_getaddresses
 
@@ -18,6 +19,8 @@ OutboxStatus = Literal["queued", "scheduled", "sending", "sent", "failed", "canc
 MAX_ATTACHMENTS = 20
 MAX_SEND_BODY_BYTES = 6_000_000         # the request (Lambda's 6 MB synchronous payload limit)
 MAX_TEXT_CHARS = 1_000_000
+# Bodies are taken as written: `Strict` strips whitespace from strings, which would eat a body's indentation.
+Body = Annotated[str, StringConstraints(strip_whitespace=False, max_length=MAX_TEXT_CHARS)]
 
 
 class RecipientIn(Strict):
@@ -74,8 +77,8 @@ class SendRequest(Strict):
     bcc: list[Recipient] = Field(default_factory=list)
     subject: str | None = Field(None, max_length=998, description="Default for replies/forwards: the "
                                                                    "original's with Re:/Fwd: (not stacked).")
-    text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
-    html: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="Sanitized before sending.")
+    text: Body | None = None
+    html: Body | None = Field(None, description="Sanitized before sending.")
     attachments: list[AttachmentIn] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
     send_at: datetime | None = Field(None, description="ISO 8601 with offset; at most 30 days ahead.")
 
@@ -99,8 +102,10 @@ class SendRequest(Strict):
             found.append(("to", "at least one recipient"))
         if len(self.to) + len(self.cc) + len(self.bcc) > MAX_RECIPIENTS:
             found.append(("to", f"at most {MAX_RECIPIENTS} recipients (to + cc + bcc together)"))
-        if self.mode != "forward" and not (self.text or self.html or self.attachments):
-            found.append(("text", "nothing to send: give text, html or an attachment"))
+        has_html = self.html is not None and not html_is_blank(self.html)
+        if self.mode != "forward" and not ((self.text and self.text.strip()) or has_html or self.attachments):
+            found.append(("text", "nothing to send: give text, html (that shows something once sanitized) or "
+                                  "an attachment"))
         if self.send_at is not None and self.send_at.tzinfo is None:
             found.append(("send_at", "needs a UTC offset, e.g. 2026-12-01T09:00:00Z"))
         return [{"field": field, "message": message} for field, message in found]

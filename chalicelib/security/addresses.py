@@ -1,0 +1,34 @@
+"""Addresses and display names that are safe in a mail header and an SMTP envelope exactly as they are.
+
+- `is_plain_address`: an addr-spec `local@domain` (RFC 5322 §3.4.1) in its dot-atom form only — ASCII atext
+  (§3.2.3) with dots only between atoms, the local part at most 64 octets (RFC 5321 §4.5.3.1.1), at most 254
+  characters in all; the domain LDH labels (RFC 1035 §2.3.1; international names as A-labels). Refused: quoted
+  or commented forms, control characters, and non-ASCII local parts — those need SMTPUTF8 (RFC 6531), which
+  the 7-bit outbox does not use, and an encoded word is not allowed inside an addr-spec (RFC 2047 §5).
+- `header_safe_name`: a display name with control characters (RFC 5322 §2.2 allows none in a field body;
+  CR/LF would start a new header) turned into spaces.
+
+The API refuses input that fails these (422); addresses the outbox takes from a stored message (reply and
+reply-all recipients: whatever an inbound message said) are dropped or cleaned with them instead.
+"""
+from __future__ import annotations
+
+import re
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ADDR_SPEC = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@{_LABEL}(?:\.{_LABEL})+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+MAX_LOCAL_PART = 64
+MAX_ADDRESS = 254
+
+
+def is_plain_address(value: str) -> bool:
+    return (len(value) <= MAX_ADDRESS and _ADDR_SPEC.fullmatch(value) is not None
+            and len(value.rpartition("@")[0]) <= MAX_LOCAL_PART)
+
+
+def header_safe_name(value: str | None) -> str | None:
+    if not value:
+        return value
+    return " ".join(_CONTROL.sub(" ", value).split()) or None
