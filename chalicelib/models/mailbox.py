@@ -115,7 +115,7 @@ class Mailbox(Model):
     cursors = JSONAttribute(null=True)             # legacy (before sync_cursors); migrated on the next sync
     resync_count = NumberAttribute(default=0)
     push_expires_at = UnicodeAttribute(null=True)
-    push_state = JSONAttribute(null=True)          # PushState.resource + expires_at (no secrets)
+    push_state = JSONAttribute(null=True)          # PushState.resource + its renew_at (no secrets)
     push_error = JSONAttribute(null=True)          # {code, detail, at} of the last failed watch/subscription
     push_key = UnicodeAttribute(null=True)         # what a push names this mailbox by (by_push_key)
 

@@ -156,10 +156,13 @@ class OAuthContext(ProviderContext):
 @dataclass(frozen=True)
 class PushState:
     """A provider push registration (Gmail `users.watch`, Graph subscriptions): when it lapses and the
-    provider's ids for it. `secrets` (a Graph `clientState`) are stored encrypted, never in `resource`."""
+    provider's ids for it. `secrets` (a Graph `clientState`) are stored encrypted, never in `resource`.
+    `renew_at`: when the renewer renews it although it has not expired (Gmail: a day after `users.watch`);
+    None = a day before `expires_at` (sync/push.py)."""
     expires_at: str                      # ISO 8601 UTC
     resource: dict
     secrets: dict | None = None
+    renew_at: str | None = None          # ISO 8601 UTC
 
 
 class MailProvider(abc.ABC):

@@ -2,11 +2,14 @@
 
 For each active mailbox whose provider implements `PushSubscriber`:
 - no registration yet → `start_push()`;
-- registration expiring within `RENEW_WITHIN` → `renew_push(state)` (Gmail watches last 7 days and Google
-  recommends re-calling watch daily: developers.google.com/gmail/api/guides/push; Graph mail subscriptions last
-  at most 4,230 minutes: learn.microsoft.com/graph/api/resources/subscription);
+- registration expiring within `RENEW_WITHIN`, or past its `renew_at` → `renew_push(state)` (Graph mail
+  subscriptions last at most 4,230 minutes: learn.microsoft.com/graph/api/resources/subscription, so they are
+  renewed in their last day; a Gmail watch lasts 7 days, "we recommend calling watch once per day":
+  developers.google.com/gmail/api/guides/push, so the adapter sets `renew_at` a day after each watch and the
+  hourly renewer re-watches about every 24-25 hours, with six days left to retry a failing renewal);
 - otherwise nothing (no provider call).
-The new `PushState` is stored on the mailbox (`push_state`, `push_expires_at`); its secrets (a Graph
+The new `PushState` is stored on the mailbox (`push_state` with its `renew_at` under `RENEW_AT`,
+`push_expires_at`); its secrets (a Graph
 `clientState`) join the mailbox's credentials through the credential store. A failure is recorded in
 `push_error` (visible in sync status) and, when the registration is missing or will lapse within a day,
 `mailbox.push_expiring` is emitted once per expiry (stable event id). Sync still runs on the :00/:30 schedule.
@@ -25,12 +28,22 @@ from chalicelib.providers.kinds import UnknownKind, build_provider, get_kind
 from chalicelib.timeutil import now_iso, parse_iso, utcnow
 
 RENEW_WITHIN = timedelta(hours=24)
+RENEW_AT = "renew_at"          # the key of `PushState.renew_at` in `Mailbox.push_state`
 
 
 def current_state(mailbox: Mailbox) -> PushState | None:
     if not mailbox.push_state or not mailbox.push_expires_at:
         return None
-    return PushState(expires_at=mailbox.push_expires_at, resource=dict(mailbox.push_state))
+    resource = dict(mailbox.push_state)
+    renew_at = resource.pop(RENEW_AT, None)
+    return PushState(expires_at=mailbox.push_expires_at, resource=resource, renew_at=renew_at)
+
+
+def renewal_due(state: PushState) -> bool:
+    """Expiring within `RENEW_WITHIN`, or past the provider's `renew_at`."""
+    now = utcnow()
+    return parse_iso(state.expires_at) - now <= RENEW_WITHIN or (
+        state.renew_at is not None and parse_iso(state.renew_at) <= now)
 
 
 def _store_secrets(mailbox: Mailbox, secrets: dict) -> None:
@@ -48,7 +61,8 @@ def _store_secrets(mailbox: Mailbox, secrets: dict) -> None:
 def save_state(mailbox: Mailbox, state: PushState) -> None:
     if state.secrets:
         _store_secrets(mailbox, state.secrets)
-    actions = [Mailbox.push_state.set(dict(state.resource)), Mailbox.push_expires_at.set(state.expires_at),
+    stored = {**state.resource, **({RENEW_AT: state.renew_at} if state.renew_at else {})}
+    actions = [Mailbox.push_state.set(stored), Mailbox.push_expires_at.set(state.expires_at),
                Mailbox.push_error.remove()]
     if state.resource.get("push_key"):      # what a push names the mailbox by (Graph: hash of the clientState)
         actions.append(Mailbox.push_key.set(state.resource["push_key"]))
@@ -75,7 +89,7 @@ def maintain(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProv
     except UnknownKind:
         return "n/a"
     state = current_state(mailbox)
-    if state is not None and parse_iso(state.expires_at) - utcnow() > RENEW_WITHIN:
+    if state is not None and not renewal_due(state):
         return "current"
     try:
         with provider_factory(mailbox) as provider:

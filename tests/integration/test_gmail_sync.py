@@ -4,6 +4,7 @@ is not honoured, revoked grants, vanished messages in a batch, and refresh token
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 
 import pytest
 
@@ -11,8 +12,9 @@ from chalicelib.credentials.store import CredentialStore
 from chalicelib.models.message import Message
 from chalicelib.notify import events
 from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError, ThreadHint
-from chalicelib.sync import effects, engine, worker
+from chalicelib.sync import effects, engine, push, worker
 from chalicelib.threads import derived
+from chalicelib.timeutil import parse_iso, utcnow
 from tests.gmail_fixtures import EMAIL, TOPIC, days_ago, gmail_provider, mail, make_gmail_mailbox
 from tests.sync_helpers import FakeContext, cursor_field, job_event, reload
 
@@ -188,9 +190,30 @@ def test_send_watch_and_stop(aws, google):
     assert google.accounts[EMAIL].watch["topicName"] == TOPIC
     assert google.accounts[EMAIL].watch["labelIds"] == ["INBOX", "SENT"]
     assert state.resource["email"] == EMAIL and state.expires_at.endswith("Z")
+    assert timedelta(hours=23) < parse_iso(state.renew_at) - utcnow() <= timedelta(days=1)
+    assert parse_iso(state.expires_at) - utcnow() > timedelta(days=6)
     provider.renew_push(state)
     provider.stop_push(state)
     assert google.accounts[EMAIL].watch is None and google.calls["watch"] == 2
+
+
+def test_the_renewer_re_watches_gmail_daily_not_only_before_expiry(aws, google, monkeypatch):
+    """Guards against renewing a 7-day Gmail watch only in its last day: Google recommends calling watch once a
+    day (developers.google.com/gmail/api/guides/push), so a failed renewal has days to be retried."""
+    mailbox = make_gmail_mailbox(google)
+    assert push.maintain(reload(mailbox), provider_factory=gmail_provider) == "started"
+    stored = push.current_state(reload(mailbox))
+    assert stored.renew_at and "renew_at" not in stored.resource
+    assert push.maintain(reload(mailbox), provider_factory=gmail_provider) == "current"
+    assert google.calls["watch"] == 1
+
+    later = utcnow() + timedelta(hours=25)                 # the watch still has ~6 days, but a day has passed
+    monkeypatch.setattr(push, "utcnow", lambda: later)
+    assert push.maintain(reload(mailbox), provider_factory=gmail_provider) == "renewed"
+    assert google.calls["watch"] == 2
+    assert push.current_state(reload(mailbox)).renew_at                # the renewal set the next one
+    monkeypatch.undo()
+    assert push.maintain(reload(mailbox), provider_factory=gmail_provider) == "current"
 
 
 def test_raw_message_is_base64url_decoded_byte_exact(aws, google):

@@ -24,14 +24,16 @@ wins; `historyTypes` includes labelAdded/labelRemoved for it); a fetched message
 Fetch: `messages.get(format=raw)` in batches of ≤50; a part's 404 → `FetchedMessage(vanished=True)`.
 Send: `messages.send` with `{"raw": base64url(MIME), "threadId"}` (Gmail files a reply into the thread only
 with threadId AND matching In-Reply-To/References/Subject, which the caller's MIME carries).
-Push: `users.watch` (INBOX, SENT) to the mail server's Pub/Sub topic; renewal = watch again (Google
-recommends re-calling watch at least every 7 days; the renewer does it daily); `users.stop`.
+Push: `users.watch` (INBOX, SENT) to the mail server's Pub/Sub topic; renewal = watch again ("You must re-call
+watch at least every 7 days or else you will stop receiving updates for the user. We recommend calling watch
+once per day": developers.google.com/gmail/api/guides/push): `PushState.renew_at` a day after each watch, which
+the hourly renewer honours (sync/push.py); `users.stop`.
 """
 from __future__ import annotations
 
 import base64
 import dataclasses
-from datetime import date, datetime, time as dtime, timezone
+from datetime import date, datetime, time as dtime, timedelta, timezone
 from typing import Iterator, Sequence
 
 from chalicelib.providers.base import (ChangeSet, ErrorCode, FetchedMessage, MailProvider, MessageRef,
@@ -44,6 +46,8 @@ HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
 GONE_LABELS = frozenset({"TRASH", "SPAM"})
 UNREAD = "UNREAD"
 MAX_PAGE = 500
+RENEW_EVERY = timedelta(days=1)     # Gmail push guide: "We recommend calling watch once per day"
+ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def after_query(since: date) -> str:
@@ -205,7 +209,8 @@ class GmailProvider(MailProvider, PushSubscriber):
         answer = self.client.watch({"topicName": topic, "labelIds": list(LABELS.values()),
                                     "labelFilterBehavior": "include"})
         expires = datetime.fromtimestamp(int(answer["expiration"]) / 1000, tz=timezone.utc)
-        return PushState(expires_at=expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        renew_at = min(datetime.now(timezone.utc) + RENEW_EVERY, expires)
+        return PushState(expires_at=expires.strftime(ISO), renew_at=renew_at.strftime(ISO),
                          resource={"kind": "gmail", "topic": topic, "email": self.context.email.lower(),
                                    "history_id": str(answer.get("historyId") or "")})
 
