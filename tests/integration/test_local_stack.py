@@ -144,9 +144,13 @@ def _connect_mailbox(base: str, headers: dict, dovecot, smtp_port: int, user: st
     return mailbox.json()["id"]
 
 
-def _start(data_dir: Path, port: int, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def _start(data_dir: Path, port: int, log: Path, *extra: str,
+           settings: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`make run` in a subprocess (the test's own MAILBRIDGE_*/AWS_* environment left out, `settings` added);
+    (process, demo API key) once the API answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILBRIDGE_", "AWS_"))}
     env["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+    env.update(settings or {})
     out = log.open("w")
     process = subprocess.Popen([sys.executable, "-m", "infra.local_stack", "--port", str(port), "--moto-port", "0",
                                 "--data-dir", str(data_dir), "--snapshot-interval", "300", *extra],
