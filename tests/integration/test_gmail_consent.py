@@ -139,6 +139,20 @@ def test_reauthorize_link_and_tenant_isolation(api, tenant, other_tenant, google
     assert consent(api, fresh.json["authorize_url"]).headers["location"].endswith("outcome=connected")
 
 
+def test_the_tenants_return_url_applies_when_the_call_names_none(api, tenant, google, aws, operator_key):
+    """Guards the per-tenant return URL (issue 9: "a setting per tenant or per call") being unsettable."""
+    path = f"/v1/admin/tenants/{tenant['id']}"
+    bad = api("PATCH", path, key=operator_key, json_body={"settings": {"oauth_return_url": "javascript:alert(1)"}})
+    assert bad.status == 422
+    set_url = api("PATCH", path, key=operator_key, json_body={"settings": {"oauth_return_url": RETURN}})
+    assert set_url.status == 200 and set_url.json["settings"]["oauth_return_url"] == RETURN, set_url
+    created = create_gmail(api, tenant, google)
+    assert consent(api, created["authorize_url"]).headers["location"] == \
+        f"{RETURN}?mailbox_id={created['id']}&outcome=connected"
+    other = create_gmail(api, tenant, google, return_url="https://crm.example/elsewhere")   # the call's own wins
+    assert consent(api, other["authorize_url"]).headers["location"].startswith("https://crm.example/elsewhere?")
+
+
 def test_gmail_mailbox_needs_a_gmail_oauth_app(api, tenant, google, aws):
     base = {"name": "Gmail", "type": "gmail", "email": EMAIL}
     assert api("POST", "/v1/mailboxes", key=tenant["key"], user="u-ann", json_body=base).status == 422
