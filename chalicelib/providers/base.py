@@ -215,6 +215,11 @@ class PushSubscriber(abc.ABC):
     """Push lifecycle, implemented by OAuth kinds (Gmail watch, Graph subscriptions) and driven by the
     renewer; IMAP does not implement it. Each call raises ProviderError like the rest of the interface."""
 
+    def push_configured(self) -> bool:
+        """False when this mailbox's settings ask for no push (a gmail mail server without `push`): the consent
+        and the renewer then register nothing and report nothing; mail still arrives on schedule."""
+        return True
+
     @abc.abstractmethod
     def start_push(self) -> PushState:
         """Register for notifications (Gmail `users.watch`; Graph `POST /subscriptions` per folder)."""

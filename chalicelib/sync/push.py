@@ -1,6 +1,7 @@
 """Push registrations kept alive by the renewer (Gmail `users.watch`, Graph subscriptions).
 
-For each active mailbox whose provider implements `PushSubscriber`:
+For each active mailbox whose provider implements `PushSubscriber` and whose settings configure push
+(`push_configured`: a gmail mail server may have no `push`; such a mailbox syncs on schedule only):
 - no registration yet → `start_push()`;
 - registration expiring within `RENEW_WITHIN`, or past its `renew_at` → `renew_push(state)` (Graph mail
   subscriptions last at most 4,230 minutes: learn.microsoft.com/graph/api/resources/subscription, so they are
@@ -93,7 +94,7 @@ def maintain(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProv
         return "current"
     try:
         with provider_factory(mailbox) as provider:
-            if not isinstance(provider, PushSubscriber):
+            if not isinstance(provider, PushSubscriber) or not provider.push_configured():
                 return "n/a"
             new = provider.start_push() if state is None else provider.renew_push(state)
     except ProviderError as exc:

@@ -15,7 +15,8 @@ from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError, Thre
 from chalicelib.sync import effects, engine, push, worker
 from chalicelib.threads import derived
 from chalicelib.timeutil import parse_iso, utcnow
-from tests.gmail_fixtures import EMAIL, TOPIC, days_ago, gmail_provider, mail, make_gmail_mailbox
+from tests.gmail_fixtures import (EMAIL, TOPIC, days_ago, gmail_provider, mail, make_gmail_mailbox,
+                                  make_gmail_server)
 from tests.sync_helpers import FakeContext, cursor_field, job_event, reload
 
 FAR = float("inf")
@@ -214,6 +215,16 @@ def test_the_renewer_re_watches_gmail_daily_not_only_before_expiry(aws, google, 
     assert push.current_state(reload(mailbox)).renew_at                # the renewal set the next one
     monkeypatch.undo()
     assert push.maintain(reload(mailbox), provider_factory=gmail_provider) == "current"
+
+
+def test_a_mail_server_without_push_is_not_a_failing_watch(aws, google):
+    """Guards optional push (issue 9: "an optional push"): a gmail mail server without `push` must not leave
+    its mailboxes with a push_error, an hourly warning and a mailbox.push_expiring event."""
+    mailbox = make_gmail_mailbox(google, server=make_gmail_server(google, push={}))
+    assert push.maintain(reload(mailbox), provider_factory=gmail_provider) == "n/a"
+    assert reload(mailbox).push_error is None and reload(mailbox).push_state is None
+    assert events.list_events(mailbox.tenant_id, "mailbox.push_expiring") == []
+    assert google.calls["watch"] == 0
 
 
 def test_raw_message_is_base64url_decoded_byte_exact(aws, google):

@@ -202,6 +202,10 @@ class GmailProvider(MailProvider, PushSubscriber):
         return SendResult(answer.get("id"), thread_id=answer.get("threadId"))
 
     # ---- PushSubscriber ---------------------------------------------------------------------------------
+    def push_configured(self) -> bool:
+        """Push is optional: a mail server without `push.topic` has no Pub/Sub topic for `users.watch`."""
+        return bool((self.settings.get("push") or {}).get("topic"))
+
     def start_push(self) -> PushState:
         topic = (self.settings.get("push") or {}).get("topic")
         if not topic:
