@@ -14,7 +14,7 @@ demo-webhook: bootstrap
 	.venv/bin/python -m devservers.webhook_receiver $(if $(PORT),--port $(PORT)) $(if $(SECRET),--secret $(SECRET))
 
 demo-gmail: bootstrap
-	.venv/bin/python -m devservers.fake_google
+	.venv/bin/python -m devservers.fake_google $(if $(API),--api $(API))
 demo-outlook: bootstrap
 	.venv/bin/python -m devservers.fake_microsoft $(if $(API),--api $(API))
 

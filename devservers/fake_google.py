@@ -21,8 +21,7 @@ Switches for tests: `deny` (consent denied), `consent_as` (the user logs in as a
 `fail(endpoint, status, reason=, retry_after=, times=)` (429 / 403 rateLimitExceeded / 500 …), `revoke()`,
 `rotate_refresh_tokens`, `forget_history()` (stale historyIds → 404). `calls[endpoint]` counts requests.
 
-`python -m devservers.fake_google` (`make demo-gmail`) runs it with a demo account and prints how to point
-mailbridge at it.
+`python -m devservers.fake_google` (`make demo-gmail`) runs it with a demo account (`devservers/gmail_demo.py`).
 """
 from __future__ import annotations
 
@@ -670,64 +669,6 @@ def _handler_for(fake: FakeGoogle):
     return Handler
 
 
-DEMO_TOPIC = "projects/demo-project/topics/gmail"
-DEMO_SERVICE_ACCOUNT = "push@demo-project.iam.gserviceaccount.com"
-
-
-def _demo_message(n: int, email: str, subject: str, sender: str) -> bytes:
-    date = datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S +0000")
-    return (f"From: {sender}\r\nTo: {email}\r\nSubject: {subject}\r\nDate: {date}\r\n"
-            f"Message-ID: <demo-gmail-{n}-{secrets.token_hex(4)}@example.org>\r\nMIME-Version: 1.0\r\n"
-            f"Content-Type: text/plain; charset=utf-8\r\n\r\nDemo message {n} in the fake Gmail.\r\n").encode()
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    parser = argparse.ArgumentParser(prog="python -m devservers.fake_google", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=9100)
-    parser.add_argument("--email", default="demo@gmail.example")
-    parser.add_argument("--push-to", default="http://127.0.0.1:8000/v1/push/gmail",
-                        help="the push endpoint (also the token audience)")
-    args = parser.parse_args(argv)
-    fake = FakeGoogle(args.port).start()
-    fake.add_account(args.email)
-    fake.deliver(args.email, _demo_message(1, args.email, "Poptávka #1234#", "Jan Novák <jan@acme.example>"))
-    fake.deliver(args.email, _demo_message(2, args.email, "Price list", "Eva <eva@supplier.example>"))
-    fake.deliver(args.email, _demo_message(3, args.email, "Re: Poptávka #1234#", args.email), labels=("SENT",))
-    env = " ".join(f"{k}={v}" for k, v in fake.environment().items())
-    server = json.dumps({"name": "Google", "type": "gmail",
-                         "oauth": {"client_id": fake.client_id, "client_secret": fake.client_secret},
-                         "push": {"topic": DEMO_TOPIC, "audience": args.push_to,
-                                  "service_account": DEMO_SERVICE_ACCOUNT}})
-    mailbox = json.dumps({"name": "Gmail", "type": "gmail", "email": args.email, "mail_server_id": "<server id>"})
-    print(f"fake Google on {fake.root} with account {args.email} (3 messages)\n\n"
-          f"1. start the stack pointed at it:\n   {env} make run\n"
-          f"2. with B=http://127.0.0.1:8000 and KEY=<demo API key>: create the OAuth app, then the mailbox:\n"
-          f"   curl -s -X POST $B/v1/mail-servers -H \"Authorization: Bearer $KEY\" "
-          f"-H 'Content-Type: application/json' -d '{server}'\n"
-          f"   curl -s -X POST $B/v1/mailboxes -H \"Authorization: Bearer $KEY\" -H 'X-User-Id: u-demo' "
-          f"-H 'Content-Type: application/json' -d '{mailbox}'\n"
-          f"3. open the mailbox's authorize_url in a browser (the fake consents at once and sends you back).\n"
-          f"Type 'new' + Enter to deliver a message (and push it to {args.push_to}); Ctrl-C stops.", flush=True)
-    counter = itertools.count(4)
-    try:
-        try:
-            for line in iter(input, None):
-                if line.strip() == "new":
-                    n = next(counter)
-                    fake.deliver(args.email, _demo_message(n, args.email, f"New message {n}",
-                                                           "Petr <petr@acme.example>"))
-                    status = fake.publish(args.email, args.push_to, audience=args.push_to,
-                                          service_account=DEMO_SERVICE_ACCOUNT)
-                    print(f"delivered message {n}; push answered {status}", flush=True)
-        except EOFError:           # no terminal: keep serving until Ctrl-C
-            threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
-    return 0
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":          # `make demo-gmail`: the demo lives beside, it only drives this fake
+    from devservers.gmail_demo import main
     raise SystemExit(main())

@@ -13,10 +13,15 @@ waits before its next AWS call until no request is in flight (at most `BACKGROUN
 stream of requests slows background work but never stops it). A background thread waits only at the start of
 a call, holding no emulator lock; the functions' process's calls wait the same way where the emulator answers
 them (`wait_for_requests`).
+
+The access log (one line a request on stderr) hides the values of `code` and `state` in the query: the OAuth
+callback's authorization code and state are credentials (RFC 6749 §10.5, §10.12), short-lived and single-use,
+but a log is no place for them — the cloud's API Gateway writes no request line at all.
 """
 from __future__ import annotations
 
 import collections
+import re
 import threading
 
 import botocore.client
@@ -29,6 +34,7 @@ _calls = threading.local()
 _installed = False
 _requests = threading.Condition()
 _in_flight = 0
+_CREDENTIAL_PARAMS = re.compile(r"([?&](?:code|state)=)[^&\s]*")
 
 
 def _request_started() -> None:
@@ -93,7 +99,15 @@ class CountingRequestHandler(ChaliceRequestHandler):
             headers = {**headers, HEADER: header_value(counter)}
         super()._send_headers(headers)
 
+    def log_request(self, code="-", size="-") -> None:
+        self.log_message('"%s" %s %s', redact(self.requestline), str(code), str(size))
+
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+
+def redact(request_line: str) -> str:
+    """The request line without the values of its `code` and `state` query parameters."""
+    return _CREDENTIAL_PARAMS.sub(r"\1…", request_line)
 
 
 def create_server(app, config: Config, host: str, port: int) -> LocalDevServer:

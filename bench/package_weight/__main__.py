@@ -16,8 +16,11 @@
    `--runs`. Variants: as shipped; sources only; the third-party floor (the same non-chalicelib modules
    `import app` loads, in its order, so "app − floor" is what mailbridge's own code adds); `import app` plus the
    first DynamoDB client (what a request adds before its first AWS call: botocore reading its models from the
-   package's pruned data); and with the Gmail and Graph providers imported eagerly (googleapiclient and msal
-   are imported only on the worker paths that use them).
+   package's pruned data); with the Gmail code imported eagerly (provider, consent, push verification:
+   googleapiclient and google-auth, which the API loads only on the paths that use them); and with the Gmail
+   and Graph providers imported eagerly (msal too).
+   The Gmail weight (issue 9): googleapiclient's discovery documents as installed (what `chalice package`
+   copies) and as shipped (`gmail.v1.json` only), and what the Gmail SDK (`GMAIL_SDK`) adds to the shipped zip.
 3. Runs `bench.package_weight.first_request` (from the checkout, against moto): `import app` + the first and
    second `GET /v1/mailboxes`, so the schemas pydantic builds on first use (`defer_build`) are counted.
 
@@ -26,6 +29,7 @@ Results go to `bench/results/package_weight.json`; docs/benchmarks.md records th
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -36,6 +40,7 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +77,13 @@ FIRST_CLIENT = ("import app\nfrom chalicelib.models.tenant import Tenant\n"
                 "Tenant._get_connection().connection.client")   # every request's first DynamoDB call makes it
 EAGER = ("import app, chalicelib.providers.gmail.client, chalicelib.providers.graph.tokens, "
          "chalicelib.providers.graph.consent")
+EAGER_GMAIL = ("import app, chalicelib.providers.gmail.kind, chalicelib.oauthflow.gmail\n"
+               "from google.oauth2 import id_token")     # what the first push's verify() imports
+# The Gmail API client and what only it needs (google-api-python-client's and google-auth's dependencies; nothing
+# else in the package imports them): the package's top-level entries, with their dist-info.
+GMAIL_SDK = ("googleapiclient", "google", "google_auth_httplib2", "httplib2", "uritemplate", "pyparsing",
+             "pyasn1", "pyasn1_modules", "cachetools", "rsa", "google_api_python_client", "google_api_core",
+             "google_auth")
 
 
 def build(out: Path) -> dict:
@@ -95,6 +107,27 @@ def without_runtime_sdk(path: Path) -> int:
     with zipfile.ZipFile(path) as archive:
         return sum(info.compress_size + 30 + len(info.filename) for info in archive.infolist()
                    if info.filename.split("/", 1)[0].split("-", 1)[0].removesuffix(".py") not in RUNTIME_SDK)
+
+
+def gmail_weight(shipped: Path) -> dict:
+    """Discovery documents installed vs shipped, and the zipped bytes of `GMAIL_SDK` in `shipped`."""
+    client = Path(importlib.util.find_spec("googleapiclient").origin).parent
+    installed = sorted((client / "discovery_cache" / "documents").glob("*.json"))
+    deflated = sum(len(zlib.compress(path.read_bytes(), 9)) for path in installed)
+    with zipfile.ZipFile(shipped) as archive:
+        infos = archive.infolist()
+        documents = [info for info in infos if "/discovery_cache/documents/" in info.filename]
+        sdk = sum(info.compress_size + 30 + len(info.filename) for info in infos
+                  if info.filename.split("/", 1)[0].split("-", 1)[0].removesuffix(".py").removesuffix(".pyc")
+                  in GMAIL_SDK)
+    mb = 1024 * 1024
+    return {"discovery_documents_installed": len(installed),
+            "discovery_documents_installed_mb": round(sum(p.stat().st_size for p in installed) / mb, 1),
+            "discovery_documents_installed_deflated_mb": round(deflated / mb, 1),
+            "discovery_documents_shipped": [info.filename.rsplit("/", 1)[1] for info in documents],
+            "discovery_documents_shipped_kb": round(sum(info.file_size for info in documents) / 1024, 1),
+            "gmail_sdk_zip_mb": round(sdk / mb, 2),
+            "shipped_zip_without_gmail_sdk_mb": round((shipped.stat().st_size - sdk) / mb, 1)}
 
 
 def unzipped(path: Path) -> tuple[int, list[tuple[str, int]]]:
@@ -174,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
         total, largest = unzipped(shipped)
         result["package"]["unzipped_mb"] = round(total / mb, 1)
         result["package"]["largest"] = {name: round(size / mb, 1) for name, size in largest}
+        result["package"]["gmail"] = gmail_weight(shipped)
         for name, figure in result["package"].items():
             print(f"package {name}: {figure}")
 
@@ -187,6 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
             package_dir, FLOOR.format(modules=floor))
         variants["import app + the first DynamoDB client (botocore's models and endpoint table)"] = (
             package_dir, FIRST_CLIENT)
+        variants["eager Gmail (import app + Gmail provider, consent and push verification)"] = (
+            package_dir, EAGER_GMAIL)
         variants["eager providers (import app + Gmail and Graph providers)"] = (package_dir, EAGER)
         result["cold_import"] = {}
         result["third_party_modules_of_import_app"] = len(floor)

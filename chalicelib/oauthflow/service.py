@@ -162,7 +162,7 @@ def _store_secrets(mailbox: Mailbox, granted: Granted):
 def _start_push(mailbox: Mailbox, credentials) -> None:
     try:
         provider = provider_for(mailbox, credentials)
-        if not isinstance(provider, PushSubscriber):
+        if not isinstance(provider, PushSubscriber) or not provider.push_configured():
             return
         with provider:
             pushed = provider.start_push()

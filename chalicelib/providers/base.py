@@ -156,7 +156,8 @@ class OAuthContext(ProviderContext):
 @dataclass(frozen=True)
 class PushState:
     """A provider push registration (Gmail `users.watch`, Graph subscriptions): when it lapses and the
-    provider's ids for it. `secrets` (a Graph `clientState`) are stored encrypted, never in `resource`."""
+    provider's ids for it. `secrets` (a Graph `clientState`) are stored encrypted, never in `resource`.
+    The renewer renews it daily (sync/push.py)."""
     expires_at: str                      # ISO 8601 UTC
     resource: dict
     secrets: dict | None = None
@@ -211,6 +212,11 @@ class MailProvider(abc.ABC):
 class PushSubscriber(abc.ABC):
     """Push lifecycle, implemented by OAuth kinds (Gmail watch, Graph subscriptions) and driven by the
     renewer; IMAP does not implement it. Each call raises ProviderError like the rest of the interface."""
+
+    def push_configured(self) -> bool:
+        """False when this mailbox's settings ask for no push (a gmail mail server without `push`): the consent
+        and the renewer then register nothing and report nothing; mail still arrives on schedule."""
+        return True
 
     @abc.abstractmethod
     def start_push(self) -> PushState:

@@ -1,9 +1,12 @@
 """Google's public keys for OIDC tokens, cached: the push handler must answer fast and must not fetch the keys
 for every push.
 
-`CachedCertsRequest` is a `google.auth.transport.Request` for `google.oauth2.id_token.verify_token`: a GET of
-the certs URI is served from memory while fresh — for the answer's `Cache-Control: max-age` (Google serves
-several hours) but at most `MAX_AGE_SECONDS` — and refetched when stale or when a token names a key id the
+`CachedCertsRequest` is the `request` argument of `google.oauth2.id_token.verify_token`, which calls it as a
+`google.auth.transport.Request` — `request(url, method="GET")` answering `.status` and `.data`
+(google/oauth2/id_token.py `_fetch_certs`) — so this module needs no google-auth import and the API loads it
+with its blueprints (google-auth loads on the first push: `push/gmail.py` `verify`). A GET of the certs URI is
+served from memory while fresh — for the answer's `Cache-Control: max-age` (Google serves several hours) but
+at most `MAX_AGE_SECONDS` — and refetched when stale or when a token names a key id the
 cached set lacks (Google rotates keys; at most one such refetch per `MIN_REFETCH_SECONDS`).
 """
 from __future__ import annotations
@@ -16,33 +19,24 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from google.auth import exceptions, transport
-
 MAX_AGE_SECONDS = 3600.0
 MIN_REFETCH_SECONDS = 60.0
 TIMEOUT_SECONDS = 5.0
 
 
-@dataclass
-class _Response(transport.Response):
-    _status: int
-    _headers: dict[str, str]
-    _data: bytes
-
-    @property
-    def status(self) -> int:
-        return self._status
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self._headers
-
-    @property
-    def data(self) -> bytes:
-        return self._data
+class CertsUnavailable(Exception):
+    """The certs URI could not be reached (the push cannot be verified now; Pub/Sub redelivers it)."""
 
 
-class CachedCertsRequest(transport.Request):
+@dataclass(frozen=True)
+class _Response:
+    """What `google.auth.transport.Response` offers: status, headers, data."""
+    status: int
+    headers: dict[str, str]
+    data: bytes
+
+
+class CachedCertsRequest:
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
         self._cache: dict[str, tuple[float, float, _Response]] = {}     # url → (fetched_at, expires_at, response)
@@ -52,7 +46,7 @@ class CachedCertsRequest(transport.Request):
     def __call__(self, url: str, method: str = "GET", body: Any = None, headers: Any = None,
                  timeout: float | None = None, **kwargs: Any) -> _Response:
         if method != "GET":
-            raise exceptions.TransportError("only GET is supported here")
+            raise CertsUnavailable("only GET is supported here")
         with self._lock:
             cached = self._cache.get(url)
             now = self.clock()
@@ -81,7 +75,7 @@ class CachedCertsRequest(transport.Request):
         except urllib.error.HTTPError as exc:
             return _Response(exc.code, {}, exc.read() or b"")
         except (urllib.error.URLError, OSError) as exc:
-            raise exceptions.TransportError(f"certs unreachable ({type(exc).__name__})") from None
+            raise CertsUnavailable(f"certs unreachable ({type(exc).__name__})") from None
 
 
 def _max_age(headers: dict[str, str]) -> float:

@@ -24,15 +24,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.auth import exceptions as auth_exceptions
-from google.oauth2 import id_token
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox, MailServer
 from chalicelib.push import gmail_push_key
-from chalicelib.push.certs import CachedCertsRequest
+from chalicelib.push.certs import CachedCertsRequest, CertsUnavailable
 from chalicelib.sync import cursors
 from chalicelib.sync.enqueue import request_sync
 
@@ -105,6 +103,10 @@ def default_audience() -> str:
 
 def verify(authorization: str | None, audiences: list[str]) -> dict[str, Any]:
     """The verified claims of the push's OIDC token; PushRejected otherwise."""
+    # google-auth (~90 modules) loads on the first push, not with the API's blueprints on every cold start
+    # (tests/unit/test_cold_start_imports.py).
+    from google.auth import exceptions as auth_exceptions
+    from google.oauth2 import id_token
     if not audiences:
         raise ValueError("an audience is required")      # never verify_token(audience=None)
     scheme, _, token = (authorization or "").partition(" ")
@@ -116,7 +118,7 @@ def verify(authorization: str | None, audiences: list[str]) -> dict[str, Any]:
             claims = id_token.verify_token(token.strip(), _CERTS, audience=audiences, certs_url=certs_uri,
                                            clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
             break
-        except auth_exceptions.TransportError:
+        except (auth_exceptions.TransportError, CertsUnavailable):
             raise PushRejected(401, "token keys unavailable") from None
         except (auth_exceptions.GoogleAuthError, ValueError) as exc:
             text = str(exc)

@@ -1,6 +1,7 @@
 """Push registrations kept alive by the renewer (Gmail `users.watch`, Graph subscriptions).
 
-For each active mailbox whose provider implements `PushSubscriber`:
+For each active mailbox whose provider implements `PushSubscriber` and whose settings configure push
+(`push_configured`: a gmail mail server may have no `push`; such a mailbox syncs on schedule only):
 - no registration yet → `start_push()`;
 - registration made `RENEW_EVERY` ago or more, or expiring within `RENEW_WITHIN` → `renew_push(state)`: a
   daily renewal, as Google recommends for watches, which last 7 days
@@ -8,8 +9,8 @@ For each active mailbox whose provider implements `PushSubscriber`:
   most 4,230 minutes (learn.microsoft.com/graph/api/resources/subscription), so a daily renewal keeps about
   two days in hand and the hourly runs of the last day are retries;
 - otherwise nothing (no provider call).
-The new `PushState` is stored on the mailbox (`push_state`, `push_expires_at`, `push_renewed_at`); its secrets (a Graph
-`clientState`) join the mailbox's credentials through the credential store. A failure is recorded in
+The new `PushState` is stored on the mailbox (`push_state`, `push_expires_at`, `push_renewed_at`); its secrets
+(a Graph `clientState`) join the mailbox's credentials through the credential store. A failure is recorded in
 `push_error` (visible in sync status) and, when the registration is missing or will lapse within a day,
 `mailbox.push_expiring` is emitted once per expiry (stable event id). Sync still runs on the :00/:30 schedule.
 """
@@ -92,7 +93,7 @@ def maintain(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProv
         return "current"
     try:
         with provider_factory(mailbox) as provider:
-            if not isinstance(provider, PushSubscriber):
+            if not isinstance(provider, PushSubscriber) or not provider.push_configured():
                 return "n/a"
             new = provider.start_push() if state is None else provider.renew_push(state)
     except ProviderError as exc:

@@ -139,6 +139,34 @@ def test_reauthorize_link_and_tenant_isolation(api, tenant, other_tenant, google
     assert consent(api, fresh.json["authorize_url"]).headers["location"].endswith("outcome=connected")
 
 
+def test_the_tenants_return_url_applies_when_the_call_names_none(api, tenant, google, aws, operator_key):
+    """Guards the per-tenant return URL (issue 9: "a setting per tenant or per call") being unsettable."""
+    path = f"/v1/admin/tenants/{tenant['id']}"
+    bad = api("PATCH", path, key=operator_key, json_body={"settings": {"oauth_return_url": "javascript:alert(1)"}})
+    assert bad.status == 422
+    set_url = api("PATCH", path, key=operator_key, json_body={"settings": {"oauth_return_url": RETURN}})
+    assert set_url.status == 200 and set_url.json["settings"]["oauth_return_url"] == RETURN, set_url
+    created = create_gmail(api, tenant, google)
+    assert consent(api, created["authorize_url"]).headers["location"] == \
+        f"{RETURN}?mailbox_id={created['id']}&outcome=connected"
+    other = create_gmail(api, tenant, google, return_url="https://crm.example/elsewhere")   # the call's own wins
+    assert consent(api, other["authorize_url"]).headers["location"].startswith("https://crm.example/elsewhere?")
+
+
+def test_connecting_without_push_configured_records_no_push_error(api, tenant, google, aws):
+    """Guards optional push: a mail server without `push` connects cleanly (no watch, no push_error)."""
+    server = api("POST", "/v1/mail-servers", key=tenant["key"], json_body={
+        "name": "Google", "type": "gmail",
+        "oauth": {"client_id": google.client_id, "client_secret": google.client_secret}})
+    assert server.status == 201, server
+    created = api("POST", "/v1/mailboxes", key=tenant["key"], user="u-ann", json_body={
+        "name": "Gmail", "type": "gmail", "email": EMAIL, "mail_server_id": server.json["id"]}).json
+    assert consent(api, created["authorize_url"]).status == 200
+    mailbox = Mailbox.get(tenant["id"], created["id"])
+    assert mailbox.status == "active" and mailbox.push_error is None and mailbox.push_state is None
+    assert google.calls["watch"] == 0
+
+
 def test_gmail_mailbox_needs_a_gmail_oauth_app(api, tenant, google, aws):
     base = {"name": "Gmail", "type": "gmail", "email": EMAIL}
     assert api("POST", "/v1/mailboxes", key=tenant["key"], user="u-ann", json_body=base).status == 422

@@ -10,8 +10,10 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from chalicelib.config import reset_settings
 from chalicelib.models.message import Message
 from chalicelib.sync import effects, engine, worker
+from devservers.dovecot import free_port
 from tests.gmail_fixtures import (AUDIENCE, EMAIL, SERVICE_ACCOUNT, days_ago, gmail_provider, mail,
                                   make_gmail_mailbox, make_gmail_server)
 from tests.sync_helpers import FakeContext, drain, receive_event, reload
@@ -72,6 +74,17 @@ def test_inauthentic_pushes_are_rejected_and_queue_nothing(api, aws, google, cas
     }
     result = push(api, google, token=tokens[case]())
     assert result.status == status, result
+    assert queued(aws) == []
+
+
+def test_push_whose_keys_cannot_be_fetched_is_401_and_queues_nothing(api, aws, google, monkeypatch):
+    """Guards against an unreachable certs URI turning into a 500 (or an accepted push): Pub/Sub gets a 401 and
+    redelivers later."""
+    make_gmail_mailbox(google)
+    monkeypatch.setenv("MAILBRIDGE_GOOGLE_CERTS_URI", f"http://127.0.0.1:{free_port()}/oauth2/v1/certs")
+    reset_settings()
+    result = push(api, google)
+    assert result.status == 401 and "token keys unavailable" in result.body, result
     assert queued(aws) == []
 
 

@@ -4,6 +4,7 @@ is not honoured, revoked grants, vanished messages in a batch, and refresh token
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 
 import pytest
 
@@ -11,9 +12,11 @@ from chalicelib.credentials.store import CredentialStore
 from chalicelib.models.message import Message
 from chalicelib.notify import events
 from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError, ThreadHint
-from chalicelib.sync import effects, engine, worker
+from chalicelib.sync import effects, engine, push, worker
 from chalicelib.threads import derived
-from tests.gmail_fixtures import EMAIL, TOPIC, days_ago, gmail_provider, mail, make_gmail_mailbox
+from chalicelib.timeutil import parse_iso, utcnow
+from tests.gmail_fixtures import (EMAIL, TOPIC, days_ago, gmail_provider, mail, make_gmail_mailbox,
+                                  make_gmail_server)
 from tests.sync_helpers import FakeContext, cursor_field, job_event, reload
 
 FAR = float("inf")
@@ -188,9 +191,37 @@ def test_send_watch_and_stop(aws, google):
     assert google.accounts[EMAIL].watch["topicName"] == TOPIC
     assert google.accounts[EMAIL].watch["labelIds"] == ["INBOX", "SENT"]
     assert state.resource["email"] == EMAIL and state.expires_at.endswith("Z")
+    assert parse_iso(state.expires_at) - utcnow() > timedelta(days=6)
     provider.renew_push(state)
     provider.stop_push(state)
     assert google.accounts[EMAIL].watch is None and google.calls["watch"] == 2
+
+
+def test_the_renewer_re_watches_gmail_daily_not_only_before_expiry(aws, google, monkeypatch):
+    """Guards against renewing a 7-day Gmail watch only in its last day: Google recommends calling watch once a
+    day (developers.google.com/gmail/api/guides/push), so a failed renewal has days to be retried."""
+    mailbox = make_gmail_mailbox(google)
+    assert push.maintain(reload(mailbox), provider_factory=gmail_provider) == "started"
+    assert reload(mailbox).push_renewed_at
+    assert push.maintain(reload(mailbox), provider_factory=gmail_provider) == "current"
+    assert google.calls["watch"] == 1
+
+    later = utcnow() + timedelta(hours=25)                 # the watch still has ~6 days, but a day has passed
+    monkeypatch.setattr(push, "utcnow", lambda: later)
+    assert push.maintain(reload(mailbox), provider_factory=gmail_provider) == "renewed"
+    assert google.calls["watch"] == 2
+    monkeypatch.undo()
+    assert push.maintain(reload(mailbox), provider_factory=gmail_provider) == "current"
+
+
+def test_a_mail_server_without_push_is_not_a_failing_watch(aws, google):
+    """Guards optional push (issue 9: "an optional push"): a gmail mail server without `push` must not leave
+    its mailboxes with a push_error, an hourly warning and a mailbox.push_expiring event."""
+    mailbox = make_gmail_mailbox(google, server=make_gmail_server(google, push={}))
+    assert push.maintain(reload(mailbox), provider_factory=gmail_provider) == "n/a"
+    assert reload(mailbox).push_error is None and reload(mailbox).push_state is None
+    assert events.list_events(mailbox.tenant_id, "mailbox.push_expiring") == []
+    assert google.calls["watch"] == 0
 
 
 def test_raw_message_is_base64url_decoded_byte_exact(aws, google):

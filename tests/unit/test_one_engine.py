@@ -297,6 +297,9 @@ class PushingProvider(FakeProvider):
         self.calls: list[str] = []
         self.fail = fail
 
+    def push_configured(self):
+        return True
+
     def start_push(self):
         self.calls.append("start")
         if self.fail:

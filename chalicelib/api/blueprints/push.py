@@ -7,6 +7,7 @@ from chalice import Blueprint
 from chalicelib.api.errors import BadRequest, Forbidden, Unauthorized
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.push import PubSubPush
+from chalicelib.push import gmail
 
 bp = Blueprint(__name__)
 TAGS = ("push",)
@@ -16,8 +17,6 @@ TAGS = ("push",)
        errors=(400, 401, 403),
        summary="Gmail Pub/Sub push (OIDC bearer token of the subscription's service account)")
 def gmail_push(body: PubSubPush):
-    # google-auth loads on the first push, not on the API's cold start.
-    from chalicelib.push import gmail
     try:
         gmail.handle_push(bp.current_request.headers.get("authorization"), body.message.data)
     except gmail.BadNotification as exc:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from chalicelib.api.schemas.common import ApiModel, Strict
+from chalicelib.api.schemas.mailboxes import ReturnUrl, check_return_url
 from chalicelib.tenancy.plans import PLANS
 
 PlanName = Literal[tuple(PLANS)]  # type: ignore[valid-type]
@@ -14,6 +15,11 @@ PlanName = Literal[tuple(PLANS)]  # type: ignore[valid-type]
 
 class TenantSettings(Strict):
     import_window_days: int | None = Field(None, ge=1, le=3650)
+    oauth_return_url: ReturnUrl | None = Field(None, description="Where the browser goes after a Gmail/Microsoft "
+                                                                 "consent when the call names no `return_url` "
+                                                                 "(`?mailbox_id=&outcome=` is added).")
+
+    _return = field_validator("oauth_return_url")(check_return_url)
 
 
 class CreateTenant(Strict):

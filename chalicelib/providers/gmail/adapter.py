@@ -24,8 +24,10 @@ wins; `historyTypes` includes labelAdded/labelRemoved for it); a fetched message
 Fetch: `messages.get(format=raw)` in batches of ≤50; a part's 404 → `FetchedMessage(vanished=True)`.
 Send: `messages.send` with `{"raw": base64url(MIME), "threadId"}` (Gmail files a reply into the thread only
 with threadId AND matching In-Reply-To/References/Subject, which the caller's MIME carries).
-Push: `users.watch` (INBOX, SENT) to the mail server's Pub/Sub topic; renewal = watch again (Google
-recommends re-calling watch at least every 7 days; the renewer does it daily); `users.stop`.
+Push: `users.watch` (INBOX, SENT) to the mail server's Pub/Sub topic; renewal = watch again ("You must re-call
+watch at least every 7 days or else you will stop receiving updates for the user. We recommend calling watch
+once per day": developers.google.com/gmail/api/guides/push): the hourly renewer re-watches once a day
+(sync/push.py); `users.stop`.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
 GONE_LABELS = frozenset({"TRASH", "SPAM"})
 UNREAD = "UNREAD"
 MAX_PAGE = 500
+ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def after_query(since: date) -> str:
@@ -198,6 +201,10 @@ class GmailProvider(MailProvider, PushSubscriber):
         return SendResult(answer.get("id"), thread_id=answer.get("threadId"))
 
     # ---- PushSubscriber ---------------------------------------------------------------------------------
+    def push_configured(self) -> bool:
+        """Push is optional: a mail server without `push.topic` has no Pub/Sub topic for `users.watch`."""
+        return bool((self.settings.get("push") or {}).get("topic"))
+
     def start_push(self) -> PushState:
         topic = (self.settings.get("push") or {}).get("topic")
         if not topic:
@@ -205,7 +212,7 @@ class GmailProvider(MailProvider, PushSubscriber):
         answer = self.client.watch({"topicName": topic, "labelIds": list(LABELS.values()),
                                     "labelFilterBehavior": "include"})
         expires = datetime.fromtimestamp(int(answer["expiration"]) / 1000, tz=timezone.utc)
-        return PushState(expires_at=expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        return PushState(expires_at=expires.strftime(ISO),
                          resource={"kind": "gmail", "topic": topic, "email": self.context.email.lower(),
                                    "history_id": str(answer.get("historyId") or "")})
 
