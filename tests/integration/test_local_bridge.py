@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from devservers.dovecot import free_port
-from tests.integration.test_local_stack import _start
+from tests.local_stack_helpers import start_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,7 +98,7 @@ def _children(pid: int) -> list[int]:
 def test_the_stack_runs_the_functions_in_a_second_process_and_stops_it(tmp_path):
     """Guards against a functions process left running after the stack's SIGTERM (or none started)."""
     port = free_port()
-    process, demo_key = _start(tmp_path / "state", port, tmp_path / "run.log")
+    process, demo_key = start_stack(tmp_path / "state", port, tmp_path / "run.log")
     try:
         children = _children(process.pid)
         assert len(children) == 1
@@ -118,7 +118,7 @@ def test_the_stack_runs_the_functions_in_a_second_process_and_stops_it(tmp_path)
 def test_one_process_keeps_the_functions_in_the_stack(tmp_path):
     """Guards `--one-process` (the functions in the stack's own process, as before the split)."""
     port = free_port()
-    process, _ = _start(tmp_path / "state", port, tmp_path / "run.log", "--one-process")
+    process, _ = start_stack(tmp_path / "state", port, tmp_path / "run.log", "--one-process")
     try:
         assert _children(process.pid) == []
         assert "running worker <- mailbridge-local-sync" in (tmp_path / "run.log").read_text()

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from devservers.dovecot import free_port
 from devservers.smtp import for_dovecot
-from tests.integration.test_local_stack import _start, _stop
+from tests.local_stack_helpers import start_stack, stop_stack
 from tests.mailfactory import make_message
 
 EXAMPLES = int(os.environ.get("LOCAL_FUZZ_EXAMPLES", "2"))
@@ -146,7 +146,7 @@ def smtp_port(dovecot):
 def test_the_running_local_stack_holds_its_contract_under_fuzzing_with_real_ids(tmp_path, dovecot, smtp_port):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process, demo_key = _start(tmp_path / "state", port, tmp_path / "stack.log")
+    process, demo_key = start_stack(tmp_path / "state", port, tmp_path / "stack.log")
     try:
         operator_key = json.loads((tmp_path / "state" / "local-secrets.json").read_text())["operator_key"]
         known = seed(base, demo_key, operator_key, dovecot, smtp_port)
@@ -169,4 +169,4 @@ def test_the_running_local_stack_holds_its_contract_under_fuzzing_with_real_ids(
         assert operations >= 70
         assert not failures, "\n\n".join(failures)
     finally:
-        _stop(process)
+        stop_stack(process)
