@@ -28,7 +28,7 @@ from email.utils import format_datetime, make_msgid
 
 from chalicelib.outbox.html_text import html_to_text
 from chalicelib.providers.base import ThreadHint
-from chalicelib.security.addresses import header_safe_name, is_plain_address
+from chalicelib.security.addresses import header_safe_name, is_plain_address, with_ascii_domain
 from chalicelib.security.sanitize import sanitize_html
 
 POLICY = policy.SMTP.clone(cte_type="7bit")
@@ -121,8 +121,9 @@ def prefixed_subject(mode: str, subject: str | None) -> str:
 def _deliverable(recipients) -> tuple[Recipient, ...]:
     """Addresses taken from a stored message are whatever an inbound message said: only plain addr-specs are
     kept and display names lose control characters (`security.addresses`), so nothing reaches a header or
-    the SMTP envelope that the API would refuse as input."""
-    return tuple(Recipient(r.email, header_safe_name(r.name)) for r in recipients if is_plain_address(r.email))
+    the SMTP envelope that the API would refuse as input (an international domain is kept, as A-labels)."""
+    kept = (Recipient(with_ascii_domain(r.email), header_safe_name(r.name)) for r in recipients)
+    return tuple(r for r in kept if is_plain_address(r.email))
 
 
 def reply_recipients(mode: str, original: Original, own_email: str) -> tuple[tuple[Recipient, ...],

@@ -5,6 +5,9 @@
   characters in all; the domain LDH labels (RFC 1035 §2.3.1; international names as A-labels). Refused: quoted
   or commented forms, control characters, and non-ASCII local parts — those need SMTPUTF8 (RFC 6531), which
   the 7-bit outbox does not use, and an encoded word is not allowed inside an addr-spec (RFC 2047 §5).
+- `with_ascii_domain`: an address whose domain is written in U-labels (`jan@münchen.example`) with the domain
+  as A-labels (`jan@xn--mnchen-3ya.example`, IDNA2008 with UTS #46 mapping: RFC 5891 §4, unicode.org/reports/tr46)
+  — the form a 7-bit header and envelope carry (RFC 5321 §2.3.5); the local part is left as it is.
 - `header_safe_name`: a display name with control characters (RFC 5322 §2.2 allows none in a field body;
   CR/LF would start a new header) turned into spaces.
 
@@ -14,6 +17,8 @@ reply-all recipients: whatever an inbound message said) are dropped or cleaned w
 from __future__ import annotations
 
 import re
+
+import idna
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -26,6 +31,18 @@ MAX_ADDRESS = 254
 def is_plain_address(value: str) -> bool:
     return (len(value) <= MAX_ADDRESS and _ADDR_SPEC.fullmatch(value) is not None
             and len(value.rpartition("@")[0]) <= MAX_LOCAL_PART)
+
+
+def with_ascii_domain(value: str) -> str:
+    """The address with an international domain as A-labels; unchanged when the domain is ASCII or cannot be
+    encoded (`is_plain_address` then refuses it)."""
+    local, at, domain = value.rpartition("@")
+    if not at or domain.isascii():
+        return value
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except (idna.IDNAError, UnicodeError):
+        return value
 
 
 def header_safe_name(value: str | None) -> str | None:

@@ -11,6 +11,7 @@ from datetime import timedelta
 import boto3
 import pytest
 
+from chalicelib.api.schemas.mailboxes import check_email
 from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.notify.events import list_events
 from chalicelib.providers import kinds
@@ -495,3 +496,13 @@ def test_password_is_in_no_response_and_no_stored_item(api, tenant, fake):
             scanned += 1
             assert PASSWORD not in json.dumps(item, default=str), table
     assert scanned >= 3
+
+
+def test_email_with_an_international_domain_is_kept_as_a_labels():
+    """Guards the address rule of the send, mailbox and notification inputs: an international domain in
+    U-labels is accepted as its A-labels (RFC 5891), a non-ASCII local part (needs SMTPUTF8) is not."""
+    assert check_email("Jan@München.Example") == "Jan@xn--mnchen-3ya.example"
+    assert check_email("jan@xn--mnchen-3ya.example") == "jan@xn--mnchen-3ya.example"
+    for refused in ("jiří@example.com", "jan@exa mple.com", "jan@-bad-.example", "jan@"):
+        with pytest.raises(ValueError):
+            check_email(refused)

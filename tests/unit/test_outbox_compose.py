@@ -68,6 +68,15 @@ def test_reply_all_leaves_out_hostile_addresses_of_the_original():
     assert compose.compose(SENDER, compose.Draft("reply", text="OK"), only_hostile).recipients == ()
 
 
+def test_a_reply_to_an_international_domain_goes_to_its_a_labels():
+    """Guards against dropping a sender whose domain is written in U-labels (RFC 5891): the 7-bit reply
+    addresses it as A-labels."""
+    composed = compose.compose(SENDER, compose.Draft("reply", text="OK"),
+                               original(sender=compose.Recipient("jan@münchen.example", "Jan"), reply_to=()))
+    assert composed.recipients == ("jan@xn--mnchen-3ya.example",)
+    assert message_from_bytes(composed.raw, policy=policy.default)["To"] == "Jan <jan@xn--mnchen-3ya.example>"
+
+
 def test_long_reference_chains_keep_the_first_and_the_latest():
     chain = tuple(f"r{i}@x.example" for i in range(40))
     composed = compose.compose(SENDER, compose.Draft("reply", text="x"), original(references=chain))

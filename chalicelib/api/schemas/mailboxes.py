@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, StringConstraints, field_validator
 from chalicelib.api.schemas.common import ApiModel, ListQuery, Strict
 from chalicelib.api.schemas.mail_servers import LoginMethod, Security, normalize_host
 from chalicelib.config import INSECURE_URL_STAGES, get_settings
-from chalicelib.security.addresses import is_plain_address
+from chalicelib.security.addresses import is_plain_address, with_ascii_domain
 
 MailboxType = Literal["imap", "gmail", "outlook"]
 PairingMode = Literal["auto", "signal", "off"]
@@ -31,7 +31,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def check_email(value: str) -> str:
     """A plain addr-spec `local@domain` (`security.addresses.is_plain_address`: RFC 5322 §3.4.1 dot-atom, safe
-    in a header and an SMTP envelope as it is); domain lower-cased."""
+    in a header and an SMTP envelope as it is); an international domain as A-labels, the domain lower-cased."""
+    value = with_ascii_domain(value)
     if not is_plain_address(value):
         raise ValueError("must be an email address like name@example.com")
     local, _, domain = value.rpartition("@")
