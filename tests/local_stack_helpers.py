@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
@@ -40,3 +41,12 @@ def start_stack(data_dir: Path, port: int, log: Path, *extra: str,
 def stop_stack(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
+
+
+def clear_of_the_half_hour_tick() -> None:
+    """The stack's scheduler also ticks at :00 and :30 (one idle check per folder): a test that counts a
+    sync's provider calls measures away from it."""
+    now = datetime.now(timezone.utc)
+    to_tick = (30 - now.minute % 30) * 60 - now.second
+    if to_tick < 25:
+        time.sleep(to_tick + 15)

@@ -12,7 +12,7 @@ import requests
 from devservers.dovecot import free_port
 from devservers.fake_google import FakeGoogle
 from devservers.gmail_demo import DEMO_SERVICE_ACCOUNT, DEMO_TOPIC, demo_message
-from tests.local_stack_helpers import start_stack, stop_stack
+from tests.local_stack_helpers import clear_of_the_half_hour_tick, start_stack, stop_stack
 
 EMAIL = "walk@gmail.example"
 
@@ -68,6 +68,7 @@ def test_connect_push_and_idle_sync_through_the_local_stack(tmp_path):
                 return status["stage"] == "idle" and not status["lease_held"] and not status["follow_up_requested"]
 
             _wait(settled, "the push's sync to finish")
+            clear_of_the_half_hour_tick()
             google.calls.clear()
             seen = len(google.requests)
             refresh = requests.post(f"{base}/v1/mailboxes/{mailbox_id}/refresh", headers=admin, timeout=10)

@@ -5,7 +5,6 @@ on the next worker pass; an idle sync costs one Graph request per folder."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -13,7 +12,7 @@ import requests
 from devservers.dovecot import free_port
 from devservers.fake_microsoft import FakeMicrosoft
 from tests.graph_helpers import ADDRESS, CLIENT_ID, CLIENT_SECRET, raw_mail
-from tests.local_stack_helpers import start_stack, stop_stack
+from tests.local_stack_helpers import clear_of_the_half_hour_tick, start_stack, stop_stack
 
 pytestmark = pytest.mark.slow
 
@@ -34,14 +33,6 @@ def wait_for(probe, what: str, seconds: float = 30):
             return value
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def clear_of_the_half_hour_tick() -> None:
-    """The stack's scheduler also ticks at :00 and :30 (one idle check per folder): measure away from it."""
-    now = datetime.now(timezone.utc)
-    to_tick = (30 - now.minute % 30) * 60 - now.second
-    if to_tick < 25:
-        time.sleep(to_tick + 15)
 
 
 @pytest.fixture
