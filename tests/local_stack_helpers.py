@@ -50,3 +50,14 @@ def clear_of_the_half_hour_tick() -> None:
     to_tick = (30 - now.minute % 30) * 60 - now.second
     if to_tick < 25:
         time.sleep(to_tick + 15)
+
+
+def wait_for(probe, what: str, seconds: float = 30):
+    """`probe()`'s first truthy answer, polled every 0.3 s; fails naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")

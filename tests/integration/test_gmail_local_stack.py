@@ -4,7 +4,6 @@ consent link connecting the mailbox, its mail arriving, a Pub/Sub push bringing 
 worker pass, and an idle sync costing more than one Gmail call per label."""
 from __future__ import annotations
 
-import time
 
 import pytest
 import requests
@@ -12,19 +11,10 @@ import requests
 from devservers.dovecot import free_port
 from devservers.fake_google import FakeGoogle
 from devservers.gmail_demo import DEMO_SERVICE_ACCOUNT, DEMO_TOPIC, demo_message
-from tests.local_stack_helpers import clear_of_the_half_hour_tick, start_stack, stop_stack
+from tests.local_stack_helpers import clear_of_the_half_hour_tick, start_stack, stop_stack, wait_for
 
 EMAIL = "walk@gmail.example"
 
-
-def _wait(check, what: str, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
@@ -58,23 +48,23 @@ def test_connect_push_and_idle_sync_through_the_local_stack(tmp_path):
                 answer = requests.get(f"{base}/v1/mailboxes/{mailbox_id}/messages", headers=headers, timeout=10)
                 return sorted(m["subject"] for m in answer.json()["items"])
 
-            _wait(lambda: len(subjects()) == 3, "the first import")
+            wait_for(lambda: len(subjects()) == 3, "the first import")
             google.deliver(EMAIL, demo_message(4, EMAIL, "Pushed", "Petr <petr@acme.example>"))
             assert google.publish(EMAIL, audience, audience=audience, service_account=DEMO_SERVICE_ACCOUNT) == 204
-            assert _wait(lambda: "Pushed" in subjects(), "the pushed message", 15)
+            assert wait_for(lambda: "Pushed" in subjects(), "the pushed message", 15)
 
             def settled() -> bool:
                 status = requests.get(f"{base}/v1/mailboxes/{mailbox_id}/sync", headers=headers, timeout=10).json()
                 return status["stage"] == "idle" and not status["lease_held"] and not status["follow_up_requested"]
 
-            _wait(settled, "the push's sync to finish")
+            wait_for(settled, "the push's sync to finish")
             clear_of_the_half_hour_tick()
             google.calls.clear()
             seen = len(google.requests)
             refresh = requests.post(f"{base}/v1/mailboxes/{mailbox_id}/refresh", headers=admin, timeout=10)
             assert refresh.status_code == 202, refresh.text
-            _wait(lambda: google.calls["history.list"] >= 2, "the refresh's sync")
-            _wait(settled, "the refresh's sync to finish")
+            wait_for(lambda: google.calls["history.list"] >= 2, "the refresh's sync")
+            wait_for(settled, "the refresh's sync to finish")
             assert dict(google.calls) == {"history.list": 2}      # one call per label; no token, no fetch
             assert sorted(params["labelId"] for _, params in google.requests[seen:]) == ["INBOX", "SENT"]
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,7 +23,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from devservers.dovecot import free_port
 from devservers.smtp import for_dovecot
-from tests.local_stack_helpers import start_stack, stop_stack
+from tests.local_stack_helpers import start_stack, stop_stack, wait_for
 from tests.mailfactory import make_message
 
 EXAMPLES = int(os.environ.get("LOCAL_FUZZ_EXAMPLES", "2"))
@@ -44,15 +43,6 @@ class Receiver(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-
-def wait_for(what: str, fetch, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = fetch()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"never saw {what}")
 
 
 def seed(base: str, key: str, operator_key: str, dovecot, smtp_port: int) -> dict[str, str]:
@@ -87,14 +77,14 @@ def seed(base: str, key: str, operator_key: str, dovecot, smtp_port: int) -> dic
         "imap": {**endpoint, "port": dovecot.port}, "smtp": {**endpoint, "port": smtp_port}})
     mailbox_id = mailbox["id"]
     call("POST", f"/v1/mailboxes/{mailbox_id}/refresh", 202)
-    messages = wait_for("the imported messages", lambda: call(
-        "GET", f"/v1/mailboxes/{mailbox_id}/messages", 200, user=True)["items"])
+    messages = wait_for(lambda: call(
+        "GET", f"/v1/mailboxes/{mailbox_id}/messages", 200, user=True)["items"], "the imported messages", 60)
     message_id = messages[0]["id"]
-    signals = wait_for("signals", lambda: call("GET", "/v1/signals", 200)["items"])
+    signals = wait_for(lambda: call("GET", "/v1/signals", 200)["items"], "signals", 60)
     call("POST", f"/v1/signals/{signals[0]['id']}/accept", 200)           # a link and its audit entry
     audit = call("GET", "/v1/audit", 200)["items"]
 
-    deliveries = wait_for("a webhook delivery", lambda: call("GET", "/v1/webhook/deliveries", 200)["items"])
+    deliveries = wait_for(lambda: call("GET", "/v1/webhook/deliveries", 200)["items"], "a webhook delivery", 60)
 
     outbox = call("POST", f"/v1/mailboxes/{mailbox_id}/send", 202, user=True,
                   json={"to": ["jan@acme.example"], "subject": "fuzz", "text": "hello"})

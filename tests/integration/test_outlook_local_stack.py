@@ -12,7 +12,7 @@ import requests
 from devservers.dovecot import free_port
 from devservers.fake_microsoft import FakeMicrosoft
 from tests.graph_helpers import ADDRESS, CLIENT_ID, CLIENT_SECRET, raw_mail
-from tests.local_stack_helpers import clear_of_the_half_hour_tick, start_stack, stop_stack
+from tests.local_stack_helpers import clear_of_the_half_hour_tick, start_stack, stop_stack, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -24,15 +24,6 @@ def browser(fake: FakeMicrosoft, url: str) -> requests.Response:
         return requests.post(target, data=params, allow_redirects=False, timeout=30)
     return requests.get(target, params=params, allow_redirects=False, timeout=30)
 
-
-def wait_for(probe, what: str, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
