@@ -268,8 +268,6 @@ LAZY_ON_PURPOSE = {
     "app.py",
     # The operator CLI's `operator-key` command must work without AWS libraries.
     "chalicelib/admin.py",
-    # google-auth loads on the first Gmail push, not on the API's cold start.
-    "chalicelib/api/blueprints/push.py",
 }
 
 
