@@ -2,12 +2,12 @@
 Cc, Bcc or Reply-To), with what derives from it (`erasure.delete.delete_messages`), the outbox items addressed
 to them, and the events / in-app notifications naming the erased messages.
 
-Finding the messages: no index maps participants to messages (the pairing index maps addresses to CRM
-records), so the job reads the tenant's messages mailbox by mailbox through the `by_mailbox` GSI (Queries of
-`PAGE` items, never a table Scan) and matches the normalized participants itself. That read is bounded per
-step and runs in the background: the request starts the job and works on it for `REQUEST_SECONDS`; the rest
-continues as `privacy.erase` jobs on the events queue, resuming from the job's saved progress
-(`GET /v1/erasure/{id}` shows it). Every step is idempotent.
+Finding the messages: no index maps participants to messages (the pairing index maps addresses to CRM records), so
+the job reads the tenant's messages mailbox by mailbox — its mailboxes, then the ones deleted without purge
+(`RetiredMailbox`) — through the `by_mailbox` GSI (Queries of `PAGE` items, never a table Scan) and matches the
+normalized participants itself. That read is bounded per step and runs in the background: the request starts the
+job and works on it for `REQUEST_SECONDS`; the rest continues as `privacy.erase` jobs on the events queue, resuming
+from the job's saved progress (`GET /v1/erasure/{id}` shows it). Every step is idempotent.
 
 Privacy of the record itself: the job holds the address only KMS-sealed while it runs and drops it when done;
 the job and the audit entry (action "erasure") keep an HMAC-SHA256 of the normalized address under the
@@ -15,8 +15,7 @@ service's signing key (so a later request for the same person can be recognised,
 read back), the counts and the erased message ids (the first `MAX_IDS`; events and notifications naming ids
 beyond those are left to their 90-day TTL — they hold ids only) — no content.
 Not erased: the CRM's directory records (the CRM owns them: delete the contact there), mail at the provider,
-messages of mailboxes deleted without `purge=true` (their mailbox is gone from the tenant's partition; purge
-them), and webhook payloads already delivered to the tenant's receiver.
+and webhook payloads already delivered to the tenant's receiver.
 """
 from __future__ import annotations
 
@@ -35,7 +34,7 @@ from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.models.message import Message
 from chalicelib.models.outbox import OutboxItem
-from chalicelib.models.privacy import ErasureJob
+from chalicelib.models.privacy import ErasureJob, RetiredMailbox
 from chalicelib.notify import queue
 from chalicelib.pairing.store import audit_entry
 from chalicelib.privacy.lists import normalize_address, participants
@@ -83,14 +82,21 @@ def _names_person(message: Message, address: str) -> bool:
 
 
 def _next_mailbox(job: ErasureJob) -> str | None:
-    """The tenant's next mailbox (one key-ordered Query page of one item), or None after the last."""
+    """The tenant's next mailbox id: its mailboxes, then its retired ones (deleted without purge, their mail
+    kept), each list in key order one Query page of one item at a time; None after the last."""
     progress = job.progress
-    page = Mailbox.query(job.tenant_id, limit=1, last_evaluated_key=progress.get("mailbox_key"),
-                         attributes_to_get=["tenant_id", "mailbox_id"])
-    found = next(iter(page), None)
-    progress["mailbox_key"] = {"tenant_id": {"S": job.tenant_id}, "mailbox_id": {"S": found.mailbox_id}} \
-        if found is not None else None
-    return found.mailbox_id if found is not None else None
+    if progress.get("source", "live") == "live":
+        found = next(iter(Mailbox.query(job.tenant_id, limit=1, last_evaluated_key=progress.get("mailbox_key"),
+                                        attributes_to_get=["tenant_id", "mailbox_id"])), None)
+        if found is not None:
+            progress["mailbox_key"] = {"tenant_id": {"S": job.tenant_id}, "mailbox_id": {"S": found.mailbox_id}}
+            return found.mailbox_id
+        progress["source"], progress["mailbox_key"] = "retired", None
+    retired = next(iter(RetiredMailbox.query(job.tenant_id, limit=1,
+                                             last_evaluated_key=progress.get("retired_key"))), None)
+    progress["retired_key"] = {"tenant_id": {"S": job.tenant_id}, "mailbox_id": {"S": retired.mailbox_id}} \
+        if retired is not None else None
+    return retired.mailbox_id if retired is not None else None
 
 
 def _messages_step(job: ErasureJob, address: str) -> bool:

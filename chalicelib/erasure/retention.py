@@ -3,30 +3,29 @@
 Setting: the tenant's privacy item (`PrivacyList` scope "tenant", `retention_days`, one of
 `privacy.lists.RETENTION_PERIODS` or None = kept until deleted), changed through `PUT /v1/privacy/settings`.
 Two mechanisms, because neither alone is enough:
-- the sweeper (`sweep`, run by the hourly renewer over the mailboxes it maintains): for each mailbox of a
-  tenant with a period, the oldest messages (`by_mailbox` GSI, `date_key` below the cutoff, ascending) go
-  through `erasure.delete.delete_messages` — at most `PER_MAILBOX` per mailbox and `PER_RUN` per run, so a
-  run stays bounded and a backlog shrinks run by run. DynamoDB TTL is not used: TTL deletes "typically within
-  a few days" (DynamoDB Developer Guide, "Working with Time to Live") and would leave the raw object, links
-  and signals behind;
-- S3 lifecycle rules on the `raw/` prefix (infra/resources.yaml), one per allowed period, filtered on the
-  object tag `mailbridge-retention-days=<days>` that the store sets on every raw object it writes while the
-  tenant has a period: the backstop for raw objects the sweeper never reaches (a mailbox deleted without
-  purge). S3 lifecycle counts whole days and runs asynchronously (S3 User Guide, "Managing your storage
-  lifecycle"). A period changed later applies to objects stored from then on (tags are not rewritten): a
-  longer period does not extend objects already stored.
+- the sweeper (`sweep`, run by the hourly renewer over the mailboxes it maintains and the retired ones — deleted
+  without purge, their mail kept: `RetiredMailbox`): for each mailbox of a tenant with a period, the oldest
+  messages (`by_mailbox` GSI, `date_key` below the cutoff, ascending) go through `erasure.delete.delete_messages` —
+  at most `PER_MAILBOX` per mailbox and `PER_RUN` per run, so a run stays bounded and a backlog shrinks run by run.
+  DynamoDB TTL is not used: TTL deletes "typically within a few days" (DynamoDB Developer Guide, "Working with Time
+  to Live") and would leave the raw object, links and signals behind;
+- S3 lifecycle rules on the `raw/` prefix (infra/resources.yaml), one per allowed period, filtered on the object
+  tag `mailbridge-retention-days=<days>` that the store sets on every raw object it writes while the tenant has a
+  period: the backstop for raw objects the sweeper has not reached yet. S3 lifecycle counts whole days and runs
+  asynchronously (S3 User Guide, "Managing your storage lifecycle"). A period changed later applies to objects
+  stored from then on (tags are not rewritten): a longer period does not extend objects already stored.
 Nothing at the provider is deleted.
 """
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from chalicelib.erasure.delete import add_counts, delete_messages
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
-from chalicelib.models.privacy import TENANT_SCOPE, PrivacyList
+from chalicelib.models.privacy import TENANT_SCOPE, PrivacyList, RetiredMailbox
 from chalicelib.timeutil import isoformat, utcnow
 
 PER_MAILBOX = 500
@@ -47,7 +46,7 @@ def cutoff(days: int, now=None) -> str:
     return isoformat((now or utcnow()) - timedelta(days=days))
 
 
-def sweep_mailbox(mailbox: Mailbox, days: int, limit: int, now=None) -> dict[str, int]:
+def sweep_mailbox(mailbox: Mailbox | RetiredMailbox, days: int, limit: int, now=None) -> dict[str, int]:
     """Delete up to `limit` of the mailbox's messages dated before the cutoff, oldest first."""
     bound = cutoff(days, now)
     counts: dict[str, int] = {}
@@ -66,8 +65,19 @@ def sweep_mailbox(mailbox: Mailbox, days: int, limit: int, now=None) -> dict[str
     return counts
 
 
-def sweep(mailboxes: Iterable[Mailbox], now=None, budget: int = PER_RUN) -> dict[str, int]:
-    """The renewer's run: mailboxes of tenants with a retention period, bounded per mailbox and in all."""
+def retired_mailboxes() -> Iterator[RetiredMailbox]:
+    """The mailboxes deleted without purge whose mail may remain: a Scan of that small table, for the hourly
+    renewer only (never a request path)."""
+    return RetiredMailbox.scan()
+
+
+def _emptied(retired: RetiredMailbox) -> bool:
+    return next(iter(Message.by_mailbox.query(retired.mailbox_id, limit=1)), None) is None
+
+
+def sweep(mailboxes: Iterable[Mailbox | RetiredMailbox], now=None, budget: int = PER_RUN) -> dict[str, int]:
+    """The renewer's run: mailboxes (live, and retired ones: deleted without purge) of tenants with a retention
+    period, bounded per mailbox and in all; a retired mailbox none of whose mail is left is forgotten."""
     tenants: dict[str, int | None] = {}
     total: dict[str, int] = {}
     for mailbox in mailboxes:
@@ -76,11 +86,13 @@ def sweep(mailboxes: Iterable[Mailbox], now=None, budget: int = PER_RUN) -> dict
         if mailbox.tenant_id not in tenants:
             tenants[mailbox.tenant_id] = retention_days(mailbox.tenant_id)
         days = tenants[mailbox.tenant_id]
-        if not days:
-            continue
-        counts = sweep_mailbox(mailbox, days, min(PER_MAILBOX, budget), now)
-        budget -= counts.get("messages", 0)
-        total = add_counts(total, counts)
+        if days:
+            counts = sweep_mailbox(mailbox, days, min(PER_MAILBOX, budget), now)
+            budget -= counts.get("messages", 0)
+            total = add_counts(total, counts)
+        if isinstance(mailbox, RetiredMailbox) and _emptied(mailbox):
+            mailbox.delete()
+            total = add_counts(total, {"retired_mailboxes": 1})
     if total:
         logger.info("retention sweep deleted messages", extra={"counts": total})
     return total

@@ -25,6 +25,7 @@ from chalicelib.mailboxes import servers, verify
 from chalicelib.mailboxes.endpoints import complete_mailbox_endpoint
 from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
 from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer
+from chalicelib.models.privacy import RetiredMailbox
 from chalicelib.models.tenant import Tenant
 from chalicelib.notify.events import emit
 from chalicelib.providers.kinds import UnknownKind, get_kind
@@ -358,9 +359,11 @@ def test_mailbox(mailbox: Mailbox) -> verify.Outcome:
 
 def delete_mailbox(mailbox: Mailbox) -> None:
     """Stops its push registration at the provider, then removes the mailbox item (with its sealed credentials),
-    its sync cursors and its shares. Stored messages stay for a
-    cleanup job; they are invisible to users once the mailbox is gone (no mailbox access)."""
+    its sync cursors and its shares. Stored messages stay: no mailbox route reaches them any more, the CRM's
+    record tabs keep what was paired, and a `RetiredMailbox` item keeps the mailbox id for erasure and
+    retention (written first, so a failure in between leaves no mail they cannot find)."""
     push.stop(mailbox)          # Gmail users.stop / Graph subscription DELETE; failures are logged, not fatal
+    RetiredMailbox(mailbox.tenant_id, mailbox.mailbox_id, retired_at=now_iso()).save()
     mailbox.delete()
     cursors.delete_all(mailbox)
     for share in MailboxShare.query(mailbox.mailbox_id):

@@ -9,6 +9,12 @@ item also holds the retention period (`erasure/retention.py`), so the store read
 by KMS (`sealed_subject`, encryption context tenant + job id) and its progress; when done the sealed address is
 removed and only the keyed hash (`subject_hash`, HMAC-SHA256 under the service's signing key) and the counts
 stay — never the address in plain text, never message content.
+
+`RetiredMailbox` is keyed `(tenant_id, mailbox_id)`: a mailbox deleted without purge. Its stored mail stays
+(the CRM's record tabs keep what was paired), so erasure and the retention sweeper must still find that mail,
+which they read mailbox by mailbox (the `by_mailbox` GSI): this item names the mailbox id for them once the
+mailbox item is gone. It holds no address; the retention sweeper deletes it once none of the mailbox's
+messages is left.
 """
 from __future__ import annotations
 
@@ -50,3 +56,11 @@ class ErasureJob(Model):
     audit_id = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     finished_at = UnicodeAttribute(null=True)
+
+
+class RetiredMailbox(Model):
+    Meta = table_meta("retired_mailboxes")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    mailbox_id = UnicodeAttribute(range_key=True)
+    retired_at = UnicodeAttribute()

@@ -10,7 +10,7 @@ from chalicelib.models.webhook import Webhook, WebhookDelivery
 from chalicelib.models.notification import Notification, NotificationRelay, NotificationSettings
 from chalicelib.models.consent import ConsentState
 from chalicelib.models.outbox import OutboxItem
-from chalicelib.models.privacy import ErasureJob, PrivacyList
+from chalicelib.models.privacy import ErasureJob, PrivacyList, RetiredMailbox
 from chalicelib.models.conversation import ThreadEntry, ThreadKey
 from chalicelib.models.search import SearchPosting
 
@@ -20,7 +20,7 @@ MODELS += [Webhook, WebhookDelivery]
 MODELS += [NotificationSettings, Notification, NotificationRelay]
 MODELS += [ConsentState]
 MODELS += [OutboxItem]
-MODELS += [PrivacyList, ErasureJob]
+MODELS += [PrivacyList, ErasureJob, RetiredMailbox]
 MODELS += [ThreadKey, ThreadEntry, SearchPosting]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
+from itertools import chain
 from typing import Callable, Iterator
 
 from chalicelib.erasure import retention
@@ -82,7 +83,7 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
         except Exception:  # noqa: BLE001 - a warning that fails now is emitted by the next run
             logger.exception("credential expiry check failed", extra={"mailbox_id": mailbox.mailbox_id})
     try:
-        counts["retention_deleted"] = retention.sweep(seen).get("messages", 0)
+        counts["retention_deleted"] = retention.sweep(chain(seen, retention.retired_mailboxes())).get("messages", 0)
     except Exception:  # noqa: BLE001 - the next run sweeps again
         logger.exception("retention sweep failed")
     result = enqueue_many(stuck)

@@ -16,13 +16,13 @@ from chalicelib.models.event import Event
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import AuditEntry
-from chalicelib.models.privacy import ErasureJob
+from chalicelib.models.privacy import ErasureJob, RetiredMailbox
 from chalicelib.models.registry import all_models
 from chalicelib.notify import notifier, user_notifications
 from chalicelib.pairing import manual
 from chalicelib.privacy import lists
 from chalicelib.providers.base import FetchedMessage, MessageRef
-from chalicelib.sync import store
+from chalicelib.sync import renewer, store
 from chalicelib.timeutil import isoformat, utcnow
 from tests.mailfactory import make_message
 from tests.sync_helpers import drain
@@ -209,3 +209,33 @@ def test_deleting_a_message_again_deletes_and_counts_nothing(api, make_world):  
     assert delete_messages([message]) == {}
     # events name ids only and expire (purge and erasure delete them; delete_messages does not)
     assert everything_naming([message.message_id], skip=(Event,)) == []
+
+
+def test_erasure_and_retention_reach_the_mail_of_a_mailbox_deleted_without_purge(api, make_world, aws):  # noqa: F811
+    """Guards against mail kept after a plain delete (the CRM's record tabs still show what was paired) escaping
+    an erasure or the retention period because its mailbox is gone from the tenant's partition."""
+    world = make_world("personal")
+    tenant = world["tenant"]
+    mailbox = Mailbox.get(tenant["id"], world["mailbox"].mailbox_id)
+    about_her = stored(mailbox, uid="40", from_=f"Petra <{PERSON}>", to="owner@acme-crm.example")
+    old = stored(mailbox, uid="41", date=utcnow() - dt.timedelta(days=40), subject="Old")
+    assert api("DELETE", f"/v1/mailboxes/{mailbox.mailbox_id}", key=tenant["key"], user="u-owner").status == 204
+    [retired] = RetiredMailbox.query(tenant["id"])
+    assert retired.mailbox_id == mailbox.mailbox_id
+    assert set(retired.serialize()) == {"tenant_id", "mailbox_id", "retired_at"}              # it names no one
+    assert Message.get(about_her.message_id) and Message.get(world["message"].message_id)     # the mail stays
+
+    answer = api("POST", "/v1/erasure", key=tenant["key"], json_body={"email": PERSON})
+
+    assert answer.status == 202 and answer.json["status"] == "done"
+    assert answer.json["message_ids"] == [about_her.message_id]
+    assert everything_naming([PERSON, about_her.message_id], skip=(ErasureJob, AuditEntry)) == []
+
+    assert api("PUT", "/v1/privacy/settings", key=tenant["key"], json_body={"retention_days": 30}).status == 200
+    assert renewer.run()["retention_deleted"] == 1                 # the hourly renewer reaches the retired mailbox
+    with pytest.raises(Message.DoesNotExist):
+        Message.get(old.message_id)
+    assert [r.mailbox_id for r in RetiredMailbox.query(tenant["id"])] == [mailbox.mailbox_id]   # mail remains
+    delete_messages([Message.get(m.message_id) for m in Message.by_mailbox.query(mailbox.mailbox_id)])
+    renewer.run()
+    assert list(RetiredMailbox.query(tenant["id"])) == []          # none of its mail is left: forgotten
