@@ -18,10 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-import idna
-
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.privacy import TENANT_SCOPE, PrivacyList, user_scope
+from chalicelib.security.addresses import ascii_domain
 from chalicelib.timeutil import now_iso
 
 MAX_ENTRIES = 1000           # per list (keeps an item far below DynamoDB's 400 KB)
@@ -36,9 +35,9 @@ def _ascii_domain(domain: str) -> str:
     if not domain or " " in domain:
         raise InvalidEntry("empty domain")
     try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise InvalidEntry(f"not a valid domain: {exc}") from None
+        return ascii_domain(domain)
+    except ValueError as exc:
+        raise InvalidEntry(str(exc)) from None
 
 
 def normalize_entry(value: str) -> str:

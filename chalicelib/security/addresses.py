@@ -5,9 +5,10 @@
   characters in all; the domain LDH labels (RFC 1035 §2.3.1; international names as A-labels). Refused: quoted
   or commented forms, control characters, and non-ASCII local parts — those need SMTPUTF8 (RFC 6531), which
   the 7-bit outbox does not use, and an encoded word is not allowed inside an addr-spec (RFC 2047 §5).
-- `with_ascii_domain`: an address whose domain is written in U-labels (`jan@münchen.example`) with the domain
-  as A-labels (`jan@xn--mnchen-3ya.example`, IDNA2008 with UTS #46 mapping: RFC 5891 §4, unicode.org/reports/tr46)
-  — the form a 7-bit header and envelope carry (RFC 5321 §2.3.5); the local part is left as it is.
+- `ascii_domain` / `with_ascii_domain`: a domain, or an address whose domain is written in U-labels
+  (`jan@münchen.example`), with the domain as A-labels (`jan@xn--mnchen-3ya.example`, IDNA2008 with UTS #46
+  mapping: RFC 5891 §4, unicode.org/reports/tr46) — the form a 7-bit header and envelope carry (RFC 5321
+  §2.3.5); the local part is left as it is. `privacy.lists` normalizes its entries' domains with it too.
 - `header_safe_name`: a display name with control characters (RFC 5322 §2.2 allows none in a field body;
   CR/LF would start a new header) turned into spaces.
 
@@ -33,6 +34,14 @@ def is_plain_address(value: str) -> bool:
             and len(value.rpartition("@")[0]) <= MAX_LOCAL_PART)
 
 
+def ascii_domain(domain: str) -> str:
+    """`domain` as A-labels (IDNA2008 with UTS #46 mapping); raises ValueError when it cannot be one."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise ValueError(f"not a valid domain: {exc}") from None
+
+
 def with_ascii_domain(value: str) -> str:
     """The address with an international domain as A-labels; unchanged when the domain is ASCII or cannot be
     encoded (`is_plain_address` then refuses it)."""
@@ -40,8 +49,8 @@ def with_ascii_domain(value: str) -> str:
     if not at or domain.isascii():
         return value
     try:
-        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
-    except (idna.IDNAError, UnicodeError):
+        return f"{local}@{ascii_domain(domain)}"
+    except ValueError:
         return value
 
 

@@ -46,7 +46,6 @@ HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
 GONE_LABELS = frozenset({"TRASH", "SPAM"})
 UNREAD = "UNREAD"
 MAX_PAGE = 500
-ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def after_query(since: date) -> str:
@@ -212,7 +211,7 @@ class GmailProvider(MailProvider, PushSubscriber):
         answer = self.client.watch({"topicName": topic, "labelIds": list(LABELS.values()),
                                     "labelFilterBehavior": "include"})
         expires = datetime.fromtimestamp(int(answer["expiration"]) / 1000, tz=timezone.utc)
-        return PushState(expires_at=expires.strftime(ISO),
+        return PushState(expires_at=expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
                          resource={"kind": "gmail", "topic": topic, "email": self.context.email.lower(),
                                    "history_id": str(answer.get("historyId") or "")})
 
