@@ -53,6 +53,7 @@ def google():
 
 
 def make_gmail_server(google: FakeGoogle, tenant_id: str = "tnt_test", *, push: dict | None = None) -> MailServer:
+    ensure_tenant(tenant_id)                      # its item holds the key the client secret is sealed with
     server_id = new_id("srv")
     now = now_iso()
     server = MailServer(tenant_id, server_id, name="Google", type="gmail", oauth={"client_id": google.client_id},

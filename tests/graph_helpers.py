@@ -18,7 +18,7 @@ from chalicelib.security.crypto import encrypt_secrets
 from chalicelib.timeutil import now_iso
 from devservers.fake_microsoft import FakeMicrosoft
 from devservers.tlsca import make_loopback_tls
-from tests.sync_helpers import make_mailbox
+from tests.sync_helpers import ensure_tenant, make_mailbox
 
 CLIENT_ID, CLIENT_SECRET = "00000000-aaaa-bbbb-cccc-000000000001", "fake-client-secret"
 ADDRESS = "anna@contoso.example"
@@ -46,6 +46,7 @@ def fake_ms(loopback_tls, monkeypatch):
 
 
 def make_outlook_server(tenant_id: str, *, ms_tenant: str = "organizations") -> MailServer:
+    ensure_tenant(tenant_id)                      # its item holds the key the client secret is sealed with
     server_id = new_id("srv")
     server = MailServer(tenant_id, server_id, name="Contoso", type="outlook",
                         oauth={"client_id": CLIENT_ID, "ms_tenant": ms_tenant},

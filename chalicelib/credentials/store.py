@@ -11,15 +11,23 @@ the API's connection test and the worker may both refresh a token.
     t4 the API reloads v4 and uses A's rotated credentials (never overwriting them with stale ones)
 
 A mailbox that never had a version (created before versioning) counts as version 0.
+
+Blobs sealed in the legacy format (`security.crypto` `v1`: a KMS data key per blob, one `kms:Decrypt` each
+time a cold process opens them) are resealed in the current one by `upgrade`, which `providers.kinds.
+build_provider` calls whenever it opens a mailbox's credentials: the same conditional write on the version
+read, `updated_at` untouched (the secrets did not change); a conflict or a failure leaves the legacy blob, which
+still opens, for the next time.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist, PynamoDBException, UpdateError
 
+from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets, encrypt_secrets
+from chalicelib.security.crypto import (SecretDecryptionError, SecretEncryptionError, decrypt_secrets,
+                                        encrypt_secrets, is_legacy)
 from chalicelib.timeutil import now_iso
 
 
@@ -60,20 +68,34 @@ class CredentialStore:
             raise CredentialsUnreadable("mailbox deleted") from None
         return self.decode(item)
 
-    def save(self, secrets: dict[str, str], expected_version: int) -> Credentials:
-        """Seal and store `secrets` if the stored version is still `expected_version`."""
+    def save(self, secrets: dict[str, str], expected_version: int, *, touch: bool = True) -> Credentials:
+        """Seal and store `secrets` if the stored version is still `expected_version` (`touch`: and mark the
+        mailbox updated)."""
         blob = encrypt_secrets(self.tenant_id, self.mailbox_id, secrets)
         version = expected_version + 1
         current = Mailbox.secret_version == expected_version
         if expected_version == 0:
             current = current | Mailbox.secret_version.does_not_exist()
+        actions = [Mailbox.secret_ciphertext.set(blob), Mailbox.secret_version.set(version)]
+        if touch:
+            actions.append(Mailbox.updated_at.set(now_iso()))
         try:
-            Mailbox(self.tenant_id, self.mailbox_id).update(
-                actions=[Mailbox.secret_ciphertext.set(blob), Mailbox.secret_version.set(version),
-                         Mailbox.updated_at.set(now_iso())],
-                condition=Mailbox.mailbox_id.exists() & current)
+            Mailbox(self.tenant_id, self.mailbox_id).update(actions=actions,
+                                                            condition=Mailbox.mailbox_id.exists() & current)
         except UpdateError as exc:
             if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
                 raise CredentialConflict(self.mailbox_id) from None
             raise
         return Credentials(dict(secrets), version)
+
+    def upgrade(self, mailbox: Mailbox, credentials: Credentials) -> Credentials:
+        """`credentials` (opened from `mailbox`), resealed in the current format first when their blob is a
+        legacy one; on a conflict or a failure the legacy blob stays (it still opens) and `credentials` is
+        returned as it is."""
+        if not is_legacy(mailbox.secret_ciphertext):
+            return credentials
+        try:
+            return self.save(credentials.secrets, credentials.version, touch=False)
+        except (CredentialConflict, SecretEncryptionError, PynamoDBException) as exc:
+            logger.info("legacy credentials kept", extra={"reason": type(exc).__name__})
+            return credentials

@@ -30,6 +30,9 @@ class Tenant(Model):
     own_domains = ListAttribute(of=UnicodeAttribute, default=list)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
+    # the tenant's secrets keys, KMS-wrapped (security/tenant_keys.py): key id → {"wrapped", "created_at"}
+    secrets_keys = JSONAttribute(null=True)
+    secrets_key_id = UnicodeAttribute(null=True)
 
     by_created = TenantsByCreated()
 

@@ -82,9 +82,11 @@ def provider_for(mailbox: Mailbox, credentials: Credentials, *, timeout: float =
 
 
 def build_provider(mailbox: Mailbox) -> MailProvider:
-    """The stored mailbox's provider with its decrypted credentials; raises ProviderError."""
+    """The stored mailbox's provider with its decrypted credentials (resealed first when stored in the legacy
+    format: `CredentialStore.upgrade`); raises ProviderError."""
+    store = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id)
     try:
-        credentials = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).decode(mailbox)
+        credentials = store.upgrade(mailbox, store.decode(mailbox))
     except CredentialsUnreadable:
         raise ProviderError(ErrorCode.PERMANENT, "stored credentials cannot be decrypted; save them again") from None
     return provider_for(mailbox, credentials)

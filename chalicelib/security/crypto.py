@@ -1,19 +1,26 @@
 """Envelope encryption of secrets with KMS (refresh tokens, MSAL caches, IMAP/SMTP passwords, client secrets).
 
-Each blob gets a fresh 256-bit data key from `kms:GenerateDataKey` whose encryption context names the tenant
-and the owner (mailbox or mail server); the JSON secret is sealed with AES-256-GCM under that key, with the
-same context as associated data. Decrypting with another tenant's or mailbox's context fails at KMS — a blob
-copied between items is useless. Blob format (text, stored in DynamoDB):
-`v1.<b64 encrypted data key>.<b64 nonce>.<b64 ciphertext+tag>`. Plaintext never leaves these functions
-except to the caller, and is never logged.
+Every secret is sealed with AES-256-GCM under a data key from KMS, with the tenant and the owner (mailbox, mail
+server, ...) as associated data — a blob copied between items or tenants fails authentication. Two formats
+(text, stored in DynamoDB):
 
-Data-key cache (an idle sync must not cost a KMS call each time): a decrypted data key is kept in the process
-for `data_key_cache_seconds` (default 300; 0 disables), at most `DATA_KEY_CACHE_SIZE` keys, keyed by
-(tenant, owner, SHA-256 of the encrypted data key). A hit is only ever served for the same tenant AND owner
-the key was decrypted for — another tenant's or mailbox's blob never matches, even with a copied data key —
-and the AES-GCM associated data (the same tenant + owner context) is still checked on every decryption, so
-a blob moved to another item fails without KMS being asked (the AWS Encryption SDK's data-key caching makes
-the same trade: bounded age, bounded entries).
+- `v2.<tenant key id>.<b64 nonce>.<b64 ciphertext+tag>` — what `encrypt_secrets` writes: sealed under the
+  tenant's secrets key (`security.tenant_keys`: one KMS-wrapped data key per tenant, kept in the process for
+  `data_key_cache_seconds`), so opening the secrets of a tenant's mailboxes costs one `kms:Decrypt` per process
+  and cache period instead of one per mailbox and tick.
+- `v1.<b64 encrypted data key>.<b64 nonce>.<b64 ciphertext+tag>` — written until 2026-12-02: a data key of its
+  own per blob, whose KMS encryption context names the tenant and the owner. Still opened (`kms:Decrypt` of its
+  key, cached per tenant + owner + key as below); `is_legacy` tells the callers that reseal such blobs
+  (`credentials.store.CredentialStore.upgrade`).
+
+Plaintext never leaves these functions except to the caller, and is never logged.
+
+Data-key cache (v1): a decrypted data key is kept in the process for `data_key_cache_seconds` (default 300;
+0 disables), at most `DATA_KEY_CACHE_SIZE` keys, keyed by (tenant, owner, SHA-256 of the encrypted data key). A
+hit is only ever served for the same tenant AND owner the key was decrypted for — another tenant's or
+mailbox's blob never matches, even with a copied data key — and the AES-GCM associated data (the same tenant +
+owner context) is still checked on every decryption, so a blob moved to another item fails without KMS being
+asked (the AWS Encryption SDK's data-key caching makes the same trade: bounded age, bounded entries).
 """
 from __future__ import annotations
 
@@ -29,10 +36,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chalicelib import aws
 from chalicelib.config import get_settings
+from chalicelib.security import tenant_keys
 
 
 class SecretDecryptionError(Exception):
     """The blob is corrupt or belongs to another tenant/owner."""
+
+
+class SecretEncryptionError(Exception):
+    """The tenant's secrets key cannot be had (the tenant item is gone)."""
 
 
 def _context(tenant_id: str, owner_id: str) -> dict[str, str]:
@@ -43,14 +55,25 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _aad(tenant_id: str, owner_id: str) -> bytes:
+    return json.dumps(_context(tenant_id, owner_id), sort_keys=True).encode()
+
+
 def encrypt_secrets(tenant_id: str, owner_id: str, secrets: dict[str, str]) -> str:
-    context = _context(tenant_id, owner_id)
-    data_key = aws.kms().generate_data_key(KeyId=get_settings().kms_key_id, KeySpec="AES_256",
-                                           EncryptionContext=context)
-    nonce = os.urandom(12)
-    aad = json.dumps(context, sort_keys=True).encode()
-    sealed = AESGCM(data_key["Plaintext"]).encrypt(nonce, json.dumps(secrets).encode(), aad)
-    return ".".join(["v1", _b64(data_key["CiphertextBlob"]), _b64(nonce), _b64(sealed)])
+    """A `v2` blob of `secrets` for this tenant + owner; raises `SecretEncryptionError` when the tenant has no
+    item to hold its key (deleted)."""
+    try:
+        key_id, key = tenant_keys.current_key(tenant_id)
+    except tenant_keys.TenantKeyUnavailable as exc:
+        raise SecretEncryptionError(str(exc)) from None
+    nonce = os.urandom(12)      # 96-bit random nonce (NIST SP 800-38D §8.2.2)
+    sealed = AESGCM(key).encrypt(nonce, json.dumps(secrets).encode(), _aad(tenant_id, owner_id))
+    return ".".join(["v2", key_id, _b64(nonce), _b64(sealed)])
+
+
+def is_legacy(blob: str | None) -> bool:
+    """True for a `v1` blob (a data key of its own), which `encrypt_secrets` would now seal as `v2`."""
+    return bool(blob) and blob.startswith("v1.")
 
 
 DATA_KEY_CACHE_SIZE = 1024
@@ -59,8 +82,10 @@ _keys_lock = threading.Lock()
 
 
 def clear_data_key_cache() -> None:
+    """Forget every decrypted key of this process (v1 data keys and tenant keys): what a cold process has."""
     with _keys_lock:
         _keys.clear()
+    tenant_keys.clear_cache()
 
 
 def _data_key(tenant_id: str, owner_id: str, wrapped: bytes) -> bytes:
@@ -89,12 +114,14 @@ def decrypt_secrets(tenant_id: str, owner_id: str, blob: str | None) -> dict[str
     if not blob:
         return {}
     try:
-        version, wrapped, nonce, sealed = blob.split(".")
-        if version != "v1":
+        version, key_ref, nonce, sealed = blob.split(".")
+        if version == "v2":
+            plaintext_key = tenant_keys.key_by_id(tenant_id, key_ref)
+        elif version == "v1":
+            plaintext_key = _data_key(tenant_id, owner_id, base64.b64decode(key_ref))
+        else:
             raise ValueError(version)
-        context = _context(tenant_id, owner_id)
-        plaintext_key = _data_key(tenant_id, owner_id, base64.b64decode(wrapped))
-        aad = json.dumps(context, sort_keys=True).encode()
-        return json.loads(AESGCM(plaintext_key).decrypt(base64.b64decode(nonce), base64.b64decode(sealed), aad))
+        return json.loads(AESGCM(plaintext_key).decrypt(base64.b64decode(nonce), base64.b64decode(sealed),
+                                                        _aad(tenant_id, owner_id)))
     except Exception as exc:  # noqa: BLE001 - any failure means the blob is unusable here
         raise SecretDecryptionError(f"cannot decrypt secrets ({type(exc).__name__})") from None

@@ -1,10 +1,11 @@
-"""The OAuth app's client secret is decrypted only when a token refresh needs it: a Gmail/Outlook sync with a
-valid access token makes ONE KMS Decrypt (the mailbox's credentials), not two."""
+"""The OAuth app's client secret is decrypted only when a token refresh needs it, and a cold process opens the
+mailbox's credentials and the client secret with ONE KMS Decrypt (both are sealed under the tenant's key)."""
 from __future__ import annotations
 
 
 import pytest
 
+from chalicelib.credentials import app_secret
 from chalicelib.models.mailbox import MailServer
 from chalicelib.providers.base import ErrorCode, ProviderError
 from chalicelib.providers.kinds import build_provider
@@ -21,6 +22,20 @@ def kms_calls():
     return aws_calls("kms")
 
 
+@pytest.fixture
+def secret_opens(monkeypatch):
+    """How many times the OAuth app's client secret was decrypted."""
+    opened = []
+    real = app_secret.decrypt_secrets
+
+    def counting(tenant_id, owner_id, blob):
+        opened.append(owner_id)
+        return real(tenant_id, owner_id, blob)
+
+    monkeypatch.setattr(app_secret, "decrypt_secrets", counting)
+    return opened
+
+
 def a_tick(mailbox):
     """A scheduled tick in a Lambda whose data-key cache has lapsed: build the provider, use the token."""
     clear_data_key_cache()
@@ -29,16 +44,16 @@ def a_tick(mailbox):
         return provider
 
 
-def test_outlook_sync_with_a_valid_token_decrypts_only_the_mailbox_credentials(fake_ms):
-    """Guards against: every idle Outlook tick paying a second KMS Decrypt for a client secret it never sends."""
+def test_outlook_sync_with_a_valid_token_decrypts_only_the_mailbox_credentials(fake_ms, secret_opens):
+    """Guards against: every idle Outlook tick decrypting a client secret it never sends."""
     mailbox = outlook_mailbox(fake_ms)
     with kms_calls() as calls:
         a_tick(mailbox)
-    assert calls == {"Decrypt": 1}
+    assert calls == {"Decrypt": 1} and secret_opens == []
     assert fake_ms.identity.token_requests == ["authorization_code"]      # answered from the MSAL cache
 
 
-def test_outlook_refresh_still_sends_the_client_secret(fake_ms):
+def test_outlook_refresh_still_sends_the_client_secret(fake_ms, secret_opens):
     """Guards against: a lazy secret that is never fetched when MSAL must redeem the refresh token."""
     mailbox = outlook_mailbox(fake_ms)
     clear_data_key_cache()
@@ -48,8 +63,9 @@ def test_outlook_refresh_still_sends_the_client_secret(fake_ms):
         provider.client.tokens.invalidate()
         provider.test_connection()
     assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token", "refresh_token"]
-    assert calls["Decrypt"] == 2                      # mailbox credentials + the client secret, once
-    assert calls["GenerateDataKey"] == 2              # the rotated MSAL cache written back after each refresh
+    assert len(secret_opens) == 1                     # the client secret, decrypted once for both refreshes
+    assert calls == {"Decrypt": 1}                    # the tenant key opens both secrets and seals the rotated
+                                                      # MSAL cache written back after each refresh
 
 
 def test_outlook_unusable_client_secret_fails_only_at_refresh(fake_ms):
@@ -68,12 +84,12 @@ def test_outlook_unusable_client_secret_fails_only_at_refresh(fake_ms):
     assert caught.value.code == ErrorCode.PERMANENT
 
 
-def test_gmail_sync_with_a_valid_token_decrypts_only_the_mailbox_credentials(google):
-    """Guards against: every idle Gmail tick paying a second KMS Decrypt for a client secret it never sends."""
+def test_gmail_sync_with_a_valid_token_decrypts_only_the_mailbox_credentials(google, secret_opens):
+    """Guards against: every idle Gmail tick decrypting a client secret it never sends."""
     mailbox = make_gmail_mailbox(google)
     with kms_calls() as first:
         a_tick(mailbox)                               # no access token yet: a refresh, which needs the secret
-    assert first == {"Decrypt": 2}
+    assert first == {"Decrypt": 1} and len(secret_opens) == 1
     with kms_calls() as later:
         a_tick(mailbox)                               # the warm access token is still valid
-    assert later == {"Decrypt": 1}
+    assert later == {"Decrypt": 1} and len(secret_opens) == 1

@@ -1,25 +1,90 @@
-"""Guards against secrets readable outside their tenant/owner or stored in plaintext."""
+"""Guards against secrets readable outside their tenant/owner or stored in plaintext, and against the KMS calls
+the tenant secrets key exists to save (security/crypto.py, security/tenant_keys.py)."""
+import base64
+import json
+import os
+import threading
+from datetime import timedelta
+
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chalicelib.security.crypto import SecretDecryptionError, decrypt_secrets, encrypt_secrets
+from chalicelib import aws as aws_clients
+from chalicelib.models.tenant import Tenant
+from chalicelib.security import crypto, tenant_keys
+from chalicelib.security.crypto import (SecretDecryptionError, SecretEncryptionError, clear_data_key_cache,
+                                        decrypt_secrets, encrypt_secrets, is_legacy)
+from chalicelib.tenancy.service import create_tenant
+from chalicelib.timeutil import isoformat, utcnow
 
 
-def test_round_trip_and_context_binding(aws):
+@pytest.fixture
+def tenants(aws):
+    for tenant_id in ("tnt_a", "tnt_b"):
+        create_tenant(tenant_id, "standard", tenant_id=tenant_id)
+
+
+def legacy_blob(tenant_id: str, owner_id: str, secrets: dict) -> str:
+    """A `v1` blob as `encrypt_secrets` wrote it until 2026-12-02: a data key of its own per blob."""
+    context = {"tenant_id": tenant_id, "owner_id": owner_id}
+    data_key = aws_clients.kms().generate_data_key(KeyId=crypto.get_settings().kms_key_id, KeySpec="AES_256",
+                                                   EncryptionContext=context)
+    nonce = os.urandom(12)
+    sealed = AESGCM(data_key["Plaintext"]).encrypt(nonce, json.dumps(secrets).encode(),
+                                                    json.dumps(context, sort_keys=True).encode())
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    return ".".join(["v1", b64(data_key["CiphertextBlob"]), b64(nonce), b64(sealed)])
+
+
+def test_round_trip_and_context_binding(tenants):
     blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "hunter2-very-secret"})
-    assert "hunter2" not in blob
+    assert "hunter2" not in blob and blob.startswith("v2.") and not is_legacy(blob)
     assert decrypt_secrets("tnt_a", "mbx_1", blob) == {"password": "hunter2-very-secret"}
     with pytest.raises(SecretDecryptionError):
-        decrypt_secrets("tnt_b", "mbx_1", blob)
+        decrypt_secrets("tnt_b", "mbx_1", blob)        # another tenant: it has no such key
     with pytest.raises(SecretDecryptionError):
-        decrypt_secrets("tnt_a", "mbx_2", blob)
+        decrypt_secrets("tnt_a", "mbx_2", blob)        # same key, another owner: the associated data differs
 
 
-def test_tampered_blob_is_refused(aws):
+def test_a_blob_naming_another_tenants_key_id_is_refused(tenants):
+    """Guards against tenant B's blob opening under tenant A's key when A's key id is pasted into it."""
+    a = encrypt_secrets("tnt_a", "mbx_1", {"password": "a"})
+    b = encrypt_secrets("tnt_b", "mbx_1", {"password": "b"})
+    forged = ".".join(["v2", a.split(".")[1], *b.split(".")[2:]])
+    with pytest.raises(SecretDecryptionError):
+        decrypt_secrets("tnt_a", "mbx_1", forged)
+
+
+def test_tampered_blob_is_refused(tenants):
     blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "x"})
     head, tail = blob.rsplit(".", 1)
     tampered = head + "." + ("A" if tail[0] != "A" else "B") + tail[1:]
     with pytest.raises(SecretDecryptionError):
         decrypt_secrets("tnt_a", "mbx_1", tampered)
+
+
+def test_sealing_for_a_tenant_without_an_item_fails_clearly(aws):
+    with pytest.raises(SecretEncryptionError, match="tnt_gone"):
+        encrypt_secrets("tnt_gone", "mbx_1", {"password": "x"})
+
+
+def test_legacy_v1_blobs_still_open_and_are_flagged(tenants):
+    blob = legacy_blob("tnt_a", "mbx_1", {"password": "old"})
+    assert is_legacy(blob)
+    assert decrypt_secrets("tnt_a", "mbx_1", blob) == {"password": "old"}
+    with pytest.raises(SecretDecryptionError):
+        decrypt_secrets("tnt_a", "mbx_2", blob)
+    with pytest.raises(SecretDecryptionError):
+        decrypt_secrets("tnt_b", "mbx_1", blob)
+
+
+def test_the_tenant_item_holds_only_the_wrapped_key(tenants):
+    encrypt_secrets("tnt_a", "mbx_1", {"password": "p"})
+    _, plaintext = tenant_keys.current_key("tnt_a")
+    stored = Tenant.get("tnt_a")
+    entry = stored.secrets_keys[stored.secrets_key_id]
+    assert set(entry) == {"wrapped", "created_at"}
+    assert base64.b64encode(plaintext).decode() not in json.dumps(stored.attribute_values)
 
 
 class _CountingKms:
@@ -35,42 +100,108 @@ class _CountingKms:
 
 
 @pytest.fixture
-def counted_kms(aws, monkeypatch):
-    from chalicelib import aws as aws_clients
+def counted_kms(tenants, monkeypatch):
     counting = _CountingKms(aws_clients.kms())
     monkeypatch.setattr(aws_clients, "kms", lambda: counting)
     return counting
 
 
-def test_data_key_cache_serves_repeats_without_kms(counted_kms):
-    """Guards against every idle sync paying a KMS Decrypt for the same mailbox's password."""
-    blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "p"})
-    for _ in range(5):
-        assert decrypt_secrets("tnt_a", "mbx_1", blob) == {"password": "p"}
+def test_one_kms_decrypt_opens_all_of_a_tenants_secrets(counted_kms):
+    """Guards against every mailbox's scheduled check paying its own KMS Decrypt (the cost the tenant key
+    removes): a cold process opens a tenant's 20 mailboxes with one Decrypt."""
+    blobs = {f"mbx_{n}": encrypt_secrets("tnt_a", f"mbx_{n}", {"password": str(n)}) for n in range(20)}
+    clear_data_key_cache()
+    for owner, blob in blobs.items():
+        assert decrypt_secrets("tnt_a", owner, blob) == {"password": owner[4:]}
     assert counted_kms.calls == 1
 
 
-def test_data_key_cache_never_serves_another_tenant_or_mailbox(counted_kms):
-    """Guards against a cached data key opening a blob copied to another tenant's or mailbox's item."""
+def test_a_cached_tenant_key_never_opens_another_tenant_or_owner(counted_kms):
+    """Guards against a cached key opening a blob copied to another tenant's or mailbox's item."""
     blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "p"})
-    assert decrypt_secrets("tnt_a", "mbx_1", blob) == {"password": "p"}      # now cached for (tnt_a, mbx_1)
+    assert decrypt_secrets("tnt_a", "mbx_1", blob) == {"password": "p"}
     with pytest.raises(SecretDecryptionError):
         decrypt_secrets("tnt_b", "mbx_1", blob)
     with pytest.raises(SecretDecryptionError):
         decrypt_secrets("tnt_a", "mbx_2", blob)
-    assert counted_kms.calls == 3                  # each other context went to KMS, which refused it
 
 
-def test_data_key_cache_expires(counted_kms, monkeypatch):
-    """Guards against a decrypted data key living in the process without bound."""
-    from chalicelib.security import crypto
+def test_legacy_data_key_cache_serves_repeats_without_kms(counted_kms):
+    blob = legacy_blob("tnt_a", "mbx_1", {"password": "p"})
+    for _ in range(5):
+        assert decrypt_secrets("tnt_a", "mbx_1", blob) == {"password": "p"}
+    assert counted_kms.calls == 1
+    with pytest.raises(SecretDecryptionError):
+        decrypt_secrets("tnt_b", "mbx_1", blob)
+    assert counted_kms.calls == 2                  # another context went to KMS, which refused it
+
+
+def test_key_caches_expire(counted_kms, monkeypatch):
+    """Guards against a decrypted key living in the process without bound."""
     now = {"t": 1000.0}
     monkeypatch.setattr(crypto.time, "monotonic", lambda: now["t"])
-    blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "p"})
-    decrypt_secrets("tnt_a", "mbx_1", blob)
+    monkeypatch.setattr(tenant_keys.time, "monotonic", lambda: now["t"])
+    legacy = legacy_blob("tnt_a", "mbx_1", {"password": "p"})
+    blob = encrypt_secrets("tnt_a", "mbx_2", {"password": "q"})
+    clear_data_key_cache()
+    decrypt_secrets("tnt_a", "mbx_1", legacy)
+    decrypt_secrets("tnt_a", "mbx_2", blob)
     now["t"] += crypto.get_settings().data_key_cache_seconds - 1
-    decrypt_secrets("tnt_a", "mbx_1", blob)
-    assert counted_kms.calls == 1
-    now["t"] += 2
-    decrypt_secrets("tnt_a", "mbx_1", blob)
+    decrypt_secrets("tnt_a", "mbx_1", legacy)
+    decrypt_secrets("tnt_a", "mbx_2", blob)
     assert counted_kms.calls == 2
+    now["t"] += 2
+    decrypt_secrets("tnt_a", "mbx_1", legacy)
+    decrypt_secrets("tnt_a", "mbx_2", blob)
+    assert counted_kms.calls == 4
+
+
+def test_an_old_key_is_replaced_for_new_seals_and_still_opens_old_blobs(tenants):
+    old_blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "old"})
+    old_id = old_blob.split(".")[1]
+    stored = Tenant.get("tnt_a")
+    aged = {**stored.secrets_keys[old_id],
+            "created_at": isoformat(utcnow() - timedelta(days=tenant_keys.MAX_KEY_AGE_DAYS + 1))}
+    stored.update(actions=[Tenant.secrets_keys.set({old_id: aged})])
+    clear_data_key_cache()
+    new_blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "new"})
+    assert new_blob.split(".")[1] != old_id
+    clear_data_key_cache()
+    assert decrypt_secrets("tnt_a", "mbx_1", old_blob) == {"password": "old"}
+    assert decrypt_secrets("tnt_a", "mbx_1", new_blob) == {"password": "new"}
+    assert set(Tenant.get("tnt_a").secrets_keys) == {old_id, new_blob.split(".")[1]}
+
+
+def test_racing_first_seals_agree_on_one_key(tenants, monkeypatch):
+    """Guards against two processes each making a tenant key and one overwriting the other (its blobs would
+    never open again). The loser of the conditional update reads and uses the winner's key. moto's conditional
+    writes are not atomic across threads, so the two DynamoDB writes are serialized; the race is in the KMS
+    call between the read and the write."""
+    both_read = threading.Barrier(2)
+    generate = aws_clients.kms().generate_data_key
+    moto_lock = threading.Lock()
+    real_update = Tenant.update
+
+    def slow_generate(**kwargs):
+        both_read.wait(timeout=10)     # both processes saw no key before either writes one
+        return generate(**kwargs)
+
+    def serialized_update(self, *args, **kwargs):
+        with moto_lock:
+            return real_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(aws_clients.kms(), "generate_data_key", slow_generate)
+    monkeypatch.setattr(Tenant, "update", serialized_update)
+    blobs = {}
+
+    def seal(owner):
+        blobs[owner] = encrypt_secrets("tnt_a", owner, {"password": owner})
+
+    threads = [threading.Thread(target=seal, args=(f"mbx_{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert {blob.split(".")[1] for blob in blobs.values()} == {Tenant.get("tnt_a").secrets_key_id}
+    clear_data_key_cache()
+    assert all(decrypt_secrets("tnt_a", owner, blob) == {"password": owner} for owner, blob in blobs.items())

@@ -35,7 +35,7 @@ def test_secret_is_shown_once_and_kept_encrypted(api, tenant):
     assert got.status == 200 and got.json["has_secret"] is True and "secret" not in got.json
     assert secret not in got.body
     stored = Webhook.get(tenant["id"])
-    assert secret not in json.dumps(stored.attribute_values) and stored.secret_ciphertext.startswith("v1.")
+    assert secret not in json.dumps(stored.attribute_values) and stored.secret_ciphertext.startswith("v2.")
     assert webhook_config.signing_secret(stored) == secret
 
     updated = api("PUT", "/v1/webhook", key=tenant["key"],
