@@ -26,13 +26,20 @@ the check queue exists): an idle tick is billed at the check function's memory (
 or `--check-memory-mb N`), a tick it forwards (heartbeat, new IMAP mail) at the worker's; push jobs go straight to
 the worker. The output also prices the idle month as if the checks ran at the worker's memory (the old shape).
 
-Caches: scheduled syncs are 30 min apart, longer than the worker's per-process caches of decrypted data keys
-(`MAILBRIDGE_DATA_KEY_CACHE_SECONDS`, 300 s) and tenant reads (60 s), so both are emptied before every sync (each
-sync pays its KMS Decrypt and tenant read, as in Lambda). Access tokens live an hour (Google and Microsoft), so a
-sync every 30 min refreshes one every other time; the back-to-back syncs here never do, so that refresh is
-added from `TOKEN_REFRESH` (modelled, not measured: one token-endpoint round trip and one KMS Decrypt of the
-OAuth app's client secret, which only a refresh needs; Outlook also writes its rotated MSAL cache back: one
-mailbox-item update and one KMS GenerateDataKey).
+Caches and batches: scheduled syncs are 30 min apart, longer than a process's caches of decrypted keys
+(`MAILBRIDGE_DATA_KEY_CACHE_SECONDS`, 300 s) and tenant reads (60 s), so every check invocation and every worker
+sync starts with both emptied. An idle tick is measured as the check function meets it: one invocation over a
+batch of `--check-batch` scheduled jobs (10, the batch size in `app.py`) — the measured mailbox and
+`--check-batch` − 1 other mailboxes of the same tenant and kind, each with its own account and credentials
+(`worlds.py` `neighbour`) — and billed per job. The scheduler reaches a tenant's mailboxes in the same tick,
+so a tenant of at least that many mailboxes shares one unwrap of its secrets key (`security/tenant_keys.py`)
+per batch; a smaller tenant shares it with fewer (`--check-batch 1`: a tenant of one mailbox). The jobs of a
+batch run `check_concurrency` at a time (`chalicelib/sync/check.py`): the model lets their waits (AWS calls,
+provider round trips) overlap that many ways and adds their CPU up. Access tokens live an hour (Google and
+Microsoft), so a sync every 30 min refreshes one every other time; the back-to-back syncs here never do, so
+that refresh is added from `TOKEN_REFRESH` (modelled, not measured: one token-endpoint round trip; Outlook
+also writes its rotated MSAL cache back: one mailbox-item update. The OAuth app's client secret, which only a
+refresh needs, and the resealed cache use the tenant key the check already unwrapped: no KMS call).
 
 Fan-out: each scheduled sync also pays its share of the scheduler's `SendMessageBatch` and of the SQS poller's
 `ReceiveMessage` + `DeleteMessageBatch` (all per 10 jobs); scheduled jobs reach the worker in batches of 10 (one
@@ -70,10 +77,12 @@ MB_PER_VCPU = 1769                 # Lambda: 1,769 MB of memory = one vCPU (conf
 SQS_FAN_OUT_PER_SYNC = 3 / 10      # SendMessageBatch + ReceiveMessage + DeleteMessageBatch per 10 jobs
 TOKEN_REFRESH = {                  # per sync (an hour-long access token, syncs every 30 min), modelled
     # kms_decrypt: the OAuth app's client secret, decrypted only for a refresh (credentials/app_secret.py);
-    # kms_generate: the rotated MSAL cache sealed again for its write-back
-    "gmail": {"per_sync": 0.5, "round_trips": 1, "item_writes": 0, "kms_decrypt": 1, "kms_generate": 0},
-    "outlook": {"per_sync": 0.5, "round_trips": 1, "item_writes": 1, "kms_decrypt": 1, "kms_generate": 1},
+    # kms_generate: the rotated MSAL cache sealed again for its write-back. Both under the tenant key the
+    # sync already unwrapped to open the mailbox's credentials (security/tenant_keys.py): no KMS call.
+    "gmail": {"per_sync": 0.5, "round_trips": 1, "item_writes": 0, "kms_decrypt": 0, "kms_generate": 0},
+    "outlook": {"per_sync": 0.5, "round_trips": 1, "item_writes": 1, "kms_decrypt": 0, "kms_generate": 0},
 }
+CHECK_BATCH = 10                   # the check function's SQS batch size (app.py `checker`)
 FORWARD_SQS_PER_JOB = 2 / 10       # a job the check function forwards: the worker poller's Receive + Delete per 10
 
 
@@ -126,19 +135,36 @@ def run_queues(meter: Meter) -> None:
             return
 
 
-def sync_once(world, meter: Meter, reason: str = "schedule") -> None:
-    """One job for the mailbox: a scheduled one through the check function (which forwards it to the worker
-    only when there is something to do), any other straight to the worker; then the queues are run dry."""
+def sync_once(world, meter: Meter, reason: str = "schedule", mailbox=None) -> None:
+    """One job for the mailbox (default: the world's): a scheduled one through the check function (which
+    forwards it to the worker only when there is something to do), any other straight to the worker; then the
+    queues are run dry."""
     from chalicelib.sync import check, worker
     from tests.sync_helpers import FakeContext, job_event
+    mailbox = mailbox or world.mailbox
     cold_caches()
     handler = check.handle_batch if reason == "schedule" else worker.handle_batch
-    result = handler(job_event((world.mailbox.tenant_id, world.mailbox.mailbox_id), reason=reason), FakeContext())
+    result = handler(job_event((mailbox.tenant_id, mailbox.mailbox_id), reason=reason), FakeContext())
     assert result["batchItemFailures"] == [], result
     if reason == "schedule":
         cold_caches()                 # a forwarded job runs in the worker: another function, its own caches
     if hasattr(world, "syncs"):
         world.syncs += 1
+    run_queues(meter)
+
+
+def check_batch(world, meter: Meter, mailboxes: list) -> None:
+    """One check-function invocation over a batch of scheduled jobs, one per mailbox, in a cold process; then
+    the queues are run dry (the worker takes what the check forwarded, with caches of its own)."""
+    from chalicelib.sync import check
+    from tests.sync_helpers import FakeContext, job_event
+    cold_caches()
+    event = job_event(*[(box.tenant_id, box.mailbox_id) for box in mailboxes], reason="schedule")
+    result = check.handle_batch(event, FakeContext())
+    assert result["batchItemFailures"] == [], result
+    cold_caches()
+    if hasattr(world, "syncs"):
+        world.syncs += len(mailboxes)
     run_queues(meter)
 
 
@@ -150,12 +176,13 @@ def phase(world, meter: Meter, action) -> tuple[Usage, float, int]:
 
 
 def dollars(usage: Usage, syncs: float, invocations: float, compute_s: float, trips: float, kind: str,
-            item_kb: dict[str, float], memory_gb: float | None = None) -> dict[str, float]:
+            item_kb: dict[str, float], memory_gb: float | None = None, wait_overlap: float = 1.0) -> dict[str, float]:
     """Cost of `usage` (already scaled) with `syncs` worker syncs in `invocations` invocations, `compute_s` of
-    one-core CPU time, billed at `memory_gb` (default: the prod worker's)."""
+    one-core CPU time, billed at `memory_gb` (default: the prod worker's); the waits (AWS calls, provider round
+    trips) of `wait_overlap` jobs run at once overlap, their CPU does not."""
     memory_gb = memory_gb or worker_memory_gb()
     aws_wait = sum(n * LATENCY_S.get(service, 0.01) for (service, _), n in usage.calls.items())
-    seconds = compute_s / vcpu_share(memory_gb) + aws_wait + trips * PROVIDER_RTT_S[kind]
+    seconds = compute_s / vcpu_share(memory_gb) + (aws_wait + trips * PROVIDER_RTT_S[kind]) / max(1.0, wait_overlap)
     p = PRICES
     return {
         "lambda": invocations * p["lambda"]["per_request"]
@@ -255,8 +282,9 @@ def make_personal(world) -> None:
 
 
 def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | None = None,
-            personal: bool = False) -> dict:
+            personal: bool = False, batch: int = CHECK_BATCH) -> dict:
     from bench.cost.worlds import WORLDS
+    from chalicelib.config import get_settings
     from chalicelib.models.mailbox import Mailbox
     pushed = kind != "imap"          # Gmail/Outlook mail arrives by push (a push job skips the idle check)
     with moto_world(), WORLDS[kind]() as world:
@@ -265,8 +293,13 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
         meter = Meter()
         try:
             sync_once(world, meter, reason="initial")                 # the initial (empty) import
-            checks, check_cpu, check_trips = phase(world, meter,
-                                                   lambda: [sync_once(world, meter) for _ in range(idle_syncs)])
+            with meter.pause():
+                neighbours = [world.neighbour(n) for n in range(batch - 1)]
+            for box in neighbours:
+                sync_once(world, meter, reason="initial", mailbox=box)
+            checks, check_cpu, check_trips = phase(world, meter, lambda: [
+                check_batch(world, meter, [world.mailbox, *neighbours]) for _ in range(idle_syncs)])
+            checked = idle_syncs * batch          # jobs the idle checks ran, billed per job below
             beats = max(2, idle_syncs // 5)
 
             def heartbeats():
@@ -287,11 +320,11 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
         finally:
             meter.close()
     share = heartbeat_share()       # an idle month: idle checks, and a full sync every heartbeat
-    check_one, beat_one = scaled(checks, 1 / idle_syncs), scaled(beat, 1 / beats)
+    check_one, beat_one = scaled(checks, 1 / checked), scaled(beat, 1 / beats)
     idle_one = mixed(check_one, beat_one, share)
-    idle_compute = ((1 - share) * max(0.0, check_cpu - checks.cpu) / idle_syncs
+    idle_compute = ((1 - share) * max(0.0, check_cpu - checks.cpu) / checked
                     + share * max(0.0, beat_cpu - beat.cpu) / beats)
-    idle_trips_per_sync = (1 - share) * check_trips / idle_syncs + share * beat_trips / beats
+    idle_trips_per_sync = (1 - share) * check_trips / checked + share * beat_trips / beats
     active_one = scaled(active, 1 / messages)
     active_compute = max(0.0, active_cpu - active.cpu) / messages
     idle_billed, token_trips = with_fan_out_and_tokens(idle_one, kind, mailbox_table)
@@ -302,17 +335,18 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
     check_billed, _ = with_fan_out_and_tokens(check_one, kind, mailbox_table)
     beat_billed, _ = with_fan_out_and_tokens(beat_one, kind, mailbox_table)
     beat_billed.sqs_requests += FORWARD_SQS_PER_JOB
-    check_compute = max(0.0, check_cpu - checks.cpu) / idle_syncs
+    check_compute = max(0.0, check_cpu - checks.cpu) / checked
+    overlap = min(batch, max(1, get_settings().check_concurrency))
     beat_compute = max(0.0, beat_cpu - beat.cpu) / beats
     checker_gb = check_memory_gb or memory_gb("checker")
 
     def idle_month_at(check_gb: float) -> dict[str, float]:
         ticks, beat_ticks = SYNCS_PER_MONTH * (1 - share), SYNCS_PER_MONTH * share
-        checked = dollars(scaled(check_billed, ticks), ticks, ticks / 10, check_compute * ticks,
-                          (check_trips / idle_syncs + token_trips) * ticks, kind, item_kb, check_gb)
+        idle = dollars(scaled(check_billed, ticks), ticks, ticks / batch, check_compute * ticks,
+                       (check_trips / checked + token_trips) * ticks, kind, item_kb, check_gb, overlap)
         beaten = dollars(scaled(beat_billed, beat_ticks), beat_ticks, 2 * beat_ticks / 10, beat_compute * beat_ticks,
                          (beat_trips / beats + token_trips) * beat_ticks, kind, item_kb)
-        return {name: checked[name] + beaten[name] for name in checked}
+        return {name: idle[name] + beaten[name] for name in idle}
     month_idle = idle_month_at(checker_gb)
     if kind == "imap":       # new mail rides on the scheduled syncs: only its marginal cost is added
         extra = scaled(active_one.minus(idle_one), MAILS_PER_MONTH)
@@ -351,8 +385,8 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
         "page_debt_own_item": {"one_message_wru": round(wru_b, 2),
                                "active_month_saving_usd": round((one_wru - wru_b) * per_wru_month, 5)}}
     in_worker = idle_month_at(worker_memory_gb())        # what-if: the checks billed at the worker's size
-    what_if = {"check_memory_gb": checker_gb, "idle_month_usd_if_checks_ran_at_worker_memory":
-               round(sum(in_worker.values()), 5)}
+    what_if = {"check_memory_gb": checker_gb, "check_batch": batch, "check_concurrency": overlap,
+               "idle_month_usd_if_checks_ran_at_worker_memory": round(sum(in_worker.values()), 5)}
     return {
         "idle_sync": {"aws_calls": {f"{s}.{o}": round(n, 2) for (s, o), n in idle_one.calls.items()},
                       "wru": round(idle_one.wru(item_kb), 2), "rru": round(idle_one.rru, 2),
@@ -388,6 +422,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--kinds", default="imap,gmail,outlook")
     parser.add_argument("--check-memory-mb", type=int, default=0,
                         help="price the check function at this size (default: its prod size in .chalice/config.json)")
+    parser.add_argument("--check-batch", type=int, default=CHECK_BATCH,
+                        help="scheduled jobs of one tenant per check invocation (1: a tenant of one mailbox)")
     parser.add_argument("--personal", action="store_true",
                         help="a user's personal mailbox (it has an owner: its item is also in the by_owner index) "
                              "instead of a shared one")
@@ -397,7 +433,8 @@ def main(argv: list[str] | None = None) -> dict:
               "worker_memory_gb": worker_memory_gb(), "targets_usd": TARGETS,
               "mailbox_kind": "personal" if args.personal else "shared", "kinds": {}}
     for kind in args.kinds.split(","):
-        figures = measure(kind, args.idle_syncs, args.messages, args.check_memory_mb / 1024 or None, args.personal)
+        figures = measure(kind, args.idle_syncs, args.messages, args.check_memory_mb / 1024 or None, args.personal,
+                          max(1, args.check_batch))
         result["kinds"][kind] = figures
         print(f"{kind}: idle ${figures['idle_month_usd']:.4f}/mailbox-month "
               f"({'meets' if figures['idle_month_usd'] <= TARGETS['idle'] else 'over'} ${TARGETS['idle']}), "
@@ -409,7 +446,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  active month: {figures['active_breakdown']}")
         print(f"  check function: {figures['check_function']}")
         print(f"  mailbox item what-if: {figures['mailbox_item_what_if']}")
-    record("cost_personal" if args.personal else "cost", result)
+    result["check_batch"] = max(1, args.check_batch)
+    name = "cost_personal" if args.personal else "cost"
+    record(name if result["check_batch"] == CHECK_BATCH else f"{name}_check_batch_{result['check_batch']}", result)
     return result
 
 

@@ -1,6 +1,8 @@
 """One mailbox per provider kind on its local server, for the cost model: IMAP on Dovecot (devservers), Gmail
 on the fake Google, Outlook on the fake Microsoft (TLS with a generated CA, real MSAL). Each world delivers a
-message at the provider and reports the provider round trips made so far."""
+message at the provider, reports the provider round trips made so far and makes `neighbour`s: more mailboxes
+of the same tenant and kind, each with an account and credentials of its own (the other jobs of a check
+batch)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -51,6 +53,17 @@ class ImapWorld:
     def __exit__(self, *exc):
         self.server.stop()
 
+    def neighbour(self, n: int):
+        from chalicelib.security.crypto import encrypt_secrets
+        from tests.sync_helpers import make_mailbox, reload
+        user, password = self.server.new_user()
+        box = make_mailbox(TENANT, import_since=since(), imap={
+            "host": "127.0.0.1", "port": self.server.port, "security": "none", "username": user,
+            "login_method": "plain"})
+        box.update(actions=[type(box).secret_ciphertext.set(
+            encrypt_secrets(box.tenant_id, box.mailbox_id, {"password": password}))])
+        return reload(box)
+
     def deliver(self, n: int) -> None:
         self.server.append(self.user, "INBOX", message(n))
         self.new_mail += 1
@@ -74,6 +87,14 @@ class GmailWorld:
 
     def __exit__(self, *exc):
         self.google.stop()
+
+    def neighbour(self, n: int):
+        from chalicelib.models.mailbox import MailServer
+        from tests.gmail_fixtures import make_gmail_mailbox
+        email = f"colleague{n}@acme.example"
+        self.google.add_account(email)
+        server = MailServer.get(TENANT, self.mailbox.mail_server_id)
+        return make_gmail_mailbox(self.google, TENANT, email=email, import_since=since(), server=server)
 
     def deliver(self, n: int) -> None:
         from tests.gmail_fixtures import EMAIL
@@ -104,6 +125,12 @@ class OutlookWorld:
 
     def __exit__(self, *exc):
         self.fake.stop()
+
+    def neighbour(self, n: int):
+        from tests.graph_helpers import outlook_mailbox
+        address = f"colleague{n}@contoso.example"
+        self.fake.add_user(address)
+        return outlook_mailbox(self.fake, TENANT, address=address, import_since=since())
 
     def deliver(self, n: int) -> None:
         from tests.graph_helpers import ADDRESS
