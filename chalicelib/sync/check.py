@@ -39,7 +39,9 @@ is the same, and CPU work — TLS handshakes, JSON, building a client — still 
   invocation reuses its threads and what each keeps per thread (`aws.thread_session`, MSAL's HTTP cache).
 - Each record runs in a copy of the context (`contextvars.copy_context`, as `asyncio.to_thread` does): the log
   keys `job_of` binds (tenant, mailbox, reason, provider) live in Powertools' `thread_safe_*` ContextVar, so
-  they label that record's lines only, never another's, and go with its context.
+  they label that record's lines only, never another's, and go with its context. (Powertools'
+  `thread_safe_remove_keys` pops from the current dict in place — `logging/formatter.py` `remove_context_keys` —
+  which is the record's own only because `job_of` appends first, making a new one.)
 - Lambda calls the handler synchronously. In Lambda (`LAMBDA_TASK_ROOT` set) Powertools runs the tasks on this
   thread's event loop (`asyncio.get_event_loop()`, one created when the thread has none) and keeps it for the
   next invocation; a loop found closed is replaced here first. Elsewhere it uses `asyncio.run` (a loop per batch).

@@ -15,6 +15,7 @@ import pytest
 
 from chalicelib.config import reset_settings
 from chalicelib.logs import logger
+from chalicelib.providers.graph.tokens import http_cache
 from chalicelib.sync import check
 from tests.sync_helpers import FakeContext, FakeProvider, drain, job_event
 from tests.unit.test_idle_check import Factory, synced
@@ -231,3 +232,10 @@ def test_a_caller_running_an_event_loop_can_still_call_the_handler(aws, concurre
 
     assert in_new_thread(lambda: asyncio.run(caller())) == {"batchItemFailures": []}
     assert forwarded_mailboxes(aws) == Counter({box.mailbox_id: 1 for box in boxes.boxes})
+
+
+def test_msal_http_cache_is_one_per_thread():
+    """Guards against MSAL clients of several mailboxes sharing one HTTP cache from concurrent check threads (MSAL
+    locks it per client while changing its expiry index in place)."""
+    mine = http_cache()
+    assert http_cache() is mine and in_new_thread(http_cache) is not mine
