@@ -4,6 +4,7 @@ the concurrency bound, and the event loops Powertools runs the batch on."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import io
 import json
 import logging
@@ -150,18 +151,19 @@ def test_log_keys_of_one_record_never_label_another_records_lines(aws, concurren
     into the caller's lines, or into the next batch on the same reused threads."""
     concurrency(3)
     boxes = Mailboxes(3, news=1)
-    logger.thread_safe_append_keys(request_id="outer")
-    try:
-        with captured_lines() as lines:
-            factory = Tracking(boxes, threading.Barrier(3))
-            assert check.handle_batch(boxes.event(), FakeContext(), provider_factory=factory)["batchItemFailures"] == []
-            malformed = dict(boxes.event()["Records"][0], messageId="msg-malformed", body="[]")
-            assert check.handle_batch({"Records": [malformed] * 3}, FakeContext(),
-                                      provider_factory=factory)["batchItemFailures"] == []
-            logger.info("after the batches")
-        outer_keys = dict(logger.thread_safe_get_current_keys())   # a copy: removal pops in place
-    finally:
-        logger.thread_safe_remove_keys(["request_id"])
+
+    def caller() -> dict:
+        logger.thread_safe_append_keys(request_id="outer")
+        factory = Tracking(boxes, threading.Barrier(3))
+        assert check.handle_batch(boxes.event(), FakeContext(), provider_factory=factory)["batchItemFailures"] == []
+        malformed = dict(boxes.event()["Records"][0], messageId="msg-malformed", body="[]")
+        assert check.handle_batch({"Records": [malformed] * 3}, FakeContext(),
+                                  provider_factory=factory)["batchItemFailures"] == []
+        logger.info("after the batches")
+        return dict(logger.thread_safe_get_current_keys())
+
+    with captured_lines() as lines:
+        outer_keys = contextvars.Context().run(caller)     # the caller's keys: none but its own (no other test's)
     built = [line for line in lines if line["message"] == "provider built"]
     assert sorted(line["built_for"] for line in built) == sorted(box.mailbox_id for box in boxes.boxes)
     for line in built:
