@@ -45,6 +45,7 @@ class Settings:
     worker_timeout_seconds: int = 300
     refresh_interval_seconds: int = 300
     idle_heartbeat_seconds: int = 21600          # idle checks write state at most this often (sync/idle_check.py)
+    check_concurrency: int = 10                 # records of one check-queue batch checked at once (sync/check.py)
     scheduler_jitter_seconds: int = 0
     google_auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
     google_token_uri: str = "https://oauth2.googleapis.com/token"
@@ -102,6 +103,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         refresh_interval_seconds=int(env.get("MAILBRIDGE_REFRESH_INTERVAL_SECONDS", "300")),
         idle_heartbeat_seconds=int(env.get("MAILBRIDGE_IDLE_HEARTBEAT_SECONDS",
                                            str(defaults.idle_heartbeat_seconds))),
+        check_concurrency=max(1, int(env.get("MAILBRIDGE_CHECK_CONCURRENCY", str(defaults.check_concurrency)))),
         scheduler_jitter_seconds=int(env.get("MAILBRIDGE_SCHEDULER_JITTER_SECONDS", "0") or 0),
         google_auth_uri=_endpoint(env, "MAILBRIDGE_GOOGLE_AUTH_URI", defaults.google_auth_uri, stage),
         google_token_uri=_endpoint(env, "MAILBRIDGE_GOOGLE_TOKEN_URI", defaults.google_token_uri, stage),

@@ -14,6 +14,7 @@ translated to AUTH_REVOKED by `errors.py`.
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Any, Callable
 
 from google.auth import credentials as google_credentials
@@ -28,6 +29,7 @@ SCOPES = ("https://www.googleapis.com/auth/gmail.readonly", "https://www.googlea
 
 _WARM: dict[tuple[str, str, str], AccessToken] = {}
 _WARM_LIMIT = 1000
+_WARM_LOCK = threading.Lock()      # providers of several mailboxes use `_WARM` at once (sync/check.py's threads)
 
 
 def _warm_key(store: CredentialStore, credentials: Credentials) -> tuple[str, str, str]:
@@ -38,15 +40,16 @@ def _warm_key(store: CredentialStore, credentials: Credentials) -> tuple[str, st
 class GoogleTokenSource(RefreshTokenGrant):
     """`RefreshTokenGrant` whose access token outlives one provider in a warm Lambda: each sync job builds a new
     provider, and without this every job would start with a token-endpoint round trip. Keyed by mailbox and a
-    digest of the refresh token (a new grant never reuses an old access token); `invalidate()` drops it."""
+    digest of the refresh token (a new grant never reuses an old access token); `invalidate()` drops it.
+    `_WARM` is the process's, so it is read and written under `_WARM_LOCK` (always taken after `self._lock`)."""
 
     def access_token(self) -> str:
         key = _warm_key(self.store, self.credentials)
-        with self._lock:
-            if self._token is None and key in _WARM:
-                self._token = _WARM[key]
+        with self._lock, _WARM_LOCK:
+            if self._token is None:
+                self._token = _WARM.get(key)
         token = super().access_token()
-        with self._lock:
+        with self._lock, _WARM_LOCK:
             if self._token is not None:
                 if len(_WARM) >= _WARM_LIMIT:
                     _WARM.clear()
@@ -54,7 +57,8 @@ class GoogleTokenSource(RefreshTokenGrant):
         return token
 
     def invalidate(self) -> None:
-        _WARM.pop(_warm_key(self.store, self.credentials), None)
+        with _WARM_LOCK:
+            _WARM.pop(_warm_key(self.store, self.credentials), None)
         super().invalidate()
 
 

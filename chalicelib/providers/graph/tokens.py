@@ -12,8 +12,12 @@ tokens, so every refresh changes the cache. `refresh()` returns the serialized c
 
 Scopes are the resource scopes only (`Mail.Read`, `Mail.Send`, `User.Read`): MSAL adds and refuses to be
 given `openid`/`profile`/`offline_access` itself. With an authority host other than Microsoft's, MSAL must not
-run instance discovery against Microsoft (`instance_discovery=False`). The OpenID metadata answer is cached for
-the process (`http_cache`), so an idle sync costs no identity-platform request while the token is valid.
+run instance discovery against Microsoft (`instance_discovery=False`). The OpenID metadata answer is cached per
+thread (`http_cache`), so a refresh costs no metadata request once its thread has fetched it. Per thread, not per
+process: MSAL guards the dict it is given with a lock of each client's own (`msal.throttled_http_client`,
+`ExpiringMapping(mapping=http_cache, lock=Lock())`) and keeps its expiry index inside the dict, changed in place,
+so clients of several mailboxes sharing one dict from several threads (the check function checks records at once)
+could corrupt it.
 """
 from __future__ import annotations
 
@@ -36,8 +40,15 @@ CACHE_KEY = "msal_cache"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
 MSAL_EXPIRY_MARGIN_SECONDS = 300        # MSAL treats an access token with < 5 min left as expired
-_http_cache: dict = {}
-_http_cache_lock = threading.Lock()
+_http_caches = threading.local()
+
+
+def http_cache() -> dict:
+    """This thread's MSAL HTTP cache (see the module docstring)."""
+    cache = getattr(_http_caches, "cache", None)
+    if cache is None:
+        cache = _http_caches.cache = {}
+    return cache
 
 
 def authority_url(host: str, ms_tenant: str) -> str:
@@ -48,10 +59,9 @@ def msal_app(*, client_id: str, client_secret: str, authority_host: str, ms_tena
              cache: msal.TokenCache | None = None) -> msal.ConfidentialClientApplication:
     """A confidential client for one Microsoft tenant (`common`, `organizations` or a tenant id)."""
     default_host = authority_host.rstrip("/") == DEFAULT_AUTHORITY_HOST
-    with _http_cache_lock:
-        return msal.ConfidentialClientApplication(
-            client_id, client_credential=client_secret, authority=authority_url(authority_host, ms_tenant),
-            instance_discovery=None if default_host else False, token_cache=cache, http_cache=_http_cache)
+    return msal.ConfidentialClientApplication(
+        client_id, client_credential=client_secret, authority=authority_url(authority_host, ms_tenant),
+        instance_discovery=None if default_host else False, token_cache=cache, http_cache=http_cache())
 
 
 def cached_access_token(cache: msal.TokenCache, *, client_id: str, authority_host: str, ms_tenant: str,
