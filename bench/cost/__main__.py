@@ -28,18 +28,20 @@ the worker. The output also prices the idle month as if the checks ran at the wo
 
 Caches and batches: scheduled syncs are 30 min apart, longer than a process's caches of decrypted keys
 (`MAILBRIDGE_DATA_KEY_CACHE_SECONDS`, 300 s) and tenant reads (60 s), so every check invocation and every worker
-sync starts with both emptied. An idle tick is measured as the check function meets it: one invocation over a
-batch of `--check-batch` scheduled jobs (10, the batch size in `app.py`) — the measured mailbox and
-`--check-batch` − 1 other mailboxes of the same tenant and kind, each with its own account and credentials
-(`worlds.py` `neighbour`) — and billed per job. The scheduler reaches a tenant's mailboxes in the same tick,
-so a tenant of at least that many mailboxes shares one unwrap of its secrets key (`security/tenant_keys.py`)
-per batch; a smaller tenant shares it with fewer (`--check-batch 1`: a tenant of one mailbox). The jobs of a
-batch run `check_concurrency` at a time (`chalicelib/sync/check.py`): the model lets their waits (AWS calls,
-provider round trips) overlap that many ways and adds their CPU up. Access tokens live an hour (Google and
-Microsoft), so a sync every 30 min refreshes one every other time; the back-to-back syncs here never do, so
-that refresh is added from `TOKEN_REFRESH` (modelled, not measured: one token-endpoint round trip; Outlook
-also writes its rotated MSAL cache back: one mailbox-item update. The OAuth app's client secret, which only a
-refresh needs, and the resealed cache use the tenant key the check already unwrapped: no KMS call).
+sync starts with both emptied. An idle tick is measured as the check function meets it: one invocation over a batch
+of `--check-batch` scheduled jobs (10, the batch size in `app.py`) — the measured mailbox and `--check-batch` − 1
+other mailboxes of the same tenant and kind, each with its own account and credentials (`worlds.py` `neighbour`) —
+and billed per job. The scheduler reaches a tenant's mailboxes in the same tick, so a tenant of at least that many
+mailboxes shares one unwrap of its secrets key (`security/tenant_keys.py`) per batch; a smaller tenant shares it
+with fewer (`--check-batch 1`: a tenant of one mailbox). The jobs of a batch run `check_concurrency` at a time
+(`chalicelib/sync/check.py`, default 10): the model lets their waits (AWS calls, provider round trips) overlap that
+many ways and adds their CPU up. The batch is measured with `MAILBRIDGE_CHECK_CONCURRENCY=1` (the same work, one
+record after another): the meter tells the CPU spent inside moto's calls from the rest by process CPU time around
+each call, which concurrent threads would blur. Access tokens live an hour (Google and Microsoft), so a sync every
+30 min refreshes one every other time; the back-to-back syncs here never do, so that refresh is added from
+`TOKEN_REFRESH` (modelled, not measured: one token-endpoint round trip; Outlook also writes its rotated MSAL cache
+back: one mailbox-item update. The OAuth app's client secret, which only a refresh needs, and the resealed cache
+use the tenant key the check already unwrapped: no KMS call).
 
 Fan-out: each scheduled sync also pays its share of the scheduler's `SendMessageBatch` and of the SQS poller's
 `ReceiveMessage` + `DeleteMessageBatch` (all per 10 jobs); scheduled jobs reach the worker in batches of 10 (one
@@ -154,13 +156,27 @@ def sync_once(world, meter: Meter, reason: str = "schedule", mailbox=None) -> No
 
 
 def check_batch(world, meter: Meter, mailboxes: list) -> None:
-    """One check-function invocation over a batch of scheduled jobs, one per mailbox, in a cold process; then
-    the queues are run dry (the worker takes what the check forwarded, with caches of its own)."""
+    """One check-function invocation over a batch of scheduled jobs, one per mailbox, in a cold process, its
+    records one after another (see the module docstring); then the queues are run dry (the worker takes what
+    the check forwarded, with caches of its own)."""
+    import os
+
+    from chalicelib.config import reset_settings
     from chalicelib.sync import check
     from tests.sync_helpers import FakeContext, job_event
     cold_caches()
     event = job_event(*[(box.tenant_id, box.mailbox_id) for box in mailboxes], reason="schedule")
-    result = check.handle_batch(event, FakeContext())
+    configured = os.environ.get("MAILBRIDGE_CHECK_CONCURRENCY")
+    os.environ["MAILBRIDGE_CHECK_CONCURRENCY"] = "1"
+    reset_settings()
+    try:
+        result = check.handle_batch(event, FakeContext())
+    finally:
+        if configured is None:
+            os.environ.pop("MAILBRIDGE_CHECK_CONCURRENCY")
+        else:
+            os.environ["MAILBRIDGE_CHECK_CONCURRENCY"] = configured
+        reset_settings()
     assert result["batchItemFailures"] == [], result
     cold_caches()
     if hasattr(world, "syncs"):

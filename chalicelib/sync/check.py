@@ -6,19 +6,20 @@ of one sixth of the memory costs one sixth.
 
 Per record (one SQS batch of check-queue jobs, each record isolated and the records checked at once: below):
 - parse the job (a malformed body is dropped, as the worker does); load the mailbox — gone or not active → done;
-- `idle_check.run`: the provider has nothing new → done (nothing written, nothing sent);
+- `idle_check.run`: the provider has nothing new → done (nothing written — but, once, credentials stored in
+  the legacy format resealed: `CredentialStore.upgrade` — nothing sent);
 - anything else (not eligible: heartbeat due, owed pages, an error recorded, a lease, a throttle window...; the
   provider had news; the check met an error) → the job is forwarded to the sync queue marked `checked` (the
   worker does not ask the provider again), with the mailbox-wide error the check met (`check_error`: recorded by
   the worker under the lease, so a throttled provider is not asked twice; ignored when the mailbox changed since,
   by its `updated_at`).
 
-Nothing is lost: the record succeeds only after its forward was sent; a crash or a failed `SendMessage` fails
-the record (`batchItemFailures`), SQS redelivers it after the visibility timeout and the check runs again (it
-writes nothing, so running it twice is harmless) — after `maxReceiveCount` deliveries it goes to the check
-DLQ, and the next tick schedules the mailbox again. Duplicates are harmless: a forwarded job is a request the
-worker's lease coalesces. Push jobs, manual refreshes, continuations and follow-ups never come here (they go
-straight to the sync queue: `enqueue.enqueue_sync`).
+Nothing is lost: the record succeeds only after its forward was sent; a crash or a failed `SendMessage` fails the
+record (`batchItemFailures`), SQS redelivers it after the visibility timeout and the check runs again (it writes
+nothing but that conditional reseal, so running it twice is harmless) — after `maxReceiveCount` deliveries it goes
+to the check DLQ, and the next tick schedules the mailbox again. Duplicates are harmless: a forwarded job is a
+request the worker's lease coalesces. Push jobs, manual refreshes, continuations and follow-ups never come here
+(they go straight to the sync queue: `enqueue.enqueue_sync`).
 
 Tenant suspension is not re-checked here: the scheduler left out the mailboxes of suspended tenants when it
 built the tick, and the worker checks again before it syncs.
