@@ -13,7 +13,7 @@ from chalicelib.config import reset_settings
 from chalicelib.credentials.store import CredentialStore
 from chalicelib.ids import new_id
 from chalicelib.models.mailbox import MailServer
-from chalicelib.providers.graph.tokens import SCOPES, msal_app
+from chalicelib.providers.graph.tokens import SCOPES, msal_app, stored_cache
 from chalicelib.security.crypto import encrypt_secrets
 from chalicelib.timeutil import now_iso
 from devservers.fake_microsoft import FakeMicrosoft
@@ -57,7 +57,7 @@ def make_outlook_server(tenant_id: str, *, ms_tenant: str = "organizations") -> 
 
 
 def consent_cache(fake: FakeMicrosoft, address: str = ADDRESS, ms_tenant: str = "organizations") -> str:
-    """A serialized MSAL cache from a real auth-code flow (PKCE) against the fake."""
+    """A serialized MSAL cache from a real auth-code flow (PKCE) against the fake, as consent stores it."""
     import msal
     cache = msal.SerializableTokenCache()
     app = msal_app(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, authority_host=fake.base_url,
@@ -67,7 +67,7 @@ def consent_cache(fake: FakeMicrosoft, address: str = ADDRESS, ms_tenant: str = 
     _, _, params = fake.sign_in(flow["auth_uri"])
     result = app.acquire_token_by_auth_code_flow(flow, params)
     assert "access_token" in result, result
-    return cache.serialize()
+    return stored_cache(cache)
 
 
 def outlook_mailbox(fake: FakeMicrosoft, tenant_id: str = "tnt_test", *, address: str = ADDRESS,

@@ -2,6 +2,8 @@
 changed, rotated refresh tokens survive, and token failures map to the right mailbox state."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chalicelib.credentials.store import CredentialStore
@@ -42,6 +44,20 @@ def test_rotated_refresh_token_is_written_back_and_used_next_time(fake_ms):
     again.client.tokens.invalidate()
     again.test_connection()
     assert version(mailbox) == 3 and fake_ms.identity.token_requests[-1] == "refresh_token"
+
+
+def test_the_stored_cache_keeps_only_what_the_silent_flow_reads(fake_ms):
+    """Guards against: the sealed MSAL cache growing back to MSAL's indented whole (ID token, app metadata),
+    which every hourly write-back pays for in write units — and against a stripped cache MSAL cannot use."""
+    mailbox = outlook_mailbox(fake_ms)
+    for _ in range(2):                     # consent's cache, then the one written back after a refresh
+        stored = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).load().secrets["msal_cache"]
+        assert set(json.loads(stored)) == {"AccessToken", "RefreshToken", "Account"}
+        assert "\n" not in stored and ": " not in stored
+        graph = provider(mailbox)
+        graph.client.tokens.invalidate()   # MSAL redeems the stored refresh token for the stored account
+        graph.test_connection()
+    assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token", "refresh_token"]
 
 
 def test_a_401_refreshes_once_then_reports_revoked(fake_ms):

@@ -28,7 +28,7 @@ from chalicelib.config import get_settings
 from chalicelib.oauthflow.flows import Begun, BeginFailed, ConsentFailed, Granted
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.graph.client import GraphClient
-from chalicelib.providers.graph.tokens import SCOPES, authority_url, msal_app
+from chalicelib.providers.graph.tokens import CACHE_KEY, SCOPES, authority_url, msal_app, stored_cache
 from chalicelib.providers.oauth_errors import ADMIN_CONSENT_CODES
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
@@ -113,7 +113,7 @@ class OutlookConsent:
         address = self._account(result["access_token"])
         if address != (mailbox.email or "").strip().lower():
             raise ConsentFailed("wrong_account", "signed in with another account than the mailbox's address")
-        return Granted(secrets={"msal_cache": cache.serialize()}, account_email=address)
+        return Granted(secrets={CACHE_KEY: stored_cache(cache)}, account_email=address)
 
     def _refused(self, answer: dict, *, server, redirect_uri: str, state: str) -> None:
         if _needs_admin(answer):

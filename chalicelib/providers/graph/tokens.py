@@ -10,6 +10,12 @@ tokens, so every refresh changes the cache. `refresh()` returns the serialized c
 `cache.has_state_changed` — the `CredentialStore` then writes it with a conditional update on the version read
 (a concurrent refresh elsewhere wins; its cache is reloaded).
 
+What is stored is `stored_cache`: the access token, refresh token and account sections, compact. MSAL's own
+`serialize()` indents its JSON and keeps the ID token and app metadata, which a confidential client's silent
+flow never reads (the account names the user; app metadata only marks "family" refresh tokens of Microsoft's
+public clients); the sealed cache rides on the mailbox item, rewritten at each hourly refresh, so its size is
+paid in write units (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html).
+
 Scopes are the resource scopes only (`Mail.Read`, `Mail.Send`, `User.Read`): MSAL adds and refuses to be
 given `openid`/`profile`/`offline_access` itself. With an authority host other than Microsoft's, MSAL must not
 run instance discovery against Microsoft (`instance_discovery=False`). The OpenID metadata answer is cached per
@@ -21,6 +27,7 @@ could corrupt it.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any, Callable
@@ -40,6 +47,7 @@ CACHE_KEY = "msal_cache"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
 MSAL_EXPIRY_MARGIN_SECONDS = 300        # MSAL treats an access token with < 5 min left as expired
+STORED_SECTIONS = ("AccessToken", "RefreshToken", "Account")
 _http_caches = threading.local()
 
 
@@ -49,6 +57,13 @@ def http_cache() -> dict:
     if cache is None:
         cache = _http_caches.cache = {}
     return cache
+
+
+def stored_cache(cache: msal.SerializableTokenCache) -> str:
+    """The cache as stored: its access token, refresh token and account sections in compact JSON (the module
+    docstring says why the rest is left out); `SerializableTokenCache.deserialize` reads it back."""
+    whole = json.loads(cache.serialize())
+    return json.dumps({name: whole[name] for name in STORED_SECTIONS if name in whole}, separators=(",", ":"))
 
 
 def authority_url(host: str, ms_tenant: str) -> str:
@@ -129,4 +144,4 @@ class MsalTokenSource(TokenSource):
         token = AccessToken(str(result["access_token"]), self.clock() + float(result.get("expires_in") or 3600))
         if not cache.has_state_changed:
             return Refreshed(token)
-        return Refreshed(token, {**credentials.secrets, CACHE_KEY: cache.serialize()})
+        return Refreshed(token, {**credentials.secrets, CACHE_KEY: stored_cache(cache)})
