@@ -72,7 +72,9 @@ PROVIDER_RTT_S = {"imap": 0.03, "gmail": 0.08, "outlook": 0.1}
 SYNCS_PER_MONTH = 48 * 30
 SYNC_SPACING_S = 1800
 MAILS_PER_MONTH = 50 * 30
-LOG_BYTES_PER_SYNC = 1024          # the worker's INFO lines per sync (sync summary, lease), estimated
+# Lambda's own lines per invocation (START, END, REPORT: ~400 bytes together,
+# https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html); the functions' lines are metered
+PLATFORM_LOG_BYTES_PER_INVOCATION = 400
 API_PUSH_SECONDS, API_MEMORY_GB = 0.05, 1.0   # the push handler's run (bench.gmail_push p95 ≈ 54 ms)
 TARGETS = {"idle": 0.005, "active": 0.03}
 MB_PER_VCPU = 1769                 # Lambda: 1,769 MB of memory = one vCPU (configuration-memory.html)
@@ -191,9 +193,9 @@ def phase(world, meter: Meter, action) -> tuple[Usage, float, int]:
     return meter.usage.minus(before), time.process_time() - started, world.round_trips() - trips
 
 
-def dollars(usage: Usage, syncs: float, invocations: float, compute_s: float, trips: float, kind: str,
+def dollars(usage: Usage, invocations: float, compute_s: float, trips: float, kind: str,
             item_kb: dict[str, float], memory_gb: float | None = None, wait_overlap: float = 1.0) -> dict[str, float]:
-    """Cost of `usage` (already scaled) with `syncs` worker syncs in `invocations` invocations, `compute_s` of
+    """Cost of `usage` (already scaled: its log lines too) in `invocations` invocations, `compute_s` of
     one-core CPU time, billed at `memory_gb` (default: the prod worker's); the waits (AWS calls, provider round
     trips) of `wait_overlap` jobs run at once overlap, their CPU does not."""
     memory_gb = memory_gb or worker_memory_gb()
@@ -208,7 +210,8 @@ def dollars(usage: Usage, syncs: float, invocations: float, compute_s: float, tr
         "s3": usage.s3_put * p["s3"]["per_put"] + usage.s3_get * p["s3"]["per_get"],
         "sqs": usage.sqs_requests * p["sqs"]["per_request"],
         "kms": usage.kms * p["kms"]["per_request"],
-        "logs": syncs * LOG_BYTES_PER_SYNC / 1e9 * p["cloudwatch_logs"]["per_gb_ingested"],
+        "logs": (usage.log_bytes + invocations * PLATFORM_LOG_BYTES_PER_INVOCATION) / 1e9
+                * p["cloudwatch_logs"]["per_gb_ingested"],
     }
 
 
@@ -358,15 +361,15 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
 
     def idle_month_at(check_gb: float) -> dict[str, float]:
         ticks, beat_ticks = SYNCS_PER_MONTH * (1 - share), SYNCS_PER_MONTH * share
-        idle = dollars(scaled(check_billed, ticks), ticks, ticks / batch, check_compute * ticks,
+        idle = dollars(scaled(check_billed, ticks), ticks / batch, check_compute * ticks,
                        (check_trips / checked + token_trips) * ticks, kind, item_kb, check_gb, overlap)
-        beaten = dollars(scaled(beat_billed, beat_ticks), beat_ticks, 2 * beat_ticks / 10, beat_compute * beat_ticks,
+        beaten = dollars(scaled(beat_billed, beat_ticks), 2 * beat_ticks / 10, beat_compute * beat_ticks,
                          (beat_trips / beats + token_trips) * beat_ticks, kind, item_kb)
         return {name: idle[name] + beaten[name] for name in idle}
     month_idle = idle_month_at(checker_gb)
     if kind == "imap":       # new mail rides on the scheduled syncs: only its marginal cost is added
         extra = scaled(active_one.minus(idle_one), MAILS_PER_MONTH)
-        extra_cost = dollars(extra, 0, 0, max(0.0, active_compute - idle_compute) * MAILS_PER_MONTH,
+        extra_cost = dollars(extra, 0, max(0.0, active_compute - idle_compute) * MAILS_PER_MONTH,
                              max(0.0, active_trips / messages - idle_trips_per_sync) * MAILS_PER_MONTH, kind,
                              item_kb)
         push = 0.0
@@ -374,11 +377,13 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
         pushed_one = active_one.copy()
         pushed_one.writes_by_table[mailbox_table] += 1            # request_sync: the sync_queued_at marker
         pushed_one.rru += 0.5                                     # the by_push_key Query
-        extra_cost = dollars(scaled(pushed_one, MAILS_PER_MONTH), MAILS_PER_MONTH, MAILS_PER_MONTH,
+        extra_cost = dollars(scaled(pushed_one, MAILS_PER_MONTH), MAILS_PER_MONTH,
                              active_compute * MAILS_PER_MONTH, active_trips / messages * MAILS_PER_MONTH, kind,
                              item_kb)
         push = MAILS_PER_MONTH * (PRICES["api_gateway"]["per_request"] + PRICES["lambda"]["per_request"]
-                                  + API_PUSH_SECONDS * API_MEMORY_GB * PRICES["lambda"]["per_gb_second"])
+                                  + API_PUSH_SECONDS * API_MEMORY_GB * PRICES["lambda"]["per_gb_second"]
+                                  + PLATFORM_LOG_BYTES_PER_INVOCATION / 1e9
+                                  * PRICES["cloudwatch_logs"]["per_gb_ingested"])
     storage = (MAILS_PER_MONTH / 2 * raw_bytes / 1e9 * PRICES["s3"]["per_gb_month"]
                + MAILS_PER_MONTH / 2 * item_bytes_per_message / 1e9 * PRICES["dynamodb"]["per_gb_month"])
     active_month = {name: month_idle[name] + extra_cost[name] for name in month_idle}

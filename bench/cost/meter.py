@@ -16,7 +16,9 @@ projection, the keys for KEYS_ONLY, the keys and listed attributes for INCLUDE),
 the write was part of a transaction (`wru_index`). S3, SQS and KMS bill per request
 (SQS per started 64 KB of payload). `wall` is the time spent inside the calls (moto, in-process: not AWS's
 latency — the model uses its own latency assumptions); `cpu` the process CPU time spent inside them (moto's
-work, subtracted from the worker's measured compute).
+work, subtracted from the worker's measured compute). `log_bytes` counts what the functions' log lines would send
+to CloudWatch Logs: every record the `mailbridge` logger emits at INFO or above (the functions' level), formatted
+as the Lambda writes it (Powertools JSON, secrets scrubbed), plus its newline.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import base64
 import collections
 import contextlib
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -80,7 +83,7 @@ def _value_bytes(value: dict) -> int:
     raise ValueError(f"unknown DynamoDB type {kind!r}")
 
 
-SCALARS = ("wru_put", "wru_index", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu")
+SCALARS = ("wru_put", "wru_index", "rru", "sqs_requests", "s3_put", "s3_get", "kms", "wall", "cpu", "log_bytes")
 
 
 @dataclass
@@ -97,6 +100,7 @@ class Usage:
     kms: int = 0
     wall: float = 0.0
     cpu: float = 0.0          # process CPU time spent inside the calls (moto's work, not the worker's)
+    log_bytes: float = 0.0    # the functions' log lines, as CloudWatch Logs ingests them
 
     def wru(self, mean_item_kb: dict[str, float]) -> float:
         return self.wru_put + self.wru_index + sum(n * max(1, math.ceil(mean_item_kb.get(table, 1.0)))
@@ -142,6 +146,14 @@ class Meter:
             return result
 
         botocore.client.BaseClient._make_api_call = metered
+        # the functions log at INFO (`.chalice/config.json`); the bench's console stays at the level it had
+        functions = logging.getLogger("mailbridge")
+        self.log_levels = [(functions, functions.level)] + [(h, h.level) for h in functions.handlers]
+        for handler in functions.handlers:
+            handler.setLevel(max(handler.level, functions.getEffectiveLevel()))
+        functions.setLevel(logging.INFO)
+        self.log_lines = LogBytes(self)
+        functions.addHandler(self.log_lines)
 
     @contextlib.contextmanager
     def pause(self):
@@ -153,6 +165,9 @@ class Meter:
 
     def close(self) -> None:
         botocore.client.BaseClient._make_api_call = self.original
+        logging.getLogger("mailbridge").removeHandler(self.log_lines)
+        for logger_or_handler, level in self.log_levels:
+            logger_or_handler.setLevel(level)
 
     def record(self, service: str, operation: str, params: dict, result: dict) -> None:
         usage = self.usage
@@ -315,3 +330,18 @@ def mean_item_kb(without: frozenset[str] = frozenset()) -> dict[str, float]:
             sizes[table] = sum(item_bytes({k: v for k, v in item.items() if k not in without})
                                for item in items) / len(items) / 1024
     return sizes
+
+
+class LogBytes(logging.Handler):
+    """Adds the size of each emitted `mailbridge` log line (INFO and above, formatted as the functions write
+    it: Powertools JSON with secrets scrubbed, `chalicelib/logs.py`) to the meter's usage while not paused."""
+
+    def __init__(self, meter: Meter):
+        from chalicelib.logs import logger
+        super().__init__(level=logging.INFO)
+        self.meter = meter
+        self.setFormatter(logger.registered_formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.meter.paused:
+            self.meter.usage.log_bytes += len(self.format(record).encode()) + 1

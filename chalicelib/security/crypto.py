@@ -7,7 +7,11 @@ server, ...) as associated data — a blob copied between items or tenants fails
 - `v2.<tenant key id>.<b64 nonce>.<b64 ciphertext+tag>` — what `encrypt_secrets` writes: sealed under the
   tenant's secrets key (`security.tenant_keys`: one KMS-wrapped data key per tenant, kept in the process for
   `data_key_cache_seconds`), so opening the secrets of a tenant's mailboxes costs one `kms:Decrypt` per process
-  and cache period instead of one per mailbox and tick.
+  and cache period instead of one per mailbox and tick. The sealed plaintext is the secrets' compact JSON
+  object, or its zlib stream (RFC 1950) when that is shorter — an MSAL token cache, rewritten on the mailbox item
+  at every hourly refresh, shrinks by half; the first byte tells them apart (`{` vs a zlib header). Nothing an
+  outsider chooses is compressed beside a secret, and only the blob's length could show, so compression leaks
+  nothing a reader of the stored item could use.
 - `v1.<b64 encrypted data key>.<b64 nonce>.<b64 ciphertext+tag>` — written until 2026-12-02: a data key of its
   own per blob, whose KMS encryption context names the tenant and the owner. Still opened (`kms:Decrypt` of its
   key, cached per tenant + owner + key as below); `is_legacy` tells the callers that reseal such blobs
@@ -30,6 +34,7 @@ import json
 import os
 import threading
 import time
+import zlib
 from collections import OrderedDict
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -67,8 +72,26 @@ def encrypt_secrets(tenant_id: str, owner_id: str, secrets: dict[str, str]) -> s
     except tenant_keys.TenantKeyUnavailable as exc:
         raise SecretEncryptionError(str(exc)) from None
     nonce = os.urandom(12)      # 96-bit random nonce (NIST SP 800-38D §8.2.2)
-    sealed = AESGCM(key).encrypt(nonce, json.dumps(secrets).encode(), _aad(tenant_id, owner_id))
+    sealed = AESGCM(key).encrypt(nonce, _pack(secrets), _aad(tenant_id, owner_id))
     return ".".join(["v2", key_id, _b64(nonce), _b64(sealed)])
+
+
+MAX_SECRETS_BYTES = 1 << 20     # what a sealed plaintext may inflate to (MSAL caches are a few KB)
+
+
+def _pack(secrets: dict[str, str]) -> bytes:
+    plain = json.dumps(secrets, separators=(",", ":")).encode()
+    packed = zlib.compress(plain, 9)
+    return packed if len(packed) < len(plain) else plain
+
+
+def _unpack(plain: bytes) -> dict[str, str]:
+    if plain[:1] != b"{":
+        inflater = zlib.decompressobj()
+        plain = inflater.decompress(plain, MAX_SECRETS_BYTES)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise ValueError("sealed secrets too large or truncated")
+    return json.loads(plain)
 
 
 def is_legacy(blob: str | None) -> bool:
@@ -121,7 +144,7 @@ def decrypt_secrets(tenant_id: str, owner_id: str, blob: str | None) -> dict[str
             plaintext_key = _data_key(tenant_id, owner_id, base64.b64decode(key_ref))
         else:
             raise ValueError(version)
-        return json.loads(AESGCM(plaintext_key).decrypt(base64.b64decode(nonce), base64.b64decode(sealed),
-                                                        _aad(tenant_id, owner_id)))
+        return _unpack(AESGCM(plaintext_key).decrypt(base64.b64decode(nonce), base64.b64decode(sealed),
+                                                     _aad(tenant_id, owner_id)))
     except Exception as exc:  # noqa: BLE001 - any failure means the blob is unusable here
         raise SecretDecryptionError(f"cannot decrypt secrets ({type(exc).__name__})") from None

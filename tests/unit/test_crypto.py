@@ -55,6 +55,23 @@ def test_a_blob_naming_another_tenants_key_id_is_refused(tenants):
         decrypt_secrets("tnt_a", "mbx_1", forged)
 
 
+def test_large_secrets_are_sealed_compressed_small_ones_as_they_are(tenants):
+    """Guards against an MSAL cache sealed at full size (rewritten on the mailbox item at every refresh) and
+    against a compressed form that does not open."""
+    cache = json.dumps({"AccessToken": {f"{'x' * 60}-login.example-accesstoken-{n}": {
+        "home_account_id": "x" * 60, "secret": os.urandom(30).hex()} for n in range(10)}})
+    big = encrypt_secrets("tnt_a", "mbx_1", {"msal_cache": cache})
+    small = encrypt_secrets("tnt_a", "mbx_1", {"password": "p"})
+    assert len(big) < len(json.dumps({"msal_cache": cache})) / 2
+    _, plaintext_key = tenant_keys.current_key("tnt_a")
+    opened = [AESGCM(plaintext_key).decrypt(base64.b64decode(blob.split(".")[2]), base64.b64decode(blob.split(".")[3]),
+                                            json.dumps({"tenant_id": "tnt_a", "owner_id": "mbx_1"}, sort_keys=True)
+                                            .encode()) for blob in (big, small)]
+    assert opened[0][:1] == b"\x78" and opened[1] == b'{"password":"p"}'
+    assert decrypt_secrets("tnt_a", "mbx_1", big) == {"msal_cache": cache}
+    assert decrypt_secrets("tnt_a", "mbx_1", small) == {"password": "p"}
+
+
 def test_tampered_blob_is_refused(tenants):
     blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "x"})
     head, tail = blob.rsplit(".", 1)
