@@ -133,7 +133,8 @@ def current_key(tenant_id: str) -> tuple[str, bytes]:
     current = tenant.secrets_key_id
     if current and current in keys and _fresh(keys[current]):
         _remember(_current, tenant_id, current)
-        return current, key_by_id(tenant_id, current)
+        plaintext = _cached(_plain, (tenant_id, current))
+        return current, plaintext if plaintext is not None else _unwrap(tenant_id, current, keys[current]["wrapped"])
     return _new_key(tenant, keys, current)
 
 

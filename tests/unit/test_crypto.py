@@ -16,6 +16,7 @@ from chalicelib.security.crypto import (SecretDecryptionError, SecretEncryptionE
                                         decrypt_secrets, encrypt_secrets, is_legacy)
 from chalicelib.tenancy.service import create_tenant
 from chalicelib.timeutil import isoformat, utcnow
+from tests.sync_helpers import aws_calls
 
 
 @pytest.fixture
@@ -131,6 +132,17 @@ def test_one_kms_decrypt_opens_all_of_a_tenants_secrets(counted_kms):
     for owner, blob in blobs.items():
         assert decrypt_secrets("tnt_a", owner, blob) == {"password": owner[4:]}
     assert counted_kms.calls == 1
+
+
+def test_a_cold_process_seals_with_one_tenant_read_and_one_unwrap(tenants):
+    """Guards against sealing paying more than it must in a cold process (one GetItem of the tenant, one KMS
+    Decrypt), and anything at all while the key is cached."""
+    encrypt_secrets("tnt_a", "mbx_1", {"password": "p"})          # the tenant's key exists
+    clear_data_key_cache()
+    with aws_calls("dynamodb") as reads, aws_calls("kms") as kms:
+        encrypt_secrets("tnt_a", "mbx_2", {"password": "q"})
+        encrypt_secrets("tnt_a", "mbx_3", {"password": "r"})
+    assert reads == {"GetItem": 1} and kms == {"Decrypt": 1}
 
 
 def test_a_cached_tenant_key_never_opens_another_tenant_or_owner(counted_kms):
