@@ -30,18 +30,18 @@ Caches and batches: scheduled syncs are 30 min apart, longer than a process's ca
 (`MAILBRIDGE_DATA_KEY_CACHE_SECONDS`, 300 s) and tenant reads (60 s), so every check invocation and every worker
 sync starts with both emptied. An idle tick is measured as the check function meets it: one invocation over a batch
 of `--check-batch` scheduled jobs (10, the batch size in `app.py`) — the measured mailbox and `--check-batch` − 1
-other mailboxes of the same tenant and kind, each with its own account and credentials (`worlds.py` `neighbour`) —
-and billed per job. The scheduler reaches a tenant's mailboxes in the same tick, so a tenant of at least that many
-mailboxes shares one unwrap of its secrets key (`security/tenant_keys.py`) per batch; a smaller tenant shares it
-with fewer (`--check-batch 1`: a tenant of one mailbox). The jobs of a batch run `check_concurrency` at a time
-(`chalicelib/sync/check.py`, default 10): the model lets their waits (AWS calls, provider round trips) overlap that
-many ways and adds their CPU up. The batch is measured with `MAILBRIDGE_CHECK_CONCURRENCY=1` (the same work, one
-record after another): the meter tells the CPU spent inside moto's calls from the rest by process CPU time around
-each call, which concurrent threads would blur. Access tokens live an hour (Google and Microsoft), so a sync every
-30 min refreshes one every other time; the back-to-back syncs here never do, so that refresh is added from
-`TOKEN_REFRESH` (modelled, not measured: one token-endpoint round trip; Outlook also writes its rotated MSAL cache
-back: one mailbox-item update. The OAuth app's client secret, which only a refresh needs, and the resealed cache
-use the tenant key the check already unwrapped: no KMS call).
+other mailboxes of the same kind, each in a tenant of its own with its own account and credentials (`worlds.py`
+`neighbour`; the scheduler hands jobs out in mailbox-id order, across tenants) — and billed per job. The batch
+unwraps the root key once (`security/tenant_keys.py`: one `kms:Decrypt` opens every tenant's secrets key) and reads
+each job's tenant; `--check-batch 1` prices an invocation of a single job. The jobs of a batch run
+`check_concurrency` at a time (`chalicelib/sync/check.py`, default 10): the model lets their waits (AWS calls,
+provider round trips) overlap that many ways and adds their CPU up. The batch is measured with
+`MAILBRIDGE_CHECK_CONCURRENCY=1` (the same work, one record after another): the meter tells the CPU spent inside
+moto's calls from the rest by process CPU time around each call, which concurrent threads would blur. Access tokens
+live an hour (Google and Microsoft), so a sync every 30 min refreshes one every other time; the back-to-back syncs
+here never do, so that refresh is added from `TOKEN_REFRESH` (modelled, not measured: one token-endpoint round
+trip; Outlook also writes its rotated MSAL cache back: one mailbox-item update. The OAuth app's client secret,
+which only a refresh needs, and the resealed cache use the keys the sync already opened: no KMS call).
 
 Fan-out: each scheduled sync also pays its share of the scheduler's `SendMessageBatch` and of the SQS poller's
 `ReceiveMessage` + `DeleteMessageBatch` (all per 10 jobs); scheduled jobs reach the worker in batches of 10 (one
@@ -82,7 +82,7 @@ SQS_FAN_OUT_PER_SYNC = 3 / 10      # SendMessageBatch + ReceiveMessage + DeleteM
 TOKEN_REFRESH = {                  # per sync (an hour-long access token, syncs every 30 min), modelled
     # kms_decrypt: the OAuth app's client secret, decrypted only for a refresh (credentials/app_secret.py);
     # kms_generate: the rotated MSAL cache sealed again for its write-back. Both under the tenant key the
-    # sync already unwrapped to open the mailbox's credentials (security/tenant_keys.py): no KMS call.
+    # sync already opened for the mailbox's credentials (security/tenant_keys.py): no KMS call.
     "gmail": {"per_sync": 0.5, "round_trips": 1, "item_writes": 0, "kms_decrypt": 0, "kms_generate": 0},
     "outlook": {"per_sync": 0.5, "round_trips": 1, "item_writes": 1, "kms_decrypt": 0, "kms_generate": 0},
 }
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--check-memory-mb", type=int, default=0,
                         help="price the check function at this size (default: its prod size in .chalice/config.json)")
     parser.add_argument("--check-batch", type=int, default=CHECK_BATCH,
-                        help="scheduled jobs of one tenant per check invocation (1: a tenant of one mailbox)")
+                        help="scheduled jobs per check invocation, each in a tenant of its own (1: a lone job)")
     parser.add_argument("--personal", action="store_true",
                         help="a user's personal mailbox (it has an owner: its item is also in the by_owner index) "
                              "instead of a shared one")

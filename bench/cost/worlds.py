@@ -1,8 +1,8 @@
 """One mailbox per provider kind on its local server, for the cost model: IMAP on Dovecot (devservers), Gmail
 on the fake Google, Outlook on the fake Microsoft (TLS with a generated CA, real MSAL). Each world delivers a
 message at the provider, reports the provider round trips made so far and makes `neighbour`s: more mailboxes
-of the same tenant and kind, each with an account and credentials of its own (the other jobs of a check
-batch)."""
+of the same kind, each in a tenant of its own (`TENANT`-n) with an account and credentials of its own — the
+other jobs of a check batch, which the scheduler's tick hands out in mailbox-id order, across tenants."""
 from __future__ import annotations
 
 import datetime as dt
@@ -57,7 +57,7 @@ class ImapWorld:
         from chalicelib.security.crypto import encrypt_secrets
         from tests.sync_helpers import make_mailbox, reload
         user, password = self.server.new_user()
-        box = make_mailbox(TENANT, import_since=since(), imap={
+        box = make_mailbox(f"{TENANT}-{n}", import_since=since(), imap={
             "host": "127.0.0.1", "port": self.server.port, "security": "none", "username": user,
             "login_method": "plain"})
         box.update(actions=[type(box).secret_ciphertext.set(
@@ -89,12 +89,10 @@ class GmailWorld:
         self.google.stop()
 
     def neighbour(self, n: int):
-        from chalicelib.models.mailbox import MailServer
         from tests.gmail_fixtures import make_gmail_mailbox
-        email = f"colleague{n}@acme.example"
+        email = f"someone{n}@customer{n}.example"
         self.google.add_account(email)
-        server = MailServer.get(TENANT, self.mailbox.mail_server_id)
-        return make_gmail_mailbox(self.google, TENANT, email=email, import_since=since(), server=server)
+        return make_gmail_mailbox(self.google, f"{TENANT}-{n}", email=email, import_since=since())
 
     def deliver(self, n: int) -> None:
         from tests.gmail_fixtures import EMAIL
@@ -128,9 +126,9 @@ class OutlookWorld:
 
     def neighbour(self, n: int):
         from tests.graph_helpers import outlook_mailbox
-        address = f"colleague{n}@contoso.example"
+        address = f"someone{n}@customer{n}.example"
         self.fake.add_user(address)
-        return outlook_mailbox(self.fake, TENANT, address=address, import_since=since())
+        return outlook_mailbox(self.fake, f"{TENANT}-{n}", address=address, import_since=since())
 
     def deliver(self, n: int) -> None:
         from tests.graph_helpers import ADDRESS

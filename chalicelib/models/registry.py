@@ -3,7 +3,7 @@ from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer
 from chalicelib.models.event import Event
 from chalicelib.models.message import Message
 from chalicelib.models.sync_cursor import SyncCursor
-from chalicelib.models.tenant import ApiKey, Tenant
+from chalicelib.models.tenant import ApiKey, RootKey, Tenant
 from chalicelib.models.directory import DirectoryIndex, DirectoryRecord
 from chalicelib.models.pairing import AuditEntry, MessageLink, Rule, Signal
 from chalicelib.models.webhook import Webhook, WebhookDelivery
@@ -14,7 +14,7 @@ from chalicelib.models.privacy import ErasureJob, PrivacyList, RetiredMailbox
 from chalicelib.models.conversation import ThreadEntry, ThreadKey
 from chalicelib.models.search import SearchPosting
 
-MODELS: list[type] = [Tenant, ApiKey, MailServer, Mailbox, MailboxShare, SyncCursor, Message, Event]
+MODELS: list[type] = [Tenant, RootKey, ApiKey, MailServer, Mailbox, MailboxShare, SyncCursor, Message, Event]
 MODELS += [DirectoryRecord, DirectoryIndex, MessageLink, Signal, Rule, AuditEntry]
 MODELS += [Webhook, WebhookDelivery]
 MODELS += [NotificationSettings, Notification, NotificationRelay]

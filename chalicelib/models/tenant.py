@@ -30,11 +30,22 @@ class Tenant(Model):
     own_domains = ListAttribute(of=UnicodeAttribute, default=list)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
-    # the tenant's secrets keys, KMS-wrapped (security/tenant_keys.py): key id → {"wrapped", "created_at"}
+    # the tenant's secrets keys, sealed under the root key (security/tenant_keys.py): key id → {"sealed", "root",
+    # "created_at"}
     secrets_keys = JSONAttribute(null=True)
     secrets_key_id = UnicodeAttribute(null=True)
 
     by_created = TenantsByCreated()
+
+
+class RootKey(Model):
+    """The deployment's root secrets key, wrapped by KMS; it wraps each tenant's secrets key
+    (`security/tenant_keys.py`)."""
+    Meta = table_meta("root_keys")
+
+    key_id = UnicodeAttribute(hash_key=True)
+    wrapped = UnicodeAttribute()
+    created_at = UnicodeAttribute()
 
 
 class KeysByTenant(GlobalSecondaryIndex):

@@ -1,17 +1,17 @@
 """Envelope encryption of secrets with KMS (refresh tokens, MSAL caches, IMAP/SMTP passwords, client secrets).
 
-Every secret is sealed with AES-256-GCM under a data key from KMS, with the tenant and the owner (mailbox, mail
+Every secret is sealed with AES-256-GCM under a key KMS protects, with the tenant and the owner (mailbox, mail
 server, ...) as associated data — a blob copied between items or tenants fails authentication. Two formats
 (text, stored in DynamoDB):
 
-- `v2.<tenant key id>.<b64 nonce>.<b64 ciphertext+tag>` — what `encrypt_secrets` writes: sealed under the
-  tenant's secrets key (`security.tenant_keys`: one KMS-wrapped data key per tenant, kept in the process for
-  `data_key_cache_seconds`), so opening the secrets of a tenant's mailboxes costs one `kms:Decrypt` per process
-  and cache period instead of one per mailbox and tick. The sealed plaintext is the secrets' compact JSON
-  object, or its zlib stream (RFC 1950) when that is shorter — an MSAL token cache, rewritten on the mailbox item
-  at every hourly refresh, shrinks by half; the first byte tells them apart (`{` vs a zlib header). Nothing an
-  outsider chooses is compressed beside a secret, and only the blob's length could show, so compression leaks
-  nothing a reader of the stored item could use.
+- `v2.<tenant key id>.<b64 nonce>.<b64 ciphertext+tag>` — what `encrypt_secrets` writes: sealed under the tenant's
+  secrets key (`security.tenant_keys`: a key per tenant, wrapped under the deployment's root key, which KMS wraps;
+  both kept in the process for `data_key_cache_seconds`), so opening the secrets of any number of mailboxes costs
+  one `kms:Decrypt` per process and cache period instead of one per mailbox and tick. The sealed plaintext is the
+  secrets' compact JSON object, or its zlib stream (RFC 1950) when that is shorter — an MSAL token cache,
+  rewritten on the mailbox item at every hourly refresh, shrinks by half; the first byte tells them apart (`{` vs
+  a zlib header). Nothing an outsider chooses is compressed beside a secret, and only the blob's length could
+  show, so compression leaks nothing a reader of the stored item could use.
 - `v1.<b64 encrypted data key>.<b64 nonce>.<b64 ciphertext+tag>` — written until 2026-12-02: a data key of its
   own per blob, whose KMS encryption context names the tenant and the owner. Still opened (`kms:Decrypt` of its
   key, cached per tenant + owner + key as below); `is_legacy` tells the callers that reseal such blobs

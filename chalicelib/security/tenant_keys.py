@@ -1,64 +1,72 @@
-"""Each tenant's secrets key: one AES-256 data key per tenant and generation, wrapped by KMS, that seals every
-secret of the tenant (`security.crypto`, blob format `v2`).
+"""Each tenant's secrets key, wrapped under the deployment's root key, which KMS wraps: the keys that seal every
+secret of a tenant (`security.crypto`, blob format `v2`).
 
-Why a tenant key and not a data key per secret (format `v1`): a scheduled check opens a mailbox's sealed
-credentials every 30 minutes, in whichever warm Lambda takes the job, so a per-mailbox data key is never in a
-process cache at the next tick — every tick of every mailbox paid a `kms:Decrypt` ($0.03 per 10,000 requests,
-https://aws.amazon.com/kms/pricing/: $0.0043 a mailbox-month, most of an idle mailbox's cost). With one key per
-tenant, a process decrypts it once per `data_key_cache_seconds` and opens all the tenant's mailboxes with it
-(the scheduler's tick reaches a tenant's mailboxes within seconds of each other). This is the data-key reuse the
-AWS Encryption SDK's caching makes, with the same bounds: age and number of entries
-(https://docs.aws.amazon.com/encryption-sdk/latest/developer-guide/data-key-caching.html).
+Why: a scheduled check opens a mailbox's sealed credentials every 30 minutes, in whichever warm Lambda takes the
+job. With a KMS data key per secret (format `v1`) no process cache ever held it at the next tick, so every tick
+of every mailbox paid a `kms:Decrypt` ($0.03 per 10,000 requests, https://aws.amazon.com/kms/pricing/: $0.0043
+a mailbox-month, most of an idle mailbox's cost). Here a process asks KMS once per cache period for the root
+key and opens every tenant's key with it locally — the key hierarchy of the AWS Encryption SDK's hierarchical
+keyring ("branch keys" kept in DynamoDB, unwrapped by KMS and cached, deriving data keys locally:
+https://docs.aws.amazon.com/encryption-sdk/latest/developer-guide/use-hierarchical-keyring.html), with its
+bounds: a cache of limited age and size.
 
-What keeps each secret bound to its owner is unchanged: every blob is sealed with AES-256-GCM whose associated
-data names the tenant AND the owner (mailbox, mail server, ...), so a blob copied to another item or tenant fails
-authentication. KMS sees the tenant in the encryption context (`{"tenant_id", "purpose": "tenant-secrets-key"}`),
-so CloudTrail records the tenant of every unwrap, not the mailbox.
+Keys and where they live:
+- root key: 256 random bits from `kms:GenerateDataKey`, stored KMS-wrapped in the `root_keys` table
+  (`RootKey`, id `ROOT_KEY_ID`; encryption context `{"purpose": "mailbridge-root-key"}`), made by the first
+  process that needs it (a conditional put: two racing processes agree on the winner's). It never leaves KMS
+  unwrapped except into this module's cache; the KMS key's own rotation re-protects it.
+- tenant key: 256 random bits (`os.urandom`), sealed with AES-256-GCM under the root key, associated data
+  naming the tenant and the key id (an entry copied to another tenant's item does not open), stored on the
+  tenant item: `secrets_keys` (key id → `{"sealed", "root", "created_at"}`) and `secrets_key_id`, the key new
+  blobs are sealed with. Made on the tenant's first seal by a conditional update (the loser of a race reads and
+  uses the winner's key). Keys are never removed while the tenant exists — old blobs name theirs — and a key
+  older than `MAX_KEY_AGE_DAYS` is replaced for new seals: AES-GCM with random 96-bit nonces must not seal more
+  than 2^32 messages under one key (NIST SP 800-38D §8.3); a tenant's secrets are rewritten at most on each
+  token refresh (about hourly per mailbox), orders of magnitude below that bound in 90 days even for 100,000
+  mailboxes. Deleting the tenant item makes every blob of the tenant unreadable (the root key alone opens
+  nothing).
 
-Stored on the tenant item: `secrets_keys` (JSON: key id → `{"wrapped": base64 KMS ciphertext, "created_at"}`)
-and `secrets_key_id`, the key new blobs are sealed with. The key is made on the tenant's first seal, by a
-conditional update (two processes racing both generate one; the loser reads and uses the winner's). Keys are
-never removed while the tenant exists — old blobs name theirs — and a key older than `MAX_KEY_AGE_DAYS` is
-replaced for new seals: AES-GCM with random 96-bit nonces must not seal more than 2^32 messages under one key
-(NIST SP 800-38D §8.3); a tenant's secrets are rewritten at most on each token refresh (about hourly per
-mailbox), so 90 days stay orders of magnitude below that bound even for 100,000 mailboxes. Deleting the tenant
-item makes every blob of the tenant unreadable.
+What keeps each secret bound to its owner is unchanged: every blob's associated data names the tenant AND the
+owner (mailbox, mail server, ...), so a blob copied to another item or tenant fails authentication. The trade:
+KMS's audit trail shows the root key's unwraps, once per process and cache period, not each tenant's — the
+process that may call `kms:Decrypt` could open every secret either way.
 
-The plaintext key stays in this module's cache (at most `CACHE_SIZE` entries, `data_key_cache_seconds` old;
-0 disables it) and is handed to `security.crypto` only; it is never logged.
+Plaintext keys stay in this module's cache (at most `CACHE_SIZE` entries, `data_key_cache_seconds` old; 0
+disables it) and are handed to `security.crypto` only; they are never logged.
 """
 from __future__ import annotations
 
 import base64
+import json
+import os
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from datetime import timedelta
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib import aws
 from chalicelib.config import get_settings
-from chalicelib.models.tenant import Tenant
+from chalicelib.models.tenant import RootKey, Tenant
 from chalicelib.timeutil import now_iso, parse_iso, utcnow
 
 MAX_KEY_AGE_DAYS = 90
 CACHE_SIZE = 1024
-PURPOSE = "tenant-secrets-key"
+ROOT_KEY_ID = "root-1"
+ROOT_CONTEXT = {"purpose": "mailbridge-root-key"}
 
 
 class TenantKeyUnavailable(Exception):
     """The tenant does not exist (any more) or does not hold the key a blob names."""
 
 
-def _context(tenant_id: str) -> dict[str, str]:
-    return {"tenant_id": tenant_id, "purpose": PURPOSE}
-
-
 _lock = threading.Lock()
 _plain: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()   # (tenant, key id) → (expiry, key)
 _current: OrderedDict[str, tuple[float, str]] = OrderedDict()               # tenant → (expiry, current key id)
+_ROOT = ""                                                                  # the root key's tenant slot in _plain
 
 
 def clear_cache() -> None:
@@ -90,6 +98,59 @@ def _cached(cache: OrderedDict, key):
         return hit[1]
 
 
+# ---- the root key --------------------------------------------------------------------------------------------
+
+def root_key() -> bytes:
+    """The root key's plaintext: cached, else read and unwrapped by KMS (made first if there is none)."""
+    cached = _cached(_plain, (_ROOT, ROOT_KEY_ID))
+    if cached is not None:
+        return cached
+    try:
+        stored = RootKey.get(ROOT_KEY_ID, consistent_read=True)
+    except DoesNotExist:
+        return _new_root_key()
+    plaintext = aws.kms().decrypt(CiphertextBlob=base64.b64decode(stored.wrapped),
+                                  EncryptionContext=ROOT_CONTEXT)["Plaintext"]
+    _remember(_plain, (_ROOT, ROOT_KEY_ID), plaintext)
+    return plaintext
+
+
+def _new_root_key() -> bytes:
+    made = aws.kms().generate_data_key(KeyId=get_settings().kms_key_id, KeySpec="AES_256",
+                                       EncryptionContext=ROOT_CONTEXT)
+    try:
+        RootKey(ROOT_KEY_ID, wrapped=base64.b64encode(made["CiphertextBlob"]).decode("ascii"),
+                created_at=now_iso()).save(condition=RootKey.key_id.does_not_exist())
+    except PutError as exc:
+        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            raise
+        return root_key()                 # another process made it first: use theirs
+    _remember(_plain, (_ROOT, ROOT_KEY_ID), made["Plaintext"])
+    return made["Plaintext"]
+
+
+# ---- tenant keys ---------------------------------------------------------------------------------------------
+
+def _aad(tenant_id: str, key_id: str) -> bytes:
+    return json.dumps({"tenant_id": tenant_id, "key_id": key_id, "purpose": "tenant-secrets-key"},
+                      sort_keys=True).encode()
+
+
+def _seal(tenant_id: str, key_id: str, plaintext: bytes) -> dict:
+    nonce = os.urandom(12)
+    sealed = AESGCM(root_key()).encrypt(nonce, plaintext, _aad(tenant_id, key_id))
+    return {"sealed": base64.b64encode(nonce + sealed).decode("ascii"), "root": ROOT_KEY_ID, "created_at": now_iso()}
+
+
+def _open(tenant_id: str, key_id: str, entry: dict) -> bytes:
+    if entry.get("root") != ROOT_KEY_ID:
+        raise TenantKeyUnavailable(f"tenant {tenant_id} key {key_id} names an unknown root key")
+    raw = base64.b64decode(entry["sealed"])
+    plaintext = AESGCM(root_key()).decrypt(raw[:12], raw[12:], _aad(tenant_id, key_id))
+    _remember(_plain, (tenant_id, key_id), plaintext)
+    return plaintext
+
+
 def _read_tenant(tenant_id: str) -> Tenant:
     try:
         return Tenant.get(tenant_id, consistent_read=True,
@@ -98,22 +159,15 @@ def _read_tenant(tenant_id: str) -> Tenant:
         raise TenantKeyUnavailable(f"tenant {tenant_id} does not exist") from None
 
 
-def _unwrap(tenant_id: str, key_id: str, wrapped: str) -> bytes:
-    plaintext = aws.kms().decrypt(CiphertextBlob=base64.b64decode(wrapped),
-                                  EncryptionContext=_context(tenant_id))["Plaintext"]
-    _remember(_plain, (tenant_id, key_id), plaintext)
-    return plaintext
-
-
 def key_by_id(tenant_id: str, key_id: str) -> bytes:
-    """The plaintext of the tenant's key `key_id` (a blob names it): cached, else read and unwrapped."""
+    """The plaintext of the tenant's key `key_id` (a blob names it): cached, else read and opened."""
     cached = _cached(_plain, (tenant_id, key_id))
     if cached is not None:
         return cached
     entry = (_read_tenant(tenant_id).secrets_keys or {}).get(key_id)
     if not entry:
         raise TenantKeyUnavailable(f"tenant {tenant_id} holds no key {key_id}")
-    return _unwrap(tenant_id, key_id, entry["wrapped"])
+    return _open(tenant_id, key_id, entry)
 
 
 def _fresh(entry: dict) -> bool:
@@ -134,17 +188,13 @@ def current_key(tenant_id: str) -> tuple[str, bytes]:
     if current and current in keys and _fresh(keys[current]):
         _remember(_current, tenant_id, current)
         plaintext = _cached(_plain, (tenant_id, current))
-        return current, plaintext if plaintext is not None else _unwrap(tenant_id, current, keys[current]["wrapped"])
-    return _new_key(tenant, keys, current)
+        return current, plaintext if plaintext is not None else _open(tenant_id, current, keys[current])
+    return _new_key(tenant_id, keys, current)
 
 
-def _new_key(tenant: Tenant, keys: dict, replacing: str | None) -> tuple[str, bytes]:
-    tenant_id = tenant.tenant_id
-    made = aws.kms().generate_data_key(KeyId=get_settings().kms_key_id, KeySpec="AES_256",
-                                       EncryptionContext=_context(tenant_id))
-    key_id = secrets.token_hex(6)
-    stored = {**keys, key_id: {"wrapped": base64.b64encode(made["CiphertextBlob"]).decode("ascii"),
-                               "created_at": now_iso()}}
+def _new_key(tenant_id: str, keys: dict, replacing: str | None) -> tuple[str, bytes]:
+    key_id, plaintext = secrets.token_hex(6), os.urandom(32)
+    stored = {**keys, key_id: _seal(tenant_id, key_id, plaintext)}
     unchanged = (Tenant.secrets_key_id == replacing) if replacing else Tenant.secrets_key_id.does_not_exist()
     try:
         Tenant(tenant_id).update(actions=[Tenant.secrets_keys.set(stored), Tenant.secrets_key_id.set(key_id)],
@@ -157,6 +207,6 @@ def _new_key(tenant: Tenant, keys: dict, replacing: str | None) -> tuple[str, by
             raise TenantKeyUnavailable(f"tenant {tenant_id} does not exist") from None
         _remember(_current, tenant_id, winner.secrets_key_id)
         return winner.secrets_key_id, key_by_id(tenant_id, winner.secrets_key_id)
-    _remember(_plain, (tenant_id, key_id), made["Plaintext"])
+    _remember(_plain, (tenant_id, key_id), plaintext)
     _remember(_current, tenant_id, key_id)
-    return key_id, made["Plaintext"]
+    return key_id, plaintext

@@ -1,5 +1,6 @@
 """The OAuth app's client secret is decrypted only when a token refresh needs it, and a cold process opens the
-mailbox's credentials and the client secret with ONE KMS Decrypt (both are sealed under the tenant's key)."""
+mailbox's credentials and the client secret with ONE KMS Decrypt (the root key's, which opens the tenant's key
+both are sealed under)."""
 from __future__ import annotations
 
 
@@ -64,8 +65,8 @@ def test_outlook_refresh_still_sends_the_client_secret(fake_ms, secret_opens):
         provider.test_connection()
     assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token", "refresh_token"]
     assert len(secret_opens) == 1                     # the client secret, decrypted once for both refreshes
-    assert calls == {"Decrypt": 1}                    # the tenant key opens both secrets and seals the rotated
-                                                      # MSAL cache written back after each refresh
+    assert calls == {"Decrypt": 1}                    # the root key's: the tenant key it opens opens both secrets
+                                                      # and seals the rotated MSAL cache written back
 
 
 def test_outlook_unusable_client_secret_fails_only_at_refresh(fake_ms):

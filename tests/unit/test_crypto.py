@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chalicelib import aws as aws_clients
-from chalicelib.models.tenant import Tenant
+from chalicelib.models.tenant import RootKey, Tenant
 from chalicelib.security import crypto, tenant_keys
 from chalicelib.security.crypto import (SecretDecryptionError, SecretEncryptionError, clear_data_key_cache,
                                         decrypt_secrets, encrypt_secrets, is_legacy)
@@ -96,13 +96,26 @@ def test_legacy_v1_blobs_still_open_and_are_flagged(tenants):
         decrypt_secrets("tnt_b", "mbx_1", blob)
 
 
-def test_the_tenant_item_holds_only_the_wrapped_key(tenants):
+def test_the_tenant_item_holds_only_the_sealed_key(tenants):
     encrypt_secrets("tnt_a", "mbx_1", {"password": "p"})
     _, plaintext = tenant_keys.current_key("tnt_a")
     stored = Tenant.get("tnt_a")
     entry = stored.secrets_keys[stored.secrets_key_id]
-    assert set(entry) == {"wrapped", "created_at"}
+    assert set(entry) == {"sealed", "root", "created_at"} and entry["root"] == tenant_keys.ROOT_KEY_ID
     assert base64.b64encode(plaintext).decode() not in json.dumps(stored.attribute_values)
+    root = RootKey.get(tenant_keys.ROOT_KEY_ID)
+    assert base64.b64encode(tenant_keys.root_key()).decode() not in json.dumps(root.attribute_values)
+
+
+def test_a_tenant_key_copied_to_another_tenant_does_not_open(tenants):
+    """Guards against tenant B's item holding tenant A's sealed key (and so opening A's blobs)."""
+    blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "a"})
+    key_id = blob.split(".")[1]
+    stolen = Tenant.get("tnt_a").secrets_keys[key_id]
+    Tenant("tnt_b").update(actions=[Tenant.secrets_keys.set({key_id: stolen}), Tenant.secrets_key_id.set(key_id)])
+    clear_data_key_cache()
+    with pytest.raises(SecretDecryptionError):
+        decrypt_secrets("tnt_b", "mbx_1", blob)
 
 
 class _CountingKms:
@@ -124,25 +137,26 @@ def counted_kms(tenants, monkeypatch):
     return counting
 
 
-def test_one_kms_decrypt_opens_all_of_a_tenants_secrets(counted_kms):
-    """Guards against every mailbox's scheduled check paying its own KMS Decrypt (the cost the tenant key
-    removes): a cold process opens a tenant's 20 mailboxes with one Decrypt."""
-    blobs = {f"mbx_{n}": encrypt_secrets("tnt_a", f"mbx_{n}", {"password": str(n)}) for n in range(20)}
+def test_one_kms_decrypt_opens_every_tenants_secrets(counted_kms):
+    """Guards against every mailbox's scheduled check paying its own KMS Decrypt (the cost the key hierarchy
+    removes): a cold process opens 20 mailboxes of two tenants with one Decrypt (the root key's)."""
+    blobs = {(tenant, f"mbx_{n}"): encrypt_secrets(tenant, f"mbx_{n}", {"password": str(n)})
+             for tenant in ("tnt_a", "tnt_b") for n in range(10)}
     clear_data_key_cache()
-    for owner, blob in blobs.items():
-        assert decrypt_secrets("tnt_a", owner, blob) == {"password": owner[4:]}
+    for (tenant, owner), blob in blobs.items():
+        assert decrypt_secrets(tenant, owner, blob) == {"password": owner[4:]}
     assert counted_kms.calls == 1
 
 
 def test_a_cold_process_seals_with_one_tenant_read_and_one_unwrap(tenants):
-    """Guards against sealing paying more than it must in a cold process (one GetItem of the tenant, one KMS
-    Decrypt), and anything at all while the key is cached."""
+    """Guards against sealing paying more than it must in a cold process (a GetItem of the root key and one of
+    the tenant, one KMS Decrypt), and anything at all while the keys are cached."""
     encrypt_secrets("tnt_a", "mbx_1", {"password": "p"})          # the tenant's key exists
     clear_data_key_cache()
     with aws_calls("dynamodb") as reads, aws_calls("kms") as kms:
         encrypt_secrets("tnt_a", "mbx_2", {"password": "q"})
         encrypt_secrets("tnt_a", "mbx_3", {"password": "r"})
-    assert reads == {"GetItem": 1} and kms == {"Decrypt": 1}
+    assert reads == {"GetItem": 2} and kms == {"Decrypt": 1}
 
 
 def test_a_cached_tenant_key_never_opens_another_tenant_or_owner(counted_kms):
@@ -201,36 +215,42 @@ def test_an_old_key_is_replaced_for_new_seals_and_still_opens_old_blobs(tenants)
     assert set(Tenant.get("tnt_a").secrets_keys) == {old_id, new_blob.split(".")[1]}
 
 
-def test_racing_first_seals_agree_on_one_key(tenants, monkeypatch):
-    """Guards against two processes each making a tenant key and one overwriting the other (its blobs would
-    never open again). The loser of the conditional update reads and uses the winner's key. moto's conditional
-    writes are not atomic across threads, so the two DynamoDB writes are serialized; the race is in the KMS
-    call between the read and the write."""
-    both_read = threading.Barrier(2)
-    generate = aws_clients.kms().generate_data_key
+def _race(monkeypatch, model, method: str, action, count: int = 2):
+    """Runs `action(n)` in `count` threads that all pass their reads before any of them writes through
+    `model.method` (the writes themselves serialized: moto's conditional writes are not atomic across threads)."""
+    all_read = threading.Barrier(count)
     moto_lock = threading.Lock()
-    real_update = Tenant.update
+    real = getattr(model, method)
 
-    def slow_generate(**kwargs):
-        both_read.wait(timeout=10)     # both processes saw no key before either writes one
-        return generate(**kwargs)
-
-    def serialized_update(self, *args, **kwargs):
+    def racing_write(self, *args, **kwargs):
+        all_read.wait(timeout=10)
         with moto_lock:
-            return real_update(self, *args, **kwargs)
+            return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(aws_clients.kms(), "generate_data_key", slow_generate)
-    monkeypatch.setattr(Tenant, "update", serialized_update)
-    blobs = {}
-
-    def seal(owner):
-        blobs[owner] = encrypt_secrets("tnt_a", owner, {"password": owner})
-
-    threads = [threading.Thread(target=seal, args=(f"mbx_{n}",)) for n in range(2)]
+    monkeypatch.setattr(model, method, racing_write)
+    threads = [threading.Thread(target=action, args=(n,)) for n in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=20)
+
+
+def test_racing_first_seals_agree_on_one_tenant_key(tenants, monkeypatch):
+    """Guards against two processes each making a tenant key and one overwriting the other (its blobs would
+    never open again): the loser of the conditional update reads and uses the winner's key."""
+    tenant_keys.root_key()
+    blobs = {}
+    _race(monkeypatch, Tenant, "update",
+          lambda n: blobs.__setitem__(f"mbx_{n}", encrypt_secrets("tnt_a", f"mbx_{n}", {"password": str(n)})))
     assert {blob.split(".")[1] for blob in blobs.values()} == {Tenant.get("tnt_a").secrets_key_id}
     clear_data_key_cache()
-    assert all(decrypt_secrets("tnt_a", owner, blob) == {"password": owner} for owner, blob in blobs.items())
+    assert all(decrypt_secrets("tnt_a", owner, blob) == {"password": owner[4:]} for owner, blob in blobs.items())
+
+
+def test_racing_processes_agree_on_one_root_key(tenants, monkeypatch):
+    """Guards against two cold processes each making a root key and sealing tenant keys no one can open."""
+    roots = {}
+    _race(monkeypatch, RootKey, "save", lambda n: roots.__setitem__(n, tenant_keys.root_key()))
+    assert len(set(roots.values())) == 1
+    clear_data_key_cache()
+    assert tenant_keys.root_key() == roots[0]
