@@ -10,8 +10,10 @@ Wire format (learn.microsoft.com "Microsoft identity platform and OAuth 2.0 auth
   an HTML form POSTing them); when the user's organisation requires an administrator's approval and none was
   given: `error=consent_required&error_description=AADSTS65001: ...`.
 - `POST /{tenant}/oauth2/v2.0/token`: `authorization_code` (PKCE S256, RFC 7636 §4.6) and `refresh_token`
-  grants. Refresh tokens ROTATE: each refresh answers a new one and (here, to make a lost write-back visible)
-  the used one stops working → `invalid_grant` (AADSTS70000/AADSTS700082 style).
+  grants. Refresh tokens ROTATE: each refresh answers a new one, and — as Microsoft documents ("doesn't revoke
+  old refresh tokens when used to fetch new access tokens", learn.microsoft.com "Refresh tokens in the Microsoft
+  identity platform") — the used one keeps working until revoked (`revoke`) or dropped from `refresh_tokens` (its
+  lifetime over: `invalid_grant`, AADSTS700082 style).
 - `GET /{tenant}/v2.0/adminconsent?client_id&redirect_uri&state&scope` → records the approval, redirects with
   `admin_consent=True&tenant=<tenant id>&state&scope`.
 
@@ -196,7 +198,7 @@ def token(state: IdentityState, base: str, form: dict[str, str]) -> tuple[int, d
                 return _error(400, "invalid_grant", "The code_verifier does not match the code_challenge.", 501481)
             return _tokens(state, base, pending["user"], client_id, pending["scope"], pending["nonce"])
         if grant_type == "refresh_token":
-            grant = state.refresh_tokens.pop(form.get("refresh_token", ""), None)   # rotation: single use
+            grant = state.refresh_tokens.get(form.get("refresh_token", ""))   # a used one stays valid
             if grant is None or grant.client_id != client_id:
                 return _error(400, "invalid_grant", "The refresh token has expired or was revoked.", 700082)
             user = state.mail.users[grant.user]

@@ -2,8 +2,9 @@
 
 A `TokenSource` hands a provider a valid access token: cached until `skew` seconds before it expires, then
 refreshed. When a refresh changes the stored credentials (Google may return a new refresh token; Microsoft
-rotates refresh tokens and MSAL's serialized cache changes with every refresh) the new credentials are written
-back through the `CredentialStore` with a conditional update on the version read. On a conflict another process
+rotates refresh tokens and MSAL's serialized cache changes with every refresh — the Microsoft source hands it
+back at most every 12 h, `providers/graph/tokens.py`) the new credentials are written back through the
+`CredentialStore` with a conditional update on the version read. On a conflict another process
 refreshed first: its credentials are reloaded and used.
 
 Errors: the refresh raises `ProviderError`; the translation from the token endpoint's answer (RFC 6749 §5.2

@@ -139,9 +139,9 @@ def expire_cached_access_tokens(mailbox) -> None:
     store.save({**credentials.secrets, CACHE_KEY: json.dumps(cache)}, credentials.version)
 
 
-def test_an_expired_msal_cache_refreshes_and_writes_the_rotated_token_back(world, fake_ms):
-    """Guards against: a cache whose access token has expired failing the sync, or the rotated refresh token
-    (single use) not being written back — the next refresh would be invalid_grant."""
+def test_an_expired_msal_cache_refreshes_and_the_stored_refresh_token_keeps_working(world, fake_ms):
+    """Guards against: a cache whose access token has expired failing the sync, on the first refresh or on a
+    later one from the same stored cache (its refresh token is written back only every 12 h)."""
     queue, mailbox = world
     expected = deliver(fake_ms, range(2))
     expire_cached_access_tokens(mailbox)

@@ -1,13 +1,16 @@
 """MSAL token source against the fake identity platform: the serialized cache is written back only when it
-changed, rotated refresh tokens survive, and token failures map to the right mailbox state."""
+changed and the stored refresh token is 12 h old, rotated refresh tokens survive, and token failures map to the
+right mailbox state."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from chalicelib.credentials.store import CredentialStore
 from chalicelib.providers.base import ErrorCode, ProviderError
+from chalicelib.providers.graph.tokens import PERSIST_AFTER_SECONDS
 from chalicelib.providers.kinds import provider_for
 from tests.graph_helpers import ADDRESS, outlook_mailbox
 from tests.sync_helpers import reload
@@ -32,18 +35,51 @@ def test_a_valid_cached_token_is_used_without_writing_credentials(fake_ms):
     assert version(mailbox) == 1
 
 
-def test_rotated_refresh_token_is_written_back_and_used_next_time(fake_ms):
-    """Guards against: losing Microsoft's rotated refresh token (the next refresh would be invalid_grant)."""
+def stored_refresh_token(mailbox) -> tuple[str, int]:
+    """(secret, last_modification_time) of the refresh token in the mailbox's stored MSAL cache."""
+    cache = json.loads(CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).load().secrets["msal_cache"])
+    (entry,) = cache["RefreshToken"].values()
+    return entry["secret"], int(entry["last_modification_time"])
+
+
+def age_stored_refresh_token(mailbox, seconds: int) -> None:
+    store = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id)
+    credentials = store.load()
+    cache = json.loads(credentials.secrets["msal_cache"])
+    for entry in cache["RefreshToken"].values():
+        entry["last_modification_time"] = str(int(entry["last_modification_time"]) - seconds)
+    store.save({**credentials.secrets, "msal_cache": json.dumps(cache)}, credentials.version)
+
+
+def test_a_refresh_is_not_written_back_while_the_stored_refresh_token_is_young(fake_ms):
+    """Guards against: rewriting the sealed MSAL cache at every hourly refresh (write units on every other
+    tick) — Microsoft leaves a used refresh token valid, so the stored one keeps working."""
     mailbox = outlook_mailbox(fake_ms)
+    stored = stored_refresh_token(mailbox)
+    for _ in range(2):                     # two later runs, each from the stored cache only
+        graph = provider(mailbox)
+        graph.client.tokens.invalidate()
+        graph.test_connection()
+    assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token", "refresh_token"]
+    assert version(mailbox) == 1 and stored_refresh_token(mailbox) == stored
+
+
+def test_a_refresh_is_written_back_once_the_stored_token_is_12_hours_old_and_used_next_time(fake_ms):
+    """Guards against: the stored refresh token ageing without bound, or the rotated one being lost when it is
+    written back (the next run must work with it alone)."""
+    mailbox = outlook_mailbox(fake_ms)
+    age_stored_refresh_token(mailbox, PERSIST_AFTER_SECONDS + 60)
+    old_secret, _ = stored_refresh_token(mailbox)
     graph = provider(mailbox)
     graph.client.tokens.invalidate()
     graph.test_connection()
-    assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token"]
-    assert version(mailbox) == 2
-    again = provider(mailbox)              # a later run, from the stored cache only
+    new_secret, written_at = stored_refresh_token(mailbox)
+    assert new_secret != old_secret and abs(written_at - time.time()) < 60 and version(mailbox) == 3
+    del fake_ms.identity.refresh_tokens[old_secret]          # the old one's lifetime is over
+    again = provider(mailbox)
     again.client.tokens.invalidate()
     again.test_connection()
-    assert version(mailbox) == 3 and fake_ms.identity.token_requests[-1] == "refresh_token"
+    assert fake_ms.identity.token_requests[-1] == "refresh_token" and version(mailbox) == 3
 
 
 def test_the_stored_cache_keeps_only_what_the_silent_flow_reads(fake_ms):

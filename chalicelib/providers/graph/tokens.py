@@ -6,9 +6,19 @@ cache lookup — same client, account, authority and scopes, valid for more than
 `refresh_on` — through the public `TokenCache.search`), without building the confidential client, so the app's
 client secret is not decrypted (`credentials.app_secret`: a KMS call saved on every idle sync). Otherwise
 `acquire_token_silent_with_error` redeems the refresh token with the client secret; Microsoft rotates refresh
-tokens, so every refresh changes the cache. `refresh()` returns the serialized cache for write-back ONLY when
-`cache.has_state_changed` — the `CredentialStore` then writes it with a conditional update on the version read
-(a concurrent refresh elsewhere wins; its cache is reloaded).
+tokens, so every refresh changes the cache.
+
+Write-back: at most every `PERSIST_AFTER_SECONDS` (12 h). "The Microsoft identity platform doesn't revoke old
+refresh tokens when used to fetch new access tokens"; refresh tokens live 90 days
+(https://learn.microsoft.com/entra/identity-platform/refresh-tokens), so the stored one keeps working while a
+refresh's rotated one is only used for the rest of the run. `refresh()` returns the serialized cache for
+write-back when the cache changed AND the stored refresh token was written (MSAL's `last_modification_time`)
+more than 12 h ago — the `CredentialStore` then writes it with a conditional update on the version read (a
+concurrent refresh elsewhere wins; its cache is reloaded). Why: an access token lives 60-90 minutes and a
+mailbox is synced every 30, so writing every refresh back rewrote the sealed cache on the mailbox item every
+other tick (its size in write units, plus the lease and counter writes it weighs on); refreshing again at the
+next tick costs one token request, most of it waiting that a check batch overlaps (docs/benchmarks.md,
+"Cost per mailbox-month"). The stored refresh token is at most 12 h older than the newest one.
 
 What is stored is `stored_cache`: the access token, refresh token and account sections, compact. MSAL's own
 `serialize()` indents its JSON and keeps the ID token and app metadata, which a confidential client's silent
@@ -47,6 +57,7 @@ CACHE_KEY = "msal_cache"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
 MSAL_EXPIRY_MARGIN_SECONDS = 300        # MSAL treats an access token with < 5 min left as expired
+PERSIST_AFTER_SECONDS = 12 * 3600       # a refreshed cache is written back once the stored one is this old
 STORED_SECTIONS = ("AccessToken", "RefreshToken", "Account")
 _http_caches = threading.local()
 
@@ -64,6 +75,13 @@ def stored_cache(cache: msal.SerializableTokenCache) -> str:
     docstring says why the rest is left out); `SerializableTokenCache.deserialize` reads it back."""
     whole = json.loads(cache.serialize())
     return json.dumps({name: whole[name] for name in STORED_SECTIONS if name in whole}, separators=(",", ":"))
+
+
+def refresh_token_written_at(cache: msal.TokenCache) -> float | None:
+    """When the cache's newest refresh token was written (MSAL's `last_modification_time`, epoch seconds)."""
+    times = [int(entry.get("last_modification_time") or 0)
+             for entry in cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN)]
+    return max(times) if times else None
 
 
 def authority_url(host: str, ms_tenant: str) -> str:
@@ -126,6 +144,7 @@ class MsalTokenSource(TokenSource):
             cached = cached_access_token(cache, margin=self.skew, **self._app_args)
             if cached is not None:
                 return Refreshed(AccessToken(cached[0], self.clock() + cached[1]))
+        written_at = refresh_token_written_at(cache)
         secret = self._client_secret() if callable(self._client_secret) else self._client_secret
         try:
             app = msal_app(cache=cache, client_secret=secret, **self._app_args)
@@ -142,6 +161,7 @@ class MsalTokenSource(TokenSource):
             raise msal_error(result)
         self._force = False
         token = AccessToken(str(result["access_token"]), self.clock() + float(result.get("expires_in") or 3600))
-        if not cache.has_state_changed:
+        if not cache.has_state_changed or (written_at is not None
+                                           and self.clock() - written_at < PERSIST_AFTER_SECONDS):
             return Refreshed(token)
         return Refreshed(token, {**credentials.secrets, CACHE_KEY: stored_cache(cache)})
