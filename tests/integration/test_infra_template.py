@@ -202,6 +202,8 @@ def test_packaged_template_is_wired_and_passes_cfn_lint(tmp_path):
                    if e["Type"] == "SQS"]
     assert {s["Queue"]["Fn::GetAtt"][0] for s in sqs_sources} == {"SyncQueue", "CheckQueue", "EventsQueue"}
     assert all(s["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for s in sqs_sources)
+    windows = {s["Queue"]["Fn::GetAtt"][0]: s.get("MaximumBatchingWindowInSeconds", 0) for s in sqs_sources}
+    assert windows == {"SyncQueue": 0, "CheckQueue": 10, "EventsQueue": 0}   # checks wait to fill a batch
     for props in functions.values():
         variables = props["Environment"]["Variables"]
         assert variables["MAILBRIDGE_RAW_BUCKET"] == {"Ref": "RawMailBucket"}
