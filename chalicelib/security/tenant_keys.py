@@ -32,16 +32,20 @@ KMS's audit trail shows the root key's unwraps, once per process and cache perio
 process that may call `kms:Decrypt` could open every secret either way.
 
 Plaintext keys stay in this module's cache (at most `CACHE_SIZE` entries, `data_key_cache_seconds` old; 0
-disables it) and are handed to `security.crypto` only; they are never logged.
+disables it) and are handed to `security.crypto` only; they are never logged. A key missing from the cache is
+loaded by one thread while the others that want it wait (`_one_loader`, striped locks): the check function opens
+a batch's ten mailboxes on ten threads at once, and ten cold threads must not make ten KMS calls for one key.
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from datetime import timedelta
 
@@ -67,6 +71,14 @@ _lock = threading.Lock()
 _plain: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()   # (tenant, key id) → (expiry, key)
 _current: OrderedDict[str, tuple[float, str]] = OrderedDict()               # tenant → (expiry, current key id)
 _ROOT = ""                                                                  # the root key's tenant slot in _plain
+_LOADER_STRIPES = [threading.Lock() for _ in range(64)]
+
+
+@contextlib.contextmanager
+def _one_loader(key: tuple[str, str]):
+    """Held while `key` is loaded, so concurrent threads wanting it wait for the first one's result."""
+    with _LOADER_STRIPES[zlib.crc32("\0".join(key).encode()) % len(_LOADER_STRIPES)]:
+        yield
 
 
 def clear_cache() -> None:
@@ -105,6 +117,12 @@ def root_key() -> bytes:
     cached = _cached(_plain, (_ROOT, ROOT_KEY_ID))
     if cached is not None:
         return cached
+    with _one_loader((_ROOT, ROOT_KEY_ID)):
+        cached = _cached(_plain, (_ROOT, ROOT_KEY_ID))
+        return cached if cached is not None else _load_root_key()
+
+
+def _load_root_key() -> bytes:
     try:
         stored = RootKey.get(ROOT_KEY_ID, consistent_read=True)
     except DoesNotExist:
@@ -124,7 +142,7 @@ def _new_root_key() -> bytes:
     except PutError as exc:
         if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
             raise
-        return root_key()                 # another process made it first: use theirs
+        return _load_root_key()           # another process made it first: use theirs
     _remember(_plain, (_ROOT, ROOT_KEY_ID), made["Plaintext"])
     return made["Plaintext"]
 
@@ -164,10 +182,14 @@ def key_by_id(tenant_id: str, key_id: str) -> bytes:
     cached = _cached(_plain, (tenant_id, key_id))
     if cached is not None:
         return cached
-    entry = (_read_tenant(tenant_id).secrets_keys or {}).get(key_id)
-    if not entry:
-        raise TenantKeyUnavailable(f"tenant {tenant_id} holds no key {key_id}")
-    return _open(tenant_id, key_id, entry)
+    with _one_loader((tenant_id, key_id)):
+        cached = _cached(_plain, (tenant_id, key_id))
+        if cached is not None:
+            return cached
+        entry = (_read_tenant(tenant_id).secrets_keys or {}).get(key_id)
+        if not entry:
+            raise TenantKeyUnavailable(f"tenant {tenant_id} holds no key {key_id}")
+        return _open(tenant_id, key_id, entry)
 
 
 def _fresh(entry: dict) -> bool:

@@ -55,7 +55,8 @@ What records share, and why that is safe:
   (`aws.thread_session`; boto3 guide, "Multithreading or multiprocessing with clients"). Two first calls at once
   may each create a client; one is kept, which is harmless.
 - Providers are built per record (connection, HTTP session, token source). Their process-wide caches are locked:
-  the data-key cache (`security/crypto.py`), Graph's per-mailbox request semaphores, Gmail's warm access tokens;
+  the key caches (`security/crypto.py`; `security/tenant_keys.py`, where one thread loads a missing key while
+  the others wait for it), Graph's per-mailbox request semaphores, Gmail's warm access tokens;
   MSAL's HTTP cache is one per thread (`providers/graph/tokens.py`: MSAL locks it per client, not per dict);
   the IMAP SSL context (`lru_cache`) is shared, as an `SSLContext` may be.
 - Two records of one mailbox in one batch are two checks that write nothing; a token refresh both make is

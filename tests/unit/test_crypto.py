@@ -1,6 +1,7 @@
 """Guards against secrets readable outside their tenant/owner or stored in plaintext, and against the KMS calls
 the tenant secrets key exists to save (security/crypto.py, security/tenant_keys.py)."""
 import base64
+import contextlib
 import json
 import os
 import threading
@@ -148,6 +149,32 @@ def test_one_kms_decrypt_opens_every_tenants_secrets(counted_kms):
     assert counted_kms.calls == 1
 
 
+def test_concurrent_cold_opens_share_one_unwrap(counted_kms):
+    """Guards against the check function's ten threads, each opening a mailbox's secrets in a cold process,
+    making ten KMS calls for the one root key (and ten tenant reads for one tenant key)."""
+    for n in range(8):
+        create_tenant(f"tnt_{n}", "standard", tenant_id=f"tnt_{n}")
+    blobs = [(f"tnt_{n % 8}", f"mbx_{n}", encrypt_secrets(f"tnt_{n % 8}", f"mbx_{n}", {"password": str(n)}))
+             for n in range(16)]
+    clear_data_key_cache()
+    counted_kms.calls = 0
+    start, opened = threading.Barrier(len(blobs)), {}
+
+    def open_one(tenant, owner, blob):
+        start.wait(timeout=10)
+        opened[owner] = decrypt_secrets(tenant, owner, blob)
+
+    with aws_calls("dynamodb") as reads:
+        threads = [threading.Thread(target=open_one, args=blob) for blob in blobs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+    assert opened == {f"mbx_{n}": {"password": str(n)} for n in range(16)}
+    assert counted_kms.calls == 1
+    assert reads == {"GetItem": 1 + 8}          # the root key once, each tenant once
+
+
 def test_a_cold_process_seals_with_one_tenant_read_and_one_unwrap(tenants):
     """Guards against sealing paying more than it must in a cold process (a GetItem of the root key and one of
     the tenant, one KMS Decrypt), and anything at all while the keys are cached."""
@@ -248,7 +275,9 @@ def test_racing_first_seals_agree_on_one_tenant_key(tenants, monkeypatch):
 
 
 def test_racing_processes_agree_on_one_root_key(tenants, monkeypatch):
-    """Guards against two cold processes each making a root key and sealing tenant keys no one can open."""
+    """Guards against two cold processes each making a root key and sealing tenant keys no one can open. (Two
+    threads stand for the two processes, so they must not share the process's one-loader locks.)"""
+    monkeypatch.setattr(tenant_keys, "_one_loader", lambda key: contextlib.nullcontext())
     roots = {}
     _race(monkeypatch, RootKey, "save", lambda n: roots.__setitem__(n, tenant_keys.root_key()))
     assert len(set(roots.values())) == 1
