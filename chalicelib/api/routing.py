@@ -197,7 +197,7 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
             finally:
                 if token is not None:
                     reset_principal(token)
-                logger.thread_safe_remove_keys(["tenant_id", "user_id", "request_id", "route"])
+                logger.thread_safe_remove_keys(["tenant_id", "user_id", "request_id", "route", "function"])
 
         bp.route(path, methods=[m.upper() for m in methods], content_types=list(accepts))(view)
         return fn

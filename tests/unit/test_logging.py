@@ -69,3 +69,12 @@ def test_keys_bound_in_one_thread_never_label_another_threads_lines():
     lines = [json.loads(line) for line in stream.getvalue().splitlines() if '"job line"' in line]
     assert sorted(line["job"] for line in lines) == ["mbx_a", "mbx_b"]
     assert all(line["mailbox_id"] == line["job"] for line in lines)
+
+
+def test_a_requests_log_keys_end_with_it(api):
+    """Guards against a request's keys (its id, route, tenant, the `api` function name) labelling the lines
+    its thread logs after it (the local stack runs the API beside the other loops)."""
+    before = dict(logger.thread_safe_get_current_keys())
+    api("GET", "/v1/health")
+    after = dict(logger.thread_safe_get_current_keys())
+    assert after == before
