@@ -33,8 +33,10 @@ process that may call `kms:Decrypt` could open every secret either way.
 
 Plaintext keys stay in this module's cache (at most `CACHE_SIZE` entries, `data_key_cache_seconds` old; 0
 disables it) and are handed to `security.crypto` only; they are never logged. A key missing from the cache is
-loaded by one thread while the others that want it wait (`_one_loader`, striped locks): the check function opens
-a batch's ten mailboxes on ten threads at once, and ten cold threads must not make ten KMS calls for one key.
+loaded by one thread while the others that want it wait: the check function opens a batch's ten mailboxes on
+ten threads at once, and ten cold threads must not make ten KMS calls for one key. The root key has a lock of
+its own (`_ROOT_LOADER`), tenant keys share striped ones (`_one_loader`); a thread holding a tenant key's stripe
+may take the root lock (opening the tenant key needs the root key), never the reverse, so they cannot deadlock.
 """
 from __future__ import annotations
 
@@ -71,13 +73,14 @@ _lock = threading.Lock()
 _plain: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()   # (tenant, key id) → (expiry, key)
 _current: OrderedDict[str, tuple[float, str]] = OrderedDict()               # tenant → (expiry, current key id)
 _ROOT = ""                                                                  # the root key's tenant slot in _plain
+_ROOT_LOADER = threading.Lock()
 _LOADER_STRIPES = [threading.Lock() for _ in range(64)]
 
 
 @contextlib.contextmanager
-def _one_loader(key: tuple[str, str]):
-    """Held while `key` is loaded, so concurrent threads wanting it wait for the first one's result."""
-    with _LOADER_STRIPES[zlib.crc32("\0".join(key).encode()) % len(_LOADER_STRIPES)]:
+def _one_loader(tenant_id: str, key_id: str):
+    """Held while a tenant key is loaded, so concurrent threads wanting it wait for the first one's result."""
+    with _LOADER_STRIPES[zlib.crc32(f"{tenant_id}\0{key_id}".encode()) % len(_LOADER_STRIPES)]:
         yield
 
 
@@ -117,7 +120,7 @@ def root_key() -> bytes:
     cached = _cached(_plain, (_ROOT, ROOT_KEY_ID))
     if cached is not None:
         return cached
-    with _one_loader((_ROOT, ROOT_KEY_ID)):
+    with _ROOT_LOADER:
         cached = _cached(_plain, (_ROOT, ROOT_KEY_ID))
         return cached if cached is not None else _load_root_key()
 
@@ -182,7 +185,7 @@ def key_by_id(tenant_id: str, key_id: str) -> bytes:
     cached = _cached(_plain, (tenant_id, key_id))
     if cached is not None:
         return cached
-    with _one_loader((tenant_id, key_id)):
+    with _one_loader(tenant_id, key_id):
         cached = _cached(_plain, (tenant_id, key_id))
         if cached is not None:
             return cached

@@ -175,6 +175,19 @@ def test_concurrent_cold_opens_share_one_unwrap(counted_kms):
     assert reads == {"GetItem": 1 + 8}          # the root key once, each tenant once
 
 
+def test_a_tenant_key_whose_stripe_is_the_root_keys_opens(counted_kms, monkeypatch):
+    """Guards against a deadlock: a thread loading a tenant key takes the root key's lock while it holds the
+    tenant key's; with one stripe for everything, that nesting must still work."""
+    monkeypatch.setattr(tenant_keys, "_LOADER_STRIPES", [tenant_keys.threading.Lock()])
+    blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "p"})
+    clear_data_key_cache()
+    opened = {}
+    worker = threading.Thread(target=lambda: opened.update(decrypt_secrets("tnt_a", "mbx_1", blob)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert opened == {"password": "p"}
+
+
 def test_a_cold_process_seals_with_one_tenant_read_and_one_unwrap(tenants):
     """Guards against sealing paying more than it must in a cold process (a GetItem of the root key and one of
     the tenant, one KMS Decrypt), and anything at all while the keys are cached."""
@@ -277,7 +290,7 @@ def test_racing_first_seals_agree_on_one_tenant_key(tenants, monkeypatch):
 def test_racing_processes_agree_on_one_root_key(tenants, monkeypatch):
     """Guards against two cold processes each making a root key and sealing tenant keys no one can open. (Two
     threads stand for the two processes, so they must not share the process's one-loader locks.)"""
-    monkeypatch.setattr(tenant_keys, "_one_loader", lambda key: contextlib.nullcontext())
+    monkeypatch.setattr(tenant_keys, "_ROOT_LOADER", contextlib.nullcontext())
     roots = {}
     _race(monkeypatch, RootKey, "save", lambda n: roots.__setitem__(n, tenant_keys.root_key()))
     assert len(set(roots.values())) == 1
