@@ -14,7 +14,10 @@ from chalicelib.api.schemas.links import (AuditList, AuditOut, AuditQuery, Creat
 from chalicelib.api.blueprints.directory import record_out
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import AuditEntry
-from chalicelib.pairing import manual
+from chalicelib.lazy import lazy_module
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+manual = lazy_module("chalicelib.pairing.manual")
 
 bp = Blueprint(__name__)
 TAGS = ("pairing",)

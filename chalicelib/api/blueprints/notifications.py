@@ -13,7 +13,11 @@ from chalicelib.api.routing import route
 from chalicelib.api.schemas.notifications import (Feed, FeedQuery, Marked, NotificationOut, NotificationSettingsOut,
                                                   PutNotificationSettings, PutRelay, RelayOut)
 from chalicelib.models.notification import Notification, NotificationRelay
-from chalicelib.notify import digest, user_notifications
+from chalicelib.lazy import lazy_module
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+digest = lazy_module("chalicelib.notify.digest")
+user_notifications = lazy_module("chalicelib.notify.user_notifications")
 
 bp = Blueprint(__name__)
 TAGS = ("notifications",)

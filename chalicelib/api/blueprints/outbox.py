@@ -17,8 +17,11 @@ from chalicelib.api.routing import route
 from chalicelib.api.schemas.outbox import MAX_SEND_BODY_BYTES, OutboxOut, SendRequest
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.outbox import OutboxItem
-from chalicelib.outbox import service
+from chalicelib.lazy import lazy_module
 from chalicelib.outbox.errors import InvalidField, KeyReused, NotCancellable, TooLarge
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+service = lazy_module("chalicelib.outbox.service")
 
 bp = Blueprint(__name__)
 TAGS = ("outbox",)
