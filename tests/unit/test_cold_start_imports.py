@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_LOADED = ("googleapiclient", "google.auth", "httplib2", "msal", "requests", "charset_normalizer", "boto3",
               "s3transfer", "multiprocessing", "imapclient", "imaplib", "smtplib",
               # deferred to the routes that use them (chalicelib.lazy)
-              "regex", "cryptography", "nh3", "email.policy", "mailparser_reply",
+              "regex", "cryptography", "nh3", "email.policy", "mailparser_reply", "idna",
               "chalicelib.sync.store", "chalicelib.sync.mime", "chalicelib.sync.push", "chalicelib.erasure",
               "chalicelib.pairing.engine", "chalicelib.pairing.rules", "chalicelib.pairing.manual",
               "chalicelib.outbox.service", "chalicelib.outbox.compose", "chalicelib.notify.deliveries",
