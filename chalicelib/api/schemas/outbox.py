@@ -1,5 +1,4 @@
 """Request/response models for sending mail and the outbox (docs/api.md, "Sending mail")."""
-from __future__ import annotations
 
 import base64
 import binascii

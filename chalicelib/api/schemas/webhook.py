@@ -1,5 +1,4 @@
 """Request/response models for the tenant webhook, its delivery log and replays."""
-from __future__ import annotations
 
 from typing import Literal
 
