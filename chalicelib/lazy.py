@@ -4,8 +4,9 @@ Why: the API Lambda's cold start. `import app` loads every route module (`api/bl
 request; a route module that imported its services at its top made every cold start load whole subsystems that
 only some routes call — the sync write path with MIME parsing (`email.policy`, the reply parser and `regex`),
 erasure, the pairing engine, outbox composition, webhook delivery, the provider kinds, `cryptography`'s AES-GCM
-and `nh3` — ~40 % of the import's executed instructions (docs/benchmarks.md, "Package weight and cold import";
-docs/architecture.md, "Cold start"). A route module names such a module instead of importing it:
+and `nh3`: a quarter of the instructions `import app` executed (1,658 M → 1,259 M once deferred, valgrind;
+docs/benchmarks.md, "Package weight and cold import"; docs/architecture.md, "Cold start"). A route module names
+such a module instead of importing it:
 
     service = lazy_module("chalicelib.outbox.service")
     ...
@@ -13,8 +14,10 @@ docs/architecture.md, "Cold start"). A route module names such a module instead 
 
 and the provider registry names each kind's adapter, which loads with its SDK when a provider of that kind is
 built (`lazy_callable("chalicelib.providers.imap.adapter:ImapProvider")`, `providers/kinds.py`; the consent
-flows likewise, `oauthflow/flows.py`). `tests/unit/test_cold_start_imports.py` lists what `import app` must not
-load.
+flows likewise, `oauthflow/flows.py`). A few modules defer the same way a heavy dependency only some of their
+callers need (the MIME parser in `messages/views.py`, cryptography in `mailboxes/servers.py`, idna in
+`security/addresses.py`; docs/architecture.md lists them). `tests/unit/test_cold_start_imports.py` lists what
+`import app` must not load and checks that every lazy reference names a module that exists.
 
 How: `LazyModule` is a stand-in that runs an ordinary `importlib.import_module` on its first attribute read and
 forwards every read, write and delete to the real module from then on. The Python documentation's recipe
@@ -23,9 +26,9 @@ https://docs.python.org/3/library/importlib.html#implementing-lazy-imports) was 
 into `sys.modules` before the module has run, so `sys.modules` no longer tells what was loaded, and CPython
 3.11's `_LazyModule.__getattribute__` switches the module's class back before executing it, so a second thread
 reading an attribute meanwhile sees a half-executed module (scientific-python/lazy-loader#88) — the check
-function builds providers from a thread pool (`sync/check.py`). An ordinary import holds the import system's
-per-module lock, puts the module into `sys.modules` only as it runs, and binds it to its parent package, exactly
-as an import statement does; an ImportError surfaces at the first use and names the module.
+function builds providers from a thread pool (`sync/check.py`). An ordinary import runs the module under the
+import system's per-module lock (a second thread asking for it waits until it has run), and binds it to its
+parent package, exactly as an import statement does; an ImportError surfaces at the first use, naming the module.
 
 Not a way around an import cycle: a lazy reference points the same way as the import it replaces (a route
 module to a service, a registry to an adapter), and `tests/unit/test_one_engine.py` still forbids function-level
