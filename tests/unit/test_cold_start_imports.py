@@ -20,7 +20,8 @@ NOT_LOADED = ("googleapiclient", "google.auth", "httplib2", "msal", "requests", 
               "chalicelib.outbox.service", "chalicelib.outbox.compose", "chalicelib.notify.deliveries",
               "chalicelib.notify.webhook_config", "chalicelib.notify.transport", "chalicelib.mailboxes.service",
               "chalicelib.providers.kinds", "chalicelib.security.crypto", "chalicelib.security.sanitize",
-              "chalicelib.oauthflow.service", "chalicelib.messages.views")
+              "chalicelib.oauthflow", "chalicelib.messages.views", "chalicelib.models.pairing",
+              "chalicelib.models.notification", "chalicelib.models.outbox")
 PROBE = ("import sys, json, app; print(json.dumps(sorted(m for m in sys.modules "
          f"if m in {NOT_LOADED!r} or m.startswith(tuple(name + '.' for name in {NOT_LOADED!r})))))")
 

@@ -27,7 +27,6 @@ from chalicelib.api.schemas.mailboxes import (AuthorizeIn, AuthorizeOut, Connect
                                               ShareOut, UpdateMailbox, check_user_id)
 from chalicelib.lazy import lazy_module
 from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
-from chalicelib.oauthflow.flows import BeginFailed
 from chalicelib.tenancy.plans import MAILBOX_CONNECTION
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
@@ -36,6 +35,7 @@ listing = lazy_module("chalicelib.mailboxes.listing")
 service = lazy_module("chalicelib.mailboxes.service")
 serialize = lazy_module("chalicelib.mailboxes.serialize")
 consent = lazy_module("chalicelib.oauthflow.service")
+flows = lazy_module("chalicelib.oauthflow.flows")
 oauth_state = lazy_module("chalicelib.oauthflow.state")
 kinds = lazy_module("chalicelib.providers.kinds")
 
@@ -79,7 +79,7 @@ def _authorize_url(mailbox, return_url: str | None) -> str:
         return consent.begin_consent(mailbox, return_url=return_url)
     except consent.ConsentUnavailable as exc:
         raise field_error("mail_server_id", str(exc)) from None
-    except BeginFailed as exc:      # the provider could not be asked (502) or refused the app's settings (422)
+    except flows.BeginFailed as exc:      # the provider could not be asked (502) or refused the app's settings (422)
         raise (UpstreamFailed(exc.detail) if exc.temporary else field_error("mail_server_id", exc.detail)) from None
 
 

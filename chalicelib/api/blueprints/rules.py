@@ -1,6 +1,8 @@
 """Scanner rules (per tenant or mailbox) and the tenant's pairing settings; tenant admin only."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 from pynamodb.exceptions import UpdateError
 
@@ -11,7 +13,9 @@ from chalicelib.api.routing import route
 from chalicelib.api.schemas.rules import (CreateRule, PairingSettingsIn, PairingSettingsOut, RuleList,
                                           RuleListQuery, RuleOut, UpdateRule)
 from chalicelib.lazy import lazy_module
-from chalicelib.models.pairing import Rule
+
+if TYPE_CHECKING:   # annotations only: the model loads with the service that returns it (chalicelib.lazy)
+    from chalicelib.models.pairing import Rule
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
 rulebook = lazy_module("chalicelib.pairing.rulebook")

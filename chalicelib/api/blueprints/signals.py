@@ -1,6 +1,8 @@
 """Suggested pairings (mailboxes in `signal` mode): list, accept (becomes a link), dismiss."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 
 from chalicelib.api import access
@@ -10,11 +12,14 @@ from chalicelib.api.guards import not_found
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.signals import SignalList, SignalOut, SignalQuery
-from chalicelib.models.mailbox import Mailbox
-from chalicelib.models.pairing import Signal
 from chalicelib.lazy import lazy_module
+from chalicelib.models.mailbox import Mailbox
+
+if TYPE_CHECKING:   # an annotation only
+    from chalicelib.models.pairing import Signal
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+pairing_models = lazy_module("chalicelib.models.pairing")
 manual = lazy_module("chalicelib.pairing.manual")
 pairing_context = lazy_module("chalicelib.pairing.context")
 pairing_store = lazy_module("chalicelib.pairing.store")
@@ -45,6 +50,7 @@ def list_signals(query: SignalQuery):
     tenant_id = principal.tenant_id
     scope = f"signals:{query.status}:{query.mailbox_id or ''}"
     start = decode_cursor(query.cursor, tenant_id, scope)
+    Signal = pairing_models.Signal
     if query.mailbox_id:
         mailbox = access.get_mailbox(query.mailbox_id, "read")
         page = Signal.by_mailbox_status.query(f"{mailbox.mailbox_id}#{query.status}", scan_index_forward=False,
