@@ -15,8 +15,8 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.api.context import Principal, current_principal
 from chalicelib.api.errors import InsufficientAccess, NotFound
-from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.lazy import lazy_module
+from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.models.message import Message
 
 # Asked only for a user without access to the message's mailbox (chalicelib.lazy: the API's cold start).

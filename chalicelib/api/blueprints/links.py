@@ -14,8 +14,8 @@ from chalicelib.api.routing import route
 from chalicelib.api.schemas.links import (AuditList, AuditOut, AuditQuery, CreatedRecordOut, CreateRecordIn, LinkIn,
                                           LinkOut)
 from chalicelib.api.blueprints.directory import record_out
-from chalicelib.models.message import Message
 from chalicelib.lazy import lazy_module
+from chalicelib.models.message import Message
 
 if TYPE_CHECKING:   # annotations only: the model loads with the service that returns it (chalicelib.lazy)
     from chalicelib.models.pairing import AuditEntry

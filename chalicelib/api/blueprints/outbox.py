@@ -16,8 +16,8 @@ from chalicelib.api.context import current_principal
 from chalicelib.api.errors import (ApiError, Conflict, NotFound, PayloadTooLarge, ValidationFailed, field_error)
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.outbox import MAX_SEND_BODY_BYTES, OutboxOut, SendRequest
-from chalicelib.models.mailbox import Mailbox
 from chalicelib.lazy import lazy_module
+from chalicelib.models.mailbox import Mailbox
 from chalicelib.outbox.errors import InvalidField, KeyReused, NotCancellable, TooLarge
 
 if TYPE_CHECKING:   # annotations only: the model loads with the service that returns it (chalicelib.lazy)

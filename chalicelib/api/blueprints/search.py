@@ -41,7 +41,8 @@ def search_messages(query: SearchQuery):
     else:
         mailboxes = service.user_mailboxes(principal.tenant_id, principal.user_id)
     filters = search_index.SearchFilters(mailbox_ids=mailboxes, folder=query.folder, direction=query.direction,
-                            has_attachments=query.has_attachments, after=query.after, before=query.before)
+                                         has_attachments=query.has_attachments, after=query.after,
+                                         before=query.before)
     scope = "search:" + "|".join([query.q, str(query.mailbox_id), str(query.folder), str(query.after),
                                   str(query.before), str(query.has_attachments), str(query.paired),
                                   str(query.direction)])
