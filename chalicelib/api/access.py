@@ -15,9 +15,12 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.api.context import Principal, current_principal
 from chalicelib.api.errors import InsufficientAccess, NotFound
+from chalicelib.lazy import lazy_module
 from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.models.message import Message
-from chalicelib.pairing.visibility import readable_through_links as through_links
+
+# Asked only for a user without access to the message's mailbox (chalicelib.lazy: the API's cold start).
+visibility = lazy_module("chalicelib.pairing.visibility")
 
 LEVELS = {"read": 1, "read_write": 2, "owner": 3}
 
@@ -82,7 +85,7 @@ def can_read_message(message: Message, principal: Principal) -> bool:
 
 def readable_through_links(message: Message, user_id: str) -> bool:
     """True when the message is paired to a record listing `user_id` or "*" among its readers."""
-    return through_links(message, user_id)
+    return visibility.readable_through_links(message, user_id)
 
 
 def get_message(message_id: str, need: str = "read") -> Message:

@@ -3,6 +3,8 @@
 The OAuth client secret is stored only as a KMS envelope (`crypto.encrypt_secrets(tenant, server_id, ...)`)
 in `secret_ciphertext`; `oauth` holds the non-secret part ({client_id, ms_tenant}). Mailboxes copy a preset's
 host/port/security when they are created, so editing or deleting a preset never changes a working mailbox.
+`security.crypto` (cryptography's AES-GCM) loads when a secret is first sealed, not with the views that read
+`OAUTH_TYPES` and the redirect URIs (`serialize.py`: every mailbox listing; `chalicelib.lazy`).
 """
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.config import get_settings
 from chalicelib.ids import new_id
+from chalicelib.lazy import lazy_module
 from chalicelib.mailboxes.endpoints import complete_preset
 from chalicelib.mailboxes.errors import InvalidField
 from chalicelib.models.mailbox import MailServer
-from chalicelib.security.crypto import encrypt_secrets
 from chalicelib.timeutil import now_iso
+
+crypto = lazy_module("chalicelib.security.crypto")
 
 OAUTH_TYPES = ("gmail", "outlook")
 
@@ -51,7 +55,7 @@ def create_server(tenant_id: str, data: dict[str, Any]) -> MailServer:
         server.oauth = _oauth_public(oauth)
         server.push = data.get("push")
         if oauth.get("client_secret"):
-            server.secret_ciphertext = encrypt_secrets(tenant_id, server_id,
+            server.secret_ciphertext = crypto.encrypt_secrets(tenant_id, server_id,
                                                        {"client_secret": oauth["client_secret"]})
     server.save(condition=MailServer.server_id.does_not_exist())
     return server
@@ -99,7 +103,7 @@ def update_server(server: MailServer, changes: dict[str, Any]) -> MailServer:
         actions.append(MailServer.oauth.set(_oauth_public(oauth)))
         if patch.get("client_secret"):
             actions.append(MailServer.secret_ciphertext.set(
-                encrypt_secrets(server.tenant_id, server.server_id, {"client_secret": patch["client_secret"]})))
+                crypto.encrypt_secrets(server.tenant_id, server.server_id, {"client_secret": patch["client_secret"]})))
     if actions:
         actions.append(MailServer.updated_at.set(now_iso()))
         server.update(actions=actions, condition=MailServer.server_id.exists())

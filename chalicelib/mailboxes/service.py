@@ -24,7 +24,7 @@ from chalicelib.logs import logger
 from chalicelib.mailboxes import servers, verify
 from chalicelib.mailboxes.endpoints import complete_mailbox_endpoint
 from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
-from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer
+from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer, owner_key
 from chalicelib.models.privacy import RetiredMailbox
 from chalicelib.models.tenant import Tenant
 from chalicelib.notify.events import emit
@@ -39,10 +39,6 @@ from chalicelib.timeutil import now_iso, utcnow
 
 CONNECTION_FIELDS = ("imap", "smtp", "mail_server_id", "password", "smtp_password")
 FUTURE_SLACK = timedelta(days=1)   # a client east of UTC may already be on tomorrow's date
-
-
-def owner_key(tenant_id: str, user_id: str) -> str:
-    return f"{tenant_id}#{user_id}"
 
 
 def check_import_since(tenant: Tenant, value: date | None) -> str:

@@ -1,13 +1,18 @@
 """Message queries and CRM-side changes. Never touches the provider mailbox or the raw S3 object."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from chalicelib.lazy import lazy_module
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.models.paging import filtered_page
-from chalicelib.sync.attachments import read_attachment
-from chalicelib.sync.mime import AttachmentContent
+
+if TYPE_CHECKING:   # an annotation only
+    from chalicelib.sync.mime import AttachmentContent
+
+# An attachment's byte range is read and decoded with the MIME code; listings do not load it (chalicelib.lazy).
+attachments = lazy_module("chalicelib.sync.attachments")
 
 
 # What a listed message needs (`views.summary`, `views.page_links`) and the keys a page resumes from; the
@@ -44,7 +49,7 @@ def list_messages(mailbox: Mailbox, *, folder: str | None, paired: bool | None, 
 
 def get_attachment(message: Message, index: int) -> AttachmentContent | None:
     """One attachment, read from its byte range of the raw object (`sync.attachments`)."""
-    return read_attachment(message, index)
+    return attachments.read_attachment(message, index)
 
 
 def hide(message: Message) -> None:

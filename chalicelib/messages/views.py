@@ -1,14 +1,21 @@
-"""The API shapes of a stored message (docs/api.md), built from the `Message` item."""
+"""The API shapes of a stored message (docs/api.md), built from the `Message` item.
+
+A listing needs the item and its links only; the detail view re-parses the raw message, sanitizes its HTML and
+cuts the reply chain, so the MIME parser (`sync.store` → `sync.mime`, `email.policy`), nh3 and the reply parser
+load on the first detail view, not with the listings (`chalicelib.lazy`: the API's cold start and first list).
+"""
 from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.lazy import lazy_module
 from chalicelib.models.message import Message
 from chalicelib.pairing.links import links_for_message, links_for_messages
-from chalicelib.security.sanitize import sanitize_html
-from chalicelib.sync import store
-from chalicelib.sync.reply_text import new_text
-from chalicelib.sync.snippet import html_to_text
+
+sanitize = lazy_module("chalicelib.security.sanitize")
+store = lazy_module("chalicelib.sync.store")
+reply_text = lazy_module("chalicelib.sync.reply_text")
+snippet = lazy_module("chalicelib.sync.snippet")
 
 
 def message_links(message: Message) -> list[dict[str, Any]]:
@@ -49,9 +56,9 @@ def detail(message: Message, *, show_snippet: bool) -> dict[str, Any]:
                     "download_url": attachment_url(message.message_id, a["index"])}
                    for a in (message.attachments or [])]
     cid_map = {a["content_id"]: a["download_url"] for a in attachments if a.get("content_id")}
-    html = sanitize_html(parsed.html, cid_map=cid_map) if parsed and parsed.html else None
+    html = sanitize.sanitize_html(parsed.html, cid_map=cid_map) if parsed and parsed.html else None
     body_text = (parsed.text if parsed and parsed.text and parsed.text.strip()
-                 else html_to_text(parsed.html) if parsed and parsed.html else "")
+                 else snippet.html_to_text(parsed.html) if parsed and parsed.html else "")
     return {
         **summary(message, show_snippet=show_snippet),
         "bcc": list(message.bcc or []), "reply_to": list(message.reply_to or []),
@@ -59,6 +66,6 @@ def detail(message: Message, *, show_snippet: bool) -> dict[str, Any]:
         "references": list(message.references or []), "thread_id": message.thread_id,
         "size": int(message.size or 0), "headers": dict(message.headers or {}),
         "text": parsed.text if parsed else None, "html": html, "attachments": attachments,
-        "body_new": new_text(body_text) or None,
+        "body_new": reply_text.new_text(body_text) or None,
         "parse_errors": list(message.parse_errors or []),
     }

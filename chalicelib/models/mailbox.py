@@ -39,6 +39,12 @@ class MailboxesByStatus(GlobalSecondaryIndex):
     mailbox_id = UnicodeAttribute(range_key=True)
 
 
+def owner_key(tenant_id: str, user_id: str) -> str:
+    """The hash key of a user's personal mailboxes (`MailboxesByOwner`) and of the shares they were given
+    (`MailboxShare.user_key`, `SharesByUser`)."""
+    return f"{tenant_id}#{user_id}"
+
+
 class MailboxesByOwner(GlobalSecondaryIndex):
     """A user's personal mailboxes: `owner_key = "<tenant_id>#<user_id>"`. The index holds the keys, `kind` and
     `owner_user_id` only (who owns what), never the whole item: with every attribute projected, each write of a

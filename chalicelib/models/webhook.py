@@ -21,6 +21,12 @@ from pynamodb.models import Model
 from chalicelib.models.base import table_meta
 
 DUE_SHARD = "pending"
+# The event types a tenant can subscribe to (`Webhook.event_types`; empty: all of them); internal types (e.g.
+# directory.changed) are never delivered. Here, beside the attribute, so the API's request models read them
+# without loading the webhook service (`notify/webhook_config.py`, which re-exports them).
+EVENT_TYPES: tuple[str, ...] = (
+    "message.created", "message.paired", "signal.created", "record.created", "mailbox.status_changed",
+    "mailbox.push_expiring", "mailbox.credentials_expiring", "outbox.sent", "outbox.failed")
 
 
 class Webhook(Model):
@@ -28,7 +34,7 @@ class Webhook(Model):
 
     tenant_id = UnicodeAttribute(hash_key=True)
     url = UnicodeAttribute()
-    event_types = ListAttribute(of=UnicodeAttribute, default=list)
+    event_types = ListAttribute(of=UnicodeAttribute, default=list)     # of EVENT_TYPES; empty: all
     secret_ciphertext = UnicodeAttribute()          # KMS envelope of {"secret": "whsec_..."}
     secret_created_at = UnicodeAttribute()
     created_at = UnicodeAttribute()

@@ -1,7 +1,7 @@
 """Event emission: store the event, then enqueue it for the notifier (webhooks, user notifications).
 
 Types: message.created, message.paired, signal.created, record.created, mailbox.status_changed,
-mailbox.push_expiring, mailbox.credentials_expiring, outbox.sent, outbox.failed (`webhook_config.EVENT_TYPES`,
+mailbox.push_expiring, mailbox.credentials_expiring, outbox.sent, outbox.failed (`models.webhook.EVENT_TYPES`,
 what tenants subscribe to); internal (drives a background job, not for tenant webhooks): directory.changed.
 The stored item is the source of truth; the queue message only carries its
 key, so a lost enqueue is recoverable and a duplicate delivery is detectable by `event_id`.

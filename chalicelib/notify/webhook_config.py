@@ -12,17 +12,13 @@ from typing import Iterable
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.models.webhook import Webhook
+from chalicelib.models.webhook import EVENT_TYPES, Webhook
 from chalicelib.notify import transport
 from chalicelib.security.crypto import decrypt_secrets, encrypt_secrets
 from chalicelib.timeutil import now_iso
 
 SECRET_OWNER = "webhook"
 SECRET_PREFIX = "whsec_"
-# Types a tenant can subscribe to; internal types (e.g. directory.changed) are never delivered.
-EVENT_TYPES: tuple[str, ...] = (
-    "message.created", "message.paired", "signal.created", "record.created", "mailbox.status_changed",
-    "mailbox.push_expiring", "mailbox.credentials_expiring", "outbox.sent", "outbox.failed")
 TEST_EVENT_TYPE = "webhook.test"
 
 

@@ -7,10 +7,10 @@ gave no refresh token), "invalid_state" (forged, replayed or expired state).
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chalicelib.lazy import resolve
 from chalicelib.models.mailbox import Mailbox, MailServer
 
 OUTCOMES = ("connected", "admin_consented", "denied", "wrong_account", "needs_admin_consent", "exchange_failed",
@@ -62,13 +62,14 @@ _FLOWS: dict[str, str] = {"gmail": "chalicelib.oauthflow.gmail:GmailConsent",
 
 
 def register_flow(kind: str, target: str) -> None:
-    """`target` = "package.module:Class" (imported when a consent of that kind begins or completes)."""
+    """`target` = "package.module:Class", imported when a consent of that kind begins or completes
+    (`chalicelib.lazy.resolve`: the Google and Microsoft SDKs stay off the API's cold start)."""
     _FLOWS[kind] = target
 
 
 def get_flow(kind: str) -> ConsentFlow:
     try:
-        module_name, _, name = _FLOWS[kind].partition(":")
+        target = _FLOWS[kind]
     except KeyError:
         raise ConsentFailed("invalid_state", f"no consent flow for kind {kind!r}") from None
-    return getattr(importlib.import_module(module_name), name)()
+    return resolve(target)()

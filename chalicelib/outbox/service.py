@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from pynamodb.exceptions import PutError, UpdateError
 
@@ -29,16 +29,13 @@ from chalicelib.models.outbox import PENDING_SHARD, OutboxItem
 from chalicelib.notify import queue
 from chalicelib.outbox import compose
 from chalicelib.outbox.errors import InvalidField, KeyReused, NotCancellable, TooLarge
+from chalicelib.outbox.limits import MAX_ATTACHMENT_BYTES, MAX_MESSAGE_BYTES, MAX_RECIPIENTS, MAX_SCHEDULE_AHEAD
 from chalicelib.security.sanitize import sanitize_html
 from chalicelib.sync import attachments as stored_attachments
 from chalicelib.sync import store
 from chalicelib.timeutil import now_iso
 
 JOB_KIND = "outbox.send"
-MAX_SCHEDULE_AHEAD = timedelta(days=30)
-MAX_ATTACHMENT_BYTES = 4 * 1024 * 1024   # decoded, one request's attachments together (docs/api.md)
-MAX_MESSAGE_BYTES = 25 * 1024 * 1024     # the composed MIME incl. forwarded attachments
-MAX_RECIPIENTS = 100                     # to + cc + bcc, also after reply_all added the original's recipients
 CANCELLABLE = ("queued", "scheduled")
 
 

@@ -7,7 +7,8 @@ adapter — used alike by the sync worker, the API's connection test and mailbox
   passwords, and their adapters also implement `base.PushSubscriber`.
 
 Every kind's adapter module (and, for the OAuth kinds, its context builder) is named here as a
-`"package.module:attribute"` string and imported on first use (`lazy`): the provider SDKs — imapclient with
+`"package.module:attribute"` string and imported on first use (`chalicelib.lazy.lazy_callable`, the one lazy-import
+mechanism): the provider SDKs — imapclient with
 imaplib and smtplib, googleapiclient with google-auth, msal with requests — load only in a process that builds
 a provider of that kind (the worker, a connection test), never on the API's cold start
 (tests/unit/test_cold_start_imports.py lists the modules `import app` must not load).
@@ -18,11 +19,11 @@ field while telling nothing about the network (one generic message).
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from chalicelib.credentials.store import Credentials, CredentialStore, CredentialsUnreadable
+from chalicelib.lazy import lazy_callable
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.base import ConnectionSettings, ErrorCode, MailProvider, ProviderContext, ProviderError
@@ -117,24 +118,13 @@ def imap_context(mailbox: Mailbox, credentials: Credentials, timeout: float) -> 
 
 # ---- each kind's module loads only when a provider of the kind is built ----------------------------------------
 
-def lazy(target: str) -> Callable[..., Any]:
-    """`"package.module:function"` imported on first call (keeps the provider SDKs off the API cold start)."""
-    module_name, _, attribute = target.partition(":")
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(module_name), attribute)(*args, **kwargs)
-
-    call.__qualname__ = call.__name__ = attribute
-    return call
-
-
-register_kind(ProviderKind("imap", imap_context, lazy("chalicelib.providers.imap.adapter:ImapProvider"),
+register_kind(ProviderKind("imap", imap_context, lazy_callable("chalicelib.providers.imap.adapter:ImapProvider"),
                            connection_fields=("imap.host", "imap.username")))
 
-register_kind(ProviderKind("gmail", lazy("chalicelib.providers.gmail.kind:gmail_context"),
-                           lazy("chalicelib.providers.gmail.kind:gmail_provider"), oauth=True,
+register_kind(ProviderKind("gmail", lazy_callable("chalicelib.providers.gmail.kind:gmail_context"),
+                           lazy_callable("chalicelib.providers.gmail.kind:gmail_provider"), oauth=True,
                            connection_fields=("email", "mail_server_id")))
 
-register_kind(ProviderKind("outlook", lazy("chalicelib.providers.graph.context:graph_context"),
-                           lazy("chalicelib.providers.graph.adapter:GraphProvider"), oauth=True,
+register_kind(ProviderKind("outlook", lazy_callable("chalicelib.providers.graph.context:graph_context"),
+                           lazy_callable("chalicelib.providers.graph.adapter:GraphProvider"), oauth=True,
                            connection_fields=("email", "mail_server_id")))

@@ -1,7 +1,10 @@
 """Guards the API's cold start against pulling in what no API request needs at import: the provider SDKs
 (googleapiclient + google-auth, msal + requests) and the IMAP adapter load only when a provider of their kind is
-built (`providers.kinds`) — the notifier's digest mail (`notify.digest_mail`, SMTP) too —, and boto3 (with
-s3transfer and multiprocessing) not at all: the clients are botocore's."""
+built (`providers.kinds`) — the notifier's digest mail (`notify.digest_mail`, SMTP) too —, boto3 (with
+s3transfer and multiprocessing) not at all: the clients are botocore's; and the subsystems that only some routes
+call load on a route's first use (`chalicelib.lazy`): the sync write path with MIME parsing (`email.policy`, the
+reply parser, `regex`), erasure, the pairing engine and rules, outbox composition, webhook delivery and its
+configuration, the mailbox service and provider kinds, `cryptography` (sealed secrets) and `nh3` (sanitizing)."""
 import json
 import subprocess
 import sys
@@ -9,7 +12,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_LOADED = ("googleapiclient", "google.auth", "httplib2", "msal", "requests", "charset_normalizer", "boto3",
-              "s3transfer", "multiprocessing", "imapclient", "imaplib", "smtplib")
+              "s3transfer", "multiprocessing", "imapclient", "imaplib", "smtplib",
+              # deferred to the routes that use them (chalicelib.lazy)
+              "regex", "cryptography", "nh3", "email.policy", "mailparser_reply", "idna",
+              "chalicelib.sync.store", "chalicelib.sync.mime", "chalicelib.sync.push", "chalicelib.erasure",
+              "chalicelib.pairing.engine", "chalicelib.pairing.rules", "chalicelib.pairing.manual",
+              "chalicelib.outbox.service", "chalicelib.outbox.compose", "chalicelib.notify.deliveries",
+              "chalicelib.notify.webhook_config", "chalicelib.notify.transport", "chalicelib.mailboxes.service",
+              "chalicelib.providers.kinds", "chalicelib.security.crypto", "chalicelib.security.sanitize",
+              "chalicelib.oauthflow", "chalicelib.messages.views", "chalicelib.models.pairing",
+              "chalicelib.models.notification", "chalicelib.models.outbox")
 PROBE = ("import sys, json, app; print(json.dumps(sorted(m for m in sys.modules "
          f"if m in {NOT_LOADED!r} or m.startswith(tuple(name + '.' for name in {NOT_LOADED!r})))))")
 
@@ -29,6 +41,28 @@ def test_the_provider_modules_do_load_them():
     loaded = json.loads(output.strip().splitlines()[-1])
     assert "googleapiclient" in loaded and "msal" in loaded and "requests" in loaded
     assert "imapclient" in loaded and "smtplib" in loaded
+
+
+def test_every_deferred_module_imports_on_first_use():
+    """Guards the lazy references of the modules `import app` loads (`chalicelib.lazy`) against naming a module
+    that does not exist — it would fail in a request, not at import — and shows the listed modules do load once
+    the references are used (so the empty list above means something)."""
+    probe = ("import json, sys, app\n"
+             "from chalicelib.api.schemas import outbox as outbox_schemas\n"
+             "from chalicelib.lazy import LazyModule\n"
+             "named = {}\n"
+             "for module in [m for name, m in sys.modules.items() if name.split('.')[0] in ('app', 'chalicelib')]:\n"
+             "    for value in list(vars(module).values()):\n"
+             "        if isinstance(value, LazyModule):\n"
+             "            named[value._lazy_name] = value.__name__\n"
+             "outbox_schemas.compose.html_is_blank('<p></p>')\n"
+             f"print(json.dumps({{'named': named, 'loaded': sorted(m for m in sys.modules if m in {NOT_LOADED!r})}}))")
+    output = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True,
+                            text=True).stdout
+    found = json.loads(output.strip().splitlines()[-1])
+    assert len(found["named"]) > 20 and all(name == real for name, real in found["named"].items())
+    assert {"regex", "cryptography", "nh3", "email.policy", "chalicelib.sync.store", "chalicelib.outbox.compose",
+            "chalicelib.erasure", "chalicelib.providers.kinds"} <= set(found["loaded"])
 
 
 def test_importing_the_app_builds_no_api_model():
@@ -59,3 +93,11 @@ def test_the_collector_runs_again_after_the_import_and_skips_the_loaded_modules(
                             text=True).stdout
     found = json.loads(output.strip().splitlines()[-1])
     assert found["enabled"] is True and found["frozen"] > 10_000
+
+
+def test_the_request_and_response_models_do_not_postpone_their_annotations():
+    """Guards the API's cold start against pydantic compiling and evaluating every field's annotation string
+    while the ~120 model classes are created (`api/schemas/common.py`: ~3 % of the import)."""
+    postponing = [path.name for path in sorted((ROOT / "chalicelib" / "api" / "schemas").glob("*.py"))
+                  if "from __future__ import annotations" in path.read_text()]
+    assert postponing == []

@@ -13,9 +13,14 @@ from chalicelib.api.routing import route, validation_errors
 from chalicelib.api.schemas.common import ListQuery
 from chalicelib.api.schemas.directory import BatchRecord, BatchResult, RecordBatch, RecordIn, RecordOut
 from chalicelib.api.schemas.messages import MessageList
-from chalicelib.messages import views
+from chalicelib.lazy import lazy_module
 from chalicelib.models.directory import RECORD_TYPES, DirectoryRecord
-from chalicelib.pairing import directory, late, visibility
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+views = lazy_module("chalicelib.messages.views")
+directory = lazy_module("chalicelib.pairing.directory")
+late = lazy_module("chalicelib.pairing.late")
+visibility = lazy_module("chalicelib.pairing.visibility")
 
 bp = Blueprint(__name__)
 TAGS = ("directory",)

@@ -1,6 +1,8 @@
 """Manual pairing (pair, unpair, create a record from a message) and the pairing audit with undo."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 
 from chalicelib.api import access
@@ -12,9 +14,14 @@ from chalicelib.api.routing import route
 from chalicelib.api.schemas.links import (AuditList, AuditOut, AuditQuery, CreatedRecordOut, CreateRecordIn, LinkIn,
                                           LinkOut)
 from chalicelib.api.blueprints.directory import record_out
+from chalicelib.lazy import lazy_module
 from chalicelib.models.message import Message
-from chalicelib.models.pairing import AuditEntry
-from chalicelib.pairing import manual
+
+if TYPE_CHECKING:   # annotations only: the model loads with the service that returns it (chalicelib.lazy)
+    from chalicelib.models.pairing import AuditEntry
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+manual = lazy_module("chalicelib.pairing.manual")
 
 bp = Blueprint(__name__)
 TAGS = ("pairing",)

@@ -10,9 +10,12 @@ from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.common import ListQuery
 from chalicelib.api.schemas.mail_servers import CreateMailServer, MailServerList, MailServerOut, UpdateMailServer
-from chalicelib.mailboxes import servers
-from chalicelib.mailboxes.serialize import server_out
+from chalicelib.lazy import lazy_module
 from chalicelib.models.mailbox import MailServer
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+servers = lazy_module("chalicelib.mailboxes.servers")
+serialize = lazy_module("chalicelib.mailboxes.serialize")
 
 bp = Blueprint(__name__)
 TAGS = ("mail-servers",)
@@ -31,7 +34,7 @@ def _owned_server(server_id: str) -> MailServer:
 def create_server(body: CreateMailServer):
     principal = require_tenant_admin()
     with domain_errors():
-        return server_out(servers.create_server(principal.tenant_id, body.model_dump()))
+        return serialize.server_out(servers.create_server(principal.tenant_id, body.model_dump()))
 
 
 @route(bp, "/v1/mail-servers", methods=["GET"], query=ListQuery, response=MailServerList,
@@ -40,14 +43,14 @@ def list_servers(query: ListQuery):
     principal = require_tenant_admin()
     items, last = servers.list_servers(principal.tenant_id, query.limit,
                                        decode_cursor(query.cursor, principal.tenant_id, "mail-servers"))
-    return {"items": [server_out(s) for s in items],
+    return {"items": [serialize.server_out(s) for s in items],
             "next_cursor": encode_cursor(principal.tenant_id, "mail-servers", last)}
 
 
 @route(bp, "/v1/mail-servers/{server_id}", methods=["GET"], response=MailServerOut, summary="A mail server",
        tags=TAGS)
 def get_server(server_id: str):
-    return server_out(_owned_server(server_id))
+    return serialize.server_out(_owned_server(server_id))
 
 
 @route(bp, "/v1/mail-servers/{server_id}", methods=["PATCH"], body=UpdateMailServer, response=MailServerOut,
@@ -55,7 +58,7 @@ def get_server(server_id: str):
 def update_server(server_id: str, body: UpdateMailServer):
     server = _owned_server(server_id)
     with domain_errors():
-        return server_out(servers.update_server(server, body.model_dump(exclude_unset=True)))
+        return serialize.server_out(servers.update_server(server, body.model_dump(exclude_unset=True)))
 
 
 @route(bp, "/v1/mail-servers/{server_id}", methods=["DELETE"], status=204,

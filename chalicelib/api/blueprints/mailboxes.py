@@ -25,15 +25,19 @@ from chalicelib.api.schemas.privacy import DeleteMailboxQuery, PurgeOut
 from chalicelib.api.schemas.mailboxes import (AuthorizeIn, AuthorizeOut, ConnectionTest, CreateMailbox,
                                               MailboxList, MailboxListQuery, MailboxOut, ShareIn, ShareList,
                                               ShareOut, UpdateMailbox, check_user_id)
-from chalicelib.erasure import purge
-from chalicelib.mailboxes import listing, service
+from chalicelib.lazy import lazy_module
 from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
-from chalicelib.mailboxes.serialize import mailbox_out, share_out
-from chalicelib.oauthflow import service as consent
-from chalicelib.oauthflow.flows import BeginFailed
-from chalicelib.oauthflow.state import STATE_TTL_SECONDS
-from chalicelib.providers.kinds import get_kind
 from chalicelib.tenancy.plans import MAILBOX_CONNECTION
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+purge = lazy_module("chalicelib.erasure.purge")
+listing = lazy_module("chalicelib.mailboxes.listing")
+service = lazy_module("chalicelib.mailboxes.service")
+serialize = lazy_module("chalicelib.mailboxes.serialize")
+consent = lazy_module("chalicelib.oauthflow.service")
+flows = lazy_module("chalicelib.oauthflow.flows")
+oauth_state = lazy_module("chalicelib.oauthflow.state")
+kinds = lazy_module("chalicelib.providers.kinds")
 
 bp = Blueprint(__name__)
 TAGS = ("mailboxes",)
@@ -60,7 +64,7 @@ def domain_errors() -> Iterator[None]:
 
 
 def _out(mailbox) -> dict:
-    return mailbox_out(mailbox, access.mailbox_access(mailbox, current_principal()) or "read")
+    return serialize.mailbox_out(mailbox, access.mailbox_access(mailbox, current_principal()) or "read")
 
 
 def _share_user(user_id: str) -> str:
@@ -75,7 +79,7 @@ def _authorize_url(mailbox, return_url: str | None) -> str:
         return consent.begin_consent(mailbox, return_url=return_url)
     except consent.ConsentUnavailable as exc:
         raise field_error("mail_server_id", str(exc)) from None
-    except BeginFailed as exc:      # the provider could not be asked (502) or refused the app's settings (422)
+    except flows.BeginFailed as exc:      # the provider could not be asked (502) or refused the app's settings (422)
         raise (UpstreamFailed(exc.detail) if exc.temporary else field_error("mail_server_id", exc.detail)) from None
 
 
@@ -102,9 +106,9 @@ def create_mailbox(body: CreateMailbox):
 def authorize_mailbox(mailbox_id: str, body: AuthorizeIn):
     require_feature(MAILBOX_CONNECTION)
     mailbox = access.get_mailbox(mailbox_id, need="owner")
-    if not get_kind(mailbox.type).oauth:
+    if not kinds.get_kind(mailbox.type).oauth:
         raise field_error("type", f"a {mailbox.type} mailbox does not connect through OAuth consent")
-    out = {"authorize_url": _authorize_url(mailbox, body.return_url), "expires_in": STATE_TTL_SECONDS}
+    out = {"authorize_url": _authorize_url(mailbox, body.return_url), "expires_in": oauth_state.STATE_TTL_SECONDS}
     if mailbox.status == "needs_admin_consent":
         try:
             out["admin_consent_url"] = consent.begin_admin_consent(mailbox, return_url=body.return_url)
@@ -120,7 +124,7 @@ def list_mailboxes(query: MailboxListQuery):
     scope = f"mailboxes:{principal.user_id or ''}"
     items, state = listing.list_visible(principal, query.limit,
                                         decode_cursor(query.cursor, principal.tenant_id, scope))
-    return {"items": [mailbox_out(m, level) for m, level in items],
+    return {"items": [serialize.mailbox_out(m, level) for m, level in items],
             "next_cursor": encode_cursor(principal.tenant_id, scope, state)}
 
 
@@ -168,7 +172,7 @@ def test_mailbox(mailbox_id: str):
        summary="Users the mailbox is shared with", tags=TAGS)
 def list_shares(mailbox_id: str):
     mailbox = access.get_mailbox(mailbox_id, need="owner")
-    return {"items": [share_out(s) for s in service.list_shares(mailbox)]}
+    return {"items": [serialize.share_out(s) for s in service.list_shares(mailbox)]}
 
 
 @route(bp, "/v1/mailboxes/{mailbox_id}/shares/{user_id}", methods=["PUT"], body=ShareIn, response=ShareOut,
@@ -177,7 +181,7 @@ def put_share(mailbox_id: str, user_id: str, body: ShareIn):
     require_feature(MAILBOX_CONNECTION)
     mailbox = access.get_mailbox(mailbox_id, need="owner")
     with domain_errors():
-        return share_out(service.put_share(mailbox, _share_user(user_id), body.access))
+        return serialize.share_out(service.put_share(mailbox, _share_user(user_id), body.access))
 
 
 @route(bp, "/v1/mailboxes/{mailbox_id}/shares/{user_id}", methods=["DELETE"], status=204,

@@ -17,9 +17,13 @@ from chalicelib.api.errors import NotFound
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.messages import MessageDetail, MessageList, MessageListQuery
-from chalicelib.messages import service, views
+from chalicelib.lazy import lazy_module
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.sync import store
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+service = lazy_module("chalicelib.messages.service")
+views = lazy_module("chalicelib.messages.views")
+store = lazy_module("chalicelib.sync.store")
 
 bp = Blueprint(__name__)
 TAGS = ("messages",)

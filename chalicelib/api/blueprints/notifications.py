@@ -3,6 +3,8 @@ SMTP relay for email digests. A user (X-User-Id) reaches only their own settings
 are 404. The tenant (no X-User-Id) reaches every user's, and alone manages the relay."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 
 from chalicelib.api.context import current_principal
@@ -12,8 +14,14 @@ from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.notifications import (Feed, FeedQuery, Marked, NotificationOut, NotificationSettingsOut,
                                                   PutNotificationSettings, PutRelay, RelayOut)
-from chalicelib.models.notification import Notification, NotificationRelay
-from chalicelib.notify import digest, user_notifications
+from chalicelib.lazy import lazy_module
+
+if TYPE_CHECKING:   # annotations only: the model loads with the service that returns it (chalicelib.lazy)
+    from chalicelib.models.notification import Notification, NotificationRelay
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+digest = lazy_module("chalicelib.notify.digest")
+user_notifications = lazy_module("chalicelib.notify.user_notifications")
 
 bp = Blueprint(__name__)
 TAGS = ("notifications",)

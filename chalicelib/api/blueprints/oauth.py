@@ -9,24 +9,31 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.mailboxes import AdminConsentQuery, CallbackQuery
-from chalicelib.oauthflow.pages import callback_response
-from chalicelib.oauthflow.service import complete_admin_consent, complete_consent
+from chalicelib.lazy import lazy_module
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+pages = lazy_module("chalicelib.oauthflow.pages")
+consent = lazy_module("chalicelib.oauthflow.service")
 
 bp = Blueprint(__name__)
 TAGS = ("oauth",)
 FORM_LIMIT = 16_384
 
 
-def _respond(params: dict[str, str], complete=complete_consent) -> Response:
-    status, headers, body = callback_response(complete(params))
+def _respond(outcome) -> Response:
+    status, headers, body = pages.callback_response(outcome)
     return Response(body=body, status_code=status, headers=headers)
+
+
+def _params(query: CallbackQuery | AdminConsentQuery) -> dict[str, str]:
+    return {k: v for k, v in query.model_dump().items() if v is not None}
 
 
 @route(bp, "/v1/oauth/callback", methods=["GET"], auth="none", query=CallbackQuery, status=302, tags=TAGS,
        content_type="text/html", errors=(400,),
        summary="OAuth consent callback: redirects to the return URL with ?mailbox_id=&outcome= (or a result page)")
 def oauth_callback(query: CallbackQuery):
-    return _respond({k: v for k, v in query.model_dump().items() if v is not None})
+    return _respond(consent.complete_consent(_params(query)))
 
 
 @route(bp, "/v1/oauth/callback", methods=["POST"], auth="none", status=302, tags=TAGS, content_type="text/html",
@@ -40,11 +47,11 @@ def oauth_callback_form():
         query = CallbackQuery.model_validate(fields)
     except ValueError:
         query = CallbackQuery()
-    return _respond({k: v for k, v in query.model_dump().items() if v is not None})
+    return _respond(consent.complete_consent(_params(query)))
 
 
 @route(bp, "/v1/oauth/admin-consent", methods=["GET"], auth="none", query=AdminConsentQuery, status=302, tags=TAGS,
        content_type="text/html", errors=(400,),
        summary="Microsoft admin-consent redirect: records the approval (the mailbox returns to pending_auth)")
 def oauth_admin_consent(query: AdminConsentQuery):
-    return _respond({k: v for k, v in query.model_dump().items() if v is not None}, complete_admin_consent)
+    return _respond(consent.complete_admin_consent(_params(query)))

@@ -7,6 +7,7 @@ like a caller who cannot see the mailbox — so sending is not offered to read-o
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from chalice import Blueprint
 
@@ -15,10 +16,15 @@ from chalicelib.api.context import current_principal
 from chalicelib.api.errors import (ApiError, Conflict, NotFound, PayloadTooLarge, ValidationFailed, field_error)
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.outbox import MAX_SEND_BODY_BYTES, OutboxOut, SendRequest
+from chalicelib.lazy import lazy_module
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.models.outbox import OutboxItem
-from chalicelib.outbox import service
 from chalicelib.outbox.errors import InvalidField, KeyReused, NotCancellable, TooLarge
+
+if TYPE_CHECKING:   # annotations only: the model loads with the service that returns it (chalicelib.lazy)
+    from chalicelib.models.outbox import OutboxItem
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+service = lazy_module("chalicelib.outbox.service")
 
 bp = Blueprint(__name__)
 TAGS = ("outbox",)

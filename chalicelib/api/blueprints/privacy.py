@@ -18,11 +18,14 @@ from chalicelib.api.schemas.mailboxes import check_user_id
 from chalicelib.api.schemas.privacy import (ErasureIn, ErasureOut, PrivacyListsIn, PrivacyListsOut,
                                             PrivacyMarkIn, PrivacyMarkOut, PrivacySettingsIn,
                                             PrivacySettingsOut)
-from chalicelib.erasure import erase
-from chalicelib.messages.privacy import set_private
+from chalicelib.lazy import lazy_module
 from chalicelib.models.privacy import TENANT_SCOPE, ErasureJob, user_scope
-from chalicelib.pairing.manual import actor_of
-from chalicelib.privacy import lists
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+erase = lazy_module("chalicelib.erasure.erase")
+message_privacy = lazy_module("chalicelib.messages.privacy")
+manual = lazy_module("chalicelib.pairing.manual")
+lists = lazy_module("chalicelib.privacy.lists")
 
 bp = Blueprint(__name__)
 TAGS = ("privacy",)
@@ -84,7 +87,7 @@ def put_user_lists(user_id: str, body: PrivacyListsIn):
                           "or not; needs read_write")
 def put_message_privacy(message_id: str, body: PrivacyMarkIn):
     message = access.get_message(message_id, "read_write")
-    changed = set_private([message], body.private, actor_of(current_principal().user_id))
+    changed = message_privacy.set_private([message], body.private, manual.actor_of(current_principal().user_id))
     return {"id": message.message_id, "private": body.private, "changed": bool(changed)}
 
 

@@ -7,7 +7,10 @@ from chalice import Blueprint
 from chalicelib.api.errors import BadRequest, Forbidden, Unauthorized
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.push import PubSubPush
-from chalicelib.push import gmail
+from chalicelib.lazy import lazy_module
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+gmail = lazy_module("chalicelib.push.gmail")
 
 bp = Blueprint(__name__)
 TAGS = ("push",)

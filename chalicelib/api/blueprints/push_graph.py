@@ -17,7 +17,10 @@ from chalicelib.api.errors import BadRequest, PayloadTooLarge
 from chalicelib.api.routing import Answer, route
 from chalicelib.api.schemas.common import ApiModel
 from chalicelib.config import get_settings
-from chalicelib.push import graph
+from chalicelib.lazy import lazy_module
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+graph = lazy_module("chalicelib.push.graph")
 
 bp = Blueprint(__name__)
 TAGS = ("push",)

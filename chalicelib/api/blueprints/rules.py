@@ -1,6 +1,8 @@
 """Scanner rules (per tenant or mailbox) and the tenant's pairing settings; tenant admin only."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 from pynamodb.exceptions import UpdateError
 
@@ -10,9 +12,14 @@ from chalicelib.api.guards import current_tenant, not_found, require_tenant_admi
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.rules import (CreateRule, PairingSettingsIn, PairingSettingsOut, RuleList,
                                           RuleListQuery, RuleOut, UpdateRule)
-from chalicelib.models.pairing import Rule
-from chalicelib.pairing import rulebook
-from chalicelib.pairing.rules import InvalidRule
+from chalicelib.lazy import lazy_module
+
+if TYPE_CHECKING:   # annotations only: the model loads with the service that returns it (chalicelib.lazy)
+    from chalicelib.models.pairing import Rule
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+rulebook = lazy_module("chalicelib.pairing.rulebook")
+rules = lazy_module("chalicelib.pairing.rules")
 
 bp = Blueprint(__name__)
 TAGS = ("rules",)
@@ -24,7 +31,7 @@ def rule_out(rule: Rule) -> dict:
                    created_at=rule.created_at, updated_at=rule.updated_at).model_dump()
 
 
-def _invalid(exc: InvalidRule):
+def _invalid(exc: rules.InvalidRule):
     field, _, message = str(exc).partition(": ")
     return field_error(field, message or str(exc))
 
@@ -46,7 +53,7 @@ def create_rule(body: CreateRule):
         rule = rulebook.create_rule(tenant_id, body.name, body.conditions.model_dump(by_alias=True, exclude_none=True),
                                     [a.model_dump(exclude_none=True) for a in body.actions],
                                     mailbox_id=body.mailbox_id, position=body.position, enabled=body.enabled)
-    except InvalidRule as exc:
+    except rules.InvalidRule as exc:
         raise _invalid(exc) from None
     return rule_out(rule)
 
@@ -67,7 +74,7 @@ def update_rule(rule_id: str, body: UpdateRule):
         changes["conditions"] = body.conditions.model_dump(by_alias=True, exclude_none=True)
     try:
         return rule_out(rulebook.update_rule(rule, changes))
-    except InvalidRule as exc:
+    except rules.InvalidRule as exc:
         raise _invalid(exc) from None
 
 

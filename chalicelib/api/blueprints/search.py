@@ -10,11 +10,14 @@ from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.messages import MessageList
 from chalicelib.api.schemas.threads import SearchQuery
-from chalicelib.messages import views
-from chalicelib.search import service
-from chalicelib.search.index import SearchFilters
-from chalicelib.search.tokens import QueryTooLong, query_tokens
-from chalicelib.threads.views import SnippetMailboxes
+from chalicelib.lazy import lazy_module
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+views = lazy_module("chalicelib.messages.views")
+service = lazy_module("chalicelib.search.service")
+search_index = lazy_module("chalicelib.search.index")
+search_tokens = lazy_module("chalicelib.search.tokens")
+thread_views = lazy_module("chalicelib.threads.views")
 
 bp = Blueprint(__name__)
 TAGS = ("messages",)
@@ -26,8 +29,8 @@ TAGS = ("messages",)
 def search_messages(query: SearchQuery):
     principal = current_principal()
     try:
-        tokens = query_tokens(query.q)
-    except QueryTooLong as exc:
+        tokens = search_tokens.query_tokens(query.q)
+    except search_tokens.QueryTooLong as exc:
         raise field_error("q", str(exc)) from None
     if not tokens:
         raise field_error("q", "needs a word of at least 2 letters or digits")
@@ -37,8 +40,9 @@ def search_messages(query: SearchQuery):
         mailboxes = None
     else:
         mailboxes = service.user_mailboxes(principal.tenant_id, principal.user_id)
-    filters = SearchFilters(mailbox_ids=mailboxes, folder=query.folder, direction=query.direction,
-                            has_attachments=query.has_attachments, after=query.after, before=query.before)
+    filters = search_index.SearchFilters(mailbox_ids=mailboxes, folder=query.folder, direction=query.direction,
+                                         has_attachments=query.has_attachments, after=query.after,
+                                         before=query.before)
     scope = "search:" + "|".join([query.q, str(query.mailbox_id), str(query.folder), str(query.after),
                                   str(query.before), str(query.has_attachments), str(query.paired),
                                   str(query.direction)])
@@ -46,7 +50,7 @@ def search_messages(query: SearchQuery):
                                     start_key=decode_cursor(query.cursor, principal.tenant_id, scope))
     reader = access.MessageReader(principal)
     messages = [m for m in messages if reader.can_read(m)]
-    snippets = SnippetMailboxes(principal.tenant_id)
+    snippets = thread_views.SnippetMailboxes(principal.tenant_id)
     links = views.page_links(messages)
     return {"items": [views.summary(m, show_snippet=snippets.shows(m), links=links[m.message_id]) for m in messages],
             "next_cursor": encode_cursor(principal.tenant_id, scope, last)}

@@ -1,6 +1,8 @@
 """Suggested pairings (mailboxes in `signal` mode): list, accept (becomes a link), dismiss."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 
 from chalicelib.api import access
@@ -10,11 +12,17 @@ from chalicelib.api.guards import not_found
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.signals import SignalList, SignalOut, SignalQuery
+from chalicelib.lazy import lazy_module
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.models.pairing import Signal
-from chalicelib.pairing import manual
-from chalicelib.pairing.context import get_mailbox
-from chalicelib.pairing.store import get_signal
+
+if TYPE_CHECKING:   # an annotation only
+    from chalicelib.models.pairing import Signal
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+pairing_models = lazy_module("chalicelib.models.pairing")
+manual = lazy_module("chalicelib.pairing.manual")
+pairing_context = lazy_module("chalicelib.pairing.context")
+pairing_store = lazy_module("chalicelib.pairing.store")
 
 bp = Blueprint(__name__)
 TAGS = ("pairing",)
@@ -42,6 +50,7 @@ def list_signals(query: SignalQuery):
     tenant_id = principal.tenant_id
     scope = f"signals:{query.status}:{query.mailbox_id or ''}"
     start = decode_cursor(query.cursor, tenant_id, scope)
+    Signal = pairing_models.Signal
     if query.mailbox_id:
         mailbox = access.get_mailbox(query.mailbox_id, "read")
         page = Signal.by_mailbox_status.query(f"{mailbox.mailbox_id}#{query.status}", scan_index_forward=False,
@@ -61,8 +70,8 @@ def _resolvable_signal(signal_id: str) -> Signal:
     """The signal, when the caller may accept or dismiss it: 404 unless its mailbox is visible to the caller,
     403 `insufficient-access` below `read_write` (resolving it pairs or un-suggests the message)."""
     principal = current_principal()
-    signal = get_signal(principal.tenant_id, signal_id)
-    mailbox = get_mailbox(principal.tenant_id, signal.mailbox_id) if signal is not None else None
+    signal = pairing_store.get_signal(principal.tenant_id, signal_id)
+    mailbox = pairing_context.get_mailbox(principal.tenant_id, signal.mailbox_id) if signal is not None else None
     level = access.mailbox_access(mailbox, principal) if mailbox is not None else None
     if level is None:
         raise not_found("signal", signal_id)
@@ -75,7 +84,7 @@ def _resolvable_signal(signal_id: str) -> Signal:
 def accept(signal_id: str):
     signal = _resolvable_signal(signal_id)
     pairing_call(manual.accept_signal, signal.tenant_id, signal.signal_id, current_principal().user_id)
-    return signal_out(get_signal(signal.tenant_id, signal.signal_id))
+    return signal_out(pairing_store.get_signal(signal.tenant_id, signal.signal_id))
 
 
 @route(bp, "/v1/signals/{signal_id}/dismiss", methods=["POST"], response=SignalOut,
@@ -84,4 +93,4 @@ def accept(signal_id: str):
 def dismiss(signal_id: str):
     signal = _resolvable_signal(signal_id)
     pairing_call(manual.dismiss_signal, signal.tenant_id, signal.signal_id, current_principal().user_id)
-    return signal_out(get_signal(signal.tenant_id, signal.signal_id))
+    return signal_out(pairing_store.get_signal(signal.tenant_id, signal.signal_id))

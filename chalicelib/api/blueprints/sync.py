@@ -7,7 +7,10 @@ from chalicelib.api import access
 from chalicelib.api.errors import Conflict, TooManyRequests
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.sync import RefreshQueued, SyncStatus
-from chalicelib.sync import status
+from chalicelib.lazy import lazy_module
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+status = lazy_module("chalicelib.sync.status")
 
 bp = Blueprint(__name__)
 TAGS = ("sync",)

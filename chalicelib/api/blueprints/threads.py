@@ -12,12 +12,15 @@ from chalicelib.api.routing import route
 from chalicelib.api.schemas.common import ListQuery
 from chalicelib.api.schemas.privacy import PrivacyMarkIn
 from chalicelib.api.schemas.threads import ThreadDetail, ThreadList, ThreadListQuery, ThreadPrivacyOut
-from chalicelib.messages import views
-from chalicelib.messages.privacy import set_private
+from chalicelib.lazy import lazy_module
 from chalicelib.models.directory import RECORD_TYPES
-from chalicelib.pairing import directory
-from chalicelib.pairing.manual import actor_of
-from chalicelib.threads import views as thread_views
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+views = lazy_module("chalicelib.messages.views")
+message_privacy = lazy_module("chalicelib.messages.privacy")
+directory = lazy_module("chalicelib.pairing.directory")
+manual = lazy_module("chalicelib.pairing.manual")
+thread_views = lazy_module("chalicelib.threads.views")
 
 bp = Blueprint(__name__)
 TAGS = ("threads",)
@@ -78,6 +81,6 @@ def put_thread_privacy(thread_id: str, body: PrivacyMarkIn):
     writable = [m for m in readable if access.LEVELS[levels[m.mailbox_id]] >= access.LEVELS["read_write"]]
     if not writable:
         access.require_level(max(levels.values(), key=access.LEVELS.__getitem__), "read_write", "conversation")
-    changed = set_private(writable, body.private, actor_of(principal.user_id))
+    changed = message_privacy.set_private(writable, body.private, manual.actor_of(principal.user_id))
     return {"id": thread_id, "private": body.private, "changed": len(changed),
             "left_alone": len(readable) - len(writable)}

@@ -11,10 +11,14 @@ from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.api.schemas.webhook import (DeliveriesQuery, DeliveryList, DeliveryOut, PutWebhook, ReplayDone,
                                             ReplaySince, TestDelivery, WebhookOut, WebhookSaved)
+from chalicelib.lazy import lazy_module
 from chalicelib.models.webhook import Webhook, WebhookDelivery
-from chalicelib.notify import deliveries, webhook_config
-from chalicelib.notify.transport import InvalidWebhookUrl
 from chalicelib.timeutil import isoformat
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+deliveries = lazy_module("chalicelib.notify.deliveries")
+webhook_config = lazy_module("chalicelib.notify.webhook_config")
+transport = lazy_module("chalicelib.notify.transport")
 
 bp = Blueprint(__name__)
 TAGS = ("webhook",)
@@ -59,7 +63,7 @@ def put_webhook(body: PutWebhook):
     try:
         saved = webhook_config.put_webhook(principal.tenant_id, body.url, body.event_types,
                                            rotate_secret=body.rotate_secret)
-    except InvalidWebhookUrl as exc:
+    except transport.InvalidWebhookUrl as exc:
         raise ValidationFailed(f"url: {exc}", errors=[{"field": "url", "message": str(exc)}]) from None
     return {**webhook_out(saved.webhook), "secret": saved.secret}
 

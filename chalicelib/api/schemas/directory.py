@@ -1,5 +1,4 @@
 """Request/response models for the CRM directory (records that messages pair with)."""
-from __future__ import annotations
 
 from typing import Literal
 

@@ -1,5 +1,4 @@
 """Request/response models for manual pairing, records created from messages, and the pairing audit."""
-from __future__ import annotations
 
 from pydantic import Field
 

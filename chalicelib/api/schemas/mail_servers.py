@@ -1,5 +1,4 @@
 """Request/response models for mail servers: IMAP/SMTP presets and OAuth applications (secrets write-only)."""
-from __future__ import annotations
 
 import ipaddress
 import re

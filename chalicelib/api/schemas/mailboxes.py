@@ -1,5 +1,4 @@
 """Request/response models for mailboxes (docs/api.md) and their shares. Passwords are write-only."""
-from __future__ import annotations
 
 import re
 from datetime import date

@@ -1,5 +1,4 @@
 """Request/response models for stored messages (docs/api.md, messages)."""
-from __future__ import annotations
 
 from typing import Any, Literal
 

@@ -1,5 +1,4 @@
 """Request/response models for user notification settings, the in-app feed and the tenant's SMTP relay."""
-from __future__ import annotations
 
 from typing import Literal
 

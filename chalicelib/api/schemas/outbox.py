@@ -1,5 +1,4 @@
 """Request/response models for sending mail and the outbox (docs/api.md, "Sending mail")."""
-from __future__ import annotations
 
 import base64
 import binascii
@@ -10,9 +9,12 @@ from pydantic import BeforeValidator, Field, StringConstraints, field_validator
 
 from chalicelib.api.schemas.common import ApiModel, Strict
 from chalicelib.api.schemas.mailboxes import check_email, check_header_text
-from chalicelib.outbox.compose import html_is_blank
-from chalicelib.outbox.service import MAX_RECIPIENTS
+from chalicelib.lazy import lazy_module
+from chalicelib.outbox.limits import MAX_RECIPIENTS
 from chalicelib.sync.mime_address import strict_getaddresses
+
+# Loaded by the first send's cross-field check (`SendRequest.problems`), not on the API's cold start (chalicelib.lazy).
+compose = lazy_module("chalicelib.outbox.compose")
 
 SendMode = Literal["new", "reply", "reply_all", "forward"]
 OutboxStatus = Literal["queued", "scheduled", "sending", "sent", "failed", "cancelled"]
@@ -102,7 +104,7 @@ class SendRequest(Strict):
             found.append(("to", "at least one recipient"))
         if len(self.to) + len(self.cc) + len(self.bcc) > MAX_RECIPIENTS:
             found.append(("to", f"at most {MAX_RECIPIENTS} recipients (to + cc + bcc together)"))
-        has_html = self.html is not None and not html_is_blank(self.html)
+        has_html = self.html is not None and not compose.html_is_blank(self.html)
         if self.mode != "forward" and not ((self.text and self.text.strip()) or has_html or self.attachments):
             found.append(("text", "nothing to send: give text, html (that shows something once sanitized) or "
                                   "an attachment"))

@@ -1,5 +1,4 @@
 """Request/response models for privacy controls, purge and erasure (docs/api.md, "Privacy controls")."""
-from __future__ import annotations
 
 from typing import Annotated
 

@@ -1,5 +1,4 @@
 """Provider push deliveries (shapes fixed by the providers, so unknown fields are ignored, not refused)."""
-from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 

@@ -1,5 +1,4 @@
 """Request/response models for scanner rules and per-tenant pairing settings."""
-from __future__ import annotations
 
 from typing import Literal
 

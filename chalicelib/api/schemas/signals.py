@@ -1,5 +1,4 @@
 """Request/response models for suggested pairings (signals)."""
-from __future__ import annotations
 
 from typing import Literal
 

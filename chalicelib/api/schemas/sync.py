@@ -1,5 +1,4 @@
 """Response models for manual refresh and sync status."""
-from __future__ import annotations
 
 from pydantic import Field
 

@@ -1,5 +1,4 @@
 """Request/response models for tenants (operator API) and API keys."""
-from __future__ import annotations
 
 import ipaddress
 from typing import Literal

@@ -1,5 +1,4 @@
 """Request/response models for conversations and search (docs/api.md, "Conversations", "Search")."""
-from __future__ import annotations
 
 from typing import Literal
 

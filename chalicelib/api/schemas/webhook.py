@@ -1,12 +1,11 @@
 """Request/response models for the tenant webhook, its delivery log and replays."""
-from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
 from chalicelib.api.schemas.common import ApiModel, ListQuery, Strict
-from chalicelib.notify.webhook_config import EVENT_TYPES
+from chalicelib.models.webhook import EVENT_TYPES
 
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 DeliveryStatus = Literal["pending", "delivered", "dead_letter"]
