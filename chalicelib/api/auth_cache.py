@@ -14,13 +14,11 @@ authorizer makes the same trade: its result is cached for `authorizerResultTtlIn
 """
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from chalicelib.config import get_settings
 from chalicelib.models.tenant import ApiKey
+from chalicelib.ttlcache import TtlCache
 
 MAX_ENTRIES = 1024
 
@@ -31,34 +29,16 @@ class VerifiedKey:
     tenant_active: bool
 
 
-_lock = threading.Lock()
-_entries: OrderedDict[str, tuple[float, VerifiedKey]] = OrderedDict()
+_entries: TtlCache[str, VerifiedKey] = TtlCache(lambda: get_settings().auth_cache_seconds, MAX_ENTRIES)
 
 
 def lookup(key_sha256: str) -> VerifiedKey | None:
-    now = time.monotonic()
-    with _lock:
-        hit = _entries.get(key_sha256)
-        if hit is None:
-            return None
-        if hit[0] <= now:
-            del _entries[key_sha256]
-            return None
-        _entries.move_to_end(key_sha256)
-        return hit[1]
+    return _entries.get(key_sha256)
 
 
 def remember(key_sha256: str, verified: VerifiedKey) -> None:
-    ttl = get_settings().auth_cache_seconds
-    if ttl <= 0:
-        return
-    with _lock:
-        _entries[key_sha256] = (time.monotonic() + ttl, verified)
-        _entries.move_to_end(key_sha256)
-        while len(_entries) > MAX_ENTRIES:
-            _entries.popitem(last=False)
+    _entries.put(key_sha256, verified)
 
 
 def forget_all() -> None:
-    with _lock:
-        _entries.clear()
+    _entries.clear()

@@ -32,16 +32,14 @@ import base64
 import hashlib
 import json
 import os
-import threading
-import time
 import zlib
-from collections import OrderedDict
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chalicelib import aws
 from chalicelib.config import get_settings
 from chalicelib.security import tenant_keys
+from chalicelib.ttlcache import TtlCache
 
 
 class SecretDecryptionError(Exception):
@@ -100,36 +98,25 @@ def is_legacy(blob: str | None) -> bool:
 
 
 DATA_KEY_CACHE_SIZE = 1024
-_keys: OrderedDict[tuple[str, str, str], tuple[float, bytes]] = OrderedDict()
-_keys_lock = threading.Lock()
+_keys: TtlCache[tuple[str, str, str], bytes] = TtlCache(lambda: get_settings().data_key_cache_seconds,
+                                                         DATA_KEY_CACHE_SIZE)
 
 
 def clear_data_key_cache() -> None:
     """Forget every decrypted key of this process (v1 data keys and tenant keys): what a cold process has."""
-    with _keys_lock:
-        _keys.clear()
+    _keys.clear()
     tenant_keys.clear_cache()
 
 
 def _data_key(tenant_id: str, owner_id: str, wrapped: bytes) -> bytes:
     """The plaintext data key of `wrapped` for this tenant + owner: from the cache while fresh, else KMS."""
-    ttl = get_settings().data_key_cache_seconds
     cache_key = (tenant_id, owner_id, hashlib.sha256(wrapped).hexdigest())
-    now = time.monotonic()
-    if ttl > 0:
-        with _keys_lock:
-            hit = _keys.get(cache_key)
-            if hit is not None and hit[0] > now:
-                _keys.move_to_end(cache_key)
-                return hit[1]
-            _keys.pop(cache_key, None)
+    cached = _keys.get(cache_key)
+    if cached is not None:
+        return cached
     plaintext = aws.kms().decrypt(CiphertextBlob=wrapped, EncryptionContext=_context(tenant_id, owner_id))[
         "Plaintext"]
-    if ttl > 0:
-        with _keys_lock:
-            _keys[cache_key] = (now + ttl, plaintext)
-            while len(_keys) > DATA_KEY_CACHE_SIZE:
-                _keys.popitem(last=False)
+    _keys.put(cache_key, plaintext)
     return plaintext
 
 

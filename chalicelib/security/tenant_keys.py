@@ -46,9 +46,7 @@ import json
 import os
 import secrets
 import threading
-import time
 import zlib
-from collections import OrderedDict
 from datetime import timedelta
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -58,6 +56,7 @@ from chalicelib import aws
 from chalicelib.config import get_settings
 from chalicelib.models.tenant import RootKey, Tenant
 from chalicelib.timeutil import now_iso, parse_iso, utcnow
+from chalicelib.ttlcache import TtlCache
 
 MAX_KEY_AGE_DAYS = 90
 CACHE_SIZE = 1024
@@ -69,9 +68,12 @@ class TenantKeyUnavailable(Exception):
     """The tenant does not exist (any more) or does not hold the key a blob names."""
 
 
-_lock = threading.Lock()
-_plain: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()   # (tenant, key id) → (expiry, key)
-_current: OrderedDict[str, tuple[float, str]] = OrderedDict()               # tenant → (expiry, current key id)
+def _ttl() -> float:
+    return get_settings().data_key_cache_seconds
+
+
+_plain: TtlCache[tuple[str, str], bytes] = TtlCache(_ttl, CACHE_SIZE)       # (tenant, key id) → key
+_current: TtlCache[str, str] = TtlCache(_ttl, CACHE_SIZE)                   # tenant → its current key id
 _ROOT = ""                                                                  # the root key's tenant slot in _plain
 _ROOT_LOADER = threading.Lock()
 _LOADER_STRIPES = [threading.Lock() for _ in range(64)]
@@ -85,43 +87,19 @@ def _one_loader(tenant_id: str, key_id: str):
 
 
 def clear_cache() -> None:
-    with _lock:
-        _plain.clear()
-        _current.clear()
-
-
-def _remember(cache: OrderedDict, key, value) -> None:
-    ttl = get_settings().data_key_cache_seconds
-    if ttl <= 0:
-        return
-    with _lock:
-        cache[key] = (time.monotonic() + ttl, value)
-        cache.move_to_end(key)
-        while len(cache) > CACHE_SIZE:
-            cache.popitem(last=False)
-
-
-def _cached(cache: OrderedDict, key):
-    with _lock:
-        hit = cache.get(key)
-        if hit is None:
-            return None
-        if hit[0] <= time.monotonic():
-            del cache[key]
-            return None
-        cache.move_to_end(key)
-        return hit[1]
+    _plain.clear()
+    _current.clear()
 
 
 # ---- the root key --------------------------------------------------------------------------------------------
 
 def root_key() -> bytes:
     """The root key's plaintext: cached, else read and unwrapped by KMS (made first if there is none)."""
-    cached = _cached(_plain, (_ROOT, ROOT_KEY_ID))
+    cached = _plain.get((_ROOT, ROOT_KEY_ID))
     if cached is not None:
         return cached
     with _ROOT_LOADER:
-        cached = _cached(_plain, (_ROOT, ROOT_KEY_ID))
+        cached = _plain.get((_ROOT, ROOT_KEY_ID))
         return cached if cached is not None else _load_root_key()
 
 
@@ -132,7 +110,7 @@ def _load_root_key() -> bytes:
         return _new_root_key()
     plaintext = aws.kms().decrypt(CiphertextBlob=base64.b64decode(stored.wrapped),
                                   EncryptionContext=ROOT_CONTEXT)["Plaintext"]
-    _remember(_plain, (_ROOT, ROOT_KEY_ID), plaintext)
+    _plain.put((_ROOT, ROOT_KEY_ID), plaintext)
     return plaintext
 
 
@@ -146,7 +124,7 @@ def _new_root_key() -> bytes:
         if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
             raise
         return _load_root_key()           # another process made it first: use theirs
-    _remember(_plain, (_ROOT, ROOT_KEY_ID), made["Plaintext"])
+    _plain.put((_ROOT, ROOT_KEY_ID), made["Plaintext"])
     return made["Plaintext"]
 
 
@@ -168,7 +146,7 @@ def _open(tenant_id: str, key_id: str, entry: dict) -> bytes:
         raise TenantKeyUnavailable(f"tenant {tenant_id} key {key_id} names an unknown root key")
     raw = base64.b64decode(entry["sealed"])
     plaintext = AESGCM(root_key()).decrypt(raw[:12], raw[12:], _aad(tenant_id, key_id))
-    _remember(_plain, (tenant_id, key_id), plaintext)
+    _plain.put((tenant_id, key_id), plaintext)
     return plaintext
 
 
@@ -182,11 +160,11 @@ def _read_tenant(tenant_id: str) -> Tenant:
 
 def key_by_id(tenant_id: str, key_id: str) -> bytes:
     """The plaintext of the tenant's key `key_id` (a blob names it): cached, else read and opened."""
-    cached = _cached(_plain, (tenant_id, key_id))
+    cached = _plain.get((tenant_id, key_id))
     if cached is not None:
         return cached
     with _one_loader(tenant_id, key_id):
-        cached = _cached(_plain, (tenant_id, key_id))
+        cached = _plain.get((tenant_id, key_id))
         if cached is not None:
             return cached
         entry = (_read_tenant(tenant_id).secrets_keys or {}).get(key_id)
@@ -202,17 +180,17 @@ def _fresh(entry: dict) -> bool:
 def current_key(tenant_id: str) -> tuple[str, bytes]:
     """(key id, plaintext) to seal the tenant's new blobs with — the current key while it is younger than
     `MAX_KEY_AGE_DAYS`, else a new one (made here)."""
-    key_id = _cached(_current, tenant_id)
+    key_id = _current.get(tenant_id)
     if key_id is not None:
-        plaintext = _cached(_plain, (tenant_id, key_id))
+        plaintext = _plain.get((tenant_id, key_id))
         if plaintext is not None:
             return key_id, plaintext
     tenant = _read_tenant(tenant_id)
     keys = tenant.secrets_keys or {}
     current = tenant.secrets_key_id
     if current and current in keys and _fresh(keys[current]):
-        _remember(_current, tenant_id, current)
-        plaintext = _cached(_plain, (tenant_id, current))
+        _current.put(tenant_id, current)
+        plaintext = _plain.get((tenant_id, current))
         return current, plaintext if plaintext is not None else _open(tenant_id, current, keys[current])
     return _new_key(tenant_id, keys, current)
 
@@ -230,8 +208,8 @@ def _new_key(tenant_id: str, keys: dict, replacing: str | None) -> tuple[str, by
         winner = _read_tenant(tenant_id)      # another process made the key first (or the tenant is gone)
         if not winner.secrets_key_id or winner.secrets_key_id == replacing:
             raise TenantKeyUnavailable(f"tenant {tenant_id} does not exist") from None
-        _remember(_current, tenant_id, winner.secrets_key_id)
+        _current.put(tenant_id, winner.secrets_key_id)
         return winner.secrets_key_id, key_by_id(tenant_id, winner.secrets_key_id)
-    _remember(_plain, (tenant_id, key_id), plaintext)
-    _remember(_current, tenant_id, key_id)
+    _plain.put((tenant_id, key_id), plaintext)
+    _current.put(tenant_id, key_id)
     return key_id, plaintext

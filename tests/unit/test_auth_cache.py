@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from chalicelib import ttlcache
 from chalicelib.api import auth
 from chalicelib.config import reset_settings
 from chalicelib.models.tenant import ApiKey
@@ -46,8 +47,8 @@ def test_a_key_deleted_by_another_process_is_refused_after_the_ttl(api, tenant, 
     created = api("POST", "/v1/keys", key=tenant["key"], json_body={"name": "temp"}).json
     assert api("GET", "/v1/mailboxes", key=created["key"]).status == 200
     ApiKey.get(created["id"]).delete()                     # another API process revoked it
-    later = auth.auth_cache.time.monotonic() + 31
-    monkeypatch.setattr(auth.auth_cache.time, "monotonic", lambda: later)
+    later = ttlcache.time.monotonic() + 31
+    monkeypatch.setattr(ttlcache.time, "monotonic", lambda: later)
     assert api("GET", "/v1/mailboxes", key=created["key"]).status == 401
 
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import io
-import json
-import logging
 import threading
 from collections import Counter
-from contextlib import contextmanager
 
 import pytest
 
@@ -18,6 +14,7 @@ from chalicelib.config import reset_settings
 from chalicelib.logs import logger
 from chalicelib.providers.graph.tokens import http_cache
 from chalicelib.sync import check
+from tests.log_capture import captured_lines
 from tests.sync_helpers import FakeContext, FakeProvider, drain, job_event
 from tests.unit.test_idle_check import Factory, synced
 
@@ -77,23 +74,6 @@ class Tracking:
         finally:
             with self.lock:
                 self.running -= 1
-
-
-@contextmanager
-def captured_lines():
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    logger.addHandler(handler)
-    old_level = logger.log_level
-    logger.setLevel("INFO")
-    lines: list[dict] = []
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-        lines.extend(json.loads(line) for line in stream.getvalue().splitlines() if line.strip())
 
 
 def forwarded_mailboxes(aws) -> Counter:

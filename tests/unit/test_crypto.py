@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chalicelib import aws as aws_clients
 from chalicelib.models.tenant import RootKey, Tenant
+from chalicelib import ttlcache
 from chalicelib.security import crypto, tenant_keys
 from chalicelib.security.crypto import (SecretDecryptionError, SecretEncryptionError, clear_data_key_cache,
                                         decrypt_secrets, encrypt_secrets, is_legacy)
@@ -38,14 +39,20 @@ def legacy_blob(tenant_id: str, owner_id: str, secrets: dict) -> str:
     return ".".join(["v1", b64(data_key["CiphertextBlob"]), b64(nonce), b64(sealed)])
 
 
+def assert_opens_only_for(tenant_id: str, owner_id: str, blob: str, secrets: dict) -> None:
+    """`blob` opens to `secrets` for its tenant and owner, and for no other tenant or owner."""
+    assert decrypt_secrets(tenant_id, owner_id, blob) == secrets
+    with pytest.raises(SecretDecryptionError):
+        decrypt_secrets("tnt_b" if tenant_id != "tnt_b" else "tnt_a", owner_id, blob)
+    with pytest.raises(SecretDecryptionError):
+        decrypt_secrets(tenant_id, owner_id + "_other", blob)
+
+
 def test_round_trip_and_context_binding(tenants):
     blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "hunter2-very-secret"})
     assert "hunter2" not in blob and blob.startswith("v2.") and not is_legacy(blob)
-    assert decrypt_secrets("tnt_a", "mbx_1", blob) == {"password": "hunter2-very-secret"}
-    with pytest.raises(SecretDecryptionError):
-        decrypt_secrets("tnt_b", "mbx_1", blob)        # another tenant: it has no such key
-    with pytest.raises(SecretDecryptionError):
-        decrypt_secrets("tnt_a", "mbx_2", blob)        # same key, another owner: the associated data differs
+    # another tenant has no such key; another owner of the same tenant fails the associated data
+    assert_opens_only_for("tnt_a", "mbx_1", blob, {"password": "hunter2-very-secret"})
 
 
 def test_a_blob_naming_another_tenants_key_id_is_refused(tenants):
@@ -90,11 +97,7 @@ def test_sealing_for_a_tenant_without_an_item_fails_clearly(aws):
 def test_legacy_v1_blobs_still_open_and_are_flagged(tenants):
     blob = legacy_blob("tnt_a", "mbx_1", {"password": "old"})
     assert is_legacy(blob)
-    assert decrypt_secrets("tnt_a", "mbx_1", blob) == {"password": "old"}
-    with pytest.raises(SecretDecryptionError):
-        decrypt_secrets("tnt_a", "mbx_2", blob)
-    with pytest.raises(SecretDecryptionError):
-        decrypt_secrets("tnt_b", "mbx_1", blob)
+    assert_opens_only_for("tnt_a", "mbx_1", blob, {"password": "old"})
 
 
 def test_the_tenant_item_holds_only_the_sealed_key(tenants):
@@ -202,11 +205,8 @@ def test_a_cold_process_seals_with_one_tenant_read_and_one_unwrap(tenants):
 def test_a_cached_tenant_key_never_opens_another_tenant_or_owner(counted_kms):
     """Guards against a cached key opening a blob copied to another tenant's or mailbox's item."""
     blob = encrypt_secrets("tnt_a", "mbx_1", {"password": "p"})
-    assert decrypt_secrets("tnt_a", "mbx_1", blob) == {"password": "p"}
-    with pytest.raises(SecretDecryptionError):
-        decrypt_secrets("tnt_b", "mbx_1", blob)
-    with pytest.raises(SecretDecryptionError):
-        decrypt_secrets("tnt_a", "mbx_2", blob)
+    assert decrypt_secrets("tnt_a", "mbx_1", blob) == {"password": "p"}     # now cached
+    assert_opens_only_for("tnt_a", "mbx_1", blob, {"password": "p"})
 
 
 def test_legacy_data_key_cache_serves_repeats_without_kms(counted_kms):
@@ -222,8 +222,7 @@ def test_legacy_data_key_cache_serves_repeats_without_kms(counted_kms):
 def test_key_caches_expire(counted_kms, monkeypatch):
     """Guards against a decrypted key living in the process without bound."""
     now = {"t": 1000.0}
-    monkeypatch.setattr(crypto.time, "monotonic", lambda: now["t"])
-    monkeypatch.setattr(tenant_keys.time, "monotonic", lambda: now["t"])
+    monkeypatch.setattr(ttlcache.time, "monotonic", lambda: now["t"])
     legacy = legacy_blob("tnt_a", "mbx_1", {"password": "p"})
     blob = encrypt_secrets("tnt_a", "mbx_2", {"password": "q"})
     clear_data_key_cache()

@@ -1,11 +1,9 @@
 """Guards against secrets reaching logs: keys, passwords and bearer tokens are scrubbed."""
-import io
 import json
-import logging
 import threading
-from contextlib import contextmanager
 
 from chalicelib.logs import REDACTED, logger, scrub
+from tests.log_capture import captured
 
 
 def test_scrub_nested_secret_keys_and_values():
@@ -17,21 +15,6 @@ def test_scrub_nested_secret_keys_and_values():
     assert cleaned["nested"]["ok"] == "fine" and cleaned["list"][0]["client_secret"] == REDACTED
     assert "hunter2" not in json.dumps(cleaned) and "AAAA" not in cleaned["message"]
     assert "Bearer abc" not in cleaned["message"]
-
-
-@contextmanager
-def captured():
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    logger.addHandler(handler)
-    old_level = logger.log_level
-    logger.setLevel("INFO")
-    try:
-        yield stream
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
 
 
 def test_logger_output_is_structured_and_scrubbed():

@@ -3,9 +3,7 @@ documented recipe, retries on 5xx and timeouts on the documented schedule, dead-
 after an outage, SSRF at delivery time, and no secrets or receiver bodies kept."""
 from __future__ import annotations
 
-import io
 import json
-import logging
 import os
 import ssl
 import time
@@ -14,11 +12,11 @@ import pytest
 
 from chalicelib.config import reset_settings
 from chalicelib.ids import new_id
-from chalicelib.logs import logger
 from chalicelib.models.webhook import WebhookDelivery
 from chalicelib.notify import deliveries, events, notifier, transport
 from chalicelib.notify import queue as notify_queue
 from devservers.dovecot import make_self_signed
+from tests.log_capture import captured
 from tests.sync_helpers import FakeContext, receive_event
 from tests.webhook_helpers import documented_verify, FakeRecord, Receiver, SimClock, SimQueue
 
@@ -312,22 +310,13 @@ def test_a_batch_runs_out_of_time_midway_and_every_event_is_delivered_once(hooks
 
 def test_secret_never_in_logs(hooks):
     """The signing secret must never reach logs (deliveries, rotation, test event)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    logger.addHandler(handler)
-    old_level = logger.log_level
-    logger.setLevel("DEBUG")
-    try:
+    with captured("DEBUG") as stream:
         hooks.receiver.statuses = [500]
         hooks.emit()
         hooks.queue.run_until(hooks.clock.now + 60)
         rotated = hooks.api("PUT", "/v1/webhook", key=hooks.tenant["key"],
                             json_body={"url": hooks.receiver.url, "rotate_secret": True})
         hooks.api("POST", "/v1/webhook/test", key=hooks.tenant["key"])
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
     output = stream.getvalue()
     assert "webhook attempt" in output
     assert hooks.secret not in output and rotated.json["secret"] not in output and "whsec_" not in output
