@@ -38,7 +38,7 @@ class Settings:
     max_message_bytes: int = 50 * 1024 * 1024
     page_raw_bytes: int = 32 * 1024 * 1024      # raw mail the sync engine holds at once (docs/architecture.md)
     s3_put_concurrency: int = 8                 # parallel raw-object PUTs per page
-    data_key_cache_seconds: int = 300           # decrypted KMS data keys kept in the process (security/crypto.py)
+    data_key_cache_seconds: int = 300           # unwrapped secrets keys kept in the process (security/tenant_keys.py)
     auth_cache_seconds: int = 30                # verified API keys kept in the API process (api/auth_cache.py)
     allow_insecure_mail_transport: bool = False
     ssrf_allowed_networks: tuple[str, ...] = field(default_factory=tuple)
