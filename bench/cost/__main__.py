@@ -85,11 +85,10 @@ MB_PER_VCPU = 1769                 # Lambda: 1,769 MB of memory = one vCPU (conf
 SQS_FAN_OUT_PER_SYNC = 3 / 10      # SendMessageBatch + ReceiveMessage + DeleteMessageBatch per 10 jobs
 TOKEN_REFRESH = {                  # per sync, modelled: every sync refreshes (see the module docstring)
     # item_writes: the rotated MSAL cache written back, once the stored refresh token is 12 h old (24 ticks:
-    # providers/graph/tokens.py); kms_decrypt: the OAuth app's client secret, decrypted only for a refresh
-    # (credentials/app_secret.py); kms_generate: the written-back cache sealed again. Both under the tenant key the
-    # sync already opened for the mailbox's credentials (security/tenant_keys.py): no KMS call.
-    "gmail": {"per_sync": 1.0, "round_trips": 1, "item_writes": 0, "kms_decrypt": 0, "kms_generate": 0},
-    "outlook": {"per_sync": 1.0, "round_trips": 1, "item_writes": 1 / 24, "kms_decrypt": 0, "kms_generate": 0},
+    # providers/graph/tokens.py). No KMS call: the client secret a refresh sends and the cache it reseals open
+    # and seal under the tenant key the sync already opened (security/tenant_keys.py).
+    "gmail": {"per_sync": 1.0, "round_trips": 1, "item_writes": 0},
+    "outlook": {"per_sync": 1.0, "round_trips": 1, "item_writes": 1 / 24},
 }
 CHECK_BATCH = 10                   # the check function's SQS batch size (app.py `checker`)
 FORWARD_SQS_PER_JOB = 2 / 10       # a job the check function forwards: the worker poller's Receive + Delete per 10
@@ -300,9 +299,6 @@ def with_fan_out_and_tokens(usage: Usage, kind: str, table: str) -> tuple[Usage,
         return out, 0.0
     out.writes_by_table[table] += refresh["per_sync"] * refresh["item_writes"]
     out.calls[("dynamodb", "UpdateItem")] += refresh["per_sync"] * refresh["item_writes"]
-    out.kms += refresh["per_sync"] * (refresh["kms_decrypt"] + refresh["kms_generate"])
-    out.calls[("kms", "Decrypt")] += refresh["per_sync"] * refresh["kms_decrypt"]
-    out.calls[("kms", "GenerateDataKey")] += refresh["per_sync"] * refresh["kms_generate"]
     return out, refresh["per_sync"] * refresh["round_trips"]
 
 
