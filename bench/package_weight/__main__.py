@@ -8,7 +8,9 @@
    (third-party bytecode sourceless), the same with bytecode beside every source (`sourceless=False`), the
    what-if of leaving botocore and its dependencies to the Lambda runtime's copy (size only: same modules), its
    unzipped size (Lambda's limit is 250 MB unzipped, 50 MB zipped for a direct upload —
-   https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html) and the largest top-level entries.
+   https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html), the largest top-level entries,
+   and the zip's bytes per installed distribution with the runtime requirements that pull each in
+   (`attribution`): mailbridge's own share and the third-party floor under it.
    `--zip` measures an existing shipped zip instead of building one (no sources-only figures then).
 2. Measures the cold import of `app.py` — what an API Lambda pays on a cold start before the first request —
    from the unzipped package, in fresh interpreters that see only the package and the standard library and
@@ -46,6 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.package_weight.attribution import attribute  # noqa: E402
 from bench.record import record  # noqa: E402
 from infra import package as packaging  # noqa: E402
 from infra.package_imports import add_bytecode  # noqa: E402
@@ -208,8 +211,15 @@ def main(argv: list[str] | None = None) -> dict:
         result["package"]["unzipped_mb"] = round(total / mb, 1)
         result["package"]["largest"] = {name: round(size / mb, 1) for name, size in largest}
         result["package"]["gmail"] = gmail_weight(shipped)
+        result["package"]["attribution"] = attribute(shipped, ROOT / "requirements.txt")
         for name, figure in result["package"].items():
-            print(f"package {name}: {figure}")
+            if name != "attribution":
+                print(f"package {name}: {figure}")
+        shares = result["package"]["attribution"]
+        print(f"package zip by owner (MB): mailbridge's own {shares['own_zip_mb']}, third-party "
+              f"{shares['third_party_zip_mb']} (the floor without any of mailbridge's code)")
+        for name, share in list(shares["distributions"].items())[:12]:
+            print(f"  {name}: {share['zip_mb']} MB, required by {', '.join(share['required_by']) or '-'}")
 
         package_dir = extract(shipped, out / "shipped")
         floor = cold_import(package_dir, APP, 1)["_third_party"]
