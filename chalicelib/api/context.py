@@ -1,23 +1,12 @@
-"""Who is calling: the authenticated principal of the current request (one request at a time per Lambda)."""
+"""Who is calling: the authenticated principal (`tenancy.principal.Principal`) of the current request (one request
+at a time per Lambda)."""
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
 
+from chalicelib.tenancy.principal import Principal
 
-@dataclass(frozen=True)
-class Principal:
-    """`tenant_id` is None only for the operator. `user_id` is the CRM user the tenant asserts via X-User-Id;
-    None means the call acts as the tenant itself (its admin)."""
-    tenant_id: str | None
-    key_id: str | None = None
-    user_id: str | None = None
-    is_operator: bool = False
-
-    @property
-    def is_tenant_admin(self) -> bool:
-        return self.tenant_id is not None and self.user_id is None
-
+__all__ = ["Principal", "current_principal", "reset_principal", "set_principal"]
 
 _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("mailbridge_principal", default=None)
 

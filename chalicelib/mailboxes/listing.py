@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.api.context import Principal
+from chalicelib.tenancy.principal import Principal
 from chalicelib.models.mailbox import Mailbox, MailboxShare, owner_key
 
 Page = tuple[list[tuple[Mailbox, str]], dict[str, Any] | None]

@@ -17,7 +17,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib.api.context import Principal
+from chalicelib.tenancy.principal import Principal
 from chalicelib.credentials.store import Credentials
 from chalicelib.ids import new_id
 from chalicelib.logs import logger

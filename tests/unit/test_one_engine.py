@@ -285,6 +285,22 @@ def test_no_import_cycles_are_dodged_with_function_level_imports():
     assert offenders == []
 
 
+def test_dependencies_point_one_way_from_the_api_to_the_services():
+    """The HTTP layer (`chalicelib/api`) calls the services; nothing below it imports it back (the services take a
+    `tenancy.principal.Principal`, not the API's request context)."""
+    offenders = []
+    for path in sorted((ROOT / "chalicelib").rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        if relative.parts[1] == "api":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{relative}:{node.lineno} {name}" for name in names
+                          if name == "chalicelib.api" or name.startswith("chalicelib.api.")]
+    assert offenders == []
+
+
 # --- push lifecycle and the outbox sweeper (renewer) -------------------------------------------------------
 
 class PushingProvider(FakeProvider):
