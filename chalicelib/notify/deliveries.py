@@ -5,9 +5,10 @@ replay puts a finished delivery back to `pending` with a fresh schedule (same ev
 already have it deduplicate).
 
 Schedule: attempt 1 when the notifier consumes the event; after the k-th failure the next attempt is due
-`BACKOFF_SECONDS[k-1]` later — 1 min, 5 min, 30 min, 1 h, 2 h, 4 h, 8 h, 12 h: nine attempts spread over
-27 h 36 min, then `dead_letter`. A failure is a non-2xx answer (3xx included: redirects are not
-followed), a timeout (`transport.TIMEOUT_SECONDS`), a refused or unreachable host.
+`BACKOFF_SECONDS[k-1]` later plus 0-20 % jitter (`chalicelib.backoff`: deliveries that failed together in a
+receiver's outage do not all come back at the same second) — 1 min, 5 min, 30 min, 1 h, 2 h, 4 h, 8 h, 12 h:
+nine attempts spread over 27 h 36 min to 33 h 7 min, then `dead_letter`. A failure is a non-2xx answer (3xx
+included: redirects are not followed), a timeout (`transport.TIMEOUT_SECONDS`), a refused or unreachable host.
 
 Timing — SQS delayed re-sends, with a sweep as safety net:
 - After a failed attempt the delivery item records `attempts`, `next_attempt_at` and the last status, then a
@@ -33,6 +34,7 @@ from typing import Any, Callable, Sequence
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
+from chalicelib.backoff import jittered
 from chalicelib.ids import new_id
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
@@ -264,7 +266,7 @@ def _record(delivery: WebhookDelivery, outcome: transport.Outcome, now: float) -
                             stamp.set(_iso(now))]
         delay = None
     else:
-        status, delay = "retry", BACKOFF_SECONDS[attempts - 1]
+        status, delay = "retry", round(jittered(BACKOFF_SECONDS[attempts - 1]))
         actions = common + [WebhookDelivery.next_attempt_at.set(int(now) + delay)]
     delivery.update(actions=actions, condition=(WebhookDelivery.attempts == attempts)
                     & (WebhookDelivery.replays == delivery.replays))

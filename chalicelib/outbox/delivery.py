@@ -15,7 +15,7 @@ One attempt:
   Steps 3-4 are idempotent, and the item keeps `pending_shard` until 4 is done, so the sweep finishes them.
 
 Failures (`ProviderError` codes): TEMPORARY / THROTTLED → back to queued with exponential backoff (30 s × 2^n,
-at most 1 h, or the provider's Retry-After), up to MAX_ATTEMPTS; then, or at once for PERMANENT /
+at most 1 h, plus 0-20 % jitter, or the provider's Retry-After), up to MAX_ATTEMPTS; then, or at once for PERMANENT /
 AUTH_REVOKED / NEEDS_ADMIN_CONSENT / NOT_FOUND → `failed` with {code, detail} and `outbox.failed`.
 
 The residual window, honestly: an attempt that dies (Lambda timeout, crash) after the provider accepted the
@@ -34,6 +34,7 @@ from typing import Callable
 from pynamodb.exceptions import UpdateError
 
 from chalicelib import aws, ids
+from chalicelib.backoff import jittered
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
@@ -54,7 +55,9 @@ ProviderFactory = Callable[[Mailbox], MailProvider]
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
-    delay = min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** max(0, attempts - 1))
+    """30 s doubling per attempt up to an hour, plus 0-20 % jitter (`chalicelib.backoff`); never sooner than
+    the provider's Retry-After."""
+    delay = jittered(min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** max(0, attempts - 1)))
     return max(delay, retry_after or 0)
 
 

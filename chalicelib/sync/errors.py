@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pynamodb.exceptions import UpdateError
 
 from chalicelib import aws
+from chalicelib.backoff import jittered
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
@@ -64,8 +65,7 @@ def backoff_seconds(error: ProviderError, receive_count: int, *, rand: random.Ra
     if error.retry_after is not None:
         return int(max(1, min(MAX_VISIBILITY_SECONDS, round(error.retry_after))))
     base = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, receive_count - 1))
-    jitter = (rand or random).uniform(0, base * 0.2)
-    return int(min(BACKOFF_MAX_SECONDS, base + jitter))
+    return int(min(BACKOFF_MAX_SECONDS, jittered(base, rand=rand)))
 
 
 def _last_error(code: str, detail: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from chalicelib import backoff
 from chalicelib.config import reset_settings
 from chalicelib.ids import new_id
 from chalicelib.models.webhook import WebhookDelivery
@@ -21,6 +22,7 @@ from tests.sync_helpers import FakeContext, receive_event
 from tests.webhook_helpers import documented_verify, FakeRecord, Receiver, SimClock, SimQueue
 
 HOUR = 3600
+JITTER = backoff.JITTER_FRACTION
 
 
 verify_webhook = documented_verify()
@@ -32,6 +34,8 @@ def hooks(api, tenant, aws, monkeypatch):
     queue = SimQueue(clock)
     monkeypatch.setattr(deliveries, "clock", clock)
     monkeypatch.setattr(notify_queue, "send", queue.send)
+    # the schedule exactly as documented; `test_backoff_schedule_spans_a_day_then_dead_letter` puts the jitter back
+    monkeypatch.setattr(backoff, "JITTER_FRACTION", 0.0)
     receiver = Receiver(clock).start()
     put = api("PUT", "/v1/webhook", key=tenant["key"], json_body={"url": receiver.url})
     assert put.status == 200, put
@@ -104,15 +108,20 @@ def test_timeout_is_a_failed_attempt_and_retried(hooks, monkeypatch):
     assert hooks.delivery(event).status == "delivered" and len(hooks.receiver.hits) == 2
 
 
-def test_backoff_schedule_spans_a_day_then_dead_letter(hooks):
-    """The retry schedule must span at least 24 h, use SQS delays <= 900 s, then stop at dead_letter."""
+def test_backoff_schedule_spans_a_day_then_dead_letter(hooks, monkeypatch):
+    """The retry schedule must span at least 24 h, use SQS delays <= 900 s, then stop at dead_letter; each wait
+    is jittered so deliveries that failed together spread out."""
+    monkeypatch.setattr(backoff, "JITTER_FRACTION", JITTER)
     hooks.receiver.default_status = 500
     start = hooks.clock.now
     event = hooks.emit()
-    hooks.queue.run_until(start + 32 * HOUR)
+    hooks.queue.run_until(start + 34 * HOUR)
     times = [hit.at for hit in hooks.receiver.hits]
     assert len(times) == deliveries.MAX_ATTEMPTS == 9
-    assert [round(b - a) for a, b in zip(times, times[1:])] == list(deliveries.BACKOFF_SECONDS)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # each wait is its step of the schedule plus 0-20 % jitter (the attempt itself takes a moment of the clock)
+    assert all(base <= gap <= base * (1 + JITTER) + 2 for gap, base in zip(gaps, deliveries.BACKOFF_SECONDS)), gaps
+    assert any(gap >= base + 2 for gap, base in zip(gaps, deliveries.BACKOFF_SECONDS)), gaps   # jittered
     assert [60, 300, 1800, 3600, 7200, 14400, 28800, 43200] == list(deliveries.BACKOFF_SECONDS)
     assert times[-1] - times[0] >= 24 * HOUR
     assert max(hooks.queue.delays) == 900  # long waits hop through SQS in 15-minute steps
