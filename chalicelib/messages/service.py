@@ -11,8 +11,10 @@ from chalicelib.models.paging import filtered_page
 if TYPE_CHECKING:   # an annotation only
     from chalicelib.sync.mime import AttachmentContent
 
-# An attachment's byte range is read and decoded with the MIME code; listings do not load it (chalicelib.lazy).
+# An attachment's byte range is read and decoded with the MIME code; listings do not load it (chalicelib.lazy);
+# nor the conversation bookkeeping only a delete needs.
 attachments = lazy_module("chalicelib.sync.attachments")
+assign = lazy_module("chalicelib.threads.assign")
 
 
 # What a listed message needs (`views.summary`, `views.page_links`) and the keys a page resumes from; the
@@ -53,5 +55,7 @@ def get_attachment(message: Message, index: int) -> AttachmentContent | None:
 
 
 def hide(message: Message) -> None:
-    """Delete in the CRM only: the message disappears from listings and reads; provider and S3 keep it."""
-    message.update(actions=[Message.hidden.set(True)])
+    """Delete in the CRM only: the message disappears from listings, reads and its conversation (uncounted from
+    its mailbox's thread entry, which no longer shows it as the latest or lists its addresses — hidden and
+    uncounted in one write); provider and S3 keep it."""
+    assign.forget(message, hide=True)

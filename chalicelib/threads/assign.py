@@ -334,19 +334,29 @@ def _refresh_latest(mailbox_id: str, conversation_id: str) -> None:
     entry.update(actions=actions)
 
 
-def forget(message: Message, _attempt: int = 0) -> bool:
-    """Take a message out of its conversation (removal at the source; the privacy purge and erasure may call
-    this too): uncount it from its mailbox's entry (exactly once: conditioned on `thread_counted`) and drop
-    its `conversation_id`. Its thread keys stay (other copies of the Message-ID may still exist). True when
-    it was counted."""
+def forget(message: Message, _attempt: int = 0, *, hide: bool = False) -> bool:
+    """Take a message out of its conversation (removal at the source, a delete in the CRM; the privacy purge and
+    erasure may call this too): uncount it from its mailbox's entry (exactly once: conditioned on
+    `thread_counted`) and drop its `conversation_id`. Its thread keys stay (other copies of the Message-ID may
+    still exist). `hide` marks it hidden in the same write, so a hidden message is never left counted (and
+    `assign` never counts a hidden one). True when it was counted."""
     try:
         fresh = Message.get(message.message_id, consistent_read=True)
     except Message.DoesNotExist:
         return False
     conversation_id = fresh.conversation_id
+    hidden = [Message.hidden.set(True)] if hide else []
     if not fresh.thread_counted or not conversation_id:
-        if conversation_id:
-            fresh.update(actions=[Message.conversation_id.remove()])
+        if conversation_id or hidden:
+            # conditioned on "still uncounted": one counted meanwhile is uncounted by the next attempt
+            still = Message.thread_counted.does_not_exist() if not fresh.thread_counted else None
+            try:
+                fresh.update(actions=hidden + ([Message.conversation_id.remove()] if conversation_id else []),
+                             condition=still)
+            except UpdateError as exc:
+                if getattr(exc, "cause_response_code", "") != "ConditionalCheckFailedException" or _attempt >= 2:
+                    raise
+                return forget(message, _attempt=_attempt + 1, hide=hide)
         return False
     entry_actions = [ThreadEntry.message_count.add(-1)]
     if fresh.unread:
@@ -354,14 +364,14 @@ def forget(message: Message, _attempt: int = 0) -> bool:
     try:
         with TransactWrite(connection=transaction_connection()) as transaction:
             transaction.update(Message(fresh.message_id),
-                               actions=[Message.thread_counted.remove(), Message.conversation_id.remove()],
+                               actions=[Message.thread_counted.remove(), Message.conversation_id.remove(), *hidden],
                                condition=Message.thread_counted.exists() & unread_is(fresh.unread))
             transaction.update(ThreadEntry(fresh.mailbox_id, conversation_id), actions=entry_actions)
     except TransactWriteError as exc:
         if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
             raise
         if _attempt < 2:       # uncounted meanwhile (the re-read says so), or its read state changed: again
-            return forget(message, _attempt=_attempt + 1)
+            return forget(message, _attempt=_attempt + 1, hide=hide)
         return False
     _refresh_latest(fresh.mailbox_id, conversation_id)
     return True

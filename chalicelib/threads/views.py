@@ -50,7 +50,9 @@ def participants(values) -> list[dict[str, str]]:
 
 
 def _latest_out(message: Message | None, show_snippet: bool) -> dict[str, Any] | None:
-    if message is None:
+    """The entry's latest message as listed; none for a hidden one (a delete in the CRM refreshes the entry's
+    latest right after uncounting it: `assign.forget` — this covers the moment between)."""
+    if message is None or message.hidden:
         return None
     return {"id": message.message_id, "date": message.date, "from": message.from_addr,
             "subject": message.subject, "snippet": (message.snippet or "") if show_snippet else None}

@@ -210,6 +210,41 @@ def test_removal_at_the_source_leaves_the_thread_and_the_index(api, tenant, alic
     assert api("GET", "/v1/threads?mailbox_id=mbx_alice", key=tenant["key"]).json["items"] == []
 
 
+def test_a_message_deleted_in_the_crm_leaves_its_conversation_list_entry(api, tenant, alice):
+    """Guards the mailbox's conversation list against still counting, showing as latest or naming the sender
+    of a message the CRM deleted (hidden: it is gone from every other listing)."""
+    one = save(alice, message_id="<d1@customer.example>", subject="Prices", from_="jan@customer.example",
+               to="alice@acme-crm.example")
+    two = save(alice, days=1, message_id="<d2@other.example>", subject="Re: Prices", body="Secret terms.\n",
+               from_="piet@other.example", to="alice@acme-crm.example", in_reply_to="<d1@customer.example>",
+               references=["<d1@customer.example>"])
+    one, two = settle(one, two)
+    [before] = api("GET", "/v1/threads?mailbox_id=mbx_alice", key=tenant["key"]).json["items"]
+    assert before["message_count"] == 2 and before["latest"]["id"] == two.message_id
+
+    assert api("DELETE", f"/v1/messages/{two.message_id}", key=tenant["key"]).status == 204
+    [after] = api("GET", "/v1/threads?mailbox_id=mbx_alice", key=tenant["key"]).json["items"]
+    assert after["message_count"] == 1 and after["latest"]["id"] == one.message_id
+    assert "piet@other.example" not in {p["email"] for p in after["participants"]}
+    hidden = Message.get(two.message_id)
+    assert hidden.hidden and not hidden.thread_counted and hidden.conversation_id is None
+    settle(hidden)                                               # a redelivered event does not count it again
+    assert entry("mbx_alice", one.conversation_id).message_count == 1
+    detail = api("GET", f"/v1/threads/{one.conversation_id}", key=tenant["key"])
+    assert [m["id"] for m in detail.json["items"]] == [one.message_id]
+
+    assert api("DELETE", f"/v1/messages/{one.message_id}", key=tenant["key"]).status == 204
+    assert api("GET", "/v1/threads?mailbox_id=mbx_alice", key=tenant["key"]).json["items"] == []
+
+
+def test_a_message_deleted_before_it_was_threaded_is_never_counted(api, tenant, alice):
+    message = save(alice, message_id="<early@customer.example>", subject="Early")
+    assert api("DELETE", f"/v1/messages/{message.message_id}", key=tenant["key"]).status == 204
+    [stored] = settle(message)
+    assert stored.hidden and not stored.thread_counted
+    assert api("GET", "/v1/threads?mailbox_id=mbx_alice", key=tenant["key"]).json["items"] == []
+
+
 def test_thread_list_pages_newest_activity_first(api, tenant, alice):
     for n in range(5):
         settle(save(alice, days=n, subject=f"Topic {n}", from_=f"p{n}@customer.example"))
