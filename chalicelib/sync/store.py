@@ -98,7 +98,7 @@ def _build_item(mailbox: Mailbox, fetched: FetchedMessage, message_id: str, pars
         mailbox_folder=f"{mailbox.mailbox_id}#{folder}", date_key=f"{date}#{message_id}",
         direction=direction_of(mailbox, folder, parsed.from_addr), provider_id=ref.provider_id,
         provider_key=provider_key(mailbox.mailbox_id, folder, ref.provider_id), thread_id=ref.thread_id,
-        rfc_message_id=rfc_id, rfc_key=f"{mailbox.tenant_id}#{rfc_id.lower()}" if rfc_id else None,
+        rfc_message_id=rfc_id,
         in_reply_to=parsed.in_reply_to, references=list(parsed.references), subject=parsed.subject,
         from_addr=parsed.from_addr, to=parsed.to, cc=parsed.cc, bcc=parsed.bcc, reply_to=parsed.reply_to,
         date=date, has_attachments=parsed.has_attachments, attachments=parsed.attachments,
