@@ -10,7 +10,10 @@ an imported message is written twice (created, then counted in its thread). So a
 that holds its default (`OMITTED_WHEN_DEFAULT`: empty lists, `false`, `0` — an absent attribute reads as its
 default, since PynamoDB sets the defaults before it reads an item's attributes; every condition on them treats
 "absent" as the default) and its JSON attributes are written without blanks (`CompactJSONAttribute`; items
-written before, with blanks and every attribute, read the same).
+written before, with blanks and every attribute, read the same). Nor does it carry the raw object's key where
+that key is the one every raw object is put under (`raw_key`: tenant, mailbox and message id): `raw_s3_key`
+is then derived on read — for a message that has raw bytes (`raw_sha256`, set exactly when the object is put:
+`sync/store.py`); items written before, which store it, read as stored.
 """
 from __future__ import annotations
 
@@ -31,6 +34,11 @@ class CompactJSONAttribute(JSONAttribute):
 
     def serialize(self, value: Any) -> str | None:
         return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def raw_key(tenant_id: str, mailbox_id: str, message_id: str) -> str:
+    """The S3 key of a message's raw MIME (`sync/store.py` puts every raw object under it)."""
+    return f"raw/{tenant_id}/{mailbox_id}/{message_id}.eml"
 
 
 # Not written while they hold their default (see the module docstring): readers get the default back.
@@ -119,7 +127,7 @@ class Message(Model):
     #                                                 "disposition", "raw": {"start", "end", "encoding"}}] (sync.mime)
     headers = CompactJSONAttribute(default=dict)   # selected extra headers (auto-submitted, precedence, ...)
     snippet = UnicodeAttribute(null=True)
-    raw_s3_key = UnicodeAttribute(null=True)
+    stored_raw_key = UnicodeAttribute(null=True, attr_name="raw_s3_key")  # read it as `raw_s3_key` (below)
     raw_sha256 = UnicodeAttribute(null=True)
     parse_errors = ListAttribute(of=UnicodeAttribute, default=list)
     skipped_reason = UnicodeAttribute(null=True)   # e.g. over the size limit: recorded, not dropped
@@ -132,14 +140,39 @@ class Message(Model):
     owed_mailbox = UnicodeAttribute(null=True)     # = mailbox_id while `owed` is not empty (sparse GSI by_owed)
     imported_at = UnicodeAttribute()
 
+    def __init__(self, hash_key: Any = None, range_key: Any = None, _user_instantiated: bool = True,
+                 **attributes: Any) -> None:
+        raw_s3_key = attributes.pop("raw_s3_key", None)       # a property (below), still a constructor argument
+        super().__init__(hash_key, range_key, _user_instantiated=_user_instantiated, **attributes)
+        if raw_s3_key is not None:
+            self.stored_raw_key = raw_s3_key
+
+    def _derived_raw_key(self) -> str | None:
+        if self.raw_sha256 and self.tenant_id and self.mailbox_id and self.message_id:
+            return raw_key(self.tenant_id, self.mailbox_id, self.message_id)
+        return None
+
+    @property
+    def raw_s3_key(self) -> str | None:
+        """The raw object's S3 key: as stored, else — for a message with raw bytes — `raw_key` (see the module
+        docstring); None for a skipped message (no raw object) or an item read without `raw_sha256`."""
+        return self.stored_raw_key or self._derived_raw_key()
+
+    @raw_s3_key.setter
+    def raw_s3_key(self, value: str | None) -> None:
+        self.stored_raw_key = value
+
     def serialize(self, null_check: bool = True) -> dict[str, dict[str, Any]]:
-        """The item as written: without the attributes of `OMITTED_WHEN_DEFAULT` that hold their default."""
+        """The item as written: without the attributes of `OMITTED_WHEN_DEFAULT` that hold their default, and
+        without `raw_s3_key` when it is the derived one."""
         values = super().serialize(null_check=null_check)
         attributes = self.get_attributes()
         for name in OMITTED_WHEN_DEFAULT:
             default = attributes[name].default
             if getattr(self, name) == (default() if callable(default) else default):
                 values.pop(attributes[name].attr_name, None)
+        if self.stored_raw_key is not None and self.stored_raw_key == self._derived_raw_key():
+            values.pop("raw_s3_key", None)
         return values
 
     by_mailbox = MessagesByMailbox()

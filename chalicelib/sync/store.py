@@ -32,7 +32,7 @@ from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.models.message import Message
+from chalicelib.models.message import Message, raw_key
 from chalicelib.privacy.lists import lists_for, never_import
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync.mime import ParsedMessage, parse_message
@@ -55,10 +55,6 @@ class SaveOutcome:
     message: Message
     created: bool
     debt: str | None = None     # the page debt (sync/effects.py) that records what this new message owes
-
-
-def raw_key(tenant_id: str, mailbox_id: str, message_id: str) -> str:
-    return f"raw/{tenant_id}/{mailbox_id}/{message_id}.eml"
 
 
 def provider_key(mailbox_id: str, folder: str, provider_id: str) -> str:

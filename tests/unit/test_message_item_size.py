@@ -84,3 +84,25 @@ def test_listing_filters_treat_absent_attributes_as_their_defaults(aws):
         assert [m.message_id for m in unpaired] == [shown.message_id]
         paired, _ = list_messages(box, folder=folder, paired=True, limit=10, start_key=None)
         assert paired == []
+
+
+def test_the_raw_key_is_derived_not_stored_and_stored_keys_still_read(aws):
+    mailbox = make_mailbox()
+    saved = store.save_fetched(mailbox, fetched(make_message(subject="Raw")))
+    raw = _raw(saved.message.message_id)
+    assert "raw_s3_key" not in raw and raw["raw_sha256"]
+    message = Message.get(saved.message.message_id)
+    assert message.raw_s3_key == f"raw/ten_1/mbx_1/{message.message_id}.eml" == saved.message.raw_s3_key
+    assert store.load_raw(message)                          # the object is where the key says
+    skipped = store.save_fetched(mailbox, fetched(None, uid="7:9", skipped="too_large", size=10))
+    assert Message.get(skipped.message.message_id).raw_s3_key is None
+    partial = Message.get(saved.message.message_id, attributes_to_get=["message_id", "tenant_id"])
+    assert partial.raw_s3_key is None                       # read without raw_sha256, as without raw_s3_key
+    boto3.client("dynamodb").update_item(TableName=Message.Meta.table_name,
+                                         Key={"message_id": {"S": message.message_id}},
+                                         UpdateExpression="SET raw_s3_key = :k",
+                                         ExpressionAttributeValues={":k": {"S": "raw/elsewhere.eml"}})
+    assert Message.get(message.message_id).raw_s3_key == "raw/elsewhere.eml"    # a stored key wins
+    moved = Message.get(message.message_id)
+    moved.save()
+    assert _raw(message.message_id)["raw_s3_key"] == {"S": "raw/elsewhere.eml"}  # and is kept
