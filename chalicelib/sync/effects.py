@@ -20,7 +20,9 @@ few minutes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -147,6 +149,22 @@ def read_debt(key: str) -> PageDebt | None:
 
 
 BATCH_WRITE_ITEMS = 25       # BatchWriteItem: at most 25 puts a request
+_deferred_clears: ContextVar[set[str] | None] = ContextVar("deferred_debt_clears", default=None)
+
+
+@contextlib.contextmanager
+def clears_deferred() -> Iterator[set[str]]:
+    """Within it, `settle_debts` stores a small page's events as ever but leaves the debts to remove in the
+    yielded set instead of updating the mailbox: the caller removes them (`Mailbox.owed_pages.delete`) in a
+    mailbox write it makes anyway, after those events are stored — the sync engine, in its next cursor
+    transaction (`sync/engine.py`), which spares one mailbox update per page. Until then a debt stays open: a
+    crash replays it (its events are the same items), as between the two steps of `settle_debts`."""
+    keys: set[str] = set()
+    token = _deferred_clears.set(keys)
+    try:
+        yield keys
+    finally:
+        _deferred_clears.reset(token)
 
 
 def settle_debts(mailbox: Mailbox, keys: Sequence[str], events: Sequence[Event] = ()) -> None:
@@ -170,7 +188,13 @@ def settle_debts(mailbox: Mailbox, keys: Sequence[str], events: Sequence[Event] 
             with Event.batch_write() as batch:
                 for event in events:
                     batch.save(event)
-        clear_debts(mailbox, keys)
+        deferred = _deferred_clears.get()
+        if deferred is None:
+            clear_debts(mailbox, keys)
+        else:                                   # the caller removes them in a mailbox write it makes anyway
+            deferred.update(keys)
+            if mailbox.owed_pages:
+                mailbox.owed_pages = set(mailbox.owed_pages) - set(keys) or None
         return
     target = Mailbox(mailbox.tenant_id, mailbox.mailbox_id)
     try:

@@ -12,6 +12,8 @@ means "the store has incorporated every remote change up to at least this cursor
     next_cursor (one transaction conditioned on the lease). A folder's cursor after its last page is written
     with the run's next cursor write — another folder's, in the same transaction — or at the run's end (also
     when a later folder fails): later than its page, never before, and one mailbox update for several folders.
+    The page debts a page's effects paid (their events stored) are removed in that same mailbox update
+    (`effects.clears_deferred`), not in one of their own.
 
 Bounded memory: fetched messages are held until `page_raw_bytes` (setting `MAILBRIDGE_PAGE_RAW_BYTES`, default
 32 MiB) would be passed, then stored and dropped; a page stores in as many parts as its raw mail needs.
@@ -110,21 +112,31 @@ class _Run:
         # run (another folder's, in the same transaction) or at its end: a sync of several folders then pays
         # one lease-conditioned mailbox update for their final cursors, not one each.
         self.pending: dict[str, FolderState] = {}
+        self.paid_debts: set[str] = set()        # page debts paid, removed with the next cursor write (`run`)
 
     def _state(self, folder: str) -> FolderState:
         return self.states.setdefault(folder, FolderState(folder))
 
     def _persist(self, state: FolderState, actions: list | None = None) -> None:
-        """Write `state` (and `actions`) with the cursors of finished folders still pending: one transaction."""
+        """Write `state` (and `actions`) with the cursors of finished folders still pending and the removal of
+        the page debts already paid (`effects.clears_deferred`): one transaction."""
+        debts = sorted(self.paid_debts)
+        actions = list(actions or []) + ([Mailbox.owed_pages.delete(set(debts))] if debts else [])
         cursors.save(self.mailbox, self.lease, state, actions, also=list(self.pending.values()))
         self.pending.clear()
+        self.paid_debts.difference_update(debts)
 
     def _flush_cursors(self) -> None:
-        """Persist the finished folders' cursors still pending (one transaction), if any."""
+        """Persist the finished folders' cursors still pending (one transaction, with the paid debts' removal),
+        if any; paid debts without a cursor to ride on are removed by one update."""
         if self.pending:
             first, *rest = self.pending.values()
-            cursors.save(self.mailbox, self.lease, first, also=rest)
-            self.pending.clear()
+            del self.pending[first.scope]
+            self._persist(first)
+        if self.paid_debts:
+            debts = sorted(self.paid_debts)
+            effects.clear_debts(self.mailbox, debts)
+            self.paid_debts.difference_update(debts)
 
     def _flush_after_failure(self) -> None:
         """A later folder failed: what the finished folders reached is still persisted (the failure is the one
@@ -308,11 +320,12 @@ class _Run:
                 return False
 
     def run(self) -> SyncResult:
-        try:
-            return self._run()
-        except Exception:
-            self._flush_after_failure()
-            raise
+        with effects.clears_deferred() as self.paid_debts:
+            try:
+                return self._run()
+            except Exception:
+                self._flush_after_failure()
+                raise
 
     def _run(self) -> SyncResult:
         self._pay_debts()

@@ -564,3 +564,17 @@ def test_a_finished_folder_keeps_its_cursor_when_a_later_folder_fails(aws):
         engine.sync_mailbox(mailbox, provider, FAR, options=SyncOptions(page_size=10),
                             after_store=effects.announce_only)
     assert cursor_field(reload(mailbox), "inbox") == "1:3" and cursor_field(reload(mailbox), "sent") is None
+
+
+def test_paid_page_debts_leave_with_the_cursor_write(aws, monkeypatch):
+    """Guards the mailbox writes of a sync: a page's paid debt is removed in the cursor transaction the sync
+    writes anyway (after the page's events are stored), not by an update of its own."""
+    from chalicelib.models.event import Event
+    mailbox = make_mailbox()
+    provider = FakeProvider({"inbox": 3, "sent": 1})
+    own_updates: list = []
+    monkeypatch.setattr(effects, "clear_debts", lambda *args, **kwargs: own_updates.append(args))
+    engine.sync_mailbox(mailbox, provider, FAR, options=SyncOptions(page_size=10),
+                        after_store=effects.announce_only)
+    assert own_updates == [] and not reload(mailbox).owed_pages
+    assert len([e for e in Event.query(mailbox.tenant_id) if e.type == "message.created"]) == 4
