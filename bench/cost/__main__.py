@@ -1,7 +1,12 @@
 """Cost model: $ per mailbox-month, per provider kind, from AWS calls counted in this run × a checked-in price
 table (`bench/cost/prices.json`, with its date).
 
-    python -m bench.cost [--idle-syncs 10] [--messages 20] [--kinds imap,gmail,outlook]
+    python -m bench.cost [--idle-syncs 10] [--messages 20] [--kinds imap,gmail,outlook] [--breakdown]
+
+`--breakdown` lists every DynamoDB item the last one-message sync of each kind wrote (worker and notifier): its
+table, the operation (`TransactWriteItems.Put`, `BatchWriteItem.Put`, ...), its size before and after, its units
+by the meter's rule and by its own size, and the index writes it caused per GSI (`Meter.ledger`), so each WRU of
+`sync_with_one_message` is accounted for; also recorded as `one_message_writes`.
 
 For each kind a mailbox on its local server (bench/cost/worlds.py) runs in in-process moto through the real
 worker: an initial sync, `--idle-syncs` scheduled syncs with nothing new (idle checks), a few heartbeat syncs
