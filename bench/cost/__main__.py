@@ -1,7 +1,12 @@
 """Cost model: $ per mailbox-month, per provider kind, from AWS calls counted in this run × a checked-in price
 table (`bench/cost/prices.json`, with its date).
 
-    python -m bench.cost [--idle-syncs 10] [--messages 20] [--kinds imap,gmail,outlook]
+    python -m bench.cost [--idle-syncs 10] [--messages 20] [--kinds imap,gmail,outlook] [--breakdown]
+
+`--breakdown` lists every DynamoDB item the last one-message sync of each kind wrote (worker and notifier): its
+table, the operation (`TransactWriteItems.Put`, `BatchWriteItem.Put`, ...), its size before and after, its units
+by the meter's rule and by its own size, and the index writes it caused per GSI (`Meter.ledger`), so each WRU of
+`sync_with_one_message` is accounted for; also recorded as `one_message_writes`.
 
 For each kind a mailbox on its local server (bench/cost/worlds.py) runs in in-process moto through the real
 worker: an initial sync, `--idle-syncs` scheduled syncs with nothing new (idle checks), a few heartbeat syncs
@@ -330,8 +335,38 @@ def make_personal(world) -> None:
     world.mailbox = Mailbox.get(world.mailbox.tenant_id, world.mailbox.mailbox_id, consistent_read=True)
 
 
+def itemized(entries: list, item_kb: dict[str, float]) -> list[dict]:
+    """The ledger of one sync (`Meter.ledger`) as rows: every item written, its table write's units (by the
+    meter's rule and by the item's own size) and its index writes."""
+    def short(table: str) -> str:
+        return table.rsplit("-", 1)[-1]
+    return [{"table": short(e.table), "action": e.action, "key": e.key[:60], "bytes": [e.bytes_before, e.bytes_after],
+             "attributes": list(e.attributes), "wru": e.table_wru(item_kb), "wru_own_size": e.table_wru(),
+             "index_wru": e.index_wru} for e in entries]
+
+
+def print_breakdown(kind: str, rows: list[dict], one_wru: float) -> None:
+    print(f"  {kind}: every DynamoDB item written by the last one-message sync (WRU: table write by the meter's "
+          f"rule / by the item's own size; index writes)")
+    print(f"    {'table':<16} {'action':<28} {'bytes before→after':>19} {'WRU':>4} {'own':>4} {'index':<44} attributes")
+    total = own = 0.0
+    by_table: dict[str, float] = {}
+    for row in rows:
+        index = sum(row["index_wru"].values())
+        total += row["wru"] + index
+        own += row["wru_own_size"] + index
+        by_table[row["table"]] = by_table.get(row["table"], 0.0) + row["wru"] + index
+        sizes = f"{row['bytes'][0]}→{row['bytes'][1]}"
+        indexes = ", ".join(f"{name} {units:g}" for name, units in row["index_wru"].items())
+        print(f"    {row['table']:<16} {row['action']:<28} {sizes:>19} {row['wru']:>4g} {row['wru_own_size']:>4g} "
+              f"{indexes:<44} {','.join(row['attributes'])[:70]}")
+    print(f"    total {total:g} WRU by the meter's rule ({own:g} by own sizes); the run's mean one-message sync: "
+          f"{one_wru:g}; per table: " + ", ".join(f"{t} {u:g}" for t, u in sorted(by_table.items(),
+                                                                                   key=lambda x: -x[1])))
+
+
 def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | None = None,
-            personal: bool = False, batch: int = CHECK_BATCH) -> dict:
+            personal: bool = False, batch: int = CHECK_BATCH, breakdown: bool = False) -> dict:
     from bench.cost.worlds import WORLDS
     from chalicelib.config import get_settings
     from chalicelib.models.mailbox import Mailbox
@@ -357,10 +392,15 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
                     sync_once(world, meter)
             beat, beat_cpu, beat_trips = phase(world, meter, heartbeats)
 
+            ledger: list = []
+
             def active_syncs():
                 for n in range(messages):
+                    if breakdown and n == messages - 1:
+                        meter.ledger = ledger
                     world.deliver(n)
                     sync_once(world, meter, reason="push" if pushed else "schedule")
+                    meter.ledger = None
             active, active_cpu, active_trips = phase(world, meter, active_syncs)
             token_cpu = refresh_cpu(world, meter) if kind in TOKEN_REFRESH else 0.0
             item_kb = mean_item_kb()
@@ -440,7 +480,9 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
     in_worker = idle_month_at(worker_memory_gb())        # what-if: the checks billed at the worker's size
     what_if = {"check_memory_gb": checker_gb, "check_batch": batch, "check_concurrency": overlap,
                "idle_month_usd_if_checks_ran_at_worker_memory": round(sum(in_worker.values()), 5)}
+    rows = itemized(ledger, item_kb) if breakdown else []
     return {
+        **({"one_message_writes": rows} if breakdown else {}),
         "idle_sync": {"aws_calls": {f"{s}.{o}": round(n, 2) for (s, o), n in idle_one.calls.items()},
                       "wru": round(idle_one.wru(item_kb), 2), "rru": round(idle_one.rru, 2),
                       "kms": round(idle_one.kms, 2), "provider_round_trips": round(idle_trips_per_sync, 2),
@@ -478,6 +520,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="price the check function at this size (default: its prod size in .chalice/config.json)")
     parser.add_argument("--check-batch", type=int, default=CHECK_BATCH,
                         help="scheduled jobs per check invocation, each in a tenant of its own (1: a lone job)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="list every DynamoDB item the last one-message sync wrote: table, operation, size, "
+                             "units, index writes")
     parser.add_argument("--personal", action="store_true",
                         help="a user's personal mailbox (it has an owner: its item is also in the by_owner index) "
                              "instead of a shared one")
@@ -488,7 +533,7 @@ def main(argv: list[str] | None = None) -> dict:
               "mailbox_kind": "personal" if args.personal else "shared", "kinds": {}}
     for kind in args.kinds.split(","):
         figures = measure(kind, args.idle_syncs, args.messages, args.check_memory_mb / 1024 or None, args.personal,
-                          max(1, args.check_batch))
+                          max(1, args.check_batch), args.breakdown)
         result["kinds"][kind] = figures
         print(f"{kind}: idle ${figures['idle_month_usd']:.4f}/mailbox-month "
               f"({'meets' if figures['idle_month_usd'] <= TARGETS['idle'] else 'over'} ${TARGETS['idle']}), "
@@ -500,6 +545,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  active month: {figures['active_breakdown']}")
         print(f"  check function: {figures['check_function']}")
         print(f"  mailbox item what-if: {figures['mailbox_item_what_if']}")
+        if args.breakdown:
+            print_breakdown(kind, figures["one_message_writes"], figures["sync_with_one_message"]["wru"])
     result["check_batch"] = max(1, args.check_batch)
     name = "cost_personal" if args.personal else "cost"
     record(name if result["check_batch"] == CHECK_BATCH else f"{name}_check_batch_{result['check_batch']}", result)

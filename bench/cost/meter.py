@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import botocore.client
 
 DDB_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
+DDB_ITEM_WRITES = DDB_WRITES | {"BatchWriteItem", "TransactWriteItems"}
 
 
 def item_bytes(item: dict) -> int:
@@ -127,6 +128,7 @@ class Meter:
         self.paused = False       # the harness's own calls (polling the queues, as Lambda's poller does)
         self.original = botocore.client.BaseClient._make_api_call
         self.indexes = IndexWrites(self.original)
+        self.ledger: list[WriteEntry] | None = None     # set to a list: every DynamoDB item write, itemized
         meter = self
 
         def metered(client, operation, params):
@@ -134,11 +136,15 @@ class Meter:
                 return meter.original(client, operation, params)
             service = client.meta.service_model.service_name
             started, cpu = time.perf_counter(), time.process_time()
+            itemized = meter.ledger is not None and service == "dynamodb" and operation in DDB_ITEM_WRITES
             try:
                 before = meter.indexes.images(client, operation, params) if service == "dynamodb" else None
+                ledger = meter.indexes.itemize_before(client, operation, params) if itemized else None
                 result = meter.original(client, operation, params)
                 if before:
                     meter.usage.wru_index += meter.indexes.writes(client, before)
+                if ledger is not None:
+                    meter.ledger.extend(meter.indexes.itemize_after(client, ledger))
             finally:
                 meter.usage.wall += time.perf_counter() - started
                 meter.usage.cpu += time.process_time() - cpu
@@ -221,12 +227,41 @@ class Meter:
                              for r in result.get("Responses", []))
 
 
+@dataclass
+class WriteEntry:
+    """One item written (the `--breakdown` ledger): its table, how (`PutItem`, `TransactWriteItems.Update`, ...),
+    its key, its size before and after (bytes, `item_bytes`), the index writes it caused ({index: WRU}) and,
+    for an update, the attributes its expression names."""
+    table: str
+    action: str
+    key: str
+    bytes_before: int
+    bytes_after: int
+    index_wru: dict[str, float]
+    attributes: tuple[str, ...] = ()
+
+    @property
+    def rate(self) -> int:
+        return 2 if self.action.startswith("TransactWriteItems") else 1
+
+    def table_wru(self, mean_item_kb: dict[str, float] | None = None) -> float:
+        """The table write's units: by the meter's rule (`mean_item_kb` given: a put by the item written, an
+        update or delete by the table's mean item size) or by the item's own size (the larger of before and
+        after: "Item sizes and formats", capacity-mode.html) — both at twice the rate in a transaction."""
+        put = self.action.endswith("Put") or self.action == "PutItem"
+        if mean_item_kb is not None and not put:
+            return self.rate * max(1, math.ceil(mean_item_kb.get(self.table, 1.0)))
+        size = self.bytes_after if put and mean_item_kb is not None else max(self.bytes_before, self.bytes_after)
+        return self.rate * max(1, math.ceil(size / 1024))
+
+
 class IndexWrites:
     """The global secondary index writes a DynamoDB write causes (rules in the module docstring)."""
 
     def __init__(self, call):
         self.call = call                                   # the unmetered `_make_api_call`
         self.tables: dict[str, tuple[list[str], list[tuple[list[str], str, list[str]]]]] = {}
+        self.index_names: dict[str, list[str]] = {}
 
     def _table(self, client, name: str) -> tuple[list[str], list[tuple[list[str], str, list[str]]]]:
         """(the table's key attributes, [(index key attributes, projection type, included attributes)])."""
@@ -237,31 +272,40 @@ class IndexWrites:
                         index["Projection"].get("NonKeyAttributes", []))
                        for index in table.get("GlobalSecondaryIndexes", [])]
             self.tables[name] = (keys, indexes)
+            self.index_names[name] = [index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])]
         return self.tables[name]
 
     def _targets(self, client, operation: str, params: dict) -> list[tuple[str, dict]]:
-        """(table, key) of every item the write touches."""
-        found: list[tuple[str, dict]] = []
+        """(table, key) of every item the write touches in a table with indexes."""
+        return [(table, key) for table, _, key, _ in self.actions(client, operation, params)
+                if self._table(client, table)[1]]
 
-        def add(table: str, item_or_key: dict) -> None:
-            keys, indexes = self._table(client, table)
-            if indexes:
-                found.append((table, {name: item_or_key[name] for name in keys}))
+    def actions(self, client, operation: str, params: dict) -> list[tuple[str, str, dict, dict]]:
+        """(table, action, key, request body) of every item the write touches; action is the operation, or
+        `<operation>.<Put|Update|Delete>` inside a batch or a transaction."""
+        found: list[tuple[str, str, dict, dict]] = []
+
+        def add(table: str, action: str, item_or_key: dict, body: dict) -> None:
+            keys, _ = self._table(client, table)
+            found.append((table, action, {name: item_or_key[name] for name in keys}, body))
 
         if operation == "PutItem":
-            add(params["TableName"], params["Item"])
+            add(params["TableName"], operation, params["Item"], params)
         elif operation in ("UpdateItem", "DeleteItem"):
-            add(params["TableName"], params["Key"])
+            add(params["TableName"], operation, params["Key"], params)
         elif operation == "BatchWriteItem":
             for table, requests in params["RequestItems"].items():
                 for request in requests:
-                    add(table, request["PutRequest"]["Item"] if "PutRequest" in request
-                        else request["DeleteRequest"]["Key"])
+                    if "PutRequest" in request:
+                        add(table, "BatchWriteItem.Put", request["PutRequest"]["Item"], request["PutRequest"])
+                    else:
+                        add(table, "BatchWriteItem.Delete", request["DeleteRequest"]["Key"], request["DeleteRequest"])
         elif operation == "TransactWriteItems":
             for entry in params["TransactItems"]:
                 (kind, body), = entry.items()
                 if kind != "ConditionCheck":
-                    add(body["TableName"], body["Item"] if kind == "Put" else body["Key"])
+                    add(body["TableName"], f"TransactWriteItems.{kind}", body["Item"] if kind == "Put" else body["Key"],
+                        body)
         return found
 
     def _image(self, client, table: str, key: dict) -> dict:
@@ -274,13 +318,35 @@ class IndexWrites:
 
     def writes(self, client, before: list[tuple[str, dict, dict]]) -> float:
         """WRU of the index writes between `before` and the items now stored."""
-        total = 0.0
-        for table, key, old in before:
+        return sum(sum(self.per_index(client, table, old, self._image(client, table, key)).values())
+                   for table, key, old in before)
+
+    def per_index(self, client, table: str, old: dict, new: dict) -> dict[str, float]:
+        """{index name: WRU} of the index writes turning `old` into `new` (only the indexes written)."""
+        keys, indexes = self._table(client, table)
+        names = self.index_names.get(table, [])
+        out = {}
+        for name, (index_keys, projection, included) in zip(names, indexes):
+            units = _index_write_units(keys, index_keys, projection, included, old, new)
+            if units:
+                out[name] = units
+        return out
+
+
+    def itemize_before(self, client, operation: str, params: dict) -> list[tuple[str, str, dict, dict, dict]]:
+        """(table, action, key, request body, item before) of every item a write touches (the ledger)."""
+        return [(table, action, key, body, self._image(client, table, key))
+                for table, action, key, body in self.actions(client, operation, params)]
+
+    def itemize_after(self, client, before: list[tuple[str, str, dict, dict, dict]]) -> list[WriteEntry]:
+        entries = []
+        for table, action, key, body, old in before:
             new = self._image(client, table, key)
-            keys, indexes = self._table(client, table)
-            for index_keys, projection, included in indexes:
-                total += _index_write_units(keys, index_keys, projection, included, old, new)
-        return total
+            names = tuple(sorted(set((body.get("ExpressionAttributeNames") or {}).values())))
+            entries.append(WriteEntry(table, action, "/".join(str(next(iter(v.values()))) for v in key.values()),
+                                      item_bytes(old), item_bytes(new), self.per_index(client, table, old, new),
+                                      names if "UpdateExpression" in body else ()))
+        return entries
 
 
 def _index_entry(table_keys: list[str], index_keys: list[str], projection: str, included: list[str],

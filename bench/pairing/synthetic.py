@@ -99,7 +99,7 @@ def messages(tenant_id: str, mailbox_id: str, shape: Directory, count: int, seed
         date = f"2026-11-{1 + n * 20 // count:02d}T08:{n % 60:02d}:00Z"
         yield Message(message_id, tenant_id=tenant_id, mailbox_id=mailbox_id, folder=folder,
                       mailbox_folder=f"{mailbox_id}#{folder}", date_key=f"{date}#{message_id}", direction=direction,
-                      rfc_message_id=rfc_id, rfc_key=f"{tenant_id}#{rfc_id}", in_reply_to=reply_to,
+                      rfc_message_id=rfc_id, in_reply_to=reply_to,
                       references=[reply_to] if reply_to else [], subject=subject,
                       from_addr={"name": "Sender", "email": sender}, to=[{"name": "", "email": a} for a in to],
                       date=date, headers={}, imported_at=date)

@@ -2,8 +2,11 @@
 
 Normalization: NFKD, combining marks dropped (accents folded: "Poptávka" → "poptavka"), NFKC, casefold.
 Words are runs of letters/digits/underscore (`\\w`) of 2–64 characters. An address entry gives its whole
-address, its local part, its domain, and the words of each and of the display name, so "jan@acme.example",
-"@acme.example", "acme" and "Novák" all find Jan Novák's mail. A message is indexed under at most
+address, its domain, and the words of both and of the display name, so "jan@acme.example", "@acme.example",
+"acme" and "Novák" all find Jan Novák's mail, and "jan.novak" finds jan.novak@… by its words. Every token is one
+a query can ask for (`query_tokens`: a word, a whole address, a domain): the local part is not a token of its
+own — a query never yields "jan.novak" (its words, "jan" and "novak", are tokens), and a one-word local part is
+already a word — so no posting is written that no query can read. A message is indexed under at most
 `MAX_MESSAGE_TOKENS` distinct tokens of its subject, participants (from, to, cc, bcc), snippet and attachment
 names, in that order. No prefixes and no stemming: a query word matches whole tokens only.
 """
@@ -40,11 +43,11 @@ def address_tokens(entry: Any) -> list[str]:
     email = fold(str(entry.get("email") or "")).strip()
     tokens: list[str] = []
     if email and len(email) <= MAX_ADDRESS_TOKEN:
-        local, at, domain = email.rpartition("@")
+        _, at, domain = email.rpartition("@")
         tokens.append(email)
-        if at:
-            tokens += [t for t in (local, domain) if MIN_TOKEN <= len(t) <= MAX_ADDRESS_TOKEN]
-        tokens += words(email)
+        if at and MIN_TOKEN <= len(domain) <= MAX_ADDRESS_TOKEN:
+            tokens.append(domain)
+        tokens += words(email)       # the local part's words (a one-word local part is one of them)
     return tokens + words(entry.get("name"))
 
 

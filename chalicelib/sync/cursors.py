@@ -6,7 +6,8 @@ at least this cursor". Every write is ONE DynamoDB transaction (TransactWriteIte
     any mailbox-side sync state is set in the same write), and
   - the cursor item itself,
 so a worker whose lease lapsed can never move a cursor (a transaction is all-or-nothing: DynamoDB Developer
-Guide, "Amazon DynamoDB Transactions").
+Guide, "Amazon DynamoDB Transactions"). Several folders' cursors may share one such transaction (`also`): one
+mailbox update — the lease condition and extension — for all of them, each item in a transaction billed twice.
 
 Epochs: a cursor item belongs to `Mailbox.cursor_epoch`; when the account or server of a mailbox changes the
 API bumps the epoch and every older cursor reads as "initial import pending" (the store dedupes the re-listed
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
@@ -69,15 +71,21 @@ def _item(mailbox: Mailbox, state: FolderState) -> SyncCursor:
                       since=state.since, resyncs=list(state.resyncs), updated_at=state.updated_at or now_iso())
 
 
-def save(mailbox: Mailbox, lease: Lease | None, state: FolderState, mailbox_actions: list | None = None) -> None:
-    """Persist one folder's state (and `mailbox_actions`) as the lease holder; raises LeaseLost."""
+def save(mailbox: Mailbox, lease: Lease | None, state: FolderState, mailbox_actions: list | None = None,
+         also: Sequence[FolderState] = ()) -> None:
+    """Persist one folder's state (and `mailbox_actions`) as the lease holder — with other folders' states
+    (`also`) in the same transaction, behind the same one mailbox update; raises LeaseLost."""
     state.updated_at = now_iso()
+    also = [other for other in also if other.scope != state.scope]
+    for other in also:
+        other.updated_at = state.updated_at
     actions = list(mailbox_actions or [])
     condition = Mailbox.mailbox_id.exists()
     if lease is not None:
         condition = condition & (Mailbox.lease_owner == lease.owner)
         actions.append(Mailbox.lease_expires_at.set(time.time() + lease_seconds()))
-    legacy = {scope: entry for scope, entry in (mailbox.cursors or {}).items() if scope != state.scope}
+    saved = {state.scope} | {other.scope for other in also}
+    legacy = {scope: entry for scope, entry in (mailbox.cursors or {}).items() if scope not in saved}
     if mailbox.cursors is not None:
         actions.append(Mailbox.cursors.remove())
     if not actions:
@@ -86,6 +94,8 @@ def save(mailbox: Mailbox, lease: Lease | None, state: FolderState, mailbox_acti
         with TransactWrite(connection=transaction_connection()) as transaction:
             transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id), actions=actions, condition=condition)
             transaction.save(_item(mailbox, state))
+            for other in also:
+                transaction.save(_item(mailbox, other))
             for scope, entry in legacy.items():
                 transaction.save(_item(mailbox, FolderState(scope, (entry or {}).get("cursor"),
                                                             (entry or {}).get("since"),

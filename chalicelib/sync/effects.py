@@ -13,13 +13,16 @@ finds the message's links.
 Pages (`complete_page`, what the engine uses): messages created by `store_page` carry no `owed` of their own;
 the transaction that creates and counts them also records ONE page debt on the mailbox (`PageDebt`, an element
 of `Mailbox.owed_pages`). A page pays it with one batched pairing, one queue message carrying its events, and
-one transaction storing the events and removing the debt — no write per message. The
+its events stored and the debt removed (`settle_debts`: a small page's events in one BatchWriteItem, then one
+update; a large page's in one transaction with the update) — no write per message. The
 engine pays any debt a dead sync left (`pay_debts`) before it syncs; the renewer sweeps debts older than a
 few minutes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -145,27 +148,77 @@ def read_debt(key: str) -> PageDebt | None:
         return None
 
 
+BATCH_WRITE_ITEMS = 25       # BatchWriteItem: at most 25 puts a request
+_deferred_clears: ContextVar[set[str] | None] = ContextVar("deferred_debt_clears", default=None)
+
+
+@contextlib.contextmanager
+def clears_deferred() -> Iterator[set[str]]:
+    """Within it, `settle_debts` stores a small page's events as ever but leaves the debts to remove in the
+    yielded set instead of updating the mailbox: the caller removes them (`Mailbox.owed_pages.delete`) in a
+    mailbox write it makes anyway, after those events are stored — the sync engine, in its next cursor
+    transaction (`sync/engine.py`), which spares one mailbox update per page. Until then a debt stays open: a
+    crash replays it (its events are the same items), as between the two steps of `settle_debts`."""
+    keys: set[str] = set()
+    token = _deferred_clears.set(keys)
+    try:
+        yield keys
+    finally:
+        _deferred_clears.reset(token)
+
+
 def settle_debts(mailbox: Mailbox, keys: Sequence[str], events: Sequence[Event] = ()) -> None:
-    """Remove paid debts from the mailbox and store their `message.created` events, together: one
-    TransactWriteItems (≤ 99 events + the mailbox; all-or-nothing, so an event is stored exactly when its debt
-    is cleared), or one UpdateItem without events. The events are plain puts: `created_event` builds the same
-    bytes on every replay, and the notifier may have stored them first. A mailbox deleted meanwhile is left
-    deleted (the condition) and its debts with it."""
+    """Store paid debts' `message.created` events and remove the debts from the mailbox, so that a debt is
+    cleared only once its events are stored. The events are plain puts: `created_event` builds the same bytes
+    on every replay and the notifier may have stored them first.
+
+    Up to `BATCH_WRITE_ITEMS` events (a one-message push sync's page, most pages of a mailbox kept in sync):
+    one BatchWriteItem, THEN the debt removed (`clear_debts`) — the order is the guarantee: a crash between the
+    two leaves the debt open with its events stored, and the replay pays it again (pairing is idempotent, the
+    event ids stable, the puts rewrite the same items). A transaction bills every item twice (DynamoDB
+    Developer Guide, "Amazon DynamoDB Transactions", capacity management), so this is one WRU per event and
+    one mailbox update instead of two of each, for one more call. More events (an initial import's pages of
+    ≤ 99): ONE TransactWriteItems (the events + the mailbox, all-or-nothing), which keeps a page at a few
+    calls (≤ 0.1 DynamoDB calls per message) where puts would take one call per 25 events. A mailbox deleted
+    meanwhile is left deleted (the condition) and its debts with it."""
     if not keys:
         return
-    target = Mailbox(mailbox.tenant_id, mailbox.mailbox_id)
-    actions = [Mailbox.owed_pages.delete(set(keys))]
-    try:
+    if len(events) <= BATCH_WRITE_ITEMS:
         if events:
-            with TransactWrite(connection=transaction_connection()) as transaction:
+            with Event.batch_write() as batch:
                 for event in events:
-                    transaction.save(event)
-                transaction.update(target, actions=actions, condition=Mailbox.mailbox_id.exists())
-        else:
-            target.update(actions=actions, condition=Mailbox.mailbox_id.exists())
-    except (UpdateError, TransactWriteError) as exc:
-        if getattr(exc, "cause_response_code", "") not in ("ConditionalCheckFailedException",
-                                                             "TransactionCanceledException"):
+                    batch.save(event)
+        deferred = _deferred_clears.get()
+        if deferred is None:
+            clear_debts(mailbox, keys)
+        else:                                   # the caller removes them in a mailbox write it makes anyway
+            deferred.update(keys)
+            if mailbox.owed_pages:
+                mailbox.owed_pages = set(mailbox.owed_pages) - set(keys) or None
+        return
+    target = Mailbox(mailbox.tenant_id, mailbox.mailbox_id)
+    try:
+        with TransactWrite(connection=transaction_connection()) as transaction:
+            for event in events:
+                transaction.save(event)
+            transaction.update(target, actions=[Mailbox.owed_pages.delete(set(keys))],
+                               condition=Mailbox.mailbox_id.exists())
+    except TransactWriteError as exc:
+        if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+            raise
+        logger.info("page debts of a deleted mailbox dropped", extra={"mailbox_id": mailbox.mailbox_id})
+    if mailbox.owed_pages:
+        mailbox.owed_pages = set(mailbox.owed_pages) - set(keys) or None
+
+
+def clear_debts(mailbox: Mailbox, keys: Sequence[str]) -> None:
+    """Remove paid debts from the mailbox: one UpdateItem (set DELETE: idempotent). A mailbox deleted
+    meanwhile is left deleted (the condition) and its debts with it."""
+    target = Mailbox(mailbox.tenant_id, mailbox.mailbox_id)
+    try:
+        target.update(actions=[Mailbox.owed_pages.delete(set(keys))], condition=Mailbox.mailbox_id.exists())
+    except UpdateError as exc:
+        if getattr(exc, "cause_response_code", "") != "ConditionalCheckFailedException":
             raise
         logger.info("page debts of a deleted mailbox dropped", extra={"mailbox_id": mailbox.mailbox_id})
     if mailbox.owed_pages:
@@ -180,8 +233,8 @@ def complete_page(messages: Sequence[Message], mailbox: Mailbox | None = None, *
     batched pairing (`pairing.page.pair_page`), ONE queue message carrying their `message.created` events
     whole, followed by the `message.paired` events of the links the pairing created (`paired_event`; stored
     by the notifier) (sent BEFORE the events are stored, so a crash in between only repeats the announcement — same
-    event ids — and the notifier stores an event it receives first), then per debt one transaction storing
-    its events and removing it (`settle_debts`). If any pairing failed the debts stay (never announced before
+    event ids — and the notifier stores an event it receives first), then per debt its events stored and the
+    debt removed, never before its events (`settle_debts`). If any pairing failed the debts stay (never announced before
     paired) for the replay or the sweep. Messages with a debt of their own (`owed`: stored one by one) go
     through `complete`."""
     owing = [m for m in messages if m.owed]

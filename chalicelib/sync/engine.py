@@ -9,7 +9,11 @@ means "the store has incorporated every remote change up to at least this cursor
     (`effects.complete_page`: one directory read for pairing, one queue message of `message.created` events)
     → record the read state reported for stored messages (`changed` and `flags` refs: one batched read, the
     changed ones written in transactions, `threads/unread.py`) → store.mark_removed → ONLY THEN persist
-    next_cursor (one transaction conditioned on the lease).
+    next_cursor (one transaction conditioned on the lease). A folder's cursor after its last page is written
+    with the run's next cursor write — another folder's, in the same transaction — or at the run's end (also
+    when a later folder fails): later than its page, never before, and one mailbox update for several folders.
+    The page debts a page's effects paid (their events stored) are removed in that same mailbox update
+    (`effects.clears_deferred`), not in one of their own.
 
 Bounded memory: fetched messages are held until `page_raw_bytes` (setting `MAILBRIDGE_PAGE_RAW_BYTES`, default
 32 MiB) would be passed, then stored and dropped; a page stores in as many parts as its raw mail needs.
@@ -47,6 +51,7 @@ from chalicelib.sync.lease import Lease, LeaseLost
 from chalicelib.timeutil import isoformat, now_iso, parse_iso, utcnow
 
 MAX_RESYNCS_PER_DAY = 3
+MAX_PENDING_CURSORS = 20          # finished folders' cursors written together (a transaction takes 100 actions)
 RESYNC_WINDOW = timedelta(hours=24)
 
 
@@ -103,12 +108,43 @@ class _Run:
         self.max_bytes = get_settings().max_message_bytes
         self.page_raw_bytes = get_settings().page_raw_bytes
         self.states = cursors.load_all(mailbox)
+        # A folder's cursor after its LAST page is held here and written with the next cursor write of this
+        # run (another folder's, in the same transaction) or at its end: a sync of several folders then pays
+        # one lease-conditioned mailbox update for their final cursors, not one each.
+        self.pending: dict[str, FolderState] = {}
+        self.paid_debts: set[str] = set()        # page debts paid, removed with the next cursor write (`run`)
 
     def _state(self, folder: str) -> FolderState:
         return self.states.setdefault(folder, FolderState(folder))
 
     def _persist(self, state: FolderState, actions: list | None = None) -> None:
-        cursors.save(self.mailbox, self.lease, state, actions)
+        """Write `state` (and `actions`) with the cursors of finished folders still pending and the removal of
+        the page debts already paid (`effects.clears_deferred`): one transaction."""
+        debts = sorted(self.paid_debts)
+        actions = list(actions or []) + ([Mailbox.owed_pages.delete(set(debts))] if debts else [])
+        cursors.save(self.mailbox, self.lease, state, actions, also=list(self.pending.values()))
+        self.pending.clear()
+        self.paid_debts.difference_update(debts)
+
+    def _flush_cursors(self) -> None:
+        """Persist the finished folders' cursors still pending (one transaction, with the paid debts' removal),
+        if any; paid debts without a cursor to ride on are removed by one update."""
+        if self.pending:
+            first, *rest = self.pending.values()
+            del self.pending[first.scope]
+            self._persist(first)
+        if self.paid_debts:
+            debts = sorted(self.paid_debts)
+            effects.clear_debts(self.mailbox, debts)
+            self.paid_debts.difference_update(debts)
+
+    def _flush_after_failure(self) -> None:
+        """A later folder failed: what the finished folders reached is still persisted (the failure is the one
+        raised; a flush that fails too — a lost lease — is only logged)."""
+        try:
+            self._flush_cursors()
+        except Exception:  # noqa: BLE001 - the original failure is what propagates
+            logger.warning("pending folder cursors not persisted after a failure", exc_info=True)
 
     def _begin_resync(self, folder: str, error: ProviderError) -> None:
         """Reset the folder's cursor (bounded); raise the CURSOR_INVALID error once over the cap."""
@@ -272,7 +308,10 @@ class _Run:
                 raise ProviderError(ErrorCode.PERMANENT, f"provider did not advance the cursor of {folder!r}")
             if change_set.next_cursor != cursor or state.cursor is None:
                 state.cursor = change_set.next_cursor
-                self._persist(state)
+                if change_set.has_more or len(self.pending) >= MAX_PENDING_CURSORS:
+                    self._persist(state)
+                else:
+                    self.pending[folder] = state          # the folder is done: written with the next one
             self.counts.add(delta)
             cursor = change_set.next_cursor
             if not change_set.has_more:
@@ -281,16 +320,26 @@ class _Run:
                 return False
 
     def run(self) -> SyncResult:
+        with effects.clears_deferred() as self.paid_debts:
+            try:
+                return self._run()
+            except Exception:
+                self._flush_after_failure()
+                raise
+
+    def _run(self) -> SyncResult:
         self._pay_debts()
         folders = folders_to_sync(self.mailbox, self.provider.folders())   # a missing named one → folder_errors
         for index, folder in enumerate(folders):
             finished = self.sync_folder(folder)
             out_of_time = self.clock() >= self.deadline and index < len(folders) - 1
             if not finished or out_of_time:
+                self._flush_cursors()
                 self.result.outcome = "continue"
                 self.result.final_actions = [Mailbox.sync_stage.set("queued")]
                 logger.info("checkpoint: continuing in a new invocation", extra={"folder": folder})
                 return self.result
+        self._flush_cursors()
         actions = [Mailbox.sync_stage.set("idle"), Mailbox.last_success_at.set(now_iso()),
                    Mailbox.not_before.remove()]
         if self.result.folder_errors:

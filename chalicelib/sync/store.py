@@ -32,7 +32,7 @@ from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.models.message import Message
+from chalicelib.models.message import Message, raw_key
 from chalicelib.privacy.lists import lists_for, never_import
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync.mime import ParsedMessage, parse_message
@@ -55,10 +55,6 @@ class SaveOutcome:
     message: Message
     created: bool
     debt: str | None = None     # the page debt (sync/effects.py) that records what this new message owes
-
-
-def raw_key(tenant_id: str, mailbox_id: str, message_id: str) -> str:
-    return f"raw/{tenant_id}/{mailbox_id}/{message_id}.eml"
 
 
 def provider_key(mailbox_id: str, folder: str, provider_id: str) -> str:
@@ -98,7 +94,7 @@ def _build_item(mailbox: Mailbox, fetched: FetchedMessage, message_id: str, pars
         mailbox_folder=f"{mailbox.mailbox_id}#{folder}", date_key=f"{date}#{message_id}",
         direction=direction_of(mailbox, folder, parsed.from_addr), provider_id=ref.provider_id,
         provider_key=provider_key(mailbox.mailbox_id, folder, ref.provider_id), thread_id=ref.thread_id,
-        rfc_message_id=rfc_id, rfc_key=f"{mailbox.tenant_id}#{rfc_id.lower()}" if rfc_id else None,
+        rfc_message_id=rfc_id,
         in_reply_to=parsed.in_reply_to, references=list(parsed.references), subject=parsed.subject,
         from_addr=parsed.from_addr, to=parsed.to, cc=parsed.cc, bcc=parsed.bcc, reply_to=parsed.reply_to,
         date=date, has_attachments=parsed.has_attachments, attachments=parsed.attachments,

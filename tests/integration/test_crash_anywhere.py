@@ -85,7 +85,8 @@ def install(monkeypatch, killer: Killer) -> None:
     wrap(effects, "pair_page", "pair")
     wrap(Event, "save", "event_put")
     wrap(effects, "_settle", "settle")
-    wrap(effects, "settle_debts", "settle")               # the page's events stored + its debt cleared
+    wrap(effects, "settle_debts", "settle")               # the page's events stored, then its debt cleared
+    wrap(effects, "clear_debts", "settle")                # ... a kill between the two: events stored, debt open
     wrap(cursors, "save", "cursor")
     sqs = aws_clients.sqs()
     monkeypatch.setattr(aws_clients, "sqs", lambda: sqs)

@@ -41,7 +41,7 @@ def make_message(mailbox: Mailbox, *, sender="jan@customer.example", to=("alice@
     message_id = stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, folder, rfc_id)
     message = Message(message_id, tenant_id=mailbox.tenant_id, mailbox_id=mailbox.mailbox_id, folder=folder,
                       mailbox_folder=f"{mailbox.mailbox_id}#{folder}", date_key=f"{date}#{message_id}",
-                      direction=direction, rfc_message_id=rfc_id, rfc_key=f"{mailbox.tenant_id}#{rfc_id.lower()}",
+                      direction=direction, rfc_message_id=rfc_id,
                       in_reply_to=in_reply_to, references=list(references), subject=subject, thread_id=thread_id,
                       from_addr={"name": "Jan Novák", "email": sender},
                       to=[{"name": "", "email": a} for a in to], cc=[{"name": "", "email": a} for a in cc],

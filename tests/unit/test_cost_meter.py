@@ -82,3 +82,33 @@ def test_the_meter_bills_the_index_entries_a_put_creates(aws):
     assert meter.usage.wru_put == 2 + 1
     assert meter.usage.wru_index == 2 + (2 + 2)          # the new entry; then the old deleted, the new put
     assert meter.usage.calls[("dynamodb", "GetItem")] == 0     # the meter's own reads are not metered
+
+
+def test_the_ledger_itemizes_every_write_with_its_index_units(aws):
+    """Guards `bench.cost --breakdown`: each item a write touches is listed with its table, how it was written,
+    its size before and after, its units (twice in a transaction) and its index writes per GSI."""
+    import boto3
+
+    from bench.cost.meter import Meter
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(TableName="ledgered", BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                                {"AttributeName": "owner", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                          GlobalSecondaryIndexes=[{"IndexName": "by_owner",
+                                                   "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}],
+                                                   "Projection": {"ProjectionType": "ALL"}}])
+    meter = Meter()
+    meter.ledger = []
+    try:
+        dynamodb.transact_write_items(TransactItems=[{"Put": {"TableName": "ledgered", "Item": {
+            "pk": {"S": "a"}, "owner": {"S": "u1"}, "x": {"S": "y" * 1500}}}}])
+        dynamodb.update_item(TableName="ledgered", Key={"pk": {"S": "a"}}, UpdateExpression="SET #x = :x",
+                             ExpressionAttributeNames={"#x": "x"}, ExpressionAttributeValues={":x": {"S": "z"}})
+    finally:
+        meter.close()
+    put, update = meter.ledger
+    assert (put.table, put.action, put.key, put.bytes_before) == ("ledgered", "TransactWriteItems.Put", "a", 0)
+    assert put.table_wru() == 2 * 2 and put.index_wru == {"by_owner": 2}
+    assert (update.action, update.attributes, update.bytes_after) == ("UpdateItem", ("x",), 2 + 1 + 5 + 2 + 1 + 1)
+    assert update.table_wru() == 2 and update.table_wru({"ledgered": 0.3}) == 1 and update.index_wru == {"by_owner": 1}

@@ -50,7 +50,6 @@ def test_new_message_writes_one_object_and_one_item(mailbox):
     message = Message.get(outcome.message.message_id)
     assert message.subject == "Offer" and message.direction == "inbound"
     assert message.rfc_message_id == "offer-1@acme.example"
-    assert message.rfc_key == f"{mailbox.tenant_id}#offer-1@acme.example"
     assert message.provider_key == "mbx_1#inbox#7:1" and message.mailbox_folder == "mbx_1#inbox"
     assert message.date_key == f"{message.date}#{message.message_id}"
     assert message.has_attachments and message.attachments[0]["filename"] == "a.txt"
@@ -89,7 +88,7 @@ def test_message_without_message_id_is_keyed_by_content(mailbox):
     again = store.save_fetched(mailbox, fetched(raw, uid="7:5"))
     other = store.save_fetched(mailbox, fetched(make_message(message_id="", body="other"), uid="7:2"))
     assert first.message.message_id == again.message.message_id != other.message.message_id
-    assert first.message.rfc_key is None
+    assert first.message.rfc_message_id is None
     assert len(all_messages()) == 2
 
 

@@ -532,3 +532,49 @@ def test_oversize_messages_are_counted_as_skipped_and_recorded(aws, monkeypatch)
     kept = stored(mailbox)
     assert len(kept) == 3 and all(m.skipped_reason and m.raw_s3_key is None for m in kept)
     assert counts_of(reload(mailbox))["skipped"] == 3
+
+
+def test_finished_folders_cursors_share_one_transaction(aws, monkeypatch):
+    """Guards the WRU a sync of several folders pays for its cursors: the folders' final cursors go in ONE
+    lease-conditioned transaction (one mailbox update), not one each — and only after their pages are stored."""
+    from chalicelib.sync import cursors
+    mailbox = make_mailbox()
+    provider = FakeProvider({"inbox": 3, "sent": 2})
+    saves: list[list[str]] = []
+    real_save = cursors.save
+
+    def counting(mailbox, lease, state, mailbox_actions=None, also=()):
+        saves.append(sorted([state.scope] + [other.scope for other in also]))
+        assert len(stored(mailbox)) == 5                  # after both folders' pages were stored
+        return real_save(mailbox, lease, state, mailbox_actions, also)
+    monkeypatch.setattr(cursors, "save", counting)
+    engine.sync_mailbox(mailbox, provider, FAR, options=SyncOptions(page_size=10),
+                        after_store=effects.announce_only)
+    assert saves == [["inbox", "sent"]]
+    assert len(stored(mailbox)) == 5
+    assert cursor_field(reload(mailbox), "inbox") == "1:3" and cursor_field(reload(mailbox), "sent") == "1:2"
+
+
+def test_a_finished_folder_keeps_its_cursor_when_a_later_folder_fails(aws):
+    """Guards against a pending cursor (written with the next one) being lost when the next folder fails."""
+    mailbox = make_mailbox()
+    provider = FakeProvider({"inbox": 3, "sent": 2})
+    provider.fail_on[("changes", "sent")] = [ProviderError(ErrorCode.TEMPORARY, "connection reset")]
+    with pytest.raises(ProviderError):
+        engine.sync_mailbox(mailbox, provider, FAR, options=SyncOptions(page_size=10),
+                            after_store=effects.announce_only)
+    assert cursor_field(reload(mailbox), "inbox") == "1:3" and cursor_field(reload(mailbox), "sent") is None
+
+
+def test_paid_page_debts_leave_with_the_cursor_write(aws, monkeypatch):
+    """Guards the mailbox writes of a sync: a page's paid debt is removed in the cursor transaction the sync
+    writes anyway (after the page's events are stored), not by an update of its own."""
+    from chalicelib.models.event import Event
+    mailbox = make_mailbox()
+    provider = FakeProvider({"inbox": 3, "sent": 1})
+    own_updates: list = []
+    monkeypatch.setattr(effects, "clear_debts", lambda *args, **kwargs: own_updates.append(args))
+    engine.sync_mailbox(mailbox, provider, FAR, options=SyncOptions(page_size=10),
+                        after_store=effects.announce_only)
+    assert own_updates == [] and not reload(mailbox).owed_pages
+    assert len([e for e in Event.query(mailbox.tenant_id) if e.type == "message.created"]) == 4
