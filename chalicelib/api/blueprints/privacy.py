@@ -17,7 +17,6 @@ from chalicelib.api.errors import NotFound, field_error
 from chalicelib.api.guards import require_tenant_admin
 from chalicelib.api.routing import route
 from chalicelib.lazy import lazy_module
-from chalicelib.models.privacy import TENANT_SCOPE, ErasureJob, user_scope
 
 if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
     from chalicelib.api.schemas.privacy import ErasureIn, PrivacyListsIn, PrivacyMarkIn, PrivacySettingsIn
@@ -26,6 +25,7 @@ if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib
 mailbox_schemas = lazy_module("chalicelib.api.schemas.mailboxes")
 erase = lazy_module("chalicelib.erasure.erase")
 message_privacy = lazy_module("chalicelib.messages.privacy")
+privacy_models = lazy_module("chalicelib.models.privacy")
 manual = lazy_module("chalicelib.pairing.manual")
 lists = lazy_module("chalicelib.privacy.lists")
 
@@ -55,14 +55,14 @@ def _user_scope(user_id: str) -> str:
         raise NotFound(f"No user {user_id[:130]!r}.") from None
     if principal.user_id is not None and principal.user_id != user_id:
         raise NotFound(f"No user {user_id!r}.")
-    return user_scope(user_id)
+    return privacy_models.user_scope(user_id)
 
 
 @route(bp, "/v1/privacy/lists", methods=["GET"], response="chalicelib.api.schemas.privacy:PrivacyListsOut",
        errors=(403,), tags=TAGS, summary="The tenant's never-import / never-pair lists (tenant admin)")
 def get_tenant_lists():
     principal = require_tenant_admin()
-    return _list_out(lists.get_list(principal.tenant_id, TENANT_SCOPE))
+    return _list_out(lists.get_list(principal.tenant_id, privacy_models.TENANT_SCOPE))
 
 
 @route(bp, "/v1/privacy/lists", methods=["PUT"], body="chalicelib.api.schemas.privacy:PrivacyListsIn",
@@ -70,7 +70,7 @@ def get_tenant_lists():
        summary="Replace the tenant's never-import / never-pair lists (addresses and @domains)")
 def put_tenant_lists(body: PrivacyListsIn):
     principal = require_tenant_admin()
-    return _put(principal.tenant_id, TENANT_SCOPE, body)
+    return _put(principal.tenant_id, privacy_models.TENANT_SCOPE, body)
 
 
 @route(bp, "/v1/users/{user_id}/privacy-lists", methods=["GET"],
@@ -101,7 +101,7 @@ def put_message_privacy(message_id: str, body: PrivacyMarkIn):
        errors=(403,), tags=TAGS, summary="The tenant's retention period (tenant admin)")
 def get_privacy_settings():
     principal = require_tenant_admin()
-    item = lists.get_list(principal.tenant_id, TENANT_SCOPE)
+    item = lists.get_list(principal.tenant_id, privacy_models.TENANT_SCOPE)
     return {"retention_days": int(item.retention_days) if item.retention_days else None}
 
 
@@ -135,6 +135,6 @@ def post_erasure(body: ErasureIn):
 def get_erasure(job_id: str):
     principal = require_tenant_admin()
     try:
-        return erase.job_out(ErasureJob.get(principal.tenant_id, job_id))
-    except ErasureJob.DoesNotExist:
+        return erase.job_out(privacy_models.ErasureJob.get(principal.tenant_id, job_id))
+    except privacy_models.ErasureJob.DoesNotExist:
         raise NotFound(f"No erasure with id {job_id!r}.") from None

@@ -11,11 +11,12 @@ from chalicelib.api.guards import not_found, require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.lazy import lazy_module
-from chalicelib.models.webhook import Webhook, WebhookDelivery
 from chalicelib.timeutil import isoformat
 
-if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+if TYPE_CHECKING:   # annotations only: the request/response models load on first use (chalicelib.api.routing),
+                    # the tables' models with the services that return them (chalicelib.lazy)
     from chalicelib.api.schemas.webhook import DeliveriesQuery, PutWebhook, ReplaySince
+    from chalicelib.models.webhook import Webhook, WebhookDelivery
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
 schemas = lazy_module("chalicelib.api.schemas.webhook")
