@@ -23,6 +23,9 @@ def _csv(value: str | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Settings:
+    """The process's settings (`load_settings`: the environment, then these defaults); immutable, read once per
+    process by `get_settings()`. A class docstring also spares `dataclass` building one from the signature of
+    its 30-field `__init__` on every cold start."""
     stage: str = "local"
     region: str = "us-east-1"
     table_prefix: str = "mailbridge-local-"

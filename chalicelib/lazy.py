@@ -14,10 +14,14 @@ such a module instead of importing it:
 
 and the provider registry names each kind's adapter, which loads with its SDK when a provider of that kind is
 built (`lazy_callable("chalicelib.providers.imap.adapter:ImapProvider")`, `providers/kinds.py`; the consent
-flows likewise, `oauthflow/flows.py`). A few modules defer the same way a heavy dependency only some of their
-callers need (the MIME parser in `messages/views.py`, cryptography in `mailboxes/servers.py`, idna in
-`security/addresses.py`; docs/architecture.md lists them). `tests/unit/test_cold_start_imports.py` lists what
-`import app` must not load and checks that every lazy reference names a module that exists.
+flows likewise, `oauthflow/flows.py`); a route declaration names its request/response models the same way
+(`body="chalicelib.api.schemas.tenancy:CreateKey"`), which `api/routing.py` resolves with `resolve` on the
+route's first request, and a route module builds a response model through a `lazy_module` of its schema
+module, so `import app` creates none of the ~120 model classes. A few modules defer the same way a heavy
+dependency only some of their callers need (the MIME parser in `messages/views.py`, cryptography in
+`mailboxes/servers.py`, idna in `security/addresses.py`; docs/architecture.md lists them).
+`tests/unit/test_cold_start_imports.py` lists what `import app` must not load and checks that every lazy
+reference names a module that exists; `tests/unit/test_routing_references.py` resolves every model reference.
 
 How: `LazyModule` is a stand-in that runs an ordinary `importlib.import_module` on its first attribute read and
 forwards every read, write and delete to the real module from then on. The Python documentation's recipe

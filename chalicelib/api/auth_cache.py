@@ -25,6 +25,8 @@ MAX_ENTRIES = 1024
 
 @dataclass(frozen=True)
 class VerifiedKey:
+    """A key whose presented secret matched its stored digest: its record as read, and whether its tenant was
+    active then."""
     record: ApiKey
     tenant_active: bool
 

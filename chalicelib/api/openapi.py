@@ -1,7 +1,9 @@
 """OpenAPI 3.1 document built from the route declarations (`routing.OPERATIONS`) and pydantic models.
 
 pydantic emits JSON Schema 2020-12, which OpenAPI 3.1 uses as its schema dialect, so model schemas are
-placed under `components.schemas` unchanged (their `$defs` hoisted and `$ref`s rewritten).
+placed under `components.schemas` unchanged (their `$defs` hoisted and `$ref`s rewritten). The operations name
+their models by reference (`Operation.body` etc. resolve them): building the document imports every schema
+module, which `import app` does not (`routing`'s docstring).
 """
 from __future__ import annotations
 

@@ -1,13 +1,21 @@
 """The one way to declare a route: auth mode, request models, response model and OpenAPI entry together.
 
-    @route(bp, "/v1/keys", methods=["POST"], body=CreateKey, response=KeyCreated, status=201,
-           summary="Create an API key")
+    @route(bp, "/v1/keys", methods=["POST"], body="chalicelib.api.schemas.tenancy:CreateKey",
+           response="chalicelib.api.schemas.tenancy:KeyCreated", status=201, summary="Create an API key")
     def create_key(body: CreateKey): ...
 
 The wrapper authenticates (`auth="tenant" | "operator" | "none"`), enforces the body size limit and JSON
 content type, validates the body and query string with pydantic (422 with per-field errors), binds the log
 context, renders the result as JSON and turns every `ApiError` into problem+json. Because the OpenAPI
 document is built from the same declarations, a route cannot exist without its documentation.
+
+Models are named, not imported: `body`, `query`, `response` and an `Answer`'s model are `"package.module:Name"`
+references (`chalicelib.lazy.resolve`), so `import app` — every route module — creates none of the ~120
+request/response classes (docs/architecture.md, "Cold start"). A route's body and query models are resolved by
+its first request, its response model by the handler that builds it (through a `lazy_module` of its schema
+module) or by the OpenAPI document, which resolves every `Operation`'s models; a resolved class is cached.
+`route()` refuses anything but such a string, so a model class cannot slip back into a route module's top;
+`tests/unit/test_routing_references.py` resolves every reference, so a typo fails a test, not a request.
 
 JSON bodies may nest at most `MAX_JSON_DEPTH` arrays/objects deep. The check is a scan over the bytes
 before parsing: Python's decoder recurses once per level (a 6 KB body of 3,000 `[` exhausts the
@@ -29,33 +37,85 @@ from chalicelib.api.context import reset_principal, set_principal
 from chalicelib.api.errors import (ApiError, BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
                                    problem_response)
 from chalicelib.config import get_settings
+from chalicelib.lazy import resolve
 from chalicelib.logs import logger
+
+
+@functools.cache
+def _resolved(reference: str) -> type[BaseModel]:
+    model = resolve(reference)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"{reference!r} names {model!r}, not a pydantic model")
+    return model
+
+
+def model_class(reference: str | None) -> type[BaseModel] | None:
+    """The model class a `"package.module:Name"` reference names (None for None): its module is imported by
+    the first call, the class cached from then on (the import system's lock: one thread runs the import)."""
+    return None if reference is None else _resolved(reference)
+
+
+def _reference(reference: str | None, role: str) -> str | None:
+    """`reference` when it is None or a `"package.module:Name"` string; a model class (or anything else) is
+    refused here, at import, so route modules keep naming their models instead of importing them."""
+    if reference is None:
+        return None
+    if not isinstance(reference, str) or reference.count(":") != 1 or not all(reference.split(":")):
+        raise TypeError(f"{role} must be a 'package.module:Name' reference to a model, not {reference!r}")
+    return reference
 
 
 @dataclass(frozen=True)
 class Answer:
-    """A success answer of a route besides its `status`: its description, body model (None: a plain string)
-    and content type — e.g. a purge that finishes (200) or continues in the background (202)."""
+    """A success answer of a route besides its `status`: its description, body model (a `"module:Name"`
+    reference; None: a plain string) and content type — e.g. a purge that finishes (200) or continues in the
+    background (202)."""
     description: str
-    model: type[BaseModel] | None = None
+    model_ref: str | None = None
     content_type: str = "application/json"
+
+    def __post_init__(self) -> None:
+        _reference(self.model_ref, "Answer's model")
+
+    @property
+    def model(self) -> type[BaseModel] | None:
+        return model_class(self.model_ref)
 
 
 @dataclass(frozen=True)
 class Operation:
+    """A declared route. The models are `"module:Name"` references (`*_ref`); `body`, `query` and `response`
+    resolve them (importing their schema module on first use), for the OpenAPI document and the tests."""
     method: str
     path: str
     summary: str
     auth: str
     status: int
     tags: tuple[str, ...]
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
+    body_ref: str | None = None
+    query_ref: str | None = None
+    response_ref: str | None = None
     content_type: str = "application/json"
     errors: tuple[int, ...] = field(default_factory=tuple)
     # other success answers the route gives besides `status` (e.g. a purge's 200/202, a handshake's echo)
     also: tuple[tuple[int, Answer], ...] = field(default_factory=tuple)
+
+    @property
+    def body(self) -> type[BaseModel] | None:
+        return model_class(self.body_ref)
+
+    @property
+    def query(self) -> type[BaseModel] | None:
+        return model_class(self.query_ref)
+
+    @property
+    def response(self) -> type[BaseModel] | None:
+        return model_class(self.response_ref)
+
+    def models(self) -> list[type[BaseModel]]:
+        """Every model the operation names (body, query, response, the other answers'), resolved."""
+        found = [self.body, self.query, self.response, *(answer.model for _, answer in self.also)]
+        return [model for model in found if model is not None]
 
 
 OPERATIONS: list[Operation] = []
@@ -156,12 +216,16 @@ def _authenticate(mode: str, request):
     return None
 
 
-def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenant", body=None, query=None,
-          response=None, status: int = 200, tags: tuple[str, ...] = (), content_type: str = "application/json",
-          errors: tuple[int, ...] = (), accepts: tuple[str, ...] = ("application/json",),
-          max_body: int | None = None, also: dict[int, Answer] | None = None) -> Callable:
+def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenant", body: str | None = None,
+          query: str | None = None, response: str | None = None, status: int = 200, tags: tuple[str, ...] = (),
+          content_type: str = "application/json", errors: tuple[int, ...] = (),
+          accepts: tuple[str, ...] = ("application/json",), max_body: int | None = None,
+          also: dict[int, Answer] | None = None) -> Callable:
+    """Declare a route of `bp` (see the module docstring); `body`, `query` and `response` are `"module:Name"`
+    references to pydantic models, resolved on first use."""
     if auth not in {"tenant", "operator", "none"}:
         raise ValueError(f"unknown auth mode {auth!r}")
+    body, query, response = _reference(body, "body"), _reference(query, "query"), _reference(response, "response")
 
     def decorator(fn: Callable) -> Callable:
         for method in methods:
@@ -181,9 +245,9 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                     logger.thread_safe_append_keys(tenant_id=principal.tenant_id, user_id=principal.user_id)
                 kwargs = dict(path_args)
                 if body is not None:
-                    kwargs["body"] = parse_body(request, body, max_body)
+                    kwargs["body"] = parse_body(request, model_class(body), max_body)
                 if query is not None:
-                    kwargs["query"] = parse_query(request, query)
+                    kwargs["query"] = parse_query(request, model_class(query))
                 return render(fn(**kwargs), status)
             except ApiError as exc:
                 if exc.status >= 500:

@@ -25,6 +25,7 @@ _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 @dataclass(frozen=True)
 class IssuedKey:
+    """A new key: `plaintext` is shown once and never stored; `sha256` (of the whole key) is what is stored."""
     key_id: str
     plaintext: str
     sha256: str

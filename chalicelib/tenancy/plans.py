@@ -11,6 +11,7 @@ MAILBOX_CONNECTION = "mailbox_connection"
 
 @dataclass(frozen=True)
 class Plan:
+    """A plan: the features it grants, its default import window and how many mailboxes it allows."""
     name: str
     features: frozenset[str]
     import_window_days: int

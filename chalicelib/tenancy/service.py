@@ -16,6 +16,7 @@ from chalicelib.timeutil import now_iso
 
 @dataclass(frozen=True)
 class CreatedKey:
+    """A key just created: its stored record and its plaintext, which only this answer shows."""
     record: ApiKey
     plaintext: str
 

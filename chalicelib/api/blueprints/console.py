@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.docs_page import DOCS_CSP
 from chalicelib.api.errors import NotFound
 from chalicelib.api.routing import route
 from chalicelib.console import assets
+from chalicelib.lazy import lazy_module
+
+# Imported when a route first uses it (chalicelib.lazy: the API's cold start): the reference's CSP.
+reference_page = lazy_module("chalicelib.api.docs_page")
 
 bp = Blueprint(__name__)
 DOCS_ASSETS = frozenset({"docs.css", "docs.js"})
@@ -40,4 +43,4 @@ def console_asset(asset: str):
 def docs_asset(asset: str):
     if asset not in DOCS_ASSETS:
         raise NotFound("No such file.")
-    return _static(asset, DOCS_CSP)
+    return _static(asset, reference_page.DOCS_CSP)

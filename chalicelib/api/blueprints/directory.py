@@ -1,6 +1,8 @@
 """The CRM directory: records messages pair with, their batch upsert, and a record's e-mails tab."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 from pydantic import ValidationError
 
@@ -10,13 +12,15 @@ from chalicelib.api.errors import field_error
 from chalicelib.api.guards import not_found, require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route, validation_errors
-from chalicelib.api.schemas.common import ListQuery
-from chalicelib.api.schemas.directory import BatchRecord, BatchResult, RecordBatch, RecordIn, RecordOut
-from chalicelib.api.schemas.messages import MessageList
 from chalicelib.lazy import lazy_module
 from chalicelib.models.directory import RECORD_TYPES, DirectoryRecord
 
+if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.common import ListQuery
+    from chalicelib.api.schemas.directory import RecordBatch, RecordIn
+
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+schemas = lazy_module("chalicelib.api.schemas.directory")
 views = lazy_module("chalicelib.messages.views")
 directory = lazy_module("chalicelib.pairing.directory")
 late = lazy_module("chalicelib.pairing.late")
@@ -27,10 +31,10 @@ TAGS = ("directory",)
 
 
 def record_out(item: DirectoryRecord) -> dict:
-    return RecordOut(type=item.type, id=item.record_id, name=item.name, emails=list(item.emails or []),
-                     domains=list(item.domains or []), number=item.number, company_id=item.company_id,
-                     status=item.status, readers=list(item.readers or []), created_by=item.created_by,
-                     created_at=item.created_at, updated_at=item.updated_at).model_dump()
+    return schemas.RecordOut(type=item.type, id=item.record_id, name=item.name, emails=list(item.emails or []),
+                             domains=list(item.domains or []), number=item.number, company_id=item.company_id,
+                             status=item.status, readers=list(item.readers or []), created_by=item.created_by,
+                             created_at=item.created_at, updated_at=item.updated_at).model_dump()
 
 
 def _type(record_type: str) -> str:
@@ -46,8 +50,8 @@ def _record(record_type: str, record_id: str) -> DirectoryRecord:
     return item
 
 
-@route(bp, "/v1/directory/{record_type}/{record_id}", methods=["PUT"], body=RecordIn, response=RecordOut,
-       summary="Create or replace a directory record", tags=TAGS)
+@route(bp, "/v1/directory/{record_type}/{record_id}", methods=["PUT"], body="chalicelib.api.schemas.directory:RecordIn",
+       response="chalicelib.api.schemas.directory:RecordOut", summary="Create or replace a directory record", tags=TAGS)
 def put_record(record_type: str, record_id: str, body: RecordIn):
     tenant_id = require_tenant_admin().tenant_id
     try:
@@ -59,8 +63,9 @@ def put_record(record_type: str, record_id: str, body: RecordIn):
     return record_out(outcome.record)
 
 
-@route(bp, "/v1/directory/{record_type}/{record_id}", methods=["GET"], response=RecordOut,
-       summary="A directory record", tags=TAGS, errors=(422,))  # 422: unknown record_type
+@route(bp, "/v1/directory/{record_type}/{record_id}", methods=["GET"],
+       response="chalicelib.api.schemas.directory:RecordOut", summary="A directory record", tags=TAGS,
+       errors=(422,))  # 422: unknown record_type
 def get_record(record_type: str, record_id: str):
     return record_out(_record(record_type, record_id))
 
@@ -79,13 +84,14 @@ def delete_record(record_type: str, record_id: str):
 
 def _validated(raw: dict) -> dict:
     try:
-        return BatchRecord.model_validate(raw).model_dump()
+        return schemas.BatchRecord.model_validate(raw).model_dump()
     except ValidationError as exc:
         errors = validation_errors(exc)
         raise directory.InvalidRecord("; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])) from None
 
 
-@route(bp, "/v1/directory/batch", methods=["POST"], body=RecordBatch, response=BatchResult,
+@route(bp, "/v1/directory/batch", methods=["POST"], body="chalicelib.api.schemas.directory:RecordBatch",
+       response="chalicelib.api.schemas.directory:BatchResult",
        summary="Upsert up to 1,000 records; failures are reported per record", tags=TAGS)
 def batch(body: RecordBatch):
     tenant_id = require_tenant_admin().tenant_id
@@ -103,8 +109,9 @@ def batch(body: RecordBatch):
     return {"results": results, "pairing_queued": late.announce_outcomes(tenant_id, outcomes)}
 
 
-@route(bp, "/v1/directory/{record_type}/{record_id}/messages", methods=["GET"], query=ListQuery,
-       response=MessageList, summary="The record's e-mails tab: paired messages the caller may see", tags=TAGS)
+@route(bp, "/v1/directory/{record_type}/{record_id}/messages", methods=["GET"],
+       query="chalicelib.api.schemas.common:ListQuery", response="chalicelib.api.schemas.messages:MessageList",
+       summary="The record's e-mails tab: paired messages the caller may see", tags=TAGS)
 def record_messages(record_type: str, record_id: str, query: ListQuery):
     principal = current_principal()
     item = _record(record_type, record_id)

@@ -1,26 +1,34 @@
 """Tenant API keys ("web service applications"): create (shown once), list, restrict, deactivate, revoke."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 
 from chalicelib.api import auth_cache
 from chalicelib.api.guards import not_found, require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.common import ListQuery
-from chalicelib.api.schemas.tenancy import CreateKey, KeyCreated, KeyList, KeyOut, UpdateKey
+from chalicelib.lazy import lazy_module
 from chalicelib.models.tenant import ApiKey
 from chalicelib.security.apikeys import normalize_allowed_ips
 from chalicelib.tenancy import service
+
+if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.common import ListQuery
+    from chalicelib.api.schemas.tenancy import CreateKey, UpdateKey
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+schemas = lazy_module("chalicelib.api.schemas.tenancy")
 
 bp = Blueprint(__name__)
 TAGS = ("keys",)
 
 
 def key_out(record: ApiKey) -> dict:
-    return KeyOut(id=record.key_id, name=record.name, prefix=f"mbk_{record.key_id}_", status=record.status,
-                  allowed_ips=list(record.allowed_ips or []), require_user=bool(record.require_user),
-                  created_at=record.created_at, last_used_at=record.last_used_at).model_dump()
+    return schemas.KeyOut(id=record.key_id, name=record.name, prefix=f"mbk_{record.key_id}_", status=record.status,
+                          allowed_ips=list(record.allowed_ips or []), require_user=bool(record.require_user),
+                          created_at=record.created_at, last_used_at=record.last_used_at).model_dump()
 
 
 def _owned_key(key_id: str) -> ApiKey:
@@ -31,7 +39,8 @@ def _owned_key(key_id: str) -> ApiKey:
     return record
 
 
-@route(bp, "/v1/keys", methods=["POST"], body=CreateKey, response=KeyCreated, status=201,
+@route(bp, "/v1/keys", methods=["POST"], body="chalicelib.api.schemas.tenancy:CreateKey",
+       response="chalicelib.api.schemas.tenancy:KeyCreated", status=201,
        summary="Create an API key (the key is shown once)", tags=TAGS)
 def create_key(body: CreateKey):
     principal = require_tenant_admin()
@@ -40,7 +49,8 @@ def create_key(body: CreateKey):
     return {**key_out(created.record), "key": created.plaintext}
 
 
-@route(bp, "/v1/keys", methods=["GET"], query=ListQuery, response=KeyList, summary="List API keys", tags=TAGS)
+@route(bp, "/v1/keys", methods=["GET"], query="chalicelib.api.schemas.common:ListQuery",
+       response="chalicelib.api.schemas.tenancy:KeyList", summary="List API keys", tags=TAGS)
 def list_keys(query: ListQuery):
     principal = require_tenant_admin()
     items, last = service.list_keys(principal.tenant_id, query.limit,
@@ -48,8 +58,9 @@ def list_keys(query: ListQuery):
     return {"items": [key_out(k) for k in items], "next_cursor": encode_cursor(principal.tenant_id, "keys", last)}
 
 
-@route(bp, "/v1/keys/{key_id}", methods=["PATCH"], body=UpdateKey, response=KeyOut,
-       summary="Rename, activate/deactivate or restrict an API key", tags=TAGS)
+@route(bp, "/v1/keys/{key_id}", methods=["PATCH"], body="chalicelib.api.schemas.tenancy:UpdateKey",
+       response="chalicelib.api.schemas.tenancy:KeyOut", summary="Rename, activate/deactivate or restrict an API key",
+       tags=TAGS)
 def update_key(key_id: str, body: UpdateKey):
     record = _owned_key(key_id)
     actions = []

@@ -11,16 +11,17 @@ from chalicelib.api.errors import Conflict, NotFound, field_error
 from chalicelib.api.guards import require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.links import (AuditList, AuditOut, AuditQuery, CreatedRecordOut, CreateRecordIn, LinkIn,
-                                          LinkOut)
 from chalicelib.api.blueprints.directory import record_out
 from chalicelib.lazy import lazy_module
 from chalicelib.models.message import Message
 
-if TYPE_CHECKING:   # annotations only: the model loads with the service that returns it (chalicelib.lazy)
+if TYPE_CHECKING:   # annotations only: the request/response models load on first use (chalicelib.api.routing),
+                    # the table's model with the service that returns it (chalicelib.lazy)
+    from chalicelib.api.schemas.links import AuditQuery, CreateRecordIn, LinkIn
     from chalicelib.models.pairing import AuditEntry
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+schemas = lazy_module("chalicelib.api.schemas.links")
 manual = lazy_module("chalicelib.pairing.manual")
 
 bp = Blueprint(__name__)
@@ -45,13 +46,14 @@ def pairable_message(message_id: str) -> Message:
 
 
 def audit_out(entry: AuditEntry) -> dict:
-    return AuditOut(id=entry.audit_id, action=entry.action, actor=entry.actor, reason=entry.reason,
-                    message_id=entry.message_id, entity_type=entry.entity_type, entity_id=entry.entity_id,
-                    signal_id=entry.signal_id, undo_of=entry.undo_of, undone_by=entry.undone_by,
-                    details=entry.details or {}, created_at=entry.created_at).model_dump()
+    return schemas.AuditOut(id=entry.audit_id, action=entry.action, actor=entry.actor, reason=entry.reason,
+                            message_id=entry.message_id, entity_type=entry.entity_type, entity_id=entry.entity_id,
+                            signal_id=entry.signal_id, undo_of=entry.undo_of, undone_by=entry.undone_by,
+                            details=entry.details or {}, created_at=entry.created_at).model_dump()
 
 
-@route(bp, "/v1/messages/{message_id}/links", methods=["POST"], body=LinkIn, response=LinkOut, status=201,
+@route(bp, "/v1/messages/{message_id}/links", methods=["POST"], body="chalicelib.api.schemas.links:LinkIn",
+       response="chalicelib.api.schemas.links:LinkOut", status=201,
        summary="Pair a message with a directory record by hand", tags=TAGS, errors=(409,))
 def add_link(message_id: str, body: LinkIn):
     message = pairable_message(message_id)
@@ -67,9 +69,9 @@ def delete_link(message_id: str, record_type: str, entity_id: str):
     return None
 
 
-@route(bp, "/v1/messages/{message_id}/create-record", methods=["POST"], body=CreateRecordIn,
-       response=CreatedRecordOut, status=201, summary="Create a directory record from a message and pair it",
-       tags=TAGS, errors=(422,))
+@route(bp, "/v1/messages/{message_id}/create-record", methods=["POST"],
+       body="chalicelib.api.schemas.links:CreateRecordIn", response="chalicelib.api.schemas.links:CreatedRecordOut",
+       status=201, summary="Create a directory record from a message and pair it", tags=TAGS, errors=(422,))
 def create_record(message_id: str, body: CreateRecordIn):
     message = pairable_message(message_id)
     made = pairing_call(manual.create_record, message, body.type, current_principal().user_id, body.name,
@@ -79,8 +81,8 @@ def create_record(message_id: str, body: CreateRecordIn):
                      "reason": "record created from this message"}}
 
 
-@route(bp, "/v1/audit", methods=["GET"], query=AuditQuery, response=AuditList,
-       summary="The pairing audit trail, newest first", tags=TAGS)
+@route(bp, "/v1/audit", methods=["GET"], query="chalicelib.api.schemas.links:AuditQuery",
+       response="chalicelib.api.schemas.links:AuditList", summary="The pairing audit trail, newest first", tags=TAGS)
 def list_audit(query: AuditQuery):
     tenant_id = require_tenant_admin().tenant_id
     scope = f"audit:{query.message_id or ''}"
@@ -89,7 +91,7 @@ def list_audit(query: AuditQuery):
     return {"items": [audit_out(e) for e in items], "next_cursor": encode_cursor(tenant_id, scope, last)}
 
 
-@route(bp, "/v1/audit/{audit_id}/undo", methods=["POST"], response=AuditOut,
+@route(bp, "/v1/audit/{audit_id}/undo", methods=["POST"], response="chalicelib.api.schemas.links:AuditOut",
        summary="Undo an automatic pairing action (the undo is itself recorded)", tags=TAGS, errors=(409,))
 def undo(audit_id: str):
     tenant_id = require_tenant_admin().tenant_id

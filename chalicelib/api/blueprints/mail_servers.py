@@ -2,16 +2,20 @@
 the response shows the `redirect_uri` to register at Google / Microsoft."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 
 from chalicelib.api.blueprints.mailboxes import domain_errors
 from chalicelib.api.guards import not_found, require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.common import ListQuery
-from chalicelib.api.schemas.mail_servers import CreateMailServer, MailServerList, MailServerOut, UpdateMailServer
 from chalicelib.lazy import lazy_module
 from chalicelib.models.mailbox import MailServer
+
+if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.common import ListQuery
+    from chalicelib.api.schemas.mail_servers import CreateMailServer, UpdateMailServer
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
 servers = lazy_module("chalicelib.mailboxes.servers")
@@ -29,7 +33,8 @@ def _owned_server(server_id: str) -> MailServer:
     return server
 
 
-@route(bp, "/v1/mail-servers", methods=["POST"], body=CreateMailServer, response=MailServerOut, status=201,
+@route(bp, "/v1/mail-servers", methods=["POST"], body="chalicelib.api.schemas.mail_servers:CreateMailServer",
+       response="chalicelib.api.schemas.mail_servers:MailServerOut", status=201,
        summary="Create an IMAP/SMTP preset or an OAuth application (gmail/outlook)", tags=TAGS)
 def create_server(body: CreateMailServer):
     principal = require_tenant_admin()
@@ -37,8 +42,8 @@ def create_server(body: CreateMailServer):
         return serialize.server_out(servers.create_server(principal.tenant_id, body.model_dump()))
 
 
-@route(bp, "/v1/mail-servers", methods=["GET"], query=ListQuery, response=MailServerList,
-       summary="List mail servers", tags=TAGS)
+@route(bp, "/v1/mail-servers", methods=["GET"], query="chalicelib.api.schemas.common:ListQuery",
+       response="chalicelib.api.schemas.mail_servers:MailServerList", summary="List mail servers", tags=TAGS)
 def list_servers(query: ListQuery):
     principal = require_tenant_admin()
     items, last = servers.list_servers(principal.tenant_id, query.limit,
@@ -47,13 +52,15 @@ def list_servers(query: ListQuery):
             "next_cursor": encode_cursor(principal.tenant_id, "mail-servers", last)}
 
 
-@route(bp, "/v1/mail-servers/{server_id}", methods=["GET"], response=MailServerOut, summary="A mail server",
-       tags=TAGS)
+@route(bp, "/v1/mail-servers/{server_id}", methods=["GET"],
+       response="chalicelib.api.schemas.mail_servers:MailServerOut", summary="A mail server", tags=TAGS)
 def get_server(server_id: str):
     return serialize.server_out(_owned_server(server_id))
 
 
-@route(bp, "/v1/mail-servers/{server_id}", methods=["PATCH"], body=UpdateMailServer, response=MailServerOut,
+@route(bp, "/v1/mail-servers/{server_id}", methods=["PATCH"],
+       body="chalicelib.api.schemas.mail_servers:UpdateMailServer",
+       response="chalicelib.api.schemas.mail_servers:MailServerOut",
        summary="Change a mail server (send client_secret to replace it)", tags=TAGS)
 def update_server(server_id: str, body: UpdateMailServer):
     server = _owned_server(server_id)

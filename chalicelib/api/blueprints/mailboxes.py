@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from chalice import Blueprint, Response
 
@@ -21,15 +21,17 @@ from chalicelib.api.errors import (ApiError, Forbidden, NotFound, PlanLimitReach
 from chalicelib.api.guards import require_feature
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import Answer, route
-from chalicelib.api.schemas.privacy import DeleteMailboxQuery, PurgeOut
-from chalicelib.api.schemas.mailboxes import (AuthorizeIn, AuthorizeOut, ConnectionTest, CreateMailbox,
-                                              MailboxList, MailboxListQuery, MailboxOut, ShareIn, ShareList,
-                                              ShareOut, UpdateMailbox, check_user_id)
 from chalicelib.lazy import lazy_module
 from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
 from chalicelib.tenancy.plans import MAILBOX_CONNECTION
 
+if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.mailboxes import AuthorizeIn, CreateMailbox, MailboxListQuery, ShareIn, UpdateMailbox
+    from chalicelib.api.schemas.privacy import DeleteMailboxQuery
+
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+schemas = lazy_module("chalicelib.api.schemas.mailboxes")
+privacy_schemas = lazy_module("chalicelib.api.schemas.privacy")
 purge = lazy_module("chalicelib.erasure.purge")
 listing = lazy_module("chalicelib.mailboxes.listing")
 service = lazy_module("chalicelib.mailboxes.service")
@@ -69,7 +71,7 @@ def _out(mailbox) -> dict:
 
 def _share_user(user_id: str) -> str:
     try:
-        return check_user_id(user_id)
+        return schemas.check_user_id(user_id)
     except ValueError as exc:
         raise field_error("user_id", str(exc)) from None
 
@@ -83,7 +85,8 @@ def _authorize_url(mailbox, return_url: str | None) -> str:
         raise (UpstreamFailed(exc.detail) if exc.temporary else field_error("mail_server_id", exc.detail)) from None
 
 
-@route(bp, "/v1/mailboxes", methods=["POST"], body=CreateMailbox, response=MailboxOut, status=201,
+@route(bp, "/v1/mailboxes", methods=["POST"], body="chalicelib.api.schemas.mailboxes:CreateMailbox",
+       response="chalicelib.api.schemas.mailboxes:MailboxOut", status=201,
        summary="Connect a mailbox (IMAP: the login is verified before it is saved; gmail/outlook: pending_auth "
                "with an authorize_url for the owner's consent)", tags=TAGS, errors=(403, 502))
 def create_mailbox(body: CreateMailbox):
@@ -100,9 +103,10 @@ def create_mailbox(body: CreateMailbox):
     return out
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}/authorize", methods=["POST"], body=AuthorizeIn, response=AuthorizeOut,
-       summary="A new OAuth consent link for a gmail/outlook mailbox (first connection or re-consent)",
-       tags=TAGS, errors=(403, 502))
+@route(bp, "/v1/mailboxes/{mailbox_id}/authorize", methods=["POST"],
+       body="chalicelib.api.schemas.mailboxes:AuthorizeIn", response="chalicelib.api.schemas.mailboxes:AuthorizeOut",
+       summary="A new OAuth consent link for a gmail/outlook mailbox (first connection or re-consent)", tags=TAGS,
+       errors=(403, 502))
 def authorize_mailbox(mailbox_id: str, body: AuthorizeIn):
     require_feature(MAILBOX_CONNECTION)
     mailbox = access.get_mailbox(mailbox_id, need="owner")
@@ -117,7 +121,8 @@ def authorize_mailbox(mailbox_id: str, body: AuthorizeIn):
     return out
 
 
-@route(bp, "/v1/mailboxes", methods=["GET"], query=MailboxListQuery, response=MailboxList,
+@route(bp, "/v1/mailboxes", methods=["GET"], query="chalicelib.api.schemas.mailboxes:MailboxListQuery",
+       response="chalicelib.api.schemas.mailboxes:MailboxList",
        summary="Mailboxes the caller can see (tenant: all; user: own and shared with them)", tags=TAGS)
 def list_mailboxes(query: MailboxListQuery):
     principal = current_principal()
@@ -128,12 +133,14 @@ def list_mailboxes(query: MailboxListQuery):
             "next_cursor": encode_cursor(principal.tenant_id, scope, state)}
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["GET"], response=MailboxOut, summary="A mailbox", tags=TAGS)
+@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["GET"], response="chalicelib.api.schemas.mailboxes:MailboxOut",
+       summary="A mailbox", tags=TAGS)
 def get_mailbox(mailbox_id: str):
     return _out(access.get_mailbox(mailbox_id, need="read"))
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["PATCH"], body=UpdateMailbox, response=MailboxOut,
+@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["PATCH"], body="chalicelib.api.schemas.mailboxes:UpdateMailbox",
+       response="chalicelib.api.schemas.mailboxes:MailboxOut",
        summary="Change a mailbox (connection changes are verified live first)", tags=TAGS)
 def update_mailbox(mailbox_id: str, body: UpdateMailbox):
     tenant = require_feature(MAILBOX_CONNECTION)
@@ -143,9 +150,12 @@ def update_mailbox(mailbox_id: str, body: UpdateMailbox):
     return _out(mailbox)
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["DELETE"], status=204, query=DeleteMailboxQuery,
-       also={200: Answer("Purged: what was deleted, counted, and the provider push subscriptions stopped", PurgeOut),
-             202: Answer("Purging continues in the background (`status: purging`)", PurgeOut)},
+@route(bp, "/v1/mailboxes/{mailbox_id}", methods=["DELETE"], status=204,
+       query="chalicelib.api.schemas.privacy:DeleteMailboxQuery",
+       also={200: Answer("Purged: what was deleted, counted, and the provider push subscriptions stopped",
+                         "chalicelib.api.schemas.privacy:PurgeOut"),
+             202: Answer("Purging continues in the background (`status: purging`)",
+                         "chalicelib.api.schemas.privacy:PurgeOut")},
        summary="Disconnect a mailbox (its stored credentials and shares are deleted); with purge=true also "
                "everything stored for it: 200 {status: purged, counts, push_stop}, or 202 {status: purging} "
                "when it continues in the background", tags=TAGS)
@@ -154,12 +164,13 @@ def delete_mailbox(mailbox_id: str, query: DeleteMailboxQuery):
     if not query.purge:
         service.delete_mailbox(mailbox)
         return None
-    report = PurgeOut.model_validate(purge.purge_now(mailbox)).model_dump(mode="json")
+    report = privacy_schemas.PurgeOut.model_validate(purge.purge_now(mailbox)).model_dump(mode="json")
     return Response(body=json.dumps(report), status_code=200 if report["status"] == "purged" else 202,
                     headers={"Content-Type": "application/json"})
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}/test", methods=["POST"], response=ConnectionTest,
+@route(bp, "/v1/mailboxes/{mailbox_id}/test", methods=["POST"],
+       response="chalicelib.api.schemas.mailboxes:ConnectionTest",
        summary="Run a live connection test: {ok, detail}; flips status auth_error <-> active", tags=TAGS)
 def test_mailbox(mailbox_id: str):
     require_feature(MAILBOX_CONNECTION)
@@ -168,14 +179,15 @@ def test_mailbox(mailbox_id: str):
     return {"ok": outcome.ok, "detail": outcome.detail, "status": mailbox.status}
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}/shares", methods=["GET"], response=ShareList,
+@route(bp, "/v1/mailboxes/{mailbox_id}/shares", methods=["GET"], response="chalicelib.api.schemas.mailboxes:ShareList",
        summary="Users the mailbox is shared with", tags=TAGS)
 def list_shares(mailbox_id: str):
     mailbox = access.get_mailbox(mailbox_id, need="owner")
     return {"items": [serialize.share_out(s) for s in service.list_shares(mailbox)]}
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}/shares/{user_id}", methods=["PUT"], body=ShareIn, response=ShareOut,
+@route(bp, "/v1/mailboxes/{mailbox_id}/shares/{user_id}", methods=["PUT"],
+       body="chalicelib.api.schemas.mailboxes:ShareIn", response="chalicelib.api.schemas.mailboxes:ShareOut",
        summary="Share the mailbox with a user at read or read_write access", tags=TAGS)
 def put_share(mailbox_id: str, user_id: str, body: ShareIn):
     require_feature(MAILBOX_CONNECTION)

@@ -8,6 +8,7 @@ else as `application/octet-stream`, always as `Content-Disposition: attachment` 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from chalice import Blueprint, Response
@@ -16,11 +17,14 @@ from chalicelib.api import access
 from chalicelib.api.errors import NotFound
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.messages import MessageDetail, MessageList, MessageListQuery
 from chalicelib.lazy import lazy_module
 from chalicelib.models.mailbox import Mailbox
 
+if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.messages import MessageListQuery
+
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+schemas = lazy_module("chalicelib.api.schemas.messages")
 service = lazy_module("chalicelib.messages.service")
 views = lazy_module("chalicelib.messages.views")
 store = lazy_module("chalicelib.sync.store")
@@ -45,9 +49,9 @@ def content_disposition(filename: str | None, fallback: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}/messages", methods=["GET"], query=MessageListQuery, response=MessageList,
-       errors=(400, 422),
-       summary="List a mailbox's messages, newest first", tags=TAGS)
+@route(bp, "/v1/mailboxes/{mailbox_id}/messages", methods=["GET"],
+       query="chalicelib.api.schemas.messages:MessageListQuery", response="chalicelib.api.schemas.messages:MessageList",
+       errors=(400, 422), summary="List a mailbox's messages, newest first", tags=TAGS)
 def list_messages(mailbox_id: str, query: MessageListQuery):
     mailbox = access.get_mailbox(mailbox_id, "read")
     scope = f"messages:{mailbox_id}:{query.folder}:{query.paired}"
@@ -55,17 +59,18 @@ def list_messages(mailbox_id: str, query: MessageListQuery):
     items, last = service.list_messages(mailbox, folder=query.folder, paired=query.paired, limit=query.limit,
                                         start_key=start)
     links = views.page_links(items)
-    return MessageList(items=[views.summary(m, show_snippet=bool(mailbox.show_snippet), links=links[m.message_id])
-                              for m in items],
-                       next_cursor=encode_cursor(mailbox.tenant_id, scope, last))
+    return schemas.MessageList(items=[views.summary(m, show_snippet=bool(mailbox.show_snippet),
+                                                    links=links[m.message_id]) for m in items],
+                               next_cursor=encode_cursor(mailbox.tenant_id, scope, last))
 
 
-@route(bp, "/v1/messages/{message_id}", methods=["GET"], response=MessageDetail,
+@route(bp, "/v1/messages/{message_id}", methods=["GET"], response="chalicelib.api.schemas.messages:MessageDetail",
        summary="A message: headers, text, sanitized HTML, attachments", tags=TAGS)
 def get_message(message_id: str):
     message = access.get_message(message_id)
     mailbox = _mailbox_or_none(message.tenant_id, message.mailbox_id)
-    return MessageDetail.model_validate(views.detail(message, show_snippet=bool(mailbox and mailbox.show_snippet)))
+    return schemas.MessageDetail.model_validate(
+        views.detail(message, show_snippet=bool(mailbox and mailbox.show_snippet)))
 
 
 @route(bp, "/v1/messages/{message_id}/raw", methods=["GET"], content_type="message/rfc822",

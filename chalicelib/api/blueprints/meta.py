@@ -5,35 +5,38 @@ from functools import lru_cache
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.docs_page import DOCS_CSP, render_docs
-from chalicelib.api.openapi import build_document
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.common import Health
 from chalicelib.config import get_settings
+from chalicelib.lazy import lazy_module
+
+# Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+reference_page = lazy_module("chalicelib.api.docs_page")
+openapi = lazy_module("chalicelib.api.openapi")
 
 bp = Blueprint(__name__)
 
 
-@route(bp, "/v1/health", methods=["GET"], auth="none", response=Health, summary="Liveness", tags=("meta",))
+@route(bp, "/v1/health", methods=["GET"], auth="none", response="chalicelib.api.schemas.common:Health",
+       summary="Liveness", tags=("meta",))
 def health():
     return {"status": "ok", "stage": get_settings().stage}
 
 
 @route(bp, "/v1/openapi.json", methods=["GET"], auth="none", summary="OpenAPI 3.1 document", tags=("meta",))
 def openapi_document():
-    return build_document(get_settings().public_base_url)
+    return openapi.build_document(get_settings().public_base_url)
 
 
 @lru_cache(maxsize=1)
 def _docs_html() -> str:
     """The rendered reference; the routes (and so the document) are fixed once the app is imported."""
-    return render_docs(build_document())
+    return reference_page.render_docs(openapi.build_document())
 
 
 @route(bp, "/docs", methods=["GET"], auth="none", tags=("meta",), content_type="text/html",
        summary="The API reference (HTML): every operation with its schemas and examples")
 def docs_page():
     return Response(body=_docs_html(), status_code=200,
-                    headers={"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": DOCS_CSP,
-                             "X-Content-Type-Options": "nosniff"})
+                    headers={"Content-Type": "text/html; charset=utf-8",
+                             "Content-Security-Policy": reference_page.DOCS_CSP, "X-Content-Type-Options": "nosniff"})
 

@@ -12,14 +12,15 @@ from chalicelib.api.errors import ValidationFailed
 from chalicelib.api.guards import not_found, require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.notifications import (Feed, FeedQuery, Marked, NotificationOut, NotificationSettingsOut,
-                                                  PutNotificationSettings, PutRelay, RelayOut)
 from chalicelib.lazy import lazy_module
 
-if TYPE_CHECKING:   # annotations only: the model loads with the service that returns it (chalicelib.lazy)
+if TYPE_CHECKING:   # annotations only: the request/response models load on first use (chalicelib.api.routing),
+                    # the table's model with the service that returns it (chalicelib.lazy)
+    from chalicelib.api.schemas.notifications import FeedQuery, PutNotificationSettings, PutRelay
     from chalicelib.models.notification import Notification, NotificationRelay
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+schemas = lazy_module("chalicelib.api.schemas.notifications")
 digest = lazy_module("chalicelib.notify.digest")
 user_notifications = lazy_module("chalicelib.notify.user_notifications")
 
@@ -35,10 +36,10 @@ def _tenant_for(user_id: str) -> str:
 
 
 def _out(item: Notification) -> dict:
-    return NotificationOut(id=item.notification_id, kind=item.kind, channel=item.channel, event_id=item.event_id,
-                           event_type=item.event_type, title=item.title, data=item.data or {},
-                           created_at=item.created_at, read_at=item.read_at,
-                           emailed_at=item.emailed_at).model_dump()
+    return schemas.NotificationOut(id=item.notification_id, kind=item.kind, channel=item.channel,
+                                   event_id=item.event_id, event_type=item.event_type, title=item.title,
+                                   data=item.data or {}, created_at=item.created_at, read_at=item.read_at,
+                                   emailed_at=item.emailed_at).model_dump()
 
 
 def _settings_out(tenant_id: str, user_id: str) -> dict:
@@ -47,14 +48,16 @@ def _settings_out(tenant_id: str, user_id: str) -> dict:
             "email": item.email if item else None}
 
 
-@route(bp, "/v1/users/{user_id}/notification-settings", methods=["GET"], response=NotificationSettingsOut,
-       errors=(404,), summary="A user's notification channel per kind (default in_app)", tags=TAGS)
+@route(bp, "/v1/users/{user_id}/notification-settings", methods=["GET"],
+       response="chalicelib.api.schemas.notifications:NotificationSettingsOut", errors=(404,),
+       summary="A user's notification channel per kind (default in_app)", tags=TAGS)
 def get_settings(user_id: str):
     return _settings_out(_tenant_for(user_id), user_id)
 
 
-@route(bp, "/v1/users/{user_id}/notification-settings", methods=["PUT"], body=PutNotificationSettings,
-       response=NotificationSettingsOut, errors=(404, 422),
+@route(bp, "/v1/users/{user_id}/notification-settings", methods=["PUT"],
+       body="chalicelib.api.schemas.notifications:PutNotificationSettings",
+       response="chalicelib.api.schemas.notifications:NotificationSettingsOut", errors=(404, 422),
        summary="Set a user's notification channels (in_app | email | off) and digest address", tags=TAGS)
 def put_settings(user_id: str, body: PutNotificationSettings):
     tenant_id = _tenant_for(user_id)
@@ -66,7 +69,8 @@ def put_settings(user_id: str, body: PutNotificationSettings):
     return _settings_out(tenant_id, user_id)
 
 
-@route(bp, "/v1/users/{user_id}/notifications", methods=["GET"], query=FeedQuery, response=Feed, errors=(404,),
+@route(bp, "/v1/users/{user_id}/notifications", methods=["GET"], query="chalicelib.api.schemas.notifications:FeedQuery",
+       response="chalicelib.api.schemas.notifications:Feed", errors=(404,),
        summary="A user's in-app notifications, newest first, with the unread count", tags=TAGS)
 def list_feed(user_id: str, query: FeedQuery):
     tenant_id = _tenant_for(user_id)
@@ -78,7 +82,8 @@ def list_feed(user_id: str, query: FeedQuery):
 
 
 @route(bp, "/v1/users/{user_id}/notifications/{notification_id}/read", methods=["POST"],
-       response=NotificationOut, errors=(404,), summary="Mark one notification read", tags=TAGS)
+       response="chalicelib.api.schemas.notifications:NotificationOut", errors=(404,),
+       summary="Mark one notification read", tags=TAGS)
 def mark_read(user_id: str, notification_id: str):
     tenant_id = _tenant_for(user_id)
     item = user_notifications.get_notification(tenant_id, user_id, notification_id)
@@ -88,7 +93,8 @@ def mark_read(user_id: str, notification_id: str):
     return _out(item)
 
 
-@route(bp, "/v1/users/{user_id}/notifications/read", methods=["POST"], response=Marked, errors=(404,),
+@route(bp, "/v1/users/{user_id}/notifications/read", methods=["POST"],
+       response="chalicelib.api.schemas.notifications:Marked", errors=(404,),
        summary="Mark all of a user's notifications read (up to 1000 a call)", tags=TAGS)
 def mark_all_read(user_id: str):
     tenant_id = _tenant_for(user_id)
@@ -96,13 +102,14 @@ def mark_all_read(user_id: str):
 
 
 def _relay_out(relay: NotificationRelay) -> dict:
-    return RelayOut(host=relay.host, port=int(relay.port), security=relay.security, username=relay.username,
-                    has_password=bool(relay.secret_ciphertext), from_address=relay.from_address,
-                    digest_minutes=int(relay.digest_minutes), created_at=relay.created_at,
-                    updated_at=relay.updated_at).model_dump()
+    return schemas.RelayOut(host=relay.host, port=int(relay.port), security=relay.security, username=relay.username,
+                            has_password=bool(relay.secret_ciphertext), from_address=relay.from_address,
+                            digest_minutes=int(relay.digest_minutes), created_at=relay.created_at,
+                            updated_at=relay.updated_at).model_dump()
 
 
-@route(bp, "/v1/notification-relay", methods=["PUT"], body=PutRelay, response=RelayOut, errors=(422,),
+@route(bp, "/v1/notification-relay", methods=["PUT"], body="chalicelib.api.schemas.notifications:PutRelay",
+       response="chalicelib.api.schemas.notifications:RelayOut", errors=(422,),
        summary="Set the tenant's SMTP relay for email digests (password write-only)", tags=TAGS)
 def put_relay(body: PutRelay):
     principal = require_tenant_admin()
@@ -118,8 +125,8 @@ def put_relay(body: PutRelay):
     return _relay_out(relay)
 
 
-@route(bp, "/v1/notification-relay", methods=["GET"], response=RelayOut, errors=(404,),
-       summary="The tenant's SMTP relay (without the password)", tags=TAGS)
+@route(bp, "/v1/notification-relay", methods=["GET"], response="chalicelib.api.schemas.notifications:RelayOut",
+       errors=(404,), summary="The tenant's SMTP relay (without the password)", tags=TAGS)
 def get_relay():
     relay = digest.get_relay(require_tenant_admin().tenant_id)
     if relay is None:

@@ -3,15 +3,19 @@ provider sends the browser back here with `code`+`state` or `error`+`state` — 
 Microsoft's `response_mode=form_post`, a form (POST). Authenticated by the signed single-use state, not a key."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from chalice import Blueprint, Response
 
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.mailboxes import AdminConsentQuery, CallbackQuery
 from chalicelib.lazy import lazy_module
 
+if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.mailboxes import AdminConsentQuery, CallbackQuery
+
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+schemas = lazy_module("chalicelib.api.schemas.mailboxes")
 pages = lazy_module("chalicelib.oauthflow.pages")
 consent = lazy_module("chalicelib.oauthflow.service")
 
@@ -29,8 +33,8 @@ def _params(query: CallbackQuery | AdminConsentQuery) -> dict[str, str]:
     return {k: v for k, v in query.model_dump().items() if v is not None}
 
 
-@route(bp, "/v1/oauth/callback", methods=["GET"], auth="none", query=CallbackQuery, status=302, tags=TAGS,
-       content_type="text/html", errors=(400,),
+@route(bp, "/v1/oauth/callback", methods=["GET"], auth="none", query="chalicelib.api.schemas.mailboxes:CallbackQuery",
+       status=302, tags=TAGS, content_type="text/html", errors=(400,),
        summary="OAuth consent callback: redirects to the return URL with ?mailbox_id=&outcome= (or a result page)")
 def oauth_callback(query: CallbackQuery):
     return _respond(consent.complete_consent(_params(query)))
@@ -44,14 +48,15 @@ def oauth_callback_form():
     raw = (bp.current_request.raw_body or b"")[:FORM_LIMIT].decode("utf-8", "replace")
     fields = dict(parse_qsl(raw, keep_blank_values=False))
     try:
-        query = CallbackQuery.model_validate(fields)
+        query = schemas.CallbackQuery.model_validate(fields)
     except ValueError:
-        query = CallbackQuery()
+        query = schemas.CallbackQuery()
     return _respond(consent.complete_consent(_params(query)))
 
 
-@route(bp, "/v1/oauth/admin-consent", methods=["GET"], auth="none", query=AdminConsentQuery, status=302, tags=TAGS,
-       content_type="text/html", errors=(400,),
+@route(bp, "/v1/oauth/admin-consent", methods=["GET"], auth="none",
+       query="chalicelib.api.schemas.mailboxes:AdminConsentQuery", status=302, tags=TAGS, content_type="text/html",
+       errors=(400,),
        summary="Microsoft admin-consent redirect: records the approval (the mailbox returns to pending_auth)")
 def oauth_admin_consent(query: AdminConsentQuery):
     return _respond(consent.complete_admin_consent(_params(query)))

@@ -13,17 +13,20 @@ from chalice import Blueprint
 
 from chalicelib.api import access
 from chalicelib.api.context import current_principal
-from chalicelib.api.errors import (ApiError, Conflict, NotFound, PayloadTooLarge, ValidationFailed, field_error)
+from chalicelib.api.errors import ApiError, Conflict, NotFound, PayloadTooLarge, ValidationFailed, field_error
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.outbox import MAX_SEND_BODY_BYTES, OutboxOut, SendRequest
 from chalicelib.lazy import lazy_module
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.outbox.errors import InvalidField, KeyReused, NotCancellable, TooLarge
+from chalicelib.outbox.limits import MAX_SEND_BODY_BYTES
 
-if TYPE_CHECKING:   # annotations only: the model loads with the service that returns it (chalicelib.lazy)
+if TYPE_CHECKING:   # annotations only: the request/response models load on first use (chalicelib.api.routing),
+                    # the table's model with the service that returns it (chalicelib.lazy)
+    from chalicelib.api.schemas.outbox import OutboxOut, SendRequest
     from chalicelib.models.outbox import OutboxItem
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+schemas = lazy_module("chalicelib.api.schemas.outbox")
 service = lazy_module("chalicelib.outbox.service")
 
 bp = Blueprint(__name__)
@@ -66,15 +69,17 @@ def _item(outbox_id: str, need: str = "read") -> OutboxItem:
 
 
 def outbox_out(item: OutboxItem) -> OutboxOut:
-    return OutboxOut(id=item.outbox_id, mailbox_id=item.mailbox_id, status=item.status, mode=item.mode,
-                     in_reply_to=item.in_reply_to, subject=item.subject, recipients=len(item.recipients or []),
-                     send_at=item.send_at, attempts=int(item.attempts or 0), last_error=item.last_error,
-                     rfc_message_id=item.rfc_message_id, provider_message_id=item.provider_message_id,
-                     provider_thread_id=item.provider_thread_id, message_id=item.message_id, sent_at=item.sent_at,
-                     created_at=item.created_at, updated_at=item.updated_at)
+    return schemas.OutboxOut(id=item.outbox_id, mailbox_id=item.mailbox_id, status=item.status, mode=item.mode,
+                             in_reply_to=item.in_reply_to, subject=item.subject,
+                             recipients=len(item.recipients or []), send_at=item.send_at,
+                             attempts=int(item.attempts or 0), last_error=item.last_error,
+                             rfc_message_id=item.rfc_message_id, provider_message_id=item.provider_message_id,
+                             provider_thread_id=item.provider_thread_id, message_id=item.message_id,
+                             sent_at=item.sent_at, created_at=item.created_at, updated_at=item.updated_at)
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}/send", methods=["POST"], body=SendRequest, response=OutboxOut, status=202,
+@route(bp, "/v1/mailboxes/{mailbox_id}/send", methods=["POST"], body="chalicelib.api.schemas.outbox:SendRequest",
+       response="chalicelib.api.schemas.outbox:OutboxOut", status=202,
        errors=(404, 413, 422), max_body=MAX_SEND_BODY_BYTES, tags=TAGS,
        summary="Send, reply or forward from a mailbox (accepted into the outbox; Idempotency-Key header; "
                "read_write or owner: a read-only user gets 404)")
@@ -99,14 +104,14 @@ def send(mailbox_id: str, body: SendRequest):
     return outbox_out(item)
 
 
-@route(bp, "/v1/outbox/{outbox_id}", methods=["GET"], response=OutboxOut, tags=TAGS,
+@route(bp, "/v1/outbox/{outbox_id}", methods=["GET"], response="chalicelib.api.schemas.outbox:OutboxOut", tags=TAGS,
        summary="An outbox item: status, attempts, last error, provider ids, the stored sent copy")
 def get_outbox_item(outbox_id: str):
     return outbox_out(_item(outbox_id))
 
 
-@route(bp, "/v1/outbox/{outbox_id}/cancel", methods=["POST"], response=OutboxOut, errors=(409,), tags=TAGS,
-       summary="Cancel a queued or scheduled outbox item (409 once it is sending or done)")
+@route(bp, "/v1/outbox/{outbox_id}/cancel", methods=["POST"], response="chalicelib.api.schemas.outbox:OutboxOut",
+       errors=(409,), tags=TAGS, summary="Cancel a queued or scheduled outbox item (409 once it is sending or done)")
 def cancel_outbox_item(outbox_id: str):
     item = _item(outbox_id, "read_write")
     try:

@@ -7,6 +7,8 @@ user gets 404 (the list's existence is not revealed); marking a message private 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 
 from chalicelib.api import access
@@ -14,16 +16,16 @@ from chalicelib.api.context import current_principal
 from chalicelib.api.errors import NotFound, field_error
 from chalicelib.api.guards import require_tenant_admin
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.mailboxes import check_user_id
-from chalicelib.api.schemas.privacy import (ErasureIn, ErasureOut, PrivacyListsIn, PrivacyListsOut,
-                                            PrivacyMarkIn, PrivacyMarkOut, PrivacySettingsIn,
-                                            PrivacySettingsOut)
 from chalicelib.lazy import lazy_module
-from chalicelib.models.privacy import TENANT_SCOPE, ErasureJob, user_scope
+
+if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.privacy import ErasureIn, PrivacyListsIn, PrivacyMarkIn, PrivacySettingsIn
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+mailbox_schemas = lazy_module("chalicelib.api.schemas.mailboxes")
 erase = lazy_module("chalicelib.erasure.erase")
 message_privacy = lazy_module("chalicelib.messages.privacy")
+privacy_models = lazy_module("chalicelib.models.privacy")
 manual = lazy_module("chalicelib.pairing.manual")
 lists = lazy_module("chalicelib.privacy.lists")
 
@@ -48,41 +50,45 @@ def _put(tenant_id: str, scope: str, body: PrivacyListsIn) -> dict:
 def _user_scope(user_id: str) -> str:
     principal = current_principal()
     try:
-        check_user_id(user_id)
+        mailbox_schemas.check_user_id(user_id)
     except ValueError:
         raise NotFound(f"No user {user_id[:130]!r}.") from None
     if principal.user_id is not None and principal.user_id != user_id:
         raise NotFound(f"No user {user_id!r}.")
-    return user_scope(user_id)
+    return privacy_models.user_scope(user_id)
 
 
-@route(bp, "/v1/privacy/lists", methods=["GET"], response=PrivacyListsOut, errors=(403,), tags=TAGS,
-       summary="The tenant's never-import / never-pair lists (tenant admin)")
+@route(bp, "/v1/privacy/lists", methods=["GET"], response="chalicelib.api.schemas.privacy:PrivacyListsOut",
+       errors=(403,), tags=TAGS, summary="The tenant's never-import / never-pair lists (tenant admin)")
 def get_tenant_lists():
     principal = require_tenant_admin()
-    return _list_out(lists.get_list(principal.tenant_id, TENANT_SCOPE))
+    return _list_out(lists.get_list(principal.tenant_id, privacy_models.TENANT_SCOPE))
 
 
-@route(bp, "/v1/privacy/lists", methods=["PUT"], body=PrivacyListsIn, response=PrivacyListsOut, errors=(403,),
-       tags=TAGS, summary="Replace the tenant's never-import / never-pair lists (addresses and @domains)")
+@route(bp, "/v1/privacy/lists", methods=["PUT"], body="chalicelib.api.schemas.privacy:PrivacyListsIn",
+       response="chalicelib.api.schemas.privacy:PrivacyListsOut", errors=(403,), tags=TAGS,
+       summary="Replace the tenant's never-import / never-pair lists (addresses and @domains)")
 def put_tenant_lists(body: PrivacyListsIn):
     principal = require_tenant_admin()
-    return _put(principal.tenant_id, TENANT_SCOPE, body)
+    return _put(principal.tenant_id, privacy_models.TENANT_SCOPE, body)
 
 
-@route(bp, "/v1/users/{user_id}/privacy-lists", methods=["GET"], response=PrivacyListsOut, tags=TAGS,
+@route(bp, "/v1/users/{user_id}/privacy-lists", methods=["GET"],
+       response="chalicelib.api.schemas.privacy:PrivacyListsOut", tags=TAGS,
        summary="A user's own never-import / never-pair lists (applied to the mailboxes the user owns)")
 def get_user_lists(user_id: str):
     return _list_out(lists.get_list(current_principal().tenant_id, _user_scope(user_id)))
 
 
-@route(bp, "/v1/users/{user_id}/privacy-lists", methods=["PUT"], body=PrivacyListsIn, response=PrivacyListsOut,
-       tags=TAGS, summary="Replace a user's own never-import / never-pair lists")
+@route(bp, "/v1/users/{user_id}/privacy-lists", methods=["PUT"], body="chalicelib.api.schemas.privacy:PrivacyListsIn",
+       response="chalicelib.api.schemas.privacy:PrivacyListsOut", tags=TAGS,
+       summary="Replace a user's own never-import / never-pair lists")
 def put_user_lists(user_id: str, body: PrivacyListsIn):
     return _put(current_principal().tenant_id, _user_scope(user_id), body)
 
 
-@route(bp, "/v1/messages/{message_id}/privacy", methods=["PUT"], body=PrivacyMarkIn, response=PrivacyMarkOut,
+@route(bp, "/v1/messages/{message_id}/privacy", methods=["PUT"], body="chalicelib.api.schemas.privacy:PrivacyMarkIn",
+       response="chalicelib.api.schemas.privacy:PrivacyMarkOut",
        tags=TAGS, summary="Mark a message private (hidden from record tabs, record readers and pairing events) "
                           "or not; needs read_write")
 def put_message_privacy(message_id: str, body: PrivacyMarkIn):
@@ -91,16 +97,16 @@ def put_message_privacy(message_id: str, body: PrivacyMarkIn):
     return {"id": message.message_id, "private": body.private, "changed": bool(changed)}
 
 
-@route(bp, "/v1/privacy/settings", methods=["GET"], response=PrivacySettingsOut, errors=(403,), tags=TAGS,
-       summary="The tenant's retention period (tenant admin)")
+@route(bp, "/v1/privacy/settings", methods=["GET"], response="chalicelib.api.schemas.privacy:PrivacySettingsOut",
+       errors=(403,), tags=TAGS, summary="The tenant's retention period (tenant admin)")
 def get_privacy_settings():
     principal = require_tenant_admin()
-    item = lists.get_list(principal.tenant_id, TENANT_SCOPE)
+    item = lists.get_list(principal.tenant_id, privacy_models.TENANT_SCOPE)
     return {"retention_days": int(item.retention_days) if item.retention_days else None}
 
 
-@route(bp, "/v1/privacy/settings", methods=["PUT"], body=PrivacySettingsIn, response=PrivacySettingsOut,
-       errors=(403,), tags=TAGS,
+@route(bp, "/v1/privacy/settings", methods=["PUT"], body="chalicelib.api.schemas.privacy:PrivacySettingsIn",
+       response="chalicelib.api.schemas.privacy:PrivacySettingsOut", errors=(403,), tags=TAGS,
        summary="Set the tenant's retention period: stored mail older than it is deleted (never at the provider)")
 def put_privacy_settings(body: PrivacySettingsIn):
     principal = require_tenant_admin()
@@ -111,7 +117,8 @@ def put_privacy_settings(body: PrivacySettingsIn):
     return {"retention_days": int(item.retention_days) if item.retention_days else None}
 
 
-@route(bp, "/v1/erasure", methods=["POST"], body=ErasureIn, response=ErasureOut, status=202, errors=(403,),
+@route(bp, "/v1/erasure", methods=["POST"], body="chalicelib.api.schemas.privacy:ErasureIn",
+       response="chalicelib.api.schemas.privacy:ErasureOut", status=202, errors=(403,),
        tags=TAGS, summary="Erase every stored message a person takes part in, tenant-wide (tenant admin); "
                           "finishes in the background: see GET /v1/erasure/{job_id}")
 def post_erasure(body: ErasureIn):
@@ -123,11 +130,11 @@ def post_erasure(body: ErasureIn):
     return erase.job_out(erase.run_for_request(job))
 
 
-@route(bp, "/v1/erasure/{job_id}", methods=["GET"], response=ErasureOut, errors=(403,), tags=TAGS,
-       summary="An erasure: status (running | done), counts, erased message ids (tenant admin)")
+@route(bp, "/v1/erasure/{job_id}", methods=["GET"], response="chalicelib.api.schemas.privacy:ErasureOut", errors=(403,),
+       tags=TAGS, summary="An erasure: status (running | done), counts, erased message ids (tenant admin)")
 def get_erasure(job_id: str):
     principal = require_tenant_admin()
     try:
-        return erase.job_out(ErasureJob.get(principal.tenant_id, job_id))
-    except ErasureJob.DoesNotExist:
+        return erase.job_out(privacy_models.ErasureJob.get(principal.tenant_id, job_id))
+    except privacy_models.ErasureJob.DoesNotExist:
         raise NotFound(f"No erasure with id {job_id!r}.") from None

@@ -2,12 +2,16 @@
 never calling the provider — they only request a coalesced sync."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 
 from chalicelib.api.errors import BadRequest, Forbidden, Unauthorized
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.push import PubSubPush
 from chalicelib.lazy import lazy_module
+
+if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.push import PubSubPush
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
 gmail = lazy_module("chalicelib.push.gmail")
@@ -16,8 +20,8 @@ bp = Blueprint(__name__)
 TAGS = ("push",)
 
 
-@route(bp, "/v1/push/gmail", methods=["POST"], auth="none", body=PubSubPush, status=204, tags=TAGS,
-       errors=(400, 401, 403),
+@route(bp, "/v1/push/gmail", methods=["POST"], auth="none", body="chalicelib.api.schemas.push:PubSubPush", status=204,
+       tags=TAGS, errors=(400, 401, 403),
        summary="Gmail Pub/Sub push (OIDC bearer token of the subscription's service account)")
 def gmail_push(body: PubSubPush):
     try:

@@ -9,30 +9,28 @@ else reflected.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from chalice import Blueprint, Response
-from pydantic import ConfigDict, Field
 
 from chalicelib.api.errors import BadRequest, PayloadTooLarge
 from chalicelib.api.routing import Answer, route
-from chalicelib.api.schemas.common import ApiModel
 from chalicelib.config import get_settings
 from chalicelib.lazy import lazy_module
+
+if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.push import GraphPushQuery
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
 graph = lazy_module("chalicelib.push.graph")
 
 bp = Blueprint(__name__)
 TAGS = ("push",)
+QUERY = "chalicelib.api.schemas.push:GraphPushQuery"
 ACCEPTS = ("application/json", "text/plain")     # Graph POSTs the handshake as text/plain
 HANDSHAKE = {200: Answer("Validation handshake: the decoded validationToken, verbatim", content_type="text/plain")}
 TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff",
                 "Cache-Control": "no-store"}
-
-
-class GraphPushQuery(ApiModel):
-    model_config = ConfigDict(extra="ignore")
-    validationToken: str | None = Field(None, max_length=4096)
 
 
 def _payload() -> dict:
@@ -53,14 +51,14 @@ def _answer(query: GraphPushQuery, handle) -> Response:
     return Response(body="", status_code=202, headers={"Cache-Control": "no-store"})
 
 
-@route(bp, "/v1/push/graph", methods=["POST"], auth="none", query=GraphPushQuery, status=202, tags=TAGS,
+@route(bp, "/v1/push/graph", methods=["POST"], auth="none", query=QUERY, status=202, tags=TAGS,
        content_type="text/plain", errors=(400, 413), accepts=ACCEPTS, also=HANDSHAKE,
        summary="Microsoft Graph change notifications (validation handshake: the token echoed as text/plain)")
 def graph_notifications(query: GraphPushQuery):
     return _answer(query, graph.handle_notifications)
 
 
-@route(bp, "/v1/push/graph/lifecycle", methods=["POST"], auth="none", query=GraphPushQuery, status=202,
+@route(bp, "/v1/push/graph/lifecycle", methods=["POST"], auth="none", query=QUERY, status=202,
        tags=TAGS, content_type="text/plain", errors=(400, 413), accepts=ACCEPTS, also=HANDSHAKE,
        summary="Microsoft Graph lifecycle notifications (reauthorizationRequired, subscriptionRemoved, missed)")
 def graph_lifecycle(query: GraphPushQuery):

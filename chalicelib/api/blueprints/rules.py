@@ -10,14 +10,15 @@ from chalicelib.api import access
 from chalicelib.api.errors import Conflict, field_error
 from chalicelib.api.guards import current_tenant, not_found, require_tenant_admin
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.rules import (CreateRule, PairingSettingsIn, PairingSettingsOut, RuleList,
-                                          RuleListQuery, RuleOut, UpdateRule)
 from chalicelib.lazy import lazy_module
 
-if TYPE_CHECKING:   # annotations only: the model loads with the service that returns it (chalicelib.lazy)
+if TYPE_CHECKING:   # annotations only: the request/response models load on first use (chalicelib.api.routing),
+                    # the table's model with the service that returns it (chalicelib.lazy)
+    from chalicelib.api.schemas.rules import CreateRule, PairingSettingsIn, RuleListQuery, UpdateRule
     from chalicelib.models.pairing import Rule
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+schemas = lazy_module("chalicelib.api.schemas.rules")
 rulebook = lazy_module("chalicelib.pairing.rulebook")
 rules = lazy_module("chalicelib.pairing.rules")
 
@@ -26,9 +27,10 @@ TAGS = ("rules",)
 
 
 def rule_out(rule: Rule) -> dict:
-    return RuleOut(id=rule.rule_id, name=rule.name, mailbox_id=rule.mailbox_id, position=int(rule.position or 0),
-                   enabled=bool(rule.enabled), conditions=rule.conditions or {}, actions=list(rule.actions or []),
-                   created_at=rule.created_at, updated_at=rule.updated_at).model_dump()
+    return schemas.RuleOut(id=rule.rule_id, name=rule.name, mailbox_id=rule.mailbox_id,
+                           position=int(rule.position or 0), enabled=bool(rule.enabled),
+                           conditions=rule.conditions or {}, actions=list(rule.actions or []),
+                           created_at=rule.created_at, updated_at=rule.updated_at).model_dump()
 
 
 def _invalid(exc: rules.InvalidRule):
@@ -43,8 +45,9 @@ def _rule(rule_id: str) -> Rule:
     return rule
 
 
-@route(bp, "/v1/rules", methods=["POST"], body=CreateRule, response=RuleOut, status=201,
-       summary="Create a scanner rule", tags=TAGS, errors=(404,))  # 404: mailbox_id names no visible mailbox
+@route(bp, "/v1/rules", methods=["POST"], body="chalicelib.api.schemas.rules:CreateRule",
+       response="chalicelib.api.schemas.rules:RuleOut", status=201, summary="Create a scanner rule", tags=TAGS,
+       errors=(404,))  # 404: mailbox_id names no visible mailbox
 def create_rule(body: CreateRule):
     tenant_id = require_tenant_admin().tenant_id
     if body.mailbox_id:
@@ -58,15 +61,15 @@ def create_rule(body: CreateRule):
     return rule_out(rule)
 
 
-@route(bp, "/v1/rules", methods=["GET"], query=RuleListQuery, response=RuleList,
-       summary="Scanner rules in the order they run", tags=TAGS)
+@route(bp, "/v1/rules", methods=["GET"], query="chalicelib.api.schemas.rules:RuleListQuery",
+       response="chalicelib.api.schemas.rules:RuleList", summary="Scanner rules in the order they run", tags=TAGS)
 def list_rules(query: RuleListQuery):
     tenant_id = require_tenant_admin().tenant_id
     return {"items": [rule_out(r) for r in rulebook.list_rules(tenant_id, query.mailbox_id)], "next_cursor": None}
 
 
-@route(bp, "/v1/rules/{rule_id}", methods=["PATCH"], body=UpdateRule, response=RuleOut,
-       summary="Change a scanner rule", tags=TAGS)
+@route(bp, "/v1/rules/{rule_id}", methods=["PATCH"], body="chalicelib.api.schemas.rules:UpdateRule",
+       response="chalicelib.api.schemas.rules:RuleOut", summary="Change a scanner rule", tags=TAGS)
 def update_rule(rule_id: str, body: UpdateRule):
     rule = _rule(rule_id)
     changes = body.model_dump(exclude_none=True, by_alias=True)
@@ -84,15 +87,16 @@ def delete_rule(rule_id: str):
     return None
 
 
-@route(bp, "/v1/pairing/settings", methods=["GET"], response=PairingSettingsOut,
+@route(bp, "/v1/pairing/settings", methods=["GET"], response="chalicelib.api.schemas.rules:PairingSettingsOut",
        summary="The tenant's pairing settings (blocklist, ticket tag, domain matching, ...)", tags=TAGS)
 def get_settings():
     require_tenant_admin()
     return rulebook.get_settings(current_tenant())
 
 
-@route(bp, "/v1/pairing/settings", methods=["PUT"], body=PairingSettingsIn, response=PairingSettingsOut,
-       summary="Replace the tenant's pairing settings", tags=TAGS)
+@route(bp, "/v1/pairing/settings", methods=["PUT"], body="chalicelib.api.schemas.rules:PairingSettingsIn",
+       response="chalicelib.api.schemas.rules:PairingSettingsOut", summary="Replace the tenant's pairing settings",
+       tags=TAGS)
 def put_settings(body: PairingSettingsIn):
     require_tenant_admin()
     try:

@@ -1,6 +1,8 @@
 """Message search (docs/api.md, "Search")."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 
 from chalicelib.api import access
@@ -8,9 +10,10 @@ from chalicelib.api.context import current_principal
 from chalicelib.api.errors import field_error
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.messages import MessageList
-from chalicelib.api.schemas.threads import SearchQuery
 from chalicelib.lazy import lazy_module
+
+if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.threads import SearchQuery
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
 views = lazy_module("chalicelib.messages.views")
@@ -23,9 +26,9 @@ bp = Blueprint(__name__)
 TAGS = ("messages",)
 
 
-@route(bp, "/v1/messages/search", methods=["GET"], query=SearchQuery, response=MessageList, errors=(400, 422),
-       summary="Search the messages the caller may read (subject, participants, snippet, attachment names)",
-       tags=TAGS)
+@route(bp, "/v1/messages/search", methods=["GET"], query="chalicelib.api.schemas.threads:SearchQuery",
+       response="chalicelib.api.schemas.messages:MessageList", errors=(400, 422),
+       summary="Search the messages the caller may read (subject, participants, snippet, attachment names)", tags=TAGS)
 def search_messages(query: SearchQuery):
     principal = current_principal()
     try:

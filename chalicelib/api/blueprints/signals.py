@@ -11,14 +11,16 @@ from chalicelib.api.blueprints.links import pairing_call
 from chalicelib.api.guards import not_found
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.signals import SignalList, SignalOut, SignalQuery
 from chalicelib.lazy import lazy_module
 from chalicelib.models.mailbox import Mailbox
 
-if TYPE_CHECKING:   # an annotation only
+if TYPE_CHECKING:   # annotations only: the request/response models load on first use (chalicelib.api.routing),
+                    # the table's model with the service that returns it (chalicelib.lazy)
+    from chalicelib.api.schemas.signals import SignalQuery
     from chalicelib.models.pairing import Signal
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+schemas = lazy_module("chalicelib.api.schemas.signals")
 pairing_models = lazy_module("chalicelib.models.pairing")
 manual = lazy_module("chalicelib.pairing.manual")
 pairing_context = lazy_module("chalicelib.pairing.context")
@@ -29,11 +31,11 @@ TAGS = ("pairing",)
 
 
 def signal_out(signal: Signal) -> dict:
-    return SignalOut(id=signal.signal_id, message_id=signal.message_id, mailbox_id=signal.mailbox_id,
-                     record={"type": signal.entity_type, "id": signal.entity_id}, reason=signal.reason,
-                     matcher=signal.matcher, confidence=float(signal.confidence), status=signal.status,
-                     created_at=signal.created_at, resolved_at=signal.resolved_at,
-                     resolved_by=signal.resolved_by).model_dump()
+    return schemas.SignalOut(id=signal.signal_id, message_id=signal.message_id, mailbox_id=signal.mailbox_id,
+                             record={"type": signal.entity_type, "id": signal.entity_id}, reason=signal.reason,
+                             matcher=signal.matcher, confidence=float(signal.confidence), status=signal.status,
+                             created_at=signal.created_at, resolved_at=signal.resolved_at,
+                             resolved_by=signal.resolved_by).model_dump()
 
 
 def _readable_mailboxes(tenant_id: str, mailbox_ids: set[str]) -> set[str]:
@@ -42,7 +44,8 @@ def _readable_mailboxes(tenant_id: str, mailbox_ids: set[str]) -> set[str]:
     return {m.mailbox_id for m in found if access.mailbox_access(m, principal) is not None}
 
 
-@route(bp, "/v1/signals", methods=["GET"], query=SignalQuery, response=SignalList,
+@route(bp, "/v1/signals", methods=["GET"], query="chalicelib.api.schemas.signals:SignalQuery",
+       response="chalicelib.api.schemas.signals:SignalList",
        summary="Suggested pairings, newest first (filter by status and mailbox)", tags=TAGS,
        errors=(404,))  # 404: mailbox_id names no visible mailbox
 def list_signals(query: SignalQuery):
@@ -79,7 +82,7 @@ def _resolvable_signal(signal_id: str) -> Signal:
     return signal
 
 
-@route(bp, "/v1/signals/{signal_id}/accept", methods=["POST"], response=SignalOut,
+@route(bp, "/v1/signals/{signal_id}/accept", methods=["POST"], response="chalicelib.api.schemas.signals:SignalOut",
        summary="Accept a suggestion: the message is paired with the record", tags=TAGS, errors=(409,))
 def accept(signal_id: str):
     signal = _resolvable_signal(signal_id)
@@ -87,7 +90,7 @@ def accept(signal_id: str):
     return signal_out(pairing_store.get_signal(signal.tenant_id, signal.signal_id))
 
 
-@route(bp, "/v1/signals/{signal_id}/dismiss", methods=["POST"], response=SignalOut,
+@route(bp, "/v1/signals/{signal_id}/dismiss", methods=["POST"], response="chalicelib.api.schemas.signals:SignalOut",
        summary="Dismiss a suggestion (it is not suggested again for this message)", tags=TAGS,
        errors=(409,))
 def dismiss(signal_id: str):

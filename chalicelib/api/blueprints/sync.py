@@ -6,7 +6,6 @@ from chalice import Blueprint
 from chalicelib.api import access
 from chalicelib.api.errors import Conflict, TooManyRequests
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.sync import RefreshQueued, SyncStatus
 from chalicelib.lazy import lazy_module
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
@@ -16,8 +15,8 @@ bp = Blueprint(__name__)
 TAGS = ("sync",)
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}/refresh", methods=["POST"], response=RefreshQueued, status=202,
-       summary="Sync the mailbox now (once per 5 minutes; 429 with Retry-After otherwise)", tags=TAGS,
+@route(bp, "/v1/mailboxes/{mailbox_id}/refresh", methods=["POST"], response="chalicelib.api.schemas.sync:RefreshQueued",
+       status=202, summary="Sync the mailbox now (once per 5 minutes; 429 with Retry-After otherwise)", tags=TAGS,
        errors=(404, 409, 429))
 def refresh_mailbox(mailbox_id: str):
     mailbox = access.get_mailbox(mailbox_id, need="read_write")
@@ -31,7 +30,7 @@ def refresh_mailbox(mailbox_id: str):
     return {"queued": True, "coalesced": outcome.how == "coalesced"}
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}/sync", methods=["GET"], response=SyncStatus,
+@route(bp, "/v1/mailboxes/{mailbox_id}/sync", methods=["GET"], response="chalicelib.api.schemas.sync:SyncStatus",
        summary="Sync status: stage, last success and error, counts, cursor age, push expiry", tags=TAGS,
        errors=(404,))
 def mailbox_sync_status(mailbox_id: str):

@@ -1,6 +1,8 @@
 """Conversations: a mailbox's or a record's threads, and one thread's messages (docs/api.md, "Conversations")."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint
 
 from chalicelib.api import access
@@ -9,11 +11,13 @@ from chalicelib.api.errors import NotFound
 from chalicelib.api.guards import not_found
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.common import ListQuery
-from chalicelib.api.schemas.privacy import PrivacyMarkIn
-from chalicelib.api.schemas.threads import ThreadDetail, ThreadList, ThreadListQuery, ThreadPrivacyOut
 from chalicelib.lazy import lazy_module
 from chalicelib.models.directory import RECORD_TYPES
+
+if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.common import ListQuery
+    from chalicelib.api.schemas.privacy import PrivacyMarkIn
+    from chalicelib.api.schemas.threads import ThreadListQuery
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
 views = lazy_module("chalicelib.messages.views")
@@ -26,7 +30,8 @@ bp = Blueprint(__name__)
 TAGS = ("threads",)
 
 
-@route(bp, "/v1/threads", methods=["GET"], query=ThreadListQuery, response=ThreadList, errors=(400, 422),
+@route(bp, "/v1/threads", methods=["GET"], query="chalicelib.api.schemas.threads:ThreadListQuery",
+       response="chalicelib.api.schemas.threads:ThreadList", errors=(400, 422),
        summary="A mailbox's or a record's conversations, newest activity first", tags=TAGS)
 def list_threads(query: ThreadListQuery):
     principal = current_principal()
@@ -49,7 +54,8 @@ def list_threads(query: ThreadListQuery):
     return {"items": items, "next_cursor": encode_cursor(principal.tenant_id, scope, last)}
 
 
-@route(bp, "/v1/threads/{thread_id}", methods=["GET"], query=ListQuery, response=ThreadDetail, errors=(400,),
+@route(bp, "/v1/threads/{thread_id}", methods=["GET"], query="chalicelib.api.schemas.common:ListQuery",
+       response="chalicelib.api.schemas.threads:ThreadDetail", errors=(400,),
        summary="A conversation's messages the caller may read, oldest first", tags=TAGS)
 def get_thread(thread_id: str, query: ListQuery):
     principal = current_principal()
@@ -67,7 +73,8 @@ def get_thread(thread_id: str, query: ListQuery):
             "next_cursor": encode_cursor(principal.tenant_id, scope, last)}
 
 
-@route(bp, "/v1/threads/{thread_id}/privacy", methods=["PUT"], body=PrivacyMarkIn, response=ThreadPrivacyOut,
+@route(bp, "/v1/threads/{thread_id}/privacy", methods=["PUT"], body="chalicelib.api.schemas.privacy:PrivacyMarkIn",
+       response="chalicelib.api.schemas.threads:ThreadPrivacyOut",
        errors=(403,), tags=TAGS,
        summary="Mark a whole conversation private (or not): each of its messages in the caller's read_write "
                "mailboxes")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from chalice import Blueprint
 
@@ -9,13 +10,16 @@ from chalicelib.api.errors import Conflict, ValidationFailed
 from chalicelib.api.guards import not_found, require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
-from chalicelib.api.schemas.webhook import (DeliveriesQuery, DeliveryList, DeliveryOut, PutWebhook, ReplayDone,
-                                            ReplaySince, TestDelivery, WebhookOut, WebhookSaved)
 from chalicelib.lazy import lazy_module
-from chalicelib.models.webhook import Webhook, WebhookDelivery
 from chalicelib.timeutil import isoformat
 
+if TYPE_CHECKING:   # annotations only: the request/response models load on first use (chalicelib.api.routing),
+                    # the tables' models with the services that return them (chalicelib.lazy)
+    from chalicelib.api.schemas.webhook import DeliveriesQuery, PutWebhook, ReplaySince
+    from chalicelib.models.webhook import Webhook, WebhookDelivery
+
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
+schemas = lazy_module("chalicelib.api.schemas.webhook")
 deliveries = lazy_module("chalicelib.notify.deliveries")
 webhook_config = lazy_module("chalicelib.notify.webhook_config")
 transport = lazy_module("chalicelib.notify.transport")
@@ -25,21 +29,21 @@ TAGS = ("webhook",)
 
 
 def webhook_out(webhook: Webhook) -> dict:
-    return WebhookOut(url=webhook.url, event_types=list(webhook.event_types or webhook_config.EVENT_TYPES),
-                      secret_created_at=webhook.secret_created_at, created_at=webhook.created_at,
-                      updated_at=webhook.updated_at).model_dump()
+    return schemas.WebhookOut(url=webhook.url, event_types=list(webhook.event_types or webhook_config.EVENT_TYPES),
+                              secret_created_at=webhook.secret_created_at, created_at=webhook.created_at,
+                              updated_at=webhook.updated_at).model_dump()
 
 
 def delivery_out(d: WebhookDelivery) -> dict:
     next_at = None
     if d.status == "pending" and d.next_attempt_at is not None:
         next_at = isoformat(datetime.fromtimestamp(d.next_attempt_at, tz=timezone.utc))
-    return DeliveryOut(id=d.delivery_id, event_id=d.event_id, event_type=d.event_type, status=d.status,
-                       attempts=int(d.attempts or 0), replays=int(d.replays or 0), next_attempt_at=next_at,
-                       last_attempt_at=d.last_attempt_at,
-                       last_status_code=int(d.last_status_code) if d.last_status_code is not None else None,
-                       last_error=d.last_error, created_at=d.created_at, delivered_at=d.delivered_at,
-                       dead_lettered_at=d.dead_lettered_at).model_dump()
+    return schemas.DeliveryOut(id=d.delivery_id, event_id=d.event_id, event_type=d.event_type, status=d.status,
+                               attempts=int(d.attempts or 0), replays=int(d.replays or 0), next_attempt_at=next_at,
+                               last_attempt_at=d.last_attempt_at,
+                               last_status_code=int(d.last_status_code) if d.last_status_code is not None else None,
+                               last_error=d.last_error, created_at=d.created_at, delivered_at=d.delivered_at,
+                               dead_lettered_at=d.dead_lettered_at).model_dump()
 
 
 def _webhook(tenant_id: str) -> Webhook:
@@ -56,7 +60,8 @@ def _delivery(tenant_id: str, delivery_id: str) -> WebhookDelivery:
     return delivery
 
 
-@route(bp, "/v1/webhook", methods=["PUT"], body=PutWebhook, response=WebhookSaved, errors=(422,),
+@route(bp, "/v1/webhook", methods=["PUT"], body="chalicelib.api.schemas.webhook:PutWebhook",
+       response="chalicelib.api.schemas.webhook:WebhookSaved", errors=(422,),
        summary="Create or replace the tenant's webhook (the signing secret is shown once)", tags=TAGS)
 def put_webhook(body: PutWebhook):
     principal = require_tenant_admin()
@@ -68,7 +73,7 @@ def put_webhook(body: PutWebhook):
     return {**webhook_out(saved.webhook), "secret": saved.secret}
 
 
-@route(bp, "/v1/webhook", methods=["GET"], response=WebhookOut, errors=(404,),
+@route(bp, "/v1/webhook", methods=["GET"], response="chalicelib.api.schemas.webhook:WebhookOut", errors=(404,),
        summary="The tenant's webhook (without its secret)", tags=TAGS)
 def get_webhook():
     return webhook_out(_webhook(require_tenant_admin().tenant_id))
@@ -83,7 +88,8 @@ def delete_webhook():
     return None
 
 
-@route(bp, "/v1/webhook/deliveries", methods=["GET"], query=DeliveriesQuery, response=DeliveryList,
+@route(bp, "/v1/webhook/deliveries", methods=["GET"], query="chalicelib.api.schemas.webhook:DeliveriesQuery",
+       response="chalicelib.api.schemas.webhook:DeliveryList",
        summary="The delivery log, newest first (filter by status)", tags=TAGS)
 def list_deliveries(query: DeliveriesQuery):
     principal = require_tenant_admin()
@@ -94,14 +100,15 @@ def list_deliveries(query: DeliveriesQuery):
             "next_cursor": encode_cursor(principal.tenant_id, scope, last)}
 
 
-@route(bp, "/v1/webhook/deliveries/{delivery_id}", methods=["GET"], response=DeliveryOut, errors=(404,),
-       summary="One delivery", tags=TAGS)
+@route(bp, "/v1/webhook/deliveries/{delivery_id}", methods=["GET"],
+       response="chalicelib.api.schemas.webhook:DeliveryOut", errors=(404,), summary="One delivery", tags=TAGS)
 def get_delivery(delivery_id: str):
     return delivery_out(_delivery(require_tenant_admin().tenant_id, delivery_id))
 
 
-@route(bp, "/v1/webhook/deliveries/{delivery_id}/replay", methods=["POST"], response=DeliveryOut, status=202,
-       errors=(404, 409), summary="Deliver a delivered or dead-lettered event again (same event id)", tags=TAGS)
+@route(bp, "/v1/webhook/deliveries/{delivery_id}/replay", methods=["POST"],
+       response="chalicelib.api.schemas.webhook:DeliveryOut", status=202, errors=(404, 409),
+       summary="Deliver a delivered or dead-lettered event again (same event id)", tags=TAGS)
 def replay_delivery(delivery_id: str):
     principal = require_tenant_admin()
     delivery = _delivery(principal.tenant_id, delivery_id)
@@ -111,7 +118,8 @@ def replay_delivery(delivery_id: str):
         raise Conflict(str(exc)) from None
 
 
-@route(bp, "/v1/webhook/deliveries/replay", methods=["POST"], body=ReplaySince, response=ReplayDone, status=202,
+@route(bp, "/v1/webhook/deliveries/replay", methods=["POST"], body="chalicelib.api.schemas.webhook:ReplaySince",
+       response="chalicelib.api.schemas.webhook:ReplayDone", status=202,
        summary="Replay every delivery dead-lettered since a time", tags=TAGS)
 def replay_since(body: ReplaySince):
     principal = require_tenant_admin()
@@ -119,7 +127,7 @@ def replay_since(body: ReplaySince):
     return {"replayed": result.replayed, "truncated": result.truncated}
 
 
-@route(bp, "/v1/webhook/test", methods=["POST"], response=TestDelivery, errors=(404,),
+@route(bp, "/v1/webhook/test", methods=["POST"], response="chalicelib.api.schemas.webhook:TestDelivery", errors=(404,),
        summary="POST a signed webhook.test event to the webhook once, synchronously", tags=TAGS)
 def test_webhook():
     principal = require_tenant_admin()

@@ -1,10 +1,14 @@
 """Shared request/response model pieces.
 
-The schema modules (`api/schemas/*`) do not postpone their annotations (no `from __future__ import
-annotations`, PEP 563): pydantic reads a model's fields when its class is created, also with `defer_build`,
-and a postponed annotation is a string it compiles and evaluates first — ~39 M instructions, 3 % of the API's
-cold import for the ~120 models the route modules declare (docs/architecture.md, "Cold start"). With the
-types written out, a model may name only models defined above it (or quote the name).
+The schema modules (`api/schemas/*`) are not imported by `import app`: a route names its models by
+`"module:Name"` reference and resolves them on its first request, the OpenAPI document resolves them all
+(`chalicelib.api.routing`; docs/architecture.md, "Cold start"); a route module that builds a response model
+reaches its schema module through a `chalicelib.lazy.lazy_module`. Nothing outside `api/` imports them.
+
+They do not postpone their annotations (no `from __future__ import annotations`, PEP 563): pydantic reads a
+model's fields when its class is created, also with `defer_build`, and a postponed annotation is a string it
+compiles and evaluates first — ~39 M instructions for the ~120 models, when they were still created at import.
+With the types written out, a model may name only models defined above it (or quote the name).
 """
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class ApiModel(BaseModel):
     """Base of every API model. `defer_build=True` builds a model's validator and serializer on its first use
-    instead of when its class is defined (docs.pydantic.dev, `ConfigDict.defer_build`): the API declares ~90
-    models at import and a request uses one or two, so a cold start no longer pays for all of them. The first
-    request that validates or renders a model — or `/openapi.json`, which walks all of them — builds it once
-    per process."""
+    instead of when its class is defined (docs.pydantic.dev, `ConfigDict.defer_build`): a schema module declares
+    up to ~20 models and a request uses one or two, so a route's first request does not pay for all of them.
+    The first request that validates or renders a model — or `/openapi.json`, which walks all of them — builds
+    it once per process."""
     model_config = ConfigDict(defer_build=True)
 
 

@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, Field, StringConstraints, field_validator
 from chalicelib.api.schemas.common import ApiModel, Strict
 from chalicelib.api.schemas.mailboxes import check_email, check_header_text
 from chalicelib.lazy import lazy_module
-from chalicelib.outbox.limits import MAX_RECIPIENTS
+from chalicelib.outbox.limits import MAX_RECIPIENTS, MAX_SEND_BODY_BYTES
 from chalicelib.sync.mime_address import strict_getaddresses
 
 # Loaded by the first send's cross-field check (`SendRequest.problems`), not on the API's cold start (chalicelib.lazy).
@@ -19,7 +19,6 @@ compose = lazy_module("chalicelib.outbox.compose")
 SendMode = Literal["new", "reply", "reply_all", "forward"]
 OutboxStatus = Literal["queued", "scheduled", "sending", "sent", "failed", "cancelled"]
 MAX_ATTACHMENTS = 20
-MAX_SEND_BODY_BYTES = 6_000_000         # the request (Lambda's 6 MB synchronous payload limit)
 MAX_TEXT_CHARS = 1_000_000
 # Bodies are taken as written: `Strict` strips whitespace from strings, which would eat a body's indentation.
 Body = Annotated[str, StringConstraints(strip_whitespace=False, max_length=MAX_TEXT_CHARS)]

@@ -16,3 +16,9 @@ class PubSubPush(ApiModel):
     model_config = ConfigDict(extra="ignore")
     message: PubSubMessage
     subscription: str | None = Field(None, max_length=500)
+
+
+class GraphPushQuery(ApiModel):
+    """The query of a Microsoft Graph notification POST: `validationToken` only in the validation handshake."""
+    model_config = ConfigDict(extra="ignore")
+    validationToken: str | None = Field(None, max_length=4096)
