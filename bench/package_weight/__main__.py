@@ -16,7 +16,8 @@
    from the unzipped package, in fresh interpreters that see only the package and the standard library and
    cannot write bytecode (`python -I -S -B`; Lambda's /var/task is read-only): median wall and CPU time of
    `--runs`. Variants: as shipped; sources only; the third-party floor (the same non-chalicelib modules
-   `import app` loads, in its order, so "app − floor" is what mailbridge's own code adds); `import app` plus the
+   `import app` loads, in its order, with the collector paused as `app.py` does, so "app − floor" is what
+   mailbridge's own code adds); `import app` plus the
    first DynamoDB client (what a request adds before its first AWS call: botocore reading its models from the
    package's pruned data); with the Gmail code imported eagerly (provider, consent, push verification:
    googleapiclient and google-auth, which the API loads only on the paths that use them); and with the Gmail
@@ -70,12 +71,16 @@ print(json.dumps({{"wall": wall, "cpu": cpu, "modules": len(sys.modules), "third
                   "heavy": [m for m in {heavy!r} if m in sys.modules]}}))
 """
 APP = "import app"
-FLOOR = """import importlib
+# Paused collector as in `import app` (chalicelib.coldstart), so "app − floor" is mailbridge's own share.
+FLOOR = """import gc, importlib
+gc.disable()
 for name in {modules!r}:
     try:
         importlib.import_module(name)
     except Exception:   # an alias another module installs (six.moves, ...) or needing its parent's setup
-        pass"""
+        pass
+gc.freeze()
+gc.enable()"""
 FIRST_CLIENT = ("import app\nfrom chalicelib.models.tenant import Tenant\n"
                 "Tenant._get_connection().connection.client")   # every request's first DynamoDB call makes it
 EAGER = ("import app, chalicelib.providers.gmail.client, chalicelib.providers.graph.tokens, "
