@@ -44,33 +44,26 @@ def file_owners() -> dict[str, str]:
     return owners
 
 
+def _requirements(name: str) -> list[Requirement]:
+    try:
+        return [Requirement(line) for line in metadata.distribution(name).requires or ()]
+    except metadata.PackageNotFoundError:
+        return []
+
+
+def _applies(requirement: Requirement, extra: str = "") -> bool:
+    return requirement.marker is None or requirement.marker.evaluate({"extra": extra})
+
+
 def requires(name: str) -> set[str]:
-    """The distributions `name` depends on unconditionally on this interpreter (extras not taken)."""
-    try:
-        dist = metadata.distribution(name)
-    except metadata.PackageNotFoundError:
-        return set()
+    """The distributions `name` depends on unconditionally on this interpreter, with the extras it names
+    (`PyJWT[crypto]`); its own optional extras are not taken."""
     out = set()
-    for line in dist.requires or ():
-        requirement = Requirement(line)
-        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+    for requirement in _requirements(name):
+        if _applies(requirement):
             out.add(canonicalize_name(requirement.name))
-            out.update(canonicalize_name(extra_dep) for extra in requirement.extras
-                       for extra_dep in _extra(requirement.name, extra))
-    return out
-
-
-def _extra(name: str, extra: str) -> set[str]:
-    try:
-        dist = metadata.distribution(name)
-    except metadata.PackageNotFoundError:
-        return set()
-    out = set()
-    for line in dist.requires or ():
-        requirement = Requirement(line)
-        if requirement.marker is not None and requirement.marker.evaluate({"extra": extra}) \
-                and not requirement.marker.evaluate({"extra": ""}):
-            out.add(requirement.name)
+            out.update(canonicalize_name(dep.name) for extra in requirement.extras
+                       for dep in _requirements(requirement.name) if not _applies(dep) and _applies(dep, extra))
     return out
 
 

@@ -193,8 +193,7 @@ def settle_debts(mailbox: Mailbox, keys: Sequence[str], events: Sequence[Event] 
             clear_debts(mailbox, keys)
         else:                                   # the caller removes them in a mailbox write it makes anyway
             deferred.update(keys)
-            if mailbox.owed_pages:
-                mailbox.owed_pages = set(mailbox.owed_pages) - set(keys) or None
+            _paid(mailbox, keys)
         return
     target = Mailbox(mailbox.tenant_id, mailbox.mailbox_id)
     try:
@@ -207,6 +206,11 @@ def settle_debts(mailbox: Mailbox, keys: Sequence[str], events: Sequence[Event] 
         if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
             raise
         logger.info("page debts of a deleted mailbox dropped", extra={"mailbox_id": mailbox.mailbox_id})
+    _paid(mailbox, keys)
+
+
+def _paid(mailbox: Mailbox, keys: Sequence[str]) -> None:
+    """The in-memory mailbox without the debts just removed from its item."""
     if mailbox.owed_pages:
         mailbox.owed_pages = set(mailbox.owed_pages) - set(keys) or None
 
@@ -221,8 +225,7 @@ def clear_debts(mailbox: Mailbox, keys: Sequence[str]) -> None:
         if getattr(exc, "cause_response_code", "") != "ConditionalCheckFailedException":
             raise
         logger.info("page debts of a deleted mailbox dropped", extra={"mailbox_id": mailbox.mailbox_id})
-    if mailbox.owed_pages:
-        mailbox.owed_pages = set(mailbox.owed_pages) - set(keys) or None
+    _paid(mailbox, keys)
 
 
 def complete_page(messages: Sequence[Message], mailbox: Mailbox | None = None, *, pair: bool = True,

@@ -7,12 +7,8 @@ reply parser, `regex`), erasure, the pairing engine and rules, outbox compositio
 configuration, the mailbox service and provider kinds, `cryptography` (sealed secrets) and `nh3` (sanitizing);
 and the request/response models (`api/schemas/*`), which a route names by reference and resolves on its first
 request (`chalicelib.api.routing`)."""
-import json
-import subprocess
-import sys
-from pathlib import Path
+from tests.probe import ROOT, run_probe
 
-ROOT = Path(__file__).resolve().parents[2]
 NOT_LOADED = ("googleapiclient", "google.auth", "httplib2", "msal", "requests", "charset_normalizer", "boto3",
               "s3transfer", "multiprocessing", "imapclient", "imaplib", "smtplib",
               # deferred to the routes that use them (chalicelib.lazy)
@@ -33,18 +29,14 @@ PROBE = ("import sys, json, app; print(json.dumps(sorted(m for m in sys.modules 
 
 
 def test_importing_the_app_loads_none_of_the_listed_modules():
-    output = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, check=True, capture_output=True,
-                            text=True).stdout
-    assert json.loads(output.strip().splitlines()[-1]) == []
+    assert run_probe(PROBE) == []
 
 
 def test_the_provider_modules_do_load_them():
     """The probe above can see the SDKs when they are imported (so an empty list means something)."""
     probe = PROBE.replace("import sys, json, app;", "import sys, json, app, chalicelib.providers.gmail.client, "
                           "chalicelib.providers.graph.tokens, chalicelib.notify.notifier;")
-    output = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True,
-                            text=True).stdout
-    loaded = json.loads(output.strip().splitlines()[-1])
+    loaded = run_probe(probe)
     assert "googleapiclient" in loaded and "msal" in loaded and "requests" in loaded
     assert "imapclient" in loaded and "smtplib" in loaded
 
@@ -63,9 +55,7 @@ def test_every_deferred_module_imports_on_first_use():
              "            named[value._lazy_name] = value.__name__\n"
              "outbox_schemas.compose.html_is_blank('<p></p>')\n"
              f"print(json.dumps({{'named': named, 'loaded': sorted(m for m in sys.modules if m in {NOT_LOADED!r})}}))")
-    output = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True,
-                            text=True).stdout
-    found = json.loads(output.strip().splitlines()[-1])
+    found = run_probe(probe)
     assert len(found["named"]) > 20 and all(name == real for name, real in found["named"].items())
     assert {"regex", "cryptography", "nh3", "email.policy", "chalicelib.sync.store", "chalicelib.outbox.compose",
             "chalicelib.erasure", "chalicelib.providers.kinds", "chalicelib.api.schemas", "chalicelib.api.openapi",
@@ -93,9 +83,7 @@ def test_importing_the_app_creates_no_api_model_and_the_schema_modules_build_non
              "print(json.dumps({'at_import': at_import, 'count': len(models), 'not_deferred': sorted(\n"
              "    m.__qualname__ for m in models if not issubclass(m, ApiModel)), 'built': sorted(m.__qualname__\n"
              "    for m in models if m.__pydantic_complete__)}))")
-    output = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True,
-                            text=True).stdout
-    found = json.loads(output.strip().splitlines()[-1])
+    found = run_probe(probe)
     assert found["at_import"] == []
     assert found["count"] > 100 and found["not_deferred"] == [] and found["built"] == []
 
@@ -105,9 +93,7 @@ def test_the_collector_runs_again_after_the_import_and_skips_the_loaded_modules(
     every function), and against losing the freeze that keeps later collections off the loaded modules."""
     probe = ("import gc, json, app; "
              "print(json.dumps({'enabled': gc.isenabled(), 'frozen': gc.get_freeze_count()}))")
-    output = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True,
-                            text=True).stdout
-    found = json.loads(output.strip().splitlines()[-1])
+    found = run_probe(probe)
     assert found["enabled"] is True and found["frozen"] > 10_000
 
 

@@ -58,19 +58,24 @@ def test_index_writes_follow_the_documented_rules():
     assert _index_write_units(keys, gsi, "KEYS_ONLY", [], old, {**big, "owner": {"S": "u2"}}) == 2
 
 
-def test_the_meter_bills_the_index_entries_a_put_creates(aws):
-    """A put into a table with an ALL-projection index costs its own units plus the index entry's."""
-    import boto3
-
-    from bench.cost.meter import Meter
-    dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(TableName="metered", BillingMode="PAY_PER_REQUEST",
+def indexed_table(dynamodb, name: str) -> None:
+    """A table keyed on `pk` with one ALL-projection index on `owner`."""
+    dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                           AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                                                 {"AttributeName": "owner", "AttributeType": "S"}],
                           KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                           GlobalSecondaryIndexes=[{"IndexName": "by_owner",
                                                    "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}],
                                                    "Projection": {"ProjectionType": "ALL"}}])
+
+
+def test_the_meter_bills_the_index_entries_a_put_creates(aws):
+    """A put into a table with an ALL-projection index costs its own units plus the index entry's."""
+    import boto3
+
+    from bench.cost.meter import Meter
+    dynamodb = boto3.client("dynamodb")
+    indexed_table(dynamodb, "metered")
     meter = Meter()
     try:
         dynamodb.put_item(TableName="metered", Item={"pk": {"S": "a"}, "owner": {"S": "u1"}, "x": {"S": "y" * 1500}})
@@ -91,13 +96,7 @@ def test_the_ledger_itemizes_every_write_with_its_index_units(aws):
 
     from bench.cost.meter import Meter
     dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(TableName="ledgered", BillingMode="PAY_PER_REQUEST",
-                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                                {"AttributeName": "owner", "AttributeType": "S"}],
-                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                          GlobalSecondaryIndexes=[{"IndexName": "by_owner",
-                                                   "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}],
-                                                   "Projection": {"ProjectionType": "ALL"}}])
+    indexed_table(dynamodb, "ledgered")
     meter = Meter()
     meter.ledger = []
     try:

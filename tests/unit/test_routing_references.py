@@ -5,17 +5,12 @@ model; `route()` refuses a model class (which would have been imported at the ro
 cold start); a route's first request loads its own schema module and not the others'."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from chalice import Blueprint
 
 from chalicelib.api.routing import OPERATIONS, Answer, model_class, route
+from tests.probe import run_probe
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_operation_names_models_that_exist():
@@ -67,9 +62,7 @@ def test_a_route_resolves_its_models_on_its_first_request_and_no_others():
              "answer = app.app(event, None)\n"
              "print(json.dumps({'before': before, 'after': schemas(), 'status': answer['statusCode'],\n"
              "                  'body': answer['body']}))")
-    output = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True,
-                            text=True).stdout
-    found = json.loads(output.strip().splitlines()[-1])
+    found = run_probe(probe)
     assert found["before"] == []
     assert found["status"] == 200 and found["body"] == "t 1"
     assert found["after"] == ["chalicelib.api.schemas.common", "chalicelib.api.schemas.push"]
