@@ -15,11 +15,22 @@ from tests.mailfactory import make_message
 TENANT = "tnt_cost"
 
 
+# A business mail's opening as it reads: its first 200 characters — the snippet, which is indexed for search
+# (`search/tokens.py`) — hold ~30 distinct words, as real prose does (a repeated phrase would index only a few).
+OPENING = ("Dear Ms. Novak,\nthank you for the quick reply. As discussed on Tuesday, we would like to order 40 units "
+           "of the standard pallet racks for our Brno warehouse, delivered by the end of next month. Could you "
+           "confirm the price, the delivery terms and whether installation is included?\n\n")
+DETAILS = ("The racks should match the ones delivered last spring (height 4.5 m, three levels, galvanized). "
+           "Our logistics team can receive the shipment on weekdays between 7:00 and 15:00; please let us know "
+           "which carrier you plan to use and whether the pallets need to be returned.\n\n")
+
+
 def message(n: int) -> bytes:
-    """A typical business mail: ~6 KB of text and HTML."""
-    body = ("Dear customer,\nthank you for your order. " * 60) + f"\nRegards, Jan ({n})\n"
-    return make_message(subject=f"Order {n} #{1000 + n}#", message_id=f"<cost-{n}@acme.example>", body=body,
-                        html=f"<p>{body}</p>", date=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5))
+    """A typical business mail: ~6 KB of text and HTML, its opening varied like real prose."""
+    body = OPENING + DETAILS * 8 + f"Kind regards,\nJan Dvorak ({n})\nPurchasing, Acme s.r.o.\n"
+    return make_message(subject=f"Pallet racks for the Brno warehouse, order {1000 + n}",
+                        message_id=f"<cost-{n}@acme.example>", body=body, html=f"<p>{body}</p>",
+                        date=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5))
 
 
 def since() -> str:
