@@ -1,7 +1,7 @@
 """Cost model: $ per mailbox-month, per provider kind, from AWS calls counted in this run × a checked-in price
 table (`bench/cost/prices.json`, with its date).
 
-    python -m bench.cost [--idle-syncs 10] [--messages 20] [--kinds imap,gmail,outlook] [--breakdown]
+    python -m bench.cost [--idle-syncs 30] [--messages 20] [--kinds imap,gmail,outlook] [--breakdown]
 
 `--breakdown` lists every DynamoDB item the last one-message sync of each kind wrote (worker and notifier): its
 table, the operation (`TransactWriteItems.Put`, `BatchWriteItem.Put`, ...), its size before and after, its units
@@ -21,8 +21,9 @@ push (one API Gateway request + one API Lambda run + one worker run), IMAP picks
 syncs (the marginal cost of the new mail on top of the idle syncs).
 
 Lambda duration is modelled, not taken from this machine: the worker's own compute measured here (process CPU
-time minus the CPU spent inside moto's AWS calls; an upper bound for Gmail/Outlook, whose fake servers run in
-this process — Dovecot is a process of its own) scaled to the CPU share Lambda gives the function's memory
+time minus the CPU spent inside moto's AWS calls and, since 2026-12-02, minus the CPU of the Gmail/Outlook fakes,
+which serve from threads of this process — their request handling and the server side of their TLS handshakes
+(`server_cpu`); Dovecot is a process of its own) scaled to the CPU share Lambda gives the function's memory
 (1,769 MB = one vCPU, proportionally less below: https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html;
 this machine's core is taken as one vCPU), plus each counted AWS call × the latency in `LATENCY_S` plus each
 provider round trip × `PROVIDER_RTT_S`, billed at the worker's memory size from `.chalice/config.json` (prod
@@ -46,8 +47,8 @@ moto's calls from the rest by process CPU time around each call, which concurren
 live an hour (Google and Microsoft) but are not stored (Google's stay in the process; Microsoft's are written back
 with the MSAL cache only every 12 h), so a sync in a cold process refreshes one; the back-to-back syncs here never
 do, so that refresh is added from `TOKEN_REFRESH` (modelled: one token-endpoint round trip a sync, and the CPU of a
-refresh measured on the world's mailbox (`refresh_cpu`: a forced refresh in a cold process, the fake's own work in
-this process included — an upper bound); Outlook also writes its rotated MSAL cache back once every 24 ticks: one
+refresh measured on the world's mailbox (`refresh_cpu`: a forced refresh in a cold process, the fake identity
+provider's own work left out); Outlook also writes its rotated MSAL cache back once every 24 ticks: one
 mailbox-item update. The OAuth app's client secret, which only a refresh needs, and the resealed cache use the keys
 the sync already opened: no KMS call).
 
@@ -71,6 +72,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.cost import server_cpu  # noqa: E402
 from bench.cost.meter import SCALARS, Meter, Usage, mean_item_kb  # noqa: E402
 from bench.imap_ingest.world import moto_world  # noqa: E402
 from bench.record import record  # noqa: E402
@@ -204,10 +206,12 @@ def check_batch(world, meter: Meter, mailboxes: list) -> None:
 
 
 def phase(world, meter: Meter, action) -> tuple[Usage, float, int]:
-    """(AWS usage, the process CPU seconds spent, provider round trips) of `action`."""
-    before, trips, started = meter.usage.copy(), world.round_trips(), time.process_time()
+    """(AWS usage, the process CPU seconds spent — the fake providers' own left out (`server_cpu`) —, provider
+    round trips) of `action`."""
+    before, trips, started, fakes = meter.usage.copy(), world.round_trips(), time.process_time(), server_cpu.spent()
     action()
-    return meter.usage.minus(before), time.process_time() - started, world.round_trips() - trips
+    cpu = time.process_time() - started - (server_cpu.spent() - fakes)
+    return meter.usage.minus(before), cpu, world.round_trips() - trips
 
 
 def dollars(usage: Usage, invocations: float, compute_s: float, trips: float, kind: str,
@@ -263,7 +267,8 @@ def heartbeat_share() -> float:
 
 def refresh_cpu(world, meter: Meter, times: int = 5) -> float:
     """Process CPU seconds of one access-token refresh of the world's mailbox as a cold process makes it (the
-    provider built, the process's warm Google tokens forgotten, the refresh forced), minus moto's share."""
+    provider built, the process's warm Google tokens forgotten, the refresh forced), minus moto's and the fake
+    identity provider's share."""
     from chalicelib.providers.gmail import tokens as gmail_tokens
     from chalicelib.providers.kinds import build_provider
     from tests.sync_helpers import reload
@@ -275,9 +280,10 @@ def refresh_cpu(world, meter: Meter, times: int = 5) -> float:
             gmail_tokens._WARM.clear()
         source = provider.context.tokens
         source.invalidate()
-        moto_before, started = meter.usage.cpu, time.process_time()
+        moto_before, started, fakes = meter.usage.cpu, time.process_time(), server_cpu.spent()
         source.access_token()
-        spent += time.process_time() - started - (meter.usage.cpu - moto_before)
+        spent += (time.process_time() - started - (meter.usage.cpu - moto_before)
+                  - (server_cpu.spent() - fakes))
         provider.close()
     return max(0.0, spent / times)
 
@@ -371,7 +377,7 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
     from chalicelib.config import get_settings
     from chalicelib.models.mailbox import Mailbox
     pushed = kind != "imap"          # Gmail/Outlook mail arrives by push (a push job skips the idle check)
-    with moto_world(), cold_start(), WORLDS[kind]() as world:
+    with moto_world(), cold_start(), server_cpu.measuring(), WORLDS[kind]() as world:
         if personal:
             make_personal(world)
         meter = Meter()
@@ -513,7 +519,7 @@ def measure(kind: str, idle_syncs: int, messages: int, check_memory_gb: float | 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.cost")
-    parser.add_argument("--idle-syncs", type=int, default=10)
+    parser.add_argument("--idle-syncs", type=int, default=30)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--kinds", default="imap,gmail,outlook")
     parser.add_argument("--check-memory-mb", type=int, default=0,

@@ -111,3 +111,43 @@ def test_the_ledger_itemizes_every_write_with_its_index_units(aws):
     assert put.table_wru() == 2 * 2 and put.index_wru == {"by_owner": 2}
     assert (update.action, update.attributes, update.bytes_after) == ("UpdateItem", ("x",), 2 + 1 + 5 + 2 + 1 + 1)
     assert update.table_wru() == 2 and update.table_wru({"ledgered": 0.3}) == 1 and update.index_wru == {"by_owner": 1}
+
+
+def test_the_fake_providers_cpu_is_told_apart_from_the_workers():
+    """Guards `bench.cost.server_cpu`: a fake's request handling (its own threads) is counted, so the cost model
+    can leave it out of the Lambda time; the caller's own work is not."""
+    import threading
+    import time
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from bench.cost import server_cpu
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_GET(self):
+            started = time.thread_time()
+            while time.thread_time() - started < 0.05:      # 50 ms of the fake's CPU
+                pass
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    with server_cpu.measuring():
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+        thread = threading.Thread(target=server.serve_forever, name="fake-google", daemon=True)
+        thread.start()
+        try:
+            before = server_cpu.spent()
+            for _ in range(3):
+                urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/").close()
+            fakes = server_cpu.spent() - before
+            mine = time.thread_time()
+            while time.thread_time() - mine < 0.05:             # the caller's own CPU is not the fake's
+                pass
+            assert 0.15 <= fakes < 0.3
+            assert server_cpu.spent() - before - fakes < 0.02
+        finally:
+            server.shutdown()
+            server.server_close()
