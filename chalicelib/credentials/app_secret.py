@@ -2,10 +2,12 @@
 token request needs it.
 
 The client secret authenticates the app at the token endpoint (RFC 6749 §2.3.1) and nowhere else: while a
-mailbox's access token is valid (Google's and Microsoft's live an hour), a sync never sends it. Decrypting it
-costs a KMS Decrypt whenever the process's data-key cache (`security.crypto`) has lapsed — at every scheduled
-tick of an idle mailbox — so the token sources take an `AppSecret` and call it at most once, on their first
-refresh. Whether the server HAS a secret is still checked when the provider is built (no KMS call).
+mailbox's access token is valid (Google's and Microsoft's live an hour), a sync never sends it, so the token
+sources take an `AppSecret` and call it at most once, on their first refresh: a sync that needs no refresh never
+holds the secret in the clear. Opening it costs no KMS call when it is sealed under the tenant's key
+(`security.tenant_keys`, which opening the mailbox's credentials has already unwrapped in this process); a
+legacy `v1` blob (`security.crypto`) costs one `kms:Decrypt`. Whether the server HAS a secret is still checked
+when the provider is built (no decryption).
 """
 from __future__ import annotations
 

@@ -130,8 +130,7 @@ class _Run:
         """Persist the finished folders' cursors still pending (one transaction, with the paid debts' removal),
         if any; paid debts without a cursor to ride on are removed by one update."""
         if self.pending:
-            first, *rest = self.pending.values()
-            del self.pending[first.scope]
+            first = self.pending.pop(next(iter(self.pending)))      # written with the others (`_persist`)
             self._persist(first)
         if self.paid_debts:
             debts = sorted(self.paid_debts)

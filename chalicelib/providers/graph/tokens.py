@@ -4,7 +4,7 @@ The cache (MSAL `SerializableTokenCache`, JSON) lives in the mailbox's sealed cr
 While the cached access token is valid it is taken from the cache directly (`cached_access_token`: MSAL's own
 cache lookup — same client, account, authority and scopes, valid for more than 5 min and not past its
 `refresh_on` — through the public `TokenCache.search`), without building the confidential client, so the app's
-client secret is not decrypted (`credentials.app_secret`: a KMS call saved on every idle sync). Otherwise
+client secret is not opened (`credentials.app_secret`). Otherwise
 `acquire_token_silent_with_error` redeems the refresh token with the client secret; Microsoft rotates refresh
 tokens, so every refresh changes the cache.
 
@@ -23,8 +23,8 @@ next tick costs one token request, most of it waiting that a check batch overlap
 What is stored is `stored_cache`: the access token, refresh token and account sections, compact. MSAL's own
 `serialize()` indents its JSON and keeps the ID token and app metadata, which a confidential client's silent
 flow never reads (the account names the user; app metadata only marks "family" refresh tokens of Microsoft's
-public clients); the sealed cache rides on the mailbox item, rewritten at each hourly refresh, so its size is
-paid in write units (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html).
+public clients); the sealed cache rides on the mailbox item, so its size is paid in write units by every write
+of that item (the write-back, the lease) (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html).
 
 Scopes are the resource scopes only (`Mail.Read`, `Mail.Send`, `User.Read`): MSAL adds and refuses to be
 given `openid`/`profile`/`offline_access` itself. With an authority host other than Microsoft's, MSAL must not
