@@ -56,8 +56,10 @@ def make_outlook_server(tenant_id: str, *, ms_tenant: str = "organizations") -> 
     return server
 
 
-def consent_cache(fake: FakeMicrosoft, address: str = ADDRESS, ms_tenant: str = "organizations") -> str:
-    """A serialized MSAL cache from a real auth-code flow (PKCE) against the fake, as consent stores it."""
+def consent_cache(fake: FakeMicrosoft, address: str = ADDRESS, ms_tenant: str = "organizations", *,
+                  whole: bool = False) -> str:
+    """A serialized MSAL cache from a real auth-code flow (PKCE) against the fake, as consent stores it
+    (`whole`: MSAL's own serialization, access token included, as caches were stored before 2026-12-02)."""
     import msal
     cache = msal.SerializableTokenCache()
     app = msal_app(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, authority_host=fake.base_url,
@@ -67,7 +69,7 @@ def consent_cache(fake: FakeMicrosoft, address: str = ADDRESS, ms_tenant: str = 
     _, _, params = fake.sign_in(flow["auth_uri"])
     result = app.acquire_token_by_auth_code_flow(flow, params)
     assert "access_token" in result, result
-    return stored_cache(cache)
+    return cache.serialize() if whole else stored_cache(cache)
 
 
 def outlook_mailbox(fake: FakeMicrosoft, tenant_id: str = "tnt_test", *, address: str = ADDRESS,

@@ -44,8 +44,8 @@ each job's tenant; `--check-batch 1` prices an invocation of a single job. The j
 provider round trips) overlap that many ways and adds their CPU up. The batch is measured with
 `MAILBRIDGE_CHECK_CONCURRENCY=1` (the same work, one record after another): the meter tells the CPU spent inside
 moto's calls from the rest by process CPU time around each call, which concurrent threads would blur. Access tokens
-live an hour (Google and Microsoft) but are not stored (Google's stay in the process; Microsoft's are written back
-with the MSAL cache only every 12 h), so a sync in a cold process refreshes one; the back-to-back syncs here never
+live an hour (Google and Microsoft) and are not stored (they stay in the process, `credentials/tokens.py`), so a
+sync in a cold process refreshes one; the back-to-back syncs here never
 do, so that refresh is added from `TOKEN_REFRESH` (modelled: one token-endpoint round trip a sync, and the CPU of a
 refresh measured on the world's mailbox (`refresh_cpu`: a forced refresh in a cold process, the fake identity
 provider's own work left out); Outlook also writes its rotated MSAL cache back once every 24 ticks: one
@@ -267,17 +267,16 @@ def heartbeat_share() -> float:
 
 def refresh_cpu(world, meter: Meter, times: int = 5) -> float:
     """Process CPU seconds of one access-token refresh of the world's mailbox as a cold process makes it (the
-    provider built, the process's warm Google tokens forgotten, the refresh forced), minus moto's and the fake
+    provider built, the process's warm access tokens forgotten, the refresh forced), minus moto's and the fake
     identity provider's share."""
-    from chalicelib.providers.gmail import tokens as gmail_tokens
+    from chalicelib.credentials.tokens import forget_warm_tokens
     from chalicelib.providers.kinds import build_provider
     from tests.sync_helpers import reload
     spent = 0.0
     for _ in range(times):
         with meter.pause():
             provider = build_provider(reload(world.mailbox))
-        with gmail_tokens._WARM_LOCK:
-            gmail_tokens._WARM.clear()
+        forget_warm_tokens()
         source = provider.context.tokens
         source.invalidate()
         moto_before, started, fakes = meter.usage.cpu, time.process_time(), server_cpu.spent()

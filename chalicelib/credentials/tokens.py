@@ -7,6 +7,14 @@ back at most every 12 h, `providers/graph/tokens.py`) the new credentials are wr
 `CredentialStore` with a conditional update on the version read. On a conflict another process
 refreshed first: its credentials are reloaded and used.
 
+Warm tokens: each sync job builds a new provider, so a token cached only on the source would cost every job a
+token-endpoint round trip. The access token is kept for the process (`_WARM`, a warm Lambda's), keyed by mailbox
+and a digest of the stored secrets it was obtained with — a new grant (re-consent, a rotated refresh token or
+MSAL cache written back) never reuses an old access token — and dropped by `invalidate()`. Access tokens are
+never stored: they live an hour (Google: "OAuth 2.0 for Web Server Applications"; Microsoft: "Access tokens in
+the Microsoft identity platform", 60-90 minutes) and a mailbox is synced every 30, so a stored one would be
+stale most of the time it is read while every mailbox write pays for its size.
+
 Errors: the refresh raises `ProviderError`; the translation from the token endpoint's answer (RFC 6749 §5.2
 error codes, HTTP status) is the provider's own (`translate` is given by the provider's `errors.py`, see
 `providers/oauth_errors.py` for the shared RFC 6749 table).
@@ -14,6 +22,8 @@ error codes, HTTP status) is the provider's own (`translate` is given by the pro
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +37,16 @@ from chalicelib.providers.base import ErrorCode, ProviderError
 
 DEFAULT_SKEW_SECONDS = 120
 TOKEN_TIMEOUT_SECONDS = 10.0
+
+_WARM: dict[tuple[str, str, str], "AccessToken"] = {}
+_WARM_LIMIT = 1000
+_WARM_LOCK = threading.Lock()      # sources of several mailboxes use `_WARM` at once (sync/check.py's threads)
+
+
+def forget_warm_tokens() -> None:
+    """Drop every access token this process keeps (a cold process; tests and benchmarks)."""
+    with _WARM_LOCK:
+        _WARM.clear()
 
 
 @dataclass(frozen=True)
@@ -46,7 +66,8 @@ class Refreshed:
 
 
 class TokenSource(abc.ABC):
-    """A valid access token for one mailbox; thread-safe (one refresh at a time)."""
+    """A valid access token for one mailbox; thread-safe (one refresh at a time). `_WARM` is the process's, so
+    it is read and written under `_WARM_LOCK`, always taken after `self._lock`."""
 
     def __init__(self, store: CredentialStore, *, credentials: Credentials | None = None,
                  clock: Callable[[], float] = time.time, skew: float = DEFAULT_SKEW_SECONDS):
@@ -64,14 +85,28 @@ class TokenSource(abc.ABC):
 
     def access_token(self) -> str:
         with self._lock:
+            if self._token is None:
+                with _WARM_LOCK:
+                    self._token = _WARM.get(self._warm_key())
             if self._token is None or self._token.expires_at - self.skew <= self.clock():
                 self._token = self._refresh_and_save()
+                with _WARM_LOCK:
+                    if len(_WARM) >= _WARM_LIMIT:
+                        _WARM.clear()
+                    _WARM[self._warm_key()] = self._token
             return self._token.token
 
     def invalidate(self) -> None:
         """Forget the cached token (the provider answered 401 with it): the next call refreshes."""
         with self._lock:
             self._token = None
+            with _WARM_LOCK:
+                _WARM.pop(self._warm_key(), None)
+
+    def _warm_key(self) -> tuple[str, str, str]:
+        """Mailbox and a digest of the stored secrets the token is (or would be) obtained with."""
+        secrets = json.dumps(self.credentials.secrets, sort_keys=True, separators=(",", ":"))
+        return self.store.tenant_id, self.store.mailbox_id, hashlib.sha256(secrets.encode()).hexdigest()
 
     def _refresh_and_save(self) -> AccessToken:
         credentials = self.credentials

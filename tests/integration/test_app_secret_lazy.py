@@ -48,10 +48,13 @@ def a_tick(mailbox):
 def test_outlook_sync_with_a_valid_token_decrypts_only_the_mailbox_credentials(fake_ms, secret_opens):
     """Guards against: every idle Outlook tick decrypting a client secret it never sends."""
     mailbox = outlook_mailbox(fake_ms)
-    with kms_calls() as calls:
-        a_tick(mailbox)
-    assert calls == {"Decrypt": 1} and secret_opens == []
-    assert fake_ms.identity.token_requests == ["authorization_code"]      # answered from the MSAL cache
+    with kms_calls() as first:
+        a_tick(mailbox)                               # no access token stored: a refresh, which needs the secret
+    assert first == {"Decrypt": 1} and len(secret_opens) == 1
+    with kms_calls() as later:
+        a_tick(mailbox)                               # the warm access token is still valid
+    assert later == {"Decrypt": 1} and len(secret_opens) == 1
+    assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token"]
 
 
 def test_outlook_refresh_still_sends_the_client_secret(fake_ms, secret_opens):
@@ -72,9 +75,10 @@ def test_outlook_refresh_still_sends_the_client_secret(fake_ms, secret_opens):
 def test_outlook_unusable_client_secret_fails_only_at_refresh(fake_ms):
     """Guards against: a broken app secret going unnoticed at refresh, or failing syncs that never need it."""
     mailbox = outlook_mailbox(fake_ms)
+    a_tick(mailbox)                                   # a refresh: the process keeps its access token
     server = MailServer.get(mailbox.tenant_id, mailbox.mail_server_id)
     server.update(actions=[MailServer.secret_ciphertext.set("v1.AAAA.AAAA.AAAA")])
-    provider = a_tick(mailbox)                        # the cached token is valid: no secret needed
+    provider = a_tick(mailbox)                        # the warm token is valid: no secret needed
     provider.client.tokens.invalidate()
     with pytest.raises(ProviderError) as caught:
         provider.test_connection()

@@ -37,7 +37,7 @@ def complete(flow, server, mailbox, begun, params):
                          pending=pending, params=params)
 
 
-def test_consent_grants_a_cache_that_syncs_without_refreshing(fake_ms, setup):
+def test_consent_grants_a_cache_whose_refresh_token_syncs(fake_ms, setup):
     """Guards against: a consent that stores nothing usable, or leaks the PKCE verifier to the browser."""
     flow, server, mailbox = setup
     begun = begin(flow, server, mailbox)
@@ -54,7 +54,7 @@ def test_consent_grants_a_cache_that_syncs_without_refreshing(fake_ms, setup):
     CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).save(granted.secrets, 0)
     mailbox = reload(mailbox)
     provider_for(mailbox, CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).decode(mailbox)).test_connection()
-    assert fake_ms.identity.token_requests == ["authorization_code"]
+    assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token"]   # no access token stored
 
 
 def test_another_account_signing_in_is_wrong_account(fake_ms, setup):

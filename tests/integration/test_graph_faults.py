@@ -14,11 +14,12 @@ import time
 import pytest
 
 from chalicelib.credentials.store import CredentialStore
+from chalicelib.credentials.tokens import forget_warm_tokens
 from chalicelib.models.message import Message
 from chalicelib.notify import events
 from chalicelib.providers.graph.tokens import CACHE_KEY
 from tests.fault_queue import MAX_RECEIVE_COUNT, SyncQueue, assert_exactly, assert_healthy
-from tests.graph_helpers import ADDRESS, outlook_mailbox, raw_mail
+from tests.graph_helpers import ADDRESS, consent_cache, outlook_mailbox, raw_mail
 from tests.sync_helpers import reload
 
 
@@ -129,20 +130,29 @@ def test_revoked_grant_invalid_grant_is_auth_error_once(world, fake_ms):
 
 
 def expire_cached_access_tokens(mailbox) -> None:
-    """The stored MSAL cache's access tokens expired (as after an hour without a sync)."""
+    """An hour without a sync: the process's access token has expired, and so has any access token the stored
+    MSAL cache holds (a cache stored before access tokens were left out of it)."""
+    forget_warm_tokens()
     store = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id)
     credentials = store.load()
     cache = json.loads(credentials.secrets[CACHE_KEY])
-    past = str(int(time.time()) - 60)
-    for entry in cache.get("AccessToken", {}).values():
-        entry["expires_on"] = entry["extended_expires_on"] = past
-    store.save({**credentials.secrets, CACHE_KEY: json.dumps(cache)}, credentials.version)
+    if cache.get("AccessToken"):
+        past = str(int(time.time()) - 60)
+        for entry in cache["AccessToken"].values():
+            entry["expires_on"] = entry["extended_expires_on"] = past
+        store.save({**credentials.secrets, CACHE_KEY: json.dumps(cache)}, credentials.version)
 
 
-def test_an_expired_msal_cache_refreshes_and_the_stored_refresh_token_keeps_working(world, fake_ms):
+@pytest.mark.parametrize("stored", ["as stored now", "whole, with its access token"])
+def test_an_expired_msal_cache_refreshes_and_the_stored_refresh_token_keeps_working(world, fake_ms, stored):
     """Guards against: a cache whose access token has expired failing the sync, on the first refresh or on a
-    later one from the same stored cache (its refresh token is written back only every 12 h)."""
+    later one from the same stored cache (its refresh token is written back only every 12 h) — also a cache
+    stored before access tokens were left out of it (MSAL's whole serialization)."""
     queue, mailbox = world
+    if stored.startswith("whole"):
+        store = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id)
+        credentials = store.load()
+        store.save({**credentials.secrets, CACHE_KEY: consent_cache(fake_ms, whole=True)}, credentials.version)
     expected = deliver(fake_ms, range(2))
     expire_cached_access_tokens(mailbox)
     queue.send(mailbox)

@@ -9,10 +9,11 @@ import time
 import pytest
 
 from chalicelib.credentials.store import CredentialStore
+from chalicelib.credentials.tokens import forget_warm_tokens
 from chalicelib.providers.base import ErrorCode, ProviderError
 from chalicelib.providers.graph.tokens import PERSIST_AFTER_SECONDS
 from chalicelib.providers.kinds import provider_for
-from tests.graph_helpers import ADDRESS, outlook_mailbox
+from tests.graph_helpers import ADDRESS, consent_cache, outlook_mailbox
 from tests.sync_helpers import reload
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -27,12 +28,41 @@ def version(mailbox) -> int:
     return CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).load().version
 
 
-def test_a_valid_cached_token_is_used_without_writing_credentials(fake_ms):
-    """Guards against: a credential write (KMS + DynamoDB) on every sync although nothing changed."""
+def test_a_warm_process_reuses_its_access_token_without_writing_credentials(fake_ms):
+    """Guards against: a token request on every sync of a warm Lambda (each job builds a new provider), or a
+    credential write (KMS + DynamoDB) although nothing that is stored changed."""
+    mailbox = outlook_mailbox(fake_ms)
+    for _ in range(3):                     # three jobs in one process, each with a provider of its own
+        provider(mailbox).test_connection()
+    assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token"]
+    assert version(mailbox) == 1
+    forget_warm_tokens()                   # a cold process: refreshes from the stored cache alone
+    provider(mailbox).test_connection()
+    assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token", "refresh_token"]
+
+
+def test_a_new_grant_never_reuses_the_previous_grants_access_token(fake_ms):
+    """Guards against: a warm process answering with the access token of a grant the user replaced (consent
+    again, e.g. as another user) — the warm token is keyed by the stored secrets."""
     mailbox = outlook_mailbox(fake_ms)
     provider(mailbox).test_connection()
-    assert fake_ms.identity.token_requests == ["authorization_code"]
-    assert version(mailbox) == 1
+    store = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id)
+    credentials = store.load()
+    store.save({**credentials.secrets, "msal_cache": credentials.secrets["msal_cache"] + " "}, credentials.version)
+    provider(mailbox).test_connection()
+    assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token", "refresh_token"]
+
+
+def test_a_cache_stored_with_its_access_token_is_still_answered_from_it(fake_ms):
+    """Guards against: caches stored before access tokens were left out (MSAL's whole serialization) no longer
+    working, or costing a refresh while their access token is valid."""
+    mailbox = outlook_mailbox(fake_ms)
+    store = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id)
+    credentials = store.load()
+    store.save({**credentials.secrets, "msal_cache": consent_cache(fake_ms, whole=True)}, credentials.version)
+    provider(mailbox).test_connection()
+    assert fake_ms.identity.token_requests == ["authorization_code", "authorization_code"]
+    assert version(mailbox) == 2
 
 
 def stored_refresh_token(mailbox) -> tuple[str, int]:
@@ -83,12 +113,13 @@ def test_a_refresh_is_written_back_once_the_stored_token_is_12_hours_old_and_use
 
 
 def test_the_stored_cache_keeps_only_what_the_silent_flow_reads(fake_ms):
-    """Guards against: the sealed MSAL cache growing back to MSAL's indented whole (ID token, app metadata),
-    which every hourly write-back pays for in write units — and against a stripped cache MSAL cannot use."""
+    """Guards against: the sealed MSAL cache growing back to MSAL's indented whole (access and ID tokens, app
+    metadata), which every write of the mailbox item pays for in write units — and against a stripped cache
+    MSAL cannot use."""
     mailbox = outlook_mailbox(fake_ms)
     for _ in range(2):                     # consent's cache, then the one written back after a refresh
         stored = CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).load().secrets["msal_cache"]
-        assert set(json.loads(stored)) == {"AccessToken", "RefreshToken", "Account"}
+        assert set(json.loads(stored)) == {"RefreshToken", "Account"}
         assert "\n" not in stored and ": " not in stored
         graph = provider(mailbox)
         graph.client.tokens.invalidate()   # MSAL redeems the stored refresh token for the stored account

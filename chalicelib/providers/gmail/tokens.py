@@ -13,61 +13,25 @@ translated to AUTH_REVOKED by `errors.py`.
 """
 from __future__ import annotations
 
-import hashlib
-import threading
 from typing import Any, Callable
 
 from google.auth import credentials as google_credentials
 
 from chalicelib.credentials.store import Credentials, CredentialStore
-from chalicelib.credentials.tokens import AccessToken, RefreshTokenGrant
+from chalicelib.credentials.tokens import RefreshTokenGrant
 from chalicelib.providers.base import AccessTokens
 from chalicelib.providers.gmail.errors import translate_token
 
 SCOPES = ("https://www.googleapis.com/auth/gmail.readonly", "https://www.googleapis.com/auth/gmail.send")
 
 
-_WARM: dict[tuple[str, str, str], AccessToken] = {}
-_WARM_LIMIT = 1000
-_WARM_LOCK = threading.Lock()      # providers of several mailboxes use `_WARM` at once (sync/check.py's threads)
-
-
-def _warm_key(store: CredentialStore, credentials: Credentials) -> tuple[str, str, str]:
-    digest = hashlib.sha256(credentials.secrets.get("refresh_token", "").encode()).hexdigest()
-    return store.tenant_id, store.mailbox_id, digest
-
-
-class GoogleTokenSource(RefreshTokenGrant):
-    """`RefreshTokenGrant` whose access token outlives one provider in a warm Lambda: each sync job builds a new
-    provider, and without this every job would start with a token-endpoint round trip. Keyed by mailbox and a
-    digest of the refresh token (a new grant never reuses an old access token); `invalidate()` drops it.
-    `_WARM` is the process's, so it is read and written under `_WARM_LOCK` (always taken after `self._lock`)."""
-
-    def access_token(self) -> str:
-        key = _warm_key(self.store, self.credentials)
-        with self._lock, _WARM_LOCK:
-            if self._token is None:
-                self._token = _WARM.get(key)
-        token = super().access_token()
-        with self._lock, _WARM_LOCK:
-            if self._token is not None:
-                if len(_WARM) >= _WARM_LIMIT:
-                    _WARM.clear()
-                _WARM[_warm_key(self.store, self.credentials)] = self._token
-        return token
-
-    def invalidate(self) -> None:
-        with _WARM_LOCK:
-            _WARM.pop(_warm_key(self.store, self.credentials), None)
-        super().invalidate()
-
-
 def google_token_source(store: CredentialStore, *, token_uri: str, client_id: str,
                         client_secret: str | Callable[[], str],
-                        credentials: Credentials | None = None, **kwargs: Any) -> GoogleTokenSource:
+                        credentials: Credentials | None = None, **kwargs: Any) -> RefreshTokenGrant:
     """A token source for one mailbox (its stored secrets hold `refresh_token`); `client_secret` may be a callable,
-    called only when a refresh is sent (`credentials.app_secret`)."""
-    return GoogleTokenSource(store, token_uri=token_uri, client_id=client_id, client_secret=client_secret,
+    called only when a refresh is sent (`credentials.app_secret`). Its access token outlives the provider in a
+    warm process (`credentials.tokens`, "Warm tokens")."""
+    return RefreshTokenGrant(store, token_uri=token_uri, client_id=client_id, client_secret=client_secret,
                              translate=translate_token, credentials=credentials, **kwargs)
 
 

@@ -1,12 +1,10 @@
 """Microsoft access tokens from MSAL, with one serialized token cache per mailbox.
 
 The cache (MSAL `SerializableTokenCache`, JSON) lives in the mailbox's sealed credentials under `msal_cache`.
-While the cached access token is valid it is taken from the cache directly (`cached_access_token`: MSAL's own
-cache lookup — same client, account, authority and scopes, valid for more than 5 min and not past its
-`refresh_on` — through the public `TokenCache.search`), without building the confidential client, so the app's
-client secret is not opened (`credentials.app_secret`). Otherwise
-`acquire_token_silent_with_error` redeems the refresh token with the client secret; Microsoft rotates refresh
-tokens, so every refresh changes the cache.
+A refresh builds the confidential client (opening the app's client secret, `credentials.app_secret`) and
+`acquire_token_silent_with_error` redeems the refresh token; Microsoft rotates refresh tokens, so every refresh
+changes the cache. The access token then stays in the process for its lifetime (`credentials.tokens`, "Warm
+tokens"): later syncs of the mailbox in a warm Lambda send no token request and open no secret.
 
 Write-back: at most every `PERSIST_AFTER_SECONDS` (12 h). "The Microsoft identity platform doesn't revoke old
 refresh tokens when used to fetch new access tokens"; refresh tokens live 90 days
@@ -20,11 +18,15 @@ other tick (its size in write units, plus the lease and counter writes it weighs
 next tick costs one token request, most of it waiting that a check batch overlaps (docs/benchmarks.md,
 "Cost per mailbox-month"). The stored refresh token is at most 12 h older than the newest one.
 
-What is stored is `stored_cache`: the access token, refresh token and account sections, compact. MSAL's own
-`serialize()` indents its JSON and keeps the ID token and app metadata, which a confidential client's silent
-flow never reads (the account names the user; app metadata only marks "family" refresh tokens of Microsoft's
-public clients); the sealed cache rides on the mailbox item, so its size is paid in write units by every write
-of that item (the write-back, the lease) (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html).
+What is stored is `stored_cache`: the refresh token and account sections, compact. MSAL's own `serialize()`
+indents its JSON and keeps the access token, ID token and app metadata. The silent flow reads the account (it
+names the user) and redeems the refresh token; app metadata only marks "family" refresh tokens of Microsoft's
+public clients; the ID token is never read; and an access token (60-90 minutes,
+https://learn.microsoft.com/entra/identity-platform/access-tokens) written back at most every 12 h is expired
+for 11 of them, while a real one is 1.5-2.5 KB. The sealed cache rides on the mailbox item, so its size is paid
+in write units by every write of that item (the write-back, the lease) and in read units by every read
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html). A cache
+stored before this rule still holds an access token: MSAL answers from it while it is valid.
 
 Scopes are the resource scopes only (`Mail.Read`, `Mail.Send`, `User.Read`): MSAL adds and refuses to be
 given `openid`/`profile`/`offline_access` itself. With an authority host other than Microsoft's, MSAL must not
@@ -39,9 +41,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 import msal
 import requests
@@ -56,9 +56,8 @@ SCOPES = ("Mail.Read", "Mail.Send", "User.Read")
 CACHE_KEY = "msal_cache"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
-MSAL_EXPIRY_MARGIN_SECONDS = 300        # MSAL treats an access token with < 5 min left as expired
 PERSIST_AFTER_SECONDS = 12 * 3600       # a refreshed cache is written back once the stored one is this old
-STORED_SECTIONS = ("AccessToken", "RefreshToken", "Account")
+STORED_SECTIONS = ("RefreshToken", "Account")
 _http_caches = threading.local()
 
 
@@ -71,8 +70,8 @@ def http_cache() -> dict:
 
 
 def stored_cache(cache: msal.SerializableTokenCache) -> str:
-    """The cache as stored: its access token, refresh token and account sections in compact JSON (the module
-    docstring says why the rest is left out); `SerializableTokenCache.deserialize` reads it back."""
+    """The cache as stored: its refresh token and account sections in compact JSON (the module docstring says
+    why the rest is left out); `SerializableTokenCache.deserialize` reads it back."""
     whole = json.loads(cache.serialize())
     return json.dumps({name: whole[name] for name in STORED_SECTIONS if name in whole}, separators=(",", ":"))
 
@@ -97,27 +96,6 @@ def msal_app(*, client_id: str, client_secret: str, authority_host: str, ms_tena
         instance_discovery=None if default_host else False, token_cache=cache, http_cache=http_cache())
 
 
-def cached_access_token(cache: msal.TokenCache, *, client_id: str, authority_host: str, ms_tenant: str,
-                        margin: float) -> tuple[str, float] | None:
-    """(access token, seconds left) from `cache` when MSAL's silent flow would answer with it without a
-    request: an access token of this client, account, authority and scopes that is valid for more than
-    max(5 min, `margin`) and not due for its proactive refresh (`refresh_on`); else None (ask MSAL)."""
-    accounts = list(cache.search(msal.TokenCache.CredentialType.ACCOUNT))
-    if len(accounts) != 1:
-        return None
-    query = {"client_id": client_id, "home_account_id": accounts[0].get("home_account_id"),
-             "environment": urlsplit(authority_host).hostname, "realm": ms_tenant or "organizations"}
-    now = time.time()
-    for entry in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN, target=list(SCOPES), query=query):
-        left = int(entry["expires_on"]) - now
-        if left <= max(MSAL_EXPIRY_MARGIN_SECONDS, margin):
-            continue
-        if "refresh_on" in entry and int(entry["refresh_on"]) < now:
-            return None
-        return str(entry["secret"]), left
-    return None
-
-
 class MsalTokenSource(TokenSource):
     """`client_secret` may be a callable (`credentials.app_secret.AppSecret`): it is called only when MSAL has to
     send a token request."""
@@ -140,10 +118,6 @@ class MsalTokenSource(TokenSource):
             raise ProviderError(ErrorCode.AUTH_REVOKED, "no Microsoft token cache stored: the user must consent")
         cache = msal.SerializableTokenCache()
         cache.deserialize(serialized)
-        if not self._force:
-            cached = cached_access_token(cache, margin=self.skew, **self._app_args)
-            if cached is not None:
-                return Refreshed(AccessToken(cached[0], self.clock() + cached[1]))
         written_at = refresh_token_written_at(cache)
         secret = self._client_secret() if callable(self._client_secret) else self._client_secret
         try:
