@@ -86,25 +86,29 @@ class TokenSource(abc.ABC):
     def access_token(self) -> str:
         with self._lock:
             if self._token is None:
+                key = self._warm_key()
                 with _WARM_LOCK:
-                    self._token = _WARM.get(self._warm_key())
+                    self._token = _WARM.get(key)
             if self._token is None or self._token.expires_at - self.skew <= self.clock():
                 self._token = self._refresh_and_save()
+                key = self._warm_key()          # the credentials a refresh wrote back, if it did
                 with _WARM_LOCK:
                     if len(_WARM) >= _WARM_LIMIT:
                         _WARM.clear()
-                    _WARM[self._warm_key()] = self._token
+                    _WARM[key] = self._token
             return self._token.token
 
     def invalidate(self) -> None:
         """Forget the cached token (the provider answered 401 with it): the next call refreshes."""
         with self._lock:
             self._token = None
+            key = self._warm_key()
             with _WARM_LOCK:
-                _WARM.pop(self._warm_key(), None)
+                _WARM.pop(key, None)
 
     def _warm_key(self) -> tuple[str, str, str]:
-        """Mailbox and a digest of the stored secrets the token is (or would be) obtained with."""
+        """Mailbox and a digest of the stored secrets the token is (or would be) obtained with (may load them:
+        never called under `_WARM_LOCK`)."""
         secrets = json.dumps(self.credentials.secrets, sort_keys=True, separators=(",", ":"))
         return self.store.tenant_id, self.store.mailbox_id, hashlib.sha256(secrets.encode()).hexdigest()
 
