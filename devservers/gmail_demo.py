@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     seed_demo_account(fake, email)
     env = " ".join(f"{name}={value}" for name, value in fake.environment().items())
     print(f"fake Google on {fake.root} with account {email} (3 messages)\n\n"
-          f"1. start the stack pointed at it (another terminal; for another API port, "
+          f"1. start the stack pointed at it (another terminal; stop a running `make run` first, its data stays; "
+          f"for another API port, "
           f"`.venv/bin/python -m infra.local_stack --port N` in place of `make run`):\n"
           f"   {env} make run\n"
           f"2. with KEY=<the demo API key from its banner> exported, for the API at {api}:", flush=True)
