@@ -21,9 +21,9 @@ import secrets
 import shlex
 import threading
 from collections import Counter
-from datetime import datetime, timezone
 
 from devservers.fake_google import FakeGoogle
+from tests.mailfactory import make_message
 
 DEMO_TOPIC = "projects/demo-project/topics/gmail"
 DEMO_SERVICE_ACCOUNT = "push@demo-project.iam.gserviceaccount.com"
@@ -32,11 +32,18 @@ FIELD = ("python3 -c 'import json,sys; d=json.load(sys.stdin); "
          "print(d[sys.argv[1]]) if sys.argv[1] in d else sys.exit(d.get(\"detail\", d))'")
 
 
-def demo_message(n: int, email: str, subject: str, sender: str) -> bytes:
-    date = datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S +0000")
-    return (f"From: {sender}\r\nTo: {email}\r\nSubject: {subject}\r\nDate: {date}\r\n"
-            f"Message-ID: <demo-gmail-{n}-{secrets.token_hex(4)}@example.org>\r\nMIME-Version: 1.0\r\n"
-            f"Content-Type: text/plain; charset=utf-8\r\n\r\nDemo message {n} in the fake Gmail.\r\n").encode()
+def demo_message(n: int, email: str, subject: str, sender: str, to: str | None = None) -> bytes:
+    """Message `n` from `sender` to `to` (default: the account), non-ASCII headers RFC 2047 encoded."""
+    return make_message(subject=subject, from_=sender, to=to or email, body=f"Demo message {n} in the fake Gmail.\n",
+                        message_id=f"<demo-gmail-{n}-{secrets.token_hex(4)}@example.org>")
+
+
+def seed_demo_account(fake: FakeGoogle, email: str) -> None:
+    """The account's three messages, as `make demo-mail` and `make demo-outlook` seed theirs."""
+    fake.deliver(email, demo_message(1, email, "Poptávka #1234#", "Jan Novák <jan@acme.example>"))
+    fake.deliver(email, demo_message(2, email, "Price list", "Eva <eva@supplier.example>"))
+    fake.deliver(email, demo_message(3, email, "Re: Poptávka #1234#", email, to="Jan Novák <jan@acme.example>"),
+                 labels=("SENT",))
 
 
 def connect_lines(fake: FakeGoogle, api: str, email: str, push_to: str) -> list[str]:
@@ -91,12 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     fake = FakeGoogle(args.port).start()
     email = args.email.lower()
     fake.add_account(email)
-    fake.deliver(email, demo_message(1, email, "Poptávka #1234#", "Jan Novák <jan@acme.example>"))
-    fake.deliver(email, demo_message(2, email, "Price list", "Eva <eva@supplier.example>"))
-    fake.deliver(email, demo_message(3, email, "Re: Poptávka #1234#", email), labels=("SENT",))
+    seed_demo_account(fake, email)
     env = " ".join(f"{name}={value}" for name, value in fake.environment().items())
     print(f"fake Google on {fake.root} with account {email} (3 messages)\n\n"
-          f"1. start the stack pointed at it (another terminal; for another API port, "
+          f"1. start the stack pointed at it (another terminal; stop a running `make run` first, its data stays; "
+          f"for another API port, "
           f"`.venv/bin/python -m infra.local_stack --port N` in place of `make run`):\n"
           f"   {env} make run\n"
           f"2. with KEY=<the demo API key from its banner> exported, for the API at {api}:", flush=True)

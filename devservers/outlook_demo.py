@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     python = os.path.relpath(sys.executable) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable
     print(f"fake Microsoft is up at {fake.base_url} (identity platform + Graph {fake.graph_root})"
           + (" — only an administrator may consent" if args.admin_consent_required else ""))
-    print("1. start the local stack pointed at it (another terminal):")
+    print("1. start the local stack pointed at it (another terminal; stop a running `make run` first, its data stays):")
     print(f"   REQUESTS_CA_BUNDLE={ca} MAILBRIDGE_MICROSOFT_AUTHORITY_HOST={fake.base_url} "
           f"MAILBRIDGE_GRAPH_API_ROOT={fake.graph_root} make run")
     print(f"2. connect {DEMO_ADDRESS} through the API at {args.api} (first: export KEY=<the demo API key from "

@@ -34,8 +34,8 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.api import auth
 from chalicelib.api.context import reset_principal, set_principal
-from chalicelib.api.errors import (ApiError, BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
-                                   problem_response)
+from chalicelib.api.errors import (ApiError, BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType,
+                                   ValidationFailed, problem_response)
 from chalicelib.config import get_settings
 from chalicelib.lazy import resolve
 from chalicelib.logs import logger
@@ -244,6 +244,9 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                 if principal is not None:
                     logger.thread_safe_append_keys(tenant_id=principal.tenant_id, user_id=principal.user_id)
                 kwargs = dict(path_args)
+                empty = [name for name, value in kwargs.items() if value == ""]
+                if empty:       # `/v1/mailboxes//messages`: an empty key is no id (DynamoDB refuses it: 500)
+                    raise NotFound(f"Empty {empty[0]} in the path.")
                 if body is not None:
                     kwargs["body"] = parse_body(request, model_class(body), max_body)
                 if query is not None:

@@ -7,8 +7,9 @@ import json
 import subprocess
 from collections import Counter
 
+from chalicelib.sync.mime import parse_message
 from devservers.fake_google import FakeGoogle
-from devservers.gmail_demo import connect_lines, calls_since
+from devservers.gmail_demo import calls_since, connect_lines, seed_demo_account
 
 # curl as the API would answer: the mail server gets an id, the mailbox echoes its body with an id and a link
 STUB = r"""
@@ -55,3 +56,20 @@ def test_calls_lists_what_google_served_since_the_last_time_with_labels():
         assert calls_since(fake, mark, seen) == "history.list ×2 (INBOX, SENT)"
     finally:
         fake.stop()
+
+
+def test_the_demo_account_holds_clean_mail_like_the_other_demos():
+    """The fake Gmail's demo mail had raw 8-bit headers (every message showed "header: 8-bit bytes in subject"
+    in `parse_errors`) and its Sent reply went to the account itself, so it was internal mail that never paired."""
+    fake = FakeGoogle().start()
+    try:
+        seed_demo_account(fake, "demo@gmail.example")
+        account = fake.accounts["demo@gmail.example"]
+        parsed = [(m.labels, parse_message(m.raw)) for m in account.messages.values()]
+    finally:
+        fake.stop()
+    assert len(parsed) == 3 and [p.parse_errors for _, p in parsed] == [[], [], []]
+    subjects = sorted(p.subject for _, p in parsed)
+    assert subjects == ["Poptávka #1234#", "Price list", "Re: Poptávka #1234#"]
+    sent = next(p for labels, p in parsed if "SENT" in labels)
+    assert [a["email"] for a in sent.to] == ["jan@acme.example"]

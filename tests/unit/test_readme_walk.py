@@ -135,3 +135,10 @@ def test_demo_webhook_receiver_verifies_like_the_documented_recipe():
     finally:
         receiver.stop()
     assert receiver.seen == ["evt_1"] and "already had it" in out.getvalue() and "INVALID" in out.getvalue()
+
+
+def test_readme_names_every_debian_package_bootstrap_installs():
+    """The README listed three of the six Debian packages `make run`/`make test` install as root."""
+    installed = re.findall(r"need_apt\+=\(([\w.+-]+)\)", (ROOT / "scripts" / "bootstrap.sh").read_text())
+    two_commands = (ROOT / "README.md").read_text().split("## The two commands", 1)[1].split("```", 1)[0]
+    assert len(installed) >= 6 and [p for p in installed if f"`{p}`" not in two_commands] == []

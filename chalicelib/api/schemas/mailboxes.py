@@ -114,7 +114,7 @@ class CreateMailbox(Strict):
     sync_folders: list[str] | None = Field(None, min_length=1, max_length=MAX_SYNC_FOLDERS,
                                            description="Folders to sync (default inbox + sent); see the PATCH.")
     owner_user_id: str | None = Field(None, description="Personal mailbox created by the tenant admin for a user.")
-    mail_server_id: str | None = Field(None, max_length=64)
+    mail_server_id: str | None = Field(None, min_length=1, max_length=64)
     imap: EndpointIn | None = None
     smtp: EndpointIn | None = None
     password: Password | None = Field(None, description="Write-only.")
@@ -149,7 +149,7 @@ class UpdateMailbox(Strict):
                     "name or well-known name such as `archive`). A named folder the provider does not have is "
                     "reported in `last_error` (code not_found) while the others sync; a folder turned off is no "
                     "longer read, its stored mail and cursor stay.")
-    mail_server_id: str | None = Field(None, max_length=64)
+    mail_server_id: str | None = Field(None, min_length=1, max_length=64)
     imap: EndpointIn | None = None
     smtp: EndpointIn | None = None
     password: Password | None = None

@@ -38,7 +38,8 @@ class RuleAction(Strict):
 
 class CreateRule(Strict):
     name: str = Field(min_length=1, max_length=200)
-    mailbox_id: str | None = Field(None, max_length=200, description="Only this mailbox; omitted = every mailbox.")
+    mailbox_id: str | None = Field(None, min_length=1, max_length=200,
+                                   description="Only this mailbox; omitted = every mailbox.")
     position: int = Field(100, ge=0, le=1_000_000, description="Rules run in ascending position.")
     enabled: bool = True
     conditions: RuleConditions = Field(default_factory=RuleConditions)
