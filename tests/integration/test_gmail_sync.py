@@ -95,6 +95,24 @@ def test_label_added_is_a_changed_ref_and_trash_removes(aws, google):
     assert int(change_set.next_cursor[2:]) > int(cursor[2:])
 
 
+def test_a_message_restored_from_trash_is_back_in_the_inbox(aws, google):
+    """Guards against: a message trashed (INBOX removed → removed_at_source) and restored (INBOX added again, a
+    known `changed` ref) staying removed — hidden from lists, threads and search while Gmail shows it."""
+    kept = google.deliver(EMAIL, mail(1), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    sync(mailbox, provider)
+    google.change_labels(EMAIL, kept, add=("TRASH",), remove=("INBOX",))
+    assert sync(mailbox, provider).counts.removed == 1
+    google.change_labels(EMAIL, kept, add=("INBOX",), remove=("TRASH",))
+    result = sync(mailbox, provider)
+    assert (result.counts.imported, result.counts.removed) == (0, 0)
+    [message] = stored(mailbox)
+    assert message.provider_id == kept and message.removed_at_source is None
+    assert int(reload(mailbox).imported_count) == 1
+    assert len(events.list_events(mailbox.tenant_id, "message.created")) == 1
+
+
 @pytest.mark.parametrize("status,reason,retry_after,expected", [
     (429, None, 120, 120.0),
     (403, "rateLimitExceeded", None, 30.0),

@@ -185,3 +185,19 @@ def test_worker_requeues_a_throttled_mailbox_and_marks_a_revoked_one(aws, fake_m
     fake_ms.identity.revoke(ADDRESS)
     handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), FakeContext())
     assert reload(mailbox).status == "auth_error"
+
+
+def test_a_message_moved_out_and_back_is_restored_not_left_removed(fake_ms):
+    """Guards against: a message moved out of the inbox and back (same immutable id, re-listed by the inbox
+    delta as a known `changed` ref) staying `removed_at_source` — hidden from lists, threads and search."""
+    kept = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(1))
+    mailbox = outlook_mailbox(fake_ms)
+    sync(mailbox)
+    fake_ms.mail.move_message(ADDRESS, kept, "archive")
+    assert sync(mailbox).counts.removed == 1
+    fake_ms.mail.move_message(ADDRESS, kept, "inbox")
+    result = sync(mailbox)
+    assert (result.counts.imported, result.counts.removed) == (0, 0)
+    [message] = list(Message.by_mailbox.query(mailbox.mailbox_id))
+    assert message.provider_id == kept and message.removed_at_source is None
+    assert int(reload(mailbox).imported_count) == 1
