@@ -9,7 +9,8 @@ Sync (learn.microsoft.com "Get incremental changes to messages in a folder", "me
   with `@odata.deltaLink`, which is the cursor of the next round: an idle sync is ONE request per folder.
 - cursor (opaque to the engine): "<phase> <link>", phase `i` while the first round runs (its messages are
   `new`), `d` afterwards (delta re-lists created AND changed messages alike, so they are `changed`: the engine
-  fetches only the ones it has not stored). `@removed` entries are `removed`.
+  fetches only the ones it has not stored). `@removed` entries are `removed`; an id a page gives twice counts
+  once, in its last state (`_last_state`).
 - read state: `isRead` is selected, so each listed message carries it (`MessageRef.seen`); a message whose
   `isRead` changed comes back in the next delta round and the engine records it for the stored copy.
 - 410 / `syncStateNotFound` → CURSOR_INVALID (the engine resyncs from `import_since`; the store dedupes).
@@ -57,6 +58,26 @@ def _with_bcc(raw: bytes, recipients: Sequence[str]) -> bytes:
         return raw
     newline = "\r\n" if "\r\n" in text or not text else "\n"
     return (text + newline + "Bcc: " + ", ".join(missing)).encode() + sep + body
+
+
+def _last_state(folder: str, items: Sequence[dict]) -> tuple[list[MessageRef], list[str]]:
+    """A delta page as (listed refs, removed ids), one entry per id: the LAST state the page gives wins.
+    "Use delta query to track changes in Microsoft Graph data" (learn.microsoft.com/graph/delta-query-overview)
+    warns that the same resource can come back more than once (replays); for a message that came and went (or
+    went and came back) within one page, only its last entry says whether it is in the folder — otherwise the
+    engine would store it and then mark it removed (or the reverse). `isRead` is taken from the last entry."""
+    state: dict[str, MessageRef | None] = {}
+    for item in items:
+        message_id = str(item["id"])
+        state.pop(message_id, None)                   # re-inserted: the dict keeps the order of last entries
+        if "@removed" in item:
+            state[message_id] = None
+        else:
+            is_read = item.get("isRead")
+            state[message_id] = MessageRef(folder, message_id, thread_id=item.get("conversationId"),
+                                           seen=is_read if isinstance(is_read, bool) else None)
+    return ([ref for ref in state.values() if ref is not None],
+            [message_id for message_id, ref in state.items() if ref is None])
 
 
 class GraphProvider(MailProvider, PushSubscriber):
@@ -115,19 +136,12 @@ class GraphProvider(MailProvider, PushSubscriber):
             if phase not in {"i", "d"} or not link:
                 raise ProviderError(ErrorCode.CURSOR_INVALID, "unreadable Graph cursor")
             body = self.client.get_json(link, headers=headers, what="delta")
-        new, removed = [], []
-        for item in body.get("value") or []:
-            if "@removed" in item:
-                removed.append(str(item["id"]))
-            else:
-                is_read = item.get("isRead")
-                new.append(MessageRef(folder, str(item["id"]), thread_id=item.get("conversationId"),
-                                      seen=is_read if isinstance(is_read, bool) else None))
+        listed, removed = _last_state(folder, body.get("value") or [])
         next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
         if not (next_link or delta_link):
             raise ProviderError(ErrorCode.TEMPORARY, "Graph delta page without nextLink or deltaLink")
         next_cursor = f"{phase} {next_link}" if next_link else f"d {delta_link}"
-        refs = tuple(new)
+        refs = tuple(listed)
         return ChangeSet(folder=folder, new=refs if phase == "i" else (), changed=refs if phase == "d" else (),
                          removed=tuple(removed), previous_cursor=cursor, next_cursor=next_cursor,
                          has_more=bool(next_link), round_trips=1)
