@@ -201,3 +201,16 @@ def test_a_message_moved_out_and_back_is_restored_not_left_removed(fake_ms):
     [message] = list(Message.by_mailbox.query(mailbox.mailbox_id))
     assert message.provider_id == kept and message.removed_at_source is None
     assert int(reload(mailbox).imported_count) == 1
+
+
+def test_a_message_that_does_not_parse_is_stored_with_its_raw_bytes(fake_ms):
+    """Guards against: a message whose MIME cannot be parsed being dropped (or failing the page) instead of
+    stored byte-exact with its parse errors named."""
+    from chalicelib.sync.store import load_raw
+    broken = b"\xff\xfe\x00garbage without any header\r\n--\r\n\x00" + bytes(range(256))
+    fake_ms.mail.add_message(ADDRESS, "inbox", broken)
+    fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(2))
+    mailbox = outlook_mailbox(fake_ms)
+    assert sync(mailbox).counts.imported == 2
+    [odd] = [m for m in Message.by_mailbox.query(mailbox.mailbox_id) if m.rfc_message_id is None]
+    assert odd.parse_errors and load_raw(odd) == broken and odd.skipped_reason is None
