@@ -214,3 +214,17 @@ def test_a_message_that_does_not_parse_is_stored_with_its_raw_bytes(fake_ms):
     assert sync(mailbox).counts.imported == 2
     [odd] = [m for m in Message.by_mailbox.query(mailbox.mailbox_id) if m.rfc_message_id is None]
     assert odd.parse_errors and load_raw(odd) == broken and odd.skipped_reason is None
+
+
+def test_an_oversize_message_is_skipped_without_being_downloaded(fake_ms, monkeypatch):
+    """Guards against: a message over MAILBRIDGE_MAX_MESSAGE_BYTES (Exchange takes up to 150 MB) read whole
+    into the worker's memory — four at once — before being skipped (docs/operations.md: "not downloaded")."""
+    import requests
+    big = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(1) + b"x" * 3_000_000)
+    small = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(2))
+    graph = provider(outlook_mailbox(fake_ms))
+    graph.client.tokens.access_token()                                 # warm: MSAL reads its own answers
+    monkeypatch.setattr(requests.Response, "content", property(lambda self: pytest.fail("body read whole")))
+    out = list(graph.fetch([MessageRef("inbox", big), MessageRef("inbox", small)], max_bytes=1_000_000))
+    assert out[0].raw is None and out[0].skipped_reason.startswith("size 3000")
+    assert out[1].raw == raw_mail(2)

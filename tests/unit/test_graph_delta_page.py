@@ -1,5 +1,6 @@
-"""Guards the Graph adapter's reading of one delta page: an id given twice fetched twice, or a message that
-went and came back (or came and went) within one page ending in the wrong state (stored then marked removed)."""
+"""Guards the Graph adapter's reading of one delta page — an id given twice fetched twice, or a message that
+went and came back (or came and went) within one page ending in the wrong state (stored then marked removed) —
+and of a streamed MIME body read past the size limit."""
 from __future__ import annotations
 
 from datetime import date
@@ -53,3 +54,23 @@ def test_listed_then_removed_is_removed_only():
 def test_the_first_round_dedupes_its_new_refs_too():
     change_set = changes([message("A"), message("A")], cursor=None)
     assert [ref.provider_id for ref in change_set.new] == ["A"] and change_set.changed == ()
+
+
+class ChunkedBody:
+    """A streamed response without Content-Length (chunked transfer coding)."""
+
+    def __init__(self, chunks: list[bytes]):
+        self.chunks, self.read = chunks, 0
+
+    def iter_content(self, chunk_size: int):
+        for chunk in self.chunks:
+            self.read += 1
+            yield chunk
+
+
+def test_a_body_without_a_length_is_cut_at_the_limit_and_the_rest_left_unread():
+    """Guards against: an undeclared oversize MIME body read whole before the size check."""
+    from chalicelib.providers.graph.adapter import _read_at_most
+    body = ChunkedBody([b"a" * 10, b"b" * 10, b"c" * 10, b"d" * 10])
+    assert _read_at_most(body, 15) is None and body.read == 2
+    assert _read_at_most(ChunkedBody([b"a" * 10, b"b" * 5]), 15) == b"a" * 10 + b"b" * 5
