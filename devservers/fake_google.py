@@ -8,8 +8,8 @@ It speaks the documented wire format, so the real `google-api-python-client` and
   RFC 6749 §5.2 errors (`invalid_grant` for a revoked grant) and returns a refresh token only when the consent
   screen was shown (`prompt=consent`).
 - Gmail API reference (developers.google.com/gmail/api/reference/rest): `users.getProfile`, `messages.list`
-  (`q` with `after:`, `labelIds`, `pageToken`), `messages.get` (`format=raw`, base64url), `history.list`
-  (`startHistoryId`, `labelId`, `historyTypes`; 404 for a historyId older than the retained history),
+  (`q` with `after:` and `in:`/`-in:`, `labelIds`, `pageToken`), `messages.get` (`format=raw`, base64url),
+  `history.list` (`startHistoryId`, `labelId`, `historyTypes`; 404 for a historyId older than the retained history),
   `users.watch`/`users.stop`, `messages.send`, `labels.list` (system labels and the user labels made with
   `add_label`); error bodies in Google's JSON error format.
 - Batch (developers.google.com/gmail/api/guides/batch): `POST /batch/gmail/v1` with `multipart/mixed` parts of
@@ -442,9 +442,11 @@ class FakeGoogle:
     def _messages_list(self, account: Account, single, query, data) -> Reply:
         labels = set(query.get("labelIds", []))
         after = _after_epoch(single.get("q", ""))
+        need, exclude = _in_filters(single.get("q", ""))
         include_spam_trash = single.get("includeSpamTrash") == "true"
         found = [m for m in account.messages.values()
-                 if labels <= m.labels and (after is None or m.internal_ms >= after * 1000)
+                 if labels | need <= m.labels and not exclude & m.labels
+                 and (after is None or m.internal_ms >= after * 1000)
                  and (include_spam_trash or not m.labels & {"SPAM", "TRASH"})]
         found.sort(key=lambda m: (m.internal_ms, m.id), reverse=True)     # newest first
         start = int(single.get("pageToken") or 0)
@@ -575,6 +577,21 @@ class FakeGoogle:
                        f"Content-Length: {len(payload.encode())}\r\n\r\n{payload}\r\n")
         text = "".join(out) + f"--{boundary}--\r\n"
         return Reply(200, text.encode(), {"Content-Type": f"multipart/mixed; boundary={boundary}"})
+
+
+IN_LABELS = {"inbox": "INBOX", "sent": "SENT", "spam": "SPAM", "trash": "TRASH", "draft": "DRAFT",
+             "drafts": "DRAFT", "chats": "CHAT"}
+
+
+def _in_filters(q: str) -> tuple[set[str], set[str]]:
+    """Gmail search `in:<folder>` / `-in:<folder>` (support.google.com/mail/answer/7190: `in:`, and `-` to
+    remove messages from the results) as (labels required, labels excluded)."""
+    need, exclude = set(), set()
+    for minus, name in re.findall(r"(?:^|\s)(-?)in:(\w+)", q):
+        label = IN_LABELS.get(name.lower())
+        if label:
+            (exclude if minus else need).add(label)
+    return need, exclude
 
 
 def _after_epoch(q: str) -> int | None:

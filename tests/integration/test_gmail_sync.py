@@ -113,6 +113,42 @@ def test_a_message_restored_from_trash_is_back_in_the_inbox(aws, google):
     assert len(events.list_events(mailbox.tenant_id, "message.created")) == 1
 
 
+def test_mail_to_self_carrying_inbox_and_sent_is_one_message(aws, google):
+    """Guards against: one Gmail message labelled both INBOX and SENT (mail to self) stored twice — once per
+    label — with two `message.created` events, a double `imported` count and the note twice in the CRM."""
+    first = google.deliver(EMAIL, mail(1, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(1))
+    google.deliver(EMAIL, mail(2), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    sync(mailbox, provider)
+    later = google.deliver(EMAIL, mail(3, sender=EMAIL), labels=("INBOX", "SENT", "UNREAD"), received=days_ago(0))
+    google.change_labels(EMAIL, first, add=("UNREAD",))
+    sync(mailbox, provider)
+    mine = sorted((m.provider_id, m.folder, m.direction) for m in stored(mailbox) if m.provider_id in (first, later))
+    assert mine == [(first, "sent", "outbound"), (later, "sent", "outbound")]
+    assert len(stored(mailbox)) == 3 and int(reload(mailbox).imported_count) == 3
+    assert len(events.list_events(mailbox.tenant_id, "message.created")) == 3
+
+
+def test_trash_and_spam_labels_added_remove_and_their_removal_restores(aws, google):
+    """Guards against: a message trashed or marked spam while Gmail's history shows only `labelsAdded`
+    TRASH/SPAM (the folder's label not removed in the same record) staying in the CRM, and one taken out of
+    the trash (`labelsRemoved` TRASH) staying removed."""
+    trashed = google.deliver(EMAIL, mail(1), received=days_ago(1))
+    spam = google.deliver(EMAIL, mail(2), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    sync(mailbox, provider)
+    google.change_labels(EMAIL, trashed, add=("TRASH",))
+    google.change_labels(EMAIL, spam, add=("SPAM",))
+    assert sync(mailbox, provider).counts.removed == 2
+    assert all(m.removed_at_source for m in stored(mailbox))
+    google.change_labels(EMAIL, trashed, remove=("TRASH",))
+    result = sync(mailbox, provider)
+    assert (result.counts.imported, result.counts.restored) == (0, 1)
+    assert {m.provider_id for m in stored(mailbox) if not m.removed_at_source} == {trashed}
+
+
 @pytest.mark.parametrize("status,reason,retry_after,expected", [
     (429, None, 120, 120.0),
     (403, "rateLimitExceeded", None, 30.0),

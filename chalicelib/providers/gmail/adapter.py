@@ -15,9 +15,13 @@ Cursor (opaque to the engine), per folder:
 A 404 on `history.list` (startHistoryId older than the retained history, typically about a week) raises
 CURSOR_INVALID: the engine resets the cursor and re-lists (bounded resync, no duplicates).
 
-History records → ChangeSet: `messagesAdded` carrying L → `new`; `labelsAdded` with L → `changed` (the engine
-fetches only ids it has not stored); `messagesDeleted` → `removed` (removed_at_source); `labelsRemoved` with L
-→ `removed` only when the message went to TRASH/SPAM (an archived message still exists and stays).
+History records → ChangeSet: `messagesAdded` carrying L → `new`; `labelsAdded` with L, or `labelsRemoved`
+TRASH/SPAM of a message carrying L (taken out of the trash, "not spam") → `changed` (the engine fetches only ids
+it has not stored and restores stored ones it had marked removed); `messagesDeleted` → `removed`
+(removed_at_source); a label change that leaves a message of L in TRASH or SPAM (`labelsAdded` TRASH, or
+`labelsRemoved` L with TRASH present) → `removed`; L removed otherwise (archived) → nothing: the message still
+exists and stays. Mail to self (INBOX and SENT on one message) belongs to "sent" only (`_in_folder`; the inbox
+listing asks `-in:sent`).
 Read state: `UNREAD` in a `labelsAdded`/`labelsRemoved` entry → `flags` (seen False/True, the last change
 wins; `historyTypes` includes labelAdded/labelRemoved for it); a fetched message's `labelIds` give its state.
 
@@ -99,6 +103,14 @@ class GmailProvider(MailProvider, PushSubscriber):
                 return str(label["id"])
         raise ProviderError(ErrorCode.NOT_FOUND, f"gmail has no label {folder!r}")
 
+    @staticmethod
+    def _in_folder(label: str, labels) -> bool:
+        """Whether a message with `labels` belongs to the folder of `label`: it carries the label, is neither in
+        TRASH nor SPAM, and — for the inbox — is not also SENT: mail to self is ONE Gmail message with both
+        labels (developers.google.com/gmail/api/guides/labels), stored once, in "sent" (outbound)."""
+        labels = set(labels)
+        return label in labels and not GONE_LABELS & labels and not (label == "INBOX" and "SENT" in labels)
+
     def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
         label = self._label(folder)
         size = max(1, min(page_size, MAX_PAGE))
@@ -116,8 +128,8 @@ class GmailProvider(MailProvider, PushSubscriber):
 
     def _list(self, folder: str, label: str, history_id: str, token: str | None, since: date, size: int,
               cursor: str | None) -> ChangeSet:
-        answer = self.client.list_messages(label=label, query=after_query(since), page_token=token,
-                                           max_results=size)
+        query = after_query(since) + (" -in:sent" if label == "INBOX" else "")    # mail to self: see `_in_folder`
+        answer = self.client.list_messages(label=label, query=query, page_token=token, max_results=size)
         refs = tuple(MessageRef(folder, m["id"], thread_id=m.get("threadId")) for m in answer.get("messages") or [])
         following = answer.get("nextPageToken")
         next_cursor = f"l:{history_id}:{following}" if following else f"h:{history_id}"
@@ -141,18 +153,23 @@ class GmailProvider(MailProvider, PushSubscriber):
                                                           seen=seen)
             for entry in record.get("messagesAdded") or []:
                 message = entry.get("message") or {}
-                if label in (message.get("labelIds") or []) and not GONE_LABELS & set(message.get("labelIds") or []):
+                if message.get("id") and self._in_folder(label, message.get("labelIds") or []):
                     new[message["id"]] = MessageRef(folder, message["id"], thread_id=message.get("threadId"))
                     removed.pop(message["id"], None)
-            for entry in record.get("labelsAdded") or []:
-                message = entry.get("message") or {}
-                if label in (entry.get("labelIds") or []) and message["id"] not in new:
-                    changed[message["id"]] = MessageRef(folder, message["id"], thread_id=message.get("threadId"))
-                    removed.pop(message["id"], None)
-            for entry in record.get("labelsRemoved") or []:
-                message = entry.get("message") or {}
-                if label in (entry.get("labelIds") or []) and GONE_LABELS & set(message.get("labelIds") or []):
-                    removed[message["id"]] = None
+            for key in ("labelsAdded", "labelsRemoved"):
+                for entry in record.get(key) or []:
+                    message = entry.get("message") or {}
+                    if not message.get("id"):
+                        continue
+                    labels, moved = set(message.get("labelIds") or []), set(entry.get("labelIds") or [])
+                    if GONE_LABELS & labels and (label in labels or label in moved):
+                        removed[message["id"]] = None             # trashed or spam, whichever label moved
+                        changed.pop(message["id"], None)
+                    elif (label in moved or GONE_LABELS & moved) and self._in_folder(label, labels):
+                        if message["id"] not in new:              # into the folder, or out of trash/spam
+                            changed[message["id"]] = MessageRef(folder, message["id"],
+                                                                thread_id=message.get("threadId"))
+                        removed.pop(message["id"], None)
             for entry in record.get("messagesDeleted") or []:
                 message_id = (entry.get("message") or {}).get("id")
                 if message_id:
