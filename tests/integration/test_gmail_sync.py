@@ -149,6 +149,46 @@ def test_trash_and_spam_labels_added_remove_and_their_removal_restores(aws, goog
     assert {m.provider_id for m in stored(mailbox) if not m.removed_at_source} == {trashed}
 
 
+def test_drafts_chats_and_spam_are_not_imported_and_a_sent_draft_is(aws, google):
+    """Guards against: DRAFT, CHAT or SPAM mail imported as inbox/sent mail, or a draft that is then sent (its
+    labels become SENT) never imported."""
+    draft = google.deliver(EMAIL, mail(1, sender=EMAIL), labels=("DRAFT",), received=days_ago(1))
+    google.deliver(EMAIL, mail(2), labels=("CHAT",), received=days_ago(1))
+    google.deliver(EMAIL, mail(3), labels=("SPAM", "UNREAD"), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    assert sync(mailbox, provider).counts.imported == 0
+    google.deliver(EMAIL, mail(4), labels=("SPAM", "INBOX"), received=days_ago(0))
+    google.change_labels(EMAIL, draft, add=("SENT",), remove=("DRAFT",))
+    assert sync(mailbox, provider).counts.imported == 1
+    assert [(m.provider_id, m.folder) for m in stored(mailbox)] == [(draft, "sent")]
+
+
+def test_a_message_listed_on_two_pages_is_stored_once(aws, google):
+    """Guards against: mail arriving while the import pages through `messages.list` (newest first) shifting
+    a message onto the next page too, and being stored, counted and announced twice."""
+    for n in range(1, 6):
+        google.deliver(EMAIL, mail(n), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    changes = provider.changes
+
+    def arriving_meanwhile(folder, cursor, **kwargs):
+        answer = changes(folder, cursor, **kwargs)
+        if folder == "inbox" and cursor is None:
+            google.deliver(EMAIL, mail(6), received=days_ago(0))
+        return answer
+
+    provider.changes = arriving_meanwhile
+    sync(mailbox, provider, page_size=2)
+    assert google.calls["messages.get"] == 6                       # a message came twice …
+    assert len(stored(mailbox)) == 5
+    sync(mailbox, provider)                                        # the import's history replay: the newcomer
+    assert sorted(m.rfc_message_id for m in stored(mailbox)) == [f"gmail-{n}@acme.example" for n in range(1, 7)]
+    assert int(reload(mailbox).imported_count) == 6                # … and is stored, counted, announced once
+    assert len(events.list_events(mailbox.tenant_id, "message.created")) == 6
+
+
 @pytest.mark.parametrize("status,reason,retry_after,expected", [
     (429, None, 120, 120.0),
     (403, "rateLimitExceeded", None, 30.0),
