@@ -18,8 +18,9 @@ It speaks the documented wire format, so the real `google-api-python-client` and
   is generated at start-up (`sign_push_token` signs RS256 tokens with it) and never stored.
 
 Switches for tests: `deny` (consent denied), `consent_as` (the user logs in as another account),
-`fail(endpoint, status, reason=, retry_after=, times=)` (429 / 403 rateLimitExceeded / 500 …), `revoke()`,
-`rotate_refresh_tokens`, `forget_history()` (stale historyIds → 404). `calls[endpoint]` counts requests.
+`fail(endpoint, status, reason=, retry_after=, times=)` (429 / 403 rateLimitExceeded / 500 …; "messages.get:raw"
+or "messages.get:minimal" aims at one format), `revoke()`, `rotate_refresh_tokens`, `forget_history()` (stale
+historyIds → 404). `calls[endpoint]` counts requests (batch parts too); `gets[format]` the messages.get ones.
 
 `python -m devservers.fake_google` (`make demo-gmail`) runs it with a demo account (`devservers/gmail_demo.py`).
 """
@@ -123,6 +124,7 @@ class FakeGoogle:
         self.refresh_tokens: dict[str, dict] = {}
         self.access_tokens: dict[str, dict] = {}
         self.calls: Counter[str] = Counter()
+        self.gets: Counter[str] = Counter()            # messages.get by format ("raw", "minimal")
         self.requests: list[tuple[str, dict]] = []        # (endpoint, query/body params) in order
         self.sent: list[dict] = []
         self.deny = False
@@ -424,7 +426,10 @@ class FakeGoogle:
             self.calls[name] += 1
             single = {k: v[-1] for k, v in query.items()}
             self.requests.append((name, {k: (v if len(v) > 1 else v[0]) for k, v in query.items()}))
-            injected = self._injected(name)
+            qualified = f"{name}:{single.get('format', 'full')}" if name == "messages.get" else None
+            if qualified:
+                self.gets[single.get("format", "full")] += 1
+            injected = (self._injected(qualified) if qualified else None) or self._injected(name)
             if injected is not None:
                 return name, injected
             account = self._account_for(headers, user_id)

@@ -25,7 +25,8 @@ listing asks `-in:sent`).
 Read state: `UNREAD` in a `labelsAdded`/`labelsRemoved` entry → `flags` (seen False/True, the last change
 wins; `historyTypes` includes labelAdded/labelRemoved for it); a fetched message's `labelIds` give its state.
 
-Fetch: `messages.get(format=raw)` in batches of ≤50; a part's 404 → `FetchedMessage(vanished=True)`.
+Fetch: several refs are sized first (`format=minimal`: an oversize one is skipped, not downloaded), then
+`messages.get(format=raw)` in batches of ≤50 and ≤ `RAW_BATCH_BYTES`; a part's 404 → `FetchedMessage(vanished=True)`.
 Send: `messages.send` with `{"raw": base64url(MIME), "threadId"}` (Gmail files a reply into the thread only
 with threadId AND matching In-Reply-To/References/Subject, which the caller's MIME carries).
 Push: `users.watch` (INBOX, SENT) to the mail server's Pub/Sub topic; renewal = watch again ("You must re-call
@@ -50,6 +51,7 @@ HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
 GONE_LABELS = frozenset({"TRASH", "SPAM"})
 UNREAD = "UNREAD"
 MAX_PAGE = 500
+RAW_BATCH_BYTES = 16 * 1024 * 1024     # estimated raw bytes per messages.get format=raw batch (see `fetch`)
 
 
 def after_query(since: date) -> str:
@@ -191,8 +193,34 @@ class GmailProvider(MailProvider, PushSubscriber):
                          has_more=bool(following))
 
     def fetch(self, refs: Sequence[MessageRef], *, max_bytes: int) -> Iterator[FetchedMessage]:
+        """Bodies (`format=raw`) in batches. A batch answer is read whole into memory (googleapiclient, and
+        base64 adds a third), and Gmail takes messages of up to 50 MB (support.google.com/mail/answer/6584), so
+        several refs are first sized (`get_sizes`: format=minimal, `sizeEstimate`): one over `max_bytes` is
+        skipped without being downloaded (docs/operations.md), and the rest go in batches of at most
+        `RAW_BATCH_BYTES` (a larger message alone). A single ref is fetched directly (one body is bounded)."""
         by_id = {ref.provider_id: ref for ref in refs}
-        for message_id, answer in self.client.get_raw_batch(list(by_id)):
+        sizes = self.client.get_sizes(list(by_id)) if len(by_id) > 1 else {}
+        groups: list[list[str]] = [[]]
+        held = 0
+        for message_id, ref in by_id.items():
+            if message_id in sizes and sizes[message_id] is None:
+                yield FetchedMessage(ref, None, vanished=True)
+                continue
+            size = sizes.get(message_id) or 0
+            if size > max_bytes:
+                yield FetchedMessage(ref, None, skipped_reason=f"size {size} exceeds limit {max_bytes}")
+                continue
+            if groups[-1] and held + size > RAW_BATCH_BYTES:
+                groups.append([])
+                held = 0
+            groups[-1].append(message_id)
+            held += size
+        for group in groups:
+            if group:
+                yield from self._fetch_raw(group, by_id, max_bytes)
+
+    def _fetch_raw(self, ids: list[str], by_id: dict[str, MessageRef], max_bytes: int) -> Iterator[FetchedMessage]:
+        for message_id, answer in self.client.get_raw_batch(ids):
             ref = by_id[message_id]
             if answer is None:
                 yield FetchedMessage(ref, None, vanished=True)
