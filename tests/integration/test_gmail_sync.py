@@ -130,6 +130,18 @@ def test_mail_to_self_carrying_inbox_and_sent_is_one_message(aws, google):
     assert len(events.list_events(mailbox.tenant_id, "message.created")) == 3
 
 
+def test_mail_to_self_stays_in_the_inbox_of_a_mailbox_that_does_not_sync_sent(aws, google):
+    """Guards against: mail to self left out of the inbox for "sent" while that mailbox does not sync sent."""
+    google.deliver(EMAIL, mail(1, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google, sync_folders=["inbox"])
+    provider = gmail_provider(mailbox)
+    sync(mailbox, provider)
+    later = google.deliver(EMAIL, mail(2, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(0))
+    sync(mailbox, provider)
+    assert sorted(m.folder for m in stored(mailbox)) == ["inbox", "inbox"] and later in {
+        m.provider_id for m in stored(mailbox)}
+
+
 def test_trash_and_spam_labels_added_remove_and_their_removal_restores(aws, google):
     """Guards against: a message trashed or marked spam while Gmail's history shows only `labelsAdded`
     TRASH/SPAM (the folder's label not removed in the same record) staying in the CRM, and one taken out of

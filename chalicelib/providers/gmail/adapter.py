@@ -105,13 +105,16 @@ class GmailProvider(MailProvider, PushSubscriber):
                 return str(label["id"])
         raise ProviderError(ErrorCode.NOT_FOUND, f"gmail has no label {folder!r}")
 
-    @staticmethod
-    def _in_folder(label: str, labels) -> bool:
+    def _in_folder(self, label: str, labels) -> bool:
         """Whether a message with `labels` belongs to the folder of `label`: it carries the label, is neither in
-        TRASH nor SPAM, and — for the inbox — is not also SENT: mail to self is ONE Gmail message with both
-        labels (developers.google.com/gmail/api/guides/labels), stored once, in "sent" (outbound)."""
+        TRASH nor SPAM, and — for the inbox, while "sent" is synced too (`settings["sent_synced"]`) — is not
+        also SENT: mail to self is ONE Gmail message with both labels
+        (developers.google.com/gmail/api/guides/labels), stored once, in "sent" (outbound)."""
         labels = set(labels)
-        return label in labels and not GONE_LABELS & labels and not (label == "INBOX" and "SENT" in labels)
+        return label in labels and not GONE_LABELS & labels and not (label == "INBOX" and self._sent_owns(labels))
+
+    def _sent_owns(self, labels: set[str]) -> bool:
+        return "SENT" in labels and bool(self.settings.get("sent_synced", True))
 
     def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
         label = self._label(folder)
@@ -130,7 +133,8 @@ class GmailProvider(MailProvider, PushSubscriber):
 
     def _list(self, folder: str, label: str, history_id: str, token: str | None, since: date, size: int,
               cursor: str | None) -> ChangeSet:
-        query = after_query(since) + (" -in:sent" if label == "INBOX" else "")    # mail to self: see `_in_folder`
+        owned_by_sent = label == "INBOX" and self._sent_owns({"SENT"})          # mail to self: see `_in_folder`
+        query = after_query(since) + (" -in:sent" if owned_by_sent else "")
         answer = self.client.list_messages(label=label, query=query, page_token=token, max_results=size)
         refs = tuple(MessageRef(folder, m["id"], thread_id=m.get("threadId")) for m in answer.get("messages") or [])
         following = answer.get("nextPageToken")
