@@ -8,8 +8,8 @@ It speaks the documented wire format, so the real `google-api-python-client` and
   RFC 6749 §5.2 errors (`invalid_grant` for a revoked grant) and returns a refresh token only when the consent
   screen was shown (`prompt=consent`).
 - Gmail API reference (developers.google.com/gmail/api/reference/rest): `users.getProfile`, `messages.list`
-  (`q` with `after:`, `labelIds`, `pageToken`), `messages.get` (`format=raw`, base64url), `history.list`
-  (`startHistoryId`, `labelId`, `historyTypes`; 404 for a historyId older than the retained history),
+  (`q` with `after:` and `in:`/`-in:`, `labelIds`, `pageToken`), `messages.get` (`format=raw`, base64url),
+  `history.list` (`startHistoryId`, `labelId`, `historyTypes`; 404 for a historyId older than the retained history),
   `users.watch`/`users.stop`, `messages.send`, `labels.list` (system labels and the user labels made with
   `add_label`); error bodies in Google's JSON error format.
 - Batch (developers.google.com/gmail/api/guides/batch): `POST /batch/gmail/v1` with `multipart/mixed` parts of
@@ -18,8 +18,9 @@ It speaks the documented wire format, so the real `google-api-python-client` and
   is generated at start-up (`sign_push_token` signs RS256 tokens with it) and never stored.
 
 Switches for tests: `deny` (consent denied), `consent_as` (the user logs in as another account),
-`fail(endpoint, status, reason=, retry_after=, times=)` (429 / 403 rateLimitExceeded / 500 …), `revoke()`,
-`rotate_refresh_tokens`, `forget_history()` (stale historyIds → 404). `calls[endpoint]` counts requests.
+`fail(endpoint, status, reason=, retry_after=, times=)` (429 / 403 rateLimitExceeded / 500 …; "messages.get:raw"
+or "messages.get:minimal" aims at one format), `revoke()`, `rotate_refresh_tokens`, `forget_history()` (stale
+historyIds → 404). `calls[endpoint]` counts requests (batch parts too); `gets[format]` the messages.get ones.
 
 `python -m devservers.fake_google` (`make demo-gmail`) runs it with a demo account (`devservers/gmail_demo.py`).
 """
@@ -123,6 +124,7 @@ class FakeGoogle:
         self.refresh_tokens: dict[str, dict] = {}
         self.access_tokens: dict[str, dict] = {}
         self.calls: Counter[str] = Counter()
+        self.gets: Counter[str] = Counter()            # messages.get by format ("raw", "minimal")
         self.requests: list[tuple[str, dict]] = []        # (endpoint, query/body params) in order
         self.sent: list[dict] = []
         self.deny = False
@@ -424,7 +426,10 @@ class FakeGoogle:
             self.calls[name] += 1
             single = {k: v[-1] for k, v in query.items()}
             self.requests.append((name, {k: (v if len(v) > 1 else v[0]) for k, v in query.items()}))
-            injected = self._injected(name)
+            qualified = f"{name}:{single.get('format', 'full')}" if name == "messages.get" else None
+            if qualified:
+                self.gets[single.get("format", "full")] += 1
+            injected = (self._injected(qualified) if qualified else None) or self._injected(name)
             if injected is not None:
                 return name, injected
             account = self._account_for(headers, user_id)
@@ -442,9 +447,11 @@ class FakeGoogle:
     def _messages_list(self, account: Account, single, query, data) -> Reply:
         labels = set(query.get("labelIds", []))
         after = _after_epoch(single.get("q", ""))
+        need, exclude = _in_filters(single.get("q", ""))
         include_spam_trash = single.get("includeSpamTrash") == "true"
         found = [m for m in account.messages.values()
-                 if labels <= m.labels and (after is None or m.internal_ms >= after * 1000)
+                 if labels | need <= m.labels and not exclude & m.labels
+                 and (after is None or m.internal_ms >= after * 1000)
                  and (include_spam_trash or not m.labels & {"SPAM", "TRASH"})]
         found.sort(key=lambda m: (m.internal_ms, m.id), reverse=True)     # newest first
         start = int(single.get("pageToken") or 0)
@@ -575,6 +582,21 @@ class FakeGoogle:
                        f"Content-Length: {len(payload.encode())}\r\n\r\n{payload}\r\n")
         text = "".join(out) + f"--{boundary}--\r\n"
         return Reply(200, text.encode(), {"Content-Type": f"multipart/mixed; boundary={boundary}"})
+
+
+IN_LABELS = {"inbox": "INBOX", "sent": "SENT", "spam": "SPAM", "trash": "TRASH", "draft": "DRAFT",
+             "drafts": "DRAFT", "chats": "CHAT"}
+
+
+def _in_filters(q: str) -> tuple[set[str], set[str]]:
+    """Gmail search `in:<folder>` / `-in:<folder>` (support.google.com/mail/answer/7190: `in:`, and `-` to
+    remove messages from the results) as (labels required, labels excluded)."""
+    need, exclude = set(), set()
+    for minus, name in re.findall(r"(?:^|\s)(-?)in:(\w+)", q):
+        label = IN_LABELS.get(name.lower())
+        if label:
+            (exclude if minus else need).add(label)
+    return need, exclude
 
 
 def _after_epoch(q: str) -> int | None:

@@ -119,6 +119,17 @@ class MailState:
             user.messages[message_id].is_read = not user.messages[message_id].is_read
             user.log.append((self._next_seq(), user.messages[message_id].folder, "update", message_id))
 
+    def move_message(self, address: str, message_id: str, folder: str) -> None:
+        """`POST /messages/{id}/move` with `Prefer: IdType="ImmutableId"`: the id survives the move ("Get
+        immutable identifiers for Outlook resources"); the source folder's delta reports it `@removed`, the
+        destination's lists it as added ("Get incremental changes to messages in a folder")."""
+        with self.lock:
+            user = self.user(address)
+            message = user.messages[message_id]
+            user.log.append((self._next_seq(), message.folder, "remove", message_id))
+            message.folder = folder
+            user.log.append((self._next_seq(), folder, "add", message_id))
+
     def remove_message(self, address: str, message_id: str) -> None:
         with self.lock:
             user = self.user(address)

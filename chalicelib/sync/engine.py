@@ -7,11 +7,12 @@ means "the store has incorporated every remote change up to at least this cursor
     bounded batches → store the fetched messages together (`store_page.save_page`: one batched existence
     read, parallel S3 PUTs, items + counts in transactions) → complete what the new messages owe together
     (`effects.complete_page`: one directory read for pairing, one queue message of `message.created` events)
-    → record the read state reported for stored messages (`changed` and `flags` refs: one batched read, the
-    changed ones written in transactions, `threads/unread.py`) → store.mark_removed → ONLY THEN persist
-    next_cursor (one transaction conditioned on the lease). A folder's cursor after its last page is written
-    with the run's next cursor write — another folder's, in the same transaction — or at the run's end (also
-    when a later folder fails): later than its page, never before, and one mailbox update for several folders.
+    → restore the known `changed` refs that were marked removed at the source (`store.restore_removed`: one
+    batched read) → record the read state reported for stored messages (`changed` and `flags` refs: one
+    batched read, the changed ones written in transactions, `threads/unread.py`) → store.mark_removed → ONLY
+    THEN persist next_cursor (one transaction conditioned on the lease). A folder's cursor after its last page
+    is written with the run's next cursor write — another folder's, in the same transaction — or at the run's
+    end (also when a later folder fails): later than its page, never before, and one mailbox update for several folders.
     The page debts a page's effects paid (their events stored) are removed in that same mailbox update
     (`effects.clears_deferred`), not in one of their own.
 
@@ -70,6 +71,7 @@ class SyncCounts:
     pages: int = 0
     known: int = 0                # changed refs already stored (not fetched again)
     read_state: int = 0           # stored messages whose read state at the source changed (threads/unread.py)
+    restored: int = 0             # stored messages removed at the source that the provider lists again
 
     def add(self, other: "SyncCounts") -> None:
         for name in self.__dataclass_fields__:
@@ -250,6 +252,13 @@ class _Run:
             return dict.fromkeys(self.store.stored_provider_ids(self.mailbox, folder, provider_ids))
         return lookup(self.mailbox, folder, provider_ids)
 
+    def _restore(self, message_ids: Sequence[str]) -> int:
+        """Known `changed` refs are listed in the folder again: one that was marked removed at the source (an
+        untrashed Gmail message, a Graph message moved back) is back (`store.restore_removed`). Before the
+        page's removals, so an id the provider removed again later is marked anew."""
+        restore = getattr(self.store, "restore_removed", None)
+        return restore(self.mailbox, message_ids) if restore is not None and message_ids else 0
+
     def _read_state(self, refs: Sequence[MessageRef], known: dict[str, str | None]) -> int:
         """Record the read state the provider reported for stored messages (`ChangeSet.changed` and `flags`)
         in one batch (`threads/unread.py`); the ones just fetched carried it into their new item."""
@@ -300,6 +309,7 @@ class _Run:
             unknown = [ref for ref in changed if ref.provider_id not in known]
             delta.known = len(changed) - len(unknown)
             self._store_page(tuple(change_set.new) + tuple(unknown), delta)
+            delta.restored = self._restore([known[ref.provider_id] for ref in changed if known.get(ref.provider_id)])
             delta.read_state = self._read_state(changed + flagged, known)
             if change_set.removed:
                 delta.removed += self.store.mark_removed(self.mailbox, folder, list(change_set.removed))

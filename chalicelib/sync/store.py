@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib import aws, ids
@@ -312,6 +312,38 @@ def mark_removed(mailbox: Mailbox, folder: str, provider_ids: Iterable[str]) -> 
                 continue
             _forget_derived(hit.message_id)
     return count
+
+
+def restore_removed(mailbox: Mailbox, message_ids: Iterable[str]) -> int:
+    """Messages the provider lists in their folder again after they were marked `removed_at_source` are back:
+    Gmail re-labels an untrashed or re-inboxed message (history `labelsAdded` with the folder's label,
+    developers.google.com/gmail/api/guides/sync), Graph's folder delta re-lists a message moved back — its
+    immutable id unchanged ("Get immutable identifiers for Outlook resources", "Get incremental changes to
+    messages in a folder"). Both reach the engine as known `ChangeSet.changed` refs, which it never fetches.
+
+    One consistent BatchGetItem per 100 ids (a small projection); only the removed ones are written: the mark
+    cleared conditioned on it still being set (a replayed page restores nothing twice), then the message
+    rejoins its conversation and the search index (`threads.derived.remember`). Returns how many came back.
+    `removed_count` is the number of removals seen and is not lowered (as when a re-fetched message returns)."""
+    wanted = list(dict.fromkeys(message_ids))
+    back: list[str] = []
+    for start in range(0, len(wanted), 100):
+        for hit in Message.batch_get(wanted[start:start + 100], consistent_read=True,
+                                     attributes_to_get=["message_id", "tenant_id", "removed_at_source"]):
+            if hit.tenant_id != mailbox.tenant_id or hit.removed_at_source is None:
+                continue
+            try:
+                Message(hit.message_id).update(actions=[Message.removed_at_source.remove()],
+                                               condition=Message.removed_at_source.exists())
+            except UpdateError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+                continue
+            back.append(hit.message_id)
+    if back:
+        derived.remember(mailbox.tenant_id, back)
+        logger.info("messages back at the source", extra={"messages": len(back)})
+    return len(back)
 
 
 def _forget_derived(message_id: str) -> None:

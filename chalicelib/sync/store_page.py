@@ -54,7 +54,8 @@ from chalicelib.threads.unread import apply as apply_read_state
 from chalicelib.timeutil import now_iso
 from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOutcome, _insert_or_refresh,
                                    mark_removed, prepare, provider_key, put_raw, refresh_ref, refuse,
-                                   save_fetched, stored_message_ids, stored_provider_ids, use_id)
+                                   restore_removed, save_fetched, stored_message_ids, stored_provider_ids,
+                                   use_id)
 
 PARSE_GROUP = 100                        # messages prepared, looked up and PUT together (`save_page`)
 TRANSACT_PUTS = 99                       # TransactWriteItems: 100 actions, one of them the mailbox counter
@@ -246,4 +247,4 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
 
 # The engine's store interface: pages through `save_page`; the rest is the one-message store's.
 __all__ = ["save_page", "existing_items", "insert_items", "put_raw_objects", "provider_key", "save_fetched",
-           "stored_provider_ids", "stored_message_ids", "apply_read_state", "mark_removed"]
+           "stored_provider_ids", "stored_message_ids", "apply_read_state", "mark_removed", "restore_removed"]

@@ -210,3 +210,41 @@ def test_another_address_needs_new_consent_and_delete_stops_the_watch(api, tenan
     consent(api, recreated["authorize_url"])
     assert api("DELETE", f"/v1/mailboxes/{recreated['id']}", key=tenant["key"]).status == 204
     assert google.calls["stop"] == 2
+
+
+def test_a_revoked_grant_shows_in_the_sync_status_and_re_consent_resumes_without_duplicates(api, tenant, google,
+                                                                                            aws):
+    """Guards against: `invalid_grant` (RFC 6749 §5.2) hidden from `GET /v1/mailboxes/{id}/sync`, or the
+    re-consented mailbox re-importing (duplicating) what it had stored or losing what arrived meanwhile."""
+    google.deliver(EMAIL, mail(1), received=days_ago(1))
+    created = create_gmail(api, tenant, google)
+    consent(api, created["authorize_url"])
+    sync_path = f"/v1/mailboxes/{created['id']}/sync"
+
+    def run_worker():
+        for _ in range(5):
+            event = receive_event(aws["sync_queue_url"], 1)
+            if not event or not event.get("Records"):
+                return
+            worker.handle_batch(event, FakeContext())
+
+    run_worker()
+    google.deliver(EMAIL, mail(2), received=days_ago(0))
+    google.revoke(EMAIL)
+    assert api("POST", f"/v1/mailboxes/{created['id']}/refresh", key=tenant["key"]).status == 202
+    run_worker()
+    status = api("GET", sync_path, key=tenant["key"]).json
+    assert status["status"] == "auth_error" and status["last_error"]["code"] == "auth_revoked"
+    assert status["counts"]["imported"] == 1
+
+    fresh = api("POST", f"/v1/mailboxes/{created['id']}/authorize", key=tenant["key"], json_body={})
+    answer = consent(api, fresh.json["authorize_url"])
+    assert answer.status == 200 and "outcome: <code>connected</code>" in answer.body
+    google.deliver(EMAIL, mail(3), received=days_ago(0))
+    run_worker()
+    status = api("GET", sync_path, key=tenant["key"]).json
+    assert (status["status"], status["last_error"], status["counts"]["imported"]) == ("active", None, 3)
+    stored = sorted(m.rfc_message_id for m in Message.by_mailbox.query(created["id"]))
+    assert stored == [f"gmail-{n}@acme.example" for n in (1, 2, 3)]
+    created_events = events.list_events(tenant["id"], "message.created", limit=50)
+    assert len(created_events) == 3

@@ -120,12 +120,35 @@ def test_one_failing_part_in_a_batch_is_retried_alone(world, google):
     """Guards against: one part's transient 500 inside a 200 batch re-fetching (or losing) the other parts."""
     queue, mailbox = world
     expected = deliver(google, range(1, 6))
-    google.fail("messages.get", 500, reason="backendError", times=1)
+    google.fail("messages.get:raw", 500, reason="backendError", times=1)
     queue.send(mailbox)
     queue.run_until_quiet()
-    assert google.calls["messages.get"] == len(expected) + 1   # the failed part once more, the others once
+    assert google.gets["raw"] == len(expected) + 1   # the failed part once more, the others once
     assert queue.failures == 0 and queue.sleeps                # retried inline after a short backoff
     assert_exactly(mailbox, expected)
+    assert_healthy(queue, mailbox)
+
+
+def test_a_batch_whose_parts_answer_404_429_and_500_keeps_the_others_and_drops_nothing(world, google):
+    """Guards against: per-part failures inside one 200 batch (developers.google.com/gmail/api/guides/batch:
+    each part is answered on its own) dropping or re-fetching the parts that succeeded, or a throttled part's
+    Retry-After ignored; a part's 404 (the message deleted between list and get) is skipped visibly."""
+    queue, mailbox = world
+    ids = {f"gmail-{n}@acme.example": google.deliver(EMAIL, mail(n), received=days_ago(1)) for n in range(1, 7)}
+    google.fail("messages.get:raw", 404, reason="notFound", times=1)
+    google.fail("messages.get:raw", 429, retry_after=2, times=1)
+    google.fail("messages.get:raw", 500, reason="backendError", times=1)
+    queue.send(mailbox)
+    queue.once()
+    assert google.gets["raw"] == len(ids) + 2       # the 429 and 500 parts once more, alone
+    assert 2 in queue.sleeps and queue.failures == 0               # the part's Retry-After, waited inline
+    stored = {m.rfc_message_id for m in Message.by_mailbox.query(mailbox.mailbox_id)}
+    [gone] = set(ids) - stored                                     # only the 404 part is missing …
+    assert reload(mailbox).last_error["code"] == "not_found"       # … and it shows
+    google.delete(EMAIL, ids[gone])                                # as a 404 says: it was deleted
+    queue.send(mailbox)
+    queue.run_until_quiet()
+    assert_exactly(mailbox, set(ids) - {gone})
     assert_healthy(queue, mailbox)
 
 

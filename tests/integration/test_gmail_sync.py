@@ -95,6 +95,112 @@ def test_label_added_is_a_changed_ref_and_trash_removes(aws, google):
     assert int(change_set.next_cursor[2:]) > int(cursor[2:])
 
 
+def test_a_message_restored_from_trash_is_back_in_the_inbox(aws, google):
+    """Guards against: a message trashed (INBOX removed → removed_at_source) and restored (INBOX added again, a
+    known `changed` ref) staying removed — hidden from lists, threads and search while Gmail shows it."""
+    kept = google.deliver(EMAIL, mail(1), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    sync(mailbox, provider)
+    google.change_labels(EMAIL, kept, add=("TRASH",), remove=("INBOX",))
+    assert sync(mailbox, provider).counts.removed == 1
+    google.change_labels(EMAIL, kept, add=("INBOX",), remove=("TRASH",))
+    result = sync(mailbox, provider)
+    assert (result.counts.imported, result.counts.removed) == (0, 0)
+    [message] = stored(mailbox)
+    assert message.provider_id == kept and message.removed_at_source is None
+    assert int(reload(mailbox).imported_count) == 1
+    assert len(events.list_events(mailbox.tenant_id, "message.created")) == 1
+
+
+def test_mail_to_self_carrying_inbox_and_sent_is_one_message(aws, google):
+    """Guards against: one Gmail message labelled both INBOX and SENT (mail to self) stored twice — once per
+    label — with two `message.created` events, a double `imported` count and the note twice in the CRM."""
+    first = google.deliver(EMAIL, mail(1, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(1))
+    google.deliver(EMAIL, mail(2), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    sync(mailbox, provider)
+    later = google.deliver(EMAIL, mail(3, sender=EMAIL), labels=("INBOX", "SENT", "UNREAD"), received=days_ago(0))
+    google.change_labels(EMAIL, first, add=("UNREAD",))
+    sync(mailbox, provider)
+    mine = sorted((m.provider_id, m.folder, m.direction) for m in stored(mailbox) if m.provider_id in (first, later))
+    assert mine == [(first, "sent", "outbound"), (later, "sent", "outbound")]
+    assert len(stored(mailbox)) == 3 and int(reload(mailbox).imported_count) == 3
+    assert len(events.list_events(mailbox.tenant_id, "message.created")) == 3
+
+
+def test_mail_to_self_stays_in_the_inbox_of_a_mailbox_that_does_not_sync_sent(aws, google):
+    """Guards against: mail to self left out of the inbox for "sent" while that mailbox does not sync sent."""
+    google.deliver(EMAIL, mail(1, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google, sync_folders=["inbox"])
+    provider = gmail_provider(mailbox)
+    sync(mailbox, provider)
+    later = google.deliver(EMAIL, mail(2, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(0))
+    sync(mailbox, provider)
+    assert sorted(m.folder for m in stored(mailbox)) == ["inbox", "inbox"] and later in {
+        m.provider_id for m in stored(mailbox)}
+
+
+def test_trash_and_spam_labels_added_remove_and_their_removal_restores(aws, google):
+    """Guards against: a message trashed or marked spam while Gmail's history shows only `labelsAdded`
+    TRASH/SPAM (the folder's label not removed in the same record) staying in the CRM, and one taken out of
+    the trash (`labelsRemoved` TRASH) staying removed."""
+    trashed = google.deliver(EMAIL, mail(1), received=days_ago(1))
+    spam = google.deliver(EMAIL, mail(2), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    sync(mailbox, provider)
+    google.change_labels(EMAIL, trashed, add=("TRASH",))
+    google.change_labels(EMAIL, spam, add=("SPAM",))
+    assert sync(mailbox, provider).counts.removed == 2
+    assert all(m.removed_at_source for m in stored(mailbox))
+    google.change_labels(EMAIL, trashed, remove=("TRASH",))
+    result = sync(mailbox, provider)
+    assert (result.counts.imported, result.counts.restored) == (0, 1)
+    assert {m.provider_id for m in stored(mailbox) if not m.removed_at_source} == {trashed}
+
+
+def test_drafts_chats_and_spam_are_not_imported_and_a_sent_draft_is(aws, google):
+    """Guards against: DRAFT, CHAT or SPAM mail imported as inbox/sent mail, or a draft that is then sent (its
+    labels become SENT) never imported."""
+    draft = google.deliver(EMAIL, mail(1, sender=EMAIL), labels=("DRAFT",), received=days_ago(1))
+    google.deliver(EMAIL, mail(2), labels=("CHAT",), received=days_ago(1))
+    google.deliver(EMAIL, mail(3), labels=("SPAM", "UNREAD"), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    assert sync(mailbox, provider).counts.imported == 0
+    google.deliver(EMAIL, mail(4), labels=("SPAM", "INBOX"), received=days_ago(0))
+    google.change_labels(EMAIL, draft, add=("SENT",), remove=("DRAFT",))
+    assert sync(mailbox, provider).counts.imported == 1
+    assert [(m.provider_id, m.folder) for m in stored(mailbox)] == [(draft, "sent")]
+
+
+def test_a_message_listed_on_two_pages_is_stored_once(aws, google):
+    """Guards against: mail arriving while the import pages through `messages.list` (newest first) shifting
+    a message onto the next page too, and being stored, counted and announced twice."""
+    for n in range(1, 6):
+        google.deliver(EMAIL, mail(n), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    provider = gmail_provider(mailbox)
+    changes = provider.changes
+
+    def arriving_meanwhile(folder, cursor, **kwargs):
+        answer = changes(folder, cursor, **kwargs)
+        if folder == "inbox" and cursor is None:
+            google.deliver(EMAIL, mail(6), received=days_ago(0))
+        return answer
+
+    provider.changes = arriving_meanwhile
+    sync(mailbox, provider, page_size=2)
+    assert google.gets["raw"] == 6                   # a message came twice …
+    assert len(stored(mailbox)) == 5
+    sync(mailbox, provider)                                        # the import's history replay: the newcomer
+    assert sorted(m.rfc_message_id for m in stored(mailbox)) == [f"gmail-{n}@acme.example" for n in range(1, 7)]
+    assert int(reload(mailbox).imported_count) == 6                # … and is stored, counted, announced once
+    assert len(events.list_events(mailbox.tenant_id, "message.created")) == 6
+
+
 @pytest.mark.parametrize("status,reason,retry_after,expected", [
     (429, None, 120, 120.0),
     (403, "rateLimitExceeded", None, 30.0),
@@ -172,10 +278,30 @@ def test_batch_fetch_marks_vanished_parts_and_splits_at_50(aws, google):
     google.delete(EMAIL, ids[3], record_history=False)
     provider = gmail_provider(make_gmail_mailbox(google))
     fetched = list(provider.fetch([MessageRef("inbox", i) for i in ids], max_bytes=10_000_000))
-    assert google.calls["batch"] == 2 and google.calls["messages.get"] == 60
+    assert google.calls["batch"] == 4 and google.gets["raw"] == 59   # sized first: 2 + 2 batches
+    assert google.gets["minimal"] == 60
     assert [f.ref.provider_id for f in fetched if f.vanished] == [ids[3]]
     assert sum(1 for f in fetched if f.raw) == 59
-    assert fetched[0].raw == mail(0)
+    assert next(f for f in fetched if f.ref.provider_id == ids[0]).raw == mail(0)
+
+
+def test_bodies_are_sized_first_oversize_skipped_unread_and_batches_bounded_in_bytes(aws, google, monkeypatch):
+    """Guards against: message bodies of unknown size downloaded 20 to a batch (Gmail takes mail of up to
+    50 MB; a batch answer is held whole, base64-encoded) — an out-of-memory worker retried until the DLQ — and
+    a message over MAILBRIDGE_MAX_MESSAGE_BYTES downloaded only to be skipped (docs/operations.md)."""
+    from chalicelib.providers.gmail import adapter
+    monkeypatch.setattr(adapter, "RAW_BATCH_BYTES", 250_000)
+    big = google.deliver(EMAIL, mail(1) + b"x" * 600_000, received=days_ago(1))
+    mid = [google.deliver(EMAIL, mail(n) + b"y" * 100_000, received=days_ago(1)) for n in (2, 3, 4)]
+    small = google.deliver(EMAIL, mail(5), received=days_ago(1))
+    provider = gmail_provider(make_gmail_mailbox(google))
+    fetched = list(provider.fetch([MessageRef("inbox", i) for i in [big, *mid, small]], max_bytes=500_000))
+    assert [(f.ref.provider_id, f.skipped_reason) for f in fetched if f.raw is None] == [
+        (big, f"size {len(mail(1)) + 600_000} exceeds limit 500000")]
+    assert sorted(f.ref.provider_id for f in fetched if f.raw) == sorted([*mid, small])
+    assert google.gets["raw"] == 4                  # the big one's body never asked for
+    assert google.calls["batch"] == 3                              # one sizing batch, then 2 + 2 bodies
+    assert len(list(provider.fetch([MessageRef("inbox", big)], max_bytes=10_000_000))[0].raw) > 600_000
 
 
 def test_send_watch_and_stop(aws, google):

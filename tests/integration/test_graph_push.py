@@ -166,3 +166,32 @@ def test_a_notification_brings_the_new_message_in_on_the_next_worker_pass(aws, f
 
 def stored_ids(mailbox) -> list[str]:
     return [m.provider_id for m in Message.by_mailbox.query(mailbox.mailbox_id)]
+
+
+def test_a_forged_lifecycle_notification_calls_nothing_and_queues_nothing(api, aws, fake_ms, pushed):
+    """Guards against: anyone who learns the lifecycle URL making mailbridge resubscribe (Graph calls, a new
+    clientState) or sync by POSTing `subscriptionRemoved` with a guessed clientState."""
+    sub_id = pushed.push_state["subscriptions"]["inbox"]
+    before = len(fake_ms.graph_requests)
+    for event in ("subscriptionRemoved", "reauthorizationRequired", "missed"):
+        body = {"value": [{"subscriptionId": sub_id, "clientState": "forged-" + "x" * 40, "lifecycleEvent": event,
+                           "subscriptionExpirationDateTime": pushed.push_expires_at}]}
+        assert api("POST", "/v1/push/graph/lifecycle", json_body=body).status == 202
+    assert len(fake_ms.graph_requests) == before and drain(aws["sync_queue_url"]) == []
+    assert reload(pushed).push_state == pushed.push_state and reload(pushed).push_key == pushed.push_key
+
+
+def test_the_renewer_patches_the_subscriptions_a_day_after_and_keeps_them_ahead_of_expiry(aws, fake_ms, pushed,
+                                                                                          monkeypatch):
+    """Guards against: Graph subscriptions (at most 4,230 minutes for messages) renewed only when about to
+    lapse, or not at all, so notifications silently stop."""
+    from chalicelib.sync import push
+    graph = lambda mailbox: provider(mailbox)                                      # noqa: E731
+    assert push.maintain(reload(pushed), provider_factory=graph) == "current"
+    later = utcnow() + timedelta(hours=25)
+    monkeypatch.setattr(push, "utcnow", lambda: later)
+    assert push.maintain(reload(pushed), provider_factory=graph) == "renewed"
+    renewed = reload(pushed)
+    assert sorted(m for m, _ in fake_ms.requests_for(ADDRESS, "/subscriptions/")) == ["PATCH", "PATCH"]
+    assert renewed.push_state == pushed.push_state and renewed.push_expires_at >= pushed.push_expires_at
+    assert all(sub.expires >= renewed.push_expires_at[:19] for sub in fake_ms.subscriptions.values())

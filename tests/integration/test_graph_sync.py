@@ -185,3 +185,46 @@ def test_worker_requeues_a_throttled_mailbox_and_marks_a_revoked_one(aws, fake_m
     fake_ms.identity.revoke(ADDRESS)
     handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), FakeContext())
     assert reload(mailbox).status == "auth_error"
+
+
+def test_a_message_moved_out_and_back_is_restored_not_left_removed(fake_ms):
+    """Guards against: a message moved out of the inbox and back (same immutable id, re-listed by the inbox
+    delta as a known `changed` ref) staying `removed_at_source` — hidden from lists, threads and search."""
+    kept = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(1))
+    mailbox = outlook_mailbox(fake_ms)
+    sync(mailbox)
+    fake_ms.mail.move_message(ADDRESS, kept, "archive")
+    assert sync(mailbox).counts.removed == 1
+    fake_ms.mail.move_message(ADDRESS, kept, "inbox")
+    result = sync(mailbox)
+    assert (result.counts.imported, result.counts.removed) == (0, 0)
+    [message] = list(Message.by_mailbox.query(mailbox.mailbox_id))
+    assert message.provider_id == kept and message.removed_at_source is None
+    assert int(reload(mailbox).imported_count) == 1
+
+
+def test_a_message_that_does_not_parse_is_stored_with_its_raw_bytes(fake_ms):
+    """Guards against: a message whose MIME cannot be parsed being dropped (or failing the page) instead of
+    stored byte-exact with its parse errors named."""
+    from chalicelib.sync.store import load_raw
+    broken = b"\xff\xfe\x00garbage without any header\r\n--\r\n\x00" + bytes(range(256))
+    fake_ms.mail.add_message(ADDRESS, "inbox", broken)
+    fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(2))
+    mailbox = outlook_mailbox(fake_ms)
+    assert sync(mailbox).counts.imported == 2
+    [odd] = [m for m in Message.by_mailbox.query(mailbox.mailbox_id) if m.rfc_message_id is None]
+    assert odd.parse_errors and load_raw(odd) == broken and odd.skipped_reason is None
+
+
+def test_an_oversize_message_is_skipped_without_being_downloaded(fake_ms, monkeypatch):
+    """Guards against: a message over MAILBRIDGE_MAX_MESSAGE_BYTES (Exchange takes up to 150 MB) read whole
+    into the worker's memory — four at once — before being skipped (docs/operations.md: "not downloaded")."""
+    import requests
+    big = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(1) + b"x" * 3_000_000)
+    small = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(2))
+    graph = provider(outlook_mailbox(fake_ms))
+    graph.client.tokens.access_token()                                 # warm: MSAL reads its own answers
+    monkeypatch.setattr(requests.Response, "content", property(lambda self: pytest.fail("body read whole")))
+    out = list(graph.fetch([MessageRef("inbox", big), MessageRef("inbox", small)], max_bytes=1_000_000))
+    assert out[0].raw is None and out[0].skipped_reason.startswith("size 3000")
+    assert out[1].raw == raw_mail(2)

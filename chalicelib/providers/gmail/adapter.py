@@ -15,13 +15,18 @@ Cursor (opaque to the engine), per folder:
 A 404 on `history.list` (startHistoryId older than the retained history, typically about a week) raises
 CURSOR_INVALID: the engine resets the cursor and re-lists (bounded resync, no duplicates).
 
-History records → ChangeSet: `messagesAdded` carrying L → `new`; `labelsAdded` with L → `changed` (the engine
-fetches only ids it has not stored); `messagesDeleted` → `removed` (removed_at_source); `labelsRemoved` with L
-→ `removed` only when the message went to TRASH/SPAM (an archived message still exists and stays).
+History records → ChangeSet: `messagesAdded` carrying L → `new`; `labelsAdded` with L, or `labelsRemoved`
+TRASH/SPAM of a message carrying L (taken out of the trash, "not spam") → `changed` (the engine fetches only ids
+it has not stored and restores stored ones it had marked removed); `messagesDeleted` → `removed`
+(removed_at_source); a label change that leaves a message of L in TRASH or SPAM (`labelsAdded` TRASH, or
+`labelsRemoved` L with TRASH present) → `removed`; L removed otherwise (archived) → nothing: the message still
+exists and stays. Mail to self (INBOX and SENT on one message) belongs to "sent" only (`_in_folder`; the inbox
+listing asks `-in:sent`).
 Read state: `UNREAD` in a `labelsAdded`/`labelsRemoved` entry → `flags` (seen False/True, the last change
 wins; `historyTypes` includes labelAdded/labelRemoved for it); a fetched message's `labelIds` give its state.
 
-Fetch: `messages.get(format=raw)` in batches of ≤50; a part's 404 → `FetchedMessage(vanished=True)`.
+Fetch: several refs are sized first (`format=minimal`: an oversize one is skipped, not downloaded), then
+`messages.get(format=raw)` in batches of ≤50 and ≤ `RAW_BATCH_BYTES`; a part's 404 → `FetchedMessage(vanished=True)`.
 Send: `messages.send` with `{"raw": base64url(MIME), "threadId"}` (Gmail files a reply into the thread only
 with threadId AND matching In-Reply-To/References/Subject, which the caller's MIME carries).
 Push: `users.watch` (INBOX, SENT) to the mail server's Pub/Sub topic; renewal = watch again ("You must re-call
@@ -46,6 +51,7 @@ HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
 GONE_LABELS = frozenset({"TRASH", "SPAM"})
 UNREAD = "UNREAD"
 MAX_PAGE = 500
+RAW_BATCH_BYTES = 16 * 1024 * 1024     # estimated raw bytes per messages.get format=raw batch (see `fetch`)
 
 
 def after_query(since: date) -> str:
@@ -99,6 +105,17 @@ class GmailProvider(MailProvider, PushSubscriber):
                 return str(label["id"])
         raise ProviderError(ErrorCode.NOT_FOUND, f"gmail has no label {folder!r}")
 
+    def _in_folder(self, label: str, labels) -> bool:
+        """Whether a message with `labels` belongs to the folder of `label`: it carries the label, is neither in
+        TRASH nor SPAM, and — for the inbox, while "sent" is synced too (`settings["sent_synced"]`) — is not
+        also SENT: mail to self is ONE Gmail message with both labels
+        (developers.google.com/gmail/api/guides/labels), stored once, in "sent" (outbound)."""
+        labels = set(labels)
+        return label in labels and not GONE_LABELS & labels and not (label == "INBOX" and self._sent_owns(labels))
+
+    def _sent_owns(self, labels: set[str]) -> bool:
+        return "SENT" in labels and bool(self.settings.get("sent_synced", True))
+
     def changes(self, folder: str, cursor: str | None, *, since: date, page_size: int) -> ChangeSet:
         label = self._label(folder)
         size = max(1, min(page_size, MAX_PAGE))
@@ -116,8 +133,9 @@ class GmailProvider(MailProvider, PushSubscriber):
 
     def _list(self, folder: str, label: str, history_id: str, token: str | None, since: date, size: int,
               cursor: str | None) -> ChangeSet:
-        answer = self.client.list_messages(label=label, query=after_query(since), page_token=token,
-                                           max_results=size)
+        owned_by_sent = label == "INBOX" and self._sent_owns({"SENT"})          # mail to self: see `_in_folder`
+        query = after_query(since) + (" -in:sent" if owned_by_sent else "")
+        answer = self.client.list_messages(label=label, query=query, page_token=token, max_results=size)
         refs = tuple(MessageRef(folder, m["id"], thread_id=m.get("threadId")) for m in answer.get("messages") or [])
         following = answer.get("nextPageToken")
         next_cursor = f"l:{history_id}:{following}" if following else f"h:{history_id}"
@@ -141,18 +159,23 @@ class GmailProvider(MailProvider, PushSubscriber):
                                                           seen=seen)
             for entry in record.get("messagesAdded") or []:
                 message = entry.get("message") or {}
-                if label in (message.get("labelIds") or []) and not GONE_LABELS & set(message.get("labelIds") or []):
+                if message.get("id") and self._in_folder(label, message.get("labelIds") or []):
                     new[message["id"]] = MessageRef(folder, message["id"], thread_id=message.get("threadId"))
                     removed.pop(message["id"], None)
-            for entry in record.get("labelsAdded") or []:
-                message = entry.get("message") or {}
-                if label in (entry.get("labelIds") or []) and message["id"] not in new:
-                    changed[message["id"]] = MessageRef(folder, message["id"], thread_id=message.get("threadId"))
-                    removed.pop(message["id"], None)
-            for entry in record.get("labelsRemoved") or []:
-                message = entry.get("message") or {}
-                if label in (entry.get("labelIds") or []) and GONE_LABELS & set(message.get("labelIds") or []):
-                    removed[message["id"]] = None
+            for key in ("labelsAdded", "labelsRemoved"):
+                for entry in record.get(key) or []:
+                    message = entry.get("message") or {}
+                    if not message.get("id"):
+                        continue
+                    labels, moved = set(message.get("labelIds") or []), set(entry.get("labelIds") or [])
+                    if GONE_LABELS & labels and (label in labels or label in moved):
+                        removed[message["id"]] = None             # trashed or spam, whichever label moved
+                        changed.pop(message["id"], None)
+                    elif (label in moved or GONE_LABELS & moved) and self._in_folder(label, labels):
+                        if message["id"] not in new:              # into the folder, or out of trash/spam
+                            changed[message["id"]] = MessageRef(folder, message["id"],
+                                                                thread_id=message.get("threadId"))
+                        removed.pop(message["id"], None)
             for entry in record.get("messagesDeleted") or []:
                 message_id = (entry.get("message") or {}).get("id")
                 if message_id:
@@ -174,8 +197,34 @@ class GmailProvider(MailProvider, PushSubscriber):
                          has_more=bool(following))
 
     def fetch(self, refs: Sequence[MessageRef], *, max_bytes: int) -> Iterator[FetchedMessage]:
+        """Bodies (`format=raw`) in batches. A batch answer is read whole into memory (googleapiclient, and
+        base64 adds a third), and Gmail takes messages of up to 50 MB (support.google.com/mail/answer/6584), so
+        several refs are first sized (`get_sizes`: format=minimal, `sizeEstimate`): one over `max_bytes` is
+        skipped without being downloaded (docs/operations.md), and the rest go in batches of at most
+        `RAW_BATCH_BYTES` (a larger message alone). A single ref is fetched directly (one body is bounded)."""
         by_id = {ref.provider_id: ref for ref in refs}
-        for message_id, answer in self.client.get_raw_batch(list(by_id)):
+        sizes = self.client.get_sizes(list(by_id)) if len(by_id) > 1 else {}
+        groups: list[list[str]] = [[]]
+        held = 0
+        for message_id, ref in by_id.items():
+            if message_id in sizes and sizes[message_id] is None:
+                yield FetchedMessage(ref, None, vanished=True)
+                continue
+            size = sizes.get(message_id) or 0
+            if size > max_bytes:
+                yield FetchedMessage(ref, None, skipped_reason=f"size {size} exceeds limit {max_bytes}")
+                continue
+            if groups[-1] and held + size > RAW_BATCH_BYTES:
+                groups.append([])
+                held = 0
+            groups[-1].append(message_id)
+            held += size
+        for group in groups:
+            if group:
+                yield from self._fetch_raw(group, by_id, max_bytes)
+
+    def _fetch_raw(self, ids: list[str], by_id: dict[str, MessageRef], max_bytes: int) -> Iterator[FetchedMessage]:
+        for message_id, answer in self.client.get_raw_batch(ids):
             ref = by_id[message_id]
             if answer is None:
                 yield FetchedMessage(ref, None, vanished=True)

@@ -129,8 +129,20 @@ class GmailClient:
             raise translate(exc, resource="send") from None
 
     def get_raw_batch(self, ids: Sequence[str]) -> Iterable[tuple[str, dict | None]]:
-        """(id, messages.get format=raw answer) per id, None for a message that vanished (its part's 404).
+        """(id, messages.get format=raw answer) per id, None for a message that vanished (its part's 404)."""
+        return self.get_batch(ids, format="raw")
+
+    def get_sizes(self, ids: Sequence[str]) -> dict[str, int | None]:
+        """{id: `sizeEstimate`} from messages.get format=minimal (no body: a few hundred bytes a message), None
+        for a message that vanished — what to know before downloading bodies of unknown size."""
+        return {message_id: (None if answer is None else int(answer.get("sizeEstimate") or 0))
+                for message_id, answer in self.get_batch(ids, format="minimal", fields="id,sizeEstimate")}
+
+    def get_batch(self, ids: Sequence[str], *, format: str,
+                  fields: str | None = None) -> Iterable[tuple[str, dict | None]]:
+        """(id, messages.get answer) per id, None for a message that vanished (its part's 404).
         Batches of ≤50; throttled parts are retried like single calls; other part errors raise."""
+        options = {"format": format} | ({"fields": fields} if fields else {})
         for start in range(0, len(ids), MAX_BATCH):
             pending = list(ids[start:start + MAX_BATCH])
             for attempt in range(self.attempts):
@@ -149,7 +161,7 @@ class GmailClient:
 
                 batch = BatchHttpRequest(callback=collect, batch_uri=self.api_root + "batch/gmail/v1")
                 for message_id in pending:
-                    batch.add(self.users.messages().get(userId="me", id=message_id, format="raw"),
+                    batch.add(self.users.messages().get(userId="me", id=message_id, **options),
                               request_id=message_id)
                 self.pacer.spend(UNITS["messages.get"] * len(pending))
                 self.calls += 1

@@ -12,7 +12,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.config import get_settings
 from chalicelib.credentials.app_secret import AppSecret
 from chalicelib.credentials.store import Credentials, CredentialStore
-from chalicelib.models.mailbox import Mailbox, MailServer
+from chalicelib.models.mailbox import Mailbox, MailServer, synced_folders
 from chalicelib.providers.base import ErrorCode, OAuthContext, ProviderError
 from chalicelib.providers.gmail.adapter import GmailProvider
 from chalicelib.providers.gmail.tokens import google_token_source
@@ -45,7 +45,8 @@ def gmail_context(mailbox: Mailbox, credentials: Credentials, timeout: float) ->
                                  client_secret=client_secret, credentials=credentials)
     return OAuthContext(tenant_id=mailbox.tenant_id, mailbox_id=mailbox.mailbox_id, email=mailbox.email,
                         timeout=timeout, tokens=tokens,
-                        settings={"api_root": settings.gmail_api_root, "push": dict(server.push or {})})
+                        settings={"api_root": settings.gmail_api_root, "push": dict(server.push or {}),
+                                  "sent_synced": "sent" in synced_folders(mailbox)})
 
 
 def gmail_provider(context: OAuthContext) -> GmailProvider:

@@ -9,12 +9,13 @@ Sync (learn.microsoft.com "Get incremental changes to messages in a folder", "me
   with `@odata.deltaLink`, which is the cursor of the next round: an idle sync is ONE request per folder.
 - cursor (opaque to the engine): "<phase> <link>", phase `i` while the first round runs (its messages are
   `new`), `d` afterwards (delta re-lists created AND changed messages alike, so they are `changed`: the engine
-  fetches only the ones it has not stored). `@removed` entries are `removed`.
+  fetches only the ones it has not stored). `@removed` entries are `removed`; an id a page gives twice counts
+  once, in its last state (`_last_state`).
 - read state: `isRead` is selected, so each listed message carries it (`MessageRef.seen`); a message whose
   `isRead` changed comes back in the next delta round and the engine records it for the stored copy.
 - 410 / `syncStateNotFound` → CURSOR_INVALID (the engine resyncs from `import_since`; the store dedupes).
-- messages are fetched as MIME (`GET /me/messages/{id}/$value`), up to 4 at once (the client's cap); a 404 for
-  one message is `vanished`.
+- messages are fetched as MIME (`GET /me/messages/{id}/$value`), up to 4 at once (the client's cap), streamed
+  and never read past the size limit; a 404 for one message is `vanished`.
 Send ("user: sendMail", "message: reply/replyAll/forward", MIME format): the raw message base64-encoded as a
 `text/plain` body; 202 without an id (the sent copy is found by Message-ID on the next sync). Envelope
 recipients missing from To/Cc/Bcc are added as Bcc (Graph takes recipients from the MIME headers).
@@ -28,9 +29,12 @@ from email.utils import getaddresses
 from typing import Iterator, Sequence
 from urllib.parse import quote
 
+import requests
+
 from chalicelib.providers.base import (ChangeSet, ErrorCode, FetchedMessage, MailProvider, MessageRef, OAuthContext,
                                        ProviderError, PushState, PushSubscriber, SendResult, ThreadHint)
 from chalicelib.providers.graph.client import MAX_CONCURRENT_PER_MAILBOX, GraphClient
+from chalicelib.providers.graph.errors import network_error
 from chalicelib.providers.graph.subscriptions import GraphSubscriptions
 
 FOLDERS = {"inbox": "inbox", "sent": "sentitems"}
@@ -42,6 +46,7 @@ WELL_KNOWN = frozenset({"archive", "clutter", "conflicts", "conversationhistory"
 MAX_FOLDER_PAGES = 10
 SELECT = "id,receivedDateTime,internetMessageId,conversationId,isRead"
 REPLY_ACTIONS = {"reply": "reply", "reply_all": "replyAll", "forward": "forward"}
+READ_CHUNK = 256 * 1024
 
 
 def _with_bcc(raw: bytes, recipients: Sequence[str]) -> bytes:
@@ -57,6 +62,40 @@ def _with_bcc(raw: bytes, recipients: Sequence[str]) -> bytes:
         return raw
     newline = "\r\n" if "\r\n" in text or not text else "\n"
     return (text + newline + "Bcc: " + ", ".join(missing)).encode() + sep + body
+
+
+def _read_at_most(response: requests.Response, limit: int) -> bytes | None:
+    """The body of a streamed response, or None (the rest unread) as soon as it passes `limit` bytes."""
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_content(chunk_size=READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+    except requests.RequestException as exc:
+        raise network_error(exc) from None
+    return b"".join(chunks)
+
+
+def _last_state(folder: str, items: Sequence[dict]) -> tuple[list[MessageRef], list[str]]:
+    """A delta page as (listed refs, removed ids), one entry per id: the LAST state the page gives wins.
+    "Use delta query to track changes in Microsoft Graph data" (learn.microsoft.com/graph/delta-query-overview)
+    warns that the same resource can come back more than once (replays); for a message that came and went (or
+    went and came back) within one page, only its last entry says whether it is in the folder — otherwise the
+    engine would store it and then mark it removed (or the reverse). `isRead` is taken from the last entry."""
+    state: dict[str, MessageRef | None] = {}
+    for item in items:
+        message_id = str(item["id"])
+        state.pop(message_id, None)                   # re-inserted: the dict keeps the order of last entries
+        if "@removed" in item:
+            state[message_id] = None
+        else:
+            is_read = item.get("isRead")
+            state[message_id] = MessageRef(folder, message_id, thread_id=item.get("conversationId"),
+                                           seen=is_read if isinstance(is_read, bool) else None)
+    return ([ref for ref in state.values() if ref is not None],
+            [message_id for message_id, ref in state.items() if ref is None])
 
 
 class GraphProvider(MailProvider, PushSubscriber):
@@ -115,34 +154,35 @@ class GraphProvider(MailProvider, PushSubscriber):
             if phase not in {"i", "d"} or not link:
                 raise ProviderError(ErrorCode.CURSOR_INVALID, "unreadable Graph cursor")
             body = self.client.get_json(link, headers=headers, what="delta")
-        new, removed = [], []
-        for item in body.get("value") or []:
-            if "@removed" in item:
-                removed.append(str(item["id"]))
-            else:
-                is_read = item.get("isRead")
-                new.append(MessageRef(folder, str(item["id"]), thread_id=item.get("conversationId"),
-                                      seen=is_read if isinstance(is_read, bool) else None))
+        listed, removed = _last_state(folder, body.get("value") or [])
         next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
         if not (next_link or delta_link):
             raise ProviderError(ErrorCode.TEMPORARY, "Graph delta page without nextLink or deltaLink")
         next_cursor = f"{phase} {next_link}" if next_link else f"d {delta_link}"
-        refs = tuple(new)
+        refs = tuple(listed)
         return ChangeSet(folder=folder, new=refs if phase == "i" else (), changed=refs if phase == "d" else (),
                          removed=tuple(removed), previous_cursor=cursor, next_cursor=next_cursor,
                          has_more=bool(next_link), round_trips=1)
 
     def _fetch_one(self, ref: MessageRef, max_bytes: int) -> FetchedMessage:
+        """The MIME of one message, streamed and never read past `max_bytes` (Exchange Online takes messages
+        of up to 150 MB: learn.microsoft.com "Exchange Online limits"): a declared `Content-Length` over the
+        limit is skipped unread, an undeclared one is cut at the limit — a large message costs neither the
+        transfer nor the worker's memory (docs/operations.md: "recorded as skipped, not downloaded")."""
         try:
             response = self.client.request("GET", f"me/messages/{ref.provider_id}/$value", what="message",
-                                           headers={"Accept": "*/*"})
+                                           headers={"Accept": "*/*"}, stream=True)
         except ProviderError as exc:
             if exc.code == ErrorCode.NOT_FOUND:
                 return FetchedMessage(ref, None, vanished=True)
             raise
-        raw = response.content
-        if len(raw) > max_bytes:
-            return FetchedMessage(ref, None, skipped_reason=f"size {len(raw)} exceeds limit {max_bytes}")
+        with response:
+            declared = str(response.headers.get("Content-Length") or "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                return FetchedMessage(ref, None, skipped_reason=f"size {declared} exceeds limit {max_bytes}")
+            raw = _read_at_most(response, max_bytes)
+        if raw is None:
+            return FetchedMessage(ref, None, skipped_reason=f"size over {max_bytes} exceeds limit {max_bytes}")
         return FetchedMessage(ref, raw)
 
     def fetch(self, refs: Sequence[MessageRef], *, max_bytes: int) -> Iterator[FetchedMessage]:
