@@ -125,6 +125,7 @@ class Mailbox(Model):
     push_state = JSONAttribute(null=True)          # PushState.resource + expires_at (no secrets)
     push_error = JSONAttribute(null=True)          # {code, detail, at} of the last failed watch/subscription
     push_key = UnicodeAttribute(null=True)         # what a push names this mailbox by (by_push_key)
+    push_lifecycle = JSONAttribute(null=True)      # a provider lifecycle event still owed (sync/push.py `settle`)
 
     by_status = MailboxesByStatus()
     by_owner = MailboxesByOwner()

@@ -8,10 +8,11 @@ through webhooks" / "Reduce missing subscriptions and change notifications":
   in constant time (`hmac.compare_digest`). Anything else is dropped, counted and logged without secrets.
 - change notifications are answered 202 within 3 s: this module never calls Graph for them — it only asks for
   a coalesced sync (`sync.enqueue.request_sync(..., "push")`).
-- lifecycle events ARE handled inline (a few Graph calls, rare): `reauthorizationRequired` → `POST
-  /subscriptions/{id}/reauthorize`, falling back to a renewal (PATCH expiry); `subscriptionRemoved` →
-  remove what is left, subscribe again, request a sync; `missed` → request a sync. A failure is recorded in
-  `Mailbox.push_error` (the renewer retries), never answered with a 5xx.
+- lifecycle events are verified the same way and never handled inline either
+  (learn.microsoft.com/graph/change-notifications-lifecycle-events: answer 202 first, then process):
+  `missed` → request a sync; `reauthorizationRequired` and `subscriptionRemoved` → recorded on the mailbox
+  (`sync.push.owe`) and a sync requested, whose worker settles them before syncing (`sync.push.settle`:
+  reauthorize or renew; subscribe again), with the renewer as the safety net. Nothing here calls Graph.
 """
 from __future__ import annotations
 
@@ -24,12 +25,9 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.credentials.store import CredentialsUnreadable, CredentialStore
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.providers.base import ProviderError
 from chalicelib.providers.graph.subscriptions import CLIENT_STATE_KEY, push_key
-from chalicelib.providers.kinds import build_provider
 from chalicelib.sync.enqueue import request_sync
-from chalicelib.sync.push import current_state, save_state
-from chalicelib.timeutil import now_iso
+from chalicelib.sync.push import owe
 
 MAX_ITEMS = 100       # Graph batches at most a few dozen notifications per POST
 
@@ -92,31 +90,10 @@ def handle_notifications(payload: Any) -> Outcome:
     return outcome
 
 
-def _record_push_error(mailbox: Mailbox, error: ProviderError) -> None:
-    mailbox.update(actions=[Mailbox.push_error.set({"code": error.code.value, "detail": error.detail[:300],
-                                                    "at": now_iso()})])
-
-
 def _lifecycle(mailbox: Mailbox, event: str, sub_id: str) -> None:
-    if event == "missed":
-        request_sync(mailbox.tenant_id, mailbox.mailbox_id, "push")
-        return
-    try:
-        with build_provider(mailbox) as provider:
-            state = current_state(mailbox)
-            if event == "reauthorizationRequired":
-                try:
-                    provider.reauthorize_push(sub_id)
-                except ProviderError:
-                    save_state(mailbox, provider.renew_push(state) if state else provider.start_push())
-            elif event == "subscriptionRemoved":
-                if state is not None:
-                    provider.stop_push(state)
-                save_state(mailbox, provider.start_push())
-                request_sync(mailbox.tenant_id, mailbox.mailbox_id, "push")
-    except ProviderError as exc:
-        logger.warning("graph lifecycle handling failed", extra={"event": event, "code": exc.code.value})
-        _record_push_error(mailbox, exc)
+    if event != "missed":
+        owe(mailbox, event, sub_id)
+    request_sync(mailbox.tenant_id, mailbox.mailbox_id, "push")
 
 
 def handle_lifecycle(payload: Any) -> Outcome:

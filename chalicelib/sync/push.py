@@ -13,11 +13,22 @@ The new `PushState` is stored on the mailbox (`push_state`, `push_expires_at`, `
 (a Graph `clientState`) join the mailbox's credentials through the credential store. A failure is recorded in
 `push_error` (visible in sync status) and, when the registration is missing or will lapse within a day,
 `mailbox.push_expiring` is emitted once per expiry (stable event id). Sync still runs on the :00/:30 schedule.
+
+Lifecycle events (Graph's `reauthorizationRequired` and `subscriptionRemoved`,
+learn.microsoft.com/graph/change-notifications-lifecycle-events) are settled here too, never inside the webhook:
+the push endpoint verifies the notification, records the event on the mailbox (`push_lifecycle`, `owe`) and
+requests a sync; the worker settles it before that sync (`settle`: reauthorize, falling back to a renewal; or
+subscribe again after removing what is left), and the renewer settles any still owed — the one whose job was
+lost, or whose settling failed (`failed_at`: the worker then leaves it to the renewer's hourly retry instead of
+calling the provider at every sync). The record is removed only if unchanged since it was read, so an event that
+arrives while another is settled is settled next.
 """
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Callable
+
+from pynamodb.exceptions import UpdateError
 
 from chalicelib.credentials.store import CredentialConflict, CredentialStore
 from chalicelib.logs import logger
@@ -25,6 +36,7 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.notify.events import emit, stable_event_id
 from chalicelib.providers.base import MailProvider, ProviderError, PushState, PushSubscriber
 from chalicelib.providers.kinds import UnknownKind, build_provider, get_kind
+from chalicelib.sync.enqueue import request_sync
 from chalicelib.timeutil import now_iso, parse_iso, utcnow
 
 RENEW_WITHIN = timedelta(hours=24)
@@ -81,8 +93,75 @@ def renewal_due(mailbox: Mailbox, state: PushState) -> bool:
     return mailbox.push_renewed_at is None or now - parse_iso(mailbox.push_renewed_at) >= RENEW_EVERY
 
 
+LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved")
+
+
+def owe(mailbox: Mailbox, event: str, subscription_id: str) -> None:
+    """Record a lifecycle event for the worker or the renewer to settle (see the module docstring)."""
+    if event not in LIFECYCLE_EVENTS:
+        raise ValueError(f"not a lifecycle event to settle: {event}")
+    mailbox.update(actions=[Mailbox.push_lifecycle.set({"event": event, "subscription_id": subscription_id,
+                                                         "at": now_iso()})],
+                   condition=Mailbox.mailbox_id.exists())
+
+
+def settle(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProvider] = build_provider) -> str:
+    """Settle the lifecycle event `mailbox.push_lifecycle` records: "reauthorized" | "renewed" | "resubscribed" |
+    "n/a" | "failed" (recorded in `push_error`, the record kept with `failed_at`; never raises for a provider
+    failure)."""
+    owed = dict(mailbox.push_lifecycle or {})
+    state = current_state(mailbox)
+    try:
+        with provider_factory(mailbox) as provider:
+            if not isinstance(provider, PushSubscriber) or not provider.push_configured():
+                outcome = "n/a"
+            elif owed.get("event") == "reauthorizationRequired":
+                outcome = _reauthorize(mailbox, provider, state, str(owed.get("subscription_id") or ""))
+            else:                                   # subscriptionRemoved: what is left goes, then subscribe again
+                if state is not None:
+                    provider.stop_push(state)
+                save_state(mailbox, provider.start_push())
+                outcome = "resubscribed"
+    except ProviderError as exc:
+        logger.warning("push lifecycle event not settled", extra={"event": owed.get("event"),
+                                                                  "code": exc.code.value})
+        _warn(mailbox, state, exc)
+        _update_owed(mailbox, owed, Mailbox.push_lifecycle.set({**owed, "failed_at": now_iso()}))
+        return "failed"
+    _update_owed(mailbox, owed, Mailbox.push_lifecycle.remove())
+    return outcome
+
+
+def _reauthorize(mailbox: Mailbox, provider: MailProvider, state: PushState | None, subscription_id: str) -> str:
+    """Graph `POST /subscriptions/{id}/reauthorize`; when that fails, a renewal (or a new registration)."""
+    reauthorize = getattr(provider, "reauthorize_push", None)
+    if reauthorize is not None and subscription_id:
+        try:
+            reauthorize(subscription_id)
+            return "reauthorized"
+        except ProviderError:
+            pass
+    save_state(mailbox, provider.renew_push(state) if state else provider.start_push())
+    return "renewed"
+
+
+def _update_owed(mailbox: Mailbox, owed: dict, action) -> None:
+    """Apply `action` to the lifecycle record only while it is still `owed` (a newer event stays owed)."""
+    try:
+        mailbox.update(actions=[action], condition=Mailbox.push_lifecycle == owed)
+    except UpdateError as exc:
+        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            raise
+
+
 def maintain(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProvider] = build_provider) -> str:
-    """"n/a" | "current" | "started" | "renewed" | "failed" (never raises for a provider failure)."""
+    """"n/a" | "current" | "started" | "renewed" | "failed" — or, when a lifecycle event is owed, what settling
+    it gave (`settle`) — never raises for a provider failure."""
+    if mailbox.push_lifecycle:
+        outcome = settle(mailbox, provider_factory=provider_factory)
+        if outcome == "resubscribed":           # what arrived while no subscription was there
+            request_sync(mailbox.tenant_id, mailbox.mailbox_id, "push")
+        return outcome
     try:
         if not get_kind(mailbox.type).oauth:
             return "n/a"

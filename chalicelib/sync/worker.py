@@ -30,7 +30,7 @@ from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError
 from chalicelib.providers.kinds import build_provider
-from chalicelib.sync import effects, engine, errors, idle_check, lease
+from chalicelib.sync import effects, engine, errors, idle_check, lease, push
 from chalicelib.sync.idle_check import Checked
 from chalicelib.sync.lease import LeaseLost
 from chalicelib.tenancy.service import SyncPermission
@@ -107,6 +107,9 @@ class Worker:
             enqueue_sync(job.tenant_id, job.mailbox_id, job.reason, delay_seconds=int(wait + 1))
             logger.info("sync deferred: provider rate limit", extra={"seconds": int(wait)})
             return "deferred"
+        if mailbox.push_lifecycle and not mailbox.push_lifecycle.get("failed_at"):
+            push.settle(mailbox, provider_factory=self.provider_factory)     # before the sync it asked for
+            mailbox.refresh()                                                  # its push state and credentials
         checked = self._idle_check(job, mailbox)
         if checked == "idle":
             return "idle"

@@ -103,31 +103,58 @@ def test_unknown_subscription_with_a_valid_client_state_is_dropped(api, aws, fak
     assert drain(aws["sync_queue_url"]) == []
 
 
-def test_lifecycle_reauthorization_required_reauthorizes(aws, fake_ms, pushed):
-    """Guards against: subscriptions lapsing after Graph asks for reauthorization."""
+def settle_in_the_worker(aws, mailbox) -> dict:
+    """Run the queued job(s) through the worker, as the sync queue would."""
+    event = receive_event(aws["sync_queue_url"], 10)
+    assert event["Records"], "the lifecycle event asked for no sync"
+    return handle_batch(event, FakeContext())
+
+
+def test_lifecycle_reauthorization_required_is_recorded_then_the_worker_reauthorizes(aws, fake_ms, pushed):
+    """Guards against: subscriptions lapsing after Graph asks for reauthorization — and against calling Graph
+    inside the webhook (Graph wants its 2xx within 3 s; the endpoints only verify, record and enqueue)."""
     sub_id = pushed.push_state["subscriptions"]["inbox"]
+    before = len(fake_ms.graph_requests)
     status, _, _ = fake_ms.lifecycle(sub_id, "reauthorizationRequired")
-    assert status == 202
+    assert status == 202 and len(fake_ms.graph_requests) == before
+    assert reload(pushed).push_lifecycle["event"] == "reauthorizationRequired"
+    assert settle_in_the_worker(aws, pushed) == {"batchItemFailures": []}
     assert ("POST", f"/subscriptions/{sub_id}/reauthorize") in fake_ms.requests_for(ADDRESS)
-    assert reload(pushed).push_error is None
+    assert reload(pushed).push_error is None and reload(pushed).push_lifecycle is None
 
 
 def test_lifecycle_subscription_removed_resubscribes_and_syncs(aws, fake_ms, pushed):
-    """Guards against: push silently stopping after Graph removed a subscription."""
+    """Guards against: push silently stopping after Graph removed a subscription, or the mail that arrived
+    meanwhile waiting for the schedule."""
     old = pushed.push_state["subscriptions"]
     old_secret = CredentialStore(pushed.tenant_id, pushed.mailbox_id).load().secrets["graph_client_state"]
+    meanwhile = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(1))
+    before = len(fake_ms.graph_requests)
     status, _, _ = fake_ms.lifecycle(old["inbox"], "subscriptionRemoved")
-    assert status == 202
+    assert status == 202 and len(fake_ms.graph_requests) == before
+    assert settle_in_the_worker(aws, pushed) == {"batchItemFailures": []}
     mailbox = reload(pushed)
     new = mailbox.push_state["subscriptions"]
     assert set(new.values()) == set(fake_ms.subscriptions) and not set(new.values()) & set(old.values())
     new_secret = CredentialStore(pushed.tenant_id, pushed.mailbox_id).load().secrets["graph_client_state"]
-    assert new_secret != old_secret and mailbox.push_key != pushed.push_key
-    assert [j["body"]["reason"] for j in drain(aws["sync_queue_url"])] == ["push"]
-    mailbox.update(actions=[Mailbox.sync_queued_at.remove()])      # the queued job ran (its lease clears this)
+    assert new_secret != old_secret and mailbox.push_key != pushed.push_key and mailbox.push_lifecycle is None
+    assert meanwhile in stored_ids(pushed)                         # the job that settled it synced too
     message_id = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(2))
     assert [status for status, _, _ in fake_ms.notify(ADDRESS, "inbox", message_id)] == [202]
     assert len(drain(aws["sync_queue_url"])) == 1                  # the new subscription's clientState is accepted
+
+
+def test_a_lifecycle_event_whose_job_was_lost_is_settled_by_the_renewer(aws, fake_ms, pushed):
+    """Guards against: an owed lifecycle event forgotten when its queue message is lost."""
+    from chalicelib.sync import push
+    status, _, _ = fake_ms.lifecycle(pushed.push_state["subscriptions"]["sent"], "subscriptionRemoved")
+    assert status == 202
+    drain(aws["sync_queue_url"])                                    # the job is lost, its marker aged out
+    reload(pushed).update(actions=[Mailbox.sync_queued_at.remove()])
+    assert push.maintain(reload(pushed), provider_factory=provider) == "resubscribed"
+    assert reload(pushed).push_lifecycle is None and set(reload(pushed).push_state["subscriptions"].values()) == \
+        set(fake_ms.subscriptions)
+    assert [j["body"]["reason"] for j in drain(aws["sync_queue_url"])] == ["push"]
 
 
 def test_lifecycle_missed_requests_a_sync(aws, fake_ms, pushed):
