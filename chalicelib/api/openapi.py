@@ -27,7 +27,9 @@ PROBLEM_SCHEMA = {
     "required": ["type", "title", "status", "detail"],
 }
 _STATUS_TEXT = {400: "Bad request", 401: "Missing or unknown API key", 403: "Forbidden",
-                404: "Not found (or another tenant's id)", 409: "Conflict", 413: "Payload too large",
+                404: "Not found (or another tenant's id)",
+                406: "Not acceptable: send an Accept header naming the answer's media type, or */*",
+                409: "Conflict", 413: "Payload too large",
                 415: "Unsupported media type", 422: "Validation failed (per-field errors)",
                 429: "Too many requests (see Retry-After)", 502: "Mail provider error"}
 

@@ -17,6 +17,15 @@ module) or by the OpenAPI document, which resolves every `Operation`'s models; a
 `route()` refuses anything but such a string, so a model class cannot slip back into a route module's top;
 `tests/unit/test_routing_references.py` resolves every reference, so a typo fails a test, not a request.
 
+Path parameters reach the handler percent-decoded (RFC 3986 §2.1): API Gateway's REST API — and Chalice's local
+server — pass `pathParameters` as the client wrote them, so `/v1/directory/company/c%201` must name the record
+`c 1` that a batch stored, and a share for `alice@example.com` may be sent as `alice%40example.com`.
+
+Chalice refuses a request whose Content-Type a route does not list before the route runs. Routes that take
+JSON register `*/*` with Chalice and check the type in `parse_body` (only when there is a body model, so a
+GET, DELETE or body-less POST carrying a client's default Content-Type is not refused); a route that declares
+its own `accepts` keeps Chalice's check, whose answer `framework_errors` renders as problem+json.
+
 JSON bodies may nest at most `MAX_JSON_DEPTH` arrays/objects deep. The check is a scan over the bytes
 before parsing: Python's decoder recurses once per level (a 6 KB body of 3,000 `[` exhausts the
 interpreter's recursion limit), and no request model of this API nests deeper than a few levels.
@@ -26,6 +35,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -119,6 +129,7 @@ class Operation:
 
 
 OPERATIONS: list[Operation] = []
+JSON_ONLY = ("application/json",)
 MAX_JSON_DEPTH = 32
 # A JSON string (RFC 8259 §7): quote, then runs of ordinary characters or backslash escapes, then quote.
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -219,7 +230,7 @@ def _authenticate(mode: str, request):
 def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenant", body: str | None = None,
           query: str | None = None, response: str | None = None, status: int = 200, tags: tuple[str, ...] = (),
           content_type: str = "application/json", errors: tuple[int, ...] = (),
-          accepts: tuple[str, ...] = ("application/json",), max_body: int | None = None,
+          accepts: tuple[str, ...] = JSON_ONLY, max_body: int | None = None,
           also: dict[int, Answer] | None = None) -> Callable:
     """Declare a route of `bp` (see the module docstring); `body`, `query` and `response` are `"module:Name"`
     references to pydantic models, resolved on first use."""
@@ -243,7 +254,7 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                 token = set_principal(principal)
                 if principal is not None:
                     logger.thread_safe_append_keys(tenant_id=principal.tenant_id, user_id=principal.user_id)
-                kwargs = dict(path_args)
+                kwargs = {name: unquote(value) for name, value in path_args.items()}
                 empty = [name for name, value in kwargs.items() if value == ""]
                 if empty:       # `/v1/mailboxes//messages`: an empty key is no id (DynamoDB refuses it: 500)
                     raise NotFound(f"Empty {empty[0]} in the path.")
@@ -266,7 +277,8 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                     reset_principal(token)
                 logger.thread_safe_remove_keys(["tenant_id", "user_id", "request_id", "route", "function"])
 
-        bp.route(path, methods=[m.upper() for m in methods], content_types=list(accepts))(view)
+        content_types = ["*/*"] if tuple(accepts) == JSON_ONLY else list(accepts)   # JSON: parse_body checks
+        bp.route(path, methods=[m.upper() for m in methods], content_types=content_types)(view)
         return fn
 
     return decorator

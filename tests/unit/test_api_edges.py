@@ -1,0 +1,93 @@
+"""Guards the edges a careful client hits outside the happy path: every error the framework itself answers
+(method not allowed, content type, Accept) is problem+json like the routes' own, a stray Content-Type on a
+request without a body changes nothing, and ids in the path are read percent-decoded (RFC 3986 §2.1)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.test_message_store import make_mailbox
+from tests.unit.test_messages_api import save
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(result, status: int, slug: str) -> dict:
+    assert result.status == status, result
+    assert result.headers["content-type"] == PROBLEM, result.headers
+    assert result.json["type"] == f"https://mailbridge.dev/problems/{slug}"
+    assert result.json["status"] == status and result.json["title"] and result.json["detail"]
+    return result.json
+
+
+@pytest.mark.parametrize("method, path", [("PUT", "/v1/mailboxes"), ("DELETE", "/v1/health"),
+                                          ("HEAD", "/v1/health"), ("OPTIONS", "/v1/mailboxes"),
+                                          ("PATCH", "/v1/messages/msg_1/raw")])
+def test_a_method_the_path_does_not_serve_is_a_405_problem_with_allow(api, tenant, method, path):
+    """Chalice's own `{"Code": "MethodNotAllowedError"}` body (no content type) reached clients."""
+    result = api(method, path, key=tenant["key"], body="{}")
+    problem = assert_problem(result, 405, "method-not-allowed")
+    allowed = {m.strip() for m in result.headers["allow"].split(",")}
+    assert allowed and method not in allowed
+    assert method in problem["detail"] and problem["instance"] == path
+
+
+def test_a_body_in_another_media_type_is_a_415_problem(api, tenant):
+    """Chalice's own `{"Code": "UnsupportedMediaType"}` body answered a form-encoded POST."""
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/merge-patch+json"):
+        result = api("POST", "/v1/keys", key=tenant["key"], body='{"name": "x"}',
+                     headers={"content-type": content_type})
+        assert_problem(result, 415, "unsupported-media-type")
+    charset = api("POST", "/v1/keys", key=tenant["key"], body='{"name": "x"}',
+                  headers={"content-type": "Application/JSON; charset=utf-8"})
+    assert charset.status == 201, charset
+
+
+def test_a_stray_content_type_without_a_body_is_ignored(api, tenant):
+    """A GET, DELETE or body-less POST sent with a client's default Content-Type answered 415."""
+    make_mailbox(tenant["id"], "mbx_edge")
+    plain = {"content-type": "text/plain"}
+    assert api("GET", "/v1/keys", key=tenant["key"], headers=plain).status == 200
+    assert api("GET", "/v1/mailboxes/mbx_edge", key=tenant["key"], headers=plain).status == 200
+    assert api("POST", "/v1/mailboxes/mbx_edge/refresh", key=tenant["key"], headers=plain).status == 202
+    assert api("DELETE", "/v1/mailboxes/mbx_edge/shares/u-nobody", key=tenant["key"], headers=plain).status == 404
+
+
+def test_raw_mime_without_an_acceptable_media_type_is_a_406_problem(api, tenant):
+    """Chalice's own `{"Code": "BadRequest"}` body answered a download without a matching Accept header."""
+    message = save(make_mailbox(tenant["id"], "mbx_edge"), "1")
+    path = f"/v1/messages/{message.message_id}/raw"
+    for accept in (None, "application/json"):
+        result = api("GET", path, key=tenant["key"], headers={"accept": accept} if accept else None)
+        problem = assert_problem(result, 406, "not-acceptable")
+        assert "message/rfc822" in problem["detail"]
+    assert api("GET", path, key=tenant["key"], headers={"accept": "*/*"}).status == 200
+
+
+def test_ids_in_the_path_are_percent_decoded(api, tenant):
+    """An id with a space, a non-ASCII letter or an `@` reached the handler still percent-encoded: a record
+    stored by the batch as `c 1` answered 404 at `/c%201`, `PUT .../%C4%8D` stored the id `%C4%8D`, and a share
+    for `alice@example.com` sent as `alice%40example.com` (encodeURIComponent) was refused."""
+    key = tenant["key"]
+    batch = api("POST", "/v1/directory/batch", key=key, json_body={"records": [
+        {"type": "company", "id": "c 1", "name": "Acme"}, {"type": "company", "id": "firma-č", "name": "Č"}]})
+    assert [r["status"] for r in batch.json["results"]] == ["created", "created"]
+    assert api("GET", "/v1/directory/company/c%201", key=key).json["id"] == "c 1"
+    assert api("GET", "/v1/directory/company/firma-%C4%8D", key=key).json["id"] == "firma-č"
+    put = api("PUT", "/v1/directory/project/%C4%8D%201", key=key, json_body={"name": "Poptávka"})
+    assert put.status == 200 and put.json["id"] == "č 1"
+    assert api("GET", "/v1/directory/project/%C4%8D%201", key=key).json["name"] == "Poptávka"
+    assert api("DELETE", "/v1/directory/company/c%201", key=key).status == 204
+
+    make_mailbox(tenant["id"], "mbx_edge", owner_user_id="u-owner")
+    share = api("PUT", "/v1/mailboxes/mbx_edge/shares/alice%40example.com", key=key, json_body={"access": "read"})
+    assert share.status == 200 and share.json["user_id"] == "alice@example.com"
+    assert api("GET", "/v1/mailboxes/mbx_edge", key=key, user="alice@example.com").status == 200
+    assert api("DELETE", "/v1/mailboxes/mbx_edge/shares/alice%40example.com", key=key).status == 204
+    assert api("GET", "/v1/mailboxes/mbx_edge", key=key, user="alice@example.com").status == 404
+
+
+@pytest.mark.parametrize("raw", ["a%2Fb", "..%2F..", "%00", "%E2%82%AC", "%ZZ", "x" * 3000])
+def test_odd_ids_answer_404_problems(api, tenant, raw):
+    """Guards against an encoded slash, a NUL, a broken escape or a very long id reaching a key lookup as a 500."""
+    for path in (f"/v1/mailboxes/{raw}", f"/v1/messages/{raw}", f"/v1/directory/company/{raw}"):
+        assert_problem(api("GET", path, key=tenant["key"]), 404, "not-found")
