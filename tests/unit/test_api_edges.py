@@ -91,3 +91,21 @@ def test_odd_ids_answer_404_problems(api, tenant, raw):
     """Guards against an encoded slash, a NUL, a broken escape or a very long id reaching a key lookup as a 500."""
     for path in (f"/v1/mailboxes/{raw}", f"/v1/messages/{raw}", f"/v1/directory/company/{raw}"):
         assert_problem(api("GET", path, key=tenant["key"]), 404, "not-found")
+
+
+def test_a_bad_cursor_is_a_400_problem_naming_the_cursor(api, tenant, other_tenant):
+    """A tampered, foreign or other-listing cursor answered 400 without naming the parameter at fault."""
+    mailbox = make_mailbox(tenant["id"], "mbx_edge")
+    for uid in ("1", "2"):
+        save(mailbox, uid)
+    cursor = api("GET", "/v1/mailboxes/mbx_edge/messages?limit=1", key=tenant["key"]).json["next_cursor"]
+    other = make_mailbox(other_tenant["id"], "mbx_other")
+    for uid in ("1", "2"):
+        save(other, uid)
+    foreign = api("GET", "/v1/mailboxes/mbx_other/messages?limit=1", key=other_tenant["key"]).json["next_cursor"]
+    for path in (f"/v1/mailboxes/mbx_edge/messages?cursor={cursor[:-3]}abc", f"/v1/mailboxes?cursor={cursor}",
+                 f"/v1/mailboxes/mbx_edge/messages?cursor={foreign}", "/v1/keys?cursor=%E2%82%AC.x",
+                 "/v1/mailboxes/mbx_edge/messages?cursor=not-a-cursor"):
+        problem = assert_problem(api("GET", path, key=tenant["key"]), 400, "bad-request")
+        assert problem["errors"] == [{"field": "query.cursor", "message": "invalid pagination cursor: start "
+                                      "again without it, or pass next_cursor of this same listing unchanged"}]
