@@ -92,6 +92,8 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
         codes |= {401, 403}
     if op.auth == "tenant":
         codes.add(400)  # malformed X-User-Id
+    if op.auth != "none":
+        codes.add(422)  # a query parameter the route does not take (routing.refuse_query)
     if op.body is not None:
         codes |= {400, 413, 415, 422}
     if op.query is not None:

@@ -199,6 +199,16 @@ def parse_body(request, model: type[BaseModel], max_body: int | None = None) -> 
         raise
 
 
+def refuse_query(request) -> None:
+    """A route without a query model takes no query parameters: any is a 422 naming it, as a route with a
+    model answers for a parameter it does not know (`DELETE /v1/messages/{id}?purge=true` must not look done)."""
+    names = sorted(request.query_params or {})
+    if names:
+        errors = [{"field": f"query.{name}", "message": "Extra inputs are not permitted"} for name in names]
+        raise ValidationFailed("Request is invalid — " + "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
+                               errors=errors)
+
+
 def parse_query(request, model: type[BaseModel]) -> BaseModel:
     params = dict(request.query_params or {})
     try:
@@ -271,6 +281,8 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                     kwargs["body"] = parse_body(request, model_class(body), max_body)
                 if query is not None:
                     kwargs["query"] = parse_query(request, model_class(query))
+                elif auth != "none":     # provider redirects and pushes may carry parameters of their own
+                    refuse_query(request)
                 return render(fn(**kwargs), status)
             except ApiError as exc:
                 if exc.status >= 500:

@@ -93,6 +93,13 @@ def test_odd_ids_answer_404_problems(api, tenant, raw):
         assert_problem(api("GET", path, key=tenant["key"]), 404, "not-found")
 
 
+def test_a_decoded_path_cannot_climb_out_of_the_static_files(api):
+    """Guards the percent-decoding of path ids against `..%2F` reaching the console's file lookup as `../`."""
+    for asset in ("..%2F..%2Fapp.py", "..%2Fassets.py", "%2E%2E%2Fapp.py", "%2Fetc%2Fpasswd"):
+        assert_problem(api("GET", f"/console/{asset}"), 404, "not-found")
+        assert_problem(api("GET", f"/docs/{asset}"), 404, "not-found")
+
+
 def test_a_bad_cursor_is_a_400_problem_naming_the_cursor(api, tenant, other_tenant):
     """A tampered, foreign or other-listing cursor answered 400 without naming the parameter at fault."""
     mailbox = make_mailbox(tenant["id"], "mbx_edge")
@@ -127,3 +134,19 @@ def test_a_put_that_creates_answers_201_and_one_that_replaces_200(api, tenant):
     paths = api("GET", "/v1/openapi.json").json["paths"]
     for path in ("/v1/mailboxes/{mailbox_id}/shares/{user_id}", "/v1/directory/{record_type}/{record_id}"):
         assert {"200", "201"} <= set(paths[path]["put"]["responses"]), path
+
+
+def test_a_query_parameter_a_route_does_not_take_is_a_422_naming_it(api, tenant):
+    """`DELETE /v1/messages/{id}?purge=true` hid the message and ignored `purge` (as every route without query
+    parameters ignored any): a client believed it had purged. Routes with parameters already refused strangers."""
+    message = save(make_mailbox(tenant["id"], "mbx_edge"), "1")
+    for method, path, name in (("DELETE", f"/v1/messages/{message.message_id}?purge=true", "purge"),
+                               ("GET", "/v1/mailboxes/mbx_edge?fields=id", "fields"),
+                               ("POST", "/v1/mailboxes/mbx_edge/refresh?force=1", "force")):
+        problem = assert_problem(api(method, path, key=tenant["key"]), 422, "validation")
+        assert [e["field"] for e in problem["errors"]] == [f"query.{name}"]
+    assert api("GET", f"/v1/messages/{message.message_id}", key=tenant["key"]).status == 200   # nothing hidden
+    assert api("GET", "/v1/mailboxes/mbx_edge/messages?limit=1&colour=red", key=tenant["key"]).status == 422
+    assert api("GET", "/v1/health?probe=1").status == 200            # unauthenticated routes stay lenient
+    responses = api("GET", "/v1/openapi.json").json["paths"]["/v1/messages/{message_id}"]["delete"]["responses"]
+    assert "422" in responses
