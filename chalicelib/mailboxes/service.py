@@ -388,5 +388,7 @@ def delete_share(mailbox: Mailbox, user_id: str) -> None:
     share.delete()
 
 
-def list_shares(mailbox: Mailbox) -> list[MailboxShare]:
-    return list(MailboxShare.query(mailbox.mailbox_id))
+def list_shares(mailbox: Mailbox, limit: int, last_key: dict | None) -> tuple[list[MailboxShare], dict | None]:
+    """One page of the mailbox's shares (by user id) and the key to continue from (None: the last page)."""
+    result = MailboxShare.query(mailbox.mailbox_id, limit=limit, last_evaluated_key=last_key)
+    return list(result), result.last_evaluated_key

@@ -150,3 +150,21 @@ def test_a_query_parameter_a_route_does_not_take_is_a_422_naming_it(api, tenant)
     assert api("GET", "/v1/health?probe=1").status == 200            # unauthenticated routes stay lenient
     responses = api("GET", "/v1/openapi.json").json["paths"]["/v1/messages/{message_id}"]["delete"]["responses"]
     assert "422" in responses
+
+
+def test_the_share_list_is_paginated_like_every_list(api, tenant):
+    """`GET /v1/mailboxes/{id}/shares` was the one list without `next_cursor` (and read every share at once)."""
+    key = tenant["key"]
+    for mailbox_id in ("mbx_edge", "mbx_two"):
+        make_mailbox(tenant["id"], mailbox_id, owner_user_id="u-owner")
+    for user in ("u-1", "u-2", "u-3"):
+        api("PUT", f"/v1/mailboxes/mbx_edge/shares/{user}", key=key, json_body={"access": "read"})
+        api("PUT", f"/v1/mailboxes/mbx_two/shares/{user}", key=key, json_body={"access": "read"})
+    first = api("GET", "/v1/mailboxes/mbx_edge/shares?limit=2", key=key).json
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    second = api("GET", f"/v1/mailboxes/mbx_edge/shares?limit=2&cursor={first['next_cursor']}", key=key).json
+    assert {s["user_id"] for s in first["items"] + second["items"]} == {"u-1", "u-2", "u-3"}
+    assert second["next_cursor"] is None
+    assert api("GET", "/v1/mailboxes/mbx_edge/shares", key=key).json["next_cursor"] is None
+    foreign = api("GET", f"/v1/mailboxes/mbx_two/shares?limit=2&cursor={first['next_cursor']}", key=key)
+    assert assert_problem(foreign, 400, "bad-request")["errors"][0]["field"] == "query.cursor"

@@ -26,6 +26,7 @@ from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, Not
 from chalicelib.tenancy.plans import MAILBOX_CONNECTION
 
 if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.common import ListQuery
     from chalicelib.api.schemas.mailboxes import AuthorizeIn, CreateMailbox, MailboxListQuery, ShareIn, UpdateMailbox
     from chalicelib.api.schemas.privacy import DeleteMailboxQuery
 
@@ -179,11 +180,14 @@ def test_mailbox(mailbox_id: str):
     return {"ok": outcome.ok, "detail": outcome.detail, "status": mailbox.status}
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}/shares", methods=["GET"], response="chalicelib.api.schemas.mailboxes:ShareList",
-       summary="Users the mailbox is shared with", tags=TAGS)
-def list_shares(mailbox_id: str):
+@route(bp, "/v1/mailboxes/{mailbox_id}/shares", methods=["GET"], query="chalicelib.api.schemas.common:ListQuery",
+       response="chalicelib.api.schemas.mailboxes:ShareList", summary="Users the mailbox is shared with", tags=TAGS)
+def list_shares(mailbox_id: str, query: ListQuery):
     mailbox = access.get_mailbox(mailbox_id, need="owner")
-    return {"items": [serialize.share_out(s) for s in service.list_shares(mailbox)]}
+    principal, scope = current_principal(), f"shares:{mailbox.mailbox_id}"
+    shares, last = service.list_shares(mailbox, query.limit, decode_cursor(query.cursor, principal.tenant_id, scope))
+    return {"items": [serialize.share_out(s) for s in shares],
+            "next_cursor": encode_cursor(principal.tenant_id, scope, last)}
 
 
 @route(bp, "/v1/mailboxes/{mailbox_id}/shares/{user_id}", methods=["PUT"],
