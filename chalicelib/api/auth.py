@@ -92,7 +92,8 @@ def _user_id(request) -> str | None:
         return None
     value = value.strip()
     if not _USER_ID_RE.match(value):
-        raise BadRequest("X-User-Id must be 1-128 characters of letters, digits and ._:@-")
+        raise BadRequest("X-User-Id must be 1-128 characters of letters, digits and ._:@-", errors=[
+            {"field": "X-User-Id", "message": "must be 1-128 characters of letters, digits and ._:@-"}])
     return value
 
 

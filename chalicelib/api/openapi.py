@@ -94,6 +94,8 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
         codes.add(400)  # malformed X-User-Id
     if op.auth != "none":
         codes.add(422)  # a query parameter the route does not take (routing.refuse_query)
+        if op.body is None and op.method in ("POST", "PUT", "PATCH", "DELETE"):
+            codes |= {413, 415}  # a body sent to a route that takes none is read to be refused (refuse_body)
     if op.body is not None:
         codes |= {400, 413, 415, 422}
     if op.query is not None:

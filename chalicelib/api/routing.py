@@ -172,7 +172,8 @@ def _raise_validation(exc: ValidationError, prefix: str = "") -> None:
     raise ValidationFailed(f"Request is invalid — {detail}", errors=errors) from None
 
 
-def parse_body(request, model: type[BaseModel], max_body: int | None = None) -> BaseModel:
+def _read_json(request, max_body: int | None) -> Any:
+    """The request body as parsed JSON ({} when empty) after the size, media type and depth checks."""
     raw = request.raw_body or b""
     limit = max_body or get_settings().max_body_bytes
     if len(raw) > limit:
@@ -189,6 +190,11 @@ def parse_body(request, model: type[BaseModel], max_body: int | None = None) -> 
         raise BadRequest(f"Request body nests arrays/objects deeper than {MAX_JSON_DEPTH} levels.") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"Request body is not valid JSON: {exc}") from None
+    return data
+
+
+def parse_body(request, model: type[BaseModel], max_body: int | None = None) -> BaseModel:
+    data = _read_json(request, max_body)
     if not isinstance(data, dict):
         raise ValidationFailed("Request body must be a JSON object.",
                                errors=[{"field": "body", "message": "must be a JSON object"}])
@@ -197,6 +203,22 @@ def parse_body(request, model: type[BaseModel], max_body: int | None = None) -> 
     except ValidationError as exc:
         _raise_validation(exc)
         raise
+
+
+def refuse_body(request) -> None:
+    """A write route without a body model takes no body: an empty one or `{}` passes, any field is a 422 naming
+    it (as a model refuses a field it does not know), anything else is refused as `parse_body` would."""
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE") or not (request.raw_body or b"").strip():
+        return
+    data = _read_json(request, None)
+    if data == {}:
+        return
+    if not isinstance(data, dict):
+        raise ValidationFailed("This route takes no request body.",
+                               errors=[{"field": "body", "message": "this route takes no request body"}])
+    errors = [{"field": name, "message": "Extra inputs are not permitted"} for name in data]
+    raise ValidationFailed("Request is invalid — " + "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
+                           errors=errors)
 
 
 def refuse_query(request) -> None:
@@ -279,6 +301,8 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                     raise NotFound(f"Empty {empty[0]} in the path.")
                 if body is not None:
                     kwargs["body"] = parse_body(request, model_class(body), max_body)
+                elif auth != "none":     # provider callbacks and pushes read their own bodies
+                    refuse_body(request)
                 if query is not None:
                     kwargs["query"] = parse_query(request, model_class(query))
                 elif auth != "none":     # provider redirects and pushes may carry parameters of their own

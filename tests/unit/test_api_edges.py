@@ -168,3 +168,23 @@ def test_the_share_list_is_paginated_like_every_list(api, tenant):
     assert api("GET", "/v1/mailboxes/mbx_edge/shares", key=key).json["next_cursor"] is None
     foreign = api("GET", f"/v1/mailboxes/mbx_two/shares?limit=2&cursor={first['next_cursor']}", key=key)
     assert assert_problem(foreign, 400, "bad-request")["errors"][0]["field"] == "query.cursor"
+
+
+def test_a_body_on_a_route_that_takes_none_is_refused_like_an_unknown_field(api, tenant):
+    """`POST /v1/mailboxes/{id}/refresh` with `{"folder": "inbox"}` (or malformed JSON) answered 202 and
+    ignored it, while a route with a body model names every field it does not know."""
+    make_mailbox(tenant["id"], "mbx_edge")
+    path = "/v1/mailboxes/mbx_edge/refresh"
+    problem = assert_problem(api("POST", path, key=tenant["key"], json_body={"folder": "inbox"}), 422, "validation")
+    assert problem["errors"] == [{"field": "folder", "message": "Extra inputs are not permitted"}]
+    assert_problem(api("POST", path, key=tenant["key"], body="{bad"), 400, "bad-request")
+    assert_problem(api("POST", path, key=tenant["key"], body="folder=inbox",
+                       headers={"content-type": "application/x-www-form-urlencoded"}), 415, "unsupported-media-type")
+    assert api("POST", path, key=tenant["key"], body="{}").status == 202      # an empty object is no body
+    assert api("DELETE", "/v1/mailboxes/mbx_edge/shares/u-x", key=tenant["key"], body=" ").status == 404
+
+
+def test_a_malformed_user_id_header_is_named(api, tenant):
+    """The 400 for a malformed X-User-Id did not name the header, unlike every other refused input."""
+    problem = assert_problem(api("GET", "/v1/mailboxes", key=tenant["key"], user="a b"), 400, "bad-request")
+    assert [e["field"] for e in problem["errors"]] == ["X-User-Id"]
