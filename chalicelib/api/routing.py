@@ -231,8 +231,17 @@ def refuse_query(request) -> None:
                                errors=errors)
 
 
-def parse_query(request, model: type[BaseModel]) -> BaseModel:
-    params = dict(request.query_params or {})
+def parse_query(request, model: type[BaseModel], *, single: bool = True) -> BaseModel:
+    """The query string validated by `model`. No parameter of this API is a list, so with `single` one given
+    twice is refused (Chalice's mapping would silently keep the last value); provider redirects pass False."""
+    raw = request.query_params or {}
+    repeated = sorted(name for name in raw if len(raw.getlist(name)) > 1) if single and hasattr(raw, "getlist") \
+        else []
+    if repeated:
+        errors = [{"field": f"query.{name}", "message": "given more than once"} for name in repeated]
+        raise ValidationFailed("Request is invalid — " + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                               errors=errors)
+    params = dict(raw)
     try:
         return model.model_validate(params)
     except ValidationError as exc:
@@ -304,7 +313,7 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                 elif auth != "none":     # provider callbacks and pushes read their own bodies
                     refuse_body(request)
                 if query is not None:
-                    kwargs["query"] = parse_query(request, model_class(query))
+                    kwargs["query"] = parse_query(request, model_class(query), single=auth != "none")
                 elif auth != "none":     # provider redirects and pushes may carry parameters of their own
                     refuse_query(request)
                 return render(fn(**kwargs), status)

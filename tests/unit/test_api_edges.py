@@ -188,3 +188,12 @@ def test_a_malformed_user_id_header_is_named(api, tenant):
     """The 400 for a malformed X-User-Id did not name the header, unlike every other refused input."""
     problem = assert_problem(api("GET", "/v1/mailboxes", key=tenant["key"], user="a b"), 400, "bad-request")
     assert [e["field"] for e in problem["errors"]] == ["X-User-Id"]
+
+
+def test_a_query_parameter_given_twice_is_a_422_naming_it(api, tenant):
+    """`?limit=1&limit=2` answered with the last value, silently: no query parameter of this API is a list."""
+    make_mailbox(tenant["id"], "mbx_edge")
+    result = api("GET", "/v1/mailboxes/mbx_edge/messages?limit=1&folder=inbox&limit=2", key=tenant["key"])
+    problem = assert_problem(result, 422, "validation")
+    assert problem["errors"] == [{"field": "query.limit", "message": "given more than once"}]
+    assert api("GET", "/v1/mailboxes/mbx_edge/messages?limit=1&folder=inbox", key=tenant["key"]).status == 200
