@@ -86,6 +86,11 @@ def _verified_key(token: str, key_id: str) -> auth_cache.VerifiedKey:
     return verified
 
 
+def is_user_id(value: str) -> bool:
+    """Whether `value` can name a CRM user (what an `X-User-Id` header may carry)."""
+    return bool(_USER_ID_RE.match(value))
+
+
 def _user_id(request) -> str | None:
     value = request.headers.get("x-user-id")
     if value is None:

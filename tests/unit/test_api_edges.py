@@ -197,3 +197,17 @@ def test_a_query_parameter_given_twice_is_a_422_naming_it(api, tenant):
     problem = assert_problem(result, 422, "validation")
     assert problem["errors"] == [{"field": "query.limit", "message": "given more than once"}]
     assert api("GET", "/v1/mailboxes/mbx_edge/messages?limit=1&folder=inbox", key=tenant["key"]).status == 200
+
+
+def test_user_routes_take_the_user_id_decoded_and_refuse_what_no_user_can_be_called(api, tenant):
+    """`/v1/users/alice%40example.com/...` answered 404 to alice@example.com herself (the id stayed encoded), and
+    the notification routes stored settings for ids no X-User-Id can carry (`u 1`), unlike the privacy routes."""
+    key = tenant["key"]
+    for path in ("/v1/users/alice%40example.com/notification-settings", "/v1/users/alice%40example.com/notifications",
+                 "/v1/users/alice%40example.com/privacy-lists"):
+        assert api("GET", path, key=key, user="alice@example.com").status == 200, path
+    for path in ("/v1/users/u%201/notification-settings", "/v1/users/%C4%8D/notifications",
+                 "/v1/users/u%201/privacy-lists"):
+        assert_problem(api("GET", path, key=key), 404, "not-found")
+    put = api("PUT", "/v1/users/u%201/notification-settings", key=key, json_body={"channels": {"new_mail": "off"}})
+    assert_problem(put, 404, "not-found")
