@@ -14,9 +14,11 @@ from chalicelib.api.blueprints import outbox
 from chalicelib.api.blueprints import console
 from chalicelib.api.blueprints import privacy
 from chalicelib.api.blueprints import search, threads
+from chalicelib.api.framework_errors import problem_middleware
 
 app = Chalice(app_name="mailbridge")
 app.api.binary_types.append("message/rfc822")
+app.register_middleware(problem_middleware, "http")   # Chalice's own 405/406/415/500 answers as problem+json
 
 app.register_blueprint(meta.bp)
 app.register_blueprint(admin.bp)

@@ -14,6 +14,10 @@ stream of requests slows background work but never stops it). A background threa
 a call, holding no emulator lock; the functions' process's calls wait the same way where the emulator answers
 them (`wait_for_requests`).
 
+A path no route serves is answered as the cloud's API Gateway answers it (`infra.template_wiring`,
+`GATEWAY_PROBLEMS`): 404 problem+json. Chalice's local server would say 403 "Missing Authentication Token", and
+echo an `Authorization` header — the API key — in that body.
+
 The access log (one line a request on stderr) hides the values of `code` and `state` in the query: the OAuth
 callback's authorization code and state are credentials (RFC 6749 §10.5, §10.12), short-lived and single-use,
 but a log is no place for them — the cloud's API Gateway writes no request line at all.
@@ -21,12 +25,16 @@ but a log is no place for them — the cloud's API Gateway writes no request lin
 from __future__ import annotations
 
 import collections
+import json
 import re
 import threading
 
 import botocore.client
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, LocalDevServer
+from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalDevServer
+
+from chalicelib.api.errors import PROBLEM_CONTENT_TYPE
+from infra.template_wiring import GATEWAY_PROBLEMS
 
 HEADER = "X-Local-Aws-Calls"
 BACKGROUND_WAIT_SECONDS = 1.0
@@ -98,6 +106,14 @@ class CountingRequestHandler(ChaliceRequestHandler):
         if counter is not None:
             headers = {**headers, HEADER: header_value(counter)}
         super()._send_headers(headers)
+
+    def _send_error_response(self, error) -> None:
+        if not isinstance(error, ForbiddenError):      # the local gateway's only 403: no route matched
+            super()._send_error_response(error)
+            return
+        problem = GATEWAY_PROBLEMS["MISSING_AUTHENTICATION_TOKEN"]
+        self._send_http_response(problem.status, {"Content-Type": PROBLEM_CONTENT_TYPE},
+                                 json.dumps(problem.to_problem()).encode())
 
     def log_request(self, code="-", size="-") -> None:
         self.log_message('"%s" %s %s', redact(self.requestline), str(code), str(size))

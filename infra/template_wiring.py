@@ -13,10 +13,18 @@ Chalice emits SAM functions that know nothing about the resources of `infra/reso
 - The Lambda role gets least-privilege access to the stage's tables (and their indexes), queues, bucket
   and KMS key (SAM adds no SQS poller permissions when a function has an explicit `Role`).
 - The `Stage` parameter is pinned to the packaged stage.
+- API Gateway's own answers — a method or path no route serves (`MISSING_AUTHENTICATION_TOKEN`, which by
+  default is a 403 `{"message": "Missing Authentication Token"}`, or echoes an `Authorization` header it cannot
+  parse), a body over its 10 MB limit, its throttling, an integration that fails or times out — become
+  problem+json of the API's one vocabulary (`chalicelib.api.errors`) with fixed bodies: nothing of the request
+  is echoed (API Gateway developer guide, "Gateway responses").
 """
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from chalicelib.api import errors
 
 APP_NAME = "mailbridge"
 PLACEHOLDER = "set-by-infra.package"
@@ -38,6 +46,17 @@ ENV_WIRING: dict[str, Any] = {
 
 # queue name suffix (as Chalice writes it into the event source ARN) -> queue resource
 QUEUES = {"sync": "SyncQueue", "check": "CheckQueue", "events": "EventsQueue"}
+
+
+# API Gateway response type -> the problem it answers (a static body: templates here see no request data)
+GATEWAY_PROBLEMS: dict[str, errors.ApiError] = {
+    "MISSING_AUTHENTICATION_TOKEN": errors.NotFound(
+        "No route serves this method and path (see /v1/openapi.json)."),
+    "REQUEST_TOO_LARGE": errors.PayloadTooLarge("The request exceeds API Gateway's 10 MB limit."),
+    "THROTTLED": errors.TooManyRequests("Too many requests; try again shortly.", retry_after=1),
+    "INTEGRATION_FAILURE": errors.Unavailable("The API could not answer; try again shortly."),
+    "INTEGRATION_TIMEOUT": errors.GatewayTimeout("The API did not answer in time (29 s); try again shortly."),
+}
 
 
 class TemplateError(Exception):
@@ -65,6 +84,7 @@ def wire_template(template: dict, stage: str) -> dict:
         _wire_sqs_events(logical_id, props)
     _fix_log_group_references(resources)
     _grant_resource_access(resources)
+    _add_gateway_responses(resources)
     return template
 
 
@@ -147,3 +167,17 @@ def _grant_resource_access(resources: dict) -> None:
     policies[:] = [p for p in policies if p.get("PolicyName") != "MailbridgeResources"]
     policies.append({"PolicyName": "MailbridgeResources",
                      "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}})
+
+
+def _add_gateway_responses(resources: dict) -> None:
+    """One `AWS::ApiGateway::GatewayResponse` per entry of `GATEWAY_PROBLEMS` on Chalice's `RestAPI`."""
+    if "RestAPI" not in resources:
+        return
+    for response_type, problem in GATEWAY_PROBLEMS.items():
+        headers = {"gatewayresponse.header.Content-Type": f"'{errors.PROBLEM_CONTENT_TYPE}'"}
+        headers.update({f"gatewayresponse.header.{name}": f"'{value}'" for name, value in problem.headers.items()})
+        logical_id = "GatewayResponse" + "".join(part.title() for part in response_type.split("_"))
+        resources[logical_id] = {"Type": "AWS::ApiGateway::GatewayResponse", "Properties": {
+            "RestApiId": {"Ref": "RestAPI"}, "ResponseType": response_type, "StatusCode": str(problem.status),
+            "ResponseParameters": headers,
+            "ResponseTemplates": {"application/json": json.dumps(problem.to_problem())}}}

@@ -86,13 +86,19 @@ def _verified_key(token: str, key_id: str) -> auth_cache.VerifiedKey:
     return verified
 
 
+def is_user_id(value: str) -> bool:
+    """Whether `value` can name a CRM user (what an `X-User-Id` header may carry)."""
+    return bool(_USER_ID_RE.match(value))
+
+
 def _user_id(request) -> str | None:
     value = request.headers.get("x-user-id")
     if value is None:
         return None
     value = value.strip()
     if not _USER_ID_RE.match(value):
-        raise BadRequest("X-User-Id must be 1-128 characters of letters, digits and ._:@-")
+        raise BadRequest("X-User-Id must be 1-128 characters of letters, digits and ._:@-", errors=[
+            {"field": "X-User-Id", "message": "must be 1-128 characters of letters, digits and ._:@-"}])
     return value
 
 

@@ -96,6 +96,14 @@ class NotFound(ApiError):
     status, slug, title = 404, "not-found", "Not found"
 
 
+class MethodNotAllowed(ApiError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class NotAcceptable(ApiError):
+    status, slug, title = 406, "not-acceptable", "Not acceptable"
+
+
 class Conflict(ApiError):
     status, slug, title = 409, "conflict", "Conflict"
 
@@ -120,6 +128,15 @@ class TooManyRequests(ApiError):
 class UpstreamFailed(ApiError):
     """A mail server or provider refused or failed; `detail` says what, never with secrets."""
     status, slug, title = 502, "upstream", "Mail provider error"
+
+
+class Unavailable(ApiError):
+    """The service could not answer (API Gateway reached no working API function)."""
+    status, slug, title = 503, "unavailable", "Service unavailable"
+
+
+class GatewayTimeout(ApiError):
+    status, slug, title = 504, "timeout", "Timed out"
 
 
 def field_error(field: str, message: str) -> ValidationFailed:

@@ -27,7 +27,9 @@ PROBLEM_SCHEMA = {
     "required": ["type", "title", "status", "detail"],
 }
 _STATUS_TEXT = {400: "Bad request", 401: "Missing or unknown API key", 403: "Forbidden",
-                404: "Not found (or another tenant's id)", 409: "Conflict", 413: "Payload too large",
+                404: "Not found (or another tenant's id)",
+                406: "Not acceptable: send an Accept header naming the answer's media type, or */*",
+                409: "Conflict", 413: "Payload too large",
                 415: "Unsupported media type", 422: "Validation failed (per-field errors)",
                 429: "Too many requests (see Retry-After)", 502: "Mail provider error"}
 
@@ -90,6 +92,10 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
         codes |= {401, 403}
     if op.auth == "tenant":
         codes.add(400)  # malformed X-User-Id
+    if op.auth != "none":
+        codes.add(422)  # a query parameter the route does not take (routing.refuse_query)
+        if op.body is None and op.method in ("POST", "PUT", "PATCH", "DELETE"):
+            codes |= {413, 415}  # a body sent to a route that takes none is read to be refused (refuse_body)
     if op.body is not None:
         codes |= {400, 413, 415, 422}
     if op.query is not None:

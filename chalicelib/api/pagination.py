@@ -2,7 +2,8 @@
 
 A cursor is base64url(JSON{"t": tenant, "s": scope, "k": DynamoDB LastEvaluatedKey}) + "." + HMAC-SHA256
 over it with the service signing key. A cursor altered by the client, or minted for another tenant or
-another listing, is rejected (400) — and queries are anyway keyed by the caller's tenant.
+another listing, is rejected (400, naming `query.cursor` in `errors`) — and queries are anyway keyed by the
+caller's tenant.
 """
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from typing import Any
 
 from chalicelib.api.errors import BadRequest
 from chalicelib.config import get_settings
+
+
+def _invalid() -> BadRequest:
+    return BadRequest("Invalid pagination cursor.", errors=[{
+        "field": "query.cursor",
+        "message": "invalid pagination cursor: start again without it, or pass next_cursor of this same listing "
+                   "unchanged"}])
 
 
 def _key() -> bytes:
@@ -41,11 +49,11 @@ def decode_cursor(cursor: str | None, tenant_id: str | None, scope: str) -> dict
     body, _, signature = cursor.partition(".")
     # compare bytes: hmac.compare_digest raises TypeError on str with non-ASCII characters (client input)
     if not body or not signature or not hmac.compare_digest(_sign(body.encode()).encode(), signature.encode()):
-        raise BadRequest("Invalid pagination cursor.")
+        raise _invalid()
     try:
         data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     except ValueError:
-        raise BadRequest("Invalid pagination cursor.") from None
+        raise _invalid() from None
     if data.get("t") != tenant_id or data.get("s") != scope or not isinstance(data.get("k"), dict):
-        raise BadRequest("Invalid pagination cursor.")
+        raise _invalid()
     return data["k"]

@@ -17,6 +17,15 @@ module) or by the OpenAPI document, which resolves every `Operation`'s models; a
 `route()` refuses anything but such a string, so a model class cannot slip back into a route module's top;
 `tests/unit/test_routing_references.py` resolves every reference, so a typo fails a test, not a request.
 
+Path parameters reach the handler percent-decoded (RFC 3986 §2.1): API Gateway's REST API — and Chalice's local
+server — pass `pathParameters` as the client wrote them, so `/v1/directory/company/c%201` must name the record
+`c 1` that a batch stored, and a share for `alice@example.com` may be sent as `alice%40example.com`.
+
+Chalice refuses a request whose Content-Type a route does not list before the route runs. Routes that take
+JSON register `*/*` with Chalice and check the type in `parse_body` (only when there is a body model, so a
+GET, DELETE or body-less POST carrying a client's default Content-Type is not refused); a route that declares
+its own `accepts` keeps Chalice's check, whose answer `framework_errors` renders as problem+json.
+
 JSON bodies may nest at most `MAX_JSON_DEPTH` arrays/objects deep. The check is a scan over the bytes
 before parsing: Python's decoder recurses once per level (a 6 KB body of 3,000 `[` exhausts the
 interpreter's recursion limit), and no request model of this API nests deeper than a few levels.
@@ -26,6 +35,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -119,6 +129,7 @@ class Operation:
 
 
 OPERATIONS: list[Operation] = []
+JSON_ONLY = ("application/json",)
 MAX_JSON_DEPTH = 32
 # A JSON string (RFC 8259 §7): quote, then runs of ordinary characters or backslash escapes, then quote.
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -161,7 +172,8 @@ def _raise_validation(exc: ValidationError, prefix: str = "") -> None:
     raise ValidationFailed(f"Request is invalid — {detail}", errors=errors) from None
 
 
-def parse_body(request, model: type[BaseModel], max_body: int | None = None) -> BaseModel:
+def _read_json(request, max_body: int | None) -> Any:
+    """The request body as parsed JSON ({} when empty) after the size, media type and depth checks."""
     raw = request.raw_body or b""
     limit = max_body or get_settings().max_body_bytes
     if len(raw) > limit:
@@ -178,6 +190,11 @@ def parse_body(request, model: type[BaseModel], max_body: int | None = None) -> 
         raise BadRequest(f"Request body nests arrays/objects deeper than {MAX_JSON_DEPTH} levels.") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"Request body is not valid JSON: {exc}") from None
+    return data
+
+
+def parse_body(request, model: type[BaseModel], max_body: int | None = None) -> BaseModel:
+    data = _read_json(request, max_body)
     if not isinstance(data, dict):
         raise ValidationFailed("Request body must be a JSON object.",
                                errors=[{"field": "body", "message": "must be a JSON object"}])
@@ -188,8 +205,43 @@ def parse_body(request, model: type[BaseModel], max_body: int | None = None) -> 
         raise
 
 
-def parse_query(request, model: type[BaseModel]) -> BaseModel:
-    params = dict(request.query_params or {})
+def refuse_body(request) -> None:
+    """A write route without a body model takes no body: an empty one or `{}` passes, any field is a 422 naming
+    it (as a model refuses a field it does not know), anything else is refused as `parse_body` would."""
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE") or not (request.raw_body or b"").strip():
+        return
+    data = _read_json(request, None)
+    if data == {}:
+        return
+    if not isinstance(data, dict):
+        raise ValidationFailed("This route takes no request body.",
+                               errors=[{"field": "body", "message": "this route takes no request body"}])
+    errors = [{"field": name, "message": "Extra inputs are not permitted"} for name in data]
+    raise ValidationFailed("Request is invalid — " + "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
+                           errors=errors)
+
+
+def refuse_query(request) -> None:
+    """A route without a query model takes no query parameters: any is a 422 naming it, as a route with a
+    model answers for a parameter it does not know (`DELETE /v1/messages/{id}?purge=true` must not look done)."""
+    names = sorted(request.query_params or {})
+    if names:
+        errors = [{"field": f"query.{name}", "message": "Extra inputs are not permitted"} for name in names]
+        raise ValidationFailed("Request is invalid — " + "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
+                               errors=errors)
+
+
+def parse_query(request, model: type[BaseModel], *, single: bool = True) -> BaseModel:
+    """The query string validated by `model`. No parameter of this API is a list, so with `single` one given
+    twice is refused (Chalice's mapping would silently keep the last value); provider redirects pass False."""
+    raw = request.query_params or {}
+    repeated = sorted(name for name in raw if len(raw.getlist(name)) > 1) if single and hasattr(raw, "getlist") \
+        else []
+    if repeated:
+        errors = [{"field": f"query.{name}", "message": "given more than once"} for name in repeated]
+        raise ValidationFailed("Request is invalid — " + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                               errors=errors)
+    params = dict(raw)
     try:
         return model.model_validate(params)
     except ValidationError as exc:
@@ -197,9 +249,18 @@ def parse_query(request, model: type[BaseModel]) -> BaseModel:
         raise
 
 
+@dataclass(frozen=True)
+class Created:
+    """A handler's answer when its PUT created the resource at the request's URI: 201 instead of the route's
+    200 (RFC 9110 §9.3.4); the route declares it with `also={201: Answer(...)}`."""
+    body: Any
+
+
 def render(result: Any, status: int) -> Response:
     if isinstance(result, Response):
         return result
+    if isinstance(result, Created):
+        return render(result.body, 201)
     if result is None and status == 204:
         return Response(body="", status_code=204)
     if isinstance(result, BaseModel):
@@ -219,7 +280,7 @@ def _authenticate(mode: str, request):
 def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenant", body: str | None = None,
           query: str | None = None, response: str | None = None, status: int = 200, tags: tuple[str, ...] = (),
           content_type: str = "application/json", errors: tuple[int, ...] = (),
-          accepts: tuple[str, ...] = ("application/json",), max_body: int | None = None,
+          accepts: tuple[str, ...] = JSON_ONLY, max_body: int | None = None,
           also: dict[int, Answer] | None = None) -> Callable:
     """Declare a route of `bp` (see the module docstring); `body`, `query` and `response` are `"module:Name"`
     references to pydantic models, resolved on first use."""
@@ -243,14 +304,18 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                 token = set_principal(principal)
                 if principal is not None:
                     logger.thread_safe_append_keys(tenant_id=principal.tenant_id, user_id=principal.user_id)
-                kwargs = dict(path_args)
+                kwargs = {name: unquote(value) for name, value in path_args.items()}
                 empty = [name for name, value in kwargs.items() if value == ""]
                 if empty:       # `/v1/mailboxes//messages`: an empty key is no id (DynamoDB refuses it: 500)
                     raise NotFound(f"Empty {empty[0]} in the path.")
                 if body is not None:
                     kwargs["body"] = parse_body(request, model_class(body), max_body)
+                elif auth != "none":     # provider callbacks and pushes read their own bodies
+                    refuse_body(request)
                 if query is not None:
-                    kwargs["query"] = parse_query(request, model_class(query))
+                    kwargs["query"] = parse_query(request, model_class(query), single=auth != "none")
+                elif auth != "none":     # provider redirects and pushes may carry parameters of their own
+                    refuse_query(request)
                 return render(fn(**kwargs), status)
             except ApiError as exc:
                 if exc.status >= 500:
@@ -266,7 +331,8 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                     reset_principal(token)
                 logger.thread_safe_remove_keys(["tenant_id", "user_id", "request_id", "route", "function"])
 
-        bp.route(path, methods=[m.upper() for m in methods], content_types=list(accepts))(view)
+        content_types = ["*/*"] if tuple(accepts) == JSON_ONLY else list(accepts)   # JSON: parse_body checks
+        bp.route(path, methods=[m.upper() for m in methods], content_types=content_types)(view)
         return fn
 
     return decorator

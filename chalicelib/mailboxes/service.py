@@ -366,17 +366,18 @@ def delete_mailbox(mailbox: Mailbox) -> None:
         share.delete()
 
 
-def put_share(mailbox: Mailbox, user_id: str, access: str) -> MailboxShare:
+def put_share(mailbox: Mailbox, user_id: str, access: str) -> tuple[MailboxShare, bool]:
+    """The share as saved, and whether it is new (it did not exist before)."""
     if mailbox.kind == "personal" and user_id == mailbox.owner_user_id:
         raise InvalidField("user_id", "the owner already has full access to this mailbox")
     try:
-        created_at = MailboxShare.get(mailbox.mailbox_id, user_id).created_at
+        created_at, created = MailboxShare.get(mailbox.mailbox_id, user_id).created_at, False
     except DoesNotExist:
-        created_at = now_iso()
+        created_at, created = now_iso(), True
     share = MailboxShare(mailbox.mailbox_id, user_id, tenant_id=mailbox.tenant_id,
                          user_key=owner_key(mailbox.tenant_id, user_id), access=access, created_at=created_at)
     share.save()
-    return share
+    return share, created
 
 
 def delete_share(mailbox: Mailbox, user_id: str) -> None:
@@ -387,5 +388,7 @@ def delete_share(mailbox: Mailbox, user_id: str) -> None:
     share.delete()
 
 
-def list_shares(mailbox: Mailbox) -> list[MailboxShare]:
-    return list(MailboxShare.query(mailbox.mailbox_id))
+def list_shares(mailbox: Mailbox, limit: int, last_key: dict | None) -> tuple[list[MailboxShare], dict | None]:
+    """One page of the mailbox's shares (by user id) and the key to continue from (None: the last page)."""
+    result = MailboxShare.query(mailbox.mailbox_id, limit=limit, last_evaluated_key=last_key)
+    return list(result), result.last_evaluated_key

@@ -189,6 +189,29 @@ def test_wiring_enables_partial_batch_responses_on_the_queue_resource():
     assert worker["Environment"]["Variables"]["MAILBRIDGE_SYNC_QUEUE_URL"] == {"Ref": "SyncQueue"}
 
 
+def test_api_gateway_answers_its_own_errors_as_problems():
+    """API Gateway's default 403 {"message": "Missing Authentication Token"} answered a path or method no route
+    serves (and its 413/429/5xx answers were not problem+json either)."""
+    env = {"MAILBRIDGE_SIGNING_KEY": "{{resolve:secretsmanager:a:SecretString:b}}",
+           "MAILBRIDGE_OPERATOR_KEY_SHA256": "{{resolve:secretsmanager:a:SecretString:c}}"}
+    template = _minimal_template(env)
+    template["Resources"]["RestAPI"] = {"Type": "AWS::Serverless::Api", "Properties": {}}
+    resources = wire_template(template, "dev")["Resources"]
+    responses = {r["Properties"]["ResponseType"]: r["Properties"] for r in resources.values()
+                 if r["Type"] == "AWS::ApiGateway::GatewayResponse"}
+    assert {"MISSING_AUTHENTICATION_TOKEN", "REQUEST_TOO_LARGE", "THROTTLED", "INTEGRATION_FAILURE",
+            "INTEGRATION_TIMEOUT"} <= set(responses)
+    for props in responses.values():
+        assert props["RestApiId"] == {"Ref": "RestAPI"}
+        assert props["ResponseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
+        problem = json.loads(props["ResponseTemplates"]["application/json"])
+        assert problem["status"] == int(props["StatusCode"]) and problem["type"].startswith("https://mailbridge.dev/")
+        assert problem["title"] and problem["detail"]
+    missing = json.loads(responses["MISSING_AUTHENTICATION_TOKEN"]["ResponseTemplates"]["application/json"])
+    assert missing["type"].endswith("/not-found") and missing["status"] == 404
+    assert responses["THROTTLED"]["ResponseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
+
+
 @pytest.mark.slow
 def test_packaged_template_is_wired_and_passes_cfn_lint(tmp_path):
     from infra.package import package

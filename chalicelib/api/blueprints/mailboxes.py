@@ -20,12 +20,13 @@ from chalicelib.api.errors import (ApiError, Forbidden, NotFound, PlanLimitReach
                                    ValidationFailed, field_error)
 from chalicelib.api.guards import require_feature
 from chalicelib.api.pagination import decode_cursor, encode_cursor
-from chalicelib.api.routing import Answer, route
+from chalicelib.api.routing import Answer, Created, route
 from chalicelib.lazy import lazy_module
 from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
 from chalicelib.tenancy.plans import MAILBOX_CONNECTION
 
 if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
+    from chalicelib.api.schemas.common import ListQuery
     from chalicelib.api.schemas.mailboxes import AuthorizeIn, CreateMailbox, MailboxListQuery, ShareIn, UpdateMailbox
     from chalicelib.api.schemas.privacy import DeleteMailboxQuery
 
@@ -179,21 +180,28 @@ def test_mailbox(mailbox_id: str):
     return {"ok": outcome.ok, "detail": outcome.detail, "status": mailbox.status}
 
 
-@route(bp, "/v1/mailboxes/{mailbox_id}/shares", methods=["GET"], response="chalicelib.api.schemas.mailboxes:ShareList",
-       summary="Users the mailbox is shared with", tags=TAGS)
-def list_shares(mailbox_id: str):
+@route(bp, "/v1/mailboxes/{mailbox_id}/shares", methods=["GET"], query="chalicelib.api.schemas.common:ListQuery",
+       response="chalicelib.api.schemas.mailboxes:ShareList", summary="Users the mailbox is shared with", tags=TAGS)
+def list_shares(mailbox_id: str, query: ListQuery):
     mailbox = access.get_mailbox(mailbox_id, need="owner")
-    return {"items": [serialize.share_out(s) for s in service.list_shares(mailbox)]}
+    principal, scope = current_principal(), f"shares:{mailbox.mailbox_id}"
+    shares, last = service.list_shares(mailbox, query.limit, decode_cursor(query.cursor, principal.tenant_id, scope))
+    return {"items": [serialize.share_out(s) for s in shares],
+            "next_cursor": encode_cursor(principal.tenant_id, scope, last)}
 
 
 @route(bp, "/v1/mailboxes/{mailbox_id}/shares/{user_id}", methods=["PUT"],
        body="chalicelib.api.schemas.mailboxes:ShareIn", response="chalicelib.api.schemas.mailboxes:ShareOut",
-       summary="Share the mailbox with a user at read or read_write access", tags=TAGS)
+       also={201: Answer("Shared (the user had no share of this mailbox before)",
+                         "chalicelib.api.schemas.mailboxes:ShareOut")},
+       summary="Share the mailbox with a user at read or read_write access (201 new, 200 changed)", tags=TAGS)
 def put_share(mailbox_id: str, user_id: str, body: ShareIn):
     require_feature(MAILBOX_CONNECTION)
     mailbox = access.get_mailbox(mailbox_id, need="owner")
     with domain_errors():
-        return serialize.share_out(service.put_share(mailbox, _share_user(user_id), body.access))
+        share, created = service.put_share(mailbox, _share_user(user_id), body.access)
+    out = serialize.share_out(share)
+    return Created(out) if created else out
 
 
 @route(bp, "/v1/mailboxes/{mailbox_id}/shares/{user_id}", methods=["DELETE"], status=204,

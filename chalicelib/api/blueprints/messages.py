@@ -74,7 +74,7 @@ def get_message(message_id: str):
 
 
 @route(bp, "/v1/messages/{message_id}/raw", methods=["GET"], content_type="message/rfc822",
-       summary="The raw MIME message (send Accept: message/rfc822 or */*)", tags=TAGS, errors=(400,))
+       summary="The raw MIME message (send Accept: message/rfc822 or */*)", tags=TAGS, errors=(406,))
 def get_raw(message_id: str):
     message = access.get_message(message_id)
     if not message.raw_s3_key:
@@ -86,7 +86,7 @@ def get_raw(message_id: str):
 
 @route(bp, "/v1/messages/{message_id}/attachments/{index}", methods=["GET"],
        content_type="application/octet-stream", summary="Download one attachment (send Accept: */*)",
-       tags=TAGS, errors=(400,))
+       tags=TAGS, errors=(406,))
 def get_attachment(message_id: str, index: str):
     message = access.get_message(message_id)
     found = service.get_attachment(message, int(index)) if index.isdigit() and len(index) <= 6 else None

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from chalice import Blueprint
 
+from chalicelib.api.auth import is_user_id
 from chalicelib.api.context import current_principal
 from chalicelib.api.errors import ValidationFailed
 from chalicelib.api.guards import not_found, require_tenant_admin
@@ -29,9 +30,11 @@ TAGS = ("notifications",)
 
 
 def _tenant_for(user_id: str) -> str:
+    """The caller's tenant when it may reach `user_id`'s settings and feed: the tenant any user's, a user their
+    own; an id no `X-User-Id` can carry names no user (404, as the privacy routes answer)."""
     principal = current_principal()
-    if principal.user_id is not None and principal.user_id != user_id:
-        raise not_found("user", user_id)
+    if not is_user_id(user_id) or (principal.user_id is not None and principal.user_id != user_id):
+        raise not_found("user", user_id[:130])
     return principal.tenant_id
 
 

@@ -260,3 +260,4 @@ class ShareOut(ApiModel):
 
 class ShareList(ApiModel):
     items: list[ShareOut]
+    next_cursor: str | None
