@@ -249,18 +249,9 @@ def parse_query(request, model: type[BaseModel], *, single: bool = True) -> Base
         raise
 
 
-@dataclass(frozen=True)
-class Created:
-    """A handler's answer when its PUT created the resource at the request's URI: 201 instead of the route's
-    200 (RFC 9110 §9.3.4); the route declares it with `also={201: Answer(...)}`."""
-    body: Any
-
-
 def render(result: Any, status: int) -> Response:
     if isinstance(result, Response):
         return result
-    if isinstance(result, Created):
-        return render(result.body, 201)
     if result is None and status == 204:
         return Response(body="", status_code=204)
     if isinstance(result, BaseModel):

@@ -366,18 +366,17 @@ def delete_mailbox(mailbox: Mailbox) -> None:
         share.delete()
 
 
-def put_share(mailbox: Mailbox, user_id: str, access: str) -> tuple[MailboxShare, bool]:
-    """The share as saved, and whether it is new (it did not exist before)."""
+def put_share(mailbox: Mailbox, user_id: str, access: str) -> MailboxShare:
     if mailbox.kind == "personal" and user_id == mailbox.owner_user_id:
         raise InvalidField("user_id", "the owner already has full access to this mailbox")
     try:
-        created_at, created = MailboxShare.get(mailbox.mailbox_id, user_id).created_at, False
+        created_at = MailboxShare.get(mailbox.mailbox_id, user_id).created_at
     except DoesNotExist:
-        created_at, created = now_iso(), True
+        created_at = now_iso()
     share = MailboxShare(mailbox.mailbox_id, user_id, tenant_id=mailbox.tenant_id,
                          user_key=owner_key(mailbox.tenant_id, user_id), access=access, created_at=created_at)
     share.save()
-    return share, created
+    return share
 
 
 def delete_share(mailbox: Mailbox, user_id: str) -> None:

@@ -55,7 +55,7 @@ def test_done_when_walk(api, tenant, aws, dovecot, smtp, monkeypatch):
     mailbox_id = created.json["id"]
     for who, level in (("u-reader", "read"), ("u-writer", "read_write")):
         assert api("PUT", f"/v1/mailboxes/{mailbox_id}/shares/{who}", key=tenant["key"],
-                   json_body={"access": level}).status == 201
+                   json_body={"access": level}).status == 200
     directory.put_record(tenant["id"], "contact", "p-1", {"name": "Jan", "emails": ["jan@customer.example"]})
     dovecot.append(user, "INBOX", make_message(subject="Offer #1", from_="Jan <jan@customer.example>",
                                                to=f"{user}@acme-crm.example",

@@ -74,13 +74,13 @@ def test_ids_in_the_path_are_percent_decoded(api, tenant):
     assert api("GET", "/v1/directory/company/c%201", key=key).json["id"] == "c 1"
     assert api("GET", "/v1/directory/company/firma-%C4%8D", key=key).json["id"] == "firma-č"
     put = api("PUT", "/v1/directory/project/%C4%8D%201", key=key, json_body={"name": "Poptávka"})
-    assert put.status == 201 and put.json["id"] == "č 1"
+    assert put.status == 200 and put.json["id"] == "č 1"
     assert api("GET", "/v1/directory/project/%C4%8D%201", key=key).json["name"] == "Poptávka"
     assert api("DELETE", "/v1/directory/company/c%201", key=key).status == 204
 
     make_mailbox(tenant["id"], "mbx_edge", owner_user_id="u-owner")
     share = api("PUT", "/v1/mailboxes/mbx_edge/shares/alice%40example.com", key=key, json_body={"access": "read"})
-    assert share.status == 201 and share.json["user_id"] == "alice@example.com"
+    assert share.status == 200 and share.json["user_id"] == "alice@example.com"
     assert api("GET", "/v1/mailboxes/mbx_edge", key=key, user="alice@example.com").status == 200
     assert api("DELETE", "/v1/mailboxes/mbx_edge/shares/alice%40example.com", key=key).status == 204
     assert api("GET", "/v1/mailboxes/mbx_edge", key=key, user="alice@example.com").status == 404
@@ -118,22 +118,19 @@ def test_a_bad_cursor_is_a_400_problem_naming_the_cursor(api, tenant, other_tena
                                       "again without it, or pass next_cursor of this same listing unchanged"}]
 
 
-def test_a_put_that_creates_answers_201_and_one_that_replaces_200(api, tenant):
-    """PUT of a share or directory record that did not exist answered 200: RFC 9110 §9.3.4 says 201 (Created)."""
+def test_a_put_answers_200_whether_it_created_or_replaced(api, tenant):
+    """Guards the v1 contract clients check for: a PUT of a share or directory record answers 200 both when it
+    creates and when it replaces (docs/api.md; a switch to 201 on create was considered and kept out)."""
     key = tenant["key"]
     make_mailbox(tenant["id"], "mbx_edge", owner_user_id="u-owner")
     first = api("PUT", "/v1/mailboxes/mbx_edge/shares/u-bob", key=key, json_body={"access": "read"})
-    assert first.status == 201 and first.json["access"] == "read"
+    assert first.status == 200 and first.json["access"] == "read"
     again = api("PUT", "/v1/mailboxes/mbx_edge/shares/u-bob", key=key, json_body={"access": "read_write"})
     assert again.status == 200 and again.json["access"] == "read_write"
-    assert again.json["created_at"] == first.json["created_at"]
     record = api("PUT", "/v1/directory/company/c-1", key=key, json_body={"name": "Acme"})
-    assert record.status == 201 and record.json["id"] == "c-1"
+    assert record.status == 200 and record.json["id"] == "c-1"
     replaced = api("PUT", "/v1/directory/company/c-1", key=key, json_body={"name": "Acme Inc."})
     assert replaced.status == 200 and replaced.json["name"] == "Acme Inc."
-    paths = api("GET", "/v1/openapi.json").json["paths"]
-    for path in ("/v1/mailboxes/{mailbox_id}/shares/{user_id}", "/v1/directory/{record_type}/{record_id}"):
-        assert {"200", "201"} <= set(paths[path]["put"]["responses"]), path
 
 
 def test_a_query_parameter_a_route_does_not_take_is_a_422_naming_it(api, tenant):

@@ -307,7 +307,7 @@ def test_user_visibility_owner_other_and_shared(api, tenant, fake):
     assert api("PUT", f"{path}/shares/u-carol", key=key, user="u-bob", json_body={"access": "read"}).status == 404
 
     shared = api("PUT", f"{path}/shares/u-bob", key=key, user="u-alice", json_body={"access": "read"})
-    assert shared.status == 201 and shared.json["access"] == "read" and shared.json["user_id"] == "u-bob"
+    assert shared.status == 200 and shared.json["access"] == "read" and shared.json["user_id"] == "u-bob"
     assert api("GET", path, key=key, user="u-bob").json["access"] == "read"
     assert [m["id"] for m in api("GET", "/v1/mailboxes", key=key, user="u-bob").json["items"]] == [mailbox_id]
     assert api("PATCH", path, key=key, user="u-bob", json_body={"name": "mine"}).status == 403

@@ -11,7 +11,7 @@ from chalicelib.api.context import current_principal
 from chalicelib.api.errors import field_error
 from chalicelib.api.guards import not_found, require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
-from chalicelib.api.routing import Answer, Created, route, validation_errors
+from chalicelib.api.routing import route, validation_errors
 from chalicelib.lazy import lazy_module
 from chalicelib.models.directory import RECORD_TYPES, DirectoryRecord
 
@@ -51,10 +51,7 @@ def _record(record_type: str, record_id: str) -> DirectoryRecord:
 
 
 @route(bp, "/v1/directory/{record_type}/{record_id}", methods=["PUT"], body="chalicelib.api.schemas.directory:RecordIn",
-       response="chalicelib.api.schemas.directory:RecordOut",
-       also={201: Answer("Created (no record of this type and id existed)",
-                         "chalicelib.api.schemas.directory:RecordOut")},
-       summary="Create (201) or replace (200) a directory record", tags=TAGS)
+       response="chalicelib.api.schemas.directory:RecordOut", summary="Create or replace a directory record", tags=TAGS)
 def put_record(record_type: str, record_id: str, body: RecordIn):
     tenant_id = require_tenant_admin().tenant_id
     try:
@@ -63,8 +60,7 @@ def put_record(record_type: str, record_id: str, body: RecordIn):
         field, _, message = str(exc).partition(": ")
         raise field_error(field, message) from None
     late.announce_outcomes(tenant_id, [outcome])
-    out = record_out(outcome.record)
-    return Created(out) if outcome.created else out
+    return record_out(outcome.record)
 
 
 @route(bp, "/v1/directory/{record_type}/{record_id}", methods=["GET"],

@@ -20,7 +20,7 @@ from chalicelib.api.errors import (ApiError, Forbidden, NotFound, PlanLimitReach
                                    ValidationFailed, field_error)
 from chalicelib.api.guards import require_feature
 from chalicelib.api.pagination import decode_cursor, encode_cursor
-from chalicelib.api.routing import Answer, Created, route
+from chalicelib.api.routing import Answer, route
 from chalicelib.lazy import lazy_module
 from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
 from chalicelib.tenancy.plans import MAILBOX_CONNECTION
@@ -192,16 +192,12 @@ def list_shares(mailbox_id: str, query: ListQuery):
 
 @route(bp, "/v1/mailboxes/{mailbox_id}/shares/{user_id}", methods=["PUT"],
        body="chalicelib.api.schemas.mailboxes:ShareIn", response="chalicelib.api.schemas.mailboxes:ShareOut",
-       also={201: Answer("Shared (the user had no share of this mailbox before)",
-                         "chalicelib.api.schemas.mailboxes:ShareOut")},
-       summary="Share the mailbox with a user at read or read_write access (201 new, 200 changed)", tags=TAGS)
+       summary="Share the mailbox with a user at read or read_write access", tags=TAGS)
 def put_share(mailbox_id: str, user_id: str, body: ShareIn):
     require_feature(MAILBOX_CONNECTION)
     mailbox = access.get_mailbox(mailbox_id, need="owner")
     with domain_errors():
-        share, created = service.put_share(mailbox, _share_user(user_id), body.access)
-    out = serialize.share_out(share)
-    return Created(out) if created else out
+        return serialize.share_out(service.put_share(mailbox, _share_user(user_id), body.access))
 
 
 @route(bp, "/v1/mailboxes/{mailbox_id}/shares/{user_id}", methods=["DELETE"], status=204,
