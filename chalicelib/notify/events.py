@@ -15,6 +15,7 @@ from typing import Any
 from pynamodb.exceptions import PutError
 
 from chalicelib import aws
+from chalicelib.budget import batches_within
 from chalicelib.config import get_settings
 from chalicelib.ids import new_id, stable_id
 from chalicelib.logs import logger
@@ -77,16 +78,8 @@ def enqueue_events(tenant_id: str, events: list[Event]) -> int:
     queue_url = get_settings().events_queue_url
     if not queue_url or not events:
         return 0
-    batches: list[list[dict]] = [[]]
-    size = 0
-    for event in events:
-        body = event_body(event)
-        body_size = len(json.dumps(body))
-        if batches[-1] and size + body_size > QUEUE_MESSAGE_BYTES:
-            batches.append([])
-            size = 0
-        batches[-1].append(body)
-        size += body_size
+    batches = batches_within([event_body(event) for event in events], lambda body: len(json.dumps(body)),
+                             QUEUE_MESSAGE_BYTES)
     for batch in batches:
         aws.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(
             {"kind": EVENTS_KIND, "tenant_id": tenant_id, "events": batch}))

@@ -45,16 +45,21 @@ def a_tick(mailbox):
         return provider
 
 
-def test_outlook_sync_with_a_valid_token_decrypts_only_the_mailbox_credentials(fake_ms, secret_opens):
-    """Guards against: every idle Outlook tick decrypting a client secret it never sends."""
-    mailbox = outlook_mailbox(fake_ms)
+@pytest.mark.parametrize("kind", ["gmail", "outlook"])
+def test_a_sync_with_a_warm_token_decrypts_only_the_mailbox_credentials(kind, request, secret_opens):
+    """Guards against: every idle tick decrypting a client secret it never sends (access tokens are not
+    stored: the first tick refreshes, the process keeps the token for the next)."""
+    mailbox = (make_gmail_mailbox(request.getfixturevalue("google")) if kind == "gmail"
+               else outlook_mailbox(request.getfixturevalue("fake_ms")))
     with kms_calls() as first:
-        a_tick(mailbox)                               # no access token stored: a refresh, which needs the secret
+        a_tick(mailbox)                               # no access token yet: a refresh, which needs the secret
     assert first == {"Decrypt": 1} and len(secret_opens) == 1
     with kms_calls() as later:
         a_tick(mailbox)                               # the warm access token is still valid
     assert later == {"Decrypt": 1} and len(secret_opens) == 1
-    assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token"]
+    if kind == "outlook":
+        fake_ms = request.getfixturevalue("fake_ms")
+        assert fake_ms.identity.token_requests == ["authorization_code", "refresh_token"]
 
 
 def test_outlook_refresh_still_sends_the_client_secret(fake_ms, secret_opens):
@@ -87,14 +92,3 @@ def test_outlook_unusable_client_secret_fails_only_at_refresh(fake_ms):
     with pytest.raises(ProviderError) as caught:      # no secret at all: refused when the provider is built
         build_provider(reload(mailbox))
     assert caught.value.code == ErrorCode.PERMANENT
-
-
-def test_gmail_sync_with_a_valid_token_decrypts_only_the_mailbox_credentials(google, secret_opens):
-    """Guards against: every idle Gmail tick decrypting a client secret it never sends."""
-    mailbox = make_gmail_mailbox(google)
-    with kms_calls() as first:
-        a_tick(mailbox)                               # no access token yet: a refresh, which needs the secret
-    assert first == {"Decrypt": 1} and len(secret_opens) == 1
-    with kms_calls() as later:
-        a_tick(mailbox)                               # the warm access token is still valid
-    assert later == {"Decrypt": 1} and len(secret_opens) == 1

@@ -41,6 +41,7 @@ import dataclasses
 from datetime import date, datetime, time as dtime, timezone
 from typing import Iterator, Sequence
 
+from chalicelib.budget import batches_within
 from chalicelib.providers.base import (ChangeSet, ErrorCode, FetchedMessage, MailProvider, MessageRef,
                                        OAuthContext, ProviderError, PushState, PushSubscriber, SendResult,
                                        ThreadHint)
@@ -204,8 +205,7 @@ class GmailProvider(MailProvider, PushSubscriber):
         `RAW_BATCH_BYTES` (a larger message alone). A single ref is fetched directly (one body is bounded)."""
         by_id = {ref.provider_id: ref for ref in refs}
         sizes = self.client.get_sizes(list(by_id)) if len(by_id) > 1 else {}
-        groups: list[list[str]] = [[]]
-        held = 0
+        wanted: list[str] = []
         for message_id, ref in by_id.items():
             if message_id in sizes and sizes[message_id] is None:
                 yield FetchedMessage(ref, None, vanished=True)
@@ -214,14 +214,9 @@ class GmailProvider(MailProvider, PushSubscriber):
             if size > max_bytes:
                 yield FetchedMessage(ref, None, skipped_reason=f"size {size} exceeds limit {max_bytes}")
                 continue
-            if groups[-1] and held + size > RAW_BATCH_BYTES:
-                groups.append([])
-                held = 0
-            groups[-1].append(message_id)
-            held += size
-        for group in groups:
-            if group:
-                yield from self._fetch_raw(group, by_id, max_bytes)
+            wanted.append(message_id)
+        for group in batches_within(wanted, lambda message_id: sizes.get(message_id) or 0, RAW_BATCH_BYTES):
+            yield from self._fetch_raw(group, by_id, max_bytes)
 
     def _fetch_raw(self, ids: list[str], by_id: dict[str, MessageRef], max_bytes: int) -> Iterator[FetchedMessage]:
         for message_id, answer in self.client.get_raw_batch(ids):
