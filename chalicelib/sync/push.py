@@ -18,10 +18,10 @@ Lifecycle events (Graph's `reauthorizationRequired` and `subscriptionRemoved`,
 learn.microsoft.com/graph/change-notifications-lifecycle-events) are settled here too, never inside the webhook:
 the push endpoint verifies the notification, records the event on the mailbox (`push_lifecycle`, `owe`) and
 requests a sync; the worker settles it before that sync (`settle`: reauthorize, falling back to a renewal; or
-subscribe again after removing what is left), and the renewer settles any still owed — the one whose job was
-lost, or whose settling failed (`failed_at`: the worker then leaves it to the renewer's hourly retry instead of
-calling the provider at every sync). The record is removed only if unchanged since it was read, so an event that
-arrives while another is settled is settled next.
+subscribe again after removing what is left), and the renewer settles any still owed — one whose job was lost
+(`SETTLE_AFTER`), or whose settling failed (`failed_at`: the worker then leaves it to the renewer's hourly retry
+instead of calling the provider at every sync). The record is removed only if unchanged since it was read, so
+an event that arrives while another is settled is settled next.
 """
 from __future__ import annotations
 
@@ -94,6 +94,7 @@ def renewal_due(mailbox: Mailbox, state: PushState) -> bool:
 
 
 LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved")
+SETTLE_AFTER = timedelta(minutes=10)     # the worker settles an owed event within seconds of its push job
 
 
 def owe(mailbox: Mailbox, event: str, subscription_id: str) -> None:
@@ -154,10 +155,24 @@ def _update_owed(mailbox: Mailbox, owed: dict, action) -> None:
             raise
 
 
+def left_to_the_renewer(owed: dict | None) -> bool:
+    """An owed lifecycle event the renewer settles: one whose settling failed, or one older than
+    `SETTLE_AFTER` (its job was lost). A younger one is its job's, which a concurrent settle would race (two
+    `subscriptionRemoved` settles would each subscribe, and one set of subscriptions would be left behind)."""
+    if not owed:
+        return False
+    if owed.get("failed_at"):
+        return True
+    try:
+        return utcnow() - parse_iso(str(owed.get("at"))) >= SETTLE_AFTER
+    except (TypeError, ValueError):
+        return True
+
+
 def maintain(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProvider] = build_provider) -> str:
     """"n/a" | "current" | "started" | "renewed" | "failed" — or, when a lifecycle event is owed, what settling
     it gave (`settle`) — never raises for a provider failure."""
-    if mailbox.push_lifecycle:
+    if left_to_the_renewer(mailbox.push_lifecycle):
         outcome = settle(mailbox, provider_factory=provider_factory)
         if outcome == "resubscribed":           # what arrived while no subscription was there
             request_sync(mailbox.tenant_id, mailbox.mailbox_id, "push")

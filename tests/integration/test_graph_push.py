@@ -144,13 +144,16 @@ def test_lifecycle_subscription_removed_resubscribes_and_syncs(aws, fake_ms, pus
     assert len(drain(aws["sync_queue_url"])) == 1                  # the new subscription's clientState is accepted
 
 
-def test_a_lifecycle_event_whose_job_was_lost_is_settled_by_the_renewer(aws, fake_ms, pushed):
+def test_a_lifecycle_event_whose_job_was_lost_is_settled_by_the_renewer(aws, fake_ms, pushed, monkeypatch):
     """Guards against: an owed lifecycle event forgotten when its queue message is lost."""
     from chalicelib.sync import push
     status, _, _ = fake_ms.lifecycle(pushed.push_state["subscriptions"]["sent"], "subscriptionRemoved")
     assert status == 202
     drain(aws["sync_queue_url"])                                    # the job is lost, its marker aged out
     reload(pushed).update(actions=[Mailbox.sync_queued_at.remove()])
+    assert push.maintain(reload(pushed), provider_factory=provider) == "current"    # still its job's to settle
+    assert reload(pushed).push_lifecycle is not None and not fake_ms.requests_for(ADDRESS, "/subscriptions")[2:]
+    monkeypatch.setattr(push, "utcnow", lambda: utcnow() + push.SETTLE_AFTER)
     assert push.maintain(reload(pushed), provider_factory=provider) == "resubscribed"
     assert reload(pushed).push_lifecycle is None and set(reload(pushed).push_state["subscriptions"].values()) == \
         set(fake_ms.subscriptions)
