@@ -323,14 +323,22 @@ def restore_removed(mailbox: Mailbox, message_ids: Iterable[str]) -> int:
 
     One consistent BatchGetItem per 100 ids (a small projection); only the removed ones are written: the mark
     cleared conditioned on it still being set (a replayed page restores nothing twice), then the message
-    rejoins its conversation and the search index (`threads.derived.remember`). Returns how many came back.
-    `removed_count` is the number of removals seen and is not lowered (as when a re-fetched message returns)."""
+    rejoins its conversation and the search index (`threads.derived.remember`, idempotent). A crash between
+    the two leaves a message unmarked but out of its conversation; the replayed page finds it so (no
+    `conversation_id`, not hidden) and rejoins it then. Returns how many came back. `removed_count` is the
+    number of removals seen and is not lowered (as when a re-fetched message returns)."""
     wanted = list(dict.fromkeys(message_ids))
     back: list[str] = []
+    rejoin: list[str] = []
     for start in range(0, len(wanted), 100):
         for hit in Message.batch_get(wanted[start:start + 100], consistent_read=True,
-                                     attributes_to_get=["message_id", "tenant_id", "removed_at_source"]):
-            if hit.tenant_id != mailbox.tenant_id or hit.removed_at_source is None:
+                                     attributes_to_get=["message_id", "tenant_id", "removed_at_source",
+                                                        "conversation_id", "hidden"]):
+            if hit.tenant_id != mailbox.tenant_id:
+                continue
+            if hit.removed_at_source is None:
+                if not hit.conversation_id and not hit.hidden:
+                    rejoin.append(hit.message_id)
                 continue
             try:
                 Message(hit.message_id).update(actions=[Message.removed_at_source.remove()],
@@ -340,8 +348,9 @@ def restore_removed(mailbox: Mailbox, message_ids: Iterable[str]) -> int:
                     raise
                 continue
             back.append(hit.message_id)
+    if back or rejoin:
+        derived.remember(mailbox.tenant_id, back + rejoin)
     if back:
-        derived.remember(mailbox.tenant_id, back)
         logger.info("messages back at the source", extra={"messages": len(back)})
     return len(back)
 

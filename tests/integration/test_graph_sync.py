@@ -199,8 +199,34 @@ def test_a_message_moved_out_and_back_is_restored_not_left_removed(fake_ms):
     result = sync(mailbox)
     assert (result.counts.imported, result.counts.removed) == (0, 0)
     [message] = list(Message.by_mailbox.query(mailbox.mailbox_id))
-    assert message.provider_id == kept and message.removed_at_source is None
+    assert message.provider_id == kept and message.removed_at_source is None and message.conversation_id
     assert int(reload(mailbox).imported_count) == 1
+
+
+def test_a_crash_between_restoring_and_rethreading_is_mended_by_the_replayed_page(fake_ms, monkeypatch):
+    """Guards against: a worker that dies after clearing a message's removed mark but before it rejoins its
+    conversation and the search index leaving it out of both for good (the replay finds it unmarked)."""
+    from chalicelib.threads import derived
+    kept = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(1))
+    mailbox = outlook_mailbox(fake_ms)
+    sync(mailbox)
+    fake_ms.mail.move_message(ADDRESS, kept, "archive")
+    sync(mailbox)
+    fake_ms.mail.move_message(ADDRESS, kept, "inbox")
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("worker killed")
+
+    remember = derived.remember
+    monkeypatch.setattr(derived, "remember", dies)
+    with pytest.raises(RuntimeError):
+        sync(mailbox)
+    [message] = list(Message.by_mailbox.query(mailbox.mailbox_id))
+    assert message.removed_at_source is None and not message.conversation_id      # the gap
+    monkeypatch.setattr(derived, "remember", remember)
+    sync(mailbox)                                                                   # the page, replayed
+    [message] = list(Message.by_mailbox.query(mailbox.mailbox_id))
+    assert message.removed_at_source is None and message.conversation_id
 
 
 def test_a_message_that_does_not_parse_is_stored_with_its_raw_bytes(fake_ms):
