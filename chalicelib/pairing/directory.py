@@ -74,8 +74,8 @@ def _keys_of(item: DirectoryRecord | None) -> set[str]:
 def clean_fields(record_type: str, record_id: str, data: dict[str, Any]) -> dict[str, Any]:
     if record_type not in RECORD_TYPES:
         raise InvalidRecord(f"type: must be one of {', '.join(RECORD_TYPES)}")
-    if not record_id or len(record_id) > 200 or "/" in record_id:
-        raise InvalidRecord("id: must be 1-200 characters without '/'")
+    if not record_id or len(record_id) > 200 or "/" in record_id or not record_id.isprintable():
+        raise InvalidRecord("id: must be 1-200 printable characters without '/'")
     emails, domains = [], []
     for raw in data.get("emails") or []:
         address = normalize_address(raw)

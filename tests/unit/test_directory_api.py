@@ -44,6 +44,11 @@ def test_invalid_record_is_422_naming_the_field(api, tenant):
     assert put(api, tenant, "planet/x", {}).status == 422
     assert put(api, tenant, "company/c-1", {"company_id": "c-2"}).status == 422
     assert put(api, tenant, "company/c-1", {"colour": "red"}).status == 422
+    control = put(api, tenant, "company/c%0A1", {"name": "Acme"})               # a newline in the id
+    assert control.status == 422 and control.json["errors"][0]["field"] == "id"
+    batch = api("POST", "/v1/directory/batch", key=tenant["key"],
+                json_body={"records": [{"type": "lead", "id": "l\u00001"}]})
+    assert batch.json["results"][0]["status"] == "error" and "id" in batch.json["results"][0]["error"]
 
 
 def test_directory_writes_need_the_tenant_not_a_user(api, tenant):
