@@ -82,6 +82,9 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "Success"}
     if op.response is not None:
         ok["content"] = {op.content_type: {"schema": _schema_ref(op.response, components)}}
+    if op.location and op.status == 201:
+        ok["headers"] = {"Location": {"description": "The created resource's URI", "schema": {"type": "string",
+                                                                                             "format": "uri"}}}
     responses: dict[str, Any] = {str(op.status): ok}
     for code, answer in op.also:     # other success answers of the route (a purge's 200/202, a handshake's echo)
         schema = _schema_ref(answer.model, components) if answer.model else {"type": "string"}

@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -109,6 +109,7 @@ class Operation:
     errors: tuple[int, ...] = field(default_factory=tuple)
     # other success answers the route gives besides `status` (e.g. a purge's 200/202, a handshake's echo)
     also: tuple[tuple[int, Answer], ...] = field(default_factory=tuple)
+    location: str | None = None     # a 201's `Location` template (see `created_location`)
 
     @property
     def body(self) -> type[BaseModel] | None:
@@ -249,15 +250,39 @@ def parse_query(request, model: type[BaseModel], *, single: bool = True) -> Base
         raise
 
 
-def render(result: Any, status: int) -> Response:
+_PLACEHOLDER = re.compile(r"{([a-z_.]+)}")
+
+
+def created_location(template: str, answer: dict[str, Any]) -> str | None:
+    """The URI of what a 201 created (RFC 9110 §15.3.2, §10.2.2): `template` (`/v1/mailboxes/{id}`; a dotted
+    name reads a nested field, `{record.id}`) filled from the answer's fields, each percent-encoded, under
+    `MAILBRIDGE_PUBLIC_BASE_URL` — absolute, since a path alone would drop an API Gateway stage prefix. None
+    when a field is missing."""
+    def value(match: re.Match) -> str:
+        found: Any = answer
+        for name in match.group(1).split("."):
+            if not isinstance(found, dict) or found.get(name) in (None, ""):
+                raise KeyError(match.group(1))
+            found = found[name]
+        return quote(str(found), safe="")
+    try:
+        return get_settings().public_base_url + _PLACEHOLDER.sub(value, template)
+    except KeyError:
+        return None
+
+
+def render(result: Any, status: int, location: str | None = None) -> Response:
     if isinstance(result, Response):
         return result
     if result is None and status == 204:
         return Response(body="", status_code=204)
     if isinstance(result, BaseModel):
         result = result.model_dump(mode="json", by_alias=True)
-    return Response(body=json.dumps(result, default=str), status_code=status,
-                    headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    uri = created_location(location, result) if location and status == 201 and isinstance(result, dict) else None
+    if uri:
+        headers["Location"] = uri
+    return Response(body=json.dumps(result, default=str), status_code=status, headers=headers)
 
 
 def _authenticate(mode: str, request):
@@ -272,9 +297,10 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
           query: str | None = None, response: str | None = None, status: int = 200, tags: tuple[str, ...] = (),
           content_type: str = "application/json", errors: tuple[int, ...] = (),
           accepts: tuple[str, ...] = JSON_ONLY, max_body: int | None = None,
-          also: dict[int, Answer] | None = None) -> Callable:
+          also: dict[int, Answer] | None = None, location: str | None = None) -> Callable:
     """Declare a route of `bp` (see the module docstring); `body`, `query` and `response` are `"module:Name"`
-    references to pydantic models, resolved on first use."""
+    references to pydantic models, resolved on first use; `location`: where a 201 says the created resource
+    is (`created_location`)."""
     if auth not in {"tenant", "operator", "none"}:
         raise ValueError(f"unknown auth mode {auth!r}")
     body, query, response = _reference(body, "body"), _reference(query, "query"), _reference(response, "response")
@@ -282,7 +308,8 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
     def decorator(fn: Callable) -> Callable:
         for method in methods:
             OPERATIONS.append(Operation(method.upper(), path, summary, auth, status, tuple(tags), body, query,
-                                        response, content_type, tuple(errors), tuple((also or {}).items())))
+                                        response, content_type, tuple(errors), tuple((also or {}).items()),
+                                        location))
 
         @functools.wraps(fn)
         def view(**path_args):
@@ -307,7 +334,7 @@ def route(bp, path: str, *, methods: list[str], summary: str, auth: str = "tenan
                     kwargs["query"] = parse_query(request, model_class(query), single=auth != "none")
                 elif auth != "none":     # provider redirects and pushes may carry parameters of their own
                     refuse_query(request)
-                return render(fn(**kwargs), status)
+                return render(fn(**kwargs), status, location)
             except ApiError as exc:
                 if exc.status >= 500:
                     logger.warning("request failed", extra={"problem": exc.slug, "detail": exc.detail})

@@ -208,3 +208,22 @@ def test_user_routes_take_the_user_id_decoded_and_refuse_what_no_user_can_be_cal
         assert_problem(api("GET", path, key=key), 404, "not-found")
     put = api("PUT", "/v1/users/u%201/notification-settings", key=key, json_body={"channels": {"new_mail": "off"}})
     assert_problem(put, 404, "not-found")
+
+
+def test_a_201_says_where_the_created_resource_is(api, tenant):
+    """A 201 without `Location` left the client to build the new resource's URI itself (RFC 9110 §15.3.2)."""
+    created = api("POST", "/v1/keys", key=tenant["key"], json_body={"name": "crm-backend"})
+    assert created.status == 201
+    assert created.headers["location"] == f"http://127.0.0.1:8000/v1/keys/{created.json['id']}"
+    message = save(make_mailbox(tenant["id"], "mbx_edge"), "1")
+    made = api("POST", f"/v1/messages/{message.message_id}/create-record", key=tenant["key"],
+               json_body={"type": "lead", "name": "Jan & Co"})
+    assert made.status == 201, made.json
+    record = made.json["record"]
+    location = made.headers["location"]
+    assert location == f"http://127.0.0.1:8000/v1/directory/lead/{record['id']}"
+    assert api("GET", location.removeprefix("http://127.0.0.1:8000"), key=tenant["key"]).json["id"] == record["id"]
+    paths = api("GET", "/v1/openapi.json").json["paths"]
+    for path in ("/v1/keys", "/v1/mailboxes", "/v1/rules", "/v1/mail-servers", "/v1/admin/tenants",
+                 "/v1/messages/{message_id}/create-record"):
+        assert "Location" in paths[path]["post"]["responses"]["201"]["headers"], path

@@ -30,7 +30,7 @@ def tenant_out(tenant) -> dict:
 
 
 @route(bp, "/v1/admin/tenants", methods=["POST"], auth="operator", body="chalicelib.api.schemas.tenancy:CreateTenant",
-       response="chalicelib.api.schemas.tenancy:TenantCreated", status=201,
+       response="chalicelib.api.schemas.tenancy:TenantCreated", status=201, location="/v1/admin/tenants/{id}",
        summary="Create a tenant (and its first API key)", tags=TAGS)
 def create_tenant(body: CreateTenant):
     tenant = service.create_tenant(body.name, body.plan, own_domains=body.own_domains,

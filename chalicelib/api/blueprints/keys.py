@@ -40,7 +40,7 @@ def _owned_key(key_id: str) -> ApiKey:
 
 
 @route(bp, "/v1/keys", methods=["POST"], body="chalicelib.api.schemas.tenancy:CreateKey",
-       response="chalicelib.api.schemas.tenancy:KeyCreated", status=201,
+       response="chalicelib.api.schemas.tenancy:KeyCreated", status=201, location="/v1/keys/{id}",
        summary="Create an API key (the key is shown once)", tags=TAGS)
 def create_key(body: CreateKey):
     principal = require_tenant_admin()

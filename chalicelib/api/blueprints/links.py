@@ -71,7 +71,8 @@ def delete_link(message_id: str, record_type: str, entity_id: str):
 
 @route(bp, "/v1/messages/{message_id}/create-record", methods=["POST"],
        body="chalicelib.api.schemas.links:CreateRecordIn", response="chalicelib.api.schemas.links:CreatedRecordOut",
-       status=201, summary="Create a directory record from a message and pair it", tags=TAGS, errors=(422,))
+       status=201, summary="Create a directory record from a message and pair it", tags=TAGS, errors=(422,),
+       location="/v1/directory/{record.type}/{record.id}")
 def create_record(message_id: str, body: CreateRecordIn):
     message = pairable_message(message_id)
     made = pairing_call(manual.create_record, message, body.type, current_principal().user_id, body.name,

@@ -35,6 +35,7 @@ def _owned_server(server_id: str) -> MailServer:
 
 @route(bp, "/v1/mail-servers", methods=["POST"], body="chalicelib.api.schemas.mail_servers:CreateMailServer",
        response="chalicelib.api.schemas.mail_servers:MailServerOut", status=201,
+       location="/v1/mail-servers/{id}",
        summary="Create an IMAP/SMTP preset or an OAuth application (gmail/outlook)", tags=TAGS)
 def create_server(body: CreateMailServer):
     principal = require_tenant_admin()

@@ -47,6 +47,7 @@ def _rule(rule_id: str) -> Rule:
 
 @route(bp, "/v1/rules", methods=["POST"], body="chalicelib.api.schemas.rules:CreateRule",
        response="chalicelib.api.schemas.rules:RuleOut", status=201, summary="Create a scanner rule", tags=TAGS,
+       location="/v1/rules/{id}",
        errors=(404,))  # 404: mailbox_id names no visible mailbox
 def create_rule(body: CreateRule):
     tenant_id = require_tenant_admin().tenant_id
