@@ -139,5 +139,11 @@ class GatewayTimeout(ApiError):
     status, slug, title = 504, "timeout", "Timed out"
 
 
+def invalid(errors: list[dict[str, str]]) -> ValidationFailed:
+    """The 422 for `errors` ({field, message} each), its detail naming the first five."""
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return ValidationFailed(f"Request is invalid — {detail}", errors=errors)
+
+
 def field_error(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"{field}: {message}", errors=[{"field": field, "message": message}])

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ValidationError
 from chalicelib.api import auth
 from chalicelib.api.context import reset_principal, set_principal
 from chalicelib.api.errors import (ApiError, BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType,
-                                   ValidationFailed, problem_response)
+                                   ValidationFailed, invalid, problem_response)
 from chalicelib.config import get_settings
 from chalicelib.lazy import resolve
 from chalicelib.logs import logger
@@ -168,9 +168,7 @@ def validation_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, 
 
 
 def _raise_validation(exc: ValidationError, prefix: str = "") -> None:
-    errors = validation_errors(exc, prefix)
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-    raise ValidationFailed(f"Request is invalid — {detail}", errors=errors) from None
+    raise invalid(validation_errors(exc, prefix)) from None
 
 
 def _read_json(request, max_body: int | None) -> Any:
@@ -217,9 +215,7 @@ def refuse_body(request) -> None:
     if not isinstance(data, dict):
         raise ValidationFailed("This route takes no request body.",
                                errors=[{"field": "body", "message": "this route takes no request body"}])
-    errors = [{"field": name, "message": "Extra inputs are not permitted"} for name in data]
-    raise ValidationFailed("Request is invalid — " + "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
-                           errors=errors)
+    raise invalid([{"field": name, "message": "Extra inputs are not permitted"} for name in data])
 
 
 def refuse_query(request) -> None:
@@ -227,9 +223,7 @@ def refuse_query(request) -> None:
     model answers for a parameter it does not know (`DELETE /v1/messages/{id}?purge=true` must not look done)."""
     names = sorted(request.query_params or {})
     if names:
-        errors = [{"field": f"query.{name}", "message": "Extra inputs are not permitted"} for name in names]
-        raise ValidationFailed("Request is invalid — " + "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
-                               errors=errors)
+        raise invalid([{"field": f"query.{name}", "message": "Extra inputs are not permitted"} for name in names])
 
 
 def parse_query(request, model: type[BaseModel], *, single: bool = True) -> BaseModel:
@@ -239,9 +233,7 @@ def parse_query(request, model: type[BaseModel], *, single: bool = True) -> Base
     repeated = sorted(name for name in raw if len(raw.getlist(name)) > 1) if single and hasattr(raw, "getlist") \
         else []
     if repeated:
-        errors = [{"field": f"query.{name}", "message": "given more than once"} for name in repeated]
-        raise ValidationFailed("Request is invalid — " + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
-                               errors=errors)
+        raise invalid([{"field": f"query.{name}", "message": "given more than once"} for name in repeated])
     params = dict(raw)
     try:
         return model.model_validate(params)

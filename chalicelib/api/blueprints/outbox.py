@@ -13,7 +13,7 @@ from chalice import Blueprint
 
 from chalicelib.api import access
 from chalicelib.api.context import current_principal
-from chalicelib.api.errors import ApiError, Conflict, NotFound, PayloadTooLarge, ValidationFailed, field_error
+from chalicelib.api.errors import ApiError, Conflict, NotFound, PayloadTooLarge, field_error, invalid
 from chalicelib.api.routing import route
 from chalicelib.lazy import lazy_module
 from chalicelib.models.mailbox import Mailbox
@@ -87,8 +87,7 @@ def send(mailbox_id: str, body: SendRequest):
     mailbox = _sending_mailbox(mailbox_id)
     problems = body.problems()
     if problems:
-        raise ValidationFailed("Request is invalid — " + "; ".join(f"{p['field']}: {p['message']}"
-                                                                     for p in problems), errors=problems)
+        raise invalid(problems)
     key = bp.current_request.headers.get("idempotency-key")
     if key is not None and not _IDEMPOTENCY_KEY.match(key):
         raise field_error("Idempotency-Key", "1-255 visible ASCII characters")
