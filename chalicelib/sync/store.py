@@ -10,7 +10,8 @@ Idempotency (a redelivered job, a retried page, a UIDVALIDITY resync all re-deli
        their Message-ID; the same bytes found under that legacy id are that message.
     2. PUT raw/<tenant>/<mailbox>/<message_id>.eml — same key, same bytes, so a repeat is harmless
     3. PUT item IF message_id does not exist
-       → exists: UPDATE provider_id/provider_key (the new UID) and clear removed_at_source; created=False
+       → exists: UPDATE provider_id/provider_key (the new UID), and a message marked removed at the source is
+         back (its mark cleared, `removed_count` lowered, `clear_removed_mark`); created=False
 
 A crash between 2 and 3 leaves an orphan-free state: the retry rewrites the same object and then the item.
 What the CRM has stored is never overwritten (links, hidden, pairing state survive a redelivery).
@@ -22,9 +23,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib import aws, ids
@@ -111,17 +113,48 @@ def _insert_or_refresh(item: Message, provider_id: str, provider_ref: str) -> Sa
     except PutError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
-    return refresh_ref(item.message_id, provider_id, provider_ref)
+    return refresh_ref(item, provider_id, provider_ref)
 
 
-def refresh_ref(message_id: str, provider_id: str, provider_ref: str) -> SaveOutcome:
+def refresh_ref(stored: Message, provider_id: str, provider_ref: str) -> SaveOutcome:
     """Already stored (redelivery / retried page / resync): only the provider reference moves. The answer
-    (ALL_NEW) carries what the message still owes (`owed`), so the caller completes an interrupted store."""
-    existing = Message(message_id)
-    existing.update(actions=[Message.provider_id.set(provider_id), Message.provider_key.set(provider_ref),
-                             Message.removed_at_source.remove()],
-                    condition=Message.message_id.exists())
+    (ALL_NEW) carries what the message still owes (`owed`), so the caller completes an interrupted store.
+    `stored` names the message (its id, tenant and mailbox). A message marked removed at the source that the
+    provider has again is back: its mark is cleared with the mailbox's `removed_count` lowered
+    (`clear_removed_mark`) and it rejoins its conversation and the search index."""
+    moves = [Message.provider_id.set(provider_id), Message.provider_key.set(provider_ref)]
+    existing = Message(stored.message_id)
+    try:
+        existing.update(actions=moves, condition=Message.message_id.exists()
+                        & Message.removed_at_source.does_not_exist())
+        return SaveOutcome(existing, False)
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+    if clear_removed_mark(stored.message_id, stored.tenant_id, stored.mailbox_id, moves):
+        derived.remember(stored.tenant_id, [stored.message_id])
+        return SaveOutcome(Message.get(stored.message_id, consistent_read=True), False)
+    existing.update(actions=moves, condition=Message.message_id.exists())   # a missing item raises UpdateError
     return SaveOutcome(existing, False)
+
+
+def clear_removed_mark(message_id: str, tenant_id: str, mailbox_id: str, actions: Sequence[Action] = ()) -> bool:
+    """Clear a message's `removed_at_source` (with `actions`) and lower its mailbox's `removed_count` by one,
+    in ONE transaction conditioned on the mark being set — all-or-nothing (DynamoDB Developer Guide, "Amazon
+    DynamoDB Transactions"), so `removed_count` stays the number of messages marked removed however often a
+    removal or a return is replayed (`mark_removed` raises it the same way). False when the mark was not set
+    any more (a concurrent or replayed return) or the message or mailbox is gone: nothing was written."""
+    try:
+        with TransactWrite(connection=transaction_connection()) as transaction:
+            transaction.update(Message(message_id), actions=[*actions, Message.removed_at_source.remove()],
+                               condition=Message.removed_at_source.exists())
+            transaction.update(Mailbox(tenant_id, mailbox_id), actions=[Mailbox.removed_count.add(-1)],
+                               condition=Mailbox.mailbox_id.exists())
+    except TransactWriteError as exc:
+        if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+            raise
+        return False
+    return True
 
 
 def _legacy_twin(mailbox: Mailbox, folder: str, rfc_message_id: str | None, digest: str) -> str | None:
@@ -322,11 +355,11 @@ def restore_removed(mailbox: Mailbox, message_ids: Iterable[str]) -> int:
     messages in a folder"). Both reach the engine as known `ChangeSet.changed` refs, which it never fetches.
 
     One consistent BatchGetItem per 100 ids (a small projection); only the removed ones are written: the mark
-    cleared conditioned on it still being set (a replayed page restores nothing twice), then the message
+    cleared conditioned on it still being set, with `removed_count` lowered (`clear_removed_mark`: a replayed
+    page restores and counts nothing twice), then the message
     rejoins its conversation and the search index (`threads.derived.remember`, idempotent). A crash between
     the two leaves a message unmarked but out of its conversation; the replayed page finds it so (no
-    `conversation_id`, not hidden) and rejoins it then. Returns how many came back. `removed_count` is the
-    number of removals seen and is not lowered (as when a re-fetched message returns)."""
+    `conversation_id`, not hidden) and rejoins it then. Returns how many came back."""
     wanted = list(dict.fromkeys(message_ids))
     back: list[str] = []
     rejoin: list[str] = []
@@ -340,14 +373,8 @@ def restore_removed(mailbox: Mailbox, message_ids: Iterable[str]) -> int:
                 if not hit.conversation_id and not hit.hidden:
                     rejoin.append(hit.message_id)
                 continue
-            try:
-                Message(hit.message_id).update(actions=[Message.removed_at_source.remove()],
-                                               condition=Message.removed_at_source.exists())
-            except UpdateError as exc:
-                if exc.cause_response_code != "ConditionalCheckFailedException":
-                    raise
-                continue
-            back.append(hit.message_id)
+            if clear_removed_mark(hit.message_id, mailbox.tenant_id, mailbox.mailbox_id):
+                back.append(hit.message_id)
     if back or rejoin:
         derived.remember(mailbox.tenant_id, back + rejoin)
     if back:

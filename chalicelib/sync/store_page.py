@@ -49,7 +49,6 @@ from chalicelib.providers.base import FetchedMessage
 from chalicelib.sync import effects
 from chalicelib.sync.lease import LeaseLost
 from chalicelib.sync.limits import FIELD_BUDGETS, size_of
-from chalicelib.threads import derived
 from chalicelib.threads.unread import apply as apply_read_state
 from chalicelib.timeutil import now_iso
 from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOutcome, _insert_or_refresh,
@@ -143,10 +142,7 @@ def _refresh(existing: Message, prepared: Prepared) -> SaveOutcome:
     ref_key = prepared.item.provider_key
     if existing.provider_key == ref_key and existing.removed_at_source is None:
         return SaveOutcome(existing, False)
-    outcome = refresh_ref(existing.message_id, prepared.item.provider_id, ref_key)
-    if existing.removed_at_source is not None:      # back at the source: back in its thread and the index
-        derived.remember(existing.tenant_id, [existing.message_id])
-    return outcome
+    return refresh_ref(existing, prepared.item.provider_id, ref_key)
 
 
 def _raw_puts(prepared: Sequence[Prepared], tagging: str | None) -> list[Future]:

@@ -110,7 +110,11 @@ def test_a_message_restored_from_trash_is_back_in_the_inbox(aws, google):
     [message] = stored(mailbox)
     assert message.provider_id == kept and message.removed_at_source is None
     assert int(reload(mailbox).imported_count) == 1
+    assert int(reload(mailbox).removed_count) == 0      # the count is of messages removed now, not of removals
     assert len(events.list_events(mailbox.tenant_id, "message.created")) == 1
+    google.change_labels(EMAIL, kept, add=("TRASH",), remove=("INBOX",))
+    sync(mailbox, provider)
+    assert int(reload(mailbox).removed_count) == 1
 
 
 def test_mail_to_self_carrying_inbox_and_sent_is_one_message(aws, google):

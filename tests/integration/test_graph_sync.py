@@ -201,6 +201,7 @@ def test_a_message_moved_out_and_back_is_restored_not_left_removed(fake_ms):
     [message] = list(Message.by_mailbox.query(mailbox.mailbox_id))
     assert message.provider_id == kept and message.removed_at_source is None and message.conversation_id
     assert int(reload(mailbox).imported_count) == 1
+    assert int(reload(mailbox).removed_count) == 0      # the count is of messages removed now, not of removals
 
 
 def test_a_crash_between_restoring_and_rethreading_is_mended_by_the_replayed_page(fake_ms, monkeypatch):

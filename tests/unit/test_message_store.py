@@ -8,7 +8,7 @@ from chalicelib.config import get_settings
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.providers.base import FetchedMessage, MessageRef
-from chalicelib.sync import store
+from chalicelib.sync import store, store_page
 from chalicelib.timeutil import now_iso
 from tests.mailfactory import make_message
 
@@ -142,6 +142,31 @@ def test_malformed_message_is_stored_with_raw_and_import_time_date(mailbox):
 def test_direction(mailbox, from_, folder, expected):
     outcome = store.save_fetched(mailbox, fetched(make_message(from_=from_), folder=folder))
     assert outcome.message.direction == expected
+
+
+@pytest.mark.parametrize("path", ["one message", "page"])
+def test_a_removed_message_found_again_is_back_and_uncounted_exactly_once(mailbox, path):
+    """Guards against: the sync status's `removed` count staying up after a removed message came back (a
+    UIDVALIDITY resync re-listing the same bytes), or going down twice when the return is replayed."""
+    def save(uid):
+        item = fetched(raw, uid=uid)
+        return (store.save_fetched(mailbox, item) if path == "one message"
+                else store_page.save_page(Mailbox.get("ten_1", "mbx_1"), [item])[0])
+
+    def removed_count():
+        return int(Mailbox.get("ten_1", "mbx_1", consistent_read=True).removed_count or 0)
+
+    raw = make_message(subject="Back", message_id="<back@acme.example>")
+    first = save("7:1").message
+    assert store.mark_removed(mailbox, "inbox", ["7:1"]) == 1 and removed_count() == 1
+    assert store.mark_removed(mailbox, "inbox", ["7:1"]) == 0 and removed_count() == 1
+    again = save("9:1")
+    assert not again.created and again.message.message_id == first.message_id
+    stored = Message.get(first.message_id, consistent_read=True)
+    assert stored.removed_at_source is None and stored.provider_id == "9:1" and stored.conversation_id
+    assert removed_count() == 0
+    save("9:1")                                                         # the page, replayed
+    assert removed_count() == 0 and len(all_messages()) == 1
 
 
 def test_mark_removed_sets_removed_at_source_once(mailbox):

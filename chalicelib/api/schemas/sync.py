@@ -17,9 +17,11 @@ class SyncError(ApiModel):
 
 
 class SyncCounts(ApiModel):
-    imported: int
-    skipped: int
-    removed: int
+    imported: int = Field(description="messages stored (each counted once, when its item is created)")
+    skipped: int = Field(description="messages over the size limit (recorded without their body) or named by a "
+                                     "never-import list (not stored)")
+    removed: int = Field(description="stored messages marked removed at the source now; one that comes back "
+                                     "(untrashed, moved back, re-listed) is no longer counted")
 
 
 class FolderCursor(ApiModel):
