@@ -19,14 +19,11 @@ and webhook payloads already delivered to the tenant's receiver.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.config import get_settings
 from chalicelib.erasure import refs
 from chalicelib.erasure.delete import add_counts, delete_messages, delete_raw_objects
 from chalicelib.ids import new_id
@@ -37,7 +34,8 @@ from chalicelib.models.outbox import OutboxItem
 from chalicelib.models.privacy import ErasureJob, RetiredMailbox
 from chalicelib.notify import queue
 from chalicelib.pairing.store import audit_entry
-from chalicelib.privacy.lists import normalize_address, participants
+from chalicelib.privacy.erased import subject_hash
+from chalicelib.privacy.lists import count_erasure, normalize_address, participants
 from chalicelib.security.crypto import decrypt_secrets, encrypt_secrets
 from chalicelib.timeutil import now_iso
 
@@ -46,12 +44,6 @@ PAGE = 200
 REQUEST_SECONDS = 15.0
 MAX_IDS = 5000
 PHASES = ("messages", "outbox", "events", "notifications", "done")
-
-
-def subject_hash(tenant_id: str, address: str) -> str:
-    """HMAC-SHA256 (RFC 2104) of tenant + normalized address under the service's signing key."""
-    key = get_settings().signing_key.encode("utf-8")
-    return "hmac-sha256:" + hmac.new(key, f"{tenant_id}\x1f{address}".encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def create(tenant_id: str, email: str, actor: str = "tenant") -> ErasureJob:
@@ -65,6 +57,7 @@ def create(tenant_id: str, email: str, actor: str = "tenant") -> ErasureJob:
                      progress={"phase": PHASES[0], "mailbox": None, "mailbox_key": None, "last_key": None},
                      counts={}, message_ids=[], created_at=now_iso())
     job.save(condition=ErasureJob.job_id.does_not_exist())
+    count_erasure(tenant_id)          # from now on the store refuses the person's mail (privacy/erased.py)
     return job
 
 

@@ -22,7 +22,7 @@ from chalicelib.notify import notifier, user_notifications
 from chalicelib.pairing import manual
 from chalicelib.privacy import lists
 from chalicelib.providers.base import FetchedMessage, MessageRef
-from chalicelib.sync import renewer, store
+from chalicelib.sync import renewer, store, store_page
 from chalicelib.timeutil import isoformat, utcnow
 from tests.mailfactory import make_message
 from tests.sync_helpers import drain
@@ -239,3 +239,61 @@ def test_erasure_and_retention_reach_the_mail_of_a_mailbox_deleted_without_purge
     delete_messages([Message.get(m.message_id) for m in Message.by_mailbox.query(mailbox.mailbox_id)])
     renewer.run()
     assert list(RetiredMailbox.query(tenant["id"])) == []          # none of its mail is left: forgotten
+
+
+def test_an_erasure_requested_while_a_page_is_stored_is_not_outrun(api, make_world, aws, monkeypatch):  # noqa: F811
+    """Guards against a sync page that read the privacy lists before an erasure was requested storing the
+    person's mail after the erasure job has already read that mailbox (the insert must see the new erasure),
+    and against the refused message's raw object staying in the bucket."""
+    world = make_world("personal")
+    tenant = world["tenant"]
+    mailbox = Mailbox.get(tenant["id"], world["mailbox"].mailbox_id)
+    page = [FetchedMessage(MessageRef("inbox", "70"), make_message(from_=f"Petra <{PERSON}>", subject="Racing")),
+            FetchedMessage(MessageRef("inbox", "71"), make_message(from_="jan@acme.example", subject="Bystander"))]
+    lookups = []
+    real_lookup = store_page.existing_items
+
+    def erasure_meanwhile(keys):             # after the page read the lists, before it inserts
+        if not lookups:
+            erase.run_for_request(erase.create(tenant["id"], PERSON))
+        lookups.append(keys)
+        return real_lookup(keys)
+
+    monkeypatch.setattr(store_page, "existing_items", erasure_meanwhile)
+
+    outcomes = store_page.save_page(mailbox, page)
+
+    assert [o.message.skipped_reason for o in outcomes] == [None, lists.ERASED]
+    assert {m.subject for m in Message.by_mailbox.query(mailbox.mailbox_id)} >= {"Bystander"}
+    assert "Racing" not in {m.subject for m in Message.by_mailbox.query(mailbox.mailbox_id)}
+    assert everything_naming([PERSON, "Racing"]) == []
+    assert int(Mailbox.get(tenant["id"], mailbox.mailbox_id).skipped_count or 0) == 1
+
+
+def test_erasure_refuses_only_mail_dated_up_to_the_request(api, make_world, aws):  # noqa: F811
+    """Guards against an erasure blocking the person's future mail (only mail dated up to the request stays
+    erased; undated mail counts as erased), against plus-addressed or look-alike addresses being taken for the
+    person, and against the person's address forms (case, IDN) escaping."""
+    world = make_world("personal")
+    tenant = world["tenant"]
+    mailbox = Mailbox.get(tenant["id"], world["mailbox"].mailbox_id)
+    idn_person = "Jan@Bücher.example"
+    for address in (PERSON, idn_person):
+        erase.run_for_request(erase.create(tenant["id"], address))
+    past, future = utcnow() - dt.timedelta(days=1), utcnow() + dt.timedelta(minutes=5)
+
+    def reason(uid, **kwargs):
+        return store.save_fetched(mailbox, FetchedMessage(MessageRef("inbox", uid), make_message(**kwargs))
+                                  ).message.skipped_reason
+
+    assert reason("80", from_=PERSON.upper(), date=past) == lists.ERASED
+    assert reason("81", from_="x@y.example", to="a@b.example", extra_headers={"Reply-To": PERSON}, date=past) \
+        == lists.ERASED
+    assert reason("82", from_="x@y.example", extra_headers={"Bcc": "JAN@xn--bcher-kva.example"},
+                  date=past) == lists.ERASED
+    assert reason("83", from_=PERSON, date=future) is None                     # written after the erasure
+    assert reason("84", from_="petra.svobodova+crm@client.example", date=past) is None   # another address
+    assert reason("85", from_="petra.svobodova@client.example.org", date=past) is None
+    undated = make_message(from_=PERSON).replace(b"Date:", b"X-Old-Date:")
+    assert store.save_fetched(mailbox, FetchedMessage(MessageRef("inbox", "86"), undated)
+                              ).message.skipped_reason == lists.ERASED
