@@ -118,11 +118,11 @@ def _messages_step(job: ErasureJob, address: str) -> bool:
 def _outbox_step(job: ErasureJob, address: str) -> bool:
     items = [i for i in OutboxItem.query(job.tenant_id)
              if any(normalize_address(r) == address for r in (i.recipients or []))]
-    delete_raw_objects(i.raw_s3_key for i in items)
+    objects = delete_raw_objects(i.raw_s3_key for i in items)
     with OutboxItem.batch_write() as batch:
         for item in items:
             batch.delete(OutboxItem(item.tenant_id, item.outbox_id))
-    job.counts = add_counts(job.counts, {"outbox_items": len(items)})
+    job.counts = add_counts(job.counts, {"outbox_items": len(items), "outbox_objects": objects})
     return True
 
 

@@ -2,6 +2,7 @@
 of every table and the bucket) and what they must not (other mail, the CRM's directory)."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 
@@ -11,6 +12,7 @@ import pytest
 from chalicelib.config import get_settings
 from chalicelib.erasure import erase, purge, retention
 from chalicelib.erasure.delete import delete_messages
+from chalicelib.models.conversation import ThreadEntry
 from chalicelib.models.directory import DirectoryIndex, DirectoryRecord
 from chalicelib.models.event import Event
 from chalicelib.models.mailbox import Mailbox
@@ -23,6 +25,7 @@ from chalicelib.pairing import manual
 from chalicelib.privacy import lists
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync import renewer, store, store_page
+from chalicelib.threads import derived
 from chalicelib.timeutil import isoformat, utcnow
 from tests.mailfactory import make_message
 from tests.sync_helpers import drain
@@ -297,3 +300,65 @@ def test_erasure_refuses_only_mail_dated_up_to_the_request(api, make_world, aws)
     undated = make_message(from_=PERSON).replace(b"Date:", b"X-Old-Date:")
     assert store.save_fetched(mailbox, FetchedMessage(MessageRef("inbox", "86"), undated)
                               ).message.skipped_reason == lists.ERASED
+
+
+def test_erasure_leaves_no_name_subject_or_text_of_the_erased_mail_and_exact_thread_counts(api, make_world, aws):  # noqa: F811
+    """Guards against an erasure that deletes the address but leaves what identifies the person elsewhere: their
+    display name (RFC 2047-encoded in the header), the erased messages' subject or text in a conversation's
+    snippet, participants or the search index — and against a conversation's message and unread counts that
+    still count the erased messages."""
+    world = make_world("personal")
+    tenant = world["tenant"]
+    mailbox = Mailbox.get(tenant["id"], world["mailbox"].mailbox_id)
+    first = stored(mailbox, uid="90", message_id="<q1@customer.example>", subject="Quorum offer",
+                   from_="jan@customer.example", to="owner@acme-crm.example", body="Kept text.\n")
+    reply = stored(mailbox, uid="91", message_id="<q2@client.example>", subject="Re: Quorum offer",
+                   from_=f"=?utf-8?b?{base64.b64encode('Žofie Quartzová'.encode()).decode()}?= "
+                         f"<{PERSON.lower()}>", to="owner@acme-crm.example", body="Zebrafinch secret plan.\n",
+                   in_reply_to="<q1@customer.example>", references=["<q1@customer.example>"],
+                   date=utcnow() + dt.timedelta(seconds=1))
+    derived.remember(tenant["id"], [first.message_id, reply.message_id])
+    conversation = Message.get(first.message_id).conversation_id
+    assert Message.get(reply.message_id).conversation_id == conversation
+    before = ThreadEntry.get(mailbox.mailbox_id, conversation)
+    assert before.message_count == 2
+
+    answer = api("POST", "/v1/erasure", key=tenant["key"], json_body={"email": PERSON})
+
+    assert answer.json["status"] == "done" and answer.json["message_ids"] == [reply.message_id]
+    assert everything_naming(["Quartzov", "Zebrafinch", reply.message_id], skip=(ErasureJob, AuditEntry)) == []
+    left = ThreadEntry.get(mailbox.mailbox_id, conversation)
+    assert left.message_count == 1 and left.latest_message_id == first.message_id
+    assert int(left.unread_count or 0) == 0
+    listed = api("GET", f"/v1/threads?mailbox_id={mailbox.mailbox_id}", key=tenant["key"])
+    [thread] = [t for t in listed.json["items"] if t["id"] == conversation]
+    assert thread["message_count"] == 1 and "Zebrafinch" not in json.dumps(thread)
+    assert api("GET", "/v1/messages/search?q=zebrafinch", key=tenant["key"]).json["items"] == []
+
+
+def test_purge_leaves_no_content_or_address_of_the_mailbox_and_counts_exactly(api, make_world):  # noqa: F811
+    """Guards against a purge that deletes what names the mailbox id but leaves its mail's content or
+    addresses in items keyed otherwise (conversations, thread keys, search postings, pairing markers), and
+    against counts that are not the number of things deleted."""
+    world = make_world("personal")
+    tenant = world["tenant"]
+    mailbox = Mailbox.get(tenant["id"], world["mailbox"].mailbox_id)
+    unique = stored(mailbox, uid="95", message_id="<purge-probe@xylophone.example>", subject="Xylophone tender",
+                    from_="Quentin Xylo <quentin@xylophone.example>", to="owner@acme-crm.example",
+                    body="Marimba figures.\n")
+    derived.remember(tenant["id"], [m.message_id for m in Message.by_mailbox.query(mailbox.mailbox_id)])
+    deliver_events(tenant["id"])
+    s3 = boto3.client("s3")
+    bucket = get_settings().raw_bucket
+    objects = [o["Key"] for prefix in (f"raw/{tenant['id']}/{mailbox.mailbox_id}/",
+                                       f"outbox/{tenant['id']}/{mailbox.mailbox_id}/")
+               for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    messages = list(Message.by_mailbox.query(mailbox.mailbox_id))
+
+    answer = api("DELETE", f"/v1/mailboxes/{mailbox.mailbox_id}?purge=true", key=tenant["key"])
+
+    assert answer.status == 200 and answer.json["status"] == "purged", answer
+    assert everything_naming(["xylophone", "Quentin Xylo", "Marimba", unique.message_id]) == []
+    counts = answer.json["counts"]
+    assert counts["messages"] == len(messages)
+    assert counts["raw_objects"] + counts.get("outbox_objects", 0) == len(objects), (counts, objects)
