@@ -183,9 +183,10 @@ def counterparts(message) -> list[str]:
 
 
 def participants(message) -> list[str]:
-    """Everyone a message names: From, To, Cc, Bcc, Reply-To (erasure)."""
-    return _emails(message.from_addr or {}) + _emails(list(message.to or []) + list(message.cc or [])
-                                                      + list(message.bcc or []) + list(message.reply_to or []))
+    """Everyone a message names: From, Sender, To, Cc, Bcc, Reply-To (erasure). Sender is stored since
+    2026-12-02; older items have none (their raw MIME still holds it)."""
+    return _emails(message.from_addr or {}) + _emails(getattr(message, "sender", None) or {}) + _emails(
+        list(message.to or []) + list(message.cc or []) + list(message.bcc or []) + list(message.reply_to or []))
 
 
 def never_import(message, lists: MailboxLists) -> bool:

@@ -97,6 +97,7 @@ def _build_item(mailbox: Mailbox, fetched: FetchedMessage, message_id: str, pars
         rfc_message_id=rfc_id,
         in_reply_to=parsed.in_reply_to, references=list(parsed.references), subject=parsed.subject,
         from_addr=parsed.from_addr, to=parsed.to, cc=parsed.cc, bcc=parsed.bcc, reply_to=parsed.reply_to,
+        sender=parsed.sender,
         date=date, has_attachments=parsed.has_attachments, attachments=parsed.attachments,
         headers=parsed.headers, snippet=parsed.snippet or None, parse_errors=errors, hidden=False, link_count=0,
         imported_at=imported_at, unread=None if ref.seen is None else not ref.seen, **extra)

@@ -362,3 +362,19 @@ def test_purge_leaves_no_content_or_address_of_the_mailbox_and_counts_exactly(ap
     counts = answer.json["counts"]
     assert counts["messages"] == len(messages)
     assert counts["raw_objects"] + counts.get("outbox_objects", 0) == len(objects), (counts, objects)
+
+
+def test_erasure_reaches_mail_where_the_person_is_only_the_sender_header(api, make_world, aws):  # noqa: F811
+    """Guards against an erasure missing mail a person sent on someone else's behalf (RFC 5322 §3.6.2: the
+    Sender field names the agent, From the author) — its raw MIME would keep their address."""
+    world = make_world("personal")
+    tenant = world["tenant"]
+    mailbox = Mailbox.get(tenant["id"], world["mailbox"].mailbox_id)
+    on_behalf = stored(mailbox, uid="99", from_="Boss <boss@client.example>", to="owner@acme-crm.example",
+                       extra_headers={"Sender": f"Assistant <{PERSON}>"}, subject="On behalf")
+    assert Message.get(on_behalf.message_id).sender == {"name": "Assistant", "email": PERSON.lower()}
+
+    answer = api("POST", "/v1/erasure", key=tenant["key"], json_body={"email": PERSON.upper()})
+
+    assert answer.json["message_ids"] == [on_behalf.message_id]
+    assert everything_naming([PERSON]) == []
