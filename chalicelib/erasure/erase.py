@@ -1,5 +1,5 @@
-"""`POST /v1/erasure`: erase every stored message, tenant-wide, in which a person is a participant (From, To,
-Cc, Bcc or Reply-To), with what derives from it (`erasure.delete.delete_messages`), the outbox items addressed
+"""`POST /v1/erasure`: erase every stored message, tenant-wide, in which a person is a participant (From,
+Sender, To, Cc, Bcc or Reply-To), with what derives from it (`erasure.delete.delete_messages`), the outbox items addressed
 to them, and the events / in-app notifications naming the erased messages.
 
 Finding the messages: no index maps participants to messages (the pairing index maps addresses to CRM records), so
@@ -14,6 +14,8 @@ the job and the audit entry (action "erasure") keep an HMAC-SHA256 of the normal
 service's signing key (so a later request for the same person can be recognised, but the address cannot be
 read back), the counts and the erased message ids (the first `MAX_IDS`; events and notifications naming ids
 beyond those are left to their 90-day TTL — they hold ids only) — no content.
+Erased stays erased: `create` counts the erasure on the tenant's privacy item, after which the store refuses
+the person's mail dated up to the request wherever a provider lists it again (`privacy/erased.py`).
 Not erased: the CRM's directory records (the CRM owns them: delete the contact there), mail at the provider,
 and webhook payloads already delivered to the tenant's receiver.
 """
