@@ -24,7 +24,7 @@ from chalicelib.notify import notifier, user_notifications
 from chalicelib.pairing import manual
 from chalicelib.privacy import lists
 from chalicelib.providers.base import FetchedMessage, MessageRef
-from chalicelib.sync import renewer, store, store_page
+from chalicelib.sync import effects, renewer, store, store_page
 from chalicelib.threads import derived
 from chalicelib.timeutil import isoformat, utcnow
 from tests.mailfactory import make_message
@@ -378,3 +378,48 @@ def test_erasure_reaches_mail_where_the_person_is_only_the_sender_header(api, ma
 
     assert answer.json["message_ids"] == [on_behalf.message_id]
     assert everything_naming([PERSON]) == []
+
+
+def test_retention_boundary_thread_counts_and_page_debts_are_exact(api, make_world, aws):  # noqa: F811
+    """Guards against the sweeper deleting mail exactly at the period's age (only older mail goes) or the store
+    refusing it, against conversation counts (message_count, unread_count) that still count swept messages,
+    and against a page debt naming a swept message failing or announcing it."""
+    world = make_world("personal")
+    tenant = world["tenant"]
+    mailbox = Mailbox.get(tenant["id"], world["mailbox"].mailbox_id)
+    now = utcnow().replace(microsecond=0)
+    at_cutoff, just_older = now - dt.timedelta(days=30), now - dt.timedelta(days=30, seconds=1)
+    lists.set_retention(tenant["id"], 30)
+
+    def fetched(uid, date, **kwargs):
+        return FetchedMessage(MessageRef("inbox", uid, seen=False),
+                              make_message(date=date, to="owner@acme-crm.example", **kwargs))
+
+    assert store.save_fetched(mailbox, fetched("50", just_older)).message.skipped_reason == lists.PAST_RETENTION
+    lists.set_retention(tenant["id"], None)                        # stored while no period applies
+    outcomes = store_page.save_page(mailbox, [
+        fetched("51", just_older, message_id="<r1@customer.example>", subject="Offer"),
+        fetched("52", at_cutoff, message_id="<r2@customer.example>", subject="Re: Offer",
+                in_reply_to="<r1@customer.example>", references=["<r1@customer.example>"])])
+    older, boundary = [o.message for o in outcomes]
+    derived.remember(tenant["id"], [older.message_id, boundary.message_id])
+    conversation = Message.get(older.message_id).conversation_id
+    thread = ThreadEntry.get(mailbox.mailbox_id, conversation)
+    assert (thread.message_count, thread.unread_count) == (2, 2)
+    lists.set_retention(tenant["id"], 30)
+
+    counts = retention.sweep([Mailbox.get(tenant["id"], mailbox.mailbox_id)], now=now)
+
+    assert counts["messages"] == 1
+    with pytest.raises(Message.DoesNotExist):
+        Message.get(older.message_id)
+    assert Message.get(boundary.message_id)                          # exactly 30 days old: not older
+    thread = ThreadEntry.get(mailbox.mailbox_id, conversation)
+    assert (thread.message_count, thread.unread_count) == (1, 1)
+    assert thread.latest_message_id == boundary.message_id
+    mailbox = Mailbox.get(tenant["id"], mailbox.mailbox_id)
+    assert mailbox.owed_pages                                         # the page's effects are still owed
+    drain(aws["events_queue_url"])
+    effects.pay_debts(mailbox)
+    assert not Mailbox.get(tenant["id"], mailbox.mailbox_id).owed_pages
+    assert everything_naming([older.message_id]) == []              # no event announces the swept message
