@@ -1,6 +1,6 @@
 """`POST /v1/erasure`: erase every stored message, tenant-wide, in which a person is a participant (From,
-Sender, To, Cc, Bcc or Reply-To), with what derives from it (`erasure.delete.delete_messages`), the outbox items addressed
-to them, and the events / in-app notifications naming the erased messages.
+Sender, To, Cc, Bcc or Reply-To), with what derives from it (`erasure.delete.delete_messages`), the outbox items
+addressed to them, and the events / in-app notifications naming the erased messages.
 
 Finding the messages: no index maps participants to messages (the pairing index maps addresses to CRM records), so
 the job reads the tenant's messages mailbox by mailbox — its mailboxes, then the ones deleted without purge
