@@ -1,6 +1,6 @@
 """`POST /v1/erasure`: erase every stored message, tenant-wide, in which a person is a participant (From,
 Sender, To, Cc, Bcc or Reply-To), with what derives from it (`erasure.delete.delete_messages`), the outbox items
-addressed to them, and the events / in-app notifications naming the erased messages.
+addressed to them, and the events / in-app notifications naming the erased messages or outbox items.
 
 Finding the messages: no index maps participants to messages (the pairing index maps addresses to CRM records), so
 the job reads the tenant's messages mailbox by mailbox — its mailboxes, then the ones deleted without purge
@@ -125,6 +125,10 @@ def _outbox_step(job: ErasureJob, address: str) -> bool:
         for item in items:
             batch.delete(OutboxItem(item.tenant_id, item.outbox_id))
     job.counts = add_counts(job.counts, {"outbox_items": len(items), "outbox_objects": objects})
+    # their `outbox.sent` / `outbox.failed` events (a refusal's text can quote the address) and notifications
+    progress = job.progress
+    progress["outbox_ids"] = (list(progress.get("outbox_ids", [])) + [i.outbox_id for i in items])[:MAX_IDS]
+    progress["touched"] = list(dict.fromkeys(list(progress.get("touched", [])) + [i.mailbox_id for i in items]))
     return True
 
 
@@ -134,7 +138,7 @@ def _step(job: ErasureJob, address: str) -> bool:
         return _messages_step(job, address)
     if phase == "outbox":
         return _outbox_step(job, address)
-    erased = list(job.message_ids or [])
+    erased = list(job.message_ids or []) + list(progress.get("outbox_ids", []))
     if phase == "events":
         if not erased:
             return True

@@ -9,6 +9,7 @@ import json
 import boto3
 import pytest
 
+from chalicelib.api.schemas.outbox import SendRequest
 from chalicelib.config import get_settings
 from chalicelib.erasure import erase, purge, retention
 from chalicelib.erasure.delete import delete_messages
@@ -17,10 +18,13 @@ from chalicelib.models.directory import DirectoryIndex, DirectoryRecord
 from chalicelib.models.event import Event
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
+from chalicelib.models.outbox import OutboxItem
 from chalicelib.models.pairing import AuditEntry
 from chalicelib.models.privacy import ErasureJob, RetiredMailbox
 from chalicelib.models.registry import all_models
 from chalicelib.notify import notifier, user_notifications
+from chalicelib.outbox import delivery
+from chalicelib.outbox import service as outbox_service
 from chalicelib.pairing import manual
 from chalicelib.privacy import lists
 from chalicelib.providers.base import FetchedMessage, MessageRef
@@ -423,3 +427,23 @@ def test_retention_boundary_thread_counts_and_page_debts_are_exact(api, make_wor
     effects.pay_debts(mailbox)
     assert not Mailbox.get(tenant["id"], mailbox.mailbox_id).owed_pages
     assert everything_naming([older.message_id]) == []              # no event announces the swept message
+
+
+def test_erasure_deletes_the_failure_events_of_mail_sent_to_the_person(api, make_world, aws):  # noqa: F811
+    """Guards against an erasure deleting the outbox item addressed to a person but keeping its `outbox.failed`
+    event (and webhook delivery, in-app notification): a provider's refusal text can quote the address."""
+    world = make_world("personal")
+    tenant = world["tenant"]
+    mailbox = Mailbox.get(tenant["id"], world["mailbox"].mailbox_id)
+    item, _ = outbox_service.accept(mailbox, None, SendRequest(to=[PERSON], text="Hello"), None, None)
+    delivery._fail(OutboxItem.get(tenant["id"], item.outbox_id),
+                   {"code": "permanent", "detail": f"550 5.1.1 <{PERSON.lower()}>: mailbox unavailable"},
+                   OutboxItem.outbox_id.exists())
+    deliver_events(tenant["id"])
+    assert everything_naming([PERSON])
+
+    answer = api("POST", "/v1/erasure", key=tenant["key"], json_body={"email": PERSON})
+
+    assert answer.json["status"] == "done" and answer.json["counts"]["outbox_items"] == 1
+    assert everything_naming([PERSON, item.outbox_id], skip=(ErasureJob, AuditEntry)) == []
+    assert everything_naming([PERSON]) == []
