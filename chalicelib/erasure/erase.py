@@ -1,6 +1,6 @@
-"""`POST /v1/erasure`: erase every stored message, tenant-wide, in which a person is a participant (From, To,
-Cc, Bcc or Reply-To), with what derives from it (`erasure.delete.delete_messages`), the outbox items addressed
-to them, and the events / in-app notifications naming the erased messages.
+"""`POST /v1/erasure`: erase every stored message, tenant-wide, in which a person is a participant (From,
+Sender, To, Cc, Bcc or Reply-To), with what derives from it (`erasure.delete.delete_messages`), the outbox items
+addressed to them, and the events / in-app notifications naming the erased messages or outbox items.
 
 Finding the messages: no index maps participants to messages (the pairing index maps addresses to CRM records), so
 the job reads the tenant's messages mailbox by mailbox — its mailboxes, then the ones deleted without purge
@@ -14,19 +14,18 @@ the job and the audit entry (action "erasure") keep an HMAC-SHA256 of the normal
 service's signing key (so a later request for the same person can be recognised, but the address cannot be
 read back), the counts and the erased message ids (the first `MAX_IDS`; events and notifications naming ids
 beyond those are left to their 90-day TTL — they hold ids only) — no content.
+Erased stays erased: `create` counts the erasure on the tenant's privacy item, after which the store refuses
+the person's mail dated up to the request wherever a provider lists it again (`privacy/erased.py`).
 Not erased: the CRM's directory records (the CRM owns them: delete the contact there), mail at the provider,
 and webhook payloads already delivered to the tenant's receiver.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.config import get_settings
 from chalicelib.erasure import refs
 from chalicelib.erasure.delete import add_counts, delete_messages, delete_raw_objects
 from chalicelib.ids import new_id
@@ -37,7 +36,8 @@ from chalicelib.models.outbox import OutboxItem
 from chalicelib.models.privacy import ErasureJob, RetiredMailbox
 from chalicelib.notify import queue
 from chalicelib.pairing.store import audit_entry
-from chalicelib.privacy.lists import normalize_address, participants
+from chalicelib.privacy.erased import subject_hash
+from chalicelib.privacy.lists import count_erasure, normalize_address, participants
 from chalicelib.security.crypto import decrypt_secrets, encrypt_secrets
 from chalicelib.timeutil import now_iso
 
@@ -46,12 +46,6 @@ PAGE = 200
 REQUEST_SECONDS = 15.0
 MAX_IDS = 5000
 PHASES = ("messages", "outbox", "events", "notifications", "done")
-
-
-def subject_hash(tenant_id: str, address: str) -> str:
-    """HMAC-SHA256 (RFC 2104) of tenant + normalized address under the service's signing key."""
-    key = get_settings().signing_key.encode("utf-8")
-    return "hmac-sha256:" + hmac.new(key, f"{tenant_id}\x1f{address}".encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def create(tenant_id: str, email: str, actor: str = "tenant") -> ErasureJob:
@@ -65,6 +59,7 @@ def create(tenant_id: str, email: str, actor: str = "tenant") -> ErasureJob:
                      progress={"phase": PHASES[0], "mailbox": None, "mailbox_key": None, "last_key": None},
                      counts={}, message_ids=[], created_at=now_iso())
     job.save(condition=ErasureJob.job_id.does_not_exist())
+    count_erasure(tenant_id)          # from now on the store refuses the person's mail (privacy/erased.py)
     return job
 
 
@@ -125,11 +120,15 @@ def _messages_step(job: ErasureJob, address: str) -> bool:
 def _outbox_step(job: ErasureJob, address: str) -> bool:
     items = [i for i in OutboxItem.query(job.tenant_id)
              if any(normalize_address(r) == address for r in (i.recipients or []))]
-    delete_raw_objects(i.raw_s3_key for i in items)
+    objects = delete_raw_objects(i.raw_s3_key for i in items)
     with OutboxItem.batch_write() as batch:
         for item in items:
             batch.delete(OutboxItem(item.tenant_id, item.outbox_id))
-    job.counts = add_counts(job.counts, {"outbox_items": len(items)})
+    job.counts = add_counts(job.counts, {"outbox_items": len(items), "outbox_objects": objects})
+    # their `outbox.sent` / `outbox.failed` events (a refusal's text can quote the address) and notifications
+    progress = job.progress
+    progress["outbox_ids"] = (list(progress.get("outbox_ids", [])) + [i.outbox_id for i in items])[:MAX_IDS]
+    progress["touched"] = list(dict.fromkeys(list(progress.get("touched", [])) + [i.mailbox_id for i in items]))
     return True
 
 
@@ -139,7 +138,7 @@ def _step(job: ErasureJob, address: str) -> bool:
         return _messages_step(job, address)
     if phase == "outbox":
         return _outbox_step(job, address)
-    erased = list(job.message_ids or [])
+    erased = list(job.message_ids or []) + list(progress.get("outbox_ids", []))
     if phase == "events":
         if not erased:
             return True

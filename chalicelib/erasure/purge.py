@@ -77,11 +77,11 @@ def _prefix_keys(prefix: str) -> list[str]:
 
 def _outbox(mailbox: Mailbox) -> dict[str, int]:
     items = [i for i in OutboxItem.query(mailbox.tenant_id) if i.mailbox_id == mailbox.mailbox_id]
-    delete_raw_objects(i.raw_s3_key for i in items)
+    objects = delete_raw_objects(i.raw_s3_key for i in items)
     with OutboxItem.batch_write() as batch:
         for item in items:
             batch.delete(OutboxItem(item.tenant_id, item.outbox_id))
-    return {"outbox_items": len(items)}
+    return {"outbox_items": len(items), "outbox_objects": objects}
 
 
 def _leftovers(mailbox: Mailbox) -> dict[str, int]:

@@ -120,6 +120,7 @@ class Message(Model):
     cc = CompactJSONAttribute(default=list)
     bcc = CompactJSONAttribute(default=list)
     reply_to = CompactJSONAttribute(default=list)
+    sender = CompactJSONAttribute(null=True)       # {"name", "email"} of a Sender header (erasure finds it)
     date = UnicodeAttribute()                      # ISO UTC; falls back to the import time when unparsable
     size = NumberAttribute(default=0)
     has_attachments = BooleanAttribute(default=False)

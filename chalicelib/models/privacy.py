@@ -3,7 +3,8 @@
 `PrivacyList` is keyed `(tenant_id, scope)` with `scope = "tenant"` (the tenant admin's list, applies to every
 mailbox) or `"user#<user id>"` (a user's own list, applies to the mailboxes that user owns). Entries are
 normalized (`chalicelib/privacy/lists.py`): an address `local@domain` or a whole domain `@domain`. The tenant's
-item also holds the retention period (`erasure/retention.py`), so the store reads lists and period together.
+item also holds the retention period (`erasure/retention.py`) and the number of erasures requested
+(`privacy/erased.py`), so the store reads lists, period and erasures together.
 
 `ErasureJob` is keyed `(tenant_id, job_id)`: one `POST /v1/erasure`. While it runs it holds the address sealed
 by KMS (`sealed_subject`, encryption context tenant + job id) and its progress; when done the sealed address is
@@ -38,6 +39,7 @@ class PrivacyList(Model):
     never_import = ListAttribute(of=UnicodeAttribute, default=list)
     never_pair = ListAttribute(of=UnicodeAttribute, default=list)
     retention_days = NumberAttribute(null=True)       # scope "tenant" only: stored mail is deleted after it
+    erasures = NumberAttribute(null=True)             # scope "tenant" only: erasures requested (privacy/erased.py)
     updated_at = UnicodeAttribute()
 
 

@@ -15,13 +15,16 @@ counterparts are ignored by pairing (automatic, thread and late pairing) like th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Iterable
 
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.privacy import TENANT_SCOPE, PrivacyList, user_scope
+from chalicelib.privacy.erased import ErasedPeople
+from chalicelib.privacy.erased import for_tenant as erased_people
 from chalicelib.security.addresses import ascii_domain
-from chalicelib.timeutil import now_iso
+from chalicelib.timeutil import isoformat, now_iso, utcnow
 
 MAX_ENTRIES = 1000           # per list (keeps an item far below DynamoDB's 400 KB)
 
@@ -93,12 +96,24 @@ class Matcher:
 RETENTION_PERIODS = (30, 90, 180, 365, 730, 1095, 1825, 2555, 3650)   # days; one S3 lifecycle rule each
 RETENTION_TAG = "mailbridge-retention-days"
 
+NEVER_IMPORT = "never_import"     # refusal reasons (`refusal`): a never-import list names a counterpart,
+ERASED = "erased"                 # the message names an erased person (privacy/erased.py),
+PAST_RETENTION = "past_retention"  # it is older than the tenant's retention period
+
+
+def retention_cutoff(days: int, now=None) -> str:
+    """The `Message.date` bound of a retention period: mail dated before it is past the period (the sweeper
+    deletes it, the store does not store it)."""
+    return isoformat((now or utcnow()) - timedelta(days=days))
+
 
 @dataclass(frozen=True)
 class MailboxLists:
     never_import: Matcher = Matcher()
     never_pair: Matcher = Matcher()
     retention_days: int | None = None
+    erasures: int = 0                                        # the tenant's erasure count, as read
+    erased: ErasedPeople = field(default_factory=ErasedPeople)
 
     @property
     def raw_tagging(self) -> str | None:
@@ -141,9 +156,18 @@ def scopes_for(mailbox: Mailbox) -> list[str]:
 def lists_for(mailbox: Mailbox) -> MailboxLists:
     """The lists that apply to `mailbox` (one BatchGetItem: the tenant's and the owner's)."""
     items = list(PrivacyList.batch_get([(mailbox.tenant_id, scope) for scope in scopes_for(mailbox)]))
-    retention = next((int(i.retention_days) for i in items if i.scope == TENANT_SCOPE and i.retention_days), None)
+    tenant = next((i for i in items if i.scope == TENANT_SCOPE), None)
+    retention = int(tenant.retention_days) if tenant is not None and tenant.retention_days else None
+    erasures = int(tenant.erasures) if tenant is not None and tenant.erasures else 0
     return MailboxLists(Matcher.of(e for i in items for e in (i.never_import or [])),
-                        Matcher.of(e for i in items for e in (i.never_pair or [])), retention)
+                        Matcher.of(e for i in items for e in (i.never_pair or [])), retention, erasures,
+                        erased_people(mailbox.tenant_id, erasures))
+
+
+def count_erasure(tenant_id: str) -> None:
+    """One more erasure requested for the tenant: the store reads the erased people anew (privacy/erased.py)."""
+    PrivacyList(tenant_id, TENANT_SCOPE).update(actions=[PrivacyList.erasures.add(1),
+                                                         PrivacyList.updated_at.set(now_iso())])
 
 
 def _emails(entries) -> list[str]:
@@ -159,10 +183,25 @@ def counterparts(message) -> list[str]:
 
 
 def participants(message) -> list[str]:
-    """Everyone a message names: From, To, Cc, Bcc, Reply-To (erasure)."""
-    return _emails(message.from_addr or {}) + _emails(list(message.to or []) + list(message.cc or [])
-                                                      + list(message.bcc or []) + list(message.reply_to or []))
+    """Everyone a message names: From, Sender, To, Cc, Bcc, Reply-To (erasure). Sender is stored since
+    2026-12-02; older items have none (their raw MIME still holds it)."""
+    return _emails(message.from_addr or {}) + _emails(getattr(message, "sender", None) or {}) + _emails(
+        list(message.to or []) + list(message.cc or []) + list(message.bcc or []) + list(message.reply_to or []))
 
 
 def never_import(message, lists: MailboxLists) -> bool:
     return bool(lists.never_import) and any(lists.never_import.matches(a) for a in counterparts(message))
+
+
+def refusal(message, lists: MailboxLists, now=None) -> str | None:
+    """Why the store must not store `message` (a `Message` about to be created), or None: a never-import
+    counterpart; an erased participant (mail dated up to their erasure: erased stays erased); a date older
+    than the tenant's retention period (the sweeper would delete it — a re-list must not bring it back)."""
+    if never_import(message, lists):
+        return NEVER_IMPORT
+    if lists.erased and lists.erased.names((normalize_address(a) for a in participants(message)), message.date,
+                                           message.parse_errors or ()):
+        return ERASED
+    if lists.retention_days and message.date and message.date < retention_cutoff(lists.retention_days, now):
+        return PAST_RETENTION
+    return None

@@ -9,7 +9,7 @@ Every header-derived field of `ParsedMessage` that is stored in the `Message` it
 
 | field | budget |
 |---|---|
-| from_addr, reply_to | 2 KB, 4 KB |
+| from_addr, sender, reply_to | 2 KB, 2 KB, 4 KB |
 | to, cc / bcc | 64 KB, 48 KB / 16 KB |
 | subject, snippet | 4 KB, 1 KB (1,000 / 200 characters) |
 | rfc_message_id, in_reply_to | 1 KB each (250 characters, longer ids are hashed: `mime_decode`) |
@@ -28,7 +28,7 @@ from typing import Any
 ITEM_BUDGET = 256 * 1024
 DYNAMODB_ITEM_LIMIT = 400 * 1024
 FIELD_BUDGETS = {
-    "from_addr": 2 * 1024, "reply_to": 4 * 1024, "to": 64 * 1024, "cc": 48 * 1024, "bcc": 16 * 1024,
+    "from_addr": 2 * 1024, "sender": 2 * 1024, "reply_to": 4 * 1024, "to": 64 * 1024, "cc": 48 * 1024, "bcc": 16 * 1024,
     "subject": 4 * 1024, "snippet": 1024, "rfc_message_id": 1024, "in_reply_to": 1024,
     "references": 16 * 1024, "headers": 16 * 1024, "attachments": 64 * 1024, "parse_errors": 8 * 1024,
 }
@@ -98,7 +98,7 @@ def _fit_field(name: str, value: Any, budget: int) -> Any:
         return _fit_references(value, budget)
     if name == "headers":
         return _fit_headers(value, budget)
-    if name == "from_addr":
+    if name in ("from_addr", "sender"):
         return {"name": _cut_text(value.get("name") or "", 512), "email": value.get("email", "")[:320]}
     return _fit_list(value, budget)
 

@@ -53,6 +53,7 @@ class ParsedMessage:
     cc: list[dict[str, str]] = field(default_factory=list)
     bcc: list[dict[str, str]] = field(default_factory=list)
     reply_to: list[dict[str, str]] = field(default_factory=list)
+    sender: dict[str, str] | None = None             # Sender (RFC 5322 §3.6.2: the agent that sent it for From)
     subject: str | None = None
     date: str | None = None                          # ISO 8601 UTC ("...Z") or None when unparsable
     rfc_message_id: str | None = None                # without <>
@@ -279,7 +280,7 @@ def _attachment(part: MimePart, content_type: str, filename: str | None, index: 
 def _parse(raw: bytes) -> ParsedMessage:
     errors: list[str] = []
     msg, end = _window(raw, errors)
-    wanted = {"from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "in-reply-to",
+    wanted = {"from", "sender", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "in-reply-to",
               "references", *(h.lower() for h in AUTOMATION_HEADERS)}
     headers = {name: [_guard(errors, f"header: {name}", "", lambda v=v, n=name: header_text(_head(v, n, errors), n,
                                                                                           errors))
@@ -338,6 +339,8 @@ def _parse(raw: bytes) -> ParsedMessage:
         bcc=_guard(errors, "header: Bcc", [], lambda: addresses(", ".join(headers.get("bcc", [])), "Bcc", errors)),
         reply_to=_guard(errors, "header: Reply-To", [],
                         lambda: addresses(first("reply-to") or "", "Reply-To", errors)),
+        sender=_guard(errors, "header: Sender", None,
+                      lambda: next(iter(addresses(first("sender") or "", "Sender", errors)), None)),
         subject=subject, date=_guard(errors, "date", None, lambda: parse_date(first("date"), errors)),
         rfc_message_id=rfc_id,
         in_reply_to=_guard(errors, "header: In-Reply-To", None, lambda: normalize_msg_id(first("in-reply-to"))),

@@ -35,7 +35,8 @@ from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message, raw_key
-from chalicelib.privacy.lists import lists_for, never_import
+from chalicelib.privacy.lists import NEVER_IMPORT as NEVER_IMPORT  # re-exported: the reason's name here
+from chalicelib.privacy.lists import lists_for, refusal
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync.mime import ParsedMessage, parse_message
 from chalicelib.threads import derived, identity
@@ -44,7 +45,6 @@ from chalicelib.timeutil import now_iso
 CONTENT_KEYS = "content"                        # Mailbox.store_keys of mailboxes keyed by content only
 OWED_IMPORTED = ["pair", "announce", "count"]   # what a new message owes (sync/effects.py pays it)
 OWED_SKIPPED = ["count"]
-NEVER_IMPORT = "never_import"                   # skipped_reason of mail a never-import list names (not stored)
 
 RAW_CONTENT_TYPE = "message/rfc822"
 SENT_FOLDER = "sent"
@@ -99,6 +99,7 @@ def _build_item(mailbox: Mailbox, fetched: FetchedMessage, message_id: str, pars
         rfc_message_id=rfc_id,
         in_reply_to=parsed.in_reply_to, references=list(parsed.references), subject=parsed.subject,
         from_addr=parsed.from_addr, to=parsed.to, cc=parsed.cc, bcc=parsed.bcc, reply_to=parsed.reply_to,
+        sender=parsed.sender,
         date=date, has_attachments=parsed.has_attachments, attachments=parsed.attachments,
         headers=parsed.headers, snippet=parsed.snippet or None, parse_errors=errors, hidden=False, link_count=0,
         imported_at=imported_at, unread=None if ref.seen is None else not ref.seen, **extra)
@@ -266,10 +267,12 @@ def put_raw(prepared: Prepared, tagging: str | None = None) -> None:
                         ContentType=RAW_CONTENT_TYPE, ServerSideEncryption="AES256", **extra)
 
 
-def refuse(mailbox: Mailbox, refused: list[Prepared], lease_owner: str | None = None) -> list[SaveOutcome]:
-    """Messages a never-import list names (`privacy/lists.py`): nothing is stored (no raw object, no item);
-    each counts once more in the mailbox's `skipped_count` (a replayed page counts them again). The outcomes
-    carry the unsaved items, marked skipped and owing nothing."""
+def refuse(mailbox: Mailbox, refused: list[tuple[Prepared, str]],
+           lease_owner: str | None = None) -> list[SaveOutcome]:
+    """Messages the store must not store, each with its reason (`privacy.lists.refusal`: a never-import list
+    names it, it names an erased person, it is past the retention period): nothing is stored (no raw object, no
+    item); each counts once more in the mailbox's `skipped_count` (a replayed page counts them again). The
+    outcomes carry the unsaved items, marked skipped with the reason and owing nothing."""
     if not refused:
         return []
     condition = Mailbox.mailbox_id.exists()
@@ -277,9 +280,9 @@ def refuse(mailbox: Mailbox, refused: list[Prepared], lease_owner: str | None = 
         condition = condition & (Mailbox.lease_owner == lease_owner)
     Mailbox(mailbox.tenant_id, mailbox.mailbox_id).update(actions=[Mailbox.skipped_count.add(len(refused))],
                                                           condition=condition)
-    for prepared in refused:
-        prepared.item.skipped_reason, prepared.item.owed, prepared.item.owed_mailbox = NEVER_IMPORT, None, None
-    return [SaveOutcome(prepared.item, True) for prepared in refused]
+    for prepared, reason in refused:
+        prepared.item.skipped_reason, prepared.item.owed, prepared.item.owed_mailbox = reason, None, None
+    return [SaveOutcome(prepared.item, True) for prepared, _ in refused]
 
 
 def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
@@ -287,8 +290,9 @@ def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
     through `sync/store_page.py`; this is the one-message path (and the page path's fallback)."""
     prepared = prepare(mailbox, fetched)
     lists = lists_for(mailbox)
-    if never_import(prepared.item, lists):
-        return refuse(mailbox, [prepared])[0]
+    reason = refusal(prepared.item, lists)
+    if reason is not None:
+        return refuse(mailbox, [(prepared, reason)])[0]
     ref, item = fetched.ref, prepared.item
     twin = (_legacy_twin(mailbox, ref.folder, item.rfc_message_id, item.raw_sha256)
             or _sent_twin(mailbox, ref.folder, item.rfc_message_id)) if prepared.raw else None

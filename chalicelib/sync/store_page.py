@@ -10,7 +10,7 @@ Per page (the same keys and invariants as `store.py`, which stores one message):
        thread-safe, resources are not — "Multithreading or multiprocessing with resources", boto3 guide).
        Steps 1-3 go by groups of `PARSE_GROUP` messages: a group's PUTs run while the next group is parsed,
        and all of them have finished before step 4;
-    4. the new items in TransactWriteItems of ≤ 99 puts (each conditioned on the item being absent) plus ONE
+    4. the new items in TransactWriteItems of ≤ 98 puts (each conditioned on the item being absent) plus ONE
        update of the mailbox's `imported_count`/`skipped_count` by the number of items in that transaction,
        conditioned on the sync lease. A transaction is all-or-nothing (DynamoDB Developer Guide, "Amazon
        DynamoDB Transactions"), so a message is counted exactly when it is created, however often the page is
@@ -19,8 +19,13 @@ Per page (the same keys and invariants as `store.py`, which stores one message):
        `message.created`); `effects.complete_page` pays it and removes it.
     5. messages already stored only get their provider reference moved (one update each, only when it moved).
 
-Mail a never-import list names (`privacy/lists.py`, read once per page) is dropped after step 1: no raw
-object, no item; it is counted as skipped (`store.refuse`).
+Mail the store must not store (`privacy.lists.refusal`: a never-import list names it, it names an erased person,
+it is past the tenant's retention period; the lists are read once per page) is dropped after step 1: no raw
+object, no item; it is counted as skipped (`store.refuse`). An erasure requested while the page is under way
+must not be outrun (its job may already have read this mailbox): each insert transaction also checks that the
+tenant's erasure count (`PrivacyList.erasures`) is still the one read with the lists; when it moved, the
+transaction is cancelled as a whole, the lists are read again, the messages now refused have their raw objects
+deleted, and the rest are inserted.
 
 A transaction cancelled by an item condition (the item appeared meanwhile) falls back to the one-message path
 for its messages (`store._insert_or_refresh`, owing `count` too); one cancelled by the lease condition raises
@@ -44,7 +49,9 @@ from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
-from chalicelib.privacy.lists import lists_for, never_import
+from chalicelib.erasure.delete import delete_raw_objects
+from chalicelib.models.privacy import TENANT_SCOPE, PrivacyList
+from chalicelib.privacy.lists import MailboxLists, lists_for, refusal
 from chalicelib.providers.base import FetchedMessage
 from chalicelib.sync import effects
 from chalicelib.sync.lease import LeaseLost
@@ -57,7 +64,7 @@ from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOu
                                    use_id)
 
 PARSE_GROUP = 100                        # messages prepared, looked up and PUT together (`save_page`)
-TRANSACT_PUTS = 99                       # TransactWriteItems: 100 actions, one of them the mailbox counter
+TRANSACT_PUTS = 98                       # TransactWriteItems: 100 actions; the mailbox counter, the erasure check
 TRANSACT_BYTES = 3_000_000               # TransactWriteItems: 4 MB per request, with room for the envelope
 
 _pool: ThreadPoolExecutor | None = None
@@ -106,11 +113,21 @@ def _chunks(new: list[Prepared]) -> list[list[Prepared]]:
     return [chunk for chunk in chunks if chunk]
 
 
-def insert_items(mailbox: Mailbox, chunk: Sequence[Prepared], lease_owner: str | None) -> str | None | bool:
+class ErasuresMoved(Exception):
+    """An erasure was requested after the page read the lists: nothing of the chunk was written."""
+
+
+def _erasures_unchanged(erasures: int | None):
+    return PrivacyList.erasures == erasures if erasures else PrivacyList.erasures.does_not_exist()
+
+
+def insert_items(mailbox: Mailbox, chunk: Sequence[Prepared], lease_owner: str | None,
+                 erasures: int | None = None) -> str | None | bool:
     """Create the chunk's items, count them and record what they owe (one page debt on the mailbox,
     `effects.page_debt`) in one transaction. Returns the debt (None when every item is skipped and owes
     nothing); False when an item already existed (nothing was written); raises LeaseLost when the lease is no
-    longer `lease_owner`'s."""
+    longer `lease_owner`'s, ErasuresMoved when the tenant's erasure count is no longer `erasures` (the count
+    read with the lists; the transaction's ConditionCheck of the tenant's privacy item)."""
     imported = [p.item.message_id for p in chunk if not p.item.skipped_reason]
     skipped = len(chunk) - len(imported)
     debt = effects.page_debt(imported, now_iso()) if imported else None
@@ -126,11 +143,16 @@ def insert_items(mailbox: Mailbox, chunk: Sequence[Prepared], lease_owner: str |
                 transaction.save(prepared.item, condition=Message.message_id.does_not_exist())
             transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id), actions=actions,
                                condition=condition)
+            transaction.condition_check(PrivacyList, mailbox.tenant_id, TENANT_SCOPE,
+                                        condition=_erasures_unchanged(erasures))
     except TransactWriteError as exc:
         reasons = list(getattr(exc, "cancellation_reasons", None) or [])
         codes = [getattr(reason, "code", None) if reason is not None else None for reason in reasons]
-        if len(codes) == len(chunk) + 1 and codes[-1] == "ConditionalCheckFailed":
+        # PynamoDB sends the ConditionCheck first, then the puts, then the update (Connection.transact_write_items)
+        if len(codes) == len(chunk) + 2 and codes[-1] == "ConditionalCheckFailed":
             raise LeaseLost(mailbox.mailbox_id) from None
+        if len(codes) == len(chunk) + 2 and codes[0] == "ConditionalCheckFailed":
+            raise ErasuresMoved(mailbox.tenant_id) from None
         if "ConditionalCheckFailed" in codes:
             return False
         raise
@@ -207,13 +229,14 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
     The page is prepared, looked up and PUT in groups of `PARSE_GROUP`: a group's raw PUTs run on the pool
     while the next group is parsed (the parse is CPU, a PUT waits on S3), and every PUT has finished before the
     first item is inserted — the order a crash relies on (an item never points to a missing object)."""
-    lists = lists_for(mailbox)           # once per page: the never-import lists (privacy/lists.py)
+    lists = lists_for(mailbox)           # once per page: lists, retention, erasures (privacy/lists.py)
     page, refused, puts = _Sorted(), [], []
     try:
         for start in range(0, len(fetched), PARSE_GROUP):
             group = [prepare(mailbox, item) for item in fetched[start:start + PARSE_GROUP]]
-            refused += [p for p in group if never_import(p.item, lists)]
-            group = [p for p in group if not never_import(p.item, lists)]
+            reasons = [refusal(p.item, lists) for p in group]
+            refused += [(p, reason) for p, reason in zip(group, reasons) if reason is not None]
+            group = [p for p, reason in zip(group, reasons) if reason is None]
             stored = existing_items(_lookup_keys(group))
             puts += _raw_puts([item for item in group if page.add(item, stored)], lists.raw_tagging)
     except BaseException:
@@ -222,8 +245,15 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
         raise
     _finish(puts)
     outcomes = page.outcomes
-    for chunk in _chunks(page.new):
-        debt = insert_items(mailbox, chunk, lease_owner)
+    chunks = _chunks(page.new)
+    while chunks:
+        chunk = chunks.pop(0)
+        try:
+            debt = insert_items(mailbox, chunk, lease_owner, lists.erasures)
+        except ErasuresMoved:
+            lists, chunks, newly = _recheck(mailbox, [chunk] + chunks)
+            refused += newly
+            continue
         if debt is not False:
             for item in chunk:
                 outcomes[page.first_of[item.item.message_id]] = SaveOutcome(
@@ -237,8 +267,27 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
                 item.item, item.item.provider_id, item.item.provider_key)
     for index in page.repeats:
         first = outcomes[page.first_of[page.prepared[index].item.message_id]]
-        outcomes[index] = _refresh(first.message, page.prepared[index])
+        if first is not None:           # None: refused after an erasure came (`_recheck`), as is its repeat
+            outcomes[index] = _refresh(first.message, page.prepared[index])
     return [outcome for outcome in outcomes if outcome is not None] + refuse(mailbox, refused, lease_owner)
+
+
+def _recheck(mailbox: Mailbox, chunks: list[list[Prepared]]
+             ) -> tuple[MailboxLists, list[list[Prepared]], list[tuple[Prepared, str]]]:
+    """An erasure came while the page was under way: the lists read again, the not-yet-inserted messages they
+    now refuse taken out (their raw objects, already PUT, deleted) and the rest re-chunked."""
+    lists = lists_for(mailbox)
+    keep: list[Prepared] = []
+    newly: list[tuple[Prepared, str]] = []
+    for prepared in (p for chunk in chunks for p in chunk):
+        reason = refusal(prepared.item, lists)
+        if reason is None:
+            keep.append(prepared)
+        else:
+            newly.append((prepared, reason))
+    delete_raw_objects(p.item.raw_s3_key for p, _ in newly if p.raw is not None)
+    logger.info("erasure requested during the page; lists read again", extra={"refused": len(newly)})
+    return lists, _chunks(keep), newly
 
 
 # The engine's store interface: pages through `save_page`; the rest is the one-message store's.

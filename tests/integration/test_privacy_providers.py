@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from chalicelib.erasure import erase, purge
+from chalicelib.erasure import erase, purge, retention
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.models.privacy import TENANT_SCOPE
 from chalicelib.privacy import lists
-from chalicelib.sync import worker
+from chalicelib.sync import cursors, worker
 from chalicelib.sync.push import save_state
 from chalicelib.tenancy import service
 from tests.gmail_fixtures import EMAIL, days_ago, mail
@@ -18,6 +18,7 @@ from tests.graph_helpers import ADDRESS, api_deliver, outlook_mailbox, raw_mail
 from tests.integration.test_gmail_consent import consent, create_gmail
 from tests.integration.test_graph_push import provider
 from tests.integration.test_pairing_imap import imap_mailbox
+from chalicelib.timeutil import utcnow
 from tests.mailfactory import make_message
 from tests.sync_helpers import FakeContext, drain, job_event, receive_event, reload
 from tests.unit.test_privacy_erasure import everything_naming
@@ -96,3 +97,67 @@ def test_purging_an_outlook_mailbox_deletes_its_subscriptions(api, aws, fake_ms)
     assert report["status"] == "purged" and report["push_stop"] == "stopped"
     assert fake_ms.subscriptions == {}
     assert everything_naming([mailbox.mailbox_id]) == []
+
+
+def resync_from_scratch(mailbox) -> None:
+    """What a cursor-invalid resync, a new UIDVALIDITY or a re-list does: every folder is listed again from
+    `import_since` (the cursors are gone), and the store sees every message anew."""
+    cursors.delete_all(reload(mailbox))
+    assert worker.handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), FakeContext()) == {
+        "batchItemFailures": []}
+
+
+def test_dovecot_erased_and_retention_deleted_mail_stays_deleted_after_a_full_relist(aws, dovecot):
+    """Guards against erased mail (and mail past the retention period) coming back when the server lists it
+    again — a lost cursor, a new UIDVALIDITY, an import window moved earlier — while new mail from the same
+    person, dated after the erasure, is still imported."""
+    tenant_id = service.create_tenant("Resurrect", "standard", own_domains=["example.com"]).tenant_id
+    mailbox, user = imap_mailbox(dovecot, tenant_id, "auto")
+    old = utcnow() - dt.timedelta(days=40)
+    mailbox.update(actions=[Mailbox.import_since.set((old - dt.timedelta(days=5)).date().isoformat())])
+
+    def append(folder, date=RECENT, **kwargs):
+        dovecot.append(user, folder, make_message(date=date, **kwargs), date=date)
+
+    append("INBOX", subject="From Marta", from_=f"=?utf-8?q?Marta_Nov=C3=A1?= <{PERSON.upper()}>",
+           to="me@example.com")
+    append("Sent", subject="To Marta", from_="me@example.com", to=PERSON)
+    append("INBOX", subject="Unrelated", from_="jan@acme.example", to="me@example.com")
+    append("INBOX", subject="Old news", from_="jan@acme.example", to="me@example.com", date=old)
+    before = dovecot.snapshot(user)
+    assert worker.handle_batch(job_event((tenant_id, mailbox.mailbox_id)), FakeContext()) == {
+        "batchItemFailures": []}
+    assert subjects(mailbox) == {"From Marta", "To Marta", "Unrelated", "Old news"}
+
+    assert erase.run_for_request(erase.create(tenant_id, PERSON)).counts["messages"] == 2
+    lists.set_retention(tenant_id, 30)
+    assert retention.sweep([reload(mailbox)])["messages"] == 1
+    assert subjects(mailbox) == {"Unrelated"}
+
+    resync_from_scratch(mailbox)
+
+    assert subjects(mailbox) == {"Unrelated"}
+    assert everything_naming([PERSON, "Old news"]) == []
+    assert dovecot.snapshot(user) == before               # nothing at the server was touched
+    append("INBOX", subject="Marta again", date=utcnow() + dt.timedelta(minutes=1), from_=PERSON,
+           to="me@example.com")
+    resync_from_scratch(mailbox)
+    assert subjects(mailbox) == {"Unrelated", "Marta again"}          # mail written after the erasure is new
+
+
+def test_gmail_erased_mail_stays_erased_after_a_full_relist(api, tenant, google, aws):
+    """Guards against a Gmail re-list (a stale historyId answers 404 and the engine lists from import_since)
+    importing erased mail again."""
+    google.deliver(EMAIL, mail(1, sender=PERSON), received=days_ago(1))
+    google.deliver(EMAIL, mail(2), received=days_ago(1))
+    created = create_gmail(api, tenant, google)
+    consent(api, created["authorize_url"])
+    worker.handle_batch(receive_event(aws["sync_queue_url"], 10), FakeContext())
+    mailbox = Mailbox.get(tenant["id"], created["id"])
+    assert subjects(mailbox) == {"gmail message 1", "gmail message 2"}
+    assert erase.run_for_request(erase.create(tenant["id"], PERSON)).counts["messages"] == 1
+
+    resync_from_scratch(mailbox)
+
+    assert subjects(mailbox) == {"gmail message 2"}
+    assert everything_naming([PERSON]) == []

@@ -154,3 +154,21 @@ def test_another_tenant_finds_nothing(api, tenant, other_tenant, world):
     assert found(api, other_tenant, "q=poptavka") == []
     answer = api("GET", "/v1/messages/search?q=poptavka&mailbox_id=mbx_alice", key=other_tenant["key"])
     assert answer.status == 404
+
+
+def test_a_revoked_share_a_removal_at_the_source_and_bad_queries(api, tenant, world):
+    """Guards against search still answering from a mailbox whose share was revoked, returning a message removed
+    at the source, and refusing a bad query without naming the field (`q`)."""
+    team = world["team"].message_id
+    assert team in found(api, tenant, "q=poptavka", user="u-alice")
+    MailboxShare.get("mbx_team", "u-alice").delete()
+    assert team not in found(api, tenant, "q=poptavka", user="u-alice")
+    assert api("GET", f"/v1/messages/{team}", key=tenant["key"], user="u-alice").status == 404
+    mailbox = Message.get(world["bob"].message_id)
+    store.mark_removed(make_mailbox(tenant["id"], "mbx_bob", email="bob@acme-crm.example", owner_user_id="u-bob",
+                                    owner_key=f"{tenant['id']}#u-bob"), "inbox", [mailbox.provider_id])
+    assert world["bob"].message_id not in found(api, tenant, "q=poptavka")
+    assert found(api, tenant, "q=POPTA%CC%81VKA+%EF%BC%B4EAM") == [team]        # NFD accent, full-width letters
+    for bad in ("q=", "q=%20%20", "q=%21%21+a", "q=" + "w" * 501, "q=" + "+".join(f"w{n}" for n in range(9))):
+        answer = api("GET", f"/v1/messages/search?{bad}", key=tenant["key"])
+        assert answer.status == 422 and answer.json["errors"][0]["field"] in ("q", "query.q"), (bad, answer.json)

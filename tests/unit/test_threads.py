@@ -359,3 +359,31 @@ def test_erasing_a_participants_messages_leaves_no_trace_in_threads_or_the_index
     postings = list(SearchPosting.scan())
     assert postings and not any(p.message_id in (erased.message_id, lone.message_id) for p in postings)
     assert not any("eva" in p.token_key for p in postings)
+
+
+def test_thread_counts_follow_removal_restore_and_redelivery_exactly(tenant, alice):
+    """Guards against a conversation's message_count / unread_count drifting when a message is removed at the
+    source, comes back, and its page is replayed (each step twice)."""
+    def unread(uid, **kwargs):
+        raw = make_message(date=DAY, to="alice@acme-crm.example", **kwargs)
+        return store.save_fetched(alice, FetchedMessage(MessageRef("inbox", uid, seen=False), raw)).message
+
+    root = unread("c1", message_id="<c1@customer.example>", subject="Crate", from_="jan@customer.example")
+    child = unread("c2", message_id="<c2@customer.example>", subject="Re: Crate", from_="jan@customer.example",
+                   in_reply_to="<c1@customer.example>", references=["<c1@customer.example>"])
+    root, child = settle(root, child)
+    conversation = root.conversation_id
+
+    def counts():
+        found = entry("mbx_alice", conversation)
+        return found.message_count, found.unread_count
+
+    assert counts() == (2, 2)
+    for _ in range(2):
+        store.mark_removed(alice, "inbox", ["c2"])
+        assert counts() == (1, 1)
+    for _ in range(2):
+        store.restore_removed(alice, [child.message_id])
+        assert counts() == (2, 2)
+    settle(root, child)
+    assert counts() == (2, 2)
