@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import re
 from html.parser import HTMLParser
+from urllib.parse import urljoin
 
 import pytest
 
@@ -153,3 +154,26 @@ def test_console_and_docs_assets_stay_small():
     """The static files ship in every API Lambda package; a bundled framework would weigh on each cold start."""
     total = sum(path.stat().st_size for path in STATIC_DIR.iterdir() if path.is_file())
     assert total < 64 * 1024, f"{total} bytes of static files"
+
+
+@pytest.mark.parametrize("path, target", [("/console/", "/console"), ("/docs/", "/docs")])
+def test_a_trailing_slash_redirects_to_the_page_its_relative_links_are_written_for(api, path, target):
+    """`/console/` served the page itself, so its relative `console/app.js` resolved to
+    `/console/console/app.js` (404): a blank page without scripts, and `/docs/` lost its stylesheet and its
+    link to the OpenAPI document. The redirect is relative, so it also holds under an API Gateway stage."""
+    result = api("GET", path)
+    assert result.status == 308, result
+    assert urljoin(f"https://api.example{path}", result.headers["location"]) == f"https://api.example{target}"
+    assert urljoin(f"https://api.example/dev{path}", result.headers["location"]) == f"https://api.example/dev{target}"
+    assert api("GET", target).status == 200
+
+
+def test_the_reference_and_console_pages_carry_the_same_security_headers(api):
+    """/docs lacked the console's Referrer-Policy and Cache-Control; neither page said X-Frame-Options for
+    browsers that predate CSP frame-ancestors (RFC 7034)."""
+    for path in ("/docs", "/console", "/docs/docs.js", "/console/app.js"):
+        headers = api("GET", path).headers
+        assert headers["x-frame-options"] == "DENY", path
+        assert headers["referrer-policy"] == "no-referrer", path
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["cache-control"] == "no-cache", path
