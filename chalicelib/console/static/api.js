@@ -56,4 +56,10 @@ export function query(params) {
   return text ? `?${text}` : "";
 }
 
-export const id = encodeURIComponent;
+// One path segment: percent-encoded, and never "." or ".." — a URL resolves those as dot segments (also
+// written %2e; WHATWG URL Standard, "single-dot URL path segment"), so `v1/messages/..` would call `v1/`.
+export function id(value) {
+  const text = String(value);
+  if (text === "." || text === "..") throw new ApiError(0, { title: "Invalid id", detail: `"${text}" is not an id.` });
+  return encodeURIComponent(text);
+}
