@@ -14,6 +14,7 @@ from chalicelib.api.routing import OPERATIONS
 from chalicelib.api.schema_examples import example
 from chalicelib.console.assets import STATIC_DIR
 from tests.conftest import OPERATOR_KEY
+from tests.sync_helpers import make_mailbox
 
 # DOM sinks that parse strings as HTML or code; the console inserts data only as text and attributes.
 FORBIDDEN_JS = re.compile(r"\.(innerHTML|outerHTML)\b|insertAdjacentHTML|document\.write|\beval\s*\(|"
@@ -215,30 +216,34 @@ def test_every_example_of_the_document_validates_against_its_openapi_schema(docu
     assert problems == [] and checked > 300
 
 
-# Request bodies of /docs pasted as they are: routes that need no mailbox, message or provider (those are
-# walked by the README and the outbox/pairing walks); `{...}` are filled from the world below.
+# Request bodies of /docs pasted as they are: routes that reach no provider or outside host (connecting a
+# mailbox, the notification relay and the webhook resolve their hosts); `{...}` are filled from the world below.
 PASTED = [("POST", "/v1/admin/tenants"), ("PATCH", "/v1/admin/tenants/{tenant_id}"), ("POST", "/v1/keys"),
           ("PATCH", "/v1/keys/{key_id}"), ("POST", "/v1/directory/batch"),
           ("PUT", "/v1/directory/{record_type}/{record_id}"), ("PUT", "/v1/pairing/settings"),
           ("PUT", "/v1/privacy/lists"), ("PUT", "/v1/privacy/settings"), ("POST", "/v1/rules"),
           ("PATCH", "/v1/rules/{rule_id}"), ("PUT", "/v1/users/{user_id}/notification-settings"),
           ("PUT", "/v1/users/{user_id}/privacy-lists"), ("POST", "/v1/webhook/deliveries/replay"),
-          ("POST", "/v1/erasure")]
+          ("POST", "/v1/erasure"), ("POST", "/v1/mail-servers"), ("PATCH", "/v1/mail-servers/{server_id}"),
+          ("PATCH", "/v1/mailboxes/{mailbox_id}"), ("POST", "/v1/mailboxes/{mailbox_id}/send")]
 
 
 @pytest.mark.parametrize("method, path", PASTED)
 def test_request_examples_of_the_reference_are_accepted_by_the_api(api, tenant, document, method, path):
     """Each /docs example passed the models' field checks, yet the API refused several when pasted (422): a rule
-    action `pair` without its record, `"string"` as a never-import address, a retention of 1 day, a company with
-    a `company_id`, a directory batch of `[{}]`."""
+    action `pair` without its record, `"string"` as a never-import address, a retention of 1 day, a new message
+    with `in_reply_to`."""
     op = document["paths"][path][method.lower()]
     components = document["components"]["schemas"]
     body = example(op["requestBody"]["content"]["application/json"]["schema"], components, required_only=True)
     rule = api("POST", "/v1/rules", key=tenant["key"], json_body={
         "name": "r", "actions": [{"type": "skip"}]}).json["id"]
     key_id = api("POST", "/v1/keys", key=tenant["key"], json_body={"name": "k"}).json["id"]
+    server = api("POST", "/v1/mail-servers", key=tenant["key"], json_body={
+        "name": "s", "type": "imap", "imap": {"host": "imap.acme.example"}}).json["id"]
     world = {"tenant_id": tenant["id"], "rule_id": rule, "key_id": key_id, "user_id": "u-1",
-             "record_type": "contact", "record_id": "p-1"}
+             "record_type": "contact", "record_id": "p-1", "server_id": server,
+             "mailbox_id": make_mailbox(tenant["id"]).mailbox_id}
     key = OPERATOR_KEY if path.startswith("/v1/admin") else tenant["key"]
     result = api(method, re.sub(r"{([^}]+)}", lambda m: world[m.group(1)], path), key=key, json_body=body)
     assert result.status < 300, (body, result.json)

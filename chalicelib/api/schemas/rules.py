@@ -51,6 +51,8 @@ class CreateRule(Strict):
 
 
 class UpdateRule(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"enabled": False}]})
+
     name: str | None = Field(None, min_length=1, max_length=200)
     position: int | None = Field(None, ge=0, le=1_000_000)
     enabled: bool | None = None
