@@ -224,7 +224,8 @@ def test_console_pages_of_another_role_do_not_sign_the_user_out(served, browser)
     """A tenant session opening the operator's `#/tenants` (a bookmark, a shared link) called the admin API with
     the tenant key; its 401 read as "the key was refused" and signed the user out — and the operator opening
     `#/mailboxes` likewise. Acting as a CRM user, the nav offered rules, audit and webhook pages that only answer
-    403 for a user; and an id of `..` in the address (`#/messages/..`) made the console call `/v1/` instead."""
+    403 for a user; an id of `..` in the address (`#/messages/..`) made the console call `/v1/` instead; and the
+    audit page offered Undo on entries the API can only refuse (409)."""
     tenant = requests.post(f"{served}/v1/admin/tenants", headers={"Authorization": f"Bearer {OPERATOR_KEY}"},
                            json={"name": "Roles tenant", "plan": "standard"}, timeout=10).json()
     wait = WebDriverWait(browser, 20, poll_frequency=0.2,
@@ -261,6 +262,13 @@ def test_console_pages_of_another_role_do_not_sign_the_user_out(served, browser)
         nav = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#nav a")]
         assert nav == ["Mailboxes", "Signals", "Rules", "Audit log", "Webhook deliveries"]
         visit("#/tenants", "not available")
+        # an erasure is audited but cannot be undone: no Undo button that could only answer 409
+        erased = requests.post(f"{served}/v1/erasure", headers={"Authorization": f"Bearer {tenant['api_key']}"},
+                               json={"email": "gone@example.com"}, timeout=10)
+        assert erased.status_code in (200, 202), erased.text
+        visit("#/audit", "erasure")
+        assert browser.find_elements(By.CSS_SELECTOR, "tr[data-audit-id]")
+        assert not browser.find_elements(By.CSS_SELECTOR, "tr[data-audit-id] button[data-action=undo]")
 
         browser.find_element(By.ID, "signout").click()
         sign_in(OPERATOR_KEY)
