@@ -3,7 +3,8 @@
 Files live in `static/` beside this module (packaged with `chalicelib/`, so they count toward the Lambda
 package size). Only names matching `_NAME` that exist there are served — a request can never walk out of
 the directory. Every response carries `CONSOLE_CSP`: scripts and styles only from this origin (no
-`unsafe-inline`, no `eval`), API calls only to this origin, no framing of the console by other sites; the
+`unsafe-inline`, no `eval`), API calls only to this origin, no framing of the console by other sites, no
+native form submission (the sign-in form is handled by script; a GET submit would put the key in a URL); the
 sandboxed `srcdoc` iframe that shows a message's sanitized HTML inherits it (HTML Living Standard,
 "initialising a new Document object": `about:srcdoc` documents inherit the policy container).
 """
@@ -17,7 +18,7 @@ from chalice import Response
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
-               "frame-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+               "frame-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|html)$")
 _TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
           "html": "text/html; charset=utf-8"}

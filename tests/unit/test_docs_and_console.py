@@ -247,3 +247,13 @@ def test_request_examples_of_the_reference_are_accepted_by_the_api(api, tenant, 
     key = OPERATOR_KEY if path.startswith("/v1/admin") else tenant["key"]
     result = api(method, re.sub(r"{([^}]+)}", lambda m: world[m.group(1)], path), key=key, json_body=body)
     assert result.status < 300, (body, result.json)
+
+
+def test_the_sign_in_form_can_never_put_the_key_in_a_url(api):
+    """The form had no method: a native submit (the script not loaded or failed) would have been a GET of
+    `/console?key=mbk_…` — the key in the address bar, the history and every access log. It posts nowhere now:
+    `method="post"`, and the CSP forbids form submission outright (`form-action 'none'`)."""
+    result = api("GET", "/console")
+    form = re.search(r"<form[^>]*id=\"signin\"[^>]*>", result.body).group(0)
+    assert 'method="post"' in form
+    assert "form-action 'none'" in result.headers["content-security-policy"]
