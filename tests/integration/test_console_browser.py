@@ -278,3 +278,21 @@ def test_console_pages_of_another_role_do_not_sign_the_user_out(served, browser)
     except Exception:
         browser.save_screenshot(str(ARTIFACTS / "failure-roles.png"))
         raise
+
+
+def test_a_key_or_user_the_browser_cannot_send_is_named_not_reported_as_a_network_error(served, browser):
+    """The README writes the demo key as `mbk_…`: pasted literally (or with any character a header cannot carry),
+    fetch() refuses to build the request and the console said "Network error: the API did not answer; is it
+    running?" — sending a newcomer to debug a stack that is fine."""
+    wait = WebDriverWait(browser, 20, poll_frequency=0.2)
+    for key, user, expected in (("mbk_…", "", "API key"), ("mbk_abc_def", "jan✓", "X-User-Id")):
+        browser.get(f"{served}/console")
+        wait.until(lambda d: d.find_element(By.ID, "signin").is_displayed())
+        browser.find_element(By.ID, "key").send_keys(key)
+        if user:
+            browser.find_element(By.ID, "user").send_keys(user)
+        browser.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
+        wait.until(lambda d: d.find_element(By.ID, "signin-error").text)
+        message = browser.find_element(By.ID, "signin-error").text
+        assert expected in message and "Network error" not in message, message
+        assert browser.execute_script("return sessionStorage.getItem('mailbridge.key')") is None

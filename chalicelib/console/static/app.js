@@ -2,7 +2,7 @@
 // states, and a periodic refresh of the pages that watch live state (mailbox sync, arriving messages).
 import { session, call, ApiError } from "./api.js";
 import { el, replace } from "./dom.js";
-import { problemBox, setRerender, status } from "./ui.js";
+import { problemBox, problemText, setRerender, status } from "./ui.js";
 import * as mail from "./pages-mail.js";
 import * as pairing from "./pages-pairing.js";
 import * as admin from "./pages-admin.js";
@@ -118,7 +118,7 @@ form.addEventListener("submit", async (event) => {
     await call("GET", session.isOperator ? "v1/admin/tenants?limit=1" : "v1/mailboxes?limit=1");
   } catch (err) {
     session.clear();
-    showSignIn(err instanceof ApiError ? `${err.status} ${err.problem.title || ""}: ${err.message}` : String(err));
+    showSignIn(err instanceof ApiError ? problemText(err) : String(err));
     return;
   }
   status("Signed in.");
