@@ -31,3 +31,8 @@ def require_feature(feature: str) -> Tenant:
 
 def not_found(kind: str, ident: str) -> NotFound:
     return NotFound(f"No {kind} with id {ident!r}.")
+
+
+def not_configured(kind: str, put_path: str) -> NotFound:
+    """404 for a tenant's single setting (its webhook, its relay) that was never PUT: it has no id to name."""
+    return NotFound(f"No {kind} is configured: PUT {put_path} creates it.")

@@ -218,3 +218,81 @@ def test_console_walk_sign_in_sync_signal_replay_and_escaping(served, browser, d
         raise
     finally:
         receiver.stop()
+
+
+def test_console_pages_of_another_role_do_not_sign_the_user_out(served, browser):
+    """A tenant session opening the operator's `#/tenants` (a bookmark, a shared link) called the admin API with
+    the tenant key; its 401 read as "the key was refused" and signed the user out — and the operator opening
+    `#/mailboxes` likewise. Acting as a CRM user, the nav offered rules, audit and webhook pages that only answer
+    403 for a user; an id of `..` in the address (`#/messages/..`) made the console call `/v1/` instead; and the
+    audit page offered Undo on entries the API can only refuse (409)."""
+    tenant = requests.post(f"{served}/v1/admin/tenants", headers={"Authorization": f"Bearer {OPERATOR_KEY}"},
+                           json={"name": "Roles tenant", "plan": "standard"}, timeout=10).json()
+    wait = WebDriverWait(browser, 20, poll_frequency=0.2,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+
+    def sign_in(key: str, user: str = "") -> None:
+        browser.get(f"{served}/console")
+        wait.until(lambda d: d.find_element(By.ID, "signin").is_displayed())
+        browser.find_element(By.ID, "key").send_keys(key)
+        if user:
+            browser.find_element(By.ID, "user").send_keys(user)
+        browser.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#view .page"))
+
+    def visit(hash_: str, expected: str) -> None:
+        browser.get(f"{served}/console{hash_}")
+        wait.until(lambda d: expected in d.find_element(By.ID, "view").text)
+        assert browser.execute_script("return sessionStorage.getItem('mailbridge.key')"), f"{hash_} signed out"
+        assert not browser.find_element(By.ID, "signin").is_displayed(), hash_
+
+    try:
+        sign_in(tenant["api_key"], user="u-1")
+        nav = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#nav a")]
+        assert nav == ["Mailboxes", "Signals"]
+        for hash_ in ("#/tenants", "#/rules", "#/audit", "#/webhook"):
+            visit(hash_, "not available")
+        for hash_ in ("#/messages/..", "#/mailboxes/../messages", "#/messages/%2e%2e", "#/messages/%E0%A4%A"):
+            visit(hash_, "No such page")
+        calls = [e["message"] for e in browser.get_log("browser") if "/v1/" in e["message"]]
+        assert calls == [], calls               # none of those pages called the API, so nothing failed
+
+        browser.find_element(By.ID, "signout").click()
+        sign_in(tenant["api_key"])
+        nav = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#nav a")]
+        assert nav == ["Mailboxes", "Signals", "Rules", "Audit log", "Webhook deliveries"]
+        visit("#/tenants", "not available")
+        # an erasure is audited but cannot be undone: no Undo button that could only answer 409
+        erased = requests.post(f"{served}/v1/erasure", headers={"Authorization": f"Bearer {tenant['api_key']}"},
+                               json={"email": "gone@example.com"}, timeout=10)
+        assert erased.status_code in (200, 202), erased.text
+        visit("#/audit", "erasure")
+        assert browser.find_elements(By.CSS_SELECTOR, "tr[data-audit-id]")
+        assert not browser.find_elements(By.CSS_SELECTOR, "tr[data-audit-id] button[data-action=undo]")
+
+        browser.find_element(By.ID, "signout").click()
+        sign_in(OPERATOR_KEY)
+        for hash_ in ("#/mailboxes", "#/signals", "#/webhook"):
+            visit(hash_, "not available")
+        visit("#/tenants", "Tenants and plans")
+    except Exception:
+        browser.save_screenshot(str(ARTIFACTS / "failure-roles.png"))
+        raise
+
+
+def test_a_key_or_user_the_browser_cannot_send_is_named_not_reported_as_a_network_error(served, browser):
+    """The README writes the demo key as `mbk_…`: pasted literally (or with any character a header cannot carry),
+    fetch() refuses to build the request and the console said "Network error: the API did not answer; is it
+    running?" — sending a newcomer to debug a stack that is fine."""
+    wait = WebDriverWait(browser, 20, poll_frequency=0.2)
+    for key, user, expected in (("mbk_…", "", "API key"), ("mbk_abc_def", "jan✓", "X-User-Id")):
+        browser.get(f"{served}/console")
+        wait.until(lambda d: d.find_element(By.ID, "signin").is_displayed())
+        browser.find_element(By.ID, "key").send_keys(key)
+        if user:
+            browser.find_element(By.ID, "user").send_keys(user)
+        browser.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
+        wait.until(lambda d: d.find_element(By.ID, "signin-error").text)
+        message = browser.find_element(By.ID, "signin-error").text
+        assert expected in message and "Network error" not in message, message
+        assert browser.execute_script("return sessionStorage.getItem('mailbridge.key')") is None

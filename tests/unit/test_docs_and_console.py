@@ -4,14 +4,17 @@ from __future__ import annotations
 import html
 import re
 from html.parser import HTMLParser
+from urllib.parse import urljoin
 
 import pytest
 
-from chalicelib.api.docs_page import field_rows, render_docs
+from chalicelib.api.docs_page import field_rows, operations, render_docs
 from chalicelib.api.openapi import build_document
 from chalicelib.api.routing import OPERATIONS
 from chalicelib.api.schema_examples import example
 from chalicelib.console.assets import STATIC_DIR
+from tests.conftest import OPERATOR_KEY
+from tests.sync_helpers import make_mailbox
 
 # DOM sinks that parse strings as HTML or code; the console inserts data only as text and attributes.
 FORBIDDEN_JS = re.compile(r"\.(innerHTML|outerHTML)\b|insertAdjacentHTML|document\.write|\beval\s*\(|"
@@ -153,3 +156,104 @@ def test_console_and_docs_assets_stay_small():
     """The static files ship in every API Lambda package; a bundled framework would weigh on each cold start."""
     total = sum(path.stat().st_size for path in STATIC_DIR.iterdir() if path.is_file())
     assert total < 64 * 1024, f"{total} bytes of static files"
+
+
+@pytest.mark.parametrize("path, target", [("/console/", "/console"), ("/docs/", "/docs")])
+def test_a_trailing_slash_redirects_to_the_page_its_relative_links_are_written_for(api, path, target):
+    """`/console/` served the page itself, so its relative `console/app.js` resolved to
+    `/console/console/app.js` (404): a blank page without scripts, and `/docs/` lost its stylesheet and its
+    link to the OpenAPI document. The redirect is relative, so it also holds under an API Gateway stage."""
+    result = api("GET", path)
+    assert result.status == 308, result
+    assert urljoin(f"https://api.example{path}", result.headers["location"]) == f"https://api.example{target}"
+    assert urljoin(f"https://api.example/dev{path}", result.headers["location"]) == f"https://api.example/dev{target}"
+    assert api("GET", target).status == 200
+
+
+def test_the_reference_and_console_pages_carry_the_same_security_headers(api):
+    """/docs lacked the console's Referrer-Policy and Cache-Control; neither page said X-Frame-Options for
+    browsers that predate CSP frame-ancestors (RFC 7034)."""
+    for path in ("/docs", "/console", "/docs/docs.js", "/console/app.js"):
+        headers = api("GET", path).headers
+        assert headers["x-frame-options"] == "DENY", path
+        assert headers["referrer-policy"] == "no-referrer", path
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["cache-control"] == "no-cache", path
+
+
+def test_every_example_of_the_document_validates_against_its_openapi_schema(document):
+    """The reference's examples (request bodies, required query parameters, every JSON answer, and a schema's
+    own `examples`) are checked against the schemas the document publishes — what a client generator or a
+    validating proxy reads — not only against the server's models."""
+    from openapi_schema_validator import OAS31Validator
+
+    components = document["components"]["schemas"]
+    checked, problems = 0, []
+
+    def check(where: str, schema: dict, value) -> None:
+        nonlocal checked
+        checked += 1
+        validator = OAS31Validator({**schema, "components": document["components"]})
+        errors = [e.message for e in validator.iter_errors(value)]
+        if errors:
+            problems.append((where, errors[:2]))
+
+    for path, method, op in operations(document):
+        for parameter in op.get("parameters", []):
+            if parameter["in"] == "query" and parameter.get("required"):
+                check(f"{method} {path} ?{parameter['name']}", parameter["schema"],
+                      example(parameter["schema"], components, name=parameter["name"]))
+        body = op.get("requestBody", {}).get("content", {}).get("application/json")
+        if body:
+            check(f"{method} {path} body", body["schema"], example(body["schema"], components, required_only=True))
+        for code, response in op["responses"].items():
+            for media, content in response.get("content", {}).items():
+                if "json" in media and "schema" in content:
+                    check(f"{method} {path} {code}", content["schema"], example(content["schema"], components))
+    for name, schema in components.items():
+        for value in schema.get("examples", []):
+            check(f"{name} example", {"$ref": f"#/components/schemas/{name}"}, value)
+    assert problems == [] and checked > 300
+
+
+# Request bodies of /docs pasted as they are: routes that reach no provider or outside host (connecting a
+# mailbox, the notification relay and the webhook resolve their hosts); `{...}` are filled from the world below.
+PASTED = [("POST", "/v1/admin/tenants"), ("PATCH", "/v1/admin/tenants/{tenant_id}"), ("POST", "/v1/keys"),
+          ("PATCH", "/v1/keys/{key_id}"), ("POST", "/v1/directory/batch"),
+          ("PUT", "/v1/directory/{record_type}/{record_id}"), ("PUT", "/v1/pairing/settings"),
+          ("PUT", "/v1/privacy/lists"), ("PUT", "/v1/privacy/settings"), ("POST", "/v1/rules"),
+          ("PATCH", "/v1/rules/{rule_id}"), ("PUT", "/v1/users/{user_id}/notification-settings"),
+          ("PUT", "/v1/users/{user_id}/privacy-lists"), ("POST", "/v1/webhook/deliveries/replay"),
+          ("POST", "/v1/erasure"), ("POST", "/v1/mail-servers"), ("PATCH", "/v1/mail-servers/{server_id}"),
+          ("PATCH", "/v1/mailboxes/{mailbox_id}"), ("POST", "/v1/mailboxes/{mailbox_id}/send")]
+
+
+@pytest.mark.parametrize("method, path", PASTED)
+def test_request_examples_of_the_reference_are_accepted_by_the_api(api, tenant, document, method, path):
+    """Each /docs example passed the models' field checks, yet the API refused several when pasted (422): a rule
+    action `pair` without its record, `"string"` as a never-import address, a retention of 1 day, a new message
+    with `in_reply_to`."""
+    op = document["paths"][path][method.lower()]
+    components = document["components"]["schemas"]
+    body = example(op["requestBody"]["content"]["application/json"]["schema"], components, required_only=True)
+    rule = api("POST", "/v1/rules", key=tenant["key"], json_body={
+        "name": "r", "actions": [{"type": "skip"}]}).json["id"]
+    key_id = api("POST", "/v1/keys", key=tenant["key"], json_body={"name": "k"}).json["id"]
+    server = api("POST", "/v1/mail-servers", key=tenant["key"], json_body={
+        "name": "s", "type": "imap", "imap": {"host": "imap.acme.example"}}).json["id"]
+    world = {"tenant_id": tenant["id"], "rule_id": rule, "key_id": key_id, "user_id": "u-1",
+             "record_type": "contact", "record_id": "p-1", "server_id": server,
+             "mailbox_id": make_mailbox(tenant["id"]).mailbox_id}
+    key = OPERATOR_KEY if path.startswith("/v1/admin") else tenant["key"]
+    result = api(method, re.sub(r"{([^}]+)}", lambda m: world[m.group(1)], path), key=key, json_body=body)
+    assert result.status < 300, (body, result.json)
+
+
+def test_the_sign_in_form_can_never_put_the_key_in_a_url(api):
+    """The form had no method: a native submit (the script not loaded or failed) would have been a GET of
+    `/console?key=mbk_…` — the key in the address bar, the history and every access log. It posts nowhere now:
+    `method="post"`, and the CSP forbids form submission outright (`form-action 'none'`)."""
+    result = api("GET", "/console")
+    form = re.search(r"<form[^>]*id=\"signin\"[^>]*>", result.body).group(0)
+    assert 'method="post"' in form
+    assert "form-action 'none'" in result.headers["content-security-policy"]

@@ -145,3 +145,17 @@ def test_replay_since_requires_an_aware_time(api, tenant):
     for since in ("2026-01-01T00:00:00", "yesterday", None):
         result = api("POST", "/v1/webhook/deliveries/replay", key=tenant["key"], json_body={"since": since})
         assert result.status == 422, result
+
+
+def test_a_missing_webhook_or_relay_says_it_is_not_configured_and_how_to_configure_it(api, tenant):
+    """The 404 read "No webhook with id 'webhook'." (and "No notification relay with id 'notification-relay'"):
+    an id the caller never sent, for a singleton that is simply not configured yet."""
+    for method, path, remedy in (("GET", "/v1/webhook", "PUT /v1/webhook"),
+                                 ("POST", "/v1/webhook/test", "PUT /v1/webhook"),
+                                 ("DELETE", "/v1/webhook", "PUT /v1/webhook"),
+                                 ("GET", "/v1/notification-relay", "PUT /v1/notification-relay"),
+                                 ("DELETE", "/v1/notification-relay", "PUT /v1/notification-relay")):
+        result = api(method, path, key=tenant["key"])
+        assert result.status == 404 and result.json["type"].endswith("/not-found"), (path, result)
+        assert "is configured" in result.json["detail"] and remedy in result.json["detail"], (path, result.json)
+        assert "with id" not in result.json["detail"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib.api.errors import NotFound
-from chalicelib.api.routing import route
+from chalicelib.api.routing import Answer, route
 from chalicelib.console import assets
 from chalicelib.lazy import lazy_module
 
@@ -14,6 +14,8 @@ reference_page = lazy_module("chalicelib.api.docs_page")
 
 bp = Blueprint(__name__)
 DOCS_ASSETS = frozenset({"docs.css", "docs.js"})
+SLASH_REDIRECT = {308: Answer("`/console/` → `../console` (the page's relative links are written for `/console`)",
+                              content_type="text/plain")}
 
 
 def _static(name: str, csp: str = assets.CONSOLE_CSP) -> Response:
@@ -25,9 +27,9 @@ def _static(name: str, csp: str = assets.CONSOLE_CSP) -> Response:
 
 
 @route(bp, "/console", methods=["GET"], auth="none", summary="The web console (sign in with an API key)",
-       tags=("meta",), content_type="text/html")
+       tags=("meta",), content_type="text/html", also=SLASH_REDIRECT)
 def console_index():
-    return _static("index.html")
+    return assets.slash_redirect((bp.current_request.context or {}).get("path"), "console") or _static("index.html")
 
 
 @route(bp, "/console/{asset}", methods=["GET"], auth="none", errors=(404,), tags=("meta",),

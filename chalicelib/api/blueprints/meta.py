@@ -5,8 +5,9 @@ from functools import lru_cache
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.routing import route
+from chalicelib.api.routing import Answer, route
 from chalicelib.config import get_settings
+from chalicelib.console import assets
 from chalicelib.lazy import lazy_module
 
 # Imported when a route first uses them (chalicelib.lazy: the API's cold start).
@@ -34,9 +35,11 @@ def _docs_html() -> str:
 
 
 @route(bp, "/docs", methods=["GET"], auth="none", tags=("meta",), content_type="text/html",
-       summary="The API reference (HTML): every operation with its schemas and examples")
+       summary="The API reference (HTML): every operation with its schemas and examples",
+       also={308: Answer("`/docs/` → `../docs` (the page's relative links are written for `/docs`)",
+                         content_type="text/plain")})
 def docs_page():
-    return Response(body=_docs_html(), status_code=200,
-                    headers={"Content-Type": "text/html; charset=utf-8",
-                             "Content-Security-Policy": reference_page.DOCS_CSP, "X-Content-Type-Options": "nosniff"})
+    moved = assets.slash_redirect((bp.current_request.context or {}).get("path"), "docs")
+    return moved or Response(body=_docs_html(), status_code=200,
+                             headers=assets.headers("text/html; charset=utf-8", reference_page.DOCS_CSP))
 

@@ -10,7 +10,7 @@ from chalice import Blueprint
 from chalicelib.api.auth import is_user_id
 from chalicelib.api.context import current_principal
 from chalicelib.api.errors import ValidationFailed
-from chalicelib.api.guards import not_found, require_tenant_admin
+from chalicelib.api.guards import not_configured, not_found, require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.lazy import lazy_module
@@ -133,7 +133,7 @@ def put_relay(body: PutRelay):
 def get_relay():
     relay = digest.get_relay(require_tenant_admin().tenant_id)
     if relay is None:
-        raise not_found("notification relay", "notification-relay")
+        raise not_configured("notification relay", "/v1/notification-relay")
     return _relay_out(relay)
 
 
@@ -141,5 +141,5 @@ def get_relay():
        summary="Remove the tenant's SMTP relay (email digests wait until one is set)", tags=TAGS)
 def delete_relay():
     if not digest.delete_relay(require_tenant_admin().tenant_id):
-        raise not_found("notification relay", "notification-relay")
+        raise not_configured("notification relay", "/v1/notification-relay")
     return None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from chalice import Blueprint
 
 from chalicelib.api.errors import Conflict, ValidationFailed
-from chalicelib.api.guards import not_found, require_tenant_admin
+from chalicelib.api.guards import not_configured, not_found, require_tenant_admin
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import route
 from chalicelib.lazy import lazy_module
@@ -49,7 +49,7 @@ def delivery_out(d: WebhookDelivery) -> dict:
 def _webhook(tenant_id: str) -> Webhook:
     webhook = webhook_config.get_webhook(tenant_id)
     if webhook is None:
-        raise not_found("webhook", "webhook")
+        raise not_configured("webhook", "/v1/webhook")
     return webhook
 
 
@@ -84,7 +84,7 @@ def get_webhook():
 def delete_webhook():
     principal = require_tenant_admin()
     if not webhook_config.delete_webhook(principal.tenant_id):
-        raise not_found("webhook", "webhook")
+        raise not_configured("webhook", "/v1/webhook")
     return None
 
 

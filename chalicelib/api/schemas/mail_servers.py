@@ -114,6 +114,8 @@ class CreateMailServer(Strict):
 
 
 class UpdateMailServer(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Acme IMAP (new name)"}]})
+
     name: str | None = Field(None, min_length=1, max_length=200)
     imap: EndpointPreset | None = None
     smtp: EndpointPreset | None = None

@@ -99,6 +99,12 @@ class EndpointIn(Strict):
 
 
 class CreateMailbox(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "Jan's inbox", "type": "imap", "email": "jan@acme.example", "import_since": "2026-12-01",
+        "imap": {"host": "imap.acme.example", "port": 993, "security": "tls", "username": "jan@acme.example"},
+        "smtp": {"host": "smtp.acme.example", "port": 587, "security": "starttls", "username": "jan@acme.example"},
+        "password": "app-password"}]})
+
     name: str = Field(min_length=1, max_length=200)
     type: MailboxType = "imap"
     email: str = Field(min_length=3, max_length=254)
@@ -133,6 +139,8 @@ class CreateMailbox(Strict):
 class UpdateMailbox(Strict):
     """Only what is sent changes; `null` clears sender_name/signature_html. Changing imap/smtp, the server
     preset or a password re-verifies the login before anything is stored."""
+    model_config = ConfigDict(json_schema_extra={"examples": [{"pairing_mode": "signal", "sender_name": "Acme Sales"}]})
+
     name: str | None = Field(None, min_length=1, max_length=200)
     email: str | None = Field(None, min_length=3, max_length=254)
     sender_name: str | None = Field(None, max_length=200)

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from chalicelib.api.schemas.common import ApiModel, ListQuery, Strict
 from chalicelib.api.schemas.mail_servers import Security, normalize_host
@@ -58,6 +58,10 @@ class Marked(ApiModel):
 
 
 class PutRelay(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "host": "smtp.acme.example", "port": 587, "security": "starttls", "username": "digest@acme.example",
+        "password": "app-password", "from_address": "digest@acme.example", "digest_minutes": 15}]})
+
     host: str = Field(min_length=1, max_length=255)
     port: int = Field(587, ge=1, le=65535)
     security: Security = "starttls"

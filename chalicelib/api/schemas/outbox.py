@@ -5,7 +5,7 @@ import binascii
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, StringConstraints, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
 from chalicelib.api.schemas.common import ApiModel, Strict
 from chalicelib.api.schemas.mailboxes import check_email, check_header_text
@@ -46,7 +46,8 @@ def _recipient(value):
     return value
 
 
-Recipient = Annotated[RecipientIn, BeforeValidator(_recipient)]
+# The OpenAPI document shows both accepted shapes (the string is parsed into the object before validation).
+Recipient = Annotated[RecipientIn, BeforeValidator(_recipient, json_schema_input_type=RecipientIn | str)]
 
 
 class AttachmentIn(Strict):
@@ -71,6 +72,9 @@ class AttachmentIn(Strict):
 
 
 class SendRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "mode": "new", "to": ["Jan Novák <jan@acme.example>"], "subject": "Offer #1234#", "text": "Hello Jan, ..."}]})
+
     mode: SendMode = "new"
     in_reply_to: str | None = Field(None, max_length=64, description="A stored message id (reply/forward).")
     to: list[Recipient] = Field(default_factory=list, description='{"email", "name"} or "Name <a@b.example>"')

@@ -11,8 +11,9 @@ Entries = list[Annotated[str, StringConstraints(min_length=2, max_length=320)]] 
 
 class PrivacyListsIn(Strict):
     """Addresses (`jan@acme.example`) and whole domains (`@acme.example`, subdomains included)."""
-    never_import: Entries = Field(default_factory=list, max_length=1000)
-    never_pair: Entries = Field(default_factory=list, max_length=1000)
+    never_import: Entries = Field(default_factory=list, max_length=1000,
+                                  examples=[["newsletter@vendor.example", "@spam.example"]])
+    never_pair: Entries = Field(default_factory=list, max_length=1000, examples=[["@gmail.com"]])
 
 
 class PrivacyListsOut(ApiModel):
@@ -33,8 +34,10 @@ class PrivacyMarkOut(ApiModel):
 
 
 class PrivacySettingsIn(Strict):
-    retention_days: int | None = Field(None, ge=1, le=3650,
-                                       description="Stored mail older than this is deleted; null = kept.")
+    retention_days: int | None = Field(None, ge=1, le=3650, examples=[365],
+                                       description="Stored mail older than this is deleted; null = kept. One of "
+                                                   "30, 90, 180, 365, 730, 1095, 1825, 2555, 3650 "
+                                                   "(`privacy.lists.RETENTION_PERIODS`).")
 
 
 class PrivacySettingsOut(ApiModel):

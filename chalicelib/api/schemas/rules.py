@@ -11,7 +11,8 @@ ActionType = Literal["pair", "create_lead", "create_ticket", "reopen_ticket", "b
 
 
 class RuleConditions(Strict):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True,
+                              json_schema_extra={"examples": [{"from": ["newsletter.example"], "auto_reply": True}]})
 
     folder: Literal["inbox", "sent"] | None = None
     direction: Literal["inbound", "outbound"] | None = None
@@ -30,6 +31,9 @@ class RecordRef(Strict):
 
 
 class RuleAction(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"type": "pair",
+                                                               "record": {"type": "company", "id": "c-1"}}]})
+
     type: ActionType
     record: RecordRef | None = Field(None, description="pair: the record to pair with.")
     types: list[RecordType] | None = Field(None, description="bind: record types to bind (default company, "
@@ -47,6 +51,8 @@ class CreateRule(Strict):
 
 
 class UpdateRule(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"enabled": False}]})
+
     name: str | None = Field(None, min_length=1, max_length=200)
     position: int | None = Field(None, ge=0, le=1_000_000)
     enabled: bool | None = None

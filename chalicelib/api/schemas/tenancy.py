@@ -3,7 +3,7 @@
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from chalicelib.api.schemas.common import ApiModel, Strict
 from chalicelib.api.schemas.mailboxes import ReturnUrl, check_return_url
@@ -30,6 +30,8 @@ class CreateTenant(Strict):
 
 
 class UpdateTenant(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"plan": "enterprise"}]})
+
     name: str | None = Field(None, min_length=1, max_length=200)
     plan: PlanName | None = None
     status: Literal["active", "suspended"] | None = None
@@ -76,6 +78,8 @@ class CreateKey(Strict):
 
 
 class UpdateKey(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "inactive"}]})
+
     name: str | None = Field(None, min_length=1, max_length=100)
     status: Literal["active", "inactive"] | None = None
     allowed_ips: list[str] | None = Field(None, max_length=100)

@@ -23,8 +23,25 @@ export class ApiError extends Error {
   }
 }
 
+// A header value must be a ByteString (Fetch Standard, "Headers"): fetch() refuses anything else before any
+// request is made, which would read as a network error. Keys are printable ASCII, user ids ASCII letters,
+// digits and ._:@- (the API checks the exact rule and answers 400).
+const PRINTABLE = /^[\x21-\x7e]+$/;
+
+function checkSession() {
+  if (!PRINTABLE.test(session.key || "")) {
+    throw new ApiError(0, { title: "Not an API key", detail: "An API key is printable ASCII without spaces "
+      + "(mbk_… or mbo_… exactly as it was shown); check what was pasted." });
+  }
+  if (session.user && !PRINTABLE.test(session.user)) {
+    throw new ApiError(0, { title: "Invalid user", detail: "X-User-Id must be 1-128 characters of letters, "
+      + "digits and ._:@-" });
+  }
+}
+
 // `path` is relative to the page ("v1/..."), so the console also works under an API Gateway stage prefix.
 export async function call(method, path, body) {
+  checkSession();
   const headers = { Accept: "application/json", Authorization: `Bearer ${session.key}` };
   if (session.user && !session.isOperator) headers["X-User-Id"] = session.user;
   const init = { method, headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" };
@@ -56,4 +73,10 @@ export function query(params) {
   return text ? `?${text}` : "";
 }
 
-export const id = encodeURIComponent;
+// One path segment: percent-encoded, and never "." or ".." — a URL resolves those as dot segments (also
+// written %2e; WHATWG URL Standard, "single-dot URL path segment"), so `v1/messages/..` would call `v1/`.
+export function id(value) {
+  const text = String(value);
+  if (text === "." || text === "..") throw new ApiError(0, { title: "Invalid id", detail: `"${text}" is not an id.` });
+  return encodeURIComponent(text);
+}

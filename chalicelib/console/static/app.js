@@ -2,24 +2,49 @@
 // states, and a periodic refresh of the pages that watch live state (mailbox sync, arriving messages).
 import { session, call, ApiError } from "./api.js";
 import { el, replace } from "./dom.js";
-import { problemBox, setRerender, status } from "./ui.js";
+import { problemBox, problemText, setRerender, status } from "./ui.js";
 import * as mail from "./pages-mail.js";
 import * as pairing from "./pages-pairing.js";
 import * as admin from "./pages-admin.js";
 
-const TENANT_NAV = [["#/mailboxes", "Mailboxes"], ["#/signals", "Signals"], ["#/rules", "Rules"],
-  ["#/audit", "Audit log"], ["#/webhook", "Webhook deliveries"]];
-const OPERATOR_NAV = [["#/tenants", "Tenants and plans"]];
+// Who may open a page: "tenant" (a tenant key, also acting as a CRM user), "admin" (a tenant key without
+// X-User-Id: the API answers these routes only for the tenant itself, 403 for a user) or "operator" (the
+// operator key). A page of another role is not called at all: its 401/403 would only say the key is wrong.
 const ROUTES = [
-  [/^#\/mailboxes$/, mail.mailboxes, 5000],
-  [/^#\/mailboxes\/([^/]+)\/messages$/, mail.messages, 5000],
-  [/^#\/messages\/([^/]+)$/, mail.message, 0],
-  [/^#\/signals$/, pairing.signals, 0],
-  [/^#\/rules$/, pairing.rules, 0],
-  [/^#\/audit$/, pairing.audit, 0],
-  [/^#\/webhook$/, admin.webhook, 0],
-  [/^#\/tenants$/, admin.tenants, 0],
+  [/^#\/mailboxes$/, mail.mailboxes, 5000, "tenant"],
+  [/^#\/mailboxes\/([^/]+)\/messages$/, mail.messages, 5000, "tenant"],
+  [/^#\/messages\/([^/]+)$/, mail.message, 0, "tenant"],
+  [/^#\/signals$/, pairing.signals, 0, "tenant"],
+  [/^#\/rules$/, pairing.rules, 0, "admin"],
+  [/^#\/audit$/, pairing.audit, 0, "admin"],
+  [/^#\/webhook$/, admin.webhook, 0, "admin"],
+  [/^#\/tenants$/, admin.tenants, 0, "operator"],
 ];
+const NAV = [["#/mailboxes", "Mailboxes", "tenant"], ["#/signals", "Signals", "tenant"], ["#/rules", "Rules", "admin"],
+  ["#/audit", "Audit log", "admin"], ["#/webhook", "Webhook deliveries", "admin"],
+  ["#/tenants", "Tenants and plans", "operator"]];
+const NOT_AVAILABLE = {
+  operator: "This page is not available with a tenant key: tenants and plans need the operator key.",
+  admin: "This page is not available while acting as a CRM user (X-User-Id): the API serves it only to the tenant "
+    + "itself. Sign in without a user to open it.",
+  tenant: "This page is not available with the operator key: sign in with a tenant API key.",
+};
+
+function allowed(who) {
+  if (session.isOperator) return who === "operator";
+  return who === "tenant" || (who === "admin" && !session.user);
+}
+
+// The page's parameters, percent-decoded; null when one is malformed or a dot segment ("." and ".." are
+// never ids, and a URL would climb out of the path with them).
+function params(found) {
+  try {
+    const values = found.slice(1).map(decodeURIComponent);
+    return values.some((v) => v === "." || v === "..") ? null : values;
+  } catch {
+    return null;
+  }
+}
 
 const view = document.getElementById("view");
 const form = document.getElementById("signin");
@@ -43,7 +68,7 @@ function showSignIn(message) {
 function showShell() {
   form.hidden = true;
   const nav = document.getElementById("nav");
-  const items = session.isOperator ? OPERATOR_NAV : TENANT_NAV;
+  const items = NAV.filter(([, , who]) => allowed(who));
   replace(nav, items.map(([href, label]) => el("a", { href, class: location.hash.startsWith(href) ? "active" : "" }, label)));
   nav.hidden = false;
   document.getElementById("signout").hidden = false;
@@ -56,14 +81,16 @@ async function render({ quiet = false } = {}) {
   if (!session.key) { showSignIn(); return; }
   if (!location.hash || location.hash === "#") { location.hash = home(); return; }
   showShell();
-  const match = ROUTES.map(([pattern, page, every]) => [location.hash.match(pattern), page, every]).find(([m]) => m);
-  if (!match) { replace(view, el("p", {}, "No such page. "), el("a", { href: home() }, "Start over")); return; }
-  const [found, page, every] = match;
+  const match = ROUTES.map(([pattern, ...rest]) => [location.hash.match(pattern), ...rest]).find(([m]) => m);
+  const args = match && params(match[0]);
+  if (!args) { replace(view, el("p", {}, "No such page. "), el("a", { href: home() }, "Start over")); return; }
+  const [, page, every, who] = match;
+  if (!allowed(who)) { replace(view, el("p", {}, NOT_AVAILABLE[who], " "), el("a", { href: home() }, "Start over")); return; }
   const mine = ++generation;
   if (!quiet) replace(view, el("p", { class: "loading" }, "Loading…"));
   const target = el("div", { class: "page" });
   try {
-    await page(target, ...found.slice(1).map(decodeURIComponent));
+    await page(target, ...args);
     if (mine !== generation) return;
     replace(view, target);
   } catch (err) {
@@ -91,7 +118,7 @@ form.addEventListener("submit", async (event) => {
     await call("GET", session.isOperator ? "v1/admin/tenants?limit=1" : "v1/mailboxes?limit=1");
   } catch (err) {
     session.clear();
-    showSignIn(err instanceof ApiError ? `${err.status} ${err.problem.title || ""}: ${err.message}` : String(err));
+    showSignIn(err instanceof ApiError ? problemText(err) : String(err));
     return;
   }
   status("Signed in.");

@@ -52,6 +52,9 @@ export async function rules(view) {
     editor, el("div", {}, create));
 }
 
+// The entries POST /v1/audit/{id}/undo can undo (docs/api.md, "Pairing"); any other answers 409.
+const UNDOABLE = new Set(["link.created", "signal.created", "record.created", "ticket.reopened"]);
+
 export async function audit(view) {
   const page = await call("GET", `v1/audit${query({ limit: 100 })}`);
   append(view, el("h1", {}, "Audit log"), el("p", { class: "muted" }, "Every automatic pairing action, newest first; undo is itself recorded."),
@@ -61,7 +64,7 @@ export async function audit(view) {
         el("td", {}, a.message_id ? el("a", { href: `#/messages/${id(a.message_id)}` }, a.message_id) : "—"),
         el("td", {}, a.entity_type ? el("code", {}, `${a.entity_type} ${a.entity_id}`) : "—"),
         el("td", {}, a.undone_by ? `by ${a.undone_by}` : a.undo_of ? `undoes ${a.undo_of}` : "—"),
-        el("td", { class: "actions" }, !a.undone_by && !a.undo_of
+        el("td", { class: "actions" }, UNDOABLE.has(a.action) && !a.undone_by && !a.undo_of
           ? actionButton("Undo", () => call("POST", `v1/audit/${id(a.id)}/undo`), { done: () => "Undone." }) : null))),
       "No automatic actions yet."));
 }
