@@ -22,9 +22,10 @@ The residual window, honestly: an attempt that dies (Lambda timeout, crash) afte
 message but before step 3 leaves the item `sending`. It is never resent blindly: when the attempt is stale,
 the provider is asked whether Sent holds the Message-ID (IMAP: UID SEARCH HEADER Message-ID in Sent — found
 only when the APPEND of step 2 happened or the server files sent mail itself); found → recorded as sent;
-otherwise the item ends `failed` with code `unknown_outcome` for a person to check. Likewise a SMTP timeout
-after the final "." may hide an accepted message (RFC 5321 §4.1.1.4); it is retried as TEMPORARY, which can
-duplicate that one message.
+otherwise the item ends `failed` with code `unknown_outcome` for a person to check. A failure that may hide
+an accepted message (`ProviderError.maybe_sent`: SMTP's connection lost after the final "." before its reply,
+RFC 5321 §4.1.1.4; a Gmail or Graph 5xx or a read timeout after the request was sent) takes the same path
+after the backoff delay (`_unsure`), instead of a retry that could deliver the message twice.
 """
 from __future__ import annotations
 
@@ -131,6 +132,22 @@ def _retry_or_fail(item: OutboxItem, token: str, exc: ProviderError, now: float)
     return "failed"
 
 
+def _unsure(item: OutboxItem, token: str, exc: ProviderError, now: float) -> str:
+    """The provider may have accepted the message (`ProviderError.maybe_sent`): it is not submitted again now.
+    The item stays `sending`, released by this attempt, and is checked by `recover` after the backoff delay
+    (time for the provider to file it in Sent): found → sent; otherwise `failed` with `unknown_outcome` —
+    a visible state for a person to check, never a second copy at the recipients. (An absent copy proves
+    nothing: over SMTP only our own APPEND, which never happened, would have filed it, and a provider may
+    rewrite the Message-ID it is searched by.)"""
+    due = int(now + backoff(item.attempts or 1, exc.retry_after))
+    if _conditional(item, [OutboxItem.last_error.set(_error(exc.code.value, exc.detail)),
+                           OutboxItem.due_at.set(due), OutboxItem.attempt_token.remove()],
+                    OutboxItem.attempt_token == token):
+        item.due_at = due
+        enqueue(item, now)
+    return "unsure"
+
+
 def finish_sent(item: OutboxItem, mailbox: Mailbox, raw: bytes) -> None:
     """Step 4: the stored, paired, announced sent copy and `outbox.sent` (idempotent)."""
     provider_id = (item.provider_message_id if mailbox.type != "imap" and item.provider_message_id
@@ -182,7 +199,10 @@ def attempt(item: OutboxItem, *, now: float | None = None, provider_factory: Pro
             if mailbox.type == "imap" and mailbox.append_sent is not False:
                 _append(provider, raw, item)
     except ProviderError as exc:
-        logger.warning("outbox attempt failed", extra={"outbox_id": item.outbox_id, "code": exc.code.value})
+        logger.warning("outbox attempt failed", extra={"outbox_id": item.outbox_id, "code": exc.code.value,
+                                                       "maybe_sent": exc.maybe_sent})
+        if exc.maybe_sent:
+            return _unsure(item, token, exc, now)
         return _retry_or_fail(item, token, exc, now)
     if not _record_sent(item, token, result.provider_message_id, result.thread_id):
         logger.error("outbox item changed during its attempt", extra={"outbox_id": item.outbox_id})

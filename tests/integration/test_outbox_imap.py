@@ -245,3 +245,52 @@ def test_a_dead_attempt_is_not_resent_blindly(api, world, smtp, dovecot, monkeyp
     assert delivery.sweep(time.time() + delivery.STALE_AFTER + 1) == 1
     item = outbox_item(tenant_id, outbox_id)
     assert item.status == "sent" and item.message_id and len(smtp.envelopes) == 1   # found in Sent, not resent
+
+
+def test_a_connection_lost_after_the_final_dot_is_not_resent(api, world, smtp, dovecot):
+    """Guards a second copy at the recipients: the SMTP server took the whole message but the connection
+    dropped before its reply to the final "." (RFC 5321 §4.1.1.4). A retry would deliver it twice; the item is
+    checked against Sent after the backoff delay and, not found there, ends `failed` with `unknown_outcome`."""
+    smtp.drop_after_data(times=5)
+    accepted = send(api, world, {"to": ["jan@customer.example"], "subject": "Dropped", "text": "x"}, key="k-drop")
+    tenant_id, outbox_id = world["tenant"]["id"], accepted.json["id"]
+    assert run_outbox_jobs(world["aws"]["events_queue_url"]) == ["unsure"]
+    item = outbox_item(tenant_id, outbox_id)
+    assert item.status == "sending" and item.last_error["code"] == "temporary" and len(smtp.envelopes) == 1
+    job = {"tenant_id": tenant_id, "outbox_id": outbox_id}
+    assert [delivery.on_message(job) for _ in range(3)] == ["done"] * 3          # redelivered early: nothing
+    assert send(api, world, {"to": ["jan@customer.example"], "subject": "Dropped", "text": "x"},
+                key="k-drop").json["status"] == "sending"                          # the client's retry: same item
+    later = item.due_at + 1
+    assert [delivery.on_message(job, now=later) for _ in range(2)] == ["failed", "done"]
+    shown = api("GET", f"/v1/outbox/{outbox_id}", key=world["tenant"]["key"]).json
+    assert shown["status"] == "failed" and shown["last_error"]["code"] == "unknown_outcome"
+    assert len(smtp.envelopes) == 1 and sent_folder(dovecot, world["user"]) == []
+    assert [e.payload["outbox_id"] for e in list_events(tenant_id, "outbox.failed")] == [outbox_id]
+
+
+def test_a_lost_reply_to_the_final_dot_is_recorded_sent_when_the_server_filed_it(api, world, smtp, dovecot):
+    """Guards the case above on a server that files sent mail itself (`append_sent: false`): the copy in Sent
+    proves the message went, so the item is `sent` and stored once — the next sync does not store it again."""
+    api("PATCH", f"/v1/mailboxes/{world['mailbox_id']}", key=world["tenant"]["key"], json_body={"append_sent": False})
+    smtp.drop_after_data()
+    accepted = send(api, world, {"to": ["jan@customer.example"], "subject": "Filed", "text": "x"})
+    tenant_id, outbox_id = world["tenant"]["id"], accepted.json["id"]
+    assert run_outbox_jobs(world["aws"]["events_queue_url"]) == ["unsure"]
+    [(_from, _rcpts, raw)] = smtp.envelopes
+    dovecot.append(world["user"], "Sent", raw, flags=["\\Seen"])                  # the server filed what it took
+    item = outbox_item(tenant_id, outbox_id)
+    assert delivery.on_message({"tenant_id": tenant_id, "outbox_id": outbox_id}, now=item.due_at + 1) == "sent"
+    item = outbox_item(tenant_id, outbox_id)
+    assert item.status == "sent" and item.message_id and len(smtp.envelopes) == 1
+    sync(world["mailbox_id"], tenant_id)
+    assert [m.subject for m in stored_in(world["mailbox_id"], "sent")] == ["Filed"]
+
+
+def test_a_job_redelivered_many_times_sends_once(api, world, smtp):
+    """Guards SQS at-least-once delivery: the same outbox job handled five times is one SMTP transaction."""
+    accepted = send(api, world, {"to": ["jan@customer.example"], "subject": "Five", "text": "x"})
+    job = {"tenant_id": world["tenant"]["id"], "outbox_id": accepted.json["id"]}
+    assert [delivery.on_message(job) for _ in range(5)] == ["sent", "done", "done", "done", "done"]
+    assert run_outbox_jobs(world["aws"]["events_queue_url"]) == ["done"]
+    assert len(smtp.envelopes) == 1
