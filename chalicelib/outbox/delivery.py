@@ -153,7 +153,7 @@ def finish_sent(item: OutboxItem, mailbox: Mailbox, raw: bytes) -> None:
     provider_id = (item.provider_message_id if mailbox.type != "imap" and item.provider_message_id
                    else store.OUTBOX_PROVIDER_PREFIX + item.rfc_message_id)   # IMAP: the UID comes with the sync
     outcome = store.save_sent(mailbox, raw, rfc_message_id=item.rfc_message_id, provider_id=provider_id,
-                              thread_id=item.provider_thread_id)
+                              thread_id=item.provider_thread_id, attempted_at=item.attempt_started_at)
     if outcome.message.owed:
         effects.complete(outcome.message)
     item.update(actions=[OutboxItem.message_id.set(outcome.message.message_id), OutboxItem.pending_shard.remove(),

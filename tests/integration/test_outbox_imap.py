@@ -294,3 +294,24 @@ def test_a_job_redelivered_many_times_sends_once(api, world, smtp):
     assert [delivery.on_message(job) for _ in range(5)] == ["sent", "done", "done", "done", "done"]
     assert run_outbox_jobs(world["aws"]["events_queue_url"]) == ["done"]
     assert len(smtp.envelopes) == 1
+
+
+def test_a_copy_the_sync_stored_before_a_dead_attempt_was_recovered_is_one_message(api, world, smtp, monkeypatch):
+    """Guards two messages in the CRM for one send: the attempt died after SMTP took the message and the APPEND
+    filed it, the next sync stored Sent's copy, then the sweep recovered the item — its copy is that one."""
+    accepted = send(api, world, {"to": ["jan@customer.example"], "subject": "Crash then sync", "text": "x"})
+    tenant_id, outbox_id = world["tenant"]["id"], accepted.json["id"]
+    real_record = delivery._record_sent
+    monkeypatch.setattr(delivery, "_record_sent", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed")))
+    with pytest.raises(SystemExit):
+        run_outbox_jobs(world["aws"]["events_queue_url"])
+    monkeypatch.setattr(delivery, "_record_sent", real_record)
+    sync(world["mailbox_id"], tenant_id)
+    [imported] = stored_in(world["mailbox_id"], "sent")
+    assert delivery.sweep(time.time() + delivery.STALE_AFTER + 1) == 1
+    item = outbox_item(tenant_id, outbox_id)
+    assert item.status == "sent" and item.message_id == imported.message_id and len(smtp.envelopes) == 1
+    sync(world["mailbox_id"], tenant_id)
+    assert [m.message_id for m in stored_in(world["mailbox_id"], "sent")] == [imported.message_id]
+    created = [e.payload.get("message_id") for e in list_events(tenant_id, "message.created")]
+    assert created.count(imported.message_id) == 1 and len(set(created)) == len(created)
