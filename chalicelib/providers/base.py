@@ -37,8 +37,8 @@ class ErrorCode(str, enum.Enum):
 
 
 class ProviderError(Exception):
-    """`maybe_sent` (only from `MailProvider.send`): the message reached the provider whole and the failure
-    came before its answer — it may have been accepted, so it must not be submitted again blindly."""
+    """`maybe_sent` (read only for `MailProvider.send`): the request reached the provider and the failure came
+    before its answer — the message may have been accepted, so it must not be submitted again blindly."""
 
     def __init__(self, code: ErrorCode, detail: str, *, retry_after: float | None = None,
                  maybe_sent: bool = False):
