@@ -28,7 +28,7 @@ from email.utils import format_datetime, make_msgid
 
 from chalicelib.outbox.html_text import html_to_text
 from chalicelib.providers.base import ThreadHint
-from chalicelib.security.addresses import header_safe_name, is_plain_address, with_ascii_domain
+from chalicelib.security.addresses import header_safe_name, header_safe_text, is_plain_address, with_ascii_domain
 from chalicelib.security.sanitize import sanitize_html
 
 POLICY = policy.SMTP.clone(cte_type="7bit")
@@ -110,7 +110,9 @@ class Composed:
 
 
 def prefixed_subject(mode: str, subject: str | None) -> str:
-    subject = (subject or "").strip()
+    """The reply/forward subject from the original's (stored mail: anything a header must not carry becomes a
+    space, `security.addresses.header_safe_text`)."""
+    subject = header_safe_text(subject or "").strip()
     if mode in REPLY_MODES:
         return subject if _REPLY_PREFIX.match(subject) else f"Re: {subject}".rstrip()
     if mode == "forward":
@@ -271,7 +273,7 @@ def compose(sender: Sender, draft: Draft, original: Original | None, *, now: dat
     for attachment in tuple(forwarded) + tuple(draft.attachments):
         maintype, _, subtype = (attachment.content_type or "application/octet-stream").partition("/")
         msg.add_attachment(attachment.data, maintype=maintype or "application",
-                           subtype=subtype or "octet-stream", filename=attachment.filename)
+                           subtype=subtype or "octet-stream", filename=header_safe_text(attachment.filename))
     envelope = tuple(dict.fromkeys(r.email for r in to + cc + draft.bcc))
     return Composed(raw=msg.as_bytes(policy=POLICY), rfc_message_id=message_id.strip("<>"), sender=sender.email,
                     recipients=envelope, to=to, cc=cc, subject=subject, thread=thread)

@@ -153,6 +153,11 @@ def test_append_sent_off_leaves_the_sent_folder_to_the_server(api, world, smtp, 
     ("bcc.0.email", {"bcc": ["jan..novak@customer.example"], "text": "x"}),          # not a dot-atom
     ("attachments.0.filename", {"to": ["jan@customer.example"], "text": "x",
                                 "attachments": [{"filename": "a\r\n.pdf", "content_base64": "eA=="}]}),
+    # line ends Python's email package knows besides CR/LF (str.splitlines): a 500 before, or a header split
+    ("subject", {"to": ["jan@customer.example"], "subject": "Hi\u2028Bcc: victim@evil.example", "text": "x"}),
+    ("to.0.name", {"to": [{"email": "jan@customer.example", "name": "Jan\u2029Bcc: v@evil.example"}], "text": "x"}),
+    ("attachments.0.filename", {"to": ["jan@customer.example"], "text": "x",
+                                "attachments": [{"filename": "a\x85Bcc: v.pdf", "content_base64": "eA=="}]}),
     ("text", {"to": ["jan@customer.example"], "subject": "empty"}),
     ("text", {"to": ["jan@customer.example"], "text": "  ", "html": "<script>x()</script><p></p>"}),
     ("in_reply_to", {"mode": "reply", "text": "x"}),
@@ -315,3 +320,28 @@ def test_a_copy_the_sync_stored_before_a_dead_attempt_was_recovered_is_one_messa
     assert [m.message_id for m in stored_in(world["mailbox_id"], "sent")] == [imported.message_id]
     created = [e.payload.get("message_id") for e in list_events(tenant_id, "message.created")]
     assert created.count(imported.message_id) == 1 and len(set(created)) == len(created)
+
+
+def test_a_reply_to_mail_whose_headers_decode_to_line_separators_goes_out_unsplit(api, world, smtp, dovecot):
+    """Guards a header split (or a 500 from the email package) on replying to inbound mail whose encoded From
+    name and Subject (RFC 2047) decode to U+2028 / NEL: the reply's subject and recipient carry spaces."""
+    raw = (b"From: =?utf-8?q?Jan=E2=80=A8Bcc=3A_victim=40evil=2Eexample?= <jan@customer.example>\r\n"
+           b"To: " + world["email"].encode() + b"\r\nSubject: =?utf-8?q?Offer=C2=85Bcc=3A_victim=40evil=2Eexample?=\r\n"
+           b"Message-ID: <sep-1@customer.example>\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n\r\nHello\r\n")
+    dovecot.append(world["user"], "INBOX", raw)
+    sync(world["mailbox_id"], world["tenant"]["id"])
+    [inbound] = [m for m in stored_in(world["mailbox_id"], "inbox") if m.rfc_message_id == "sep-1@customer.example"]
+    assert send(api, world, {"mode": "reply", "in_reply_to": inbound.message_id, "text": "Thanks"}).status == 202
+    assert run_outbox_jobs(world["aws"]["events_queue_url"]) == ["sent"]
+    [(_from, rcpts, sent)] = smtp.envelopes
+    assert rcpts == ["jan@customer.example"]
+    assert not [line for line in sent.split(b"\r\n") if line.lower().startswith(b"bcc")]
+    [mail] = received(smtp)
+    assert mail["Subject"] == "Re: Offer Bcc: victim@evil.example" and "\u2028" not in str(mail["To"])
+
+
+def test_a_sender_name_with_a_line_separator_is_refused_on_the_mailbox(api, world):
+    """Guards a mailbox whose every send would fail: its sender_name ends up in From."""
+    result = api("PATCH", f"/v1/mailboxes/{world['mailbox_id']}", key=world["tenant"]["key"],
+                 json_body={"sender_name": "Acme\u2028Sales"})
+    assert result.status == 422 and "sender_name" in [e["field"] for e in result.json["errors"]], result.json
