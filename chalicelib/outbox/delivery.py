@@ -14,6 +14,9 @@ One attempt:
      `message.created`); emit `outbox.sent` (stable event id); clear `pending_shard`.
   Steps 3-4 are idempotent, and the item keeps `pending_shard` until 4 is done, so the sweep finishes them.
 
+Before submitting, an item queued through a mailbox share (`via_share`) needs that share still to allow
+sending (`may_still_send`); else it is `failed` with `forbidden` and nothing is sent.
+
 Failures (`ProviderError` codes): TEMPORARY / THROTTLED → back to queued with exponential backoff (30 s × 2^n,
 at most 1 h, plus 0-20 % jitter, or the provider's Retry-After), up to MAX_ATTEMPTS; then, or at once for PERMANENT /
 AUTH_REVOKED / NEEDS_ADMIN_CONSENT / NOT_FOUND → `failed` with {code, detail} and `outbox.failed`.
@@ -38,7 +41,7 @@ from chalicelib import aws, ids
 from chalicelib.backoff import jittered
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
-from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.models.outbox import PENDING_SHARD, OutboxItem
 from chalicelib.notify.events import emit, stable_event_id
 from chalicelib.outbox.service import JOB_KIND, enqueue, get_item
@@ -85,6 +88,20 @@ def _mailbox(item: OutboxItem) -> Mailbox | None:
         return Mailbox.get(item.tenant_id, item.mailbox_id)
     except Mailbox.DoesNotExist:
         return None
+
+
+def may_still_send(mailbox: Mailbox, user_id: str | None) -> bool:
+    """Whether the caller who queued an item through a share (`OutboxItem.via_share`) may still send from
+    `mailbox` when it goes out — as the send route asked on acceptance (docs/api.md "Sending mail"): the tenant
+    itself (no user), a personal mailbox's owner, or a `read_write` share. A share revoked or lowered to `read`
+    while the item waited stops it."""
+    if user_id is None or (mailbox.kind == "personal" and mailbox.owner_user_id == user_id):
+        return True
+    try:
+        share = MailboxShare.get(mailbox.mailbox_id, user_id, consistent_read=True)
+    except MailboxShare.DoesNotExist:
+        return False
+    return share.tenant_id == mailbox.tenant_id and share.access in ("read_write", "owner")
 
 
 def _thread(item: OutboxItem) -> ThreadHint:
@@ -191,6 +208,10 @@ def attempt(item: OutboxItem, *, now: float | None = None, provider_factory: Pro
     mailbox = _mailbox(item)
     if mailbox is None or mailbox.status == "disabled":
         _fail(item, _error("permanent", "the mailbox was deleted or disabled"), OutboxItem.attempt_token == token)
+        return "failed"
+    if item.via_share and not may_still_send(mailbox, item.created_by):
+        _fail(item, _error("forbidden", "the user who queued it can no longer send from this mailbox (share "
+                                        "revoked or lowered to read)"), OutboxItem.attempt_token == token)
         return "failed"
     raw = _raw(item)
     try:

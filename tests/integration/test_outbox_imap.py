@@ -345,3 +345,25 @@ def test_a_sender_name_with_a_line_separator_is_refused_on_the_mailbox(api, worl
     result = api("PATCH", f"/v1/mailboxes/{world['mailbox_id']}", key=world["tenant"]["key"],
                  json_body={"sender_name": "Acme\u2028Sales"})
     assert result.status == 422 and "sender_name" in [e["field"] for e in result.json["errors"]], result.json
+
+
+@pytest.mark.parametrize("change", ["revoke", "lower_to_read"])
+def test_a_share_revoked_while_a_send_waits_stops_it(api, world, smtp, change):
+    """Guards mail going out in the name of a user who lost send rights while it was queued or scheduled
+    (up to 30 days): when it is due, it fails with `forbidden`; the tenant's own sends are unaffected."""
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 600))
+    mine = send(api, world, {"to": ["jan@customer.example"], "subject": "Later", "text": "x", "send_at": soon})
+    tenants = api("POST", f"/v1/mailboxes/{world['mailbox_id']}/send", key=world["tenant"]["key"],
+                  json_body={"to": ["jan@customer.example"], "subject": "Tenant's", "text": "x", "send_at": soon})
+    assert mine.status == tenants.status == 202
+    path = f"/v1/mailboxes/{world['mailbox_id']}/shares/u-writer"
+    if change == "revoke":
+        assert api("DELETE", path, key=world["tenant"]["key"]).status == 204
+    else:
+        assert api("PUT", path, key=world["tenant"]["key"], json_body={"access": "read"}).status == 200
+    due = time.time() + 601
+    jobs = [{"tenant_id": world["tenant"]["id"], "outbox_id": r.json["id"]} for r in (mine, tenants)]
+    assert [delivery.on_message(job, now=due) for job in jobs] == ["failed", "sent"]
+    item = outbox_item(world["tenant"]["id"], mine.json["id"])
+    assert item.status == "failed" and item.last_error["code"] == "forbidden"
+    assert [m["Subject"] for m in received(smtp)] == ["Tenant's"]
