@@ -84,6 +84,10 @@ def send_digest(settings: NotificationSettings, body: dict[str, Any], now: float
     if items:
         actions.append(NotificationSettings.last_digest_at.set(int(now)))
     settings.update(actions=actions)
+    if items and next(iter(Notification.by_digest.query(key, limit=1)), None) is not None:
+        # still waiting: arrived while this digest was mailed (its scheduling saw the due time set and did
+        # nothing), or beyond MAX_ITEMS — the next digest, one interval on
+        digest.schedule(settings.tenant_id, settings.user_id, now, settings=settings)
     return "sent" if items else "empty"
 
 
