@@ -367,3 +367,28 @@ def test_a_share_revoked_while_a_send_waits_stops_it(api, world, smtp, change):
     item = outbox_item(world["tenant"]["id"], mine.json["id"])
     assert item.status == "failed" and item.last_error["code"] == "forbidden"
     assert [m["Subject"] for m in received(smtp)] == ["Tenant's"]
+
+
+def test_a_reply_to_long_message_ids_threads_on_the_wire(api, world, smtp, dovecot):
+    """Guards In-Reply-To/References written as RFC 2047 encoded-words (which RFC 2047 §5 forbids in a msg-id,
+    so no receiving client threads the reply): Outlook's Message-IDs run past the 78-character fold. The
+    bytes SMTP receives carry each id literally, References capped at 20 (first + last 19), folded between ids."""
+    outlook_id = "AM0PR07MB6129F8C2A1B2C3D4E5F60718293A4B5C6D@AM0PR07MB6129.eurprd07.prod.outlook.com"
+    chain = [f"<AM0PR07MB{n:04d}F8C2A1B2C3D4E5F60718293A4B5C6D@AM0PR07MB6129.eurprd07.prod.outlook.com>"
+             for n in range(25)]
+    raw = (f"From: Jan <jan@customer.example>\r\nTo: {world['email']}\r\nSubject: Long ids\r\n"
+           f"Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{outlook_id}>\r\n"
+           "References: " + "\r\n ".join(chain) + "\r\n\r\nHello\r\n")       # folded between ids
+    dovecot.append(world["user"], "INBOX", raw.encode())
+    sync(world["mailbox_id"], world["tenant"]["id"])
+    [inbound] = [m for m in stored_in(world["mailbox_id"], "inbox") if m.subject == "Long ids"]
+    assert send(api, world, {"mode": "reply", "in_reply_to": inbound.message_id, "text": "Thanks"}).status == 202
+    assert run_outbox_jobs(world["aws"]["events_queue_url"]) == ["sent"]
+    [(_from, _rcpts, raw)] = smtp.envelopes
+    head = raw.split(b"\r\n\r\n")[0].decode("ascii")
+    assert f"\r\nIn-Reply-To: <{outlook_id}>\r\n" in head
+    unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ")
+    [references] = [line for line in unfolded.split("\r\n") if line.startswith("References: ")]
+    assert "=?" not in references
+    assert references.split(" ")[1:] == [chain[0]] + chain[-18:] + [f"<{outlook_id}>"]
+    assert all(len(line) <= 998 for line in head.split("\r\n"))
