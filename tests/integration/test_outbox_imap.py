@@ -9,10 +9,12 @@ import time
 
 import pytest
 
+from chalicelib import aws
+from chalicelib.config import get_settings
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.outbox import OutboxItem
 from chalicelib.notify.events import list_events
-from chalicelib.outbox import delivery
+from chalicelib.outbox import delivery, service
 from chalicelib.pairing import directory
 from devservers.dovecot import free_port
 from devservers.smtp import for_dovecot
@@ -392,3 +394,24 @@ def test_a_reply_to_long_message_ids_threads_on_the_wire(api, world, smtp, dovec
     assert "=?" not in references
     assert references.split(" ")[1:] == [chain[0]] + chain[-18:] + [f"<{outlook_id}>"]
     assert all(len(line) <= 998 for line in head.split("\r\n"))
+
+
+def test_two_concurrent_posts_with_one_idempotency_key_make_one_item(api, world, smtp, monkeypatch):
+    """Guards the race of two identical requests: the second read no item yet (the first had not written), so
+    it reaches the conditional put, loses, answers the winner's item and drops its own composed copy."""
+    body = {"to": ["jan@customer.example"], "subject": "Race", "text": "once"}
+    first = send(api, world, body, key="race-1")
+    real_get, lookups = service.get_item, []
+
+    def not_yet_written(tenant_id, outbox_id):
+        lookups.append(outbox_id)
+        return None if len(lookups) == 1 else real_get(tenant_id, outbox_id)
+
+    monkeypatch.setattr(service, "get_item", not_yet_written)
+    second = send(api, world, body, key="race-1")
+    monkeypatch.setattr(service, "get_item", real_get)
+    assert first.status == second.status == 202 and first.json["id"] == second.json["id"] and len(lookups) == 2
+    keys = [o["Key"] for o in aws.s3().list_objects_v2(Bucket=get_settings().raw_bucket,
+                                                 Prefix=f"outbox/{world['tenant']['id']}/").get("Contents", [])]
+    assert len(keys) == 1                                              # the loser's copy is gone
+    assert run_outbox_jobs(world["aws"]["events_queue_url"]).count("sent") == 1 and len(smtp.envelopes) == 1
