@@ -54,6 +54,8 @@ MAX_ATTEMPTS = 6
 BASE_BACKOFF_SECONDS = 30
 MAX_BACKOFF_SECONDS = 3600
 STALE_AFTER = 900                  # > the notifier Lambda's timeout: a `sending` item older than this died
+RECHECK_SECONDS = 300              # Sent could not be searched: ask again after this
+CHECK_FOR = 6 * 3600               # ... for this long after the attempt, then `failed` / `unknown_outcome`
 RETRIED = (ErrorCode.TEMPORARY, ErrorCode.THROTTLED)
 ProviderFactory = Callable[[Mailbox], MailProvider]
 
@@ -241,7 +243,7 @@ def _append(provider: MailProvider, raw: bytes, item: OutboxItem) -> None:
                        extra={"outbox_id": item.outbox_id, "code": exc.code.value})
 
 
-def recover(item: OutboxItem, *, provider_factory: ProviderFactory = build_provider) -> str:
+def recover(item: OutboxItem, *, now: float | None = None, provider_factory: ProviderFactory = build_provider) -> str:
     """A stale `sending` item (its attempt died) or a `sent` one whose copy was not stored yet."""
     mailbox = _mailbox(item)
     if item.status == "sent":
@@ -257,7 +259,7 @@ def recover(item: OutboxItem, *, provider_factory: ProviderFactory = build_provi
     except ProviderError as exc:
         logger.warning("cannot check Sent for a stale attempt", extra={"outbox_id": item.outbox_id,
                                                                       "code": exc.code.value})
-        return "unchecked"                      # the next job/sweep asks again
+        return _unchecked(item, exc, time.time() if now is None else now)
     if found:
         if _record_sent(item, None, None, None):
             finish_sent(item, mailbox, _raw(item))
@@ -265,6 +267,22 @@ def recover(item: OutboxItem, *, provider_factory: ProviderFactory = build_provi
     _fail(item, _error("unknown_outcome", "the delivery attempt stopped while submitting; the message was not "
                                           "found in Sent and is not resent automatically — check and send again"),
           OutboxItem.status == "sending")
+    return "failed"
+
+
+def _unchecked(item: OutboxItem, exc: ProviderError, now: float) -> str:
+    """Sent could not be searched: asked again after `RECHECK_SECONDS` (its own job, not only the hourly sweep)
+    while the failure is temporary and the attempt is younger than `CHECK_FOR`; otherwise `failed` with
+    `unknown_outcome` — an item never stays `sending` for good."""
+    if exc.code in RETRIED and now - (item.attempt_started_at or 0) < CHECK_FOR:
+        due = int(now + max(RECHECK_SECONDS, exc.retry_after or 0))
+        if _conditional(item, [OutboxItem.due_at.set(due)], OutboxItem.status == "sending"):
+            item.due_at = due
+            enqueue(item, now)
+        return "unchecked"
+    _fail(item, _error("unknown_outcome", "the delivery attempt stopped while submitting and Sent could not be "
+                                          f"searched ({exc.detail}); not resent automatically — check and send "
+                                          "again"), OutboxItem.status == "sending")
     return "failed"
 
 
@@ -284,7 +302,7 @@ def _handle(item: OutboxItem, now: float, provider_factory: ProviderFactory) -> 
             return "early"
         return attempt(item, now=now, provider_factory=provider_factory)
     if item.pending_shard and (item.due_at or 0) <= now and item.status in ("sending", "sent"):
-        return recover(item, provider_factory=provider_factory)
+        return recover(item, now=now, provider_factory=provider_factory)
     return "done"
 
 

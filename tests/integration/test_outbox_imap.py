@@ -415,3 +415,29 @@ def test_two_concurrent_posts_with_one_idempotency_key_make_one_item(api, world,
                                                  Prefix=f"outbox/{world['tenant']['id']}/").get("Contents", [])]
     assert len(keys) == 1                                              # the loser's copy is gone
     assert run_outbox_jobs(world["aws"]["events_queue_url"]).count("sent") == 1 and len(smtp.envelopes) == 1
+
+
+def test_a_dead_attempt_that_cannot_be_checked_ends_visible_not_sending_forever(api, world, smtp, monkeypatch):
+    """Guards an item left `sending` for good: its attempt died after SMTP took the message and Sent cannot be
+    searched (IMAP down). It is checked again on a schedule (not only by the hourly sweep) and, still
+    unreachable after `CHECK_FOR`, ends `failed` with `unknown_outcome` — visible, and never resent."""
+    accepted = send(api, world, {"to": ["jan@customer.example"], "subject": "Crash, IMAP down", "text": "x"})
+    tenant_id, outbox_id = world["tenant"]["id"], accepted.json["id"]
+    real_record = delivery._record_sent
+    monkeypatch.setattr(delivery, "_record_sent", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed")))
+    with pytest.raises(SystemExit):
+        run_outbox_jobs(world["aws"]["events_queue_url"])
+    monkeypatch.setattr(delivery, "_record_sent", real_record)
+    mailbox = Mailbox.get(tenant_id, world["mailbox_id"])
+    mailbox.update(actions=[Mailbox.imap.set({**mailbox.imap, "port": free_port()})])    # IMAP is down
+    job = {"tenant_id": tenant_id, "outbox_id": outbox_id}
+    stale = time.time() + delivery.STALE_AFTER + 1
+    assert delivery.on_message(job, now=stale) == "unchecked"
+    item = outbox_item(tenant_id, outbox_id)
+    assert item.status == "sending" and item.due_at > stale
+    delayed = aws.sqs().get_queue_attributes(QueueUrl=world["aws"]["events_queue_url"],
+                                             AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    assert delayed["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"        # its own re-check job
+    assert delivery.on_message(job, now=item.due_at + delivery.CHECK_FOR) == "failed"
+    item = outbox_item(tenant_id, outbox_id)
+    assert item.status == "failed" and item.last_error["code"] == "unknown_outcome" and len(smtp.envelopes) == 1
