@@ -8,7 +8,8 @@ It speaks the documented wire format, so the real `google-api-python-client` and
   RFC 6749 §5.2 errors (`invalid_grant` for a revoked grant) and returns a refresh token only when the consent
   screen was shown (`prompt=consent`).
 - Gmail API reference (developers.google.com/gmail/api/reference/rest): `users.getProfile`, `messages.list`
-  (`q` with `after:` and `in:`/`-in:`, `labelIds`, `pageToken`), `messages.get` (`format=raw`, base64url),
+  (`q` with `after:`, `in:`/`-in:` and `rfc822msgid:`, `labelIds`, `pageToken`), `messages.get` (`format=raw`,
+  base64url),
   `history.list` (`startHistoryId`, `labelId`, `historyTypes`; 404 for a historyId older than the retained history),
   `users.watch`/`users.stop`, `messages.send`, `labels.list` (system labels and the user labels made with
   `add_label`); error bodies in Google's JSON error format.
@@ -18,8 +19,9 @@ It speaks the documented wire format, so the real `google-api-python-client` and
   is generated at start-up (`sign_push_token` signs RS256 tokens with it) and never stored.
 
 Switches for tests: `deny` (consent denied), `consent_as` (the user logs in as another account),
-`fail(endpoint, status, reason=, retry_after=, times=)` (429 / 403 rateLimitExceeded / 500 …; "messages.get:raw"
-or "messages.get:minimal" aims at one format), `revoke()`, `rotate_refresh_tokens`, `forget_history()` (stale
+`fail(endpoint, status, reason=, retry_after=, times=, after=)` (429 / 403 rateLimitExceeded / 500 …;
+"messages.get:raw" or "messages.get:minimal" aims at one format; `after` answers the error once the call took
+effect), `revoke()`, `rotate_refresh_tokens`, `forget_history()` (stale
 historyIds → 404). `calls[endpoint]` counts requests (batch parts too); `gets[format]` the messages.get ones.
 
 `python -m devservers.fake_google` (`make demo-gmail`) runs it with a demo account (`devservers/gmail_demo.py`).
@@ -239,10 +241,13 @@ class FakeGoogle:
             account.oldest_history_id = self._bump(account)
 
     def fail(self, endpoint: str, status: int, *, reason: str | None = None, retry_after: float | None = None,
-             times: int = 1) -> None:
-        """The next `times` calls of `endpoint` (e.g. "messages.get", "history.list", "token") answer `status`."""
+             times: int = 1, after: bool = False) -> None:
+        """The next `times` calls of `endpoint` (e.g. "messages.get", "history.list", "token") answer `status`.
+        `after`: the call takes effect first (e.g. `messages.send` sends) and only its answer is the error —
+        a 500 that hides a success."""
         with self._lock:
-            self._failures.setdefault(endpoint, []).extend(
+            key = "after:" + endpoint if after else endpoint
+            self._failures.setdefault(key, []).extend(
                 [api_error(status, f"injected {status}", reason, retry_after)] * times)
 
     def revoke(self, email: str | None = None) -> None:
@@ -437,7 +442,8 @@ class FakeGoogle:
                 return name, account
             data = json.loads(body) if body.strip() else {}
             handler = getattr(self, "_" + name.replace(".", "_"))
-            return name, handler(account, single, query, data, *found.groups())
+            reply = handler(account, single, query, data, *found.groups())
+            return name, self._injected("after:" + name) or reply
 
     def _profile(self, account: Account, single, query, data) -> Reply:
         return Reply(200, {"emailAddress": account.email, "messagesTotal": len(account.messages),
@@ -448,9 +454,11 @@ class FakeGoogle:
         labels = set(query.get("labelIds", []))
         after = _after_epoch(single.get("q", ""))
         need, exclude = _in_filters(single.get("q", ""))
+        wanted_id = _rfc822msgid(single.get("q", ""))
         include_spam_trash = single.get("includeSpamTrash") == "true"
         found = [m for m in account.messages.values()
                  if labels | need <= m.labels and not exclude & m.labels
+                 and (wanted_id is None or _message_id_of(m.raw) == wanted_id)
                  and (after is None or m.internal_ms >= after * 1000)
                  and (include_spam_trash or not m.labels & {"SPAM", "TRASH"})]
         found.sort(key=lambda m: (m.internal_ms, m.id), reverse=True)     # newest first
@@ -597,6 +605,17 @@ def _in_filters(q: str) -> tuple[set[str], set[str]]:
         if label:
             (exclude if minus else need).add(label)
     return need, exclude
+
+
+def _rfc822msgid(q: str) -> str | None:
+    """Gmail search `rfc822msgid:` (support.google.com/mail/answer/7190): the Message-ID header, without <>."""
+    match = re.search(r"\brfc822msgid:(\S+)", q)
+    return match.group(1).strip("<>") if match else None
+
+
+def _message_id_of(raw: bytes) -> str:
+    head = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+    return str(head.get("Message-ID") or "").strip().strip("<>")
 
 
 def _after_epoch(q: str) -> int | None:

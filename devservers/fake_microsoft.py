@@ -12,7 +12,8 @@ name}/messages/delta` (`devservers.fake_graph_state`); `GET /me/messages/{id}/$v
 handshake: POST `notificationUrl?validationToken=…` and `lifecycleNotificationUrl?validationToken=…`, the app
 must answer 200 `text/plain` with the decoded token within 10 s; expiry at most 4,230 minutes ahead),
 `PATCH`/`DELETE /subscriptions/{id}`, `POST /subscriptions/{id}/reauthorize`; `POST /me/sendMail` and
-`/me/messages/{id}/reply|replyAll|forward` (MIME: base64 `text/plain` body; 202, no body). Errors are
+`/me/messages/{id}/reply|replyAll|forward` (MIME: base64 `text/plain` body; 202, no body; the copy lands in
+Sent Items); `GET /me/mailFolders/{folder}/messages?$filter=internetMessageId eq '<id>'`. Errors are
 `{"error": {"code", "message"}}`; 429/503 carry `Retry-After` (seconds).
 
 Test controls: `throttle()`, `inject()`, `notify()`, `lifecycle()`, `sign_in()`; observations:
@@ -85,6 +86,7 @@ class Injected:
     path: str
     method: str | None
     remaining: int
+    after: bool = False      # answered once the request took effect (a 500 hiding a success)
 
 
 @dataclass
@@ -172,10 +174,11 @@ class FakeMicrosoft:
         return self.mail.add_user(address, tenant_id, upn)
 
     def inject(self, status: int, body: dict | None = None, *, path: str = "", method: str | None = None,
-               times: int = 1, headers: dict | None = None) -> None:
-        """The next `times` Graph requests whose path contains `path` answer `status` with `body`."""
+               times: int = 1, headers: dict | None = None, after: bool = False) -> None:
+        """The next `times` Graph requests whose path contains `path` answer `status` with `body` — `after`:
+        once the request took effect (e.g. sendMail sent the message)."""
         with self._lock:
-            self._injected.append(Injected(status, body, dict(headers or {}), path, method, times))
+            self._injected.append(Injected(status, body, dict(headers or {}), path, method, times, after))
 
     def clear_injected(self) -> None:
         with self._lock:
@@ -250,11 +253,16 @@ class FakeMicrosoft:
         self.graph_requests.append((method, path, user or ""))
         if 'idtype="immutableid"' not in headers.get("prefer", "").lower().replace(" ", ""):
             self.missing_immutable_id += 1
-        injected = self._take_injected(method, path)
+        injected = self._take_injected(method, path, after=False)
         if injected is not None:
             return _json(injected.status, injected.body, injected.headers)
         if user is None:
             return graph_error(401, "InvalidAuthenticationToken", "Access token is empty or expired.")
+        reply = self._graph_as_user(method, path, query, headers, body, user)
+        injected = self._take_injected(method, path, after=True)
+        return reply if injected is None else _json(injected.status, injected.body, injected.headers)
+
+    def _graph_as_user(self, method: str, path: str, query: dict, headers: dict, body: bytes, user: str) -> Reply:
         with self._lock:
             self._inflight[user] = self._inflight.get(user, 0) + 1
             self.max_concurrency[user] = max(self.max_concurrency.get(user, 0), self._inflight[user])
@@ -268,10 +276,11 @@ class FakeMicrosoft:
             with self._lock:
                 self._inflight[user] -= 1
 
-    def _take_injected(self, method: str, path: str) -> Injected | None:
+    def _take_injected(self, method: str, path: str, *, after: bool) -> Injected | None:
         with self._lock:
             for item in self._injected:
-                if item.path in path and (item.method in (None, method)) and item.remaining > 0:
+                if (item.path in path and (item.method in (None, method)) and item.remaining > 0
+                        and item.after == after):
                     item.remaining -= 1
                     if item.remaining == 0:
                         self._injected.remove(item)
@@ -313,6 +322,9 @@ class FakeMicrosoft:
             return 200, {"Content-Type": "text/plain"}, message.raw
         if path == "/me/sendMail" and method == "POST":
             return self._send(user, "sendMail", None, headers, body)
+        match = re.fullmatch(r"/me/mailFolders/([^/]+)/messages", path)
+        if match and method == "GET":
+            return self._list_by_message_id(user, unquote(match.group(1)).lower(), query)
         match = re.fullmatch(r"/me/messages/([^/]+)/(reply|replyAll|forward)", path)
         if match and method == "POST":
             if match.group(1) not in self.mail.user(user).messages:
@@ -337,6 +349,16 @@ class FakeMicrosoft:
                                        page_size=page_size, link_base=f"{self.graph_root}/me/mailFolders/"
                                                                       f"{folder}/messages/delta")
         return _json(status, body, {"Preference-Applied": f"odata.maxpagesize={page_size}"} if prefer else None)
+
+    def _list_by_message_id(self, user: str, folder: str, query: dict) -> Reply:
+        """`GET /me/mailFolders/{folder}/messages?$filter=internetMessageId eq '<id>'` (the one filter used)."""
+        wanted = re.fullmatch(r"\s*internetMessageId\s+eq\s+'(.*)'\s*", query.get("$filter", ""))
+        if wanted is None:
+            return graph_error(400, "BadRequest", "Only $filter=internetMessageId eq '...' in this fake.")
+        value = wanted.group(1).replace("''", "'")
+        found = [m.resource() for m in self.mail.user(user).messages.values()
+                 if m.folder == folder and m.resource()["internetMessageId"] == value]
+        return _json(200, {"value": [{"id": r["id"], "internetMessageId": r["internetMessageId"]} for r in found]})
 
     def _send(self, user: str, action: str, message_id: str | None, headers: dict, body: bytes) -> Reply:
         if headers.get("content-type", "").startswith("text/plain"):

@@ -33,9 +33,13 @@ logging.getLogger("mail.log").addFilter(_QuietLegacyLoginData())
 class _Capture:
     def __init__(self) -> None:
         self.envelopes: list[tuple[str, list[str], bytes]] = []
+        self.drop_after_data = 0     # the next N messages are taken, then the connection drops before "250"
 
     async def handle_DATA(self, server, session, envelope) -> str:
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        if self.drop_after_data > 0:
+            self.drop_after_data -= 1
+            server.transport.abort()
         return "250 OK"
 
 
@@ -64,6 +68,11 @@ class SmtpServer:
     @property
     def envelopes(self) -> list[tuple[str, list[str], bytes]]:
         return self._handler.envelopes
+
+    def drop_after_data(self, times: int = 1) -> None:
+        """The next `times` messages are kept (delivered), but the connection drops after the final "." before
+        the server's reply — the client cannot know the message was accepted (RFC 5321 §4.1.1.4)."""
+        self._handler.drop_after_data = times
 
     def start(self) -> "SmtpServer":
         self._controller.start()

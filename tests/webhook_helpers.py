@@ -1,8 +1,9 @@
 """Webhook test harness: a real HTTP receiver on loopback, a simulated clock and a simulated delay queue.
 
-`Receiver` is an `http.server` in a thread whose answers are scripted (status codes, a delay, or "down" =
-the port closed). `SimQueue` replaces the SQS send of `notify.deliveries` so delayed messages become due on
-the simulated clock; `run_until(t)` feeds each due message to the notifier exactly as Lambda would.
+`Receiver` is an `http.server` in a thread whose answers are scripted (status codes, a delay, a slow drip of
+header lines, or "down" = the port closed). `SimQueue` replaces the SQS send of `notify.deliveries` so delayed
+messages become due on the simulated clock; `run_until(t)` feeds each due message to the notifier exactly as
+Lambda would.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)  # consumed one per request; empty -> default_status
     default_status: int = 204
     delay: float = 0.0
+    drip: float = 0.0  # > 0: answer "200 OK" but send one header line every `drip` seconds, ten of them
     hits: list[Hit] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)
     port: int = 0
@@ -52,6 +54,17 @@ class Receiver:
                 receiver.hits.append(Hit(dict(self.headers.items()), body, self.path, receiver.clock.now))
                 if receiver.delay:
                     time.sleep(receiver.delay)
+                if receiver.drip:
+                    try:
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                        for n in range(10):
+                            self.wfile.flush()
+                            time.sleep(receiver.drip)
+                            self.wfile.write(b"X-Drip-%d: x\r\n" % n)
+                        self.wfile.write(b"Content-Length: 0\r\n\r\n")
+                    except OSError:  # the client gave up
+                        pass
+                    return
                 status = receiver.statuses.pop(0) if receiver.statuses else receiver.default_status
                 self.send_response(status)
                 for name, value in receiver.extra_headers.items():

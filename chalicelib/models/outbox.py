@@ -13,7 +13,7 @@ seconds): the renewer's sweep finds items whose delayed queue message was lost o
 """
 from __future__ import annotations
 
-from pynamodb.attributes import JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -38,6 +38,7 @@ class OutboxItem(Model):
     outbox_id = UnicodeAttribute(range_key=True)
     mailbox_id = UnicodeAttribute()
     created_by = UnicodeAttribute(null=True)        # X-User-Id of the caller (None: the tenant itself)
+    via_share = BooleanAttribute(null=True)         # the caller could send through a share: re-checked when due
     request_sha256 = UnicodeAttribute()             # of the canonical request body (Idempotency-Key reuse)
     mode = UnicodeAttribute()                       # new | reply | reply_all | forward
     in_reply_to = UnicodeAttribute(null=True)       # stored message id of the original

@@ -5,7 +5,8 @@ A `notify.digest` queue message that arrives before the due time re-sends itself
 delays are at most 900 s: "Amazon SQS delay queues", SQS Developer Guide). The relay's host is vetted by the SSRF
 guard again before each digest and dialled at the vetted address, TLS verified against the host name
 (`providers/imap/smtp.py`). A relay that fails leaves every notification waiting and the message is retried after
-`RETRY_SECONDS`: nothing is stamped as mailed before the relay accepted it.
+`RETRY_SECONDS`: nothing is stamped as mailed before the relay accepted it. A due digest is claimed first
+(`_claim`, a conditional update), so a message delivered twice at once mails it once.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.logs import logger
 from chalicelib.models.notification import Notification, NotificationRelay, NotificationSettings
@@ -42,7 +43,23 @@ def on_message(body: dict[str, Any], now: float | None = None) -> str:
     if settings.digest_due_at > now:
         queue.send(body, settings.digest_due_at - now)
         return "deferred"
+    if not _claim(settings, now):
+        return "taken"
     return send_digest(settings, body, now)
+
+
+def _claim(settings: NotificationSettings, now: float) -> bool:
+    """Take a due digest: its due time moves `RETRY_SECONDS` ahead, conditional on the value read, so a second
+    consumer of the same message (SQS delivers at least once) finds it not due and only re-queues itself. A
+    consumer that dies after the claim leaves it due again then (the message's redelivery sends it)."""
+    try:
+        settings.update(actions=[NotificationSettings.digest_due_at.set(int(now + RETRY_SECONDS))],
+                        condition=NotificationSettings.digest_due_at == settings.digest_due_at)
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def send_digest(settings: NotificationSettings, body: dict[str, Any], now: float) -> str:
@@ -67,6 +84,10 @@ def send_digest(settings: NotificationSettings, body: dict[str, Any], now: float
     if items:
         actions.append(NotificationSettings.last_digest_at.set(int(now)))
     settings.update(actions=actions)
+    if items and next(iter(Notification.by_digest.query(key, limit=1)), None) is not None:
+        # still waiting: arrived while this digest was mailed (its scheduling saw the due time set and did
+        # nothing), or beyond MAX_ITEMS — the next digest, one interval on
+        digest.schedule(settings.tenant_id, settings.user_id, now, settings=settings)
     return "sent" if items else "empty"
 
 

@@ -6,8 +6,11 @@
   (DNS may have changed since); the connection goes to the vetted address while TLS is verified against the
   URL's host name (SNI and certificate check via urllib3's `server_hostname`/`assert_hostname`), and the
   `Host` header names the URL's host — a second resolution cannot swap in an internal address.
-- `TIMEOUT_SECONDS` caps connect + response (urllib3 `Timeout(total=...)`); redirects are not followed
-  (a 3xx is a failed attempt); urllib3's own retries are off (the delivery schedule retries).
+- `TIMEOUT_SECONDS` caps connect + response as a wall clock. urllib3's `Timeout(total=...)` alone does not:
+  it bounds each socket read, so a receiver dripping a header byte every few seconds could hold an attempt
+  (and the notifier Lambda) far longer. A timer shuts the connection's socket down at the deadline (`_Deadline`).
+  Redirects are not followed (a 3xx is a failed attempt); urllib3's own retries are off (the delivery schedule
+  retries).
 - The receiver's body is never read or stored: the outcome keeps the status code and a short status line.
 - urllib3 2.x derives `NewConnectionError` (refused, unreachable, DNS) from `ConnectTimeoutError`, so it is
   told apart first: a receiver that is down reads "connection failed" in the delivery log, not "timeout".
@@ -15,6 +18,8 @@
 from __future__ import annotations
 
 import re
+import socket
+import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -91,6 +96,44 @@ def vet_url(url: str) -> tuple[Target, str]:
         raise InvalidWebhookUrl("The URL's host is not reachable from this service.") from None
 
 
+class _Deadline:
+    """Shuts down every connection `pool` opens once `seconds` have passed (the read then fails at once)."""
+
+    def __init__(self, pool: urllib3.HTTPConnectionPool, seconds: float):
+        self.expired = False
+        self._opened: list = []
+        self._lock = threading.Lock()
+        opened, lock = self._opened, self._lock
+
+        class Watched(pool.ConnectionCls):
+            def connect(self):
+                super().connect()
+                with lock:
+                    opened.append(self)
+
+        pool.ConnectionCls = Watched
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for connection in self._opened:
+                sock = getattr(connection, "sock", None)
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+    def __enter__(self) -> "_Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+
 def _pool(target: Target, address: str, timeout: float) -> urllib3.HTTPConnectionPool:
     common = {"port": target.port, "timeout": urllib3.Timeout(total=timeout), "retries": False, "maxsize": 1}
     if target.scheme == "https":
@@ -105,28 +148,34 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float | Non
         target, address = vet_url(url)
     except InvalidWebhookUrl:
         return Outcome(False, None, "refused: host not allowed")
-    pool = _pool(target, address, TIMEOUT_SECONDS if timeout is None else timeout)
+    seconds = TIMEOUT_SECONDS if timeout is None else timeout
+    pool = _pool(target, address, seconds)
+    deadline = _Deadline(pool, seconds)
     try:
-        response = pool.urlopen("POST", target.path, body=body, headers={**headers, "Host": target.host_header},
-                                redirect=False, retries=False, preload_content=False, assert_same_host=False)
-        try:
-            status = int(response.status)
-            reason = _PRINTABLE.sub("", str(response.reason or ""))[:60]
-        finally:
-            response.release_conn()
+        with deadline:
+            response = pool.urlopen("POST", target.path, body=body,
+                                    headers={**headers, "Host": target.host_header}, redirect=False,
+                                    retries=False, preload_content=False, assert_same_host=False)
+            try:
+                status = int(response.status)
+                reason = _PRINTABLE.sub("", str(response.reason or ""))[:60]
+            finally:
+                response.release_conn()
     except NewConnectionError:
         return Outcome(False, None, "connection failed")
     except Urllib3Timeout:
         return Outcome(False, None, "timeout")
     except SSLError:
-        return Outcome(False, None, "TLS error")
+        return Outcome(False, None, "timeout" if deadline.expired else "TLS error")
     except HTTPError as exc:
         cause = getattr(exc, "reason", None)
-        if isinstance(cause, Urllib3Timeout) and not isinstance(cause, NewConnectionError):
+        if deadline.expired or (isinstance(cause, Urllib3Timeout) and not isinstance(cause, NewConnectionError)):
             return Outcome(False, None, "timeout")
         return Outcome(False, None, "connection failed")
     finally:
         pool.close()
+    if deadline.expired:       # the answer was cut off at the deadline (http.client takes EOF as the headers' end)
+        return Outcome(False, None, "timeout")
     line = f"{status} {reason}".strip()
     if 300 <= status < 400:
         line = f"{line} (redirect not followed)"

@@ -1,7 +1,8 @@
 """Build the MIME of a new message, reply or forward (RFC 5322, RFC 2045-2049) with `email.message.EmailMessage`.
 
 - Policy: `email.policy.SMTP` (CRLF line ends) with `cte_type="7bit"`, so non-ASCII bodies are quoted-printable
-  or base64 and the message needs no 8BITMIME; header values are RFC 2047 encoded words. The email package
+  or base64 and the message needs no 8BITMIME; header values are RFC 2047 encoded words — except Message-ID,
+  In-Reply-To and References, folded only between ids at up to 998 characters (`_SendPolicy`). The email package
   itself refuses CR/LF in a header value; the API refuses them earlier with a field name
   (`api/schemas/outbox.py`), and reply recipients taken from the original are filtered (`_deliverable`).
 - `Message-ID` is fresh (`email.utils.make_msgid` with the sender's domain, RFC 5322 §3.6.4); `Date` is now.
@@ -28,10 +29,32 @@ from email.utils import format_datetime, make_msgid
 
 from chalicelib.outbox.html_text import html_to_text
 from chalicelib.providers.base import ThreadHint
-from chalicelib.security.addresses import header_safe_name, is_plain_address, with_ascii_domain
+from chalicelib.security.addresses import header_safe_name, header_safe_text, is_plain_address, with_ascii_domain
 from chalicelib.security.sanitize import sanitize_html
 
-POLICY = policy.SMTP.clone(cte_type="7bit")
+ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
+MAX_LINE = 998                          # RFC 5322 §2.1.1: a line MUST be at most 998 characters (+CRLF)
+
+
+class _SendPolicy(policy.EmailPolicy):
+    """`email.policy.SMTP` folding, except for the msg-id headers: the email package folds a token longer than
+    `max_line_length` (78) into RFC 2047 encoded-words, which RFC 2047 §5 forbids in a msg-id — Outlook's
+    Message-IDs alone run ~80 characters, and such an In-Reply-To/References threads nowhere. Those headers
+    are folded at 998 instead (only between ids, as RFC 5322 §3.6.4 allows)."""
+
+    def _for(self, name: str) -> "policy.EmailPolicy":
+        if name.lower() in ID_HEADERS and self.max_line_length != MAX_LINE:
+            return self.clone(max_line_length=MAX_LINE)
+        return self
+
+    def fold(self, name, value):
+        return policy.EmailPolicy.fold(self._for(name), name, value)
+
+    def fold_binary(self, name, value):
+        return policy.EmailPolicy.fold_binary(self._for(name), name, value)
+
+
+POLICY = _SendPolicy(linesep="\r\n", cte_type="7bit")
 MAX_REFERENCES = 20
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw)\s*(\[\d+\])?\s*:", re.IGNORECASE)
 _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr|enc)\s*(\[\d+\])?\s*:", re.IGNORECASE)
@@ -110,7 +133,9 @@ class Composed:
 
 
 def prefixed_subject(mode: str, subject: str | None) -> str:
-    subject = (subject or "").strip()
+    """The reply/forward subject from the original's (stored mail: anything a header must not carry becomes a
+    space, `security.addresses.header_safe_text`)."""
+    subject = header_safe_text(subject or "").strip()
     if mode in REPLY_MODES:
         return subject if _REPLY_PREFIX.match(subject) else f"Re: {subject}".rstrip()
     if mode == "forward":
@@ -271,7 +296,7 @@ def compose(sender: Sender, draft: Draft, original: Original | None, *, now: dat
     for attachment in tuple(forwarded) + tuple(draft.attachments):
         maintype, _, subtype = (attachment.content_type or "application/octet-stream").partition("/")
         msg.add_attachment(attachment.data, maintype=maintype or "application",
-                           subtype=subtype or "octet-stream", filename=attachment.filename)
+                           subtype=subtype or "octet-stream", filename=header_safe_text(attachment.filename))
     envelope = tuple(dict.fromkeys(r.email for r in to + cc + draft.bcc))
     return Composed(raw=msg.as_bytes(policy=POLICY), rfc_message_id=message_id.strip("<>"), sender=sender.email,
                     recipients=envelope, to=to, cc=cc, subject=subject, thread=thread)

@@ -14,6 +14,9 @@ One attempt:
      `message.created`); emit `outbox.sent` (stable event id); clear `pending_shard`.
   Steps 3-4 are idempotent, and the item keeps `pending_shard` until 4 is done, so the sweep finishes them.
 
+Before submitting, an item queued through a mailbox share (`via_share`) needs that share still to allow
+sending (`may_still_send`); else it is `failed` with `forbidden` and nothing is sent.
+
 Failures (`ProviderError` codes): TEMPORARY / THROTTLED → back to queued with exponential backoff (30 s × 2^n,
 at most 1 h, plus 0-20 % jitter, or the provider's Retry-After), up to MAX_ATTEMPTS; then, or at once for PERMANENT /
 AUTH_REVOKED / NEEDS_ADMIN_CONSENT / NOT_FOUND → `failed` with {code, detail} and `outbox.failed`.
@@ -22,9 +25,10 @@ The residual window, honestly: an attempt that dies (Lambda timeout, crash) afte
 message but before step 3 leaves the item `sending`. It is never resent blindly: when the attempt is stale,
 the provider is asked whether Sent holds the Message-ID (IMAP: UID SEARCH HEADER Message-ID in Sent — found
 only when the APPEND of step 2 happened or the server files sent mail itself); found → recorded as sent;
-otherwise the item ends `failed` with code `unknown_outcome` for a person to check. Likewise a SMTP timeout
-after the final "." may hide an accepted message (RFC 5321 §4.1.1.4); it is retried as TEMPORARY, which can
-duplicate that one message.
+otherwise the item ends `failed` with code `unknown_outcome` for a person to check. A failure that may hide
+an accepted message (`ProviderError.maybe_sent`: SMTP's connection lost after the final "." before its reply,
+RFC 5321 §4.1.1.4; a Gmail or Graph 5xx or a read timeout after the request was sent) takes the same path
+after the backoff delay (`_unsure`), instead of a retry that could deliver the message twice.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ from chalicelib import aws, ids
 from chalicelib.backoff import jittered
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
-from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.models.outbox import PENDING_SHARD, OutboxItem
 from chalicelib.notify.events import emit, stable_event_id
 from chalicelib.outbox.service import JOB_KIND, enqueue, get_item
@@ -50,6 +54,8 @@ MAX_ATTEMPTS = 6
 BASE_BACKOFF_SECONDS = 30
 MAX_BACKOFF_SECONDS = 3600
 STALE_AFTER = 900                  # > the notifier Lambda's timeout: a `sending` item older than this died
+RECHECK_SECONDS = 300              # Sent could not be searched: ask again after this
+CHECK_FOR = 6 * 3600               # ... for this long after the attempt, then `failed` / `unknown_outcome`
 RETRIED = (ErrorCode.TEMPORARY, ErrorCode.THROTTLED)
 ProviderFactory = Callable[[Mailbox], MailProvider]
 
@@ -84,6 +90,20 @@ def _mailbox(item: OutboxItem) -> Mailbox | None:
         return Mailbox.get(item.tenant_id, item.mailbox_id)
     except Mailbox.DoesNotExist:
         return None
+
+
+def may_still_send(mailbox: Mailbox, user_id: str | None) -> bool:
+    """Whether the caller who queued an item through a share (`OutboxItem.via_share`) may still send from
+    `mailbox` when it goes out — as the send route asked on acceptance (docs/api.md "Sending mail"): the tenant
+    itself (no user), a personal mailbox's owner, or a `read_write` share. A share revoked or lowered to `read`
+    while the item waited stops it."""
+    if user_id is None or (mailbox.kind == "personal" and mailbox.owner_user_id == user_id):
+        return True
+    try:
+        share = MailboxShare.get(mailbox.mailbox_id, user_id, consistent_read=True)
+    except MailboxShare.DoesNotExist:
+        return False
+    return share.tenant_id == mailbox.tenant_id and share.access in ("read_write", "owner")
 
 
 def _thread(item: OutboxItem) -> ThreadHint:
@@ -131,12 +151,28 @@ def _retry_or_fail(item: OutboxItem, token: str, exc: ProviderError, now: float)
     return "failed"
 
 
+def _unsure(item: OutboxItem, token: str, exc: ProviderError, now: float) -> str:
+    """The provider may have accepted the message (`ProviderError.maybe_sent`): it is not submitted again now.
+    The item stays `sending`, released by this attempt, and is checked by `recover` after the backoff delay
+    (time for the provider to file it in Sent): found → sent; otherwise `failed` with `unknown_outcome` —
+    a visible state for a person to check, never a second copy at the recipients. (An absent copy proves
+    nothing: over SMTP only our own APPEND, which never happened, would have filed it, and a provider may
+    rewrite the Message-ID it is searched by.)"""
+    due = int(now + backoff(item.attempts or 1, exc.retry_after))
+    if _conditional(item, [OutboxItem.last_error.set(_error(exc.code.value, exc.detail)),
+                           OutboxItem.due_at.set(due), OutboxItem.attempt_token.remove()],
+                    OutboxItem.attempt_token == token):
+        item.due_at = due
+        enqueue(item, now)
+    return "unsure"
+
+
 def finish_sent(item: OutboxItem, mailbox: Mailbox, raw: bytes) -> None:
     """Step 4: the stored, paired, announced sent copy and `outbox.sent` (idempotent)."""
     provider_id = (item.provider_message_id if mailbox.type != "imap" and item.provider_message_id
                    else store.OUTBOX_PROVIDER_PREFIX + item.rfc_message_id)   # IMAP: the UID comes with the sync
     outcome = store.save_sent(mailbox, raw, rfc_message_id=item.rfc_message_id, provider_id=provider_id,
-                              thread_id=item.provider_thread_id)
+                              thread_id=item.provider_thread_id, attempted_at=item.attempt_started_at)
     if outcome.message.owed:
         effects.complete(outcome.message)
     item.update(actions=[OutboxItem.message_id.set(outcome.message.message_id), OutboxItem.pending_shard.remove(),
@@ -175,6 +211,10 @@ def attempt(item: OutboxItem, *, now: float | None = None, provider_factory: Pro
     if mailbox is None or mailbox.status == "disabled":
         _fail(item, _error("permanent", "the mailbox was deleted or disabled"), OutboxItem.attempt_token == token)
         return "failed"
+    if item.via_share and not may_still_send(mailbox, item.created_by):
+        _fail(item, _error("forbidden", "the user who queued it can no longer send from this mailbox (share "
+                                        "revoked or lowered to read)"), OutboxItem.attempt_token == token)
+        return "failed"
     raw = _raw(item)
     try:
         with provider_factory(mailbox) as provider:
@@ -182,7 +222,10 @@ def attempt(item: OutboxItem, *, now: float | None = None, provider_factory: Pro
             if mailbox.type == "imap" and mailbox.append_sent is not False:
                 _append(provider, raw, item)
     except ProviderError as exc:
-        logger.warning("outbox attempt failed", extra={"outbox_id": item.outbox_id, "code": exc.code.value})
+        logger.warning("outbox attempt failed", extra={"outbox_id": item.outbox_id, "code": exc.code.value,
+                                                       "maybe_sent": exc.maybe_sent})
+        if exc.maybe_sent:
+            return _unsure(item, token, exc, now)
         return _retry_or_fail(item, token, exc, now)
     if not _record_sent(item, token, result.provider_message_id, result.thread_id):
         logger.error("outbox item changed during its attempt", extra={"outbox_id": item.outbox_id})
@@ -200,7 +243,7 @@ def _append(provider: MailProvider, raw: bytes, item: OutboxItem) -> None:
                        extra={"outbox_id": item.outbox_id, "code": exc.code.value})
 
 
-def recover(item: OutboxItem, *, provider_factory: ProviderFactory = build_provider) -> str:
+def recover(item: OutboxItem, *, now: float | None = None, provider_factory: ProviderFactory = build_provider) -> str:
     """A stale `sending` item (its attempt died) or a `sent` one whose copy was not stored yet."""
     mailbox = _mailbox(item)
     if item.status == "sent":
@@ -216,7 +259,7 @@ def recover(item: OutboxItem, *, provider_factory: ProviderFactory = build_provi
     except ProviderError as exc:
         logger.warning("cannot check Sent for a stale attempt", extra={"outbox_id": item.outbox_id,
                                                                       "code": exc.code.value})
-        return "unchecked"                      # the next job/sweep asks again
+        return _unchecked(item, exc, time.time() if now is None else now)
     if found:
         if _record_sent(item, None, None, None):
             finish_sent(item, mailbox, _raw(item))
@@ -224,6 +267,22 @@ def recover(item: OutboxItem, *, provider_factory: ProviderFactory = build_provi
     _fail(item, _error("unknown_outcome", "the delivery attempt stopped while submitting; the message was not "
                                           "found in Sent and is not resent automatically — check and send again"),
           OutboxItem.status == "sending")
+    return "failed"
+
+
+def _unchecked(item: OutboxItem, exc: ProviderError, now: float) -> str:
+    """Sent could not be searched: asked again after `RECHECK_SECONDS` (its own job, not only the hourly sweep)
+    while the failure is temporary and the attempt is younger than `CHECK_FOR`; otherwise `failed` with
+    `unknown_outcome` — an item never stays `sending` for good."""
+    if exc.code in RETRIED and now - (item.attempt_started_at or 0) < CHECK_FOR:
+        due = int(now + max(RECHECK_SECONDS, exc.retry_after or 0))
+        if _conditional(item, [OutboxItem.due_at.set(due)], OutboxItem.status == "sending"):
+            item.due_at = due
+            enqueue(item, now)
+        return "unchecked"
+    _fail(item, _error("unknown_outcome", "the delivery attempt stopped while submitting and Sent could not be "
+                                          f"searched ({exc.detail}); not resent automatically — check and send "
+                                          "again"), OutboxItem.status == "sending")
     return "failed"
 
 
@@ -243,7 +302,7 @@ def _handle(item: OutboxItem, now: float, provider_factory: ProviderFactory) -> 
             return "early"
         return attempt(item, now=now, provider_factory=provider_factory)
     if item.pending_shard and (item.due_at or 0) <= now and item.status in ("sending", "sent"):
-        return recover(item, provider_factory=provider_factory)
+        return recover(item, now=now, provider_factory=provider_factory)
     return "done"
 
 

@@ -105,9 +105,10 @@ def _schedule(send_at: datetime | None, now: datetime) -> tuple[str, float, str 
 
 
 def accept(mailbox: Mailbox, user_id: str | None, body, original: Message | None,
-           idempotency_key: str | None) -> tuple[OutboxItem, bool]:
+           idempotency_key: str | None, *, via_share: bool = False) -> tuple[OutboxItem, bool]:
     """(item, created). `body` is a validated `SendRequest`; `original` the visible stored message for
-    reply/forward modes. Raises InvalidField / TooLarge / KeyReused."""
+    reply/forward modes; `via_share`: the caller may send through a mailbox share, which is checked again
+    when the item goes out (`delivery.may_still_send`). Raises InvalidField / TooLarge / KeyReused."""
     digest = request_digest(mailbox.mailbox_id, body.model_dump(mode="json"))
     outbox_id = outbox_id_for(mailbox.tenant_id, user_id, idempotency_key)
     if idempotency_key:
@@ -142,7 +143,8 @@ def accept(mailbox: Mailbox, user_id: str | None, body, original: Message | None
                         ContentType="message/rfc822", ServerSideEncryption="AES256")
     stamp = now_iso()
     item = OutboxItem(
-        mailbox.tenant_id, outbox_id, mailbox_id=mailbox.mailbox_id, created_by=user_id, request_sha256=digest,
+        mailbox.tenant_id, outbox_id, mailbox_id=mailbox.mailbox_id, created_by=user_id,
+        via_share=True if via_share and user_id else None, request_sha256=digest,
         mode=body.mode, in_reply_to=body.in_reply_to, subject=composed.subject, sender=composed.sender,
         recipients=list(composed.recipients),
         thread={"mode": composed.thread.mode, "in_reply_to": composed.thread.in_reply_to,

@@ -37,11 +37,16 @@ class ErrorCode(str, enum.Enum):
 
 
 class ProviderError(Exception):
-    def __init__(self, code: ErrorCode, detail: str, *, retry_after: float | None = None):
+    """`maybe_sent` (read only for `MailProvider.send`): the request reached the provider and the failure came
+    before its answer — the message may have been accepted, so it must not be submitted again blindly."""
+
+    def __init__(self, code: ErrorCode, detail: str, *, retry_after: float | None = None,
+                 maybe_sent: bool = False):
         super().__init__(f"{code.value}: {detail}")
         self.code = code
         self.detail = detail
         self.retry_after = retry_after
+        self.maybe_sent = maybe_sent
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,10 @@ idna = lazy_module("idna")
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDR_SPEC = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@{_LABEL}(?:\.{_LABEL})+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# What a header value must not carry: the controls of RFC 5322 §2.2 (CR and LF among them), the C1 controls
+# (NEL, U+0085), and the Unicode line and paragraph separators U+2028/U+2029 — Python's email package splits a
+# header at every line boundary `str.splitlines` knows and refuses such a value when it writes the message.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 MAX_LOCAL_PART = 64
 MAX_ADDRESS = 254
 
@@ -57,6 +60,17 @@ def with_ascii_domain(value: str) -> str:
         return f"{local}@{ascii_domain(domain)}"
     except ValueError:
         return value
+
+
+def has_header_break(value: str) -> bool:
+    """True when `value` holds a character a header value must not carry (see `_CONTROL`)."""
+    return _CONTROL.search(value) is not None
+
+
+def header_safe_text(value: str) -> str:
+    """`value` with every character a header must not carry replaced by a space (for text taken from stored
+    mail — an inbound subject or filename may decode to anything)."""
+    return _CONTROL.sub(" ", value)
 
 
 def header_safe_name(value: str | None) -> str | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
@@ -190,11 +191,44 @@ def _sent_twin(mailbox: Mailbox, folder: str, rfc_message_id: str | None) -> str
     return candidate
 
 
+SYNCED_COPY_WINDOW = 900      # seconds around the attempt in which a provider may date its own copy
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def synced_copy(mailbox: Mailbox, rfc_message_id: str, date: str | None, attempted_at: float | None) -> Message | None:
+    """Sent's copy of a message the outbox sent, when a sync stored it BEFORE the outbox stored its own (a
+    push-triggered sync right after the provider accepted it; an attempt that died, or whose outcome was
+    unknown, recovered later): same mailbox, folder "sent", same Message-ID. Searched by date in the
+    by_mailbox_folder index — the Date header the outbox wrote (kept by SMTP, IMAP APPEND and Gmail) and the
+    attempt's time ± `SYNCED_COPY_WINDOW` (a provider that dates its copy when it sends it)."""
+    own = sent_copy_id(mailbox, rfc_message_id)
+    ranges = [(f"{date}#", f"{date}#~")] if date else []
+    if attempted_at:
+        ranges.append((_iso(attempted_at - SYNCED_COPY_WINDOW), _iso(attempted_at + SYNCED_COPY_WINDOW) + "~"))
+    for low, high in ranges:
+        for found in Message.by_mailbox_folder.query(f"{mailbox.mailbox_id}#{SENT_FOLDER}",
+                                                     Message.date_key.between(low, high),
+                                                     filter_condition=Message.rfc_message_id == rfc_message_id):
+            if found.message_id != own:
+                return found
+    return None
+
+
 def save_sent(mailbox: Mailbox, raw: bytes, *, rfc_message_id: str, provider_id: str,
-              thread_id: str | None = None) -> SaveOutcome:
+              thread_id: str | None = None, attempted_at: float | None = None) -> SaveOutcome:
     """Store the copy of a message the outbox just sent, in "sent" under `sent_copy_id` (idempotent like
-    `save_fetched`: a repeat refreshes the provider id). It owes the same effects as an imported message."""
+    `save_fetched`: a repeat refreshes the provider id). It owes the same effects as an imported message.
+    When a sync already stored Sent's copy (`synced_copy`), that message is the one: nothing is stored twice."""
     message_id = sent_copy_id(mailbox, rfc_message_id)
+    try:
+        Message.get(message_id, attributes_to_get=["message_id"])
+    except Message.DoesNotExist:
+        synced = synced_copy(mailbox, rfc_message_id, parse_message(raw).date, attempted_at)
+        if synced is not None:
+            return SaveOutcome(synced, False)
     key = raw_key(mailbox.tenant_id, mailbox.mailbox_id, message_id)
     aws.s3().put_object(Bucket=get_settings().raw_bucket, Key=key, Body=raw, ContentType=RAW_CONTENT_TYPE,
                         ServerSideEncryption="AES256")

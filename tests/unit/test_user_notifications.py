@@ -243,6 +243,52 @@ def test_a_failed_digest_is_retried_and_keeps_its_items(world, smtp_relay):
         relay_back.stop()
 
 
+def test_a_digest_message_delivered_twice_at_once_mails_once(world, smtp_relay, monkeypatch):
+    """Guards two digests for one: SQS delivered the `notify.digest` message to a second consumer while the
+    first was still talking to the relay. The first claims the digest; the second finds it taken."""
+    world.api("PUT", "/v1/users/u-owner/notification-settings", key=world.tenant["key"], user="u-owner",
+              json_body={"channels": {"new_mail": "email"}, "email": "owner@acme-crm.example"})
+    real_submit, overlapped = digest_mail._submit, []
+
+    def submit_while_redelivered(relay, recipient, items):
+        if not overlapped:
+            overlapped.append(None)
+            body = {"kind": digest.MESSAGE_KIND, "tenant_id": world.tenant["id"], "user_id": "u-owner"}
+            overlapped[0] = digest_mail.on_message(body, world.clock.now)
+        real_submit(relay, recipient, items)
+
+    monkeypatch.setattr(digest_mail, "_submit", submit_while_redelivered)
+    world.emit("message.created", message_id="msg_a")
+    world.queue.run_until(world.clock.now)
+    assert overlapped and overlapped[0] != "sent" and len(smtp_relay.envelopes) == 1
+    world.queue.run_until(world.clock.now + 60 * MINUTE)
+    assert len(smtp_relay.envelopes) == 1
+    [item] = world.feed("u-owner")["items"]
+    assert item["emailed_at"]
+
+
+def test_a_notification_arriving_while_a_digest_is_mailed_gets_the_next_digest(world, smtp_relay, monkeypatch):
+    """Guards a notification left waiting with no digest scheduled: it arrived while the previous digest was
+    being mailed (scheduling saw a due time and did nothing; the digest then cleared it)."""
+    world.api("PUT", "/v1/users/u-owner/notification-settings", key=world.tenant["key"], user="u-owner",
+              json_body={"channels": {"new_mail": "email"}, "email": "owner@acme-crm.example"})
+    real_submit = digest_mail._submit
+
+    def submit_while_more_mail_arrives(relay, recipient, items):
+        if not smtp_relay.envelopes:
+            world.emit("message.created", message_id="msg_b")
+        real_submit(relay, recipient, items)
+
+    monkeypatch.setattr(digest_mail, "_submit", submit_while_more_mail_arrives)
+    world.emit("message.created", message_id="msg_a")
+    world.queue.run_until(world.clock.now)
+    assert len(smtp_relay.envelopes) == 1
+    world.queue.run_until(world.clock.now + 16 * MINUTE)
+    assert len(smtp_relay.envelopes) == 2 and "msg_b" in email.message_from_bytes(smtp_relay.envelopes[1][2]
+                                                                                  ).get_payload()
+    assert all(i["emailed_at"] for i in world.feed("u-owner")["items"])
+
+
 def test_relay_api_is_admin_only_write_only_and_guarded(api, tenant, monkeypatch):
     """The relay password must never be returned; plain-text and internal hosts must be refused outside local."""
     body = {"host": "127.0.0.1", "port": 2525, "security": "none", "username": "u", "from_address": "n@x.example"}

@@ -108,6 +108,18 @@ def test_timeout_is_a_failed_attempt_and_retried(hooks, monkeypatch):
     assert hooks.delivery(event).status == "delivered" and len(hooks.receiver.hits) == 2
 
 
+def test_a_receiver_dripping_its_answer_is_cut_off_at_the_timeout(hooks, monkeypatch):
+    """Guards the timeout as a wall clock: a receiver that sends a header line every 0.2 s never lets one read
+    wait 0.5 s, yet must not hold the attempt (and the notifier Lambda) beyond it."""
+    monkeypatch.setattr(transport, "TIMEOUT_SECONDS", 0.5)
+    hooks.receiver.drip = 0.2
+    started = time.monotonic()
+    event = hooks.emit()
+    assert time.monotonic() - started < 1.5
+    d = hooks.delivery(event)
+    assert (d.status, d.attempts, d.last_error, d.last_status_code) == ("pending", 1, "timeout", None)
+
+
 def test_backoff_schedule_spans_a_day_then_dead_letter(hooks, monkeypatch):
     """The retry schedule must span at least 24 h, use SQS delays <= 900 s, then stop at dead_letter; each wait
     is jittered so deliveries that failed together spread out."""

@@ -38,13 +38,14 @@ class IdempotencyKeyReused(ApiError):
     status, slug, title = 422, "idempotency-key-reused", "Idempotency-Key reused"
 
 
-def _sending_mailbox(mailbox_id: str) -> Mailbox:
-    """The mailbox when the caller may send from it; 404 otherwise (also for `read` access)."""
+def _sending_mailbox(mailbox_id: str) -> tuple[Mailbox, str]:
+    """The mailbox and the caller's access level when the caller may send from it; 404 otherwise (also for
+    `read` access)."""
     mailbox = access.get_mailbox(mailbox_id, "read")
     level = access.mailbox_access(mailbox, current_principal())
     if level is None or access.LEVELS[level] < access.LEVELS["read_write"]:
         raise NotFound(f"No mailbox with id {mailbox_id!r}.")
-    return mailbox
+    return mailbox, level
 
 
 def _original(body: SendRequest):
@@ -84,7 +85,7 @@ def outbox_out(item: OutboxItem) -> OutboxOut:
        summary="Send, reply or forward from a mailbox (accepted into the outbox; Idempotency-Key header; "
                "read_write or owner: a read-only user gets 404)")
 def send(mailbox_id: str, body: SendRequest):
-    mailbox = _sending_mailbox(mailbox_id)
+    mailbox, level = _sending_mailbox(mailbox_id)
     problems = body.problems()
     if problems:
         raise invalid(problems)
@@ -93,7 +94,8 @@ def send(mailbox_id: str, body: SendRequest):
         raise field_error("Idempotency-Key", "1-255 visible ASCII characters")
     original = _original(body)
     try:
-        item, _created = service.accept(mailbox, current_principal().user_id, body, original, key)
+        item, _created = service.accept(mailbox, current_principal().user_id, body, original, key,
+                                        via_share=level != "owner")
     except TooLarge as exc:
         raise PayloadTooLarge(str(exc), errors=[{"field": exc.field, "message": exc.message}]) from None
     except InvalidField as exc:

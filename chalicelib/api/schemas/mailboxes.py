@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, StringConstraints, field_validator
 from chalicelib.api.schemas.common import ApiModel, ListQuery, Strict
 from chalicelib.api.schemas.mail_servers import LoginMethod, Security, normalize_host
 from chalicelib.config import INSECURE_URL_STAGES, get_settings
-from chalicelib.security.addresses import is_plain_address, with_ascii_domain
+from chalicelib.security.addresses import has_header_break, is_plain_address, with_ascii_domain
 
 MailboxType = Literal["imap", "gmail", "outlook"]
 PairingMode = Literal["auto", "signal", "off"]
@@ -39,8 +39,9 @@ def check_email(value: str) -> str:
 
 
 def check_header_text(value: str | None) -> str | None:
-    """Text that ends up in a mail header (sender name) may not carry CR/LF or other controls (RFC 5322 §2.2)."""
-    if value is not None and _CONTROL.search(value):
+    """Text that ends up in a mail header (sender name) may not carry CR/LF or other controls (RFC 5322 §2.2),
+    C1 controls or the Unicode line/paragraph separators (`security.addresses.has_header_break`)."""
+    if value is not None and has_header_break(value):
         raise ValueError("must not contain control characters or line breaks")
     return value
 

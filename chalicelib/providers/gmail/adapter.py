@@ -243,6 +243,11 @@ class GmailProvider(MailProvider, PushSubscriber):
         answer = self.client.send(body)
         return SendResult(answer.get("id"), thread_id=answer.get("threadId"))
 
+    def has_sent_copy(self, rfc_message_id: str) -> bool | None:
+        """Whether the SENT label holds a message with this Message-ID (`rfc822msgid:` search): Gmail labels
+        what `messages.send` accepted SENT itself."""
+        return bool(self.client.find_by_message_id("SENT", rfc_message_id))
+
     # ---- PushSubscriber ---------------------------------------------------------------------------------
     def push_configured(self) -> bool:
         """Push is optional: a mail server without `push.topic` has no Pub/Sub topic for `users.watch`."""

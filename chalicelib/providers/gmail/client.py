@@ -16,6 +16,7 @@ one place.
 """
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any, Callable, Iterable, Sequence
 
@@ -33,6 +34,8 @@ QUOTA_UNITS_PER_SECOND = 250
 UNITS = {"messages.get": 5, "messages.list": 5, "history.list": 2, "getProfile": 1, "watch": 100, "stop": 1,
          "messages.send": 100, "labels.list": 1}
 RETRYABLE = (ErrorCode.THROTTLED, ErrorCode.TEMPORARY)
+# Failures that prove a request never reached Google (nothing can have been sent).
+NOT_REACHED = (ConnectionRefusedError, socket.gaierror, httplib2.ServerNotFoundError)
 
 
 class Pacer:
@@ -120,13 +123,25 @@ class GmailClient:
         self.call(lambda: self.users.stop(userId="me"), resource="watch", method="stop")
 
     def send(self, body: dict) -> dict:
-        # Not retried on TEMPORARY: a send whose answer was lost may have gone out (no idempotency key).
+        """messages.send, once: never retried here, since `messages.send` takes no idempotency key. A 5xx or a
+        transport failure once the request may have reached Google (anything but a refused connection or an
+        unresolvable host) is raised with `maybe_sent`: Google may have sent it before the answer was lost
+        (the outbox then looks for it in Sent instead of sending it again)."""
         self.pacer.spend(UNITS["messages.send"])
         self.calls += 1
         try:
             return self.users.messages().send(userId="me", body=body).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, resource="send") from None
+            error = translate(exc, resource="send")
+            error.maybe_sent = error.code is ErrorCode.TEMPORARY and not isinstance(exc, NOT_REACHED)
+            raise error from None
+
+    def find_by_message_id(self, label: str, rfc_message_id: str) -> list[dict]:
+        """messages.list with the search operator `rfc822msgid:` (support.google.com/mail/answer/7190): the
+        messages under `label` whose Message-ID header is `rfc_message_id`."""
+        answer = self.list_messages(label=label, query=f"rfc822msgid:{rfc_message_id}", page_token=None,
+                                    max_results=10)
+        return list(answer.get("messages") or [])
 
     def get_raw_batch(self, ids: Sequence[str]) -> Iterable[tuple[str, dict | None]]:
         """(id, messages.get format=raw answer) per id, None for a message that vanished (its part's 404)."""

@@ -205,6 +205,15 @@ class GraphProvider(MailProvider, PushSubscriber):
         self.client.request("POST", path, data=payload, headers={"Content-Type": "text/plain"}, what="send")
         return SendResult(None)
 
+    def has_sent_copy(self, rfc_message_id: str) -> bool | None:
+        """Whether Sent Items holds a message with this Message-ID: `$filter=internetMessageId eq '<…>'` on the
+        folder's messages (learn.microsoft.com/graph/api/user-list-messages; OData doubles a quote inside a
+        string literal). Exchange saves what sendMail/reply accepted to Sent Items itself."""
+        literal = f"<{rfc_message_id}>".replace("'", "''")
+        answer = self.client.get_json("me/mailFolders/sentitems/messages", what="sent items",
+                                      params={"$filter": f"internetMessageId eq '{literal}'", "$select": "id"})
+        return bool(answer.get("value"))
+
     def close(self) -> None:
         self.client.session.close()
 

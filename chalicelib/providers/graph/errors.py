@@ -11,7 +11,7 @@ guidance", "Use delta query"):
 | 403 `ErrorAccessDenied` / `Authorization_RequestDenied` (consent withdrawn, scope missing) | AUTH_REVOKED |
 | 404 `MailboxNotEnabledForRESTAPI`, `MailboxNotSupportedForRESTAPI`, `ErrorMailboxNotEnabled`, … ¹ | PERMANENT |
 | other 404 (`ErrorItemNotFound`, ...) | NOT_FOUND (this message/folder vanished) |
-| other 5xx, network/TLS errors | TEMPORARY |
+| other 5xx, network/TLS errors | TEMPORARY (`maybe_sent` unless the connection failed) |
 | other 4xx | PERMANENT |
 
 ¹ … `ErrorInvalidUser` or an inactive mailbox: mailbox-wide, never "a folder vanished".
@@ -23,6 +23,9 @@ Details never carry tokens (Graph does not echo them; MSAL descriptions are cut 
 from __future__ import annotations
 
 from typing import Any, Mapping
+
+import requests
+from urllib3.exceptions import NewConnectionError
 
 from chalicelib.providers.base import ErrorCode, ProviderError
 from chalicelib.providers.oauth_errors import token_error
@@ -68,13 +71,26 @@ def graph_error(status: int, body: Any, headers: Mapping[str, str] | None = None
                                                   f"(inactive, unlicensed or on-premises)")
     if status == 404:
         return ProviderError(ErrorCode.NOT_FOUND, detail)
-    if status >= 500:
-        return ProviderError(ErrorCode.TEMPORARY, detail, retry_after=retry_after_seconds(headers))
+    if status >= 500:       # the request arrived: for a send, Exchange may have taken the message (maybe_sent)
+        return ProviderError(ErrorCode.TEMPORARY, detail, retry_after=retry_after_seconds(headers), maybe_sent=True)
     return ProviderError(ErrorCode.PERMANENT, f"{detail}: {message}".rstrip(": "))
 
 
+def _never_arrived(exc: Exception) -> bool:
+    """A connection that was never made (refused, unresolvable, connect timeout, TLS handshake): requests wraps
+    urllib3's NewConnectionError in a ConnectionError. A ConnectionError around a ProtocolError is a connection
+    lost while waiting for the answer — the request may have arrived."""
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(getattr(cause, "reason", cause), NewConnectionError)
+
+
 def network_error(exc: Exception) -> ProviderError:
-    return ProviderError(ErrorCode.TEMPORARY, f"graph unreachable ({type(exc).__name__})")
+    """A transport failure. Only a connection never made proves the request never arrived; after a read
+    timeout or a lost answer a send may have been taken (`maybe_sent`, which only the outbox reads)."""
+    return ProviderError(ErrorCode.TEMPORARY, f"graph unreachable ({type(exc).__name__})",
+                         maybe_sent=not _never_arrived(exc))
 
 
 def msal_error(result: Mapping[str, Any] | None) -> ProviderError:

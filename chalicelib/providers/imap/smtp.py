@@ -16,10 +16,22 @@ from email.policy import compat32
 from typing import Sequence
 
 from chalicelib.providers.base import ConnectionSettings, ErrorCode, ProviderError
-from chalicelib.providers.imap.errors import translated
+from chalicelib.providers.imap.errors import translate, translated
 
 
-class _DialingSMTP(smtplib.SMTP):
+class _FinalDotMixin:
+    """Notes when the message text with its final "." has been written (smtplib's `data()` sends the whole
+    quoted text ending in CRLF "." CRLF in one `send`), so a failure after it is told from one before it."""
+
+    final_dot_sent = False
+
+    def send(self, s):
+        super().send(s)
+        if isinstance(s, (bytes, bytearray)) and s.endswith(b"\r\n.\r\n"):
+            self.final_dot_sent = True
+
+
+class _DialingSMTP(_FinalDotMixin, smtplib.SMTP):
     """smtplib dials `self._host` for TLS names; this dials `address` instead, keeping `_host` for TLS."""
 
     def __init__(self, address: str, *, local_hostname: str, timeout: float):
@@ -30,7 +42,7 @@ class _DialingSMTP(smtplib.SMTP):
         return socket.create_connection((self._address, port), timeout)
 
 
-class _DialingSMTPSSL(smtplib.SMTP_SSL):
+class _DialingSMTPSSL(_FinalDotMixin, smtplib.SMTP_SSL):
     def __init__(self, address: str, *, local_hostname: str, timeout: float, context: ssl.SSLContext):
         self._address = address
         super().__init__(local_hostname=local_hostname, timeout=timeout, context=context)
@@ -89,13 +101,27 @@ class SmtpSession:
             _quit(smtp)
 
     def send(self, raw: bytes, *, sender: str, recipients: Sequence[str]) -> str:
-        """Submits `raw`; returns its Message-ID header ("" when it has none)."""
+        """Submits `raw`; returns its Message-ID header ("" when it has none).
+
+        A failure after the final "." was written but before the server's reply to it (a dropped connection,
+        a timeout) leaves the outcome unknown: the server may have taken responsibility for the message
+        (RFC 5321 §4.1.1.4, §6.1; RFC 1047 on the duplicates a resend then makes). It is raised with
+        `maybe_sent`; a reply to the final "." (SMTPDataError, 4yz/5yz) is a definite refusal."""
         if not recipients:
             raise ProviderError(ErrorCode.PERMANENT, "no recipients")
         with self._guard():
             smtp = self._open()
             try:
                 smtp.sendmail(sender, list(recipients), raw)
+            except smtplib.SMTPResponseException:
+                raise
+            except (smtplib.SMTPException, OSError) as exc:
+                if not smtp.final_dot_sent:
+                    raise
+                error = translate(exc, host=self.settings.host, protocol="SMTP", secrets=(self._password,))
+                raise ProviderError(error.code, f"{error.detail} after the message was transmitted (no reply to "
+                                                "the final '.'; it may have been accepted)",
+                                    maybe_sent=True) from None
             finally:
                 _quit(smtp)
         headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
