@@ -34,9 +34,9 @@ def search_messages(query: SearchQuery):
     try:
         tokens = search_tokens.query_tokens(query.q)
     except search_tokens.QueryTooLong as exc:
-        raise field_error("q", str(exc)) from None
+        raise field_error("query.q", str(exc)) from None
     if not tokens:
-        raise field_error("q", "needs a word of at least 2 letters or digits")
+        raise field_error("query.q", "needs a word of at least 2 letters or digits")
     if query.mailbox_id:
         mailboxes = frozenset({access.get_mailbox(query.mailbox_id, "read").mailbox_id})
     elif principal.user_id is None:
