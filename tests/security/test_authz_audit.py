@@ -1,0 +1,80 @@
+"""Guards what the authentication/authorization audit of 2026-12-02 found (docs/reliability.md): user ids that no
+`X-User-Id` can carry, ambiguous credentials (a header sent twice), the plan's mailbox limit under concurrent
+creates, and a suspended tenant's mail."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.models.mailbox import Mailbox, MailboxShare
+from tests.conftest import Result
+
+
+def call_with_headers(api, path: str, headers: dict[str, list[str]], method: str = "GET"):
+    """A call as API Gateway passes repeated header lines: the last value in `headers`, all of them in
+    `multiValueHeaders`."""
+    event = api.gateway.event_converter.create_lambda_event(
+        method, path, {"content-type": "application/json", **{k: v[-1] for k, v in headers.items()}}, None)
+    event["multiValueHeaders"] = {"content-type": ["application/json"], **headers}
+    event["requestContext"]["identity"]["sourceIp"] = "203.0.113.10"
+    event["requestContext"]["requestId"] = "test-request"
+    return Result(api.app(event, None))
+
+
+# ---- user ids ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("user_id", ["u-1%0A", "u-1%0D%0A", "u-1%00"])
+def test_a_user_id_with_a_trailing_line_break_names_no_user(api, tenant, user_id):
+    """`$` in Python's `re` also matches before a final "\\n": "u-1\\n" passed as a user id, so a share or a
+    user's settings could be stored for a user no `X-User-Id` can ever name."""
+    key = tenant["key"]
+    settings = api("PUT", f"/v1/users/{user_id}/notification-settings", key=key,
+                   json_body={"channels": {"new_mail": "off"}})
+    assert settings.status == 404, settings
+    lists = api("PUT", f"/v1/users/{user_id}/privacy-lists", key=key, json_body={"never_import": ["@x.example"]})
+    assert lists.status == 404, lists
+    mailbox = Mailbox("t", "m")   # any id: the user id is checked before the mailbox is looked at
+    share = api("PUT", f"/v1/mailboxes/{mailbox.mailbox_id}/shares/{user_id}", key=key, json_body={"access": "read"})
+    assert share.status in (404, 422), share
+    assert list(MailboxShare.scan()) == []
+
+
+def test_x_user_id_is_checked_whole(api, tenant):
+    for value in ("", " ", "u\x00", "é", "a" * 129, "u 1", "u,v"):
+        result = api("GET", "/v1/mailboxes", key=tenant["key"], headers={"x-user-id": value})
+        assert result.status == 400, (value, result)
+        assert result.json["errors"][0]["field"] == "X-User-Id"
+    assert api("GET", "/v1/mailboxes", key=tenant["key"], headers={"x-user-id": "a" * 128}).status == 200
+
+
+# ---- credentials sent twice ----------------------------------------------------------------------------------
+
+def test_two_authorization_headers_are_refused(api, tenant, other_tenant):
+    """RFC 9110 §5.3: Authorization is not a list field, so two lines of it are malformed; API Gateway would pass
+    only the last one on, and which tenant a call acts for must not depend on the order of header lines."""
+    both = call_with_headers(api, "/v1/keys", {"authorization": [f"Bearer {tenant['key']}",
+                                                                 f"Bearer {other_tenant['key']}"]})
+    assert both.status == 401 and both.json["type"].endswith("/unauthorized"), both
+    same = call_with_headers(api, "/v1/keys", {"authorization": [f"Bearer {tenant['key']}"] * 2})
+    assert same.status == 401
+    one = call_with_headers(api, "/v1/keys", {"authorization": [f"Bearer {tenant['key']}"]})
+    assert one.status == 200, one
+
+
+def test_two_user_ids_are_refused(api, tenant):
+    """A call acts for one user: two `X-User-Id` lines (a proxy that appends its own) are 400, not the last."""
+    key = [f"Bearer {tenant['key']}"]
+    both = call_with_headers(api, "/v1/mailboxes", {"authorization": key, "x-user-id": ["u-alice", "u-bob"]})
+    assert both.status == 400 and both.json["errors"][0]["field"] == "X-User-Id", both
+    one = call_with_headers(api, "/v1/mailboxes", {"authorization": key, "x-user-id": ["u-alice"]})
+    assert one.status == 200, one
+
+
+def test_lowercase_scheme_and_extra_spaces_are_accepted_but_not_other_shapes(api, tenant):
+    """RFC 9110 §11.1: the auth scheme is case-insensitive; the token follows one or more spaces."""
+    key = tenant["key"]
+    for header in (f"bearer {key}", f"BEARER {key}", f"Bearer   {key}", f"Bearer {key}  "):
+        assert api("GET", "/v1/keys", headers={"authorization": header}).status == 200, header
+    for header in (f"Basic {key}", f"Bearer{key}", f"Bearer {key}\x00", f"Bearer {key}é",
+                   f"Bearer {key} {key}", "Bearer " + "A" * 100_000, "Bearer", ""):
+        result = api("GET", "/v1/keys", headers={"authorization": header})
+        assert result.status == 401 and result.json["type"].endswith("/unauthorized"), header[:40]
