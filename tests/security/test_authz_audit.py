@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.mailboxes import service as mailbox_service, verify
 from chalicelib.models.mailbox import Mailbox, MailboxShare
+from chalicelib.tenancy import plans
 from tests.conftest import Result
 
 
@@ -78,3 +80,69 @@ def test_lowercase_scheme_and_extra_spaces_are_accepted_but_not_other_shapes(api
                    f"Bearer {key} {key}", "Bearer " + "A" * 100_000, "Bearer", ""):
         result = api("GET", "/v1/keys", headers={"authorization": header})
         assert result.status == 401 and result.json["type"].endswith("/unauthorized"), header[:40]
+
+
+# ---- the plan's mailbox limit under concurrent creates -------------------------------------------------------
+
+IMAP_BODY = {"name": "Sales", "type": "imap", "email": "sales@acme-crm.example", "kind": "shared",
+             "password": "app-password",
+             "imap": {"host": "127.0.0.1", "port": 993, "security": "tls", "login_method": "plain"},
+             "smtp": {"host": "127.0.0.1", "port": 587, "security": "starttls", "login_method": "plain"}}
+
+
+@pytest.fixture
+def one_mailbox_plan(monkeypatch):
+    monkeypatch.setitem(plans.PLANS, "standard", plans.Plan("standard", frozenset({plans.MAILBOX_CONNECTION}),
+                                                            import_window_days=7, max_mailboxes=1))
+
+
+def test_two_creates_racing_for_the_last_mailbox_slot_make_one_mailbox(api, tenant, one_mailbox_plan, monkeypatch):
+    """The limit was a COUNT before the live login check and a save after it: two creates that both counted
+    0 of 1 both saved (the login check takes seconds, so the window is wide). The second create here runs
+    entirely inside the first one's login check — the interleaving two API processes produce."""
+    inner, started = [], []
+
+    def check_connection(**kw):
+        if not started:
+            started.append(True)
+            inner.append(api("POST", "/v1/mailboxes", key=tenant["key"], json_body={**IMAP_BODY, "name": "Second"}))
+        return verify.Outcome(True, None, "ok", None)
+
+    monkeypatch.setattr(mailbox_service.verify, "check_connection", check_connection)
+    outer = api("POST", "/v1/mailboxes", key=tenant["key"], json_body=IMAP_BODY)
+    statuses = sorted([outer.status, inner[0].status])
+    assert statuses == [201, 403], (outer, inner)
+    refused = outer if outer.status == 403 else inner[0]
+    assert refused.json["type"].endswith("/plan-limit") and "allows 1 mailboxes" in refused.json["detail"]
+    assert Mailbox.count(tenant["id"]) == 1
+    # a slot freed by a delete is usable again
+    kept = outer if outer.status == 201 else inner[0]
+    assert api("DELETE", f"/v1/mailboxes/{kept.json['id']}", key=tenant["key"]).status == 204
+    again = api("POST", "/v1/mailboxes", key=tenant["key"], json_body={**IMAP_BODY, "name": "Third"})
+    assert again.status == 201, again
+    assert Mailbox.count(tenant["id"]) == 1
+
+
+def test_an_oauth_create_racing_for_the_last_slot_is_refused(api, tenant, one_mailbox_plan, monkeypatch):
+    server = api("POST", "/v1/mail-servers", key=tenant["key"], json_body={
+        "name": "Google", "type": "gmail", "oauth": {"client_id": "id.apps.googleusercontent.com",
+                                                     "client_secret": "s3cret-value"}})
+    assert server.status == 201, server
+    real = mailbox_service._oauth_server
+    inner, started = [], []
+
+    def oauth_server(*args):
+        if not started:
+            started.append(True)
+            inner.append(api("POST", "/v1/mailboxes", key=tenant["key"], json_body={**IMAP_BODY, "name": "IMAP"}))
+        return real(*args)
+
+    monkeypatch.setattr(mailbox_service, "_oauth_server", oauth_server)
+    monkeypatch.setattr(mailbox_service.verify, "check_connection",
+                        lambda **kw: verify.Outcome(True, None, "ok", None))
+    outer = api("POST", "/v1/mailboxes", key=tenant["key"], json_body={
+        "name": "Gmail", "type": "gmail", "email": "g@acme-crm.example", "kind": "shared",
+        "mail_server_id": server.json["id"]})
+    assert inner[0].status == 201, inner
+    assert outer.status == 403 and outer.json["type"].endswith("/plan-limit"), outer
+    assert Mailbox.count(tenant["id"]) == 1
