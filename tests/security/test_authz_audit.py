@@ -7,8 +7,12 @@ import pytest
 
 from chalicelib.mailboxes import service as mailbox_service, verify
 from chalicelib.models.mailbox import Mailbox, MailboxShare
+from chalicelib.models.outbox import OutboxItem
+from chalicelib.outbox import delivery
+from chalicelib.providers.base import SendResult
 from chalicelib.tenancy import plans
 from tests.conftest import Result
+from tests.unit.test_sharing_matrix import make_world  # noqa: F401 - a fixture: a mailbox with a queued send
 
 
 def call_with_headers(api, path: str, headers: dict[str, list[str]], method: str = "GET"):
@@ -146,3 +150,46 @@ def test_an_oauth_create_racing_for_the_last_slot_is_refused(api, tenant, one_ma
     assert inner[0].status == 201, inner
     assert outer.status == 403 and outer.json["type"].endswith("/plan-limit"), outer
     assert Mailbox.count(tenant["id"]) == 1
+
+
+# ---- a suspended tenant's mail -------------------------------------------------------------------------------
+
+class RecordingProvider:
+    """Stands in for the mailbox's provider: records what would have been submitted."""
+
+    def __init__(self, sent: list):
+        self.sent = sent
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def send(self, raw, *, sender, recipients, thread):
+        self.sent.append(raw)
+        return SendResult("prov-1", "thr-1")
+
+    def append_sent_copy(self, raw):
+        return None
+
+
+def test_a_suspended_tenants_queued_send_is_not_submitted(api, tenant, operator_key, make_world):  # noqa: F811
+    """Suspension stops the tenant's API calls and its syncs; the mail it queued or scheduled before must not
+    keep going out on its behalf either (an operator suspends for abuse, too)."""
+    world = make_world("personal")
+    job = {"tenant_id": tenant["id"], "outbox_id": world["outbox"]}
+    sent: list = []
+    suspended = api("PATCH", f"/v1/admin/tenants/{tenant['id']}", key=operator_key, json_body={"status": "suspended"})
+    assert suspended.status == 200
+    assert delivery.on_message(job, provider_factory=lambda mailbox: RecordingProvider(sent)) == "failed"
+    assert sent == []
+    item = OutboxItem.get(tenant["id"], world["outbox"])
+    assert item.status == "failed" and item.last_error["code"] == "tenant_suspended", item.last_error
+    # once active again, what is queued goes out as before
+    assert api("PATCH", f"/v1/admin/tenants/{tenant['id']}", key=operator_key,
+               json_body={"status": "active"}).status == 200
+    again = make_world("personal")
+    assert delivery.on_message({"tenant_id": tenant["id"], "outbox_id": again["outbox"]},
+                               provider_factory=lambda mailbox: RecordingProvider(sent)) == "sent"
+    assert len(sent) == 1
