@@ -92,7 +92,7 @@ def _authorize_url(mailbox, return_url: str | None) -> str:
 @route(bp, "/v1/mailboxes", methods=["POST"], body="chalicelib.api.schemas.mailboxes:CreateMailbox",
        response="chalicelib.api.schemas.mailboxes:MailboxOut", status=201, location="/v1/mailboxes/{id}",
        summary="Connect a mailbox (IMAP: the login is verified before it is saved; gmail/outlook: pending_auth "
-               "with an authorize_url for the owner's consent)", tags=TAGS, errors=(403, 502))
+               "with an authorize_url for the owner's consent)", tags=TAGS, errors=(403, 409, 502))
 def create_mailbox(body: CreateMailbox):
     tenant = require_feature(MAILBOX_CONNECTION)
     with domain_errors():
