@@ -3,8 +3,11 @@
 creates, and a suspended tenant's mail."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from chalicelib.api.routing import OPERATIONS
 from chalicelib.mailboxes import service as mailbox_service, verify
 from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.models.outbox import OutboxItem
@@ -193,3 +196,32 @@ def test_a_suspended_tenants_queued_send_is_not_submitted(api, tenant, operator_
     assert delivery.on_message({"tenant_id": tenant["id"], "outbox_id": again["outbox"]},
                                provider_factory=lambda mailbox: RecordingProvider(sent)) == "sent"
     assert len(sent) == 1
+
+
+# ---- operator and tenant keys stay apart ---------------------------------------------------------------------
+
+def _filled(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "zz-exists-nowhere", path)
+
+
+def test_the_operator_key_is_refused_on_every_tenant_route_and_tenant_keys_on_every_operator_route(
+        api, tenant, operator_key):
+    """Walks every declared route: the operator key is not a tenant key (401 before any lookup), and a tenant
+    key — as the tenant or as one of its users — never reaches `/v1/admin` (401), whatever the body."""
+    wrong = []
+    assert sum(op.auth == "tenant" for op in OPERATIONS) > 50 and any(op.auth == "operator" for op in OPERATIONS)
+    for op in OPERATIONS:
+        body = {} if op.method in ("POST", "PUT", "PATCH") else None
+        if op.auth == "tenant":
+            result = api(op.method, _filled(op.path), key=operator_key, json_body=body)
+            if result.status != 401 or not result.json["type"].endswith("/unauthorized"):
+                wrong.append(("operator key", op.method, op.path, result.status))
+        elif op.auth == "operator":
+            assert op.path.startswith("/v1/admin/"), op.path
+            for user in (None, "u-alice"):
+                result = api(op.method, _filled(op.path), key=tenant["key"], user=user, json_body=body)
+                if result.status != 401 or not result.json["type"].endswith("/unauthorized"):
+                    wrong.append(("tenant key", user, op.method, op.path, result.status))
+    assert wrong == []
+    assert {op.path for op in OPERATIONS if op.path.startswith("/v1/admin")} == {
+        op.path for op in OPERATIONS if op.auth == "operator"}, "an /v1/admin route that is not operator-only"
