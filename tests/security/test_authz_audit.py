@@ -32,19 +32,21 @@ def call_with_headers(api, path: str, headers: dict[str, list[str]], method: str
 # ---- user ids ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("user_id", ["u-1%0A", "u-1%0D%0A", "u-1%00"])
-def test_a_user_id_with_a_trailing_line_break_names_no_user(api, tenant, user_id):
+def test_a_user_id_with_a_trailing_line_break_names_no_user(api, tenant, make_world, user_id):  # noqa: F811
     """`$` in Python's `re` also matches before a final "\\n": "u-1\\n" passed as a user id, so a share or a
     user's settings could be stored for a user no `X-User-Id` can ever name."""
     key = tenant["key"]
+    world = make_world("shared")
+    shares_before = sorted(s.user_id for s in MailboxShare.query(world["mailbox"].mailbox_id))
     settings = api("PUT", f"/v1/users/{user_id}/notification-settings", key=key,
                    json_body={"channels": {"new_mail": "off"}})
     assert settings.status == 404, settings
     lists = api("PUT", f"/v1/users/{user_id}/privacy-lists", key=key, json_body={"never_import": ["@x.example"]})
     assert lists.status == 404, lists
-    mailbox = Mailbox("t", "m")   # any id: the user id is checked before the mailbox is looked at
-    share = api("PUT", f"/v1/mailboxes/{mailbox.mailbox_id}/shares/{user_id}", key=key, json_body={"access": "read"})
-    assert share.status in (404, 422), share
-    assert list(MailboxShare.scan()) == []
+    share = api("PUT", f"/v1/mailboxes/{world['mailbox'].mailbox_id}/shares/{user_id}", key=key,
+                json_body={"access": "read"})
+    assert share.status == 422 and share.json["errors"][0]["field"] == "user_id", share
+    assert sorted(s.user_id for s in MailboxShare.query(world["mailbox"].mailbox_id)) == shares_before
 
 
 def test_x_user_id_is_checked_whole(api, tenant):
@@ -225,3 +227,11 @@ def test_the_operator_key_is_refused_on_every_tenant_route_and_tenant_keys_on_ev
     assert wrong == []
     assert {op.path for op in OPERATIONS if op.path.startswith("/v1/admin")} == {
         op.path for op in OPERATIONS if op.auth == "operator"}, "an /v1/admin route that is not operator-only"
+
+
+@pytest.mark.parametrize("host", ["imap\n.example.com", "imap.example\n.com", "imap\r\n.example.com"])
+def test_a_mail_server_host_with_a_line_break_inside_is_refused(api, tenant, host):
+    """`_LABEL.match` per label let "imap\\n" pass (`$` before a final "\\n"); only the whole host was stripped."""
+    result = api("POST", "/v1/mail-servers", key=tenant["key"],
+                 json_body={"name": "Preset", "type": "imap", "imap": {"host": host}})
+    assert result.status == 422 and {e["field"] for e in result.json["errors"]} == {"imap.host"}, result
