@@ -1,16 +1,19 @@
-"""Guards what the authentication/authorization audit of 2026-12-02 found (docs/reliability.md): user ids that no
-`X-User-Id` can carry, ambiguous credentials (a header sent twice), the plan's mailbox limit under concurrent
-creates, and a suspended tenant's mail."""
+"""Guards what the authentication/authorization audit of 2026-12-02 found (docs/reliability.md): user ids and hosts
+with a line break (`$` matches before a final "\n"), ambiguous credentials (a header sent twice), the plan's
+mailbox limit under concurrent creates, a suspended tenant's mail; and what held: malformed Authorization
+headers, operator and tenant keys kept apart on every route, a vanished tenant's keys."""
 from __future__ import annotations
 
 import re
 
 import pytest
 
+from chalicelib.api import auth_cache
 from chalicelib.api.routing import OPERATIONS
 from chalicelib.mailboxes import service as mailbox_service, verify
 from chalicelib.models.mailbox import Mailbox, MailboxShare
 from chalicelib.models.outbox import OutboxItem
+from chalicelib.models.tenant import Tenant
 from chalicelib.outbox import delivery
 from chalicelib.providers.base import SendResult
 from chalicelib.tenancy import plans
@@ -235,3 +238,13 @@ def test_a_mail_server_host_with_a_line_break_inside_is_refused(api, tenant, hos
     result = api("POST", "/v1/mail-servers", key=tenant["key"],
                  json_body={"name": "Preset", "type": "imap", "imap": {"host": host}})
     assert result.status == 422 and {e["field"] for e in result.json["errors"]} == {"imap.host"}, result
+
+
+def test_the_keys_of_a_tenant_whose_item_is_gone_are_refused(api, tenant):
+    """There is no tenant DELETE route; a tenant item removed by hand (or a half-made tenant) must not leave its
+    keys working: its keys answer like a suspended tenant's, in this process once the cached entry is gone."""
+    assert api("GET", "/v1/keys", key=tenant["key"]).status == 200
+    Tenant.get(tenant["id"]).delete()
+    auth_cache.forget_all()     # what another process sees after MAILBRIDGE_AUTH_CACHE_SECONDS
+    refused = api("GET", "/v1/mailboxes", key=tenant["key"])
+    assert refused.status == 403 and refused.json["type"].endswith("/forbidden"), refused
