@@ -3,6 +3,9 @@
 Order of checks (each failure a problem+json): missing/malformed/unknown key → 401; inactive key → 403
 `key-inactive`; client address outside the key's allowlist → 403 `address-not-allowed`; suspended tenant →
 403; a `require_user` key without `X-User-Id` → 403. Nothing in an error reveals another tenant's data.
+`Authorization` and `X-User-Id` are single-valued (RFC 9110 §5.3: a field that is not a list must not be sent
+twice): API Gateway passes only a repeated header's last line in `headers` and every line in
+`multiValueHeaders`, so two lines of either are refused (401 / 400) rather than one picked by their order.
 A verified key and its tenant's state are kept for a few seconds (`auth_cache.py`), so a warm API process
 authenticates without reading them again.
 """
@@ -32,7 +35,18 @@ def source_ip(request) -> str | None:
     return ((request.context or {}).get("identity") or {}).get("sourceIp")
 
 
+def _lines(request, name: str) -> int:
+    """How many lines of header `name` the client sent (API Gateway's `multiValueHeaders`; a local event without
+    them counts `headers`)."""
+    multi = (request.to_original_event() or {}).get("multiValueHeaders") or {}
+    if not multi:
+        return 1 if name in request.headers else 0
+    return sum(len(values or []) for key, values in multi.items() if key.lower() == name)
+
+
 def bearer_token(request) -> str:
+    if _lines(request, "authorization") > 1:
+        raise Unauthorized("Send exactly one Authorization header.")
     header = request.headers.get("authorization") or ""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -87,16 +101,21 @@ def _verified_key(token: str, key_id: str) -> auth_cache.VerifiedKey:
 
 
 def is_user_id(value: str) -> bool:
-    """Whether `value` can name a CRM user (what an `X-User-Id` header may carry)."""
-    return bool(_USER_ID_RE.match(value))
+    """Whether `value` can name a CRM user (what an `X-User-Id` header may carry). `fullmatch`: the pattern's `$`
+    alone would also match before a final "\n" (Python `re`), and a user id ending in a line break names a user
+    no header can carry."""
+    return bool(_USER_ID_RE.fullmatch(value))
 
 
 def _user_id(request) -> str | None:
     value = request.headers.get("x-user-id")
     if value is None:
         return None
+    if _lines(request, "x-user-id") > 1:
+        raise BadRequest("Send X-User-Id once: a call acts for one user.", errors=[
+            {"field": "X-User-Id", "message": "sent more than once"}])
     value = value.strip()
-    if not _USER_ID_RE.match(value):
+    if not is_user_id(value):
         raise BadRequest("X-User-Id must be 1-128 characters of letters, digits and ._:@-", errors=[
             {"field": "X-User-Id", "message": "must be 1-128 characters of letters, digits and ._:@-"}])
     return value

@@ -23,6 +23,10 @@ class LimitReached(MailboxError):
     """The tenant's plan allows no more of this (→ 403 plan-limit)."""
 
 
+class Contended(MailboxError):
+    """Other writes kept winning the same race (many mailboxes created at once); nothing was stored (→ 409)."""
+
+
 class Missing(MailboxError):
     """A referenced item does not exist for this tenant/caller (→ 404)."""
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.tenancy.principal import Principal
 from chalicelib.credentials.store import Credentials
@@ -23,7 +24,9 @@ from chalicelib.ids import new_id
 from chalicelib.logs import logger
 from chalicelib.mailboxes import servers, verify
 from chalicelib.mailboxes.endpoints import complete_mailbox_endpoint
-from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
+from chalicelib.mailboxes.errors import (Contended, InvalidField, LimitReached, Missing, NotPermitted,
+                                        VerificationFailed)
+from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer, owner_key
 from chalicelib.models.privacy import RetiredMailbox
 from chalicelib.models.tenant import Tenant
@@ -105,11 +108,53 @@ def _request_first_sync(mailbox: Mailbox, reason: str) -> None:
         logger.exception("first sync enqueue failed", extra={"mailbox_id": mailbox.mailbox_id})
 
 
+SAVE_ATTEMPTS = 10
+
+
 def _check_mailbox_limit(tenant: Tenant) -> None:
-    """The plan's `max_mailboxes` (a COUNT query on the tenant's partition; no items are read)."""
+    """The plan's `max_mailboxes` (a strongly consistent COUNT query on the tenant's partition; no items are
+    read). Before the login check, so a full tenant gets its answer without a connection; `_save_within_limit`
+    asks again where it counts."""
     limit = get_plan(tenant.plan).max_mailboxes
-    if Mailbox.count(tenant.tenant_id) >= limit:
+    if Mailbox.count(tenant.tenant_id, consistent_read=True) >= limit:
         raise LimitReached(f"The '{tenant.plan}' plan allows {limit} mailboxes; delete one or change the plan.")
+
+
+def _mailbox_version(tenant_id: str) -> int | None:
+    try:
+        return Tenant.get(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "mailbox_version"]
+                          ).mailbox_version
+    except DoesNotExist:
+        raise NotPermitted("This tenant no longer exists.") from None
+
+
+def _save_within_limit(tenant: Tenant, mailbox: Mailbox) -> None:
+    """Stores a new mailbox only while the tenant has fewer than its plan's `max_mailboxes` — exactly, also when
+    creates race (a COUNT, then a save seconds later after the login check, let two creates that both counted
+    99 of 100 both save). The tenant's `mailbox_version` is read, the mailboxes counted (both strongly
+    consistent reads), and the mailbox put in ONE transaction that bumps `mailbox_version` on the condition
+    that it is still the value read: a create that committed in between cancels this transaction
+    (DynamoDB TransactWriteItems is all-or-nothing,
+    https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html) and this one
+    counts again, now seeing the other's mailbox. Deletes need no bump: they only free room. Every cancelled
+    attempt means another create committed, so `SAVE_ATTEMPTS` is only exhausted by a burst of creates
+    (`Contended`, 409: nothing stored, try again)."""
+    for _ in range(SAVE_ATTEMPTS):
+        version = _mailbox_version(tenant.tenant_id)
+        _check_mailbox_limit(tenant)
+        unchanged = (Tenant.mailbox_version == version) if version is not None else \
+            Tenant.mailbox_version.does_not_exist()
+        try:
+            with TransactWrite(connection=transaction_connection()) as tx:
+                tx.save(mailbox, condition=Mailbox.mailbox_id.does_not_exist())
+                tx.update(Tenant(tenant.tenant_id), actions=[Tenant.mailbox_version.add(1)],
+                          condition=Tenant.tenant_id.exists() & unchanged)
+            return
+        except TransactWriteError as exc:
+            if not any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or []):
+                raise
+    raise Contended("Other mailboxes of this tenant were being created at the same moment; nothing was stored, "
+                    "try again.")
 
 
 def _oauth_server(tenant_id: str, mailbox_type: str, server_id: str | None) -> MailServer:
@@ -145,7 +190,7 @@ def _create_oauth_mailbox(tenant: Tenant, principal: Principal, data: dict[str, 
         signature_html=_signature(data.get("signature_html")), signature_on_replies=data["signature_on_replies"],
         mail_server_id=server.server_id, status="pending_auth", store_keys=CONTENT_KEYS, created_at=now,
         updated_at=now, sync_folders=data.get("sync_folders"))
-    mailbox.save(condition=Mailbox.mailbox_id.does_not_exist())
+    _save_within_limit(tenant, mailbox)
     return mailbox
 
 
@@ -186,7 +231,7 @@ def create_mailbox(tenant: Tenant, principal: Principal, data: dict[str, Any]) -
         secret_ciphertext=encrypt_secrets(tenant.tenant_id, mailbox_id, secrets), status="active",
         store_keys=CONTENT_KEYS, sync_folders=data.get("sync_folders"),
         created_at=now, updated_at=now)
-    mailbox.save(condition=Mailbox.mailbox_id.does_not_exist())
+    _save_within_limit(tenant, mailbox)
     _request_first_sync(mailbox, "created")
     return mailbox
 

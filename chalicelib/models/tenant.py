@@ -1,7 +1,7 @@
 """Tenants (CRM vendors' customers) and their API keys."""
 from __future__ import annotations
 
-from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute, UnicodeAttribute)
+from pynamodb.attributes import (BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute)
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -34,6 +34,9 @@ class Tenant(Model):
     # "created_at"}
     secrets_keys = JSONAttribute(null=True)
     secrets_key_id = UnicodeAttribute(null=True)
+    # bumped by every mailbox creation, in the creation's transaction: what makes the plan's `max_mailboxes` exact
+    # under concurrent creates (mailboxes/service.py `_save_within_limit`); not a count
+    mailbox_version = NumberAttribute(null=True)
 
     by_created = TenantsByCreated()
 

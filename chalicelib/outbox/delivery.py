@@ -15,7 +15,10 @@ One attempt:
   Steps 3-4 are idempotent, and the item keeps `pending_shard` until 4 is done, so the sweep finishes them.
 
 Before submitting, an item queued through a mailbox share (`via_share`) needs that share still to allow
-sending (`may_still_send`); else it is `failed` with `forbidden` and nothing is sent.
+sending (`may_still_send`); else it is `failed` with `forbidden` and nothing is sent. And the tenant must be
+active: nothing goes out on behalf of a suspended (or deleted) tenant — its calls are refused and its mailboxes
+not synced, and a send it queued or scheduled before fails with `tenant_suspended` when it comes due (not held:
+held mail would go out late and in a burst on reactivation, and a suspended tenant cannot cancel it).
 
 Failures (`ProviderError` codes): TEMPORARY / THROTTLED → back to queued with exponential backoff (30 s × 2^n,
 at most 1 h, plus 0-20 % jitter, or the provider's Retry-After), up to MAX_ATTEMPTS; then, or at once for PERMANENT /
@@ -48,6 +51,7 @@ from chalicelib.outbox.service import JOB_KIND, enqueue, get_item
 from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError, ThreadHint
 from chalicelib.providers.kinds import build_provider
 from chalicelib.sync import effects, store
+from chalicelib.tenancy.service import get_tenant
 from chalicelib.timeutil import now_iso
 
 MAX_ATTEMPTS = 6
@@ -210,6 +214,11 @@ def attempt(item: OutboxItem, *, now: float | None = None, provider_factory: Pro
     mailbox = _mailbox(item)
     if mailbox is None or mailbox.status == "disabled":
         _fail(item, _error("permanent", "the mailbox was deleted or disabled"), OutboxItem.attempt_token == token)
+        return "failed"
+    tenant = get_tenant(item.tenant_id)
+    if tenant is None or tenant.status != "active":
+        _fail(item, _error("tenant_suspended", "the tenant is suspended; nothing is sent on its behalf (send again "
+                                               "once it is active)"), OutboxItem.attempt_token == token)
         return "failed"
     if item.via_share and not may_still_send(mailbox, item.created_by):
         _fail(item, _error("forbidden", "the user who queued it can no longer send from this mailbox (share "

@@ -52,12 +52,12 @@ def issue_operator_key() -> tuple[str, str]:
 
 def parse_key_id(presented: str) -> str | None:
     """The key id of a well-formed tenant key, else None."""
-    match = _KEY_RE.match(presented)
+    match = _KEY_RE.fullmatch(presented)     # `$` alone also matches before a final "\n"
     return match.group(1) if match else None
 
 
 def is_operator_key_format(presented: str) -> bool:
-    return bool(_OPERATOR_RE.match(presented))
+    return bool(_OPERATOR_RE.fullmatch(presented))
 
 
 def digest_matches(presented: str, stored_sha256: str) -> bool:

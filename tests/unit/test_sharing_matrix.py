@@ -7,9 +7,10 @@ visible but below the route's level → 403 `insufficient-access` with nothing c
 Extension point: a new route that acts on a mailbox, message, conversation or outbox item is one more `Case`
 in `CASES` with the level it needs. Sending answers 404 (not 403) below read_write (`below=404`, docs/api.md).
 
-The tenant's pairing and settings routes (rules, pairing settings, directory records) act for the tenant:
-the admin changes them, every user gets 403 `forbidden` and changes nothing; a user's notification settings
-are theirs alone (another user's answer 404). `TENANT_CASES` walks those for the same actors.
+The tenant's pairing and settings routes (rules, pairing settings, directory records, privacy lists and
+settings, erasure, webhook, API keys, mail servers, audit) act for the tenant: the admin changes them, every
+user gets 403 `forbidden` and changes nothing; a user's notification settings, feed and privacy lists are
+theirs alone (another user's answer 404). `TENANT_CASES` walks those for the same actors.
 """
 from __future__ import annotations
 
@@ -231,6 +232,26 @@ TENANT_CASES = [
                {"channels": {"new_mail": "off"}}, user_scoped=True),
     TenantCase("another user's notification settings", "PUT", "/v1/users/u-other/notification-settings", 200,
                {"channels": {"new_mail": "off"}}, user_scoped=True),
+    TenantCase("own notification feed", "GET", "/v1/users/{user}/notifications", 200, user_scoped=True),
+    TenantCase("another user's notification feed", "GET", "/v1/users/u-other/notifications", 200,
+               user_scoped=True),
+    TenantCase("mark another user's feed read", "POST", "/v1/users/u-other/notifications/read", 200, {},
+               user_scoped=True),
+    TenantCase("own privacy lists", "GET", "/v1/users/{user}/privacy-lists", 200, user_scoped=True),
+    TenantCase("another user's privacy lists", "GET", "/v1/users/u-other/privacy-lists", 200, user_scoped=True),
+    TenantCase("change another user's privacy lists", "PUT", "/v1/users/u-other/privacy-lists", 200,
+               {"never_import": ["@customer.example"]}, user_scoped=True),
+    TenantCase("tenant privacy lists", "PUT", "/v1/privacy/lists", 200, {"never_import": ["@customer.example"]}),
+    TenantCase("privacy settings", "PUT", "/v1/privacy/settings", 200, {"retention_days": 30}),
+    TenantCase("tenant-wide erasure", "POST", "/v1/erasure", 202, {"email": "nobody@nowhere.example"}),
+    TenantCase("webhook", "GET", "/v1/webhook", 404),
+    TenantCase("set the webhook", "PUT", "/v1/webhook", 200, {"url": "http://127.0.0.1:9/hook"}),
+    TenantCase("API keys", "GET", "/v1/keys", 200),
+    TenantCase("create an API key", "POST", "/v1/keys", 201, {"name": "user's own key"}),
+    TenantCase("mail servers", "GET", "/v1/mail-servers", 200),
+    TenantCase("create a mail server", "POST", "/v1/mail-servers", 201,
+               {"name": "B", "type": "imap", "imap": {"host": "imap.other.example"}}),
+    TenantCase("audit log", "GET", "/v1/audit", 200),
 ]
 
 
@@ -241,7 +262,13 @@ def tenant_state(api, world) -> tuple:
     settings = api("GET", "/v1/pairing/settings", key=key).json
     record = api("GET", "/v1/directory/company/c-9", key=key).status
     other = api("GET", "/v1/users/u-other/notification-settings", key=key).json["channels"]
-    return rules, settings, record, other
+    other_lists = api("GET", "/v1/users/u-other/privacy-lists", key=key).json
+    tenant_lists = api("GET", "/v1/privacy/lists", key=key).json
+    privacy = api("GET", "/v1/privacy/settings", key=key).json
+    webhook = api("GET", "/v1/webhook", key=key).status
+    keys = sorted(k["id"] for k in api("GET", "/v1/keys", key=key).json["items"])
+    servers = sorted(s["id"] for s in api("GET", "/v1/mail-servers", key=key).json["items"])
+    return rules, settings, record, other, other_lists, tenant_lists, privacy, webhook, keys, servers
 
 
 @pytest.mark.parametrize("actor", list(ACTORS))

@@ -16,13 +16,14 @@ from chalice import Blueprint, Response
 
 from chalicelib.api import access
 from chalicelib.api.context import current_principal
-from chalicelib.api.errors import (ApiError, Forbidden, NotFound, PlanLimitReached, UpstreamFailed,
+from chalicelib.api.errors import (ApiError, Conflict, Forbidden, NotFound, PlanLimitReached, UpstreamFailed,
                                    ValidationFailed, field_error)
 from chalicelib.api.guards import require_feature
 from chalicelib.api.pagination import decode_cursor, encode_cursor
 from chalicelib.api.routing import Answer, route
 from chalicelib.lazy import lazy_module
-from chalicelib.mailboxes.errors import InvalidField, LimitReached, Missing, NotPermitted, VerificationFailed
+from chalicelib.mailboxes.errors import (Contended, InvalidField, LimitReached, Missing, NotPermitted,
+                                        VerificationFailed)
 from chalicelib.tenancy.plans import MAILBOX_CONNECTION
 
 if TYPE_CHECKING:   # annotations only: the models load on first use (chalicelib.api.routing)
@@ -48,7 +49,7 @@ TAGS = ("mailboxes",)
 
 @contextlib.contextmanager
 def domain_errors() -> Iterator[None]:
-    """Maps the mailbox service's outcomes to problem+json (422 per field, 403, 404)."""
+    """Maps the mailbox service's outcomes to problem+json (422 per field, 403, 404, 409)."""
     try:
         yield
     except InvalidField as exc:
@@ -62,6 +63,8 @@ def domain_errors() -> Iterator[None]:
         raise Forbidden(str(exc)) from None
     except LimitReached as exc:
         raise PlanLimitReached(str(exc)) from None
+    except Contended as exc:
+        raise Conflict(str(exc)) from None
     except Missing as exc:
         raise NotFound(str(exc)) from None
 
@@ -89,7 +92,7 @@ def _authorize_url(mailbox, return_url: str | None) -> str:
 @route(bp, "/v1/mailboxes", methods=["POST"], body="chalicelib.api.schemas.mailboxes:CreateMailbox",
        response="chalicelib.api.schemas.mailboxes:MailboxOut", status=201, location="/v1/mailboxes/{id}",
        summary="Connect a mailbox (IMAP: the login is verified before it is saved; gmail/outlook: pending_auth "
-               "with an authorize_url for the owner's consent)", tags=TAGS, errors=(403, 502))
+               "with an authorize_url for the owner's consent)", tags=TAGS, errors=(403, 409, 502))
 def create_mailbox(body: CreateMailbox):
     tenant = require_feature(MAILBOX_CONNECTION)
     with domain_errors():

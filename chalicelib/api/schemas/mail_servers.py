@@ -29,7 +29,7 @@ def normalize_host(value: str) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         pass
-    if not host or len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
+    if not host or len(host) > 253 or not all(_LABEL.fullmatch(label) for label in host.split(".")):
         raise ValueError("must be a host name or IP address (no scheme, port or path)")
     return host
 

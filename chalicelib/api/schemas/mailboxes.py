@@ -77,7 +77,7 @@ ReturnUrl = Annotated[str, StringConstraints(strip_whitespace=True, min_length=8
 
 
 def check_user_id(value: str | None) -> str | None:
-    if value is not None and not _USER_ID.match(value):
+    if value is not None and not _USER_ID.fullmatch(value):     # `$` alone also matches before a final "\n"
         raise ValueError("must be 1-128 characters of letters, digits and ._:@-")
     return value
 
