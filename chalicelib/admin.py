@@ -14,6 +14,7 @@ import json
 import sys
 
 from chalicelib.security.apikeys import issue_operator_key
+from chalicelib.tenancy import service
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"operator_key": plaintext, "MAILBRIDGE_OPERATOR_KEY_SHA256": digest}))
         return 0
 
-    from chalicelib.tenancy import service
     if args.command == "create-tenant":
         tenant = service.create_tenant(args.name, args.plan, own_domains=args.domain)
         created = service.create_key(tenant.tenant_id, "initial")
