@@ -1,0 +1,219 @@
+"""Guards the background machinery's promises under faults (audit of 2026-12-02, docs/reliability.md): the hourly
+renewer and its sweeps keep going past one broken mailbox, item or delivery and stay within the Lambda timeout
+(what does not fit is left, visibly, to the next run — oldest attempt first, so nothing is starved); a checkpoint
+whose continuation was lost is recovered; a digest whose queue message was lost is not stuck forever."""
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.providers import kinds
+from chalicelib.providers.base import ProviderContext, PushState, PushSubscriber
+from chalicelib.sync import lease, renewer
+from chalicelib.timeutil import isoformat, utcnow
+from tests.sync_helpers import FakeProvider, drain, make_mailbox, reload
+
+
+class PushingProvider(FakeProvider):
+    """A provider kind with the push protocol; `on_call` runs at each registration call (a clock, a failure)."""
+
+    def __init__(self, on_call=None):
+        super().__init__({"inbox": 0})
+        self.on_call = on_call or (lambda: None)
+
+    def push_configured(self):
+        return True
+
+    def start_push(self):
+        self.on_call()
+        return PushState(expires_at=isoformat(utcnow() + timedelta(days=3)), resource={"subscription": "s-1"})
+
+    def renew_push(self, state):
+        self.on_call()
+        return PushState(expires_at=isoformat(utcnow() + timedelta(days=3)), resource=state.resource)
+
+    def stop_push(self, state):
+        pass
+
+
+PushSubscriber.register(PushingProvider)
+
+
+@pytest.fixture
+def push_kind(monkeypatch):
+    """Installs the `pushkind` kind; `factories[mailbox_id]` builds that mailbox's provider (default: `default`)."""
+    def install(default, factories=None):
+        factories = factories or {}
+
+        def build(context):
+            return factories.get(context.mailbox_id, default)()
+
+        monkeypatch.setitem(kinds._KINDS, "pushkind", kinds.ProviderKind(
+            "pushkind", lambda mailbox, credentials, timeout: ProviderContext(mailbox.tenant_id, mailbox.mailbox_id,
+                                                                               mailbox.email),
+            build, oauth=True))
+    return install
+
+
+class Clock:
+    """A monotonic clock the test moves; `context` answers the Lambda's remaining time from it."""
+
+    def __init__(self, timeout: float):
+        self.now, self.end = 1000.0, 1000.0 + timeout
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+
+    @property
+    def context(self):
+        clock = self
+
+        class Context:
+            @staticmethod
+            def get_remaining_time_in_millis():
+                return int((clock.end - clock.now) * 1000)
+        return Context()
+
+
+def _expired_lease(mailbox) -> None:
+    lease.acquire(mailbox.tenant_id, mailbox.mailbox_id, ttl=1)
+
+
+# --- the renewer: one broken mailbox ---------------------------------------------------------------------------
+
+def test_a_mailbox_whose_push_maintenance_raises_does_not_stop_the_renewer(aws, push_kind, monkeypatch):
+    """A non-provider failure for one mailbox (its credentials cannot be opened, a DynamoDB error) aborted the
+    whole run, every hour: the mailboxes after it, the stuck ones found so far and every sweep were starved."""
+    broken = make_mailbox(mailbox_type="pushkind")
+    healthy = make_mailbox(mailbox_type="pushkind")
+    stuck = make_mailbox()
+    _expired_lease(stuck)
+
+    def unreadable():
+        raise RuntimeError("KMS: AccessDeniedException")
+
+    push_kind(PushingProvider, {broken.mailbox_id: unreadable})
+    swept = []
+    monkeypatch.setattr(renewer.outbox_delivery, "sweep", lambda **kw: swept.append("outbox") or 0)
+    counts = renewer.run(now=time.time() + 30)
+    assert counts["errors"] == 1 and counts["push_started"] == 1
+    assert reload(healthy).push_state == {"subscription": "s-1"} and reload(broken).push_state is None
+    assert [q["body"]["mailbox_id"] for q in drain(aws["sync_queue_url"])] == [stuck.mailbox_id]
+    assert swept == ["outbox"]
+
+
+def test_a_retention_sweep_error_in_one_mailbox_does_not_stop_the_others(aws, monkeypatch):
+    from chalicelib.erasure import retention
+    first, second = make_mailbox("tnt_ret"), make_mailbox("tnt_ret")
+    monkeypatch.setattr(retention, "retention_days", lambda tenant_id: 30)
+    visited = []
+
+    def sweep_mailbox(mailbox, days, limit, now=None):
+        visited.append(mailbox.mailbox_id)
+        if len(visited) == 1:
+            raise RuntimeError("DeleteObjects: SlowDown")
+        return {"messages": 2}
+
+    monkeypatch.setattr(retention, "sweep_mailbox", sweep_mailbox)
+    total = retention.sweep([first, second])
+    assert sorted(visited) == sorted([first.mailbox_id, second.mailbox_id])
+    assert total.get("messages") == 2 and total.get("errors") == 1
+
+
+def test_one_webhook_delivery_that_raises_does_not_stop_the_sweep(aws, monkeypatch):
+    from chalicelib.notify import deliveries
+    from chalicelib.models.webhook import WebhookDelivery
+    keys = [WebhookDelivery("tnt_w", f"dlv_{n}") for n in range(3)]
+    monkeypatch.setattr(WebhookDelivery.by_due, "query", lambda *a, **k: iter(keys))
+    monkeypatch.setattr(deliveries, "get_delivery", lambda tenant_id, delivery_id: WebhookDelivery(tenant_id,
+                                                                                                    delivery_id))
+    attempted = []
+
+    def attempt(delivery, now):
+        attempted.append(delivery.delivery_id)
+        if delivery.delivery_id == "dlv_0":
+            raise RuntimeError("ProvisionedThroughputExceeded")
+        return "delivered"
+
+    monkeypatch.setattr(deliveries, "attempt", attempt)
+    counts = deliveries.run_due()
+    assert attempted == ["dlv_0", "dlv_1", "dlv_2"]
+    assert counts["delivered"] == 2 and counts["errors"] == 1
+
+
+# --- the renewer: thousands of renewals and the Lambda timeout --------------------------------------------------
+
+def test_renewals_that_do_not_fit_the_timeout_are_left_to_the_next_run_and_the_sweeps_still_run(
+        aws, push_kind, monkeypatch):
+    """Each registration call costs seconds (token refresh, watch / subscription PATCH): mailboxes whose
+    registrations were made together are due together, and the run hit the Lambda timeout before the stuck
+    mailboxes were re-enqueued or any sweep ran — the same every hour."""
+    clock = Clock(timeout=100)
+    push_kind(lambda: PushingProvider(on_call=lambda: clock.tick(10)))
+    due = [make_mailbox(mailbox_type="pushkind") for _ in range(12)]
+    stuck = make_mailbox()
+    _expired_lease(stuck)
+    swept = []
+    monkeypatch.setattr(renewer.outbox_delivery, "sweep", lambda **kw: swept.append("outbox") or 0)
+    monkeypatch.setattr(renewer.deliveries, "run_due", lambda **kw: swept.append("webhooks") or {"due": 0})
+    counts = renewer.run(now=time.time() + 30, context=clock.context, clock=clock)
+    assert clock.now < clock.end                                      # finished within the timeout
+    assert 0 < counts["push_started"] < len(due)
+    assert counts["push_deferred"] == len(due) - counts["push_started"]
+    assert swept == ["outbox", "webhooks"]
+    assert [q["body"]["mailbox_id"] for q in drain(aws["sync_queue_url"])] == [stuck.mailbox_id]
+    runs = 1
+    while sum(1 for box in due if reload(box).push_state) < len(due):     # the rest in the next runs
+        clock = Clock(timeout=100)
+        push_kind(lambda: PushingProvider(on_call=lambda: clock.tick(10)))
+        renewer.run(context=clock.context, clock=clock)
+        runs += 1
+        assert runs <= 4
+
+
+def test_renewals_left_over_go_oldest_attempt_first(aws, push_kind):
+    """A run that cannot renew everything must not spend its time on the same failing mailboxes every hour
+    while the others lapse: the registrations attempted longest ago go first."""
+    clock = Clock(timeout=100)
+    push_kind(lambda: PushingProvider(on_call=lambda: clock.tick(10)))
+    long_ago = isoformat(utcnow() - timedelta(days=2))
+    failing_now = [make_mailbox(mailbox_type="pushkind", push_state={"subscription": "s-1"},
+                                push_expires_at=isoformat(utcnow() + timedelta(hours=20)), push_renewed_at=long_ago,
+                                push_error={"code": "throttled", "detail": "429", "at": isoformat(utcnow())})
+                   for _ in range(6)]
+    waiting = [make_mailbox(mailbox_type="pushkind", push_state={"subscription": "s-1"},
+                            push_expires_at=isoformat(utcnow() + timedelta(hours=20)), push_renewed_at=long_ago)
+               for _ in range(3)]
+    counts = renewer.run(context=clock.context, clock=clock)
+    assert counts["push_renewed"] >= len(waiting) and counts["push_deferred"] > 0
+    assert all(reload(box).push_error is None for box in waiting)
+    assert sum(1 for box in failing_now if reload(box).push_error is not None) == counts["push_deferred"]
+
+
+# --- stuck checkpoints ----------------------------------------------------------------------------------------
+
+def test_a_checkpoint_whose_continuation_was_lost_is_recovered_by_the_renewer(aws):
+    """The worker's checkpoint releases the lease with `sync_stage = queued` and then sends the continuation;
+    when that send failed (or the job was lost), the renewer's `is_stuck` — documented as covering `queued` —
+    ignored it because the lease was already released."""
+    box = make_mailbox()
+    held, _ = lease.acquire(box.tenant_id, box.mailbox_id)
+    lease.release(held, [Mailbox.sync_stage.set("queued")])
+    assert renewer.run(now=time.time() + 60)["stuck"] == 0                # just checkpointed: its job is on the way
+    drain(aws["sync_queue_url"])
+    counts = renewer.run(now=time.time() + renewer.SWEEP_AFTER.total_seconds() + 60)
+    assert counts["stuck"] == 1
+    assert [(q["body"]["mailbox_id"], q["body"]["reason"]) for q in drain(aws["sync_queue_url"])] == \
+        [(box.mailbox_id, "recover")]
+
+
+def test_a_throttled_mailbox_is_not_a_stuck_one(aws):
+    box = make_mailbox(sync_stage="throttled", not_before=time.time() + 3600)
+    assert renewer.run(now=time.time() + 7200)["stuck"] == 0
+    assert reload(box).sync_stage == "throttled"
