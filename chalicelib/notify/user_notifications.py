@@ -76,9 +76,10 @@ def on_events(events: Sequence[Event], now: float | None = None) -> int:
 
     Per call, not per event: the recipients (`recipients.recipients_of`: one BatchGetItem + one Query per
     mailbox), every recipient's settings (one BatchGetItem), which notifications exist already (consistent
-    BatchGetItem) and the new ones written with BatchWriteItem; then one digest is scheduled per user who got a
-    new `email` notification. A notification is put only when absent because a put would reset one the user
-    has read (`read_at`, `unread_key`) — the id derives from the event id, so a redelivered event finds it.
+    BatchGetItem) and the new ones written with BatchWriteItem; then one digest is scheduled per user who got an
+    `email` notification (new, or found on a redelivery). A notification is put only when absent because a put
+    would reset one the user has read (`read_at`, `unread_key`) — the id derives from the event id, so a
+    redelivered event finds it.
     Unlike a conditional put this leaves a window: two consumers of the same queue message that both read
     before either writes put identical items (the second rewrites the first's bytes; a read in those
     milliseconds would be undone). SQS redelivers a message only after its visibility timeout, long after the
@@ -99,7 +100,10 @@ def on_events(events: Sequence[Event], now: float | None = None) -> int:
     with Notification.batch_write() as batch:
         for item in new:
             batch.save(item)
-    for tenant_id, user_id in dict.fromkeys((i.tenant_id, i.user_id) for i in new if i.channel == "email"):
+    # Users with an email notification of these events, new or found (a redelivered message: its first
+    # delivery wrote them and may have failed before its digest was queued); `schedule` writes nothing while
+    # a digest is due.
+    for tenant_id, user_id in dict.fromkeys((i.tenant_id, i.user_id) for i in items if i.channel == "email"):
         digest.schedule(tenant_id, user_id, now, settings=settings.get((tenant_id, user_id)))
     return len(items)
 
