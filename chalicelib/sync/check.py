@@ -6,6 +6,7 @@ of one sixth of the memory costs one sixth.
 
 Per record (one SQS batch of check-queue jobs, each record isolated and the records checked at once: below):
 - parse the job (a malformed body is dropped, as the worker does); load the mailbox — gone or not active → done;
+  throttled (`not_before` ahead: the provider's Retry-After) → done, the throttle's own delayed job resumes it;
 - `idle_check.run`: the provider has nothing new → done (nothing written — but, once, credentials stored in
   the legacy format resealed: `CredentialStore.upgrade` — nothing sent);
 - anything else (not eligible: heartbeat due, owed pages, an error recorded, a lease, a throttle window...; the
@@ -69,6 +70,7 @@ import asyncio
 import contextvars
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
@@ -95,13 +97,16 @@ _pools_lock = threading.Lock()
 
 def check_job(job: SyncJob, provider_factory: ProviderFactory = build_provider,
               page_size: int = PAGE_SIZE) -> str:
-    """"gone" | "idle" | "forwarded" (raises when the forward could not be sent: the record is retried)."""
+    """"gone" | "throttled" | "idle" | "forwarded" (raises when the forward could not be sent: the record is
+    retried)."""
     try:
         mailbox = Mailbox.get(job.tenant_id, job.mailbox_id)
     except DoesNotExist:
         return "gone"
     if mailbox.status != "active":
         return "gone"
+    if (mailbox.not_before or 0) - time.time() > 1:
+        return "throttled"          # the throttle's own delayed job resumes it (worker.py); nothing to forward
     logger.thread_safe_append_keys(provider=mailbox.type)      # removed by `job_of`
     checked = idle_check.run(mailbox, job.reason, provider_factory, page_size=page_size)
     if checked == "idle":

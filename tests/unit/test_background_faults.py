@@ -217,3 +217,74 @@ def test_a_throttled_mailbox_is_not_a_stuck_one(aws):
     box = make_mailbox(sync_stage="throttled", not_before=time.time() + 3600)
     assert renewer.run(now=time.time() + 7200)["stuck"] == 0
     assert reload(box).sync_stage == "throttled"
+
+
+# --- the worker and the check function under a throttle, a failed re-queue, a deletion ---------------------------
+
+def _throttled(mailbox, seconds: float) -> None:
+    Mailbox(mailbox.tenant_id, mailbox.mailbox_id).update(actions=[
+        Mailbox.sync_stage.set("throttled"), Mailbox.not_before.set(time.time() + seconds)])
+
+
+def test_scheduled_ticks_during_a_throttle_window_add_no_jobs(aws, monkeypatch):
+    """A Retry-After of hours (Graph and Gmail send them) kept the mailbox's own delayed job; every :00/:30 tick
+    meanwhile was forwarded by the check and re-queued by the worker in 900 s hops, so when the window ended
+    several jobs arrived together and the provider that had asked for quiet got a sync and its follow-up."""
+    from chalicelib.sync import check, worker
+    from chalicelib.sync.enqueue import SyncJob
+    from tests.sync_helpers import FakeContext, job_event
+    from tests.unit.test_idle_check import Factory, synced
+    provider = FakeProvider({"inbox": 1, "sent": 0})
+    mailbox = synced(provider)
+    _throttled(mailbox, 3 * 3600)
+    sent = []
+    monkeypatch.setattr(check, "send_job", sent.append)
+    assert check.check_job(SyncJob(mailbox.tenant_id, mailbox.mailbox_id, "schedule"), Factory(provider)) == \
+        "throttled"
+    assert sent == []
+    requeued = []
+    monkeypatch.setattr(worker, "enqueue_sync", lambda tenant_id, mailbox_id, reason, delay_seconds=0:
+                        requeued.append((reason, delay_seconds)))
+    event = job_event((mailbox.tenant_id, mailbox.mailbox_id), reason="schedule")
+    assert worker.handle_batch(event, FakeContext(), provider_factory=Factory(provider)) == {"batchItemFailures": []}
+    assert requeued == []
+    for reason in ("throttled", "push"):                     # the window's own job, and news, still wait for it
+        event = job_event((mailbox.tenant_id, mailbox.mailbox_id), reason=reason)
+        assert worker.handle_batch(event, FakeContext(), provider_factory=Factory(provider)) == \
+            {"batchItemFailures": []}
+        assert requeued.pop()[0] == reason and requeued == []
+    assert reload(mailbox).lease_owner is None
+
+
+def test_a_failed_re_queue_of_a_throttled_sync_releases_the_lease(aws, monkeypatch):
+    """THROTTLED acknowledges the record and queues a delayed job; when SQS refused that job the record failed
+    (right: it is redelivered) but the lease stayed held until it expired, so pushes and refreshes in those
+    minutes were parked on a sync that no longer ran."""
+    from chalicelib.providers.base import ErrorCode, ProviderError
+    from chalicelib.sync import errors, worker
+    from tests.sync_helpers import FakeContext, job_event
+    mailbox = make_mailbox()
+    provider = FakeProvider({"inbox": 2, "sent": 0})
+    provider.fail_on[("changes", "inbox")] = [ProviderError(ErrorCode.THROTTLED, "429", retry_after=120)]
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("SQS: ServiceUnavailable")
+
+    monkeypatch.setattr(errors, "enqueue_sync", refused)
+    event = job_event((mailbox.tenant_id, mailbox.mailbox_id), reason="push")
+    result = worker.handle_batch(event, FakeContext(), provider_factory=lambda m: provider)
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    fresh = reload(mailbox)
+    assert fresh.lease_owner is None and fresh.not_before is not None
+
+
+def test_a_mailbox_deleted_mid_sync_stops_the_sync_without_failing_or_requeueing(aws):
+    from chalicelib.sync import worker
+    from tests.sync_helpers import FakeContext, job_event
+    mailbox = make_mailbox()
+    provider = FakeProvider({"inbox": 3, "sent": 2})
+    provider.before_changes = lambda folder: Mailbox(mailbox.tenant_id, mailbox.mailbox_id).delete() \
+        if folder == "sent" else None
+    event = job_event((mailbox.tenant_id, mailbox.mailbox_id), reason="push")
+    assert worker.handle_batch(event, FakeContext(), provider_factory=lambda m: provider) == {"batchItemFailures": []}
+    assert drain(aws["sync_queue_url"]) == []
