@@ -288,3 +288,66 @@ def test_a_mailbox_deleted_mid_sync_stops_the_sync_without_failing_or_requeueing
     event = job_event((mailbox.tenant_id, mailbox.mailbox_id), reason="push")
     assert worker.handle_batch(event, FakeContext(), provider_factory=lambda m: provider) == {"batchItemFailures": []}
     assert drain(aws["sync_queue_url"]) == []
+
+
+# --- the scheduler's fan-out ------------------------------------------------------------------------------------
+
+def test_entries_sqs_keeps_refusing_are_retried_after_a_pause_named_in_an_error_and_synced_next_tick(
+        aws, monkeypatch):
+    """SendMessageBatch may fail some entries while accepting the others (SQS API reference, SendMessageBatch
+    "Failed"). They were re-sent at once — into the same throttle — and a mailbox still refused after the
+    attempts was only a count in an INFO line: nothing said which mailbox missed its tick."""
+    from chalicelib import aws as aws_clients
+    from chalicelib.sync import enqueue, scheduler
+    from tests.log_capture import captured_lines
+    refused = make_mailbox("tnt_refused")
+    others = [make_mailbox("tnt_ok") for _ in range(3)]
+    pauses: list[float] = []
+    monkeypatch.setattr(enqueue, "pause", pauses.append)
+    real_sqs = aws_clients.sqs()
+
+    class PartlyFailingSqs:
+        def send_message_batch(self, QueueUrl, Entries):
+            failed = [e for e in Entries if refused.mailbox_id in e["MessageBody"]]
+            accepted = [e for e in Entries if e not in failed]
+            if accepted:
+                real_sqs.send_message_batch(QueueUrl=QueueUrl, Entries=accepted)
+            return {"Successful": [{"Id": e["Id"]} for e in accepted],
+                    "Failed": [{"Id": e["Id"], "Code": "ServiceUnavailable", "SenderFault": False} for e in failed]}
+
+    monkeypatch.setattr(aws_clients, "sqs", lambda: PartlyFailingSqs())
+    with captured_lines() as lines:
+        counts = scheduler.run_tick(jitter_seconds=0)
+    assert (counts["enqueued"], counts["failed"]) == (3, 1)
+    assert len(pauses) == enqueue.BATCH_ATTEMPTS - 1 and pauses == sorted(pauses) and pauses[0] > 0
+    [line] = [line for line in lines if line["message"] == "scheduler tick"]
+    assert line["level"] == "ERROR" and line["failed_mailboxes"] == [refused.mailbox_id]
+    assert {q["body"]["mailbox_id"] for q in drain(aws["sync_queue_url"])} == {box.mailbox_id for box in others}
+    monkeypatch.setattr(aws_clients, "sqs", lambda: real_sqs)              # SQS is back: the next tick
+    assert scheduler.run_tick(jitter_seconds=0)["failed"] == 0
+    assert refused.mailbox_id in {q["body"]["mailbox_id"] for q in drain(aws["sync_queue_url"])}
+
+
+def test_two_overlapping_ticks_store_and_announce_each_message_once(aws):
+    """EventBridge delivers a scheduled event at least once, and a late tick may overlap the next: every
+    mailbox then gets two jobs. Held: the lease and the store make the second a no-op for the data."""
+    from chalicelib.notify import events
+    from chalicelib.sync import scheduler, worker
+    from tests.sync_helpers import FakeContext, receive_event
+    from tests.unit.test_idle_check import Factory, synced
+    provider = FakeProvider({"inbox": 2, "sent": 0})
+    mailbox = synced(provider)
+    provider.add("inbox", 3)
+    scheduler.run_tick(jitter_seconds=0)
+    scheduler.run_tick(jitter_seconds=0)
+    for _ in range(3):
+        event = receive_event(aws["sync_queue_url"], 10)
+        if event["Records"]:
+            assert worker.handle_batch(event, FakeContext(), provider_factory=Factory(provider)) == \
+                {"batchItemFailures": []}
+    from chalicelib.models.message import Message
+    assert len(list(Message.by_mailbox.query(mailbox.mailbox_id))) == 5
+    created = events.list_events(mailbox.tenant_id, "message.created")
+    assert len(created) == len({e.event_id for e in created}) == 5
+    fresh = reload(mailbox)
+    assert fresh.lease_owner is None and int(fresh.imported_count) == 5
