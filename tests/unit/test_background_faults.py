@@ -351,3 +351,63 @@ def test_two_overlapping_ticks_store_and_announce_each_message_once(aws):
     assert len(created) == len({e.event_id for e in created}) == 5
     fresh = reload(mailbox)
     assert fresh.lease_owner is None and int(fresh.imported_count) == 5
+
+
+def test_a_checkpoint_whose_continuation_cannot_be_sent_fails_the_record_and_is_recovered(aws, monkeypatch):
+    """Held: the Lambda's time runs out, the worker checkpoints (lease released, `queued`) and the continuation's
+    SendMessage fails — the record fails, so SQS redelivers it; were that lost too, the renewer re-enqueues."""
+    from chalicelib.sync import worker
+    from tests.sync_helpers import FakeContext, job_event
+    mailbox = make_mailbox()
+    provider = FakeProvider({"inbox": 2})
+
+    def refused(tenant_id, mailbox_id, reason, delay_seconds=0):
+        raise RuntimeError("SQS: ServiceUnavailable")
+
+    monkeypatch.setattr(worker, "enqueue_sync", refused)
+    event = job_event((mailbox.tenant_id, mailbox.mailbox_id), reason="push")
+    result = worker.handle_batch(event, FakeContext(5), provider_factory=lambda m: provider)
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    fresh = reload(mailbox)
+    assert fresh.lease_owner is None and fresh.sync_stage == "queued"
+    counts = renewer.run(now=time.time() + renewer.SWEEP_AFTER.total_seconds() + 60)
+    assert counts["stuck"] == 1 and counts["enqueued"] == 1
+
+
+def test_a_retry_after_beyond_the_sqs_delay_limit_is_waited_out_in_hops_without_asking_the_provider(
+        aws, monkeypatch):
+    """Held: a Retry-After of two hours (SQS delays are ≤ 900 s) — the mailbox keeps `not_before`, its job is
+    re-queued in hops of at most 900 s without calling the provider, the record always succeeds, and the sync
+    runs once the window is over."""
+    from chalicelib.providers.base import ErrorCode, ProviderError
+    from chalicelib.sync import errors, worker
+    from tests.sync_helpers import FakeContext, job_event
+    mailbox = make_mailbox()
+    provider = FakeProvider({"inbox": 2, "sent": 0})
+    provider.fail_on[("changes", "inbox")] = [ProviderError(ErrorCode.THROTTLED, "429", retry_after=7200)]
+    queued = []
+    record = lambda tenant_id, mailbox_id, reason, delay_seconds=0: queued.append((reason, delay_seconds))  # noqa: E731
+    monkeypatch.setattr(worker, "enqueue_sync", record)
+    monkeypatch.setattr(errors, "enqueue_sync", record)
+    run = lambda reason: worker.handle_batch(  # noqa: E731
+        job_event((mailbox.tenant_id, mailbox.mailbox_id), reason=reason, receive_count=1), FakeContext(),
+        provider_factory=lambda m: provider)
+    assert run("push") == {"batchItemFailures": []}
+    assert queued == [("throttled", 7200)]            # enqueue_sync caps DelaySeconds at 900 (enqueue.send_job)
+    assert 7100 < reload(mailbox).not_before - time.time() <= 7200
+    calls = len(provider.changes_calls)
+    queued.clear()
+    assert run("throttled") == {"batchItemFailures": []}          # a hop arriving early: re-queued, no call
+    assert len(queued) == 1 and queued[0][0] == "throttled" and len(provider.changes_calls) == calls
+    Mailbox(mailbox.tenant_id, mailbox.mailbox_id).update(actions=[Mailbox.not_before.set(time.time() - 1)])
+    queued.clear()
+    assert run("throttled") == {"batchItemFailures": []}
+    fresh = reload(mailbox)
+    assert len(provider.changes_calls) > calls and int(fresh.imported_count) == 2 and fresh.sync_stage == "idle"
+    from chalicelib.sync.enqueue import MAX_DELAY_SECONDS, SyncJob
+    params = {}
+    monkeypatch.setattr("chalicelib.aws.sqs", lambda: type("S", (), {"send_message": lambda self, **kw:
+                                                                     params.update(kw)})())
+    from chalicelib.sync.enqueue import send_job
+    send_job(SyncJob(mailbox.tenant_id, mailbox.mailbox_id, "throttled", 7200))
+    assert params["DelaySeconds"] == MAX_DELAY_SECONDS
