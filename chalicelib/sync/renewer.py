@@ -127,6 +127,19 @@ def _isolated(counts: dict[str, int], what: str, mailbox_id: str, call: Callable
         return None
 
 
+def _maintain(mailbox: Mailbox, provider_factory: Callable[[Mailbox], MailProvider]) -> str:
+    """`push.maintain` on the mailbox as it is now: the pass read it minutes ago, and a registration renewed
+    meanwhile (a lifecycle event the worker settled) must not be renewed again — a second subscribe would leave a
+    second set of subscriptions at the provider — nor one of a mailbox deleted or disconnected since."""
+    try:
+        mailbox.refresh(consistent_read=True)
+    except Mailbox.DoesNotExist:
+        return "n/a"
+    if mailbox.status != "active" or not push.needs_provider(mailbox):
+        return "current"
+    return push.maintain(mailbox, provider_factory=provider_factory)
+
+
 def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailProvider] = build_provider,
         context: Any = None, clock: Callable[[], float] = time.monotonic) -> dict[str, int]:
     now = time.time() if now is None else now
@@ -160,7 +173,7 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
             counts["push_deferred"] = len(push_due) - index
             break
         outcome = _isolated(counts, "push maintenance", mailbox.mailbox_id,
-                            lambda: push.maintain(mailbox, provider_factory=provider_factory))
+                            lambda: _maintain(mailbox, provider_factory))
         if outcome in ("started", "renewed", "failed"):
             counts[f"push_{outcome}"] += 1
     if counts["push_deferred"]:

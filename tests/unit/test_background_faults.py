@@ -411,3 +411,25 @@ def test_a_retry_after_beyond_the_sqs_delay_limit_is_waited_out_in_hops_without_
     from chalicelib.sync.enqueue import send_job
     send_job(SyncJob(mailbox.tenant_id, mailbox.mailbox_id, "throttled", 7200))
     assert params["DelaySeconds"] == MAX_DELAY_SECONDS
+
+
+def test_a_registration_renewed_or_a_mailbox_disabled_since_the_pass_is_not_renewed_again(aws, push_kind):
+    """The renewals run after the pass over every mailbox (minutes on a large deployment): what the pass read may
+    be stale by then — renewed meanwhile (a lifecycle event settled by the worker), or the mailbox disconnected.
+    A second `subscribe` for the same mailbox leaves a second set of subscriptions behind at the provider."""
+    long_ago = isoformat(utcnow() - timedelta(days=2))
+    first, second, third = (make_mailbox(mailbox_type="pushkind", push_state={"subscription": "s-1"},
+                                         push_expires_at=isoformat(utcnow() + timedelta(hours=40)),
+                                         push_renewed_at=long_ago) for _ in range(3))
+    calls = []
+
+    def meanwhile():
+        calls.append(1)
+        if len(calls) == 1:
+            for box in (first, second, third):
+                Mailbox(box.tenant_id, box.mailbox_id).update(actions=[Mailbox.push_renewed_at.set(
+                    isoformat(utcnow()))] if box is not third else [Mailbox.status.set("disabled")])
+
+    push_kind(lambda: PushingProvider(on_call=meanwhile))
+    counts = renewer.run()
+    assert len(calls) == 1 and counts["push_renewed"] == 1
