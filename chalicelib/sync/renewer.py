@@ -25,7 +25,12 @@ Bounded and isolated, so that nothing is starved:
   the order of their last attempt (never attempted first, then the oldest `push_renewed_at` / `push_error`),
   and what does not fit is counted (`push_deferred`, logged) and left to the next run, which starts with it.
   A registration is renewed a day after the last renewal and lasts days (Gmail 7 days, Graph mail ≤ 4,230
-  minutes), so a deferral of an hour or two costs nothing.
+  minutes), so a deferral of an hour or two costs nothing;
+- the retention sweep's deletion budget (`retention.PER_RUN`) starts at another mailbox each hourly run, so a
+  few mailboxes with a long backlog (a period just shortened) cannot take it every hour from the ones after them:
+  the hour's multiple of `WEYL_STEP` (the golden ratio's fractional part) modulo 1 picks the start, which spreads
+  successive starts evenly over the mailboxes (a Weyl sequence) — consecutive runs start far apart, and over any
+  stretch of hours every part of the list comes first about as often as any other.
 """
 from __future__ import annotations
 
@@ -53,6 +58,7 @@ SWEEP_AFTER = timedelta(minutes=15)    # a live sync pays a message's debts with
 STUCK_STAGES = ("syncing", "queued")
 WEBHOOK_SWEEP_SECONDS = 300
 RESERVE_SECONDS = 30              # kept back from the Lambda timeout: logging the counts, a last call in flight
+WEYL_STEP = 0.6180339887498949     # where each hourly run starts the retention sweep (module docstring)
 PUSH_SHARE = 0.5                   # of the time left after the pass over the mailboxes
 
 
@@ -197,7 +203,8 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
         if swept["due"]:
             logger.warning("attempted overdue webhook deliveries", extra=swept)
     try:
-        counts["retention_deleted"] = retention.sweep(chain(seen, retention.retired_mailboxes()),
+        start = int((now // 3600 * WEYL_STEP) % 1 * len(seen))     # module docstring: the retention budget
+        counts["retention_deleted"] = retention.sweep(chain(seen[start:], seen[:start], retention.retired_mailboxes()),
                                                       has_time=budget.left).get("messages", 0)
     except Exception:  # noqa: BLE001 - the next run sweeps again
         logger.exception("retention sweep failed")

@@ -433,3 +433,24 @@ def test_a_registration_renewed_or_a_mailbox_disabled_since_the_pass_is_not_rene
     push_kind(lambda: PushingProvider(on_call=meanwhile))
     counts = renewer.run()
     assert len(calls) == 1 and counts["push_renewed"] == 1
+
+
+def test_the_retention_budget_is_not_spent_on_the_same_mailboxes_every_run(aws, monkeypatch):
+    """The run's deletion budget (`retention.PER_RUN`) went to the mailboxes first in the index every hour: after
+    a tenant shortened its period, ten mailboxes with a long backlog took the whole budget for weeks and the
+    mailboxes after them were never swept."""
+    from chalicelib.erasure import retention
+    boxes = [make_mailbox("tnt_ret") for _ in range(12)]
+    monkeypatch.setattr(retention, "retention_days", lambda tenant_id: 30)
+    swept: set[str] = set()
+
+    def backlog(mailbox, days, limit, now=None):            # every mailbox has more than it may delete
+        swept.add(mailbox.mailbox_id)
+        return {"messages": limit}
+
+    monkeypatch.setattr(retention, "sweep_mailbox", backlog)
+    assert retention.PER_RUN // retention.PER_MAILBOX == 10
+    hour = 3600 * int(time.time() // 3600)
+    for run in range(3):                                     # three hourly runs
+        renewer.run(now=hour + run * 3600 + 5)
+    assert swept == {box.mailbox_id for box in boxes}
