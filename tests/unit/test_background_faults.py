@@ -454,3 +454,44 @@ def test_the_retention_budget_is_not_spent_on_the_same_mailboxes_every_run(aws, 
     for run in range(3):                                     # three hourly runs
         renewer.run(now=hour + run * 3600 + 5)
     assert swept == {box.mailbox_id for box in boxes}
+
+
+# --- the check function and its Lambda timeout ------------------------------------------------------------------
+
+def test_a_slow_idle_check_is_forwarded_before_the_check_function_times_out(aws, monkeypatch):
+    """The records of a check batch share one invocation (120 s): a mail server answering each command just
+    inside the 30 s socket timeout kept its check running past it, and the timed-out invocation failed every
+    record of the batch — each redelivery raising their receive counts toward the DLQ. The check now gives up
+    asking at its deadline and forwards the job (the worker, with its own 300 s, syncs in full)."""
+    from chalicelib.sync import check
+    from chalicelib.sync.enqueue import SyncJob
+    from tests.unit.test_idle_check import Factory, synced
+    provider = FakeProvider({"inbox": 1, "sent": 1, "archive": 1})
+    mailbox = synced(provider)
+    clock = Clock(timeout=check.CHECK_MARGIN_SECONDS + 40)
+    provider.before_changes = lambda folder: clock.tick(35)          # each folder's answer takes 35 s
+    sent = []
+    monkeypatch.setattr(check, "send_job", sent.append)
+    outcome = check.check_job(SyncJob(mailbox.tenant_id, mailbox.mailbox_id, "schedule"), Factory(provider),
+                              deadline=clock.end - check.CHECK_MARGIN_SECONDS, clock=clock)
+    assert outcome == "forwarded" and len(provider.changes_calls) - 3 <= 2    # 3: the first sync's
+    assert clock.now < clock.end and provider.closed
+    assert [(job.reason, job.checked, job.check_error) for job in sent] == [("schedule", True, None)]
+
+
+def test_the_check_function_derives_each_records_deadline_from_the_lambda_context(aws, monkeypatch):
+    from chalicelib.sync import check
+    from tests.sync_helpers import FakeContext, job_event
+    from tests.unit.test_idle_check import Factory, synced
+    provider = FakeProvider({"inbox": 1, "sent": 0})
+    mailbox = synced(provider)
+    sent = []
+    monkeypatch.setattr(check, "send_job", sent.append)
+    asked = len(provider.changes_calls)
+    event = job_event((mailbox.tenant_id, mailbox.mailbox_id), reason="schedule")
+    assert check.handle_batch(event, FakeContext(check.CHECK_MARGIN_SECONDS - 1), provider_factory=Factory(
+        provider)) == {"batchItemFailures": []}
+    assert len(provider.changes_calls) == asked and len(sent) == 1            # no time to ask: forwarded
+    assert check.handle_batch(event, FakeContext(120), provider_factory=Factory(provider)) == \
+        {"batchItemFailures": []}
+    assert len(provider.changes_calls) == asked + 2 and len(sent) == 1        # time enough: idle, not forwarded
