@@ -129,7 +129,9 @@ class Worker:
         mailbox-wide error it met (recorded under the lease without asking the provider again) while the
         mailbox is unchanged since (`updated_at`), else None (a normal leased sync)."""
         if not job.checked:
-            return idle_check.run(mailbox, job.reason, self.provider_factory, page_size=self.options.page_size)
+            remaining = _remaining_seconds(self.context)     # the same deadline the sync would keep (`_leased`)
+            return idle_check.run(mailbox, job.reason, self.provider_factory, page_size=self.options.page_size,
+                                  deadline=self.clock() + remaining - safety_margin(remaining), clock=self.clock)
         error = job.check_error or {}
         if not error or error.get("account") != mailbox.updated_at:
             return None

@@ -495,3 +495,18 @@ def test_the_check_function_derives_each_records_deadline_from_the_lambda_contex
     assert check.handle_batch(event, FakeContext(120), provider_factory=Factory(provider)) == \
         {"batchItemFailures": []}
     assert len(provider.changes_calls) == asked + 2 and len(sent) == 1        # time enough: idle, not forwarded
+
+
+def test_the_workers_own_idle_check_keeps_to_the_records_time_too(aws):
+    """Without a check queue the worker runs the idle check itself; a record that starts with almost no time left
+    asked the provider anyway (up to a socket timeout per folder) before checkpointing."""
+    from chalicelib.sync import worker
+    from tests.sync_helpers import FakeContext, job_event
+    from tests.unit.test_idle_check import Factory, synced
+    provider = FakeProvider({"inbox": 1, "sent": 0})
+    mailbox = synced(provider)
+    asked = len(provider.changes_calls)
+    event = job_event((mailbox.tenant_id, mailbox.mailbox_id), reason="schedule")
+    assert worker.handle_batch(event, FakeContext(5), provider_factory=Factory(provider)) == {"batchItemFailures": []}
+    assert len(provider.changes_calls) == asked
+    assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
