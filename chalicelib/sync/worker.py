@@ -144,7 +144,11 @@ class Worker:
                                                     retry_after=float(retry_after) if retry_after else None))
 
     def _leased(self, job: SyncJob, record, checked: "Checked | None") -> str:
-        acquired = _acquire(job)
+        try:
+            acquired = _acquire(job)
+        except errors.RetryLater as exc:                   # redelivered after its delay, not the visibility timeout
+            errors.delay_redelivery(record.receipt_handle, exc.delay_seconds)
+            raise
         if acquired is None:
             return "skipped"
         if acquired == "coalesced":

@@ -510,3 +510,32 @@ def test_the_workers_own_idle_check_keeps_to_the_records_time_too(aws):
     assert worker.handle_batch(event, FakeContext(5), provider_factory=Factory(provider)) == {"batchItemFailures": []}
     assert len(provider.changes_calls) == asked
     assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
+
+
+def test_lease_contention_is_retried_after_its_short_delay_not_the_visibility_timeout(aws, monkeypatch):
+    """`RetryLater("lease contention", 5)` failed the record without setting its visibility, so SQS redelivered
+    it after the queue's visibility timeout (1,800 s) instead of seconds."""
+    from chalicelib import aws as aws_clients
+    from chalicelib.sync import errors, worker
+    from tests.sync_helpers import FakeContext, receive_event
+    from chalicelib.sync.enqueue import enqueue_sync
+    mailbox = make_mailbox()
+    monkeypatch.setattr(lease, "acquire", lambda tenant_id, mailbox_id: None)       # lost every time ...
+    monkeypatch.setattr(lease, "flag_follow_up", lambda tenant_id, mailbox_id: False)   # ... and lapsed again
+    changed = []
+    real = aws_clients.sqs()
+
+    class Recording:
+        def change_message_visibility(self, **kwargs):
+            changed.append(kwargs["VisibilityTimeout"])
+            return real.change_message_visibility(**kwargs)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    monkeypatch.setattr(errors.aws, "sqs", lambda: Recording())
+    enqueue_sync(mailbox.tenant_id, mailbox.mailbox_id, "push")
+    event = receive_event(aws["sync_queue_url"], 1)
+    result = worker.handle_batch(event, FakeContext(), provider_factory=lambda m: FakeProvider())
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert changed == [5]
