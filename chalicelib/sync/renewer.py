@@ -200,12 +200,15 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
     except Exception:  # noqa: BLE001 - the mailbox recovery above is done; the next run sweeps again
         logger.exception("webhook sweep failed")
     else:
+        counts["errors"] += swept.get("errors", 0)
         if swept["due"]:
             logger.warning("attempted overdue webhook deliveries", extra=swept)
     try:
         start = int((now // 3600 * WEYL_STEP) % 1 * len(seen))     # module docstring: the retention budget
-        counts["retention_deleted"] = retention.sweep(chain(seen[start:], seen[:start], retention.retired_mailboxes()),
-                                                      has_time=budget.left).get("messages", 0)
+        deleted = retention.sweep(chain(seen[start:], seen[:start], retention.retired_mailboxes()),
+                                  has_time=budget.left)
+        counts["retention_deleted"] = deleted.get("messages", 0)
+        counts["errors"] += deleted.get("errors", 0)
     except Exception:  # noqa: BLE001 - the next run sweeps again
         logger.exception("retention sweep failed")
     return counts

@@ -359,3 +359,16 @@ def test_a_digest_whose_message_was_lost_is_scheduled_again_by_the_next_notifica
     assert len(smtp_relay.envelopes) == 1
     body = email.message_from_bytes(smtp_relay.envelopes[0][2]).get_payload()
     assert "msg_a" in body and "msg_b" in body
+
+
+def test_a_redelivered_event_whose_digest_was_mailed_queues_no_digest(world, smtp_relay):
+    """The redelivery path schedules only for notifications still waiting: an event re-sent every hour (a
+    stable-id warning re-emitted while its cause lasts) must not queue an empty digest each time."""
+    from chalicelib.notify import user_notifications
+    world.api("PUT", "/v1/users/u-owner/notification-settings", key=world.tenant["key"], user="u-owner",
+              json_body={"channels": {"new_mail": "email"}, "email": "owner@acme-crm.example"})
+    event = world.emit("message.created", message_id="msg_a")
+    world.queue.run_until(world.clock.now + 60 * MINUTE)
+    assert len(smtp_relay.envelopes) == 1 and not world.queue.pending
+    user_notifications.on_events([event], world.clock.now)
+    assert not world.queue.pending
