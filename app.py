@@ -80,4 +80,4 @@ def notifier(event):
 @app.schedule(Rate(1, unit=Rate.HOURS), name="renewer")
 def renewer(event):
     from chalicelib.sync.renewer import run
-    return run()
+    return run(context=event.context)

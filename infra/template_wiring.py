@@ -5,7 +5,12 @@ Chalice emits SAM functions that know nothing about the resources of `infra/reso
 
 - SQS event sources get `FunctionResponseTypes: [ReportBatchItemFailures]` (partial batch responses,
   AWS Lambda developer guide "Handling errors for an SQS event source") and point at the queue resources
-  with `Fn::GetAtt <Queue>.Arn` instead of an ARN Chalice built from a queue name.
+  with `Fn::GetAtt <Queue>.Arn` instead of an ARN Chalice built from a queue name. Their maximum concurrency
+  (`ScalingConfig`) is the function's reserved concurrency: event source mappings do not account for reserved
+  concurrency, so without it the pollers take more batches than the function may run, and each throttled
+  batch returns after the visibility timeout with its receive count raised — throttling would dead-letter
+  jobs (AWS Lambda developer guide, "Configuring scaling behavior for SQS event source mappings": do not set
+  the maximum concurrency above the reserved concurrency; its minimum is 2).
 - Environment variables that name resources become `Ref`/`GetAtt`/`Sub` of those resources, so names can
   never drift between the functions and the stack.
 - Functions get Chalice's deploy-time names (`mailbridge-<stage>` for the REST API,
@@ -43,6 +48,8 @@ ENV_WIRING: dict[str, Any] = {
     "MAILBRIDGE_RAW_BUCKET": {"Ref": "RawMailBucket"},
     "MAILBRIDGE_KMS_KEY_ID": {"Ref": "SecretsKey"},
 }
+
+MIN_EVENT_SOURCE_CONCURRENCY = 2     # ScalingConfig.MaximumConcurrency: 2-1000 (CloudFormation reference)
 
 # queue name suffix (as Chalice writes it into the event source ARN) -> queue resource
 QUEUES = {"sync": "SyncQueue", "check": "CheckQueue", "events": "EventsQueue"}
@@ -122,6 +129,12 @@ def _wire_sqs_events(logical_id: str, props: dict) -> None:
             raise TemplateError(f"{logical_id}: SQS event source {arn!r} is not a queue of resources.yaml")
         event["Properties"]["Queue"] = {"Fn::GetAtt": [QUEUES[suffix], "Arn"]}
         event["Properties"]["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
+        reserved = props.get("ReservedConcurrentExecutions")
+        if reserved is not None:
+            if int(reserved) < MIN_EVENT_SOURCE_CONCURRENCY:
+                raise TemplateError(f"{logical_id}: reserved concurrency {reserved} is below the SQS event source's "
+                                    f"minimum maximum concurrency ({MIN_EVENT_SOURCE_CONCURRENCY})")
+            event["Properties"]["ScalingConfig"] = {"MaximumConcurrency": int(reserved)}
 
 
 def _fix_log_group_references(resources: dict) -> None:

@@ -19,7 +19,7 @@ Nothing at the provider is deleted.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from chalicelib.erasure.delete import add_counts, delete_messages
 from chalicelib.logs import logger
@@ -75,24 +75,31 @@ def _emptied(retired: RetiredMailbox) -> bool:
     return next(iter(Message.by_mailbox.query(retired.mailbox_id, limit=1)), None) is None
 
 
-def sweep(mailboxes: Iterable[Mailbox | RetiredMailbox], now=None, budget: int = PER_RUN) -> dict[str, int]:
+def sweep(mailboxes: Iterable[Mailbox | RetiredMailbox], now=None, budget: int = PER_RUN,
+          has_time: Callable[[], bool] = lambda: True) -> dict[str, int]:
     """The renewer's run: mailboxes (live, and retired ones: deleted without purge) of tenants with a retention
-    period, bounded per mailbox and in all; a retired mailbox none of whose mail is left is forgotten."""
+    period, bounded per mailbox and in all, and by `has_time()` (the renewer's Lambda timeout); a retired mailbox
+    none of whose mail is left is forgotten. A mailbox whose sweep raises is logged and counted (`errors`) and
+    the sweep goes on with the next (the next run tries it again)."""
     tenants: dict[str, int | None] = {}
     total: dict[str, int] = {}
     for mailbox in mailboxes:
-        if budget <= 0:
+        if budget <= 0 or not has_time():
             break
-        if mailbox.tenant_id not in tenants:
-            tenants[mailbox.tenant_id] = retention_days(mailbox.tenant_id)
-        days = tenants[mailbox.tenant_id]
-        if days:
-            counts = sweep_mailbox(mailbox, days, min(PER_MAILBOX, budget), now)
-            budget -= counts.get("messages", 0)
-            total = add_counts(total, counts)
-        if isinstance(mailbox, RetiredMailbox) and _emptied(mailbox):
-            mailbox.delete()
-            total = add_counts(total, {"retired_mailboxes": 1})
+        try:
+            if mailbox.tenant_id not in tenants:
+                tenants[mailbox.tenant_id] = retention_days(mailbox.tenant_id)
+            days = tenants[mailbox.tenant_id]
+            if days:
+                counts = sweep_mailbox(mailbox, days, min(PER_MAILBOX, budget), now)
+                budget -= counts.get("messages", 0)
+                total = add_counts(total, counts)
+            if isinstance(mailbox, RetiredMailbox) and _emptied(mailbox):
+                mailbox.delete()
+                total = add_counts(total, {"retired_mailboxes": 1})
+        except Exception:  # noqa: BLE001 - one mailbox must not stop the sweep of the others
+            logger.exception("retention sweep of a mailbox failed", extra={"mailbox_id": mailbox.mailbox_id})
+            total = add_counts(total, {"errors": 1})
     if total:
         logger.info("retention sweep deleted messages", extra={"counts": total})
     return total

@@ -282,16 +282,20 @@ def run_due(now: float | None = None, *, grace: float = SWEEP_GRACE_SECONDS, lim
             deadline: float | None = None) -> dict[str, int]:
     """Attempt pending deliveries due more than `grace` seconds ago (lost messages, crashed attempts)."""
     now = clock() if now is None else now
-    counts = {"due": 0, "delivered": 0, "retry": 0, "dead_letter": 0, "skipped": 0}
+    counts = {"due": 0, "delivered": 0, "retry": 0, "dead_letter": 0, "skipped": 0, "errors": 0}
     keys = WebhookDelivery.by_due.query(DUE_SHARD, WebhookDelivery.next_attempt_at <= now - grace, limit=limit)
     for key in list(keys):
         if deadline is not None and time.monotonic() > deadline:
             break
-        delivery = get_delivery(key.tenant_id, key.delivery_id)
-        if delivery is None:
-            continue
-        counts["due"] += 1
-        counts[attempt(delivery, now)] += 1
+        try:
+            delivery = get_delivery(key.tenant_id, key.delivery_id)
+            if delivery is None:
+                continue
+            counts["due"] += 1
+            counts[attempt(delivery, now)] += 1
+        except Exception:  # noqa: BLE001 - one delivery must not stop the sweep of the others
+            logger.exception("overdue delivery failed", extra={"delivery_id": key.delivery_id})
+            counts["errors"] += 1
     return counts
 
 

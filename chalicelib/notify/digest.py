@@ -15,6 +15,7 @@ time; a message arriving early re-sends itself for the rest of the wait (SQS del
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -30,6 +31,9 @@ from chalicelib.timeutil import now_iso
 
 MESSAGE_KIND = "notify.digest"
 SECRET_OWNER = "notification-relay"
+# A due time this far past has lost its message: the claim (`digest_mail._claim`) moves a due time 5 min on, a
+# waiting message re-sends itself in ≤ 900 s hops, so a live one is never an hour behind.
+LOST_AFTER_SECONDS = 3600
 
 clock = time.time  # injectable (tests simulate time)
 
@@ -100,18 +104,36 @@ def interval_seconds(tenant_id: str) -> int:
 def schedule(tenant_id: str, user_id: str, now: float | None = None,
              settings: NotificationSettings | None = None) -> bool:
     """Make sure one digest is due for the user; True when this call scheduled it. `settings`: the user's
-    item when the caller has just read it (the conditional update decides either way)."""
+    item when the caller has just read it (the conditional update decides either way).
+
+    The due time stands for a queued `notify.digest` message, so it is never left without one: when the send
+    fails the due time is removed again (conditionally) before the error goes up — the caller's record is
+    redelivered and schedules again —, and a due time more than `LOST_AFTER_SECONDS` past is presumed to have
+    lost its message (dead-lettered after repeated failures, or a crash between the write and the send) and is
+    taken over by this call. A message that was only late then finds the digest claimed or already mailed
+    (`digest_mail._claim`), so the user still gets one digest."""
     now = clock() if now is None else now
     settings = settings or NotificationSettings.get(tenant_id, user_id)
-    if settings.digest_due_at is not None:
+    previous = settings.digest_due_at
+    if previous is not None and previous >= now - LOST_AFTER_SECONDS:
         return False
-    due = max(now, (settings.last_digest_at or 0) + interval_seconds(tenant_id))
+    due = int(max(now, (settings.last_digest_at or 0) + interval_seconds(tenant_id)))
+    condition = (NotificationSettings.digest_due_at.does_not_exist() if previous is None
+                 else NotificationSettings.digest_due_at == previous)
     try:
-        settings.update(actions=[NotificationSettings.digest_due_at.set(int(due))],
-                        condition=NotificationSettings.digest_due_at.does_not_exist())
+        settings.update(actions=[NotificationSettings.digest_due_at.set(due)], condition=condition)
     except UpdateError as exc:
         if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
             return False
         raise
-    queue.send({"kind": MESSAGE_KIND, "tenant_id": tenant_id, "user_id": user_id}, due - now)
+    if previous is not None:
+        logger.warning("digest message presumed lost; scheduled again", extra={"tenant_id": tenant_id})
+    try:
+        queue.send({"kind": MESSAGE_KIND, "tenant_id": tenant_id, "user_id": user_id}, due - now)
+    except Exception:
+        with contextlib.suppress(UpdateError):
+            NotificationSettings(tenant_id, user_id).update(
+                actions=[NotificationSettings.digest_due_at.remove()],
+                condition=NotificationSettings.digest_due_at == due)
+        raise
     return True

@@ -74,15 +74,15 @@ def on_events(events: Sequence[Event], now: float | None = None) -> int:
     """Notify the users each of `events` concerns according to their settings; returns how many notifications
     that is (new or already there).
 
-    Per call, not per event: the recipients (`recipients.recipients_of`: one BatchGetItem + one Query per
-    mailbox), every recipient's settings (one BatchGetItem), which notifications exist already (consistent
-    BatchGetItem) and the new ones written with BatchWriteItem; then one digest is scheduled per user who got a
-    new `email` notification. A notification is put only when absent because a put would reset one the user
-    has read (`read_at`, `unread_key`) — the id derives from the event id, so a redelivered event finds it.
-    Unlike a conditional put this leaves a window: two consumers of the same queue message that both read
-    before either writes put identical items (the second rewrites the first's bytes; a read in those
-    milliseconds would be undone). SQS redelivers a message only after its visibility timeout, long after the
-    first consumer's writes, so that needs two overlapping deliveries — and costs at most one unread mark."""
+    Per call, not per event: the recipients (`recipients.recipients_of`: one BatchGetItem + one Query per mailbox),
+    every recipient's settings (one BatchGetItem), which notifications exist already (consistent BatchGetItem) and
+    the new ones written with BatchWriteItem; then one digest is scheduled per user who got an `email` notification
+    (new, or found still waiting for its digest on a redelivery). A notification is put only when absent because a
+    put would reset one the user has read (`read_at`, `unread_key`) — the id derives from the event id, so a
+    redelivered event finds it. Unlike a conditional put this leaves a window: two consumers of the same queue
+    message that both read before either writes put identical items (the second rewrites the first's bytes; a read
+    in those milliseconds would be undone). SQS redelivers a message only after its visibility timeout, long after
+    the first consumer's writes, so that needs two overlapping deliveries — and costs at most one unread mark."""
     planned = recipients_of(events)
     if not planned:
         return 0
@@ -94,12 +94,16 @@ def on_events(events: Sequence[Event], now: float | None = None) -> int:
             channel = effective_channels(settings.get((event.tenant_id, user_id)))[kind]
             if channel != "off":
                 items.append(_item(event, user_id, kind, channel, now))
-    existing = _existing_keys(items)
+    existing, waiting = _existing_keys(items)
     new = [item for item in items if (item.user_key, item.notification_id) not in existing]
     with Notification.batch_write() as batch:
         for item in new:
             batch.save(item)
-    for tenant_id, user_id in dict.fromkeys((i.tenant_id, i.user_id) for i in new if i.channel == "email"):
+    # Users with an email notification of these events that is new, or found still waiting for its digest (a
+    # redelivered message: its first delivery wrote them and may have failed before the digest was queued);
+    # `schedule` writes nothing while a digest is due.
+    for tenant_id, user_id in dict.fromkeys((i.tenant_id, i.user_id) for i in items if i.channel == "email" and (
+            (i.user_key, i.notification_id) not in existing or (i.user_key, i.notification_id) in waiting)):
         digest.schedule(tenant_id, user_id, now, settings=settings.get((tenant_id, user_id)))
     return len(items)
 
@@ -113,14 +117,18 @@ def _settings_items(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Notific
     return found
 
 
-def _existing_keys(items: Sequence[Notification]) -> set[tuple[str, str]]:
+def _existing_keys(items: Sequence[Notification]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """The keys of `items` already stored, and those of them still waiting for an email digest."""
     keys = list(dict.fromkeys((i.user_key, i.notification_id) for i in items))
     found: set[tuple[str, str]] = set()
+    waiting: set[tuple[str, str]] = set()
     for start in range(0, len(keys), BATCH_GET_KEYS):
-        found |= {(n.user_key, n.notification_id) for n in Notification.batch_get(
-            keys[start:start + BATCH_GET_KEYS], consistent_read=True, attributes_to_get=["user_key",
-                                                                                          "notification_id"])}
-    return found
+        for n in Notification.batch_get(keys[start:start + BATCH_GET_KEYS], consistent_read=True,
+                                        attributes_to_get=["user_key", "notification_id", "digest_key"]):
+            found.add((n.user_key, n.notification_id))
+            if n.digest_key:
+                waiting.add((n.user_key, n.notification_id))
+    return found, waiting
 
 
 def _item(event: Event, user_id: str, kind: str, channel: str, now: float) -> Notification:

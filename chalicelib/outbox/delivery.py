@@ -316,12 +316,15 @@ def _handle(item: OutboxItem, now: float, provider_factory: ProviderFactory) -> 
 
 
 def sweep(now: float | None = None, *, provider_factory: ProviderFactory = build_provider,
-          limit: int = 200) -> int:
+          limit: int = 200, has_time: Callable[[], bool] = lambda: True) -> int:
     """The renewer's safety net: every pending item whose due time passed (a lost job, a dead attempt, an
-    unfinished sent copy) is handled now. Returns how many were handled."""
+    unfinished sent copy) is handled now — up to `limit`, while `has_time()` (the renewer's share of its
+    Lambda timeout); the rest is the next run's. Returns how many were handled."""
     now = time.time() if now is None else now
     handled = 0
     for key in OutboxItem.by_pending.query(PENDING_SHARD, OutboxItem.due_at <= int(now), limit=limit):
+        if not has_time():
+            break
         item = get_item(key.tenant_id, key.outbox_id)
         if item is None:
             continue

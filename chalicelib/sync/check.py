@@ -6,6 +6,7 @@ of one sixth of the memory costs one sixth.
 
 Per record (one SQS batch of check-queue jobs, each record isolated and the records checked at once: below):
 - parse the job (a malformed body is dropped, as the worker does); load the mailbox — gone or not active → done;
+  throttled (`not_before` ahead: the provider's Retry-After) → done, the throttle's own delayed job resumes it;
 - `idle_check.run`: the provider has nothing new → done (nothing written — but, once, credentials stored in
   the legacy format resealed: `CredentialStore.upgrade` — nothing sent);
 - anything else (not eligible: heartbeat due, owed pages, an error recorded, a lease, a throttle window...; the
@@ -20,6 +21,13 @@ nothing but that conditional reseal, so running it twice is harmless) — after 
 to the check DLQ, and the next tick schedules the mailbox again. Duplicates are harmless: a forwarded job is a
 request the worker's lease coalesces. Push jobs, manual refreshes, continuations and follow-ups never come here
 (they go straight to the sync queue: `enqueue.enqueue_sync`).
+
+Time: the records of a batch share one invocation (120 s), and one that outlives it fails them all (the
+invocation errs, so no `batchItemFailures` is returned and SQS redelivers every record, each receive counting
+toward the DLQ). A slow mail server answering each command just inside the 30 s socket timeout could hold a check
+that long, so a record's check asks the provider only until `CHECK_MARGIN_SECONDS` before the invocation's end:
+a check out of time (before or between folders) forwards its job — the worker, with its own timeout, syncs in
+full — and a record starting with less than the margin left forwards without asking.
 
 Tenant suspension is not re-checked here: the scheduler left out the mailboxes of suspended tenants when it
 built the tick, and the worker checks again before it syncs.
@@ -69,6 +77,7 @@ import asyncio
 import contextvars
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
@@ -86,6 +95,9 @@ from chalicelib.sync.enqueue import SyncJob, job_of, send_job
 
 ProviderFactory = Callable[[Mailbox], MailProvider]
 T = TypeVar("T")
+# Kept back from the invocation's end: one more provider command (`kinds.provider_for`'s 30 s socket timeout)
+# and the forward. A check still asking then stops and forwards its job (module docstring, "Time").
+CHECK_MARGIN_SECONDS = 45
 LAMBDA_TASK_ROOT_ENV = "LAMBDA_TASK_ROOT"   # set by the Lambda runtime (Lambda guide, "Defined runtime environment
                                             # variables"); Powertools reads it to pick its event loop
 
@@ -94,16 +106,21 @@ _pools_lock = threading.Lock()
 
 
 def check_job(job: SyncJob, provider_factory: ProviderFactory = build_provider,
-              page_size: int = PAGE_SIZE) -> str:
-    """"gone" | "idle" | "forwarded" (raises when the forward could not be sent: the record is retried)."""
+              page_size: int = PAGE_SIZE, *, deadline: float | None = None,
+              clock: Callable[[], float] = time.monotonic) -> str:
+    """"gone" | "throttled" | "idle" | "forwarded" (raises when the forward could not be sent: the record is
+    retried)."""
     try:
         mailbox = Mailbox.get(job.tenant_id, job.mailbox_id)
     except DoesNotExist:
         return "gone"
     if mailbox.status != "active":
         return "gone"
+    if (mailbox.not_before or 0) - time.time() > 1:
+        return "throttled"          # the throttle's own delayed job resumes it (worker.py); nothing to forward
     logger.thread_safe_append_keys(provider=mailbox.type)      # removed by `job_of`
-    checked = idle_check.run(mailbox, job.reason, provider_factory, page_size=page_size)
+    checked = idle_check.run(mailbox, job.reason, provider_factory, page_size=page_size, deadline=deadline,
+                             clock=clock)
     if checked == "idle":
         return "idle"
     error = None
@@ -130,11 +147,21 @@ def check_pool(size: int) -> ThreadPoolExecutor:
 
 
 class Checker:
-    """One batch's record handler: each record checked on a thread of `pool`, in a context of its own."""
+    """One batch's record handler: each record checked on a thread of `pool`, in a context of its own, asking
+    the provider only until `CHECK_MARGIN_SECONDS` before the invocation's end (`lambda_context`)."""
 
-    def __init__(self, provider_factory: ProviderFactory = build_provider, pool: ThreadPoolExecutor | None = None):
+    def __init__(self, provider_factory: ProviderFactory = build_provider, pool: ThreadPoolExecutor | None = None,
+                 lambda_context: Any = None):
         self.provider_factory = provider_factory
         self.pool = pool or check_pool(get_settings().check_concurrency)
+        self.lambda_context = lambda_context
+
+    def deadline(self) -> float | None:
+        """A `time.monotonic()` value: the invocation's end less `CHECK_MARGIN_SECONDS` (None: no context)."""
+        remaining = getattr(self.lambda_context, "get_remaining_time_in_millis", None)
+        if remaining is None:
+            return None
+        return time.monotonic() + remaining() / 1000.0 - CHECK_MARGIN_SECONDS
 
     async def process(self, record: SQSRecord) -> str:
         context = contextvars.copy_context()
@@ -144,7 +171,7 @@ class Checker:
         with job_of(record, "check") as job:
             if job is None:
                 return "malformed"
-            outcome = check_job(job, self.provider_factory)
+            outcome = check_job(job, self.provider_factory, deadline=self.deadline())
             logger.info("scheduled check", extra={"outcome": outcome})
             return outcome
 
@@ -176,7 +203,7 @@ def run_blocking(call: Callable[[], T]) -> T:
 
 def handle_batch(event: dict, context: Any, *, provider_factory: ProviderFactory = build_provider) -> dict:
     """Lambda SQS handler body → `{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}`."""
-    checker = Checker(provider_factory)
+    checker = Checker(provider_factory, lambda_context=context)
     processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return run_blocking(lambda: async_process_partial_response(event=event, record_handler=checker.process,
                                                                processor=processor, context=context))

@@ -8,7 +8,9 @@ the provider again, if the mailbox's `updated_at` is still `account`). Scheduled
 is configured (`MAILBRIDGE_CHECK_QUEUE_URL`), every other job to the sync queue. A job is a request to "bring this
 mailbox up to date", so duplicates are harmless (the worker's lease coalesces them and the store dedupes messages).
 `SendMessageBatch` takes at most 10 entries and may fail some of them while succeeding others (SQS API reference,
-SendMessageBatch "Failed"); failed entries are retried a bounded number of times.
+SendMessageBatch "Failed"); failed entries are retried a bounded number of times, after a short jittered pause
+that doubles (`BATCH_RETRY_SECONDS`: an entry refused for throttling or a service error is refused again if re-sent
+at once — "Error retries and exponential backoff in AWS", AWS General Reference).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from pynamodb.exceptions import UpdateError
 
 from chalicelib import aws
+from chalicelib.backoff import jittered
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
@@ -31,6 +34,7 @@ from chalicelib.timeutil import now_iso
 
 SQS_BATCH_LIMIT = 10
 BATCH_ATTEMPTS = 3
+BATCH_RETRY_SECONDS = 0.2  # pause before the first re-send of refused entries; doubled before each further one
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds upper bound
 QUEUED_MARKER_SECONDS = 15 * 60  # a queued job not taken by then is presumed lost: the next request enqueues
 SEND_CONCURRENCY = 16  # SendMessageBatch calls in flight in `enqueue_many` (one scheduler tick, the renewer)
@@ -140,11 +144,18 @@ def send_batch(jobs: Sequence[SyncJob], *, attempts: int = BATCH_ATTEMPTS,
         raise ValueError("an SQS batch holds at most 10 entries")
     queue_url = queue_url or _queue_url()
     pending = list(jobs)
-    for _ in range(attempts):
+    for attempt in range(attempts):
         if not pending:
             break
+        if attempt:
+            pause(jittered(BATCH_RETRY_SECONDS * 2 ** (attempt - 1)))
         pending = _send_batch(queue_url, pending)
     return BatchResult(sent=len(jobs) - len(pending), failed=pending)
+
+
+def pause(seconds: float) -> None:
+    """The wait between re-sends (a thread of `enqueue_many`'s pool waits; tests replace it)."""
+    time.sleep(seconds)
 
 
 def enqueue_many(jobs: Iterable[SyncJob], *, on_error: Callable[[Sequence[SyncJob], Exception], None] | None = None,

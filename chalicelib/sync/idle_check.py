@@ -68,12 +68,17 @@ def eligible(mailbox: Mailbox, reason: str, *, now: float | None = None) -> bool
     return 0 <= age < heartbeat
 
 
-def nothing_new(mailbox: Mailbox, provider: MailProvider, *, page_size: int) -> bool:
+def nothing_new(mailbox: Mailbox, provider: MailProvider, *, page_size: int, deadline: float | None = None,
+                clock: Callable[[], float] = time.monotonic) -> bool:
     """True when every synced folder's `changes()` from its stored cursor is an empty, final page. Reads the
-    cursors (one Query) and asks the provider; writes nothing. ProviderError propagates (the caller syncs)."""
+    cursors (one Query) and asks the provider; writes nothing. ProviderError propagates (the caller syncs).
+    False too once `clock()` reaches `deadline` before a folder is asked (a slow server: the sync decides)."""
     since = date.fromisoformat(mailbox.import_since[:10])
     states = cursors.load_all(mailbox)
     for folder in folders_to_sync(mailbox, provider.folders()):         # the folders the engine would visit
+        if deadline is not None and clock() >= deadline:
+            logger.info("idle check out of time: the sync decides")
+            return False
         state = states.get(folder)
         if state is None or state.cursor is None or (state.since and since.isoformat() < state.since):
             return False                  # initial import pending, or import_since moved earlier: re-list
@@ -99,16 +104,20 @@ ENGINE_HANDLED = frozenset({ErrorCode.CURSOR_INVALID, ErrorCode.NOT_FOUND})
 
 
 def run(mailbox: Mailbox, reason: str, provider_factory: Callable[[Mailbox], MailProvider], *,
-        page_size: int) -> "str | Checked | None":
+        page_size: int, deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic) -> "str | Checked | None":
     """"idle" when the provider has nothing new (nothing written); else what the check learnt for the leased
     sync (its open provider — the caller closes it — or the mailbox-wide error it met); None when the check
-    does not apply or the engine must handle the answer."""
+    does not apply, the engine must handle the answer, or `deadline` (a `clock()` value) has passed already.
+    A deadline passing during the check ends it as "something to do" (`nothing_new`)."""
     if not eligible(mailbox, reason):
+        return None
+    if deadline is not None and clock() >= deadline:
         return None
     provider = None
     try:
         provider = provider_factory(mailbox)
-        if nothing_new(mailbox, provider, page_size=page_size):
+        if nothing_new(mailbox, provider, page_size=page_size, deadline=deadline, clock=clock):
             provider.close()
             logger.info("idle check: nothing new")
             return "idle"

@@ -169,6 +169,20 @@ def left_to_the_renewer(owed: dict | None) -> bool:
         return True
 
 
+def needs_provider(mailbox: Mailbox) -> bool:
+    """Whether `maintain` would call the provider for `mailbox` (an owed lifecycle event left to the renewer, or
+    an OAuth kind's registration missing or due); read from the item alone, no call."""
+    if left_to_the_renewer(mailbox.push_lifecycle):
+        return True
+    try:
+        if not get_kind(mailbox.type).oauth:
+            return False
+    except UnknownKind:
+        return False
+    state = current_state(mailbox)
+    return state is None or renewal_due(mailbox, state)
+
+
 def maintain(mailbox: Mailbox, *, provider_factory: Callable[[Mailbox], MailProvider] = build_provider) -> str:
     """"n/a" | "current" | "started" | "renewed" | "failed" — or, when a lifecycle event is owed, what settling
     it gave (`settle`) — never raises for a provider failure."""

@@ -1,16 +1,17 @@
 """The sync worker: one SQS batch of sync jobs, each record isolated (Powertools BatchProcessor).
 
-Per record: parse the job → load the mailbox (gone / not active / tenant suspended → done, silently; throttled
-until later → re-queued with a delay) → a scheduled job may first run the idle check (`idle_check.py`: the
-provider has nothing new → done, nothing written; else its open provider is reused below) unless the check
-function (`check.py`) already ran it and forwarded the job `checked` (then only the mailbox-wide error it met, if
-any, is taken over) → acquire the lease
-(held → flag ONE follow-up and finish) → build the provider through its kind (unless reused) →
-`engine.sync_mailbox` until done or the deadline → release (writing the final state in the same update) →
-enqueue the continuation ("continue") or the coalesced follow-up ("follow_up"), after the release so the new
-job can take the lease — also after a failed sync, so a request that arrived meanwhile is never lost. Failures
-go through `errors.py`; a record that must be retried raises, and the processor reports its `messageId` in
-`batchItemFailures` (Lambda ReportBatchItemFailures) while the other records of the batch succeed.
+Per record: parse the job → load the mailbox (gone / not active / tenant suspended → done, silently; throttled until
+later → re-queued with a delay, except a scheduled job: the throttle's own delayed job resumes the mailbox and the
+first tick after the window schedules it anyway, so ticks during a long Retry-After add no jobs) → a scheduled job
+may first run the idle check (`idle_check.py`: the provider has nothing new → done, nothing written; else its open
+provider is reused below) unless the check function (`check.py`) already ran it and forwarded the job `checked`
+(then only the mailbox-wide error it met, if any, is taken over) → acquire the lease (held → flag ONE follow-up and
+finish) → build the provider through its kind (unless reused) → `engine.sync_mailbox` until done or the deadline →
+release (writing the final state in the same update) → enqueue the continuation ("continue") or the coalesced
+follow-up ("follow_up"), after the release so the new job can take the lease — also after a failed sync, so a
+request that arrived meanwhile is never lost. Failures go through `errors.py`; a record that must be retried raises,
+and the processor reports its `messageId` in `batchItemFailures` (Lambda ReportBatchItemFailures) while the other
+records of the batch succeed.
 
 Redelivery safety: a redelivered or duplicated job re-runs the engine from the persisted cursors; the store
 dedupes. A worker killed mid-sync leaves its lease to expire (`lease.lease_seconds()` > Lambda timeout); the
@@ -103,6 +104,10 @@ class Worker:
             logger.info("sync skipped: tenant suspended or without mail")
             return "skipped"
         wait = (mailbox.not_before or 0) - time.time()
+        if wait > 1 and job.reason in idle_check.CHECK_REASONS:
+            logger.info("sync skipped: provider rate limit; the throttle's own job resumes",
+                        extra={"seconds": int(wait)})
+            return "throttled"
         if wait > 1:
             enqueue_sync(job.tenant_id, job.mailbox_id, job.reason, delay_seconds=int(wait + 1))
             logger.info("sync deferred: provider rate limit", extra={"seconds": int(wait)})
@@ -124,7 +129,9 @@ class Worker:
         mailbox-wide error it met (recorded under the lease without asking the provider again) while the
         mailbox is unchanged since (`updated_at`), else None (a normal leased sync)."""
         if not job.checked:
-            return idle_check.run(mailbox, job.reason, self.provider_factory, page_size=self.options.page_size)
+            remaining = _remaining_seconds(self.context)     # the same deadline the sync would keep (`_leased`)
+            return idle_check.run(mailbox, job.reason, self.provider_factory, page_size=self.options.page_size,
+                                  deadline=self.clock() + remaining - safety_margin(remaining), clock=self.clock)
         error = job.check_error or {}
         if not error or error.get("account") != mailbox.updated_at:
             return None
@@ -137,7 +144,11 @@ class Worker:
                                                     retry_after=float(retry_after) if retry_after else None))
 
     def _leased(self, job: SyncJob, record, checked: "Checked | None") -> str:
-        acquired = _acquire(job)
+        try:
+            acquired = _acquire(job)
+        except errors.RetryLater as exc:                   # redelivered after its delay, not the visibility timeout
+            errors.delay_redelivery(record.receipt_handle, exc.delay_seconds)
+            raise
         if acquired is None:
             return "skipped"
         if acquired == "coalesced":
@@ -161,6 +172,11 @@ class Worker:
             return "lease_lost"
         except errors.RetryLater:
             # The record is redelivered: that delivery is the follow-up (no extra job).
+            lease.release(held)
+            raise
+        except Exception:
+            # Recording the outcome failed (e.g. SQS refused a throttled sync's delayed job): the record fails and
+            # is redelivered, as above — the lease must not stay held by a sync that no longer runs.
             lease.release(held)
             raise
         follow_up = lease.release(held, final_actions)

@@ -105,6 +105,16 @@ def test_every_table_is_on_demand_encrypted_and_recoverable_and_events_expire(te
         "AttributeName": "expires_at", "Enabled": True}
 
 
+def _batching_window(function: str) -> int:
+    """The event source's MaximumBatchingWindowInSeconds as app.py declares it (records received, i.e.
+    invisible, wait up to that long before the invocation starts)."""
+    import app as application
+    for source in application.app.event_sources:
+        if getattr(source, "name", None) == function:
+            return int(getattr(source, "maximum_batching_window_in_seconds", 0) or 0)
+    raise AssertionError(f"no event source for {function}")
+
+
 def test_queues_redrive_to_dlqs_with_visibility_covering_six_lambda_timeouts(deployed):
     session, outputs = deployed
     sqs = session.client("sqs")
@@ -115,9 +125,37 @@ def test_queues_redrive_to_dlqs_with_visibility_covering_six_lambda_timeouts(dep
         redrive = json.loads(attributes["RedrivePolicy"])
         assert redrive["deadLetterTargetArn"] == outputs[f"{dlq}Arn"]
         assert int(redrive["maxReceiveCount"]) >= 5
-        assert int(attributes["VisibilityTimeout"]) >= 6 * max(_lambda_timeouts(function))
+        # AWS Lambda developer guide, "Creating and configuring an Amazon SQS event source mapping": at least six
+        # times the function timeout — counted from the invocation, i.e. after the batching window.
+        assert int(attributes["VisibilityTimeout"]) >= 6 * max(_lambda_timeouts(function)) + _batching_window(
+            function), queue
+        dlq_attributes = sqs.get_queue_attributes(QueueUrl=outputs[f"{dlq}Url"],
+                                                  AttributeNames=["MessageRetentionPeriod"])["Attributes"]
+        # A dead-lettered message keeps its original enqueue time, so the DLQ must retain at least as long
+        # (SQS Developer Guide, "Using dead-letter queues").
+        assert int(dlq_attributes["MessageRetentionPeriod"]) >= int(attributes["MessageRetentionPeriod"]), dlq
     worker_timeout = int(CHALICE_CONFIG["environment_variables"]["MAILBRIDGE_WORKER_TIMEOUT_SECONDS"])
     assert max(_lambda_timeouts("worker")) <= worker_timeout
+    from chalicelib.sync.lease import lease_seconds
+    assert lease_seconds() > max(_lambda_timeouts("worker"))          # a live worker's lease never lapses
+
+
+def test_sqs_event_sources_never_invoke_beyond_the_functions_reserved_concurrency():
+    """Event source mappings do not account for reserved concurrency: the pollers take more batches than the
+    function may run, the throttled batches return after the visibility timeout and count toward
+    maxReceiveCount — a burst of scheduled jobs dead-lettered by throttling alone. The event source's maximum
+    concurrency must not exceed the reserved concurrency (AWS Lambda developer guide, "Configuring scaling
+    behavior for SQS event source mappings")."""
+    env = {"MAILBRIDGE_SIGNING_KEY": "{{resolve:secretsmanager:a:SecretString:b}}",
+           "MAILBRIDGE_OPERATOR_KEY_SHA256": "{{resolve:secretsmanager:a:SecretString:c}}"}
+    template = _minimal_template(env)
+    template["Resources"]["Worker"]["Properties"]["ReservedConcurrentExecutions"] = 10
+    source = wire_template(template, "dev")["Resources"]["Worker"]["Properties"]["Events"]["Src"]["Properties"]
+    assert source["ScalingConfig"] == {"MaximumConcurrency": 10}
+    template = _minimal_template(env)
+    template["Resources"]["Worker"]["Properties"]["ReservedConcurrentExecutions"] = 1   # below the ESM minimum 2
+    with pytest.raises(TemplateError, match="reserved concurrency"):
+        wire_template(template, "dev")
 
 
 def test_outputs_name_the_resources_the_app_reads(deployed):
@@ -225,6 +263,11 @@ def test_packaged_template_is_wired_and_passes_cfn_lint(tmp_path):
                    if e["Type"] == "SQS"]
     assert {s["Queue"]["Fn::GetAtt"][0] for s in sqs_sources} == {"SyncQueue", "CheckQueue", "EventsQueue"}
     assert all(s["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for s in sqs_sources)
+    for function in functions.values():
+        for event in (function.get("Events") or {}).values():
+            if event["Type"] == "SQS":
+                assert event["Properties"]["ScalingConfig"] == {
+                    "MaximumConcurrency": function["ReservedConcurrentExecutions"]}
     windows = {s["Queue"]["Fn::GetAtt"][0]: s.get("MaximumBatchingWindowInSeconds", 0) for s in sqs_sources}
     assert windows == {"SyncQueue": 0, "CheckQueue": 10, "EventsQueue": 0}   # checks wait to fill a batch
     for props in functions.values():

@@ -319,3 +319,56 @@ def test_relay_api_is_admin_only_write_only_and_guarded(api, tenant, monkeypatch
     assert internal.status == 422 and internal.json["errors"][0]["field"] == "host"
     assert api("DELETE", "/v1/notification-relay", key=tenant["key"]).status == 204
     assert api("GET", "/v1/notification-relay", key=tenant["key"]).status == 404
+
+
+def test_a_digest_whose_queue_message_could_not_be_sent_is_not_stuck(world, smtp_relay, monkeypatch):
+    """Guards a user's digests stopping for good: `schedule` set the due time, then SQS refused the message.
+    The notifier's record was redelivered, but its notifications existed by then, so nothing scheduled
+    again — and the due time, set with no message behind it, made every later `schedule` a no-op."""
+    from chalicelib.notify import user_notifications
+    world.api("PUT", "/v1/users/u-owner/notification-settings", key=world.tenant["key"], user="u-owner",
+              json_body={"channels": {"new_mail": "email"}, "email": "owner@acme-crm.example"})
+    event = events.emit(world.tenant["id"], "message.created", {"mailbox_id": world.mailbox.mailbox_id,
+                                                                "message_id": "msg_a"})
+    real_send = world.queue.send
+
+    def refused(body, delay):
+        monkeypatch.setattr(notify_queue, "send", real_send)
+        raise RuntimeError("SQS: ServiceUnavailable")
+
+    monkeypatch.setattr(notify_queue, "send", refused)
+    with pytest.raises(RuntimeError):
+        user_notifications.on_events([event], world.clock.now)       # the record fails ...
+    user_notifications.on_events([event], world.clock.now)           # ... and is redelivered
+    world.queue.run_until(world.clock.now + 60 * MINUTE)
+    assert len(smtp_relay.envelopes) == 1 and "msg_a" in email.message_from_bytes(
+        smtp_relay.envelopes[0][2]).get_payload()
+
+
+def test_a_digest_whose_message_was_lost_is_scheduled_again_by_the_next_notification(world, smtp_relay):
+    """A `notify.digest` message that never comes back (dead-lettered after repeated failures, or lost between
+    the due time's write and the send) left the due time set forever: no digest for that user again."""
+    world.api("PUT", "/v1/users/u-owner/notification-settings", key=world.tenant["key"], user="u-owner",
+              json_body={"channels": {"new_mail": "email"}, "email": "owner@acme-crm.example"})
+    world.emit("message.created", message_id="msg_a")
+    assert len(world.queue.pending) == 1
+    world.queue.pending.clear()                                       # the message is gone
+    world.clock.now += 2 * 3600
+    world.emit("message.created", message_id="msg_b")
+    world.queue.run_until(world.clock.now + 60 * MINUTE)
+    assert len(smtp_relay.envelopes) == 1
+    body = email.message_from_bytes(smtp_relay.envelopes[0][2]).get_payload()
+    assert "msg_a" in body and "msg_b" in body
+
+
+def test_a_redelivered_event_whose_digest_was_mailed_queues_no_digest(world, smtp_relay):
+    """The redelivery path schedules only for notifications still waiting: an event re-sent every hour (a
+    stable-id warning re-emitted while its cause lasts) must not queue an empty digest each time."""
+    from chalicelib.notify import user_notifications
+    world.api("PUT", "/v1/users/u-owner/notification-settings", key=world.tenant["key"], user="u-owner",
+              json_body={"channels": {"new_mail": "email"}, "email": "owner@acme-crm.example"})
+    event = world.emit("message.created", message_id="msg_a")
+    world.queue.run_until(world.clock.now + 60 * MINUTE)
+    assert len(smtp_relay.envelopes) == 1 and not world.queue.pending
+    user_notifications.on_events([event], world.clock.now)
+    assert not world.queue.pending
