@@ -45,6 +45,7 @@ class DirectoryRecord(Model):
     status = UnicodeAttribute(null=True)
     readers = ListAttribute(of=UnicodeAttribute, default=list)    # user ids, or "*" for everyone
     created_by = UnicodeAttribute(null=True)       # "api" | "message:<id>" | "rule:<id>"
+    updated_by = UnicodeAttribute(null=True)       # the same vocabulary: who wrote the record last
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 

@@ -1,9 +1,13 @@
 """The CRM directory: records per tenant and the index that makes every matcher lookup a key read.
 
-Index maintenance (see `models/directory.py`): on every write the record's index keys are recomputed; new
-keys get the record key ADDed to their string set, stale keys get it DELETEd. Both operations are
-idempotent, so a retried or interrupted PUT converges on the next PUT of the same record (the record item is
-written first, so a reader never finds an index entry pointing at a record that was never written).
+Index maintenance (see `models/directory.py`): on every write the record's index keys are recomputed
+against the STORED record; stale keys get the record key DELETEd from their string set, new keys get it
+ADDed, and only then is the record item written. The record item is the commit point: both index operations
+are idempotent, so a PUT interrupted anywhere is finished by its retry (which still finds the old record and
+so the same difference). Written the other way round, a retry would find the new record stored, see no
+difference and leave its new addresses out of the index for ever. Meanwhile a reader may find an index entry
+naming a record not written yet: the records are read after the index (`read_records`), and a record not
+found matches nothing.
 """
 from __future__ import annotations
 
@@ -105,27 +109,29 @@ def get_record(tenant_id: str, record_type: str, record_id: str) -> DirectoryRec
 
 
 def _apply_index(tenant_id: str, key: str, added: set[str], removed: set[str]) -> None:
+    for index_key in sorted(removed):
+        DirectoryIndex(index_key).update(actions=[DirectoryIndex.record_keys.delete({key})])
     for index_key in sorted(added):
         DirectoryIndex(index_key).update(actions=[DirectoryIndex.record_keys.add({key}),
                                                   DirectoryIndex.tenant_id.set(tenant_id)])
-    for index_key in sorted(removed):
-        DirectoryIndex(index_key).update(actions=[DirectoryIndex.record_keys.delete({key})])
 
 
 def put_record(tenant_id: str, record_type: str, record_id: str, data: dict[str, Any],
                created_by: str = "api", existing: DirectoryRecord | None = None,
                known_absent: bool = False) -> WriteOutcome:
-    """Create or replace a record (all fields) and bring the index in line. Raises `InvalidRecord`."""
+    """Create or replace a record (all fields) and bring the index in line; `created_by` names the writer
+    (kept as `created_by` on creation, always as `updated_by`). Raises `InvalidRecord`."""
     fields = clean_fields(record_type, record_id, data)
     old = None if known_absent else (existing or get_record(tenant_id, record_type, record_id))
     now = now_iso()
     item = DirectoryRecord(tenant_id, record_key(record_type, record_id), type=record_type, record_id=record_id,
                            created_by=old.created_by if old else created_by,
-                           created_at=old.created_at if old else now, updated_at=now, **fields)
-    item.save()
+                           created_at=old.created_at if old else now, updated_at=now, updated_by=created_by,
+                           **fields)
     new_keys = _keys_of(item)
     old_keys = _keys_of(old)
     _apply_index(tenant_id, item.record_key, new_keys - old_keys, old_keys - new_keys)
+    item.save()
     return WriteOutcome(item, old is None, tuple(sorted(new_keys - old_keys)), dropped_record_keys(old, item))
 
 
