@@ -90,3 +90,29 @@ def test_a_delete_retried_after_a_lost_announcement_still_removes_the_links(api,
     before = len(list_events(tid, late.EVENT_TYPE))
     assert api("DELETE", "/v1/directory/company/c-1", key=key).status == 404
     assert len(list_events(tid, late.EVENT_TYPE)) == before         # nothing left to do: nothing announced
+
+
+def test_subject_contains_compares_by_unicode_case_folding(api, tenant):
+    tid, key = tenant["id"], tenant["key"]
+    api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"name": "P"})
+    assert api("POST", "/v1/rules", key=key, json_body={
+        "name": "street", "conditions": {"subject_contains": "STRASSE"},
+        "actions": [{"type": "pair", "record": {"type": "project", "id": "pr-1"}}]}).status == 201
+    mailbox = make_mailbox(tid)
+    message = make_message(mailbox, sender="x@y.example", subject="Neue Hauptstraße 5")
+    engine.pair_message(message)
+    assert linked(message) == {("project", "pr-1")}
+    other = make_message(mailbox, sender="x@y.example", subject="Hauptstrasse")
+    engine.pair_message(other)
+    assert linked(other) == {("project", "pr-1")}
+
+
+def test_a_rule_regex_folds_case_like_subject_contains(api, tenant):
+    tid, key = tenant["id"], tenant["key"]
+    api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"name": "P"})
+    assert api("POST", "/v1/rules", key=key, json_body={
+        "name": "greetings", "conditions": {"subject_regex": "^GRÜSSE aus"},
+        "actions": [{"type": "pair", "record": {"type": "project", "id": "pr-1"}}]}).status == 201
+    message = make_message(make_mailbox(tid), sender="x@y.example", subject="Grüße aus Wien")
+    engine.pair_message(message)
+    assert linked(message) == {("project", "pr-1")}
