@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 PEOPLE = ("company", "contact", "lead")
 CLOSED_TICKET = ("closed", "resolved", "done")
+REOPENED_STATUS = "open"   # what `reopen_ticket` sets (its undo restores the previous status only from it)
 
 
 @dataclass
@@ -50,7 +51,7 @@ def _reopen(message: Message, facts: MessageFacts, plan: Plan, result, rule) -> 
         if record is None or (record.status or "").lower() not in CLOSED_TICKET:
             continue
         previous = record.status
-        record.update(actions=[DirectoryRecord.status.set("open")])
+        record.update(actions=[DirectoryRecord.status.set(REOPENED_STATUS)])
         audit_entry(message.tenant_id, "ticket.reopened", f"rule:{rule.rule_id}",
                     f"rule '{rule.name}': reply to a {previous} ticket", message_id=message.message_id,
                     entity_type="ticket", entity_id=match.id, details={"previous_status": previous}).save()

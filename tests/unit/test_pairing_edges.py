@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.models.message import Message
 from chalicelib.notify.events import list_events
-from chalicelib.pairing import directory, engine, late
+from chalicelib.pairing import directory, engine, late, manual
 from chalicelib.pairing.store import active_links
 from chalicelib.timeutil import isoformat, utcnow
 from tests.unit.pairing_fixtures import make_mailbox, make_message
@@ -29,6 +29,87 @@ def run_directory_jobs(tenant_id: str, skip: int = 0) -> None:
 
 def recent(days_ago: int) -> str:
     return isoformat(utcnow() - timedelta(days=days_ago))
+
+
+def test_a_record_deleted_while_its_message_is_paired_gets_no_link(api, tenant, monkeypatch):
+    """The engine read the directory (the company existed), then the company was deleted and its
+    `directory.changed` job ran — all before the engine wrote its link. The job found no link to remove, so a
+    link written afterwards would point at a deleted record for ever."""
+    tid, key = tenant["id"], tenant["key"]
+    api("PUT", "/v1/directory/company/c-1", key=key, json_body={"emails": ["info@acme.example"]})
+    api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"number": "77"})
+    mailbox = make_mailbox(tid)
+    message = make_message(mailbox, sender="info@acme.example", subject="Plan #77#")
+    real_read = directory.read_records
+    raced = []
+    announced = len(list_events(tid, late.EVENT_TYPE))
+
+    def read_then_delete(tenant_id, keys):
+        found = real_read(tenant_id, keys)
+        if not raced:
+            raced.append(True)
+            assert api("DELETE", "/v1/directory/company/c-1", key=key).status == 204
+            run_directory_jobs(tid, skip=announced)                  # only the delete's job
+        return found
+
+    monkeypatch.setattr(directory, "read_records", read_then_delete)
+    result = engine.pair_message(message)
+    monkeypatch.setattr(directory, "read_records", real_read)
+    assert raced
+    assert linked(message) == {("project", "pr-1")}                 # the live record is still linked
+    assert [link["id"] for link in result.links] == ["pr-1"]
+    assert Message.get(message.message_id).link_count == 1
+    paired = list_events(tid, "message.paired")
+    assert [[link["id"] for link in e.payload["links"]] for e in paired] == [["pr-1"]]
+    trail = api("GET", f"/v1/audit?message_id={message.message_id}", key=key).json["items"]
+    assert [(e["action"], e["entity_id"]) for e in trail] == [("link.created", "pr-1")]
+    run_directory_jobs(tid)                                          # a redelivered job changes nothing
+    assert linked(message) == {("project", "pr-1")} and Message.get(message.message_id).link_count == 1
+
+
+def test_a_signal_accepted_while_its_record_is_deleted_makes_no_link(api, tenant, monkeypatch):
+    tid, key = tenant["id"], tenant["key"]
+    api("PUT", "/v1/directory/company/c-1", key=key, json_body={"emails": ["info@acme.example"]})
+    mailbox = make_mailbox(tid, mode="signal")
+    message = make_message(mailbox, sender="info@acme.example")
+    [signal_id] = engine.pair_message(message).signals
+    real_get = directory.get_record
+    calls = []
+
+    def get_then_delete(tenant_id, record_type, record_id):   # the existence check passes, then the delete lands
+        found = real_get(tenant_id, record_type, record_id)
+        if not calls:
+            calls.append(True)
+            directory.delete_record(tid, "company", "c-1")
+        return found
+
+    monkeypatch.setattr(directory, "get_record", get_then_delete)
+    answer = api("POST", f"/v1/signals/{signal_id}/accept", key=key)
+    monkeypatch.setattr(directory, "get_record", real_get)
+    assert answer.status == 409 and "no longer exists" in answer.json["detail"]
+    assert linked(message) == set() and Message.get(message.message_id).link_count == 0
+
+
+def test_a_manual_link_to_a_record_deleted_meanwhile_is_404_not_a_link(api, tenant, monkeypatch):
+    tid, key = tenant["id"], tenant["key"]
+    api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"name": "P"})
+    message = make_message(make_mailbox(tid), sender="x@y.example")
+    real_get = directory.get_record
+    calls = []
+
+    def get_then_delete(tenant_id, record_type, record_id):   # the existence check passes, then the delete lands
+        found = real_get(tenant_id, record_type, record_id)
+        if not calls:
+            calls.append(True)
+            directory.delete_record(tid, "project", "pr-1")
+        return found
+
+    monkeypatch.setattr(directory, "get_record", get_then_delete)
+    answer = api("POST", f"/v1/messages/{message.message_id}/links", key=key,
+                 json_body={"type": "project", "id": "pr-1"})
+    monkeypatch.setattr(directory, "get_record", real_get)
+    assert answer.status == 404, answer.json
+    assert linked(message) == set() and Message.get(message.message_id).link_count == 0
 
 
 @pytest.mark.parametrize("record_address, sender", [
@@ -92,6 +173,50 @@ def test_a_delete_retried_after_a_lost_announcement_still_removes_the_links(api,
     assert len(list_events(tid, late.EVENT_TYPE)) == before         # nothing left to do: nothing announced
 
 
+def test_undo_of_an_automatic_link_does_not_remove_the_link_a_person_made_since(api, tenant):
+    tid, key = tenant["id"], tenant["key"]
+    api("PUT", "/v1/directory/company/c-1", key=key, json_body={"emails": ["info@acme.example"]})
+    message = make_message(make_mailbox(tid), sender="info@acme.example")
+    engine.pair_message(message)
+    auto_entry = next(e for e in api("GET", f"/v1/audit?message_id={message.message_id}", key=key).json["items"]
+                      if e["action"] == "link.created")
+    assert api("DELETE", f"/v1/messages/{message.message_id}/links/company/c-1", key=key).status == 204
+    assert api("POST", f"/v1/messages/{message.message_id}/links", key=key,
+               json_body={"type": "company", "id": "c-1"}).status == 201
+    answer = api("POST", f"/v1/audit/{auto_entry['id']}/undo", key=key)
+    assert answer.status == 409, answer.json
+    assert linked(message) == {("company", "c-1")} and Message.get(message.message_id).link_count == 1
+
+
+def test_undo_of_a_reopen_after_the_ticket_changed_again_is_a_conflict(api, tenant):
+    tid, key = tenant["id"], tenant["key"]
+    directory.put_record(tid, "ticket", "tk-1", {"number": "555", "status": "closed"})
+    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
+                                                         "actions": [{"type": "reopen_ticket"}]}).status == 201
+    reply = make_message(make_mailbox(tid), sender="c@x.example", subject="Re: [T-555] still broken")
+    assert engine.pair_message(reply).reopened == ["tk-1"]
+    entry = next(e for e in api("GET", f"/v1/audit?message_id={reply.message_id}", key=key).json["items"]
+                 if e["action"] == "ticket.reopened")
+    api("PUT", "/v1/directory/ticket/tk-1", key=key, json_body={"number": "555", "status": "waiting"})
+    answer = api("POST", f"/v1/audit/{entry['id']}/undo", key=key)
+    assert answer.status == 409, answer.json
+    assert directory.get_record(tid, "ticket", "tk-1").status == "waiting"
+
+
+def test_undo_of_a_created_record_the_crm_has_taken_over_is_a_conflict(api, tenant):
+    tid, key = tenant["id"], tenant["key"]
+    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
+                                                         "actions": [{"type": "create_lead"}]}).status == 201
+    message = make_message(make_mailbox(tid), sender="who@new.example")
+    lead_id = engine.pair_message(message).records[0]["id"]
+    entry = next(e for e in manual.list_audit(tid, 50, None, message.message_id)[0] if e.action == "record.created")
+    api("PUT", f"/v1/directory/lead/{lead_id}", key=key, json_body={"name": "Who, qualified",
+                                                                    "emails": ["who@new.example"]})
+    answer = api("POST", f"/v1/audit/{entry.audit_id}/undo", key=key)
+    assert answer.status == 409, answer.json
+    assert directory.get_record(tid, "lead", lead_id) is not None and linked(message) == {("lead", lead_id)}
+
+
 def test_subject_contains_compares_by_unicode_case_folding(api, tenant):
     tid, key = tenant["id"], tenant["key"]
     api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"name": "P"})
@@ -116,3 +241,48 @@ def test_a_rule_regex_folds_case_like_subject_contains(api, tenant):
     message = make_message(make_mailbox(tid), sender="x@y.example", subject="Grüße aus Wien")
     engine.pair_message(message)
     assert linked(message) == {("project", "pr-1")}
+
+
+def test_two_undos_racing_record_one_undo(api, tenant, monkeypatch):
+    """Both requests read the entry before either marked it undone."""
+    tid, key = tenant["id"], tenant["key"]
+    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
+                                                         "actions": [{"type": "create_lead"}]}).status == 201
+    message = make_message(make_mailbox(tid), sender="who@new.example")
+    engine.pair_message(message)
+    entry = next(e for e in manual.list_audit(tid, 50, None, message.message_id)[0] if e.action == "record.created")
+    stale = manual.get_audit(tid, entry.audit_id)
+    assert api("POST", f"/v1/audit/{entry.audit_id}/undo", key=key).status == 200
+    monkeypatch.setattr(manual, "get_audit", lambda tenant_id, audit_id: stale)   # the racing request's read
+    assert api("POST", f"/v1/audit/{entry.audit_id}/undo", key=key).status == 409
+    monkeypatch.undo()
+    undos = [e for e in manual.list_audit(tid, 50, None, message.message_id)[0] if e.action == "undo"]
+    assert len(undos) == 1
+    assert manual.get_audit(tid, entry.audit_id).undone_by == undos[0].audit_id
+
+
+def test_an_undo_of_a_created_record_retried_after_a_crash_finishes_it(api, tenant, monkeypatch):
+    """The first undo deleted the record and died before announcing it: the lead's other links stayed."""
+    tid, key = tenant["id"], tenant["key"]
+    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
+                                                         "actions": [{"type": "create_lead"}]}).status == 201
+    mailbox = make_mailbox(tid)
+    first = make_message(mailbox, sender="who@new.example")
+    lead_id = engine.pair_message(first).records[0]["id"]
+    second = make_message(mailbox, sender="who@new.example")
+    engine.pair_message(second)
+    assert linked(second) == {("lead", lead_id)}
+    entry = next(e for e in manual.list_audit(tid, 50, None, first.message_id)[0] if e.action == "record.created")
+
+    def crash(*args):
+        raise RuntimeError("the Lambda timed out")
+
+    monkeypatch.setattr(late, "announce_deleted", crash)
+    with pytest.raises(RuntimeError):
+        manual.undo(tid, entry.audit_id, None)
+    monkeypatch.undo()
+    assert directory.get_record(tid, "lead", lead_id) is None
+    assert api("POST", f"/v1/audit/{entry.audit_id}/undo", key=key).status == 200
+    run_directory_jobs(tid)
+    assert linked(first) == set() and linked(second) == set()
+    assert Message.get(second.message_id).link_count == 0
