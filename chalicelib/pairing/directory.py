@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.models.directory import (RECORD_TYPES, DirectoryIndex, DirectoryRecord, company_key, domain_key,
-                                         email_key, number_key, record_key)
+                                         email_key, legacy_key, number_key, record_key)
 from chalicelib.pairing.addresses import normalize_address, normalize_domain
 from chalicelib.pairing.matchers import Rec
 from chalicelib.timeutil import now_iso
@@ -111,6 +111,14 @@ def get_record(tenant_id: str, record_type: str, record_id: str) -> DirectoryRec
 def _apply_index(tenant_id: str, key: str, added: set[str], removed: set[str]) -> None:
     for index_key in sorted(removed):
         DirectoryIndex(index_key).update(actions=[DirectoryIndex.record_keys.delete({key})])
+        legacy = legacy_key(index_key)
+        if legacy:   # an entry written before A-label keys (models/directory.py); never create one
+            try:
+                DirectoryIndex(legacy).update(actions=[DirectoryIndex.record_keys.delete({key})],
+                                              condition=DirectoryIndex.index_key.exists())
+            except UpdateError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
     for index_key in sorted(added):
         DirectoryIndex(index_key).update(actions=[DirectoryIndex.record_keys.add({key}),
                                                   DirectoryIndex.tenant_id.set(tenant_id)])
@@ -168,9 +176,18 @@ def put_batch(tenant_id: str, records: list[dict[str, Any]]) -> tuple[list[dict[
 
 
 def read_snapshot_items(index_keys: list[str]) -> dict[str, set[str]]:
+    """index key → record keys, for the keys found; an international address or domain also reads its
+    entry of the U-label form (`models.directory.legacy_key`), merged under the key asked for."""
     if not index_keys:
         return {}
-    return {item.index_key: set(item.record_keys or ()) for item in DirectoryIndex.batch_get(index_keys)}
+    legacy = {key: legacy_key(key) for key in index_keys}
+    wanted = list(dict.fromkeys([*index_keys, *(k for k in legacy.values() if k)]))
+    found = {item.index_key: set(item.record_keys or ()) for item in DirectoryIndex.batch_get(wanted)}
+    result = {}
+    for key in index_keys:
+        if key in found or legacy[key] in found:
+            result[key] = found.get(key, set()) | found.get(legacy[key], set())
+    return result
 
 
 def read_records(tenant_id: str, keys: Iterable[str]) -> dict[str, Rec]:

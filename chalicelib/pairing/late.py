@@ -19,7 +19,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.models.directory import record_key
+from chalicelib.models.directory import key_address, key_domain, record_key
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import MessageLink
 from chalicelib.notify.events import emit
@@ -71,8 +71,8 @@ class _Needles:
 
 
 def _needles(tenant_id: str, records: list[Rec]) -> _Needles:
-    """The records' addresses (lowercased whole, as the directory index keys them: `models.directory.email_key`),
-    domains and numbers."""
+    """The records' addresses and domains in the form the directory index keys them (`key_address`,
+    `key_domain`: lowercased whole, international domains as A-labels), and their numbers."""
     emails, domains, numbers = set(), set(), set()
     for rec in records:
         emails.update(rec.emails)
@@ -86,7 +86,7 @@ def _needles(tenant_id: str, records: list[Rec]) -> _Needles:
             company = directory.get_record(tenant_id, "company", rec.company_id)
             if company is not None:
                 emails.update(company.emails or [])
-    return _Needles(frozenset(e.lower() for e in emails), frozenset(d.lower() for d in domains),
+    return _Needles(frozenset(key_address(e) for e in emails), frozenset(key_domain(d) for d in domains),
                     frozenset(numbers))
 
 
@@ -99,7 +99,7 @@ def _is_candidate(message: Message, needles: _Needles, settings: PairingSettings
     for raw in addresses:
         if not raw or "@" not in raw:
             continue
-        address = raw.strip().lower()
+        address = key_address(raw.strip())
         if address in needles.emails or domain_of(address) in needles.domains:
             return True
         if settings.strip_plus_tags and without_plus_tag(address) in needles.emails:

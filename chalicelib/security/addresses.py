@@ -50,6 +50,15 @@ def ascii_domain(domain: str) -> str:
         raise ValueError(f"not a valid domain: {exc}") from None
 
 
+def unicode_domain(domain: str) -> str:
+    """`domain` with its A-labels as U-labels (`xn--mnchen-3ya.example` → `münchen.example`); raises ValueError
+    when it cannot be decoded."""
+    try:
+        return idna.decode(domain, uts46=True)
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise ValueError(f"not a valid domain: {exc}") from None
+
+
 def with_ascii_domain(value: str) -> str:
     """The address with an international domain as A-labels; unchanged when the domain is ASCII or cannot be
     encoded (`is_plain_address` then refuses it)."""

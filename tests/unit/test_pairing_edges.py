@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from chalicelib.models.directory import DirectoryIndex
 from chalicelib.models.message import Message
 from chalicelib.notify.events import list_events
 from chalicelib.pairing import directory, engine, late, manual
@@ -286,3 +287,40 @@ def test_an_undo_of_a_created_record_retried_after_a_crash_finishes_it(api, tena
     run_directory_jobs(tid)
     assert linked(first) == set() and linked(second) == set()
     assert Message.get(second.message_id).link_count == 0
+
+
+@pytest.mark.parametrize("record_domain, sender", [
+    ("xn--bcher-kva.example", "jan@bücher.example"),        # the CRM wrote A-labels, the mail U-labels
+    ("bücher.example", "jan@xn--bcher-kva.example"),
+    ("BÜCHER.example", "jan@bücher.example"),
+])
+def test_an_international_domain_pairs_whichever_form_each_side_wrote(api, tenant, record_domain, sender):
+    tid, key = tenant["id"], tenant["key"]
+    message = make_message(make_mailbox(tid), sender=sender, date=recent(1))
+    api("PUT", "/v1/directory/contact/p-1", key=key, json_body={"emails": [f"jan@{record_domain}"]})
+    api("PUT", "/v1/directory/company/c-1", key=key, json_body={"domains": [record_domain]})
+    run_directory_jobs(tid)                                          # late pairing
+    assert linked(message) == {("contact", "p-1"), ("company", "c-1")}
+    live = make_message(make_mailbox(tid, email="bob@acme-crm.example"), sender=sender, date=recent(1))
+    engine.pair_message(live)
+    assert linked(live) == {("contact", "p-1"), ("company", "c-1")}
+    # the address leaves the record: the links it made go, whichever form the index holds
+    api("PUT", "/v1/directory/contact/p-1", key=key, json_body={"emails": []})
+    run_directory_jobs(tid)
+    assert ("contact", "p-1") not in linked(live)
+
+
+def test_an_international_address_indexed_before_a_labels_still_pairs(api, tenant):
+    """Index entries written before keys took A-labels hold the U-label form; lookups read both."""
+    tid = tenant["id"]
+    record = directory.put_record(tid, "contact", "p-1", {"emails": ["jan@bücher.example"]}).record
+    legacy = f"{tid}#email#jan@bücher.example"
+    directory._apply_index(tid, record.record_key, set(), directory._keys_of(record))   # as the old code wrote it
+    DirectoryIndex(legacy).update(actions=[DirectoryIndex.record_keys.add({record.record_key}),
+                                           DirectoryIndex.tenant_id.set(tid)])
+    for sender in ("jan@bücher.example", "jan@xn--bcher-kva.example"):
+        message = make_message(make_mailbox(tid), sender=sender, date=recent(1))
+        engine.pair_message(message)
+        assert linked(message) == {("contact", "p-1")}
+    directory.put_record(tid, "contact", "p-1", {"emails": []})    # leaving the record clears the old entry too
+    assert not DirectoryIndex.get(legacy).record_keys
