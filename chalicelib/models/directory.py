@@ -53,6 +53,7 @@ class DirectoryRecord(Model):
     readers = ListAttribute(of=UnicodeAttribute, default=list)    # user ids, or "*" for everyone
     created_by = UnicodeAttribute(null=True)       # "api" | "message:<id>" | "rule:<id>"
     updated_by = UnicodeAttribute(null=True)       # the same vocabulary: who wrote the record last
+    created_audit_id = UnicodeAttribute(null=True)  # a record made from a message: its record.created entry
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 

@@ -15,7 +15,7 @@ from chalicelib.pairing import directory
 from chalicelib.pairing.context import TenantContext
 from chalicelib.pairing.facts import MessageFacts
 from chalicelib.pairing.matchers import Match
-from chalicelib.pairing.records import create_from_message
+from chalicelib.pairing.records import create_from_message, record_id_for
 from chalicelib.pairing.rules import conditions_hold
 from chalicelib.pairing.store import LinkSpec, audit_entry
 
@@ -43,6 +43,13 @@ def _create(message, facts, plan, result, rule, record_type: str) -> None:
     if created.created:
         result.records.append({"type": record_type, "id": created.record.record_id})
     plan.add(LinkSpec(record_type, created.record.record_id, "created", reason, f"rule:{rule.rule_id}"))
+
+
+def _made_here(message: Message) -> bool:
+    """True when the lead this message's sender is known as was created from this very message: pairing
+    runs again (a redelivered job), and `create_from_message` finishes what a stopped run left undone."""
+    record = directory.get_record(message.tenant_id, "lead", record_id_for(message, "lead"))
+    return record is not None and record.created_by == f"message:{message.message_id}"
 
 
 def _reopen(message: Message, facts: MessageFacts, plan: Plan, result, rule) -> None:
@@ -74,8 +81,11 @@ def _run_action(action: dict, message, facts, plan: Plan, result, rule) -> str |
     elif kind in ("create_lead", "create_ticket", "reopen_ticket") and facts.is_auto:
         result.suppressed.append(f"{kind}: {facts.auto_reason}")
     elif kind == "create_lead":
-        known = any(m.type in PEOPLE for m in plan.matches) or any(s.type in PEOPLE for s in plan.links)
-        if facts.direction == "inbound" and facts.sender and facts.counterparts and not known:
+        known = {(m.type, m.id) for m in plan.matches if m.type in PEOPLE}
+        known |= {(s.type, s.id) for s in plan.links if s.type in PEOPLE}
+        if not (facts.direction == "inbound" and facts.sender and facts.counterparts):
+            return None
+        if not known or (known == {("lead", record_id_for(message, "lead"))} and _made_here(message)):
             _create(message, facts, plan, result, rule, "lead")
     elif kind == "create_ticket":
         if not any(m.type == "ticket" for m in plan.matches) and not any(s.type == "ticket" for s in plan.links):

@@ -126,7 +126,7 @@ def _apply_index(tenant_id: str, key: str, added: set[str], removed: set[str]) -
 
 def put_record(tenant_id: str, record_type: str, record_id: str, data: dict[str, Any],
                created_by: str = "api", existing: DirectoryRecord | None = None,
-               known_absent: bool = False) -> WriteOutcome:
+               known_absent: bool = False, created_audit_id: str | None = None) -> WriteOutcome:
     """Create or replace a record (all fields) and bring the index in line; `created_by` names the writer
     (kept as `created_by` on creation, always as `updated_by`). Raises `InvalidRecord`."""
     fields = clean_fields(record_type, record_id, data)
@@ -135,7 +135,7 @@ def put_record(tenant_id: str, record_type: str, record_id: str, data: dict[str,
     item = DirectoryRecord(tenant_id, record_key(record_type, record_id), type=record_type, record_id=record_id,
                            created_by=old.created_by if old else created_by,
                            created_at=old.created_at if old else now, updated_at=now, updated_by=created_by,
-                           **fields)
+                           created_audit_id=old.created_audit_id if old else created_audit_id, **fields)
     new_keys = _keys_of(item)
     old_keys = _keys_of(old)
     _apply_index(tenant_id, item.record_key, new_keys - old_keys, old_keys - new_keys)

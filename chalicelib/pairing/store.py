@@ -73,10 +73,11 @@ def entity_key(tenant_id: str, entity_type: str, entity_id: str) -> str:
 
 
 def audit_entry(tenant_id: str, action: str, actor: str, reason: str | None = None, *, message_id=None,
-                entity_type=None, entity_id=None, signal_id=None, undo_of=None, details=None) -> AuditEntry:
-    return AuditEntry(tenant_id, new_id("aud"), action=action, actor=actor, reason=reason, message_id=message_id,
-                      entity_type=entity_type, entity_id=entity_id, signal_id=signal_id, undo_of=undo_of,
-                      details=details or {}, created_at=now_iso())
+                entity_type=None, entity_id=None, signal_id=None, undo_of=None, details=None,
+                audit_id: str | None = None) -> AuditEntry:
+    return AuditEntry(tenant_id, audit_id or new_id("aud"), action=action, actor=actor, reason=reason,
+                      message_id=message_id, entity_type=entity_type, entity_id=entity_id, signal_id=signal_id,
+                      undo_of=undo_of, details=details or {}, created_at=now_iso())
 
 
 def _link_and_audit(message: Message, spec: LinkSpec) -> tuple[MessageLink, AuditEntry]:

@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib.models.directory import DirectoryIndex
 from chalicelib.models.message import Message
+from chalicelib.models.pairing import AuditEntry
 from chalicelib.notify.events import list_events
 from chalicelib.pairing import directory, engine, late, manual
 from chalicelib.pairing.store import active_links
@@ -324,3 +325,29 @@ def test_an_international_address_indexed_before_a_labels_still_pairs(api, tenan
         assert linked(message) == {("contact", "p-1")}
     directory.put_record(tid, "contact", "p-1", {"emails": []})    # leaving the record clears the old entry too
     assert not DirectoryIndex.get(legacy).record_keys
+
+
+def test_a_record_created_by_a_rule_keeps_its_audit_and_event_across_a_crash(api, tenant, monkeypatch):
+    """The lead was stored, then the job died before its audit entry and `record.created` event; the queue
+    redelivers the message and pairing runs again."""
+    tid, key = tenant["id"], tenant["key"]
+    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
+                                                         "actions": [{"type": "create_lead"}]}).status == 201
+    message = make_message(make_mailbox(tid), sender="who@new.example")
+    real_save = AuditEntry.save
+
+    def crash(self, *args, **kwargs):
+        raise RuntimeError("the Lambda timed out")
+
+    monkeypatch.setattr(AuditEntry, "save", crash)
+    with pytest.raises(RuntimeError):
+        engine.pair_message(message)
+    monkeypatch.setattr(AuditEntry, "save", real_save)
+    engine.pair_message(message)                                     # the redelivery
+    engine.pair_message(message)                                     # and one more: nothing twice
+    [lead] = [r for r in directory.DirectoryRecord.query(tid) if r.type == "lead"]
+    assert linked(message) == {("lead", lead.record_id)}
+    created = [e for e in manual.list_audit(tid, 50, None, message.message_id)[0] if e.action == "record.created"]
+    assert len(created) == 1 and created[0].entity_id == lead.record_id
+    events = list_events(tid, "record.created")
+    assert len(events) == 1 and events[0].payload["audit_id"] == created[0].audit_id
