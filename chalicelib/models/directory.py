@@ -54,6 +54,7 @@ class DirectoryRecord(Model):
     created_by = UnicodeAttribute(null=True)       # "api" | "message:<id>" | "rule:<id>"
     updated_by = UnicodeAttribute(null=True)       # the same vocabulary: who wrote the record last
     created_audit_id = UnicodeAttribute(null=True)  # a record made from a message: its record.created entry
+    version = NumberAttribute(null=True)           # +1 on every write (`pairing.directory.put_record`)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 

@@ -8,13 +8,18 @@ so the same difference). Written the other way round, a retry would find the new
 difference and leave its new addresses out of the index for ever. Meanwhile a reader may find an index entry
 naming a record not written yet: the records are read after the index (`read_records`), and a record not
 found matches nothing.
+
+Concurrent writers of one record (two PUTs, a batch and a PUT) would each move the index from the same old
+state and leave the loser's keys indexed for a record that no longer has them. The record write is therefore
+conditional on the version read (`version`, +1 per write); a writer that lost reads the record again and
+moves the index from the winner's state (at most `MAX_WRITE_ATTEMPTS` times).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.models.directory import (RECORD_TYPES, DirectoryIndex, DirectoryRecord, company_key, domain_key,
                                          email_key, legacy_key, number_key, record_key)
@@ -23,6 +28,7 @@ from chalicelib.pairing.matchers import Rec
 from chalicelib.timeutil import now_iso
 
 MAX_BATCH = 1000
+MAX_WRITE_ATTEMPTS = 5
 FIELDS = ("name", "emails", "domains", "number", "company_id", "status", "readers")
 
 
@@ -124,6 +130,15 @@ def _apply_index(tenant_id: str, key: str, added: set[str], removed: set[str]) -
                                                   DirectoryIndex.tenant_id.set(tenant_id)])
 
 
+def _unchanged_since(old: DirectoryRecord | None):
+    """The condition that the stored record is still `old` (absent when None)."""
+    if old is None:
+        return DirectoryRecord.record_key.does_not_exist()
+    if old.version is None:   # written before records carried a version
+        return DirectoryRecord.version.does_not_exist() & (DirectoryRecord.updated_at == old.updated_at)
+    return DirectoryRecord.version == old.version
+
+
 def put_record(tenant_id: str, record_type: str, record_id: str, data: dict[str, Any],
                created_by: str = "api", existing: DirectoryRecord | None = None,
                known_absent: bool = False, created_audit_id: str | None = None) -> WriteOutcome:
@@ -131,15 +146,23 @@ def put_record(tenant_id: str, record_type: str, record_id: str, data: dict[str,
     (kept as `created_by` on creation, always as `updated_by`). Raises `InvalidRecord`."""
     fields = clean_fields(record_type, record_id, data)
     old = None if known_absent else (existing or get_record(tenant_id, record_type, record_id))
-    now = now_iso()
-    item = DirectoryRecord(tenant_id, record_key(record_type, record_id), type=record_type, record_id=record_id,
-                           created_by=old.created_by if old else created_by,
-                           created_at=old.created_at if old else now, updated_at=now, updated_by=created_by,
-                           created_audit_id=old.created_audit_id if old else created_audit_id, **fields)
-    new_keys = _keys_of(item)
-    old_keys = _keys_of(old)
-    _apply_index(tenant_id, item.record_key, new_keys - old_keys, old_keys - new_keys)
-    item.save()
+    for attempt in range(MAX_WRITE_ATTEMPTS):
+        now = now_iso()
+        item = DirectoryRecord(tenant_id, record_key(record_type, record_id), type=record_type,
+                               record_id=record_id, created_by=old.created_by if old else created_by,
+                               created_at=old.created_at if old else now, updated_at=now, updated_by=created_by,
+                               created_audit_id=old.created_audit_id if old else created_audit_id,
+                               version=int(old.version or 0) + 1 if old else 1, **fields)
+        new_keys = _keys_of(item)
+        old_keys = _keys_of(old)
+        _apply_index(tenant_id, item.record_key, new_keys - old_keys, old_keys - new_keys)
+        try:
+            item.save(condition=_unchanged_since(old))
+            break
+        except PutError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException" or attempt == MAX_WRITE_ATTEMPTS - 1:
+                raise
+            old = get_record(tenant_id, record_type, record_id)
     return WriteOutcome(item, old is None, tuple(sorted(new_keys - old_keys)), dropped_record_keys(old, item))
 
 

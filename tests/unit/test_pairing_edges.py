@@ -351,3 +351,25 @@ def test_a_record_created_by_a_rule_keeps_its_audit_and_event_across_a_crash(api
     assert len(created) == 1 and created[0].entity_id == lead.record_id
     events = list_events(tid, "record.created")
     assert len(events) == 1 and events[0].payload["audit_id"] == created[0].audit_id
+
+
+def test_two_writes_of_one_record_racing_leave_no_stale_index_entry(tenant):
+    """Both writers read the record before either saved it (two PUTs, or a batch and a PUT): each moved the
+    index from the same old state, so the loser's address stayed indexed for a record that no longer has it
+    and paired mail with it."""
+    tid = tenant["id"]
+    directory.put_record(tid, "contact", "p-1", {"emails": ["old@acme.example"]})
+    stale = directory.get_record(tid, "contact", "p-1")
+    directory.put_record(tid, "contact", "p-1", {"emails": ["first@acme.example"]})
+    directory.put_record(tid, "contact", "p-1", {"emails": ["second@acme.example"]}, existing=stale)
+    assert directory.get_record(tid, "contact", "p-1").emails == ["second@acme.example"]
+    mailbox = make_mailbox(tid)
+    for sender, expected in (("first@acme.example", set()), ("old@acme.example", set()),
+                             ("second@acme.example", {("contact", "p-1")})):
+        message = make_message(mailbox, sender=sender)
+        engine.pair_message(message)
+        assert linked(message) == expected, sender
+    legacy = directory.get_record(tid, "contact", "p-1")                 # a record written before versions
+    legacy.update(actions=[directory.DirectoryRecord.version.remove()])
+    directory.put_record(tid, "contact", "p-1", {"emails": ["third@acme.example"]})
+    assert directory.get_record(tid, "contact", "p-1").version == 1
