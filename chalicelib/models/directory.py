@@ -13,7 +13,7 @@ the matchers need into one key read, so a message's addresses and subject tags r
     "<tenant>#thread#<mailbox>#<thread id>"     -> link keys of the messages of that provider thread
 
 Addresses and domains are keyed with international domain names as A-labels (IDNA2008 / UTS #46, RFC 5891;
-`security.addresses.ascii_domain`), so `jan@bücher.example` and `jan@xn--bcher-kva.example` — the same
+`chalicelib.idn.ascii_domain`), so `jan@bücher.example` and `jan@xn--bcher-kva.example` — the same
 address, RFC 5890 §2.3.2.1 — are one key whichever form the CRM or the mail wrote. Entries written before
 2026-12-02 hold the U-label form (`legacy_key`): readers read it too and writers clear it, so no migration is
 needed.
@@ -32,7 +32,7 @@ from pynamodb.attributes import (ListAttribute, NumberAttribute, UnicodeAttribut
 from pynamodb.models import Model
 
 from chalicelib.models.base import table_meta
-from chalicelib.security.addresses import ascii_domain, unicode_domain
+from chalicelib.idn import ascii_domain, unicode_domain
 
 RECORD_TYPES = ("company", "contact", "lead", "project", "task", "ticket")
 
