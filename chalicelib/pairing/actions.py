@@ -1,13 +1,16 @@
 """Running scanner rules against a message: evaluate each applicable rule in order, carry out its actions.
 
 Rule-made links (pair, bind, links to records a rule creates) are made in `auto` and `signal` modes alike:
-an administrator asked for them explicitly. Auto-replies and bulk mail never create leads or tickets and
+an administrator asked for them explicitly. Side effects — creating a record, reopening a ticket — are
+carried out only after every applicable rule has run, and not at all when one ends in `skip` ("pair this
+message with nothing"): a created record's id is known beforehand (`records.record_id_for`), so later rules
+see its link while it is pending. Auto-replies and bulk mail never create leads or tickets and
 never reopen tickets (RFC 3834 §2: automatic responses must not trigger further automatic actions).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from chalicelib.models.directory import DirectoryRecord
 from chalicelib.models.message import Message
@@ -31,6 +34,7 @@ REOPENED_STATUS = "open"   # what `reopen_ticket` sets (its undo restores the pr
 class Plan:
     matches: list[Match]
     links: list[LinkSpec] = field(default_factory=list)
+    effects: list[Callable[[], None]] = field(default_factory=list)   # run after the rules, unless skipped
 
     def add(self, spec: LinkSpec) -> None:
         if all((s.type, s.id) != (spec.type, spec.id) for s in self.links):
@@ -39,10 +43,14 @@ class Plan:
 
 def _create(message, facts, plan, result, rule, record_type: str) -> None:
     reason = f"rule '{rule.name}': new {record_type} from message"
-    created = create_from_message(message, record_type, f"rule:{rule.rule_id}", reason)
-    if created.created:
-        result.records.append({"type": record_type, "id": created.record.record_id})
-    plan.add(LinkSpec(record_type, created.record.record_id, "created", reason, f"rule:{rule.rule_id}"))
+
+    def create() -> None:
+        created = create_from_message(message, record_type, f"rule:{rule.rule_id}", reason)
+        if created.created:
+            result.records.append({"type": record_type, "id": created.record.record_id})
+
+    plan.effects.append(create)
+    plan.add(LinkSpec(record_type, record_id_for(message, record_type), "created", reason, f"rule:{rule.rule_id}"))
 
 
 def _made_here(message: Message) -> bool:
@@ -91,7 +99,7 @@ def _run_action(action: dict, message, facts, plan: Plan, result, rule) -> str |
         if not any(m.type == "ticket" for m in plan.matches) and not any(s.type == "ticket" for s in plan.links):
             _create(message, facts, plan, result, rule, "ticket")
     elif kind == "reopen_ticket" and facts.direction == "inbound":
-        _reopen(message, facts, plan, result, rule)
+        plan.effects.append(lambda: _reopen(message, facts, plan, result, rule))
     return None
 
 
@@ -111,4 +119,6 @@ def run_rules(message: Message, facts: MessageFacts, matches: list[Match], conte
             return Plan([])
         if outcome == "stop":
             break
+    for effect in plan.effects:
+        effect()
     return plan

@@ -131,7 +131,11 @@ def _close_signal(tenant_id: str, signal_id: str, status: str, user_id: str | No
     if signal is None:
         raise PairingError("not_found", f"No signal with id {signal_id!r}.")
     if not set_signal_status(signal, status, actor_of(user_id)):
-        raise PairingError("conflict", f"The signal is already {signal.status}.")
+        try:   # the status the winning request set (`signal` is what this one read before)
+            status_now = Signal.get(tenant_id, signal_id).status
+        except DoesNotExist:
+            status_now = signal.status
+        raise PairingError("conflict", f"The signal is already {status_now}.")
     return signal
 
 

@@ -12,8 +12,10 @@ from chalicelib.models.directory import DirectoryIndex
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import AuditEntry
 from chalicelib.notify.events import list_events
-from chalicelib.pairing import directory, engine, late, manual
+from chalicelib.pairing import directory, engine, late, manual, rulebook, store
 from chalicelib.pairing.store import active_links
+from chalicelib.providers.base import FetchedMessage, MessageRef
+from chalicelib.sync.store import save_fetched
 from chalicelib.timeutil import isoformat, utcnow
 from tests.unit.pairing_fixtures import make_mailbox, make_message
 
@@ -373,3 +375,106 @@ def test_two_writes_of_one_record_racing_leave_no_stale_index_entry(tenant):
     legacy.update(actions=[directory.DirectoryRecord.version.remove()])
     directory.put_record(tid, "contact", "p-1", {"emails": ["third@acme.example"]})
     assert directory.get_record(tid, "contact", "p-1").version == 1
+
+
+def test_a_rule_pairing_with_another_tenants_record_pairs_nothing(api, tenant, other_tenant):
+    """Held: a rule names a record by type and id within its own tenant; the other tenant's record of that id
+    is never reached, and a record missing from the directory makes no link (nor an error)."""
+    api("PUT", "/v1/directory/project/theirs", key=other_tenant["key"], json_body={"name": "Not yours"})
+    for record_id in ("theirs", "missing"):
+        assert api("POST", "/v1/rules", key=tenant["key"], json_body={
+            "name": record_id, "conditions": {},
+            "actions": [{"type": "pair", "record": {"type": "project", "id": record_id}}]}).status == 201
+    message = make_message(make_mailbox(tenant["id"]), sender="x@y.example")
+    result = engine.pair_message(message)
+    assert result.links == [] and linked(message) == set()
+    assert Message.get(message.message_id).link_count == 0
+
+
+def test_a_later_rules_skip_undoes_nothing_because_nothing_was_done(api, tenant):
+    """Rule 1 creates a lead and reopens tickets, rule 2 says skip (pair with nothing): the lead was created
+    and the ticket reopened although the message ended paired with nothing."""
+    tid, key = tenant["id"], tenant["key"]
+    directory.put_record(tid, "ticket", "tk-1", {"number": "555", "status": "closed"})
+    for position, actions, conditions in ((1, [{"type": "create_lead"}, {"type": "reopen_ticket"}], {}),
+                                          (2, [{"type": "skip"}], {"subject_contains": "unsubscribe"})):
+        assert api("POST", "/v1/rules", key=key, json_body={"name": f"r{position}", "position": position,
+                                                             "conditions": conditions,
+                                                             "actions": actions}).status == 201
+    mailbox = make_mailbox(tid)
+    skipped = make_message(mailbox, sender="who@new.example", subject="Re: [T-555] unsubscribe")
+    result = engine.pair_message(skipped)
+    assert result.skipped.endswith("skip") and result.records == [] and result.reopened == []
+    assert [r for r in directory.DirectoryRecord.query(tid) if r.type == "lead"] == []
+    assert directory.get_record(tid, "ticket", "tk-1").status == "closed"
+    assert list_events(tid, "record.created") == [] and linked(skipped) == set()
+    kept = make_message(mailbox, sender="who@new.example", subject="Re: [T-555] still broken")
+    result = engine.pair_message(kept)                               # without the skip both happen
+    assert len(result.records) == 1 and result.reopened == ["tk-1"]
+    assert linked(kept) == {("lead", result.records[0]["id"]), ("ticket", "tk-1")}
+
+
+def test_accept_and_dismiss_racing_resolve_a_signal_once(api, tenant, monkeypatch):
+    """Held: both requests read the open signal; the one whose conditional write lands second gets 409 and
+    writes nothing (no link, no audit entry)."""
+    tid, key = tenant["id"], tenant["key"]
+    api("PUT", "/v1/directory/company/c-1", key=key, json_body={"emails": ["info@acme.example"]})
+    message = make_message(make_mailbox(tid, mode="signal"), sender="info@acme.example")
+    [signal_id] = engine.pair_message(message).signals
+    stale = store.get_signal(tid, signal_id)
+    assert api("POST", f"/v1/signals/{signal_id}/dismiss", key=key).status == 200
+    real_get = manual.get_signal
+    monkeypatch.setattr(manual, "get_signal", lambda tenant_id, sid: stale)
+    answer = api("POST", f"/v1/signals/{signal_id}/accept", key=key)
+    monkeypatch.setattr(manual, "get_signal", real_get)
+    assert answer.status == 409 and answer.json["detail"] == "The signal is already dismissed.", answer.json
+    assert store.get_signal(tid, signal_id).status == "dismissed"
+    assert linked(message) == set() and Message.get(message.message_id).link_count == 0
+    actions = [e.action for e in manual.list_audit(tid, 50, None, message.message_id)[0]]
+    assert sorted(actions) == ["signal.created", "signal.dismissed"]
+
+
+def test_an_undo_entry_cannot_be_undone_and_the_rule_limit_names_its_field(api, tenant, monkeypatch):
+    """Held: undo of an `undo` is 409; the per-tenant rule limit is a 422 naming `rules`."""
+    tid, key = tenant["id"], tenant["key"]
+    api("PUT", "/v1/directory/company/c-1", key=key, json_body={"emails": ["info@acme.example"]})
+    message = make_message(make_mailbox(tid), sender="info@acme.example")
+    engine.pair_message(message)
+    entry = next(e for e in manual.list_audit(tid, 50, None, message.message_id)[0] if e.action == "link.created")
+    undo = api("POST", f"/v1/audit/{entry.audit_id}/undo", key=key).json
+    assert api("POST", f"/v1/audit/{undo['id']}/undo", key=key).status == 409
+    assert linked(message) == set()
+    monkeypatch.setattr(rulebook, "MAX_RULES", 1)
+    body = {"name": "r", "conditions": {}, "actions": [{"type": "stop"}]}
+    assert api("POST", "/v1/rules", key=key, json_body=body).status == 201
+    refused = api("POST", "/v1/rules", key=key, json_body=body)
+    assert refused.status == 422 and refused.json["errors"][0]["field"] == "rules", refused.json
+
+
+def _imported(mailbox, from_header: str, n: int):
+    raw = (f"From: {from_header}\r\nTo: alice@acme-crm.example\r\nSubject: hello {n}\r\n"
+           f"Message-ID: <addr-{n}@x.example>\r\nDate: Sun, 22 Nov 2026 08:15:00 +0000\r\n\r\nbody\r\n").encode()
+    return save_fetched(mailbox, FetchedMessage(MessageRef("inbox", str(n)), raw)).message
+
+
+def test_addresses_pair_as_the_mail_really_names_them(api, tenant):
+    """Held, through the real header parser: a display name that looks like an address pairs on the real
+    address only; the unquoted lookalike is a malformed From and pairs with nothing; domains match exactly (a
+    subdomain pairs only with the company that lists it); free-mail domains never pair by domain."""
+    tid, key = tenant["id"], tenant["key"]
+    records = [{"type": "company", "id": "c-acme", "emails": ["ceo@acme.example"], "domains": ["acme.example"]},
+               {"type": "company", "id": "c-eu", "domains": ["eu.acme.example"]},
+               {"type": "company", "id": "c-evil", "emails": ["x@evil.example"]},
+               {"type": "company", "id": "c-gmail", "domains": ["gmail.com"]}]
+    assert api("POST", "/v1/directory/batch", key=key, json_body={"records": records}).status == 200
+    mailbox = make_mailbox(tid)
+    cases = [('"ceo@acme.example" <x@evil.example>', {("company", "c-evil")}),
+             ("ceo@acme.example <x@evil.example>", set()),
+             ("Jan <jan@eu.acme.example>", {("company", "c-eu")}),
+             ("Jan <jan@mail.acme.example>", set()),
+             ("Jan <jan@gmail.com>", set()),
+             ("CEO <CEO@ACME.example>", {("company", "c-acme")})]
+    for n, (from_header, expected) in enumerate(cases):
+        message = _imported(mailbox, from_header, n)
+        engine.pair_message(message)
+        assert linked(message) == expected, from_header
