@@ -478,3 +478,19 @@ def test_addresses_pair_as_the_mail_really_names_them(api, tenant):
         message = _imported(mailbox, from_header, n)
         engine.pair_message(message)
         assert linked(message) == expected, from_header
+
+
+@pytest.mark.parametrize("condition, sender", [
+    ("bücher.example", "jan@xn--bcher-kva.example"),
+    ("xn--bcher-kva.example", "jan@bücher.example"),
+    ("Jan@BÜCHER.example", "jan@xn--bcher-kva.example"),
+])
+def test_a_rules_from_condition_matches_an_international_domain_in_either_form(api, tenant, condition, sender):
+    tid, key = tenant["id"], tenant["key"]
+    api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"name": "P"})
+    assert api("POST", "/v1/rules", key=key, json_body={
+        "name": "books", "conditions": {"from": [condition]},
+        "actions": [{"type": "pair", "record": {"type": "project", "id": "pr-1"}}]}).status == 201
+    message = make_message(make_mailbox(tid), sender=sender)
+    engine.pair_message(message)
+    assert linked(message) == {("project", "pr-1")}
