@@ -19,11 +19,11 @@ from chalicelib.models.paging import filtered_page
 from chalicelib.models.pairing import AuditEntry, MessageLink, Signal
 from chalicelib.notify.events import emit
 from chalicelib.pairing import directory, late
+from chalicelib.pairing.actions import REOPENED_STATUS
 from chalicelib.pairing.context import tenant_context
 from chalicelib.pairing.engine import find_matches
 from chalicelib.pairing.facts import message_facts
 from chalicelib.pairing.records import create_from_message
-from chalicelib.pairing.actions import REOPENED_STATUS
 from chalicelib.pairing.store import (LinkSpec, audit_entry, get_signal, remove_link, save_undo, set_signal_status,
                                       write_link)
 
@@ -180,7 +180,7 @@ def undo(tenant_id: str, audit_id: str, user_id: str | None) -> AuditEntry:
     """Reverse an automatic action and record it; each step is conditional on the state the action left, so
     undoing twice (or concurrently) reverses once, and an undo retried after a crash finishes the job. A link
     made again since, a ticket whose status changed again, or a created record the CRM has changed since
-    (`updated_at`) or replaced is not touched: 409."""
+    (`updated_by`, `updated_at`) is not touched: 409."""
     entry = get_audit(tenant_id, audit_id)
     if entry is None:
         raise PairingError("not_found", f"No audit entry with id {audit_id!r}.")

@@ -9,8 +9,10 @@ numbers. A contact is created in a company (the caller resolves it; see `manual.
 
 Crash-safe announcement: the record's `record.created` audit id is chosen first and stored on the record
 (`created_audit_id`); after the record, the event (a stable id per record) and then the audit entry are
-written. A job that dies between them and runs again finds the record made from this message without its
-audit entry and writes what is missing: one entry and one event, never none and never two.
+written; the event's id derives from the audit id (one creation, one event — a record deleted and created
+again is a new creation). A job that dies between them and runs again finds the record made from this
+message without its audit entry and writes what is missing: one entry and one event, never none and never
+two.
 """
 from __future__ import annotations
 
@@ -99,13 +101,13 @@ def _finish(message: Message, record: DirectoryRecord, actor: str, reason: str) 
 
 
 def _announce(message: Message, record: DirectoryRecord, actor: str, reason: str) -> None:
-    """`record.created` (stored once per record) and then the audit entry (put if absent): an entry present
+    """`record.created` (stored once per creation) and then the audit entry (put if absent): an entry present
     means the event was emitted."""
     emit(message.tenant_id, "record.created", {
         "record": {"type": record.type, "id": record.record_id, "name": record.name,
                    "emails": list(record.emails or []), "number": record.number},
         "message_id": message.message_id, "actor": actor, "reason": reason, "audit_id": record.created_audit_id},
-        event_id=stable_event_id(message.tenant_id, "record.created", record.record_key))
+        event_id=stable_event_id(message.tenant_id, "record.created", record.created_audit_id))
     audit = audit_entry(message.tenant_id, "record.created", actor, reason, message_id=message.message_id,
                         entity_type=record.type, entity_id=record.record_id, audit_id=record.created_audit_id)
     try:

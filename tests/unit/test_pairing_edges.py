@@ -494,3 +494,18 @@ def test_a_rules_from_condition_matches_an_international_domain_in_either_form(a
     message = make_message(make_mailbox(tid), sender=sender)
     engine.pair_message(message)
     assert linked(message) == {("project", "pr-1")}
+
+
+def test_a_lead_undone_and_created_again_is_announced_again(api, tenant):
+    tid, key = tenant["id"], tenant["key"]
+    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
+                                                         "actions": [{"type": "create_lead"}]}).status == 201
+    mailbox = make_mailbox(tid)
+    first = make_message(mailbox, sender="who@new.example")
+    lead_id = engine.pair_message(first).records[0]["id"]
+    entry = next(e for e in manual.list_audit(tid, 50, None, first.message_id)[0] if e.action == "record.created")
+    assert api("POST", f"/v1/audit/{entry.audit_id}/undo", key=key).status == 200
+    second = make_message(mailbox, sender="who@new.example")          # the same sender: the same lead id
+    assert engine.pair_message(second).records == [{"type": "lead", "id": lead_id}]
+    events = list_events(tid, "record.created")
+    assert len(events) == 2 and {e.payload["message_id"] for e in events} == {first.message_id, second.message_id}
