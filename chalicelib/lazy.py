@@ -19,7 +19,7 @@ flows likewise, `oauthflow/flows.py`); a route declaration names its request/res
 route's first request, and a route module builds a response model through a `lazy_module` of its schema
 module, so `import app` creates none of the ~120 model classes. A few modules defer the same way a heavy
 dependency only some of their callers need (the MIME parser in `messages/views.py`, cryptography in
-`mailboxes/servers.py`, idna in `security/addresses.py`; docs/architecture.md lists them).
+`mailboxes/servers.py`, idna in `idn.py`; docs/architecture.md lists them).
 `tests/unit/test_cold_start_imports.py` lists what `import app` must not load and checks that every lazy
 reference names a module that exists; `tests/unit/test_routing_references.py` resolves every model reference.
 

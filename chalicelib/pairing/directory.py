@@ -1,24 +1,34 @@
 """The CRM directory: records per tenant and the index that makes every matcher lookup a key read.
 
-Index maintenance (see `models/directory.py`): on every write the record's index keys are recomputed; new
-keys get the record key ADDed to their string set, stale keys get it DELETEd. Both operations are
-idempotent, so a retried or interrupted PUT converges on the next PUT of the same record (the record item is
-written first, so a reader never finds an index entry pointing at a record that was never written).
+Index maintenance (see `models/directory.py`): on every write the record's index keys are recomputed
+against the STORED record; stale keys get the record key DELETEd from their string set, new keys get it
+ADDed, and only then is the record item written. The record item is the commit point: both index operations
+are idempotent, so a PUT interrupted anywhere is finished by its retry (which still finds the old record and
+so the same difference). Written the other way round, a retry would find the new record stored, see no
+difference and leave its new addresses out of the index for ever. Meanwhile a reader may find an index entry
+naming a record not written yet: the records are read after the index (`read_records`), and a record not
+found matches nothing.
+
+Concurrent writers of one record (two PUTs, a batch and a PUT) would each move the index from the same old
+state and leave the loser's keys indexed for a record that no longer has them. The record write is therefore
+conditional on the version read (`version`, +1 per write); a writer that lost reads the record again and
+moves the index from the winner's state (at most `MAX_WRITE_ATTEMPTS` times).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.models.directory import (RECORD_TYPES, DirectoryIndex, DirectoryRecord, company_key, domain_key,
-                                         email_key, number_key, record_key)
+                                         email_key, legacy_key, number_key, record_key)
 from chalicelib.pairing.addresses import normalize_address, normalize_domain
 from chalicelib.pairing.matchers import Rec
 from chalicelib.timeutil import now_iso
 
 MAX_BATCH = 1000
+MAX_WRITE_ATTEMPTS = 5
 FIELDS = ("name", "emails", "domains", "number", "company_id", "status", "readers")
 
 
@@ -105,27 +115,54 @@ def get_record(tenant_id: str, record_type: str, record_id: str) -> DirectoryRec
 
 
 def _apply_index(tenant_id: str, key: str, added: set[str], removed: set[str]) -> None:
+    for index_key in sorted(removed):
+        DirectoryIndex(index_key).update(actions=[DirectoryIndex.record_keys.delete({key})])
+        legacy = legacy_key(index_key)
+        if legacy:   # an entry written before A-label keys (models/directory.py); never create one
+            try:
+                DirectoryIndex(legacy).update(actions=[DirectoryIndex.record_keys.delete({key})],
+                                              condition=DirectoryIndex.index_key.exists())
+            except UpdateError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
     for index_key in sorted(added):
         DirectoryIndex(index_key).update(actions=[DirectoryIndex.record_keys.add({key}),
                                                   DirectoryIndex.tenant_id.set(tenant_id)])
-    for index_key in sorted(removed):
-        DirectoryIndex(index_key).update(actions=[DirectoryIndex.record_keys.delete({key})])
+
+
+def _unchanged_since(old: DirectoryRecord | None):
+    """The condition that the stored record is still `old` (absent when None)."""
+    if old is None:
+        return DirectoryRecord.record_key.does_not_exist()
+    if old.version is None:   # written before records carried a version
+        return DirectoryRecord.version.does_not_exist() & (DirectoryRecord.updated_at == old.updated_at)
+    return DirectoryRecord.version == old.version
 
 
 def put_record(tenant_id: str, record_type: str, record_id: str, data: dict[str, Any],
                created_by: str = "api", existing: DirectoryRecord | None = None,
-               known_absent: bool = False) -> WriteOutcome:
-    """Create or replace a record (all fields) and bring the index in line. Raises `InvalidRecord`."""
+               known_absent: bool = False, created_audit_id: str | None = None) -> WriteOutcome:
+    """Create or replace a record (all fields) and bring the index in line; `created_by` names the writer
+    (kept as `created_by` on creation, always as `updated_by`). Raises `InvalidRecord`."""
     fields = clean_fields(record_type, record_id, data)
     old = None if known_absent else (existing or get_record(tenant_id, record_type, record_id))
-    now = now_iso()
-    item = DirectoryRecord(tenant_id, record_key(record_type, record_id), type=record_type, record_id=record_id,
-                           created_by=old.created_by if old else created_by,
-                           created_at=old.created_at if old else now, updated_at=now, **fields)
-    item.save()
-    new_keys = _keys_of(item)
-    old_keys = _keys_of(old)
-    _apply_index(tenant_id, item.record_key, new_keys - old_keys, old_keys - new_keys)
+    for attempt in range(MAX_WRITE_ATTEMPTS):
+        now = now_iso()
+        item = DirectoryRecord(tenant_id, record_key(record_type, record_id), type=record_type,
+                               record_id=record_id, created_by=old.created_by if old else created_by,
+                               created_at=old.created_at if old else now, updated_at=now, updated_by=created_by,
+                               created_audit_id=old.created_audit_id if old else created_audit_id,
+                               version=int(old.version or 0) + 1 if old else 1, **fields)
+        new_keys = _keys_of(item)
+        old_keys = _keys_of(old)
+        _apply_index(tenant_id, item.record_key, new_keys - old_keys, old_keys - new_keys)
+        try:
+            item.save(condition=_unchanged_since(old))
+            break
+        except PutError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException" or attempt == MAX_WRITE_ATTEMPTS - 1:
+                raise
+            old = get_record(tenant_id, record_type, record_id)
     return WriteOutcome(item, old is None, tuple(sorted(new_keys - old_keys)), dropped_record_keys(old, item))
 
 
@@ -162,9 +199,18 @@ def put_batch(tenant_id: str, records: list[dict[str, Any]]) -> tuple[list[dict[
 
 
 def read_snapshot_items(index_keys: list[str]) -> dict[str, set[str]]:
+    """index key → record keys, for the keys found; an international address or domain also reads its
+    entry of the U-label form (`models.directory.legacy_key`), merged under the key asked for."""
     if not index_keys:
         return {}
-    return {item.index_key: set(item.record_keys or ()) for item in DirectoryIndex.batch_get(index_keys)}
+    legacy = {key: legacy_key(key) for key in index_keys}
+    wanted = list(dict.fromkeys([*index_keys, *(k for k in legacy.values() if k)]))
+    found = {item.index_key: set(item.record_keys or ()) for item in DirectoryIndex.batch_get(wanted)}
+    result = {}
+    for key in index_keys:
+        if key in found or legacy[key] in found:
+            result[key] = found.get(key, set()) | found.get(legacy[key], set())
+    return result
 
 
 def read_records(tenant_id: str, keys: Iterable[str]) -> dict[str, Rec]:

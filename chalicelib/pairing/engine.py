@@ -134,7 +134,8 @@ def apply_matches(message: Message, facts: MessageFacts, matches: list[Match], c
     if deferred is not None:
         deferred.extend((message, spec) for spec in specs)
         return result
-    new_links = [link for link in write_links([(message, spec) for spec in specs]) if link is not None]
+    written = write_links([(message, spec) for spec in specs], require_record=True)
+    new_links = [link for link in written if link is not None]
     result.links = link_dicts(new_links)
     if announce and new_links and not message.private:
         emit(message.tenant_id, "message.paired", paired_payload(message, result))

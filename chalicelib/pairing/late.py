@@ -19,14 +19,19 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.logs import logger
 from chalicelib.models.event import Event
 from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.directory import key_address, key_domain, record_key
 from chalicelib.models.message import Message
+from chalicelib.models.pairing import MessageLink
 from chalicelib.notify.events import emit
 from chalicelib.pairing import directory
+from chalicelib.pairing.addresses import domain_of, without_plus_tag
 from chalicelib.pairing.context import get_mailbox, tenant_context
 from chalicelib.pairing.engine import pair_message
 from chalicelib.pairing.facts import find_subject_tags, find_ticket_tags, rfc_ids
 from chalicelib.pairing.matchers import Rec
+from chalicelib.pairing.settings import PairingSettings
 from chalicelib.pairing.stale import recheck_records
+from chalicelib.pairing.store import entity_key
 from chalicelib.timeutil import isoformat, utcnow
 
 MAX_MESSAGES = 5000
@@ -66,6 +71,8 @@ class _Needles:
 
 
 def _needles(tenant_id: str, records: list[Rec]) -> _Needles:
+    """The records' addresses and domains in the form the directory index keys them (`key_address`,
+    `key_domain`: lowercased whole, international domains as A-labels), and their numbers."""
     emails, domains, numbers = set(), set(), set()
     for rec in records:
         emails.update(rec.emails)
@@ -79,22 +86,29 @@ def _needles(tenant_id: str, records: list[Rec]) -> _Needles:
             company = directory.get_record(tenant_id, "company", rec.company_id)
             if company is not None:
                 emails.update(company.emails or [])
-    return _Needles(frozenset(emails), frozenset(domains), frozenset(numbers))
+    return _Needles(frozenset(key_address(e) for e in emails), frozenset(key_domain(d) for d in domains),
+                    frozenset(numbers))
 
 
-def _is_candidate(message: Message, needles: _Needles, ticket_prefix: str) -> bool:
+def _is_candidate(message: Message, needles: _Needles, settings: PairingSettings) -> bool:
+    """A cheap over-approximation of "the records may match": an address (whole, case-insensitive, as the
+    index looks it up; also without its `+tag` when the tenant strips them) or domain of any participant, or
+    a subject tag. `pair_message` decides."""
     addresses = [(message.from_addr or {}).get("email")]
     addresses += [a.get("email") for a in list(message.to or []) + list(message.cc or [])]
     for raw in addresses:
         if not raw or "@" not in raw:
             continue
-        local, _, domain = raw.strip().rpartition("@")
-        if f"{local}@{domain.lower()}" in needles.emails or domain.lower() in needles.domains:
+        address = key_address(raw.strip())
+        if address in needles.emails or domain_of(address) in needles.domains:
+            return True
+        if settings.strip_plus_tags and without_plus_tag(address) in needles.emails:
             return True
     if not needles.numbers:
         return False
     subject = message.subject or ""
-    return bool((set(find_subject_tags(subject)) | set(find_ticket_tags(subject, ticket_prefix))) & needles.numbers)
+    tags = set(find_subject_tags(subject)) | set(find_ticket_tags(subject, settings.ticket_tag_prefix))
+    return bool(tags & needles.numbers)
 
 
 def recent_messages(tenant_id: str, days: int, limit: int):
@@ -148,8 +162,7 @@ def repair_recent(tenant_id: str, records: Rec | list[Rec], days: int | None = N
         report.examined += 1
         if not message.hidden:
             window.append(message)
-    prefix = context.settings.ticket_tag_prefix
-    candidates = [m for m in window if _is_candidate(m, needles, prefix)]
+    candidates = [m for m in window if _is_candidate(m, needles, context.settings)]
     if len(candidates) > MAX_CANDIDATES:   # the newest ones
         candidates = sorted(candidates, key=lambda m: m.date_key, reverse=True)[:MAX_CANDIDATES]
         report.truncated = True
@@ -212,3 +225,14 @@ def announce_deleted(tenant_id: str, dropped: tuple[str, ...] | None) -> None:
     """Announce a deleted record (`directory.delete_record`'s result): its links are removed."""
     if dropped:
         announce(tenant_id, [], dropped)
+
+
+def announce_leftovers(tenant_id: str, record_type: str, record_id: str) -> bool:
+    """For a DELETE of a record that is not in the directory: when links to it remain (the DELETE that removed
+    it stopped before announcing it), announce it again so they go. One Query of at most one item: only active
+    links carry `entity_key`, the `by_entity` index's key. Returns whether it was announced."""
+    key = entity_key(tenant_id, record_type, record_id)
+    if next(iter(MessageLink.by_entity.query(key, limit=1)), None) is None:
+        return False
+    announce(tenant_id, [], [record_key(record_type, record_id)])
+    return True

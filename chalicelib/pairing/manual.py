@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.models.directory import DirectoryRecord
 from chalicelib.models.message import Message
@@ -19,11 +19,12 @@ from chalicelib.models.paging import filtered_page
 from chalicelib.models.pairing import AuditEntry, MessageLink, Signal
 from chalicelib.notify.events import emit
 from chalicelib.pairing import directory, late
+from chalicelib.pairing.actions import REOPENED_STATUS
 from chalicelib.pairing.context import tenant_context
 from chalicelib.pairing.engine import find_matches
 from chalicelib.pairing.facts import message_facts
 from chalicelib.pairing.records import create_from_message
-from chalicelib.pairing.store import (LinkSpec, audit_entry, get_signal, remove_link, set_signal_status,
+from chalicelib.pairing.store import (LinkSpec, audit_entry, get_signal, remove_link, save_undo, set_signal_status,
                                       write_link)
 
 
@@ -54,7 +55,9 @@ def link_manually(message: Message, record_type: str, record_id: str, user_id: s
     if directory.get_record(message.tenant_id, record_type, record_id) is None:
         raise PairingError("not_found", f"No {record_type} with id {record_id!r} in the directory.")
     link = write_link(message, LinkSpec(record_type, record_id, "manual", "paired by hand", actor_of(user_id)),
-                      revive=True)
+                      revive=True, require_record=True)
+    if link is None and directory.get_record(message.tenant_id, record_type, record_id) is None:
+        raise PairingError("not_found", f"No {record_type} with id {record_id!r} in the directory.")
     if link is None:
         raise PairingError("conflict", f"The message is already paired with {record_type} {record_id!r}.")
     _announce(message, link)
@@ -105,7 +108,7 @@ def create_record(message: Message, record_type: str, user_id: str | None, name:
     created = create_from_message(message, record_type, actor, "created from the message by hand", name, readers,
                                   company_id)
     link = write_link(message, LinkSpec(record_type, created.record.record_id, "created",
-                                        "record created from this message", actor), revive=True)
+                                        "record created from this message", actor), revive=True, require_record=True)
     if link is not None:
         _announce(message, link)
     return CreatedAndLinked(created.record, created.created)
@@ -128,7 +131,11 @@ def _close_signal(tenant_id: str, signal_id: str, status: str, user_id: str | No
     if signal is None:
         raise PairingError("not_found", f"No signal with id {signal_id!r}.")
     if not set_signal_status(signal, status, actor_of(user_id)):
-        raise PairingError("conflict", f"The signal is already {signal.status}.")
+        try:   # the status the winning request set (`signal` is what this one read before)
+            status_now = Signal.get(tenant_id, signal_id).status
+        except DoesNotExist:
+            status_now = signal.status
+        raise PairingError("conflict", f"The signal is already {status_now}.")
     return signal
 
 
@@ -144,9 +151,14 @@ def accept_signal(tenant_id: str, signal_id: str, user_id: str | None) -> Signal
     signal = _close_signal(tenant_id, signal_id, "accepted", user_id)
     message = _message(tenant_id, signal.message_id)
     link = write_link(message, LinkSpec(signal.entity_type, signal.entity_id, "signal",
-                                        f"accepted suggestion: {signal.reason}", actor_of(user_id)), revive=True)
+                                        f"accepted suggestion: {signal.reason}", actor_of(user_id)),
+                      revive=True, require_record=True)
     if link is not None:
         _announce(message, link)
+    elif directory.get_record(tenant_id, signal.entity_type, signal.entity_id) is None:   # deleted meanwhile
+        set_signal_status(signal, "dismissed", "directory", expected="accepted")
+        raise PairingError("conflict", f"The suggested {signal.entity_type} {signal.entity_id!r} no longer exists "
+                                       "in the directory; the suggestion was dismissed.")
     return signal
 
 
@@ -165,6 +177,10 @@ def get_audit(tenant_id: str, audit_id: str) -> AuditEntry | None:
 
 
 def undo(tenant_id: str, audit_id: str, user_id: str | None) -> AuditEntry:
+    """Reverse an automatic action and record it; each step is conditional on the state the action left, so
+    undoing twice (or concurrently) reverses once, and an undo retried after a crash finishes the job. A link
+    made again since, a ticket whose status changed again, or a created record the CRM has changed since
+    (`updated_by`, `updated_at`) is not touched: 409."""
     entry = get_audit(tenant_id, audit_id)
     if entry is None:
         raise PairingError("not_found", f"No audit entry with id {audit_id!r}.")
@@ -176,37 +192,60 @@ def undo(tenant_id: str, audit_id: str, user_id: str | None) -> AuditEntry:
         undo_entry = remove_link(_message(tenant_id, entry.message_id), entry.entity_type, entry.entity_id,
                                  actor, reason, undo_of=audit_id)
         if undo_entry is None:
-            raise PairingError("conflict", "The link no longer exists.")
-    elif entry.action == "signal.created":
+            raise PairingError("conflict", "The link no longer exists as this action made it.")
+        return undo_entry
+    if entry.action == "signal.created":
         signal = get_signal(tenant_id, entry.signal_id or "")
-        if signal is None or not set_signal_status(signal, "undone", actor):
+        if signal is None or (signal.status != "undone" and not set_signal_status(signal, "undone", actor)):
             raise PairingError("conflict", "The signal is no longer open.")
-        undo_entry = _undo_entry(entry, actor, reason)
     elif entry.action == "record.created":
-        try:
-            remove_link(_message(tenant_id, entry.message_id), entry.entity_type, entry.entity_id, actor, reason,
-                        undo_of=audit_id)
-        except PairingError:
-            pass
-        late.announce_deleted(tenant_id, directory.delete_record(tenant_id, entry.entity_type, entry.entity_id))
-        undo_entry = _undo_entry(entry, actor, reason)
+        _undo_created_record(tenant_id, entry, actor, reason)
     elif entry.action == "ticket.reopened":
-        record = directory.get_record(tenant_id, "ticket", entry.entity_id)
-        if record is not None:
-            record.update(actions=[DirectoryRecord.status.set((entry.details or {}).get("previous_status"))])
-        undo_entry = _undo_entry(entry, actor, reason)
+        _undo_reopen(tenant_id, entry)
     else:
         raise PairingError("conflict", f"A {entry.action} entry cannot be undone.")
-    entry.update(actions=[AuditEntry.undone_by.set(undo_entry.audit_id)])
-    return undo_entry
-
-
-def _undo_entry(entry: AuditEntry, actor: str, reason: str) -> AuditEntry:
     undo_entry = audit_entry(entry.tenant_id, "undo", actor, reason, message_id=entry.message_id,
                              entity_type=entry.entity_type, entity_id=entry.entity_id, signal_id=entry.signal_id,
                              undo_of=entry.audit_id)
-    undo_entry.save()
+    if not save_undo(undo_entry):
+        raise PairingError("conflict", "This action has already been undone.")
     return undo_entry
+
+
+def _undo_created_record(tenant_id: str, entry: AuditEntry, actor: str, reason: str) -> None:
+    record = directory.get_record(tenant_id, entry.entity_type, entry.entity_id)
+    maker = f"message:{entry.message_id}"
+    changed = record is not None and (record.created_by != maker or record.updated_by not in (None, maker)
+                                      or (record.updated_at or "") != (record.created_at or ""))
+    if changed:
+        raise PairingError("conflict", f"The {entry.entity_type} {entry.entity_id!r} has been changed in the "
+                                       "directory since it was created; delete it there instead.")
+    try:
+        remove_link(_message(tenant_id, entry.message_id), entry.entity_type, entry.entity_id, actor, reason)
+    except PairingError:   # the message is gone: nothing to unlink
+        pass
+    dropped = directory.delete_record(tenant_id, entry.entity_type, entry.entity_id)
+    if dropped is None:    # deleted by an earlier attempt that stopped before announcing it
+        late.announce_leftovers(tenant_id, entry.entity_type, entry.entity_id)
+    else:
+        late.announce_deleted(tenant_id, dropped)
+
+
+def _undo_reopen(tenant_id: str, entry: AuditEntry) -> None:
+    """The ticket gets its previous status back, only if it still has the one the reopening gave it (or has
+    the previous one already: an earlier attempt restored it)."""
+    previous = (entry.details or {}).get("previous_status")
+    record = directory.get_record(tenant_id, "ticket", entry.entity_id)
+    if record is None or record.status == previous:
+        return
+    try:
+        record.update(actions=[DirectoryRecord.status.set(previous)],
+                      condition=DirectoryRecord.status == REOPENED_STATUS)
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        raise PairingError("conflict", f"The ticket {entry.entity_id!r} has changed status since it was "
+                                       "reopened.") from None
 
 
 def list_audit(tenant_id: str, limit: int, last_key: dict | None, message_id: str | None = None):

@@ -96,7 +96,7 @@ def _write(deferred: list[tuple[Message, LinkSpec]], results: dict[str, PairingR
     """The page's links in as few transactions as fit (`store.write_links`); each result gets the links that
     were new. If the writes fail, every message that had links to write is marked failed (kept for retry)."""
     try:
-        written = write_links(deferred)
+        written = write_links(deferred, require_record=True)
     except Exception:  # noqa: BLE001 - as above: the debts stay, the replay writes what is missing
         logger.exception("writing a page's links failed; kept for retry", extra={"links": len(deferred)})
         for message, _ in deferred:

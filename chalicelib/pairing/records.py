@@ -6,15 +6,25 @@ is the sender of inbound mail and the first recipient of outbound mail (never th
 it); any other record created from a message is keyed by (tenant, type, message). mailbridge-made numbers
 (tickets) come from a per-tenant counter and carry an "M" prefix so they never collide with the CRM's own
 numbers. A contact is created in a company (the caller resolves it; see `manual.contact_company`).
+
+Crash-safe announcement: the record's `record.created` audit id is chosen first and stored on the record
+(`created_audit_id`); after the record, the event (a stable id per record) and then the audit entry are
+written; the event's id derives from the audit id (one creation, one event — a record deleted and created
+again is a new creation). A job that dies between them and runs again finds the record made from this
+message without its audit entry and writes what is missing: one entry and one event, never none and never
+two.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chalicelib.ids import stable_id
+from pynamodb.exceptions import DoesNotExist, PutError
+
+from chalicelib.ids import new_id, stable_id
 from chalicelib.models.directory import DirectoryRecord
 from chalicelib.models.message import Message
-from chalicelib.notify.events import emit
+from chalicelib.models.pairing import AuditEntry
+from chalicelib.notify.events import emit, stable_event_id
 from chalicelib.pairing import directory
 from chalicelib.pairing.addresses import normalize_address
 from chalicelib.pairing.store import audit_entry
@@ -65,6 +75,8 @@ def create_from_message(message: Message, record_type: str, actor: str, reason: 
     record_id = record_id_for(message, record_type)
     existing = directory.get_record(message.tenant_id, record_type, record_id)
     if existing is not None:
+        if existing.created_by == f"message:{message.message_id}" and existing.created_audit_id:
+            _finish(message, existing, actor, reason)
         return CreatedRecord(existing, False, None)
     data = fields_from_message(message, record_type, name)
     data["readers"] = readers or []
@@ -72,13 +84,34 @@ def create_from_message(message: Message, record_type: str, actor: str, reason: 
         data["company_id"] = company_id
     if record_type in NUMBERED:
         data["number"] = "M" + directory.next_number(message.tenant_id, record_type)
+    audit_id = new_id("aud")
     outcome = directory.put_record(message.tenant_id, record_type, record_id, data,
-                                   created_by=f"message:{message.message_id}", known_absent=True)
-    audit = audit_entry(message.tenant_id, "record.created", actor, reason, message_id=message.message_id,
-                        entity_type=record_type, entity_id=record_id)
-    audit.save()
+                                   created_by=f"message:{message.message_id}", known_absent=True,
+                                   created_audit_id=audit_id)
+    _announce(message, outcome.record, actor, reason)
+    return CreatedRecord(outcome.record, True, audit_id)
+
+
+def _finish(message: Message, record: DirectoryRecord, actor: str, reason: str) -> None:
+    """A record this message made earlier: announce it if that job died before its audit entry."""
+    try:
+        AuditEntry.get(message.tenant_id, record.created_audit_id)
+    except DoesNotExist:
+        _announce(message, record, actor, reason)
+
+
+def _announce(message: Message, record: DirectoryRecord, actor: str, reason: str) -> None:
+    """`record.created` (stored once per creation) and then the audit entry (put if absent): an entry present
+    means the event was emitted."""
     emit(message.tenant_id, "record.created", {
-        "record": {"type": record_type, "id": record_id, "name": outcome.record.name,
-                   "emails": list(outcome.record.emails or []), "number": outcome.record.number},
-        "message_id": message.message_id, "actor": actor, "reason": reason, "audit_id": audit.audit_id})
-    return CreatedRecord(outcome.record, True, audit.audit_id)
+        "record": {"type": record.type, "id": record.record_id, "name": record.name,
+                   "emails": list(record.emails or []), "number": record.number},
+        "message_id": message.message_id, "actor": actor, "reason": reason, "audit_id": record.created_audit_id},
+        event_id=stable_event_id(message.tenant_id, "record.created", record.created_audit_id))
+    audit = audit_entry(message.tenant_id, "record.created", actor, reason, message_id=message.message_id,
+                        entity_type=record.type, entity_id=record.record_id, audit_id=record.created_audit_id)
+    try:
+        audit.save(condition=AuditEntry.audit_id.does_not_exist())
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise

@@ -1,12 +1,14 @@
 """Scanner rules (after YetiForce's mail scanner and Caflou's automatic rules): ordered condition → action
 lists per tenant or mailbox. Condition evaluation here is pure; actions are carried out by the engine.
 
-Conditions (all given ones must hold): `folder`, `direction`, `from` / `to` (addresses or domains; `to`
-covers To and Cc), `subject_contains` (case-insensitive), `subject_regex` (validated, bounded: at most
-200 characters, no backreferences or nested quantifiers, run on at most 998 characters of subject with a
-`REGEX_TIMEOUT_SECONDS` budget — the static check cannot catch every catastrophic pattern, e.g. `(a|a)+$`,
-`((a+))+$`, so a pattern that runs out of time counts as "no match"),
-`has_attachment`, `auto_reply` (RFC 3834 auto-reply or bulk mail).
+Conditions (all given ones must hold): `folder`, `direction`, `from` / `to` (addresses or domains — a domain
+covers its subdomains; compared case-insensitively, international domains in either form; `to` covers To and
+Cc), `subject_contains` (case-insensitive by Unicode full case folding, `str.casefold`:
+"STRASSE" is found in "Straße"; Unicode §3.13 "Default Caseless Matching"), `subject_regex` (the same
+folding, `regex.FULLCASE`; validated, bounded: at most 200 characters, no backreferences or nested
+quantifiers, run on at most 998 characters of subject with a `REGEX_TIMEOUT_SECONDS` budget — the static
+check cannot catch every catastrophic pattern, e.g. `(a|a)+$`, `((a+))+$`, so a pattern that runs out of
+time counts as "no match"), `has_attachment`, `auto_reply` (RFC 3834 auto-reply or bulk mail).
 
 Actions: {"type": "pair", "record": {"type", "id"}}, {"type": "create_lead"}, {"type": "create_ticket"},
 {"type": "reopen_ticket"}, {"type": "bind", "types": ["company", "contact", "lead"]}, {"type": "skip"}
@@ -20,7 +22,7 @@ from typing import Any
 import regex
 
 from chalicelib.logs import logger
-from chalicelib.models.directory import RECORD_TYPES
+from chalicelib.models.directory import RECORD_TYPES, key_address, key_domain
 from chalicelib.pairing.addresses import domain_of, normalize_address, normalize_domain
 from chalicelib.pairing.facts import MessageFacts
 
@@ -44,7 +46,7 @@ def validate_regex(pattern: str) -> regex.Pattern:
     if _BACKREFERENCE.search(pattern) or _NESTED_QUANTIFIER.search(pattern):
         raise InvalidRule("conditions.subject_regex: backreferences and nested quantifiers are not allowed")
     try:
-        return regex.compile(pattern, regex.IGNORECASE | regex.VERSION0)
+        return regex.compile(pattern, regex.IGNORECASE | regex.FULLCASE | regex.VERSION0)
     except regex.error as exc:
         raise InvalidRule(f"conditions.subject_regex: {exc}") from None
 
@@ -88,10 +90,20 @@ def validate(conditions: dict[str, Any], actions: list[dict[str, Any]]) -> tuple
 
 
 def _address_matches(address: str | None, targets: list[str]) -> bool:
+    """`address` is one of `targets` or lies in one of their domains (or a subdomain), compared as the
+    directory index compares them (`models.directory.key_address`: case-insensitive, international domains
+    in either form)."""
     if not address:
         return False
+    address = key_address(address)
     domain = domain_of(address)
-    return any(address == t or (("@" not in t) and (domain == t or domain.endswith("." + t))) for t in targets)
+    for target in targets:
+        if "@" in target:
+            if address == key_address(target):
+                return True
+        elif domain == key_domain(target) or domain.endswith("." + key_domain(target)):
+            return True
+    return False
 
 
 def conditions_hold(conditions: dict[str, Any], facts: MessageFacts) -> bool:
@@ -104,7 +116,7 @@ def conditions_hold(conditions: dict[str, Any], facts: MessageFacts) -> bool:
         return False
     if "to" in c and not any(_address_matches(a, c["to"]) for a in facts.recipients):
         return False
-    if c.get("subject_contains") and c["subject_contains"].lower() not in facts.subject.lower():
+    if c.get("subject_contains") and c["subject_contains"].casefold() not in facts.subject.casefold():
         return False
     if c.get("subject_regex") and not subject_matches(c["subject_regex"], facts.subject):
         return False

@@ -6,6 +6,12 @@ markers (directory index "rfc"/"thread" keys) in the same transaction, so a
 redelivered pairing job writes nothing twice and `link_count` always equals the number of active links.
 Timeline of a retry: run 1 commits {link, audit, count+1}; run 2's put fails its condition → the whole
 transaction is cancelled → nothing changes.
+
+With `require_record` (what pairing and the manual routes pass) the same transaction checks that the linked
+directory record exists (a ConditionCheck): the engine read the directory earlier, and a record deleted
+since — whose `directory.changed` job may already have run and found nothing to remove — gets no link.
+Transactions are serializable (DynamoDB developer guide, "Isolation levels for DynamoDB transactions"): a
+link committed before the delete is seen and removed by that job.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.config import get_settings
 from chalicelib.ids import new_id, stable_id
-from chalicelib.models.directory import DirectoryIndex, record_key, rfc_key, thread_key
+from chalicelib.models.directory import DirectoryIndex, DirectoryRecord, record_key, rfc_key, thread_key
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import AuditEntry, MessageLink, Signal
 from chalicelib.timeutil import now_iso
@@ -67,10 +73,11 @@ def entity_key(tenant_id: str, entity_type: str, entity_id: str) -> str:
 
 
 def audit_entry(tenant_id: str, action: str, actor: str, reason: str | None = None, *, message_id=None,
-                entity_type=None, entity_id=None, signal_id=None, undo_of=None, details=None) -> AuditEntry:
-    return AuditEntry(tenant_id, new_id("aud"), action=action, actor=actor, reason=reason, message_id=message_id,
-                      entity_type=entity_type, entity_id=entity_id, signal_id=signal_id, undo_of=undo_of,
-                      details=details or {}, created_at=now_iso())
+                entity_type=None, entity_id=None, signal_id=None, undo_of=None, details=None,
+                audit_id: str | None = None) -> AuditEntry:
+    return AuditEntry(tenant_id, audit_id or new_id("aud"), action=action, actor=actor, reason=reason,
+                      message_id=message_id, entity_type=entity_type, entity_id=entity_id, signal_id=signal_id,
+                      undo_of=undo_of, details=details or {}, created_at=now_iso())
 
 
 def _link_and_audit(message: Message, spec: LinkSpec) -> tuple[MessageLink, AuditEntry]:
@@ -84,48 +91,58 @@ def _link_and_audit(message: Message, spec: LinkSpec) -> tuple[MessageLink, Audi
     return link, audit
 
 
-def write_links(pairs: Sequence[tuple[Message, LinkSpec]]) -> list[MessageLink | None]:
+def write_links(pairs: Sequence[tuple[Message, LinkSpec]], *, require_record: bool = False
+                ) -> list[MessageLink | None]:
     """`write_link` for many (message, spec) pairs — a message's links or a whole page's — in as few
     transactions as fit (TransactWriteItems takes 100 actions, each item once: per link its put and audit
     entry, per message ONE count update, per thread marker ONE index update). A transaction cancelled by a
     failed condition (a replay finds some links written) is written again link by link, so every pair ends as
     `write_link` leaves it. Results in the order of `pairs`: the new link, or None when it existed."""
     results: list[MessageLink | None] = [None] * len(pairs)
-    for chunk in _chunks(pairs):
-        written = _write_chunk([pairs[i] for i in chunk])
+    for chunk in _chunks(pairs, require_record):
+        written = _write_chunk([pairs[i] for i in chunk], require_record)
         if written is None:
             for i in chunk:
-                results[i] = write_link(*pairs[i])
+                results[i] = write_link(*pairs[i], require_record=require_record)
         else:
             for i, link in zip(chunk, written):
                 results[i] = link
     return results
 
 
-def _chunks(pairs: Sequence[tuple[Message, LinkSpec]]) -> list[list[int]]:
+def _shared_items(message: Message, spec: LinkSpec, require_record: bool) -> list[tuple[str, str]]:
+    """Items a link's transaction touches that other links may share: the message (its count), the linked
+    record (its existence check, when required) and the message's thread markers."""
+    record = [("r", f"{message.tenant_id}#{record_key(spec.type, spec.id)}")] if require_record else []
+    return [("m", message.message_id)] + record + [("k", k) for k in thread_marker_keys(message)]
+
+
+def _chunks(pairs: Sequence[tuple[Message, LinkSpec]], require_record: bool = False) -> list[list[int]]:
     chunks: list[list[int]] = [[]]
     actions, items = 0, set()
     for index, (message, spec) in enumerate(pairs):
         link_item = (message.message_id, record_key(spec.type, spec.id))
-        new = [key for key in [("m", message.message_id)] + [("k", k) for k in thread_marker_keys(message)]
-               if key not in items]
+        new = [key for key in _shared_items(message, spec, require_record) if key not in items]
         if chunks[-1] and (link_item in items or actions + 2 + len(new) > MAX_TRANSACTION_ACTIONS):
             chunks.append([])
             actions, items = 0, set()
-            new = [("m", message.message_id)] + [("k", k) for k in thread_marker_keys(message)]
+            new = _shared_items(message, spec, require_record)
         chunks[-1].append(index)
         items.update([link_item, *new])
         actions += 2 + len(new)
     return [chunk for chunk in chunks if chunk]
 
 
-def _write_chunk(pairs: list[tuple[Message, LinkSpec]]) -> list[MessageLink] | None:
+def _write_chunk(pairs: list[tuple[Message, LinkSpec]], require_record: bool) -> list[MessageLink] | None:
     """All of `pairs` in one transaction, or None when a condition cancelled it (nothing written)."""
     written = [_link_and_audit(message, spec) for message, spec in pairs]
     counts: dict[str, tuple[Message, int]] = {}
     markers: dict[str, tuple[str, set[str]]] = {}
-    for (message, _), (link, _) in zip(pairs, written):
+    records: set[tuple[str, str]] = set()
+    for (message, spec), (link, _) in zip(pairs, written):
         counts[message.message_id] = (message, counts.get(message.message_id, (message, 0))[1] + 1)
+        if require_record:
+            records.add((message.tenant_id, record_key(spec.type, spec.id)))
         for key in thread_marker_keys(message):
             markers.setdefault(key, (message.tenant_id, set()))[1].add(link.link_key)
     try:
@@ -135,6 +152,8 @@ def _write_chunk(pairs: list[tuple[Message, LinkSpec]]) -> list[MessageLink] | N
                 tx.save(audit)
             for message, added in counts.values():
                 tx.update(message, actions=[Message.link_count.add(added)], condition=Message.message_id.exists())
+            for tenant_id, key in sorted(records):
+                _check_record(tx, tenant_id, key)
             for key, (tenant_id, link_keys) in markers.items():
                 tx.update(DirectoryIndex(key), actions=[DirectoryIndex.record_keys.add(link_keys),
                                                         DirectoryIndex.tenant_id.set(tenant_id)])
@@ -147,8 +166,14 @@ def _write_chunk(pairs: list[tuple[Message, LinkSpec]]) -> list[MessageLink] | N
     return [link for link, _ in written]
 
 
-def write_link(message: Message, spec: LinkSpec, *, revive: bool = False) -> MessageLink | None:
-    """The new link, or None when it already existed (or was removed and `revive` is false)."""
+def _check_record(tx: TransactWrite, tenant_id: str, key: str) -> None:
+    tx.condition_check(DirectoryRecord, tenant_id, key, condition=DirectoryRecord.record_key.exists())
+
+
+def write_link(message: Message, spec: LinkSpec, *, revive: bool = False,
+               require_record: bool = False) -> MessageLink | None:
+    """The new link, or None when it already existed (or was removed and `revive` is false), or — with
+    `require_record` — its record is not in the directory (any more)."""
     link, audit = _link_and_audit(message, spec)
     condition = MessageLink.link_key.does_not_exist()
     if revive:
@@ -158,6 +183,8 @@ def write_link(message: Message, spec: LinkSpec, *, revive: bool = False) -> Mes
             tx.save(link, condition=condition)
             tx.save(audit)
             tx.update(message, actions=[Message.link_count.add(1)], condition=Message.message_id.exists())
+            if require_record:
+                _check_record(tx, message.tenant_id, link.link_key)
             for key in thread_marker_keys(message):
                 tx.update(DirectoryIndex(key), actions=[DirectoryIndex.record_keys.add({link.link_key}),
                                                         DirectoryIndex.tenant_id.set(message.tenant_id)])
@@ -171,16 +198,24 @@ def write_link(message: Message, spec: LinkSpec, *, revive: bool = False) -> Mes
 
 def remove_link(message: Message, entity_type: str, entity_id: str, actor: str, reason: str,
                 undo_of: str | None = None) -> AuditEntry | None:
-    """Tombstone an active link (kept for the audit trail; automatic pairing will not re-create it)."""
+    """Tombstone an active link (kept for the audit trail; automatic pairing will not re-create it). With
+    `undo_of` (the `link.created` entry being undone) only the link that entry made is removed — not one made
+    again since (by hand, or by an accepted signal) — and the entry is marked undone in the same transaction,
+    once; None when either condition fails."""
     link = MessageLink(message.message_id, record_key(entity_type, entity_id))
     audit = audit_entry(message.tenant_id, "undo" if undo_of else "link.removed", actor, reason,
                         message_id=message.message_id, entity_type=entity_type, entity_id=entity_id, undo_of=undo_of)
+    condition = MessageLink.status == "active"
+    if undo_of:
+        condition = condition & (MessageLink.audit_id == undo_of)
     try:
         with _tx() as tx:
             tx.update(link, actions=[MessageLink.status.set("removed"), MessageLink.entity_key.remove(),
                                      MessageLink.removed_at.set(audit.created_at)],
-                      condition=MessageLink.status == "active")
+                      condition=condition)
             tx.save(audit)
+            if undo_of:
+                _mark_undone(tx, message.tenant_id, undo_of, audit.audit_id)
             tx.update(message, actions=[Message.link_count.add(-1)], condition=Message.message_id.exists())
             for key in thread_marker_keys(message):
                 tx.update(DirectoryIndex(key), actions=[DirectoryIndex.record_keys.delete({link.link_key})])
@@ -190,6 +225,25 @@ def remove_link(message: Message, entity_type: str, entity_id: str, actor: str, 
         raise
     message.link_count = max(0, int(message.link_count or 0) - 1)
     return audit
+
+
+def _mark_undone(tx: TransactWrite, tenant_id: str, audit_id: str, undo_id: str) -> None:
+    tx.update(AuditEntry(tenant_id, audit_id), actions=[AuditEntry.undone_by.set(undo_id)],
+              condition=AuditEntry.audit_id.exists() & AuditEntry.undone_by.does_not_exist())
+
+
+def save_undo(undo: AuditEntry) -> bool:
+    """Store an "undo" entry and mark the entry it undoes (`undo.undo_of`) in one transaction; False when
+    that entry was undone already (a concurrent or repeated undo): nothing is written."""
+    try:
+        with _tx() as tx:
+            tx.save(undo, condition=AuditEntry.audit_id.does_not_exist())
+            _mark_undone(tx, undo.tenant_id, undo.undo_of, undo.audit_id)
+    except TransactWriteError as exc:
+        if _conflict(exc):
+            return False
+        raise
+    return True
 
 
 def active_links(message_id: str) -> list[MessageLink]:
@@ -229,14 +283,15 @@ def write_signal(message: Message, entity_type: str, entity_id: str, reason: str
     return signal
 
 
-def set_signal_status(signal: Signal, status: str, actor: str) -> bool:
-    """Move an open signal to `status`; False when it was not open any more (a concurrent resolve)."""
+def set_signal_status(signal: Signal, status: str, actor: str, *, expected: str = "open") -> bool:
+    """Move a signal in status `expected` (open) to `status`; False when it was not in it any more (a
+    concurrent resolve)."""
     now = now_iso()
     try:
         signal.update(actions=[Signal.status.set(status), Signal.tenant_status.set(f"{signal.tenant_id}#{status}"),
                                Signal.mailbox_status.set(f"{signal.mailbox_id}#{status}"),
                                Signal.resolved_at.set(now), Signal.resolved_by.set(actor)],
-                      condition=Signal.status == "open")
+                      condition=Signal.status == expected)
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
             return False

@@ -15,16 +15,13 @@
 The API refuses input that fails these (422); addresses the outbox takes from a stored message (reply and
 reply-all recipients: whatever an inbound message said) are dropped or cleaned with them instead.
 
-`idna` loads on the first international domain (`chalicelib.lazy`), not on the API's cold start, which the
-request models importing this module would otherwise pay for its tables (~5 M instructions, 0.4 %).
+The IDNA conversions live in `chalicelib.idn` (below the models, whose directory index keys use them).
 """
 from __future__ import annotations
 
 import re
 
-from chalicelib.lazy import lazy_module
-
-idna = lazy_module("idna")
+from chalicelib.idn import ascii_domain
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -40,14 +37,6 @@ MAX_ADDRESS = 254
 def is_plain_address(value: str) -> bool:
     return (len(value) <= MAX_ADDRESS and _ADDR_SPEC.fullmatch(value) is not None
             and len(value.rpartition("@")[0]) <= MAX_LOCAL_PART)
-
-
-def ascii_domain(domain: str) -> str:
-    """`domain` as A-labels (IDNA2008 with UTS #46 mapping); raises ValueError when it cannot be one."""
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError) as exc:
-        raise ValueError(f"not a valid domain: {exc}") from None
 
 
 def with_ascii_domain(value: str) -> str:

@@ -77,6 +77,7 @@ def delete_record(record_type: str, record_id: str):
     tenant_id = require_tenant_admin().tenant_id
     dropped = directory.delete_record(tenant_id, _type(record_type), record_id)
     if dropped is None:
+        late.announce_leftovers(tenant_id, record_type, record_id)
         raise not_found(record_type, record_id)
     late.announce_deleted(tenant_id, dropped)
     return None

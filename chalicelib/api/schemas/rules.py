@@ -18,9 +18,12 @@ class RuleConditions(Strict):
     direction: Literal["inbound", "outbound"] | None = None
     from_: list[str] | None = Field(None, alias="from", max_length=100, description="Addresses or domains.")
     to: list[str] | None = Field(None, max_length=100, description="Addresses or domains (To and Cc).")
-    subject_contains: str | None = Field(None, min_length=1, max_length=200)
+    subject_contains: str | None = Field(None, min_length=1, max_length=200,
+                                         description="Case-insensitive (Unicode case folding: STRASSE finds "
+                                                     "Straße).")
     subject_regex: str | None = Field(None, min_length=1, max_length=200,
-                                      description="Python regex; no backreferences or nested quantifiers.")
+                                      description="Python regex, case-insensitive as subject_contains; no "
+                                                  "backreferences or nested quantifiers.")
     has_attachment: bool | None = None
     auto_reply: bool | None = Field(None, description="RFC 3834 auto-reply or bulk mail.")
 
