@@ -49,8 +49,11 @@ def emit(tenant_id: str, event_type: str, payload: dict[str, Any], *, event_id: 
         try:
             aws.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(
                 {"tenant_id": tenant_id, "event_id": event.event_id, "type": event_type}))
-        except Exception:  # the stored event remains; the notifier's sweep can pick it up
-            logger.exception("event enqueue failed", extra={"event_type": event_type})
+        except Exception:  # noqa: BLE001 - after botocore's 5 attempts (aws.py): the event stays stored (kept
+            # 90 days) but reaches no webhook or notification — nothing re-sends it (a known gap: message
+            # events travel through page debts and `enqueue_events`, which raise and are retried instead)
+            logger.exception("event enqueue failed; the event is stored but not delivered",
+                             extra={"event_type": event_type, "event_id": event.event_id})
     return event
 
 
