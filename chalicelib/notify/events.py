@@ -4,13 +4,16 @@ Types: message.created, message.paired, signal.created, record.created, mailbox.
 mailbox.push_expiring, mailbox.credentials_expiring, outbox.sent, outbox.failed (`models.webhook.EVENT_TYPES`,
 what tenants subscribe to); internal (drives a background job, not for tenant webhooks): directory.changed.
 The stored item is the source of truth; the queue message only carries its
-key, so a lost enqueue is recoverable and a duplicate delivery is detectable by `event_id`.
+key, so a duplicate delivery is detectable by `event_id` and a lost enqueue is recoverable: an event whose
+SendMessage still fails after botocore's retries (`aws.py`) is marked `unsent_shard` (the sparse `by_unsent`
+index), and the hourly renewer re-sends it (`resend_unsent`) — the notifier handles an event id once, so a
+mark left behind by a crash between the send and its clearing costs nothing but a repeat it ignores.
 """
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Callable
 
 from pynamodb.exceptions import PutError
 
@@ -19,7 +22,7 @@ from chalicelib.budget import batches_within
 from chalicelib.config import get_settings
 from chalicelib.ids import new_id, stable_id
 from chalicelib.logs import logger
-from chalicelib.models.event import Event
+from chalicelib.models.event import UNSENT_SHARD, Event
 from chalicelib.timeutil import now_iso
 
 RETENTION_SECONDS = 90 * 24 * 3600
@@ -47,14 +50,52 @@ def emit(tenant_id: str, event_type: str, payload: dict[str, Any], *, event_id: 
     queue_url = get_settings().events_queue_url
     if queue_url:
         try:
-            aws.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(
-                {"tenant_id": tenant_id, "event_id": event.event_id, "type": event_type}))
-        except Exception:  # noqa: BLE001 - after botocore's 5 attempts (aws.py): the event stays stored (kept
-            # 90 days) but reaches no webhook or notification — nothing re-sends it (a known gap: message
-            # events travel through page debts and `enqueue_events`, which raise and are retried instead)
-            logger.exception("event enqueue failed; the event is stored but not delivered",
+            _send(queue_url, event)
+        except Exception:  # noqa: BLE001 - after botocore's retries: the renewer re-sends it (`resend_unsent`)
+            logger.exception("event enqueue failed; marked for the renewer to re-send",
                              extra={"event_type": event_type, "event_id": event.event_id})
+            _mark_unsent(event)
     return event
+
+
+def _send(queue_url: str, event: Event) -> None:
+    aws.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(
+        {"tenant_id": event.tenant_id, "event_id": event.event_id, "type": event.type}))
+
+
+def _mark_unsent(event: Event) -> None:
+    try:
+        Event(event.tenant_id, event.event_id).update(actions=[Event.unsent_shard.set(UNSENT_SHARD)],
+                                                      condition=Event.event_id.exists())
+    except Exception:  # noqa: BLE001 - DynamoDB refused too: only the ERROR lines tell of this event
+        logger.exception("marking an unsent event failed; it will not be delivered",
+                         extra={"event_id": event.event_id})
+
+
+def resend_unsent(has_time: Callable[[], bool] = lambda: True) -> int:
+    """Send the queue messages of the events `emit` could not enqueue (`by_unsent`, oldest first) and clear
+    their marks; stops at the first refusal (SQS is still failing: the next run goes on) or when `has_time()`
+    says so. Returns how many were sent."""
+    queue_url = get_settings().events_queue_url
+    sent = 0
+    if not queue_url:
+        return sent
+    for key in Event.by_unsent.query(UNSENT_SHARD):
+        if not has_time():
+            break
+        try:
+            event = Event.get(key.tenant_id, key.event_id)
+        except Event.DoesNotExist:          # expired (TTL) or erased since: nothing to deliver
+            continue
+        try:
+            _send(queue_url, event)
+        except Exception:  # noqa: BLE001 - SQS still refuses: the marks stay for the next run
+            logger.exception("re-sending an unsent event failed", extra={"event_id": event.event_id})
+            break
+        Event(event.tenant_id, event.event_id).update(actions=[Event.unsent_shard.remove()],
+                                                      condition=Event.event_id.exists())
+        sent += 1
+    return sent
 
 
 EVENTS_KIND = "events"            # one queue message carrying several whole events (see `enqueue_events`)

@@ -10,7 +10,8 @@ It also keeps push registrations alive (`sync/push.py`: Gmail watch, Graph subsc
 when one cannot be renewed) and completes what stored messages still owe when a sync died before paying it
 (`sync/effects.py`: pairing, `message.created`, counts) — the outbox sweeper. And it runs the webhook
 deliveries' safety-net sweep (`notify.deliveries.run_due`: deliveries whose delayed
-queue message was lost), within `WEBHOOK_SWEEP_SECONDS`, and the outbox's (`outbox.delivery.sweep`: items whose
+queue message was lost), within `WEBHOOK_SWEEP_SECONDS`, re-sends the events SQS refused when they were
+emitted (`notify.events.resend_unsent`), and runs the outbox's (`outbox.delivery.sweep`: items whose
 job was lost or whose attempt died). And it deletes stored mail past its tenant's retention period, bounded
 per run (`erasure/retention.py`).
 
@@ -44,7 +45,7 @@ from typing import Any, Callable, Iterator
 from chalicelib.erasure import retention
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
-from chalicelib.notify import deliveries
+from chalicelib.notify import deliveries, events
 from chalicelib.outbox import delivery as outbox_delivery
 from chalicelib.providers.base import MailProvider
 from chalicelib.providers.kinds import build_provider
@@ -194,6 +195,10 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
                                                        has_time=lambda: budget.left(sweeps_until))
     except Exception:  # noqa: BLE001 - as below: the next run sweeps again
         logger.exception("outbox sweep failed")
+    try:
+        counts["events_resent"] = events.resend_unsent(has_time=lambda: budget.left(sweeps_until))
+    except Exception:  # noqa: BLE001 - SQS still refuses: the marks stay for the next run
+        logger.exception("re-sending unsent events failed")
     try:
         seconds = min(WEBHOOK_SWEEP_SECONDS, budget.share(0.5) - clock())    # run_due reads time.monotonic
         swept = deliveries.run_due(deadline=time.monotonic() + max(0.0, seconds))

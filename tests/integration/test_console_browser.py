@@ -220,6 +220,16 @@ def test_console_walk_sign_in_sync_signal_replay_and_escaping(served, browser, d
         receiver.stop()
 
 
+def submit_sign_in(browser, wait, served: str, key: str, user: str = "") -> None:
+    """Open the console and submit its sign-in form with `key` (and `user`, when given)."""
+    browser.get(f"{served}/console")
+    wait.until(lambda d: d.find_element(By.ID, "signin").is_displayed())
+    browser.find_element(By.ID, "key").send_keys(key)
+    if user:
+        browser.find_element(By.ID, "user").send_keys(user)
+    browser.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
+
+
 def test_console_pages_of_another_role_do_not_sign_the_user_out(served, browser):
     """A tenant session opening the operator's `#/tenants` (a bookmark, a shared link) called the admin API with
     the tenant key; its 401 read as "the key was refused" and signed the user out — and the operator opening
@@ -232,12 +242,7 @@ def test_console_pages_of_another_role_do_not_sign_the_user_out(served, browser)
                          ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
     def sign_in(key: str, user: str = "") -> None:
-        browser.get(f"{served}/console")
-        wait.until(lambda d: d.find_element(By.ID, "signin").is_displayed())
-        browser.find_element(By.ID, "key").send_keys(key)
-        if user:
-            browser.find_element(By.ID, "user").send_keys(user)
-        browser.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
+        submit_sign_in(browser, wait, served, key, user)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#view .page"))
 
     def visit(hash_: str, expected: str) -> None:
@@ -286,12 +291,7 @@ def test_a_key_or_user_the_browser_cannot_send_is_named_not_reported_as_a_networ
     running?" — sending a newcomer to debug a stack that is fine."""
     wait = WebDriverWait(browser, 20, poll_frequency=0.2)
     for key, user, expected in (("mbk_…", "", "API key"), ("mbk_abc_def", "jan✓", "X-User-Id")):
-        browser.get(f"{served}/console")
-        wait.until(lambda d: d.find_element(By.ID, "signin").is_displayed())
-        browser.find_element(By.ID, "key").send_keys(key)
-        if user:
-            browser.find_element(By.ID, "user").send_keys(user)
-        browser.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
+        submit_sign_in(browser, wait, served, key, user)
         wait.until(lambda d: d.find_element(By.ID, "signin-error").text)
         message = browser.find_element(By.ID, "signin-error").text
         assert expected in message and "Network error" not in message, message

@@ -238,15 +238,20 @@ def test_read_user_gets_404_on_send_and_nothing_is_queued(api, world, smtp):
     assert list(OutboxItem.query(world["tenant"]["id"])) == []
 
 
-def test_a_dead_attempt_is_not_resent_blindly(api, world, smtp, dovecot, monkeypatch):
-    """Guards against resending a message whose attempt died after SMTP accepted it (a duplicate)."""
-    accepted = send(api, world, {"to": ["jan@customer.example"], "subject": "Crash", "text": "x"})
-    tenant_id, outbox_id = world["tenant"]["id"], accepted.json["id"]
+def send_and_die_after_submitting(api, world, subject, monkeypatch) -> tuple[str, str]:
+    """Send, and kill the attempt after the provider took the message but before it was recorded as sent."""
+    accepted = send(api, world, {"to": ["jan@customer.example"], "subject": subject, "text": "x"})
     real_record = delivery._record_sent
     monkeypatch.setattr(delivery, "_record_sent", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed")))
     with pytest.raises(SystemExit):
         run_outbox_jobs(world["aws"]["events_queue_url"])
     monkeypatch.setattr(delivery, "_record_sent", real_record)
+    return world["tenant"]["id"], accepted.json["id"]
+
+
+def test_a_dead_attempt_is_not_resent_blindly(api, world, smtp, dovecot, monkeypatch):
+    """Guards against resending a message whose attempt died after SMTP accepted it (a duplicate)."""
+    tenant_id, outbox_id = send_and_die_after_submitting(api, world, "Crash", monkeypatch)
     assert outbox_item(tenant_id, outbox_id).status == "sending" and len(smtp.envelopes) == 1
     assert delivery.sweep() == 0                                   # not stale yet
     assert delivery.sweep(time.time() + delivery.STALE_AFTER + 1) == 1
@@ -306,13 +311,7 @@ def test_a_job_redelivered_many_times_sends_once(api, world, smtp):
 def test_a_copy_the_sync_stored_before_a_dead_attempt_was_recovered_is_one_message(api, world, smtp, monkeypatch):
     """Guards two messages in the CRM for one send: the attempt died after SMTP took the message and the APPEND
     filed it, the next sync stored Sent's copy, then the sweep recovered the item — its copy is that one."""
-    accepted = send(api, world, {"to": ["jan@customer.example"], "subject": "Crash then sync", "text": "x"})
-    tenant_id, outbox_id = world["tenant"]["id"], accepted.json["id"]
-    real_record = delivery._record_sent
-    monkeypatch.setattr(delivery, "_record_sent", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed")))
-    with pytest.raises(SystemExit):
-        run_outbox_jobs(world["aws"]["events_queue_url"])
-    monkeypatch.setattr(delivery, "_record_sent", real_record)
+    tenant_id, outbox_id = send_and_die_after_submitting(api, world, "Crash then sync", monkeypatch)
     sync(world["mailbox_id"], tenant_id)
     [imported] = stored_in(world["mailbox_id"], "sent")
     assert delivery.sweep(time.time() + delivery.STALE_AFTER + 1) == 1

@@ -71,23 +71,30 @@ def test_a_record_deleted_while_its_message_is_paired_gets_no_link(api, tenant, 
     assert linked(message) == {("project", "pr-1")} and Message.get(message.message_id).link_count == 1
 
 
+def delete_after_the_existence_check(monkeypatch, tenant_id, record_type, record_id):
+    """Make the next `directory.get_record` answer as before and then delete the record (a delete landing
+    between the existence check and the link write); returns the real `get_record`."""
+    real_get = directory.get_record
+    calls = []
+
+    def get_then_delete(*args, **kwargs):
+        found = real_get(*args, **kwargs)
+        if not calls:
+            calls.append(True)
+            directory.delete_record(tenant_id, record_type, record_id)
+        return found
+
+    monkeypatch.setattr(directory, "get_record", get_then_delete)
+    return real_get
+
+
 def test_a_signal_accepted_while_its_record_is_deleted_makes_no_link(api, tenant, monkeypatch):
     tid, key = tenant["id"], tenant["key"]
     api("PUT", "/v1/directory/company/c-1", key=key, json_body={"emails": ["info@acme.example"]})
     mailbox = make_mailbox(tid, mode="signal")
     message = make_message(mailbox, sender="info@acme.example")
     [signal_id] = engine.pair_message(message).signals
-    real_get = directory.get_record
-    calls = []
-
-    def get_then_delete(tenant_id, record_type, record_id):   # the existence check passes, then the delete lands
-        found = real_get(tenant_id, record_type, record_id)
-        if not calls:
-            calls.append(True)
-            directory.delete_record(tid, "company", "c-1")
-        return found
-
-    monkeypatch.setattr(directory, "get_record", get_then_delete)
+    real_get = delete_after_the_existence_check(monkeypatch, tid, "company", "c-1")
     answer = api("POST", f"/v1/signals/{signal_id}/accept", key=key)
     monkeypatch.setattr(directory, "get_record", real_get)
     assert answer.status == 409 and "no longer exists" in answer.json["detail"]
@@ -98,17 +105,7 @@ def test_a_manual_link_to_a_record_deleted_meanwhile_is_404_not_a_link(api, tena
     tid, key = tenant["id"], tenant["key"]
     api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"name": "P"})
     message = make_message(make_mailbox(tid), sender="x@y.example")
-    real_get = directory.get_record
-    calls = []
-
-    def get_then_delete(tenant_id, record_type, record_id):   # the existence check passes, then the delete lands
-        found = real_get(tenant_id, record_type, record_id)
-        if not calls:
-            calls.append(True)
-            directory.delete_record(tid, "project", "pr-1")
-        return found
-
-    monkeypatch.setattr(directory, "get_record", get_then_delete)
+    real_get = delete_after_the_existence_check(monkeypatch, tid, "project", "pr-1")
     answer = api("POST", f"/v1/messages/{message.message_id}/links", key=key,
                  json_body={"type": "project", "id": "pr-1"})
     monkeypatch.setattr(directory, "get_record", real_get)
