@@ -218,12 +218,17 @@ def test_undo_of_a_created_record_the_crm_has_taken_over_is_a_conflict(api, tena
     assert directory.get_record(tid, "lead", lead_id) is not None and linked(message) == {("lead", lead_id)}
 
 
-def test_subject_contains_compares_by_unicode_case_folding(api, tenant):
-    tid, key = tenant["id"], tenant["key"]
+def rule_pairing_with_a_project(api, key: str, name: str, conditions: dict) -> None:
+    """A project `pr-1` and a rule pairing mail that meets `conditions` with it."""
     api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"name": "P"})
     assert api("POST", "/v1/rules", key=key, json_body={
-        "name": "street", "conditions": {"subject_contains": "STRASSE"},
+        "name": name, "conditions": conditions,
         "actions": [{"type": "pair", "record": {"type": "project", "id": "pr-1"}}]}).status == 201
+
+
+def test_subject_contains_compares_by_unicode_case_folding(api, tenant):
+    tid, key = tenant["id"], tenant["key"]
+    rule_pairing_with_a_project(api, key, "street", {"subject_contains": "STRASSE"})
     mailbox = make_mailbox(tid)
     message = make_message(mailbox, sender="x@y.example", subject="Neue Hauptstraße 5")
     engine.pair_message(message)
@@ -235,10 +240,7 @@ def test_subject_contains_compares_by_unicode_case_folding(api, tenant):
 
 def test_a_rule_regex_folds_case_like_subject_contains(api, tenant):
     tid, key = tenant["id"], tenant["key"]
-    api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"name": "P"})
-    assert api("POST", "/v1/rules", key=key, json_body={
-        "name": "greetings", "conditions": {"subject_regex": "^GRÜSSE aus"},
-        "actions": [{"type": "pair", "record": {"type": "project", "id": "pr-1"}}]}).status == 201
+    rule_pairing_with_a_project(api, key, "greetings", {"subject_regex": "^GRÜSSE aus"})
     message = make_message(make_mailbox(tid), sender="x@y.example", subject="Grüße aus Wien")
     engine.pair_message(message)
     assert linked(message) == {("project", "pr-1")}
