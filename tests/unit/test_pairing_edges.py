@@ -35,6 +35,20 @@ def recent(days_ago: int) -> str:
     return isoformat(utcnow() - timedelta(days=days_ago))
 
 
+def rule_creating_leads(api, key: str) -> None:
+    """A rule that creates a lead from every message."""
+    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
+                                                         "actions": [{"type": "create_lead"}]}).status == 201
+
+
+def rule_pairing_with_a_project(api, key: str, name: str, conditions: dict) -> None:
+    """A project `pr-1` and a rule pairing mail that meets `conditions` with it."""
+    api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"name": "P"})
+    assert api("POST", "/v1/rules", key=key, json_body={
+        "name": name, "conditions": conditions,
+        "actions": [{"type": "pair", "record": {"type": "project", "id": "pr-1"}}]}).status == 201
+
+
 def test_a_record_deleted_while_its_message_is_paired_gets_no_link(api, tenant, monkeypatch):
     """The engine read the directory (the company existed), then the company was deleted and its
     `directory.changed` job ran — all before the engine wrote its link. The job found no link to remove, so a
@@ -206,8 +220,7 @@ def test_undo_of_a_reopen_after_the_ticket_changed_again_is_a_conflict(api, tena
 
 def test_undo_of_a_created_record_the_crm_has_taken_over_is_a_conflict(api, tenant):
     tid, key = tenant["id"], tenant["key"]
-    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
-                                                         "actions": [{"type": "create_lead"}]}).status == 201
+    rule_creating_leads(api, key)
     message = make_message(make_mailbox(tid), sender="who@new.example")
     lead_id = engine.pair_message(message).records[0]["id"]
     entry = next(e for e in manual.list_audit(tid, 50, None, message.message_id)[0] if e.action == "record.created")
@@ -216,14 +229,6 @@ def test_undo_of_a_created_record_the_crm_has_taken_over_is_a_conflict(api, tena
     answer = api("POST", f"/v1/audit/{entry.audit_id}/undo", key=key)
     assert answer.status == 409, answer.json
     assert directory.get_record(tid, "lead", lead_id) is not None and linked(message) == {("lead", lead_id)}
-
-
-def rule_pairing_with_a_project(api, key: str, name: str, conditions: dict) -> None:
-    """A project `pr-1` and a rule pairing mail that meets `conditions` with it."""
-    api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"name": "P"})
-    assert api("POST", "/v1/rules", key=key, json_body={
-        "name": name, "conditions": conditions,
-        "actions": [{"type": "pair", "record": {"type": "project", "id": "pr-1"}}]}).status == 201
 
 
 def test_subject_contains_compares_by_unicode_case_folding(api, tenant):
@@ -249,8 +254,7 @@ def test_a_rule_regex_folds_case_like_subject_contains(api, tenant):
 def test_two_undos_racing_record_one_undo(api, tenant, monkeypatch):
     """Both requests read the entry before either marked it undone."""
     tid, key = tenant["id"], tenant["key"]
-    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
-                                                         "actions": [{"type": "create_lead"}]}).status == 201
+    rule_creating_leads(api, key)
     message = make_message(make_mailbox(tid), sender="who@new.example")
     engine.pair_message(message)
     entry = next(e for e in manual.list_audit(tid, 50, None, message.message_id)[0] if e.action == "record.created")
@@ -267,8 +271,7 @@ def test_two_undos_racing_record_one_undo(api, tenant, monkeypatch):
 def test_an_undo_of_a_created_record_retried_after_a_crash_finishes_it(api, tenant, monkeypatch):
     """The first undo deleted the record and died before announcing it: the lead's other links stayed."""
     tid, key = tenant["id"], tenant["key"]
-    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
-                                                         "actions": [{"type": "create_lead"}]}).status == 201
+    rule_creating_leads(api, key)
     mailbox = make_mailbox(tid)
     first = make_message(mailbox, sender="who@new.example")
     lead_id = engine.pair_message(first).records[0]["id"]
@@ -332,8 +335,7 @@ def test_a_record_created_by_a_rule_keeps_its_audit_and_event_across_a_crash(api
     """The lead was stored, then the job died before its audit entry and `record.created` event; the queue
     redelivers the message and pairing runs again."""
     tid, key = tenant["id"], tenant["key"]
-    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
-                                                         "actions": [{"type": "create_lead"}]}).status == 201
+    rule_creating_leads(api, key)
     message = make_message(make_mailbox(tid), sender="who@new.example")
     real_save = AuditEntry.save
 
@@ -486,10 +488,7 @@ def test_addresses_pair_as_the_mail_really_names_them(api, tenant):
 ])
 def test_a_rules_from_condition_matches_an_international_domain_in_either_form(api, tenant, condition, sender):
     tid, key = tenant["id"], tenant["key"]
-    api("PUT", "/v1/directory/project/pr-1", key=key, json_body={"name": "P"})
-    assert api("POST", "/v1/rules", key=key, json_body={
-        "name": "books", "conditions": {"from": [condition]},
-        "actions": [{"type": "pair", "record": {"type": "project", "id": "pr-1"}}]}).status == 201
+    rule_pairing_with_a_project(api, key, "books", {"from": [condition]})
     message = make_message(make_mailbox(tid), sender=sender)
     engine.pair_message(message)
     assert linked(message) == {("project", "pr-1")}
@@ -497,8 +496,7 @@ def test_a_rules_from_condition_matches_an_international_domain_in_either_form(a
 
 def test_a_lead_undone_and_created_again_is_announced_again(api, tenant):
     tid, key = tenant["id"], tenant["key"]
-    assert api("POST", "/v1/rules", key=key, json_body={"name": "r", "conditions": {},
-                                                         "actions": [{"type": "create_lead"}]}).status == 201
+    rule_creating_leads(api, key)
     mailbox = make_mailbox(tid)
     first = make_message(mailbox, sender="who@new.example")
     lead_id = engine.pair_message(first).records[0]["id"]
