@@ -41,7 +41,7 @@ from chalicelib.privacy.lists import lists_for, refusal
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync.mime import ParsedMessage, parse_message
 from chalicelib.threads import derived, identity
-from chalicelib.timeutil import now_iso
+from chalicelib.timeutil import isoformat, now_iso
 
 CONTENT_KEYS = "content"                        # Mailbox.store_keys of mailboxes keyed by content only
 OWED_IMPORTED = ["pair", "announce", "count"]   # what a new message owes (sync/effects.py pays it)
@@ -194,10 +194,6 @@ def _sent_twin(mailbox: Mailbox, folder: str, rfc_message_id: str | None) -> str
 SYNCED_COPY_WINDOW = 900      # seconds around the attempt in which a provider may date its own copy
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def synced_copy(mailbox: Mailbox, rfc_message_id: str, date: str | None, attempted_at: float | None) -> Message | None:
     """Sent's copy of a message the outbox sent, when a sync stored it BEFORE the outbox stored its own (a
     push-triggered sync right after the provider accepted it; an attempt that died, or whose outcome was
@@ -207,7 +203,8 @@ def synced_copy(mailbox: Mailbox, rfc_message_id: str, date: str | None, attempt
     own = sent_copy_id(mailbox, rfc_message_id)
     ranges = [(f"{date}#", f"{date}#~")] if date else []
     if attempted_at:
-        ranges.append((_iso(attempted_at - SYNCED_COPY_WINDOW), _iso(attempted_at + SYNCED_COPY_WINDOW) + "~"))
+        ranges.append((isoformat(datetime.fromtimestamp(attempted_at - SYNCED_COPY_WINDOW, timezone.utc)),
+                       isoformat(datetime.fromtimestamp(attempted_at + SYNCED_COPY_WINDOW, timezone.utc)) + "~"))
     for low, high in ranges:
         for found in Message.by_mailbox_folder.query(f"{mailbox.mailbox_id}#{SENT_FOLDER}",
                                                      Message.date_key.between(low, high),
