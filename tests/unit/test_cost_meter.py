@@ -113,6 +113,32 @@ def test_the_ledger_itemizes_every_write_with_its_index_units(aws):
     assert update.table_wru() == 2 and update.table_wru({"ledgered": 0.3}) == 1 and update.index_wru == {"by_owner": 1}
 
 
+def test_a_transactions_condition_check_is_billed_as_a_write_of_the_item(aws):
+    """A ConditionCheck in TransactWriteItems writes nothing yet is billed as a transactional write of the item it
+    checks (2 WRU per KB, measured against DynamoDB; see `Meter._dynamodb`), no read; the ledger lists it."""
+    import boto3
+
+    from bench.cost.meter import Meter
+    dynamodb = boto3.client("dynamodb")
+    indexed_table(dynamodb, "checked")
+    dynamodb.put_item(TableName="checked", Item={"pk": {"S": "guard"}, "owner": {"S": "u1"}, "n": {"N": "1"}})
+    meter = Meter()
+    meter.ledger = []
+    try:
+        dynamodb.transact_write_items(TransactItems=[
+            {"ConditionCheck": {"TableName": "checked", "Key": {"pk": {"S": "guard"}},
+                                "ConditionExpression": "#n = :n", "ExpressionAttributeNames": {"#n": "n"},
+                                "ExpressionAttributeValues": {":n": {"N": "1"}}}},
+            {"Put": {"TableName": "checked", "Item": {"pk": {"S": "b"}}}}])
+    finally:
+        meter.close()
+    assert meter.usage.rru == 0
+    assert meter.usage.wru({"checked": 0.1}) == 2 + 2 and meter.usage.wru_index == 0
+    check, put = meter.ledger
+    assert (check.action, check.key, check.table_wru({"checked": 0.1}), check.index_wru) == (
+        "TransactWriteItems.ConditionCheck", "guard", 2, {})
+
+
 def test_the_fake_providers_cpu_is_told_apart_from_the_workers():
     """Guards `bench.cost.server_cpu`: a fake's request handling (its own threads) is counted, so the cost model
     can leave it out of the Lambda time; the caller's own work is not."""
