@@ -13,6 +13,8 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 # `make package` strips the shipped shared libraries (infra/package.py)
 command -v strip >/dev/null 2>&1 || need_apt+=(binutils)
+# `make bench` counts the instructions of the API's cold import (bench/package_weight)
+command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}"

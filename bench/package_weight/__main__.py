@@ -24,6 +24,8 @@
    and Graph providers imported eagerly (msal too).
    The Gmail weight (issue 9): googleapiclient's discovery documents as installed (what `chalice package`
    copies) and as shipped (`gmail.v1.json` only), and what the Gmail SDK (`GMAIL_SDK`) adds to the shipped zip.
+   The same as shipped and for the floor in instructions executed (`valgrind --tool=cachegrind`), which do not
+   move with the machine's load as times do.
 3. Runs `bench.package_weight.first_request` (from the checkout, against moto): `import app` + the first and
    second `GET /v1/mailboxes`, so the schemas pydantic builds on first use (`defer_build`) are counted.
 
@@ -36,6 +38,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -71,6 +74,7 @@ print(json.dumps({{"wall": wall, "cpu": cpu, "modules": len(sys.modules), "third
                   "heavy": [m for m in {heavy!r} if m in sys.modules]}}))
 """
 APP = "import app"
+COLD_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_DEFAULT_REGION": "us-east-1"}
 # Paused collector as in `import app` (chalicelib.coldstart), so "app − floor" is mailbridge's own share.
 FLOOR = """import gc, importlib
 gc.disable()
@@ -155,11 +159,10 @@ def extract(archive: Path, into: Path) -> Path:
 
 def cold_import(package_dir: Path, imports: str, runs: int) -> dict:
     walls, cpus, last = [], [], {}
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_DEFAULT_REGION": "us-east-1"}
     for _ in range(runs):
         output = subprocess.run([sys.executable, "-I", "-S", "-B", "-c",
                                  PROBE.format(imports=imports, heavy=HEAVY), str(package_dir)],
-                                cwd=package_dir, env=env, check=True, capture_output=True, text=True).stdout
+                                cwd=package_dir, env=COLD_ENV, check=True, capture_output=True, text=True).stdout
         last = json.loads(output.strip().splitlines()[-1])
         walls.append(last["wall"])
         cpus.append(last["cpu"])
@@ -167,6 +170,21 @@ def cold_import(package_dir: Path, imports: str, runs: int) -> dict:
             "cpu_median_s": round(statistics.median(cpus), 3), "modules": last["modules"],
             "heavy_loaded": last["heavy"], "third_party_modules": len(last["third_party"]),
             "_third_party": last["third_party"]}
+
+
+def instructions(package_dir: Path, imports: str) -> int:
+    """Instructions the interpreter executes for `imports` from the package, bare interpreter start-up and exit
+    subtracted (`valgrind --tool=cachegrind --cache-sim=no`, "I refs": https://valgrind.org/docs/manual/
+    cg-manual.html) — unlike a time, the same on a busy and a quiet machine, so it compares runs across windows."""
+    def count(code: str) -> int:
+        output = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                                 sys.executable, "-I", "-S", "-B", "-c", code, str(package_dir)], cwd=package_dir,
+                                env=COLD_ENV, check=True, capture_output=True, text=True).stderr
+        refs = re.search(r"I\s+refs:\s+([\d,]+)", output)
+        if refs is None:
+            raise RuntimeError(f"cachegrind printed no instruction count: {output[-500:]}")
+        return int(refs.group(1).replace(",", ""))
+    return count(PROBE.format(imports=imports, heavy=HEAVY)) - count(PROBE.format(imports="pass", heavy=HEAVY))
 
 
 def first_request(runs: int) -> dict:
@@ -248,6 +266,10 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"cold import, {label}: median {figures['median_s']} s (min {figures['min_s']} s, "
                   f"CPU {figures['cpu_median_s']} s), {figures['modules']} modules, "
                   f"heavy: {', '.join(figures['heavy_loaded'])}")
+        shipped_app, floor_imports = variants["as shipped (import app)"], FLOOR.format(modules=floor)
+        result["instructions_m"] = {"import app": round(instructions(*shipped_app) / 1e6),
+                                    "third-party floor": round(instructions(package_dir, floor_imports) / 1e6)}
+        print(f"instructions executed (cachegrind, millions; load-independent): {result['instructions_m']}")
     result["first_request"] = first_request(max(1, min(args.runs, 5)))
     print(f"checkout + moto, import app then GET /v1/mailboxes: {result['first_request']}")
     record("package_weight", result)
