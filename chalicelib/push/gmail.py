@@ -98,7 +98,7 @@ def _candidates(email: str) -> list[tuple[Mailbox, dict]]:
 
 
 def default_audience() -> str:
-    return f"{get_settings().public_base_url}/v1/push/gmail"
+    return get_settings().public_url("/v1/push/gmail")
 
 
 def verify(authorization: str | None, audiences: list[str]) -> dict[str, Any]:
