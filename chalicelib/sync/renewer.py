@@ -23,7 +23,8 @@ meanwhile are acknowledged without a job (`chalicelib.push`). On reactivation th
 due (a day since its last renewal, or lapsed) and renews it — Gmail's renewal is a new `users.watch`, a lapsed Graph
 subscription answers the PATCH 404 and is made afresh (`GraphSubscriptions.renew`) — and settles a lifecycle event
 recorded meanwhile; the scheduler's next tick syncs the mailbox. What stored mail still owes (pairing, events,
-counts), credential-expiry warnings and retention keep running: they concern data already stored.
+counts) and retention keep running (they concern mail already stored), and so do credential-expiry warnings (a
+client secret or app password expiring during a suspension still needs replacing before reactivation).
 
 Bounded and isolated, so that nothing is starved:
 - one mailbox, outbox item, delivery or retention mailbox that raises is logged and counted (`errors`) and the
