@@ -61,6 +61,15 @@ class Settings:
     def table_name(self, suffix: str) -> str:
         return f"{self.table_prefix}{suffix}"
 
+    def public_url(self, path: str) -> str:
+        """The absolute URL of `path` ("/v1/…") as clients reach this API: `MAILBRIDGE_PUBLIC_BASE_URL` + path.
+        Every URL the service hands out is built here (201 `Location`, attachment `download_url` and the `cid:`
+        images of a message's HTML, OAuth redirect URIs, the push endpoints registered with Google and Microsoft,
+        the OpenAPI `servers` entry and the reference's `$B`): API Gateway serves a stage under a path prefix
+        (`https://x.execute-api.<region>.amazonaws.com/api/v1/…`), which only the configured base URL knows — a
+        bare `/v1/…` path, or the request's own path, would lose it behind a custom domain's base-path mapping."""
+        return self.public_base_url + path
+
 
 INSECURE_URL_STAGES = ("local", "test")
 

@@ -48,10 +48,12 @@ def aws():
         from chalicelib import aws as aws_clients
         from chalicelib.api import auth_cache
         from chalicelib.models.registry import all_models
+        from chalicelib.push import tenant_may_sync as push_tenant_may_sync
         from chalicelib.security.crypto import clear_data_key_cache
         from chalicelib.sync.worker import tenant_may_sync
         aws_clients.reset_clients()
         tenant_may_sync.clear()          # a warm worker's tenant cache must not outlive the moto world
+        push_tenant_may_sync.clear()     # nor the push endpoints'
         clear_data_key_cache()           # nor its decrypted data keys
         auth_cache.forget_all()          # nor the API's verified keys
         for model in all_models():

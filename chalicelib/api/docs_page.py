@@ -206,7 +206,7 @@ Authenticate with <code>Authorization: Bearer &lt;key&gt;</code>: a tenant API k
 <code>/v1/admin</code>, the operator key (<code>mbo_…</code>). Add <code>X-User-Id</code> to act for a CRM user.
 Errors are RFC 9457 <code>application/problem+json</code> with a stable <code>type</code> URI; validation errors
 (422) list per-field <code>errors</code>. Lists return <code>{"items": [...], "next_cursor": …}</code>: pass
-<code>cursor</code> back for the next page. The examples use shell variables: <code>B=http://127.0.0.1:8000</code>,
+<code>cursor</code> back for the next page. The examples use shell variables: <code>B={base}</code>,
 <code>KEY</code> (tenant key), <code>OPERATOR_KEY</code>, and one per path parameter
 (<code>MAILBOX_ID</code>, …).</p>"""
 
@@ -225,11 +225,14 @@ def render_docs(document: dict[str, Any]) -> str:
         sections.append(f'<h2 id="tag-{_ESC(tag)}">{_ESC(tag)}</h2>' + "".join(
             _operation(path, method, op, components, problems) for path, method, op in by_tag[tag]))
     title = _ESC(document.get("info", {}).get("title", "API"))
+    # `$B`: the document's server (the public base URL, stage prefix included; `config.Settings.public_url`)
+    base = (document.get("servers") or [{}])[0].get("url") or "http://127.0.0.1:8000"
+    intro = _INTRO.replace("{base}", _ESC(base))
     description = _ESC(document.get("info", {}).get("description", ""))
     return ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>{title}</title><link rel="icon" href="data:,"><link rel="stylesheet" href="docs/docs.css">'
             '<script type="module" src="docs/docs.js"></script></head><body>'
             f'<nav id="toc"><input id="filter" type="search" placeholder="Filter operations" aria-label="Filter">'
-            f'<ul>{"".join(toc)}</ul></nav><main><h1>{title}</h1><p>{description}</p>{_INTRO}'
+            f'<ul>{"".join(toc)}</ul></nav><main><h1>{title}</h1><p>{description}</p>{intro}'
             f'{"".join(sections)}</main></body></html>')

@@ -248,8 +248,8 @@ _PLACEHOLDER = re.compile(r"{([a-z_.]+)}")
 def created_location(template: str, answer: dict[str, Any]) -> str | None:
     """The URI of what a 201 created (RFC 9110 §15.3.2, §10.2.2): `template` (`/v1/mailboxes/{id}`; a dotted
     name reads a nested field, `{record.id}`) filled from the answer's fields, each percent-encoded, under
-    `MAILBRIDGE_PUBLIC_BASE_URL` — absolute, since a path alone would drop an API Gateway stage prefix. None
-    when a field is missing."""
+    `MAILBRIDGE_PUBLIC_BASE_URL` (`Settings.public_url`) — absolute, since a path alone would drop an API Gateway
+    stage prefix. None when a field is missing."""
     def value(match: re.Match) -> str:
         found: Any = answer
         for name in match.group(1).split("."):
@@ -258,7 +258,7 @@ def created_location(template: str, answer: dict[str, Any]) -> str | None:
             found = found[name]
         return quote(str(found), safe="")
     try:
-        return get_settings().public_base_url + _PLACEHOLDER.sub(value, template)
+        return get_settings().public_url(_PLACEHOLDER.sub(value, template))
     except KeyError:
         return None
 

@@ -27,12 +27,12 @@ OAUTH_TYPES = ("gmail", "outlook")
 
 def redirect_uri() -> str:
     """The OAuth redirect URI the admin registers at Google / Microsoft Entra."""
-    return f"{get_settings().public_base_url}/v1/oauth/callback"
+    return get_settings().public_url("/v1/oauth/callback")
 
 
 def admin_consent_redirect_uri() -> str:
     """Where Microsoft's admin-consent endpoint sends the administrator back (also registered in Entra)."""
-    return f"{get_settings().public_base_url}/v1/oauth/admin-consent"
+    return get_settings().public_url("/v1/oauth/admin-consent")
 
 
 def _oauth_public(oauth: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.config import get_settings
 from chalicelib.lazy import lazy_module
 from chalicelib.models.message import Message
 from chalicelib.pairing.links import links_for_message, links_for_messages
@@ -25,7 +26,8 @@ def message_links(message: Message) -> list[dict[str, Any]]:
 
 
 def attachment_url(message_id: str, index: int) -> str:
-    return f"/v1/messages/{message_id}/attachments/{index}"
+    """Absolute, under the public base URL (`Settings.public_url`): a bare path drops the stage prefix."""
+    return get_settings().public_url(f"/v1/messages/{message_id}/attachments/{index}")
 
 
 def page_links(messages: list[Message]) -> dict[str, list[dict[str, Any]]]:

@@ -12,7 +12,8 @@ Which audience and service account apply is configured per gmail mail server (`p
 decode the notification → find the mailboxes connected with that address (`Mailbox.by_push_key`, one per
 tenant that connected it) → verify the token against the audiences those mailboxes' servers configure → keep
 only mailboxes whose server names the token's `aud` and `email` (a tenant's subscription cannot wake another
-tenant's mailbox). With no mailbox for the address the token is verified against the default audience
+tenant's mailbox) → leave out the mailboxes of tenants that may not sync (suspended: `chalicelib.push`), which are
+acknowledged without a job. With no mailbox for the address the token is verified against the default audience
 (`<public base URL>/v1/push/gmail`) and the push is acknowledged. A historyId not newer than the one the
 mailbox's cursors already reached is acknowledged without a sync.
 """
@@ -29,7 +30,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox, MailServer
-from chalicelib.push import gmail_push_key
+from chalicelib.push import gmail_push_key, tenant_may_sync
 from chalicelib.push.certs import CachedCertsRequest, CertsUnavailable
 from chalicelib.sync import cursors
 from chalicelib.sync.enqueue import request_sync
@@ -62,6 +63,7 @@ class PushOutcome:
     queued: list[str] = field(default_factory=list)
     coalesced: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    suspended: list[str] = field(default_factory=list)     # verified, but the tenant may not sync: no job
 
 
 def decode_notification(data: str) -> Notification:
@@ -98,7 +100,7 @@ def _candidates(email: str) -> list[tuple[Mailbox, dict]]:
 
 
 def default_audience() -> str:
-    return f"{get_settings().public_base_url}/v1/push/gmail"
+    return get_settings().public_url("/v1/push/gmail")
 
 
 def verify(authorization: str | None, audiences: list[str]) -> dict[str, Any]:
@@ -159,6 +161,9 @@ def handle_push(authorization: str | None, data: str) -> PushOutcome:
         raise PushRejected(403, "token is not from the configured service account")
     outcome = PushOutcome()
     for mailbox in matched:
+        if not tenant_may_sync(mailbox.tenant_id):
+            outcome.suspended.append(mailbox.mailbox_id)
+            continue
         stored = stored_history_id(mailbox)
         if stored is not None and notification.history_id <= stored:
             outcome.stale.append(mailbox.mailbox_id)
@@ -166,5 +171,5 @@ def handle_push(authorization: str | None, data: str) -> PushOutcome:
         result = request_sync(mailbox.tenant_id, mailbox.mailbox_id, "push")
         (outcome.queued if result == "queued" else outcome.coalesced).append(mailbox.mailbox_id)
     logger.info("gmail push", extra={"queued": len(outcome.queued), "coalesced": len(outcome.coalesced),
-                                     "stale": len(outcome.stale)})
+                                     "stale": len(outcome.stale), "suspended": len(outcome.suspended)})
     return outcome

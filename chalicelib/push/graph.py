@@ -13,6 +13,10 @@ through webhooks" / "Reduce missing subscriptions and change notifications":
   `missed` → request a sync; `reauthorizationRequired` and `subscriptionRemoved` → recorded on the mailbox
   (`sync.push.owe`) and a sync requested, whose worker settles them before syncing (`sync.push.settle`:
   reauthorize or renew; subscribe again), with the renewer as the safety net. Nothing here calls Graph.
+- a verified notification for a mailbox of a tenant that may not sync (suspended: `chalicelib.push`) is
+  acknowledged (202) and queues nothing: a change notification is dropped (`tenant_not_syncing`), a
+  `reauthorizationRequired` / `subscriptionRemoved` is recorded without a sync — nothing settles it while the
+  tenant is suspended (the worker and the renewer skip the tenant), the renewer does once it is active again.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from chalicelib.credentials.store import CredentialsUnreadable, CredentialStore
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.graph.subscriptions import CLIENT_STATE_KEY, push_key
+from chalicelib.push import tenant_may_sync
 from chalicelib.sync.enqueue import request_sync
 from chalicelib.sync.push import owe
 
@@ -82,6 +87,9 @@ def handle_notifications(payload: Any) -> Outcome:
         if mailbox.status != "active":
             outcome.drop("mailbox_not_active", item.get("subscriptionId"))
             continue
+        if not tenant_may_sync(mailbox.tenant_id):
+            outcome.drop("tenant_not_syncing", item.get("subscriptionId"))
+            continue
         outcome.accepted += 1
         key = (mailbox.tenant_id, mailbox.mailbox_id)
         if key not in synced:
@@ -93,7 +101,8 @@ def handle_notifications(payload: Any) -> Outcome:
 def _lifecycle(mailbox: Mailbox, event: str, sub_id: str) -> None:
     if event != "missed":
         owe(mailbox, event, sub_id)
-    request_sync(mailbox.tenant_id, mailbox.mailbox_id, "push")
+    if tenant_may_sync(mailbox.tenant_id):      # else the renewer settles what is owed on reactivation
+        request_sync(mailbox.tenant_id, mailbox.mailbox_id, "push")
 
 
 def handle_lifecycle(payload: Any) -> Outcome:

@@ -15,6 +15,17 @@ emitted (`notify.events.resend_unsent`), and runs the outbox's (`outbox.delivery
 job was lost or whose attempt died). And it deletes stored mail past its tenant's retention period, bounded
 per run (`erasure/retention.py`).
 
+Mailboxes of tenants that may not sync (suspended, or on a plan without mailbox connection:
+`tenancy.service.may_sync`, read once per tenant and run, by BatchGetItem with each page) are neither re-enqueued
+nor have their push registrations renewed or their owed lifecycle events settled (counted as `suspended`): the
+watches and subscriptions lapse by themselves (Gmail 7 days, Graph ≤ 4,230 minutes), and pushes that arrive
+meanwhile are acknowledged without a job (`chalicelib.push`). On reactivation the next run finds the registration
+due (a day since its last renewal, or lapsed) and renews it — Gmail's renewal is a new `users.watch`, a lapsed Graph
+subscription answers the PATCH 404 and is made afresh (`GraphSubscriptions.renew`) — and settles a lifecycle event
+recorded meanwhile; the scheduler's next tick syncs the mailbox. What stored mail still owes (pairing, events,
+counts) and retention keep running (they concern mail already stored), and so do credential-expiry warnings (a
+client secret or app password expiring during a suspension still needs replacing before reactivation).
+
 Bounded and isolated, so that nothing is starved:
 - one mailbox, outbox item, delivery or retention mailbox that raises is logged and counted (`errors`) and the
   run goes on (one broken mailbox used to abort the run at the same place every hour);
@@ -52,6 +63,7 @@ from chalicelib.providers.kinds import build_provider
 from chalicelib.sync import credential_expiry, effects, push
 from chalicelib.sync.enqueue import SyncJob, enqueue_many
 from chalicelib.sync.scheduler import active_mailbox_keys
+from chalicelib.tenancy.service import SyncPermission
 from chalicelib.timeutil import isoformat, parse_iso
 
 BATCH_GET_LIMIT = 100
@@ -88,14 +100,17 @@ class MailboxKey:
     mailbox_id: str
 
 
-def _mailboxes() -> Iterator[Mailbox]:
+def _mailboxes(permitted: SyncPermission) -> Iterator[Mailbox]:
+    """Every active mailbox, by `BatchGetItem` pages; the pages' tenants read into `permitted` alongside."""
     keys: list[tuple[str, str]] = []
     for key in active_mailbox_keys():
         keys.append(key)
         if len(keys) == BATCH_GET_LIMIT:
+            permitted.prefetch(tenant_id for tenant_id, _ in keys)
             yield from Mailbox.batch_get(keys)
             keys = []
     if keys:
+        permitted.prefetch(tenant_id for tenant_id, _ in keys)
         yield from Mailbox.batch_get(keys)
 
 
@@ -154,17 +169,21 @@ def run(now: float | None = None, *, provider_factory: Callable[[Mailbox], MailP
     owed_before = isoformat(datetime.fromtimestamp(now, timezone.utc) - SWEEP_AFTER)
     stuck: list[SyncJob] = []
     counts = {"stuck": 0, "enqueued": 0, "failed": 0, "push_started": 0, "push_renewed": 0, "push_failed": 0,
-              "push_deferred": 0, "effects_completed": 0, "credentials_expiring": 0, "errors": 0}
+              "push_deferred": 0, "effects_completed": 0, "credentials_expiring": 0, "suspended": 0, "errors": 0}
     servers: dict = {}
     seen: list[MailboxKey] = []
     push_due: list[Mailbox] = []
-    for mailbox in _mailboxes():
+    permitted = SyncPermission(ttl=3600.0)          # each tenant read once per run
+    for mailbox in _mailboxes(permitted):
         box_id = mailbox.mailbox_id
         seen.append(MailboxKey(mailbox.tenant_id, box_id))
-        if is_stuck(mailbox, now):
-            stuck.append(SyncJob(mailbox.tenant_id, box_id, "recover"))
-        if _isolated(counts, "push check", box_id, lambda: push.needs_provider(mailbox)):
-            push_due.append(mailbox)
+        if not permitted(mailbox.tenant_id):
+            counts["suspended"] += 1                # no sync, no push renewal (module docstring)
+        else:
+            if is_stuck(mailbox, now):
+                stuck.append(SyncJob(mailbox.tenant_id, box_id, "recover"))
+            if _isolated(counts, "push check", box_id, lambda: push.needs_provider(mailbox)):
+                push_due.append(mailbox)
         counts["effects_completed"] += _isolated(counts, "effects sweep", box_id, lambda: effects.sweep(
             effects.left_behind(mailbox.mailbox_id, owed_before)) + effects.pay_debts(
             mailbox, older_than=owed_before)) or 0

@@ -10,8 +10,10 @@ Screenshots land in `test-artifacts/console/` (git-ignored).
 from __future__ import annotations
 
 import shutil
+import struct
 import tempfile
 import threading
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,8 +33,11 @@ from selenium.common.exceptions import (NoAlertPresentException, NoSuchElementEx
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from chalicelib.providers.base import FetchedMessage, MessageRef
+from chalicelib.sync import store
 from tests.conftest import OPERATOR_KEY
 from tests.mailfactory import make_message
+from tests.unit.test_message_store import make_mailbox as make_store_mailbox
 from tests.webhook_helpers import Receiver, SimClock
 
 pytestmark = pytest.mark.slow
@@ -296,3 +301,45 @@ def test_a_key_or_user_the_browser_cannot_send_is_named_not_reported_as_a_networ
         message = browser.find_element(By.ID, "signin-error").text
         assert expected in message and "Network error" not in message, message
         assert browser.execute_script("return sessionStorage.getItem('mailbridge.key')") is None
+
+
+def _png(width: int, height: int) -> bytes:
+    """A valid RGB PNG of red pixels (RFC 2083: signature, IHDR, one IDAT, IEND)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_the_message_view_shows_inline_cid_images(served, browser):
+    """The API rewrites `cid:` images to their download URLs, which need the key (an <img> cannot send it) and
+    live under the public base URL (here http://127.0.0.1:8000, not the console's port; a stage prefix in a
+    deployment): the console showed a blank box where the message's logo belongs."""
+    tenant = requests.post(f"{served}/v1/admin/tenants", headers={"Authorization": f"Bearer {OPERATOR_KEY}"},
+                           json={"name": "Inline tenant", "plan": "standard"}, timeout=10).json()
+    mailbox = make_store_mailbox(tenant["id"], "mbx_inline")
+    raw = make_message(subject="With a logo", html='<p>Our logo:</p><img src="cid:logo@acme">',
+                       attachments=[("logo.png", "image/png", _png(7, 3))])
+    raw = raw.replace(b'Content-Disposition: attachment; filename="logo.png"',
+                      b'Content-Disposition: inline; filename="logo.png"\r\nContent-ID: <logo@acme>')
+    message = store.save_fetched(mailbox, FetchedMessage(MessageRef("inbox", "1"), raw)).message
+    wait = WebDriverWait(browser, 20, poll_frequency=0.2,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+    try:
+        submit_sign_in(browser, wait, served, tenant["api_key"])
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#view .page"))
+        browser.get(f"{served}/console#/messages/{message.message_id}")
+        frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe.mail-html"))
+        browser.switch_to.frame(frame)
+        logo = wait.until(lambda d: d.find_element(By.TAG_NAME, "img"))
+        wait.until(lambda d: d.execute_script("return arguments[0].complete", logo))
+        assert browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", logo) \
+            == [7, 3]
+        assert logo.get_attribute("src").startswith("data:image/png;base64,")
+        browser.switch_to.default_content()
+        problems = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert problems == []
+    except Exception:
+        browser.save_screenshot(str(ARTIFACTS / "failure-inline.png"))
+        raise

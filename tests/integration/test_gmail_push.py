@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chalicelib.config import reset_settings
 from chalicelib.models.message import Message
+from chalicelib.models.tenant import Tenant
+from chalicelib.push import tenant_may_sync
 from chalicelib.sync import effects, engine, worker
 from devservers.dovecot import free_port
 from tests.gmail_fixtures import (AUDIENCE, EMAIL, SERVICE_ACCOUNT, days_ago, gmail_provider, mail,
@@ -130,3 +132,17 @@ def test_push_brings_the_message_in_on_the_next_worker_pass(api, aws, google):
     worker.handle_batch(event, FakeContext())
     ids = {m.provider_id for m in Message.by_mailbox.query(mailbox.mailbox_id)}
     assert new_id in ids and len(ids) == 2
+
+
+def test_a_suspended_tenants_push_is_verified_then_acknowledged_without_queueing(api, aws, google):
+    """Guards against a suspended tenant's mailbox still being woken by Gmail (a sync job, a worker run) — and
+    against skipping verification for it: a forged token is still refused first."""
+    mailbox = make_gmail_mailbox(google, "tnt_paused")
+    Tenant("tnt_paused").update(actions=[Tenant.status.set("suspended")])
+    assert push(api, google, token="not.a.jwt").status == 401
+    assert push(api, google).status == 204                       # acknowledged: Pub/Sub must not redeliver
+    assert queued(aws) == []
+    Tenant("tnt_paused").update(actions=[Tenant.status.set("active")])
+    tenant_may_sync.clear()                                       # else within a minute (its cache's TTL)
+    assert push(api, google, 100_000).status == 204
+    assert [j["mailbox_id"] for j in queued(aws)] == [mailbox.mailbox_id]

@@ -10,8 +10,11 @@ import pytest
 from chalicelib.credentials.store import CredentialStore
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
+from chalicelib.models.tenant import Tenant
 from chalicelib.providers.base import PushState
 from chalicelib.providers.kinds import provider_for
+from chalicelib.push import tenant_may_sync
+from chalicelib.sync import push, renewer
 from chalicelib.sync.push import save_state
 from chalicelib.sync.worker import handle_batch
 from chalicelib.timeutil import parse_iso, utcnow
@@ -225,3 +228,30 @@ def test_the_renewer_patches_the_subscriptions_a_day_after_and_keeps_them_ahead_
     assert sorted(m for m, _ in fake_ms.requests_for(ADDRESS, "/subscriptions/")) == ["PATCH", "PATCH"]
     assert renewed.push_state == pushed.push_state and renewed.push_expires_at >= pushed.push_expires_at
     assert all(sub.expires >= renewed.push_expires_at[:19] for sub in fake_ms.subscriptions.values())
+
+
+def test_a_suspended_tenants_notifications_are_acknowledged_and_queue_nothing(api, aws, fake_ms, pushed,
+                                                                              monkeypatch):
+    """Guards against a suspended tenant's mailbox syncing on Graph notifications; a verified lifecycle event is
+    still recorded (not settled: nothing calls Graph for the tenant) so the renewer settles it on reactivation."""
+    Tenant(pushed.tenant_id).update(actions=[Tenant.status.set("suspended")])
+    message_id = fake_ms.mail.add_message(ADDRESS, "inbox", raw_mail(1))
+    assert [status for status, _, _ in fake_ms.notify(ADDRESS, "inbox", message_id)] == [202]
+    sub_id = pushed.push_state["subscriptions"]["sent"]
+    for event in ("missed", "subscriptionRemoved"):
+        assert fake_ms.lifecycle(sub_id, event)[0] == 202
+    assert drain(aws["sync_queue_url"]) == []
+    assert reload(pushed).push_lifecycle["event"] == "subscriptionRemoved"
+    forged = {"value": [{"subscriptionId": sub_id, "clientState": "forged-" + "x" * 40,
+                         "lifecycleEvent": "reauthorizationRequired"}]}
+    assert api("POST", "/v1/push/graph/lifecycle", json_body=forged).status == 202
+    assert reload(pushed).push_lifecycle["event"] == "subscriptionRemoved"     # verification still comes first
+    Tenant(pushed.tenant_id).update(actions=[Tenant.status.set("active")])
+    tenant_may_sync.clear()
+    assert [status for status, _, _ in fake_ms.notify(ADDRESS, "inbox", message_id)] == [202]
+    assert [j["body"]["reason"] for j in drain(aws["sync_queue_url"])] == ["push"]
+    monkeypatch.setattr(push, "utcnow", lambda: utcnow() + push.SETTLE_AFTER)   # the renewer's next hourly run
+    renewer.run(provider_factory=provider)
+    mailbox = reload(pushed)
+    assert mailbox.push_lifecycle is None and set(mailbox.push_state["subscriptions"].values()) == \
+        set(fake_ms.subscriptions) and len(fake_ms.subscriptions) == 2         # subscribed afresh

@@ -134,7 +134,8 @@ def test_detail_sanitizes_html_and_maps_inline_images(api, tenant, mailbox):
     result = api("GET", f"/v1/messages/{message.message_id}", key=tenant["key"])
     assert result.status == 200, result
     body = result.json
-    url = f"/v1/messages/{message.message_id}/attachments/0"
+    path = f"/v1/messages/{message.message_id}/attachments/0"
+    url = f"http://127.0.0.1:8000{path}"              # under the public base URL (tests/unit/test_public_urls.py)
     assert "<script" not in body["html"] and "onclick" not in body["html"] and "javascript:" not in body["html"]
     assert f'<img src="{url}">' in body["html"]
     assert body["text"].startswith("Hello,") and body["headers"] == {"auto-submitted": "auto-generated"}
@@ -143,7 +144,7 @@ def test_detail_sanitizes_html_and_maps_inline_images(api, tenant, mailbox):
                                     "download_url": url}]
     assert body["parse_errors"] == [] and body["rfc_message_id"] == message.rfc_message_id
 
-    download = api("GET", url, key=tenant["key"], headers={"Accept": "*/*"})
+    download = api("GET", path, key=tenant["key"], headers={"Accept": "*/*"})
     assert download.status == 200 and download.body == b"%PDF-data"
     assert download.headers["content-type"] == "application/octet-stream"
     assert download.headers["content-disposition"].startswith('attachment; filename="report.pdf"')

@@ -383,6 +383,29 @@ def test_a_push_that_cannot_be_renewed_shows_and_warns_once(aws, push_kind):
     assert len(events.list_events(mailbox.tenant_id, "mailbox.push_expiring")) == 1
 
 
+def test_the_renewer_leaves_a_suspended_tenants_push_alone_and_restores_it_on_reactivation(aws, push_kind):
+    """Guards against renewing Gmail watches / Graph subscriptions (provider calls, pushes that keep coming) for
+    a tenant that may not sync, and against push staying dead once the tenant is active again: its registration
+    lapsed meanwhile, so the first run after reactivation renews it (a lapsed Graph subscription answers the
+    renewal 404 and is made afresh: tests/integration/test_graph_push.py)."""
+    provider = push_kind(PushingProvider())
+    mailbox = make_mailbox("tnt_paused", mailbox_type="pushkind", push_state={"subscription": "s-1"},
+                           push_expires_at=isoformat(utcnow() + timedelta(hours=5)), sync_stage="syncing")
+    CredentialStore(mailbox.tenant_id, mailbox.mailbox_id).save({"refresh_token": "rt"}, 0)
+    Tenant("tnt_paused").update(actions=[Tenant.status.set("suspended")])
+    counts = renewer.run()
+    assert provider.calls == [] and counts["push_renewed"] == 0 and counts["suspended"] == 1
+    assert counts["stuck"] == 0 and drain(aws["sync_queue_url"]) == []   # its worker would skip the job anyway
+    Mailbox(mailbox.tenant_id, mailbox.mailbox_id).update(          # the suspension outlasted the registration
+        actions=[Mailbox.push_expires_at.set(isoformat(utcnow() - timedelta(days=2)))])
+    assert renewer.run()["push_renewed"] == 0 and provider.calls == []
+    Tenant("tnt_paused").update(actions=[Tenant.status.set("active")])
+    counts = renewer.run()
+    assert counts["push_renewed"] == 1 and counts["suspended"] == 0 and provider.calls == ["renew s-1"]
+    assert reload(mailbox).push_expires_at > isoformat(utcnow())
+    assert [job["mailbox_id"] for job in queued(aws["sync_queue_url"])] == [mailbox.mailbox_id]   # stuck: resumed
+
+
 def test_the_renewer_completes_what_a_dead_sync_left_owing(aws, monkeypatch):
     """Guards against a crash between storing and pairing/announcing losing both for good."""
     mailbox = make_mailbox()

@@ -28,10 +28,11 @@ def openapi_document():
     return openapi.build_document(get_settings().public_base_url)
 
 
-@lru_cache(maxsize=1)
-def _docs_html() -> str:
-    """The rendered reference; the routes (and so the document) are fixed once the app is imported."""
-    return reference_page.render_docs(openapi.build_document())
+@lru_cache(maxsize=2)
+def _docs_html(base_url: str) -> str:
+    """The rendered reference; the routes (and so the document) are fixed once the app is imported, the base URL
+    (its examples' `$B`) once the settings are read."""
+    return reference_page.render_docs(openapi.build_document(base_url))
 
 
 @route(bp, "/docs", methods=["GET"], auth="none", tags=("meta",), content_type="text/html",
@@ -40,6 +41,6 @@ def _docs_html() -> str:
                          content_type="text/plain")})
 def docs_page():
     moved = assets.slash_redirect((bp.current_request.context or {}).get("path"), "docs")
-    return moved or Response(body=_docs_html(), status_code=200,
+    return moved or Response(body=_docs_html(get_settings().public_base_url), status_code=200,
                              headers=assets.headers("text/html; charset=utf-8", reference_page.DOCS_CSP))
 

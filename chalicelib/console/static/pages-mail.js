@@ -1,5 +1,5 @@
 // Mailboxes (status and sync), a mailbox's messages, and one message.
-import { call, id, query } from "./api.js";
+import { call, download, id, query } from "./api.js";
 import { append, badge, el, table, when } from "./dom.js";
 import { actionButton } from "./ui.js";
 
@@ -92,6 +92,33 @@ export async function messages(view, mailboxId) {
     page.next_cursor ? el("p", { class: "muted" }, "Showing the newest 100.") : null);
 }
 
+// Inline (`cid:`) images. The API points them at their attachments' download URLs, which answer only with the
+// Authorization header an <img> cannot send, under the API's public base URL (which need not be this page's
+// origin), and the frame's CSP admits only same-origin and data: images. So each one is fetched here, by its
+// path relative to this page and with the key, and its src becomes a data: URL of its declared raster type (no
+// SVG). At most INLINE_MAX images of INLINE_MAX_BYTES each; the rest stay blank, as does one that fails.
+const INLINE_MAX = 20;
+const INLINE_MAX_BYTES = 5 * 1024 * 1024;
+const INLINE_TYPES = /^image\/(png|jpeg|jpg|gif|webp|bmp|avif)$/i;
+
+function dataUrl(blob, type) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(new Blob([blob], { type }));
+  });
+}
+
+async function withInlineImages(m) {
+  const source = (a) => `src="${a.download_url}"`;    // as the sanitizer writes it (the URL needs no escaping)
+  const inline = (m.attachments || []).filter((a) => a.content_id && INLINE_TYPES.test(a.content_type || "")
+    && a.size <= INLINE_MAX_BYTES && m.html.includes(source(a))).slice(0, INLINE_MAX);
+  const urls = await Promise.all(inline.map((a) => download(`v1/messages/${id(m.id)}/attachments/${a.index}`)
+    .then((blob) => dataUrl(blob, a.content_type.toLowerCase())).catch(() => null)));
+  return inline.reduce((html, a, i) => (urls[i] ? html.split(source(a)).join(`src="${urls[i]}"`) : html), m.html);
+}
+
 export async function message(view, messageId) {
   const m = await call("GET", `v1/messages/${id(messageId)}`);
   const body = el("div", { class: "body" });
@@ -99,7 +126,7 @@ export async function message(view, messageId) {
     // The API sanitizes HTML (nh3); it is still shown in a sandbox (no scripts, forms, popups or same-origin
     // access) through srcdoc, which never parses it into this document.
     const frame = el("iframe", { class: "mail-html", sandbox: "", referrerpolicy: "no-referrer", title: "Message HTML" });
-    frame.srcdoc = m.html;
+    frame.srcdoc = await withInlineImages(m);
     append(body, el("h2", {}, "HTML (sanitized)"), frame);
   }
   if (m.text) append(body, el("h2", {}, "Text"), el("pre", { class: "text" }, m.text));

@@ -31,8 +31,8 @@ def microsoft_app(tenant_id: str, server_id: str | None) -> tuple[MailServer, Ap
 def graph_settings() -> dict[str, str]:
     settings = get_settings()
     return {"graph_root": settings.graph_api_root,
-            "notification_url": settings.public_base_url + PUSH_PATH,
-            "lifecycle_url": settings.public_base_url + LIFECYCLE_PATH}
+            "notification_url": settings.public_url(PUSH_PATH),
+            "lifecycle_url": settings.public_url(LIFECYCLE_PATH)}
 
 
 def graph_context(mailbox: Mailbox, credentials: Credentials, timeout: float) -> OAuthContext:
