@@ -7,18 +7,23 @@ import datetime as dt
 
 import boto3
 
+from chalicelib import aws as aws_clients
 from chalicelib.api.schemas.outbox import SendRequest
-from chalicelib.config import get_settings
+from chalicelib.config import get_settings, reset_settings
 from chalicelib.erasure import erase
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.models.outbox import OutboxItem
+from chalicelib.models.privacy import ErasureJob
+from chalicelib.models.tenant import Tenant
 from chalicelib.outbox import delivery
 from chalicelib.outbox import service as outbox_service
-from chalicelib.privacy import lists
+from chalicelib.privacy import erased, lists
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync import store, store_page
-from chalicelib.timeutil import utcnow
+from chalicelib.security import tenant_keys
+from chalicelib.security.crypto import clear_data_key_cache
+from chalicelib.timeutil import isoformat, now_iso, utcnow
 from tests.mailfactory import make_message
 from tests.unit.test_privacy_erasure import PERSON, everything_naming
 from tests.unit.test_sharing_matrix import make_world  # noqa: F401 - the fixture that builds a tenant's world
@@ -134,3 +139,68 @@ def test_a_sent_copy_to_a_never_import_address_is_still_stored(api, make_world, 
 
     assert outcome.created and outcome.message.skipped_reason is None
     assert "Sent anyway" in _subjects(mailbox)
+def _rotate_signing_key(monkeypatch, value: str) -> None:
+    """A new `MAILBRIDGE_SIGNING_KEY`, as a redeploy after `secretsmanager put-secret-value` gives every
+    process: new settings, empty process caches."""
+    monkeypatch.setenv("MAILBRIDGE_SIGNING_KEY", value)
+    reset_settings()
+    erased.clear_cache()
+    clear_data_key_cache()
+    aws_clients.reset_clients()
+
+
+def test_an_erasure_outlives_a_signing_key_rotation(api, make_world, aws, monkeypatch):  # noqa: F811
+    """Guards against a rotation of `MAILBRIDGE_SIGNING_KEY` making every erasure unrecognizable to the store,
+    so that a provider listing the erased person's mail again (a lost cursor, a new mailbox) re-imports it."""
+    world = make_world("personal")
+    tenant_id, mailbox = world["tenant"]["id"], _mailbox(world)
+    job = erase.run_for_request(erase.create(tenant_id, PERSON))
+    raw = make_message(from_=f"Petra <{PERSON}>", subject="Before rotation", date=utcnow() - dt.timedelta(days=1))
+
+    _rotate_signing_key(monkeypatch, "a-brand-new-signing-key")
+    outcome = store.save_fetched(mailbox, FetchedMessage(MessageRef("inbox", "61"), raw))
+
+    assert outcome.message.skipped_reason == lists.ERASED
+    assert everything_naming([PERSON, "Before rotation"]) == []
+    assert ErasureJob.get(tenant_id, job.job_id).subject_hash == erase.subject_hash(tenant_id, PERSON.casefold())
+
+
+def test_a_job_hashed_under_the_signing_key_is_honoured_while_that_key_is_unchanged(api, make_world, aws, monkeypatch):  # noqa: F811
+    """Guards against erasures recorded before subject hashes moved to the tenant key (`hmac-sha256:` under the
+    signing key) being forgotten: they still refuse the person's mail while the signing key is the same."""
+    world = make_world("personal")
+    tenant_id, mailbox = world["tenant"]["id"], _mailbox(world)
+    legacy = erased.legacy_subject_hash(tenant_id, PERSON.casefold())
+    assert legacy.startswith("hmac-sha256:")
+    ErasureJob(tenant_id, "era_legacy", status="done", subject_hash=legacy, progress={"phase": "done"},
+               counts={}, message_ids=[], created_at=now_iso()).save()
+    lists.count_erasure(tenant_id)
+    raw = make_message(from_=PERSON, subject="Legacy erased", date=utcnow() - dt.timedelta(days=1))
+
+    outcome = store.save_fetched(mailbox, FetchedMessage(MessageRef("inbox", "62"), raw))
+
+    assert outcome.message.skipped_reason == lists.ERASED
+    fresh = make_message(from_="someone@else.example", subject="Not erased", date=utcnow() - dt.timedelta(days=1))
+    assert store.save_fetched(mailbox, FetchedMessage(MessageRef("inbox", "63"), fresh)).message.skipped_reason \
+        is None
+
+
+def test_erasures_hashed_under_replaced_tenant_keys_are_all_honoured(api, make_world, aws):  # noqa: F811
+    """Guards against the 90-day replacement of a tenant's secrets key (`security.tenant_keys`) forgetting the
+    erasures hashed under the key it replaced: every hash names its key, and old keys stay."""
+    world = make_world("personal")
+    tenant_id, mailbox = world["tenant"]["id"], _mailbox(world)
+    first = erase.run_for_request(erase.create(tenant_id, PERSON))
+    tenant = Tenant.get(tenant_id)
+    aged = {key_id: {**entry, "created_at": isoformat(utcnow() - dt.timedelta(days=tenant_keys.MAX_KEY_AGE_DAYS + 1))}
+            for key_id, entry in tenant.secrets_keys.items()}
+    tenant.update(actions=[Tenant.secrets_keys.set(aged)])
+    clear_data_key_cache()
+    second = erase.run_for_request(erase.create(tenant_id, "other.person@client.example"))
+    assert first.subject_hash.split(":")[1] != second.subject_hash.split(":")[1]      # two tenant keys
+    past = utcnow() - dt.timedelta(days=1)
+
+    for uid, sender in (("64", PERSON), ("65", "Other.Person@client.example")):
+        outcome = store.save_fetched(mailbox, FetchedMessage(MessageRef("inbox", uid), make_message(
+            from_=sender, date=past)))
+        assert outcome.message.skipped_reason == lists.ERASED, sender
