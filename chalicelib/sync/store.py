@@ -41,11 +41,11 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import aws, ids
 from chalicelib.config import get_settings
+from chalicelib.erasure.delete import delete_raw_objects
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message, raw_key
-from chalicelib.erasure.delete import delete_raw_objects
 from chalicelib.privacy.lists import NEVER_IMPORT as NEVER_IMPORT  # re-exported: the reason's name here
 from chalicelib.privacy.lists import (ErasuresMoved, MailboxLists, check_erasures, erased_refusal, lists_for,
                                       refusal)
