@@ -10,10 +10,11 @@ job and works on it for `REQUEST_SECONDS`; the rest continues as `privacy.erase`
 from the job's saved progress (`GET /v1/erasure/{id}` shows it). Every step is idempotent.
 
 Privacy of the record itself: the job holds the address only KMS-sealed while it runs and drops it when done;
-the job and the audit entry (action "erasure") keep an HMAC-SHA256 of the normalized address under the
-service's signing key (so a later request for the same person can be recognised, but the address cannot be
-read back), the counts and the erased message ids (the first `MAX_IDS`; events and notifications naming ids
-beyond those are left to their 90-day TTL — they hold ids only) — no content.
+the job and the audit entry (action "erasure") keep an HMAC-SHA256 of the normalized address under a key
+derived from the tenant's secrets key (`privacy.erased.subject_hash`: it outlives a rotation of the signing key,
+so the store keeps recognising the person; the address cannot be read back), the counts and the erased message
+ids (the first `MAX_IDS`; events and notifications naming ids beyond those are left to their 90-day TTL — they
+hold ids only) — no content.
 Erased stays erased: `create` counts the erasure on the tenant's privacy item, after which the store refuses
 the person's mail dated up to the request wherever a provider lists it again (`privacy/erased.py`).
 Not erased: the CRM's directory records (the CRM owns them: delete the contact there), mail at the provider,

@@ -8,8 +8,8 @@ item also holds the retention period (`erasure/retention.py`) and the number of 
 
 `ErasureJob` is keyed `(tenant_id, job_id)`: one `POST /v1/erasure`. While it runs it holds the address sealed
 by KMS (`sealed_subject`, encryption context tenant + job id) and its progress; when done the sealed address is
-removed and only the keyed hash (`subject_hash`, HMAC-SHA256 under the service's signing key) and the counts
-stay — never the address in plain text, never message content.
+removed and only the keyed hash (`subject_hash`, HMAC-SHA256 under a key derived from the tenant's secrets key,
+`privacy/erased.py`) and the counts stay — never the address in plain text, never message content.
 
 `RetiredMailbox` is keyed `(tenant_id, mailbox_id)`: a mailbox deleted without purge. Its stored mail stays
 (the CRM's record tabs keep what was paired), so erasure and the retention sweeper must still find that mail,
@@ -49,7 +49,7 @@ class ErasureJob(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     job_id = UnicodeAttribute(range_key=True)
     status = UnicodeAttribute()                      # running | done
-    subject_hash = UnicodeAttribute()                # HMAC-SHA256 of the normalized address (no plain text)
+    subject_hash = UnicodeAttribute()                # keyed hash of the normalized address (privacy/erased.py)
     sealed_subject = UnicodeAttribute(null=True)     # KMS envelope of {"email": ...}; removed when done
     requested_by = UnicodeAttribute(null=True)       # "tenant"
     progress = JSONAttribute(default=dict)           # {"mailboxes": [...], "index": n, "last_key": {...}}

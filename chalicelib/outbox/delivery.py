@@ -172,15 +172,21 @@ def _unsure(item: OutboxItem, token: str, exc: ProviderError, now: float) -> str
 
 
 def finish_sent(item: OutboxItem, mailbox: Mailbox, raw: bytes) -> None:
-    """Step 4: the stored, paired, announced sent copy and `outbox.sent` (idempotent)."""
+    """Step 4: the stored, paired, announced sent copy and `outbox.sent` (idempotent). An item deleted since
+    step 3 (an erasure of a recipient, `erasure.erase`, or a purge) is not written back — an UpdateItem without
+    a condition would create it (DynamoDB API Reference, UpdateItem) as a stub with ids only — and nothing is
+    announced; the store refuses the copy when it names the erased person (`store.save_sent`)."""
     provider_id = (item.provider_message_id if mailbox.type != "imap" and item.provider_message_id
                    else store.OUTBOX_PROVIDER_PREFIX + item.rfc_message_id)   # IMAP: the UID comes with the sync
     outcome = store.save_sent(mailbox, raw, rfc_message_id=item.rfc_message_id, provider_id=provider_id,
                               thread_id=item.provider_thread_id, attempted_at=item.attempt_started_at)
     if outcome.message.owed:
         effects.complete(outcome.message)
-    item.update(actions=[OutboxItem.message_id.set(outcome.message.message_id), OutboxItem.pending_shard.remove(),
-                         OutboxItem.due_at.remove(), OutboxItem.updated_at.set(now_iso())])
+    if not _conditional(item, [OutboxItem.message_id.set(outcome.message.message_id),
+                               OutboxItem.pending_shard.remove(), OutboxItem.due_at.remove()],
+                        OutboxItem.outbox_id.exists()):
+        logger.info("outbox item deleted while it was sent; not announced", extra={"outbox_id": item.outbox_id})
+        return
     emit(item.tenant_id, "outbox.sent",
          {"outbox_id": item.outbox_id, "mailbox_id": item.mailbox_id, "message_id": outcome.message.message_id,
           "rfc_message_id": item.rfc_message_id, "provider_message_id": item.provider_message_id,

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Iterable
 
+from pynamodb.transactions import TransactWrite
+
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.privacy import TENANT_SCOPE, PrivacyList, user_scope
 from chalicelib.privacy.erased import ErasedPeople
@@ -170,6 +172,22 @@ def count_erasure(tenant_id: str) -> None:
                                                          PrivacyList.updated_at.set(now_iso())])
 
 
+class ErasuresMoved(Exception):
+    """An erasure was requested after the store read the lists: nothing of its transaction was written."""
+
+
+def check_erasures(transaction: TransactWrite, tenant_id: str, erasures: int | None) -> None:
+    """Add to `transaction` the ConditionCheck that the tenant's erasure count is still `erasures` (the count
+    read with the lists, `MailboxLists.erasures`). Every transaction that creates `Message` items carries it, so
+    no item is created with lists read before an erasure was requested: `erasure.erase.create` saves the job,
+    then counts it, and the job reads the mailboxes only after that — an insert either commits before the count
+    moved (the job finds its item) or is cancelled and the caller reads the lists again (`ErasuresMoved`).
+    PynamoDB sends ConditionChecks first (`Connection.transact_write_items`), so a cancellation's first reason
+    is this check's."""
+    unchanged = PrivacyList.erasures == erasures if erasures else PrivacyList.erasures.does_not_exist()
+    transaction.condition_check(PrivacyList, tenant_id, TENANT_SCOPE, condition=unchanged)
+
+
 def _emails(entries) -> list[str]:
     values = entries if isinstance(entries, list) else [entries]
     return [e.get("email") for e in values if isinstance(e, dict) and e.get("email")]
@@ -193,14 +211,23 @@ def never_import(message, lists: MailboxLists) -> bool:
     return bool(lists.never_import) and any(lists.never_import.matches(a) for a in counterparts(message))
 
 
+def erased_refusal(message, lists: MailboxLists) -> str | None:
+    """`ERASED` when `message` names an erased person and is dated up to their erasure (or undated), else None:
+    the one refusal that applies to every stored message, the outbox's sent copies included (never-import lists
+    do not apply to those, docs/api.md)."""
+    if lists.erased and lists.erased.names((normalize_address(a) for a in participants(message)), message.date,
+                                           message.parse_errors or ()):
+        return ERASED
+    return None
+
+
 def refusal(message, lists: MailboxLists, now=None) -> str | None:
     """Why the store must not store `message` (a `Message` about to be created), or None: a never-import
     counterpart; an erased participant (mail dated up to their erasure: erased stays erased); a date older
     than the tenant's retention period (the sweeper would delete it — a re-list must not bring it back)."""
     if never_import(message, lists):
         return NEVER_IMPORT
-    if lists.erased and lists.erased.names((normalize_address(a) for a in participants(message)), message.date,
-                                           message.parse_errors or ()):
+    if erased_refusal(message, lists):
         return ERASED
     if lists.retention_days and message.date and message.date < retention_cutoff(lists.retention_days, now):
         return PAST_RETENTION

@@ -19,7 +19,8 @@ Keys and where they live:
   naming the tenant and the key id (an entry copied to another tenant's item does not open), stored on the
   tenant item: `secrets_keys` (key id → `{"sealed", "root", "created_at"}`) and `secrets_key_id`, the key new
   blobs are sealed with. Made on the tenant's first seal by a conditional update (the loser of a race reads and
-  uses the winner's key). Keys are never removed while the tenant exists — old blobs name theirs — and a key
+  uses the winner's key). Keys are never removed while the tenant exists — old blobs name theirs, and so do
+  erasure records, whose address hash is keyed by a key derived from theirs (`privacy/erased.py`) — and a key
   older than `MAX_KEY_AGE_DAYS` is replaced for new seals: AES-GCM with random 96-bit nonces must not seal more
   than 2^32 messages under one key (NIST SP 800-38D §8.3); a tenant's secrets are rewritten at most on each
   token refresh (about hourly per mailbox), orders of magnitude below that bound in 90 days even for 100,000

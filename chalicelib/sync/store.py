@@ -9,13 +9,22 @@ Idempotency (a redelivered job, a retried page, a UIDVALIDITY resync all re-deli
        identity. Mailboxes created before content keys (`Mailbox.store_keys` unset) stored messages under
        their Message-ID; the same bytes found under that legacy id are that message.
     2. PUT raw/<tenant>/<mailbox>/<message_id>.eml — same key, same bytes, so a repeat is harmless
-    3. PUT item IF message_id does not exist
+    3. PUT item IF message_id does not exist, in one transaction with a ConditionCheck that the tenant's erasure
+       count is still the one read with the privacy lists (`privacy.lists.check_erasures`)
        → exists: UPDATE provider_id/provider_key (the new UID), and a message marked removed at the source is
          back (its mark cleared, `removed_count` lowered, `clear_removed_mark`); created=False
+       → the count moved (an erasure was requested since the lists were read, and its job may already have
+         read this mailbox): the lists are read again; a message they now refuse has its raw object deleted and
+         is not stored (`insert_one`), else step 3 is retried.
 
 A crash between 2 and 3 leaves an orphan-free state: the retry rewrites the same object and then the item.
 What the CRM has stored is never overwritten (links, hidden, pairing state survive a redelivery).
-Cost per new message: exactly one S3 PUT and one DynamoDB write; bodies are derived on read (`load_parsed`).
+Every path that creates a `Message` item goes through step 3 (`save_fetched`, the page store's one-by-one
+fallback, the outbox's `save_sent`) or the page store's insert transaction, which carries the same check;
+the others only update items that exist (`refresh_ref`, `clear_removed_mark`, `mark_removed`), so an item the
+erasure deleted is never written back.
+Cost per new message: one S3 PUT and one TransactWriteItems of two actions (the put and the ConditionCheck);
+bodies are derived on read (`load_parsed`).
 The sync engine stores whole pages through `store_page.py` (same keys, batched calls, counts in the insert
 transaction); this module is the one-message path and the parts both share (`prepare`, `use_id`, `put_raw`).
 """
@@ -24,20 +33,22 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib import aws, ids
 from chalicelib.config import get_settings
+from chalicelib.erasure.delete import delete_raw_objects
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message, raw_key
 from chalicelib.privacy.lists import NEVER_IMPORT as NEVER_IMPORT  # re-exported: the reason's name here
-from chalicelib.privacy.lists import lists_for, refusal
+from chalicelib.privacy.lists import (ErasuresMoved, MailboxLists, check_erasures, erased_refusal, lists_for,
+                                      refusal)
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync.mime import ParsedMessage, parse_message
 from chalicelib.threads import derived, identity
@@ -58,6 +69,7 @@ class SaveOutcome:
     message: Message
     created: bool
     debt: str | None = None     # the page debt (sync/effects.py) that records what this new message owes
+    refused: bool = False       # not stored (`refuse`): `message` is the unsaved item, its reason `skipped_reason`
 
 
 def provider_key(mailbox_id: str, folder: str, provider_id: str) -> str:
@@ -108,14 +120,44 @@ def _build_item(mailbox: Mailbox, fetched: FetchedMessage, message_id: str, pars
     return item
 
 
-def _insert_or_refresh(item: Message, provider_id: str, provider_ref: str) -> SaveOutcome:
+def _insert_or_refresh(item: Message, provider_id: str, provider_ref: str, erasures: int | None) -> SaveOutcome:
+    """Create the item, conditioned on it being absent AND on the tenant's erasure count still being
+    `erasures` (`lists.check_erasures`), in one transaction; an item already there gets its provider reference
+    refreshed (`refresh_ref`). Raises ErasuresMoved when only the count moved: nothing was written."""
     try:
-        item.save(condition=Message.message_id.does_not_exist())
+        with TransactWrite(connection=transaction_connection()) as transaction:
+            check_erasures(transaction, item.tenant_id, erasures)
+            transaction.save(item, condition=Message.message_id.does_not_exist())
         return SaveOutcome(item, True)
-    except PutError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+    except TransactWriteError as exc:
+        codes = [getattr(reason, "code", None) if reason is not None else None
+                 for reason in (getattr(exc, "cancellation_reasons", None) or [])]
+        # the ConditionCheck first, then the put (Connection.transact_write_items)
+        if len(codes) != 2 or "ConditionalCheckFailed" not in codes:
             raise
+        if codes[1] != "ConditionalCheckFailed":
+            raise ErasuresMoved(item.tenant_id) from None
     return refresh_ref(item, provider_id, provider_ref)
+
+
+def insert_one(mailbox: Mailbox, prepared: Prepared, lists: MailboxLists, lease_owner: str | None = None,
+               refused_by: Callable[[Message, MailboxLists], str | None] = refusal) -> SaveOutcome:
+    """Store one prepared message whose raw object is PUT (`_insert_or_refresh` with the erasure count of
+    `lists`). When an erasure was requested since `lists` were read, they are read again: a message they now
+    refuse (`refused_by`) has its raw object deleted and is refused (`refuse`); else the insert is retried with
+    the new count. Each retry means another erasure committed meanwhile, so the loop ends."""
+    item = prepared.item
+    while True:
+        try:
+            return _insert_or_refresh(item, item.provider_id, item.provider_key, lists.erasures)
+        except ErasuresMoved:
+            lists = lists_for(mailbox)
+        reason = refused_by(item, lists)
+        if reason is not None:
+            if prepared.raw is not None:
+                delete_raw_objects([item.raw_s3_key])
+            logger.info("erasure requested while storing a message; refused", extra={"message_id": item.message_id})
+            return refuse(mailbox, [(prepared, reason)], lease_owner)[0]
 
 
 def refresh_ref(stored: Message, provider_id: str, provider_ref: str) -> SaveOutcome:
@@ -218,22 +260,30 @@ def save_sent(mailbox: Mailbox, raw: bytes, *, rfc_message_id: str, provider_id:
               thread_id: str | None = None, attempted_at: float | None = None) -> SaveOutcome:
     """Store the copy of a message the outbox just sent, in "sent" under `sent_copy_id` (idempotent like
     `save_fetched`: a repeat refreshes the provider id). It owes the same effects as an imported message.
-    When a sync already stored Sent's copy (`synced_copy`), that message is the one: nothing is stored twice."""
+    When a sync already stored Sent's copy (`synced_copy`), that message is the one: nothing is stored twice.
+    Never-import lists do not apply to it (docs/api.md); an erasure does (`lists.erased_refusal`): a copy
+    naming a person erased while the message was being sent — dated at acceptance, before the erasure — is
+    refused (`refused=True`, counted as skipped), with the same erasure check as every insert (`insert_one`).
+    The raw object carries the tenant's retention tag like synced mail."""
     message_id = sent_copy_id(mailbox, rfc_message_id)
+    parsed = parse_message(raw)
     try:
         Message.get(message_id, attributes_to_get=["message_id"])
     except Message.DoesNotExist:
-        synced = synced_copy(mailbox, rfc_message_id, parse_message(raw).date, attempted_at)
+        synced = synced_copy(mailbox, rfc_message_id, parsed.date, attempted_at)
         if synced is not None:
             return SaveOutcome(synced, False)
-    key = raw_key(mailbox.tenant_id, mailbox.mailbox_id, message_id)
-    aws.s3().put_object(Bucket=get_settings().raw_bucket, Key=key, Body=raw, ContentType=RAW_CONTENT_TYPE,
-                        ServerSideEncryption="AES256")
     fetched = FetchedMessage(ref=MessageRef(SENT_FOLDER, provider_id, size=len(raw), thread_id=thread_id), raw=raw)
-    item = _build_item(mailbox, fetched, message_id, parse_message(raw), raw_s3_key=key,
-                       raw_sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
+    item = _build_item(mailbox, fetched, message_id, parsed, raw_s3_key=raw_key(mailbox.tenant_id,
+                       mailbox.mailbox_id, message_id), raw_sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
     item.owed, item.owed_mailbox = list(OWED_IMPORTED), mailbox.mailbox_id
-    return _insert_or_refresh(item, provider_id, provider_key(mailbox.mailbox_id, SENT_FOLDER, provider_id))
+    prepared = Prepared(item, raw)
+    lists = lists_for(mailbox)
+    reason = erased_refusal(item, lists)
+    if reason is not None:
+        return refuse(mailbox, [(prepared, reason)])[0]
+    put_raw(prepared, lists.raw_tagging)
+    return insert_one(mailbox, prepared, lists, refused_by=erased_refusal)
 
 
 @dataclass
@@ -313,7 +363,7 @@ def refuse(mailbox: Mailbox, refused: list[tuple[Prepared, str]],
                                                           condition=condition)
     for prepared, reason in refused:
         prepared.item.skipped_reason, prepared.item.owed, prepared.item.owed_mailbox = reason, None, None
-    return [SaveOutcome(prepared.item, True) for prepared, _ in refused]
+    return [SaveOutcome(prepared.item, True, refused=True) for prepared, _ in refused]
 
 
 def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
@@ -329,8 +379,7 @@ def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
             or _sent_twin(mailbox, ref.folder, item.rfc_message_id)) if prepared.raw else None
     use_id(prepared, twin or item.message_id)
     put_raw(prepared, lists.raw_tagging)
-    outcome = _insert_or_refresh(item, ref.provider_id, provider_key(mailbox.mailbox_id, ref.folder,
-                                                                     ref.provider_id))
+    outcome = insert_one(mailbox, prepared, lists)
     if not outcome.created:
         logger.info("message already stored", extra={"message_id": item.message_id, "provider_id": ref.provider_id})
     return outcome

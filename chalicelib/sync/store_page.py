@@ -28,9 +28,10 @@ transaction is cancelled as a whole, the lists are read again, the messages now 
 deleted, and the rest are inserted.
 
 A transaction cancelled by an item condition (the item appeared meanwhile) falls back to the one-message path
-for its messages (`store._insert_or_refresh`, owing `count` too); one cancelled by the lease condition raises
-`LeaseLost`. A crash anywhere leaves raw objects without items (rewritten with the same bytes on replay) or
-items that still owe their effects (completed on replay or by the sweep) — never a count without its item.
+for its messages (`store.insert_one`, owing `count` too, with the same erasure check); one cancelled by the
+lease condition raises `LeaseLost`. A crash anywhere leaves raw objects without items (rewritten with the same
+bytes on replay) or items that still owe their effects (completed on replay or by the sweep) — never a count
+without its item.
 Requests stay under DynamoDB's limits: 100 keys per BatchGetItem, 100 actions and 4 MB per transaction (each
 `Message` item is ≤ 256 KB by `sync/limits.py`).
 """
@@ -50,15 +51,14 @@ from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.erasure.delete import delete_raw_objects
-from chalicelib.models.privacy import TENANT_SCOPE, PrivacyList
-from chalicelib.privacy.lists import MailboxLists, lists_for, refusal
+from chalicelib.privacy.lists import ErasuresMoved, MailboxLists, check_erasures, lists_for, refusal
 from chalicelib.providers.base import FetchedMessage
 from chalicelib.sync import effects
 from chalicelib.sync.lease import LeaseLost
 from chalicelib.sync.limits import FIELD_BUDGETS, size_of
 from chalicelib.threads.unread import apply as apply_read_state
 from chalicelib.timeutil import now_iso
-from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOutcome, _insert_or_refresh,
+from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOutcome, insert_one,
                                    mark_removed, prepare, provider_key, put_raw, refresh_ref, refuse,
                                    restore_removed, save_fetched, stored_message_ids, stored_provider_ids,
                                    use_id)
@@ -113,21 +113,13 @@ def _chunks(new: list[Prepared]) -> list[list[Prepared]]:
     return [chunk for chunk in chunks if chunk]
 
 
-class ErasuresMoved(Exception):
-    """An erasure was requested after the page read the lists: nothing of the chunk was written."""
-
-
-def _erasures_unchanged(erasures: int | None):
-    return PrivacyList.erasures == erasures if erasures else PrivacyList.erasures.does_not_exist()
-
-
 def insert_items(mailbox: Mailbox, chunk: Sequence[Prepared], lease_owner: str | None,
                  erasures: int | None = None) -> str | None | bool:
     """Create the chunk's items, count them and record what they owe (one page debt on the mailbox,
     `effects.page_debt`) in one transaction. Returns the debt (None when every item is skipped and owes
     nothing); False when an item already existed (nothing was written); raises LeaseLost when the lease is no
     longer `lease_owner`'s, ErasuresMoved when the tenant's erasure count is no longer `erasures` (the count
-    read with the lists; the transaction's ConditionCheck of the tenant's privacy item)."""
+    read with the lists; the transaction's ConditionCheck of the tenant's privacy item, `lists.check_erasures`)."""
     imported = [p.item.message_id for p in chunk if not p.item.skipped_reason]
     skipped = len(chunk) - len(imported)
     debt = effects.page_debt(imported, now_iso()) if imported else None
@@ -143,8 +135,7 @@ def insert_items(mailbox: Mailbox, chunk: Sequence[Prepared], lease_owner: str |
                 transaction.save(prepared.item, condition=Message.message_id.does_not_exist())
             transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id), actions=actions,
                                condition=condition)
-            transaction.condition_check(PrivacyList, mailbox.tenant_id, TENANT_SCOPE,
-                                        condition=_erasures_unchanged(erasures))
+            check_erasures(transaction, mailbox.tenant_id, erasures)
     except TransactWriteError as exc:
         reasons = list(getattr(exc, "cancellation_reasons", None) or [])
         codes = [getattr(reason, "code", None) if reason is not None else None for reason in reasons]
@@ -263,11 +254,10 @@ def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,
         for item in chunk:
             item.item.owed = list(OWED_SKIPPED if item.item.skipped_reason else OWED_IMPORTED)
             item.item.owed_mailbox = mailbox.mailbox_id
-            outcomes[page.first_of[item.item.message_id]] = _insert_or_refresh(
-                item.item, item.item.provider_id, item.item.provider_key)
+            outcomes[page.first_of[item.item.message_id]] = insert_one(mailbox, item, lists, lease_owner)
     for index in page.repeats:
         first = outcomes[page.first_of[page.prepared[index].item.message_id]]
-        if first is not None:           # None: refused after an erasure came (`_recheck`), as is its repeat
+        if first is not None and not first.refused:   # refused after an erasure came: so is its repeat
             outcomes[index] = _refresh(first.message, page.prepared[index])
     return [outcome for outcome in outcomes if outcome is not None] + refuse(mailbox, refused, lease_owner)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from pynamodb.connection import Connection
 
 from chalicelib.config import get_settings
 from chalicelib.models.mailbox import Mailbox
@@ -181,10 +182,14 @@ def test_mark_removed_sets_removed_at_source_once(mailbox):
 
 
 def test_one_s3_put_and_one_dynamodb_write_per_new_message(mailbox, monkeypatch):
+    """Guards the one-message path's cost: one PUT and one TransactWriteItems (the item's put with the erasure
+    ConditionCheck, `privacy.lists.check_erasures`) — no second write."""
     calls: list[str] = []
-    real_put, real_save = store.aws.s3().put_object, Message.save
+    real_put, real_transact = store.aws.s3().put_object, Connection.transact_write_items
     monkeypatch.setattr(store.aws.s3(), "put_object", lambda **kw: calls.append("s3") or real_put(**kw))
-    monkeypatch.setattr(Message, "save", lambda self, **kw: calls.append("ddb") or real_save(self, **kw))
+    monkeypatch.setattr(Connection, "transact_write_items",
+                        lambda self, *a, **kw: calls.append("ddb") or real_transact(self, *a, **kw))
+    monkeypatch.setattr(Message, "save", lambda self, **kw: calls.append("plain save"))
     store.save_fetched(mailbox, fetched(make_message()))
     assert calls == ["s3", "ddb"]
 
