@@ -21,6 +21,7 @@ from typing import Iterable
 
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.models.conflicts import retry_conflicts
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.privacy import TENANT_SCOPE, PrivacyList, user_scope
 from chalicelib.privacy.erased import ErasedPeople
@@ -135,7 +136,7 @@ def put_list(tenant_id: str, scope: str, never_import: Iterable[str], never_pair
     """Replace a list (entries normalized; raises InvalidEntry); the tenant's retention period is kept."""
     actions = [PrivacyList.never_import.set(normalize_entries(never_import)),
                PrivacyList.never_pair.set(normalize_entries(never_pair)), PrivacyList.updated_at.set(now_iso())]
-    PrivacyList(tenant_id, scope).update(actions=actions)
+    retry_conflicts(lambda: PrivacyList(tenant_id, scope).update(actions=actions))   # see `check_erasures`
     return get_list(tenant_id, scope)
 
 
@@ -144,7 +145,8 @@ def set_retention(tenant_id: str, days: int | None) -> PrivacyList:
     if days is not None and days not in RETENTION_PERIODS:
         raise InvalidEntry(f"retention_days must be one of {', '.join(map(str, RETENTION_PERIODS))} or null")
     action = PrivacyList.retention_days.set(days) if days else PrivacyList.retention_days.remove()
-    PrivacyList(tenant_id, TENANT_SCOPE).update(actions=[action, PrivacyList.updated_at.set(now_iso())])
+    retry_conflicts(lambda: PrivacyList(tenant_id, TENANT_SCOPE).update(
+        actions=[action, PrivacyList.updated_at.set(now_iso())]))
     return get_list(tenant_id, TENANT_SCOPE)
 
 
@@ -167,9 +169,12 @@ def lists_for(mailbox: Mailbox) -> MailboxLists:
 
 
 def count_erasure(tenant_id: str) -> None:
-    """One more erasure requested for the tenant: the store reads the erased people anew (privacy/erased.py)."""
-    PrivacyList(tenant_id, TENANT_SCOPE).update(actions=[PrivacyList.erasures.add(1),
-                                                         PrivacyList.updated_at.set(now_iso())])
+    """One more erasure requested for the tenant: the store reads the erased people anew (privacy/erased.py).
+    Every insert of the tenant's mail checks this item in its transaction (`check_erasures`), so the update can
+    meet one under way: it is sent again (`retry_conflicts`) — an uncounted erasure would let the store keep its
+    cached erased people and store the person's mail again."""
+    retry_conflicts(lambda: PrivacyList(tenant_id, TENANT_SCOPE).update(
+        actions=[PrivacyList.erasures.add(1), PrivacyList.updated_at.set(now_iso())]))
 
 
 class ErasuresMoved(Exception):
@@ -183,7 +188,9 @@ def check_erasures(transaction: TransactWrite, tenant_id: str, erasures: int | N
     then counts it, and the job reads the mailboxes only after that — an insert either commits before the count
     moved (the job finds its item) or is cancelled and the caller reads the lists again (`ErasuresMoved`).
     PynamoDB sends ConditionChecks first (`Connection.transact_write_items`), so a cancellation's first reason
-    is this check's."""
+    is this check's. The check makes the tenant's privacy item part of every insert of the tenant's mail, so
+    inserts of its mailboxes conflict there; the callers send a conflicted transaction again
+    (`models.conflicts.retry_conflicts`)."""
     unchanged = PrivacyList.erasures == erasures if erasures else PrivacyList.erasures.does_not_exist()
     transaction.condition_check(PrivacyList, tenant_id, TENANT_SCOPE, condition=unchanged)
 

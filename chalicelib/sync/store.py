@@ -44,6 +44,7 @@ from chalicelib.config import get_settings
 from chalicelib.erasure.delete import delete_raw_objects
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
+from chalicelib.models.conflicts import retry_conflicts
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message, raw_key
 from chalicelib.privacy.lists import NEVER_IMPORT as NEVER_IMPORT  # re-exported: the reason's name here
@@ -124,10 +125,13 @@ def _insert_or_refresh(item: Message, provider_id: str, provider_ref: str, erasu
     """Create the item, conditioned on it being absent AND on the tenant's erasure count still being
     `erasures` (`lists.check_erasures`), in one transaction; an item already there gets its provider reference
     refreshed (`refresh_ref`). Raises ErasuresMoved when only the count moved: nothing was written."""
-    try:
+    def commit() -> None:
         with TransactWrite(connection=transaction_connection()) as transaction:
             check_erasures(transaction, item.tenant_id, erasures)
             transaction.save(item, condition=Message.message_id.does_not_exist())
+
+    try:
+        retry_conflicts(commit)     # the tenant's privacy item, checked by every insert of the tenant's mailboxes
         return SaveOutcome(item, True)
     except TransactWriteError as exc:
         codes = [getattr(reason, "code", None) if reason is not None else None

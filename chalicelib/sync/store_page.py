@@ -48,6 +48,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
+from chalicelib.models.conflicts import retry_conflicts
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.erasure.delete import delete_raw_objects
@@ -129,13 +130,16 @@ def insert_items(mailbox: Mailbox, chunk: Sequence[Prepared], lease_owner: str |
     condition = Mailbox.mailbox_id.exists()
     if lease_owner is not None:
         condition = condition & (Mailbox.lease_owner == lease_owner)
-    try:
+    def commit() -> None:
         with TransactWrite(connection=transaction_connection()) as transaction:
             for prepared in chunk:
                 transaction.save(prepared.item, condition=Message.message_id.does_not_exist())
             transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id), actions=actions,
                                condition=condition)
             check_erasures(transaction, mailbox.tenant_id, erasures)
+
+    try:
+        retry_conflicts(commit)     # the tenant's privacy item, checked by every insert of the tenant's mailboxes
     except TransactWriteError as exc:
         reasons = list(getattr(exc, "cancellation_reasons", None) or [])
         codes = [getattr(reason, "code", None) if reason is not None else None for reason in reasons]
