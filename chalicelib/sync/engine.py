@@ -23,8 +23,10 @@ The cursor only moves forward: it is replaced only by the `next_cursor` of a pag
 cursor, and only by the lease holder. A crash anywhere before that write replays the page next time; the store
 dedupes and the outbox on each message completes whatever it still owes, so nothing is duplicated or lost.
 
-Checkpoint: when the deadline (Lambda time left minus a safety margin) has passed at a page boundary, the engine
-persists what it has and returns outcome "continue"; the worker re-enqueues the mailbox.
+Checkpoint: at a page boundary, when the deadline (Lambda time left minus a safety margin) has passed or the next
+page is not expected to finish in the invocation (the worker's `time_budget.TimeBudget`: the longest page measured
+× 1.5), the engine persists what it has and returns outcome "continue"; the worker re-enqueues the mailbox. The
+longest page of the run is returned in `final_actions` (`Mailbox.page_seconds`) for the next run's budget.
 
 CURSOR_INVALID (UIDVALIDITY changed, stale historyId, delta 410) → bounded resync: the folder's cursor is reset
 to None and the folder re-listed since `import_since`; the store's natural keys make that duplicate-free. At
@@ -36,6 +38,7 @@ failure arrives as another code (see `providers/base.py`) and fails the sync vis
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -49,6 +52,7 @@ from chalicelib.providers.base import (PAGE_SIZE, ErrorCode, FetchedMessage, Mai
 from chalicelib.sync import cursors, effects, store_page as message_store
 from chalicelib.sync.cursors import FolderState
 from chalicelib.sync.lease import Lease, LeaseLost
+from chalicelib.sync.time_budget import TimeBudget
 from chalicelib.timeutil import isoformat, now_iso, parse_iso, utcnow
 
 MAX_RESYNCS_PER_DAY = 3
@@ -99,9 +103,9 @@ def _error(code: str, detail: str) -> dict[str, str]:
 class _Run:
     """One sync pass over one mailbox (state kept here so helpers stay small)."""
 
-    def __init__(self, mailbox: Mailbox, provider: MailProvider, deadline: float, *, options: SyncOptions,
+    def __init__(self, mailbox: Mailbox, provider: MailProvider, budget: TimeBudget, *, options: SyncOptions,
                  store, lease: Lease | None, clock: Callable[[], float], after_store: effects.Effects | None):
-        self.mailbox, self.provider, self.deadline = mailbox, provider, deadline
+        self.mailbox, self.provider, self.budget = mailbox, provider, budget
         self.options, self.store, self.lease, self.clock = options, store, lease, clock
         self.after_store = after_store or effects.complete
         self.counts = SyncCounts()
@@ -286,6 +290,7 @@ class _Run:
         cursor = self._start_cursor(folder)
         state = self._state(folder)
         while True:
+            page_started = self.clock()
             try:
                 change_set = self.provider.changes(folder, cursor, since=self.since, page_size=self.options.page_size)
             except ProviderError as exc:
@@ -322,11 +327,16 @@ class _Run:
                 else:
                     self.pending[folder] = state          # the folder is done: written with the next one
             self.counts.add(delta)
+            self.budget.page_done(self.clock() - page_started)
             cursor = change_set.next_cursor
             if not change_set.has_more:
                 return True
-            if self.clock() >= self.deadline:
+            if not self.budget.may_start_page(self.clock()):
                 return False
+
+    def _page_time(self) -> list:
+        """The longest page of this run, for the next run's budget (`time_budget.py`); nothing if none ran."""
+        return [Mailbox.page_seconds.set(round(self.budget.measured, 1))] if self.budget.measured > 0 else []
 
     def run(self) -> SyncResult:
         with effects.clears_deferred() as self.paid_debts:
@@ -341,16 +351,17 @@ class _Run:
         folders = folders_to_sync(self.mailbox, self.provider.folders())   # a missing named one → folder_errors
         for index, folder in enumerate(folders):
             finished = self.sync_folder(folder)
-            out_of_time = self.clock() >= self.deadline and index < len(folders) - 1
+            out_of_time = not self.budget.may_start_page(self.clock()) and index < len(folders) - 1
             if not finished or out_of_time:
                 self._flush_cursors()
                 self.result.outcome = "continue"
-                self.result.final_actions = [Mailbox.sync_stage.set("queued")]
-                logger.info("checkpoint: continuing in a new invocation", extra={"folder": folder})
+                self.result.final_actions = [Mailbox.sync_stage.set("queued")] + self._page_time()
+                logger.info("checkpoint: continuing in a new invocation",
+                            extra={"folder": folder, "page_seconds": round(self.budget.measured, 1)})
                 return self.result
         self._flush_cursors()
         actions = [Mailbox.sync_stage.set("idle"), Mailbox.last_success_at.set(now_iso()),
-                   Mailbox.not_before.remove()]
+                   Mailbox.not_before.remove()] + self._page_time()
         if self.result.folder_errors:
             actions.append(Mailbox.last_error.set(next(iter(self.result.folder_errors.values()))))
         else:
@@ -361,8 +372,11 @@ class _Run:
 
 def sync_mailbox(mailbox: Mailbox, provider: MailProvider, deadline: float, *, lease: Lease | None = None,
                  options: SyncOptions = SyncOptions(), clock: Callable[[], float] = time.monotonic,
-                 store=message_store, after_store: effects.Effects | None = None) -> SyncResult:
-    """Bring `mailbox` up to date from `provider` until done or `deadline` (a `clock()` value) passes.
+                 store=message_store, after_store: effects.Effects | None = None,
+                 budget: TimeBudget | None = None) -> SyncResult:
+    """Bring `mailbox` up to date from `provider` until done or `deadline` (a `clock()` value) passes — or, with
+    the worker's `budget` (whose own deadline is `deadline`), until the next page could not finish in the
+    invocation.
 
     `lease` (from `sync.lease.acquire`) makes every state write conditional on still owning the mailbox; the
     final state is returned in `SyncResult.final_actions` for the caller to write with `lease.release` (without
@@ -370,7 +384,9 @@ def sync_mailbox(mailbox: Mailbox, provider: MailProvider, deadline: float, *, l
     pairing per the mailbox's mode, then `message.created`). Raises ProviderError for the caller's error
     handler (`errors.handle_provider_error`) and LeaseLost.
     """
-    run = _Run(mailbox, provider, deadline, options=options, store=store, lease=lease, clock=clock,
+    if budget is None:
+        budget = TimeBudget(end=math.inf, deadline=deadline, cap=math.inf)
+    run = _Run(mailbox, provider, budget, options=options, store=store, lease=lease, clock=clock,
                after_store=after_store)
     result = run.run()
     if lease is None:
