@@ -119,6 +119,10 @@ class _Run:
         # one lease-conditioned mailbox update for their final cursors, not one each.
         self.pending: dict[str, FolderState] = {}
         self.paid_debts: set[str] = set()        # page debts paid, removed with the next cursor write (`run`)
+        # Folders whose page a run cut short (`time_budget.py`): their next page is the same one again, whose
+        # refs already stored are skipped (`_resume_skips`). `cut_folders` is what the mailbox will record.
+        self.cut_folders: set[str] = set(mailbox.cut_folders or ())
+        self.resuming: set[str] = set(self.cut_folders)
 
     def _state(self, folder: str) -> FolderState:
         return self.states.setdefault(folder, FolderState(folder))
@@ -191,13 +195,20 @@ class _Run:
                     raise
                 yield FetchedMessage(ref=ref, raw=None, vanished=True)
 
-    def _store_page(self, refs: Sequence[MessageRef], delta: SyncCounts) -> None:
+    def _store_page(self, refs: Sequence[MessageRef], delta: SyncCounts) -> bool:
         """Fetch and store the page's refs, holding at most `page_raw_bytes` of raw mail at a time: fetched
         messages are buffered and stored together (`_flush`) when the next one would pass the budget, and at
-        the end of the page (a message larger than the budget is stored alone)."""
+        the end of the page (a message larger than the budget is stored alone). False when the invocation's
+        time ran out between two fetch batches (`TimeBudget.may_continue_page`): what was fetched is stored,
+        the rest of the page is left to the next run."""
         held: list[FetchedMessage] = []
         held_bytes = 0
-        for batch in _chunks(refs, self.options.fetch_batch):
+        step_started = self.clock()
+        for index, batch in enumerate(_chunks(refs, self.options.fetch_batch)):
+            if index and not self.budget.may_continue_page(self.clock()):
+                if held:
+                    self._flush(held, delta)
+                return False
             for fetched in self._fetch(batch):
                 if fetched.vanished:
                     self.result.folder_errors[fetched.ref.folder] = _error(
@@ -210,10 +221,19 @@ class _Run:
                     held, held_bytes = [], 0
                 held.append(fetched)
                 held_bytes += size
+            now = self.clock()
+            self.budget.step_done(now - step_started)
+            step_started = now
         if held:
             self._flush(held, delta)
+        return True
 
     def _flush(self, held: Sequence[FetchedMessage], delta: SyncCounts) -> None:
+        started = self.clock()
+        self._store_held(held, delta)
+        self.budget.flush_done(self.clock() - started)
+
+    def _store_held(self, held: Sequence[FetchedMessage], delta: SyncCounts) -> None:
         save_page = getattr(self.store, "save_page", None)
         if save_page is not None:
             outcomes = save_page(self.mailbox, held, lease_owner=self.lease.owner if self.lease else None)
@@ -273,6 +293,17 @@ class _Run:
             return 0
         return apply(self.mailbox.tenant_id, seen)
 
+    def _resume_skips(self, folder: str, refs: Sequence[MessageRef], delta: SyncCounts) -> Sequence[MessageRef]:
+        """The first page of a folder whose page an earlier run cut short is that page again: its refs already
+        stored (the store's `by_provider_ref` index) are not fetched again (each run gets further into a page
+        slower than an invocation). Any other page's refs are all fetched (the store dedupes)."""
+        if folder not in self.resuming or not refs:
+            return refs
+        self.resuming.discard(folder)
+        stored = self._known(folder, refs)
+        delta.known += len(stored)
+        return [ref for ref in refs if ref.provider_id not in stored]
+
     # --- the page loop -------------------------------------------------------------------------------------
     def _start_cursor(self, folder: str) -> str | None:
         """The cursor to continue from; None (initial import) when `import_since` moved before the date the
@@ -313,7 +344,13 @@ class _Run:
             known = self._known(folder, changed + flagged)
             unknown = [ref for ref in changed if ref.provider_id not in known]
             delta.known = len(changed) - len(unknown)
-            self._store_page(tuple(change_set.new) + tuple(unknown), delta)
+            new = self._resume_skips(folder, change_set.new, delta)
+            if not self._store_page(tuple(new) + tuple(unknown), delta):
+                self.cut_folders.add(folder)              # the cursor stays: the next run reads this page again
+                self.counts.add(delta)
+                logger.info("page cut short: continuing in a new invocation", extra={"folder": folder})
+                return False
+            self.cut_folders.discard(folder)
             delta.restored = self._restore([known[ref.provider_id] for ref in changed if known.get(ref.provider_id)])
             delta.read_state = self._read_state(changed + flagged, known)
             if change_set.removed:
@@ -335,8 +372,13 @@ class _Run:
                 return False
 
     def _page_time(self) -> list:
-        """The longest page of this run, for the next run's budget (`time_budget.py`); nothing if none ran."""
-        return [Mailbox.page_seconds.set(round(self.budget.measured, 1))] if self.budget.measured > 0 else []
+        """The longest page of this run, for the next run's budget, and the folders whose page is cut short
+        (`time_budget.py`): what the release writes."""
+        actions = [Mailbox.page_seconds.set(round(self.budget.measured, 1))] if self.budget.measured > 0 else []
+        if self.cut_folders != set(self.mailbox.cut_folders or ()):
+            actions.append(Mailbox.cut_folders.set(self.cut_folders) if self.cut_folders
+                           else Mailbox.cut_folders.remove())
+        return actions
 
     def run(self) -> SyncResult:
         with effects.clears_deferred() as self.paid_debts:

@@ -11,6 +11,12 @@ finish, with `FINAL_RESERVE_SECONDS` left for the final writes (cursors, lease r
   the same mailbox may be that slow again (a page holds up to `PAGE_SIZE` refs; IMAP FETCH of large messages, a
   Gmail batch of 100 raw messages, a throttled server can each take minutes).
 
+A single page may be slower than any invocation (a page of `PAGE_SIZE` large messages from a slow server), so a
+page is also cut between fetch batches when the next batch (the longest one measured, with the longest store of
+held messages, × `PAGE_TIME_FACTOR`) would not finish: what was fetched is stored, the folder's cursor stays, and
+the folder is marked (`Mailbox.cut_folders`) so the next run, reading the same page again, skips the refs already
+stored instead of fetching them again — each run gets further into the page, none repeats another's work.
+
 The longest page of a run is recorded on the mailbox (`Mailbox.page_seconds`, written with the lease release) and
 seeds the next run's budget, so a record that starts late in a batch (records of one batch share one invocation)
 does not start a page it cannot finish; it hands its turn to a continuation instead. A recorded time larger than
@@ -44,6 +50,8 @@ class TimeBudget:
     cap: float                       # `cap_seconds` of the function's timeout
     expected: float = 0.0            # seconds a page is expected to take (recorded, then measured, longest)
     measured: float = 0.0            # the longest page of this run (recorded on the mailbox at release)
+    step: float = 0.0                # the longest fetch batch of this run (with the stores it caused)
+    flush: float = 0.0               # the longest store of held messages (`engine._flush`) of this run
 
     @classmethod
     def start(cls, now: float, remaining: float, timeout: float, recorded: float | None = None) -> "TimeBudget":
@@ -58,3 +66,15 @@ class TimeBudget:
         """Whether a page started now is expected to finish with the final writes' reserve left."""
         need = min(self.expected * PAGE_TIME_FACTOR, self.cap)
         return now < self.deadline and now + need <= self.end - FINAL_RESERVE_SECONDS
+
+    def step_done(self, seconds: float) -> None:
+        self.step = max(self.step, seconds)
+
+    def flush_done(self, seconds: float) -> None:
+        self.flush = max(self.flush, seconds)
+
+    def may_continue_page(self, now: float) -> bool:
+        """Whether another fetch batch of the page (and storing what is then held) is expected to finish with the
+        final writes' reserve left; when not, the page is cut (`engine._store_page`)."""
+        return now + (self.step + self.flush) * PAGE_TIME_FACTOR <= self.end - FINAL_RESERVE_SECONDS
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from chalicelib.sync import worker
 from chalicelib.sync.engine import SyncOptions
-from tests.sync_helpers import FakeProvider, cursor_field, drain, job_event, make_mailbox, reload
+from tests.sync_helpers import FakeProvider, counts_of, cursor_field, drain, job_event, make_mailbox, reload
 
 TIMEOUT = 300.0           # the worker's Lambda timeout in every stage (.chalice/config.json)
 
@@ -91,3 +91,29 @@ def test_a_page_slower_than_any_margin_still_runs_in_a_fresh_invocation(aws):
     run(job_event((mailbox.tenant_id, mailbox.mailbox_id)), {mailbox.mailbox_id: provider}, clock, TIMEOUT)
     fresh = reload(mailbox)
     assert cursor_field(fresh, "inbox") == "1:5" and fresh.sync_stage == "idle" and fresh.page_seconds == 5.0
+
+
+def test_a_page_slower_than_the_whole_invocation_is_cut_and_resumed_without_fetching_twice(aws):
+    """One page of 30 messages at 11 s each (330 s) cannot finish in a 300 s invocation: it ran into the
+    timeout in every invocation, forever (then the DLQ). It is now cut between fetch batches — what was fetched
+    is stored, the cursor stays — and the next run reads the page again, skipping what is stored."""
+    clock = Clock()
+    mailbox = make_mailbox()
+    provider = SlowProvider(clock, 11.0, {"inbox": 30})
+    options = SyncOptions(page_size=30, fetch_batch=5)
+    assert worker.handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), ClockContext(clock, TIMEOUT),
+                               provider_factory=lambda m: provider, clock=clock, options=options) == \
+        {"batchItemFailures": []}
+    assert clock.t <= TIMEOUT - worker.time_budget.FINAL_RESERVE_SECONDS, clock.t
+    cut = reload(mailbox)
+    assert cursor_field(cut, "inbox") is None and cut.cut_folders == {"inbox"} and cut.lease_owner is None
+    assert len(provider.fetched) == 20 and counts_of(cut)["imported"] == 20
+    assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
+    clock.t = 1000.0
+    worker.handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id), reason="continue"),
+                        ClockContext(clock, 1000.0 + TIMEOUT), provider_factory=lambda m: provider, clock=clock,
+                        options=options)
+    done = reload(mailbox)
+    assert cursor_field(done, "inbox") == "1:30" and done.cut_folders is None and done.sync_stage == "idle"
+    assert len(provider.fetched) == 30 and len(set(provider.fetched)) == 30     # nothing fetched twice
+    assert counts_of(done)["imported"] == 30
