@@ -26,7 +26,9 @@ dedupes and the outbox on each message completes whatever it still owes, so noth
 Checkpoint: at a page boundary, when the deadline (Lambda time left minus a safety margin) has passed or the next
 page is not expected to finish in the invocation (the worker's `time_budget.TimeBudget`: the longest page measured
 × 1.5), the engine persists what it has and returns outcome "continue"; the worker re-enqueues the mailbox. The
-longest page of the run is returned in `final_actions` (`Mailbox.page_seconds`) for the next run's budget.
+longest page of the run is returned in `final_actions` (`Mailbox.page_seconds`) for the next run's budget. A page
+slower than an invocation is cut between fetch batches: what was fetched is stored, the cursor stays, and the
+folder is recorded in `Mailbox.cut_folders`, so the next run skips that page's refs already stored.
 
 CURSOR_INVALID (UIDVALIDITY changed, stale historyId, delta 410) → bounded resync: the folder's cursor is reset
 to None and the folder re-listed since `import_since`; the store's natural keys make that duplicate-free. At
@@ -348,6 +350,7 @@ class _Run:
             if not self._store_page(tuple(new) + tuple(unknown), delta):
                 self.cut_folders.add(folder)              # the cursor stays: the next run reads this page again
                 self.counts.add(delta)
+                self.budget.page_done(self.clock() - page_started)    # a lower bound of the whole page's time
                 logger.info("page cut short: continuing in a new invocation", extra={"folder": folder})
                 return False
             self.cut_folders.discard(folder)

@@ -107,6 +107,7 @@ def test_a_page_slower_than_the_whole_invocation_is_cut_and_resumed_without_fetc
     assert clock.t <= TIMEOUT - worker.time_budget.FINAL_RESERVE_SECONDS, clock.t
     cut = reload(mailbox)
     assert cursor_field(cut, "inbox") is None and cut.cut_folders == {"inbox"} and cut.lease_owner is None
+    assert cut.page_seconds == 220.0      # the cut page's time so far: a late batch slot will not start it
     assert len(provider.fetched) == 20 and counts_of(cut)["imported"] == 20
     assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
     clock.t = 1000.0
