@@ -1,6 +1,8 @@
 """Domain outcomes of the mailbox service; the API layer maps each to one problem+json response."""
 from __future__ import annotations
 
+from chalicelib.tenancy.limits import Contended  # noqa: F401 - re-exported: a lost create race (→ 409)
+
 
 class MailboxError(Exception):
     """Base class; `str()` is safe to show to the caller (never contains a secret)."""
@@ -21,10 +23,6 @@ class NotPermitted(MailboxError):
 
 class LimitReached(MailboxError):
     """The tenant's plan allows no more of this (→ 403 plan-limit)."""
-
-
-class Contended(MailboxError):
-    """Other writes kept winning the same race (many mailboxes created at once); nothing was stored (→ 409)."""
 
 
 class Missing(MailboxError):

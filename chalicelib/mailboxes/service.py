@@ -15,8 +15,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.tenancy.principal import Principal
 from chalicelib.credentials.store import Credentials
@@ -24,9 +23,8 @@ from chalicelib.ids import new_id
 from chalicelib.logs import logger
 from chalicelib.mailboxes import servers, verify
 from chalicelib.mailboxes.endpoints import complete_mailbox_endpoint
-from chalicelib.mailboxes.errors import (Contended, InvalidField, LimitReached, Missing, NotPermitted,
+from chalicelib.mailboxes.errors import (InvalidField, LimitReached, Missing, NotPermitted,
                                         VerificationFailed)
-from chalicelib.models.base import transaction_connection
 from chalicelib.models.mailbox import Mailbox, MailboxShare, MailServer, owner_key
 from chalicelib.models.privacy import RetiredMailbox
 from chalicelib.models.tenant import Tenant
@@ -37,6 +35,7 @@ from chalicelib.security.sanitize import sanitize_html
 from chalicelib.sync import cursors, push
 from chalicelib.sync.enqueue import enqueue_sync
 from chalicelib.sync.store import CONTENT_KEYS
+from chalicelib.tenancy import limits
 from chalicelib.tenancy.plans import get_plan, import_window_days
 from chalicelib.timeutil import now_iso, utcnow
 
@@ -108,9 +107,6 @@ def _request_first_sync(mailbox: Mailbox, reason: str) -> None:
         logger.exception("first sync enqueue failed", extra={"mailbox_id": mailbox.mailbox_id})
 
 
-SAVE_ATTEMPTS = 10
-
-
 def _check_mailbox_limit(tenant: Tenant) -> None:
     """The plan's `max_mailboxes` (a strongly consistent COUNT query on the tenant's partition; no items are
     read). Before the login check, so a full tenant gets its answer without a connection; `_save_within_limit`
@@ -120,41 +116,18 @@ def _check_mailbox_limit(tenant: Tenant) -> None:
         raise LimitReached(f"The '{tenant.plan}' plan allows {limit} mailboxes; delete one or change the plan.")
 
 
-def _mailbox_version(tenant_id: str) -> int | None:
-    try:
-        return Tenant.get(tenant_id, consistent_read=True, attributes_to_get=["tenant_id", "mailbox_version"]
-                          ).mailbox_version
-    except DoesNotExist:
-        raise NotPermitted("This tenant no longer exists.") from None
-
-
 def _save_within_limit(tenant: Tenant, mailbox: Mailbox) -> None:
     """Stores a new mailbox only while the tenant has fewer than its plan's `max_mailboxes` — exactly, also when
     creates race (a COUNT, then a save seconds later after the login check, let two creates that both counted
-    99 of 100 both save). The tenant's `mailbox_version` is read, the mailboxes counted (both strongly
-    consistent reads), and the mailbox put in ONE transaction that bumps `mailbox_version` on the condition
-    that it is still the value read: a create that committed in between cancels this transaction
-    (DynamoDB TransactWriteItems is all-or-nothing,
-    https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html) and this one
-    counts again, now seeing the other's mailbox. Deletes need no bump: they only free room. Every cancelled
-    attempt means another create committed, so `SAVE_ATTEMPTS` is only exhausted by a burst of creates
-    (`Contended`, 409: nothing stored, try again)."""
-    for _ in range(SAVE_ATTEMPTS):
-        version = _mailbox_version(tenant.tenant_id)
-        _check_mailbox_limit(tenant)
-        unchanged = (Tenant.mailbox_version == version) if version is not None else \
-            Tenant.mailbox_version.does_not_exist()
-        try:
-            with TransactWrite(connection=transaction_connection()) as tx:
-                tx.save(mailbox, condition=Mailbox.mailbox_id.does_not_exist())
-                tx.update(Tenant(tenant.tenant_id), actions=[Tenant.mailbox_version.add(1)],
-                          condition=Tenant.tenant_id.exists() & unchanged)
-            return
-        except TransactWriteError as exc:
-            if not any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or []):
-                raise
-    raise Contended("Other mailboxes of this tenant were being created at the same moment; nothing was stored, "
-                    "try again.")
+    99 of 100 both save): the count and the put go through `limits.create_counted` with the tenant's
+    `mailbox_version` (of creates racing for the last slot one commits, the others count again and get
+    `LimitReached`; a burst that wins every round gives `Contended`, 409)."""
+    try:
+        limits.create_counted(tenant.tenant_id, mailbox, Mailbox.mailbox_id.does_not_exist(),
+                              version=Tenant.mailbox_version, check=lambda: _check_mailbox_limit(tenant),
+                              what="mailboxes")
+    except DoesNotExist:
+        raise NotPermitted("This tenant no longer exists.") from None
 
 
 def _oauth_server(tenant_id: str, mailbox_type: str, server_id: str | None) -> MailServer:

@@ -35,8 +35,11 @@ class Tenant(Model):
     secrets_keys = JSONAttribute(null=True)
     secrets_key_id = UnicodeAttribute(null=True)
     # bumped by every mailbox creation, in the creation's transaction: what makes the plan's `max_mailboxes` exact
-    # under concurrent creates (mailboxes/service.py `_save_within_limit`); not a count
+    # under concurrent creates (mailboxes/service.py `_save_within_limit`, tenancy/limits.py); not a count
     mailbox_version = NumberAttribute(null=True)
+    # the same for the tenant's scanner rules (`pairing/rulebook.py`, at most `MAX_RULES`): bumped by every rule
+    # creation in its transaction (tenancy/limits.py `create_counted`)
+    rule_version = NumberAttribute(null=True)
 
     by_created = TenantsByCreated()
 

@@ -2,6 +2,9 @@
 
 Every change invalidates the tenant's cached pairing context in this process (`context.invalidate`);
 other processes pick it up within `context.CACHE_SECONDS`.
+
+At most `MAX_RULES` rules per tenant, exactly also when creates race: the count (strongly consistent) and the
+put go through `tenancy.limits.create_counted` with the tenant's `rule_version`.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from chalicelib.models.pairing import Rule
 from chalicelib.pairing import context
 from chalicelib.pairing.rules import InvalidRule, validate
 from chalicelib.pairing.settings import from_tenant
+from chalicelib.tenancy import limits
 from chalicelib.timeutil import now_iso
 
 MAX_RULES = 200
@@ -32,15 +36,22 @@ def get_rule(tenant_id: str, rule_id: str) -> Rule | None:
         return None
 
 
+def _check_rule_limit(tenant_id: str) -> None:
+    """`MAX_RULES` per tenant: a strongly consistent COUNT query (no rule is read); InvalidRule naming `rules`."""
+    if Rule.count(tenant_id, consistent_read=True) >= MAX_RULES:
+        raise InvalidRule(f"rules: at most {MAX_RULES} per tenant")
+
+
 def create_rule(tenant_id: str, name: str, conditions: dict, actions: list[dict], *, mailbox_id: str | None,
                 position: int, enabled: bool) -> Rule:
-    if len(context.load_rules(tenant_id)) >= MAX_RULES:
-        raise InvalidRule(f"rules: at most {MAX_RULES} per tenant")
+    """Raises InvalidRule (a field, or `rules` when the tenant has `MAX_RULES`), `limits.Contended` (409)."""
+    _check_rule_limit(tenant_id)
     conditions, actions = validate(conditions, actions)
     now = now_iso()
     rule = Rule(tenant_id, new_id("rul"), name=name, mailbox_id=mailbox_id, position=position, enabled=enabled,
                 conditions=conditions, actions=actions, created_at=now, updated_at=now)
-    rule.save(condition=Rule.rule_id.does_not_exist())
+    limits.create_counted(tenant_id, rule, Rule.rule_id.does_not_exist(), version=Tenant.rule_version,
+                          check=lambda: _check_rule_limit(tenant_id), what="rules")
     context.invalidate(tenant_id)
     return rule
 

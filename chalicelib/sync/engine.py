@@ -23,8 +23,12 @@ The cursor only moves forward: it is replaced only by the `next_cursor` of a pag
 cursor, and only by the lease holder. A crash anywhere before that write replays the page next time; the store
 dedupes and the outbox on each message completes whatever it still owes, so nothing is duplicated or lost.
 
-Checkpoint: when the deadline (Lambda time left minus a safety margin) has passed at a page boundary, the engine
-persists what it has and returns outcome "continue"; the worker re-enqueues the mailbox.
+Checkpoint: at a page boundary, when the deadline (Lambda time left minus a safety margin) has passed or the next
+page is not expected to finish in the invocation (the worker's `time_budget.TimeBudget`: the longest page measured
+× 1.5), the engine persists what it has and returns outcome "continue"; the worker re-enqueues the mailbox. The
+longest page of the run is returned in `final_actions` (`Mailbox.page_seconds`) for the next run's budget. A page
+slower than an invocation is cut between fetch batches: what was fetched is stored, the cursor stays, and the
+folder is recorded in `Mailbox.cut_folders`, so the next run skips that page's refs already stored.
 
 CURSOR_INVALID (UIDVALIDITY changed, stale historyId, delta 410) → bounded resync: the folder's cursor is reset
 to None and the folder re-listed since `import_since`; the store's natural keys make that duplicate-free. At
@@ -36,6 +40,7 @@ failure arrives as another code (see `providers/base.py`) and fails the sync vis
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -49,6 +54,7 @@ from chalicelib.providers.base import (PAGE_SIZE, ErrorCode, FetchedMessage, Mai
 from chalicelib.sync import cursors, effects, store_page as message_store
 from chalicelib.sync.cursors import FolderState
 from chalicelib.sync.lease import Lease, LeaseLost
+from chalicelib.sync.time_budget import TimeBudget
 from chalicelib.timeutil import isoformat, now_iso, parse_iso, utcnow
 
 MAX_RESYNCS_PER_DAY = 3
@@ -99,9 +105,9 @@ def _error(code: str, detail: str) -> dict[str, str]:
 class _Run:
     """One sync pass over one mailbox (state kept here so helpers stay small)."""
 
-    def __init__(self, mailbox: Mailbox, provider: MailProvider, deadline: float, *, options: SyncOptions,
+    def __init__(self, mailbox: Mailbox, provider: MailProvider, budget: TimeBudget, *, options: SyncOptions,
                  store, lease: Lease | None, clock: Callable[[], float], after_store: effects.Effects | None):
-        self.mailbox, self.provider, self.deadline = mailbox, provider, deadline
+        self.mailbox, self.provider, self.budget = mailbox, provider, budget
         self.options, self.store, self.lease, self.clock = options, store, lease, clock
         self.after_store = after_store or effects.complete
         self.counts = SyncCounts()
@@ -115,6 +121,10 @@ class _Run:
         # one lease-conditioned mailbox update for their final cursors, not one each.
         self.pending: dict[str, FolderState] = {}
         self.paid_debts: set[str] = set()        # page debts paid, removed with the next cursor write (`run`)
+        # Folders whose page a run cut short (`time_budget.py`): their next page is the same one again, whose
+        # refs already stored are skipped (`_resume_skips`). `cut_folders` is what the mailbox will record.
+        self.cut_folders: set[str] = set(mailbox.cut_folders or ())
+        self.resuming: set[str] = set(self.cut_folders)
 
     def _state(self, folder: str) -> FolderState:
         return self.states.setdefault(folder, FolderState(folder))
@@ -187,13 +197,20 @@ class _Run:
                     raise
                 yield FetchedMessage(ref=ref, raw=None, vanished=True)
 
-    def _store_page(self, refs: Sequence[MessageRef], delta: SyncCounts) -> None:
+    def _store_page(self, refs: Sequence[MessageRef], delta: SyncCounts) -> bool:
         """Fetch and store the page's refs, holding at most `page_raw_bytes` of raw mail at a time: fetched
         messages are buffered and stored together (`_flush`) when the next one would pass the budget, and at
-        the end of the page (a message larger than the budget is stored alone)."""
+        the end of the page (a message larger than the budget is stored alone). False when the invocation's
+        time ran out between two fetch batches (`TimeBudget.may_continue_page`): what was fetched is stored,
+        the rest of the page is left to the next run."""
         held: list[FetchedMessage] = []
         held_bytes = 0
-        for batch in _chunks(refs, self.options.fetch_batch):
+        step_started = self.clock()
+        for index, batch in enumerate(_chunks(refs, self.options.fetch_batch)):
+            if index and not self.budget.may_continue_page(self.clock()):
+                if held:
+                    self._flush(held, delta)
+                return False
             for fetched in self._fetch(batch):
                 if fetched.vanished:
                     self.result.folder_errors[fetched.ref.folder] = _error(
@@ -206,10 +223,19 @@ class _Run:
                     held, held_bytes = [], 0
                 held.append(fetched)
                 held_bytes += size
+            now = self.clock()
+            self.budget.step_done(now - step_started)
+            step_started = now
         if held:
             self._flush(held, delta)
+        return True
 
     def _flush(self, held: Sequence[FetchedMessage], delta: SyncCounts) -> None:
+        started = self.clock()
+        self._store_held(held, delta)
+        self.budget.flush_done(self.clock() - started)
+
+    def _store_held(self, held: Sequence[FetchedMessage], delta: SyncCounts) -> None:
         save_page = getattr(self.store, "save_page", None)
         if save_page is not None:
             outcomes = save_page(self.mailbox, held, lease_owner=self.lease.owner if self.lease else None)
@@ -269,6 +295,17 @@ class _Run:
             return 0
         return apply(self.mailbox.tenant_id, seen)
 
+    def _resume_skips(self, folder: str, refs: Sequence[MessageRef], delta: SyncCounts) -> Sequence[MessageRef]:
+        """The first page of a folder whose page an earlier run cut short is that page again: its refs already
+        stored (the store's `by_provider_ref` index) are not fetched again (each run gets further into a page
+        slower than an invocation). Any other page's refs are all fetched (the store dedupes)."""
+        if folder not in self.resuming or not refs:
+            return refs
+        self.resuming.discard(folder)
+        stored = self._known(folder, refs)
+        delta.known += len(stored)
+        return [ref for ref in refs if ref.provider_id not in stored]
+
     # --- the page loop -------------------------------------------------------------------------------------
     def _start_cursor(self, folder: str) -> str | None:
         """The cursor to continue from; None (initial import) when `import_since` moved before the date the
@@ -286,6 +323,7 @@ class _Run:
         cursor = self._start_cursor(folder)
         state = self._state(folder)
         while True:
+            page_started = self.clock()
             try:
                 change_set = self.provider.changes(folder, cursor, since=self.since, page_size=self.options.page_size)
             except ProviderError as exc:
@@ -308,7 +346,14 @@ class _Run:
             known = self._known(folder, changed + flagged)
             unknown = [ref for ref in changed if ref.provider_id not in known]
             delta.known = len(changed) - len(unknown)
-            self._store_page(tuple(change_set.new) + tuple(unknown), delta)
+            new = self._resume_skips(folder, change_set.new, delta)
+            if not self._store_page(tuple(new) + tuple(unknown), delta):
+                self.cut_folders.add(folder)              # the cursor stays: the next run reads this page again
+                self.counts.add(delta)
+                self.budget.page_done(self.clock() - page_started)    # a lower bound of the whole page's time
+                logger.info("page cut short: continuing in a new invocation", extra={"folder": folder})
+                return False
+            self.cut_folders.discard(folder)
             delta.restored = self._restore([known[ref.provider_id] for ref in changed if known.get(ref.provider_id)])
             delta.read_state = self._read_state(changed + flagged, known)
             if change_set.removed:
@@ -322,11 +367,21 @@ class _Run:
                 else:
                     self.pending[folder] = state          # the folder is done: written with the next one
             self.counts.add(delta)
+            self.budget.page_done(self.clock() - page_started)
             cursor = change_set.next_cursor
             if not change_set.has_more:
                 return True
-            if self.clock() >= self.deadline:
+            if not self.budget.may_start_page(self.clock()):
                 return False
+
+    def _page_time(self) -> list:
+        """The longest page of this run, for the next run's budget, and the folders whose page is cut short
+        (`time_budget.py`): what the release writes."""
+        actions = [Mailbox.page_seconds.set(round(self.budget.measured, 1))] if self.budget.measured > 0 else []
+        if self.cut_folders != set(self.mailbox.cut_folders or ()):
+            actions.append(Mailbox.cut_folders.set(self.cut_folders) if self.cut_folders
+                           else Mailbox.cut_folders.remove())
+        return actions
 
     def run(self) -> SyncResult:
         with effects.clears_deferred() as self.paid_debts:
@@ -341,16 +396,17 @@ class _Run:
         folders = folders_to_sync(self.mailbox, self.provider.folders())   # a missing named one → folder_errors
         for index, folder in enumerate(folders):
             finished = self.sync_folder(folder)
-            out_of_time = self.clock() >= self.deadline and index < len(folders) - 1
+            out_of_time = not self.budget.may_start_page(self.clock()) and index < len(folders) - 1
             if not finished or out_of_time:
                 self._flush_cursors()
                 self.result.outcome = "continue"
-                self.result.final_actions = [Mailbox.sync_stage.set("queued")]
-                logger.info("checkpoint: continuing in a new invocation", extra={"folder": folder})
+                self.result.final_actions = [Mailbox.sync_stage.set("queued")] + self._page_time()
+                logger.info("checkpoint: continuing in a new invocation",
+                            extra={"folder": folder, "page_seconds": round(self.budget.measured, 1)})
                 return self.result
         self._flush_cursors()
         actions = [Mailbox.sync_stage.set("idle"), Mailbox.last_success_at.set(now_iso()),
-                   Mailbox.not_before.remove()]
+                   Mailbox.not_before.remove()] + self._page_time()
         if self.result.folder_errors:
             actions.append(Mailbox.last_error.set(next(iter(self.result.folder_errors.values()))))
         else:
@@ -361,8 +417,11 @@ class _Run:
 
 def sync_mailbox(mailbox: Mailbox, provider: MailProvider, deadline: float, *, lease: Lease | None = None,
                  options: SyncOptions = SyncOptions(), clock: Callable[[], float] = time.monotonic,
-                 store=message_store, after_store: effects.Effects | None = None) -> SyncResult:
-    """Bring `mailbox` up to date from `provider` until done or `deadline` (a `clock()` value) passes.
+                 store=message_store, after_store: effects.Effects | None = None,
+                 budget: TimeBudget | None = None) -> SyncResult:
+    """Bring `mailbox` up to date from `provider` until done or `deadline` (a `clock()` value) passes — or, with
+    the worker's `budget` (whose own deadline is `deadline`), until the next page could not finish in the
+    invocation.
 
     `lease` (from `sync.lease.acquire`) makes every state write conditional on still owning the mailbox; the
     final state is returned in `SyncResult.final_actions` for the caller to write with `lease.release` (without
@@ -370,7 +429,9 @@ def sync_mailbox(mailbox: Mailbox, provider: MailProvider, deadline: float, *, l
     pairing per the mailbox's mode, then `message.created`). Raises ProviderError for the caller's error
     handler (`errors.handle_provider_error`) and LeaseLost.
     """
-    run = _Run(mailbox, provider, deadline, options=options, store=store, lease=lease, clock=clock,
+    if budget is None:
+        budget = TimeBudget(end=math.inf, deadline=deadline, cap=math.inf)
+    run = _Run(mailbox, provider, budget, options=options, store=store, lease=lease, clock=clock,
                after_store=after_store)
     result = run.run()
     if lease is None:

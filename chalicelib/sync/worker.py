@@ -6,7 +6,8 @@ first tick after the window schedules it anyway, so ticks during a long Retry-Af
 may first run the idle check (`idle_check.py`: the provider has nothing new → done, nothing written; else its open
 provider is reused below) unless the check function (`check.py`) already ran it and forwarded the job `checked`
 (then only the mailbox-wide error it met, if any, is taken over) → acquire the lease (held → flag ONE follow-up and
-finish) → build the provider through its kind (unless reused) → `engine.sync_mailbox` until done or the deadline →
+finish) → build the provider through its kind (unless reused) → `engine.sync_mailbox` while a page can still finish
+in the invocation (`time_budget.py`: else the lease is released and a continuation enqueued before any page) →
 release (writing the final state in the same update) → enqueue the continuation ("continue") or the coalesced
 follow-up ("follow_up"), after the release so the new job can take the lease — also after a failed sync, so a
 request that arrived meanwhile is never lost. Failures go through `errors.py`; a record that must be retried raises,
@@ -31,18 +32,13 @@ from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.providers.base import ErrorCode, MailProvider, ProviderError
 from chalicelib.providers.kinds import build_provider
-from chalicelib.sync import effects, engine, errors, idle_check, lease, push
+from chalicelib.sync import effects, engine, errors, idle_check, lease, push, time_budget
 from chalicelib.sync.idle_check import Checked
 from chalicelib.sync.lease import LeaseLost
 from chalicelib.tenancy.service import SyncPermission
 from chalicelib.sync.enqueue import SyncJob, enqueue_sync, job_of
 
 ProviderFactory = Callable[[Mailbox], MailProvider]
-
-
-def safety_margin(remaining_seconds: float) -> float:
-    """Time kept back for the last page, storing and releasing: 20 % of what is left, 10-60 s."""
-    return max(10.0, min(60.0, remaining_seconds * 0.2))
 
 
 def _remaining_seconds(context: Any) -> float:
@@ -131,7 +127,8 @@ class Worker:
         if not job.checked:
             remaining = _remaining_seconds(self.context)     # the same deadline the sync would keep (`_leased`)
             return idle_check.run(mailbox, job.reason, self.provider_factory, page_size=self.options.page_size,
-                                  deadline=self.clock() + remaining - safety_margin(remaining), clock=self.clock)
+                                  deadline=self.clock() + remaining - time_budget.safety_margin(remaining),
+                                  clock=self.clock)
         error = job.check_error or {}
         if not error or error.get("account") != mailbox.updated_at:
             return None
@@ -158,15 +155,18 @@ class Worker:
         reuse = checked is not None and _same_account(checked.mailbox, mailbox)
         logger.thread_safe_append_keys(provider=mailbox.type)
         info = errors.RecordInfo(record.receipt_handle, int(record.attributes.approximate_receive_count or 1))
-        remaining = _remaining_seconds(self.context)
-        deadline = self.clock() + remaining - safety_margin(remaining)
+        budget = time_budget.TimeBudget.start(self.clock(), _remaining_seconds(self.context),
+                                              get_settings().worker_timeout_seconds, mailbox.page_seconds)
         outcome, final_actions = "continue", [Mailbox.sync_stage.set("queued")]
         try:
             if reuse and checked.error is not None:
                 outcome, final_actions = self._failed(mailbox, checked.error, info)
-            elif self.clock() < deadline:
-                outcome, final_actions = self._sync(mailbox, held, deadline, info,
+            elif budget.may_start_page(self.clock()):
+                outcome, final_actions = self._sync(mailbox, held, budget, info,
                                                     checked.provider if reuse else None)
+            else:
+                logger.info("too little time left for a page of this mailbox: continuing in a new invocation",
+                            extra={"page_seconds": mailbox.page_seconds})
         except LeaseLost:
             logger.warning("lease lost mid-sync; another worker continues")
             return "lease_lost"
@@ -186,15 +186,15 @@ class Worker:
             enqueue_sync(job.tenant_id, job.mailbox_id, "follow_up")
         return outcome
 
-    def _sync(self, mailbox: Mailbox, held: lease.Lease, deadline: float, info: errors.RecordInfo,
+    def _sync(self, mailbox: Mailbox, held: lease.Lease, budget: time_budget.TimeBudget, info: errors.RecordInfo,
               provider: MailProvider | None = None) -> tuple[str, list]:
         """(outcome, the final mailbox state to write with the release). `provider`: one already open for
         this mailbox (the idle check's; its owner closes it), else one is built here."""
         try:
             with contextlib.nullcontext(provider) if provider is not None else self.provider_factory(mailbox) \
                     as provider:
-                result = engine.sync_mailbox(mailbox, provider, deadline, lease=held, clock=self.clock,
-                                             options=self.options, after_store=self.after_store)
+                result = engine.sync_mailbox(mailbox, provider, budget.deadline, lease=held, clock=self.clock,
+                                             options=self.options, after_store=self.after_store, budget=budget)
         except ProviderError as exc:
             return self._failed(mailbox, exc, info)
         except (LeaseLost, errors.RetryLater):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:   # annotations only: the request/response models load on firs
 schemas = lazy_module("chalicelib.api.schemas.rules")
 rulebook = lazy_module("chalicelib.pairing.rulebook")
 rules = lazy_module("chalicelib.pairing.rules")
+limits = lazy_module("chalicelib.tenancy.limits")
 
 bp = Blueprint(__name__)
 TAGS = ("rules",)
@@ -48,7 +49,7 @@ def _rule(rule_id: str) -> Rule:
 @route(bp, "/v1/rules", methods=["POST"], body="chalicelib.api.schemas.rules:CreateRule",
        response="chalicelib.api.schemas.rules:RuleOut", status=201, summary="Create a scanner rule", tags=TAGS,
        location="/v1/rules/{id}",
-       errors=(404,))  # 404: mailbox_id names no visible mailbox
+       errors=(404, 409))  # 404: mailbox_id names no visible mailbox; 409: lost the race for a slot (limits.py)
 def create_rule(body: CreateRule):
     tenant_id = require_tenant_admin().tenant_id
     if body.mailbox_id:
@@ -59,6 +60,8 @@ def create_rule(body: CreateRule):
                                     mailbox_id=body.mailbox_id, position=body.position, enabled=body.enabled)
     except rules.InvalidRule as exc:
         raise _invalid(exc) from None
+    except limits.Contended as exc:
+        raise Conflict(str(exc)) from None
     return rule_out(rule)
 
 

@@ -1,0 +1,120 @@
+"""Guards the worker's time budget: a sync stops between pages early enough for its slowest page, so a mailbox
+whose pages are slow ends its invocation with a continuation instead of running into the Lambda timeout (which
+fails the whole batch: every record is redelivered and counts toward the DLQ's maxReceiveCount)."""
+from __future__ import annotations
+
+from chalicelib.sync import worker
+from chalicelib.sync.engine import SyncOptions
+from tests.sync_helpers import FakeProvider, counts_of, cursor_field, drain, job_event, make_mailbox, reload
+
+TIMEOUT = 300.0           # the worker's Lambda timeout in every stage (.chalice/config.json)
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class ClockContext:
+    """A Lambda context whose remaining time runs down with the fake clock: the invocation ends at `end`."""
+
+    def __init__(self, clock: Clock, end: float):
+        self.clock, self.end = clock, end
+        self.function_name, self.aws_request_id = "worker", "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(max(0.0, self.end - self.clock()) * 1000)
+
+
+class SlowProvider(FakeProvider):
+    """Each fetched message costs `seconds_per_message` of the fake clock (large mail, a slow server)."""
+
+    def __init__(self, clock: Clock, seconds_per_message: float, folders: dict[str, int]):
+        super().__init__(folders)
+        self.clock, self.seconds_per_message = clock, seconds_per_message
+
+    def fetch(self, refs, *, max_bytes):
+        for fetched in super().fetch(refs, max_bytes=max_bytes):
+            self.clock.t += self.seconds_per_message
+            yield fetched
+
+
+def run(event, providers: dict, clock: Clock, end: float):
+    return worker.handle_batch(event, ClockContext(clock, end), provider_factory=lambda m: providers[m.mailbox_id],
+                               clock=clock, options=SyncOptions(page_size=10))
+
+
+def test_slow_pages_end_the_invocation_early_with_a_continuation(aws):
+    """Pages of 110 s under a 300 s timeout: the fixed margin (60 s) let a third page start at t=220 and run to
+    t=330 — past the timeout. The budget now keeps back the longest page seen (× 1.5) and stops after two."""
+    clock = Clock()
+    mailbox = make_mailbox()
+    provider = SlowProvider(clock, 11.0, {"inbox": 50})
+    result = run(job_event((mailbox.tenant_id, mailbox.mailbox_id)), {mailbox.mailbox_id: provider}, clock, TIMEOUT)
+    assert result == {"batchItemFailures": []}
+    assert clock.t <= TIMEOUT - worker.time_budget.FINAL_RESERVE_SECONDS, clock.t
+    fresh = reload(mailbox)
+    assert cursor_field(fresh, "inbox") == "1:20" and fresh.sync_stage == "queued" and fresh.lease_owner is None
+    assert fresh.page_seconds == 110.0             # what the next invocation starts from
+    assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
+
+
+def test_a_late_record_does_not_start_a_page_it_cannot_finish(aws):
+    """Records of a batch share one invocation: after a first mailbox used 220 s, the second (pages of 110 s,
+    recorded by its last sync) started its first page with 80 s left — the fixed margin only bounds pages
+    after the first — and the batch timed out. It now hands its turn to a continuation without asking the
+    provider; in a fresh invocation it syncs."""
+    clock = Clock()
+    first, second = make_mailbox(), make_mailbox(page_seconds=110.0)
+    providers = {first.mailbox_id: SlowProvider(clock, 11.0, {"inbox": 20}),
+                 second.mailbox_id: SlowProvider(clock, 11.0, {"inbox": 50})}
+    event = job_event((first.tenant_id, first.mailbox_id), (second.tenant_id, second.mailbox_id))
+    assert run(event, providers, clock, TIMEOUT) == {"batchItemFailures": []}
+    assert clock.t == 220.0                        # the first mailbox's two pages, nothing of the second's
+    assert providers[second.mailbox_id].changes_calls == []
+    assert reload(second).sync_stage == "queued" and reload(second).lease_owner is None
+    assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
+    clock.t = 1000.0                               # a fresh invocation
+    run(job_event((second.tenant_id, second.mailbox_id), reason="continue"), providers, clock, 1000.0 + TIMEOUT)
+    assert cursor_field(reload(second), "inbox") == "1:20"
+
+
+def test_a_page_slower_than_any_margin_still_runs_in_a_fresh_invocation(aws):
+    """A recorded page time beyond what any invocation could keep back must not stop the mailbox for good:
+    a fresh invocation always starts one page."""
+    clock = Clock()
+    mailbox = make_mailbox(page_seconds=1000.0)
+    provider = SlowProvider(clock, 1.0, {"inbox": 5})
+    run(job_event((mailbox.tenant_id, mailbox.mailbox_id)), {mailbox.mailbox_id: provider}, clock, TIMEOUT)
+    fresh = reload(mailbox)
+    assert cursor_field(fresh, "inbox") == "1:5" and fresh.sync_stage == "idle" and fresh.page_seconds == 5.0
+
+
+def test_a_page_slower_than_the_whole_invocation_is_cut_and_resumed_without_fetching_twice(aws):
+    """One page of 30 messages at 11 s each (330 s) cannot finish in a 300 s invocation: it ran into the
+    timeout in every invocation, forever (then the DLQ). It is now cut between fetch batches — what was fetched
+    is stored, the cursor stays — and the next run reads the page again, skipping what is stored."""
+    clock = Clock()
+    mailbox = make_mailbox()
+    provider = SlowProvider(clock, 11.0, {"inbox": 30})
+    options = SyncOptions(page_size=30, fetch_batch=5)
+    assert worker.handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), ClockContext(clock, TIMEOUT),
+                               provider_factory=lambda m: provider, clock=clock, options=options) == \
+        {"batchItemFailures": []}
+    assert clock.t <= TIMEOUT - worker.time_budget.FINAL_RESERVE_SECONDS, clock.t
+    cut = reload(mailbox)
+    assert cursor_field(cut, "inbox") is None and cut.cut_folders == {"inbox"} and cut.lease_owner is None
+    assert cut.page_seconds == 220.0      # the cut page's time so far: a late batch slot will not start it
+    assert len(provider.fetched) == 20 and counts_of(cut)["imported"] == 20
+    assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
+    clock.t = 1000.0
+    worker.handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id), reason="continue"),
+                        ClockContext(clock, 1000.0 + TIMEOUT), provider_factory=lambda m: provider, clock=clock,
+                        options=options)
+    done = reload(mailbox)
+    assert cursor_field(done, "inbox") == "1:30" and done.cut_folders is None and done.sync_stage == "idle"
+    assert len(provider.fetched) == 30 and len(set(provider.fetched)) == 30     # nothing fetched twice
+    assert counts_of(done)["imported"] == 30
