@@ -110,7 +110,8 @@ def test_a_cursor_is_saved_through_a_conflict_and_a_conflict_is_never_a_lost_lea
 
 
 def test_a_read_state_change_lands_once_through_conflicts(box, conflicts_ahead):
-    """Conflicts used to spend the batch and every one-message attempt (`unread.ATTEMPTS`): "left for the next sync", which never comes."""
+    """Conflicts used to spend the batch and every one-message attempt (`unread.ATTEMPTS`): "left for the next
+    sync", which never comes."""
     message = save(box, seen=False, subject="Unread", from_="jan@customer.example")
     derived.remember(box.tenant_id, [message.message_id])
     assert int(entry(fresh(message)).unread_count) == 1
