@@ -13,7 +13,7 @@ retry (a sync job's redelivery, an API 5xx the client retries).
 Items every writer of a tenant touches need it: the tenant's privacy item, checked by every insert of a message
 (`privacy.lists.check_erasures`) and updated when an erasure is counted or a list changes — with many mailboxes
 of one tenant importing at once, their transactions overlap on it. So do the other items that concurrent writers
-share while one of them may be inside a transaction (docs/reliability.md, "Transaction conflicts everywhere"):
+share while one of them may be inside a transaction (docs/reliability.md, "Transaction conflicts everywhere else"):
 every transaction on them is sent through `retry_conflicts`, their models send single-item writes again
 (`SendsConflictsAgain`), and a cancellation is read as "a condition failed" only when it was not a conflict
 (`cancelled`) — a conflict is no answer about the item's state.
