@@ -13,8 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # fixtures for every test: `dovecot` (a real Dovecot IMAP server, session), `google` (the fake Google on
-# loopback), `fake_ms` and `loopback_tls` (the fake Microsoft over TLS)
-pytest_plugins = ["tests.dovecot", "tests.gmail_fixtures", "tests.graph_helpers"]
+# loopback), `fake_ms` and `loopback_tls` (the fake Microsoft over TLS), `conflicts_ahead` (DynamoDB
+# transaction conflicts injected under PynamoDB)
+pytest_plugins = ["tests.dovecot", "tests.gmail_fixtures", "tests.graph_helpers", "tests.dynamo_conflicts"]
 
 OPERATOR_KEY = "mbo_" + "o" * 43
 os.environ.update({

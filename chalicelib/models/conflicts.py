@@ -12,7 +12,11 @@ retry (a sync job's redelivery, an API 5xx the client retries).
 
 Items every writer of a tenant touches need it: the tenant's privacy item, checked by every insert of a message
 (`privacy.lists.check_erasures`) and updated when an erasure is counted or a list changes — with many mailboxes
-of one tenant importing at once, their transactions overlap on it.
+of one tenant importing at once, their transactions overlap on it. So do the other items that concurrent writers
+share while one of them may be inside a transaction (docs/reliability.md, "Transaction conflicts everywhere else"):
+every transaction on them is sent through `retry_conflicts`, their models send single-item writes again
+(`SendsConflictsAgain`), and a cancellation is read as "a condition failed" only when it was not a conflict
+(`cancelled`) — a conflict is no answer about the item's state.
 """
 from __future__ import annotations
 
@@ -37,10 +41,18 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, PynamoDBException) and exc.cause_response_code == "TransactionConflictException"
 
 
-def retry_conflicts(operation: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
+def cancelled(exc: BaseException) -> bool:
+    """A transaction cancelled for a reason of its own item — a failed condition — and not only because another
+    transaction was under way on one of its items: what a caller may read as "the state was not as expected"."""
+    return getattr(exc, "cause_response_code", "") == "TransactionCanceledException" and not is_conflict(exc)
+
+
+def retry_conflicts(operation: Callable[[], T], *, sleep: Callable[[float], None] | None = None) -> T:
     """`operation()`, sent again while DynamoDB answers it with a conflict (`is_conflict`); any other failure,
     and the conflict of the last attempt, are raised. `operation` must build its request anew each time (a
-    `TransactWrite` block inside it)."""
+    `TransactWrite` block inside it). A conflict means nothing was written, so the same request is safe to
+    send again; an operation with a side effect outside DynamoDB before its write is not one to pass."""
+    sleep = sleep or time.sleep
     for attempt, delay in enumerate(CONFLICT_DELAYS, start=1):
         try:
             return operation()
@@ -50,3 +62,23 @@ def retry_conflicts(operation: Callable[[], T], *, sleep: Callable[[float], None
             logger.info("DynamoDB transaction conflict; sending again", extra={"attempt": attempt})
         sleep(jittered(delay))
     return operation()
+
+
+class SendsConflictsAgain:
+    """Model mixin for items that concurrent writers share while one of them may hold the item in a transaction
+    (the mailbox, the tenant, a message, a conversation entry, a directory record or index key, an event): the
+    item's own `update`, `save` and `delete` are sent again through `retry_conflicts` when DynamoDB refuses
+    them with `TransactionConflictException` — nothing was written, so the same request is sent again. Their
+    callers keep their own reading of every other answer (a failed condition stays a failed condition)."""
+
+    def update(self, actions, condition=None, **kwargs):
+        send = super().update      # type: ignore[misc]
+        return retry_conflicts(lambda: send(actions, condition, **kwargs))
+
+    def save(self, condition=None, **kwargs):
+        send = super().save        # type: ignore[misc]
+        return retry_conflicts(lambda: send(condition, **kwargs))
+
+    def delete(self, condition=None, **kwargs):
+        send = super().delete      # type: ignore[misc]
+        return retry_conflicts(lambda: send(condition, **kwargs))

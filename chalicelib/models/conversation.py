@@ -16,6 +16,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.models.base import table_meta
+from chalicelib.models.conflicts import SendsConflictsAgain
 
 
 class ThreadKey(Model):
@@ -36,7 +37,7 @@ class ThreadEntriesByActivity(GlobalSecondaryIndex):
     activity_key = UnicodeAttribute(range_key=True)
 
 
-class ThreadEntry(Model):
+class ThreadEntry(SendsConflictsAgain, Model):
     Meta = table_meta("thread_entries")
 
     mailbox_id = UnicodeAttribute(hash_key=True)

@@ -32,12 +32,13 @@ from pynamodb.attributes import (ListAttribute, NumberAttribute, UnicodeAttribut
 from pynamodb.models import Model
 
 from chalicelib.models.base import table_meta
+from chalicelib.models.conflicts import SendsConflictsAgain
 from chalicelib.idn import ascii_domain, unicode_domain
 
 RECORD_TYPES = ("company", "contact", "lead", "project", "task", "ticket")
 
 
-class DirectoryRecord(Model):
+class DirectoryRecord(SendsConflictsAgain, Model):
     Meta = table_meta("directory_records")
 
     tenant_id = UnicodeAttribute(hash_key=True)
@@ -59,7 +60,7 @@ class DirectoryRecord(Model):
     updated_at = UnicodeAttribute()
 
 
-class DirectoryIndex(Model):
+class DirectoryIndex(SendsConflictsAgain, Model):
     Meta = table_meta("directory_index")
 
     index_key = UnicodeAttribute(hash_key=True)

@@ -10,6 +10,7 @@ from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.models.base import table_meta
+from chalicelib.models.conflicts import SendsConflictsAgain
 
 UNSENT_SHARD = "unsent"
 
@@ -23,7 +24,7 @@ class EventUnsent(GlobalSecondaryIndex):
     event_id = UnicodeAttribute(range_key=True)
 
 
-class Event(Model):
+class Event(SendsConflictsAgain, Model):
     Meta = table_meta("events")
 
     tenant_id = UnicodeAttribute(hash_key=True)

@@ -11,6 +11,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProject
 from pynamodb.models import Model
 
 from chalicelib.models.base import table_meta
+from chalicelib.models.conflicts import SendsConflictsAgain
 
 
 class MailServer(Model):
@@ -69,7 +70,7 @@ class MailboxesByPushKey(GlobalSecondaryIndex):
     mailbox_id = UnicodeAttribute(range_key=True)
 
 
-class Mailbox(Model):
+class Mailbox(SendsConflictsAgain, Model):
     Meta = table_meta("mailboxes")
 
     tenant_id = UnicodeAttribute(hash_key=True)

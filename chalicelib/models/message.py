@@ -26,6 +26,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from chalicelib.models.base import table_meta
+from chalicelib.models.conflicts import SendsConflictsAgain
 
 
 class CompactJSONAttribute(JSONAttribute):
@@ -95,7 +96,7 @@ class MessagesOwing(GlobalSecondaryIndex):
     imported_at = UnicodeAttribute(range_key=True)
 
 
-class Message(Model):
+class Message(SendsConflictsAgain, Model):
     Meta = table_meta("messages")
 
     message_id = UnicodeAttribute(hash_key=True)

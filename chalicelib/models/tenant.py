@@ -6,6 +6,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.models.base import table_meta
+from chalicelib.models.conflicts import SendsConflictsAgain
 
 
 class TenantsByCreated(GlobalSecondaryIndex):
@@ -18,7 +19,7 @@ class TenantsByCreated(GlobalSecondaryIndex):
     created_at = UnicodeAttribute(range_key=True)
 
 
-class Tenant(Model):
+class Tenant(SendsConflictsAgain, Model):
     Meta = table_meta("tenants")
 
     tenant_id = UnicodeAttribute(hash_key=True)

@@ -12,6 +12,11 @@ directory record exists (a ConditionCheck): the engine read the directory earlie
 since — whose `directory.changed` job may already have run and found nothing to remove — gets no link.
 Transactions are serializable (DynamoDB developer guide, "Isolation levels for DynamoDB transactions"): a
 link committed before the delete is seen and removed by that job.
+
+Conflicts: pairings of many mailboxes of one tenant check the same directory record (a ConditionCheck counts)
+and update the same thread markers (one Message-ID's "rfc" key in every copy's transaction); DynamoDB cancels
+one of two such transactions under way at once with `TransactionConflict`. Nothing was written, so each
+transaction is sent again (`models.conflicts.retry_conflicts`) with the same items, built before it.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.config import get_settings
 from chalicelib.ids import new_id, stable_id
+from chalicelib.models.conflicts import retry_conflicts
 from chalicelib.models.directory import DirectoryIndex, DirectoryRecord, record_key, rfc_key, thread_key
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import AuditEntry, MessageLink, Signal
@@ -54,7 +60,9 @@ def _tx() -> TransactWrite:
 
 
 def _conflict(exc: TransactWriteError) -> bool:
-    """True when a condition failed (the item exists / is not in the expected state): nothing was written."""
+    """True when a condition failed (the item exists / is not in the expected state): nothing was written. A
+    transaction conflict is not one (no reason is ConditionalCheckFailed): every transaction here is sent
+    through `retry_conflicts`, whose last conflict is raised (the pairing job is delivered again)."""
     return any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons)
 
 
@@ -145,7 +153,8 @@ def _write_chunk(pairs: list[tuple[Message, LinkSpec]], require_record: bool) ->
             records.add((message.tenant_id, record_key(spec.type, spec.id)))
         for key in thread_marker_keys(message):
             markers.setdefault(key, (message.tenant_id, set()))[1].add(link.link_key)
-    try:
+
+    def commit() -> None:
         with _tx() as tx:
             for link, audit in written:
                 tx.save(link, condition=MessageLink.link_key.does_not_exist())
@@ -157,6 +166,9 @@ def _write_chunk(pairs: list[tuple[Message, LinkSpec]], require_record: bool) ->
             for key, (tenant_id, link_keys) in markers.items():
                 tx.update(DirectoryIndex(key), actions=[DirectoryIndex.record_keys.add(link_keys),
                                                         DirectoryIndex.tenant_id.set(tenant_id)])
+
+    try:
+        retry_conflicts(commit)
     except TransactWriteError as exc:
         if _conflict(exc):
             return None
@@ -178,7 +190,8 @@ def write_link(message: Message, spec: LinkSpec, *, revive: bool = False,
     condition = MessageLink.link_key.does_not_exist()
     if revive:
         condition = condition | (MessageLink.status == "removed")
-    try:
+
+    def commit() -> None:
         with _tx() as tx:
             tx.save(link, condition=condition)
             tx.save(audit)
@@ -188,6 +201,9 @@ def write_link(message: Message, spec: LinkSpec, *, revive: bool = False,
             for key in thread_marker_keys(message):
                 tx.update(DirectoryIndex(key), actions=[DirectoryIndex.record_keys.add({link.link_key}),
                                                         DirectoryIndex.tenant_id.set(message.tenant_id)])
+
+    try:
+        retry_conflicts(commit)
     except TransactWriteError as exc:
         if _conflict(exc):
             return None
@@ -208,7 +224,8 @@ def remove_link(message: Message, entity_type: str, entity_id: str, actor: str, 
     condition = MessageLink.status == "active"
     if undo_of:
         condition = condition & (MessageLink.audit_id == undo_of)
-    try:
+
+    def commit() -> None:
         with _tx() as tx:
             tx.update(link, actions=[MessageLink.status.set("removed"), MessageLink.entity_key.remove(),
                                      MessageLink.removed_at.set(audit.created_at)],
@@ -219,6 +236,9 @@ def remove_link(message: Message, entity_type: str, entity_id: str, actor: str, 
             tx.update(message, actions=[Message.link_count.add(-1)], condition=Message.message_id.exists())
             for key in thread_marker_keys(message):
                 tx.update(DirectoryIndex(key), actions=[DirectoryIndex.record_keys.delete({link.link_key})])
+
+    try:
+        retry_conflicts(commit)
     except TransactWriteError as exc:
         if _conflict(exc):
             return None
@@ -235,10 +255,14 @@ def _mark_undone(tx: TransactWrite, tenant_id: str, audit_id: str, undo_id: str)
 def save_undo(undo: AuditEntry) -> bool:
     """Store an "undo" entry and mark the entry it undoes (`undo.undo_of`) in one transaction; False when
     that entry was undone already (a concurrent or repeated undo): nothing is written."""
-    try:
+
+    def commit() -> None:
         with _tx() as tx:
             tx.save(undo, condition=AuditEntry.audit_id.does_not_exist())
             _mark_undone(tx, undo.tenant_id, undo.undo_of, undo.audit_id)
+
+    try:
+        retry_conflicts(commit)
     except TransactWriteError as exc:
         if _conflict(exc):
             return False
@@ -272,10 +296,14 @@ def write_signal(message: Message, entity_type: str, entity_id: str, reason: str
                     confidence=confidence, status="open", tenant_status=f"{message.tenant_id}#open",
                     mailbox_status=f"{message.mailbox_id}#open", created_key=f"{now}#{signal_id}",
                     audit_id=audit.audit_id, created_at=now)
-    try:
+
+    def commit() -> None:
         with _tx() as tx:
             tx.save(signal, condition=Signal.signal_id.does_not_exist())
             tx.save(audit)
+
+    try:
+        retry_conflicts(commit)
     except TransactWriteError as exc:
         if _conflict(exc):
             return None

@@ -27,6 +27,7 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.models.base import transaction_connection
+from chalicelib.models.conflicts import cancelled, retry_conflicts
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.sync_cursor import SyncCursor
 from chalicelib.sync.lease import Lease, LeaseLost, lease_seconds
@@ -90,7 +91,7 @@ def save(mailbox: Mailbox, lease: Lease | None, state: FolderState, mailbox_acti
         actions.append(Mailbox.cursors.remove())
     if not actions:
         actions.append(Mailbox.updated_at.set(mailbox.updated_at or now_iso()))
-    try:
+    def commit() -> None:
         with TransactWrite(connection=transaction_connection()) as transaction:
             transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id), actions=actions, condition=condition)
             transaction.save(_item(mailbox, state))
@@ -100,11 +101,11 @@ def save(mailbox: Mailbox, lease: Lease | None, state: FolderState, mailbox_acti
                 transaction.save(_item(mailbox, FolderState(scope, (entry or {}).get("cursor"),
                                                             (entry or {}).get("since"),
                                                             list((entry or {}).get("resyncs") or []))))
+
+    try:
+        retry_conflicts(commit)     # the mailbox item: a one-message insert's count, an erasure, the API's writes
     except TransactWriteError as exc:
-        reasons = [getattr(reason, "code", None) for reason in (getattr(exc, "cancellation_reasons", None) or [])
-                   if reason is not None]
-        if "ConditionalCheckFailed" in reasons or getattr(exc, "cause_response_code", "") == \
-                "TransactionCanceledException":
+        if cancelled(exc):          # a conflict is no lost lease: it fails the job, which is delivered again
             raise LeaseLost(mailbox.mailbox_id) from None
         raise
     mailbox.cursors = None

@@ -31,6 +31,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
+from chalicelib.models.conflicts import cancelled, retry_conflicts
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.models.event import Event
@@ -83,15 +84,21 @@ def _settle(message: Message, debt: str) -> None:
         return
     # The count moves with the debt in one transaction, conditioned on the debt still being owed: each stored
     # message is counted exactly once however often it is replayed.
+    # A conflict (the worker's page or cursor transaction on the mailbox item) is sent again, never read as
+    # "settled already": the count would be missed until the sweep.
     counter = Mailbox.skipped_count if message.skipped_reason else Mailbox.imported_count
-    try:
+
+    def commit() -> None:
         with TransactWrite(connection=transaction_connection()) as transaction:
             transaction.update(Message(message.message_id), actions=actions,
                                condition=Message.owed.contains(COUNT))
             transaction.update(Mailbox(message.tenant_id, message.mailbox_id), actions=[counter.add(1)],
                                condition=Mailbox.mailbox_id.exists())
+
+    try:
+        retry_conflicts(commit)
     except TransactWriteError as exc:
-        if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+        if not cancelled(exc):
             raise
         logger.info("count already settled or mailbox gone", extra={"message_id": message.message_id})
     message.owed = remaining or None
@@ -180,7 +187,8 @@ def settle_debts(mailbox: Mailbox, keys: Sequence[str], events: Sequence[Event] 
     one mailbox update instead of two of each, for one more call. More events (an initial import's pages of
     ≤ 99): ONE TransactWriteItems (the events + the mailbox, all-or-nothing), which keeps a page at a few
     calls (≤ 0.1 DynamoDB calls per message) where puts would take one call per 25 events. A mailbox deleted
-    meanwhile is left deleted (the condition) and its debts with it."""
+    meanwhile is left deleted (the condition) and its debts with it; a conflict is sent again (`retry_conflicts`),
+    never read as a deleted mailbox — the debt would stay open and be paid twice."""
     if not keys:
         return
     if len(events) <= BATCH_WRITE_ITEMS:
@@ -196,14 +204,18 @@ def settle_debts(mailbox: Mailbox, keys: Sequence[str], events: Sequence[Event] 
             _paid(mailbox, keys)
         return
     target = Mailbox(mailbox.tenant_id, mailbox.mailbox_id)
-    try:
+
+    def commit() -> None:
         with TransactWrite(connection=transaction_connection()) as transaction:
             for event in events:
                 transaction.save(event)
             transaction.update(target, actions=[Mailbox.owed_pages.delete(set(keys))],
                                condition=Mailbox.mailbox_id.exists())
+
+    try:
+        retry_conflicts(commit)
     except TransactWriteError as exc:
-        if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+        if not cancelled(exc):
             raise
         logger.info("page debts of a deleted mailbox dropped", extra={"mailbox_id": mailbox.mailbox_id})
     _paid(mailbox, keys)

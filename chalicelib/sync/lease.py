@@ -1,6 +1,7 @@
 """At most one sync per mailbox at a time: a lease with expiry on the mailbox item.
 
-All transitions are single conditional `UpdateItem`s on the mailbox, so two workers can never both hold it:
+All transitions are single conditional `UpdateItem`s on the mailbox, so two workers can never both hold it
+(each sent again when the item is held by a transaction under way — `models.conflicts`):
 
 - acquire:  lease absent or expired (and the mailbox exists and is active) → owner token + expiry,
             `sync_stage = syncing`, `sync_requested = false` (this sync satisfies every earlier request), and
@@ -28,6 +29,7 @@ from pynamodb.exceptions import UpdateError
 
 from chalicelib.config import get_settings
 from chalicelib.logs import logger
+from chalicelib.models.conflicts import retry_conflicts
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.timeutil import now_iso
 
@@ -117,11 +119,11 @@ def release(lease: Lease, actions: list | None = None) -> bool:
     item = lease._item()
     hash_key, range_key = item._get_hash_range_key_serialized_values()
     try:
-        answer = Mailbox._get_connection().update_item(
+        answer = retry_conflicts(lambda: Mailbox._get_connection().update_item(     # as `Mailbox.update` does
             hash_key, range_key=range_key, return_values="ALL_OLD",
             actions=[Mailbox.lease_owner.remove(), Mailbox.lease_expires_at.remove(),
                      Mailbox.sync_requested.set(False)] + list(actions or []),
-            condition=Mailbox.lease_owner == lease.owner)
+            condition=Mailbox.lease_owner == lease.owner))
     except UpdateError as exc:
         if _condition_failed(exc):
             logger.warning("lease lost before release", extra={"mailbox_id": lease.mailbox_id})

@@ -30,6 +30,7 @@ transaction); this module is the one-message path and the parts both share (`pre
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -44,7 +45,7 @@ from chalicelib.config import get_settings
 from chalicelib.erasure.delete import delete_raw_objects
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
-from chalicelib.models.conflicts import retry_conflicts
+from chalicelib.models.conflicts import cancelled, retry_conflicts
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message, raw_key
 from chalicelib.privacy.lists import NEVER_IMPORT as NEVER_IMPORT  # re-exported: the reason's name here
@@ -191,15 +192,19 @@ def clear_removed_mark(message_id: str, tenant_id: str, mailbox_id: str, actions
     in ONE transaction conditioned on the mark being set — all-or-nothing (DynamoDB Developer Guide, "Amazon
     DynamoDB Transactions"), so `removed_count` stays the number of messages marked removed however often a
     removal or a return is replayed (`mark_removed` raises it the same way). False when the mark was not set
-    any more (a concurrent or replayed return) or the message or mailbox is gone: nothing was written."""
-    try:
+    any more (a concurrent or replayed return) or the message or mailbox is gone: nothing was written. A
+    conflict with another transaction on the mailbox item is no such answer: it is sent again (`retry_conflicts`)."""
+    def commit() -> None:
         with TransactWrite(connection=transaction_connection()) as transaction:
             transaction.update(Message(message_id), actions=[*actions, Message.removed_at_source.remove()],
                                condition=Message.removed_at_source.exists())
             transaction.update(Mailbox(tenant_id, mailbox_id), actions=[Mailbox.removed_count.add(-1)],
                                condition=Mailbox.mailbox_id.exists())
+
+    try:
+        retry_conflicts(commit)
     except TransactWriteError as exc:
-        if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+        if not cancelled(exc):
             raise
         return False
     return True
@@ -412,23 +417,26 @@ def mark_removed(mailbox: Mailbox, folder: str, provider_ids: Iterable[str]) -> 
     conversation and the search index.
     Returns how many were newly marked. Each mark is one transaction with the mailbox's `removed_count`, and
     re-checks `provider_key` because the GSI is eventually consistent and a resync may have moved the item to
-    a new provider id — so a replayed removal neither marks nor counts twice."""
+    a new provider id — so a replayed removal neither marks nor counts twice. A conflict (another transaction on
+    the mailbox or the message) is sent again (`retry_conflicts`), never read as "marked already"."""
     removed_at = now_iso()
     count = 0
+
+    def commit(message_id: str, ref: str) -> None:
+        with TransactWrite(connection=transaction_connection()) as transaction:
+            transaction.update(Message(message_id), actions=[Message.removed_at_source.set(removed_at)],
+                               condition=(Message.provider_key == ref) & Message.removed_at_source.does_not_exist())
+            transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id), actions=[Mailbox.removed_count.add(1)],
+                               condition=Mailbox.mailbox_id.exists())
+
     for provider_id in provider_ids:
         ref = provider_key(mailbox.mailbox_id, folder, provider_id)
         for hit in Message.by_provider_ref.query(ref):
             try:
-                with TransactWrite(connection=transaction_connection()) as transaction:
-                    transaction.update(Message(hit.message_id), actions=[Message.removed_at_source.set(removed_at)],
-                                       condition=(Message.provider_key == ref)
-                                       & Message.removed_at_source.does_not_exist())
-                    transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id),
-                                       actions=[Mailbox.removed_count.add(1)],
-                                       condition=Mailbox.mailbox_id.exists())
+                retry_conflicts(functools.partial(commit, hit.message_id, ref))
                 count += 1
             except TransactWriteError as exc:
-                if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+                if not cancelled(exc):
                     raise
                 continue
             _forget_derived(hit.message_id)

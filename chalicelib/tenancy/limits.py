@@ -13,6 +13,9 @@ DynamoDB TransactWriteItems is all-or-nothing
 that read the same version one commits and the other is cancelled, reads again and now counts the winner's item.
 Deletes need no bump: they only free room. Every cancelled round means another create committed, so `ATTEMPTS`
 rounds are only exhausted by a burst of creates of the same kind (`Contended`, 409: nothing stored, try again).
+A transaction conflict (another transaction under way on the tenant item — a create of the other kind, or of
+this kind not yet committed) is no lost round and no failed condition: the same round's transaction is sent
+again (`models.conflicts.retry_conflicts`), and its answer then decides the round; the last conflict is raised.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.models.base import transaction_connection
+from chalicelib.models.conflicts import retry_conflicts
 from chalicelib.models.tenant import Tenant
 
 ATTEMPTS = 10
@@ -52,11 +56,14 @@ def create_counted(tenant_id: str, item: Model, item_condition: Condition, *, ve
         current = _version(tenant_id, version)
         check()
         unchanged = (version == current) if current is not None else version.does_not_exist()
-        try:
+        def commit() -> None:
             with TransactWrite(connection=transaction_connection()) as tx:
                 tx.save(item, condition=item_condition)
                 tx.update(Tenant(tenant_id), actions=[version.add(1)],
                           condition=Tenant.tenant_id.exists() & unchanged)
+
+        try:
+            retry_conflicts(commit)
             return
         except TransactWriteError as exc:
             if not any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or []):

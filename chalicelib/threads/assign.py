@@ -34,6 +34,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
+from chalicelib.models.conflicts import cancelled, retry_conflicts
 from chalicelib.models.conversation import ThreadEntry, ThreadKey
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
@@ -153,18 +154,24 @@ def _entry_actions(unit: _Unit) -> list:
 def _write(units: Sequence[_Unit]) -> None:
     """ONE transaction: each unit's messages marked counted (conditioned on not counted yet, still at the
     source and read state unchanged) and its entry's count, participants — and latest, conditioned on moving
-    forward — updated. All or nothing."""
-    with TransactWrite(connection=transaction_connection()) as transaction:
-        for unit in units:
-            for message in unit.messages:
-                transaction.update(Message(message.message_id),
-                                   actions=[Message.conversation_id.set(unit.conversation_id),
-                                            Message.thread_counted.set(True)],
-                                   condition=Message.message_id.exists() & Message.thread_counted.does_not_exist()
-                                   & Message.removed_at_source.does_not_exist() & unread_is(message.unread))
-            condition = _forward_only(unit.latest) if unit.latest is not None else None
-            transaction.update(ThreadEntry(unit.mailbox_id, unit.conversation_id), actions=_entry_actions(unit),
-                               condition=condition)
+    forward — updated. All or nothing. A conflict (another notifier counting into the same entry, a read-state
+    change or a removal of one of the messages under way) is sent again (`retry_conflicts`): read as a
+    cancellation it would fall back, and after two more conflicts leave the message counted nowhere."""
+    def commit() -> None:
+        with TransactWrite(connection=transaction_connection()) as transaction:
+            for unit in units:
+                for message in unit.messages:
+                    transaction.update(Message(message.message_id),
+                                       actions=[Message.conversation_id.set(unit.conversation_id),
+                                                Message.thread_counted.set(True)],
+                                       condition=Message.message_id.exists()
+                                       & Message.thread_counted.does_not_exist()
+                                       & Message.removed_at_source.does_not_exist() & unread_is(message.unread))
+                condition = _forward_only(unit.latest) if unit.latest is not None else None
+                transaction.update(ThreadEntry(unit.mailbox_id, unit.conversation_id),
+                                   actions=_entry_actions(unit), condition=condition)
+
+    retry_conflicts(commit)
     for unit in units:
         for message in unit.messages:
             message.conversation_id, message.thread_counted = unit.conversation_id, True
@@ -183,7 +190,7 @@ def _count_group(mailbox_id: str, conversation_id: str, messages: Sequence[Messa
         try:
             counted += _count(mailbox_id, conversation_id, chunk)
         except TransactWriteError as exc:
-            if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+            if not cancelled(exc):
                 raise
             for message in chunk:            # one was counted already (a replay) or removed meanwhile
                 counted += _count_one(mailbox_id, conversation_id, message)
@@ -197,7 +204,7 @@ def _count_one(mailbox_id: str, conversation_id: str, message: Message) -> list[
         try:
             return _count(mailbox_id, conversation_id, [message])
         except TransactWriteError as exc:
-            if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+            if not cancelled(exc):
                 raise
         if attempt:
             break
@@ -273,7 +280,7 @@ def _count_units(units: Sequence[_Unit]) -> int:
             counted += sum(len(unit.messages) for unit in batch)
             continue
         except TransactWriteError as exc:
-            if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+            if not cancelled(exc):
                 raise
         for unit in batch:
             done = _count_group(unit.mailbox_id, unit.conversation_id, unit.messages)
@@ -361,14 +368,17 @@ def forget(message: Message, _attempt: int = 0, *, hide: bool = False) -> bool:
     entry_actions = [ThreadEntry.message_count.add(-1)]
     if fresh.unread:
         entry_actions.append(ThreadEntry.unread_count.add(-1))
-    try:
+    def commit() -> None:
         with TransactWrite(connection=transaction_connection()) as transaction:
             transaction.update(Message(fresh.message_id),
                                actions=[Message.thread_counted.remove(), Message.conversation_id.remove(), *hidden],
                                condition=Message.thread_counted.exists() & unread_is(fresh.unread))
             transaction.update(ThreadEntry(fresh.mailbox_id, conversation_id), actions=entry_actions)
+
+    try:
+        retry_conflicts(commit)     # a conflict is no answer about the mark: never a spent attempt
     except TransactWriteError as exc:
-        if getattr(exc, "cause_response_code", "") != "TransactionCanceledException":
+        if not cancelled(exc):
             raise
         if _attempt < 2:       # uncounted meanwhile (the re-read says so), or its read state changed: again
             return forget(message, _attempt=_attempt + 1, hide=hide)

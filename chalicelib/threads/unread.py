@@ -25,6 +25,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
+from chalicelib.models.conflicts import cancelled, retry_conflicts
 from chalicelib.models.conversation import ThreadEntry
 from chalicelib.models.message import Message
 
@@ -59,22 +60,29 @@ def _load(tenant_id: str, message_ids: Sequence[str]) -> list[Message]:
 
 
 def _write(flips: Sequence[tuple[Message, bool]]) -> None:
-    """One transaction: each message's new `unread` (conditioned on what was read) and each entry's counter."""
+    """One transaction: each message's new `unread` (conditioned on what was read) and each entry's counter.
+    A conflict (the notifier counting these messages, or another change of the entry) is sent again
+    (`retry_conflicts`): it says nothing about the read state and must not spend an attempt."""
     deltas: dict[tuple[str, str], int] = defaultdict(int)
-    with TransactWrite(connection=transaction_connection()) as transaction:
-        for message, unread in flips:
-            transaction.update(Message(message.message_id), actions=[Message.unread.set(unread)],
-                               condition=Message.message_id.exists() & unread_is(message.unread)
-                               & counted_as(message))
-            if message.thread_counted and message.conversation_id:
-                deltas[(message.mailbox_id, message.conversation_id)] += weight(unread) - weight(message.unread)
-        for (mailbox_id, conversation_id), delta in deltas.items():
-            transaction.update(ThreadEntry(mailbox_id, conversation_id),
-                               actions=[ThreadEntry.unread_count.add(delta)])
+    for message, unread in flips:
+        if message.thread_counted and message.conversation_id:
+            deltas[(message.mailbox_id, message.conversation_id)] += weight(unread) - weight(message.unread)
+
+    def commit() -> None:
+        with TransactWrite(connection=transaction_connection()) as transaction:
+            for message, unread in flips:
+                transaction.update(Message(message.message_id), actions=[Message.unread.set(unread)],
+                                   condition=Message.message_id.exists() & unread_is(message.unread)
+                                   & counted_as(message))
+            for (mailbox_id, conversation_id), delta in deltas.items():
+                transaction.update(ThreadEntry(mailbox_id, conversation_id),
+                                   actions=[ThreadEntry.unread_count.add(delta)])
+
+    retry_conflicts(commit)
 
 
 def _cancelled(exc: TransactWriteError) -> bool:
-    return getattr(exc, "cause_response_code", "") == "TransactionCanceledException"
+    return cancelled(exc)
 
 
 def _apply_one(tenant_id: str, message_id: str, unread: bool) -> bool:

@@ -2,12 +2,11 @@
 tenant's mail checks the tenant's privacy item in its transaction, so inserts of many mailboxes — and an erasure
 being counted — overlap on it, and DynamoDB cancels one of them with `TransactionConflict` (or refuses a plain
 update with `TransactionConflictException`). botocore does not retry either; `models.conflicts.retry_conflicts`
-does. moto never conflicts, so the conflicts are injected at botocore's call, under the real PynamoDB code."""
+does. moto never conflicts: `tests/dynamo_conflicts.py` injects them under the real PynamoDB code."""
 from __future__ import annotations
 
 import collections
 
-import botocore.client
 import pytest
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import CancellationReason, TransactWriteError, UpdateError, VerboseClientError
@@ -21,29 +20,6 @@ from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.sync import store, store_page
 from tests.mailfactory import make_message
 from tests.unit.test_sharing_matrix import make_world  # noqa: F401 - the fixture that builds a tenant's world
-
-
-@pytest.fixture
-def conflicts_ahead(monkeypatch):
-    """`conflicts_ahead(operation, n)`: the next `n` DynamoDB `operation` calls fail as a conflict would."""
-    real = botocore.client.BaseClient._make_api_call
-    pending: dict[str, int] = {}
-    monkeypatch.setattr(conflicts.time, "sleep", lambda seconds: None)
-
-    def conflicting(self, operation_name, params):
-        if pending.get(operation_name):
-            pending[operation_name] -= 1
-            if operation_name == "TransactWriteItems":
-                reasons = [{"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}] + \
-                          [{"Code": "None"}] * (len(params["TransactItems"]) - 1)
-                raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
-                                   "CancellationReasons": reasons}, operation_name)
-            raise ClientError({"Error": {"Code": "TransactionConflictException",
-                                         "Message": "Transaction is ongoing for the item"}}, operation_name)
-        return real(self, operation_name, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", conflicting)
-    return lambda operation, n: pending.__setitem__(operation, n)
 
 
 def _mailbox(world) -> Mailbox:
