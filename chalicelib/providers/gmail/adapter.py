@@ -9,6 +9,8 @@ Cursor (opaque to the engine), per folder:
 - `l:<historyId>:<pageToken>` — an initial import in progress: `messages.list` (`labelIds=[L]`,
   `q=after:<epoch of import_since>`) continues at `pageToken`; `historyId` was read from `users.getProfile`
   BEFORE the listing started, so every change during the import is replayed afterwards (the store dedupes).
+  One read serves every folder a provider starts (`_start_history_id`): an earlier historyId only replays more
+  ("Partial synchronization", developers.google.com/gmail/api/guides/sync); a history 404 drops it.
 - `h:<historyId>` — incremental: `history.list(startHistoryId, labelId=L)`; an idle mailbox costs exactly ONE
   call per label (no history records; the answer's `historyId` becomes the cursor).
 - `h:<historyId>:<pageToken>` — the same history walk continuing at `pageToken`.
@@ -86,6 +88,7 @@ class GmailProvider(MailProvider, PushSubscriber):
         self.client = client or GmailClient(context.tokens, api_root=self.settings["api_root"],
                                             timeout=context.timeout, sleep=context.sleep)
         self._labels: list[dict] | None = None
+        self._history_start: str | None = None
 
     # ---- MailProvider -----------------------------------------------------------------------------------
     def folders(self) -> list[str]:
@@ -122,7 +125,7 @@ class GmailProvider(MailProvider, PushSubscriber):
         size = max(1, min(page_size, MAX_PAGE))
         calls_before = self.client.calls
         if cursor is None:
-            history_id = str(self.client.get_profile()["historyId"])
+            history_id = self._start_history_id()
             change_set = self._list(folder, label, history_id, None, since, size, cursor)
         else:
             mode, history_id, token = parse_cursor(cursor)
@@ -131,6 +134,15 @@ class GmailProvider(MailProvider, PushSubscriber):
             else:
                 change_set = self._history(folder, label, history_id, token, size, cursor)
         return dataclasses.replace(change_set, round_trips=self.client.calls - calls_before)
+
+    def _start_history_id(self) -> str:
+        """The historyId a folder's initial listing starts from: `users.getProfile` read once per provider (a
+        job), before the first listing — so it precedes every listing that uses it, and each folder's history
+        walk afterwards replays every change made while any of them was listed (the store dedupes). Dropped
+        when a history walk answers 404 (history no longer retained), so a resync reads a fresh one."""
+        if self._history_start is None:
+            self._history_start = str(self.client.get_profile()["historyId"])
+        return self._history_start
 
     def _list(self, folder: str, label: str, history_id: str, token: str | None, since: date, size: int,
               cursor: str | None) -> ChangeSet:
@@ -145,8 +157,13 @@ class GmailProvider(MailProvider, PushSubscriber):
 
     def _history(self, folder: str, label: str, history_id: str, token: str | None, size: int,
                  cursor: str | None) -> ChangeSet:
-        answer = self.client.list_history(start_history_id=history_id, label=label, history_types=HISTORY_TYPES,
-                                          page_token=token, max_results=size)
+        try:
+            answer = self.client.list_history(start_history_id=history_id, label=label,
+                                              history_types=HISTORY_TYPES, page_token=token, max_results=size)
+        except ProviderError as exc:
+            if exc.code == ErrorCode.CURSOR_INVALID:
+                self._history_start = None          # may be as old as the cursor Google no longer has
+            raise
         new: dict[str, MessageRef] = {}
         changed: dict[str, MessageRef] = {}
         removed: dict[str, None] = {}
