@@ -22,8 +22,12 @@ TRASH/SPAM of a message carrying L (taken out of the trash, "not spam") → `cha
 it has not stored and restores stored ones it had marked removed); `messagesDeleted` → `removed`
 (removed_at_source); a label change that leaves a message of L in TRASH or SPAM (`labelsAdded` TRASH, or
 `labelsRemoved` L with TRASH present) → `removed`; L removed otherwise (archived) → nothing: the message still
-exists and stays. Mail to self (INBOX and SENT on one message) belongs to "sent" only (`_in_folder`; the inbox
-listing asks `-in:sent`).
+exists and stays — and is followed no further: `history.list` with `labelId` returns "only messages with a label
+matching the ID" (developers.google.com/gmail/api/reference/rest/v1/users.history/list), so its later trash or
+deletion is not seen (the documented limit in docs/api.md: following it needs the whole mailbox's history).
+Mail to self (INBOX and SENT on one message) belongs to "sent" only (`_in_folder`; the inbox listing asks
+`-in:sent`); a folder added or dropped later meets it stored under the other role, which the store
+takes as the same message (`also_in`), never a second one.
 Read state: `UNREAD` in a `labelsAdded`/`labelsRemoved` entry → `flags` (seen False/True, the last change
 wins; `historyTypes` includes labelAdded/labelRemoved for it); a fetched message's `labelIds` give its state.
 
@@ -67,6 +71,17 @@ def seen_of(message: dict) -> bool | None:
     None when the answer carries no labelIds."""
     labels = message.get("labelIds")
     return None if labels is None else UNREAD not in labels
+
+
+def also_in(folder: str, message: dict) -> tuple[str, ...]:
+    """The other role folders holding this very message (`MessageRef.also_in`): a Gmail message is one message
+    whatever its labels — mail to self carries INBOX and SENT ("Manage labels",
+    developers.google.com/gmail/api/guides/labels) — so the inbox and Sent see the same id and the same bytes.
+    Only between roles: a named label's folder keeps its own copy (docs/api.md, "Folders synced")."""
+    if folder not in LABELS:
+        return ()
+    labels = set(message.get("labelIds") or ())
+    return tuple(role for role, label in LABELS.items() if role != folder and label in labels)
 
 
 def parse_cursor(cursor: str) -> tuple[str, str, str | None]:
@@ -243,9 +258,11 @@ class GmailProvider(MailProvider, PushSubscriber):
                 continue
             raw = base64.urlsafe_b64decode(answer.get("raw", "") + "=" * (-len(answer.get("raw", "")) % 4))
             if len(raw) > max_bytes:
-                yield FetchedMessage(ref, None, skipped_reason=f"size {len(raw)} exceeds limit {max_bytes}")
+                yield FetchedMessage(dataclasses.replace(ref, also_in=also_in(ref.folder, answer)), None,
+                                     skipped_reason=f"size {len(raw)} exceeds limit {max_bytes}")
                 continue
-            yield FetchedMessage(dataclasses.replace(ref, seen=seen_of(answer)), raw)
+            yield FetchedMessage(dataclasses.replace(ref, seen=seen_of(answer), also_in=also_in(ref.folder, answer)),
+                                 raw)
 
     def test_connection(self) -> None:
         address = str(self.client.get_profile().get("emailAddress") or "")
