@@ -380,6 +380,21 @@ def test_bodies_are_sized_first_oversize_skipped_unread_and_batches_bounded_in_b
     assert len(list(provider.fetch([MessageRef("inbox", big)], max_bytes=10_000_000))[0].raw) > 600_000
 
 
+def test_fetch_names_the_other_role_folder_holding_a_mail_to_self(aws, google):
+    """Guards against: the store unable to recognise a mail to self it holds under the other role folder
+    (`MessageRef.also_in`) — for one sized first and skipped as oversize too — so a folder added later stores
+    it again; a named label's folder keeps its own copy (never a twin)."""
+    big = google.deliver(EMAIL, mail(1, sender=EMAIL) + b"x" * 600_000, labels=("INBOX", "SENT"), received=days_ago(1))
+    small = google.deliver(EMAIL, mail(2, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(1))
+    plain = google.deliver(EMAIL, mail(3, sender=EMAIL), labels=("SENT",), received=days_ago(1))
+    provider = gmail_provider(make_gmail_mailbox(google))
+    fetched = list(provider.fetch([MessageRef("sent", i) for i in (big, small, plain)], max_bytes=500_000))
+    assert {f.ref.provider_id: (f.ref.also_in, f.raw is None) for f in fetched} == {
+        big: (("inbox",), True), small: (("inbox",), False), plain: ((), False)}
+    assert [f.ref.also_in for f in provider.fetch([MessageRef("inbox", small)], max_bytes=500_000)] == [("sent",)]
+    assert [f.ref.also_in for f in provider.fetch([MessageRef("Label_1", small)], max_bytes=500_000)] == [()]
+
+
 def test_send_watch_and_stop(aws, google):
     """Guards send (raw + threadId) and the push lifecycle calls."""
     original = google.deliver(EMAIL, mail(1), received=days_ago(1))

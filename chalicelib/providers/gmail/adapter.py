@@ -232,19 +232,21 @@ class GmailProvider(MailProvider, PushSubscriber):
     def fetch(self, refs: Sequence[MessageRef], *, max_bytes: int) -> Iterator[FetchedMessage]:
         """Bodies (`format=raw`) in batches. A batch answer is read whole into memory (googleapiclient, and
         base64 adds a third), and Gmail takes messages of up to 50 MB (support.google.com/mail/answer/6584), so
-        several refs are first sized (`get_sizes`: format=minimal, `sizeEstimate`): one over `max_bytes` is
+        several refs are first sized (`get_minimal`: format=minimal, `sizeEstimate`): one over `max_bytes` is
         skipped without being downloaded (docs/operations.md), and the rest go in batches of at most
         `RAW_BATCH_BYTES` (a larger message alone). A single ref is fetched directly (one body is bounded)."""
         by_id = {ref.provider_id: ref for ref in refs}
-        sizes = self.client.get_sizes(list(by_id)) if len(by_id) > 1 else {}
+        minimal = self.client.get_minimal(list(by_id)) if len(by_id) > 1 else {}
+        sizes = {message_id: int(answer.get("sizeEstimate") or 0) for message_id, answer in minimal.items() if answer}
         wanted: list[str] = []
         for message_id, ref in by_id.items():
-            if message_id in sizes and sizes[message_id] is None:
+            if message_id in minimal and minimal[message_id] is None:
                 yield FetchedMessage(ref, None, vanished=True)
                 continue
             size = sizes.get(message_id) or 0
             if size > max_bytes:
-                yield FetchedMessage(ref, None, skipped_reason=f"size {size} exceeds limit {max_bytes}")
+                yield FetchedMessage(dataclasses.replace(ref, also_in=also_in(ref.folder, minimal[message_id])), None,
+                                     skipped_reason=f"size {size} exceeds limit {max_bytes}")
                 continue
             wanted.append(message_id)
         for group in batches_within(wanted, lambda message_id: sizes.get(message_id) or 0, RAW_BATCH_BYTES):
