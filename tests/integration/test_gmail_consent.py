@@ -98,6 +98,19 @@ def test_connecting_asks_google_for_one_token_and_one_profile_per_process(api, t
     assert (google.calls["token"], google.calls["profile"]) == (1, 1)          # one historyId for both folders
 
 
+def test_a_partial_grant_is_denied_and_stores_nothing(api, tenant, google, aws):
+    """Guards the scope check the warm-token seeding must not skip: a user who unticks `gmail.send` (Google's
+    granular consent; the token answer's `scope` lacks it) is told so, and nothing is stored, watched or queued."""
+    google.withhold_scopes = {"https://www.googleapis.com/auth/gmail.send"}
+    created = create_gmail(api, tenant, google, return_url=RETURN)
+    google.calls.clear()
+    assert consent(api, created["authorize_url"]).headers["location"].endswith("outcome=denied")
+    assert dict(google.calls) == {"authorize": 1, "token": 1}
+    mailbox = Mailbox.get(tenant["id"], created["id"])
+    assert mailbox.status == "pending_auth" and not mailbox.secret_ciphertext
+    assert drain(aws["sync_queue_url"]) == []
+
+
 def test_replayed_and_forged_state_are_refused(api, tenant, google, aws):
     created = create_gmail(api, tenant, google)
     answer = requests.get(created["authorize_url"], allow_redirects=False, timeout=10)
