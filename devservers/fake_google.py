@@ -19,6 +19,7 @@ It speaks the documented wire format, so the real `google-api-python-client` and
   is generated at start-up (`sign_push_token` signs RS256 tokens with it) and never stored.
 
 Switches for tests: `deny` (consent denied), `consent_as` (the user logs in as another account),
+`withhold_scopes` (granular consent: the user unticks these; the token answer's `scope` lacks them),
 `fail(endpoint, status, reason=, retry_after=, times=, after=)` (429 / 403 rateLimitExceeded / 500 …;
 "messages.get:raw" or "messages.get:minimal" aims at one format; `after` answers the error once the call took
 effect), `revoke()`, `rotate_refresh_tokens`, `forget_history()` (stale
@@ -131,6 +132,7 @@ class FakeGoogle:
         self.sent: list[dict] = []
         self.deny = False
         self.consent_as: str | None = None
+        self.withhold_scopes: set[str] = set()     # granular consent: scopes the user unticks
         self.rotate_refresh_tokens = False
         self.access_token_seconds = 3600
         self._failures: dict[str, list[Reply]] = {}
@@ -353,12 +355,13 @@ class FakeGoogle:
                 email = (self.consent_as or query.get("login_hint") or "").lower()
                 self.add_account(email)
                 code = "4/fake-code-" + secrets.token_urlsafe(16)
+                granted = " ".join(s for s in query.get("scope", "").split() if s not in self.withhold_scopes)
                 self.codes[code] = {"client_id": query["client_id"], "redirect_uri": redirect_uri,
                                     "challenge": query["code_challenge"], "email": email,
-                                    "scope": query.get("scope", ""),
+                                    "scope": granted,
                                     "offline": query.get("access_type") == "offline",
                                     "consent": "consent" in query.get("prompt", "").split()}
-                params.update({"code": code, "scope": query.get("scope", "")})
+                params.update({"code": code, "scope": granted})
         separator = "&" if "?" in redirect_uri else "?"
         return Reply(302, b"", {"Location": redirect_uri + separator + urlencode(params)})
 

@@ -10,7 +10,8 @@ refreshed first: its credentials are reloaded and used.
 Warm tokens: each sync job builds a new provider, so a token cached only on the source would cost every job a
 token-endpoint round trip. The access token is kept for the process (`_WARM`, a warm Lambda's), keyed by mailbox
 and a digest of the stored secrets it was obtained with — a new grant (re-consent, a rotated refresh token or
-MSAL cache written back) never reuses an old access token — and dropped by `invalidate()`. Access tokens are
+MSAL cache written back) never reuses an old access token — and dropped by `invalidate()`. A consent's code
+exchange seeds it (`remember_granted_token`), so the push start that follows needs no refresh. Access tokens are
 never stored: they live an hour (Google: "OAuth 2.0 for Web Server Applications"; Microsoft: "Access tokens in
 the Microsoft identity platform", 60-90 minutes) and a mailbox is synced every 30, so a stored one would be
 stale most of the time it is read while every mailbox write pays for its size.
@@ -47,6 +48,28 @@ def forget_warm_tokens() -> None:
     """Drop every access token this process keeps (a cold process; tests and benchmarks)."""
     with _WARM_LOCK:
         _WARM.clear()
+
+
+def _warm_key(tenant_id: str, mailbox_id: str, credentials: Credentials) -> tuple[str, str, str]:
+    """Mailbox and a digest of the stored secrets a token is obtained with (see "Warm tokens")."""
+    secrets = json.dumps(credentials.secrets, sort_keys=True, separators=(",", ":"))
+    return tenant_id, mailbox_id, hashlib.sha256(secrets.encode()).hexdigest()
+
+
+def _keep_warm(key: tuple[str, str, str], token: "AccessToken") -> None:
+    with _WARM_LOCK:
+        if len(_WARM) >= _WARM_LIMIT:
+            _WARM.clear()
+        _WARM[key] = token
+
+
+def remember_granted_token(tenant_id: str, mailbox_id: str, credentials: Credentials, token: "AccessToken") -> None:
+    """Keep the access token a consent's authorization-code exchange returned (RFC 6749 §4.1.4: the answer
+    carries an access token beside the refresh token) as this process's warm token for the `credentials` just
+    stored from that grant, so a provider built from them next (the push start right after the consent) uses it
+    instead of spending a refresh on a token minutes old. Keyed like every warm token: a later grant never
+    reuses it."""
+    _keep_warm(_warm_key(tenant_id, mailbox_id, credentials), token)
 
 
 @dataclass(frozen=True)
@@ -91,11 +114,7 @@ class TokenSource(abc.ABC):
                     self._token = _WARM.get(key)
             if self._token is None or self._token.expires_at - self.skew <= self.clock():
                 self._token = self._refresh_and_save()
-                key = self._warm_key()          # the credentials a refresh wrote back, if it did
-                with _WARM_LOCK:
-                    if len(_WARM) >= _WARM_LIMIT:
-                        _WARM.clear()
-                    _WARM[key] = self._token
+                _keep_warm(self._warm_key(), self._token)     # the credentials a refresh wrote back, if it did
             return self._token.token
 
     def invalidate(self) -> None:
@@ -109,8 +128,7 @@ class TokenSource(abc.ABC):
     def _warm_key(self) -> tuple[str, str, str]:
         """Mailbox and a digest of the stored secrets the token is (or would be) obtained with (may load them:
         never called under `_WARM_LOCK`)."""
-        secrets = json.dumps(self.credentials.secrets, sort_keys=True, separators=(",", ":"))
-        return self.store.tenant_id, self.store.mailbox_id, hashlib.sha256(secrets.encode()).hexdigest()
+        return _warm_key(self.store.tenant_id, self.store.mailbox_id, self.credentials)
 
     def _refresh_and_save(self) -> AccessToken:
         credentials = self.credentials

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chalicelib.credentials.tokens import AccessToken
 from chalicelib.lazy import resolve
 from chalicelib.models.mailbox import Mailbox, MailServer
 
@@ -25,8 +26,11 @@ class Begun:
 
 @dataclass(frozen=True)
 class Granted:
+    """What a completed consent hands the service: the secrets to store, the account, and — when the flow's
+    exchange returned one — the access token, kept warm for this process (`tokens.remember_granted_token`)."""
     secrets: dict[str, str] = field(repr=False)
     account_email: str
+    access_token: AccessToken | None = field(default=None, repr=False)
 
 
 class ConsentFailed(Exception):

@@ -5,19 +5,23 @@ Authorize URL parameters: `response_type=code`, `access_type=offline` and `promp
 refresh token only when the consent screen is shown), `login_hint=<mailbox address>`, and only the scopes sync
 and sending need — `gmail.readonly` and `gmail.send`. The callback exchanges the code with the verifier, checks
 that every scope was granted (granular consent lets users untick one) and that `users.getProfile` names the
-mailbox's address; only then are secrets returned to be stored.
+mailbox's address; only then are secrets returned to be stored — with the exchange's access token (valid for
+`expires_in` seconds, "OAuth 2.0 for Web Server Applications" step 5), which the service keeps warm for the
+push start, so a connection costs the process one token request and one `getProfile` read.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import secrets
+import time
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
 
 from chalicelib.config import get_settings
+from chalicelib.credentials.tokens import AccessToken
 from chalicelib.logs import logger
 from chalicelib.models.mailbox import Mailbox, MailServer
 from chalicelib.oauthflow.flows import Begun, ConsentFailed, Granted
@@ -68,6 +72,7 @@ class GmailConsent:
             raise ConsentFailed(outcome, f"Google answered {params['error'][:64]}")
         if not params.get("code"):
             raise ConsentFailed("exchange_failed", "no authorization code in the callback")
+        started = time.time()
         answer = self._exchange(server, client_secret, redirect_uri, params["code"], pending.get("code_verifier", ""))
         granted = set(str(answer.get("scope") or "").split())
         if not set(SCOPES) <= granted:
@@ -82,7 +87,8 @@ class GmailConsent:
             raise ConsentFailed("exchange_failed", f"users.getProfile failed ({exc.code.value})") from None
         if address.lower() != mailbox.email.lower():
             raise ConsentFailed("wrong_account", "the Google account is not the mailbox's address")
-        return Granted({"refresh_token": str(answer["refresh_token"])}, address.lower())
+        token = AccessToken(str(answer["access_token"]), started + float(answer.get("expires_in") or 3600))
+        return Granted({"refresh_token": str(answer["refresh_token"])}, address.lower(), token)
 
     def _exchange(self, server: MailServer, client_secret: str, redirect_uri: str, code: str,
                   verifier: str) -> dict[str, Any]:

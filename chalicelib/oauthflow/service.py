@@ -4,8 +4,9 @@ Completion, in order — nothing is stored unless the flow granted:
 1. consume the state (signature, single use, 10-minute expiry) → tenant + mailbox + kind + sealed pending data;
 2. the kind's flow exchanges the code and checks the account (`ConsentFailed` → that outcome, nothing stored;
    `needs_admin_consent` also shows on the mailbox);
-3. secrets are written through the `CredentialStore` (conditional on the version read), the mailbox turns
-   `active` (`mailbox.status_changed`), its `push_key` is set;
+3. secrets are written through the `CredentialStore` (conditional on the version read) and the exchange's
+   access token, if the flow returned it, kept warm for them (`tokens.remember_granted_token`); the mailbox
+   turns `active` (`mailbox.status_changed`), its `push_key` is set;
 4. push is started through the kind's `PushSubscriber` (a failure is recorded in `push_error`, not fatal; the
    renewer retries) and the first import is queued.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pynamodb.exceptions import DeleteError, DoesNotExist, PynamoDBException
 
 from chalicelib.credentials.store import CredentialConflict, CredentialStore
+from chalicelib.credentials.tokens import remember_granted_token
 from chalicelib.logs import logger
 from chalicelib.mailboxes.servers import admin_consent_redirect_uri, redirect_uri
 from chalicelib.models.mailbox import Mailbox, MailServer
@@ -200,6 +202,8 @@ def complete_consent(params: dict[str, str]) -> ConsentResult:
         return ConsentResult(exc.outcome, exc.detail, **base)
     try:
         credentials = _store_secrets(mailbox, granted)
+        if granted.access_token is not None:        # the push start below uses it: no refresh minutes after
+            remember_granted_token(mailbox.tenant_id, mailbox.mailbox_id, credentials, granted.access_token)
         push_key = getattr(flow, "push_key", None)
         extra = [Mailbox.push_key.set(push_key(mailbox))] if callable(push_key) else []
         _set_status(mailbox, "active", None, extra)

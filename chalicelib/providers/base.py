@@ -56,12 +56,17 @@ class MessageRef:
 
     `seen`: the message's read state at the source when the provider told it with this ref — IMAP `\\Seen`
     (RFC 3501 §2.3.2), Gmail's `UNREAD` label absent, Graph `isRead` — else None (unknown). Mailbridge only
-    reads it; it never changes read state at the provider."""
+    reads it; it never changes read state at the provider.
+
+    `also_in`: the other role folders ("inbox", "sent") that hold this very message, not a copy of it — Gmail's
+    mail to self is ONE message labelled INBOX and SENT. The store takes a message it stored under one of them
+    as this one (`store.prepare`), so adding or dropping a folder later never stores it twice."""
     folder: str
     provider_id: str
     size: int | None = None
     thread_id: str | None = None
     seen: bool | None = None
+    also_in: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ Idempotency (a redelivered job, a retried page, a UIDVALIDITY resync all re-deli
        different messages with one Message-ID (a forged or careless sender) are two messages, and a raw object
        is never overwritten with other bytes. Message-ID stays on the item for threads and cross-mailbox
        identity. Mailboxes created before content keys (`Mailbox.store_keys` unset) stored messages under
-       their Message-ID; the same bytes found under that legacy id are that message.
+       their Message-ID; the same bytes found under that legacy id are that message. So is a message the
+       provider says another role folder holds too (`MessageRef.also_in`: Gmail's mail to self, INBOX and
+       SENT on ONE message) found under its key there (`twin_keys`): a folder synced later never stores it twice.
     2. PUT raw/<tenant>/<mailbox>/<message_id>.eml — same key, same bytes, so a repeat is harmless
     3. PUT item IF message_id does not exist, in one transaction with a ConditionCheck that the tenant's erasure
        count is still the one read with the privacy lists (`privacy.lists.check_erasures`)
@@ -229,12 +231,12 @@ def sent_copy_id(mailbox: Mailbox, rfc_message_id: str) -> str:
     return ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, SENT_FOLDER, "sent:" + rfc_message_id)
 
 
-def _sent_twin(mailbox: Mailbox, folder: str, rfc_message_id: str | None) -> str | None:
-    """A message the sync finds in Sent that the outbox already stored (same Message-ID, same mailbox): that
-    item, so the next sync only refreshes its provider id instead of storing it twice."""
-    if folder != SENT_FOLDER or not rfc_message_id:
+def _sent_twin(mailbox: Mailbox, candidate: str | None) -> str | None:
+    """A message the sync finds in Sent (or labelled SENT too, `MessageRef.also_in`) that the outbox already
+    stored (`Prepared.sent_id`: same Message-ID, same mailbox): that item, so the next sync only refreshes its
+    provider id instead of storing it twice."""
+    if not candidate:
         return None
-    candidate = sent_copy_id(mailbox, rfc_message_id)
     try:
         Message.get(candidate, attributes_to_get=["message_id"])
     except Message.DoesNotExist:
@@ -303,6 +305,7 @@ class Prepared:
     raw: bytes | None
     legacy_id: str | None = None      # the Message-ID key of older mailboxes that may hold these very bytes
     sent_id: str | None = None        # in Sent: the key of the copy the outbox stored when it sent this message
+    folder_twins: tuple[str, ...] = ()    # its keys in the other folders holding this very message (`twin_keys`)
 
 
 def prepare(mailbox: Mailbox, fetched: FetchedMessage) -> Prepared:
@@ -320,7 +323,7 @@ def prepare(mailbox: Mailbox, fetched: FetchedMessage) -> Prepared:
         item = _build_item(mailbox, fetched, message_id, parsed, skipped_reason=skipped_reason or "no_content",
                            size=len(raw) if raw else (ref.size or 0))
         item.has_attachments, item.attachments = False, []
-        prepared = Prepared(item, None)
+        prepared = Prepared(item, None, folder_twins=twin_keys(mailbox, ref, "provider:" + ref.provider_id))
     else:
         digest = hashlib.sha256(raw).hexdigest()
         parsed = parse_message(raw)
@@ -331,11 +334,40 @@ def prepare(mailbox: Mailbox, fetched: FetchedMessage) -> Prepared:
                                       parsed.rfc_message_id)
         item = _build_item(mailbox, fetched, message_id, parsed, raw_sha256=digest, size=len(raw))
         sent_id = sent_copy_id(mailbox, parsed.rfc_message_id) if (
-            ref.folder == SENT_FOLDER and parsed.rfc_message_id) else None
-        prepared = Prepared(item, raw, legacy_id, sent_id)
+            SENT_FOLDER in (ref.folder, *ref.also_in) and parsed.rfc_message_id) else None
+        prepared = Prepared(item, raw, legacy_id, sent_id,
+                            twin_keys(mailbox, ref, f"sha256:{digest}", parsed.rfc_message_id))
     item.owed = list(OWED_SKIPPED if item.skipped_reason else OWED_IMPORTED)
     item.owed_mailbox = mailbox.mailbox_id
     return prepared
+
+
+def twin_keys(mailbox: Mailbox, ref: MessageRef, content: str, rfc_message_id: str | None = None) -> tuple[str, ...]:
+    """The keys this very message would have in the other folders that hold it (`MessageRef.also_in`: Gmail's
+    mail to self is ONE message labelled INBOX and SENT, the same id and bytes under both): its content key
+    there and, for mailboxes older than content keys, its Message-ID key there. A message stored under one of
+    them with the same bytes (`raw_sha256`, `is_twin`) is this message: a folder synced later (or again)
+    refreshes its provider reference instead of storing it twice, as when both were synced from the start."""
+    keys = [ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, folder, content) for folder in ref.also_in]
+    if mailbox.store_keys != CONTENT_KEYS and rfc_message_id:
+        keys += [ids.stable_id("msg", mailbox.tenant_id, mailbox.mailbox_id, folder, rfc_message_id)
+                 for folder in ref.also_in]
+    return tuple(keys)
+
+
+def is_twin(prepared: Prepared, stored: Message) -> bool:
+    """Whether `stored` (found under one of `prepared.folder_twins`) holds the same bytes (both skipped: none)."""
+    return stored.raw_sha256 == prepared.item.raw_sha256
+
+
+def _folder_twin(prepared: Prepared) -> str | None:
+    for key in prepared.folder_twins:
+        try:
+            if is_twin(prepared, Message.get(key, attributes_to_get=["message_id", "raw_sha256"])):
+                return key
+        except Message.DoesNotExist:
+            continue
+    return None
 
 
 def use_id(prepared: Prepared, message_id: str) -> None:
@@ -385,8 +417,8 @@ def save_fetched(mailbox: Mailbox, fetched: FetchedMessage) -> SaveOutcome:
         return refuse(mailbox, [(prepared, reason)])[0]
     ref, item = fetched.ref, prepared.item
     twin = (_legacy_twin(mailbox, ref.folder, item.rfc_message_id, item.raw_sha256)
-            or _sent_twin(mailbox, ref.folder, item.rfc_message_id)) if prepared.raw else None
-    use_id(prepared, twin or item.message_id)
+            or _sent_twin(mailbox, prepared.sent_id)) if prepared.raw else None
+    use_id(prepared, twin or _folder_twin(prepared) or item.message_id)
     put_raw(prepared, lists.raw_tagging)
     outcome = insert_one(mailbox, prepared, lists)
     if not outcome.created:

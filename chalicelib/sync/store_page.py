@@ -5,7 +5,8 @@ Per page (the same keys and invariants as `store.py`, which stores one message):
     1. prepare every message (parse headers, snippet and attachment list; key it by content) — no I/O;
     2. ONE consistent BatchGetItem per 100 keys: which of the content keys (and, for mailboxes older than
        content keys, the Message-ID keys; in Sent, the keys of copies the outbox stored when it sent them,
-       `store.sent_copy_id`) are already stored;
+       `store.sent_copy_id`; a Gmail mail to self's keys in the other role folder, `store.twin_keys`) are
+       already stored;
     3. the raw objects of the new messages PUT to S3 in parallel (a bounded thread pool; boto3 clients are
        thread-safe, resources are not — "Multithreading or multiprocessing with resources", boto3 guide).
        Steps 1-3 go by groups of `PARSE_GROUP` messages: a group's PUTs run while the next group is parsed,
@@ -59,7 +60,7 @@ from chalicelib.sync.lease import LeaseLost
 from chalicelib.sync.limits import FIELD_BUDGETS, size_of
 from chalicelib.threads.unread import apply as apply_read_state
 from chalicelib.timeutil import now_iso
-from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOutcome, insert_one,
+from chalicelib.sync.store import (OWED_IMPORTED, OWED_SKIPPED, Prepared, SaveOutcome, insert_one, is_twin,
                                    mark_removed, prepare, provider_key, put_raw, refresh_ref, refuse,
                                    restore_removed, save_fetched, stored_message_ids, stored_provider_ids,
                                    use_id)
@@ -195,8 +196,9 @@ class _Sorted:
             use_id(item, twin.message_id)
         elif item.sent_id in stored:          # the outbox's copy of a message it sent: found by Message-ID
             use_id(item, item.sent_id)
-        else:
-            use_id(item, item.item.message_id)
+        else:                                 # this very message stored under another folder (mail to self)
+            use_id(item, next((key for key in item.folder_twins if key in stored and is_twin(item, stored[key])),
+                              item.item.message_id))
         message_id = item.item.message_id
         if message_id in stored:
             self.outcomes[index] = _refresh(stored[message_id], item)
@@ -211,9 +213,10 @@ class _Sorted:
 
 
 def _lookup_keys(group: Sequence[Prepared]) -> list[str]:
-    """The keys that say whether a message is stored: its id, its legacy id, the outbox copy's id."""
+    """The keys that say whether a message is stored: its id, its legacy id, the outbox copy's id, its keys in
+    the other folders holding this very message (`store.twin_keys`; Gmail mail to self only)."""
     return [p.item.message_id for p in group] + [p.legacy_id for p in group if p.legacy_id] + [
-        p.sent_id for p in group if p.sent_id]
+        p.sent_id for p in group if p.sent_id] + [key for p in group for key in p.folder_twins]
 
 
 def save_page(mailbox: Mailbox, fetched: Sequence[FetchedMessage], *,

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from chalicelib.credentials.store import CredentialStore
+from chalicelib.credentials.tokens import forget_warm_tokens
 from chalicelib.models.consent import ConsentState
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
@@ -76,6 +77,38 @@ def test_connect_end_to_end(api, tenant, google, aws):
     assert len(event["Records"]) == 1
     worker.handle_batch(event, FakeContext())
     assert len(list(Message.by_mailbox.query(created["id"]))) == 1
+
+
+def test_connecting_asks_google_for_one_token_and_one_profile_per_process(api, tenant, google, aws):
+    """Guards against: connecting costing 3 token requests and 3 getProfile reads from the consent callback to
+    the first completed sync (the exchange's access token thrown away and refreshed for the watch; the
+    profile read again for each folder's initial listing) — while the scope and address checks stay."""
+    google.deliver(EMAIL, mail(1), received=days_ago(1))
+    google.deliver(EMAIL, mail(2, sender=EMAIL), labels=("SENT",), received=days_ago(1))
+    created = create_gmail(api, tenant, google)
+    forget_warm_tokens()
+    google.calls.clear()
+    assert consent(api, created["authorize_url"]).status == 200
+    callback = dict(google.calls)
+    assert callback == {"authorize": 1, "token": 1, "profile": 1, "watch": 1}      # the exchange's token serves
+    forget_warm_tokens()                       # the worker is another (cold) process: one refresh, no more
+    google.calls.clear()
+    worker.handle_batch(receive_event(aws["sync_queue_url"], 10), FakeContext())
+    assert len(list(Message.by_mailbox.query(created["id"]))) == 2
+    assert (google.calls["token"], google.calls["profile"]) == (1, 1)          # one historyId for both folders
+
+
+def test_a_partial_grant_is_denied_and_stores_nothing(api, tenant, google, aws):
+    """Guards the scope check the warm-token seeding must not skip: a user who unticks `gmail.send` (Google's
+    granular consent; the token answer's `scope` lacks it) is told so, and nothing is stored, watched or queued."""
+    google.withhold_scopes = {"https://www.googleapis.com/auth/gmail.send"}
+    created = create_gmail(api, tenant, google, return_url=RETURN)
+    google.calls.clear()
+    assert consent(api, created["authorize_url"]).headers["location"].endswith("outcome=denied")
+    assert dict(google.calls) == {"authorize": 1, "token": 1}
+    mailbox = Mailbox.get(tenant["id"], created["id"])
+    assert mailbox.status == "pending_auth" and not mailbox.secret_ciphertext
+    assert drain(aws["sync_queue_url"]) == []
 
 
 def test_replayed_and_forged_state_are_refused(api, tenant, google, aws):

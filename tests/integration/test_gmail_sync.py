@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.credentials.store import CredentialStore
+from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.notify import events
-from chalicelib.providers.base import ErrorCode, MessageRef, ProviderError, ThreadHint
-from chalicelib.sync import effects, engine, push, worker
+from chalicelib.providers.base import ErrorCode, FetchedMessage, MessageRef, ProviderError, ThreadHint
+from chalicelib.sync import effects, engine, push, store, worker
 from chalicelib.threads import derived
 from chalicelib.timeutil import parse_iso, utcnow
 from tests.gmail_fixtures import (EMAIL, TOPIC, days_ago, gmail_provider, mail, make_gmail_mailbox,
@@ -144,6 +145,77 @@ def test_mail_to_self_stays_in_the_inbox_of_a_mailbox_that_does_not_sync_sent(aw
     sync(mailbox, provider)
     assert sorted(m.folder for m in stored(mailbox)) == ["inbox", "inbox"] and later in {
         m.provider_id for m in stored(mailbox)}
+
+
+def test_sent_added_later_does_not_store_mail_to_self_the_inbox_has_again(aws, google):
+    """Guards against: `sent` added to sync_folders later storing a mail to self (one Gmail message, INBOX and
+    SENT) the inbox had stored a second time — a second `message.created`, `imported` +1 — where a mailbox
+    syncing both from the start stores it once; and its later trash (seen in Sent's history) not marking it."""
+    first = google.deliver(EMAIL, mail(1, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(1))
+    google.deliver(EMAIL, mail(2), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google, sync_folders=["inbox"])
+    sync(mailbox, gmail_provider(mailbox))
+    later = google.deliver(EMAIL, mail(3, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(0))
+    sync(mailbox, gmail_provider(reload(mailbox)))
+    assert len(stored(mailbox)) == 3
+
+    mailbox.update(actions=[Mailbox.sync_folders.set(["inbox", "sent"])])
+    google.deliver(EMAIL, mail(4, sender=EMAIL), labels=("SENT",), received=days_ago(0))
+    result = sync(mailbox, gmail_provider(reload(mailbox)))
+    assert result.counts.imported == 1                                        # only the new sent message
+    mine = sorted((m.provider_id, m.folder, m.direction) for m in stored(mailbox) if m.provider_id in (first, later))
+    assert mine == [(first, "inbox", "outbound"), (later, "inbox", "outbound")]       # kept where first stored
+    assert len(stored(mailbox)) == 4 and int(reload(mailbox).imported_count) == 4
+    assert len(events.list_events(mailbox.tenant_id, "message.created")) == 4
+    [inbox_copy] = [m for m in stored(mailbox) if m.provider_id == first]
+    again = store.save_fetched(reload(mailbox), FetchedMessage(MessageRef("sent", first, also_in=("inbox",)),
+                                                               google.accounts[EMAIL].messages[first].raw))
+    assert (again.created, again.message.message_id) == (False, inbox_copy.message_id)   # the one-message path
+
+    google.change_labels(EMAIL, first, add=("TRASH",), remove=("INBOX",))
+    assert sync(mailbox, gmail_provider(reload(mailbox))).counts.removed == 1
+    assert [m.provider_id for m in stored(mailbox) if m.removed_at_source] == [first]
+
+
+def test_inbox_resynced_after_sent_was_turned_off_does_not_store_mail_to_self_again(aws, google):
+    """Guards against the same duplicate the other way round: mail to self stored in `sent`, then sent turned
+    off and the inbox re-listed (a stale historyId) storing it again in the inbox."""
+    first = google.deliver(EMAIL, mail(1, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    sync(mailbox, gmail_provider(mailbox))
+    mailbox.update(actions=[Mailbox.sync_folders.set(["inbox"])])
+    google.forget_history(EMAIL)
+    result = sync(mailbox, gmail_provider(reload(mailbox)))
+    assert "inbox" in result.resynced_folders and result.counts.imported == 0
+    assert [(m.provider_id, m.folder) for m in stored(mailbox)] == [(first, "sent")]
+    assert len(events.list_events(mailbox.tenant_id, "message.created")) == 1
+
+
+def test_archived_mail_stays_and_only_what_a_synced_label_still_carries_is_followed(aws, google):
+    """Guards the documented limit of label-filtered history (docs/api.md, "Folders synced"): an archived message
+    (INBOX removed) stays stored and present; its later trash or deletion is NOT seen (INBOX-filtered history no
+    longer names it) while the idle sync stays ONE history call per label; a message back in the inbox, or a
+    mail to self (still SENT), is followed again — its trash or deletion marks it removed."""
+    archived = google.deliver(EMAIL, mail(1), received=days_ago(1))
+    returned = google.deliver(EMAIL, mail(2), received=days_ago(1))
+    to_self = google.deliver(EMAIL, mail(3, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(1))
+    mailbox = make_gmail_mailbox(google)
+    sync(mailbox, gmail_provider(mailbox))
+    for message_id in (archived, returned, to_self):
+        google.change_labels(EMAIL, message_id, remove=("INBOX",))
+    result = sync(mailbox, gmail_provider(reload(mailbox)))
+    assert (result.counts.imported, result.counts.removed) == (0, 0)
+    assert not [m for m in stored(mailbox) if m.removed_at_source]          # archiving removes nothing
+
+    google.change_labels(EMAIL, returned, add=("INBOX",))
+    google.change_labels(EMAIL, archived, add=("TRASH",))
+    google.change_labels(EMAIL, returned, add=("TRASH",), remove=("INBOX",))
+    google.delete(EMAIL, to_self)
+    google.calls.clear()
+    result = sync(mailbox, gmail_provider(reload(mailbox)))
+    assert google.calls["history.list"] == 2                                  # one history walk per label
+    assert sorted(m.provider_id for m in stored(mailbox) if m.removed_at_source) == sorted([returned, to_self])
+    assert archived not in {m.provider_id for m in stored(mailbox) if m.removed_at_source}   # the limitation
 
 
 def test_trash_and_spam_labels_added_remove_and_their_removal_restores(aws, google):
@@ -306,6 +378,21 @@ def test_bodies_are_sized_first_oversize_skipped_unread_and_batches_bounded_in_b
     assert google.gets["raw"] == 4                  # the big one's body never asked for
     assert google.calls["batch"] == 3                              # one sizing batch, then 2 + 2 bodies
     assert len(list(provider.fetch([MessageRef("inbox", big)], max_bytes=10_000_000))[0].raw) > 600_000
+
+
+def test_fetch_names_the_other_role_folder_holding_a_mail_to_self(aws, google):
+    """Guards against: the store unable to recognise a mail to self it holds under the other role folder
+    (`MessageRef.also_in`) — for one sized first and skipped as oversize too — so a folder added later stores
+    it again; a named label's folder keeps its own copy (never a twin)."""
+    big = google.deliver(EMAIL, mail(1, sender=EMAIL) + b"x" * 600_000, labels=("INBOX", "SENT"), received=days_ago(1))
+    small = google.deliver(EMAIL, mail(2, sender=EMAIL), labels=("INBOX", "SENT"), received=days_ago(1))
+    plain = google.deliver(EMAIL, mail(3, sender=EMAIL), labels=("SENT",), received=days_ago(1))
+    provider = gmail_provider(make_gmail_mailbox(google))
+    fetched = list(provider.fetch([MessageRef("sent", i) for i in (big, small, plain)], max_bytes=500_000))
+    assert {f.ref.provider_id: (f.ref.also_in, f.raw is None) for f in fetched} == {
+        big: (("inbox",), True), small: (("inbox",), False), plain: ((), False)}
+    assert [f.ref.also_in for f in provider.fetch([MessageRef("inbox", small)], max_bytes=500_000)] == [("sent",)]
+    assert [f.ref.also_in for f in provider.fetch([MessageRef("Label_1", small)], max_bytes=500_000)] == [()]
 
 
 def test_send_watch_and_stop(aws, google):

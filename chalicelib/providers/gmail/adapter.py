@@ -9,6 +9,8 @@ Cursor (opaque to the engine), per folder:
 - `l:<historyId>:<pageToken>` — an initial import in progress: `messages.list` (`labelIds=[L]`,
   `q=after:<epoch of import_since>`) continues at `pageToken`; `historyId` was read from `users.getProfile`
   BEFORE the listing started, so every change during the import is replayed afterwards (the store dedupes).
+  One read serves every folder a provider starts (`_start_history_id`): an earlier historyId only replays more
+  ("Partial synchronization", developers.google.com/gmail/api/guides/sync); a history 404 drops it.
 - `h:<historyId>` — incremental: `history.list(startHistoryId, labelId=L)`; an idle mailbox costs exactly ONE
   call per label (no history records; the answer's `historyId` becomes the cursor).
 - `h:<historyId>:<pageToken>` — the same history walk continuing at `pageToken`.
@@ -20,8 +22,12 @@ TRASH/SPAM of a message carrying L (taken out of the trash, "not spam") → `cha
 it has not stored and restores stored ones it had marked removed); `messagesDeleted` → `removed`
 (removed_at_source); a label change that leaves a message of L in TRASH or SPAM (`labelsAdded` TRASH, or
 `labelsRemoved` L with TRASH present) → `removed`; L removed otherwise (archived) → nothing: the message still
-exists and stays. Mail to self (INBOX and SENT on one message) belongs to "sent" only (`_in_folder`; the inbox
-listing asks `-in:sent`).
+exists and stays — and is followed no further: `history.list` with `labelId` returns "only messages with a label
+matching the ID" (developers.google.com/gmail/api/reference/rest/v1/users.history/list), so its later trash or
+deletion is not seen (the documented limit in docs/api.md: following it needs the whole mailbox's history).
+Mail to self (INBOX and SENT on one message) belongs to "sent" only (`_in_folder`; the inbox listing asks
+`-in:sent`); a folder added or dropped later meets it stored under the other role, which the store
+takes as the same message (`also_in`), never a second one.
 Read state: `UNREAD` in a `labelsAdded`/`labelsRemoved` entry → `flags` (seen False/True, the last change
 wins; `historyTypes` includes labelAdded/labelRemoved for it); a fetched message's `labelIds` give its state.
 
@@ -67,6 +73,17 @@ def seen_of(message: dict) -> bool | None:
     return None if labels is None else UNREAD not in labels
 
 
+def also_in(folder: str, message: dict) -> tuple[str, ...]:
+    """The other role folders holding this very message (`MessageRef.also_in`): a Gmail message is one message
+    whatever its labels — mail to self carries INBOX and SENT ("Manage labels",
+    developers.google.com/gmail/api/guides/labels) — so the inbox and Sent see the same id and the same bytes.
+    Only between roles: a named label's folder keeps its own copy (docs/api.md, "Folders synced")."""
+    if folder not in LABELS:
+        return ()
+    labels = set(message.get("labelIds") or ())
+    return tuple(role for role, label in LABELS.items() if role != folder and label in labels)
+
+
 def parse_cursor(cursor: str) -> tuple[str, str, str | None]:
     """(mode "l"|"h", historyId, pageToken or None); PERMANENT for a cursor this provider never wrote."""
     parts = cursor.split(":", 2)
@@ -86,6 +103,7 @@ class GmailProvider(MailProvider, PushSubscriber):
         self.client = client or GmailClient(context.tokens, api_root=self.settings["api_root"],
                                             timeout=context.timeout, sleep=context.sleep)
         self._labels: list[dict] | None = None
+        self._history_start: str | None = None
 
     # ---- MailProvider -----------------------------------------------------------------------------------
     def folders(self) -> list[str]:
@@ -122,7 +140,7 @@ class GmailProvider(MailProvider, PushSubscriber):
         size = max(1, min(page_size, MAX_PAGE))
         calls_before = self.client.calls
         if cursor is None:
-            history_id = str(self.client.get_profile()["historyId"])
+            history_id = self._start_history_id()
             change_set = self._list(folder, label, history_id, None, since, size, cursor)
         else:
             mode, history_id, token = parse_cursor(cursor)
@@ -131,6 +149,15 @@ class GmailProvider(MailProvider, PushSubscriber):
             else:
                 change_set = self._history(folder, label, history_id, token, size, cursor)
         return dataclasses.replace(change_set, round_trips=self.client.calls - calls_before)
+
+    def _start_history_id(self) -> str:
+        """The historyId a folder's initial listing starts from: `users.getProfile` read once per provider (a
+        job), before the first listing — so it precedes every listing that uses it, and each folder's history
+        walk afterwards replays every change made while any of them was listed (the store dedupes). Dropped
+        when a history walk answers 404 (history no longer retained), so a resync reads a fresh one."""
+        if self._history_start is None:
+            self._history_start = str(self.client.get_profile()["historyId"])
+        return self._history_start
 
     def _list(self, folder: str, label: str, history_id: str, token: str | None, since: date, size: int,
               cursor: str | None) -> ChangeSet:
@@ -145,8 +172,13 @@ class GmailProvider(MailProvider, PushSubscriber):
 
     def _history(self, folder: str, label: str, history_id: str, token: str | None, size: int,
                  cursor: str | None) -> ChangeSet:
-        answer = self.client.list_history(start_history_id=history_id, label=label, history_types=HISTORY_TYPES,
-                                          page_token=token, max_results=size)
+        try:
+            answer = self.client.list_history(start_history_id=history_id, label=label,
+                                              history_types=HISTORY_TYPES, page_token=token, max_results=size)
+        except ProviderError as exc:
+            if exc.code == ErrorCode.CURSOR_INVALID:
+                self._history_start = None          # may be as old as the cursor Google no longer has
+            raise
         new: dict[str, MessageRef] = {}
         changed: dict[str, MessageRef] = {}
         removed: dict[str, None] = {}
@@ -200,19 +232,21 @@ class GmailProvider(MailProvider, PushSubscriber):
     def fetch(self, refs: Sequence[MessageRef], *, max_bytes: int) -> Iterator[FetchedMessage]:
         """Bodies (`format=raw`) in batches. A batch answer is read whole into memory (googleapiclient, and
         base64 adds a third), and Gmail takes messages of up to 50 MB (support.google.com/mail/answer/6584), so
-        several refs are first sized (`get_sizes`: format=minimal, `sizeEstimate`): one over `max_bytes` is
+        several refs are first sized (`get_minimal`: format=minimal, `sizeEstimate`): one over `max_bytes` is
         skipped without being downloaded (docs/operations.md), and the rest go in batches of at most
         `RAW_BATCH_BYTES` (a larger message alone). A single ref is fetched directly (one body is bounded)."""
         by_id = {ref.provider_id: ref for ref in refs}
-        sizes = self.client.get_sizes(list(by_id)) if len(by_id) > 1 else {}
+        minimal = self.client.get_minimal(list(by_id)) if len(by_id) > 1 else {}
+        sizes = {message_id: int(answer.get("sizeEstimate") or 0) for message_id, answer in minimal.items() if answer}
         wanted: list[str] = []
         for message_id, ref in by_id.items():
-            if message_id in sizes and sizes[message_id] is None:
+            if message_id in minimal and minimal[message_id] is None:
                 yield FetchedMessage(ref, None, vanished=True)
                 continue
             size = sizes.get(message_id) or 0
             if size > max_bytes:
-                yield FetchedMessage(ref, None, skipped_reason=f"size {size} exceeds limit {max_bytes}")
+                yield FetchedMessage(dataclasses.replace(ref, also_in=also_in(ref.folder, minimal[message_id])), None,
+                                     skipped_reason=f"size {size} exceeds limit {max_bytes}")
                 continue
             wanted.append(message_id)
         for group in batches_within(wanted, lambda message_id: sizes.get(message_id) or 0, RAW_BATCH_BYTES):
@@ -226,9 +260,11 @@ class GmailProvider(MailProvider, PushSubscriber):
                 continue
             raw = base64.urlsafe_b64decode(answer.get("raw", "") + "=" * (-len(answer.get("raw", "")) % 4))
             if len(raw) > max_bytes:
-                yield FetchedMessage(ref, None, skipped_reason=f"size {len(raw)} exceeds limit {max_bytes}")
+                yield FetchedMessage(dataclasses.replace(ref, also_in=also_in(ref.folder, answer)), None,
+                                     skipped_reason=f"size {len(raw)} exceeds limit {max_bytes}")
                 continue
-            yield FetchedMessage(dataclasses.replace(ref, seen=seen_of(answer)), raw)
+            yield FetchedMessage(dataclasses.replace(ref, seen=seen_of(answer), also_in=also_in(ref.folder, answer)),
+                                 raw)
 
     def test_connection(self) -> None:
         address = str(self.client.get_profile().get("emailAddress") or "")

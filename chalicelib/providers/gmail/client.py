@@ -147,11 +147,11 @@ class GmailClient:
         """(id, messages.get format=raw answer) per id, None for a message that vanished (its part's 404)."""
         return self.get_batch(ids, format="raw")
 
-    def get_sizes(self, ids: Sequence[str]) -> dict[str, int | None]:
-        """{id: `sizeEstimate`} from messages.get format=minimal (no body: a few hundred bytes a message), None
-        for a message that vanished — what to know before downloading bodies of unknown size."""
-        return {message_id: (None if answer is None else int(answer.get("sizeEstimate") or 0))
-                for message_id, answer in self.get_batch(ids, format="minimal", fields="id,sizeEstimate")}
+    def get_minimal(self, ids: Sequence[str]) -> dict[str, dict | None]:
+        """{id: messages.get format=minimal answer with `sizeEstimate` and `labelIds`} (no body: a few hundred
+        bytes a message), None for a message that vanished — what to know before downloading bodies of unknown
+        size."""
+        return dict(self.get_batch(ids, format="minimal", fields="id,sizeEstimate,labelIds"))
 
     def get_batch(self, ids: Sequence[str], *, format: str,
                   fields: str | None = None) -> Iterable[tuple[str, dict | None]]:
