@@ -28,7 +28,8 @@ page is not expected to finish in the invocation (the worker's `time_budget.Time
 × 1.5), the engine persists what it has and returns outcome "continue"; the worker re-enqueues the mailbox. The
 longest page of the run is returned in `final_actions` (`Mailbox.page_seconds`) for the next run's budget. A page
 slower than an invocation is cut between fetch batches: what was fetched is stored, the cursor stays, and the
-folder is recorded in `Mailbox.cut_folders`, so the next run skips that page's refs already stored.
+folder is recorded in `Mailbox.cut_folders` (with the cursor epoch: `cut_folders`), so the next run skips that
+page's refs already stored.
 
 CURSOR_INVALID (UIDVALIDITY changed, stale historyId, delta 410) → bounded resync: the folder's cursor is reset
 to None and the folder re-listed since `import_since`; the store's natural keys make that duplicate-free. At
@@ -102,6 +103,21 @@ def _error(code: str, detail: str) -> dict[str, str]:
     return {"code": code, "detail": detail[:500], "at": now_iso()}
 
 
+def _cut_mark(mailbox: Mailbox, folder: str) -> str:
+    return f"{int(mailbox.cursor_epoch or 0)}:{folder}"
+
+
+def cut_folders(mailbox: Mailbox) -> set[str]:
+    """The folders whose page a run cut short (`time_budget.py`), of the mailbox's current cursor epoch:
+    `Mailbox.cut_folders` holds "<cursor epoch>:<folder>". A mark of an earlier epoch names a page of another
+    account (`sync/cursors.py`: the epoch moves when the account or server changes), whose provider ids may
+    equal the new account's (IMAP UIDVALIDITY and UIDs restart at small numbers on many servers): skipping the
+    new account's refs that match the old one's stored messages would lose them. Such a mark is ignored and
+    dropped by the run's release (`_Run._page_time`)."""
+    prefix = f"{int(mailbox.cursor_epoch or 0)}:"
+    return {mark[len(prefix):] for mark in mailbox.cut_folders or () if mark.startswith(prefix)}
+
+
 class _Run:
     """One sync pass over one mailbox (state kept here so helpers stay small)."""
 
@@ -123,7 +139,7 @@ class _Run:
         self.paid_debts: set[str] = set()        # page debts paid, removed with the next cursor write (`run`)
         # Folders whose page a run cut short (`time_budget.py`): their next page is the same one again, whose
         # refs already stored are skipped (`_resume_skips`). `cut_folders` is what the mailbox will record.
-        self.cut_folders: set[str] = set(mailbox.cut_folders or ())
+        self.cut_folders: set[str] = cut_folders(mailbox)
         self.resuming: set[str] = set(self.cut_folders)
 
     def _state(self, folder: str) -> FolderState:
@@ -378,9 +394,9 @@ class _Run:
         """The longest page of this run, for the next run's budget, and the folders whose page is cut short
         (`time_budget.py`): what the release writes."""
         actions = [Mailbox.page_seconds.set(round(self.budget.measured, 1))] if self.budget.measured > 0 else []
-        if self.cut_folders != set(self.mailbox.cut_folders or ()):
-            actions.append(Mailbox.cut_folders.set(self.cut_folders) if self.cut_folders
-                           else Mailbox.cut_folders.remove())
+        marks = {_cut_mark(self.mailbox, folder) for folder in self.cut_folders}
+        if marks != set(self.mailbox.cut_folders or ()):               # also drops an earlier epoch's marks
+            actions.append(Mailbox.cut_folders.set(marks) if marks else Mailbox.cut_folders.remove())
         return actions
 
     def run(self) -> SyncResult:
@@ -439,4 +455,5 @@ def sync_mailbox(mailbox: Mailbox, provider: MailProvider, deadline: float, *, l
     return result
 
 
-__all__ = ["sync_mailbox", "SyncOptions", "SyncResult", "SyncCounts", "LeaseLost", "MAX_RESYNCS_PER_DAY"]
+__all__ = ["sync_mailbox", "cut_folders", "SyncOptions", "SyncResult", "SyncCounts", "LeaseLost",
+           "MAX_RESYNCS_PER_DAY"]

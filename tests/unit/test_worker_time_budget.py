@@ -3,7 +3,8 @@ whose pages are slow ends its invocation with a continuation instead of running 
 fails the whole batch: every record is redelivered and counts toward the DLQ's maxReceiveCount)."""
 from __future__ import annotations
 
-from chalicelib.sync import worker
+from chalicelib.models.mailbox import Mailbox
+from chalicelib.sync import engine, worker
 from chalicelib.sync.engine import SyncOptions
 from tests.sync_helpers import FakeProvider, counts_of, cursor_field, drain, job_event, make_mailbox, reload
 
@@ -106,7 +107,7 @@ def test_a_page_slower_than_the_whole_invocation_is_cut_and_resumed_without_fetc
         {"batchItemFailures": []}
     assert clock.t <= TIMEOUT - worker.time_budget.FINAL_RESERVE_SECONDS, clock.t
     cut = reload(mailbox)
-    assert cursor_field(cut, "inbox") is None and cut.cut_folders == {"inbox"} and cut.lease_owner is None
+    assert cursor_field(cut, "inbox") is None and engine.cut_folders(cut) == {"inbox"} and cut.lease_owner is None
     assert cut.page_seconds == 220.0      # the cut page's time so far: a late batch slot will not start it
     assert len(provider.fetched) == 20 and counts_of(cut)["imported"] == 20
     assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
@@ -118,3 +119,34 @@ def test_a_page_slower_than_the_whole_invocation_is_cut_and_resumed_without_fetc
     assert cursor_field(done, "inbox") == "1:30" and done.cut_folders is None and done.sync_stage == "idle"
     assert len(provider.fetched) == 30 and len(set(provider.fetched)) == 30     # nothing fetched twice
     assert counts_of(done)["imported"] == 30
+
+
+class CutEveryPage(worker.time_budget.TimeBudget):
+    """A budget that never lets a page go past its first fetch batch (every page is cut)."""
+
+    def may_continue_page(self, now: float) -> bool:
+        return False
+
+
+def cutting_budget() -> CutEveryPage:
+    return CutEveryPage(end=float("inf"), deadline=float("inf"), cap=float("inf"))
+
+
+def test_a_cut_mark_does_not_outlive_an_account_change(aws):
+    """A folder marked cut under one account made the next run skip the stored refs of its first page — also
+    after the mailbox moved to another IMAP account (cursor epoch bumped), whose UIDs and UIDVALIDITY can equal
+    the old ones (many servers start UIDVALIDITY at 1): the new account's messages at those UIDs were never
+    fetched, and the cursor then moved past them (lost)."""
+    mailbox = make_mailbox()
+    old = FakeProvider({"inbox": 3})
+    options = SyncOptions(page_size=3, fetch_batch=1)
+    engine.sync_mailbox(mailbox, old, float("inf"), options=options, budget=cutting_budget())
+    assert engine.cut_folders(reload(mailbox)) == {"inbox"} and old.fetched == ["1:1"]
+    mailbox.update(actions=[Mailbox.cursor_epoch.add(1)])   # another account (mailboxes.service._reconnect_actions)
+    new = FakeProvider({"inbox": 0})
+    new.add("inbox", 3, tag=" (new account)")                # the same UIDs, other messages
+    engine.sync_mailbox(reload(mailbox), new, float("inf"), options=options)
+    assert new.fetched == ["1:1", "1:2", "1:3"]
+    fresh = reload(mailbox)
+    assert counts_of(fresh)["imported"] == 4 and not fresh.cut_folders
+    assert cursor_field(fresh, "inbox") == "1:3"
