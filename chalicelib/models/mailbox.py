@@ -111,6 +111,7 @@ class Mailbox(Model):
     not_before = NumberAttribute(null=True)        # throttled: no sync before this epoch second
     page_seconds = NumberAttribute(null=True)      # the longest page of the last sync run (sync/time_budget.py)
     cut_folders = UnicodeSetAttribute(null=True)   # "<cursor_epoch>:<folder>" of pages a sync cut short (engine)
+    cut_refused = JSONAttribute(null=True)         # {"<cursor_epoch>:<folder>": provider ids the cut page refused}
     last_refresh_at = NumberAttribute(null=True)   # epoch seconds of the last manual refresh
     last_sync_started_at = UnicodeAttribute(null=True)
     last_success_at = UnicodeAttribute(null=True)

@@ -29,7 +29,7 @@ page is not expected to finish in the invocation (the worker's `time_budget.Time
 longest page of the run is returned in `final_actions` (`Mailbox.page_seconds`) for the next run's budget. A page
 slower than an invocation is cut between fetch batches: what was fetched is stored, the cursor stays, and the
 folder is recorded in `Mailbox.cut_folders` (with the cursor epoch: `cut_folders`), so the next run skips that
-page's refs already stored.
+page's refs already stored or refused (`Mailbox.cut_refused`: refused mail leaves no item).
 
 CURSOR_INVALID (UIDVALIDITY changed, stale historyId, delta 410) → bounded resync: the folder's cursor is reset
 to None and the folder re-listed since `import_since`; the store's natural keys make that duplicate-free. At
@@ -118,6 +118,15 @@ def cut_folders(mailbox: Mailbox) -> set[str]:
     return {mark[len(prefix):] for mark in mailbox.cut_folders or () if mark.startswith(prefix)}
 
 
+def _cut_refused(mailbox: Mailbox) -> dict[str, set[str]]:
+    """{folder: provider ids of the cut page the store refused} (`Mailbox.cut_refused`, current epoch): refused
+    mail (`privacy.lists.refusal`) leaves no item, so without this the resumed page would fetch it again and
+    count it once more in `skipped_count`."""
+    prefix = f"{int(mailbox.cursor_epoch or 0)}:"
+    return {mark[len(prefix):]: set(ids) for mark, ids in (mailbox.cut_refused or {}).items()
+            if mark.startswith(prefix)}
+
+
 class _Run:
     """One sync pass over one mailbox (state kept here so helpers stay small)."""
 
@@ -141,6 +150,8 @@ class _Run:
         # refs already stored are skipped (`_resume_skips`). `cut_folders` is what the mailbox will record.
         self.cut_folders: set[str] = cut_folders(mailbox)
         self.resuming: set[str] = set(self.cut_folders)
+        self.cut_refused: dict[str, set[str]] = _cut_refused(mailbox)    # the refused refs of those pages
+        self.page_refused: set[str] = set()      # refs of the current page the store refused (`_store_held`)
 
     def _state(self, folder: str) -> FolderState:
         return self.states.setdefault(folder, FolderState(folder))
@@ -186,6 +197,7 @@ class _Run:
         state = self._state(folder)
         kept = [s for s in state.resyncs if now - parse_iso(s) < RESYNC_WINDOW]
         state.cursor, state.since, state.resyncs = None, None, kept + [isoformat(now)]
+        self.resuming.discard(folder)             # another listing than the cut page's
         self._persist(state, [Mailbox.resync_count.add(1)])
         self.result.resynced_folders.append(folder)
         logger.info("cursor invalid: resyncing folder", extra={"folder": folder, "detail": error.detail})
@@ -258,6 +270,8 @@ class _Run:
         else:
             outcomes = [self.store.save_fetched(self.mailbox, fetched) for fetched in held]
         for outcome in outcomes:
+            if outcome.refused:
+                self.page_refused.add(outcome.message.provider_id)
             if outcome.created:
                 if outcome.message.skipped_reason:
                     delta.skipped += 1
@@ -312,15 +326,19 @@ class _Run:
         return apply(self.mailbox.tenant_id, seen)
 
     def _resume_skips(self, folder: str, refs: Sequence[MessageRef], delta: SyncCounts) -> Sequence[MessageRef]:
-        """The first page of a folder whose page an earlier run cut short is that page again: its refs already
-        stored (the store's `by_provider_ref` index) are not fetched again (each run gets further into a page
-        slower than an invocation). Any other page's refs are all fetched (the store dedupes)."""
+        """The first page of a folder whose page an earlier run cut short is that page again (asked with the
+        cursor the cut left: a resync or a re-listing in between drops the folder from `resuming`): its refs
+        already stored (the store's `by_provider_ref` index) or refused by the cut runs (`cut_refused`, counted
+        as skipped then) are not fetched again — each run gets further into a page slower than an invocation.
+        Any other page's refs are all fetched (the store dedupes)."""
         if folder not in self.resuming or not refs:
             return refs
         self.resuming.discard(folder)
         stored = self._known(folder, refs)
+        refused = self.cut_refused.get(folder, set()) & {ref.provider_id for ref in refs}
+        self.page_refused |= refused             # still this page's, should it be cut again
         delta.known += len(stored)
-        return [ref for ref in refs if ref.provider_id not in stored]
+        return [ref for ref in refs if ref.provider_id not in stored and ref.provider_id not in refused]
 
     # --- the page loop -------------------------------------------------------------------------------------
     def _start_cursor(self, folder: str) -> str | None:
@@ -330,6 +348,7 @@ class _Run:
         if state.cursor is not None and state.since and self.since.isoformat() < state.since:
             logger.info("import_since moved earlier: re-listing the folder", extra={"folder": folder})
             state.cursor = None
+            self.resuming.discard(folder)         # another listing than the cut page's
         if state.cursor is None:
             state.since = self.since.isoformat()
         return state.cursor
@@ -340,6 +359,7 @@ class _Run:
         state = self._state(folder)
         while True:
             page_started = self.clock()
+            self.page_refused = set()
             try:
                 change_set = self.provider.changes(folder, cursor, since=self.since, page_size=self.options.page_size)
             except ProviderError as exc:
@@ -365,11 +385,13 @@ class _Run:
             new = self._resume_skips(folder, change_set.new, delta)
             if not self._store_page(tuple(new) + tuple(unknown), delta):
                 self.cut_folders.add(folder)              # the cursor stays: the next run reads this page again
+                self.cut_refused[folder] = self.page_refused
                 self.counts.add(delta)
                 self.budget.page_done(self.clock() - page_started)    # a lower bound of the whole page's time
                 logger.info("page cut short: continuing in a new invocation", extra={"folder": folder})
                 return False
             self.cut_folders.discard(folder)
+            self.cut_refused.pop(folder, None)
             delta.restored = self._restore([known[ref.provider_id] for ref in changed if known.get(ref.provider_id)])
             delta.read_state = self._read_state(changed + flagged, known)
             if change_set.removed:
@@ -397,6 +419,10 @@ class _Run:
         marks = {_cut_mark(self.mailbox, folder) for folder in self.cut_folders}
         if marks != set(self.mailbox.cut_folders or ()):               # also drops an earlier epoch's marks
             actions.append(Mailbox.cut_folders.set(marks) if marks else Mailbox.cut_folders.remove())
+        refused = {_cut_mark(self.mailbox, folder): sorted(ids) for folder, ids in self.cut_refused.items()
+                   if folder in self.cut_folders and ids}
+        if refused != (self.mailbox.cut_refused or {}):
+            actions.append(Mailbox.cut_refused.set(refused) if refused else Mailbox.cut_refused.remove())
         return actions
 
     def run(self) -> SyncResult:

@@ -4,6 +4,8 @@ fails the whole batch: every record is redelivered and counts toward the DLQ's m
 from __future__ import annotations
 
 from chalicelib.models.mailbox import Mailbox
+from chalicelib.models.message import Message
+from chalicelib.privacy import lists
 from chalicelib.sync import engine, worker
 from chalicelib.sync.engine import SyncOptions
 from tests.sync_helpers import FakeProvider, counts_of, cursor_field, drain, job_event, make_mailbox, reload
@@ -150,3 +152,41 @@ def test_a_cut_mark_does_not_outlive_an_account_change(aws):
     fresh = reload(mailbox)
     assert counts_of(fresh)["imported"] == 4 and not fresh.cut_folders
     assert cursor_field(fresh, "inbox") == "1:3"
+
+
+def test_a_resumed_page_does_not_fetch_or_count_again_the_mail_it_refused(aws):
+    """Refused mail (a never-import list names it; an erased person) is not stored, so a run resuming a cut page
+    did not skip it: it was fetched again and counted once more in `skipped_count` on every resumption — a
+    drift a crash replay could cause rarely, a cut page every time (and a prefix of slow refused mail could
+    fill a whole invocation again, with no progress)."""
+    mailbox = make_mailbox()
+    lists.put_list(mailbox.tenant_id, lists.TENANT_SCOPE, ["s1@example.org", "s2@example.org"], [])
+    provider = FakeProvider({"inbox": 4})
+    options = SyncOptions(page_size=4, fetch_batch=2)
+    engine.sync_mailbox(mailbox, provider, float("inf"), options=options, budget=cutting_budget())
+    assert counts_of(reload(mailbox)) == {"imported": 0, "skipped": 2, "removed": 0}
+    engine.sync_mailbox(reload(mailbox), provider, float("inf"), options=options)
+    fresh = reload(mailbox)
+    assert provider.fetched == ["1:1", "1:2", "1:3", "1:4"]
+    assert counts_of(fresh) == {"imported": 2, "skipped": 2, "removed": 0} and not fresh.cut_folders
+
+
+def test_a_re_listed_folder_is_not_resumed_as_the_cut_page(aws):
+    """Only the page asked again with the cursor the cut left is the cut page: a folder re-listed instead (import
+    window moved earlier here; a resync likewise) lists its mail again, and what the cut page refused under lists
+    changed since must be fetched and judged again, as without a cut — not skipped as refused."""
+    mailbox = make_mailbox()
+    provider = FakeProvider({"inbox": 4})
+    options = SyncOptions(page_size=8, fetch_batch=2)
+    engine.sync_mailbox(mailbox, provider, float("inf"), options=options)
+    provider.add("inbox", 4)
+    lists.put_list(mailbox.tenant_id, lists.TENANT_SCOPE, ["s5@example.org", "s6@example.org"], [])
+    engine.sync_mailbox(reload(mailbox), provider, float("inf"), options=options, budget=cutting_budget())
+    assert engine.cut_folders(reload(mailbox)) == {"inbox"} and counts_of(reload(mailbox))["skipped"] == 2
+    lists.put_list(mailbox.tenant_id, lists.TENANT_SCOPE, [], [])
+    mailbox.update(actions=[Mailbox.import_since.set("2026-11-01")])
+    engine.sync_mailbox(reload(mailbox), provider, float("inf"), options=options)
+    fresh = reload(mailbox)
+    assert sorted(m.provider_id for m in Message.by_mailbox.query(mailbox.mailbox_id)) == \
+        [f"1:{uid}" for uid in range(1, 9)]
+    assert not fresh.cut_folders and not fresh.cut_refused
