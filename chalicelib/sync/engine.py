@@ -325,16 +325,19 @@ class _Run:
             return 0
         return apply(self.mailbox.tenant_id, seen)
 
-    def _resume_skips(self, folder: str, refs: Sequence[MessageRef], delta: SyncCounts) -> Sequence[MessageRef]:
+    def _resume_skips(self, folder: str, new: Sequence[MessageRef], unknown: Sequence[MessageRef],
+                      delta: SyncCounts) -> list[MessageRef]:
         """The first page of a folder whose page an earlier run cut short is that page again (asked with the
         cursor the cut left: a resync or a re-listing in between drops the folder from `resuming`): its refs
         already stored (the store's `by_provider_ref` index) or refused by the cut runs (`cut_refused`, counted
         as skipped then) are not fetched again — each run gets further into a page slower than an invocation.
-        Any other page's refs are all fetched (the store dedupes)."""
+        Any other page's refs are all fetched (the store dedupes). `unknown`: the page's `changed` refs the store
+        does not hold (already looked up)."""
+        refs = list(new) + list(unknown)
         if folder not in self.resuming or not refs:
             return refs
         self.resuming.discard(folder)
-        stored = self._known(folder, refs)
+        stored = self._known(folder, new)
         refused = self.cut_refused.get(folder, set()) & {ref.provider_id for ref in refs}
         self.page_refused |= refused             # still this page's, should it be cut again
         delta.known += len(stored)
@@ -382,8 +385,7 @@ class _Run:
             known = self._known(folder, changed + flagged)
             unknown = [ref for ref in changed if ref.provider_id not in known]
             delta.known = len(changed) - len(unknown)
-            new = self._resume_skips(folder, change_set.new, delta)
-            if not self._store_page(tuple(new) + tuple(unknown), delta):
+            if not self._store_page(self._resume_skips(folder, change_set.new, unknown, delta), delta):
                 self.cut_folders.add(folder)              # the cursor stays: the next run reads this page again
                 self.cut_refused[folder] = self.page_refused
                 self.counts.add(delta)

@@ -3,6 +3,8 @@ whose pages are slow ends its invocation with a continuation instead of running 
 fails the whole batch: every record is redelivered and counts toward the DLQ's maxReceiveCount)."""
 from __future__ import annotations
 
+import dataclasses
+
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.privacy import lists
@@ -190,3 +192,25 @@ def test_a_re_listed_folder_is_not_resumed_as_the_cut_page(aws):
     assert sorted(m.provider_id for m in Message.by_mailbox.query(mailbox.mailbox_id)) == \
         [f"1:{uid}" for uid in range(1, 9)]
     assert not fresh.cut_folders and not fresh.cut_refused
+
+
+class DeltaLike(FakeProvider):
+    """Lists every message as `changed`, as a Graph delta round after the initial one does (new and changed
+    messages are indistinguishable there)."""
+
+    def changes(self, folder, cursor, *, since, page_size):
+        page = super().changes(folder, cursor, since=since, page_size=page_size)
+        return dataclasses.replace(page, new=(), changed=page.new)
+
+
+def test_a_resumed_delta_page_does_not_fetch_or_count_again_the_mail_it_refused(aws):
+    """The same for a page whose messages come as `changed` refs (Graph delta): its unstored refs were filtered
+    by the store lookup, but the refused ones, never stored, were fetched and counted again."""
+    mailbox = make_mailbox()
+    lists.put_list(mailbox.tenant_id, lists.TENANT_SCOPE, ["s1@example.org", "s2@example.org"], [])
+    provider = DeltaLike({"inbox": 4})
+    options = SyncOptions(page_size=4, fetch_batch=2)
+    engine.sync_mailbox(mailbox, provider, float("inf"), options=options, budget=cutting_budget())
+    engine.sync_mailbox(reload(mailbox), provider, float("inf"), options=options)
+    assert provider.fetched == ["1:1", "1:2", "1:3", "1:4"]
+    assert counts_of(reload(mailbox)) == {"imported": 2, "skipped": 2, "removed": 0}
