@@ -152,18 +152,22 @@ class _Run:
         self.resuming: set[str] = set(self.cut_folders)
         self.cut_refused: dict[str, set[str]] = _cut_refused(mailbox)    # the refused refs of those pages
         self.page_refused: set[str] = set()      # refs of the current page the store refused (`_store_held`)
+        self.done_marks: set[str] = set()        # marks of cut pages completed: removed with the next cursor write
 
     def _state(self, folder: str) -> FolderState:
         return self.states.setdefault(folder, FolderState(folder))
 
     def _persist(self, state: FolderState, actions: list | None = None) -> None:
-        """Write `state` (and `actions`) with the cursors of finished folders still pending and the removal of
-        the page debts already paid (`effects.clears_deferred`): one transaction."""
-        debts = sorted(self.paid_debts)
-        actions = list(actions or []) + ([Mailbox.owed_pages.delete(set(debts))] if debts else [])
+        """Write `state` (and `actions`) with the cursors of finished folders still pending, the removal of
+        the page debts already paid (`effects.clears_deferred`) and of the marks of the cut pages those cursors
+        complete (a mark outlives its page by no write): one transaction."""
+        debts, marks = sorted(self.paid_debts), set(self.done_marks)
+        actions = list(actions or []) + ([Mailbox.owed_pages.delete(set(debts))] if debts else []) + \
+            ([Mailbox.cut_folders.delete(marks)] if marks else [])
         cursors.save(self.mailbox, self.lease, state, actions, also=list(self.pending.values()))
         self.pending.clear()
         self.paid_debts.difference_update(debts)
+        self.done_marks.difference_update(marks)
 
     def _flush_cursors(self) -> None:
         """Persist the finished folders' cursors still pending (one transaction, with the paid debts' removal),
@@ -392,8 +396,10 @@ class _Run:
                 self.budget.page_done(self.clock() - page_started)    # a lower bound of the whole page's time
                 logger.info("page cut short: continuing in a new invocation", extra={"folder": folder})
                 return False
-            self.cut_folders.discard(folder)
-            self.cut_refused.pop(folder, None)
+            if folder in self.cut_folders:
+                self.cut_folders.discard(folder)
+                self.cut_refused.pop(folder, None)
+                self.done_marks.add(_cut_mark(self.mailbox, folder))   # with this page's cursor (`_persist`)
             delta.restored = self._restore([known[ref.provider_id] for ref in changed if known.get(ref.provider_id)])
             delta.read_state = self._read_state(changed + flagged, known)
             if change_set.removed:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.privacy import lists
+from chalicelib.providers.base import ErrorCode, ProviderError
 from chalicelib.sync import engine, worker
 from chalicelib.sync.engine import SyncOptions
 from tests.sync_helpers import FakeProvider, counts_of, cursor_field, drain, job_event, make_mailbox, reload
@@ -214,3 +217,19 @@ def test_a_resumed_delta_page_does_not_fetch_or_count_again_the_mail_it_refused(
     engine.sync_mailbox(reload(mailbox), provider, float("inf"), options=options)
     assert provider.fetched == ["1:1", "1:2", "1:3", "1:4"]
     assert counts_of(reload(mailbox)) == {"imported": 2, "skipped": 2, "removed": 0}
+
+
+def test_a_cut_mark_is_removed_with_the_cursor_write_that_completes_the_page(aws):
+    """The mark of a resumed page was removed only by the run's release: when a later page failed (or the
+    invocation died) after the completed page's cursor was written, the mark — and the refused ids riding on
+    it — stayed and were applied to whatever page the folder listed next."""
+    mailbox = make_mailbox()
+    provider = FakeProvider({"inbox": 6})
+    options = SyncOptions(page_size=3, fetch_batch=1)
+    engine.sync_mailbox(mailbox, provider, float("inf"), options=options, budget=cutting_budget())
+    assert engine.cut_folders(reload(mailbox)) == {"inbox"}
+    provider.fail_on[("changes", "inbox")] = [lambda: None, ProviderError(ErrorCode.PERMANENT, "the next page")]
+    with pytest.raises(ProviderError):
+        engine.sync_mailbox(reload(mailbox), provider, float("inf"), options=options)
+    fresh = reload(mailbox)
+    assert cursor_field(fresh, "inbox") == "1:3" and not fresh.cut_folders
