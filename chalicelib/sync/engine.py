@@ -28,8 +28,9 @@ page is not expected to finish in the invocation (the worker's `time_budget.Time
 × 1.5), the engine persists what it has and returns outcome "continue"; the worker re-enqueues the mailbox. The
 longest page of the run is returned in `final_actions` (`Mailbox.page_seconds`) for the next run's budget. A page
 slower than an invocation is cut between fetch batches: what was fetched is stored, the cursor stays, and the
-folder is recorded in `Mailbox.cut_folders` (with the cursor epoch: `cut_folders`), so the next run skips that
-page's refs already stored or refused (`Mailbox.cut_refused`: refused mail leaves no item).
+folder is recorded in `Mailbox.cut_folders` (with the cursor epoch: `time_budget.cut_folders`), so the next run
+skips that page's refs already stored or refused (`Mailbox.cut_refused`: refused mail leaves no item); the mark
+goes with the cursor write that completes the page.
 
 CURSOR_INVALID (UIDVALIDITY changed, stale historyId, delta 410) → bounded resync: the folder's cursor is reset
 to None and the folder re-listed since `import_since`; the store's natural keys make that duplicate-free. At
@@ -55,7 +56,7 @@ from chalicelib.providers.base import (PAGE_SIZE, ErrorCode, FetchedMessage, Mai
 from chalicelib.sync import cursors, effects, store_page as message_store
 from chalicelib.sync.cursors import FolderState
 from chalicelib.sync.lease import Lease, LeaseLost
-from chalicelib.sync.time_budget import TimeBudget
+from chalicelib.sync.time_budget import TimeBudget, cut_folders, cut_mark, cut_refused
 from chalicelib.timeutil import isoformat, now_iso, parse_iso, utcnow
 
 MAX_RESYNCS_PER_DAY = 3
@@ -103,30 +104,6 @@ def _error(code: str, detail: str) -> dict[str, str]:
     return {"code": code, "detail": detail[:500], "at": now_iso()}
 
 
-def _cut_mark(mailbox: Mailbox, folder: str) -> str:
-    return f"{int(mailbox.cursor_epoch or 0)}:{folder}"
-
-
-def cut_folders(mailbox: Mailbox) -> set[str]:
-    """The folders whose page a run cut short (`time_budget.py`), of the mailbox's current cursor epoch:
-    `Mailbox.cut_folders` holds "<cursor epoch>:<folder>". A mark of an earlier epoch names a page of another
-    account (`sync/cursors.py`: the epoch moves when the account or server changes), whose provider ids may
-    equal the new account's (IMAP UIDVALIDITY and UIDs restart at small numbers on many servers): skipping the
-    new account's refs that match the old one's stored messages would lose them. Such a mark is ignored and
-    dropped by the run's release (`_Run._page_time`)."""
-    prefix = f"{int(mailbox.cursor_epoch or 0)}:"
-    return {mark[len(prefix):] for mark in mailbox.cut_folders or () if mark.startswith(prefix)}
-
-
-def _cut_refused(mailbox: Mailbox) -> dict[str, set[str]]:
-    """{folder: provider ids of the cut page the store refused} (`Mailbox.cut_refused`, current epoch): refused
-    mail (`privacy.lists.refusal`) leaves no item, so without this the resumed page would fetch it again and
-    count it once more in `skipped_count`."""
-    prefix = f"{int(mailbox.cursor_epoch or 0)}:"
-    return {mark[len(prefix):]: set(ids) for mark, ids in (mailbox.cut_refused or {}).items()
-            if mark.startswith(prefix)}
-
-
 class _Run:
     """One sync pass over one mailbox (state kept here so helpers stay small)."""
 
@@ -150,7 +127,7 @@ class _Run:
         # refs already stored are skipped (`_resume_skips`). `cut_folders` is what the mailbox will record.
         self.cut_folders: set[str] = cut_folders(mailbox)
         self.resuming: set[str] = set(self.cut_folders)
-        self.cut_refused: dict[str, set[str]] = _cut_refused(mailbox)    # the refused refs of those pages
+        self.cut_refused: dict[str, set[str]] = cut_refused(mailbox)    # the refused refs of those pages
         self.page_refused: set[str] = set()      # refs of the current page the store refused (`_store_held`)
         self.done_marks: set[str] = set()        # marks of cut pages completed: removed with the next cursor write
 
@@ -399,7 +376,7 @@ class _Run:
             if folder in self.cut_folders:
                 self.cut_folders.discard(folder)
                 self.cut_refused.pop(folder, None)
-                self.done_marks.add(_cut_mark(self.mailbox, folder))   # with this page's cursor (`_persist`)
+                self.done_marks.add(cut_mark(self.mailbox, folder))   # with this page's cursor (`_persist`)
             delta.restored = self._restore([known[ref.provider_id] for ref in changed if known.get(ref.provider_id)])
             delta.read_state = self._read_state(changed + flagged, known)
             if change_set.removed:
@@ -424,10 +401,10 @@ class _Run:
         """The longest page of this run, for the next run's budget, and the folders whose page is cut short
         (`time_budget.py`): what the release writes."""
         actions = [Mailbox.page_seconds.set(round(self.budget.measured, 1))] if self.budget.measured > 0 else []
-        marks = {_cut_mark(self.mailbox, folder) for folder in self.cut_folders}
+        marks = {cut_mark(self.mailbox, folder) for folder in self.cut_folders}
         if marks != set(self.mailbox.cut_folders or ()):               # also drops an earlier epoch's marks
             actions.append(Mailbox.cut_folders.set(marks) if marks else Mailbox.cut_folders.remove())
-        refused = {_cut_mark(self.mailbox, folder): sorted(ids) for folder, ids in self.cut_refused.items()
+        refused = {cut_mark(self.mailbox, folder): sorted(ids) for folder, ids in self.cut_refused.items()
                    if folder in self.cut_folders and ids}
         if refused != (self.mailbox.cut_refused or {}):
             actions.append(Mailbox.cut_refused.set(refused) if refused else Mailbox.cut_refused.remove())
@@ -489,5 +466,4 @@ def sync_mailbox(mailbox: Mailbox, provider: MailProvider, deadline: float, *, l
     return result
 
 
-__all__ = ["sync_mailbox", "cut_folders", "SyncOptions", "SyncResult", "SyncCounts", "LeaseLost",
-           "MAX_RESYNCS_PER_DAY"]
+__all__ = ["sync_mailbox", "SyncOptions", "SyncResult", "SyncCounts", "LeaseLost", "MAX_RESYNCS_PER_DAY"]

@@ -38,7 +38,7 @@ from chalicelib.models.pairing import MessageLink
 from chalicelib.pairing import context as pairing_context, directory
 from chalicelib.providers.kinds import build_provider
 from chalicelib.security.crypto import encrypt_secrets
-from chalicelib.sync import cursors, effects, engine, renewer, store_page
+from chalicelib.sync import cursors, effects, engine, renewer, store_page, time_budget
 from chalicelib.sync.engine import SyncOptions
 from chalicelib.sync.time_budget import TimeBudget
 from infra import local_moto
@@ -269,7 +269,7 @@ def test_crash_anywhere_loses_and_doubles_nothing(kind, request, aws, item_level
             "events": len(created) - len(messages),
             "duplicate_event_ids": len(created) - len({e.event_id for e in created}),
             "wrong_count": counts_of(reload(mailbox))["imported"] - len(messages),
-            "cut_marks": len(engine.cut_folders(reload(mailbox))),
+            "cut_marks": len(time_budget.cut_folders(reload(mailbox))),
         }
         for name, value in problems.items():
             if value:

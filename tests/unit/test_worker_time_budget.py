@@ -11,7 +11,7 @@ from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.privacy import lists
 from chalicelib.providers.base import ErrorCode, ProviderError
-from chalicelib.sync import engine, worker
+from chalicelib.sync import engine, time_budget, worker
 from chalicelib.sync.engine import SyncOptions
 from tests.sync_helpers import FakeProvider, counts_of, cursor_field, drain, job_event, make_mailbox, reload
 
@@ -63,7 +63,7 @@ def test_slow_pages_end_the_invocation_early_with_a_continuation(aws):
     provider = SlowProvider(clock, 11.0, {"inbox": 50})
     result = run(job_event((mailbox.tenant_id, mailbox.mailbox_id)), {mailbox.mailbox_id: provider}, clock, TIMEOUT)
     assert result == {"batchItemFailures": []}
-    assert clock.t <= TIMEOUT - worker.time_budget.FINAL_RESERVE_SECONDS, clock.t
+    assert clock.t <= TIMEOUT - time_budget.FINAL_RESERVE_SECONDS, clock.t
     fresh = reload(mailbox)
     assert cursor_field(fresh, "inbox") == "1:20" and fresh.sync_stage == "queued" and fresh.lease_owner is None
     assert fresh.page_seconds == 110.0             # what the next invocation starts from
@@ -112,9 +112,9 @@ def test_a_page_slower_than_the_whole_invocation_is_cut_and_resumed_without_fetc
     assert worker.handle_batch(job_event((mailbox.tenant_id, mailbox.mailbox_id)), ClockContext(clock, TIMEOUT),
                                provider_factory=lambda m: provider, clock=clock, options=options) == \
         {"batchItemFailures": []}
-    assert clock.t <= TIMEOUT - worker.time_budget.FINAL_RESERVE_SECONDS, clock.t
+    assert clock.t <= TIMEOUT - time_budget.FINAL_RESERVE_SECONDS, clock.t
     cut = reload(mailbox)
-    assert cursor_field(cut, "inbox") is None and engine.cut_folders(cut) == {"inbox"} and cut.lease_owner is None
+    assert cursor_field(cut, "inbox") is None and time_budget.cut_folders(cut) == {"inbox"} and cut.lease_owner is None
     assert cut.page_seconds == 220.0      # the cut page's time so far: a late batch slot will not start it
     assert len(provider.fetched) == 20 and counts_of(cut)["imported"] == 20
     assert [q["body"]["reason"] for q in drain(aws["sync_queue_url"])] == ["continue"]
@@ -128,7 +128,7 @@ def test_a_page_slower_than_the_whole_invocation_is_cut_and_resumed_without_fetc
     assert counts_of(done)["imported"] == 30
 
 
-class CutEveryPage(worker.time_budget.TimeBudget):
+class CutEveryPage(time_budget.TimeBudget):
     """A budget that never lets a page go past its first fetch batch (every page is cut)."""
 
     def may_continue_page(self, now: float) -> bool:
@@ -148,7 +148,7 @@ def test_a_cut_mark_does_not_outlive_an_account_change(aws):
     old = FakeProvider({"inbox": 3})
     options = SyncOptions(page_size=3, fetch_batch=1)
     engine.sync_mailbox(mailbox, old, float("inf"), options=options, budget=cutting_budget())
-    assert engine.cut_folders(reload(mailbox)) == {"inbox"} and old.fetched == ["1:1"]
+    assert time_budget.cut_folders(reload(mailbox)) == {"inbox"} and old.fetched == ["1:1"]
     mailbox.update(actions=[Mailbox.cursor_epoch.add(1)])   # another account (mailboxes.service._reconnect_actions)
     new = FakeProvider({"inbox": 0})
     new.add("inbox", 3, tag=" (new account)")                # the same UIDs, other messages
@@ -187,7 +187,7 @@ def test_a_re_listed_folder_is_not_resumed_as_the_cut_page(aws):
     provider.add("inbox", 4)
     lists.put_list(mailbox.tenant_id, lists.TENANT_SCOPE, ["s5@example.org", "s6@example.org"], [])
     engine.sync_mailbox(reload(mailbox), provider, float("inf"), options=options, budget=cutting_budget())
-    assert engine.cut_folders(reload(mailbox)) == {"inbox"} and counts_of(reload(mailbox))["skipped"] == 2
+    assert time_budget.cut_folders(reload(mailbox)) == {"inbox"} and counts_of(reload(mailbox))["skipped"] == 2
     lists.put_list(mailbox.tenant_id, lists.TENANT_SCOPE, [], [])
     mailbox.update(actions=[Mailbox.import_since.set("2026-11-01")])
     engine.sync_mailbox(reload(mailbox), provider, float("inf"), options=options)
@@ -227,7 +227,7 @@ def test_a_cut_mark_is_removed_with_the_cursor_write_that_completes_the_page(aws
     provider = FakeProvider({"inbox": 6})
     options = SyncOptions(page_size=3, fetch_batch=1)
     engine.sync_mailbox(mailbox, provider, float("inf"), options=options, budget=cutting_budget())
-    assert engine.cut_folders(reload(mailbox)) == {"inbox"}
+    assert time_budget.cut_folders(reload(mailbox)) == {"inbox"}
     provider.fail_on[("changes", "inbox")] = [lambda: None, ProviderError(ErrorCode.PERMANENT, "the next page")]
     with pytest.raises(ProviderError):
         engine.sync_mailbox(reload(mailbox), provider, float("inf"), options=options)
