@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
@@ -86,6 +87,22 @@ def _endpoint(env: dict[str, str], name: str, default: str, stage: str, *, trail
     return value
 
 
+def _public_base_url(env: dict[str, str], stage: str) -> str:
+    """`MAILBRIDGE_PUBLIC_BASE_URL` without trailing slashes (paths start with one: `Settings.public_url`). An
+    absolute URL with a host and no query or fragment — every URL handed out, including the push endpoints
+    Google and Microsoft call and the OAuth redirect URIs, is built on it; https, except http:// in the local/test
+    stages, which alone may leave it unset (the local API on loopback)."""
+    name = "MAILBRIDGE_PUBLIC_BASE_URL"
+    insecure = stage in INSECURE_URL_STAGES
+    value = env.get(name, "http://127.0.0.1:8000" if insecure else "")
+    parts = urlsplit(value)
+    if parts.scheme not in (("https", "http") if insecure else ("https",)) or not parts.hostname \
+            or parts.query or parts.fragment:
+        raise ValueError(f"{name} must be the API's absolute https:// URL, stage prefix included, without query or "
+                         f"fragment (http:// only in the local stage): {value!r}")
+    return value.rstrip("/")
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     stage = env.get("MAILBRIDGE_STAGE", "local")
@@ -101,7 +118,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         kms_key_id=env.get("MAILBRIDGE_KMS_KEY_ID", ""),
         operator_key_sha256=env.get("MAILBRIDGE_OPERATOR_KEY_SHA256", "").lower(),
         signing_key=env.get("MAILBRIDGE_SIGNING_KEY", ""),
-        public_base_url=env.get("MAILBRIDGE_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        public_base_url=_public_base_url(env, stage),
         max_body_bytes=int(env.get("MAILBRIDGE_MAX_BODY_BYTES", "1048576")),
         max_message_bytes=int(env.get("MAILBRIDGE_MAX_MESSAGE_BYTES", str(50 * 1024 * 1024))),
         page_raw_bytes=int(env.get("MAILBRIDGE_PAGE_RAW_BYTES", str(defaults.page_raw_bytes))),

@@ -30,6 +30,7 @@ def configure_env() -> None:
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                        "AWS_DEFAULT_REGION": "us-east-1",
                        "AWS_REGION": "us-east-1", "MAILBRIDGE_TABLE_PREFIX": "bench-", "MAILBRIDGE_STAGE": "bench",
+                       "MAILBRIDGE_PUBLIC_BASE_URL": "https://bench.example.test",
                        "MAILBRIDGE_EVENTS_QUEUE_URL": "", "POWERTOOLS_LOG_LEVEL": "ERROR"})
     os.environ.pop("AWS_ENDPOINT_URL", None)
 

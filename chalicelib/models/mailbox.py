@@ -111,7 +111,8 @@ class Mailbox(SendsConflictsAgain, Model):
     sync_queued_at = NumberAttribute(null=True)    # a job is queued (push coalescing); cleared by the lease
     not_before = NumberAttribute(null=True)        # throttled: no sync before this epoch second
     page_seconds = NumberAttribute(null=True)      # the longest page of the last sync run (sync/time_budget.py)
-    cut_folders = UnicodeSetAttribute(null=True)   # folders whose page a sync cut short (sync/time_budget.py)
+    cut_folders = UnicodeSetAttribute(null=True)   # "<cursor_epoch>:<folder>" of pages a sync cut short (engine)
+    cut_refused = JSONAttribute(null=True)         # {"<cursor_epoch>:<folder>": provider ids the cut page refused}
     last_refresh_at = NumberAttribute(null=True)   # epoch seconds of the last manual refresh
     last_sync_started_at = UnicodeAttribute(null=True)
     last_success_at = UnicodeAttribute(null=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.ids import new_id
 from chalicelib.models.tenant import Tenant
@@ -56,7 +56,9 @@ def create_rule(tenant_id: str, name: str, conditions: dict, actions: list[dict]
     return rule
 
 
-def update_rule(rule: Rule, changes: dict[str, Any]) -> Rule:
+def update_rule(rule: Rule, changes: dict[str, Any]) -> Rule | None:
+    """The updated rule; None when it was deleted since it was read (UpdateItem creates a missing item, so the
+    update is conditioned on the rule existing: a stub left behind would count toward `MAX_RULES`)."""
     conditions = changes.get("conditions", rule.conditions)
     actions = changes.get("actions", rule.actions)
     conditions, actions = validate(conditions or {}, actions or [])
@@ -64,8 +66,14 @@ def update_rule(rule: Rule, changes: dict[str, Any]) -> Rule:
     for name in ("name", "position", "enabled"):
         if changes.get(name) is not None:
             updates.append(getattr(Rule, name).set(changes[name]))
-    rule.update(actions=updates)
-    context.invalidate(rule.tenant_id)
+    try:
+        rule.update(actions=updates, condition=Rule.rule_id.exists())
+    except UpdateError as exc:
+        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            raise
+        return None
+    finally:
+        context.invalidate(rule.tenant_id)
     return rule
 
 

@@ -28,7 +28,9 @@ page is not expected to finish in the invocation (the worker's `time_budget.Time
 × 1.5), the engine persists what it has and returns outcome "continue"; the worker re-enqueues the mailbox. The
 longest page of the run is returned in `final_actions` (`Mailbox.page_seconds`) for the next run's budget. A page
 slower than an invocation is cut between fetch batches: what was fetched is stored, the cursor stays, and the
-folder is recorded in `Mailbox.cut_folders`, so the next run skips that page's refs already stored.
+folder is recorded in `Mailbox.cut_folders` (with the cursor epoch: `time_budget.cut_folders`), so the next run
+skips that page's refs already stored or refused (`Mailbox.cut_refused`: refused mail leaves no item); the mark
+goes with the cursor write that completes the page.
 
 CURSOR_INVALID (UIDVALIDITY changed, stale historyId, delta 410) → bounded resync: the folder's cursor is reset
 to None and the folder re-listed since `import_since`; the store's natural keys make that duplicate-free. At
@@ -54,7 +56,7 @@ from chalicelib.providers.base import (PAGE_SIZE, ErrorCode, FetchedMessage, Mai
 from chalicelib.sync import cursors, effects, store_page as message_store
 from chalicelib.sync.cursors import FolderState
 from chalicelib.sync.lease import Lease, LeaseLost
-from chalicelib.sync.time_budget import TimeBudget
+from chalicelib.sync.time_budget import TimeBudget, cut_folders, cut_mark, cut_refused
 from chalicelib.timeutil import isoformat, now_iso, parse_iso, utcnow
 
 MAX_RESYNCS_PER_DAY = 3
@@ -123,20 +125,26 @@ class _Run:
         self.paid_debts: set[str] = set()        # page debts paid, removed with the next cursor write (`run`)
         # Folders whose page a run cut short (`time_budget.py`): their next page is the same one again, whose
         # refs already stored are skipped (`_resume_skips`). `cut_folders` is what the mailbox will record.
-        self.cut_folders: set[str] = set(mailbox.cut_folders or ())
+        self.cut_folders: set[str] = cut_folders(mailbox)
         self.resuming: set[str] = set(self.cut_folders)
+        self.cut_refused: dict[str, set[str]] = cut_refused(mailbox)    # the refused refs of those pages
+        self.page_refused: set[str] = set()      # refs of the current page the store refused (`_store_held`)
+        self.done_marks: set[str] = set()        # marks of cut pages completed: removed with the next cursor write
 
     def _state(self, folder: str) -> FolderState:
         return self.states.setdefault(folder, FolderState(folder))
 
     def _persist(self, state: FolderState, actions: list | None = None) -> None:
-        """Write `state` (and `actions`) with the cursors of finished folders still pending and the removal of
-        the page debts already paid (`effects.clears_deferred`): one transaction."""
-        debts = sorted(self.paid_debts)
-        actions = list(actions or []) + ([Mailbox.owed_pages.delete(set(debts))] if debts else [])
+        """Write `state` (and `actions`) with the cursors of finished folders still pending, the removal of
+        the page debts already paid (`effects.clears_deferred`) and of the marks of the cut pages those cursors
+        complete (a mark outlives its page by no write): one transaction."""
+        debts, marks = sorted(self.paid_debts), set(self.done_marks)
+        actions = list(actions or []) + ([Mailbox.owed_pages.delete(set(debts))] if debts else []) + \
+            ([Mailbox.cut_folders.delete(marks)] if marks else [])
         cursors.save(self.mailbox, self.lease, state, actions, also=list(self.pending.values()))
         self.pending.clear()
         self.paid_debts.difference_update(debts)
+        self.done_marks.difference_update(marks)
 
     def _flush_cursors(self) -> None:
         """Persist the finished folders' cursors still pending (one transaction, with the paid debts' removal),
@@ -170,6 +178,7 @@ class _Run:
         state = self._state(folder)
         kept = [s for s in state.resyncs if now - parse_iso(s) < RESYNC_WINDOW]
         state.cursor, state.since, state.resyncs = None, None, kept + [isoformat(now)]
+        self.resuming.discard(folder)             # another listing than the cut page's
         self._persist(state, [Mailbox.resync_count.add(1)])
         self.result.resynced_folders.append(folder)
         logger.info("cursor invalid: resyncing folder", extra={"folder": folder, "detail": error.detail})
@@ -242,6 +251,8 @@ class _Run:
         else:
             outcomes = [self.store.save_fetched(self.mailbox, fetched) for fetched in held]
         for outcome in outcomes:
+            if outcome.refused:
+                self.page_refused.add(outcome.message.provider_id)
             if outcome.created:
                 if outcome.message.skipped_reason:
                     delta.skipped += 1
@@ -295,16 +306,23 @@ class _Run:
             return 0
         return apply(self.mailbox.tenant_id, seen)
 
-    def _resume_skips(self, folder: str, refs: Sequence[MessageRef], delta: SyncCounts) -> Sequence[MessageRef]:
-        """The first page of a folder whose page an earlier run cut short is that page again: its refs already
-        stored (the store's `by_provider_ref` index) are not fetched again (each run gets further into a page
-        slower than an invocation). Any other page's refs are all fetched (the store dedupes)."""
+    def _resume_skips(self, folder: str, new: Sequence[MessageRef], unknown: Sequence[MessageRef],
+                      delta: SyncCounts) -> list[MessageRef]:
+        """The first page of a folder whose page an earlier run cut short is that page again (asked with the
+        cursor the cut left: a resync or a re-listing in between drops the folder from `resuming`): its refs
+        already stored (the store's `by_provider_ref` index) or refused by the cut runs (`cut_refused`, counted
+        as skipped then) are not fetched again — each run gets further into a page slower than an invocation.
+        Any other page's refs are all fetched (the store dedupes). `unknown`: the page's `changed` refs the store
+        does not hold (already looked up)."""
+        refs = list(new) + list(unknown)
         if folder not in self.resuming or not refs:
             return refs
         self.resuming.discard(folder)
-        stored = self._known(folder, refs)
+        stored = self._known(folder, new)
+        refused = self.cut_refused.get(folder, set()) & {ref.provider_id for ref in refs}
+        self.page_refused |= refused             # still this page's, should it be cut again
         delta.known += len(stored)
-        return [ref for ref in refs if ref.provider_id not in stored]
+        return [ref for ref in refs if ref.provider_id not in stored and ref.provider_id not in refused]
 
     # --- the page loop -------------------------------------------------------------------------------------
     def _start_cursor(self, folder: str) -> str | None:
@@ -314,6 +332,7 @@ class _Run:
         if state.cursor is not None and state.since and self.since.isoformat() < state.since:
             logger.info("import_since moved earlier: re-listing the folder", extra={"folder": folder})
             state.cursor = None
+            self.resuming.discard(folder)         # another listing than the cut page's
         if state.cursor is None:
             state.since = self.since.isoformat()
         return state.cursor
@@ -324,6 +343,7 @@ class _Run:
         state = self._state(folder)
         while True:
             page_started = self.clock()
+            self.page_refused = set()
             try:
                 change_set = self.provider.changes(folder, cursor, since=self.since, page_size=self.options.page_size)
             except ProviderError as exc:
@@ -346,14 +366,17 @@ class _Run:
             known = self._known(folder, changed + flagged)
             unknown = [ref for ref in changed if ref.provider_id not in known]
             delta.known = len(changed) - len(unknown)
-            new = self._resume_skips(folder, change_set.new, delta)
-            if not self._store_page(tuple(new) + tuple(unknown), delta):
+            if not self._store_page(self._resume_skips(folder, change_set.new, unknown, delta), delta):
                 self.cut_folders.add(folder)              # the cursor stays: the next run reads this page again
+                self.cut_refused[folder] = self.page_refused
                 self.counts.add(delta)
                 self.budget.page_done(self.clock() - page_started)    # a lower bound of the whole page's time
                 logger.info("page cut short: continuing in a new invocation", extra={"folder": folder})
                 return False
-            self.cut_folders.discard(folder)
+            if folder in self.cut_folders:
+                self.cut_folders.discard(folder)
+                self.cut_refused.pop(folder, None)
+                self.done_marks.add(cut_mark(self.mailbox, folder))   # with this page's cursor (`_persist`)
             delta.restored = self._restore([known[ref.provider_id] for ref in changed if known.get(ref.provider_id)])
             delta.read_state = self._read_state(changed + flagged, known)
             if change_set.removed:
@@ -378,9 +401,13 @@ class _Run:
         """The longest page of this run, for the next run's budget, and the folders whose page is cut short
         (`time_budget.py`): what the release writes."""
         actions = [Mailbox.page_seconds.set(round(self.budget.measured, 1))] if self.budget.measured > 0 else []
-        if self.cut_folders != set(self.mailbox.cut_folders or ()):
-            actions.append(Mailbox.cut_folders.set(self.cut_folders) if self.cut_folders
-                           else Mailbox.cut_folders.remove())
+        marks = {cut_mark(self.mailbox, folder) for folder in self.cut_folders}
+        if marks != set(self.mailbox.cut_folders or ()):               # also drops an earlier epoch's marks
+            actions.append(Mailbox.cut_folders.set(marks) if marks else Mailbox.cut_folders.remove())
+        refused = {cut_mark(self.mailbox, folder): sorted(ids) for folder, ids in self.cut_refused.items()
+                   if folder in self.cut_folders and ids}
+        if refused != (self.mailbox.cut_refused or {}):
+            actions.append(Mailbox.cut_refused.set(refused) if refused else Mailbox.cut_refused.remove())
         return actions
 
     def run(self) -> SyncResult:

@@ -14,8 +14,10 @@ finish, with `FINAL_RESERVE_SECONDS` left for the final writes (cursors, lease r
 A single page may be slower than any invocation (a page of `PAGE_SIZE` large messages from a slow server), so a
 page is also cut between fetch batches when the next batch (the longest one measured, with the longest store of
 held messages, × `PAGE_TIME_FACTOR`) would not finish: what was fetched is stored, the folder's cursor stays, and
-the folder is marked (`Mailbox.cut_folders`) so the next run, reading the same page again, skips the refs already
-stored instead of fetching them again — each run gets further into the page, none repeats another's work.
+the folder is marked (`Mailbox.cut_folders`, per cursor epoch: `cut_folders`) so the next run, reading the same
+page again, skips the refs already stored — and those the store refused (`cut_refused`) — instead of fetching them
+again: each run gets further into the page, none repeats another's work. The mark goes with the cursor write
+that completes the page.
 
 The longest page of a run is recorded on the mailbox (`Mailbox.page_seconds`, written with the lease release) and
 seeds the next run's budget, so a record that starts late in a batch (records of one batch share one invocation)
@@ -27,8 +29,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chalicelib.models.mailbox import Mailbox
+
 PAGE_TIME_FACTOR = 1.5          # a page may take half again as long as the slowest one seen
 FINAL_RESERVE_SECONDS = 10.0    # cursor flush + lease release + continuation enqueue (a few DynamoDB/SQS calls)
+
+
+def _epoch_prefix(mailbox: Mailbox) -> str:
+    return f"{int(mailbox.cursor_epoch or 0)}:"
+
+
+def cut_mark(mailbox: Mailbox, folder: str) -> str:
+    """How `Mailbox.cut_folders` (and the keys of `Mailbox.cut_refused`) name a folder's cut page:
+    "<cursor epoch>:<folder>"."""
+    return _epoch_prefix(mailbox) + folder
+
+
+def cut_folders(mailbox: Mailbox) -> set[str]:
+    """The folders whose page a run cut short, of the mailbox's current cursor epoch. A mark of an earlier epoch
+    names a page of another account (`sync/cursors.py`: the epoch moves when the account or server changes), whose
+    provider ids may equal the new account's (IMAP UIDVALIDITY and UIDs restart at small numbers on many
+    servers): skipping the new account's refs that match the old one's stored messages would lose them. Such a
+    mark is ignored, and dropped by the run's release (`engine._Run._page_time`)."""
+    prefix = _epoch_prefix(mailbox)
+    return {mark[len(prefix):] for mark in mailbox.cut_folders or () if mark.startswith(prefix)}
+
+
+def cut_refused(mailbox: Mailbox) -> dict[str, set[str]]:
+    """{folder: provider ids of its cut page the store refused} (`Mailbox.cut_refused`, current epoch): refused
+    mail (`privacy.lists.refusal`) leaves no item, so without them the resumed page would fetch it again and
+    count it once more in `skipped_count`."""
+    prefix = _epoch_prefix(mailbox)
+    return {mark[len(prefix):]: set(ids) for mark, ids in (mailbox.cut_refused or {}).items()
+            if mark.startswith(prefix)}
 
 
 def safety_margin(remaining_seconds: float) -> float:

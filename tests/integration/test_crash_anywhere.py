@@ -10,6 +10,11 @@ exactly one `message.created` per message (by event id), exact counts.
 The same trials run per provider kind: `fake` (the in-memory FakeProvider), and the real provider code of
 `imap` on Dovecot, `gmail` on the fake Google and `outlook` on the fake Microsoft — a fresh provider per sync,
 built through the kinds registry as the worker builds it, each trial on a new account of the server.
+Cut pages: in about half the trials the killed sync and the one after it run with a budget that cuts every
+page after its first fetch batch (`time_budget.py`: what was fetched is stored, the cursor stays, the folder is
+marked in `Mailbox.cut_folders`, the next run skips the page's stored refs), so a kill also lands in a cut page,
+in its mark's write (the release, step `release`) and in the resumed page; no mark may outlive the last sync.
+
 `CRASH_TRIALS` sets the number of trials per kind: without it, `make test` runs a guard (40 fake, 8 per real
 kind); 100 for the figures recorded in docs/reliability.md
 (`CRASH_TRIALS=100 .venv/bin/python -m pytest -q -s tests/integration/test_crash_anywhere.py`).
@@ -27,13 +32,15 @@ import pytest
 
 from chalicelib import aws as aws_clients
 from chalicelib.models.event import Event
+from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import MessageLink
 from chalicelib.pairing import context as pairing_context, directory
 from chalicelib.providers.kinds import build_provider
 from chalicelib.security.crypto import encrypt_secrets
-from chalicelib.sync import cursors, effects, engine, renewer, store_page
+from chalicelib.sync import cursors, effects, engine, renewer, store_page, time_budget
 from chalicelib.sync.engine import SyncOptions
+from chalicelib.sync.time_budget import TimeBudget
 from infra import local_moto
 from tests.gmail_fixtures import make_gmail_mailbox
 from tests.graph_helpers import outlook_mailbox
@@ -41,7 +48,7 @@ from tests.mailfactory import make_message
 from tests.sync_helpers import FakeProvider, counts_of, make_mailbox, reload
 
 GUARD_TRIALS = {"fake": 40, "imap": 8, "gmail": 8, "outlook": 8}
-STEPS = ("fetch", "s3_put", "item_put", "pair", "event_put", "event_enqueue", "settle", "cursor")
+STEPS = ("fetch", "s3_put", "item_put", "pair", "event_put", "event_enqueue", "settle", "cursor", "release")
 TENANT = "tnt_crash"
 RECENT = datetime.now(timezone.utc) - timedelta(days=1)
 SINCE = (RECENT - timedelta(days=2)).date().isoformat()
@@ -88,6 +95,7 @@ def install(monkeypatch, killer: Killer) -> None:
     wrap(effects, "settle_debts", "settle")               # the page's events stored, then its debt cleared
     wrap(effects, "clear_debts", "settle")                # ... a kill between the two: events stored, debt open
     wrap(cursors, "save", "cursor")
+    wrap(Mailbox, "update", "release")                   # the final state (a cut page's mark) and debt updates
     sqs = aws_clients.sqs()
     monkeypatch.setattr(aws_clients, "sqs", lambda: sqs)
     wrap(sqs, "send_message", "event_enqueue")
@@ -208,11 +216,19 @@ def item_level_rollback():
     yield
 
 
-def sync(world, mailbox, options: SyncOptions, killer: Killer | None = None) -> None:
+class CutEveryPage(TimeBudget):
+    """A budget under which no page goes past its first fetch batch: every page of more refs is cut."""
+
+    def may_continue_page(self, now: float) -> bool:
+        return False
+
+
+def sync(world, mailbox, options: SyncOptions, killer: Killer | None = None, *, cut: bool = False) -> None:
+    budget = CutEveryPage(end=float("inf"), deadline=float("inf"), cap=float("inf")) if cut else None
     with world.provider_for(mailbox) as provider:
         if killer is not None:
             killing_fetch(provider, killer)
-        engine.sync_mailbox(mailbox, provider, float("inf"), options=options)
+        engine.sync_mailbox(mailbox, provider, float("inf"), options=options, budget=budget)
 
 
 @pytest.mark.slow
@@ -229,12 +245,16 @@ def test_crash_anywhere_loses_and_doubles_nothing(kind, request, aws, item_level
         mailbox = world.trial(seed, inbox, sent_count)
         expected = inbox + sent_count
         pairing_context.invalidate()
+        cut = rng.random() < 0.5
         with monkeypatch.context() as patch:
             install(patch, killer)
-            try:
-                sync(world, mailbox, SyncOptions(page_size=2, fetch_batch=2), killer)
-            except Killed:
-                tally["killed"] += 1
+            for _ in range(2 if cut else 1):       # a cut page, then its resumption (the kill may land in either)
+                try:
+                    sync(world, reload(mailbox), SyncOptions(page_size=2, fetch_batch=1 if cut else 2), killer,
+                         cut=cut)
+                except Killed:
+                    tally["killed"] += 1
+                    tally["killed_cut"] += cut
         for _ in range(2):
             sync(world, reload(mailbox), SyncOptions(page_size=2))
         renewer.run(now=time.time() + 3600)                       # the sweeper, once the dead sync is long gone
@@ -249,12 +269,14 @@ def test_crash_anywhere_loses_and_doubles_nothing(kind, request, aws, item_level
             "events": len(created) - len(messages),
             "duplicate_event_ids": len(created) - len({e.event_id for e in created}),
             "wrong_count": counts_of(reload(mailbox))["imported"] - len(messages),
+            "cut_marks": len(time_budget.cut_folders(reload(mailbox))),
         }
         for name, value in problems.items():
             if value:
                 tally[name] += 1
         assert all(value == 0 for value in problems.values()), (kind, seed, killer.step, killer.at, problems)
         reload(mailbox).update(actions=[type(mailbox).status.set("disabled")])   # the next renewer sees one mailbox
-    print(f"\ncrash-anywhere [{kind}]: {count} trials, {tally['killed']} killed mid-sync, problems: "
-          f"{ {k: v for k, v in tally.items() if k != 'killed'} or 'none'}")
+    print(f"\ncrash-anywhere [{kind}]: {count} trials, {tally['killed']} killed mid-sync "
+          f"({tally['killed_cut']} with cut pages), problems: "
+          f"{ {k: v for k, v in tally.items() if k not in ('killed', 'killed_cut')} or 'none'}")
     assert tally["killed"] >= count // 3          # the trials do kill (a kill step past the sync's calls does not)

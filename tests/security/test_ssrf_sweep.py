@@ -70,6 +70,7 @@ def production_rules(monkeypatch):
     """The prod stage's guard: nothing allowlisted, plain transport refused; attacker names resolve inside."""
     monkeypatch.setenv("MAILBRIDGE_SSRF_ALLOWED_NETWORKS", "")
     monkeypatch.setenv("MAILBRIDGE_STAGE", "prod")
+    monkeypatch.setenv("MAILBRIDGE_PUBLIC_BASE_URL", "https://api.example.test/api")    # required in prod
     reset_settings()
     real = socket.getaddrinfo
 

@@ -67,3 +67,19 @@ def test_a_mailbox_create_between_the_count_and_the_write_is_refused(api, tenant
     assert inner[0].status == 201, inner
     assert outer.status == 403 and outer.json["type"].endswith("/plan-limit"), outer
     assert Mailbox.count(tenant["id"]) == 1
+
+
+def test_a_rule_update_racing_its_delete_leaves_no_phantom_rule_taking_a_slot(api, tenant, monkeypatch):
+    """PATCH read the rule, then wrote an unconditional UpdateItem: a DELETE landing between the two left a stub
+    item (UpdateItem creates what it does not find) — no name, no created_at — that the rule limit counted and
+    the pairing context loaded. The update is now conditioned on the rule existing: the PATCH is a 404."""
+    monkeypatch.setattr(rulebook, "MAX_RULES", 1)
+    key = tenant["key"]
+    rule_id = api("POST", "/v1/rules", key=key, json_body=RULE).json["id"]
+    deleted = before_first_write(monkeypatch, "pairing_rules",
+                                 lambda: api("DELETE", f"/v1/rules/{rule_id}", key=key))
+    patched = api("PATCH", f"/v1/rules/{rule_id}", key=key, json_body={"enabled": False})
+    assert deleted[0].status == 204
+    assert patched.status == 404, patched
+    assert Rule.count(tenant["id"]) == 0
+    assert api("POST", "/v1/rules", key=key, json_body=RULE).status == 201      # the slot is free

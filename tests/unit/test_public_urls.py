@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chalicelib.config import get_settings, reset_settings
+from chalicelib.config import get_settings, load_settings, reset_settings
 from chalicelib.providers.base import FetchedMessage, MessageRef
 from chalicelib.providers.graph.context import graph_settings
 from chalicelib.push.gmail import default_audience
@@ -92,3 +92,32 @@ def test_openapi_servers_and_the_reference_page_name_the_public_base_url(api, st
 
 def test_the_public_url_helper_joins_base_and_path_once():
     assert get_settings().public_url("/v1/health") == f"{get_settings().public_base_url}/v1/health"
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+@pytest.mark.parametrize("value", [None, "", "/api", "http://api.example.test/api", "api.example.test/api",
+                                   "https://", "https://api.example.test/api?x=1", "https://api.example.test/#x"])
+def test_a_deployed_stage_refuses_a_public_base_url_that_would_break_its_urls(stage, value):
+    """Unset, empty or relative in a deployed stage, every URL handed out was relative (`/v1/push/graph` as the
+    Graph notificationUrl, a bare `/v1/oauth/callback` redirect URI) or pointed at the loopback default, and
+    nothing said so until a provider refused it; plain http or a query/fragment gave unusable URLs. The
+    settings now refuse to load (a cold start fails at once, naming the variable)."""
+    env = {"MAILBRIDGE_STAGE": stage} | ({} if value is None else {"MAILBRIDGE_PUBLIC_BASE_URL": value})
+    with pytest.raises(ValueError, match="MAILBRIDGE_PUBLIC_BASE_URL"):
+        load_settings(env)
+
+
+@pytest.mark.parametrize("value, base", [("https://api.example.test/api/", "https://api.example.test/api"),
+                                         ("https://api.example.test//", "https://api.example.test"),
+                                         ("https://api.example.test", "https://api.example.test")])
+def test_trailing_slashes_never_make_a_double_slash(value, base):
+    settings = load_settings({"MAILBRIDGE_STAGE": "prod", "MAILBRIDGE_PUBLIC_BASE_URL": value})
+    assert settings.public_base_url == base and settings.public_url("/v1/health") == f"{base}/v1/health"
+
+
+def test_local_stages_keep_the_loopback_default_and_plain_http():
+    assert load_settings({"MAILBRIDGE_STAGE": "local"}).public_base_url == "http://127.0.0.1:8000"
+    assert load_settings({"MAILBRIDGE_STAGE": "test", "MAILBRIDGE_PUBLIC_BASE_URL": "http://127.0.0.1:9000/"}) \
+        .public_url("/v1/x") == "http://127.0.0.1:9000/v1/x"
+    with pytest.raises(ValueError, match="MAILBRIDGE_PUBLIC_BASE_URL"):
+        load_settings({"MAILBRIDGE_STAGE": "local", "MAILBRIDGE_PUBLIC_BASE_URL": ""})

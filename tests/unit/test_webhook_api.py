@@ -78,11 +78,13 @@ def test_ssrf_guard_refuses_internal_hosts(api, tenant, no_allowlist, url):
 def test_https_is_required_outside_local_stages(api, tenant, no_allowlist, monkeypatch):
     """Plain http must be refused outside the local/test stages."""
     monkeypatch.setenv("MAILBRIDGE_STAGE", "prod")
+    monkeypatch.setenv("MAILBRIDGE_PUBLIC_BASE_URL", "https://api.example.test/api")    # required in prod
     reset_settings()
     try:
         result = api("PUT", "/v1/webhook", key=tenant["key"], json_body={"url": "http://93.184.215.14/hook"})
     finally:
         monkeypatch.setenv("MAILBRIDGE_STAGE", "test")
+        monkeypatch.delenv("MAILBRIDGE_PUBLIC_BASE_URL")
         reset_settings()
     assert result.status == 422 and result.json["errors"][0]["message"] == "The URL must use https."
 

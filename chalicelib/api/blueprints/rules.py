@@ -80,9 +80,12 @@ def update_rule(rule_id: str, body: UpdateRule):
     if body.conditions is not None:
         changes["conditions"] = body.conditions.model_dump(by_alias=True, exclude_none=True)
     try:
-        return rule_out(rulebook.update_rule(rule, changes))
+        updated = rulebook.update_rule(rule, changes)
     except rules.InvalidRule as exc:
         raise _invalid(exc) from None
+    if updated is None:
+        raise not_found("rule", rule_id)          # deleted since `_rule` read it
+    return rule_out(updated)
 
 
 @route(bp, "/v1/rules/{rule_id}", methods=["DELETE"], status=204, summary="Delete a scanner rule", tags=TAGS)
