@@ -24,9 +24,11 @@ import time
 from typing import Callable, TypeVar
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.backoff import jittered
 from chalicelib.logs import logger
+from chalicelib.models.base import transaction_connection
 
 T = TypeVar("T")
 
@@ -62,6 +64,25 @@ def retry_conflicts(operation: Callable[[], T], *, sleep: Callable[[float], None
             logger.info("DynamoDB transaction conflict; sending again", extra={"attempt": attempt})
         sleep(jittered(delay))
     return operation()
+
+
+def transact(build: Callable[[TransactWrite], None]) -> bool:
+    """One TransactWriteItems that `build` fills — built anew for each attempt and sent again while it meets
+    conflicts (`retry_conflicts`). True when it committed; False when DynamoDB cancelled it for a condition of
+    its own (`cancelled`): nothing was written. Any other failure, a conflict of the last attempt included, is
+    raised. For callers that need no more of the cancellation than that; a caller that tells its conditions
+    apart by the cancellation reasons sends its own `TransactWrite` through `retry_conflicts`."""
+    def commit() -> None:
+        with TransactWrite(connection=transaction_connection()) as transaction:
+            build(transaction)
+
+    try:
+        retry_conflicts(commit)
+    except TransactWriteError as exc:
+        if not cancelled(exc):
+            raise
+        return False
+    return True
 
 
 class SendsConflictsAgain:

@@ -23,11 +23,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.models.base import transaction_connection
-from chalicelib.models.conflicts import cancelled, retry_conflicts
+from chalicelib.models.conflicts import transact
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.sync_cursor import SyncCursor
 from chalicelib.sync.lease import Lease, LeaseLost, lease_seconds
@@ -91,23 +89,19 @@ def save(mailbox: Mailbox, lease: Lease | None, state: FolderState, mailbox_acti
         actions.append(Mailbox.cursors.remove())
     if not actions:
         actions.append(Mailbox.updated_at.set(mailbox.updated_at or now_iso()))
-    def commit() -> None:
-        with TransactWrite(connection=transaction_connection()) as transaction:
-            transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id), actions=actions, condition=condition)
-            transaction.save(_item(mailbox, state))
-            for other in also:
-                transaction.save(_item(mailbox, other))
-            for scope, entry in legacy.items():
-                transaction.save(_item(mailbox, FolderState(scope, (entry or {}).get("cursor"),
-                                                            (entry or {}).get("since"),
-                                                            list((entry or {}).get("resyncs") or []))))
+    def build(transaction: TransactWrite) -> None:
+        transaction.update(Mailbox(mailbox.tenant_id, mailbox.mailbox_id), actions=actions, condition=condition)
+        transaction.save(_item(mailbox, state))
+        for other in also:
+            transaction.save(_item(mailbox, other))
+        for scope, entry in legacy.items():
+            transaction.save(_item(mailbox, FolderState(scope, (entry or {}).get("cursor"), (entry or {}).get("since"),
+                                                        list((entry or {}).get("resyncs") or []))))
 
-    try:
-        retry_conflicts(commit)     # the mailbox item: a one-message insert's count, an erasure, the API's writes
-    except TransactWriteError as exc:
-        if cancelled(exc):          # a conflict is no lost lease: it fails the job, which is delivered again
-            raise LeaseLost(mailbox.mailbox_id) from None
-        raise
+    # the mailbox item meets a one-message insert's count, an erasure, the API's writes: their conflicts are sent
+    # again (`transact`); a conflict left after that is raised — no lost lease: the job is delivered again
+    if not transact(build):
+        raise LeaseLost(mailbox.mailbox_id)
     mailbox.cursors = None
 
 

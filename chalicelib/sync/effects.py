@@ -26,12 +26,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.logs import logger
-from chalicelib.models.base import transaction_connection
-from chalicelib.models.conflicts import cancelled, retry_conflicts
+from chalicelib.models.conflicts import transact
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
 from chalicelib.models.event import Event
@@ -88,18 +87,12 @@ def _settle(message: Message, debt: str) -> None:
     # "settled already": the count would be missed until the sweep.
     counter = Mailbox.skipped_count if message.skipped_reason else Mailbox.imported_count
 
-    def commit() -> None:
-        with TransactWrite(connection=transaction_connection()) as transaction:
-            transaction.update(Message(message.message_id), actions=actions,
-                               condition=Message.owed.contains(COUNT))
-            transaction.update(Mailbox(message.tenant_id, message.mailbox_id), actions=[counter.add(1)],
-                               condition=Mailbox.mailbox_id.exists())
+    def build(transaction: TransactWrite) -> None:
+        transaction.update(Message(message.message_id), actions=actions, condition=Message.owed.contains(COUNT))
+        transaction.update(Mailbox(message.tenant_id, message.mailbox_id), actions=[counter.add(1)],
+                           condition=Mailbox.mailbox_id.exists())
 
-    try:
-        retry_conflicts(commit)
-    except TransactWriteError as exc:
-        if not cancelled(exc):
-            raise
+    if not transact(build):
         logger.info("count already settled or mailbox gone", extra={"message_id": message.message_id})
     message.owed = remaining or None
 
@@ -205,18 +198,13 @@ def settle_debts(mailbox: Mailbox, keys: Sequence[str], events: Sequence[Event] 
         return
     target = Mailbox(mailbox.tenant_id, mailbox.mailbox_id)
 
-    def commit() -> None:
-        with TransactWrite(connection=transaction_connection()) as transaction:
-            for event in events:
-                transaction.save(event)
-            transaction.update(target, actions=[Mailbox.owed_pages.delete(set(keys))],
-                               condition=Mailbox.mailbox_id.exists())
+    def build(transaction: TransactWrite) -> None:
+        for event in events:
+            transaction.save(event)
+        transaction.update(target, actions=[Mailbox.owed_pages.delete(set(keys))],
+                           condition=Mailbox.mailbox_id.exists())
 
-    try:
-        retry_conflicts(commit)
-    except TransactWriteError as exc:
-        if not cancelled(exc):
-            raise
+    if not transact(build):
         logger.info("page debts of a deleted mailbox dropped", extra={"mailbox_id": mailbox.mailbox_id})
     _paid(mailbox, keys)
 

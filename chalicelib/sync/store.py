@@ -47,7 +47,7 @@ from chalicelib.config import get_settings
 from chalicelib.erasure.delete import delete_raw_objects
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
-from chalicelib.models.conflicts import cancelled, retry_conflicts
+from chalicelib.models.conflicts import cancelled, retry_conflicts, transact
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message, raw_key
 from chalicelib.privacy.lists import NEVER_IMPORT as NEVER_IMPORT  # re-exported: the reason's name here
@@ -196,20 +196,13 @@ def clear_removed_mark(message_id: str, tenant_id: str, mailbox_id: str, actions
     removal or a return is replayed (`mark_removed` raises it the same way). False when the mark was not set
     any more (a concurrent or replayed return) or the message or mailbox is gone: nothing was written. A
     conflict with another transaction on the mailbox item is no such answer: it is sent again (`retry_conflicts`)."""
-    def commit() -> None:
-        with TransactWrite(connection=transaction_connection()) as transaction:
-            transaction.update(Message(message_id), actions=[*actions, Message.removed_at_source.remove()],
-                               condition=Message.removed_at_source.exists())
-            transaction.update(Mailbox(tenant_id, mailbox_id), actions=[Mailbox.removed_count.add(-1)],
-                               condition=Mailbox.mailbox_id.exists())
+    def build(transaction: TransactWrite) -> None:
+        transaction.update(Message(message_id), actions=[*actions, Message.removed_at_source.remove()],
+                           condition=Message.removed_at_source.exists())
+        transaction.update(Mailbox(tenant_id, mailbox_id), actions=[Mailbox.removed_count.add(-1)],
+                           condition=Mailbox.mailbox_id.exists())
 
-    try:
-        retry_conflicts(commit)
-    except TransactWriteError as exc:
-        if not cancelled(exc):
-            raise
-        return False
-    return True
+    return transact(build)
 
 
 def _legacy_twin(mailbox: Mailbox, folder: str, rfc_message_id: str | None, digest: str) -> str | None:

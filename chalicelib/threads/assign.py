@@ -34,7 +34,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.logs import logger
 from chalicelib.models.base import transaction_connection
-from chalicelib.models.conflicts import cancelled, retry_conflicts
+from chalicelib.models.conflicts import cancelled, retry_conflicts, transact
 from chalicelib.models.conversation import ThreadEntry, ThreadKey
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.message import Message
@@ -368,18 +368,13 @@ def forget(message: Message, _attempt: int = 0, *, hide: bool = False) -> bool:
     entry_actions = [ThreadEntry.message_count.add(-1)]
     if fresh.unread:
         entry_actions.append(ThreadEntry.unread_count.add(-1))
-    def commit() -> None:
-        with TransactWrite(connection=transaction_connection()) as transaction:
-            transaction.update(Message(fresh.message_id),
-                               actions=[Message.thread_counted.remove(), Message.conversation_id.remove(), *hidden],
-                               condition=Message.thread_counted.exists() & unread_is(fresh.unread))
-            transaction.update(ThreadEntry(fresh.mailbox_id, conversation_id), actions=entry_actions)
+    def build(transaction: TransactWrite) -> None:
+        transaction.update(Message(fresh.message_id),
+                           actions=[Message.thread_counted.remove(), Message.conversation_id.remove(), *hidden],
+                           condition=Message.thread_counted.exists() & unread_is(fresh.unread))
+        transaction.update(ThreadEntry(fresh.mailbox_id, conversation_id), actions=entry_actions)
 
-    try:
-        retry_conflicts(commit)     # a conflict is no answer about the mark: never a spent attempt
-    except TransactWriteError as exc:
-        if not cancelled(exc):
-            raise
+    if not transact(build):     # a conflict is no answer about the mark (sent again): never a spent attempt
         if _attempt < 2:       # uncounted meanwhile (the re-read says so), or its read state changed: again
             return forget(message, _attempt=_attempt + 1, hide=hide)
         return False
