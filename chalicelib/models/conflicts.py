@@ -49,6 +49,14 @@ def cancelled(exc: BaseException) -> bool:
     return getattr(exc, "cause_response_code", "") == "TransactionCanceledException" and not is_conflict(exc)
 
 
+def condition_failed(exc: TransactWriteError) -> bool:
+    """A transaction cancelled because one of its conditions failed (a reason `ConditionalCheckFailed`):
+    nothing was written, and the answer is about the items' state. For callers whose only expected
+    cancellation is a condition; `cancelled` also counts every other non-conflict reason."""
+    return any(reason is not None and reason.code == "ConditionalCheckFailed"
+               for reason in (exc.cancellation_reasons or []))
+
+
 def retry_conflicts(operation: Callable[[], T], *, sleep: Callable[[float], None] | None = None) -> T:
     """`operation()`, sent again while DynamoDB answers it with a conflict (`is_conflict`); any other failure,
     and the conflict of the last attempt, are raised. `operation` must build its request anew each time (a

@@ -20,17 +20,15 @@ transaction is sent again (`models.conflicts.retry_conflicts`) with the same ite
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Sequence
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.config import get_settings
 from chalicelib.ids import new_id, stable_id
-from chalicelib.models.conflicts import retry_conflicts
+from chalicelib.models.base import transaction_connection
+from chalicelib.models.conflicts import condition_failed, retry_conflicts
 from chalicelib.models.directory import DirectoryIndex, DirectoryRecord, record_key, rfc_key, thread_key
 from chalicelib.models.message import Message
 from chalicelib.models.pairing import AuditEntry, MessageLink, Signal
@@ -49,21 +47,11 @@ class LinkSpec:
     actor: str           # "matcher:<name>" | "rule:<id>" | "user:<id>" | "tenant"
 
 
-@functools.lru_cache(maxsize=None)
-def _connection(region: str) -> Connection:
-    """One connection (one botocore client) per process: creating a client costs tens of milliseconds."""
-    return Connection(region=region)
-
-
 def _tx() -> TransactWrite:
-    return TransactWrite(connection=_connection(get_settings().region))
-
-
-def _conflict(exc: TransactWriteError) -> bool:
-    """True when a condition failed (the item exists / is not in the expected state): nothing was written. A
-    transaction conflict is not one (no reason is ConditionalCheckFailed): every transaction here is sent
-    through `retry_conflicts`, whose last conflict is raised (the pairing job is delivered again)."""
-    return any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons)
+    """Every transaction here is sent through `retry_conflicts`, whose last conflict is raised (the pairing job
+    is delivered again); a cancellation it lets through is a failed condition only when `condition_failed`
+    says so (the item exists / is not in the expected state: nothing was written)."""
+    return TransactWrite(connection=transaction_connection())
 
 
 def thread_marker_keys(message: Message) -> list[str]:
@@ -170,7 +158,7 @@ def _write_chunk(pairs: list[tuple[Message, LinkSpec]], require_record: bool) ->
     try:
         retry_conflicts(commit)
     except TransactWriteError as exc:
-        if _conflict(exc):
+        if condition_failed(exc):
             return None
         raise
     for message, added in counts.values():
@@ -205,7 +193,7 @@ def write_link(message: Message, spec: LinkSpec, *, revive: bool = False,
     try:
         retry_conflicts(commit)
     except TransactWriteError as exc:
-        if _conflict(exc):
+        if condition_failed(exc):
             return None
         raise
     message.link_count = int(message.link_count or 0) + 1
@@ -240,7 +228,7 @@ def remove_link(message: Message, entity_type: str, entity_id: str, actor: str, 
     try:
         retry_conflicts(commit)
     except TransactWriteError as exc:
-        if _conflict(exc):
+        if condition_failed(exc):
             return None
         raise
     message.link_count = max(0, int(message.link_count or 0) - 1)
@@ -264,7 +252,7 @@ def save_undo(undo: AuditEntry) -> bool:
     try:
         retry_conflicts(commit)
     except TransactWriteError as exc:
-        if _conflict(exc):
+        if condition_failed(exc):
             return False
         raise
     return True
@@ -305,7 +293,7 @@ def write_signal(message: Message, entity_type: str, entity_id: str, reason: str
     try:
         retry_conflicts(commit)
     except TransactWriteError as exc:
-        if _conflict(exc):
+        if condition_failed(exc):
             return None
         raise
     return signal

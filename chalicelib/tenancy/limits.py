@@ -28,7 +28,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.models.base import transaction_connection
-from chalicelib.models.conflicts import retry_conflicts
+from chalicelib.models.conflicts import condition_failed, retry_conflicts
 from chalicelib.models.tenant import Tenant
 
 ATTEMPTS = 10
@@ -66,7 +66,7 @@ def create_counted(tenant_id: str, item: Model, item_condition: Condition, *, ve
             retry_conflicts(commit)
             return
         except TransactWriteError as exc:
-            if not any(r is not None and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or []):
+            if not condition_failed(exc):
                 raise
     raise Contended(f"Other {what} of this tenant were being created at the same moment; nothing was stored, "
                     "try again.")

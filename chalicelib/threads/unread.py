@@ -81,10 +81,6 @@ def _write(flips: Sequence[tuple[Message, bool]]) -> None:
     retry_conflicts(commit)
 
 
-def _cancelled(exc: TransactWriteError) -> bool:
-    return cancelled(exc)
-
-
 def _apply_one(tenant_id: str, message_id: str, unread: bool) -> bool:
     """One message, re-read on every attempt; True when this call changed its state."""
     for _ in range(ATTEMPTS):
@@ -95,7 +91,7 @@ def _apply_one(tenant_id: str, message_id: str, unread: bool) -> bool:
             _write([(fresh[0], unread)])
             return True
         except TransactWriteError as exc:
-            if not _cancelled(exc):
+            if not cancelled(exc):
                 raise
     logger.warning("read state kept changing under us; left for the next sync", extra={"message_id": message_id})
     return False
@@ -115,7 +111,7 @@ def apply(tenant_id: str, seen: Mapping[str, bool]) -> int:
             _write(chunk)
             changed += len(chunk)
         except TransactWriteError as exc:
-            if not _cancelled(exc):
+            if not cancelled(exc):
                 raise
             changed += sum(_apply_one(tenant_id, m.message_id, unread) for m, unread in chunk)
     if changed:
