@@ -95,10 +95,11 @@ def transact(build: Callable[[TransactWrite], None]) -> bool:
 
 class SendsConflictsAgain:
     """Model mixin for items that concurrent writers share while one of them may hold the item in a transaction
-    (the mailbox, the tenant, a message, a conversation entry, a directory record or index key, an event): the
-    item's own `update`, `save` and `delete` are sent again through `retry_conflicts` when DynamoDB refuses
-    them with `TransactionConflictException` — nothing was written, so the same request is sent again. Their
-    callers keep their own reading of every other answer (a failed condition stays a failed condition)."""
+    (the mailbox, the tenant, its privacy item, a message, a conversation entry, a directory record or index key,
+    an event): the item's own `update`, `save` and `delete` are sent again through `retry_conflicts` when
+    DynamoDB refuses them with `TransactionConflictException` — nothing was written, so the same request is sent
+    again. Their callers keep their own reading of every other answer (a failed condition stays a failed
+    condition)."""
 
     def update(self, actions, condition=None, **kwargs):
         send = super().update      # type: ignore[misc]

@@ -23,6 +23,7 @@ from pynamodb.attributes import JSONAttribute, ListAttribute, NumberAttribute, U
 from pynamodb.models import Model
 
 from chalicelib.models.base import table_meta
+from chalicelib.models.conflicts import SendsConflictsAgain
 
 TENANT_SCOPE = "tenant"
 
@@ -31,7 +32,7 @@ def user_scope(user_id: str) -> str:
     return f"user#{user_id}"
 
 
-class PrivacyList(Model):
+class PrivacyList(SendsConflictsAgain, Model):
     Meta = table_meta("privacy_lists")
 
     tenant_id = UnicodeAttribute(hash_key=True)

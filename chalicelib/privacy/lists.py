@@ -21,7 +21,6 @@ from typing import Iterable
 
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.models.conflicts import retry_conflicts
 from chalicelib.models.mailbox import Mailbox
 from chalicelib.models.privacy import TENANT_SCOPE, PrivacyList, user_scope
 from chalicelib.privacy.erased import ErasedPeople
@@ -136,7 +135,7 @@ def put_list(tenant_id: str, scope: str, never_import: Iterable[str], never_pair
     """Replace a list (entries normalized; raises InvalidEntry); the tenant's retention period is kept."""
     actions = [PrivacyList.never_import.set(normalize_entries(never_import)),
                PrivacyList.never_pair.set(normalize_entries(never_pair)), PrivacyList.updated_at.set(now_iso())]
-    retry_conflicts(lambda: PrivacyList(tenant_id, scope).update(actions=actions))   # see `check_erasures`
+    PrivacyList(tenant_id, scope).update(actions=actions)    # conflicts sent again (see `check_erasures`)
     return get_list(tenant_id, scope)
 
 
@@ -145,8 +144,7 @@ def set_retention(tenant_id: str, days: int | None) -> PrivacyList:
     if days is not None and days not in RETENTION_PERIODS:
         raise InvalidEntry(f"retention_days must be one of {', '.join(map(str, RETENTION_PERIODS))} or null")
     action = PrivacyList.retention_days.set(days) if days else PrivacyList.retention_days.remove()
-    retry_conflicts(lambda: PrivacyList(tenant_id, TENANT_SCOPE).update(
-        actions=[action, PrivacyList.updated_at.set(now_iso())]))
+    PrivacyList(tenant_id, TENANT_SCOPE).update(actions=[action, PrivacyList.updated_at.set(now_iso())])
     return get_list(tenant_id, TENANT_SCOPE)
 
 
@@ -171,10 +169,10 @@ def lists_for(mailbox: Mailbox) -> MailboxLists:
 def count_erasure(tenant_id: str) -> None:
     """One more erasure requested for the tenant: the store reads the erased people anew (privacy/erased.py).
     Every insert of the tenant's mail checks this item in its transaction (`check_erasures`), so the update can
-    meet one under way: it is sent again (`retry_conflicts`) — an uncounted erasure would let the store keep its
-    cached erased people and store the person's mail again."""
-    retry_conflicts(lambda: PrivacyList(tenant_id, TENANT_SCOPE).update(
-        actions=[PrivacyList.erasures.add(1), PrivacyList.updated_at.set(now_iso())]))
+    meet one under way: it is sent again (`PrivacyList` sends its conflicts again, `SendsConflictsAgain`) — an
+    uncounted erasure would let the store keep its cached erased people and store the person's mail again."""
+    PrivacyList(tenant_id, TENANT_SCOPE).update(actions=[PrivacyList.erasures.add(1),
+                                                         PrivacyList.updated_at.set(now_iso())])
 
 
 class ErasuresMoved(Exception):
